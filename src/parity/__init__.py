@@ -1,0 +1,68 @@
+"""Parity: a feature store and model-serving platform. One definition, one value, never the future.
+
+The public API is what `__all__` lists; heavy backends load only when used.
+"""
+
+from parity.definitions import (
+    Array,
+    Bool,
+    Bytes,
+    DType,
+    Entity,
+    FeatureService,
+    FeatureView,
+    FeatureViewProjection,
+    Field,
+    FileSource,
+    Float32,
+    Float64,
+    Int32,
+    Int64,
+    String,
+    UnixTimestamp,
+)
+from parity.errors import (
+    BreakingChange,
+    ConfigError,
+    DuplicateDefinition,
+    FeatureServiceNotFound,
+    FeatureViewNotFound,
+    InvalidDefinition,
+    ParityError,
+    RegistryConflict,
+)
+from parity.feature_store import FeatureStore
+from parity.registry import Catalog, Plan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Array",
+    "Bool",
+    "BreakingChange",
+    "Bytes",
+    "Catalog",
+    "ConfigError",
+    "DType",
+    "DuplicateDefinition",
+    "Entity",
+    "FeatureService",
+    "FeatureServiceNotFound",
+    "FeatureStore",
+    "FeatureView",
+    "FeatureViewNotFound",
+    "FeatureViewProjection",
+    "Field",
+    "FileSource",
+    "Float32",
+    "Float64",
+    "Int32",
+    "Int64",
+    "InvalidDefinition",
+    "ParityError",
+    "Plan",
+    "RegistryConflict",
+    "String",
+    "UnixTimestamp",
+    "__version__",
+]

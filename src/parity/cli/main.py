@@ -1,0 +1,198 @@
+"""`parity` command: init, plan, apply, teardown, registry list|describe|history, version.
+
+User errors print one line and exit 1; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from parity.cli import render
+from parity.errors import ParityError
+
+app = typer.Typer(
+    name="parity",
+    help="Parity: feature store and model serving. One definition, one value, never the future.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+registry_app = typer.Typer(help="Read the registry: what is registered, and its history.")
+app.add_typer(registry_app, name="registry")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+_state = {"debug": False}
+
+RepoOption = Annotated[
+    Path,
+    typer.Option("--repo", "-r", help="Feature repo folder (holds parity.yaml).", envvar="PARITY_REPO"),
+]
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Parity: feature store and model serving."""
+    _state["debug"] = debug
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn ParityError into one clear line and exit code 1."""
+    try:
+        yield
+    except ParityError as error:
+        if _state["debug"]:
+            raise
+        err.print(f"[red]Error[/] [{error.code}]: {error.message}", markup=True)
+        raise typer.Exit(1) from None
+
+
+def _store(repo: Path) -> Any:
+    from parity.feature_store import FeatureStore
+
+    return FeatureStore(repo)
+
+
+def _command(function: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a command body in user_errors (keeps the signature typer reads)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        with user_errors():
+            function(*args, **kwargs)
+
+    return wrapper
+
+
+@app.command()
+@_command
+def init(
+    name: Annotated[str, typer.Argument(help="Folder to create; its name is the project name.")],
+    accounts: Annotated[int, typer.Option(help="Accounts in the synthetic data.", min=1)] = 1_000,
+    days: Annotated[int, typer.Option(help="Days of transactions.", min=1)] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed of the data generator.")] = 7,
+    no_data: Annotated[bool, typer.Option("--no-data", help="Skip generating data.")] = False,
+    data_only: Annotated[
+        bool, typer.Option("--data-only", help="Only (re)generate data/ in an existing repo.")
+    ] = False,
+) -> None:
+    """Scaffold the fraud-detection example repo, with seeded synthetic data."""
+    from parity.examples.fraud.scaffold import scaffold
+
+    result = scaffold(
+        Path(name), accounts=accounts, days=days, seed=seed, with_data=not no_data, data_only=data_only
+    )
+    if result.files:
+        out.print(f"Created feature repo {result.repo}/ ({', '.join(f.name for f in result.files)})")
+    for table, count in result.rows.items():
+        out.print(f"  data/{table}.parquet: {count:,} rows")
+    if not data_only:
+        out.print(f"Next: cd {name} && parity plan && parity apply")
+
+
+@app.command()
+@_command
+def plan(
+    repo: RepoOption = Path("."),
+    skip_source_check: Annotated[
+        bool, typer.Option(help="Do not read source schemas (e.g. data not generated yet).")
+    ] = False,
+) -> None:
+    """Show what apply would change in the registry (adds, deletes, field-level updates)."""
+    the_plan = _store(repo).plan(check_sources=not skip_source_check)
+    render.render_plan(out, the_plan)
+    if the_plan.breaking:
+        err.print(
+            "[yellow]Breaking changes[/]: apply refuses them unless --allow-breaking; "
+            "prefer a new feature view version."
+        )
+
+
+@app.command()
+@_command
+def apply(
+    repo: RepoOption = Path("."),
+    message: Annotated[str, typer.Option("--message", "-m", help="Why; kept in history.")] = "",
+    allow_breaking: Annotated[
+        bool, typer.Option(help="Commit breaking changes (dtype, join keys, source, ttl).")
+    ] = False,
+    skip_source_check: Annotated[bool, typer.Option(help="Do not read source schemas.")] = False,
+) -> None:
+    """Commit the repo's definitions as a new registry version (nothing if unchanged)."""
+    author = os.environ.get("PARITY_USER") or None
+    result = _store(repo).apply(
+        allow_breaking=allow_breaking,
+        message=message,
+        author=author,
+        check_sources=not skip_source_check,
+    )
+    render.render_plan(out, result.plan)
+    if result.version is not None:
+        out.print(f"Applied: registry version {result.version.version}.")
+
+
+@app.command()
+@_command
+def teardown(
+    repo: RepoOption = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove the project and all its registry versions."""
+    store = _store(repo)
+    if not yes and not typer.confirm(f"Remove project '{store.project}' from the registry?"):
+        raise typer.Exit(1)
+    version = store.teardown()
+    out.print(f"Removed project '{store.project}' (it was at registry version {version}).")
+
+
+@registry_app.command("list")
+@_command
+def registry_list(
+    repo: RepoOption = Path("."),
+    version: Annotated[int | None, typer.Option(help="Registry version (default: latest).")] = None,
+) -> None:
+    """List registered entities, feature views and feature services."""
+    snapshot = _store(repo).snapshot(version)
+    render.render_catalog(out, snapshot.catalog, snapshot.version)
+
+
+@registry_app.command("describe")
+@_command
+def registry_describe(
+    name: Annotated[str, typer.Argument(help="Entity, feature view or feature service name.")],
+    repo: RepoOption = Path("."),
+    version: Annotated[int | None, typer.Option(help="Registry version (default: latest).")] = None,
+) -> None:
+    """Show one registered definition as JSON, at the latest or a given version."""
+    snapshot = _store(repo).snapshot(version)
+    render.render_definition(out, snapshot.catalog.find(name), snapshot.version)
+
+
+@registry_app.command("history")
+@_command
+def registry_history(repo: RepoOption = Path(".")) -> None:
+    """List every registry version: who applied what, when and why."""
+    render.render_history(out, _store(repo).history())
+
+
+@app.command()
+def version() -> None:
+    """Print the installed Parity version."""
+    from parity import __version__
+
+    out.print(f"parity {__version__}")
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,86 @@
+"""Rich renderings of plans, catalogs and history for the CLI. Printing happens only in cli/."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from rich.console import Console
+from rich.table import Table
+
+from parity.registry.catalog import Catalog, Definition, record_of
+from parity.registry.plan import Plan
+from parity.registry.store import VersionInfo
+
+_MARK = {"add": "[green]+[/]", "delete": "[red]-[/]", "update": "[yellow]~[/]"}
+
+
+def render_plan(console: Console, plan: Plan) -> None:
+    if not plan.has_changes:
+        console.print(f"No changes: the registry (version {plan.base_version}) matches the repo.")
+        return
+    table = Table(title=f"Plan for project '{plan.project}' against version {plan.base_version}")
+    for column in ("", "type", "name", "change"):
+        table.add_column(column)
+    for change in plan.changes:
+        detail = "\n".join(
+            f"{'[red]BREAKING[/] ' if f.breaking else ''}{f.path}: {_short(f.old)} -> {_short(f.new)}"
+            for f in change.fields
+        )
+        table.add_row(_MARK[change.kind], change.object_type, change.name, detail or change.kind)
+    console.print(table)
+    console.print(f"Plan: {plan.summary()}.")
+
+
+def render_catalog(console: Console, catalog: Catalog, version: int) -> None:
+    console.print(f"Project '{catalog.project}', registry version {version}")
+    entities = Table(title="Entities")
+    for column in ("name", "join keys", "type", "description"):
+        entities.add_column(column)
+    for e in sorted(catalog.entities.values(), key=lambda e: e.name):
+        entities.add_row(e.name, ", ".join(e.join_keys), str(e.value_type), e.description)
+    views = Table(title="Feature views")
+    for column in ("name", "entities", "features", "ttl", "online", "source"):
+        views.add_column(column)
+    for v in sorted(catalog.feature_views.values(), key=lambda v: v.name):
+        views.add_row(
+            v.name,
+            ", ".join(v.entity_names),
+            str(len(v.features)),
+            _ttl(v.ttl),
+            "yes" if v.online else "no",
+            v.source.path,
+        )
+    services = Table(title="Feature services")
+    for column in ("name", "features", "views"):
+        services.add_column(column)
+    for s in sorted(catalog.feature_services.values(), key=lambda s: s.name):
+        services.add_row(s.name, str(len(s.refs)), ", ".join(p.view for p in s.features))
+    for table in (entities, views, services):
+        console.print(table)
+
+
+def render_definition(console: Console, item: Definition, version: int) -> None:
+    console.print(f"{item.kind} '{item.name}' at registry version {version}")
+    console.print_json(json.dumps(record_of(item)))
+
+
+def render_history(console: Console, history: list[VersionInfo]) -> None:
+    table = Table(title="Registry history")
+    for column in ("version", "committed at (UTC)", "author", "message", "changes"):
+        table.add_column(column)
+    for info in history:
+        counts = {k: sum(1 for c in info.changes if c.kind == k) for k in ("add", "update", "delete")}
+        summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"
+        when = info.committed_at.strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(str(info.version), when, info.author, info.message, summary)
+    console.print(table)
+
+
+def _ttl(ttl: timedelta | None) -> str:
+    return "none" if ttl is None else str(ttl)
+
+
+def _short(value: object) -> str:
+    text = "none" if value is None else json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."

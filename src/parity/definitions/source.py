@@ -1,0 +1,69 @@
+"""Data sources that feature views read from. Declarations only: reading them is the offline layer's job."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field as PydanticField
+from pydantic import field_validator, model_validator
+
+from parity.definitions.base import Definition, check_identifier
+
+
+class FileSource(Definition):
+    """Parquet data: a file, a directory of files, or a glob. Relative paths are relative to the repo.
+
+    `field_mapping` renames source columns to feature names (`{"amt": "amount"}`).
+    """
+
+    kind = "file_source"
+
+    type: Literal["file"] = "file"
+    path: str
+    timestamp_field: str = "event_timestamp"
+    created_timestamp_column: str | None = None
+    field_mapping: dict[str, str] = PydanticField(default_factory=dict)
+    name: str = ""
+    description: str = ""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("path is empty: give a Parquet file, directory or glob")
+        return value
+
+    @field_validator("timestamp_field")
+    @classmethod
+    def _timestamp(cls, value: str) -> str:
+        if not value:
+            raise ValueError("timestamp_field is empty: name the event-time column of the source")
+        return value
+
+    @field_validator("field_mapping")
+    @classmethod
+    def _mapping(cls, value: dict[str, str]) -> dict[str, str]:
+        for target in value.values():
+            check_identifier(target, "field_mapping target")
+        if len(set(value.values())) != len(value):
+            raise ValueError("field_mapping maps two source columns to the same name")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_time_columns(self) -> FileSource:
+        if self.created_timestamp_column == self.timestamp_field:
+            raise ValueError(
+                "created_timestamp_column must differ from timestamp_field (it breaks ties "
+                "between rows with the same event time); leave it unset if the data has none"
+            )
+        return self
+
+    def column_for(self, name: str) -> str:
+        """The source column a (mapped) field name reads from."""
+        for source_column, target in self.field_mapping.items():
+            if target == name:
+                return source_column
+        return name
+
+
+DataSource = FileSource

@@ -1,0 +1,106 @@
+"""The one error hierarchy of Parity: every user-facing failure is a ParityError with a stable code.
+
+Leaf errors may also subclass the matching builtin. Must not import anything from other layers.
+"""
+
+from __future__ import annotations
+
+
+class ParityError(Exception):
+    """Root of every error Parity raises on purpose. `code` is stable; the message says what to do."""
+
+    code: str = "parity_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidDefinition(ParityError, ValueError):
+    """A definition (entity, view, source, service, dtype) failed validation."""
+
+    code = "invalid_definition"
+
+
+class DuplicateDefinition(InvalidDefinition):
+    """Two definitions of the same kind share a name."""
+
+    code = "duplicate_definition"
+
+
+class ConfigError(ParityError, ValueError):
+    """parity.yaml is missing, malformed or names unknown settings."""
+
+    code = "invalid_config"
+
+
+class RepoError(ParityError):
+    """A feature repo could not be loaded (missing folder, a definition file that fails to import)."""
+
+    code = "invalid_repo"
+
+
+class SourceSchemaError(InvalidDefinition):
+    """A source's data does not have the columns or types a definition declares."""
+
+    code = "source_schema_mismatch"
+
+
+class ObjectNotFound(ParityError, KeyError):
+    """A named object is not in the registry."""
+
+    code = "not_found"
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return self.message
+
+
+class EntityNotFound(ObjectNotFound):
+    code = "entity_not_found"
+
+
+class FeatureViewNotFound(ObjectNotFound):
+    code = "feature_view_not_found"
+
+
+class FeatureServiceNotFound(ObjectNotFound):
+    code = "feature_service_not_found"
+
+
+class FeatureNotFound(ObjectNotFound):
+    code = "feature_not_found"
+
+
+class ProjectNotFound(ObjectNotFound):
+    code = "project_not_found"
+
+
+class RegistryVersionNotFound(ObjectNotFound):
+    code = "registry_version_not_found"
+
+
+class RegistryConflict(ParityError):
+    """Another apply committed first; nothing of this apply was written."""
+
+    code = "registry_conflict"
+
+
+class BreakingChange(ParityError):
+    """A plan contains breaking changes and --allow-breaking was not given."""
+
+    code = "breaking_change"
+
+
+class BackendNotInstalled(ParityError, ImportError):
+    """An optional backend's package is missing; the message names the pip install to run."""
+
+    code = "backend_not_installed"
+
+
+class RegistryUnavailable(ParityError):
+    """The registry database could not be reached or opened."""
+
+    code = "registry_unavailable"

@@ -1,0 +1,1 @@
+"""Worked examples that exercise Parity end to end on generated data."""

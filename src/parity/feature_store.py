@@ -1,0 +1,164 @@
+"""FeatureStore: the thin facade that wires a repo's config, definitions and registry together.
+
+It delegates: loading is parity.repo, diffing and committing are parity.registry. No logic lives here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from parity.definitions import Entity, FeatureService, FeatureView
+from parity.registry.apply import ApplyResult, apply_catalog, plan_against, teardown
+from parity.registry.cache import CachedRegistry
+from parity.registry.catalog import Catalog, Definition
+from parity.registry.plan import Plan
+from parity.registry.store import RegistryStore, Snapshot, VersionInfo
+from parity.repo.config import RepoConfig, load_config
+from parity.repo.loader import LoadedRepo, load_repo
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FeatureStore:
+    """`FeatureStore("path/to/repo")`: plan, apply and read a project's definitions."""
+
+    def __init__(
+        self,
+        repo_path: str | os.PathLike[str] = ".",
+        *,
+        config: RepoConfig | None = None,
+        registry_store: RegistryStore | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.repo_path = Path(repo_path).resolve()
+        environ = os.environ if environ is None else environ
+        self.config = config or load_config(self.repo_path, environ)
+        self._store = registry_store
+        self._registry: CachedRegistry | None = None
+        self._clock = clock
+
+    @property
+    def project(self) -> str:
+        return self.config.project
+
+    @property
+    def registry_store(self) -> RegistryStore:
+        if self._store is None:
+            from parity.registry.sql import SqlRegistryStore
+
+            self._store = SqlRegistryStore(self.config.registry.database_url(self.repo_path))
+        return self._store
+
+    @property
+    def registry(self) -> CachedRegistry:
+        """The cached read side: lookups are in memory, refreshed when the version moves."""
+        if self._registry is None:
+            self._registry = CachedRegistry(
+                self.registry_store,
+                self.project,
+                refresh_interval=self.config.registry.cache_ttl_seconds,
+            )
+        return self._registry
+
+    # --- repo -> registry ---------------------------------------------------------------------
+
+    def load_repo(self, *, check_sources: bool = True) -> LoadedRepo:
+        """Import the repo's definitions; optionally check them against their sources' schemas."""
+        loaded = load_repo(self.repo_path, self.project)
+        if check_sources:
+            from parity.offline.sources import check_sources as check
+
+            check(loaded.catalog.feature_views.values(), self.repo_path)
+        return loaded
+
+    def plan(self, *, check_sources: bool = True) -> Plan:
+        return plan_against(self.registry_store, self.load_repo(check_sources=check_sources).catalog)
+
+    def apply(
+        self,
+        *,
+        allow_breaking: bool = False,
+        message: str = "",
+        author: str | None = None,
+        check_sources: bool = True,
+    ) -> ApplyResult:
+        """Commit the repo as a new registry version (no-op if nothing changed)."""
+        result = apply_catalog(
+            self.registry_store,
+            self.load_repo(check_sources=check_sources).catalog,
+            allow_breaking=allow_breaking,
+            author=author or _default_author(),
+            message=message,
+            now=self._clock(),
+        )
+        if result.version is not None and self._registry is not None:
+            self._registry.refresh()
+        return result
+
+    def teardown(self) -> int:
+        """Remove this project from the registry; returns the last version it had."""
+        version = teardown(self.registry_store, self.project)
+        if self._registry is not None:
+            self._registry.refresh()
+        return version
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get_entity(self, name: str) -> Entity:
+        return self.registry.get_entity(name)
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        return self.registry.get_feature_view(name)
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        return self.registry.get_feature_service(name)
+
+    def list_entities(self) -> list[Entity]:
+        return _sorted(self.registry.catalog.entities)
+
+    def list_feature_views(self) -> list[FeatureView]:
+        return _sorted(self.registry.catalog.feature_views)
+
+    def list_feature_services(self) -> list[FeatureService]:
+        return _sorted(self.registry.catalog.feature_services)
+
+    def catalog(self, version: int | None = None) -> Catalog:
+        """The registered catalog, at `version` or the latest."""
+        if version is None:
+            return self.registry.catalog
+        return self.snapshot(version).catalog
+
+    def snapshot(self, version: int | None = None) -> Snapshot:
+        return self.registry_store.read(self.project, version)
+
+    def describe(self, name: str, version: int | None = None) -> Definition:
+        return self.catalog(version).find(name)
+
+    def history(self) -> list[VersionInfo]:
+        return self.registry_store.history(self.project)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _default_author() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+T = TypeVar("T")
+
+
+def _sorted(objects: Mapping[str, T]) -> list[T]:
+    return [objects[name] for name in sorted(objects)]

@@ -1,0 +1,102 @@
+"""Resolve FileSource paths and check that a source's columns match the views that read it.
+
+Reads only Parquet metadata (schemas), never the data.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from parity.definitions import DType, FeatureView, FileSource
+from parity.errors import SourceSchemaError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def resolve_path(source: FileSource, repo_root: Path) -> str:
+    """The source path made absolute against the repo root (URLs are left alone)."""
+    if "://" in source.path or Path(source.path).is_absolute():
+        return source.path
+    return str(repo_root / source.path)
+
+
+def source_files(source: FileSource, repo_root: Path) -> list[Path]:
+    """Parquet files of a local source: the file, the files under a folder, or a glob's matches."""
+    path = Path(resolve_path(source, repo_root))
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    if path.is_file():
+        return [path]
+    return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+
+
+def read_source_schema(source: FileSource, repo_root: Path) -> pa.Schema:
+    """The Arrow schema of a local source (from its first file's footer)."""
+    import pyarrow.parquet as pq
+
+    files = source_files(source, repo_root)
+    if not files:
+        raise SourceSchemaError(
+            f"source path '{source.path}' matches no Parquet files under {repo_root}; "
+            "generate the data first or fix the path"
+        )
+    try:
+        return pq.read_schema(files[0])
+    except Exception as error:
+        raise SourceSchemaError(f"{files[0]} is not a readable Parquet file: {error}") from None
+
+
+def check_view_against_schema(view: FeatureView, schema: pa.Schema) -> None:
+    """Raise SourceSchemaError if a column the view needs is missing or of the wrong type."""
+    import pyarrow.types as t
+
+    source = view.source
+    columns = {name: schema.field(name).type for name in schema.names}
+    where = f"feature view '{view.name}' (source '{source.path}')"
+    for name in view.join_keys:
+        field = next((f for f in view.fields if f.name == name), None)
+        _check_column(where, source, columns, name, field.dtype if field else None)
+    for field in view.features:
+        _check_column(where, source, columns, field.name, field.dtype)
+    for name in filter(None, (source.timestamp_field, source.created_timestamp_column)):
+        if name not in columns:
+            raise SourceSchemaError(
+                f"{where}: timestamp column '{name}' is not in the source; it has {sorted(columns)}"
+            )
+        if not (t.is_timestamp(columns[name]) or t.is_date(columns[name])):
+            raise SourceSchemaError(
+                f"{where}: column '{name}' is {columns[name]}, not a timestamp; convert it"
+            )
+
+
+def _check_column(
+    where: str, source: FileSource, columns: dict[str, pa.DataType], name: str, dtype: DType | None
+) -> None:
+    column = source.column_for(name)
+    if column not in columns:
+        mapped = f" (mapped from '{column}')" if column != name else ""
+        raise SourceSchemaError(
+            f"{where}: schema field '{name}'{mapped} is not a column of the source; the source "
+            f"has {sorted(columns)}. Fix the name or add a field_mapping"
+        )
+    if dtype is not None and not dtype.accepts_arrow(columns[column]):
+        raise SourceSchemaError(
+            f"{where}: field '{name}' is declared {dtype} but the source column is "
+            f"{columns[column]}; change the dtype or convert the column"
+        )
+
+
+def check_sources(views: Iterable[FeatureView], repo_root: Path) -> None:
+    """Check every local source once; remote sources (URLs) are checked when read."""
+    schemas: dict[str, pa.Schema] = {}
+    for view in views:
+        if "://" in view.source.path:
+            continue
+        key = resolve_path(view.source, repo_root)
+        if key not in schemas:
+            schemas[key] = read_source_schema(view.source, repo_root)
+        check_view_against_schema(view, schemas[key])

@@ -1,0 +1,97 @@
+"""CachedRegistry: a reader's in-memory catalog, refreshed by comparing version numbers.
+
+Lookups never touch the database; at most once per `refresh_interval` the head version is checked,
+and the catalog is re-read only when it moved. The clock is injected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from parity.definitions import Entity, FeatureService, FeatureView
+from parity.errors import (
+    EntityNotFound,
+    FeatureServiceNotFound,
+    FeatureViewNotFound,
+    ProjectNotFound,
+)
+from parity.registry.catalog import Catalog
+from parity.registry.store import RegistryStore
+
+
+class CachedRegistry:
+    """Read side of the registry for servers and the facade."""
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        project: str,
+        *,
+        refresh_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.project = project
+        self.refresh_interval = refresh_interval
+        self._clock = clock
+        self._catalog = Catalog(project)
+        self._version = -1
+        self._next_check = float("-inf")
+        self.reloads = 0
+
+    @property
+    def version(self) -> int:
+        self._maybe_refresh()
+        return self._version
+
+    @property
+    def catalog(self) -> Catalog:
+        self._maybe_refresh()
+        return self._catalog
+
+    def refresh(self) -> bool:
+        """Check the head version now; re-read the catalog only if it changed. True if reloaded."""
+        self._next_check = self._clock() + self.refresh_interval
+        head = self.store.head(self.project)
+        if head == self._version:
+            return False
+        try:
+            snapshot = self.store.read(self.project, head) if head else None
+        except ProjectNotFound:  # torn down between the two reads
+            snapshot = None
+        if snapshot is None:
+            self._catalog, self._version = Catalog(self.project), 0
+        else:
+            self._catalog, self._version = snapshot.catalog, snapshot.version
+        self.reloads += 1
+        return True
+
+    def _maybe_refresh(self) -> None:
+        if self._clock() >= self._next_check:
+            self.refresh()
+
+    def get_entity(self, name: str) -> Entity:
+        entity = self.catalog.entities.get(name)
+        if entity is None:
+            raise EntityNotFound(self._missing("entity", name, self._catalog.entities))
+        return entity
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        view = self.catalog.feature_views.get(name)
+        if view is None:
+            raise FeatureViewNotFound(self._missing("feature view", name, self._catalog.feature_views))
+        return view
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        service = self.catalog.feature_services.get(name)
+        if service is None:
+            raise FeatureServiceNotFound(
+                self._missing("feature service", name, self._catalog.feature_services)
+            )
+        return service
+
+    def _missing(self, what: str, name: str, known: Mapping[str, object]) -> str:
+        names = ", ".join(sorted(known))
+        hint = f"registered: {names}" if names else "nothing is registered; run 'parity apply'"
+        return f"no {what} named '{name}' in project '{self.project}' ({hint})"

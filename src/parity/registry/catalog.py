@@ -1,0 +1,151 @@
+"""Catalog: the full set of a project's definitions at one registry version, and its JSON form.
+
+Checks cross-object consistency (views name known entities, services name known features).
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from parity.definitions import Entity, FeatureService, FeatureView
+from parity.errors import (
+    DuplicateDefinition,
+    EntityNotFound,
+    FeatureServiceNotFound,
+    FeatureViewNotFound,
+    InvalidDefinition,
+)
+
+FORMAT = 1
+ObjectType = Literal["entity", "feature_view", "feature_service"]
+OBJECT_TYPES: tuple[ObjectType, ...] = ("entity", "feature_view", "feature_service")
+Definition = Entity | FeatureView | FeatureService
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Entities, feature views and feature services of one project, keyed by name."""
+
+    project: str
+    entities: Mapping[str, Entity] = field(default_factory=dict)
+    feature_views: Mapping[str, FeatureView] = field(default_factory=dict)
+    feature_services: Mapping[str, FeatureService] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, project: str, definitions: Iterable[Definition]) -> Catalog:
+        """Collect definitions; entities used by views are included even if not listed."""
+        groups: dict[str, dict[str, Any]] = {t: {} for t in OBJECT_TYPES}
+        for item in definitions:
+            bucket = groups[item.kind]
+            if item.name in bucket and bucket[item.name] != item:
+                raise DuplicateDefinition(f"two different {item.kind}s are named '{item.name}'")
+            bucket[item.name] = item
+        catalog = cls(project, groups["entity"], groups["feature_view"], groups["feature_service"])
+        catalog.check()
+        return catalog
+
+    def check(self) -> None:
+        """Raise InvalidDefinition if objects refer to missing or different objects."""
+        for view in self.feature_views.values():
+            for entity in view.entities:
+                known = self.entities.get(entity.name)
+                if known is None:
+                    raise InvalidDefinition(
+                        f"feature view '{view.name}' uses entity '{entity.name}', which is not "
+                        "declared in the repo; declare it at module level"
+                    )
+                if known != entity:
+                    raise InvalidDefinition(
+                        f"feature view '{view.name}' uses a different definition of entity "
+                        f"'{entity.name}' than the repo declares; use the declared object"
+                    )
+        for service in self.feature_services.values():
+            for projection in service.features:
+                view = self.feature_views.get(projection.view)
+                if view is None:
+                    raise InvalidDefinition(
+                        f"feature service '{service.name}' uses feature view "
+                        f"'{projection.view}', which is not in the repo"
+                    )
+                for name in projection.features:
+                    if name not in view.feature_names:
+                        raise InvalidDefinition(
+                            f"feature service '{service.name}' uses '{view.name}:{name}', but "
+                            f"that view has no such feature; it has {list(view.feature_names)}"
+                        )
+
+    def objects(self, object_type: ObjectType) -> Mapping[str, Definition]:
+        if object_type == "entity":
+            return self.entities
+        if object_type == "feature_view":
+            return self.feature_views
+        return self.feature_services
+
+    def get(self, object_type: ObjectType, name: str) -> Definition:
+        found = self.objects(object_type).get(name)
+        if found is None:
+            error = {
+                "entity": EntityNotFound,
+                "feature_view": FeatureViewNotFound,
+                "feature_service": FeatureServiceNotFound,
+            }[object_type]
+            known = ", ".join(sorted(self.objects(object_type))) or "none"
+            raise error(f"no {object_type} named '{name}' in project '{self.project}' (known: {known})")
+        return found
+
+    def find(self, name: str) -> Definition:
+        """An object of any type by name (entities, then views, then services)."""
+        for object_type in OBJECT_TYPES:
+            if name in self.objects(object_type):
+                return self.objects(object_type)[name]
+        raise FeatureViewNotFound(f"nothing named '{name}' in project '{self.project}'")
+
+    def __len__(self) -> int:
+        return len(self.entities) + len(self.feature_views) + len(self.feature_services)
+
+    # --- serialization -------------------------------------------------------------------------
+
+    def to_records(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Plain JSON-ready records per type; views refer to entities by name."""
+        return {
+            "entity": {n: record_of(e) for n, e in sorted(self.entities.items())},
+            "feature_view": {n: record_of(v) for n, v in sorted(self.feature_views.items())},
+            "feature_service": {n: record_of(s) for n, s in sorted(self.feature_services.items())},
+        }
+
+    def to_json(self) -> str:
+        body = {"format": FORMAT, "project": self.project, "objects": self.to_records()}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Catalog:
+        body = json.loads(text)
+        if body.get("format") != FORMAT:
+            raise InvalidDefinition(
+                f"registry catalog format {body.get('format')} is not supported by this version "
+                f"of parity (format {FORMAT}); upgrade parity"
+            )
+        objects = body["objects"]
+        entities = {n: Entity.model_validate(r) for n, r in objects["entity"].items()}
+        views = {
+            n: FeatureView.model_validate({**r, "entities": [entities[e] for e in r["entities"]]})
+            for n, r in objects["feature_view"].items()
+        }
+        services = {n: FeatureService.model_validate(r) for n, r in objects["feature_service"].items()}
+        return cls(body["project"], entities, views, services)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+def record_of(item: Definition) -> dict[str, Any]:
+    """The JSON record of one definition, as stored and diffed."""
+    record = item.model_dump(mode="json", by_alias=True)
+    if isinstance(item, FeatureView):
+        record["entities"] = list(item.entity_names)
+    return record

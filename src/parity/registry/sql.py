@@ -1,0 +1,249 @@
+"""SQL registry backend on SQLAlchemy Core: SQLite (embedded default) and PostgreSQL.
+
+Compare-and-swap lives in one row per project (`head`); a version is one row, so a commit is all or
+nothing. Must not import other backends or anything above the registry layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from parity.errors import (
+    BackendNotInstalled,
+    ProjectNotFound,
+    RegistryConflict,
+    RegistryUnavailable,
+    RegistryVersionNotFound,
+)
+from parity.registry.catalog import Catalog
+from parity.registry.plan import ObjectChange
+from parity.registry.store import Snapshot, VersionInfo
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+projects_table = sa.Table(
+    "parity_registry_projects",
+    metadata,
+    sa.Column("project", sa.String(255), primary_key=True),
+    sa.Column("head", sa.Integer, nullable=False),
+)
+versions_table = sa.Table(
+    "parity_registry_versions",
+    metadata,
+    sa.Column("project", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("committed_at", sa.String(40), nullable=False),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("changes", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("catalog", sa.Text, nullable=False),
+)
+_INFO_COLUMNS = [c for c in versions_table.c if c.name != "catalog"]
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path)}"
+
+
+def normalize_url(url: str) -> URL:
+    """Accept plain `postgresql://` URLs and pick the psycopg 3 driver for them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_registry_engine(url: str) -> Engine:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as error:
+        raise BackendNotInstalled(
+            f"the PostgreSQL registry needs the psycopg driver ({error.name} is missing): "
+            "pip install 'parity[postgres]'"
+        ) from None
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let us issue BEGIN ourselves
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # Writers take the lock up front, so a commit's check of the head and its write are one
+        # step; readers begin deferred and never block each other (WAL).
+        writing = connection.get_execution_options().get("parity_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+    return engine
+
+
+class SqlRegistryStore:
+    """RegistryStore on any SQLAlchemy database; tested on SQLite and PostgreSQL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_registry_engine(url)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                return
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                if attempt == 2:  # another process was creating them at the same moment
+                    raise
+            except sa.exc.OperationalError as error:
+                raise self._unavailable(error) from None
+
+    def _unavailable(self, error: Exception) -> RegistryUnavailable:
+        shown = normalize_url(self.url).render_as_string(hide_password=True)
+        detail = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        return RegistryUnavailable(
+            f"cannot reach the registry at {shown}: {detail}. Check that the database is "
+            "running and the registry settings in parity.yaml"
+        )
+
+    def head(self, project: str) -> int:
+        query = sa.select(projects_table.c.head).where(projects_table.c.project == project)
+        with self._connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def read(self, project: str, version: int | None = None) -> Snapshot:
+        with self._connect() as conn:
+            wanted = version or conn.execute(
+                sa.select(projects_table.c.head).where(projects_table.c.project == project)
+            ).scalar()
+            if not wanted:
+                raise ProjectNotFound(
+                    f"project '{project}' has no registry versions; run 'parity apply' first"
+                )
+            row = conn.execute(
+                sa.select(versions_table).where(
+                    versions_table.c.project == project, versions_table.c.version == wanted
+                )
+            ).first()
+        if row is None:
+            raise RegistryVersionNotFound(
+                f"project '{project}' has no registry version {wanted}; "
+                "see 'parity registry history' for the versions it has"
+            )
+        return Snapshot(_info(row._mapping), Catalog.from_json(row.catalog))
+
+    def commit(
+        self,
+        catalog: Catalog,
+        *,
+        expected_version: int,
+        changes: tuple[ObjectChange, ...],
+        author: str,
+        message: str,
+        committed_at: datetime,
+    ) -> VersionInfo:
+        project, version = catalog.project, expected_version + 1
+        row = {
+            "project": project,
+            "version": version,
+            "committed_at": committed_at.astimezone(UTC).isoformat(),
+            "author": author,
+            "message": message,
+            "changes": json.dumps([c.to_record() for c in changes]),
+            "fingerprint": catalog.fingerprint(),
+            "catalog": catalog.to_json(),
+        }
+        try:
+            with self._connect(write=True) as conn, conn.begin():
+                self._move_head(conn, project, expected_version, version)
+                conn.execute(versions_table.insert().values(**row))
+        except sa.exc.IntegrityError:
+            raise _conflict(project, expected_version) from None
+        log.info("committed registry version %d of project %s", version, project)
+        return _info(row)
+
+    def _move_head(self, conn: Connection, project: str, expected: int, new: int) -> None:
+        if expected == 0:  # first version: the primary key decides who wins
+            conn.execute(projects_table.insert().values(project=project, head=new))
+            return
+        moved = conn.execute(
+            projects_table.update()
+            .where(projects_table.c.project == project, projects_table.c.head == expected)
+            .values(head=new)
+        )
+        if moved.rowcount != 1:
+            raise _conflict(project, expected)
+
+    def history(self, project: str) -> list[VersionInfo]:
+        query = (
+            sa.select(*_INFO_COLUMNS)
+            .where(versions_table.c.project == project)
+            .order_by(versions_table.c.version)
+        )
+        with self._connect() as conn:
+            return [_info(row._mapping) for row in conn.execute(query)]
+
+    def projects(self) -> list[str]:
+        with self._connect() as conn:
+            query = sa.select(projects_table.c.project).order_by(projects_table.c.project)
+            return [str(p) for p in conn.execute(query).scalars()]
+
+    def delete_project(self, project: str, *, expected_version: int) -> None:
+        with self._connect(write=True) as conn, conn.begin():
+            gone = conn.execute(
+                projects_table.delete().where(
+                    projects_table.c.project == project,
+                    projects_table.c.head == expected_version,
+                )
+            )
+            if gone.rowcount != 1:
+                raise _conflict(project, expected_version)
+            conn.execute(versions_table.delete().where(versions_table.c.project == project))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _connect(self, *, write: bool = False) -> Connection:
+        try:
+            conn = self.engine.connect()
+            return conn.execution_options(parity_write=True) if write else conn
+        except sa.exc.OperationalError as error:
+            raise self._unavailable(error) from None
+
+
+def _conflict(project: str, expected: int) -> RegistryConflict:
+    return RegistryConflict(
+        f"the registry of project '{project}' moved past version {expected} while this apply "
+        "ran (someone else applied first); nothing was written. Run 'parity plan' to see the "
+        "new state, then apply again"
+    )
+
+
+def _info(row: Any) -> VersionInfo:
+    changes = tuple(ObjectChange.from_record(r) for r in json.loads(row["changes"]))
+    return VersionInfo(
+        project=row["project"],
+        version=int(row["version"]),
+        committed_at=datetime.fromisoformat(row["committed_at"]),
+        author=row["author"],
+        message=row["message"],
+        changes=changes,
+        fingerprint=row["fingerprint"],
+    )

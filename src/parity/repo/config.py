@@ -1,0 +1,112 @@
+"""parity.yaml: the one settings object of a feature repo, loaded once at the edge and passed down.
+
+Unknown keys are errors. `${VAR}` in string values is replaced from the environment given to `load_config`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from parity.definitions.base import check_identifier, describe_validation_error
+from parity.errors import ConfigError
+
+CONFIG_FILE = "parity.yaml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegistryConfig(_Settings):
+    """`type: sqlite` keeps the registry in `path` (relative to the repo); `type: postgres` uses `url`."""
+
+    type: Literal["sqlite", "postgres"] = "sqlite"
+    path: str = "data/registry.db"
+    url: str | None = None
+    cache_ttl_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _url_for_postgres(self) -> RegistryConfig:
+        if self.type == "postgres" and not self.url:
+            raise ValueError(
+                "registry type postgres needs url, e.g. postgresql://user@127.0.0.1:5432/db"
+            )
+        return self
+
+    def database_url(self, repo_root: Path) -> str:
+        if self.type == "postgres":
+            return str(self.url)  # the validator above makes sure it is set
+        path = Path(self.path)
+        return f"sqlite:///{path if path.is_absolute() else repo_root / path}"
+
+
+class OfflineConfig(_Settings):
+    type: Literal["duckdb"] = "duckdb"
+    memory_limit: str | None = None
+    temp_directory: str | None = None
+
+
+class OnlineConfig(_Settings):
+    type: Literal["sqlite", "redis"] = "sqlite"
+    path: str = "data/online.db"
+    connection_string: str | None = None
+
+
+class RepoConfig(_Settings):
+    project: str
+    registry: RegistryConfig = RegistryConfig()
+    offline: OfflineConfig = OfflineConfig()
+    online: OnlineConfig = OnlineConfig()
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        return check_identifier(value, "project name")
+
+
+def load_config(repo_root: Path, environ: Mapping[str, str] | None = None) -> RepoConfig:
+    """Read `<repo_root>/parity.yaml`. Raises ConfigError naming the key and the fix."""
+    path = repo_root / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} not found: a feature repo needs a parity.yaml (run 'parity init NAME' to "
+            "create one, or pass --repo PATH)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a mapping with at least 'project: NAME'")
+    return parse_config(_expand(raw, environ or {}), str(path))
+
+
+def parse_config(raw: dict[str, Any], where: str = CONFIG_FILE) -> RepoConfig:
+    try:
+        return RepoConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(where, None, error)) from None
+
+
+def _expand(value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, environ) for v in value]
+    if isinstance(value, str):
+
+        def lookup(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"parity.yaml uses ${{{name}}} but it is not set in the environment")
+            return environ[name]
+
+        return _VAR.sub(lookup, value)
+    return value
