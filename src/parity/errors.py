@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class ParityError(Exception):
-    """Root of every error Parity raises on purpose. `code` is stable; the message says what to do."""
+    """Root of every error Parity raises on purpose: a stable `code`, a message saying what to do."""
 
     code: str = "parity_error"
 
@@ -38,7 +38,7 @@ class ConfigError(ParityError, ValueError):
 
 
 class RepoError(ParityError):
-    """A feature repo could not be loaded (missing folder, a definition file that fails to import)."""
+    """A feature repo could not be loaded (no such folder, a definition file failed to import)."""
 
     code = "invalid_repo"
 

@@ -1,6 +1,7 @@
 """FeatureStore: the thin facade that wires a repo's config, definitions and registry together.
 
-It delegates: loading is parity.repo, diffing and committing are parity.registry. No logic lives here.
+It delegates: loading is parity.repo, diffing and committing are parity.registry.
+No logic lives here.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class FeatureStore:
         return loaded
 
     def plan(self, *, check_sources: bool = True) -> Plan:
-        return plan_against(self.registry_store, self.load_repo(check_sources=check_sources).catalog)
+        return plan_against(
+            self.registry_store, self.load_repo(check_sources=check_sources).catalog
+        )
 
     def apply(
         self,
@@ -146,8 +149,15 @@ class FeatureStore:
         return self.registry_store.history(self.project)
 
     def close(self) -> None:
+        """Release database connections (also done by `with FeatureStore(...) as store:`)."""
         if self._store is not None:
             self._store.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _default_author() -> str:

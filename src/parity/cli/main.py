@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from parity.cli import render
 from parity.errors import ParityError
@@ -33,7 +34,9 @@ _state = {"debug": False}
 
 RepoOption = Annotated[
     Path,
-    typer.Option("--repo", "-r", help="Feature repo folder (holds parity.yaml).", envvar="PARITY_REPO"),
+    typer.Option(
+        "--repo", "-r", help="Feature repo folder (holds parity.yaml).", envvar="PARITY_REPO"
+    ),
 ]
 
 
@@ -53,7 +56,7 @@ def user_errors() -> Iterator[None]:
     except ParityError as error:
         if _state["debug"]:
             raise
-        err.print(f"[red]Error[/] [{error.code}]: {error.message}", markup=True)
+        err.print(f"[red]Error[/] {escape(f'[{error.code}]: {error.message}')}")
         raise typer.Exit(1) from None
 
 
@@ -91,10 +94,17 @@ def init(
     from parity.examples.fraud.scaffold import scaffold
 
     result = scaffold(
-        Path(name), accounts=accounts, days=days, seed=seed, with_data=not no_data, data_only=data_only
+        Path(name),
+        accounts=accounts,
+        days=days,
+        seed=seed,
+        with_data=not no_data,
+        data_only=data_only,
     )
     if result.files:
-        out.print(f"Created feature repo {result.repo}/ ({', '.join(f.name for f in result.files)})")
+        out.print(
+            f"Created feature repo {result.repo}/ ({', '.join(f.name for f in result.files)})"
+        )
     for table, count in result.rows.items():
         out.print(f"  data/{table}.parquet: {count:,} rows")
     if not data_only:

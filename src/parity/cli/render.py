@@ -6,7 +6,9 @@ import json
 from datetime import timedelta
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from parity.registry.catalog import Catalog, Definition, record_of
 from parity.registry.plan import Plan
@@ -24,7 +26,8 @@ def render_plan(console: Console, plan: Plan) -> None:
         table.add_column(column)
     for change in plan.changes:
         detail = "\n".join(
-            f"{'[red]BREAKING[/] ' if f.breaking else ''}{f.path}: {_short(f.old)} -> {_short(f.new)}"
+            ("[red]BREAKING[/] " if f.breaking else "")
+            + escape(f"{f.path}: {_short(f.old)} -> {_short(f.new)}")
             for f in change.fields
         )
         table.add_row(_MARK[change.kind], change.object_type, change.name, detail or change.kind)
@@ -38,7 +41,7 @@ def render_catalog(console: Console, catalog: Catalog, version: int) -> None:
     for column in ("name", "join keys", "type", "description"):
         entities.add_column(column)
     for e in sorted(catalog.entities.values(), key=lambda e: e.name):
-        entities.add_row(e.name, ", ".join(e.join_keys), str(e.value_type), e.description)
+        entities.add_row(e.name, ", ".join(e.join_keys), str(e.value_type), Text(e.description))
     views = Table(title="Feature views")
     for column in ("name", "entities", "features", "ttl", "online", "source"):
         views.add_column(column)
@@ -49,7 +52,7 @@ def render_catalog(console: Console, catalog: Catalog, version: int) -> None:
             str(len(v.features)),
             _ttl(v.ttl),
             "yes" if v.online else "no",
-            v.source.path,
+            Text(v.source.path),
         )
     services = Table(title="Feature services")
     for column in ("name", "features", "views"):
@@ -70,15 +73,23 @@ def render_history(console: Console, history: list[VersionInfo]) -> None:
     for column in ("version", "committed at (UTC)", "author", "message", "changes"):
         table.add_column(column)
     for info in history:
-        counts = {k: sum(1 for c in info.changes if c.kind == k) for k in ("add", "update", "delete")}
+        counts = {
+            k: sum(1 for c in info.changes if c.kind == k) for k in ("add", "update", "delete")
+        }
         summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"
         when = info.committed_at.strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(str(info.version), when, info.author, info.message, summary)
+        table.add_row(str(info.version), when, Text(info.author), Text(info.message), summary)
     console.print(table)
 
 
 def _ttl(ttl: timedelta | None) -> str:
-    return "none" if ttl is None else str(ttl)
+    if ttl is None:
+        return "none"
+    seconds = int(ttl.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _short(value: object) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
-
 from pydantic import Field as PydanticField
 from pydantic import field_validator, model_validator
 
@@ -34,9 +32,10 @@ class Field(Definition):
 
 
 class FeatureView(Definition):
-    """Features of one or more entities read from one source, valid for `ttl` after their event time.
+    """Features of one or more entities from one source, valid for `ttl` after their event time.
 
-    Schema fields named like a join key of the view's entities are key columns; the rest are features.
+    Schema fields named like a join key of the view's entities are key columns; the rest are
+    features.
     `ttl=None` means a value never goes stale.
     """
 
@@ -108,8 +107,7 @@ class FeatureView(Definition):
             if f.name == name:
                 return f
         raise FeatureNotFound(
-            f"feature view '{self.name}' has no feature '{name}'; "
-            f"it has {list(self.feature_names)}"
+            f"feature view '{self.name}' has no feature '{name}'; it has {list(self.feature_names)}"
         )
 
     def __getitem__(self, names: list[str] | tuple[str, ...]) -> FeatureViewProjection:
@@ -143,7 +141,9 @@ class FeatureViewProjection(Definition):
         return value
 
     @classmethod
-    def of(cls, view: FeatureView, names: list[str] | tuple[str, ...] | None = None) -> Any:
+    def of(
+        cls, view: FeatureView, names: list[str] | tuple[str, ...] | None = None
+    ) -> FeatureViewProjection:
         if names is not None and not isinstance(names, list | tuple):
             raise InvalidDefinition(
                 f"select features of '{view.name}' with a list, e.g. view[['a', 'b']]"

@@ -1,4 +1,7 @@
-"""Data sources that feature views read from. Declarations only: reading them is the offline layer's job."""
+"""Data sources that feature views read from.
+
+Declarations only: reading them is the offline layer's job.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from parity.definitions.base import Definition, check_identifier
 
 
 class FileSource(Definition):
-    """Parquet data: a file, a directory of files, or a glob. Relative paths are relative to the repo.
+    """Parquet data: a file, a directory of files, or a glob; relative paths start at the repo.
 
     `field_mapping` renames source columns to feature names (`{"amt": "amount"}`).
     """

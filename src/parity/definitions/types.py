@@ -1,6 +1,7 @@
 """Feature value types (Int64, Float64, Array(String), ...): names, parsing and Arrow mapping.
 
-Pure value objects; pyarrow is imported only inside `to_arrow`/`accepts_arrow` so `import parity` stays light.
+Pure value objects; pyarrow is imported only inside `to_arrow`/`accepts_arrow`, so
+`import parity` stays light.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ class DType:
                 return False
             return self.element.accepts_arrow(arrow_type.value_type)
         checks = {
-            "Int32": lambda a: t.is_int8(a) or t.is_int16(a) or t.is_int32(a) or t.is_uint8(a)
-            or t.is_uint16(a),
+            "Int32": lambda a: (
+                t.is_int8(a) or t.is_int16(a) or t.is_int32(a) or t.is_uint8(a) or t.is_uint16(a)
+            ),
             "Int64": lambda a: t.is_integer(a) and not t.is_uint64(a),
             "Float32": lambda a: t.is_float16(a) or t.is_float32(a),
             "Float64": lambda a: t.is_floating(a) or t.is_integer(a) or t.is_decimal(a),
@@ -109,7 +111,7 @@ class DType:
         return bool(checks[self.kind](arrow_type))
 
 
-def Array(element: DType) -> DType:  # noqa: N802 - reads like a type constructor on purpose
+def Array(element: DType) -> DType:
     """An array of a primitive dtype, e.g. `Array(Float32)` for an embedding."""
     if not isinstance(element, DType):
         raise InvalidDefinition(f"Array(...) takes a parity dtype such as Float64, got {element!r}")

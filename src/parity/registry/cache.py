@@ -80,7 +80,9 @@ class CachedRegistry:
     def get_feature_view(self, name: str) -> FeatureView:
         view = self.catalog.feature_views.get(name)
         if view is None:
-            raise FeatureViewNotFound(self._missing("feature view", name, self._catalog.feature_views))
+            raise FeatureViewNotFound(
+                self._missing("feature view", name, self._catalog.feature_views)
+            )
         return view
 
     def get_feature_service(self, name: str) -> FeatureService:

@@ -65,19 +65,22 @@ class Catalog:
                         f"'{entity.name}' than the repo declares; use the declared object"
                     )
         for service in self.feature_services.values():
-            for projection in service.features:
-                view = self.feature_views.get(projection.view)
-                if view is None:
+            self._check_service(service)
+
+    def _check_service(self, service: FeatureService) -> None:
+        for projection in service.features:
+            view = self.feature_views.get(projection.view)
+            if view is None:
+                raise InvalidDefinition(
+                    f"feature service '{service.name}' uses feature view "
+                    f"'{projection.view}', which is not in the repo"
+                )
+            for name in projection.features:
+                if name not in view.feature_names:
                     raise InvalidDefinition(
-                        f"feature service '{service.name}' uses feature view "
-                        f"'{projection.view}', which is not in the repo"
+                        f"feature service '{service.name}' uses '{view.name}:{name}', but "
+                        f"that view has no such feature; it has {list(view.feature_names)}"
                     )
-                for name in projection.features:
-                    if name not in view.feature_names:
-                        raise InvalidDefinition(
-                            f"feature service '{service.name}' uses '{view.name}:{name}', but "
-                            f"that view has no such feature; it has {list(view.feature_names)}"
-                        )
 
     def objects(self, object_type: ObjectType) -> Mapping[str, Definition]:
         if object_type == "entity":
@@ -95,7 +98,9 @@ class Catalog:
                 "feature_service": FeatureServiceNotFound,
             }[object_type]
             known = ", ".join(sorted(self.objects(object_type))) or "none"
-            raise error(f"no {object_type} named '{name}' in project '{self.project}' (known: {known})")
+            raise error(
+                f"no {object_type} named '{name}' in project '{self.project}' (known: {known})"
+            )
         return found
 
     def find(self, name: str) -> Definition:
@@ -136,7 +141,9 @@ class Catalog:
             n: FeatureView.model_validate({**r, "entities": [entities[e] for e in r["entities"]]})
             for n, r in objects["feature_view"].items()
         }
-        services = {n: FeatureService.model_validate(r) for n, r in objects["feature_service"].items()}
+        services = {
+            n: FeatureService.model_validate(r) for n, r in objects["feature_service"].items()
+        }
         return cls(body["project"], entities, views, services)
 
     def fingerprint(self) -> str:

@@ -25,7 +25,9 @@ _BREAKING_FIELDS: dict[ObjectType, dict[str, str]] = {
     },
     "feature_service": {},
 }
-_ADVICE = "create a new feature view version (e.g. 'txn_stats_v2') instead, or pass --allow-breaking"
+_ADVICE = (
+    "create a new feature view version (e.g. 'txn_stats_v2') instead, or pass --allow-breaking"
+)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ class Plan:
             for f in c.fields
             if f.breaking
         ]
-        return "breaking changes refused: " + "; ".join(lines) + f". To keep old data valid, {_ADVICE}"
+        return (
+            "breaking changes refused: " + "; ".join(lines) + f". To keep old data valid, {_ADVICE}"
+        )
 
 
 def plan(current: Catalog, desired: Catalog, base_version: int) -> Plan:
@@ -157,6 +161,8 @@ def _diff_schema(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[F
             was, now = before[name].get(attr), after[name].get(attr)
             if was == now:
                 continue
-            reason = "changing a feature's dtype invalidates stored values" if attr == "dtype" else ""
+            reason = (
+                "changing a feature's dtype invalidates stored values" if attr == "dtype" else ""
+            )
             changes.append(FieldChange(f"schema.{name}.{attr}", was, now, bool(reason), reason))
     return changes

@@ -130,9 +130,12 @@ class SqlRegistryStore:
 
     def read(self, project: str, version: int | None = None) -> Snapshot:
         with self._connect() as conn:
-            wanted = version or conn.execute(
-                sa.select(projects_table.c.head).where(projects_table.c.project == project)
-            ).scalar()
+            wanted = (
+                version
+                or conn.execute(
+                    sa.select(projects_table.c.head).where(projects_table.c.project == project)
+                ).scalar()
+            )
             if not wanted:
                 raise ProjectNotFound(
                     f"project '{project}' has no registry versions; run 'parity apply' first"
@@ -214,6 +217,11 @@ class SqlRegistryStore:
                 )
             )
             if gone.rowcount != 1:
+                head = conn.execute(
+                    sa.select(projects_table.c.head).where(projects_table.c.project == project)
+                ).scalar()
+                if head is None:
+                    raise ProjectNotFound(f"project '{project}' is not in the registry")
                 raise _conflict(project, expected_version)
             conn.execute(versions_table.delete().where(versions_table.c.project == project))
 

@@ -47,7 +47,10 @@ class RegistryStore(Protocol):
         ...
 
     def read(self, project: str, version: int | None = None) -> Snapshot:
-        """The catalog at `version` (default: head). Raises ProjectNotFound/RegistryVersionNotFound."""
+        """The catalog at `version` (default: head).
+
+        Raises ProjectNotFound or RegistryVersionNotFound.
+        """
         ...
 
     def commit(
@@ -68,12 +71,10 @@ class RegistryStore(Protocol):
         """All versions of `project`, oldest first."""
         ...
 
-    def projects(self) -> list[str]:
-        ...
+    def projects(self) -> list[str]: ...
 
     def delete_project(self, project: str, *, expected_version: int) -> None:
         """Remove every version of `project`, or raise RegistryConflict if its head moved."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...

@@ -1,6 +1,7 @@
 """parity.yaml: the one settings object of a feature repo, loaded once at the edge and passed down.
 
-Unknown keys are errors. `${VAR}` in string values is replaced from the environment given to `load_config`.
+Unknown keys are errors. `${VAR}` in string values is replaced from the environment mapping
+given to `load_config`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class _Settings(BaseModel):
 
 
 class RegistryConfig(_Settings):
-    """`type: sqlite` keeps the registry in `path` (relative to the repo); `type: postgres` uses `url`."""
+    """`type: sqlite` keeps the registry in `path` (relative to the repo); postgres uses `url`."""
 
     type: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "data/registry.db"
@@ -105,7 +106,9 @@ def _expand(value: Any, environ: Mapping[str, str]) -> Any:
         def lookup(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in environ:
-                raise ConfigError(f"parity.yaml uses ${{{name}}} but it is not set in the environment")
+                raise ConfigError(
+                    f"parity.yaml uses ${{{name}}} but it is not set in the environment"
+                )
             return environ[name]
 
         return _VAR.sub(lookup, value)

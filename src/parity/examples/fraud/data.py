@@ -3,6 +3,7 @@ aggregates and chargeback labels, each written as one Parquet file."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +90,13 @@ class _Devices:
 
 
 @dataclass(frozen=True)
+class _Daily:
+    count: Ints  # (day, account) arrays
+    amount: Floats
+    devices: Ints  # bit mask of the account's devices (by local index) used
+
+
+@dataclass(frozen=True)
 class _Txns:
     account: Ints  # account index (account_id - 1)
     local: Ints  # 0..2: the owner's n-th device; FRAUD_LOCAL: the fraudster's device
@@ -119,12 +127,14 @@ def generate(
     }
     transactions, chargebacks = _transaction_tables(rng, txns, people, devices)
     tables["transactions"] = transactions
-    tables["account_txn_stats"] = _stats_table(txns, chargebacks, int(accounts), window)
+    amount = transactions["amount"].to_numpy()
+    tables["account_txn_stats"] = _stats_table(txns, amount, int(accounts), window)
     tables["chargebacks"] = chargebacks
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        pq.write_table(table, path / f"{name}.parquet")
+    with ThreadPoolExecutor(max_workers=len(tables)) as pool:
+        for done in [pool.submit(_write, t, path / f"{n}.parquet") for n, t in tables.items()]:
+            done.result()
     return FraudDataSummary(path, {name: table.num_rows for name, table in tables.items()})
 
 
@@ -206,19 +216,35 @@ def _fraud_rings(rng: np.random.Generator, acc: _Accounts, w: _Window) -> tuple[
     return ring, seen
 
 
-def _diurnal(time: Ints) -> Floats:
-    """Relative activity of account owners by UTC hour of day, peaking mid-afternoon."""
-    distance = np.abs((time % DAY) / HOUR - 14.0)
-    distance = np.minimum(distance, 24.0 - distance)
-    return 0.15 + 0.85 * np.exp(-0.5 * (distance / 4.5) ** 2)
+def _diurnal_quantiles(resolution: int = 1 << 16) -> Ints:
+    """Minute of the UTC day at each quantile of the owners' activity, which peaks at 14:00."""
+    hour = (np.arange(24 * 60) + 0.5) / 60.0
+    distance = np.minimum(np.abs(hour - 14.0), 24.0 - np.abs(hour - 14.0))
+    cumulative = np.cumsum(0.15 + 0.85 * np.exp(-0.5 * (distance / 4.5) ** 2))
+    levels = (np.arange(resolution) + 0.5) / resolution
+    return np.searchsorted(cumulative / cumulative[-1], levels).astype(np.int64)
 
 
-_DIURNAL_MEAN = float(_diurnal(np.arange(0, DAY, MINUTE, dtype=np.int64)).mean())
+_DIURNAL_QUANTILES = _diurnal_quantiles()
 
 
-def _arrivals(
-    rng: np.random.Generator, lo: Ints, hi: Ints, per_day: Floats
-) -> tuple[Ints, Ints]:
+def _owner_times(rng: np.random.Generator, lo: int, size: int) -> Ints:
+    """Times in [lo, lo + DAY) whose UTC time of day follows the owners' diurnal profile."""
+    level = (rng.random(size) * _DIURNAL_QUANTILES.size).astype(np.int64)
+    time_of_day = _DIURNAL_QUANTILES[level] * MINUTE + _offsets(rng, MINUTE, size)
+    return lo + (time_of_day - lo % DAY) % DAY
+
+
+def _time_order(time: Ints, lo: int) -> Ints:
+    """Indices sorting `time`, all in [lo, lo + DAY); ties keep their order on every platform."""
+    bits = max(time.size.bit_length(), 1)
+    if bits + DAY.bit_length() > 63:
+        return np.argsort(time, kind="stable")
+    keys = np.sort(((time - lo) << bits) | np.arange(time.size))  # unique keys
+    return keys & ((1 << bits) - 1)
+
+
+def _arrivals(rng: np.random.Generator, lo: Ints, hi: Ints, per_day: Floats) -> tuple[Ints, Ints]:
     """Poisson arrivals per account over [lo, hi): (account index, time) of each event."""
     span = np.maximum(hi - lo, 0)
     who = np.repeat(np.arange(span.size), rng.poisson(per_day * (span / DAY)))
@@ -226,7 +252,7 @@ def _arrivals(
 
 
 def _simulate(rng: np.random.Generator, acc: _Accounts, dev: _Devices, w: _Window) -> _Txns:
-    days = [_simulate_day(rng, acc, dev, lo, lo + DAY) for lo in range(w.start, w.end, DAY)]
+    days = [_simulate_day(rng, acc, dev, lo) for lo in range(w.start, w.end, DAY)]
     return _Txns(
         account=np.concatenate([d.account for d in days]),
         local=np.concatenate([d.local for d in days]),
@@ -235,26 +261,25 @@ def _simulate(rng: np.random.Generator, acc: _Accounts, dev: _Devices, w: _Windo
     )
 
 
-def _simulate_day(
-    rng: np.random.Generator, acc: _Accounts, dev: _Devices, lo: int, hi: int
-) -> _Txns:
-    """One day of transactions, sorted by time: the owners' and the fraudsters'."""
-    boosted = acc.rate / _DIURNAL_MEAN  # thinned back to `rate` by the diurnal curve
-    first, t1 = _arrivals(rng, np.maximum(acc.active_from, lo), np.minimum(acc.compromise, hi), boosted)
-    after, t2 = _arrivals(rng, np.maximum(acc.recovery, lo), np.full_like(acc.recovery, hi), boosted)
-    own, own_time = np.concatenate([first, after]), np.concatenate([t1, t2])
-    keep = rng.random(own.size) < _diurnal(own_time)
+def _simulate_day(rng: np.random.Generator, acc: _Accounts, dev: _Devices, lo: int) -> _Txns:
+    """One day [lo, lo + DAY) of transactions, sorted by time: the owners' and the fraudsters'."""
+    own = np.repeat(np.arange(acc.rate.size), rng.poisson(acc.rate))
+    own_time = _owner_times(rng, lo, own.size)
+    in_control = (own_time < acc.compromise[own]) | (own_time >= acc.recovery[own])
+    keep = (own_time >= acc.active_from[own]) & in_control
     own, own_time = own[keep], own_time[keep]
-    pick = _offsets(rng, dev.count[own], own.size)
-    local = np.where(rng.random(own.size) < 0.75, 0, pick)
+    usual = rng.random(own.size) < 0.75  # most purchases come from the first device
+    local = np.where(usual, 0, _offsets(rng, dev.count[own], own.size))
     bad, bad_time = _arrivals(
-        rng, np.maximum(acc.compromise, lo), np.minimum(acc.recovery, hi), 4.0 * acc.rate + 4.0
+        rng,
+        np.maximum(acc.compromise, lo),
+        np.minimum(acc.recovery, lo + DAY),
+        4.0 * acc.rate + 4.0,
     )
-    account = np.concatenate([own, bad])
     time = np.concatenate([own_time, bad_time])
-    order = np.lexsort((account, time))
+    order = _time_order(time, lo)
     return _Txns(
-        account=account[order],
+        account=np.concatenate([own, bad])[order],
         local=np.concatenate([local, np.full(bad.size, FRAUD_LOCAL, dtype=np.int64)])[order],
         time=time[order],
         takeover=(np.arange(time.size) >= own.size)[order],
@@ -328,11 +353,11 @@ def _devices_table(rng: np.random.Generator, dev: _Devices, w: _Window) -> pa.Ta
     )
 
 
-def _amounts(rng: np.random.Generator, tx: _Txns, acc: _Accounts, isolated: Bools) -> Floats:
+def _amounts(rng: np.random.Generator, tx: _Txns, acc: _Accounts, isolated: Ints) -> Floats:
     """Lognormal amounts in cents: fraudsters spend about three times more than owners."""
     mu = acc.log_amount[tx.account] + np.where(tx.takeover, 1.1, 0.0)
-    raw = np.exp(rng.normal(mu, np.where(tx.takeover, 0.8, 0.9)))
-    raw *= np.where(isolated, rng.uniform(1.5, 4.0, raw.size), 1.0)
+    raw = np.exp(mu + np.where(tx.takeover, 0.8, 0.9) * rng.standard_normal(mu.size))
+    raw[isolated] *= rng.uniform(1.5, 4.0, isolated.size)
     return np.maximum(np.round(raw, 2), 1.0)
 
 
@@ -342,12 +367,15 @@ def _transaction_tables(
     """The transactions and their chargeback labels, in time order with increasing ids."""
     n = tx.time.size
     fraud = tx.takeover | (rng.random(n) < ISOLATED_FRAUD_P)
-    isolated = fraud & ~tx.takeover
+    bad, isolated = np.flatnonzero(fraud), np.flatnonzero(fraud & ~tx.takeover)
     amount = _amounts(rng, tx, acc, isolated)
-    category = np.where(fraud, _draw(rng, FRAUD_CATEGORY_P, n), _draw(rng, LEGIT_CATEGORY_P, n))
-    abroad = rng.random(n) < np.where(tx.takeover, 0.5, np.where(isolated, 0.3, 0.03))
+    category = _draw(rng, LEGIT_CATEGORY_P, n)
+    category[bad] = _draw(rng, FRAUD_CATEGORY_P, bad.size)
+    abroad = rng.random(n) < np.where(tx.takeover, 0.5, 0.03)
+    abroad[isolated] = rng.random(isolated.size) < 0.3
     delay = (np.minimum(rng.exponential(1.5, n) + 0.05, 300.0) * SECOND).astype(np.int64)
-    label_delay = np.where(fraud, (rng.uniform(2.0, 20.0, n) * DAY).astype(np.int64), CHARGEBACK_WINDOW)
+    label_delay = np.full(n, CHARGEBACK_WINDOW, dtype=np.int64)
+    label_delay[bad] = 2 * DAY + _offsets(rng, 18 * DAY, bad.size)  # chargeback in 2-20 days
     slot = np.where(tx.takeover, dev.ring[tx.account], dev.offset[tx.account] + tx.local)
     shared = {
         "transaction_id": pa.array(np.arange(1, n + 1, dtype=np.int64)),
@@ -365,46 +393,74 @@ def _transaction_tables(
         }
     )
     labels = {"amount": transactions["amount"], "is_fraud": pa.array(fraud, type=pa.bool_())}
-    chargebacks = pa.table({**shared, **labels, "label_timestamp": _timestamps(tx.time + label_delay)})
-    return transactions, chargebacks
+    label_time = _timestamps(tx.time + label_delay)
+    return transactions, pa.table({**shared, **labels, "label_timestamp": label_time})
 
 
-def _trailing(daily: npt.NDArray[NumT], width: int = 7) -> npt.NDArray[NumT]:
-    """Sum over the `width` days ending at each day (axis 1 is the day)."""
-    total = daily.copy()
-    for lag in range(1, width):
-        total[:, lag:] += daily[:, :-lag]
-    return total
+_POPCOUNT = np.array([bin(bits).count("1") for bits in range(1 << (FRAUD_LOCAL + 1))])
+_DEVICE_BITS = 1 << np.arange(FRAUD_LOCAL + 1)
 
 
-def _stats_table(tx: _Txns, chargebacks: pa.Table, accounts: int, w: _Window) -> pa.Table:
+def _daily_totals(tx: _Txns, amount: Floats, accounts: int, bounds: Ints) -> _Daily:
+    """Per UTC day and account: transaction count, amount and a bit mask of devices used."""
+    days = bounds.size - 1
+    daily = _Daily(
+        count=np.zeros((days, accounts), dtype=np.int64),
+        amount=np.zeros((days, accounts)),
+        devices=np.zeros((days, accounts), dtype=np.int64),
+    )
+    for day in range(days):
+        part = slice(bounds[day], bounds[day + 1])
+        account = tx.account[part]
+        daily.count[day] = np.bincount(account, minlength=accounts)
+        daily.amount[day] = np.bincount(account, weights=amount[part], minlength=accounts)
+        used = np.bincount(
+            account * (FRAUD_LOCAL + 1) + tx.local[part], minlength=_DEVICE_BITS.size * accounts
+        )
+        daily.devices[day] = (used.reshape(accounts, -1) > 0) @ _DEVICE_BITS
+    return daily
+
+
+def _stats_table(tx: _Txns, amount: Floats, accounts: int, w: _Window) -> pa.Table:
     """Nightly per-account aggregates, stamped at the midnight that closes each UTC day."""
     base = w.start - w.start % DAY  # the UTC midnight on or before the window start
-    n_days = -(-(w.end - base) // DAY)  # UTC days the window touches
-    closed = (w.end - base) // DAY  # of those, the days whose nightly job has run by `end`
-    amount = chargebacks["amount"].to_numpy()
-    cell = tx.account * n_days + (tx.time - base) // DAY
-    size, shape = accounts * n_days, (accounts, n_days)
-    count_1d = np.bincount(cell, minlength=size).reshape(shape).astype(np.int64)
-    amount_1d = np.bincount(cell, weights=amount, minlength=size).reshape(shape)
-    devices_7d = np.zeros(shape, dtype=np.int64)
-    for local in range(FRAUD_LOCAL + 1):
-        used = np.bincount(cell[tx.local == local], minlength=size).reshape(shape)
-        devices_7d += _trailing(used.astype(np.int64)) > 0
-    count_7d, amount_7d = _trailing(count_1d), _trailing(amount_1d)
-    who, day = np.nonzero(count_7d[:, :closed] > 0)
+    closed = (w.end - base) // DAY  # UTC days whose nightly job has run by `end`
+    bounds = np.searchsorted(tx.time, base + DAY * np.arange(closed + 1)).astype(np.int64)
+    daily = _daily_totals(tx, amount, accounts, bounds)
+    week = _Daily(
+        np.zeros_like(daily.count), np.zeros_like(daily.amount), np.zeros_like(daily.devices)
+    )
+    for day in range(closed):
+        first = max(0, day - 6)
+        week.count[day] = daily.count[first : day + 1].sum(axis=0)
+        week.amount[day] = daily.amount[first : day + 1].sum(axis=0)
+        week.devices[day] = np.bitwise_or.reduce(daily.devices[first : day + 1], axis=0)
+    who, day = np.nonzero(week.count.T > 0)  # account-major, then day
     stamp = base + (day + 1) * DAY
+    count_7d = week.count[day, who]
     return pa.table(
         {
             "account_id": pa.array(who + 1, type=pa.int64()),
             "event_timestamp": _timestamps(stamp),
             "created_timestamp": _timestamps(stamp + HOUR),
-            "txn_count_1d": pa.array(count_1d[who, day], type=pa.int64()),
-            "txn_amount_1d": pa.array(np.round(amount_1d[who, day], 2), type=pa.float64()),
-            "txn_count_7d": pa.array(count_7d[who, day], type=pa.int64()),
-            "avg_amount_7d": pa.array(
-                amount_7d[who, day] / np.maximum(count_7d[who, day], 1), type=pa.float64()
-            ),
-            "distinct_devices_7d": pa.array(devices_7d[who, day], type=pa.int64()),
+            "txn_count_1d": pa.array(daily.count[day, who], type=pa.int64()),
+            "txn_amount_1d": pa.array(np.round(daily.amount[day, who], 2), type=pa.float64()),
+            "txn_count_7d": pa.array(count_7d, type=pa.int64()),
+            "avg_amount_7d": pa.array(week.amount[day, who] / np.maximum(count_7d, 1)),
+            "distinct_devices_7d": pa.array(_POPCOUNT[week.devices[day, who]], type=pa.int64()),
         }
     )
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    """Write one Parquet file; integer and time columns are delta-encoded, strings dictionary."""
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    numbers = [
+        f.name
+        for f in table.schema
+        if f.name not in strings
+        and not pa.types.is_floating(f.type)
+        and not pa.types.is_boolean(f.type)
+    ]
+    encoding = dict.fromkeys(numbers, "DELTA_BINARY_PACKED")
+    pq.write_table(table, path, use_dictionary=strings, column_encoding=encoding)

@@ -52,7 +52,7 @@ def _copy_template(target: Path, project: str) -> list[Path]:
     (target / "data").mkdir(exist_ok=True)
     written = []
     for item in sorted(template.iterdir(), key=lambda t: t.name):
-        if not item.is_file() or item.name.startswith(("__", ".")) and item.name != ".gitignore":
+        if not item.is_file() or (item.name.startswith(("__", ".")) and item.name != ".gitignore"):
             continue
         text = item.read_text().replace("{{project}}", project)
         path = target / item.name

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from parity import Catalog, Entity, FeatureViewNotFound
+from parity.registry.cache import CachedRegistry
+from parity.registry.catalog import Definition
+from parity.registry.store import Snapshot
+from parity.testing import InMemoryRegistryStore
+
+
+class CountingStore(InMemoryRegistryStore):
+    """The reference store, counting how often the catalog is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.heads = 0
+
+    def head(self, project: str) -> int:
+        self.heads += 1
+        return super().head(project)
+
+    def read(self, project: str, version: int | None = None) -> Snapshot:
+        self.reads += 1
+        return super().read(project, version)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def put(store: InMemoryRegistryStore, *items: Definition) -> None:
+    store.commit(
+        Catalog.build("p", items),
+        expected_version=store.head("p"),
+        changes=(),
+        author="a",
+        message="",
+        committed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_lookups_are_served_from_memory_until_the_interval_passes() -> None:
+    store, clock = CountingStore(), Clock()
+    put(store, Entity(name="a"))
+    cache = CachedRegistry(store, "p", refresh_interval=10, clock=clock)
+    assert cache.get_entity("a").name == "a"
+    for _ in range(100):
+        cache.get_entity("a")
+    assert (store.heads, store.reads) == (2, 1)  # put() checked the head once itself
+
+    put(store, Entity(name="a"), Entity(name="b"))
+    with pytest.raises(KeyError):
+        cache.get_entity("b")  # still cached: interval not over
+    clock.now = 10.0
+    assert cache.get_entity("b").name == "b"
+    assert store.reads == 2
+
+
+def test_unchanged_version_is_not_re_read() -> None:
+    store, clock = CountingStore(), Clock()
+    put(store, Entity(name="a"))
+    cache = CachedRegistry(store, "p", refresh_interval=1, clock=clock)
+    cache.refresh()
+    for step in range(1, 6):
+        clock.now = float(step)
+        cache.get_entity("a")
+    assert store.reads == 1
+    assert cache.reloads == 1
+
+
+def test_missing_view_lists_what_is_registered() -> None:
+    store = CountingStore()
+    cache = CachedRegistry(store, "p", clock=Clock())
+    with pytest.raises(FeatureViewNotFound, match="nothing is registered"):
+        cache.get_feature_view("x")
+    assert cache.version == 0
