@@ -33,7 +33,9 @@ def summary(samples: list[float]) -> dict[str, float]:
 def time_getter(get: Callable[[str], object], names: list[str]) -> dict[str, float]:
     for name in names:  # warm up: first call loads the registry into the cache
         get(name)
-    samples = per_call_seconds("for name in names: get(name)", {"get": get, "names": names}, len(names))
+    samples = per_call_seconds(
+        "for name in names: get(name)", {"get": get, "names": names}, len(names)
+    )
     return summary(samples)
 
 

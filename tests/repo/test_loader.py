@@ -71,7 +71,7 @@ def test_entities_used_only_inside_views_are_registered(tmp_path: Path) -> None:
 
 def test_import_error_names_the_file(tmp_path: Path) -> None:
     root = write_repo(tmp_path / "r", {"broken.py": "import not_a_module_anywhere\n"})
-    with pytest.raises(RepoError, match=r"broken.py failed to import: ModuleNotFoundError"):
+    with pytest.raises(RepoError, match=r"broken.py:1 failed to import: ModuleNotFoundError"):
         load_repo(root, "demo")
 
 
@@ -79,7 +79,7 @@ def test_invalid_definition_in_a_file_surfaces_its_message(tmp_path: Path) -> No
     root = write_repo(
         tmp_path / "r", {"bad.py": "from parity import Entity\ne = Entity(name='1x')\n"}
     )
-    with pytest.raises(RepoError, match=r"bad.py failed to import: InvalidDefinition.*identifier"):
+    with pytest.raises(RepoError, match=r"bad.py:2 failed to import: InvalidDefinition.*identifier"):
         load_repo(root, "demo")
 
 

@@ -112,12 +112,26 @@ def _import(path: Path, name: str) -> ModuleType:
     try:
         module = importlib.import_module(name)
     except Exception as error:
-        raise RepoError(f"{path} failed to import: {type(error).__name__}: {error}") from error
+        where = _failing_line(error, path)
+        raise RepoError(f"{where} failed to import: {type(error).__name__}: {error}") from error
     if Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
         raise RepoError(
             f"{path} is shadowed by the installed Python module '{name}'; rename the file"
         )
     return module
+
+
+def _failing_line(error: BaseException, path: Path) -> str:
+    """`file:line` of the deepest frame of `path` in the traceback (the line that raised)."""
+    line = None
+    trace = error.__traceback__
+    while trace is not None:
+        if Path(trace.tb_frame.f_code.co_filename).resolve() == path.resolve():
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    if line is None and isinstance(error, SyntaxError) and error.lineno:
+        line = error.lineno
+    return f"{path}:{line}" if line else str(path)
 
 
 def _definitions_in(module: ModuleType, path: Path) -> Iterator[Located]:

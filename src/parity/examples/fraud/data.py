@@ -421,33 +421,42 @@ def _daily_totals(tx: _Txns, amount: Floats, accounts: int, bounds: Ints) -> _Da
     return daily
 
 
+def _trailing_week(daily: _Daily) -> _Daily:
+    """Totals over the seven UTC days ending with each day."""
+    week = _Daily(daily.count.copy(), daily.amount.copy(), daily.devices.copy())
+    for lag in range(1, 7):
+        week.count[lag:] += daily.count[:-lag]
+        week.amount[lag:] += daily.amount[:-lag]
+        week.devices[lag:] |= daily.devices[:-lag]
+    return week
+
+
+def _rows(values: npt.NDArray[NumT], keep: Bools) -> npt.NDArray[NumT]:
+    """The (day, account) cells selected by the (account, day) mask `keep`, account-major."""
+    return np.ascontiguousarray(values.T)[keep]
+
+
 def _stats_table(tx: _Txns, amount: Floats, accounts: int, w: _Window) -> pa.Table:
     """Nightly per-account aggregates, stamped at the midnight that closes each UTC day."""
     base = w.start - w.start % DAY  # the UTC midnight on or before the window start
     closed = (w.end - base) // DAY  # UTC days whose nightly job has run by `end`
     bounds = np.searchsorted(tx.time, base + DAY * np.arange(closed + 1)).astype(np.int64)
     daily = _daily_totals(tx, amount, accounts, bounds)
-    week = _Daily(
-        np.zeros_like(daily.count), np.zeros_like(daily.amount), np.zeros_like(daily.devices)
-    )
-    for day in range(closed):
-        first = max(0, day - 6)
-        week.count[day] = daily.count[first : day + 1].sum(axis=0)
-        week.amount[day] = daily.amount[first : day + 1].sum(axis=0)
-        week.devices[day] = np.bitwise_or.reduce(daily.devices[first : day + 1], axis=0)
-    who, day = np.nonzero(week.count.T > 0)  # account-major, then day
+    week = _trailing_week(daily)
+    keep = np.ascontiguousarray((week.count > 0).T)
+    who, day = np.nonzero(keep)
     stamp = base + (day + 1) * DAY
-    count_7d = week.count[day, who]
+    count_7d = _rows(week.count, keep)
     return pa.table(
         {
             "account_id": pa.array(who + 1, type=pa.int64()),
             "event_timestamp": _timestamps(stamp),
             "created_timestamp": _timestamps(stamp + HOUR),
-            "txn_count_1d": pa.array(daily.count[day, who], type=pa.int64()),
-            "txn_amount_1d": pa.array(np.round(daily.amount[day, who], 2), type=pa.float64()),
+            "txn_count_1d": pa.array(_rows(daily.count, keep), type=pa.int64()),
+            "txn_amount_1d": pa.array(np.round(_rows(daily.amount, keep), 2), type=pa.float64()),
             "txn_count_7d": pa.array(count_7d, type=pa.int64()),
-            "avg_amount_7d": pa.array(week.amount[day, who] / np.maximum(count_7d, 1)),
-            "distinct_devices_7d": pa.array(_POPCOUNT[week.devices[day, who]], type=pa.int64()),
+            "avg_amount_7d": pa.array(_rows(week.amount, keep) / np.maximum(count_7d, 1)),
+            "distinct_devices_7d": pa.array(_POPCOUNT[_rows(week.devices, keep)], type=pa.int64()),
         }
     )
 

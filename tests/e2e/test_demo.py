@@ -1,0 +1,31 @@
+"""`make demo`'s script, run for real on a small data size: scaffold, plan, apply, list."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DEMO_ACCOUNTS": "100"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "demo.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Plan: 6 to add." in out
+    assert out.count("Applied: registry version 1.") == 1
+    assert "No changes: the registry (version 1) matches the repo." in out
+    for name in ("account_profile", "account_txn_stats", "device_profile", "fraud_model_v1"):
+        assert name in out
+    assert "fraud model features, first version" in out
