@@ -104,3 +104,25 @@ class RegistryUnavailable(ParityError):
     """The registry database could not be reached or opened."""
 
     code = "registry_unavailable"
+
+
+class RetrievalError(ParityError, ValueError):
+    """A retrieval request is malformed (empty feature list, name collision, bad entity frame)."""
+
+    code = "invalid_retrieval"
+
+
+class EntityFrameError(RetrievalError):
+    """The entity frame lacks a join key or timestamp column, or a column has the wrong type."""
+
+    code = "invalid_entity_frame"
+
+
+class DatasetExists(ParityError):
+    """A dataset with this name is already recorded."""
+
+    code = "dataset_exists"
+
+
+class DatasetNotFound(ObjectNotFound):
+    code = "dataset_not_found"

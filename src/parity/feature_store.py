@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from parity.definitions import Entity, FeatureService, FeatureView
 from parity.registry.apply import ApplyResult, apply_catalog, plan_against, teardown
@@ -21,6 +21,10 @@ from parity.registry.plan import Plan
 from parity.registry.store import RegistryStore, Snapshot, VersionInfo
 from parity.repo.config import RepoConfig, load_config
 from parity.repo.loader import LoadedRepo, load_repo
+
+if TYPE_CHECKING:
+    from parity.offline.engine import OfflineEngine, RetrievalJob
+    from parity.offline.retrieval import FeaturesArg
 
 
 def _utcnow() -> datetime:
@@ -36,6 +40,7 @@ class FeatureStore:
         *,
         config: RepoConfig | None = None,
         registry_store: RegistryStore | None = None,
+        offline_engine: OfflineEngine | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
@@ -44,6 +49,7 @@ class FeatureStore:
         self.config = config or load_config(self.repo_path, environ)
         self._store = registry_store
         self._registry: CachedRegistry | None = None
+        self._offline: OfflineEngine | None = offline_engine
         self._clock = clock
 
     @property
@@ -112,6 +118,41 @@ class FeatureStore:
         if self._registry is not None:
             self._registry.refresh()
         return version
+
+    # --- offline ----------------------------------------------------------------------------
+
+    @property
+    def offline_engine(self) -> OfflineEngine:
+        if self._offline is None:
+            from parity.offline.duckdb_engine import DuckDBEngine
+
+            self._offline = DuckDBEngine(self.repo_path, self.config.offline)
+        return self._offline
+
+    def get_historical_features(
+        self,
+        entity_df: Any = None,
+        features: FeaturesArg = (),
+        *,
+        full_feature_names: bool = False,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        event_timestamp_column: str = "event_timestamp",
+    ) -> RetrievalJob:
+        """Point-in-time-correct features for each row of `entity_df` (a DataFrame, Arrow table,
+        Parquet path or SQL query), or for every row of the views in [start, end] without one."""
+        from parity.offline.retrieval import historical_features
+
+        return historical_features(
+            self.offline_engine,
+            self.registry.catalog,
+            entity_df,
+            features,
+            full_feature_names=full_feature_names,
+            start=start,
+            end=end,
+            timestamp_column=event_timestamp_column,
+        )
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -1,15 +1,18 @@
 """Helpers for users' own tests: small in-memory fakes that follow Parity's protocols exactly.
 
-InMemoryRegistryStore is the reference RegistryStore: written for clarity, checked by the same
-conformance suite as the SQL backends.
+InMemoryRegistryStore is the reference RegistryStore and `reference_historical_features` the
+reference point-in-time join: written for clarity, and the fast backends are checked against them.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from parity.errors import ProjectNotFound, RegistryConflict, RegistryVersionNotFound
+from parity.offline.request import RetrievalRequest, ViewRequest
 from parity.registry.catalog import Catalog
 from parity.registry.plan import ObjectChange
 from parity.registry.store import Snapshot, VersionInfo
@@ -85,4 +88,70 @@ class InMemoryRegistryStore:
         return None
 
 
-__all__ = ["InMemoryRegistryStore"]
+
+
+def reference_historical_features(
+    entity_df: Any,
+    request: RetrievalRequest,
+    sources: Mapping[str, Any],
+    *,
+    timestamp_column: str = "event_timestamp",
+) -> Any:
+    """The point-in-time join written for clarity with pandas `merge_asof`, one view at a time.
+
+    `sources` maps each requested view's name to its raw source rows (a pandas DataFrame in
+    ingestion order, source column names). Returns a DataFrame: the entity frame's columns (its
+    timestamp normalized to UTC), then the requested features, in the entity frame's row order.
+    Fast engines are checked against this; it is not meant to be fast.
+    """
+    import pandas as pd
+
+    out = entity_df.reset_index(drop=True).copy()
+    out[timestamp_column] = pd.to_datetime(out[timestamp_column], utc=True)
+    out["__rid"] = range(len(out))
+    for view_request in request.views:
+        chosen = _latest_rows(view_request, sources[view_request.view.name])
+        view = view_request.view
+        left = out[[*view.join_keys, timestamp_column, "__rid"]].dropna(subset=list(view.join_keys))
+        left = left.sort_values(timestamp_column, kind="stable")
+        matched = pd.merge_asof(
+            left,
+            chosen.sort_values("__ts", kind="stable"),
+            left_on=timestamp_column,
+            right_on="__ts",
+            by=list(view.join_keys),
+            direction="backward",
+            allow_exact_matches=True,
+        )
+        if view.ttl is not None:
+            fresh = ~(matched["__ts"] < matched[timestamp_column] - view.ttl)
+            for name in view_request.features:
+                matched[name] = matched[name].astype(object).where(fresh, None)
+        renamed = dict(zip(view_request.features, view_request.output_names, strict=True))
+        values = matched.set_index("__rid")[list(view_request.features)].rename(columns=renamed)
+        out = out.join(values, on="__rid")
+    return out.drop(columns="__rid")
+
+
+def _latest_rows(view_request: ViewRequest, raw: Any) -> Any:
+    """Per (keys, event time): the row with the newest created time, then the last ingested."""
+    import pandas as pd
+
+    view = view_request.view
+    source = view.source
+    rows = raw.reset_index(drop=True).rename(columns=dict(source.field_mapping))
+    rows["__ts"] = pd.to_datetime(rows[source.timestamp_field], utc=True)
+    if source.created_timestamp_column:
+        rows["__created"] = pd.to_datetime(rows[source.created_timestamp_column], utc=True)
+    else:
+        rows["__created"] = pd.NaT
+    rows["__order"] = range(len(rows))
+    rows = rows.dropna(subset=[*view.join_keys, "__ts"])
+    # A missing created time ranks below any present one.
+    rows["__has_created"] = rows["__created"].notna()
+    rows = rows.sort_values(["__ts", "__has_created", "__created", "__order"], kind="stable")
+    rows = rows.drop_duplicates(subset=[*view.join_keys, "__ts"], keep="last")
+    return rows[[*view.join_keys, "__ts", *view_request.features]]
+
+
+__all__ = ["InMemoryRegistryStore", "reference_historical_features"]

@@ -4,7 +4,7 @@ aggregates and chargeback labels, each written as one Parquet file."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -31,17 +31,8 @@ COUNTRY_P = (0.40, 0.15, 0.12, 0.10, 0.08, 0.08, 0.07)
 OSES = ("android", "ios", "windows", "macos", "linux")
 LEGIT_OS_P = (0.42, 0.38, 0.10, 0.08, 0.02)
 FRAUD_OS_P = (0.60, 0.05, 0.15, 0.02, 0.18)
-CATEGORIES = (
-    "grocery",
-    "restaurants",
-    "fuel",
-    "retail",
-    "travel",
-    "digital_goods",
-    "electronics",
-    "gift_cards",
-    "gambling",
-)
+_EVERYDAY = ("grocery", "restaurants", "fuel", "retail", "travel")
+CATEGORIES = (*_EVERYDAY, "digital_goods", "electronics", "gift_cards", "gambling")
 LEGIT_CATEGORY_P = (0.30, 0.22, 0.12, 0.18, 0.05, 0.06, 0.04, 0.02, 0.01)
 FRAUD_CATEGORY_P = (0.03, 0.04, 0.02, 0.10, 0.06, 0.25, 0.25, 0.20, 0.05)
 
@@ -90,13 +81,6 @@ class _Devices:
 
 
 @dataclass(frozen=True)
-class _Daily:
-    count: Ints  # (day, account) arrays
-    amount: Floats
-    devices: Ints  # bit mask of the account's devices (by local index) used
-
-
-@dataclass(frozen=True)
 class _Txns:
     account: Ints  # account index (account_id - 1)
     local: Ints  # 0..2: the owner's n-th device; FRAUD_LOCAL: the fraudster's device
@@ -121,27 +105,25 @@ def generate(
     people = _make_accounts(rng, int(accounts), window)
     devices = _make_devices(rng, people, window)
     txns = _simulate(rng, people, devices, window)
-    tables = {
-        "accounts": _accounts_table(rng, people, window),
-        "devices": _devices_table(rng, devices, window),
-    }
+    account_rows = _accounts_table(rng, people, window)
+    device_rows = _devices_table(rng, devices, window)
     transactions, chargebacks = _transaction_tables(rng, txns, people, devices)
-    tables["transactions"] = transactions
-    amount = transactions["amount"].to_numpy()
-    tables["account_txn_stats"] = _stats_table(txns, amount, int(accounts), window)
-    tables["chargebacks"] = chargebacks
+    stats = _stats_table(txns, transactions["amount"].to_numpy(), int(accounts), window)
+    tables = {"accounts": account_rows, "devices": device_rows, "transactions": transactions}
+    tables |= {"account_txn_stats": stats, "chargebacks": chargebacks}
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=len(tables)) as pool:
-        for done in [pool.submit(_write, t, path / f"{n}.parquet") for n, t in tables.items()]:
-            done.result()
+    with ThreadPoolExecutor(max_workers=len(tables)) as pool:  # pyarrow writes without the GIL
+        list(pool.map(_write, tables.values(), [path / f"{n}.parquet" for n in tables]))
     return FraudDataSummary(path, {name: table.num_rows for name, table in tables.items()})
 
 
 def _window(accounts: int, days: int, end: datetime) -> _Window:
-    for name, value in (("accounts", accounts), ("days", days)):
+    for name, value, example in (("accounts", accounts, 1000), ("days", days, 60)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}; pass e.g. 1")
+            raise ValueError(
+                f"{name} must be a whole number >= 1, got {value!r}; pass e.g. {name}={example}"
+            )
     if not isinstance(end, datetime) or end.utcoffset() is None:
         raise ValueError(
             f"end must be a timezone-aware datetime, got {end!r}; "
@@ -154,12 +136,6 @@ def _window(accounts: int, days: int, end: datetime) -> _Window:
 def _offsets(rng: np.random.Generator, span: Ints | int, size: int) -> Ints:
     """Uniform integer offsets in [0, span)."""
     return (rng.random(size) * span).astype(np.int64)
-
-
-def _draw(rng: np.random.Generator, p: tuple[float, ...], size: int) -> Ints:
-    """Category indices drawn with probabilities `p` by inverting the cumulative distribution."""
-    picks = np.searchsorted(np.cumsum(p), rng.random(size), side="right")
-    return np.minimum(picks, len(p) - 1).astype(np.int64)
 
 
 def _make_accounts(rng: np.random.Generator, n: int, w: _Window) -> _Accounts:
@@ -176,7 +152,7 @@ def _make_accounts(rng: np.random.Generator, n: int, w: _Window) -> _Accounts:
         active_from=active_from,
         rate=rng.uniform(0.5, 4.0, n),
         log_amount=rng.normal(3.4, 0.5, n),
-        country=_draw(rng, COUNTRY_P, n),
+        country=rng.choice(len(COUNTRIES), n, p=COUNTRY_P),
         credit=np.maximum(500.0, np.round(np.exp(rng.normal(8.3, 0.6, n)) / 100.0) * 100.0),
         kyc=kyc,
         compromise=np.where(hit, takeover, w.end),
@@ -230,8 +206,9 @@ _DIURNAL_QUANTILES = _diurnal_quantiles()
 
 def _owner_times(rng: np.random.Generator, lo: int, size: int) -> Ints:
     """Times in [lo, lo + DAY) whose UTC time of day follows the owners' diurnal profile."""
-    level = (rng.random(size) * _DIURNAL_QUANTILES.size).astype(np.int64)
-    time_of_day = _DIURNAL_QUANTILES[level] * MINUTE + _offsets(rng, MINUTE, size)
+    scaled = rng.random(size) * _DIURNAL_QUANTILES.size
+    level = scaled.astype(np.int64)  # the quantile; its fractional part places it in the minute
+    time_of_day = _DIURNAL_QUANTILES[level] * MINUTE + ((scaled - level) * MINUTE).astype(np.int64)
     return lo + (time_of_day - lo % DAY) % DAY
 
 
@@ -253,12 +230,7 @@ def _arrivals(rng: np.random.Generator, lo: Ints, hi: Ints, per_day: Floats) -> 
 
 def _simulate(rng: np.random.Generator, acc: _Accounts, dev: _Devices, w: _Window) -> _Txns:
     days = [_simulate_day(rng, acc, dev, lo) for lo in range(w.start, w.end, DAY)]
-    return _Txns(
-        account=np.concatenate([d.account for d in days]),
-        local=np.concatenate([d.local for d in days]),
-        time=np.concatenate([d.time for d in days]),
-        takeover=np.concatenate([d.takeover for d in days]),
-    )
+    return _Txns(*(np.concatenate([getattr(d, f.name) for d in days]) for f in fields(_Txns)))
 
 
 def _simulate_day(rng: np.random.Generator, acc: _Accounts, dev: _Devices, lo: int) -> _Txns:
@@ -270,12 +242,8 @@ def _simulate_day(rng: np.random.Generator, acc: _Accounts, dev: _Devices, lo: i
     own, own_time = own[keep], own_time[keep]
     usual = rng.random(own.size) < 0.75  # most purchases come from the first device
     local = np.where(usual, 0, _offsets(rng, dev.count[own], own.size))
-    bad, bad_time = _arrivals(
-        rng,
-        np.maximum(acc.compromise, lo),
-        np.minimum(acc.recovery, lo + DAY),
-        4.0 * acc.rate + 4.0,
-    )
+    takeover_span = (np.maximum(acc.compromise, lo), np.minimum(acc.recovery, lo + DAY))
+    bad, bad_time = _arrivals(rng, *takeover_span, 4.0 * acc.rate + 4.0)
     time = np.concatenate([own_time, bad_time])
     order = _time_order(time, lo)
     return _Txns(
@@ -328,7 +296,9 @@ def _devices_table(rng: np.random.Generator, dev: _Devices, w: _Window) -> pa.Ta
     n = dev.ids.size
     risk = np.where(dev.fraud, rng.beta(6.0, 2.5, n), rng.beta(1.5, 12.0, n))
     emulator = rng.random(n) < np.where(dev.fraud, 0.6, 0.01)
-    os = np.where(dev.fraud, _draw(rng, FRAUD_OS_P, n), _draw(rng, LEGIT_OS_P, n))
+    os = np.where(
+        dev.fraud, rng.choice(len(OSES), n, p=FRAUD_OS_P), rng.choice(len(OSES), n, p=LEGIT_OS_P)
+    )
     again = np.flatnonzero(rng.random(n) < np.where(dev.fraud, 0.6, 0.2))
     start = np.maximum(dev.first_seen[again], w.start)
     rescored = start + _offsets(rng, w.end - start, again.size)
@@ -369,14 +339,16 @@ def _transaction_tables(
     fraud = tx.takeover | (rng.random(n) < ISOLATED_FRAUD_P)
     bad, isolated = np.flatnonzero(fraud), np.flatnonzero(fraud & ~tx.takeover)
     amount = _amounts(rng, tx, acc, isolated)
-    category = _draw(rng, LEGIT_CATEGORY_P, n)
-    category[bad] = _draw(rng, FRAUD_CATEGORY_P, bad.size)
+    category = rng.choice(len(CATEGORIES), n, p=LEGIT_CATEGORY_P)
+    category[bad] = rng.choice(len(CATEGORIES), bad.size, p=FRAUD_CATEGORY_P)
     abroad = rng.random(n) < np.where(tx.takeover, 0.5, 0.03)
     abroad[isolated] = rng.random(isolated.size) < 0.3
     delay = (np.minimum(rng.exponential(1.5, n) + 0.05, 300.0) * SECOND).astype(np.int64)
     label_delay = np.full(n, CHARGEBACK_WINDOW, dtype=np.int64)
     label_delay[bad] = 2 * DAY + _offsets(rng, 18 * DAY, bad.size)  # chargeback in 2-20 days
-    slot = np.where(tx.takeover, dev.ring[tx.account], dev.offset[tx.account] + tx.local)
+    slot = dev.offset[tx.account] + tx.local
+    takeover = np.flatnonzero(tx.takeover)
+    slot[takeover] = dev.ring[tx.account[takeover]]
     shared = {
         "transaction_id": pa.array(np.arange(1, n + 1, dtype=np.int64)),
         "account_id": pa.array(tx.account + 1, type=pa.int64()),
@@ -397,37 +369,31 @@ def _transaction_tables(
     return transactions, pa.table({**shared, **labels, "label_timestamp": label_time})
 
 
-_POPCOUNT = np.array([bin(bits).count("1") for bits in range(1 << (FRAUD_LOCAL + 1))])
-_DEVICE_BITS = 1 << np.arange(FRAUD_LOCAL + 1)
+SLOTS = FRAUD_LOCAL + 1  # device indices per account
+_POPCOUNT = np.array([bin(bits).count("1") for bits in range(1 << SLOTS)], dtype=np.int64)
 
 
-def _daily_totals(tx: _Txns, amount: Floats, accounts: int, bounds: Ints) -> _Daily:
-    """Per UTC day and account: transaction count, amount and a bit mask of devices used."""
-    days = bounds.size - 1
-    daily = _Daily(
-        count=np.zeros((days, accounts), dtype=np.int64),
-        amount=np.zeros((days, accounts)),
-        devices=np.zeros((days, accounts), dtype=np.int64),
-    )
-    for day in range(days):
+def _daily_totals(
+    tx: _Txns, amount: Floats, accounts: int, bounds: Ints
+) -> tuple[Ints, Floats, Ints]:
+    """(day, account) arrays: transaction count, amount, and a bit mask of the devices used."""
+    shape = (bounds.size - 1, accounts)
+    count, total, devices = np.zeros(shape, np.int64), np.zeros(shape), np.zeros(shape, np.int64)
+    for day in range(shape[0]):
         part = slice(bounds[day], bounds[day + 1])
         account = tx.account[part]
-        daily.count[day] = np.bincount(account, minlength=accounts)
-        daily.amount[day] = np.bincount(account, weights=amount[part], minlength=accounts)
-        used = np.bincount(
-            account * (FRAUD_LOCAL + 1) + tx.local[part], minlength=_DEVICE_BITS.size * accounts
-        )
-        daily.devices[day] = (used.reshape(accounts, -1) > 0) @ _DEVICE_BITS
-    return daily
+        count[day] = np.bincount(account, minlength=accounts)
+        total[day] = np.bincount(account, weights=amount[part], minlength=accounts)
+        used = np.bincount(account * SLOTS + tx.local[part], minlength=SLOTS * accounts) > 0
+        devices[day] = np.packbits(used.reshape(accounts, SLOTS), 1, "little")[:, 0]
+    return count, total, devices
 
 
-def _trailing_week(daily: _Daily) -> _Daily:
-    """Totals over the seven UTC days ending with each day."""
-    week = _Daily(daily.count.copy(), daily.amount.copy(), daily.devices.copy())
+def _trailing_week(daily: npt.NDArray[NumT], combine: np.ufunc = np.add) -> npt.NDArray[NumT]:
+    """`combine` over the seven days (axis 0) ending with each day."""
+    week = daily.copy()
     for lag in range(1, 7):
-        week.count[lag:] += daily.count[:-lag]
-        week.amount[lag:] += daily.amount[:-lag]
-        week.devices[lag:] |= daily.devices[:-lag]
+        combine(week[lag:], daily[:-lag], out=week[lag:])
     return week
 
 
@@ -441,22 +407,23 @@ def _stats_table(tx: _Txns, amount: Floats, accounts: int, w: _Window) -> pa.Tab
     base = w.start - w.start % DAY  # the UTC midnight on or before the window start
     closed = (w.end - base) // DAY  # UTC days whose nightly job has run by `end`
     bounds = np.searchsorted(tx.time, base + DAY * np.arange(closed + 1)).astype(np.int64)
-    daily = _daily_totals(tx, amount, accounts, bounds)
-    week = _trailing_week(daily)
-    keep = np.ascontiguousarray((week.count > 0).T)
+    count, total, devices = _daily_totals(tx, amount, accounts, bounds)
+    count_7d, total_7d = _trailing_week(count), _trailing_week(total)
+    devices_7d = _trailing_week(devices, np.bitwise_or)
+    keep = np.ascontiguousarray((count_7d > 0).T)
     who, day = np.nonzero(keep)
     stamp = base + (day + 1) * DAY
-    count_7d = _rows(week.count, keep)
+    rows_7d = _rows(count_7d, keep)
     return pa.table(
         {
             "account_id": pa.array(who + 1, type=pa.int64()),
             "event_timestamp": _timestamps(stamp),
             "created_timestamp": _timestamps(stamp + HOUR),
-            "txn_count_1d": pa.array(_rows(daily.count, keep), type=pa.int64()),
-            "txn_amount_1d": pa.array(np.round(_rows(daily.amount, keep), 2), type=pa.float64()),
-            "txn_count_7d": pa.array(count_7d, type=pa.int64()),
-            "avg_amount_7d": pa.array(_rows(week.amount, keep) / np.maximum(count_7d, 1)),
-            "distinct_devices_7d": pa.array(_POPCOUNT[_rows(week.devices, keep)], type=pa.int64()),
+            "txn_count_1d": pa.array(_rows(count, keep), type=pa.int64()),
+            "txn_amount_1d": pa.array(np.round(_rows(total, keep), 2), type=pa.float64()),
+            "txn_count_7d": pa.array(rows_7d, type=pa.int64()),
+            "avg_amount_7d": pa.array(_rows(total_7d, keep) / np.maximum(rows_7d, 1)),
+            "distinct_devices_7d": pa.array(_POPCOUNT[_rows(devices_7d, keep)], type=pa.int64()),
         }
     )
 
@@ -464,12 +431,6 @@ def _stats_table(tx: _Txns, amount: Floats, accounts: int, w: _Window) -> pa.Tab
 def _write(table: pa.Table, path: Path) -> None:
     """Write one Parquet file; integer and time columns are delta-encoded, strings dictionary."""
     strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
-    numbers = [
-        f.name
-        for f in table.schema
-        if f.name not in strings
-        and not pa.types.is_floating(f.type)
-        and not pa.types.is_boolean(f.type)
-    ]
-    encoding = dict.fromkeys(numbers, "DELTA_BINARY_PACKED")
+    delta = [f.name for f in table.schema if pa.types.is_integer(f.type) or f.type == TIMESTAMP]
+    encoding = dict.fromkeys(delta, "DELTA_BINARY_PACKED")
     pq.write_table(table, path, use_dictionary=strings, column_encoding=encoding)

@@ -20,7 +20,7 @@ account_profile = FeatureView(
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
     ),
-    ttl=timedelta(days=365),
+    ttl=None,  # a profile stays valid until it changes
     description="Slowly changing account attributes, one snapshot per change.",
 )
 
@@ -37,7 +37,7 @@ device_profile = FeatureView(
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
     ),
-    ttl=timedelta(days=180),
+    ttl=None,
     description="Device fingerprinting results, re-scored from time to time.",
 )
 

@@ -1,0 +1,171 @@
+"""The DuckDB offline engine (embedded default): point-in-time retrieval over Parquet sources.
+
+Runs the SQL of duckdb_sql.py; memory is bounded by `offline.memory_limit` and spills to
+`offline.temp_directory`. Imports duckdb, so only load this module when it is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.types as pat
+
+from parity.errors import EntityFrameError, RetrievalError, SourceSchemaError
+from parity.offline.duckdb_sql import SourceScan, literal, quote, retrieval_sql, source_sql
+from parity.offline.entity_frame import EntityFrame
+from parity.offline.request import RetrievalRequest
+from parity.offline.sources import source_files
+from parity.repo.config import OfflineConfig
+
+log = logging.getLogger(__name__)
+
+
+class DuckDBJob:
+    """A retrieval as SQL on its own DuckDB connection; nothing runs until a method is called."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, sql: str) -> None:
+        self._connection = connection
+        self.sql = sql
+        self._lock = threading.Lock()
+
+    def to_arrow(self) -> pa.Table:
+        with self._lock:
+            return self._run(lambda: self._connection.sql(self.sql).to_arrow_table())
+
+    def to_pandas(self) -> Any:
+        return self.to_arrow().to_pandas()
+
+    def to_parquet(self, path: str | Path) -> int:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copy = f"COPY ({self.sql}) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)"
+        with self._lock:
+            result = self._run(lambda: self._connection.execute(copy).fetchone())
+        return int(result[0]) if result else 0
+
+    def to_batches(self, batch_size: int = 131_072) -> Iterator[pa.RecordBatch]:
+        with self._lock:
+            reader = self._run(lambda: self._connection.sql(self.sql).to_arrow_reader(batch_size))
+            yield from reader
+
+    def _run(self, action: Any) -> Any:
+        try:
+            return action()
+        except duckdb.ConversionException as error:
+            raise EntityFrameError(f"a timestamp or key value could not be converted: {error}") from None
+        except duckdb.IOException as error:
+            raise SourceSchemaError(f"a source could not be read: {error}") from None
+
+
+class DuckDBEngine:
+    """OfflineEngine on an in-process DuckDB; one connection per job."""
+
+    def __init__(self, repo_root: Path, config: OfflineConfig | None = None) -> None:
+        self.repo_root = repo_root
+        self.config = config or OfflineConfig()
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        connection = duckdb.connect()
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute(f"SET file_search_path = {literal(str(self.repo_root))}")
+        if self.config.memory_limit:
+            connection.execute(f"SET memory_limit = {literal(self.config.memory_limit)}")
+        if self.config.temp_directory:
+            temp = Path(self.config.temp_directory)
+            temp = temp if temp.is_absolute() else self.repo_root / temp
+            connection.execute(f"SET temp_directory = {literal(str(temp))}")
+        return connection
+
+    def _scans(self, request: RetrievalRequest) -> dict[str, SourceScan]:
+        scans = {}
+        for view_request in request.views:
+            source = view_request.view.source
+            files = source_files(source, self.repo_root)
+            if not files:
+                raise SourceSchemaError(
+                    f"feature view '{view_request.view.name}': source path '{source.path}' matches "
+                    "no Parquet files; generate the data or fix the path"
+                )
+            scans[view_request.view.name] = SourceScan(tuple(str(f) for f in files))
+        return scans
+
+    def describe(self, text: str, *, sql: bool) -> pa.Schema:
+        connection = self.connect()
+        relation = text if sql else f"SELECT * FROM read_parquet({literal(text)})"
+        try:
+            return connection.sql(f"SELECT * FROM ({relation}) LIMIT 0").to_arrow_table().schema
+        except duckdb.Error as error:
+            what = "SQL entity query" if sql else f"entity Parquet path '{text}'"
+            raise EntityFrameError(f"{what} cannot be read: {error}") from None
+
+    def historical(
+        self, request: RetrievalRequest, entity: EntityFrame, timestamp_column: str
+    ) -> DuckDBJob:
+        connection = self.connect()
+        ts = _epoch_us(entity.schema, timestamp_column)
+        if entity.table is not None:
+            connection.register("__parity_entity_input", entity.table)
+            base = "__parity_entity_input"
+        elif entity.path is not None:
+            base = f"read_parquet({literal(entity.path)})"
+        else:
+            base = f"({entity.sql})"
+        entity_sql = f"SELECT *, (row_number() OVER ()) - 1 AS __rid, {ts} AS __ts FROM {base}"
+        sql = retrieval_sql(request, entity_sql, self._scans(request), timestamp_column)
+        log.debug("retrieval SQL: %s", sql)
+        return DuckDBJob(connection, sql)
+
+    def interval(
+        self, request: RetrievalRequest, start: datetime, end: datetime, timestamp_column: str
+    ) -> DuckDBJob:
+        keys = request.join_keys
+        for view_request in request.views:
+            if set(view_request.view.join_keys) != set(keys):
+                raise RetrievalError(
+                    "retrieval without an entity frame needs views with the same join keys; "
+                    f"'{view_request.view.name}' has {list(view_request.view.join_keys)}, the "
+                    f"request needs {list(keys)}. Request those views separately"
+                )
+        scans = self._scans(request)
+        lo, hi = _micros(start), _micros(end)
+        rows = " UNION ".join(
+            f"SELECT {', '.join(quote(k) for k in keys)}, __ts FROM "
+            f"({source_sql(v.view, (), scans[v.view.name])}) WHERE __ts BETWEEN {lo} AND {hi}"
+            for v in request.views
+        )
+        key_list = ", ".join(quote(k) for k in keys)
+        entity_sql = (
+            f"SELECT {key_list}, make_timestamp(__ts)::TIMESTAMPTZ AS {quote(timestamp_column)}, "
+            f"(row_number() OVER (ORDER BY __ts, {key_list})) - 1 AS __rid, __ts FROM ({rows})"
+        )
+        connection = self.connect()
+        return DuckDBJob(connection, retrieval_sql(request, entity_sql, scans, timestamp_column))
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _epoch_us(schema: pa.Schema, column: str) -> str:
+    """SQL for the entity timestamp as µs since the epoch, UTC (naive values are UTC)."""
+    kind = schema.field(column).type
+    name = quote(column)
+    if pat.is_timestamp(kind):
+        return f"epoch_us({name})"
+    if pat.is_date(kind):
+        return f"epoch_us(CAST({name} AS TIMESTAMP))"
+    if pat.is_string(kind) or pat.is_large_string(kind):
+        return f"epoch_us(CAST({name} AS TIMESTAMPTZ))"
+    raise EntityFrameError(
+        f"entity frame column '{column}' is {kind}, not a timestamp; convert it to timestamps"
+    )

@@ -1,0 +1,125 @@
+"""SQL text of the point-in-time join on DuckDB. Pure string building; docs/retrieval.md explains it.
+
+Pass 1 (ASOF JOIN on event time only, keys and times only) finds, per entity row and view, the event
+time of the newest row at or before the row's time; pass 2 fetches the rows with that key and event
+time and keeps the one with the newest created time, then the last ingested. The ttl cuts pass 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from parity.definitions import DType, FeatureView
+from parity.offline.request import RetrievalRequest, ViewRequest
+
+MIN_BIGINT = -9_223_372_036_854_775_808
+_DUCK_TYPES = {
+    "Int32": "INTEGER",
+    "Int64": "BIGINT",
+    "Float32": "FLOAT",
+    "Float64": "DOUBLE",
+    "String": "VARCHAR",
+    "Bool": "BOOLEAN",
+    "Bytes": "BLOB",
+    "UnixTimestamp": "TIMESTAMPTZ",
+}
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def duck_type(dtype: DType) -> str:
+    if dtype.element is not None:
+        return f"{duck_type(dtype.element)}[]"
+    return _DUCK_TYPES[dtype.kind]
+
+
+@dataclass(frozen=True)
+class SourceScan:
+    """How to read one view's source: its files, and whether its time columns are strings."""
+
+    files: tuple[str, ...]
+
+
+def scan_sql(scan: SourceScan) -> str:
+    files = ", ".join(literal(f) for f in scan.files)
+    return f"read_parquet([{files}], file_row_number = true, filename = true, union_by_name = true)"
+
+
+def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> str:
+    """One view's rows: keys, __ts (µs UTC), __created, __ord (ingestion order) and features."""
+    source = view.source
+    keys = [f"{quote(source.column_for(k))} AS {quote(k)}" for k in view.join_keys]
+    ts = f"epoch_us({quote(source.timestamp_field)})"
+    created = (
+        f"coalesce(epoch_us({quote(source.created_timestamp_column)}), {MIN_BIGINT})"
+        if source.created_timestamp_column
+        else str(MIN_BIGINT)
+    )
+    if len(scan.files) > 1:
+        files = ", ".join(literal(f) for f in scan.files)
+        order = f"(list_position([{files}], filename)::BIGINT << 40) + file_row_number"
+    else:
+        order = "file_row_number"
+    values = [
+        f"CAST({quote(source.column_for(name))} AS {duck_type(view.feature(name).dtype)}) AS {quote(name)}"
+        for name in features
+    ]
+    columns = ", ".join([*keys, f"{ts} AS __ts", f"{created} AS __created", f"{order} AS __ord", *values])
+    not_null = " AND ".join(f"{quote(source.column_for(k))} IS NOT NULL" for k in view.join_keys)
+    return (
+        f"SELECT {columns} FROM {scan_sql(scan)} "
+        f"WHERE {quote(source.timestamp_field)} IS NOT NULL AND {not_null}"
+    )
+
+
+def _view_ctes(index: int, request: ViewRequest, scan: SourceScan) -> list[str]:
+    view = request.view
+    keys = view.join_keys
+    on = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in keys)
+    ttl = ""
+    if view.ttl is not None:
+        ttl_us = int(view.ttl.total_seconds() * 1_000_000)
+        ttl = f" WHERE s.__ts >= e.__ts - {ttl_us}"
+    key_list = ", ".join(quote(k) for k in keys)
+    outputs = ", ".join(
+        f"s.{quote(f)} AS {quote(o)}"
+        for f, o in zip(request.features, request.output_names, strict=True)
+    )
+    hit_on = " AND ".join(f"h.{quote(k)} = s.{quote(k)}" for k in keys)
+    return [
+        f"src_{index} AS NOT MATERIALIZED ({source_sql(view, request.features, scan)})",
+        f"hit_{index} AS (SELECT e.__rid, {', '.join('e.' + quote(k) for k in keys)}, "
+        f"s.__ts AS __hit FROM entity e ASOF JOIN (SELECT {key_list}, __ts FROM src_{index}) s "
+        f"ON {on} AND e.__ts >= s.__ts{ttl})",
+        f"pick_{index} AS (SELECT h.__rid, {outputs} FROM hit_{index} h JOIN src_{index} s "
+        f"ON {hit_on} AND h.__hit = s.__ts QUALIFY row_number() OVER "
+        f"(PARTITION BY h.__rid ORDER BY s.__created DESC, s.__ord DESC) = 1)",
+    ]
+
+
+def retrieval_sql(
+    request: RetrievalRequest,
+    entity_sql: str,
+    scans: dict[str, SourceScan],
+    timestamp_column: str,
+) -> str:
+    """The whole retrieval. `entity_sql` must yield the entity columns plus __rid and __ts."""
+    ctes = [f"entity AS MATERIALIZED ({entity_sql})"]
+    joins, columns = [], []
+    for index, view_request in enumerate(request.views):
+        ctes.extend(_view_ctes(index, view_request, scans[view_request.view.name]))
+        joins.append(f"LEFT JOIN pick_{index} p{index} ON p{index}.__rid = e.__rid")
+        columns.extend(f"p{index}.{quote(name)}" for name in view_request.output_names)
+    ts = quote(timestamp_column)
+    head = f"e.* EXCLUDE (__rid, __ts) REPLACE (make_timestamp(e.__ts)::TIMESTAMPTZ AS {ts})"
+    return (
+        f"WITH {', '.join(ctes)} SELECT {', '.join([head, *columns])} FROM entity e "
+        f"{' '.join(joins)} ORDER BY e.__rid"
+    )

@@ -1,0 +1,151 @@
+"""The entity frame of a retrieval: what it may be (DataFrame, Arrow, Parquet path, SQL) and its checks.
+
+Validates columns and types against the request before any join runs; timestamps become UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from parity.errors import EntityFrameError
+from parity.offline.request import RetrievalRequest
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+RESERVED_COLUMNS = ("__rid", "__ts")
+_SQL_STARTS = ("select", "with", "from", "values", "(")
+
+
+@dataclass(frozen=True)
+class EntityFrame:
+    """Exactly one of `table` (in memory), `path` (Parquet) or `sql` is set."""
+
+    schema: pa.Schema
+    table: pa.Table | None = None
+    path: str | None = None
+    sql: str | None = None
+
+
+def is_sql(text: str) -> bool:
+    return text.lstrip().lower().startswith(_SQL_STARTS)
+
+
+def from_memory(entity_df: Any, timestamp_column: str) -> EntityFrame:
+    """A pandas DataFrame or Arrow table, with its timestamp column normalized to UTC."""
+    import pyarrow as pa
+
+    if isinstance(entity_df, pa.Table):
+        table = entity_df
+    elif type(entity_df).__name__ == "DataFrame" and hasattr(entity_df, "to_dict"):
+        table = _from_pandas(entity_df, timestamp_column)
+    else:
+        raise EntityFrameError(
+            f"entity_df must be a pandas DataFrame, a pyarrow Table, a Parquet path or a SQL "
+            f"query, not {type(entity_df).__name__}"
+        )
+    if timestamp_column in table.column_names:
+        index = table.column_names.index(timestamp_column)
+        table = table.set_column(index, timestamp_column, _utc(table[timestamp_column], timestamp_column))
+    return EntityFrame(table.schema, table=table)
+
+
+def _from_pandas(frame: Any, timestamp_column: str) -> pa.Table:
+    import pyarrow as pa
+
+    frame = frame.reset_index(drop=True)
+    if timestamp_column in frame.columns:
+        frame = frame.assign(**{timestamp_column: _pandas_utc(frame[timestamp_column], timestamp_column)})
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise EntityFrameError(f"entity_df cannot be converted to Arrow: {error}") from None
+
+
+def _pandas_utc(column: Any, name: str) -> Any:
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column.dt.tz_convert("UTC")
+    try:
+        if pd.api.types.is_datetime64_dtype(column.dtype):
+            return column.dt.tz_localize("UTC")
+        return pd.to_datetime(column, utc=False, format="ISO8601").pipe(_localize)
+    except (ValueError, TypeError) as error:
+        raise EntityFrameError(
+            f"entity frame column '{name}' is not a usable timestamp column ({error}). Give "
+            "datetimes of one kind: all timezone-aware, or all naive (read as UTC)"
+        ) from None
+
+
+def _localize(column: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column.dt.tz_convert("UTC")
+    if not pd.api.types.is_datetime64_dtype(column.dtype):
+        raise TypeError(f"values of mixed time zones or types ({column.dtype})")
+    return column.dt.tz_localize("UTC")
+
+
+def _utc(column: Any, name: str) -> Any:
+    """An Arrow timestamp column as timestamp[us, UTC]; naive values are read as UTC."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.types as t
+
+    kind = column.type
+    if t.is_timestamp(kind):
+        if kind.tz is None:
+            column = pc.assume_timezone(column, "UTC")
+        return column.cast(pa.timestamp("us", tz="UTC"))
+    if t.is_date(kind):
+        return column.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+    if t.is_string(kind) or t.is_large_string(kind):
+        import pandas as pd
+
+        parsed = _pandas_utc(pd.Series(column.to_pandas()), name)
+        return pa.array(parsed, pa.timestamp("us", tz="UTC"))
+    raise EntityFrameError(
+        f"entity frame column '{name}' is {kind}, not a timestamp; convert it to datetimes"
+    )
+
+
+def from_path_or_sql(text: str | Path, schema: pa.Schema, *, sql: bool) -> EntityFrame:
+    if sql:
+        return EntityFrame(schema, sql=str(text))
+    return EntityFrame(schema, path=str(text))
+
+
+def check(frame: EntityFrame, request: RetrievalRequest, timestamp_column: str) -> None:
+    """Raise EntityFrameError if a join key or the timestamp is missing or of the wrong type."""
+    columns = {f.name: f.type for f in frame.schema}
+    reserved = sorted(set(RESERVED_COLUMNS) & set(columns))
+    if reserved:
+        raise EntityFrameError(f"entity frame columns {reserved} are reserved by parity; rename them")
+    if timestamp_column not in columns:
+        raise EntityFrameError(
+            f"entity frame has no timestamp column '{timestamp_column}' (it has "
+            f"{sorted(columns)}); add it or pass event_timestamp_column=..."
+        )
+    for view_request in request.views:
+        for entity in view_request.view.entities:
+            for key in entity.join_keys:
+                if key not in columns:
+                    raise EntityFrameError(
+                        f"entity frame has no join key column '{key}', needed by feature view "
+                        f"'{view_request.view.name}' (entity '{entity.name}'); it has {sorted(columns)}"
+                    )
+                if not entity.value_type.accepts_arrow(columns[key]):
+                    raise EntityFrameError(
+                        f"entity frame column '{key}' is {columns[key]} but entity '{entity.name}' "
+                        f"keys are {entity.value_type}; convert the column"
+                    )
+    clash = sorted(set(request.output_names) & set(columns))
+    if clash:
+        raise EntityFrameError(
+            f"entity frame columns {clash} have the names of requested features; rename them "
+            "or pass full_feature_names=True"
+        )

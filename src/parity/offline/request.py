@@ -1,0 +1,122 @@
+"""Resolve what a retrieval asks for: feature refs or a service -> per-view requests, output names.
+
+Pure: takes a catalog, returns values; raises typed errors for unknown or ambiguous features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from parity.definitions import FeatureService, FeatureView
+from parity.errors import FeatureNotFound, FeatureViewNotFound, RetrievalError
+from parity.registry.catalog import Catalog
+
+FULL_NAME_SEPARATOR = "__"
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """Features wanted from one view, with the column names they get in the output."""
+
+    view: FeatureView
+    features: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RetrievalRequest:
+    views: tuple[ViewRequest, ...]
+    full_feature_names: bool
+
+    @property
+    def join_keys(self) -> tuple[str, ...]:
+        """Every join key any requested view needs, in first-seen order."""
+        keys: dict[str, None] = {}
+        for request in self.views:
+            keys.update(dict.fromkeys(request.view.join_keys))
+        return tuple(keys)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(name for request in self.views for name in request.output_names)
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """`"view:feature"` -> ("view", "feature")."""
+    view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+    if not sep or not view or not feature or ":" in feature:
+        raise RetrievalError(
+            f"feature ref {ref!r} is not of the form 'view:feature' (e.g. 'account_profile:kyc_level')"
+        )
+    return view, feature
+
+
+def resolve(
+    catalog: Catalog,
+    features: Sequence[str] | FeatureService | str,
+    *,
+    full_feature_names: bool = False,
+) -> RetrievalRequest:
+    """Group refs by view (views in first-seen order, features in the order asked)."""
+    refs = _refs(catalog, features)
+    if not refs:
+        raise RetrievalError("the feature list is empty; pass 'view:feature' refs or a service")
+    wanted: dict[str, list[str]] = {}
+    for ref in refs:
+        view_name, feature = parse_ref(ref)
+        view = catalog.feature_views.get(view_name)
+        if view is None:
+            known = ", ".join(sorted(catalog.feature_views)) or "none; run 'parity apply'"
+            raise FeatureViewNotFound(
+                f"feature ref '{ref}': no feature view '{view_name}' (registered: {known})"
+            )
+        if feature not in view.feature_names:
+            raise FeatureNotFound(
+                f"feature ref '{ref}': view '{view_name}' has no feature '{feature}'; "
+                f"it has {list(view.feature_names)}"
+            )
+        listed = wanted.setdefault(view_name, [])
+        if feature in listed:
+            raise RetrievalError(f"feature ref '{ref}' is listed twice; list it once")
+        listed.append(feature)
+    requests = tuple(
+        ViewRequest(
+            catalog.feature_views[name],
+            tuple(names),
+            tuple(f"{name}{FULL_NAME_SEPARATOR}{f}" if full_feature_names else f for f in names),
+        )
+        for name, names in wanted.items()
+    )
+    _check_collisions(requests)
+    return RetrievalRequest(requests, full_feature_names)
+
+
+def _refs(catalog: Catalog, features: Sequence[str] | FeatureService | str) -> list[str]:
+    if isinstance(features, FeatureService):
+        return list(features.refs)
+    if isinstance(features, str):
+        if ":" not in features:  # a service name
+            service = catalog.feature_services.get(features)
+            if service is None:
+                raise RetrievalError(
+                    f"'{features}' is neither a 'view:feature' ref nor a registered feature "
+                    f"service (services: {', '.join(sorted(catalog.feature_services)) or 'none'})"
+                )
+            return list(service.refs)
+        return [features]
+    return list(features)
+
+
+def _check_collisions(requests: tuple[ViewRequest, ...]) -> None:
+    seen: dict[str, str] = {}
+    for request in requests:
+        for name in request.output_names:
+            if name in seen:
+                raise RetrievalError(
+                    f"feature '{name}' is requested from both '{seen[name]}' and "
+                    f"'{request.view.name}'; pass full_feature_names=True to get "
+                    f"'{seen[name]}{FULL_NAME_SEPARATOR}{name}' and "
+                    f"'{request.view.name}{FULL_NAME_SEPARATOR}{name}'"
+                )
+            seen[name] = request.view.name

@@ -1,0 +1,51 @@
+"""get_historical_features: resolve the request, check the entity frame, hand both to an engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from parity.definitions import FeatureService
+from parity.errors import RetrievalError
+from parity.offline import entity_frame
+from parity.offline.engine import OfflineEngine, RetrievalJob
+from parity.offline.request import resolve
+from parity.registry.catalog import Catalog
+
+FeaturesArg = Sequence[str] | FeatureService | str
+
+
+def historical_features(
+    engine: OfflineEngine,
+    catalog: Catalog,
+    entity_df: Any,
+    features: FeaturesArg,
+    *,
+    full_feature_names: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    timestamp_column: str = "event_timestamp",
+) -> RetrievalJob:
+    """Point-in-time features for each entity row, or every row of the views in [start, end]."""
+    request = resolve(catalog, features, full_feature_names=full_feature_names)
+    if entity_df is None:
+        if start is None or end is None:
+            raise RetrievalError(
+                "pass an entity frame, or both start= and end= to get the views' rows in "
+                "that interval"
+            )
+        if start > end:
+            raise RetrievalError(f"start {start} is after end {end}; swap them")
+        return engine.interval(request, start, end, timestamp_column)
+    if start is not None or end is not None:
+        raise RetrievalError("start= and end= apply only without an entity frame; drop them")
+    if isinstance(entity_df, str | Path):
+        text = str(entity_df)
+        sql = isinstance(entity_df, str) and entity_frame.is_sql(text)
+        frame = entity_frame.from_path_or_sql(text, engine.describe(text, sql=sql), sql=sql)
+    else:
+        frame = entity_frame.from_memory(entity_df, timestamp_column)
+    entity_frame.check(frame, request, timestamp_column)
+    return engine.historical(request, frame, timestamp_column)
