@@ -24,12 +24,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +36,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / ".work"
 FEAST_VENV = BENCH_DIR / ".feast-venv"
 LOOKUP_SCRIPT = BENCH_DIR / "registry_lookup.py"
+MEASURED_RUN = BENCH_DIR / "measured_run.py"
+PHASES_SCRIPT = BENCH_DIR / "apply_phases.py"
 PYTHON = Path(sys.executable)
 PARITY_CLI = PYTHON.parent / "parity"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -58,14 +57,11 @@ class Run:
 
     seconds: float
     rc: int
+    cpu_s: float
     peak_rss_mib: float
     stdout: str
     stderr: str
     timed_out: bool = False
-
-
-def _rss_mib(maxrss: int) -> float:
-    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
 def run_timed(
@@ -74,23 +70,26 @@ def run_timed(
     timeout: float | None = None,
     env: dict[str, str] | None = None,
 ) -> Run:
-    """Run `cmd`, timing it from spawn to reap; os.wait4 gives this child's own peak RSS."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=out, stderr=err)
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
-        if timer:
-            timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        if timer:
-            timer.cancel()
-        proc.returncode = rc = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        timed_out = bool(timeout) and rc < 0 and seconds >= (timeout or 0)
-        text = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-        return Run(seconds, rc, _rss_mib(usage.ru_maxrss), *text, timed_out=timed_out)
+    """Run `cmd` through measured_run.py: wall time from spawn to reap, the child's own peak RSS,
+    SIGKILL after `timeout` seconds."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = Path(folder) / "result.json"
+        launcher = [PYTHON, "-S", MEASURED_RUN, result, timeout or 0, *cmd]
+        done = subprocess.run(
+            [str(c) for c in launcher], cwd=cwd, env=env, capture_output=True, check=False
+        )
+        if done.returncode != 0 or not result.exists():
+            raise BenchFailure(f"could not run {cmd}: {done.stderr.decode(errors='replace')}")
+        figures = json.loads(result.read_text())
+    return Run(
+        seconds=figures["seconds"],
+        rc=figures["rc"],
+        cpu_s=figures["cpu_s"],
+        peak_rss_mib=figures["maxrss_kib"] / 1024,
+        stdout=done.stdout.decode(errors="replace"),
+        stderr=done.stderr.decode(errors="replace"),
+        timed_out=figures["timed_out"],
+    )
 
 
 def checked(run: Run, what: str, *expect: str, forbid: str | None = None) -> Run:
@@ -120,7 +119,7 @@ class Sample:
 
     @property
     def all_s(self) -> str:
-        return ", ".join(f"{r.seconds:.3f}" for r in self.runs)
+        return ", ".join(f"{r.seconds:.3f} (cpu {r.cpu_s:.3f})" for r in self.runs)
 
 
 # --- Parity: the CLI measurements ---------------------------------------------------------------
@@ -208,9 +207,11 @@ def measure_parity_cli(repo: ParityRepo, repeats: int, full: bool = True) -> App
     return figures
 
 
-def measure_lookup(python: Path, kind: str, root: Path, env: dict[str, str] | None = None) -> dict:
-    run = run_timed([python, LOOKUP_SCRIPT, kind, str(root)], root, env=env)
-    checked(run, f"{kind} cached lookup timing")
+def measure_lookup(
+    python: Path, kind: str, root: Path, env: dict[str, str] | None = None, timeout: float = 0
+) -> dict[str, Any]:
+    run = run_timed([python, LOOKUP_SCRIPT, kind, str(root)], root, timeout, env)
+    checked(run, f"{kind} cached lookup timing" + (" (time limit)" if run.timed_out else ""))
     return dict(json.loads(run.stdout.strip().splitlines()[-1]))
 
 
@@ -244,39 +245,38 @@ def startup_floor(repeats: int) -> Sample:
     return sample
 
 
-def _sqlite_write(text: str, folder: Path) -> None:
-    path = folder / "floor.db"
-    path.unlink(missing_ok=True)
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE catalog (project TEXT, version INTEGER, body TEXT)")
-        conn.execute("INSERT INTO catalog VALUES (?, ?, ?)", ("bench", 1, text))
+def _write_catalog(text: str, target: str) -> None:
+    """One INSERT of the catalog JSON into a fresh table (`target`: SQLite file or PG URL)."""
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target) as conn:
+            conn.execute("DROP TABLE IF EXISTS parity_bench_floor")
+            conn.execute("CREATE TABLE parity_bench_floor (version INTEGER, body TEXT)")
+            conn.execute("INSERT INTO parity_bench_floor VALUES (1, %s)", (text,))
+        return
+    Path(target).unlink(missing_ok=True)
+    with sqlite3.connect(target) as conn:
+        conn.execute("CREATE TABLE parity_bench_floor (version INTEGER, body TEXT)")
+        conn.execute("INSERT INTO parity_bench_floor VALUES (1, ?)", (text,))
     conn.close()
 
 
-def _sqlite_read(folder: Path) -> str:
-    conn = sqlite3.connect(folder / "floor.db")
+def _read_catalog(target: str, drop: bool = False) -> str:
+    query = "SELECT body FROM parity_bench_floor WHERE version = 1"
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target) as conn:
+            row = conn.execute(query).fetchone()
+            if drop:
+                conn.execute("DROP TABLE parity_bench_floor")
+        return str(row[0]) if row else ""
+    conn = sqlite3.connect(target)
     try:
-        return str(conn.execute("SELECT body FROM catalog WHERE version = 1").fetchone()[0])
+        return str(conn.execute(query).fetchone()[0])
     finally:
         conn.close()
-
-
-def _postgres_write(text: str, url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS parity_bench_floor (v INTEGER, body TEXT)")
-        conn.execute("DELETE FROM parity_bench_floor")
-        conn.execute("INSERT INTO parity_bench_floor VALUES (1, %s)", (text,))
-
-
-def _postgres_read(url: str) -> str:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT body FROM parity_bench_floor WHERE v = 1").fetchone()
-        conn.execute("DROP TABLE parity_bench_floor")
-    return str(row[0]) if row else ""
 
 
 def _median_time(function: Callable[[], object], repeats: int) -> float:
@@ -289,19 +289,16 @@ def _median_time(function: Callable[[], object], repeats: int) -> float:
 
 
 def io_floors(repo: ParityRepo, repeats: int) -> tuple[float, float, int]:
-    """(to_json + one INSERT, one SELECT) seconds for this repo's catalog, and its JSON size."""
+    """Median seconds of (to_json + one INSERT) and of one SELECT of this repo's catalog JSON, in
+    the registry's kind of database, and the JSON's size."""
     from parity.repo.loader import load_repo
 
     catalog = load_repo(repo.root, repo.project).catalog
-    url = repo.postgres_url
     with tempfile.TemporaryDirectory() as folder:
-
-        def write() -> None:
-            text = catalog.to_json()
-            _postgres_write(text, url) if url else _sqlite_write(text, Path(folder))
-
-        write_s = _median_time(write, repeats)
-        read_s = _median_time(lambda: _postgres_read(url) if url else _sqlite_read(Path(folder)), 1)
+        target = repo.postgres_url or str(Path(folder) / "floor.db")
+        write_s = _median_time(lambda: _write_catalog(catalog.to_json(), target), repeats)
+        read_s = _median_time(lambda: _read_catalog(target), repeats)
+        _read_catalog(target, drop=True)
     return write_s, read_s, len(catalog.to_json())
 
 
@@ -312,54 +309,14 @@ def measure_floors(repo: ParityRepo, repeats: int) -> Floors:
     return Floors(startup.median_s, startup.peak_rss_mib, write_s, read_s, size)
 
 
-# --- where the time goes (in process) -----------------------------------------------------------
-
-
-class Stopwatch:
-    """`with clock("phase"): ...` appends (phase, seconds)."""
-
-    def __init__(self) -> None:
-        self.phases: list[tuple[str, float]] = []
-
-    @contextmanager
-    def __call__(self, label: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.phases.append((label, time.perf_counter() - start))
+# --- where the time goes ------------------------------------------------------------------------
 
 
 def breakdown(repo: ParityRepo) -> list[tuple[str, float]]:
-    """One cold apply and one no-op, phase by phase, in this process (SQLite registry in /tmp)."""
-    from parity.offline.sources import check_sources
-    from parity.registry.apply import plan_against
-    from parity.registry.plan import plan
-    from parity.registry.sql import SqlRegistryStore, sqlite_url
-    from parity.repo.loader import load_repo
-
-    clock = Stopwatch()
-    with tempfile.TemporaryDirectory() as folder:
-        store = SqlRegistryStore(sqlite_url(Path(folder) / "registry.db"))
-        with clock("load repo: import the files, build the catalog"):
-            catalog = load_repo(repo.root, repo.project).catalog
-        with clock("check sources: read the Parquet schemas"):
-            check_sources(catalog.feature_views.values(), repo.root)
-        with clock("plan against the empty registry"):
-            first = plan_against(store, catalog)
-        with clock("commit: to_json, fingerprint, INSERT"):
-            store.commit(
-                catalog,
-                expected_version=0,
-                changes=first.changes,
-                author="bench",
-                message="breakdown",
-                committed_at=datetime.now(UTC),
-            )
-        with clock("no-op: read + parse the head catalog"):
-            snapshot = store.read(repo.project)
-        with clock("no-op: diff (plan)"):
-            plan(snapshot.catalog, catalog, snapshot.version)
-        store.close()
-    return clock.phases
+    """Phases of one cold apply and one no-op, timed in a fresh process (apply_phases.py)."""
+    run = run_timed([PYTHON, PHASES_SCRIPT, repo.root, repo.project], repo.root)
+    checked(run, "apply phase breakdown")
+    return [(str(label), float(s)) for label, s in json.loads(run.stdout.splitlines()[-1])]
 
 
 # --- Feast, the peer ----------------------------------------------------------------------------
@@ -390,7 +347,7 @@ def ensure_feast() -> str:
             [base, "-m", "venv", FEAST_VENV],
             [FEAST_VENV / "bin" / "pip", "install", "-q", "feast"],
         ):
-            checked(run_timed(cmd, BENCH_DIR), f"{cmd[0]} {cmd[1]} {cmd[2]}")
+            checked(run_timed(cmd, BENCH_DIR), " ".join(str(c) for c in cmd))
     run = run_timed([FEAST_VENV / "bin" / "pip", "show", "feast"], BENCH_DIR)
     lines = checked(run, "pip show feast").stdout.splitlines()
     return next((line.split()[-1] for line in lines if line.startswith("Version:")), "?")
@@ -421,7 +378,8 @@ def measure_feast(spec: gen.RepoSpec, registry_type: str, timeout: float) -> Fea
         return figures
     print("  feast: cached lookup ...", flush=True)
     try:
-        figures.lookup = measure_lookup(FEAST_VENV / "bin" / "python", "feast", root, feast_env())
+        python = FEAST_VENV / "bin" / "python"
+        figures.lookup = measure_lookup(python, "feast", root, feast_env(), timeout)
     except BenchFailure as error:
         figures.failure = str(error)
     return figures
@@ -452,7 +410,7 @@ COLUMNS = (
     ("practical limit", 15),
     ("parity/limit", 12),
     ("feast", 20),
-    ("feast/parity", 12),
+    ("feast/parity", 13),
 )
 
 
@@ -505,18 +463,13 @@ def feast_apply_cells(
         return {}
     if run is None:
         return {"feast": "failed" if feast.failure else "not run"}
-    if run.timed_out:
-        return {
-            "feast": f"over {feast.timeout:.0f} s",
-            "feast_ratio": f">{ratio(feast.timeout, parity_s)}",
-        }
+    seconds = feast.timeout if run.timed_out else run.seconds
+    shown = f"over {feast.timeout:.0f} s" if run.timed_out else quantity(run.seconds, "s")
+    more = ">" if run.timed_out else ""
     if feast.views == views:
-        return {"feast": quantity(run.seconds, "s"), "feast_ratio": ratio(run.seconds, parity_s)}
-    per_view = ratio(run.seconds / feast.views, parity_s / views)
-    return {
-        "feast": f"{quantity(run.seconds, 's')} @{feast.views} views",
-        "feast_ratio": f"{per_view}/view",
-    }
+        return {"feast": shown, "feast_ratio": more + ratio(seconds, parity_s)}
+    per_view = ratio(seconds / feast.views, parity_s / views)
+    return {"feast": f"{shown} @{feast.views} views", "feast_ratio": f"{more}{per_view}/view"}
 
 
 def feast_lookup_cells(
@@ -550,6 +503,7 @@ class Results:
     floors: Floors
     lookup: dict[str, Any]
     phases: list[tuple[str, float]]
+    load: tuple[float, float] = (0.0, 0.0)
     feast: FeastFigures | None = None
     peer: Peer | None = None
 
@@ -660,7 +614,7 @@ def verdicts(rows: list[Row]) -> list[str]:
 def details(r: Results) -> list[str]:
     p, fl = r.parity, r.floors
     lines = [
-        "Runs, seconds each (median shown above):",
+        "Runs, wall seconds each (median shown above), and the process's user+sys CPU seconds:",
         *(
             f"  {name}: {s.all_s}"
             for name, s in (
@@ -677,10 +631,22 @@ def details(r: Results) -> list[str]:
         f"into a fresh {r.registry} table {fl.write_s:.3f} s; one SELECT of it {fl.read_s:.4f} s",
         f"  apply limit = start + write = {fl.apply_s:.3f} s; no-op/plan limit = start + read = "
         f"{fl.noop_s:.3f} s; lookup limit = dict[name] timed the same way",
-        "Where the time goes (in process, one run, SQLite registry in a temp folder):",
-        *(f"  {label:<48} {seconds:.3f} s" for label, seconds in r.phases),
+        f"  parity lookups: {r.lookup['views']} views, shuffled; registry reloads while timing: "
+        f"{r.lookup['reloads'] - 1}",
+        *phase_lines(r),
+        f"Machine load average (1 min) at start / end: {r.load[0]:.2f} / {r.load[1]:.2f}",
     ]
     return lines + feast_details(r.feast)
+
+
+def phase_lines(r: Results) -> list[str]:
+    cold = sum(seconds for label, seconds in r.phases if not label.startswith("no-op"))
+    return [
+        "Where the time goes (one fresh process, phase by phase, throw-away SQLite registry):",
+        *(f"  {label:<48} {seconds:.3f} s" for label, seconds in r.phases),
+        f"  sum of the cold-apply phases: {cold:.3f} s (compare the CLI's first apply with the "
+        f"{r.registry} registry: {r.parity.cold.median_s:.3f} s)",
+    ]
 
 
 def feast_details(f: FeastFigures | None) -> list[str]:
@@ -702,15 +668,13 @@ def feast_details(f: FeastFigures | None) -> list[str]:
 
 def report(r: Results) -> str:
     rows = main_rows(r) + peer_rows(r)
+    lines = [table(rows)]
     if r.feast is not None and r.feast.views != r.spec.views:
-        note = (
-            f"Feast ran at {r.feast.views} views (--feast-views); its apply ratios in the "
-            "first rows are per view, the last rows compare the same size."
+        lines.append(
+            f"Feast ran at {r.feast.views} views (--feast-views): in the first rows its apply "
+            "ratio is per view; the last rows compare both at that size."
         )
-    else:
-        note = ""
-    parts = [table(rows), note, "", *details(r), "", *verdicts(rows)]
-    return "\n".join(part for part in parts if part is not None)
+    return "\n".join([*lines, "", *details(r), "", *verdicts(rows)])
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -734,6 +698,7 @@ def measure_peer(
 
 def measure_all(args: argparse.Namespace, repos: list[ParityRepo]) -> Results:
     spec = gen.RepoSpec(args.views, args.features)
+    load = os.getloadavg()[0]
     url = args.postgres_url if args.registry == "postgres" else None
     repo = make_parity_repo("registry", spec, url, project_name(url))
     repos.append(repo)
@@ -741,14 +706,14 @@ def measure_all(args: argparse.Namespace, repos: list[ParityRepo]) -> Results:
     floors = measure_floors(repo, args.repeats)
     print("  parity: phase breakdown, cached lookup ...", flush=True)
     phases = breakdown(repo)
-    results = Results(
-        spec, args.registry, figures, floors, measure_lookup(PYTHON, "parity", repo.root), phases
-    )
+    lookup = measure_lookup(PYTHON, "parity", repo.root)
+    results = Results(spec, args.registry, figures, floors, lookup, phases, (load, 0.0))
     if args.with_feast:
         feast_spec = gen.RepoSpec(args.feast_views or args.views, args.features)
         if feast_spec.views != spec.views:
             results.peer = measure_peer(feast_spec, url, args.repeats, repos)
         results.feast = measure_feast(feast_spec, args.feast_registry, args.feast_timeout)
+    results.load = (load, os.getloadavg()[0])
     return results
 
 

@@ -98,11 +98,11 @@ def views_module(flavor: Flavor, names: list[str], features: list[str]) -> str:
 
 
 def services_module(flavor: Flavor, spec: RepoSpec) -> str:
-    names = spec.view_names[:SERVICE_VIEWS]
+    names = spec.chunks()[0][:SERVICE_VIEWS]
     picked = ", ".join(f'"{f}"' for f in spec.feature_names[:2])
     items = [names[0], *(f"{n}[[{picked}]]" for n in names[1:])]
     return (
-        '"""A feature service over the first generated views."""\n\n'
+        '"""A feature service over the first views of views_00."""\n\n'
         f"from views_00 import {', '.join(names)}\n"
         f"{_import_line(flavor, ['FeatureService'])}\n\n"
         f'svc_bench = FeatureService(name="svc_bench", features=[{", ".join(items)}])\n'

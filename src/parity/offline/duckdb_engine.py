@@ -143,7 +143,8 @@ class DuckDBEngine:
         key_list = ", ".join(quote(k) for k in keys)
         entity_sql = (
             f"SELECT {key_list}, make_timestamp(__ts)::TIMESTAMPTZ AS {quote(timestamp_column)}, "
-            f"(row_number() OVER (ORDER BY __ts, {key_list})) - 1 AS __rid, __ts FROM ({rows})"
+            f"(row_number() OVER (ORDER BY __ts, {key_list})) - 1 AS __rid, __ts "
+            f"FROM (SELECT DISTINCT * FROM ({rows}))"
         )
         connection = self.connect()
         return DuckDBJob(connection, retrieval_sql(request, entity_sql, scans, timestamp_column))
