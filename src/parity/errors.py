@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class ParityError(Exception):
-    """Root of every error Parity raises on purpose: a stable `code`, a message saying what to do."""
+    """Root of every error Parity raises on purpose: a stable `code`, a message on what to do."""
 
     code: str = "parity_error"
 

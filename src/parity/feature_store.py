@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from parity.definitions import Entity, FeatureService, FeatureView
-from parity.registry.apply import ApplyResult, apply_catalog, plan_against, teardown
+from parity.errors import BackendNotInstalled
+from parity.registry.apply import ApplyResult, commit_plan, plan_against, teardown
 from parity.registry.cache import CachedRegistry
 from parity.registry.catalog import Catalog, Definition
+from parity.registry.datasets import DatasetRecord, DatasetStore
 from parity.registry.plan import Plan
 from parity.registry.store import RegistryStore, Snapshot, VersionInfo
 from parity.repo.config import RepoConfig, load_config
@@ -77,19 +79,24 @@ class FeatureStore:
 
     # --- repo -> registry ---------------------------------------------------------------------
 
-    def load_repo(self, *, check_sources: bool = True) -> LoadedRepo:
-        """Import the repo's definitions; optionally check them against their sources' schemas."""
-        loaded = load_repo(self.repo_path, self.project)
+    def load_repo(self) -> LoadedRepo:
+        """Import the repo's definitions (no registry access)."""
+        return load_repo(self.repo_path, self.project)
+
+    def plan(self, *, check_sources: bool = True) -> Plan:
+        """Diff the repo against the registry; added or changed views are checked against their
+        sources' schemas unless `check_sources=False`."""
+        return self._plan(self.load_repo().catalog, check_sources)
+
+    def _plan(self, catalog: Catalog, check_sources: bool) -> Plan:
+        the_plan = plan_against(self.registry_store, catalog)
         if check_sources:
             from parity.offline.sources import check_sources as check
 
-            check(loaded.catalog.feature_views.values(), self.repo_path)
-        return loaded
-
-    def plan(self, *, check_sources: bool = True) -> Plan:
-        return plan_against(
-            self.registry_store, self.load_repo(check_sources=check_sources).catalog
-        )
+            touched = {c.name for c in the_plan.changes if c.object_type == "feature_view"}
+            views = [v for name, v in catalog.feature_views.items() if name in touched]
+            check(views, self.repo_path)
+        return the_plan
 
     def apply(
         self,
@@ -100,9 +107,12 @@ class FeatureStore:
         check_sources: bool = True,
     ) -> ApplyResult:
         """Commit the repo as a new registry version (no-op if nothing changed)."""
-        result = apply_catalog(
+        catalog = self.load_repo().catalog
+        the_plan = self._plan(catalog, check_sources)
+        result = commit_plan(
             self.registry_store,
-            self.load_repo(check_sources=check_sources).catalog,
+            catalog,
+            the_plan,
             allow_breaking=allow_breaking,
             author=author or _default_author(),
             message=message,
@@ -153,6 +163,51 @@ class FeatureStore:
             end=end,
             timestamp_column=event_timestamp_column,
         )
+
+    def create_dataset(
+        self,
+        name: str,
+        entity_df: Any,
+        features: FeaturesArg,
+        out: str | os.PathLike[str],
+        *,
+        full_feature_names: bool = False,
+        event_timestamp_column: str = "event_timestamp",
+        author: str | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> DatasetRecord:
+        """Build a training set into the Parquet file `out` and record it in the registry with its
+        feature refs, registry version, row count and content fingerprint."""
+        from parity.offline.datasets import DatasetRequest, create_dataset
+
+        request = DatasetRequest(
+            name, entity_df, features, Path(out), full_feature_names, event_timestamp_column
+        )
+        return create_dataset(
+            self.offline_engine,
+            self.registry.catalog,
+            self.registry.version,
+            self._dataset_store(),
+            request,
+            author=author or _default_author(),
+            now=self._clock(),
+            progress=progress,
+        )
+
+    def get_dataset(self, name: str) -> DatasetRecord:
+        return self._dataset_store().get_dataset(self.project, name)
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        return self._dataset_store().list_datasets(self.project)
+
+    def _dataset_store(self) -> DatasetStore:
+        store = self.registry_store
+        if not isinstance(store, DatasetStore):
+            raise BackendNotInstalled(
+                f"the registry store {type(store).__name__} cannot record datasets; use the SQL "
+                "registry (sqlite or postgres in parity.yaml)"
+            )
+        return store
 
     # --- reads --------------------------------------------------------------------------------
 

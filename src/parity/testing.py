@@ -11,9 +11,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from parity.errors import ProjectNotFound, RegistryConflict, RegistryVersionNotFound
+from parity.errors import (
+    DatasetExists,
+    DatasetNotFound,
+    ProjectNotFound,
+    RegistryConflict,
+    RegistryVersionNotFound,
+)
 from parity.offline.request import RetrievalRequest, ViewRequest
 from parity.registry.catalog import Catalog
+from parity.registry.datasets import DatasetRecord
 from parity.registry.plan import ObjectChange
 from parity.registry.store import Snapshot, VersionInfo
 
@@ -23,10 +30,15 @@ class InMemoryRegistryStore:
 
     def __init__(self) -> None:
         self._versions: dict[str, list[Snapshot]] = {}
+        self._datasets: dict[tuple[str, str], DatasetRecord] = {}
         self._lock = threading.Lock()
 
     def head(self, project: str) -> int:
         return len(self._versions.get(project, []))
+
+    def head_info(self, project: str) -> VersionInfo | None:
+        versions = self._versions.get(project)
+        return versions[-1].info if versions else None
 
     def read(self, project: str, version: int | None = None) -> Snapshot:
         versions = self._versions.get(project)
@@ -83,11 +95,28 @@ class InMemoryRegistryStore:
                     f"the registry of project '{project}' moved past version {expected_version}"
                 )
             self._versions.pop(project, None)
+            for key in [k for k in self._datasets if k[0] == project]:
+                del self._datasets[key]
+
+    def record_dataset(self, record: DatasetRecord) -> None:
+        with self._lock:
+            key = (record.project, record.name)
+            if key in self._datasets:
+                raise DatasetExists(f"dataset '{record.name}' already exists; choose a new name")
+            self._datasets[key] = record
+
+    def get_dataset(self, project: str, name: str) -> DatasetRecord:
+        found = self._datasets.get((project, name))
+        if found is None:
+            raise DatasetNotFound(f"no dataset '{name}' in project '{project}'")
+        return found
+
+    def list_datasets(self, project: str) -> list[DatasetRecord]:
+        records = [r for (p, _), r in self._datasets.items() if p == project]
+        return sorted(records, key=lambda r: (r.created_at, r.name))
 
     def close(self) -> None:
         return None
-
-
 
 
 def reference_historical_features(

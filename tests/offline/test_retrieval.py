@@ -123,7 +123,14 @@ def test_output_keeps_row_order_duplicates_and_passthrough_columns(store: Featur
     frame = entities([(2, "d9", at(3)), (1, "d1", at(6)), (2, "d9", at(3)), (1, "d1", at(0))])
     frame["label"] = [True, False, True, False]
     out = store.get_historical_features(frame, "svc").to_pandas()
-    assert list(out.columns) == ["account_id", "device_id", "event_timestamp", "label", "amount", "seen"]
+    assert list(out.columns) == [
+        "account_id",
+        "device_id",
+        "event_timestamp",
+        "label",
+        "amount",
+        "seen",
+    ]
     assert values(out, "amount") == [7.0, 50.0, 7.0, 11.0]
     assert values(out, "label") == [True, False, True, False]
     assert list(out["event_timestamp"]) == list(frame["event_timestamp"])
@@ -168,7 +175,10 @@ def test_entity_frame_errors_name_the_column(store: FeatureStore) -> None:
     with pytest.raises(EntityFrameError, match="no timestamp column 'event_timestamp'"):
         store.get_historical_features(pd.DataFrame({"account_id": [1]}), ["stats:n"])
     wrong = pd.DataFrame({"account_id": ["1"], "event_timestamp": [at(1)]})
-    with pytest.raises(EntityFrameError, match=r"'account_id' is (large_)?string but entity 'account' keys are Int64"):
+    with pytest.raises(
+        EntityFrameError,
+        match=r"'account_id' is (large_)?string but entity 'account' keys are Int64",
+    ):
         store.get_historical_features(wrong, ["stats:n"])
     clash = pd.DataFrame({"account_id": [1], "event_timestamp": [at(1)], "n": [0]})
     with pytest.raises(EntityFrameError, match=r"\['n'\] have the names of requested features"):

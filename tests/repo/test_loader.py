@@ -79,7 +79,9 @@ def test_invalid_definition_in_a_file_surfaces_its_message(tmp_path: Path) -> No
     root = write_repo(
         tmp_path / "r", {"bad.py": "from parity import Entity\ne = Entity(name='1x')\n"}
     )
-    with pytest.raises(RepoError, match=r"bad.py:2 failed to import: InvalidDefinition.*identifier"):
+    with pytest.raises(
+        RepoError, match=r"bad.py:2 failed to import: InvalidDefinition.*identifier"
+    ):
         load_repo(root, "demo")
 
 

@@ -27,8 +27,10 @@ app = typer.Typer(
 )
 registry_app = typer.Typer(help="Read the registry: what is registered, and its history.")
 app.add_typer(registry_app, name="registry")
+dataset_app = typer.Typer(help="Training sets: build point-in-time-correct datasets, with lineage.")
+app.add_typer(dataset_app, name="dataset")
 
-out = Console(highlight=False)
+console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 _state = {"debug": False}
 
@@ -102,13 +104,13 @@ def init(
         data_only=data_only,
     )
     if result.files:
-        out.print(
+        console.print(
             f"Created feature repo {result.repo}/ ({', '.join(f.name for f in result.files)})"
         )
     for table, count in result.rows.items():
-        out.print(f"  data/{table}.parquet: {count:,} rows")
+        console.print(f"  data/{table}.parquet: {count:,} rows")
     if not data_only:
-        out.print(f"Next: cd {name} && parity plan && parity apply")
+        console.print(f"Next: cd {name} && parity plan && parity apply")
 
 
 @app.command()
@@ -121,7 +123,7 @@ def plan(
 ) -> None:
     """Show what apply would change in the registry (adds, deletes, field-level updates)."""
     the_plan = _store(repo).plan(check_sources=not skip_source_check)
-    render.render_plan(out, the_plan)
+    render.render_plan(console, the_plan)
     if the_plan.breaking:
         err.print(
             "[yellow]Breaking changes[/]: apply refuses them unless --allow-breaking; "
@@ -147,9 +149,9 @@ def apply(
         author=author,
         check_sources=not skip_source_check,
     )
-    render.render_plan(out, result.plan)
+    render.render_plan(console, result.plan)
     if result.version is not None:
-        out.print(f"Applied: registry version {result.version.version}.")
+        console.print(f"Applied: registry version {result.version.version}.")
 
 
 @app.command()
@@ -163,7 +165,7 @@ def teardown(
     if not yes and not typer.confirm(f"Remove project '{store.project}' from the registry?"):
         raise typer.Exit(1)
     version = store.teardown()
-    out.print(f"Removed project '{store.project}' (it was at registry version {version}).")
+    console.print(f"Removed project '{store.project}' (it was at registry version {version}).")
 
 
 @registry_app.command("list")
@@ -174,7 +176,7 @@ def registry_list(
 ) -> None:
     """List registered entities, feature views and feature services."""
     snapshot = _store(repo).snapshot(version)
-    render.render_catalog(out, snapshot.catalog, snapshot.version)
+    render.render_catalog(console, snapshot.catalog, snapshot.version)
 
 
 @registry_app.command("describe")
@@ -186,14 +188,69 @@ def registry_describe(
 ) -> None:
     """Show one registered definition as JSON, at the latest or a given version."""
     snapshot = _store(repo).snapshot(version)
-    render.render_definition(out, snapshot.catalog.find(name), snapshot.version)
+    render.render_definition(console, snapshot.catalog.find(name), snapshot.version)
 
 
 @registry_app.command("history")
 @_command
 def registry_history(repo: RepoOption = Path(".")) -> None:
     """List every registry version: who applied what, when and why."""
-    render.render_history(out, _store(repo).history())
+    render.render_history(console, _store(repo).history())
+
+
+@dataset_app.command("create")
+@_command
+def dataset_create(
+    entities: Annotated[
+        str, typer.Option(help="Entity frame: a Parquet file/glob, or a SQL query (SELECT ...).")
+    ],
+    features: Annotated[
+        str, typer.Option(help="A feature service name, or comma-separated 'view:feature' refs.")
+    ],
+    out: Annotated[Path, typer.Option(help="Parquet file to write.")],
+    name: Annotated[
+        str | None, typer.Option(help="Dataset name in the registry (default: the file's stem).")
+    ] = None,
+    repo: RepoOption = Path("."),
+    full_feature_names: Annotated[bool, typer.Option(help="Name columns 'view__feature'.")] = False,
+    timestamp_column: Annotated[
+        str, typer.Option(help="The entity frame's timestamp column.")
+    ] = "event_timestamp",
+) -> None:
+    """Build a point-in-time-correct training set and record it in the registry."""
+    from rich.progress import Progress
+
+    store = _store(repo)
+    wanted: str | list[str] = features if ":" not in features else features.split(",")
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("building training set", total=1.0)
+        record = store.create_dataset(
+            name or out.stem,
+            entities,
+            wanted,
+            out,
+            full_feature_names=full_feature_names,
+            event_timestamp_column=timestamp_column,
+            author=os.environ.get("PARITY_USER") or None,
+            progress=lambda done: bar.update(task, completed=done),
+        )
+    render.render_dataset(console, record)
+
+
+@dataset_app.command("list")
+@_command
+def dataset_list(repo: RepoOption = Path(".")) -> None:
+    """List the training sets recorded in the registry."""
+    render.render_datasets(console, _store(repo).list_datasets())
+
+
+@dataset_app.command("describe")
+@_command
+def dataset_describe(
+    name: Annotated[str, typer.Argument(help="Dataset name.")], repo: RepoOption = Path(".")
+) -> None:
+    """Show a training set's lineage: refs, registry version, rows, fingerprint, file."""
+    render.render_dataset(console, _store(repo).get_dataset(name))
 
 
 @app.command()
@@ -201,7 +258,7 @@ def version() -> None:
     """Print the installed Parity version."""
     from parity import __version__
 
-    out.print(f"parity {__version__}")
+    console.print(f"parity {__version__}")
 
 
 def run() -> None:

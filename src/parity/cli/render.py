@@ -11,15 +11,20 @@ from rich.table import Table
 from rich.text import Text
 
 from parity.registry.catalog import Catalog, Definition, record_of
+from parity.registry.datasets import DatasetRecord
 from parity.registry.plan import Plan
 from parity.registry.store import VersionInfo
 
+LARGE_PLAN = 40
 _MARK = {"add": "[green]+[/]", "delete": "[red]-[/]", "update": "[yellow]~[/]"}
 
 
 def render_plan(console: Console, plan: Plan) -> None:
     if not plan.has_changes:
         console.print(f"No changes: the registry (version {plan.base_version}) matches the repo.")
+        return
+    if len(plan.changes) > LARGE_PLAN:
+        _render_plain_plan(console, plan)
         return
     table = Table(title=f"Plan for project '{plan.project}' against version {plan.base_version}")
     for column in ("", "type", "name", "change"):
@@ -32,6 +37,20 @@ def render_plan(console: Console, plan: Plan) -> None:
         )
         table.add_row(_MARK[change.kind], change.object_type, change.name, detail or change.kind)
     console.print(table)
+    console.print(f"Plan: {plan.summary()}.")
+
+
+def _render_plain_plan(console: Console, plan: Plan) -> None:
+    """Large plans as plain lines: a rich table of hundreds of rows takes most of a second."""
+    lines = [f"Plan for project '{plan.project}' against version {plan.base_version}:"]
+    marks = {"add": "+", "delete": "-", "update": "~"}
+    for change in plan.changes:
+        lines.append(f"  {marks[change.kind]} {change.object_type} {change.name}")
+        lines.extend(
+            f"      {'BREAKING ' if f.breaking else ''}{f.path}: {_short(f.old)} -> {_short(f.new)}"
+            for f in change.fields
+        )
+    console.print("\n".join(lines), markup=False, highlight=False)
     console.print(f"Plan: {plan.summary()}.")
 
 
@@ -79,6 +98,38 @@ def render_history(console: Console, history: list[VersionInfo]) -> None:
         summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"
         when = info.committed_at.strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(str(info.version), when, Text(info.author), Text(info.message), summary)
+    console.print(table)
+
+
+def render_dataset(console: Console, record: DatasetRecord) -> None:
+    console.print(f"Dataset '{record.name}' of project '{record.project}'", markup=False)
+    rows = [
+        ("rows", f"{record.row_count:,}"),
+        ("file", record.path),
+        ("features", ", ".join(record.feature_refs)),
+        ("feature service", record.feature_service or "-"),
+        ("registry version", str(record.registry_version)),
+        ("fingerprint", f"sha256:{record.fingerprint}"),
+        ("entities from", record.entity_source),
+        ("created", f"{record.created_at:%Y-%m-%d %H:%M:%S} UTC by {record.author}"),
+    ]
+    for key, value in rows:
+        console.print(f"  {key:<17} {value}", markup=False, highlight=False)
+
+
+def render_datasets(console: Console, records: list[DatasetRecord]) -> None:
+    table = Table(title="Datasets")
+    for column in ("name", "rows", "features", "registry version", "created (UTC)", "fingerprint"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            Text(r.name),
+            f"{r.row_count:,}",
+            str(len(r.feature_refs)),
+            str(r.registry_version),
+            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+            r.fingerprint[:12],
+        )
     console.print(table)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,19 @@ class DuckDBJob:
     def to_pandas(self) -> Any:
         return self.to_arrow().to_pandas()
 
-    def to_parquet(self, path: str | Path) -> int:
+    def to_parquet(self, path: str | Path, progress: Callable[[float], None] | None = None) -> int:
+        """COPY the result to one Parquet file inside DuckDB (spilling, never via pandas).
+
+        `progress` is called with DuckDB's estimate of the share done, 0.0 to 1.0, while it runs.
+        """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         copy = f"COPY ({self.sql}) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)"
         with self._lock:
-            result = self._run(lambda: self._connection.execute(copy).fetchone())
+            if progress is None:
+                result = self._run(lambda: self._connection.execute(copy).fetchone())
+            else:
+                result = self._run(lambda: _with_progress(self._connection, copy, progress))
         return int(result[0]) if result else 0
 
     def to_batches(self, batch_size: int = 131_072) -> Iterator[pa.RecordBatch]:
@@ -59,9 +66,36 @@ class DuckDBJob:
         try:
             return action()
         except duckdb.ConversionException as error:
-            raise EntityFrameError(f"a timestamp or key value could not be converted: {error}") from None
+            raise EntityFrameError(
+                f"a timestamp or key value could not be converted: {error}"
+            ) from None
         except duckdb.IOException as error:
             raise SourceSchemaError(f"a source could not be read: {error}") from None
+
+
+def _with_progress(
+    connection: duckdb.DuckDBPyConnection, sql: str, progress: Callable[[float], None]
+) -> Any:
+    """Run `sql` in a thread and report `query_progress()` until it is done."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["rows"] = connection.execute(sql).fetchone()
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="parity-duckdb-copy", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+        done = connection.query_progress()
+        if done >= 0:
+            progress(min(done / 100.0, 1.0))
+    progress(1.0)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("rows")
 
 
 class DuckDBEngine:

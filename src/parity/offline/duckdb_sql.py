@@ -1,4 +1,4 @@
-"""SQL text of the point-in-time join on DuckDB. Pure string building; docs/retrieval.md explains it.
+"""SQL text of the point-in-time join on DuckDB; pure string building (see docs/retrieval.md).
 
 Pass 1 (ASOF JOIN on event time only, keys and times only) finds, per entity row and view, the event
 time of the newest row at or before the row's time; pass 2 fetches the rows with that key and event
@@ -68,10 +68,13 @@ def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> 
     else:
         order = "file_row_number"
     values = [
-        f"CAST({quote(source.column_for(name))} AS {duck_type(view.feature(name).dtype)}) AS {quote(name)}"
+        f"CAST({quote(source.column_for(name))} AS {duck_type(view.feature(name).dtype)}) "
+        f"AS {quote(name)}"
         for name in features
     ]
-    columns = ", ".join([*keys, f"{ts} AS __ts", f"{created} AS __created", f"{order} AS __ord", *values])
+    columns = ", ".join(
+        [*keys, f"{ts} AS __ts", f"{created} AS __created", f"{order} AS __ord", *values]
+    )
     not_null = " AND ".join(f"{quote(source.column_for(k))} IS NOT NULL" for k in view.join_keys)
     return (
         f"SELECT {columns} FROM {scan_sql(scan)} "
@@ -112,7 +115,8 @@ def retrieval_sql(
 ) -> str:
     """The whole retrieval. `entity_sql` must yield the entity columns plus __rid and __ts."""
     ctes = [f"entity AS MATERIALIZED ({entity_sql})"]
-    joins, columns = [], []
+    joins: list[str] = []
+    columns: list[str] = []
     for index, view_request in enumerate(request.views):
         ctes.extend(_view_ctes(index, view_request, scans[view_request.view.name]))
         joins.append(f"LEFT JOIN pick_{index} p{index} ON p{index}.__rid = e.__rid")

@@ -1,8 +1,8 @@
-"""The OfflineEngine protocol and RetrievalJob: what every offline engine (DuckDB, later Spark) offers."""
+"""The OfflineEngine protocol and RetrievalJob: what every offline engine (DuckDB, Spark) offers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,8 +21,9 @@ class RetrievalJob(Protocol):
 
     def to_pandas(self) -> Any: ...
 
-    def to_parquet(self, path: str | Path) -> int:
-        """Write the result to one Parquet file without holding it in memory; returns rows."""
+    def to_parquet(self, path: str | Path, progress: Callable[[float], None] | None = None) -> int:
+        """Write the result to one Parquet file without holding it in memory; returns rows.
+        `progress`, if given, is called with the share done (0.0 to 1.0) while it runs."""
         ...
 
     def to_batches(self, batch_size: int = 131_072) -> Iterator[pa.RecordBatch]: ...

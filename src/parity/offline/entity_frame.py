@@ -1,4 +1,4 @@
-"""The entity frame of a retrieval: what it may be (DataFrame, Arrow, Parquet path, SQL) and its checks.
+"""The entity frame of a retrieval: a DataFrame, Arrow table, Parquet path or SQL, and its checks.
 
 Validates columns and types against the request before any join runs; timestamps become UTC.
 """
@@ -48,7 +48,9 @@ def from_memory(entity_df: Any, timestamp_column: str) -> EntityFrame:
         )
     if timestamp_column in table.column_names:
         index = table.column_names.index(timestamp_column)
-        table = table.set_column(index, timestamp_column, _utc(table[timestamp_column], timestamp_column))
+        table = table.set_column(
+            index, timestamp_column, _utc(table[timestamp_column], timestamp_column)
+        )
     return EntityFrame(table.schema, table=table)
 
 
@@ -57,7 +59,9 @@ def _from_pandas(frame: Any, timestamp_column: str) -> pa.Table:
 
     frame = frame.reset_index(drop=True)
     if timestamp_column in frame.columns:
-        frame = frame.assign(**{timestamp_column: _pandas_utc(frame[timestamp_column], timestamp_column)})
+        frame = frame.assign(
+            **{timestamp_column: _pandas_utc(frame[timestamp_column], timestamp_column)}
+        )
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
@@ -124,7 +128,9 @@ def check(frame: EntityFrame, request: RetrievalRequest, timestamp_column: str) 
     columns = {f.name: f.type for f in frame.schema}
     reserved = sorted(set(RESERVED_COLUMNS) & set(columns))
     if reserved:
-        raise EntityFrameError(f"entity frame columns {reserved} are reserved by parity; rename them")
+        raise EntityFrameError(
+            f"entity frame columns {reserved} are reserved by parity; rename them"
+        )
     if timestamp_column not in columns:
         raise EntityFrameError(
             f"entity frame has no timestamp column '{timestamp_column}' (it has "
@@ -136,7 +142,8 @@ def check(frame: EntityFrame, request: RetrievalRequest, timestamp_column: str) 
                 if key not in columns:
                     raise EntityFrameError(
                         f"entity frame has no join key column '{key}', needed by feature view "
-                        f"'{view_request.view.name}' (entity '{entity.name}'); it has {sorted(columns)}"
+                        f"'{view_request.view.name}' (entity '{entity.name}'); "
+                        f"it has {sorted(columns)}"
                     )
                 if not entity.value_type.accepts_arrow(columns[key]):
                     raise EntityFrameError(

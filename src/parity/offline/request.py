@@ -47,7 +47,8 @@ def parse_ref(ref: str) -> tuple[str, str]:
     view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
     if not sep or not view or not feature or ":" in feature:
         raise RetrievalError(
-            f"feature ref {ref!r} is not of the form 'view:feature' (e.g. 'account_profile:kyc_level')"
+            f"feature ref {ref!r} is not of the form 'view:feature' "
+            "(e.g. 'account_profile:kyc_level')"
         )
     return view, feature
 

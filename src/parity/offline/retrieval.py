@@ -42,8 +42,11 @@ def historical_features(
     if start is not None or end is not None:
         raise RetrievalError("start= and end= apply only without an entity frame; drop them")
     if isinstance(entity_df, str | Path):
-        text = str(entity_df)
-        sql = isinstance(entity_df, str) and entity_frame.is_sql(text)
+        sql = isinstance(entity_df, str) and entity_frame.is_sql(entity_df)
+        # A relative path that exists from the working directory means that file; otherwise
+        # the engine resolves it against the repo root.
+        local = Path(entity_df)
+        text = str(local.resolve()) if not sql and local.exists() else str(entity_df)
         frame = entity_frame.from_path_or_sql(text, engine.describe(text, sql=sql), sql=sql)
     else:
         frame = entity_frame.from_memory(entity_df, timestamp_column)

@@ -19,17 +19,15 @@ class ApplyResult:
     version: VersionInfo | None
 
 
-def current_catalog(store: RegistryStore, project: str) -> tuple[Catalog, int]:
-    """The registered catalog and its version (an empty catalog at version 0 if none)."""
-    head = store.head(project)
-    if head == 0:
-        return Catalog(project), 0
-    return store.read(project, head).catalog, head
-
-
 def plan_against(store: RegistryStore, desired: Catalog) -> Plan:
-    current, head = current_catalog(store, desired.project)
-    return plan(current, desired, head)
+    """Diff `desired` against the head; an unchanged catalog is recognized by its fingerprint
+    alone, without reading or parsing the stored one."""
+    head = store.head_info(desired.project)
+    if head is not None and head.fingerprint == desired.fingerprint():
+        return Plan(desired.project, head.version, ())
+    if head is None:
+        return plan(Catalog(desired.project), desired, 0)
+    return plan(store.read(desired.project, head.version).catalog, desired, head.version)
 
 
 def apply_catalog(
@@ -44,6 +42,28 @@ def apply_catalog(
     """Commit `desired` as a new version if it differs from the head; refuse breaking changes
     unless allowed. Raises RegistryConflict if another apply committed first."""
     the_plan = plan_against(store, desired)
+    return commit_plan(
+        store,
+        desired,
+        the_plan,
+        allow_breaking=allow_breaking,
+        author=author,
+        message=message,
+        now=now,
+    )
+
+
+def commit_plan(
+    store: RegistryStore,
+    desired: Catalog,
+    the_plan: Plan,
+    *,
+    allow_breaking: bool,
+    author: str,
+    message: str,
+    now: datetime,
+) -> ApplyResult:
+    """Commit a plan made by `plan_against` (compare-and-swap on its base version)."""
     if not the_plan.has_changes:
         return ApplyResult(the_plan, None)
     if the_plan.breaking and not allow_breaking:

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from parity.definitions import Entity, FeatureService, FeatureView
@@ -124,6 +125,10 @@ class Catalog:
         }
 
     def to_json(self) -> str:
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
         body = {"format": FORMAT, "project": self.project, "objects": self.to_records()}
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
@@ -147,6 +152,11 @@ class Catalog:
         return cls(body["project"], entities, views, services)
 
     def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON: equal fingerprints mean equal catalogs."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 

@@ -17,12 +17,15 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from parity.errors import (
     BackendNotInstalled,
+    DatasetExists,
+    DatasetNotFound,
     ProjectNotFound,
     RegistryConflict,
     RegistryUnavailable,
     RegistryVersionNotFound,
 )
 from parity.registry.catalog import Catalog
+from parity.registry.datasets import DatasetRecord
 from parity.registry.plan import ObjectChange
 from parity.registry.store import Snapshot, VersionInfo
 
@@ -46,6 +49,21 @@ versions_table = sa.Table(
     sa.Column("changes", sa.Text, nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("catalog", sa.Text, nullable=False),
+)
+datasets_table = sa.Table(
+    "parity_datasets",
+    metadata,
+    sa.Column("project", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("registry_version", sa.Integer, nullable=False),
+    sa.Column("feature_refs", sa.Text, nullable=False),
+    sa.Column("feature_service", sa.String(255)),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("entity_source", sa.Text, nullable=False),
 )
 _INFO_COLUMNS = [c for c in versions_table.c if c.name != "catalog"]
 
@@ -127,6 +145,22 @@ class SqlRegistryStore:
         query = sa.select(projects_table.c.head).where(projects_table.c.project == project)
         with self._connect() as conn:
             return int(conn.execute(query).scalar() or 0)
+
+    def head_info(self, project: str) -> VersionInfo | None:
+        query = (
+            sa.select(*_INFO_COLUMNS)
+            .join(
+                projects_table,
+                sa.and_(
+                    projects_table.c.project == versions_table.c.project,
+                    projects_table.c.head == versions_table.c.version,
+                ),
+            )
+            .where(projects_table.c.project == project)
+        )
+        with self._connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _info(row._mapping)
 
     def read(self, project: str, version: int | None = None) -> Snapshot:
         with self._connect() as conn:
@@ -224,6 +258,43 @@ class SqlRegistryStore:
                     raise ProjectNotFound(f"project '{project}' is not in the registry")
                 raise _conflict(project, expected_version)
             conn.execute(versions_table.delete().where(versions_table.c.project == project))
+            conn.execute(datasets_table.delete().where(datasets_table.c.project == project))
+
+    def record_dataset(self, record: DatasetRecord) -> None:
+        row = {
+            **{f: getattr(record, f) for f in DatasetRecord.__dataclass_fields__},
+            "created_at": record.created_at.astimezone(UTC).isoformat(),
+            "feature_refs": json.dumps(list(record.feature_refs)),
+        }
+        try:
+            with self._connect(write=True) as conn, conn.begin():
+                conn.execute(datasets_table.insert().values(**row))
+        except sa.exc.IntegrityError:
+            raise DatasetExists(
+                f"dataset '{record.name}' already exists in project '{record.project}'; "
+                "datasets are immutable, so choose a new name"
+            ) from None
+
+    def get_dataset(self, project: str, name: str) -> DatasetRecord:
+        query = sa.select(datasets_table).where(
+            datasets_table.c.project == project, datasets_table.c.name == name
+        )
+        with self._connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise DatasetNotFound(
+                f"no dataset '{name}' in project '{project}'; see 'parity dataset list'"
+            )
+        return _dataset(row._mapping)
+
+    def list_datasets(self, project: str) -> list[DatasetRecord]:
+        query = (
+            sa.select(datasets_table)
+            .where(datasets_table.c.project == project)
+            .order_by(datasets_table.c.created_at, datasets_table.c.name)
+        )
+        with self._connect() as conn:
+            return [_dataset(row._mapping) for row in conn.execute(query)]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -242,6 +313,13 @@ def _conflict(project: str, expected: int) -> RegistryConflict:
         "ran (someone else applied first); nothing was written. Run 'parity plan' to see the "
         "new state, then apply again"
     )
+
+
+def _dataset(row: Any) -> DatasetRecord:
+    values = dict(row)
+    values["created_at"] = datetime.fromisoformat(values["created_at"])
+    values["feature_refs"] = tuple(json.loads(values["feature_refs"]))
+    return DatasetRecord(**values)
 
 
 def _info(row: Any) -> VersionInfo:

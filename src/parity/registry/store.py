@@ -46,6 +46,10 @@ class RegistryStore(Protocol):
         """The latest version of `project`, or 0 if it has none. Cheap: no catalog is read."""
         ...
 
+    def head_info(self, project: str) -> VersionInfo | None:
+        """Metadata of the latest version (with its catalog fingerprint), without the catalog."""
+        ...
+
     def read(self, project: str, version: int | None = None) -> Snapshot:
         """The catalog at `version` (default: head).
 

@@ -6,9 +6,9 @@ Executes user code (that is what a Python feature repo is); everything it import
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import importlib
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +21,8 @@ from parity.registry.catalog import Catalog, Definition
 
 IGNORED_DIRS = frozenset({"data", "venv", "__pycache__", "node_modules", "build", "dist"})
 IGNORE_FILE = ".parityignore"
+_ASSIGNMENT = re.compile(r"^([A-Za-z_][\w, ]*?)\s*(?::[^=]+)?=(?!=)")
+_TARGET_NAMES = re.compile(r"[A-Za-z_]\w*")
 _KINDS = (Entity, FeatureView, FeatureService)
 
 
@@ -151,18 +153,18 @@ def _definitions_in(module: ModuleType, path: Path) -> Iterator[Located]:
 
 
 def _assignment_lines(path: Path) -> dict[str, int]:
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    """Line of the first module-level assignment to each name (`name = ...`, `name: T = ...`).
+
+    A line scan, not a parse: a repo of hundreds of literal views parses slowly, and module-level
+    assignments are exactly the unindented `name =` lines.
+    """
     lines: dict[str, int] = {}
-    for node in tree.body:
-        targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, ast.AnnAssign):
-            targets = [node.target]
-        for target in targets:
-            for name in ast.walk(target):
-                if isinstance(name, ast.Name):
-                    lines.setdefault(name.id, node.lineno)
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            match = _ASSIGNMENT.match(line)
+            if match:
+                for name in _TARGET_NAMES.findall(match.group(1)):
+                    lines.setdefault(name, number)
     return lines
 
 

@@ -1,0 +1,100 @@
+"""Create a training set: retrieve point-in-time features to Parquet and record its lineage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from parity.definitions import FeatureService
+from parity.definitions.base import check_identifier
+from parity.errors import DatasetExists, DatasetNotFound, RetrievalError
+from parity.offline.engine import OfflineEngine
+from parity.offline.fingerprint import fingerprint_parquet
+from parity.offline.request import resolve
+from parity.offline.retrieval import FeaturesArg, historical_features
+from parity.registry.catalog import Catalog
+from parity.registry.datasets import DatasetRecord, DatasetStore
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    name: str
+    entity_df: Any
+    features: FeaturesArg
+    out: Path
+    full_feature_names: bool = False
+    timestamp_column: str = "event_timestamp"
+
+
+def create_dataset(
+    engine: OfflineEngine,
+    catalog: Catalog,
+    registry_version: int,
+    store: DatasetStore,
+    request: DatasetRequest,
+    *,
+    author: str,
+    now: datetime,
+    progress: Callable[[float], None] | None = None,
+) -> DatasetRecord:
+    """Write the training set to `request.out` and record it; the name must be new."""
+    try:
+        check_identifier(request.name, "dataset name")
+    except ValueError as error:
+        raise RetrievalError(str(error)) from None
+    try:
+        store.get_dataset(catalog.project, request.name)
+        raise DatasetExists(
+            f"dataset '{request.name}' already exists in project '{catalog.project}'; "
+            "datasets are immutable, so choose a new name"
+        )
+    except DatasetNotFound:
+        pass
+    if request.out.exists():
+        raise DatasetExists(
+            f"{request.out} already exists; write the dataset to a new file (a recorded "
+            "dataset's file must not change under it)"
+        )
+    resolved = resolve(catalog, request.features, full_feature_names=request.full_feature_names)
+    job = historical_features(
+        engine,
+        catalog,
+        request.entity_df,
+        request.features,
+        full_feature_names=request.full_feature_names,
+        timestamp_column=request.timestamp_column,
+    )
+    rows = job.to_parquet(request.out, progress)
+    record = DatasetRecord(
+        project=catalog.project,
+        name=request.name,
+        created_at=now,
+        author=author,
+        registry_version=registry_version,
+        feature_refs=tuple(f"{v.view.name}:{f}" for v in resolved.views for f in v.features),
+        feature_service=_service_name(catalog, request.features),
+        row_count=rows,
+        fingerprint=fingerprint_parquet(request.out),
+        path=str(Path(request.out).resolve()),
+        entity_source=_describe_entity(request.entity_df),
+    )
+    store.record_dataset(record)
+    return record
+
+
+def _service_name(catalog: Catalog, features: FeaturesArg) -> str | None:
+    if isinstance(features, FeatureService):
+        return features.name
+    if isinstance(features, str) and features in catalog.feature_services:
+        return features
+    return None
+
+
+def _describe_entity(entity_df: Any) -> str:
+    if isinstance(entity_df, str | Path):
+        return str(entity_df)
+    rows = getattr(entity_df, "num_rows", None) or len(entity_df)
+    return f"in-memory {type(entity_df).__name__} of {rows} rows"
