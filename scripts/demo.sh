@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (SQLite registry, Parquet data), no server needed:
-# scaffold the fraud-detection repo, generate its data, plan, apply, and list the registry.
+# scaffold the fraud-detection repo, generate its data, plan, apply, list the registry, and build
+# a point-in-time-correct training set for the fraud model from the chargeback labels.
 set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -25,3 +26,11 @@ parity registry list
 echo
 echo "== parity registry history"
 parity registry history
+echo
+echo "== parity dataset create (features as of each transaction; labels from chargebacks)"
+parity dataset create \
+  --entities "SELECT transaction_id, account_id, device_id, event_timestamp, amount, is_fraud
+              FROM 'data/chargebacks.parquet'" \
+  --features fraud_model_v1 \
+  --out training/fraud_model_v1.parquet \
+  --name fraud_train_v1

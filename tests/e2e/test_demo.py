@@ -29,3 +29,7 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     for name in ("account_profile", "account_txn_stats", "device_profile", "fraud_model_v1"):
         assert name in out
     assert "fraud model features, first version" in out
+    assert "Dataset 'fraud_train_v1'" in out
+    assert "x 16 columns" in out  # 6 entity-frame columns + the service's 10 features
+    assert "feature service   fraud_model_v1" in out
+    assert "sha256:" in out

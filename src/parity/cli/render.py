@@ -104,7 +104,7 @@ def render_history(console: Console, history: list[VersionInfo]) -> None:
 def render_dataset(console: Console, record: DatasetRecord) -> None:
     console.print(f"Dataset '{record.name}' of project '{record.project}'", markup=False)
     rows = [
-        ("rows", f"{record.row_count:,}"),
+        ("shape", _shape(record)),
         ("file", record.path),
         ("features", ", ".join(record.feature_refs)),
         ("feature service", record.feature_service or "-"),
@@ -115,6 +115,17 @@ def render_dataset(console: Console, record: DatasetRecord) -> None:
     ]
     for key, value in rows:
         console.print(f"  {key:<17} {value}", markup=False, highlight=False)
+
+
+def _shape(record: DatasetRecord) -> str:
+    """(rows, columns), reading only the file's footer; the rows alone if the file is gone."""
+    import pyarrow.parquet as pq
+
+    try:
+        columns = len(pq.read_schema(record.path).names)
+    except OSError:
+        return f"{record.row_count:,} rows (file missing)"
+    return f"{record.row_count:,} rows x {columns} columns"
 
 
 def render_datasets(console: Console, records: list[DatasetRecord]) -> None:
