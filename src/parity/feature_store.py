@@ -183,10 +183,11 @@ class FeatureStore:
         request = DatasetRequest(
             name, entity_df, features, Path(out), full_feature_names, event_timestamp_column
         )
+        catalog, version = self.registry.current()
         return create_dataset(
             self.offline_engine,
-            self.registry.catalog,
-            self.registry.version,
+            catalog,
+            version,
             self._dataset_store(),
             request,
             author=author or _default_author(),

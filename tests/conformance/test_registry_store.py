@@ -99,6 +99,19 @@ def test_versions_are_numbered_and_each_keeps_its_full_catalog(
     assert project_name in store.projects()
 
 
+def test_head_info_carries_the_fingerprint_without_the_catalog(
+    store: RegistryStore, project_name: str
+) -> None:
+    assert store.head_info(project_name) is None
+    first, second = catalog_with(project_name, "a"), catalog_with(project_name, "a", "b")
+    commit(store, first, 0)
+    commit(store, second, 1)
+    info = store.head_info(project_name)
+    assert info is not None
+    assert (info.version, info.fingerprint) == (2, second.fingerprint())
+    assert info.fingerprint != first.fingerprint()
+
+
 def test_missing_version_is_a_clear_error(store: RegistryStore, project_name: str) -> None:
     commit(store, catalog_with(project_name, "a"), 0)
     with pytest.raises(RegistryVersionNotFound):

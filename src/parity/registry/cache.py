@@ -50,6 +50,11 @@ class CachedRegistry:
         self._maybe_refresh()
         return self._catalog
 
+    def current(self) -> tuple[Catalog, int]:
+        """The catalog and its version, read together (no refresh can fall between them)."""
+        self._maybe_refresh()
+        return self._catalog, self._version
+
     def refresh(self) -> bool:
         """Check the head version now; re-read the catalog only if it changed. True if reloaded."""
         self._next_check = self._clock() + self.refresh_interval
