@@ -106,3 +106,41 @@ def test_version_prints_the_package_version() -> None:
     from parity import __version__
 
     assert run("version") == (0, f"parity {__version__}\n")
+
+
+def test_dataset_create_list_describe(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tests.conftest import DRIVER_REPO
+
+    repo = write_repo(tmp_path / "r", DRIVER_REPO)
+    assert run("apply", "--repo", str(repo))[0] == 0
+    entities = tmp_path / "e.parquet"
+    pd.DataFrame(
+        {"driver_id": [1, 2], "event_timestamp": pd.to_datetime(["2026-01-01 03:00"] * 2, utc=True)}
+    ).to_parquet(entities)
+    out = tmp_path / "train.parquet"
+    code, output = run(
+        "dataset",
+        "create",
+        "--repo",
+        str(repo),
+        "--entities",
+        str(entities),
+        "--features",
+        "driver_stats:trips,driver_stats:city",
+        "--out",
+        str(out),
+        "--name",
+        "t1",
+    )
+    assert code == 0, output
+    assert "2 rows x 4 columns" in output
+    assert "driver_stats:trips, driver_stats:city" in output
+    assert pd.read_parquet(out)["trips"].tolist() == [3, 3]
+    code, output = run("dataset", "list", "--repo", str(repo))
+    assert code == 0 and "t1" in output
+    code, output = run("dataset", "describe", "t1", "--repo", str(repo))
+    assert code == 0 and "registry version  1" in output
+    code, output = run("dataset", "describe", "nope", "--repo", str(repo))
+    assert code == 1 and "dataset_not_found" in output
