@@ -82,28 +82,29 @@ def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> 
     )
 
 
-def _view_ctes(index: int, request: ViewRequest, scan: SourceScan) -> list[str]:
+def _view_ctes(index: int, request: ViewRequest, scan: SourceScan, left: str) -> list[str]:
+    """Two CTEs adding one view's features to the rows of `left` (which carry __rid and __ts)."""
     view = request.view
     keys = view.join_keys
-    on = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in keys)
-    ttl = ""
-    if view.ttl is not None:
-        ttl_us = int(view.ttl.total_seconds() * 1_000_000)
-        ttl = f" WHERE s.__ts >= e.__ts - {ttl_us}"
     key_list = ", ".join(quote(k) for k in keys)
+    on = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in keys)
+    back = " AND ".join(f"h.{quote(k)} = s.{quote(k)}" for k in keys)
+    fresh = ""
+    if view.ttl is not None:
+        fresh = f" AND h.__hit >= h.__ts - {int(view.ttl.total_seconds() * 1_000_000)}"
     outputs = ", ".join(
         f"s.{quote(f)} AS {quote(o)}"
         for f, o in zip(request.features, request.output_names, strict=True)
     )
-    hit_on = " AND ".join(f"h.{quote(k)} = s.{quote(k)}" for k in keys)
     return [
         f"src_{index} AS NOT MATERIALIZED ({source_sql(view, request.features, scan)})",
-        f"hit_{index} AS (SELECT e.__rid, {', '.join('e.' + quote(k) for k in keys)}, "
-        f"s.__ts AS __hit FROM entity e ASOF JOIN (SELECT {key_list}, __ts FROM src_{index}) s "
-        f"ON {on} AND e.__ts >= s.__ts{ttl})",
-        f"pick_{index} AS (SELECT h.__rid, {outputs} FROM hit_{index} h JOIN src_{index} s "
-        f"ON {hit_on} AND h.__hit = s.__ts QUALIFY row_number() OVER "
-        f"(PARTITION BY h.__rid ORDER BY s.__created DESC, s.__ord DESC) = 1)",
+        # Pass 1: the newest event time <= t per row, from keys and times only.
+        f"hit_{index} AS (SELECT e.*, s.__ts AS __hit FROM {left} e ASOF LEFT JOIN "
+        f"(SELECT {key_list}, __ts FROM src_{index}) s ON {on} AND e.__ts >= s.__ts)",
+        # Pass 2: that time's rows (within the ttl); newest created, then last ingested, wins.
+        f"view_{index} AS (SELECT h.* EXCLUDE (__hit), {outputs} FROM hit_{index} h "
+        f"LEFT JOIN src_{index} s ON {back} AND s.__ts = h.__hit{fresh} QUALIFY row_number() "
+        f"OVER (PARTITION BY h.__rid ORDER BY s.__created DESC, s.__ord DESC) = 1)",
     ]
 
 
@@ -111,19 +112,17 @@ def retrieval_sql(
     request: RetrievalRequest,
     entity_sql: str,
     scans: dict[str, SourceScan],
-    timestamp_column: str,
+    timestamp_sql: str | None = None,
 ) -> str:
-    """The whole retrieval. `entity_sql` must yield the entity columns plus __rid and __ts."""
+    """The whole retrieval. `entity_sql` must yield the entity columns plus __rid and __ts;
+    `timestamp_sql`, if given, replaces the entity timestamp column in the output."""
     ctes = [f"entity AS MATERIALIZED ({entity_sql})"]
-    joins: list[str] = []
-    columns: list[str] = []
+    left = "entity"
     for index, view_request in enumerate(request.views):
-        ctes.extend(_view_ctes(index, view_request, scans[view_request.view.name]))
-        joins.append(f"LEFT JOIN pick_{index} p{index} ON p{index}.__rid = e.__rid")
-        columns.extend(f"p{index}.{quote(name)}" for name in view_request.output_names)
-    ts = quote(timestamp_column)
-    head = f"e.* EXCLUDE (__rid, __ts) REPLACE (make_timestamp(e.__ts)::TIMESTAMPTZ AS {ts})"
+        ctes.extend(_view_ctes(index, view_request, scans[view_request.view.name], left))
+        left = f"view_{index}"
+    replace = f" REPLACE ({timestamp_sql})" if timestamp_sql else ""
     return (
-        f"WITH {', '.join(ctes)} SELECT {', '.join([head, *columns])} FROM entity e "
-        f"{' '.join(joins)} ORDER BY e.__rid"
+        f"WITH {', '.join(ctes)} SELECT * EXCLUDE (__rid, __ts){replace} FROM {left} "
+        "ORDER BY __rid"
     )
