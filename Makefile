@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench lint format clean
+.PHONY: install demo test bench bench-full lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_registry.py
+	$(PY) benchmarks/bench_retrieval.py --size small --no-feast
+
+bench-full: install
+	$(PY) benchmarks/bench_registry.py --with-feast
+	$(PY) benchmarks/bench_retrieval.py --size both
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
