@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import Field as PydanticField
 
 from parity.errors import InvalidDefinition
 
@@ -56,3 +57,17 @@ class Definition(BaseModel):
         except ValidationError as error:
             message = describe_validation_error(type(self).__name__, data.get("name"), error)
             raise InvalidDefinition(message) from None
+
+
+class NamedDefinition(Definition):
+    """A registered object: an identifier name plus the metadata every such object carries."""
+
+    name: str
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = PydanticField(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_identifier(value)

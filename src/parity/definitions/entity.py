@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import Field as PydanticField
 from pydantic import field_validator, model_validator
 
-from parity.definitions.base import Definition, check_identifier
+from parity.definitions.base import NamedDefinition, check_identifier
 from parity.definitions.types import DType, Int64, String
 
 
-class Entity(Definition):
+class Entity(NamedDefinition):
     """`Entity(name="account", join_keys=["account_id"])`; join_keys defaults to `[name]`."""
 
     kind = "entity"
 
-    name: str
     join_keys: tuple[str, ...] = ()
     value_type: DType = Int64
-    description: str = ""
-    owner: str = ""
-    tags: dict[str, str] = PydanticField(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_identifier(value)
 
     @field_validator("join_keys")
     @classmethod

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field as PydanticField
 from pydantic import field_validator
 
-from parity.definitions.base import Definition, check_identifier
+from parity.definitions.base import NamedDefinition
 from parity.definitions.feature_view import FeatureView, FeatureViewProjection
 
 
-class FeatureService(Definition):
+class FeatureService(NamedDefinition):
     """`FeatureService(name="fraud_v1", features=[account_stats, device[["risk"]]])`."""
 
     kind = "feature_service"
 
-    name: str
     features: tuple[FeatureViewProjection, ...]
-    description: str = ""
-    owner: str = ""
-    tags: dict[str, str] = PydanticField(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_identifier(value)
 
     @field_validator("features", mode="before")
     @classmethod

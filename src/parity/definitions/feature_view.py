@@ -7,7 +7,7 @@ from datetime import timedelta
 from pydantic import Field as PydanticField
 from pydantic import field_validator, model_validator
 
-from parity.definitions.base import Definition, check_identifier
+from parity.definitions.base import Definition, NamedDefinition, check_identifier
 from parity.definitions.entity import Entity
 from parity.definitions.source import FileSource
 from parity.definitions.types import DType
@@ -32,7 +32,7 @@ class Field(Definition):
         return check_identifier(value, "field name")
 
 
-class FeatureView(Definition):
+class FeatureView(NamedDefinition):
     """Features of one or more entities from one source, valid for `ttl` after their event time.
 
     Schema fields named like a join key of the view's entities are key columns; the rest are
@@ -42,20 +42,11 @@ class FeatureView(Definition):
 
     kind = "feature_view"
 
-    name: str
     entities: tuple[Entity, ...]
     fields: tuple[Field, ...] = PydanticField(alias="schema")
     source: FileSource
     ttl: timedelta | None = None
     online: bool = True
-    description: str = ""
-    owner: str = ""
-    tags: dict[str, str] = PydanticField(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_identifier(value)
 
     @field_validator("ttl")
     @classmethod

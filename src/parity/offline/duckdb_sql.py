@@ -123,6 +123,5 @@ def retrieval_sql(
         left = f"view_{index}"
     replace = f" REPLACE ({timestamp_sql})" if timestamp_sql else ""
     return (
-        f"WITH {', '.join(ctes)} SELECT * EXCLUDE (__rid, __ts){replace} FROM {left} "
-        "ORDER BY __rid"
+        f"WITH {', '.join(ctes)} SELECT * EXCLUDE (__rid, __ts){replace} FROM {left} ORDER BY __rid"
     )
