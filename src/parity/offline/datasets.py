@@ -41,23 +41,7 @@ def create_dataset(
     progress: Callable[[float], None] | None = None,
 ) -> DatasetRecord:
     """Write the training set to `request.out` and record it; the name must be new."""
-    try:
-        check_identifier(request.name, "dataset name")
-    except ValueError as error:
-        raise RetrievalError(str(error)) from None
-    try:
-        store.get_dataset(catalog.project, request.name)
-        raise DatasetExists(
-            f"dataset '{request.name}' already exists in project '{catalog.project}'; "
-            "datasets are immutable, so choose a new name"
-        )
-    except DatasetNotFound:
-        pass
-    if request.out.exists():
-        raise DatasetExists(
-            f"{request.out} already exists; write the dataset to a new file (a recorded "
-            "dataset's file must not change under it)"
-        )
+    _check_new(store, catalog.project, request)
     resolved = resolve(catalog, request.features, full_feature_names=request.full_feature_names)
     job = historical_features(
         engine,
@@ -83,6 +67,28 @@ def create_dataset(
     )
     store.record_dataset(record)
     return record
+
+
+def _check_new(store: DatasetStore, project: str, request: DatasetRequest) -> None:
+    """Names and files of datasets are never reused: a recorded dataset must not change."""
+    try:
+        check_identifier(request.name, "dataset name")
+    except ValueError as error:
+        raise RetrievalError(str(error)) from None
+    try:
+        store.get_dataset(project, request.name)
+    except DatasetNotFound:
+        pass
+    else:
+        raise DatasetExists(
+            f"dataset '{request.name}' already exists in project '{project}'; "
+            "datasets are immutable, so choose a new name"
+        )
+    if request.out.exists():
+        raise DatasetExists(
+            f"{request.out} already exists; write the dataset to a new file (a recorded "
+            "dataset's file must not change under it)"
+        )
 
 
 def _service_name(catalog: Catalog, features: FeaturesArg) -> str | None:
