@@ -44,6 +44,20 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except Exception as error:  # any failure to connect means the service is not usable
+        _unreachable("Redis", error)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
 @pytest.fixture
 def project_name() -> str:
     """A project name no other test (or earlier run) uses, so tests share one database safely."""

@@ -1,7 +1,7 @@
-"""FeatureStore: the thin facade that wires a repo's config, definitions and registry together.
+"""FeatureStore: the thin facade wiring a repo's config, definitions, registry and offline engine.
 
-It delegates: loading is parity.repo, diffing and committing are parity.registry.
-No logic lives here.
+It delegates: loading is parity.repo, diffing and committing are parity.registry, retrieval and
+datasets are parity.offline. No logic lives here.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _utcnow() -> datetime:
 
 
 class FeatureStore:
-    """`FeatureStore("path/to/repo")`: plan, apply and read a project's definitions."""
+    """`FeatureStore("path/to/repo")`: plan, apply and read definitions; build training sets."""
 
     def __init__(
         self,

@@ -1,0 +1,98 @@
+"""SQLite online store (embedded default): a WAL-mode file; write-if-newer by conditional upsert."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from parity.online.encoding import OnlineRow, decode_payload, encode_payload
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS parity_online (
+    project TEXT NOT NULL,
+    view TEXT NOT NULL,
+    entity_key BLOB NOT NULL,
+    event_ts INTEGER NOT NULL,
+    created_ts INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (project, view, entity_key)
+) WITHOUT ROWID
+"""
+# Ties on (event, created) go to the later write, as ingestion order does offline.
+_UPSERT = """
+INSERT INTO parity_online VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (project, view, entity_key) DO UPDATE SET
+    event_ts = excluded.event_ts, created_ts = excluded.created_ts, payload = excluded.payload
+WHERE (excluded.event_ts, excluded.created_ts) >= (parity_online.event_ts, parity_online.created_ts)
+"""
+_MAX_PARAMS = 900
+
+
+class SqliteOnlineStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connection() as conn:
+            conn.execute(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
+        conn = self._connection()
+        before = conn.total_changes
+        params = [
+            (project, r.view, r.entity_key, r.event_ts, r.created_ts, encode_payload(r.values))
+            for r in rows
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_UPSERT, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return conn.total_changes - before
+
+    def read(self, project: str, keys: Sequence[tuple[str, bytes]]) -> list[OnlineRow | None]:
+        by_view: dict[str, list[bytes]] = defaultdict(list)
+        for view, key in keys:
+            by_view[view].append(key)
+        found: dict[tuple[str, bytes], OnlineRow] = {}
+        conn = self._connection()
+        for view, view_keys in by_view.items():
+            unique = list(dict.fromkeys(view_keys))
+            for start in range(0, len(unique), _MAX_PARAMS):
+                chunk = unique[start : start + _MAX_PARAMS]
+                marks = ",".join("?" * len(chunk))
+                cursor = conn.execute(
+                    "SELECT entity_key, event_ts, created_ts, payload FROM parity_online "
+                    f"WHERE project = ? AND view = ? AND entity_key IN ({marks})",
+                    (project, view, *chunk),
+                )
+                for key, event, created, payload in cursor:
+                    found[(view, key)] = OnlineRow(
+                        view, key, event, created, decode_payload(payload)
+                    )
+        return [found.get((view, key)) for view, key in keys]
+
+    def delete_view(self, project: str, view: str) -> None:
+        self._connection().execute(
+            "DELETE FROM parity_online WHERE project = ? AND view = ?", (project, view)
+        )
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

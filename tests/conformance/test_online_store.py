@@ -1,0 +1,135 @@
+"""OnlineStore conformance: SQLite and Redis run the same suite over real files and connections."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from parity.online.encoding import OnlineRow, entity_key
+from parity.online.redis_store import RedisOnlineStore
+from parity.online.sqlite import SqliteOnlineStore
+from parity.online.store import OnlineStore
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, project_name: str
+) -> Iterator[OnlineStore]:
+    if request.param == "sqlite":
+        opened: OnlineStore = SqliteOnlineStore(tmp_path / "online.db")
+    else:
+        opened = RedisOnlineStore(request.getfixturevalue("redis_url"))
+    yield opened
+    if isinstance(opened, RedisOnlineStore):  # leave the shared server as we found it
+        prefix = f"parity:v1:{project_name}"
+        for found in opened.client.scan_iter(match=prefix + "*", count=1000):
+            opened.client.delete(found)
+    opened.close()
+
+
+def key(n: int) -> bytes:
+    return entity_key(["account_id"], [n])
+
+
+def row(n: int, event: int, created: int = 0, view: str = "stats", **values: object) -> OnlineRow:
+    return OnlineRow(view, key(n), event, created, values or {"x": float(event)})
+
+
+def test_read_returns_rows_in_request_order_and_none_when_missing(
+    store: OnlineStore, project_name: str
+) -> None:
+    a, b = row(1, 10), row(2, 20, view="other", y="z")
+    assert store.write(project_name, [a, b]) == 2
+    got = store.read(
+        project_name, [("other", key(2)), ("stats", key(3)), ("stats", key(1)), ("stats", key(2))]
+    )
+    assert got == [b, None, a, None]
+
+
+def test_older_rows_never_replace_newer_ones(store: OnlineStore, project_name: str) -> None:
+    store.write(project_name, [row(1, 100, 5)])
+    assert store.write(project_name, [row(1, 99, 9)]) == 0  # older event
+    assert store.write(project_name, [row(1, 100, 4)]) == 0  # same event, older created
+    assert store.read(project_name, [("stats", key(1))]) == [row(1, 100, 5)]
+    assert store.write(project_name, [row(1, 100, 6, x=1.0)]) == 1  # newer created
+    assert store.write(project_name, [row(1, 100, 6, x=2.0)]) == 1  # a tie: the later write wins
+    assert store.read(project_name, [("stats", key(1))]) == [row(1, 100, 6, x=2.0)]
+    assert store.write(project_name, [row(1, 101, 0)]) == 1
+
+
+def test_values_of_every_kind_round_trip(store: OnlineStore, project_name: str) -> None:
+    values = {
+        "f": -1.25,
+        "i": 2**40,
+        "s": "é",
+        "b": b"\x00",
+        "nothing": None,
+        "a": [1.5, 2.5],
+        "t": True,
+    }
+    store.write(project_name, [row(7, 1, 1, **values)])
+    assert store.read(project_name, [("stats", key(7))])[0] == row(7, 1, 1, **values)
+
+
+def test_delete_view_removes_only_that_view(store: OnlineStore, project_name: str) -> None:
+    store.write(project_name, [row(1, 1), row(1, 1, view="keep")])
+    store.delete_view(project_name, "stats")
+    assert store.read(project_name, [("stats", key(1)), ("keep", key(1))]) == [
+        None,
+        row(1, 1, view="keep"),
+    ]
+
+
+def test_projects_are_isolated(store: OnlineStore, project_name: str) -> None:
+    store.write(project_name, [row(1, 1)])
+    assert store.read(project_name + "_other", [("stats", key(1))]) == [None]
+
+
+def test_concurrent_writers_leave_the_newest_row(store: OnlineStore, project_name: str) -> None:
+    def writer(events: range) -> None:
+        for event in events:
+            store.write(project_name, [row(n, event) for n in range(5)])
+
+    threads = [threading.Thread(target=writer, args=(range(start, 400, 4),)) for start in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [
+        r.event_ts for r in store.read(project_name, [("stats", key(n)) for n in range(5)])
+    ] == [399] * 5  # type: ignore[union-attr]
+
+
+writes = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(0, 2), st.integers(0, 99)),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=writes, split=st.integers(0, 25))
+def test_final_state_is_the_newest_write_per_key(
+    store: OnlineStore, project_name: str, batch: list[tuple[int, int, int, int]], split: int
+) -> None:
+    """Oracle: per key, the last write among those with the largest (event, created)."""
+    import uuid
+
+    project = f"{project_name}_{uuid.uuid4().hex[:6]}"
+    rows = [row(n, event, created, v=value) for n, event, created, value in batch]
+    store.write(project, rows[:split])
+    store.write(project, rows[split:])
+    expected: dict[bytes, OnlineRow] = {}
+    for r in rows:
+        current = expected.get(r.entity_key)
+        if current is None or r.version >= current.version:
+            expected[r.entity_key] = r
+    got = store.read(project, [("stats", k) for k in expected])
+    assert got == list(expected.values())
