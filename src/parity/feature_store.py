@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,18 +19,19 @@ from parity.registry.apply import ApplyResult, commit_plan, plan_against, teardo
 from parity.registry.cache import CachedRegistry
 from parity.registry.catalog import Catalog, Definition
 from parity.registry.datasets import DatasetRecord, DatasetStore
+from parity.registry.materializations import MaterializationLog
 from parity.registry.plan import Plan
 from parity.registry.store import RegistryStore, Snapshot, VersionInfo
 from parity.repo.config import RepoConfig, load_config
 from parity.repo.loader import LoadedRepo, load_repo
+from parity.timeutil import to_micros, utcnow
 
 if TYPE_CHECKING:
+    from parity.materialize.batch import MaterializeResult
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.retrieval import FeaturesArg
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+    from parity.online.reads import OnlineResponse
+    from parity.online.store import OnlineStore
 
 
 class FeatureStore:
@@ -43,8 +44,9 @@ class FeatureStore:
         config: RepoConfig | None = None,
         registry_store: RegistryStore | None = None,
         offline_engine: OfflineEngine | None = None,
+        online_store: OnlineStore | None = None,
         environ: Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.repo_path = Path(repo_path).resolve()
         environ = os.environ if environ is None else environ
@@ -52,6 +54,7 @@ class FeatureStore:
         self._store = registry_store
         self._registry: CachedRegistry | None = None
         self._offline: OfflineEngine | None = offline_engine
+        self._online: OnlineStore | None = online_store
         self._clock = clock
 
     @property
@@ -164,6 +167,90 @@ class FeatureStore:
             timestamp_column=event_timestamp_column,
         )
 
+    # --- online -----------------------------------------------------------------------------
+
+    @property
+    def online_store(self) -> OnlineStore:
+        if self._online is None:
+            settings = self.config.online
+            if settings.type == "redis":
+                from parity.online.redis_store import RedisOnlineStore
+
+                self._online = RedisOnlineStore(
+                    settings.connection_string or "redis://127.0.0.1:6379/0"
+                )
+            else:
+                from parity.online.sqlite import SqliteOnlineStore
+
+                path = Path(settings.path)
+                self._online = SqliteOnlineStore(
+                    path if path.is_absolute() else self.repo_path / path
+                )
+        return self._online
+
+    def materialize(
+        self, start: datetime, end: datetime, views: Sequence[str] | None = None
+    ) -> list[MaterializeResult]:
+        """Write each online view's newest row per entity in [start, end] to the online store."""
+        return [self._materialize(view, start, end) for view in self._online_views(views)]
+
+    def materialize_incremental(
+        self, end: datetime, views: Sequence[str] | None = None
+    ) -> list[MaterializeResult]:
+        """Materialize each view from its watermark (else end - ttl) up to `end`."""
+        from parity.materialize.batch import incremental_start
+
+        log = self._materialization_log()
+        results = []
+        for view in self._online_views(views):
+            start = incremental_start(view, log.watermark(self.project, view.name), end)
+            results.append(self._materialize(view, start, end))
+        return results
+
+    def _materialize(self, view: FeatureView, start: datetime, end: datetime) -> MaterializeResult:
+        from parity.materialize.batch import materialize_view
+
+        return materialize_view(
+            self.offline_engine,
+            self.online_store,
+            self._materialization_log(),
+            self.project,
+            view,
+            start,
+            end,
+            now=self._clock,
+        )
+
+    def _online_views(self, names: Sequence[str] | None) -> list[FeatureView]:
+        if names is None:
+            return [v for v in self.list_feature_views() if v.online]
+        return [self.get_feature_view(name) for name in names]
+
+    def _materialization_log(self) -> MaterializationLog:
+        store = self.registry_store
+        if not isinstance(store, MaterializationLog):
+            raise BackendNotInstalled(
+                f"the registry store {type(store).__name__} keeps no materialization history; "
+                "use the SQL registry"
+            )
+        return store
+
+    def get_online_features(
+        self,
+        features: FeaturesArg,
+        entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+        *,
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        """Latest feature values for each entity row, in one read of the online store."""
+        from parity.offline.request import resolve
+        from parity.online.reads import read_online
+
+        request = resolve(self.registry.catalog, features, full_feature_names=full_feature_names)
+        return read_online(
+            self.online_store, self.project, request, entity_rows, to_micros(self._clock())
+        )
+
     def create_dataset(
         self,
         name: str,
@@ -249,6 +336,8 @@ class FeatureStore:
         """Release database connections (also done by `with FeatureStore(...) as store:`)."""
         if self._store is not None:
             self._store.close()
+        if self._online is not None:
+            self._online.close()
 
     def __enter__(self) -> FeatureStore:
         return self

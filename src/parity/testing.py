@@ -21,6 +21,7 @@ from parity.errors import (
 from parity.offline.request import RetrievalRequest, ViewRequest
 from parity.registry.catalog import Catalog
 from parity.registry.datasets import DatasetRecord
+from parity.registry.materializations import MaterializationRecord
 from parity.registry.plan import ObjectChange
 from parity.registry.store import Snapshot, VersionInfo
 
@@ -31,6 +32,7 @@ class InMemoryRegistryStore:
     def __init__(self) -> None:
         self._versions: dict[str, list[Snapshot]] = {}
         self._datasets: dict[tuple[str, str], DatasetRecord] = {}
+        self._materializations: list[MaterializationRecord] = []
         self._lock = threading.Lock()
 
     def head(self, project: str) -> int:
@@ -97,6 +99,7 @@ class InMemoryRegistryStore:
             self._versions.pop(project, None)
             for key in [k for k in self._datasets if k[0] == project]:
                 del self._datasets[key]
+            self._materializations = [r for r in self._materializations if r.project != project]
 
     def record_dataset(self, record: DatasetRecord) -> None:
         with self._lock:
@@ -110,6 +113,14 @@ class InMemoryRegistryStore:
         if found is None:
             raise DatasetNotFound(f"no dataset '{name}' in project '{project}'")
         return found
+
+    def record_materialization(self, record: MaterializationRecord) -> None:
+        with self._lock:
+            self._materializations.append(record)
+
+    def watermark(self, project: str, view: str) -> datetime | None:
+        ends = [r.end for r in self._materializations if (r.project, r.view) == (project, view)]
+        return max(ends) if ends else None
 
     def list_datasets(self, project: str) -> list[DatasetRecord]:
         records = [r for (p, _), r in self._datasets.items() if p == project]

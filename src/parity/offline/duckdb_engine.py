@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.types as pat
 
+from parity.definitions import FeatureView
 from parity.errors import EntityFrameError, RetrievalError, SourceSchemaError
-from parity.offline.duckdb_sql import SourceScan, literal, quote, retrieval_sql, source_sql
+from parity.offline.duckdb_sql import (
+    SourceScan,
+    latest_sql,
+    literal,
+    quote,
+    retrieval_sql,
+    source_sql,
+)
 from parity.offline.entity_frame import EntityFrame
-from parity.offline.request import RetrievalRequest
+from parity.offline.request import RetrievalRequest, ViewRequest
 from parity.offline.sources import source_files
 from parity.repo.config import OfflineConfig
+from parity.timeutil import to_micros
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +140,20 @@ class DuckDBEngine:
             scans[view_request.view.name] = SourceScan(tuple(str(f) for f in files))
         return scans
 
+    def latest(
+        self, view: FeatureView, start: datetime, end: datetime, batch_size: int = 50_000
+    ) -> Iterator[pa.RecordBatch]:
+        """Per entity, the newest row of `view` with event time in [start, end], streamed."""
+        request = RetrievalRequest(
+            (ViewRequest(view, view.feature_names, view.feature_names),), False
+        )
+        sql = latest_sql(view, self._scans(request)[view.name], to_micros(start), to_micros(end))
+        connection = self.connect()
+        try:
+            yield from connection.sql(sql).to_arrow_reader(batch_size)
+        finally:
+            connection.close()
+
     def describe(self, text: str, *, sql: bool) -> pa.Schema:
         connection = self.connect()
         relation = text if sql else f"SELECT * FROM read_parquet({literal(text)})"
@@ -171,7 +194,7 @@ class DuckDBEngine:
                     f"request needs {list(keys)}. Request those views separately"
                 )
         scans = self._scans(request)
-        lo, hi = _micros(start), _micros(end)
+        lo, hi = to_micros(start), to_micros(end)
         rows = " UNION ".join(
             f"SELECT {', '.join(quote(k) for k in keys)}, __ts FROM "
             f"({source_sql(v.view, (), scans[v.view.name])}) WHERE __ts BETWEEN {lo} AND {hi}"
@@ -185,13 +208,6 @@ class DuckDBEngine:
         )
         connection = self.connect()
         return DuckDBJob(connection, retrieval_sql(request, entity_sql, scans))
-
-
-def _micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _utc_output(schema: pa.Schema, column: str) -> str | None:

@@ -125,3 +125,17 @@ def retrieval_sql(
     return (
         f"WITH {', '.join(ctes)} SELECT * EXCLUDE (__rid, __ts){replace} FROM {left} ORDER BY __rid"
     )
+
+
+def latest_sql(view: FeatureView, scan: SourceScan, start_us: int, end_us: int) -> str:
+    """The newest row per entity with event time in [start, end] (same tie rule as retrieval);
+    UnixTimestamp features come back as µs integers, ready for the online encoding."""
+    keys = ", ".join(quote(k) for k in view.join_keys)
+    stamps = [f.name for f in view.features if f.dtype.kind == "UnixTimestamp"]
+    replace = ", ".join(f"epoch_us({quote(n)}) AS {quote(n)}" for n in stamps)
+    head = f"* EXCLUDE (__ord) REPLACE ({replace})" if stamps else "* EXCLUDE (__ord)"
+    return (
+        f"SELECT {head} FROM ({source_sql(view, view.feature_names, scan)}) "
+        f"WHERE __ts BETWEEN {start_us} AND {end_us} QUALIFY row_number() OVER "
+        f"(PARTITION BY {keys} ORDER BY __ts DESC, __created DESC, __ord DESC) = 1"
+    )

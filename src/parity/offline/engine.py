@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from parity.definitions import FeatureView
 from parity.offline.entity_frame import EntityFrame
 from parity.offline.request import RetrievalRequest
 
@@ -40,6 +41,13 @@ class OfflineEngine(Protocol):
         self, request: RetrievalRequest, start: datetime, end: datetime, timestamp_column: str
     ) -> RetrievalJob:
         """Every (keys, event time) of the views' rows in [start, end], with its features."""
+        ...
+
+    def latest(
+        self, view: FeatureView, start: datetime, end: datetime, batch_size: int = 50_000
+    ) -> Iterator[pa.RecordBatch]:
+        """Per entity, the newest row of `view` with event time in [start, end] (the retrieval
+        tie rule), streamed: join keys, __ts, __created (µs) and the features."""
         ...
 
     def describe(self, text: str, *, sql: bool) -> pa.Schema:

@@ -26,6 +26,7 @@ from parity.errors import (
 )
 from parity.registry.catalog import Catalog
 from parity.registry.datasets import DatasetRecord
+from parity.registry.materializations import MaterializationRecord
 from parity.registry.plan import ObjectChange
 from parity.registry.store import Snapshot, VersionInfo
 
@@ -64,6 +65,17 @@ datasets_table = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("entity_source", sa.Text, nullable=False),
+)
+materializations_table = sa.Table(
+    "parity_materializations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(255), nullable=False, index=True),
+    sa.Column("view", sa.String(255), nullable=False),
+    sa.Column("start_at", sa.String(40), nullable=False),
+    sa.Column("end_at", sa.String(40), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.String(40), nullable=False),
 )
 _INFO_COLUMNS = [c for c in versions_table.c if c.name != "catalog"]
 
@@ -259,6 +271,9 @@ class SqlRegistryStore:
                 raise _conflict(project, expected_version)
             conn.execute(versions_table.delete().where(versions_table.c.project == project))
             conn.execute(datasets_table.delete().where(datasets_table.c.project == project))
+            conn.execute(
+                materializations_table.delete().where(materializations_table.c.project == project)
+            )
 
     def record_dataset(self, record: DatasetRecord) -> None:
         row = {
@@ -296,6 +311,25 @@ class SqlRegistryStore:
         with self._connect() as conn:
             return [_dataset(row._mapping) for row in conn.execute(query)]
 
+    def record_materialization(self, record: MaterializationRecord) -> None:
+        row = {
+            "project": record.project,
+            "view": record.view,
+            "start_at": _iso(record.start),
+            "end_at": _iso(record.end),
+            "rows": record.rows,
+            "finished_at": _iso(record.finished_at),
+        }
+        with self._connect(write=True) as conn, conn.begin():
+            conn.execute(materializations_table.insert().values(**row))
+
+    def watermark(self, project: str, view: str) -> datetime | None:
+        table = materializations_table
+        query = sa.select(table.c.end_at).where(table.c.project == project, table.c.view == view)
+        with self._connect() as conn:
+            ends = [datetime.fromisoformat(v) for v in conn.execute(query).scalars()]
+        return max(ends) if ends else None
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -313,6 +347,11 @@ def _conflict(project: str, expected: int) -> RegistryConflict:
         "ran (someone else applied first); nothing was written. Run 'parity plan' to see the "
         "new state, then apply again"
     )
+
+
+def _iso(moment: datetime) -> str:
+    """UTC ISO text (fixed width to the microsecond, so text order is time order)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _dataset(row: Any) -> DatasetRecord:
