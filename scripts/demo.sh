@@ -34,3 +34,20 @@ parity dataset create \
   --features fraud_model_v1 \
   --out training/fraud_model_v1.parquet \
   --name fraud_train_v1
+echo
+echo "== parity materialize-incremental (newest feature values per entity into the SQLite online store)"
+parity materialize-incremental 2026-01-01T00:00:00Z
+echo
+echo "== an online lookup, in-process: get_online_features for two (account, device) pairs"
+python - <<'PY'
+from datetime import UTC, datetime
+
+from parity import FeatureStore
+
+store = FeatureStore(".", clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))  # "now" = end of the data
+response = store.get_online_features(
+    "fraud_model_v1", [{"account_id": 1, "device_id": 1}, {"account_id": 2, "device_id": 999999}]
+)
+for name in response.feature_names:
+    print(f"  {name:<20} {response.values[name]!s:<36} {[s.value for s in response.statuses[name]]}")
+PY

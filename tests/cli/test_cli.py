@@ -144,3 +144,19 @@ def test_dataset_create_list_describe(tmp_path: Path) -> None:
     assert code == 0 and "registry version  1" in output
     code, output = run("dataset", "describe", "nope", "--repo", str(repo))
     assert code == 1 and "dataset_not_found" in output
+
+
+def test_materialize_and_incremental(tmp_path: Path) -> None:
+    from tests.conftest import DRIVER_REPO
+
+    repo = write_repo(tmp_path / "r", DRIVER_REPO)
+    assert run("apply", "--repo", str(repo))[0] == 0
+    code, output = run(
+        "materialize", "2025-12-31", "2026-01-01T01:30:00+00:00", "--repo", str(repo)
+    )
+    assert code == 0, output
+    assert "driver_stats" in output and "│ 2 " in output  # drivers 1 and 2 (hours 0 and 1)
+    code, output = run("materialize-incremental", "2026-01-02", "--repo", str(repo))
+    assert code == 0 and "2026-01-01 01:30:00" in output  # starts where the last run ended
+    code, output = run("materialize", "yesterday", "2026-01-01", "--repo", str(repo))
+    assert code == 2 and "ISO 8601" in output

@@ -33,3 +33,7 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     assert "x 16 columns" in out  # 6 entity-frame columns + the service's 10 features
     assert "feature service   fraud_model_v1" in out
     assert "sha256:" in out
+    assert "Materialized into the online store" in out
+    lookup = out.split("an online lookup, in-process")[1]
+    assert "['PRESENT', 'NOT_FOUND']" in lookup  # device 999999 does not exist
+    assert "txn_count_7d" in lookup

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -196,6 +197,49 @@ def registry_describe(
 def registry_history(repo: RepoOption = Path(".")) -> None:
     """List every registry version: who applied what, when and why."""
     render.render_history(console, _store(repo).history())
+
+
+def _moment(text: str) -> datetime:
+    """ISO 8601 on the command line; a time without an offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+ViewsOption = Annotated[
+    str | None, typer.Option("--views", help="Comma-separated views (default: all online views).")
+]
+
+
+@app.command()
+@_command
+def materialize(
+    start: Annotated[str, typer.Argument(help="Start of the interval (ISO 8601, UTC if naive).")],
+    end: Annotated[str, typer.Argument(help="End of the interval (ISO 8601, UTC if naive).")],
+    repo: RepoOption = Path("."),
+    views: ViewsOption = None,
+) -> None:
+    """Write each view's newest row per entity in [START, END] to the online store."""
+    names = views.split(",") if views else None
+    results = _store(repo).materialize(_moment(start), _moment(end), names)
+    render.render_materialized(console, results)
+
+
+@app.command("materialize-incremental")
+@_command
+def materialize_incremental(
+    end: Annotated[str, typer.Argument(help="Materialize up to this time (ISO 8601).")],
+    repo: RepoOption = Path("."),
+    views: ViewsOption = None,
+) -> None:
+    """Materialize each view from where its last run ended (else END - ttl) up to END."""
+    names = views.split(",") if views else None
+    results = _store(repo).materialize_incremental(_moment(end), names)
+    render.render_materialized(console, results)
 
 
 @dataset_app.command("create")

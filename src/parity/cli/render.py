@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from parity.materialize.batch import MaterializeResult
 from parity.registry.catalog import Catalog, Definition, record_of
 from parity.registry.datasets import DatasetRecord
 from parity.registry.plan import Plan
@@ -98,6 +99,17 @@ def render_history(console: Console, history: list[VersionInfo]) -> None:
         summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"
         when = info.committed_at.strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(str(info.version), when, Text(info.author), Text(info.message), summary)
+    console.print(table)
+
+
+def render_materialized(console: Console, results: list[MaterializeResult]) -> None:
+    table = Table(title="Materialized into the online store")
+    for column in ("view", "from (UTC)", "to (UTC)", "entities written"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.view, f"{r.start:%Y-%m-%d %H:%M:%S}", f"{r.end:%Y-%m-%d %H:%M:%S}", f"{r.rows:,}"
+        )
     console.print(table)
 
 
