@@ -18,6 +18,7 @@ from parity.definitions import (
     Float64,
     Int32,
     Int64,
+    PushSource,
     String,
     UnixTimestamp,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "InvalidDefinition",
     "ParityError",
     "Plan",
+    "PushSource",
     "RegistryConflict",
     "String",
     "UnixTimestamp",

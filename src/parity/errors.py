@@ -126,3 +126,13 @@ class DatasetExists(ParityError):
 
 class DatasetNotFound(ObjectNotFound):
     code = "dataset_not_found"
+
+
+class PushSourceNotFound(ObjectNotFound):
+    code = "push_source_not_found"
+
+
+class PushError(ParityError, ValueError):
+    """Pushed rows do not match the views that read the push source."""
+
+    code = "invalid_push"

@@ -11,10 +11,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from parity.definitions import Entity, FeatureService, FeatureView
-from parity.errors import BackendNotInstalled
+from parity.errors import BackendNotInstalled, PushError
 from parity.registry.apply import ApplyResult, commit_plan, plan_against, teardown
 from parity.registry.cache import CachedRegistry
 from parity.registry.catalog import Catalog, Definition
@@ -250,6 +250,24 @@ class FeatureStore:
         return read_online(
             self.online_store, self.project, request, entity_rows, to_micros(self._clock())
         )
+
+    def push(
+        self, name: str, rows: Any, to: Literal["online", "offline", "both"] = "online"
+    ) -> int:
+        """Validate rows against every view reading push source `name`, append them to its
+        offline folder (durably, before returning) and/or write them online. Returns rows."""
+        from parity.ingest import push as pushing
+
+        views = pushing.views_of(self.registry.catalog, name)
+        table = pushing.validate(views, pushing.as_table(rows))
+        if to not in ("online", "offline", "both"):
+            raise PushError(f"to={to!r}: push to 'online', 'offline' or 'both'")
+        if to in ("offline", "both"):
+            pushing.append_offline(views[0], table, self.repo_path, self._clock())
+        if to in ("online", "both"):
+            for view in views:
+                self.online_store.write(self.project, pushing.online_rows(view, table))
+        return int(table.num_rows)
 
     def create_dataset(
         self,

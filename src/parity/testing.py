@@ -178,7 +178,7 @@ def _latest_rows(view_request: ViewRequest, raw: Any) -> Any:
     import pandas as pd
 
     view = view_request.view
-    source = view.source
+    source = view.batch_source
     rows = raw.reset_index(drop=True).rename(columns=dict(source.field_mapping))
     rows["__ts"] = pd.to_datetime(rows[source.timestamp_field], utc=True)
     if source.created_timestamp_column:

@@ -72,7 +72,7 @@ def render_catalog(console: Console, catalog: Catalog, version: int) -> None:
             str(len(v.features)),
             _ttl(v.ttl),
             "yes" if v.online else "no",
-            Text(v.source.path),
+            Text(v.batch_source.path),
         )
     services = Table(title="Feature services")
     for column in ("name", "features", "views"):

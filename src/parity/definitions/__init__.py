@@ -6,7 +6,7 @@ Frozen, validated value objects with no I/O and no runtime state.
 from parity.definitions.entity import Entity
 from parity.definitions.feature_service import FeatureService
 from parity.definitions.feature_view import FeatureView, FeatureViewProjection, Field
-from parity.definitions.source import FileSource
+from parity.definitions.source import FileSource, PushSource
 from parity.definitions.types import (
     Array,
     Bool,
@@ -35,6 +35,7 @@ __all__ = [
     "Float64",
     "Int32",
     "Int64",
+    "PushSource",
     "String",
     "UnixTimestamp",
 ]

@@ -9,7 +9,7 @@ from pydantic import field_validator, model_validator
 
 from parity.definitions.base import Definition, NamedDefinition, check_identifier
 from parity.definitions.entity import Entity
-from parity.definitions.source import FileSource
+from parity.definitions.source import FileSource, PushSource
 from parity.definitions.types import DType
 from parity.errors import FeatureNotFound, InvalidDefinition
 
@@ -44,7 +44,7 @@ class FeatureView(NamedDefinition):
 
     entities: tuple[Entity, ...]
     fields: tuple[Field, ...] = PydanticField(alias="schema")
-    source: FileSource
+    source: FileSource | PushSource = PydanticField(discriminator="type")
     ttl: timedelta | None = None
     online: bool = True
 
@@ -76,6 +76,11 @@ class FeatureView(NamedDefinition):
         if not any(f.name not in keys for f in self.fields):
             raise ValueError("schema declares no features (only join keys); add at least one")
         return self
+
+    @property
+    def batch_source(self) -> FileSource:
+        """Where the view's rows are offline: the source, or a push source's batch source."""
+        return self.source if isinstance(self.source, FileSource) else self.source.batch_source
 
     @property
     def join_keys(self) -> tuple[str, ...]:

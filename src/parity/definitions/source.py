@@ -69,4 +69,23 @@ class FileSource(Definition):
         return name
 
 
-DataSource = FileSource
+class PushSource(Definition):
+    """Rows pushed by applications (`store.push(name, rows)`), kept offline in `batch_source`.
+
+    The batch source must be a folder or a glob, since each push appends one Parquet file.
+    """
+
+    kind = "push_source"
+
+    type: Literal["push"] = "push"
+    name: str
+    batch_source: FileSource
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_identifier(value, "push source name")
+
+
+DataSource = FileSource | PushSource

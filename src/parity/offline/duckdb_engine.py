@@ -130,7 +130,7 @@ class DuckDBEngine:
     def _scans(self, request: RetrievalRequest) -> dict[str, SourceScan]:
         scans = {}
         for view_request in request.views:
-            source = view_request.view.source
+            source = view_request.view.batch_source
             files = source_files(source, self.repo_root)
             if not files:
                 raise SourceSchemaError(

@@ -54,7 +54,7 @@ def scan_sql(scan: SourceScan) -> str:
 
 def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> str:
     """One view's rows: keys, __ts (µs UTC), __created, __ord (ingestion order) and features."""
-    source = view.source
+    source = view.batch_source
     keys = [f"{quote(source.column_for(k))} AS {quote(k)}" for k in view.join_keys]
     ts = f"epoch_us({quote(source.timestamp_field)})"
     created = (

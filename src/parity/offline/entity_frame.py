@@ -49,7 +49,7 @@ def from_memory(entity_df: Any, timestamp_column: str) -> EntityFrame:
     if timestamp_column in table.column_names:
         index = table.column_names.index(timestamp_column)
         table = table.set_column(
-            index, timestamp_column, _utc(table[timestamp_column], timestamp_column)
+            index, timestamp_column, normalize_timestamp(table[timestamp_column], timestamp_column)
         )
     return EntityFrame(table.schema, table=table)
 
@@ -94,7 +94,7 @@ def _localize(column: Any) -> Any:
     return column.dt.tz_localize("UTC")
 
 
-def _utc(column: Any, name: str) -> Any:
+def normalize_timestamp(column: Any, name: str) -> Any:
     """An Arrow timestamp column as timestamp[us, UTC]; naive values are read as UTC."""
     import pyarrow as pa
     import pyarrow.compute as pc

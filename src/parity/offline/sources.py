@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity.definitions import DType, FeatureView, FileSource
+from parity.definitions import DType, FeatureView, FileSource, PushSource
 from parity.errors import SourceSchemaError
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def check_view_against_schema(view: FeatureView, schema: pa.Schema) -> None:
     """Raise SourceSchemaError if a column the view needs is missing or of the wrong type."""
     import pyarrow.types as t
 
-    source = view.source
+    source = view.batch_source
     columns = {name: schema.field(name).type for name in schema.names}
     where = f"feature view '{view.name}' (source '{source.path}')"
     for name in view.join_keys:
@@ -94,9 +94,11 @@ def check_sources(views: Iterable[FeatureView], repo_root: Path) -> None:
     """Check every local source once; remote sources (URLs) are checked when read."""
     schemas: dict[str, pa.Schema] = {}
     for view in views:
-        if "://" in view.source.path:
+        if "://" in view.batch_source.path:
             continue
-        key = resolve_path(view.source, repo_root)
+        if isinstance(view.source, PushSource) and not source_files(view.batch_source, repo_root):
+            continue  # nothing pushed yet: the first push creates the files
+        key = resolve_path(view.batch_source, repo_root)
         if key not in schemas:
-            schemas[key] = read_source_schema(view.source, repo_root)
+            schemas[key] = read_source_schema(view.batch_source, repo_root)
         check_view_against_schema(view, schemas[key])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from parity.definitions import Entity, FeatureService, FeatureView
+from parity.definitions import Entity, FeatureService, FeatureView, PushSource
 from parity.errors import (
     DuplicateDefinition,
     EntityNotFound,
@@ -67,6 +67,15 @@ class Catalog:
                     )
         for service in self.feature_services.values():
             self._check_service(service)
+        pushes: dict[str, tuple[str, object]] = {}
+        for view in self.feature_views.values():
+            if isinstance(view.source, PushSource):
+                seen = pushes.setdefault(view.source.name, (view.name, view.source))
+                if seen[1] != view.source:
+                    raise InvalidDefinition(
+                        f"feature views '{seen[0]}' and '{view.name}' declare push source "
+                        f"'{view.source.name}' differently; declare it once and share it"
+                    )
 
     def _check_service(self, service: FeatureService) -> None:
         for projection in service.features:

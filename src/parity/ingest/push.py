@@ -1,0 +1,133 @@
+"""store.push: validate rows against every view reading a push source, append them durably to the
+offline batch folder (before returning), and write them to the online store (if newer).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from parity.definitions import FeatureView, PushSource
+from parity.errors import PushError, PushSourceNotFound
+from parity.offline.entity_frame import normalize_timestamp
+from parity.offline.sources import resolve_path
+from parity.online.encoding import OnlineRow, entity_key
+from parity.registry.catalog import Catalog
+from parity.timeutil import to_micros
+
+PushTarget = Literal["online", "offline", "both"]
+_MIN = -(1 << 63)
+
+
+def views_of(catalog: Catalog, name: str) -> list[FeatureView]:
+    views = [
+        v
+        for v in catalog.feature_views.values()
+        if isinstance(v.source, PushSource) and v.source.name == name
+    ]
+    if not views:
+        raise PushSourceNotFound(
+            f"no feature view reads push source '{name}' in project '{catalog.project}'"
+        )
+    return views
+
+
+def as_table(rows: Any) -> pa.Table:
+    if isinstance(rows, pa.Table):
+        return rows
+    if isinstance(rows, Mapping):
+        return pa.table({k: list(v) for k, v in rows.items()})
+    if isinstance(rows, Sequence):
+        return pa.Table.from_pylist(list(rows))
+    if type(rows).__name__ == "DataFrame":
+        return pa.Table.from_pandas(rows, preserve_index=False)
+    raise PushError(f"push rows must be a DataFrame, an Arrow table or dicts, not {type(rows)}")
+
+
+def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
+    """Check columns and types for every view; return the table with UTC microsecond times."""
+    source = views[0].batch_source
+    columns = set(table.column_names)
+    for view in views:
+        for name in [*view.join_keys, *view.feature_names]:
+            column = source.column_for(name)
+            if column not in columns:
+                raise PushError(
+                    f"pushed rows lack column '{column}' of feature view '{view.name}'; "
+                    f"they have {sorted(columns)}"
+                )
+            keyed = [e.value_type for e in view.entities if name in e.join_keys]
+            dtype = keyed[0] if keyed else view.feature(name).dtype
+            if not dtype.accepts_arrow(table[column].type) and table[column].null_count < len(
+                table
+            ):
+                raise PushError(
+                    f"pushed column '{column}' is {table[column].type}, but feature view "
+                    f"'{view.name}' declares {dtype}; convert it"
+                )
+    for name in filter(None, (source.timestamp_field, source.created_timestamp_column)):
+        if name not in columns:
+            raise PushError(f"pushed rows lack the timestamp column '{name}'")
+        index = table.column_names.index(name)
+        table = table.set_column(index, name, normalize_timestamp(table[name], name))
+    return table
+
+
+def append_offline(view: FeatureView, table: pa.Table, repo_root: Path, now: datetime) -> Path:
+    """Write one new Parquet file into the batch folder; durable (fsync) before it returns."""
+    source = view.source
+    if not isinstance(source, PushSource):
+        raise PushError(f"feature view '{view.name}' does not read a push source")
+    folder = Path(resolve_path(source.batch_source, repo_root))
+    if any(ch in str(folder) for ch in "*?["):
+        folder = Path(str(folder).split("*")[0].split("?")[0].split("[")[0]).parent
+    if folder.suffix == ".parquet":
+        raise PushError(
+            f"push source '{source.name}' has batch source '{source.batch_source.path}', a "
+            "single file; pushing appends files, so use a folder (e.g. 'data/pushed/')"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    final = folder / f"push-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    temp = folder / f".{final.name}.tmp"
+    pq.write_table(table, temp)
+    with open(temp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temp, final)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return final
+
+
+def online_rows(view: FeatureView, table: pa.Table) -> list[OnlineRow]:
+    source = view.batch_source
+    data = table.to_pydict()
+    times = data[source.timestamp_field]
+    created = data.get(source.created_timestamp_column or "", [None] * len(times))
+    rows = []
+    for i, moment in enumerate(times):
+        if moment is None:
+            continue
+        key = entity_key(view.join_keys, [data[source.column_for(k)][i] for k in view.join_keys])
+        values = {f: _plain(data[source.column_for(f)][i]) for f in view.feature_names}
+        made = created[i]
+        rows.append(
+            OnlineRow(
+                view.name, key, to_micros(moment), _MIN if made is None else to_micros(made), values
+            )
+        )
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    return to_micros(value) if isinstance(value, datetime) else value

@@ -1,0 +1,91 @@
+"""Push: validated rows reach the online store and, durably, the offline folder."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from parity import FeatureStore, InvalidDefinition
+from parity.errors import PushError, PushSourceNotFound
+from tests.conftest import write_repo
+
+T = datetime(2026, 6, 1, tzinfo=UTC)
+REPO = {
+    "defs.py": """
+        from datetime import timedelta
+        from parity import Entity, FeatureView, Field, FileSource, Float64, Int64, PushSource
+
+        account = Entity(name="account", join_keys=["account_id"])
+        clicks = PushSource(name="clicks", batch_source=FileSource(path="data/clicks/"))
+        click_stats = FeatureView(
+            name="click_stats", entities=[account],
+            schema=[Field(name="clicks_1h", dtype=Int64), Field(name="spend", dtype=Float64)],
+            source=clicks, ttl=timedelta(days=1),
+        )
+    """
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    feature_store = FeatureStore(write_repo(tmp_path / "repo", REPO), clock=lambda: T)
+    feature_store.apply()  # no data pushed yet: apply must not need the folder
+    return feature_store
+
+
+def rows(*items: tuple[int, float, int, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"account_id": a, "event_timestamp": T - timedelta(hours=h), "clicks_1h": c, "spend": s}
+            for a, h, c, s in items
+        ]
+    )
+
+
+def test_push_online_is_read_back_and_older_pushes_lose(store: FeatureStore) -> None:
+    assert store.push("clicks", rows((1, 2, 5, 1.5), (2, 1, 7, 0.0))) == 2
+    store.push("clicks", rows((1, 3, 99, 9.9)))  # older than what is stored: ignored
+    online = store.get_online_features(["click_stats:clicks_1h"], {"account_id": [1, 2, 3]})
+    assert online.values["clicks_1h"] == [5, 7, None]
+    assert not (store.repo_path / "data" / "clicks").exists()  # online only
+
+
+def test_push_offline_is_on_disk_before_return_and_retrievable(store: FeatureStore) -> None:
+    store.push("clicks", rows((1, 2, 5, 1.5)), to="offline")
+    files = sorted((store.repo_path / "data" / "clicks").glob("*.parquet"))
+    assert len(files) == 1 and not list((store.repo_path / "data" / "clicks").glob(".*"))
+    store.push("clicks", rows((1, 1, 6, 2.5)), to="both")
+    entity = pd.DataFrame({"account_id": [1, 1], "event_timestamp": [T - timedelta(hours=1.5), T]})
+    offline = store.get_historical_features(entity, ["click_stats:clicks_1h"]).to_pandas()
+    assert offline["clicks_1h"].tolist() == [5, 6]
+    online = store.get_online_features(["click_stats:clicks_1h"], {"account_id": [1]})
+    assert online.values["clicks_1h"] == [6]
+
+
+def test_bad_pushes_name_the_problem(store: FeatureStore) -> None:
+    with pytest.raises(PushSourceNotFound, match="push source 'nope'"):
+        store.push("nope", rows((1, 1, 1, 1.0)))
+    with pytest.raises(PushError, match="lack column 'spend'"):
+        store.push("clicks", rows((1, 1, 1, 1.0)).drop(columns="spend"))
+    with pytest.raises(PushError, match=r"'clicks_1h' is (large_)?string"):
+        store.push("clicks", rows((1, 1, 1, 1.0)).astype({"clicks_1h": str}))
+    with pytest.raises(PushError, match="'online', 'offline' or 'both'"):
+        store.push("clicks", rows((1, 1, 1, 1.0)), to="everywhere")  # type: ignore[arg-type]
+
+
+def test_a_push_source_declared_two_ways_is_rejected(tmp_path: Path) -> None:
+    files = {
+        "defs.py": REPO["defs.py"]
+        + """
+        other = FeatureView(
+            name="other", entities=[account], schema=[Field(name="spend", dtype=Float64)],
+            source=PushSource(name="clicks", batch_source=FileSource(path="data/elsewhere/")),
+        )
+    """
+    }
+    store = FeatureStore(write_repo(tmp_path / "repo", files))
+    with pytest.raises(InvalidDefinition, match="declare push source 'clicks' differently"):
+        store.apply()
