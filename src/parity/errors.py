@@ -136,3 +136,9 @@ class PushError(ParityError, ValueError):
     """Pushed rows do not match the views that read the push source."""
 
     code = "invalid_push"
+
+
+class BadRequest(ParityError, ValueError):
+    """An HTTP request that is well-formed JSON but asks for something impossible."""
+
+    code = "bad_request"

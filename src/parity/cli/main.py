@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from parity.cli import render
-from parity.errors import ParityError
+from parity.errors import BackendNotInstalled, ParityError
 
 app = typer.Typer(
     name="parity",
@@ -242,6 +242,32 @@ def materialize_incremental(
     render.render_materialized(console, results)
 
 
+@app.command()
+@_command
+def serve(
+    repo: RepoOption = Path("."),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 6566,
+    max_in_flight: Annotated[
+        int, typer.Option(help="Requests in flight before answering 503.")
+    ] = 256,
+) -> None:
+    """Serve online features over HTTP (Feast-compatible /get-online-features, /push)."""
+    try:
+        import uvicorn
+
+        from parity.serving.app import create_app
+    except ModuleNotFoundError as error:
+        raise BackendNotInstalled(
+            f"the feature server needs {error.name}: pip install 'parity[serve]'"
+        ) from None
+    store = _store(repo)
+    err.print(f"Serving project '{store.project}' on http://{host}:{port}")
+    uvicorn.run(
+        create_app(store, max_in_flight=max_in_flight), host=host, port=port, log_level="warning"
+    )
+
+
 @dataset_app.command("create")
 @_command
 def dataset_create(
@@ -307,3 +333,7 @@ def version() -> None:
 
 def run() -> None:
     app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""The feature server: HTTP over the FeatureStore, Feast-compatible JSON, errors as 4xx JSON."""

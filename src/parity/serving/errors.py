@@ -1,0 +1,33 @@
+"""The one place that maps ParityError classes to HTTP status codes."""
+
+from __future__ import annotations
+
+from parity.errors import (
+    BackendNotInstalled,
+    BreakingChange,
+    DatasetExists,
+    ObjectNotFound,
+    ParityError,
+    RegistryConflict,
+    RegistryUnavailable,
+)
+
+_STATUS: list[tuple[type[ParityError], int]] = [
+    (ObjectNotFound, 404),
+    (RegistryConflict, 409),
+    (DatasetExists, 409),
+    (BreakingChange, 409),
+    (RegistryUnavailable, 503),
+    (BackendNotInstalled, 501),
+]
+
+
+def status_for(error: ParityError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 400
+
+
+def body_for(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}

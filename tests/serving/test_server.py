@@ -1,0 +1,159 @@
+"""The feature server over HTTP: Feast's JSON shapes, and 4xx JSON for anything a client sends."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from parity import FeatureStore
+from parity.serving.app import create_app
+from tests.conftest import DRIVER_REPO, write_repo
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    feature_store = FeatureStore(write_repo(tmp_path / "repo", DRIVER_REPO), clock=lambda: NOW)
+    feature_store.apply()
+    feature_store.materialize(datetime(2025, 12, 31, tzinfo=UTC), NOW)
+    return feature_store
+
+
+@pytest.fixture
+def client(store: FeatureStore) -> TestClient:
+    return TestClient(create_app(store, max_body_bytes=10_000))
+
+
+def test_feast_shaped_request_and_response(client: TestClient) -> None:
+    body = {
+        "features": ["driver_stats:trips", "driver_stats:city"],
+        "entities": {"driver_id": [1, 99]},
+    }
+    reply = client.post("/get-online-features", json=body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    assert data["metadata"]["feature_names"] == ["driver_id", "trips", "city"]
+    driver, trips, city = data["results"]
+    assert driver["values"] == [1, 99]
+    assert trips["values"] == [3, None]
+    assert trips["statuses"] == ["PRESENT", "NOT_FOUND"]
+    assert trips["event_timestamps"][0] == "2026-01-01T00:00:00.000000Z"
+    assert city["values"] == ["x", None]
+
+
+def test_feature_service_by_name(client: TestClient) -> None:
+    reply = client.post(
+        "/get-online-features",
+        json={"feature_service": "driver_service", "entities": {"driver_id": [2]}},
+    )
+    assert reply.json()["results"][1]["values"] == [3]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"features": ["nope:x"], "entities": {"driver_id": [1]}}, 404, "feature_view_not_found"),
+        (
+            {"features": ["driver_stats:x"], "entities": {"driver_id": [1]}},
+            404,
+            "feature_not_found",
+        ),
+        ({"feature_service": "nope", "entities": {"driver_id": [1]}}, 400, "invalid_retrieval"),
+        (
+            {"features": ["driver_stats:trips"], "entities": {"rider": [1]}},
+            400,
+            "invalid_entity_frame",
+        ),
+        (
+            {"features": ["driver_stats:trips"], "entities": {"driver_id": [1.5]}},
+            400,
+            "invalid_entity_frame",
+        ),
+        ({"features": ["driver_stats:trips"]}, 422, "invalid_request"),
+        ({"entities": {"driver_id": [1]}}, 400, "bad_request"),
+    ],
+)
+def test_bad_requests_get_4xx_json(
+    client: TestClient, body: dict[str, object], status: int, code: str
+) -> None:
+    reply = client.post("/get-online-features", json=body)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (status, code)
+    assert reply.json()["error"]["message"]
+
+
+def test_malformed_json_and_huge_bodies_are_refused(client: TestClient) -> None:
+    reply = client.post(
+        "/get-online-features", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_request"
+    reply = client.post(
+        "/get-online-features", content=b"x" * 20_000, headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 413
+
+
+def test_health_and_metrics(client: TestClient) -> None:
+    assert client.get("/health").json()["registry_version"] == 1
+    client.post(
+        "/get-online-features", json={"features": ["nope:x"], "entities": {"driver_id": [1]}}
+    )
+    text = client.get("/metrics").text
+    assert 'parity_errors_total{code="feature_view_not_found"} 1.0' in text
+    assert "parity_request_seconds_bucket" in text
+
+
+def test_parity_serve_answers_over_real_http(store: FeatureStore) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parity.cli.main",
+            "serve",
+            "--repo",
+            str(store.repo_path),
+            "--port",
+            str(port),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as reply:
+                    assert json.load(reply)["status"] == "ok"
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/get-online-features",
+            data=json.dumps(
+                {"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2]}}
+            ).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            trips = json.load(reply)["results"][1]
+        # The server runs on the real clock, long after these one-day-ttl rows: stale, not lost.
+        assert trips["statuses"] == ["OUTSIDE_MAX_AGE", "OUTSIDE_MAX_AGE"]
+        assert trips["event_timestamps"] == [
+            "2026-01-01T00:00:00.000000Z",
+            "2026-01-01T01:00:00.000000Z",
+        ]
+    finally:
+        server.terminate()
+        server.wait(10)
