@@ -9,7 +9,9 @@ cd "$work"
 export COLUMNS=${COLUMNS:-120}
 
 echo "== parity init fraud_detection (synthetic data: ${DEMO_ACCOUNTS:-2000} accounts, 60 days)"
-parity init fraud_detection --accounts "${DEMO_ACCOUNTS:-2000}"
+# The data's 60 days end at today's midnight (UTC), so online values are fresh when served now.
+today=$(date -u +%Y-%m-%dT00:00:00Z)
+parity init fraud_detection --accounts "${DEMO_ACCOUNTS:-2000}" --end "$today"
 cd fraud_detection
 echo
 echo "== parity plan"
@@ -36,18 +38,41 @@ parity dataset create \
   --name fraud_train_v1
 echo
 echo "== parity materialize-incremental (newest feature values per entity into the SQLite online store)"
-parity materialize-incremental 2026-01-01T00:00:00Z
+parity materialize-incremental "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo
 echo "== an online lookup, in-process: get_online_features for two (account, device) pairs"
 python - <<'PY'
-from datetime import UTC, datetime
-
 from parity import FeatureStore
 
-store = FeatureStore(".", clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))  # "now" = end of the data
+store = FeatureStore(".")
 response = store.get_online_features(
     "fraud_model_v1", [{"account_id": 1, "device_id": 1}, {"account_id": 2, "device_id": 999999}]
 )
 for name in response.feature_names:
     print(f"  {name:<20} {response.values[name]!s:<36} {[s.value for s in response.statuses[name]]}")
+PY
+echo
+echo "== the same lookup over HTTP: parity serve, then POST /get-online-features"
+port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+parity serve --port "$port" 2>/dev/null &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+python - "$port" <<'PY'
+import json, sys, time, urllib.request
+
+url = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(150):
+    try:
+        urllib.request.urlopen(url + "/health", timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+body = {"feature_service": "fraud_model_v1", "entities": {"account_id": [1, 2], "device_id": [1, 999999]}}
+request = urllib.request.Request(
+    url + "/get-online-features", json.dumps(body).encode(), {"content-type": "application/json"}
+)
+reply = json.load(urllib.request.urlopen(request, timeout=10))
+names = reply["metadata"]["feature_names"]
+for name, result in zip(names, reply["results"]):
+    print(f"  {name:<20} {result['values']!s:<36} {result['statuses']}")
 PY

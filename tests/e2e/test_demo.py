@@ -37,3 +37,16 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     lookup = out.split("an online lookup, in-process")[1]
     assert "['PRESENT', 'NOT_FOUND']" in lookup  # device 999999 does not exist
     assert "txn_count_7d" in lookup
+    over_http = out.split("the same lookup over HTTP")[1]
+    assert "device_risk_score" in over_http and "'NOT_FOUND'" in over_http
+    # The data ends today, so served values are fresh, the same as the in-process lookup's.
+    fresh = [line for line in over_http.splitlines() if "txn_count_7d" in line]
+    assert fresh and fresh[0].endswith("['PRESENT', 'PRESENT']")
+    assert (
+        fresh[0].split()[1:3]
+        == [
+            line
+            for line in lookup.split("the same lookup over HTTP")[0].splitlines()
+            if "txn_count_7d" in line
+        ][0].split()[1:3]
+    )

@@ -92,6 +92,10 @@ def init(
     data_only: Annotated[
         bool, typer.Option("--data-only", help="Only (re)generate data/ in an existing repo.")
     ] = False,
+    end: Annotated[
+        str | None,
+        typer.Option(help="End of the data's time window, ISO 8601 (default 2026-01-01, UTC)."),
+    ] = None,
 ) -> None:
     """Scaffold the fraud-detection example repo, with seeded synthetic data."""
     from parity.examples.fraud.scaffold import scaffold
@@ -103,6 +107,7 @@ def init(
         seed=seed,
         with_data=not no_data,
         data_only=data_only,
+        end=_moment(end) if end else None,
     )
     if result.files:
         console.print(

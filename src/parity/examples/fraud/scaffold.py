@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def scaffold(
     seed: int = 7,
     with_data: bool = True,
     data_only: bool = False,
+    end: datetime | None = None,
 ) -> ScaffoldResult:
     """Create the repo at `target` (which must not exist or be empty) and fill `data/`."""
     project = project or target.resolve().name.replace("-", "_")
@@ -42,7 +44,8 @@ def scaffold(
     if with_data or data_only:
         from parity.examples.fraud.data import generate
 
-        rows = generate(target / "data", accounts=accounts, days=days, seed=seed).rows
+        window = {"end": end} if end is not None else {}
+        rows = generate(target / "data", accounts=accounts, days=days, seed=seed, **window).rows
     return ScaffoldResult(target, tuple(files), rows)
 
 
