@@ -157,3 +157,37 @@ def test_parity_serve_answers_over_real_http(store: FeatureStore) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_push_over_http_and_its_bad_bodies(tmp_path: Path) -> None:
+    from tests.ingest.test_push import REPO as PUSH_REPO
+
+    store = FeatureStore(
+        write_repo(tmp_path / "push", PUSH_REPO), clock=lambda: datetime(2026, 6, 1, tzinfo=UTC)
+    )
+    store.apply()
+    client = TestClient(create_app(store))
+    good = {
+        "account_id": [1],
+        "event_timestamp": ["2026-06-01T00:00:00Z"],
+        "clicks_1h": [3],
+        "spend": [1.5],
+    }
+    reply = client.post("/push", json={"push_source_name": "clicks", "df": good, "to": "both"})
+    assert reply.json() == {"pushed": 1}
+    online = client.post(
+        "/get-online-features",
+        json={"features": ["click_stats:clicks_1h"], "entities": {"account_id": [1]}},
+    )
+    assert online.json()["results"][1]["values"] == [3]
+    bad_bodies = [
+        ({**good, "account_id": [1, 2]}, "invalid_push"),  # ragged columns
+        ({**good, "event_timestamp": ["garbage"]}, "invalid_entity_frame"),
+        ({"account_id": [1]}, "invalid_push"),
+        ({**good, "spend": [{"a": 1}]}, "invalid_push"),
+    ]
+    for df, code in bad_bodies:
+        reply = client.post("/push", json={"push_source_name": "clicks", "df": df})
+        assert (reply.status_code, reply.json()["error"]["code"]) == (400, code), df
+    reply = client.post("/push", json={"push_source_name": "nope", "df": good})
+    assert reply.status_code == 404

@@ -40,15 +40,22 @@ def views_of(catalog: Catalog, name: str) -> list[FeatureView]:
 
 
 def as_table(rows: Any) -> pa.Table:
-    if isinstance(rows, pa.Table):
-        return rows
-    if isinstance(rows, Mapping):
-        return pa.table({k: list(v) for k, v in rows.items()})
-    if isinstance(rows, Sequence):
-        return pa.Table.from_pylist(list(rows))
-    if type(rows).__name__ == "DataFrame":
-        return pa.Table.from_pandas(rows, preserve_index=False)
-    raise PushError(f"push rows must be a DataFrame, an Arrow table or dicts, not {type(rows)}")
+    """Rows as an Arrow table: a DataFrame, an Arrow table, a dict of columns or a list of dicts."""
+    try:
+        if isinstance(rows, pa.Table):
+            return rows
+        if isinstance(rows, Mapping):
+            return pa.table({k: list(v) for k, v in rows.items()})
+        if isinstance(rows, Sequence) and not isinstance(rows, str | bytes):
+            return pa.Table.from_pylist(list(rows))
+        if type(rows).__name__ == "DataFrame":
+            return pa.Table.from_pandas(rows, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
+        raise PushError(f"pushed rows cannot be read as a table: {error}") from None
+    raise PushError(
+        f"push rows must be a DataFrame, an Arrow table, a dict of columns or a list of dicts, "
+        f"not {type(rows).__name__}"
+    )
 
 
 def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
