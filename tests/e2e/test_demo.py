@@ -42,11 +42,6 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     # The data ends today, so served values are fresh, the same as the in-process lookup's.
     fresh = [line for line in over_http.splitlines() if "txn_count_7d" in line]
     assert fresh and fresh[0].endswith("['PRESENT', 'PRESENT']")
-    assert (
-        fresh[0].split()[1:3]
-        == [
-            line
-            for line in lookup.split("the same lookup over HTTP")[0].splitlines()
-            if "txn_count_7d" in line
-        ][0].split()[1:3]
-    )
+    in_process = lookup.split("the same lookup over HTTP")[0].splitlines()
+    same = next(line for line in in_process if "txn_count_7d" in line)
+    assert fresh[0].split()[1:3] == same.split()[1:3]
