@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_CREATED = -(1 << 63)  # µs standing in for a missing created time: ranks below any real one
 
 
 def utcnow() -> datetime:

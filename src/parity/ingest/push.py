@@ -18,12 +18,11 @@ from parity.definitions import FeatureView, PushSource
 from parity.errors import PushError, PushSourceNotFound
 from parity.offline.entity_frame import normalize_timestamp
 from parity.offline.sources import resolve_path
-from parity.online.encoding import OnlineRow, entity_key
+from parity.online.encoding import OnlineRow, rows_from_columns
 from parity.registry.catalog import Catalog
-from parity.timeutil import to_micros
+from parity.timeutil import NO_CREATED, to_micros
 
 PushTarget = Literal["online", "offline", "both"]
-_MIN = -(1 << 63)
 
 
 def views_of(catalog: Catalog, name: str) -> list[FeatureView]:
@@ -117,23 +116,21 @@ def append_offline(view: FeatureView, table: pa.Table, repo_root: Path, now: dat
 
 
 def online_rows(view: FeatureView, table: pa.Table) -> list[OnlineRow]:
+    """The pushed rows (with an event time) as the view's online rows."""
     source = view.batch_source
     data = table.to_pydict()
     times = data[source.timestamp_field]
     created = data.get(source.created_timestamp_column or "", [None] * len(times))
-    rows = []
-    for i, moment in enumerate(times):
-        if moment is None:
-            continue
-        key = entity_key(view.join_keys, [data[source.column_for(k)][i] for k in view.join_keys])
-        values = {f: _plain(data[source.column_for(f)][i]) for f in view.feature_names}
-        made = created[i]
-        rows.append(
-            OnlineRow(
-                view.name, key, to_micros(moment), _MIN if made is None else to_micros(made), values
-            )
-        )
-    return rows
+    keep = [i for i, moment in enumerate(times) if moment is not None]
+    columns: dict[str, list[Any]] = {
+        name: [_plain(data[source.column_for(name)][i]) for i in keep]
+        for name in [*view.join_keys, *view.feature_names]
+    }
+    columns["__ts"] = [to_micros(times[i]) for i in keep]
+    columns["__created"] = [
+        NO_CREATED if created[i] is None else to_micros(created[i]) for i in keep
+    ]
+    return rows_from_columns(view, columns)
 
 
 def _plain(value: Any) -> Any:

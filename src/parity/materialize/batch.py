@@ -11,11 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-import pyarrow as pa
-
 from parity.definitions import FeatureView
 from parity.offline.engine import OfflineEngine
-from parity.online.encoding import OnlineRow, entity_key
+from parity.online.encoding import OnlineRow, rows_from_columns
 from parity.online.store import OnlineStore
 from parity.registry.materializations import MaterializationLog, MaterializationRecord
 from parity.timeutil import EPOCH
@@ -29,19 +27,6 @@ class MaterializeResult:
     start: datetime
     end: datetime
     rows: int
-
-
-def rows_from_batch(view: FeatureView, batch: pa.RecordBatch) -> list[OnlineRow]:
-    """Turn one batch of (keys, __ts, __created, features) into online rows."""
-    columns = batch.to_pydict()
-    keys = [columns[k] for k in view.join_keys]
-    features = [(name, columns[name]) for name in view.feature_names]
-    rows = []
-    for i, (event, created) in enumerate(zip(columns["__ts"], columns["__created"], strict=True)):
-        values = {name: column[i] for name, column in features}
-        key = entity_key(view.join_keys, [k[i] for k in keys])
-        rows.append(OnlineRow(view.name, key, event, created, values))
-    return rows
 
 
 def materialize_view(
@@ -74,7 +59,7 @@ def _batches(
 ) -> Iterator[list[OnlineRow]]:
     for batch in engine.latest(view, start, end):
         if batch.num_rows:
-            yield rows_from_batch(view, batch)
+            yield rows_from_columns(view, batch.to_pydict())
 
 
 def incremental_start(view: FeatureView, watermark: datetime | None, end: datetime) -> datetime:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from parity.definitions import DType, FeatureView
 from parity.offline.request import RetrievalRequest, ViewRequest
+from parity.timeutil import NO_CREATED
 
-MIN_BIGINT = -9_223_372_036_854_775_808
 _DUCK_TYPES = {
     "Int32": "INTEGER",
     "Int64": "BIGINT",
@@ -58,9 +58,9 @@ def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> 
     keys = [f"{quote(source.column_for(k))} AS {quote(k)}" for k in view.join_keys]
     ts = f"epoch_us({quote(source.timestamp_field)})"
     created = (
-        f"coalesce(epoch_us({quote(source.created_timestamp_column)}), {MIN_BIGINT})"
+        f"coalesce(epoch_us({quote(source.created_timestamp_column)}), {NO_CREATED})"
         if source.created_timestamp_column
-        else str(MIN_BIGINT)
+        else str(NO_CREATED)
     )
     if len(scan.files) > 1:
         files = ", ".join(literal(f) for f in scan.files)

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from parity.definitions import FeatureView
 from parity.errors import EntityFrameError
 
 VERSION = 1
@@ -57,6 +58,18 @@ def entity_key(join_keys: Sequence[str], values: Sequence[object]) -> bytes:
             text = value.encode()
             parts.append(b"s" + struct.pack(">I", len(text)) + text)
     return b"".join(parts)
+
+
+def rows_from_columns(view: FeatureView, columns: Mapping[str, Sequence[Any]]) -> list[OnlineRow]:
+    """Online rows from columns named by join key and feature, plus `__ts` and `__created` (µs)."""
+    keys = [columns[k] for k in view.join_keys]
+    features = [(name, columns[name]) for name in view.feature_names]
+    rows = []
+    for i, (event, created) in enumerate(zip(columns["__ts"], columns["__created"], strict=True)):
+        values = {name: column[i] for name, column in features}
+        key = entity_key(view.join_keys, [k[i] for k in keys])
+        rows.append(OnlineRow(view.name, key, event, created, values))
+    return rows
 
 
 def header(event_ts: int, created_ts: int) -> bytes:
