@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.markup import escape
 
 from parity.cli import render
 from parity.errors import BackendNotInstalled, ParityError
+
+if TYPE_CHECKING:
+    from parity.feature_store import FeatureStore
 
 app = typer.Typer(
     name="parity",
@@ -63,7 +66,7 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _store(repo: Path) -> Any:
+def _store(repo: Path) -> FeatureStore:
     from parity.feature_store import FeatureStore
 
     return FeatureStore(repo)

@@ -155,13 +155,13 @@ class DuckDBEngine:
             connection.close()
 
     def describe(self, text: str, *, sql: bool) -> pa.Schema:
-        connection = self.connect()
         relation = text if sql else f"SELECT * FROM read_parquet({literal(text)})"
-        try:
-            return connection.sql(f"SELECT * FROM ({relation}) LIMIT 0").to_arrow_table().schema
-        except duckdb.Error as error:
-            what = "SQL entity query" if sql else f"entity Parquet path '{text}'"
-            raise EntityFrameError(f"{what} cannot be read: {error}") from None
+        with self.connect() as connection:
+            try:
+                return connection.sql(f"SELECT * FROM ({relation}) LIMIT 0").to_arrow_table().schema
+            except duckdb.Error as error:
+                what = "SQL entity query" if sql else f"entity Parquet path '{text}'"
+                raise EntityFrameError(f"{what} cannot be read: {error}") from None
 
     def historical(
         self, request: RetrievalRequest, entity: EntityFrame, timestamp_column: str
