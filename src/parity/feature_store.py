@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -29,6 +29,7 @@ from parity.timeutil import to_micros, utcnow
 if TYPE_CHECKING:
     from parity.materialize.batch import MaterializeResult
     from parity.offline.engine import OfflineEngine, RetrievalJob
+    from parity.offline.request import RetrievalRequest
     from parity.offline.retrieval import FeaturesArg
     from parity.online.reads import OnlineResponse
     from parity.online.store import OnlineStore
@@ -56,6 +57,8 @@ class FeatureStore:
         self._offline: OfflineEngine | None = offline_engine
         self._online: OnlineStore | None = online_store
         self._clock = clock
+        self._pushed: dict[str, datetime] = {}  # view -> when this process last pushed to it
+        self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
 
     @property
     def project(self) -> str:
@@ -177,14 +180,15 @@ class FeatureStore:
                 from parity.online.redis_store import RedisOnlineStore
 
                 self._online = RedisOnlineStore(
-                    settings.connection_string or "redis://127.0.0.1:6379/0"
+                    settings.connection_string or "redis://127.0.0.1:6379/0",
+                    expire=settings.expire,
                 )
             else:
                 from parity.online.sqlite import SqliteOnlineStore
 
                 path = Path(settings.path)
                 self._online = SqliteOnlineStore(
-                    path if path.is_absolute() else self.repo_path / path
+                    path if path.is_absolute() else self.repo_path / path, expire=settings.expire
                 )
         return self._online
 
@@ -243,13 +247,48 @@ class FeatureStore:
         full_feature_names: bool = False,
     ) -> OnlineResponse:
         """Latest feature values for each entity row, in one read of the online store."""
-        from parity.offline.request import resolve
         from parity.online.reads import read_online
 
-        request = resolve(self.registry.catalog, features, full_feature_names=full_feature_names)
+        request = self._online_request(features, full_feature_names)
         return read_online(
             self.online_store, self.project, request, entity_rows, to_micros(self._clock())
         )
+
+    async def get_online_features_async(
+        self,
+        features: FeaturesArg,
+        entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+        *,
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        """As get_online_features, for event loops: the Redis read does not block the loop."""
+        from parity.online.reads import read_online_async
+
+        request = self._online_request(features, full_feature_names)
+        return await read_online_async(
+            self.online_store, self.project, request, entity_rows, to_micros(self._clock())
+        )
+
+    def _online_request(self, features: FeaturesArg, full_feature_names: bool) -> RetrievalRequest:
+        """Resolve refs or a service against the current catalog, remembering the answer for
+        as long as the catalog stays the same (servers ask the same few questions)."""
+        from parity.offline.request import resolve
+
+        catalog = self.registry.catalog
+        if isinstance(features, str):
+            wanted: Hashable = features
+        elif isinstance(features, list | tuple) and all(isinstance(f, str) for f in features):
+            wanted = tuple(features)
+        else:
+            return resolve(catalog, features, full_feature_names=full_feature_names)
+        if self._requests[0] is not catalog or len(self._requests[1]) > 4096:
+            self._requests = (catalog, {})
+        key = (wanted, full_feature_names)
+        request = self._requests[1].get(key)
+        if request is None:
+            request = resolve(catalog, features, full_feature_names=full_feature_names)
+            self._requests[1][key] = request
+        return request
 
     def push(
         self, name: str, rows: Any, to: Literal["online", "offline", "both"] = "online"
@@ -267,7 +306,22 @@ class FeatureStore:
         if to in ("online", "both"):
             for view in views:
                 self.online_store.write(self.project, pushing.online_rows(view, table))
+                self._pushed[view.name] = self._clock()
         return int(table.num_rows)
+
+    def online_freshness(self) -> dict[str, datetime | None]:
+        """Per online view, the newest data written online: its materialization watermark or
+        this process's last push to it, whichever is later; None when neither happened."""
+        log = self._materialization_log()
+        newest: dict[str, datetime | None] = {}
+        for view in self._online_views(None):
+            moments = [log.watermark(self.project, view.name), self._pushed.get(view.name)]
+            newest[view.name] = max((m for m in moments if m is not None), default=None)
+        return newest
+
+    def now(self) -> datetime:
+        """The store's clock (UTC): what ttl and max age are measured against."""
+        return self._clock()
 
     def create_dataset(
         self,
@@ -356,6 +410,13 @@ class FeatureStore:
             self._store.close()
         if self._online is not None:
             self._online.close()
+
+    async def close_async(self) -> None:
+        """Release the running event loop's online connections (servers call it on shutdown)."""
+        from parity.online.store import AsyncReads
+
+        if isinstance(self._online, AsyncReads):
+            await self._online.close_async()
 
     def __enter__(self) -> FeatureStore:
         return self

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,25 +14,40 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parity.online.encoding import OnlineRow, entity_key
-from parity.online.redis_store import RedisOnlineStore
+from parity.online.redis_store import RedisOnlineStore, redis_key
 from parity.online.sqlite import SqliteOnlineStore
-from parity.online.store import OnlineStore
+from parity.online.store import AsyncReads, OnlineStore
+
+KINDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def store(
-    request: pytest.FixtureRequest, tmp_path: Path, project_name: str
+def _open(
+    request: pytest.FixtureRequest, tmp_path: Path, project_name: str, *, expire: bool
 ) -> Iterator[OnlineStore]:
     if request.param == "sqlite":
-        opened: OnlineStore = SqliteOnlineStore(tmp_path / "online.db")
+        opened: OnlineStore = SqliteOnlineStore(tmp_path / "online.db", expire=expire)
     else:
-        opened = RedisOnlineStore(request.getfixturevalue("redis_url"))
+        opened = RedisOnlineStore(request.getfixturevalue("redis_url"), expire=expire)
     yield opened
     if isinstance(opened, RedisOnlineStore):  # leave the shared server as we found it
         prefix = f"parity:v1:{project_name}"
         for found in opened.client.scan_iter(match=prefix + "*", count=1000):
             opened.client.delete(found)
     opened.close()
+
+
+@pytest.fixture(params=KINDS)
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, project_name: str
+) -> Iterator[OnlineStore]:
+    yield from _open(request, tmp_path, project_name, expire=False)
+
+
+@pytest.fixture(params=KINDS)
+def expiring(
+    request: pytest.FixtureRequest, tmp_path: Path, project_name: str
+) -> Iterator[OnlineStore]:
+    yield from _open(request, tmp_path, project_name, expire=True)
 
 
 def key(n: int) -> bytes:
@@ -83,6 +101,60 @@ def test_delete_view_removes_only_that_view(store: OnlineStore, project_name: st
         None,
         row(1, 1, view="keep"),
     ]
+
+
+def test_async_reads_equal_sync_reads(store: OnlineStore, project_name: str) -> None:
+    store.write(project_name, [row(1, 10), row(2, 20, view="other", y="z")])
+    keys = [("other", key(2)), ("stats", key(3)), ("stats", key(1))]
+    expected = store.read(project_name, keys)
+    if isinstance(store, AsyncReads):
+        reader = store
+
+        async def read() -> list[OnlineRow | None]:
+            try:
+                return await reader.read_async(project_name, keys)
+            finally:
+                await reader.close_async()
+
+        assert asyncio.run(read()) == expected
+        assert asyncio.run(read()) == expected  # a second event loop gets its own connections
+    assert expected == [row(2, 20, view="other", y="z"), None, row(1, 10)]
+
+
+def _now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+def test_expired_rows_are_gone(expiring: OnlineStore, project_name: str) -> None:
+    now = _now_us()
+    stale = replace(row(1, now - 10**7), expires_at=now - 10**6)
+    fresh = replace(row(2, now), expires_at=now + 3_600 * 10**6)
+    forever = row(3, now - 10**9)  # expires_at None: the view has no ttl
+    assert expiring.write(project_name, [stale, fresh, forever]) == 3
+    got = expiring.read(project_name, [("stats", key(n)) for n in (1, 2, 3)])
+    assert got == [None, fresh, forever]
+
+
+def test_an_entity_expires_only_with_its_last_view(
+    expiring: OnlineStore, project_name: str
+) -> None:
+    now = _now_us()
+    first = replace(row(1, now, view="a"), expires_at=now + 3_600 * 10**6)
+    later = replace(row(1, now, view="b"), expires_at=now + 7_200 * 10**6)
+    expiring.write(project_name, [later, first])
+    assert expiring.read(project_name, [("a", key(1)), ("b", key(1))]) == [first, later]
+    if isinstance(expiring, RedisOnlineStore):  # the key lives as long as its longest view
+        remaining = expiring.client.pttl(redis_key(project_name, key(1)))
+        assert 7_100_000 < remaining <= 7_200_000
+        expiring.write(project_name, [row(1, now + 1, view="c")])  # never expires
+        assert expiring.client.pttl(redis_key(project_name, key(1))) == -1
+
+
+def test_without_expiry_old_rows_stay(store: OnlineStore, project_name: str) -> None:
+    now = _now_us()
+    stale = replace(row(1, now - 10**7), expires_at=now - 10**6)
+    store.write(project_name, [stale])
+    assert store.read(project_name, [("stats", key(1))]) == [stale]
 
 
 def test_projects_are_isolated(store: OnlineStore, project_name: str) -> None:

@@ -6,6 +6,7 @@ User errors print one line and exit 1; `--debug` shows the traceback.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -256,23 +257,46 @@ def serve(
     repo: RepoOption = Path("."),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 6566,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (one per core is a good start).")
+    ] = 1,
     max_in_flight: Annotated[
-        int, typer.Option(help="Requests in flight before answering 503.")
+        int, typer.Option(min=1, help="Requests in flight per worker before answering 503.")
     ] = 256,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")
+    ] = 1 << 20,
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /push)."""
     try:
         import uvicorn
 
-        from parity.serving.app import create_app
+        from parity.serving import app as serving
     except ModuleNotFoundError as error:
         raise BackendNotInstalled(
             f"the feature server needs {error.name}: pip install 'parity[serve]'"
         ) from None
     store = _store(repo)
-    err.print(f"Serving project '{store.project}' on http://{host}:{port}")
+    err.print(
+        f"Serving project '{store.project}' on http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''})"
+    )
+    os.environ.update(
+        PARITY_SERVE_REPO=str(store.repo_path),
+        PARITY_SERVE_MAX_IN_FLIGHT=str(max_in_flight),
+        PARITY_SERVE_MAX_BODY_BYTES=str(max_body_bytes),
+    )
+    store.close()
     uvicorn.run(
-        create_app(store, max_in_flight=max_in_flight), host=host, port=port, log_level="warning"
+        f"{serving.__name__}:{serving.app_from_environment.__name__}",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cached_property
 
 from pydantic import Field as PydanticField
 from pydantic import field_validator, model_validator
@@ -82,7 +83,7 @@ class FeatureView(NamedDefinition):
         """Where the view's rows are offline: the source, or a push source's batch source."""
         return self.source if isinstance(self.source, FileSource) else self.source.batch_source
 
-    @property
+    @cached_property
     def join_keys(self) -> tuple[str, ...]:
         return tuple(key for entity in self.entities for key in entity.join_keys)
 
@@ -90,12 +91,12 @@ class FeatureView(NamedDefinition):
     def entity_names(self) -> tuple[str, ...]:
         return tuple(entity.name for entity in self.entities)
 
-    @property
+    @cached_property
     def features(self) -> tuple[Field, ...]:
         keys = set(self.join_keys)
         return tuple(f for f in self.fields if f.name not in keys)
 
-    @property
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -32,6 +32,9 @@ class OnlineRow:
     event_ts: int
     created_ts: int
     values: Mapping[str, Any]
+    # When the row stops being valid (event time + the view's ttl, µs), None for never. Stores
+    # configured to expire keys honour it; it is not stored, so rows read back have None.
+    expires_at: int | None = field(default=None, compare=False)
 
     @property
     def version(self) -> tuple[int, int]:
@@ -64,11 +67,13 @@ def rows_from_columns(view: FeatureView, columns: Mapping[str, Sequence[Any]]) -
     """Online rows from columns named by join key and feature, plus `__ts` and `__created` (µs)."""
     keys = [columns[k] for k in view.join_keys]
     features = [(name, columns[name]) for name in view.feature_names]
+    ttl = None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000)
     rows = []
     for i, (event, created) in enumerate(zip(columns["__ts"], columns["__created"], strict=True)):
         values = {name: column[i] for name, column in features}
         key = entity_key(view.join_keys, [k[i] for k in keys])
-        rows.append(OnlineRow(view.name, key, event, created, values))
+        expires = None if ttl is None else event + ttl
+        rows.append(OnlineRow(view.name, key, event, created, values, expires))
     return rows
 
 

@@ -1,11 +1,16 @@
-"""SQLite online store (embedded default): a WAL-mode file; write-if-newer by conditional upsert."""
+"""SQLite online store (embedded default): a WAL-mode file; write-if-newer by conditional upsert.
+
+With `expire=True` each row keeps its expiry (event time + the view's ttl): reads skip expired
+rows and every write transaction deletes the project's expired rows.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from parity.online.encoding import OnlineRow, decode_payload, encode_payload
@@ -18,26 +23,43 @@ CREATE TABLE IF NOT EXISTS parity_online (
     event_ts INTEGER NOT NULL,
     created_ts INTEGER NOT NULL,
     payload BLOB NOT NULL,
+    expires_at INTEGER,
     PRIMARY KEY (project, view, entity_key)
 ) WITHOUT ROWID
 """
+_EXPIRY_INDEX = """
+CREATE INDEX IF NOT EXISTS parity_online_expiry ON parity_online (project, expires_at)
+WHERE expires_at IS NOT NULL
+"""
 # Ties on (event, created) go to the later write, as ingestion order does offline.
 _UPSERT = """
-INSERT INTO parity_online VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO parity_online VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (project, view, entity_key) DO UPDATE SET
-    event_ts = excluded.event_ts, created_ts = excluded.created_ts, payload = excluded.payload
+    event_ts = excluded.event_ts, created_ts = excluded.created_ts, payload = excluded.payload,
+    expires_at = excluded.expires_at
 WHERE (excluded.event_ts, excluded.created_ts) >= (parity_online.event_ts, parity_online.created_ts)
 """
 _MAX_PARAMS = 900
 
 
 class SqliteOnlineStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, expire: bool = False, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.expire = expire
+        self._clock = clock
         self._local = threading.local()
-        with self._connection() as conn:
-            conn.execute(_SCHEMA)
+        conn = self._connection()
+        conn.execute(_SCHEMA)
+        columns = {info[1] for info in conn.execute("PRAGMA table_info(parity_online)")}
+        if "expires_at" not in columns:  # a file written before expiry existed
+            conn.execute("ALTER TABLE parity_online ADD COLUMN expires_at INTEGER")
+        conn.execute(_EXPIRY_INDEX)
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -52,17 +74,31 @@ class SqliteOnlineStore:
         conn = self._connection()
         before = conn.total_changes
         params = [
-            (project, r.view, r.entity_key, r.event_ts, r.created_ts, encode_payload(r.values))
+            (
+                project,
+                r.view,
+                r.entity_key,
+                r.event_ts,
+                r.created_ts,
+                encode_payload(r.values),
+                r.expires_at if self.expire else None,
+            )
             for r in rows
         ]
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_UPSERT, params)
+            applied = conn.total_changes - before
+            if self.expire:
+                conn.execute(
+                    "DELETE FROM parity_online WHERE project = ? AND expires_at <= ?",
+                    (project, self._now_us()),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return conn.total_changes - before
+        return applied
 
     def read(self, project: str, keys: Sequence[tuple[str, bytes]]) -> list[OnlineRow | None]:
         by_view: dict[str, list[bytes]] = defaultdict(list)
@@ -77,8 +113,9 @@ class SqliteOnlineStore:
                 marks = ",".join("?" * len(chunk))
                 cursor = conn.execute(
                     "SELECT entity_key, event_ts, created_ts, payload FROM parity_online "
-                    f"WHERE project = ? AND view = ? AND entity_key IN ({marks})",
-                    (project, view, *chunk),
+                    f"WHERE project = ? AND view = ? AND entity_key IN ({marks}) "
+                    "AND (expires_at IS NULL OR expires_at > ?)",
+                    (project, view, *chunk, self._now_us()),
                 )
                 for key, event, created, payload in cursor:
                     found[(view, key)] = OnlineRow(

@@ -23,3 +23,16 @@ class OnlineStore(Protocol):
     def delete_view(self, project: str, view: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncReads(Protocol):
+    """Stores with a network round trip also read without blocking the event loop."""
+
+    async def read_async(
+        self, project: str, keys: Sequence[tuple[str, bytes]]
+    ) -> list[OnlineRow | None]: ...
+
+    async def close_async(self) -> None:
+        """Release the connections of the running event loop."""
+        ...

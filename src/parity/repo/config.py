@@ -55,9 +55,13 @@ class OfflineConfig(_Settings):
 
 
 class OnlineConfig(_Settings):
+    """`expire: true` drops an entity's row once its view's ttl has passed since its event time
+    (in Redis, a key once every view it holds has expired); reads then answer NOT_FOUND."""
+
     type: Literal["sqlite", "redis"] = "sqlite"
     path: str = "data/online.db"
     connection_string: str | None = None
+    expire: bool = False
 
 
 class RepoConfig(_Settings):

@@ -1,0 +1,134 @@
+"""Admission control as plain ASGI middleware (no per-request task or body copy):
+
+- more than `max_in_flight` requests at once -> a fast 503 instead of an unbounded queue;
+- a body over `max_body_bytes` (by Content-Length, or counted while streaming) -> 413;
+- every answered request's latency goes into the histogram, labelled by known path;
+- `fast_routes` answer their (method, path) straight from the body bytes, skipping the
+  framework's routing and dependency layers (the feature lookup is the hot path).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from parity.serving.errors import body_for
+from parity.serving.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+FastRoute = Callable[[bytes], Awaitable["Response"]]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Guard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServerMetrics,
+        max_in_flight: int,
+        max_body_bytes: int,
+        fast_routes: Mapping[tuple[str, str], FastRoute] | None = None,
+    ) -> None:
+        self.app = app
+        self.fast_routes = dict(fast_routes or {})
+        self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        self.max_body_bytes = max_body_bytes
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            await self._refuse(send, 503, "overloaded", "too many requests in flight; retry")
+            return
+        length = _content_length(scope)
+        if length is not None and length > self.max_body_bytes:
+            await self._refuse(
+                send, 413, "body_too_large", f"request body over {self.max_body_bytes} bytes"
+            )
+            return
+        self.in_flight += 1
+        started = time.perf_counter()
+        seen = 0
+        responded = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body_bytes:
+                raise _BodyTooLarge
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal responded
+            responded = True
+            await send(message)
+
+        try:
+            fast = self.fast_routes.get((scope["method"], scope["path"]))
+            if fast is None:
+                await self.app(scope, counting_receive, watching_send)
+            else:
+                response = await fast(await _body(counting_receive))
+                await response(scope, counting_receive, watching_send)
+        except _BodyTooLarge:
+            if not responded:
+                await self._refuse(
+                    send, 413, "body_too_large", f"request body over {self.max_body_bytes} bytes"
+                )
+        finally:
+            self.in_flight -= 1
+            self.metrics.observe(scope["path"], time.perf_counter() - started)
+
+    async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
+        self.metrics.error(code)
+        payload = orjson.dumps(body_for(code, message))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
