@@ -106,6 +106,12 @@ class RegistryUnavailable(ParityError):
     code = "registry_unavailable"
 
 
+class OnlineStoreUnavailable(ParityError):
+    """The online store (Redis) could not be reached or timed out."""
+
+    code = "online_store_unavailable"
+
+
 class RetrievalError(ParityError, ValueError):
     """A retrieval request is malformed (empty feature list, name collision, bad entity frame)."""
 

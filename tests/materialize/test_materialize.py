@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from parity import FeatureStore
 from parity.online.encoding import OnlineRow
-from parity.online.reads import Status
+from parity.online.reads import OnlineResponse, Status
 from parity.online.sqlite import SqliteOnlineStore
 from tests.conftest import write_parquet, write_repo
 
@@ -118,6 +119,14 @@ def test_online_values_equal_offline_values_at_the_same_time(
     ]
     assert online.event_timestamps["amount"][0] == at(5)
     assert online.to_dict()["account_id"] == [1, 2, 3, 4, 9, 1]
+
+    async def read_async() -> OnlineResponse:
+        try:
+            return await store.get_online_features_async(refs, rows)
+        finally:
+            await store.close_async()
+
+    assert asyncio.run(read_async()) == online  # the async variant answers the same
 
 
 def test_ties_pick_the_same_row_as_offline(tmp_path: Path) -> None:

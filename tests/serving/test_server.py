@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from parity import FeatureStore
 from parity.serving.app import create_app
+from parity.serving.guard import Guard
+from parity.serving.metrics import ServerMetrics
 from tests.conftest import DRIVER_REPO, write_repo
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -112,7 +119,8 @@ def test_health_and_metrics(client: TestClient) -> None:
     assert "parity_request_seconds_bucket" in text
 
 
-def test_parity_serve_answers_over_real_http(store: FeatureStore) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parity_serve_answers_over_real_http(store: FeatureStore, workers: int) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -126,6 +134,8 @@ def test_parity_serve_answers_over_real_http(store: FeatureStore) -> None:
             str(store.repo_path),
             "--port",
             str(port),
+            "--workers",
+            str(workers),
         ],
         stderr=subprocess.DEVNULL,
     )
@@ -154,6 +164,9 @@ def test_parity_serve_answers_over_real_http(store: FeatureStore) -> None:
             "2026-01-01T00:00:00.000000Z",
             "2026-01-01T01:00:00.000000Z",
         ]
+        for _ in range(20):  # every worker answers (the kernel spreads connections over them)
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                assert reply.status == 200
     finally:
         server.terminate()
         server.wait(10)
@@ -191,3 +204,121 @@ def test_push_over_http_and_its_bad_bodies(tmp_path: Path) -> None:
         assert (reply.status_code, reply.json()["error"]["code"]) == (400, code), df
     reply = client.post("/push", json={"push_source_name": "nope", "df": good})
     assert reply.status_code == 404
+
+
+def test_metrics_report_freshness_per_view(client: TestClient) -> None:
+    text = client.get("/metrics").text
+    # The fixture materialized up to NOW on a clock frozen at NOW: zero seconds old.
+    assert 'parity_feature_freshness_seconds{view="driver_stats"} 0.0' in text
+
+
+def test_openapi_documents_the_endpoints(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    online = spec["paths"]["/get-online-features"]["post"]
+    schema = online["requestBody"]["content"]["application/json"]["schema"]
+    assert {"features", "feature_service", "entities", "full_feature_names"} <= set(
+        schema["properties"]
+    )
+    assert "entities" in schema["required"]
+    assert set(spec["paths"]) >= {"/get-online-features", "/push", "/health", "/metrics"}
+    assert client.get("/docs").status_code == 200
+
+
+def test_a_streamed_body_over_the_limit_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the size is counted as it arrives
+        yield b'{"features": ["driver_stats:trips"], "entities": {"driver_id": ['
+        for _ in range(2_000):
+            yield b"1, 2, 3, 4, "
+        yield b"5]}"
+
+    reply = client.post("/get-online-features", content=chunks())
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "body_too_large"
+
+
+def test_an_unreachable_online_store_is_503(tmp_path: Path) -> None:
+    extra = "online:\n  type: redis\n  connection_string: redis://127.0.0.1:1/0\n"
+    store = FeatureStore(write_repo(tmp_path / "repo", DRIVER_REPO, extra=extra))
+    store.apply()
+    reply = TestClient(create_app(store)).post(
+        "/get-online-features",
+        json={"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}},
+    )
+    assert reply.status_code == 503
+    assert reply.json()["error"]["code"] == "online_store_unavailable"
+
+
+def test_past_max_in_flight_requests_get_a_fast_503(store: FeatureStore) -> None:
+    """Drive the guard over ASGI directly: one request is held inside the app, so the
+    next one finds the server full."""
+    release = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    metrics = ServerMetrics(lambda: {}, lambda: NOW)
+    guard = Guard(slow_app, metrics=metrics, max_in_flight=1, max_body_bytes=100)
+
+    async def call() -> list[Any]:
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/health", "headers": []}
+        await guard(scope, receive, send)
+        return sent
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        held = asyncio.create_task(call())
+        await asyncio.sleep(0.01)
+        refused = await asyncio.wait_for(call(), timeout=1)
+        release.set()
+        return await held, refused
+
+    held, refused = asyncio.run(scenario())
+    assert held[0]["status"] == 200
+    assert refused[0]["status"] == 503
+    assert json.loads(refused[1]["body"])["error"]["code"] == "overloaded"
+    assert guard.in_flight == 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+plausible = st.fixed_dictionaries(
+    {},
+    optional={
+        "features": st.one_of(
+            json_values,
+            st.lists(st.sampled_from(["driver_stats:trips", "driver_stats:city", "x:y", ":"])),
+        ),
+        "feature_service": st.one_of(json_values, st.sampled_from(["driver_service", "nope"])),
+        "entities": st.one_of(
+            json_values,
+            st.dictionaries(
+                st.sampled_from(["driver_id", "rider"]),
+                st.lists(st.one_of(st.integers(), st.text(max_size=3), json_values), max_size=3),
+            ),
+        ),
+        "full_feature_names": json_values,
+    },
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.one_of(plausible, json_values))
+def test_no_request_body_makes_a_500(client: TestClient, body: object) -> None:
+    reply = client.post("/get-online-features", json=body)
+    assert reply.status_code < 500, reply.text
+    if reply.status_code != 200:
+        assert reply.json()["error"]["code"]

@@ -21,11 +21,13 @@ VERSION = 1
 HEADER_CHARS = 32
 _OFFSET = 1 << 63
 _INT = struct.Struct(">q")
+_LENGTH = struct.Struct(">I")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: reads build thousands per call and frozen __init__ is slow
 class OnlineRow:
-    """One view's features for one entity, as stored: values keyed by feature name."""
+    """One view's features for one entity, as stored: values keyed by feature name. Treat it as
+    immutable."""
 
     view: str
     entity_key: bytes
@@ -46,21 +48,45 @@ def entity_key(join_keys: Sequence[str], values: Sequence[object]) -> bytes:
     """Canonical bytes of one entity's join key values (ints as int64, strings as UTF-8)."""
     if len(join_keys) != len(values):
         raise EntityFrameError(f"expected values for {list(join_keys)}, got {list(values)}")
-    parts = [bytes([VERSION])]
-    for name, value in zip(join_keys, values, strict=True):
-        encoded_name = name.encode()
-        parts.append(bytes([len(encoded_name)]) + encoded_name)
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise EntityFrameError(
-                f"join key '{name}' value {value!r} is {type(value).__name__}; keys are integers "
-                "or strings"
-            )
-        if isinstance(value, int):
-            parts.append(b"i" + _INT.pack(value))
-        else:
-            text = value.encode()
-            parts.append(b"s" + struct.pack(">I", len(text)) + text)
-    return b"".join(parts)
+    return entity_keys(join_keys, [[value] for value in values])[0]
+
+
+def entity_keys(join_keys: Sequence[str], columns: Sequence[Sequence[object]]) -> list[bytes]:
+    """entity_key for each row of the join key columns (one column per join key, in order)."""
+    encoded = [_key_column(name, column) for name, column in zip(join_keys, columns, strict=True)]
+    if len(encoded) == 1:
+        return [_PREFIX + part for part in encoded[0]]
+    return [_PREFIX + b"".join(parts) for parts in zip(*encoded, strict=True)]
+
+
+_PREFIX = bytes([VERSION])
+
+
+def _key_column(name: str, column: Sequence[object]) -> list[bytes]:
+    encoded_name = name.encode()
+    head = bytes([len(encoded_name)]) + encoded_name
+    as_int, as_str = head + b"i", head + b"s"
+    parts = []
+    try:
+        for value in column:
+            if type(value) is int:  # the common case first; bool is not an int key
+                parts.append(as_int + _INT.pack(value))
+            elif isinstance(value, str):
+                text = value.encode()
+                parts.append(as_str + _LENGTH.pack(len(text)) + text)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                parts.append(as_int + _INT.pack(int(value)))
+            else:
+                raise EntityFrameError(
+                    f"join key '{name}' value {value!r} is {type(value).__name__}; keys are "
+                    "integers or strings"
+                )
+    except struct.error:
+        raise EntityFrameError(
+            f"join key '{name}' has a value outside the 64-bit integer range "
+            f"[{-(1 << 63)}, {(1 << 63) - 1}]"
+        ) from None
+    return parts
 
 
 def rows_from_columns(view: FeatureView, columns: Mapping[str, Sequence[Any]]) -> list[OnlineRow]:
@@ -91,8 +117,8 @@ def encode_payload(values: Mapping[str, Any]) -> bytes:
 
 
 def decode_payload(payload: bytes) -> dict[str, Any]:
-    decoded = msgpack.unpackb(payload, raw=False, strict_map_key=True)
-    return dict(decoded)
+    decoded: dict[str, Any] = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    return decoded
 
 
 def decode_value(view: str, key: bytes, data: bytes) -> OnlineRow:

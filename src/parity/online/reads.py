@@ -14,7 +14,7 @@ from typing import Any
 
 from parity.errors import EntityFrameError
 from parity.offline.request import RetrievalRequest
-from parity.online.encoding import OnlineRow, entity_key
+from parity.online.encoding import OnlineRow, entity_keys
 from parity.online.store import OnlineStore
 from parity.timeutil import from_micros
 
@@ -103,8 +103,8 @@ def plan_read(
 ) -> tuple[dict[str, list[Any]], list[tuple[str, bytes]]]:
     """The entity columns and the (view, entity key) to read, view by view, row by row."""
     entities = columnar(entity_rows)
-    count = len(next(iter(entities.values()), []))
     wanted: list[tuple[str, bytes]] = []
+    encoded: dict[tuple[str, ...], list[bytes]] = {}  # views of one entity share its keys
     for view_request in request.views:
         view = view_request.view
         for key in view.join_keys:
@@ -113,10 +113,12 @@ def plan_read(
                     f"entity rows have no '{key}', needed by feature view '{view.name}'; "
                     f"they have {sorted(entities)}"
                 )
-        columns = [entities[k] for k in view.join_keys]
-        wanted.extend(
-            (view.name, entity_key(view.join_keys, [c[i] for c in columns])) for i in range(count)
-        )
+        keys = encoded.get(view.join_keys)
+        if keys is None:
+            columns = [entities[k] for k in view.join_keys]
+            keys = encoded[view.join_keys] = entity_keys(view.join_keys, columns)
+        name = view.name
+        wanted.extend((name, key) for key in keys)
     return entities, wanted
 
 
@@ -129,45 +131,36 @@ def shape(
     count = len(next(iter(entities.values()), []))
     response = OnlineResponse(dict(entities), {}, {}, {})
     for index, view_request in enumerate(request.views):
-        rows = list(found[index * count : (index + 1) * count])
+        rows = found[index * count : (index + 1) * count]
         ttl = view_request.view.ttl
-        max_age = None if ttl is None else int(ttl.total_seconds() * 1_000_000)
+        cutoff = None if ttl is None else now_us - int(ttl.total_seconds() * 1_000_000)
+        # Per row, once per view: the row if it is within max age, and the status it forces.
+        live = [
+            row if row is not None and (cutoff is None or row.event_ts >= cutoff) else None
+            for row in rows
+        ]
+        forced = [
+            Status.NOT_FOUND
+            if row is None
+            else None
+            if kept is not None
+            else Status.OUTSIDE_MAX_AGE
+            for row, kept in zip(rows, live, strict=True)
+        ]
+        stamps = [None if row is None else _moment(row.event_ts) for row in rows]
         for feature, output in zip(view_request.features, view_request.output_names, strict=True):
-            _fill(response, output, feature, rows, max_age, now_us)
+            values = [None if row is None else row.values.get(feature) for row in live]
+            response.values[output] = values
+            response.statuses[output] = [
+                status
+                if status is not None
+                else Status.NULL_VALUE
+                if value is None
+                else Status.PRESENT
+                for status, value in zip(forced, values, strict=True)
+            ]
+            response.event_timestamps[output] = stamps.copy()
     return response
 
 
 _moment = lru_cache(maxsize=65_536)(from_micros)  # rows share a few event times
-
-
-def _fill(
-    response: OnlineResponse,
-    output: str,
-    feature: str,
-    rows: list[OnlineRow | None],
-    max_age: int | None,
-    now_us: int,
-) -> None:
-    values: list[Any] = []
-    statuses: list[Status] = []
-    stamps: list[datetime | None] = []
-    for row in rows:
-        if row is None:
-            values.append(None)
-            statuses.append(Status.NOT_FOUND)
-            stamps.append(None)
-            continue
-        value = row.values.get(feature)
-        stale = max_age is not None and row.event_ts < now_us - max_age
-        values.append(None if stale else value)
-        statuses.append(
-            Status.OUTSIDE_MAX_AGE
-            if stale
-            else Status.NULL_VALUE
-            if value is None
-            else Status.PRESENT
-        )
-        stamps.append(_moment(row.event_ts))
-    response.values[output] = values
-    response.statuses[output] = statuses
-    response.event_timestamps[output] = stamps

@@ -8,10 +8,11 @@ passes its ttl (Redis >= 7.0 for PEXPIRETIME). Imports redis, so load it only wh
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from parity.errors import BackendNotInstalled
+from parity.errors import BackendNotInstalled, OnlineStoreUnavailable
 from parity.online.encoding import HEADER_CHARS, OnlineRow, decode_value, encode_value
 
 # KEYS[i] gets field ARGV[3i-2] = value ARGV[3i-1] unless the stored header is newer. Headers are
@@ -41,6 +42,20 @@ for i = 1, #KEYS do
 end
 return applied
 """
+# One call reads every wanted view of every entity: KEYS[i] with ARGV holding, per key, the
+# number of fields and then the fields. Replies are flat, in request order, nil when missing.
+# (One script call costs a third of a pipeline of HMGETs in redis-py's client-side work.)
+_READ = """
+local out = {}
+local a = 1
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  local values = redis.call('HMGET', KEYS[i], unpack(ARGV, a + 1, a + n))
+  for j = 1, n do out[#out + 1] = values[j] end
+  a = a + n + 1
+end
+return out
+"""
 _BATCH = 500
 
 
@@ -66,18 +81,31 @@ class RedisOnlineStore:
         self.client = client if client is not None else _redis_module().Redis.from_url(url)
         self.expire = expire
         self._script = self.client.register_script(_WRITE_IF_NEWER)
-        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        self._read = self.client.register_script(_READ)
+        self._async: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
         applied = 0
-        for start in range(0, len(rows), _BATCH):
-            batch = rows[start : start + _BATCH]
-            keys = [redis_key(project, r.entity_key) for r in batch]
-            args: list[bytes] = []
-            for row in batch:
-                args.extend((row.view.encode(), encode_value(row), self._expiry(row)))
-            applied += int(self._script(keys=keys, args=args))
+        with self._reachable():
+            for start in range(0, len(rows), _BATCH):
+                batch = rows[start : start + _BATCH]
+                keys = [redis_key(project, r.entity_key) for r in batch]
+                args: list[bytes] = []
+                for row in batch:
+                    args.extend((row.view.encode(), encode_value(row), self._expiry(row)))
+                applied += int(self._script(keys=keys, args=args))
         return applied
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Connection failures and timeouts become OnlineStoreUnavailable (HTTP 503)."""
+        exceptions = _redis_module().exceptions
+        try:
+            yield
+        except (exceptions.ConnectionError, exceptions.TimeoutError) as error:
+            raise OnlineStoreUnavailable(
+                f"the Redis online store at {self.url} did not answer: {error}"
+            ) from None
 
     def _expiry(self, row: OnlineRow) -> bytes:
         if not self.expire:
@@ -87,25 +115,29 @@ class RedisOnlineStore:
         return str(row.expires_at // 1000).encode()
 
     def read(self, project: str, keys: Sequence[tuple[str, bytes]]) -> list[OnlineRow | None]:
-        pipe = self.client.pipeline(transaction=False)
-        for view, key in keys:
-            pipe.hget(redis_key(project, key), view)
-        return _decoded(keys, pipe.execute())
+        grouped = _by_entity(keys)
+        redis_keys, args = _read_arguments(project, grouped)
+        with self._reachable():
+            replies = self._read(keys=redis_keys, args=args)
+        return _decoded(keys, grouped, replies)
 
     async def read_async(
         self, project: str, keys: Sequence[tuple[str, bytes]]
     ) -> list[OnlineRow | None]:
-        pipe = self._async_client().pipeline(transaction=False)
-        for view, key in keys:
-            pipe.hget(redis_key(project, key), view)
-        return _decoded(keys, await pipe.execute())
+        grouped = _by_entity(keys)
+        redis_keys, args = _read_arguments(project, grouped)
+        _, _, script = self._async_client()
+        with self._reachable():
+            replies = await script(keys=redis_keys, args=args)
+        return _decoded(keys, grouped, replies)
 
-    def _async_client(self) -> Any:
+    def _async_client(self) -> tuple[asyncio.AbstractEventLoop, Any, Any]:
         """A redis.asyncio client for the running event loop (its connections belong to it)."""
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            self._async = (loop, _redis_module().asyncio.Redis.from_url(self.url))
-        return self._async[1]
+            client = _redis_module().asyncio.Redis.from_url(self.url)
+            self._async = (loop, client, client.register_script(_READ))
+        return self._async
 
     async def close_async(self) -> None:
         """Close the event loop's connections; call it before the loop ends."""
@@ -123,8 +155,37 @@ class RedisOnlineStore:
         self._async = None
 
 
-def _decoded(keys: Sequence[tuple[str, bytes]], results: list[Any]) -> list[OnlineRow | None]:
-    return [
-        None if data is None else decode_value(view, key, data)
-        for (view, key), data in zip(keys, results, strict=True)
-    ]
+def _by_entity(keys: Sequence[tuple[str, bytes]]) -> dict[bytes, list[str]]:
+    """The views wanted of each entity: one HMGET per entity hash, whatever the views."""
+    grouped: dict[bytes, list[str]] = {}
+    for view, key in keys:
+        views = grouped.get(key)
+        if views is None:
+            grouped[key] = [view]
+        elif view not in views:
+            views.append(view)
+    return grouped
+
+
+def _read_arguments(
+    project: str, grouped: dict[bytes, list[str]]
+) -> tuple[list[bytes], list[str | int]]:
+    redis_keys = []
+    args: list[str | int] = []
+    for entity, views in grouped.items():
+        redis_keys.append(redis_key(project, entity))
+        args.append(len(views))
+        args.extend(views)
+    return redis_keys, args
+
+
+def _decoded(
+    keys: Sequence[tuple[str, bytes]], grouped: dict[bytes, list[str]], replies: list[Any]
+) -> list[OnlineRow | None]:
+    found: dict[tuple[str, bytes], OnlineRow | None] = {}
+    flat = iter(replies)
+    for entity, views in grouped.items():
+        for view in views:
+            data = next(flat)
+            found[(view, entity)] = None if data is None else decode_value(view, entity, data)
+    return [found[wanted] for wanted in keys]

@@ -104,9 +104,11 @@ class SqliteOnlineStore:
         by_view: dict[str, list[bytes]] = defaultdict(list)
         for view, key in keys:
             by_view[view].append(key)
-        found: dict[tuple[str, bytes], OnlineRow] = {}
+        found: dict[str, dict[bytes, OnlineRow]] = {}
         conn = self._connection()
+        now = self._now_us()
         for view, view_keys in by_view.items():
+            rows = found[view] = {}
             unique = list(dict.fromkeys(view_keys))
             for start in range(0, len(unique), _MAX_PARAMS):
                 chunk = unique[start : start + _MAX_PARAMS]
@@ -115,13 +117,11 @@ class SqliteOnlineStore:
                     "SELECT entity_key, event_ts, created_ts, payload FROM parity_online "
                     f"WHERE project = ? AND view = ? AND entity_key IN ({marks}) "
                     "AND (expires_at IS NULL OR expires_at > ?)",
-                    (project, view, *chunk, self._now_us()),
+                    (project, view, *chunk, now),
                 )
                 for key, event, created, payload in cursor:
-                    found[(view, key)] = OnlineRow(
-                        view, key, event, created, decode_payload(payload)
-                    )
-        return [found.get((view, key)) for view, key in keys]
+                    rows[key] = OnlineRow(view, key, event, created, decode_payload(payload))
+        return [found[view].get(key) for view, key in keys]
 
     def delete_view(self, project: str, view: str) -> None:
         self._connection().execute(

@@ -7,6 +7,7 @@ from parity.errors import (
     BreakingChange,
     DatasetExists,
     ObjectNotFound,
+    OnlineStoreUnavailable,
     ParityError,
     RegistryConflict,
     RegistryUnavailable,
@@ -18,6 +19,7 @@ _STATUS: list[tuple[type[ParityError], int]] = [
     (DatasetExists, 409),
     (BreakingChange, 409),
     (RegistryUnavailable, 503),
+    (OnlineStoreUnavailable, 503),
     (BackendNotInstalled, 501),
 ]
 
