@@ -129,13 +129,26 @@ def retrieval_sql(
 
 def latest_sql(view: FeatureView, scan: SourceScan, start_us: int, end_us: int) -> str:
     """The newest row per entity with event time in [start, end] (same tie rule as retrieval);
-    UnixTimestamp features come back as µs integers, ready for the online encoding."""
+    UnixTimestamp features come back as µs integers, ready for the online encoding.
+
+    Two passes instead of a window over every row: the first keeps, per entity, the largest
+    (event, created) packed into one unsigned 128-bit integer (a cheap hash aggregate over four
+    columns); the second keeps the rows that reach it, and among exact ties the last ingested.
+    """
     keys = ", ".join(quote(k) for k in view.join_keys)
+    same = " AND ".join(f"s.{quote(k)} = w.{quote(k)}" for k in view.join_keys)
+    by = ", ".join(f"s.{quote(k)}" for k in view.join_keys)
     stamps = [f.name for f in view.features if f.dtype.kind == "UnixTimestamp"]
     replace = ", ".join(f"epoch_us({quote(n)}) AS {quote(n)}" for n in stamps)
-    head = f"* EXCLUDE (__ord) REPLACE ({replace})" if stamps else "* EXCLUDE (__ord)"
+    head = f"s.* EXCLUDE (__ord, __v) REPLACE ({replace})" if stamps else "s.* EXCLUDE (__ord, __v)"
+    offset = 1 << 63
+    packed = (
+        f"((__ts::HUGEINT + {offset})::UHUGEINT << 64) | (__created::HUGEINT + {offset})::UHUGEINT"
+    )
     return (
-        f"SELECT {head} FROM ({source_sql(view, view.feature_names, scan)}) "
-        f"WHERE __ts BETWEEN {start_us} AND {end_us} QUALIFY row_number() OVER "
-        f"(PARTITION BY {keys} ORDER BY __ts DESC, __created DESC, __ord DESC) = 1"
+        f"WITH s AS (SELECT *, {packed} AS __v FROM ({source_sql(view, view.feature_names, scan)}) "
+        f"WHERE __ts BETWEEN {start_us} AND {end_us}), "
+        f"w AS (SELECT {keys}, max(__v) AS __m FROM s GROUP BY {keys}) "
+        f"SELECT {head} FROM s SEMI JOIN w ON {same} AND s.__v = w.__m "
+        f"QUALIFY row_number() OVER (PARTITION BY {by} ORDER BY __ord DESC) = 1"
     )

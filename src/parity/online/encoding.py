@@ -91,16 +91,22 @@ def _key_column(name: str, column: Sequence[object]) -> list[bytes]:
 
 def rows_from_columns(view: FeatureView, columns: Mapping[str, Sequence[Any]]) -> list[OnlineRow]:
     """Online rows from columns named by join key and feature, plus `__ts` and `__created` (µs)."""
-    keys = [columns[k] for k in view.join_keys]
-    features = [(name, columns[name]) for name in view.feature_names]
+    keys = entity_keys(view.join_keys, [columns[k] for k in view.join_keys])
+    names = view.feature_names
+    features = [columns[n] for n in names]
+    values = (
+        [dict(zip(names, row, strict=True)) for row in zip(*features, strict=True)]
+        if names
+        else [{} for _ in keys]
+    )
     ttl = None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000)
-    rows = []
-    for i, (event, created) in enumerate(zip(columns["__ts"], columns["__created"], strict=True)):
-        values = {name: column[i] for name, column in features}
-        key = entity_key(view.join_keys, [k[i] for k in keys])
-        expires = None if ttl is None else event + ttl
-        rows.append(OnlineRow(view.name, key, event, created, values, expires))
-    return rows
+    name = view.name
+    return [
+        OnlineRow(name, key, event, created, row, None if ttl is None else event + ttl)
+        for key, event, created, row in zip(
+            keys, columns["__ts"], columns["__created"], values, strict=True
+        )
+    ]
 
 
 def header(event_ts: int, created_ts: int) -> bytes:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from pathlib import Path
 
 from parity.online.encoding import OnlineRow, decode_payload, encode_payload
@@ -73,18 +74,23 @@ class SqliteOnlineStore:
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
         conn = self._connection()
         before = conn.total_changes
-        params = [
+        # In key order (stable, so repeated keys keep their write order): B-tree pages are
+        # visited once each instead of at random.
+        params = sorted(
             (
-                project,
-                r.view,
-                r.entity_key,
-                r.event_ts,
-                r.created_ts,
-                encode_payload(r.values),
-                r.expires_at if self.expire else None,
-            )
-            for r in rows
-        ]
+                (
+                    project,
+                    r.view,
+                    r.entity_key,
+                    r.event_ts,
+                    r.created_ts,
+                    encode_payload(r.values),
+                    r.expires_at if self.expire else None,
+                )
+                for r in rows
+            ),
+            key=itemgetter(1, 2),
+        )
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_UPSERT, params)
