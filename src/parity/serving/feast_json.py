@@ -18,11 +18,17 @@ EPOCH_TEXT = "1970-01-01T00:00:00Z"
 
 
 class OnlineRequest(BaseModel):
+    """Unknown fields are refused (a typo such as `feature` would otherwise be ignored), but
+    every field Feast's clients send is accepted; those Parity has no use for are ignored."""
+
     model_config = ConfigDict(extra="forbid")
     features: list[str] | None = None
     feature_service: str | None = None
     entities: dict[str, list[Any]]
     full_feature_names: bool = False
+    # Sent by Feast's RemoteOnlineStore (0.5x+); Parity views have no version numbers to report.
+    include_feature_view_version_metadata: bool = False
+    api_version: int | None = None
 
 
 class PushRequest(BaseModel):
@@ -30,6 +36,10 @@ class PushRequest(BaseModel):
     push_source_name: str
     df: dict[str, list[Any]]
     to: str = "online"
+    # Feast's push fields: the registry is always read through its cache, and push sources
+    # here have no on-write transforms, so both are accepted and ignored.
+    allow_registry_cache: bool = True
+    transform_on_write: bool = True
 
 
 def response_body(response: OnlineResponse) -> dict[str, Any]:
