@@ -4,6 +4,7 @@ The public API is what `__all__` lists; heavy backends load only when used.
 """
 
 from parity.definitions import (
+    Aggregation,
     Array,
     Bool,
     Bytes,
@@ -38,6 +39,7 @@ from parity.registry import Catalog, Plan
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregation",
     "Array",
     "Bool",
     "BreakingChange",

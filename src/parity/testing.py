@@ -150,6 +150,12 @@ def reference_historical_features(
     out[timestamp_column] = pd.to_datetime(out[timestamp_column], utc=True)
     out["__rid"] = range(len(out))
     for view_request in request.views:
+        if view_request.view.is_aggregated:
+            windows = _reference_windows(
+                view_request, sources[view_request.view.name], out, timestamp_column
+            )
+            out = out.join(windows, on="__rid")
+            continue
         chosen = _latest_rows(view_request, sources[view_request.view.name])
         view = view_request.view
         left = out[[*view.join_keys, timestamp_column, "__rid"]].dropna(subset=list(view.join_keys))
@@ -171,6 +177,81 @@ def reference_historical_features(
         values = matched.set_index("__rid")[list(view_request.features)].rename(columns=renamed)
         out = out.join(values, on="__rid")
     return out.drop(columns="__rid")
+
+
+def _reference_windows(view_request: ViewRequest, raw: Any, out: Any, timestamp_column: str) -> Any:
+    """Window values row by row, straight from the rule in parity.aggregation.windows: plain
+    loops over the events, no tiles, no SQL."""
+    import pandas as pd
+
+    from parity.aggregation.windows import counts
+
+    view = view_request.view
+    source = view.batch_source
+    rows = raw.reset_index(drop=True).rename(columns=dict(source.field_mapping))
+    events: dict[tuple[Any, ...], list[tuple[int, int, dict[str, Any]]]] = {}
+    for order, row in enumerate(rows.to_dict("records")):
+        moment = row[source.timestamp_field]
+        key = tuple(row[k] for k in view.join_keys)
+        if _missing(moment) or any(_missing(k) for k in key):
+            continue
+        events.setdefault(key, []).append((_micros(moment), order, row))
+    by_output = {a.output_name: a for a in view.aggregations}
+    result: dict[str, list[Any]] = {name: [] for name in view_request.output_names}
+    for _, entity_row in out.iterrows():
+        key = tuple(entity_row[k] for k in view.join_keys)
+        t = _micros(entity_row[timestamp_column])
+        history = sorted(events.get(key, []), key=lambda e: (e[0], e[1]))
+        for feature, output in zip(view_request.features, view_request.output_names, strict=True):
+            aggregation = by_output[feature]
+            values = [
+                row[aggregation.column]
+                for moment, _, row in history
+                if counts(moment, t, aggregation.window_us, view.tile_us)
+                and not _missing(row[aggregation.column])
+            ]
+            result[output].append(_evaluate(aggregation.function, aggregation.n, values))
+    return pd.DataFrame(result, index=out["__rid"].to_list())
+
+
+def _evaluate(function: str, n: int | None, values: list[Any]) -> Any:
+    """One aggregation over non-null values in event order (oldest first)."""
+    import statistics
+
+    if function == "count":
+        return len(values)
+    if function == "count_distinct":
+        return len(set(values))
+    if function == "sum":
+        return sum(values) if values else 0
+    if function == "last_n":
+        return list(reversed(values))[:n]
+    if not values:
+        return None
+    if function == "mean":
+        return sum(values) / len(values)
+    if function == "stddev":
+        return statistics.stdev(values) if len(values) > 1 else None
+    if function == "min":
+        return min(values)
+    if function == "max":
+        return max(values)
+    return values[-1]  # last
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or (not isinstance(value, list | tuple) and bool(pd.isna(value)))
+
+
+def _micros(moment: Any) -> int:
+    import pandas as pd
+
+    stamp = pd.Timestamp(moment)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.value // 1000)
 
 
 def _latest_rows(view_request: ViewRequest, raw: Any) -> Any:

@@ -3,6 +3,7 @@
 Frozen, validated value objects with no I/O and no runtime state.
 """
 
+from parity.definitions.aggregation import Aggregation
 from parity.definitions.entity import Entity
 from parity.definitions.feature_service import FeatureService
 from parity.definitions.feature_view import FeatureView, FeatureViewProjection, Field
@@ -21,6 +22,7 @@ from parity.definitions.types import (
 )
 
 __all__ = [
+    "Aggregation",
     "Array",
     "Bool",
     "Bytes",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import cached_property
 
 from pydantic import Field as PydanticField
 from pydantic import field_validator, model_validator
 
+from parity.definitions.aggregation import Aggregation
 from parity.definitions.base import Definition, NamedDefinition, check_identifier
 from parity.definitions.entity import Entity
 from parity.definitions.source import FileSource, PushSource
@@ -37,8 +39,13 @@ class FeatureView(NamedDefinition):
     """Features of one or more entities from one source, valid for `ttl` after their event time.
 
     Schema fields named like a join key of the view's entities are key columns; the rest are
-    features.
-    `ttl=None` means a value never goes stale.
+    features. `ttl=None` means a value never goes stale.
+
+    With `aggregations`, the view is aggregated: the schema's non-key fields are the events'
+    input columns, and the features are the aggregations' outputs, computed over sliding windows
+    made of `tile_interval` tiles (see parity.aggregation.windows; every window is a multiple of
+    the tile interval, which defaults to the largest of 1 day, 1 hour, 5 minutes, 1 minute and
+    1 second dividing every window). Aggregated views take no ttl.
     """
 
     kind = "feature_view"
@@ -48,6 +55,8 @@ class FeatureView(NamedDefinition):
     source: FileSource | PushSource = PydanticField(discriminator="type")
     ttl: timedelta | None = None
     online: bool = True
+    aggregations: tuple[Aggregation, ...] = ()
+    tile_interval: timedelta | None = None
 
     @field_validator("ttl")
     @classmethod
@@ -76,7 +85,44 @@ class FeatureView(NamedDefinition):
                 raise ValueError(f"'{f.name}' is reserved for timestamps; rename the feature")
         if not any(f.name not in keys for f in self.fields):
             raise ValueError("schema declares no features (only join keys); add at least one")
+        if self.aggregations:
+            self._check_aggregations(keys)
+        elif self.tile_interval is not None:
+            raise ValueError("tile_interval is only for views with aggregations")
         return self
+
+    def _check_aggregations(self, keys: dict[str, Entity]) -> None:
+        if self.ttl is not None:
+            raise ValueError(
+                "an aggregated view takes no ttl: its windows say how far back to look"
+            )
+        tile = self.tile_interval or default_tile(a.window for a in self.aggregations)
+        if self.tile_interval is None:
+            object.__setattr__(self, "tile_interval", tile)
+        if tile < timedelta(seconds=1) or tile.microseconds:
+            raise ValueError(f"tile_interval {tile} must be a whole number of seconds, >= 1 s")
+        inputs = {f.name: f.dtype for f in self.fields if f.name not in keys}
+        outputs: set[str] = set()
+        for aggregation in self.aggregations:
+            if aggregation.column not in inputs:
+                raise ValueError(
+                    f"aggregation '{aggregation.output_name}' reads column "
+                    f"'{aggregation.column}', which is not in the schema; declare it (schema "
+                    f"has {sorted(inputs)})"
+                )
+            problem = aggregation.check_column(inputs[aggregation.column])
+            if problem:
+                raise ValueError(f"aggregation '{aggregation.output_name}': {problem}")
+            if aggregation.window % tile:
+                raise ValueError(
+                    f"aggregation '{aggregation.output_name}': window {aggregation.window} is not "
+                    f"a multiple of tile_interval {tile}"
+                )
+            if aggregation.output_name in outputs or aggregation.output_name in keys:
+                raise ValueError(
+                    f"two aggregations are named '{aggregation.output_name}'; give one a name="
+                )
+            outputs.add(aggregation.output_name)
 
     @property
     def batch_source(self) -> FileSource:
@@ -91,10 +137,38 @@ class FeatureView(NamedDefinition):
     def entity_names(self) -> tuple[str, ...]:
         return tuple(entity.name for entity in self.entities)
 
+    @property
+    def is_aggregated(self) -> bool:
+        return bool(self.aggregations)
+
     @cached_property
-    def features(self) -> tuple[Field, ...]:
+    def inputs(self) -> tuple[Field, ...]:
+        """The source columns the view reads besides its keys (for a plain view, its features)."""
         keys = set(self.join_keys)
         return tuple(f for f in self.fields if f.name not in keys)
+
+    @cached_property
+    def features(self) -> tuple[Field, ...]:
+        if not self.aggregations:
+            return self.inputs
+        types = {f.name: f.dtype for f in self.inputs}
+        return tuple(
+            Field(name=a.output_name, dtype=a.output_dtype(types[a.column]))
+            for a in self.aggregations
+        )
+
+    @property
+    def tile_us(self) -> int:
+        """The tile interval in µs (aggregated views only)."""
+        if self.tile_interval is None:
+            raise InvalidDefinition(f"feature view '{self.name}' has no aggregations, so no tiles")
+        return int(self.tile_interval.total_seconds()) * 1_000_000
+
+    def input(self, name: str) -> Field:
+        for f in self.inputs:
+            if f.name == name:
+                return f
+        raise FeatureNotFound(f"feature view '{self.name}' has no input column '{name}'")
 
     @cached_property
     def feature_names(self) -> tuple[str, ...]:
@@ -110,6 +184,21 @@ class FeatureView(NamedDefinition):
 
     def __getitem__(self, names: list[str] | tuple[str, ...]) -> FeatureViewProjection:
         return FeatureViewProjection.of(self, names)
+
+
+_TILES = (
+    timedelta(days=1),
+    timedelta(hours=1),
+    timedelta(minutes=5),
+    timedelta(minutes=1),
+    timedelta(seconds=1),
+)
+
+
+def default_tile(windows: Iterable[timedelta]) -> timedelta:
+    """The largest standard tile interval dividing every window."""
+    listed = list(windows)
+    return next(t for t in _TILES if all(w % t == timedelta(0) for w in listed))
 
 
 def _check_entities(entities: tuple[Entity, ...]) -> None:

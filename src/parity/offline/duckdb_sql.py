@@ -68,7 +68,7 @@ def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> 
     else:
         order = "file_row_number"
     values = [
-        f"CAST({quote(source.column_for(name))} AS {duck_type(view.feature(name).dtype)}) "
+        f"CAST({quote(source.column_for(name))} AS {duck_type(view.input(name).dtype)}) "
         f"AS {quote(name)}"
         for name in features
     ]
@@ -119,7 +119,13 @@ def retrieval_sql(
     ctes = [f"entity AS MATERIALIZED ({entity_sql})"]
     left = "entity"
     for index, view_request in enumerate(request.views):
-        ctes.extend(_view_ctes(index, view_request, scans[view_request.view.name], left))
+        scan = scans[view_request.view.name]
+        if view_request.view.is_aggregated:
+            from parity.offline.duckdb_windows import window_ctes
+
+            ctes.extend(window_ctes(index, view_request, scan, left))
+        else:
+            ctes.extend(_view_ctes(index, view_request, scan, left))
         left = f"view_{index}"
     replace = f" REPLACE ({timestamp_sql})" if timestamp_sql else ""
     return (

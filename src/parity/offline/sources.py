@@ -60,7 +60,7 @@ def check_view_against_schema(view: FeatureView, schema: pa.Schema) -> None:
     for name in view.join_keys:
         field = next((f for f in view.fields if f.name == name), None)
         _check_column(where, source, columns, name, field.dtype if field else None)
-    for field in view.features:
+    for field in view.inputs:
         _check_column(where, source, columns, field.name, field.dtype)
     for name in filter(None, (source.timestamp_field, source.created_timestamp_column)):
         if name not in columns:

@@ -1,0 +1,1 @@
+"""Windowed aggregations: the window rule, and the partial aggregates (tiles) merged online."""
