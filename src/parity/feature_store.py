@@ -213,8 +213,10 @@ class FeatureStore:
 
     def _materialize(self, view: FeatureView, start: datetime, end: datetime) -> MaterializeResult:
         from parity.materialize.batch import materialize_view
+        from parity.materialize.tiles import materialize_tiles
 
-        return materialize_view(
+        run = materialize_tiles if view.is_aggregated else materialize_view
+        return run(
             self.offline_engine,
             self.online_store,
             self._materialization_log(),

@@ -63,9 +63,12 @@ def _batches(
 
 
 def incremental_start(view: FeatureView, watermark: datetime | None, end: datetime) -> datetime:
-    """Where an incremental run starts: the watermark, else `end - ttl`, else the epoch."""
+    """Where an incremental run starts: the watermark, else `end - ttl` (for an aggregated view,
+    `end -` its longest window), else the epoch."""
     if watermark is not None:
         return watermark
     if view.ttl is not None:
         return end - view.ttl
+    if view.is_aggregated:
+        return end - max(a.window for a in view.aggregations)
     return EPOCH

@@ -154,6 +154,22 @@ class DuckDBEngine:
         finally:
             connection.close()
 
+    def events(
+        self, view: FeatureView, start: datetime, end: datetime, batch_size: int = 50_000
+    ) -> Iterator[pa.RecordBatch]:
+        request = RetrievalRequest((ViewRequest(view, (), ()),), False)
+        inputs = [f.name for f in view.inputs]
+        source = source_sql(view, inputs, self._scans(request)[view.name])
+        sql = (
+            f"SELECT * EXCLUDE (__created) FROM ({source}) "
+            f"WHERE __ts BETWEEN {to_micros(start)} AND {to_micros(end)} ORDER BY __ord"
+        )
+        connection = self.connect()
+        try:
+            yield from connection.sql(sql).to_arrow_reader(batch_size)
+        finally:
+            connection.close()
+
     def describe(self, text: str, *, sql: bool) -> pa.Schema:
         relation = text if sql else f"SELECT * FROM read_parquet({literal(text)})"
         with self.connect() as connection:

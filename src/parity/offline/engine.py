@@ -50,6 +50,13 @@ class OfflineEngine(Protocol):
         tie rule), streamed: join keys, __ts, __created (µs) and the features."""
         ...
 
+    def events(
+        self, view: FeatureView, start: datetime, end: datetime, batch_size: int = 50_000
+    ) -> Iterator[pa.RecordBatch]:
+        """Every row of `view`'s source with event time in [start, end], in ingestion order:
+        join keys, __ts and __ord (ingestion order), and the view's input columns."""
+        ...
+
     def describe(self, text: str, *, sql: bool) -> pa.Schema:
         """The schema of an entity frame given as a Parquet path or a SQL query."""
         ...

@@ -131,3 +131,14 @@ def decode_value(view: str, key: bytes, data: bytes) -> OnlineRow:
     event = int(data[:16], 16) - _OFFSET
     created = int(data[16:HEADER_CHARS], 16) - _OFFSET
     return OnlineRow(view, key, event, created, decode_payload(data[HEADER_CHARS:]))
+
+
+def tile_name(size_us: int, start_us: int) -> str:
+    """How stores name a tile of an aggregated view: `<size µs>:<start µs>`."""
+    return f"{size_us}:{start_us}"
+
+
+def tile_end(name: str) -> int:
+    """The end (µs, exclusive) of the tile called `name`."""
+    size, _, start = name.partition(":")
+    return int(size) + int(start)

@@ -12,10 +12,12 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from parity.errors import EntityFrameError
+from parity.aggregation.tiles import read_plan, window_values
+from parity.definitions import FeatureView
+from parity.errors import BackendNotInstalled, EntityFrameError
 from parity.offline.request import RetrievalRequest
-from parity.online.encoding import OnlineRow, entity_keys
-from parity.online.store import OnlineStore
+from parity.online.encoding import OnlineRow, decode_payload, entity_keys
+from parity.online.store import OnlineStore, TileStore
 from parity.timeutil import from_micros
 
 
@@ -76,7 +78,8 @@ def read_online(
     now_us: int,
 ) -> OnlineResponse:
     entities, wanted = plan_read(request, entity_rows)
-    return shape(request, entities, store.read(project, wanted), now_us)
+    windows = read_windows(store, project, request, entities, now_us)
+    return shape(request, entities, store.read(project, wanted), now_us, windows)
 
 
 async def read_online_async(
@@ -89,37 +92,72 @@ async def read_online_async(
     """As read_online, awaiting the store's `read_async` where it has one (Redis); a store
     without one (SQLite, a local file) is read inline."""
     entities, wanted = plan_read(request, entity_rows)
+    windows = read_windows(store, project, request, entities, now_us)
     read_async = getattr(store, "read_async", None)  # AsyncReads; getattr is the fast check
     if read_async is not None:
         found = await read_async(project, wanted)
     else:
         found = store.read(project, wanted)
-    return shape(request, entities, found, now_us)
+    return shape(request, entities, found, now_us, windows)
 
 
 def plan_read(
     request: RetrievalRequest,
     entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
 ) -> tuple[dict[str, list[Any]], list[tuple[str, bytes]]]:
-    """The entity columns and the (view, entity key) to read, view by view, row by row."""
+    """The entity columns and the (view, entity key) rows to read, view by view, row by row
+    (aggregated views read tiles instead; see read_windows)."""
     entities = columnar(entity_rows)
     wanted: list[tuple[str, bytes]] = []
-    encoded: dict[tuple[str, ...], list[bytes]] = {}  # views of one entity share its keys
+    for view_request in request.views:
+        if not view_request.view.is_aggregated:
+            name = view_request.view.name
+            wanted.extend((name, key) for key in _view_keys(view_request.view, entities))
+    return entities, wanted
+
+
+def _view_keys(view: FeatureView, entities: dict[str, list[Any]]) -> list[bytes]:
+    for key in view.join_keys:
+        if key not in entities:
+            raise EntityFrameError(
+                f"entity rows have no '{key}', needed by feature view '{view.name}'; "
+                f"they have {sorted(entities)}"
+            )
+    return entity_keys(view.join_keys, [entities[k] for k in view.join_keys])
+
+
+def read_windows(
+    store: OnlineStore,
+    project: str,
+    request: RetrievalRequest,
+    entities: dict[str, list[Any]],
+    now_us: int,
+) -> dict[str, list[Any]]:
+    """Window values of the aggregated views' wanted features at `now_us`, by output name:
+    one tile read per aggregated view, merged per entity (parity.aggregation.tiles)."""
+    values: dict[str, list[Any]] = {}
     for view_request in request.views:
         view = view_request.view
-        for key in view.join_keys:
-            if key not in entities:
-                raise EntityFrameError(
-                    f"entity rows have no '{key}', needed by feature view '{view.name}'; "
-                    f"they have {sorted(entities)}"
-                )
-        keys = encoded.get(view.join_keys)
-        if keys is None:
-            columns = [entities[k] for k in view.join_keys]
-            keys = encoded[view.join_keys] = entity_keys(view.join_keys, columns)
-        name = view.name
-        wanted.extend((name, key) for key in keys)
-    return entities, wanted
+        if not view.is_aggregated:
+            continue
+        if not isinstance(store, TileStore):
+            raise BackendNotInstalled(
+                f"the online store {type(store).__name__} keeps no tiles, so it cannot serve the "
+                f"aggregated view '{view.name}'"
+            )
+        keys = _view_keys(view, entities)
+        plan = read_plan(view, view_request.features, now_us)
+        found = store.read_tiles(project, view.name, keys, [tile.name for tile in plan])
+        by_name = {tile.name: tile for tile in plan}
+        columns: list[list[Any]] = [[] for _ in view_request.features]
+        for tiles in found:
+            decoded = {by_name[name]: decode_payload(data) for name, data in tiles.items()}
+            for column, value in zip(
+                columns, window_values(view, view_request.features, decoded, now_us), strict=True
+            ):
+                column.append(value)
+        values.update(zip(view_request.output_names, columns, strict=True))
+    return values
 
 
 def shape(
@@ -127,11 +165,23 @@ def shape(
     entities: dict[str, list[Any]],
     found: Sequence[OnlineRow | None],
     now_us: int,
+    windows: dict[str, list[Any]] | None = None,
 ) -> OnlineResponse:
     count = len(next(iter(entities.values()), []))
     response = OnlineResponse(dict(entities), {}, {}, {})
-    for index, view_request in enumerate(request.views):
+    index = 0
+    for view_request in request.views:
+        if view_request.view.is_aggregated:
+            for output in view_request.output_names:
+                values = (windows or {})[output]
+                response.values[output] = values
+                response.statuses[output] = [
+                    Status.NULL_VALUE if v is None else Status.PRESENT for v in values
+                ]
+                response.event_timestamps[output] = [None] * count
+            continue
         rows = found[index * count : (index + 1) * count]
+        index += 1
         ttl = view_request.view.ttl
         cutoff = None if ttl is None else now_us - int(ttl.total_seconds() * 1_000_000)
         # Per row, once per view: the row if it is within max age, and the status it forces.

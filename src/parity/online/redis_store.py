@@ -8,12 +8,18 @@ passes its ttl (Redis >= 7.0 for PEXPIRETIME). Imports redis, so load it only wh
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from parity.errors import BackendNotInstalled, OnlineStoreUnavailable
-from parity.online.encoding import HEADER_CHARS, OnlineRow, decode_value, encode_value
+from parity.online.encoding import (
+    HEADER_CHARS,
+    OnlineRow,
+    decode_value,
+    encode_value,
+    tile_end,
+)
 
 # KEYS[i] gets field ARGV[3i-2] = value ARGV[3i-1] unless the stored header is newer. Headers are
 # fixed-width lowercase hex, so string order is time order. ARGV[3i] is the row's expiry: ''
@@ -56,11 +62,35 @@ for i = 1, #KEYS do
 end
 return out
 """
+# KEYS[1] is one entity's tile hash of one view; ARGV[1] the drop-before time (µs: now minus the
+# longest window), ARGV[2] the key's expiry (ms, '' for none), then field/value pairs. Tiles
+# ending at or before the drop time are deleted: no window reads them any more.
+_WRITE_TILES = """
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+local cutoff = tonumber(ARGV[1])
+for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local size, start = string.match(name, '^(%d+):(-?%d+)$')
+  if size and tonumber(size) + tonumber(start) <= cutoff then
+    redis.call('HDEL', KEYS[1], name)
+  end
+end
+if ARGV[2] ~= '' then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+end
+return 1
+"""
 _BATCH = 500
 
 
 def redis_key(project: str, entity_key: bytes) -> bytes:
     return b"parity:v1:" + project.encode() + b":{" + entity_key.hex().encode() + b"}"
+
+
+def tiles_key(project: str, view: str, entity_key: bytes) -> bytes:
+    """One entity's tiles of one aggregated view: a hash in the entity's slot."""
+    return redis_key(project, entity_key) + b":tiles:" + view.encode()
 
 
 def _redis_module() -> Any:
@@ -82,6 +112,7 @@ class RedisOnlineStore:
         self.expire = expire
         self._script = self.client.register_script(_WRITE_IF_NEWER)
         self._read = self.client.register_script(_READ)
+        self._write_tiles = self.client.register_script(_WRITE_TILES)
         self._async: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
@@ -145,10 +176,55 @@ class RedisOnlineStore:
             client, self._async = self._async[1], None
             await client.aclose()
 
+    def write_tiles(
+        self,
+        project: str,
+        view: str,
+        tiles: Mapping[tuple[bytes, str], bytes],
+        now_us: int,
+        horizon_us: int,
+    ) -> int:
+        by_entity: dict[bytes, list[bytes | str]] = {}
+        ends: dict[bytes, int] = {}
+        for (key, name), payload in tiles.items():
+            by_entity.setdefault(key, []).extend((name, payload))
+            ends[key] = max(ends.get(key, 0), tile_end(name))
+        with self._reachable():
+            pipe = self.client.pipeline(transaction=False)
+            for key, fields in by_entity.items():
+                # With expiry on, the hash outlives its newest tile by the longest window.
+                expiry = str((ends[key] + horizon_us) // 1000) if self.expire else ""
+                self._write_tiles(
+                    keys=[tiles_key(project, view, key)],
+                    args=[now_us - horizon_us, expiry, *fields],
+                    client=pipe,
+                )
+            pipe.execute()
+        return len(tiles)
+
+    def read_tiles(
+        self, project: str, view: str, keys: Sequence[bytes], names: Sequence[str]
+    ) -> list[dict[str, bytes]]:
+        if not names:
+            return [{} for _ in keys]
+        with self._reachable():
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(tiles_key(project, view, key), names)
+            replies = pipe.execute()
+        return [
+            {name: value for name, value in zip(names, values, strict=True) if value is not None}
+            for values in replies
+        ]
+
     def delete_view(self, project: str, view: str) -> None:
         pattern = b"parity:v1:" + project.encode() + b":{*"
+        tiles_suffix = b":tiles:" + view.encode()
         for key in self.client.scan_iter(match=pattern, count=1000):
-            self.client.hdel(key, view)
+            if key.endswith(b"}"):
+                self.client.hdel(key, view)
+            elif key.endswith(tiles_suffix):
+                self.client.delete(key)
 
     def close(self) -> None:
         self.client.close()

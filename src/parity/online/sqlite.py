@@ -10,11 +10,11 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 
-from parity.online.encoding import OnlineRow, decode_payload, encode_payload
+from parity.online.encoding import OnlineRow, decode_payload, encode_payload, tile_end
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS parity_online (
@@ -27,6 +27,20 @@ CREATE TABLE IF NOT EXISTS parity_online (
     expires_at INTEGER,
     PRIMARY KEY (project, view, entity_key)
 ) WITHOUT ROWID
+"""
+_TILES = """
+CREATE TABLE IF NOT EXISTS parity_tiles (
+    project TEXT NOT NULL,
+    view TEXT NOT NULL,
+    entity_key BLOB NOT NULL,
+    name TEXT NOT NULL,
+    tile_end INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (project, view, entity_key, name)
+) WITHOUT ROWID
+"""
+_TILES_END_INDEX = """
+CREATE INDEX IF NOT EXISTS parity_tiles_end ON parity_tiles (project, view, tile_end)
 """
 _EXPIRY_INDEX = """
 CREATE INDEX IF NOT EXISTS parity_online_expiry ON parity_online (project, expires_at)
@@ -58,6 +72,8 @@ class SqliteOnlineStore:
         if "expires_at" not in columns:  # a file written before expiry existed
             conn.execute("ALTER TABLE parity_online ADD COLUMN expires_at INTEGER")
         conn.execute(_EXPIRY_INDEX)
+        conn.execute(_TILES)
+        conn.execute(_TILES_END_INDEX)
 
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
@@ -129,10 +145,60 @@ class SqliteOnlineStore:
                     rows[key] = OnlineRow(view, key, event, created, decode_payload(payload))
         return [found[view].get(key) for view, key in keys]
 
-    def delete_view(self, project: str, view: str) -> None:
-        self._connection().execute(
-            "DELETE FROM parity_online WHERE project = ? AND view = ?", (project, view)
+    def write_tiles(
+        self,
+        project: str,
+        view: str,
+        tiles: Mapping[tuple[bytes, str], bytes],
+        now_us: int,
+        horizon_us: int,
+    ) -> int:
+        conn = self._connection()
+        params = sorted(
+            (project, view, key, name, tile_end(name), payload)
+            for (key, name), payload in tiles.items()
         )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO parity_tiles VALUES (?, ?, ?, ?, ?, ?)", params
+            )
+            conn.execute(
+                "DELETE FROM parity_tiles WHERE project = ? AND view = ? AND tile_end <= ?",
+                (project, view, now_us - horizon_us),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(params)
+
+    def read_tiles(
+        self, project: str, view: str, keys: Sequence[bytes], names: Sequence[str]
+    ) -> list[dict[str, bytes]]:
+        found: dict[bytes, dict[str, bytes]] = {key: {} for key in keys}
+        unique = list(found)
+        wanted = set(names)
+        ends = [tile_end(name) for name in names]
+        low, high = (min(ends), max(ends)) if ends else (0, -1)
+        conn = self._connection()
+        for start in range(0, len(unique), _MAX_PARAMS):
+            chunk = unique[start : start + _MAX_PARAMS]
+            marks = ",".join("?" * len(chunk))
+            cursor = conn.execute(
+                "SELECT entity_key, name, payload FROM parity_tiles WHERE project = ? AND view = ? "
+                f"AND entity_key IN ({marks}) AND tile_end BETWEEN ? AND ?",
+                (project, view, *chunk, low, high),
+            )
+            for key, name, payload in cursor:
+                if name in wanted:
+                    found[key][name] = payload
+        return [found[key] for key in keys]
+
+    def delete_view(self, project: str, view: str) -> None:
+        conn = self._connection()
+        conn.execute("DELETE FROM parity_online WHERE project = ? AND view = ?", (project, view))
+        conn.execute("DELETE FROM parity_tiles WHERE project = ? AND view = ?", (project, view))
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

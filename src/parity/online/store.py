@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from parity.online.encoding import OnlineRow
@@ -35,4 +35,28 @@ class AsyncReads(Protocol):
 
     async def close_async(self) -> None:
         """Release the connections of the running event loop."""
+        ...
+
+
+@runtime_checkable
+class TileStore(Protocol):
+    """Partial aggregates of aggregated views, by (view, entity key, tile `<size>:<start>`)."""
+
+    def write_tiles(
+        self,
+        project: str,
+        view: str,
+        tiles: Mapping[tuple[bytes, str], bytes],
+        now_us: int,
+        horizon_us: int,
+    ) -> int:
+        """Store each tile (replacing one of the same name), then drop the view's tiles that
+        ended `horizon_us` (its longest window) or more before `now_us`: no window reads them
+        any more. Tile names are `<size µs>:<start µs>`. Returns tiles written."""
+        ...
+
+    def read_tiles(
+        self, project: str, view: str, keys: Sequence[bytes], names: Sequence[str]
+    ) -> list[dict[str, bytes]]:
+        """Per entity key, the named tiles it has; one round trip for all keys."""
         ...
