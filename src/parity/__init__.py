@@ -20,6 +20,7 @@ from parity.definitions import (
     Int32,
     Int64,
     PushSource,
+    StreamSource,
     String,
     UnixTimestamp,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Plan",
     "PushSource",
     "RegistryConflict",
+    "StreamSource",
     "String",
     "UnixTimestamp",
     "__version__",

@@ -307,7 +307,12 @@ class FeatureStore:
             pushing.append_offline(views[0], table, self.repo_path, self._clock())
         if to in ("online", "both"):
             for view in views:
-                self.online_store.write(self.project, pushing.online_rows(view, table))
+                if view.is_aggregated:
+                    pushing.merge_online(
+                        self.online_store, self.project, view, table, self._clock()
+                    )
+                else:
+                    self.online_store.write(self.project, pushing.online_rows(view, table))
                 self._pushed[view.name] = self._clock()
         return int(table.num_rows)
 

@@ -87,5 +87,7 @@ def test_a_push_source_declared_two_ways_is_rejected(tmp_path: Path) -> None:
     """
     }
     store = FeatureStore(write_repo(tmp_path / "repo", files))
-    with pytest.raises(InvalidDefinition, match="declare push source 'clicks' differently"):
+    with pytest.raises(
+        InvalidDefinition, match="declare push or stream source 'clicks' differently"
+    ):
         store.apply()

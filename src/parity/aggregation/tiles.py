@@ -91,12 +91,25 @@ def build_tiles(
     for key, moment, order, row in events:
         for size in sizes:
             partials = tiles.setdefault((key, TileId(size, tile_start(moment, size))), {})
-            for aggregation in view.aggregations:
-                value = row.get(aggregation.column)
-                if value is None:
-                    continue
-                output = aggregation.output_name
-                partials[output] = fold(
-                    aggregation.function, aggregation.n, partials.get(output), value, moment, order
-                )
+            fold_row(view, partials, moment, order, row)
     return tiles
+
+
+def touched(view: FeatureView, moments: Iterable[int]) -> list[TileId]:
+    """The tiles (every level) that events at these times update."""
+    sizes = levels(view)
+    return list(dict.fromkeys(TileId(s, tile_start(m, s)) for m in moments for s in sizes))
+
+
+def fold_row(
+    view: FeatureView, partials: dict[str, Any], moment: int, order: int, row: Mapping[str, Any]
+) -> None:
+    """Add one event to one tile's partials, in place."""
+    for aggregation in view.aggregations:
+        value = row.get(aggregation.column)
+        if value is None:
+            continue
+        output = aggregation.output_name
+        partials[output] = fold(
+            aggregation.function, aggregation.n, partials.get(output), value, moment, order
+        )

@@ -238,6 +238,48 @@ def materialize(
     render.render_materialized(console, results)
 
 
+@app.command()
+@_command
+def ingest(
+    source: Annotated[str, typer.Option(help="The stream source to consume.")],
+    repo: RepoOption = Path("."),
+    consumer: Annotated[
+        str | None, typer.Option(help="Consumer name in the group (default host-pid).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages per batch.")] = 1_000,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Redis holding the stream (default: the online store's, or local)."),
+    ] = None,
+    until_idle: Annotated[
+        bool, typer.Option(help="Exit when the stream has nothing new (for scripts and demos).")
+    ] = False,
+) -> None:
+    """Consume a stream source into its aggregated views' tiles (exactly once; see docs)."""
+    from parity.ingest.stream import StreamWorker
+
+    store = _store(repo)
+    client = None
+    if redis_url:
+        from parity.online.redis_store import redis_module
+
+        client = redis_module().Redis.from_url(redis_url)
+    worker = StreamWorker(store, source, consumer=consumer, batch_size=batch_size, client=client)
+    err.print(f"Ingesting stream source '{source}' as consumer '{worker.consumer}'")
+    try:
+        while True:
+            handled = worker.run_once()
+            if until_idle and handled == 0:
+                break
+    except KeyboardInterrupt:
+        pass
+    stats = worker.stats
+    err.print(
+        f"applied {stats.applied} events in {stats.batches} batches; dropped {stats.late} late "
+        f"and {stats.invalid} invalid; {stats.replayed} already applied"
+    )
+
+
 @app.command("materialize-incremental")
 @_command
 def materialize_incremental(

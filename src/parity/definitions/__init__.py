@@ -7,7 +7,7 @@ from parity.definitions.aggregation import Aggregation
 from parity.definitions.entity import Entity
 from parity.definitions.feature_service import FeatureService
 from parity.definitions.feature_view import FeatureView, FeatureViewProjection, Field
-from parity.definitions.source import FileSource, PushSource
+from parity.definitions.source import FileSource, PushSource, StreamSource
 from parity.definitions.types import (
     Array,
     Bool,
@@ -38,6 +38,7 @@ __all__ = [
     "Int32",
     "Int64",
     "PushSource",
+    "StreamSource",
     "String",
     "UnixTimestamp",
 ]

@@ -12,7 +12,7 @@ from pydantic import field_validator, model_validator
 from parity.definitions.aggregation import Aggregation
 from parity.definitions.base import Definition, NamedDefinition, check_identifier
 from parity.definitions.entity import Entity
-from parity.definitions.source import FileSource, PushSource
+from parity.definitions.source import FileSource, PushSource, StreamSource
 from parity.definitions.types import DType
 from parity.errors import FeatureNotFound, InvalidDefinition
 
@@ -52,7 +52,7 @@ class FeatureView(NamedDefinition):
 
     entities: tuple[Entity, ...]
     fields: tuple[Field, ...] = PydanticField(alias="schema")
-    source: FileSource | PushSource = PydanticField(discriminator="type")
+    source: FileSource | PushSource | StreamSource = PydanticField(discriminator="type")
     ttl: timedelta | None = None
     online: bool = True
     aggregations: tuple[Aggregation, ...] = ()

@@ -5,6 +5,7 @@ Declarations only: reading them is the offline layer's job.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field as PydanticField
@@ -88,4 +89,40 @@ class PushSource(Definition):
         return check_identifier(value, "push source name")
 
 
-DataSource = FileSource | PushSource
+class StreamSource(Definition):
+    """Events arriving on a Redis Stream (`parity ingest --source NAME` consumes them), kept
+    offline in `batch_source` (a folder: each applied batch appends one Parquet file).
+
+    `stream` is the Redis Stream key (default `parity:stream:<name>`); events older than
+    `lateness` behind the ingesting worker's clock are dropped and counted, never applied.
+    """
+
+    kind = "stream_source"
+
+    type: Literal["stream"] = "stream"
+    name: str
+    batch_source: FileSource
+    stream: str = ""
+    lateness: timedelta = timedelta(hours=1)
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_identifier(value, "stream source name")
+
+    @field_validator("lateness")
+    @classmethod
+    def _lateness(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError(f"lateness must not be negative, got {value}")
+        return value
+
+    @property
+    def stream_key(self) -> str:
+        return self.stream or f"parity:stream:{self.name}"
+
+
+DataSource = FileSource | PushSource | StreamSource
+# Sources whose rows arrive at run time and land offline in a batch folder.
+ArrivingSource = PushSource | StreamSource

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 
-from parity.definitions import FeatureView, PushSource
-from parity.errors import PushError, PushSourceNotFound
+from parity.definitions import FeatureView, PushSource, StreamSource
+from parity.errors import BackendNotInstalled, PushError, PushSourceNotFound
 from parity.offline.entity_frame import normalize_timestamp
 from parity.offline.sources import resolve_path
 from parity.online.encoding import OnlineRow, rows_from_columns
+from parity.online.store import OnlineStore, TileStore
 from parity.registry.catalog import Catalog
 from parity.timeutil import NO_CREATED, to_micros
 
@@ -29,7 +31,7 @@ def views_of(catalog: Catalog, name: str) -> list[FeatureView]:
     views = [
         v
         for v in catalog.feature_views.values()
-        if isinstance(v.source, PushSource) and v.source.name == name
+        if isinstance(v.source, PushSource | StreamSource) and v.source.name == name
     ]
     if not views:
         raise PushSourceNotFound(
@@ -62,7 +64,7 @@ def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
     source = views[0].batch_source
     columns = set(table.column_names)
     for view in views:
-        for name in [*view.join_keys, *view.feature_names]:
+        for name in [*view.join_keys, *(f.name for f in view.inputs)]:
             column = source.column_for(name)
             if column not in columns:
                 raise PushError(
@@ -70,7 +72,7 @@ def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
                     f"they have {sorted(columns)}"
                 )
             keyed = [e.value_type for e in view.entities if name in e.join_keys]
-            dtype = keyed[0] if keyed else view.feature(name).dtype
+            dtype = keyed[0] if keyed else view.input(name).dtype
             if not dtype.accepts_arrow(table[column].type) and table[column].null_count < len(
                 table
             ):
@@ -86,22 +88,29 @@ def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
     return table
 
 
-def append_offline(view: FeatureView, table: pa.Table, repo_root: Path, now: datetime) -> Path:
-    """Write one new Parquet file into the batch folder; durable (fsync) before it returns."""
+def append_offline(
+    view: FeatureView,
+    table: pa.Table,
+    repo_root: Path,
+    now: datetime,
+    file_name: str | None = None,
+) -> Path:
+    """Write one Parquet file into the batch folder, durable (fsync) before it returns: a new
+    time-ordered name, or `file_name` (replaced atomically if it exists)."""
     source = view.source
-    if not isinstance(source, PushSource):
-        raise PushError(f"feature view '{view.name}' does not read a push source")
+    if not isinstance(source, PushSource | StreamSource):
+        raise PushError(f"feature view '{view.name}' does not read a push or stream source")
     folder = Path(resolve_path(source.batch_source, repo_root))
     if any(ch in str(folder) for ch in "*?["):
         folder = Path(str(folder).split("*")[0].split("?")[0].split("[")[0]).parent
     if folder.suffix == ".parquet":
         raise PushError(
-            f"push source '{source.name}' has batch source '{source.batch_source.path}', a "
-            "single file; pushing appends files, so use a folder (e.g. 'data/pushed/')"
+            f"source '{source.name}' has batch source '{source.batch_source.path}', a single "
+            "file; pushes and streams append files, so use a folder (e.g. 'data/pushed/')"
         )
     folder.mkdir(parents=True, exist_ok=True)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    final = folder / f"push-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    final = folder / (file_name or f"push-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
     temp = folder / f".{final.name}.tmp"
     pq.write_table(table, temp)
     with open(temp, "rb") as handle:
@@ -135,3 +144,18 @@ def online_rows(view: FeatureView, table: pa.Table) -> list[OnlineRow]:
 
 def _plain(value: Any) -> Any:
     return to_micros(value) if isinstance(value, datetime) else value
+
+
+def merge_online(
+    store: OnlineStore, project: str, view: FeatureView, table: pa.Table, now: datetime
+) -> None:
+    """Fold pushed rows into an aggregated view's tiles (ingestion order: the push time)."""
+    from parity.ingest.stream import tile_merges
+
+    if not isinstance(store, TileStore):
+        raise BackendNotInstalled(f"the online store {type(store).__name__} keeps no tiles")
+    source = view.batch_source
+    table = table.filter(pa.compute.is_valid(table[source.timestamp_field]))
+    base = (to_micros(now) // 1000) << 20
+    orders = [base + i for i in range(table.num_rows)]
+    store.merge_tiles(project, tile_merges(view, table, orders, to_micros(now)))

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity.definitions import DType, FeatureView, FileSource, PushSource
+from parity.definitions import DType, FeatureView, FileSource, PushSource, StreamSource
 from parity.errors import SourceSchemaError
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ def check_sources(views: Iterable[FeatureView], repo_root: Path) -> None:
     for view in views:
         if "://" in view.batch_source.path:
             continue
-        if isinstance(view.source, PushSource) and not source_files(view.batch_source, repo_root):
+        arriving = isinstance(view.source, PushSource | StreamSource)
+        if arriving and not source_files(view.batch_source, repo_root):
             continue  # nothing pushed yet: the first push creates the files
         key = resolve_path(view.batch_source, repo_root)
         if key not in schemas:

@@ -16,10 +16,13 @@ from parity.errors import BackendNotInstalled, OnlineStoreUnavailable
 from parity.online.encoding import (
     HEADER_CHARS,
     OnlineRow,
+    decode_payload,
     decode_value,
+    encode_payload,
     encode_value,
     tile_end,
 )
+from parity.online.store import TileMerge
 
 # KEYS[i] gets field ARGV[3i-2] = value ARGV[3i-1] unless the stored header is newer. Headers are
 # fixed-width lowercase hex, so string order is time order. ARGV[3i] is the row's expiry: ''
@@ -81,6 +84,26 @@ if ARGV[2] ~= '' then
 end
 return 1
 """
+# For a merge: per tile hash KEYS[i], ARGV holds its drop-before time, the number of names, then
+# the names. Returns per key {values of the names..., {stale field names}}.
+_READ_FOR_MERGE = """
+local out = {}
+local a = 1
+for i = 1, #KEYS do
+  local cutoff, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local values = redis.call('HMGET', KEYS[i], unpack(ARGV, a + 2, a + 1 + n))
+  local stale = {}
+  for _, name in ipairs(redis.call('HKEYS', KEYS[i])) do
+    local size, start = string.match(name, '^(%d+):(-?%d+)$')
+    if size and tonumber(size) + tonumber(start) <= cutoff then stale[#stale + 1] = name end
+  end
+  values[n + 1] = stale
+  out[i] = values
+  a = a + 2 + n
+end
+return out
+"""
+_MERGE_ATTEMPTS = 100
 _BATCH = 500
 
 
@@ -88,12 +111,16 @@ def redis_key(project: str, entity_key: bytes) -> bytes:
     return b"parity:v1:" + project.encode() + b":{" + entity_key.hex().encode() + b"}"
 
 
+def marker_key(project: str, name: str) -> bytes:
+    return b"parity:v1:" + project.encode() + b":marker:" + name.encode()
+
+
 def tiles_key(project: str, view: str, entity_key: bytes) -> bytes:
     """One entity's tiles of one aggregated view: a hash in the entity's slot."""
     return redis_key(project, entity_key) + b":tiles:" + view.encode()
 
 
-def _redis_module() -> Any:
+def redis_module() -> Any:
     try:
         import redis
     except ModuleNotFoundError:
@@ -108,11 +135,12 @@ class RedisOnlineStore:
         self, url: str = "redis://127.0.0.1:6379/0", client: Any = None, *, expire: bool = False
     ) -> None:
         self.url = url
-        self.client = client if client is not None else _redis_module().Redis.from_url(url)
+        self.client = client if client is not None else redis_module().Redis.from_url(url)
         self.expire = expire
         self._script = self.client.register_script(_WRITE_IF_NEWER)
         self._read = self.client.register_script(_READ)
         self._write_tiles = self.client.register_script(_WRITE_TILES)
+        self._read_for_merge = self.client.register_script(_READ_FOR_MERGE)
         self._async: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
@@ -130,7 +158,7 @@ class RedisOnlineStore:
     @contextmanager
     def _reachable(self) -> Iterator[None]:
         """Connection failures and timeouts become OnlineStoreUnavailable (HTTP 503)."""
-        exceptions = _redis_module().exceptions
+        exceptions = redis_module().exceptions
         try:
             yield
         except (exceptions.ConnectionError, exceptions.TimeoutError) as error:
@@ -166,7 +194,7 @@ class RedisOnlineStore:
         """A redis.asyncio client for the running event loop (its connections belong to it)."""
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            client = _redis_module().asyncio.Redis.from_url(self.url)
+            client = redis_module().asyncio.Redis.from_url(self.url)
             self._async = (loop, client, client.register_script(_READ))
         return self._async
 
@@ -216,6 +244,60 @@ class RedisOnlineStore:
             {name: value for name, value in zip(names, values, strict=True) if value is not None}
             for values in replies
         ]
+
+    def merge_tiles(
+        self,
+        project: str,
+        merges: Sequence[TileMerge],
+        marker: tuple[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Optimistic: WATCH the tile hashes, read them in one script call, fold, then write in
+        MULTI/EXEC; a concurrent change to any watched hash retries the whole batch."""
+        redis = redis_module()
+        keys = [tiles_key(project, m.view, m.entity_key) for m in merges]
+        args: list[str | int] = []
+        for merge in merges:
+            args.extend((merge.drop_before_us, len(merge.names), *merge.names))
+        with self._reachable():
+            # Scripts run on a watching pipeline are not reloaded on NOSCRIPT: load it first.
+            self.client.script_load(_READ_FOR_MERGE)
+            for _ in range(_MERGE_ATTEMPTS):
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        if keys:
+                            pipe.watch(*keys)
+                        replies = self._read_for_merge(keys=keys, args=args, client=pipe)
+                        pipe.multi()
+                        for key, merge, reply in zip(keys, merges, replies, strict=True):
+                            stored = {
+                                name: value
+                                for name, value in zip(merge.names, reply, strict=False)
+                                if value is not None
+                            }
+                            updated = merge.fold(stored)
+                            if updated:
+                                pipe.hset(key, mapping=updated)
+                            stale = [n for n in reply[len(merge.names)] if n not in updated]
+                            if stale:
+                                pipe.hdel(key, *stale)
+                        if marker is not None:
+                            pipe.set(
+                                marker_key(project, marker[0]),
+                                encode_payload({"ids": list(marker[1])}),
+                            )
+                        pipe.execute()
+                        return
+                    except redis.WatchError:
+                        continue
+        raise OnlineStoreUnavailable(
+            f"tiles of {len(merges)} entities kept changing under {_MERGE_ATTEMPTS} attempts to "
+            "merge into them; too many writers on the same entities"
+        )
+
+    def read_marker(self, project: str, name: str) -> list[str]:
+        with self._reachable():
+            data = self.client.get(marker_key(project, name))
+        return [] if data is None else list(decode_payload(data)["ids"])
 
     def delete_view(self, project: str, view: str) -> None:
         pattern = b"parity:v1:" + project.encode() + b":{*"

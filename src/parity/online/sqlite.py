@@ -15,6 +15,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from parity.online.encoding import OnlineRow, decode_payload, encode_payload, tile_end
+from parity.online.store import TileMerge
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS parity_online (
@@ -41,6 +42,14 @@ CREATE TABLE IF NOT EXISTS parity_tiles (
 """
 _TILES_END_INDEX = """
 CREATE INDEX IF NOT EXISTS parity_tiles_end ON parity_tiles (project, view, tile_end)
+"""
+_MARKERS = """
+CREATE TABLE IF NOT EXISTS parity_markers (
+    project TEXT NOT NULL,
+    name TEXT NOT NULL,
+    ids BLOB NOT NULL,
+    PRIMARY KEY (project, name)
+) WITHOUT ROWID
 """
 _EXPIRY_INDEX = """
 CREATE INDEX IF NOT EXISTS parity_online_expiry ON parity_online (project, expires_at)
@@ -74,6 +83,7 @@ class SqliteOnlineStore:
         conn.execute(_EXPIRY_INDEX)
         conn.execute(_TILES)
         conn.execute(_TILES_END_INDEX)
+        conn.execute(_MARKERS)
 
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
@@ -194,6 +204,56 @@ class SqliteOnlineStore:
                 if name in wanted:
                     found[key][name] = payload
         return [found[key] for key in keys]
+
+    def merge_tiles(
+        self,
+        project: str,
+        merges: Sequence[TileMerge],
+        marker: tuple[str, Sequence[str]] | None = None,
+    ) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")  # the write lock: merges serialize across processes
+        try:
+            for merge in merges:
+                marks = ",".join("?" * len(merge.names))
+                stored = dict(
+                    conn.execute(
+                        "SELECT name, payload FROM parity_tiles WHERE project = ? AND view = ? "
+                        f"AND entity_key = ? AND name IN ({marks})",
+                        (project, merge.view, merge.entity_key, *merge.names),
+                    ).fetchall()
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO parity_tiles VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (project, merge.view, merge.entity_key, name, tile_end(name), payload)
+                        for name, payload in merge.fold(stored).items()
+                    ],
+                )
+                conn.execute(
+                    "DELETE FROM parity_tiles WHERE project = ? AND view = ? AND entity_key = ? "
+                    "AND tile_end <= ?",
+                    (project, merge.view, merge.entity_key, merge.drop_before_us),
+                )
+            if marker is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO parity_markers VALUES (?, ?, ?)",
+                    (project, marker[0], encode_payload({"ids": list(marker[1])})),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def read_marker(self, project: str, name: str) -> list[str]:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT ids FROM parity_markers WHERE project = ? AND name = ?", (project, name)
+            )
+            .fetchone()
+        )
+        return [] if row is None else list(decode_payload(row[0])["ids"])
 
     def delete_view(self, project: str, view: str) -> None:
         conn = self._connection()

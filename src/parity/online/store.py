@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from parity.online.encoding import OnlineRow
@@ -38,6 +39,17 @@ class AsyncReads(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TileMerge:
+    """New events of one entity for one aggregated view, to fold into its stored tiles."""
+
+    view: str
+    entity_key: bytes
+    names: tuple[str, ...]  # the tiles the events touch
+    fold: Callable[[dict[str, bytes]], dict[str, bytes]]  # stored tiles -> updated tiles
+    drop_before_us: int  # the entity's tiles ending at or before this are dropped
+
+
 @runtime_checkable
 class TileStore(Protocol):
     """Partial aggregates of aggregated views, by (view, entity key, tile `<size>:<start>`)."""
@@ -59,4 +71,19 @@ class TileStore(Protocol):
         self, project: str, view: str, keys: Sequence[bytes], names: Sequence[str]
     ) -> list[dict[str, bytes]]:
         """Per entity key, the named tiles it has; one round trip for all keys."""
+        ...
+
+    def merge_tiles(
+        self,
+        project: str,
+        merges: Sequence[TileMerge],
+        marker: tuple[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Atomically, for all merges together: read the named tiles, store what `fold` makes of
+        them, and set `marker` (a name and a list of ids, e.g. a stream consumer's last applied
+        batch) in the same transaction. Concurrent merges of the same tiles serialize."""
+        ...
+
+    def read_marker(self, project: str, name: str) -> list[str]:
+        """The ids last stored under marker `name` (empty if none)."""
         ...

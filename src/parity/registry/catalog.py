@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from parity.definitions import Entity, FeatureService, FeatureView, PushSource
+from parity.definitions import Entity, FeatureService, FeatureView, PushSource, StreamSource
 from parity.errors import (
     DuplicateDefinition,
     EntityNotFound,
@@ -69,12 +69,12 @@ class Catalog:
             self._check_service(service)
         pushes: dict[str, tuple[str, object]] = {}
         for view in self.feature_views.values():
-            if isinstance(view.source, PushSource):
+            if isinstance(view.source, PushSource | StreamSource):
                 seen = pushes.setdefault(view.source.name, (view.name, view.source))
                 if seen[1] != view.source:
                     raise InvalidDefinition(
-                        f"feature views '{seen[0]}' and '{view.name}' declare push source "
-                        f"'{view.source.name}' differently; declare it once and share it"
+                        f"feature views '{seen[0]}' and '{view.name}' declare push or stream "
+                        f"source '{view.source.name}' differently; declare it once and share it"
                     )
 
     def _check_service(self, service: FeatureService) -> None:

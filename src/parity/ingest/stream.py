@@ -1,0 +1,290 @@
+"""Streaming ingestion from Redis Streams into aggregated views' tiles, exactly once.
+
+A worker (`parity ingest --source NAME`) reads its consumer group's stream in batches. Per batch:
+
+1. skip messages this consumer already applied: the ids of its last committed batch are kept in
+   the online store (a marker), written in the same transaction as the tiles;
+2. drop (and count) events later than the source's `lateness` behind the worker's clock, and
+   messages that cannot be decoded or validated;
+3. append the batch's events durably to the batch folder as one Parquet file named by the
+   batch's first id (a retried batch replaces it, so the offline copy never doubles);
+4. fold the events into every reading view's tiles and store the marker, atomically
+   (`TileStore.merge_tiles`);
+5. XACK the batch.
+
+A worker killed anywhere in between and restarted re-reads its own pending messages (id 0):
+before step 4 nothing was applied and the batch is redone; after it, the marker names the batch
+and it is only acknowledged. Several workers in one group share the stream; their merges of the
+same tiles serialize in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from parity.aggregation.tiles import TileId, fold_row, levels, touched
+from parity.definitions import FeatureView, StreamSource
+from parity.errors import BackendNotInstalled, ParityError, PushError
+from parity.online.encoding import entity_keys
+from parity.online.store import TileMerge, TileStore
+from parity.timeutil import to_micros
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from parity.feature_store import FeatureStore
+
+log = logging.getLogger(__name__)
+EVENT_FIELD = b"e"
+
+
+def publish(client: Any, source: StreamSource, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Append events to the source's stream (one message each; datetimes as µs). Returns ids."""
+    pipe = client.pipeline(transaction=False)
+    for row in rows:
+        plain = {k: to_micros(v) if isinstance(v, datetime) else v for k, v in row.items()}
+        pipe.xadd(source.stream_key, {EVENT_FIELD: msgpack.packb(plain, use_bin_type=True)})
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.execute()]
+
+
+def stream_order(message_id: str) -> int:
+    """Ingestion order of a stream message: its id `<ms>-<seq>` as one integer."""
+    millis, _, sequence = message_id.partition("-")
+    return (int(millis) << 20) + int(sequence or 0)
+
+
+def tile_merges(
+    view: FeatureView, table: pa.Table, orders: Sequence[int], now_us: int
+) -> list[TileMerge]:
+    """One TileMerge per entity: fold these events (validated rows, UTC times) into its tiles."""
+    source = view.batch_source
+    data = table.to_pydict()
+    moments = [to_micros(m) for m in data[source.timestamp_field]]
+    keys = entity_keys(view.join_keys, [data[source.column_for(k)] for k in view.join_keys])
+    inputs = [f.name for f in view.inputs]
+    rows = [
+        dict(zip(inputs, values, strict=True))
+        for values in zip(*(data[source.column_for(n)] for n in inputs), strict=True)
+    ]
+    by_entity: dict[bytes, list[tuple[int, int, dict[str, Any]]]] = {}
+    for key, moment, order, row in zip(keys, moments, orders, rows, strict=True):
+        by_entity.setdefault(key, []).append((moment, order, row))
+    horizon = max(a.window_us for a in view.aggregations) + levels(view)[-1]
+    return [
+        TileMerge(
+            view.name,
+            key,
+            tuple(t.name for t in touched(view, (m for m, _, _ in events))),
+            _folder(view, events),
+            now_us - horizon,
+        )
+        for key, events in by_entity.items()
+    ]
+
+
+def _folder(
+    view: FeatureView, events: list[tuple[int, int, dict[str, Any]]]
+) -> Callable[[dict[str, bytes]], dict[str, bytes]]:
+    sizes = levels(view)
+
+    def fold(stored: dict[str, bytes]) -> dict[str, bytes]:
+        tiles: dict[str, dict[str, Any]] = {
+            name: msgpack.unpackb(data, raw=False) for name, data in stored.items()
+        }
+        for moment, order, row in events:
+            for size in sizes:
+                name = TileId(size, moment - moment % size).name
+                fold_row(view, tiles.setdefault(name, {}), moment, order, row)
+        return {name: bytes(msgpack.packb(t, use_bin_type=True)) for name, t in tiles.items()}
+
+    return fold
+
+
+@dataclass
+class IngestStats:
+    batches: int = 0
+    applied: int = 0
+    late: int = 0
+    invalid: int = 0
+    replayed: int = 0  # messages found already applied after a restart, only acknowledged
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class StreamWorker:
+    """One consumer of a stream source's group; `run_once` handles one batch."""
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        source: str,
+        *,
+        consumer: str | None = None,
+        batch_size: int = 1_000,
+        block_ms: int = 1_000,
+        client: Any = None,
+    ) -> None:
+        from parity.ingest.push import views_of
+
+        self.store = store
+        self.views = views_of(store.registry.catalog, source)
+        stream_source = self.views[0].source
+        if not isinstance(stream_source, StreamSource):
+            raise PushError(f"'{source}' is a push source, not a stream source: push to it")
+        for view in self.views:
+            if not view.is_aggregated:
+                raise PushError(
+                    f"stream source '{source}' feeds feature view '{view.name}', which has no "
+                    "aggregations; streams feed aggregated views"
+                )
+        online = store.online_store
+        if not isinstance(online, TileStore):
+            raise BackendNotInstalled(f"the online store {type(online).__name__} keeps no tiles")
+        self.online: TileStore = online
+        self.source = stream_source
+        self.group = f"parity:{store.project}"
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.marker = f"stream:{self.source.name}:{self.group}:{self.consumer}"
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.client = client if client is not None else _redis_client(store)
+        self.stats = IngestStats()
+        self._own_pending = True  # after a restart, first finish what this consumer was given
+        self._ensure_group()
+
+    def _ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.source.stream_key, self.group, id="0", mkstream=True)
+        except Exception as error:  # BUSYGROUP: it exists already
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def _read(self) -> list[tuple[str, dict[bytes, bytes]]]:
+        start = "0" if self._own_pending else ">"
+        reply = self.client.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.source.stream_key: start},
+            count=self.batch_size,
+            block=None if self._own_pending else self.block_ms,
+        )
+        messages = [
+            (i.decode() if isinstance(i, bytes) else str(i), fields)
+            for _, entries in (reply or [])
+            for i, fields in entries
+            if fields is not None
+        ]
+        if self._own_pending and not messages:
+            self._own_pending = False  # caught up with what this consumer was given: read new
+            return self._read()
+        return messages
+
+    def run_once(self) -> int:
+        """Read and apply one batch; returns the number of messages handled (0 when idle)."""
+        messages = self._read()
+        if not messages:
+            return 0
+        done = set(self.online.read_marker(self.store.project, self.marker))
+        fresh = [(i, f) for i, f in messages if i not in done]
+        self.stats.replayed += len(messages) - len(fresh)
+        if fresh:
+            self._apply(fresh)
+        _crash_point("before_ack")
+        self.client.xack(self.source.stream_key, self.group, *[i for i, _ in messages])
+        self.stats.batches += 1
+        return len(messages)
+
+    def _apply(self, messages: list[tuple[str, dict[bytes, bytes]]]) -> None:
+        import pyarrow as pa
+
+        from parity.ingest.push import append_offline, validate
+
+        now = self.store.now()
+        cutoff = to_micros(now) - int(self.source.lateness.total_seconds() * 1_000_000)
+        rows, ids = [], []
+        timestamp = self.source.batch_source.timestamp_field
+        for message_id, fields in messages:
+            row = self._decode(message_id, fields)
+            if row is None:
+                continue
+            try:
+                table = validate(self.views, pa.Table.from_pylist([row]))
+            except (ParityError, pa.ArrowException, TypeError, ValueError) as error:
+                self._reject(message_id, "invalid", str(error))
+                continue
+            moment = table[timestamp][0].as_py()
+            if moment is None:
+                self._reject(message_id, "invalid", f"no '{timestamp}'")
+                continue
+            if to_micros(moment) < cutoff:
+                self.stats.late += 1
+                self._count("late")
+                continue
+            rows.append(table)
+            ids.append(message_id)
+        if rows:
+            batch = pa.concat_tables(rows, promote_options="permissive")
+            name = f"stream-{stream_order(ids[0]):020d}.parquet"
+            append_offline(self.views[0], batch, self.store.repo_path, now, file_name=name)
+            _crash_point("after_offline")
+            orders = [stream_order(i) for i in ids]
+            merges = [
+                m for view in self.views for m in tile_merges(view, batch, orders, to_micros(now))
+            ]
+        else:
+            merges = []
+        self.online.merge_tiles(self.store.project, merges, (self.marker, [i for i, _ in messages]))
+        self.stats.applied += len(ids)
+
+    def _decode(self, message_id: str, fields: dict[bytes, bytes]) -> dict[str, Any] | None:
+        data = fields.get(EVENT_FIELD)
+        try:
+            row = msgpack.unpackb(data, raw=False) if data is not None else None
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
+            self._reject(message_id, "invalid", f"not msgpack: {error}")
+            return None
+        if not isinstance(row, dict):
+            self._reject(message_id, "invalid", f"field '{EVENT_FIELD.decode()}' is not a map")
+            return None
+        timestamp = self.source.batch_source.timestamp_field
+        if isinstance(row.get(timestamp), int):
+            from parity.timeutil import from_micros
+
+            row[timestamp] = from_micros(row[timestamp])
+        return row
+
+    def _reject(self, message_id: str, reason: str, detail: str) -> None:
+        self.stats.invalid += 1
+        self._count(reason)
+        log.warning("stream %s message %s dropped: %s", self.source.name, message_id, detail)
+
+    def _count(self, reason: str) -> None:
+        self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
+
+    def run(self, stop: Callable[[], bool] = lambda: False) -> IngestStats:
+        while not stop():
+            self.run_once()
+        return self.stats
+
+
+def _redis_client(store: FeatureStore) -> Any:
+    from parity.online.redis_store import redis_module
+
+    settings = store.config.online
+    url = settings.connection_string or "redis://127.0.0.1:6379/0"
+    return redis_module().Redis.from_url(url)
+
+
+def _crash_point(name: str) -> None:
+    """Tests of crash safety set PARITY_INGEST_CRASH=<point> to SIGKILL the worker there."""
+    if os.environ.get("PARITY_INGEST_CRASH") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
