@@ -24,6 +24,7 @@ from parity.definitions import (
     String,
     UnixTimestamp,
 )
+from parity.definitions.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
 from parity.errors import (
     BreakingChange,
     ConfigError,
@@ -63,12 +64,15 @@ __all__ = [
     "Int32",
     "Int64",
     "InvalidDefinition",
+    "OnDemandFeatureView",
     "ParityError",
     "Plan",
     "PushSource",
     "RegistryConflict",
+    "RequestSource",
     "StreamSource",
     "String",
     "UnixTimestamp",
     "__version__",
+    "on_demand_feature_view",
 ]

@@ -106,6 +106,12 @@ class RegistryUnavailable(ParityError):
     code = "registry_unavailable"
 
 
+class OnDemandError(ParityError, ValueError):
+    """An on-demand feature view's function failed or returned the wrong shape."""
+
+    code = "on_demand_failed"
+
+
 class OnlineStoreUnavailable(ParityError):
     """The online store (Redis) could not be reached or timed out."""
 

@@ -168,6 +168,7 @@ class FeatureStore:
             start=start,
             end=end,
             timestamp_column=event_timestamp_column,
+            on_demand=self._bind_on_demand,
         )
 
     # --- online -----------------------------------------------------------------------------
@@ -252,6 +253,7 @@ class FeatureStore:
         from parity.online.reads import read_online
 
         request = self._online_request(features, full_feature_names)
+        self._bind_on_demand(request)
         return read_online(
             self.online_store, self.project, request, entity_rows, to_micros(self._clock())
         )
@@ -267,6 +269,7 @@ class FeatureStore:
         from parity.online.reads import read_online_async
 
         request = self._online_request(features, full_feature_names)
+        self._bind_on_demand(request)
         return await read_online_async(
             self.online_store, self.project, request, entity_rows, to_micros(self._clock())
         )
@@ -291,6 +294,13 @@ class FeatureStore:
             request = resolve(catalog, features, full_feature_names=full_feature_names)
             self._requests[1][key] = request
         return request
+
+    def _bind_on_demand(self, request: RetrievalRequest) -> None:
+        """Load the requested on-demand views' functions from the repo (once)."""
+        if request.on_demand:
+            from parity.transform.run import bind
+
+            bind(request, lambda: self.load_repo().catalog.on_demand_feature_views)
 
     def push(
         self, name: str, rows: Any, to: Literal["online", "offline", "both"] = "online"

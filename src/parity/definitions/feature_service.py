@@ -22,7 +22,12 @@ class FeatureService(NamedDefinition):
     def _projections(cls, value: Any) -> Any:
         if not isinstance(value, list | tuple) or not value:
             raise ValueError("features must be a non-empty list of feature views or projections")
-        items = [FeatureViewProjection.of(v) if isinstance(v, FeatureView) else v for v in value]
+        from parity.definitions.on_demand import OnDemandFeatureView
+
+        items = [
+            FeatureViewProjection.of(v) if isinstance(v, FeatureView | OnDemandFeatureView) else v
+            for v in value
+        ]
         views = [p.view if isinstance(p, FeatureViewProjection) else p.get("view") for p in items]
         if len(set(views)) != len(views):
             raise ValueError("features names the same view twice; merge them into one projection")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 from functools import cached_property
+from typing import Protocol
 
 from pydantic import Field as PydanticField
 from pydantic import field_validator, model_validator
@@ -212,6 +213,16 @@ def _check_entities(entities: tuple[Entity, ...]) -> None:
         raise ValueError(f"entities {names} share a join key name; composite keys must differ")
 
 
+class OnDemandLike(Protocol):
+    """What a projection needs of a view (an OnDemandFeatureView has these too)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
+
+
 class FeatureViewProjection(Definition):
     """A subset of one view's features, as used by a FeatureService."""
 
@@ -229,7 +240,7 @@ class FeatureViewProjection(Definition):
 
     @classmethod
     def of(
-        cls, view: FeatureView, names: list[str] | tuple[str, ...] | None = None
+        cls, view: FeatureView | OnDemandLike, names: list[str] | tuple[str, ...] | None = None
     ) -> FeatureViewProjection:
         if names is not None and not isinstance(names, list | tuple):
             raise InvalidDefinition(
@@ -237,7 +248,10 @@ class FeatureViewProjection(Definition):
             )
         selected = tuple(names) if names is not None else view.feature_names
         for name in selected:
-            view.feature(name)
+            if name not in view.feature_names:
+                raise FeatureNotFound(
+                    f"'{view.name}' has no feature '{name}'; it has {list(view.feature_names)}"
+                )
         if len(set(selected)) != len(selected):
             raise InvalidDefinition(f"projection of '{view.name}' repeats a feature name")
         return cls(view=view.name, features=selected)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from parity.definitions import FeatureService, FeatureView
+from parity.definitions.on_demand import OnDemandFeatureView
 from parity.errors import FeatureNotFound, FeatureViewNotFound, RetrievalError
 from parity.registry.catalog import Catalog
 
@@ -25,9 +26,22 @@ class ViewRequest:
 
 
 @dataclass(frozen=True)
+class OnDemandRequest:
+    """Features wanted from an on-demand view; `inputs` maps each of its function's input names
+    to the result column holding it (a source feature, or a request field)."""
+
+    view: OnDemandFeatureView
+    features: tuple[str, ...]
+    output_names: tuple[str, ...]
+    inputs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class RetrievalRequest:
     views: tuple[ViewRequest, ...]
     full_feature_names: bool
+    on_demand: tuple[OnDemandRequest, ...] = ()
+    hidden: tuple[str, ...] = ()  # columns read only as on-demand inputs, dropped at the end
 
     @property
     def join_keys(self) -> tuple[str, ...]:
@@ -64,23 +78,30 @@ def resolve(
     if not refs:
         raise RetrievalError("the feature list is empty; pass 'view:feature' refs or a service")
     wanted: dict[str, list[str]] = {}
+    on_demand: dict[str, list[str]] = {}
     for ref in refs:
         view_name, feature = parse_ref(ref)
+        if view_name in catalog.on_demand_feature_views:
+            _want(on_demand, catalog.on_demand_feature_views[view_name], feature, ref)
+            continue
         view = catalog.feature_views.get(view_name)
         if view is None:
-            known = ", ".join(sorted(catalog.feature_views)) or "none; run 'parity apply'"
+            names = [*catalog.feature_views, *catalog.on_demand_feature_views]
+            known = ", ".join(sorted(names)) or "none; run 'parity apply'"
             raise FeatureViewNotFound(
                 f"feature ref '{ref}': no feature view '{view_name}' (registered: {known})"
             )
-        if feature not in view.feature_names:
-            raise FeatureNotFound(
-                f"feature ref '{ref}': view '{view_name}' has no feature '{feature}'; "
-                f"it has {list(view.feature_names)}"
-            )
-        listed = wanted.setdefault(view_name, [])
-        if feature in listed:
-            raise RetrievalError(f"feature ref '{ref}' is listed twice; list it once")
-        listed.append(feature)
+        _want(wanted, view, feature, ref)
+    requested = {(v, f) for v, names in wanted.items() for f in names}
+    hidden_pairs = [
+        (source, f)
+        for name in on_demand
+        for source in catalog.on_demand_feature_views[name].sources
+        for f in catalog.feature_views[source].feature_names
+        if (source, f) not in requested
+    ]
+    for source, f in dict.fromkeys(hidden_pairs):
+        wanted.setdefault(source, []).append(f)
     requests = tuple(
         ViewRequest(
             catalog.feature_views[name],
@@ -90,7 +111,40 @@ def resolve(
         for name, names in wanted.items()
     )
     _check_collisions(requests)
-    return RetrievalRequest(requests, full_feature_names)
+    column = {
+        (r.view.name, f): o
+        for r in requests
+        for f, o in zip(r.features, r.output_names, strict=True)
+    }
+    demands = []
+    for name, names in on_demand.items():
+        demand = catalog.on_demand_feature_views[name]
+        inputs = [
+            (f, column[(s, f)])
+            for s in demand.sources
+            for f in catalog.feature_views[s].feature_names
+        ]
+        inputs += [(f, f) for f in demand.request_fields]
+        outputs = tuple(
+            f"{name}{FULL_NAME_SEPARATOR}{f}" if full_feature_names else f for f in names
+        )
+        demands.append(OnDemandRequest(demand, tuple(names), outputs, tuple(inputs)))
+    hidden = tuple(column[pair] for pair in dict.fromkeys(hidden_pairs))
+    return RetrievalRequest(requests, full_feature_names, tuple(demands), hidden)
+
+
+def _want(
+    wanted: dict[str, list[str]], view: FeatureView | OnDemandFeatureView, feature: str, ref: str
+) -> None:
+    if feature not in view.feature_names:
+        raise FeatureNotFound(
+            f"feature ref '{ref}': view '{view.name}' has no feature '{feature}'; "
+            f"it has {list(view.feature_names)}"
+        )
+    listed = wanted.setdefault(view.name, [])
+    if feature in listed:
+        raise RetrievalError(f"feature ref '{ref}' is listed twice; list it once")
+    listed.append(feature)
 
 
 def _refs(catalog: Catalog, features: Sequence[str] | FeatureService | str) -> list[str]:

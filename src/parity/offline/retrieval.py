@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ from parity.definitions import FeatureService
 from parity.errors import RetrievalError
 from parity.offline import entity_frame
 from parity.offline.engine import OfflineEngine, RetrievalJob
-from parity.offline.request import resolve
+from parity.offline.request import RetrievalRequest, resolve
 from parity.registry.catalog import Catalog
 
 FeaturesArg = Sequence[str] | FeatureService | str
@@ -27,9 +27,17 @@ def historical_features(
     start: datetime | None = None,
     end: datetime | None = None,
     timestamp_column: str = "event_timestamp",
+    on_demand: Callable[[RetrievalRequest], None] | None = None,
 ) -> RetrievalJob:
-    """Point-in-time features for each entity row, or every row of the views in [start, end]."""
+    """Point-in-time features for each entity row, or every row of the views in [start, end].
+    `on_demand` binds on-demand views' functions when the request has any."""
     request = resolve(catalog, features, full_feature_names=full_feature_names)
+    if request.on_demand:
+        if on_demand is None or entity_df is None:
+            raise RetrievalError(
+                "on-demand features need an entity frame and their functions (use FeatureStore)"
+            )
+        on_demand(request)
     if entity_df is None:
         if start is None or end is None:
             raise RetrievalError(
@@ -51,4 +59,9 @@ def historical_features(
     else:
         frame = entity_frame.from_memory(entity_df, timestamp_column)
     entity_frame.check(frame, request, timestamp_column)
-    return engine.historical(request, frame, timestamp_column)
+    job = engine.historical(request, frame, timestamp_column)
+    if request.on_demand:
+        from parity.transform.job import OnDemandJob
+
+        return OnDemandJob(job, request)
+    return job

@@ -79,7 +79,8 @@ def read_online(
 ) -> OnlineResponse:
     entities, wanted = plan_read(request, entity_rows)
     windows = read_windows(store, project, request, entities, now_us)
-    return shape(request, entities, store.read(project, wanted), now_us, windows)
+    response = shape(request, entities, store.read(project, wanted), now_us, windows)
+    return with_on_demand(response, request)
 
 
 async def read_online_async(
@@ -98,7 +99,31 @@ async def read_online_async(
         found = await read_async(project, wanted)
     else:
         found = store.read(project, wanted)
-    return shape(request, entities, found, now_us, windows)
+    return with_on_demand(shape(request, entities, found, now_us, windows), request)
+
+
+def with_on_demand(response: OnlineResponse, request: RetrievalRequest) -> OnlineResponse:
+    """Add the on-demand views' features (their row functions, per entity row) and drop the
+    features read only as their inputs."""
+    if not request.on_demand:
+        return response
+    from parity.transform.run import apply_rows
+
+    columns = {**response.entities, **response.values}
+    count = len(next(iter(response.entities.values()), []))
+    apply_rows(request, columns, count)
+    for name in request.hidden:
+        for mapping in (response.values, response.statuses, response.event_timestamps):
+            mapping.pop(name, None)
+    for demand in request.on_demand:
+        for output in demand.output_names:
+            values = columns[output]
+            response.values[output] = values
+            response.statuses[output] = [
+                Status.NULL_VALUE if v is None else Status.PRESENT for v in values
+            ]
+            response.event_timestamps[output] = [None] * count
+    return response
 
 
 def plan_read(

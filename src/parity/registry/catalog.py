@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from parity.definitions import Entity, FeatureService, FeatureView, PushSource, StreamSource
+from parity.definitions.on_demand import OnDemandFeatureView
 from parity.errors import (
     DuplicateDefinition,
     EntityNotFound,
@@ -23,9 +24,14 @@ from parity.errors import (
 )
 
 FORMAT = 1
-ObjectType = Literal["entity", "feature_view", "feature_service"]
-OBJECT_TYPES: tuple[ObjectType, ...] = ("entity", "feature_view", "feature_service")
-Definition = Entity | FeatureView | FeatureService
+ObjectType = Literal["entity", "feature_view", "feature_service", "on_demand_feature_view"]
+OBJECT_TYPES: tuple[ObjectType, ...] = (
+    "entity",
+    "feature_view",
+    "feature_service",
+    "on_demand_feature_view",
+)
+Definition = Entity | FeatureView | FeatureService | OnDemandFeatureView
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Catalog:
     entities: Mapping[str, Entity] = field(default_factory=dict)
     feature_views: Mapping[str, FeatureView] = field(default_factory=dict)
     feature_services: Mapping[str, FeatureService] = field(default_factory=dict)
+    on_demand_feature_views: Mapping[str, OnDemandFeatureView] = field(default_factory=dict)
 
     @classmethod
     def build(cls, project: str, definitions: Iterable[Definition]) -> Catalog:
@@ -46,7 +53,13 @@ class Catalog:
             if item.name in bucket and bucket[item.name] != item:
                 raise DuplicateDefinition(f"two different {item.kind}s are named '{item.name}'")
             bucket[item.name] = item
-        catalog = cls(project, groups["entity"], groups["feature_view"], groups["feature_service"])
+        catalog = cls(
+            project,
+            groups["entity"],
+            groups["feature_view"],
+            groups["feature_service"],
+            groups["on_demand_feature_view"],
+        )
         catalog.check()
         return catalog
 
@@ -65,6 +78,13 @@ class Catalog:
                         f"feature view '{view.name}' uses a different definition of entity "
                         f"'{entity.name}' than the repo declares; use the declared object"
                     )
+        for on_demand in self.on_demand_feature_views.values():
+            for source in on_demand.sources:
+                if source not in self.feature_views:
+                    raise InvalidDefinition(
+                        f"on-demand feature view '{on_demand.name}' reads feature view "
+                        f"'{source}', which is not in the repo; declare it"
+                    )
         for service in self.feature_services.values():
             self._check_service(service)
         pushes: dict[str, tuple[str, object]] = {}
@@ -79,7 +99,9 @@ class Catalog:
 
     def _check_service(self, service: FeatureService) -> None:
         for projection in service.features:
-            view = self.feature_views.get(projection.view)
+            view: FeatureView | OnDemandFeatureView | None = self.feature_views.get(
+                projection.view
+            ) or self.on_demand_feature_views.get(projection.view)
             if view is None:
                 raise InvalidDefinition(
                     f"feature service '{service.name}' uses feature view "
@@ -97,6 +119,8 @@ class Catalog:
             return self.entities
         if object_type == "feature_view":
             return self.feature_views
+        if object_type == "on_demand_feature_view":
+            return self.on_demand_feature_views
         return self.feature_services
 
     def get(self, object_type: ObjectType, name: str) -> Definition:
@@ -106,6 +130,7 @@ class Catalog:
                 "entity": EntityNotFound,
                 "feature_view": FeatureViewNotFound,
                 "feature_service": FeatureServiceNotFound,
+                "on_demand_feature_view": FeatureViewNotFound,
             }[object_type]
             known = ", ".join(sorted(self.objects(object_type))) or "none"
             raise error(
@@ -121,7 +146,7 @@ class Catalog:
         raise FeatureViewNotFound(f"nothing named '{name}' in project '{self.project}'")
 
     def __len__(self) -> int:
-        return len(self.entities) + len(self.feature_views) + len(self.feature_services)
+        return sum(len(self.objects(t)) for t in OBJECT_TYPES)
 
     # --- serialization -------------------------------------------------------------------------
 
@@ -131,6 +156,9 @@ class Catalog:
             "entity": {n: record_of(e) for n, e in sorted(self.entities.items())},
             "feature_view": {n: record_of(v) for n, v in sorted(self.feature_views.items())},
             "feature_service": {n: record_of(s) for n, s in sorted(self.feature_services.items())},
+            "on_demand_feature_view": {
+                n: record_of(o) for n, o in sorted(self.on_demand_feature_views.items())
+            },
         }
 
     def to_json(self) -> str:
@@ -158,7 +186,11 @@ class Catalog:
         services = {
             n: FeatureService.model_validate(r) for n, r in objects["feature_service"].items()
         }
-        return cls(body["project"], entities, views, services)
+        on_demand = {
+            n: OnDemandFeatureView.model_validate(r)
+            for n, r in objects.get("on_demand_feature_view", {}).items()
+        }
+        return cls(body["project"], entities, views, services, on_demand)
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON: equal fingerprints mean equal catalogs."""

@@ -22,8 +22,12 @@ _BREAKING_FIELDS: dict[ObjectType, dict[str, str]] = {
         "source": "changing a view's source changes the meaning of its stored values",
         "ttl": "changing a view's ttl changes which values training sets and serving see",
         "entities": "changing a view's entities changes its keys",
+        "aggregations": "changing a view's aggregations changes what its stored tiles mean",
+        "tile_interval": "changing a view's tile interval invalidates its stored tiles",
     },
     "feature_service": {},
+    # A changed function (code_hash) shows in the plan; values are recomputed on every read.
+    "on_demand_feature_view": {},
 }
 _ADVICE = (
     "create a new feature view version (e.g. 'txn_stats_v2') instead, or pass --allow-breaking"

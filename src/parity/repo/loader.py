@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from parity.definitions import Entity, FeatureService, FeatureView
+from parity.definitions.on_demand import OnDemandFeatureView
 from parity.errors import DuplicateDefinition, RepoError
 from parity.registry.catalog import Catalog, Definition
 
@@ -23,7 +24,8 @@ IGNORED_DIRS = frozenset({"data", "venv", "__pycache__", "node_modules", "build"
 IGNORE_FILE = ".parityignore"
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][\w, ]*?)\s*(?::[^=]+)?=(?!=)")
 _TARGET_NAMES = re.compile(r"[A-Za-z_]\w*")
-_KINDS = (Entity, FeatureView, FeatureService)
+_DEFINITION = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)")  # decorated on-demand views
+_KINDS = (Entity, FeatureView, FeatureService, OnDemandFeatureView)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,10 @@ def _assignment_lines(path: Path) -> dict[str, int]:
             if match:
                 for name in _TARGET_NAMES.findall(match.group(1)):
                     lines.setdefault(name, number)
+            elif line.startswith(("def ", "async ")):
+                found = _DEFINITION.match(line)
+                if found:
+                    lines.setdefault(found.group(1), number)
     return lines
 
 

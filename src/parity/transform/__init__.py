@@ -1,0 +1,1 @@
+"""Request-time transforms: running on-demand feature views' functions on both paths."""
