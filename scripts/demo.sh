@@ -76,3 +76,43 @@ names = reply["metadata"]["feature_names"]
 for name, result in zip(names, reply["results"]):
     print(f"  {name:<20} {result['values']!s:<36} {result['statuses']}")
 PY
+echo
+echo "== streaming: a burst of transactions through 'parity ingest' (Redis Streams at 127.0.0.1:6379)"
+if python -c 'import redis; redis.Redis(socket_connect_timeout=1).ping()' 2>/dev/null; then
+  cat > ../show_velocity.py <<'PY'  # outside the repo: every .py in it is a definitions file
+import sys
+from parity import FeatureStore
+
+store = FeatureStore(".")
+refs = ["account_velocity:amount_count_5m", "account_velocity:amount_sum_1h",
+        "account_velocity:device_id_count_distinct_10m", "amount_vs_history:amount_to_mean_30d"]
+response = store.get_online_features(refs, [{"account_id": 1, "amount": 250.0}])
+print(f"  {sys.argv[1]}: " + ", ".join(f"{n}={response.values[n][0]}" for n in response.feature_names))
+PY
+  python ../show_velocity.py before
+  python - <<'PY'
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from parity import FeatureStore
+from parity.ingest.stream import publish
+
+store = FeatureStore(".")
+source = store.get_feature_view("account_velocity").source
+client = redis.Redis()
+client.delete(source.stream_key)  # the demo's own stream starts empty each run
+now = datetime.now(UTC)
+burst = [
+    {"transaction_id": 10_000_000 + i, "account_id": 1, "device_id": 900 + i % 3,
+     "event_timestamp": now - timedelta(seconds=50 - 5 * i), "amount": 40.0 + 10 * i}
+    for i in range(6)
+]
+publish(client, source, burst)
+print(f"  published {len(burst)} transactions of account 1 from 3 devices to {source.stream_key}")
+PY
+  parity ingest --source transactions --until-idle
+  python ../show_velocity.py after
+else
+  echo "  (Redis is not reachable at 127.0.0.1:6379: skipping the streaming part)"
+fi

@@ -23,7 +23,7 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "Plan: 6 to add." in out
+    assert "Plan: 9 to add." in out  # 2 entities, 4 views, 2 services, 1 on-demand view
     assert out.count("Applied: registry version 1.") == 1
     assert "No changes: the registry (version 1) matches the repo." in out
     for name in ("account_profile", "account_txn_stats", "device_profile", "fraud_model_v1"):
@@ -37,7 +37,16 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     lookup = out.split("an online lookup, in-process")[1]
     assert "['PRESENT', 'NOT_FOUND']" in lookup  # device 999999 does not exist
     assert "txn_count_7d" in lookup
-    over_http = out.split("the same lookup over HTTP")[1]
+    streaming = out.split("a burst of transactions through 'parity ingest'")[1]
+    # Redis runs here and in CI: the burst of 6 transactions (390.0 in all) from 3 devices moves
+    # the windows. (The data ends at midnight, so just after it older events count too.)
+    after = dict(
+        item.split("=") for item in streaming.split("after: ")[1].splitlines()[0].split(", ")
+    )
+    assert int(after["amount_count_5m"]) >= 6
+    assert float(after["amount_sum_1h"]) >= 390.0
+    assert int(after["device_id_count_distinct_10m"]) >= 3
+    over_http = out.split("the same lookup over HTTP")[1].split("== streaming")[0]
     assert "device_risk_score" in over_http and "'NOT_FOUND'" in over_http
     # The data ends today, so served values are fresh, the same as the in-process lookup's.
     fresh = [line for line in over_http.splitlines() if "txn_count_7d" in line]

@@ -100,17 +100,30 @@ def append_offline(
     source = view.source
     if not isinstance(source, PushSource | StreamSource):
         raise PushError(f"feature view '{view.name}' does not read a push or stream source")
-    folder = Path(resolve_path(source.batch_source, repo_root))
-    if any(ch in str(folder) for ch in "*?["):
-        folder = Path(str(folder).split("*")[0].split("?")[0].split("[")[0]).parent
-    if folder.suffix == ".parquet":
+    target = Path(resolve_path(source.batch_source, repo_root))
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    stem = file_name or f"push-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    if any(ch in target.name for ch in "*?["):
+        # A glob like data/transactions*.parquet: new files must match it, so the name is the
+        # pattern with its one '*' standing for `_<stem>` (sorting after the original files).
+        if target.name.count("*") != 1 or any(ch in target.name for ch in "?[") or any(
+            ch in str(target.parent) for ch in "*?["
+        ):
+            raise PushError(
+                f"source '{source.name}' has batch source '{source.batch_source.path}'; appends "
+                "need a folder or a glob with one '*' in the file name"
+            )
+        folder = target.parent
+        final = folder / target.name.replace("*", "_" + stem.removesuffix(".parquet"))
+    elif target.suffix == ".parquet":
         raise PushError(
             f"source '{source.name}' has batch source '{source.batch_source.path}', a single "
             "file; pushes and streams append files, so use a folder (e.g. 'data/pushed/')"
         )
+    else:
+        folder = target
+        final = folder / stem
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    final = folder / (file_name or f"push-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
     temp = folder / f".{final.name}.tmp"
     pq.write_table(table, temp)
     with open(temp, "rb") as handle:
