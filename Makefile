@@ -23,10 +23,12 @@ test: install
 bench: install
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_retrieval.py --size small --no-feast
+	$(PY) benchmarks/bench_online.py --size small --no-feast
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
 	$(PY) benchmarks/bench_retrieval.py --size both
+	$(PY) benchmarks/bench_online.py --size full
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

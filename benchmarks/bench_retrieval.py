@@ -236,6 +236,19 @@ def feast_env() -> dict[str, str]:
     return dict(os.environ, FEAST_USAGE="False", PYTHONWARNINGS="ignore")
 
 
+def install_feast_extra(extra: str, version: str, log_path: Path, limit_bytes: int) -> None:
+    """pip install feast[extra] at the installed Feast's version into benchmarks/.feast-venv."""
+    checked(
+        run_watched(
+            [FEAST_VENV / "bin" / "pip", "install", "-q", f"feast[{extra}]=={version}"],
+            log_path,
+            limit_bytes=limit_bytes,
+            timeout=1800,
+        ),
+        f"pip install 'feast[{extra}]=={version}'",
+    )
+
+
 def ensure_feast(limit_bytes: int) -> str:
     """Make benchmarks/.feast-venv hold feast[duckdb] (create or complete it); Feast's version."""
     logs = WORK / "logs"
@@ -284,15 +297,7 @@ def ensure_feast(limit_bytes: int) -> str:
             f"  feast: adding the duckdb extra to benchmarks/.feast-venv (feast {version}) ...",
             flush=True,
         )
-        checked(
-            run_watched(
-                [FEAST_VENV / "bin" / "pip", "install", "-q", f"feast[duckdb]=={version}"],
-                logs / "pip.log",
-                limit_bytes=limit_bytes,
-                timeout=1800,
-            ),
-            f"pip install 'feast[duckdb]=={version}'",
-        )
+        install_feast_extra("duckdb", version, logs / "pip.log", limit_bytes)
         run = run_watched(
             [FEAST_PYTHON, "-c", probe],
             logs / "feast-probe.log",

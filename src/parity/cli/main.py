@@ -337,6 +337,7 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,
         http="httptools",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
     )

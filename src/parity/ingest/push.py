@@ -106,8 +106,10 @@ def append_offline(
     if any(ch in target.name for ch in "*?["):
         # A glob like data/transactions*.parquet: new files must match it, so the name is the
         # pattern with its one '*' standing for `_<stem>` (sorting after the original files).
-        if target.name.count("*") != 1 or any(ch in target.name for ch in "?[") or any(
-            ch in str(target.parent) for ch in "*?["
+        if (
+            target.name.count("*") != 1
+            or any(ch in target.name for ch in "?[")
+            or any(ch in str(target.parent) for ch in "*?[")
         ):
             raise PushError(
                 f"source '{source.name}' has batch source '{source.batch_source.path}'; appends "

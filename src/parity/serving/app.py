@@ -44,7 +44,9 @@ class _Json(Response):
 
 def create_app(
     store: FeatureStore, *, max_in_flight: int = 256, max_body_bytes: int = 1 << 20
-) -> FastAPI:
+) -> Guard:
+    """The server as one ASGI app: the admission guard around the FastAPI app (`.app`)."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -126,17 +128,18 @@ def create_app(
     def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    app.add_middleware(
-        Guard,
+    # The guard is the outermost ASGI app, so the lookup's fast path skips every framework
+    # layer (routing, dependencies, exception and telemetry middleware).
+    return Guard(
+        app,
         metrics=metrics,
         max_in_flight=max_in_flight,
         max_body_bytes=max_body_bytes,
         fast_routes={("POST", "/get-online-features"): online_answer},
     )
-    return app
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> Guard:
     """The app each `parity serve --workers N` worker process builds (uvicorn factory)."""
     store = FeatureStore(os.environ["PARITY_SERVE_REPO"])
     return create_app(
