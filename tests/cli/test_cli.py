@@ -28,7 +28,7 @@ def test_init_plan_apply_list_describe_history_teardown(tmp_path: Path) -> None:
 
     code, output = run("plan", "--repo", str(repo))
     assert code == 0, output
-    assert "Plan: 6 to add." in output
+    assert "Plan: 9 to add." in output
 
     code, output = run("apply", "--repo", str(repo), "-m", "first")
     assert (code, "Applied: registry version 1." in output) == (0, True), output
@@ -39,6 +39,7 @@ def test_init_plan_apply_list_describe_history_teardown(tmp_path: Path) -> None:
     assert code == 0
     for name in ("account_txn_stats", "device_profile", "fraud_model_v1", "account_id"):
         assert name in output
+    assert "On-demand feature views" in output and "amount_vs_history" in output
 
     code, output = run(
         "registry", "describe", "account_profile", "--repo", str(repo), "--version", "1"

@@ -79,7 +79,21 @@ def render_catalog(console: Console, catalog: Catalog, version: int) -> None:
         services.add_column(column)
     for s in sorted(catalog.feature_services.values(), key=lambda s: s.name):
         services.add_row(s.name, str(len(s.refs)), ", ".join(p.view for p in s.features))
-    for table in (entities, views, services):
+    tables = [entities, views, services]
+    if catalog.on_demand_feature_views:
+        on_demand = Table(title="On-demand feature views")
+        for column in ("name", "features", "sources", "request fields", "function"):
+            on_demand.add_column(column)
+        for o in sorted(catalog.on_demand_feature_views.values(), key=lambda o: o.name):
+            on_demand.add_row(
+                o.name,
+                ", ".join(o.feature_names),
+                ", ".join(o.sources),
+                ", ".join(o.request_fields),
+                o.function,
+            )
+        tables.append(on_demand)
+    for table in tables:
         console.print(table)
 
 
