@@ -42,11 +42,59 @@ class _Json(Response):
         return orjson.dumps(content, default=_encode_other, option=orjson.OPT_NON_STR_KEYS)
 
 
+class _Answers:
+    """Error bodies and the lookup itself, shared by the FastAPI routes and the fast path."""
+
+    def __init__(self, store: FeatureStore, metrics: ServerMetrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    def error(self, status: int, code: str, message: str) -> _Json:
+        self.metrics.error(code)
+        return _Json(body_for(code, message), status)
+
+    def invalid(self, problems: list[ErrorDetails] | list[Any]) -> _Json:
+        text = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
+        status = 400 if any(e["type"] == "json_invalid" for e in problems) else 422
+        return self.error(status, "invalid_request", text)
+
+    async def online(self, raw: bytes) -> _Json:
+        """The whole of /get-online-features, from body bytes to the response."""
+        try:
+            body = OnlineRequest.model_validate_json(raw)
+        except ValidationError as failure:
+            return self.invalid(failure.errors())
+        try:
+            if (body.features is None) == (body.feature_service is None):
+                raise BadRequest("give exactly one of 'features' and 'feature_service'")
+            wanted: Any = body.features if body.features is not None else body.feature_service
+            response = await self.store.get_online_features_async(
+                wanted, body.entities, full_feature_names=body.full_feature_names
+            )
+        except ParityError as failure:
+            return self.error(status_for(failure), failure.code, failure.message)
+        return _Json(response_body(response))
+
+
 def create_app(
     store: FeatureStore, *, max_in_flight: int = 256, max_body_bytes: int = 1 << 20
 ) -> Guard:
-    """The server as one ASGI app: the admission guard around the FastAPI app (`.app`)."""
+    """The server as one ASGI app: the admission guard around the FastAPI app (`.app`).
 
+    The guard is outermost, so the lookup's fast path skips every framework layer (routing,
+    dependencies, exception and telemetry middleware)."""
+    metrics = ServerMetrics(store.online_freshness, store.now)
+    answers = _Answers(store, metrics)
+    return Guard(
+        _fastapi_app(store, metrics, answers),
+        metrics=metrics,
+        max_in_flight=max_in_flight,
+        max_body_bytes=max_body_bytes,
+        fast_routes={("POST", "/get-online-features"): answers.online},
+    )
+
+
+def _fastapi_app(store: FeatureStore, metrics: ServerMetrics, answers: _Answers) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -60,25 +108,22 @@ def create_app(
         '`{"error": {"code", "message"}}` with a 4xx status (503 when overloaded).',
         default_response_class=_Json,
     )
-    metrics = ServerMetrics(store.online_freshness, store.now)
-
-    def error(status: int, code: str, message: str) -> _Json:
-        metrics.error(code)
-        return _Json(body_for(code, message), status)
-
-    def invalid(problems: list[ErrorDetails] | list[Any]) -> _Json:
-        text = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
-        status = 400 if any(e["type"] == "json_invalid" for e in problems) else 422
-        return error(status, "invalid_request", text)
 
     @app.exception_handler(ParityError)
     async def parity_error(_: Request, failure: ParityError) -> _Json:
-        return error(status_for(failure), failure.code, failure.message)
+        return answers.error(status_for(failure), failure.code, failure.message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_: Request, failure: RequestValidationError) -> _Json:
-        return invalid(list(failure.errors()))
+        return answers.invalid(list(failure.errors()))
 
+    _add_routes(app, store, metrics, answers)
+    return app
+
+
+def _add_routes(
+    app: FastAPI, store: FeatureStore, metrics: ServerMetrics, answers: _Answers
+) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {
@@ -86,23 +131,6 @@ def create_app(
             "project": store.project,
             "registry_version": store.registry.version,
         }
-
-    async def online_answer(raw: bytes) -> _Json:
-        """The whole of /get-online-features, from body bytes to the response."""
-        try:
-            body = OnlineRequest.model_validate_json(raw)
-        except ValidationError as failure:
-            return invalid(failure.errors())
-        try:
-            if (body.features is None) == (body.feature_service is None):
-                raise BadRequest("give exactly one of 'features' and 'feature_service'")
-            wanted: Any = body.features if body.features is not None else body.feature_service
-            response = await store.get_online_features_async(
-                wanted, body.entities, full_feature_names=body.full_feature_names
-            )
-        except ParityError as failure:
-            return error(status_for(failure), failure.code, failure.message)
-        return _Json(response_body(response))
 
     @app.post(
         "/get-online-features",
@@ -115,9 +143,9 @@ def create_app(
         summary="Latest feature values for entities (Feast's request and response shapes)",
     )
     async def get_online_features(request: Request) -> Response:
-        # Served by the Guard's fast path below; this route documents it (and would serve it
-        # if the fast path were taken out).
-        return await online_answer(await request.body())
+        # The guard's fast path serves this; the route documents it (and serves it if the fast
+        # path is taken out).
+        return await answers.online(await request.body())
 
     @app.post("/push")
     def push(body: PushRequest) -> dict[str, Any]:
@@ -127,16 +155,6 @@ def create_app(
     @app.get("/metrics")
     def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
-
-    # The guard is the outermost ASGI app, so the lookup's fast path skips every framework
-    # layer (routing, dependencies, exception and telemetry middleware).
-    return Guard(
-        app,
-        metrics=metrics,
-        max_in_flight=max_in_flight,
-        max_body_bytes=max_body_bytes,
-        fast_routes={("POST", "/get-online-features"): online_answer},
-    )
 
 
 def app_from_environment() -> Guard:
