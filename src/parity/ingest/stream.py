@@ -204,31 +204,27 @@ class StreamWorker:
     def _apply(self, messages: list[tuple[str, dict[bytes, bytes]]]) -> None:
         import pyarrow as pa
 
-        from parity.ingest.push import append_offline, validate
+        from parity.ingest.push import append_offline
 
         now = self.store.now()
         cutoff = to_micros(now) - int(self.source.lateness.total_seconds() * 1_000_000)
-        rows, ids = [], []
+        decoded = [(i, row) for i, f in messages if (row := self._decode(i, f)) is not None]
         timestamp = self.source.batch_source.timestamp_field
-        for message_id, fields in messages:
-            row = self._decode(message_id, fields)
-            if row is None:
-                continue
-            try:
-                table = validate(self.views, pa.Table.from_pylist([row]))
-            except (ParityError, pa.ArrowException, TypeError, ValueError) as error:
-                self._reject(message_id, "invalid", str(error))
-                continue
-            moment = table[timestamp][0].as_py()
-            if moment is None:
-                self._reject(message_id, "invalid", f"no '{timestamp}'")
-                continue
-            if to_micros(moment) < cutoff:
-                self.stats.late += 1
-                self._count("late")
-                continue
-            rows.append(table)
-            ids.append(message_id)
+        rows, ids = [], []
+        for table, table_ids in self._validated(decoded):
+            times = table[timestamp].to_pylist()
+            keep = []
+            for index, (message_id, moment) in enumerate(zip(table_ids, times, strict=True)):
+                if moment is None:
+                    self._reject(message_id, "invalid", f"no '{timestamp}'")
+                elif to_micros(moment) < cutoff:
+                    self.stats.late += 1
+                    self._count("late")
+                else:
+                    keep.append(index)
+                    ids.append(message_id)
+            if keep:
+                rows.append(table.take(keep) if len(keep) < table.num_rows else table)
         if rows:
             batch = pa.concat_tables(rows, promote_options="permissive")
             name = f"stream-{stream_order(ids[0]):020d}.parquet"
@@ -242,6 +238,30 @@ class StreamWorker:
             merges = []
         self.online.merge_tiles(self.store.project, merges, (self.marker, [i for i, _ in messages]))
         self.stats.applied += len(ids)
+
+    def _validated(
+        self, decoded: list[tuple[str, dict[str, Any]]]
+    ) -> list[tuple[pa.Table, list[str]]]:
+        """The batch as one validated table; if that fails, row by row, rejecting bad rows."""
+        import pyarrow as pa
+
+        from parity.ingest.push import validate
+
+        if not decoded:
+            return []
+        problems = (ParityError, pa.ArrowException, TypeError, ValueError)
+        try:
+            table = pa.Table.from_pylist([row for _, row in decoded])
+            return [(validate(self.views, table), [i for i, _ in decoded])]
+        except problems:
+            pass  # some row is bad: find it
+        tables = []
+        for message_id, row in decoded:
+            try:
+                tables.append((validate(self.views, pa.Table.from_pylist([row])), [message_id]))
+            except problems as error:
+                self._reject(message_id, "invalid", str(error))
+        return tables
 
     def _decode(self, message_id: str, fields: dict[bytes, bytes]) -> dict[str, Any] | None:
         data = fields.get(EVENT_FIELD)
