@@ -192,21 +192,24 @@ class SqliteOnlineStore:
     ) -> list[dict[str, bytes]]:
         found: dict[bytes, dict[str, bytes]] = {key: {} for key in keys}
         unique = list(found)
-        wanted = set(names)
-        ends = [tile_end(name) for name in names]
-        low, high = (min(ends), max(ends)) if ends else (0, -1)
+        if not names:
+            return [{} for _ in keys]
+        name_marks = ",".join("?" * len(names))
         conn = self._connection()
-        for start in range(0, len(unique), _MAX_PARAMS):
-            chunk = unique[start : start + _MAX_PARAMS]
+        step = max(1, _MAX_PARAMS - len(names))
+        for start in range(0, len(unique), step):
+            chunk = unique[start : start + step]
             marks = ",".join("?" * len(chunk))
+            # Keys and names both listed, so SQLite probes the primary key (project, view,
+            # entity_key, name) instead of range-scanning every entity's tiles by end time.
             cursor = conn.execute(
-                "SELECT entity_key, name, payload FROM parity_tiles WHERE project = ? AND view = ? "
-                f"AND entity_key IN ({marks}) AND tile_end BETWEEN ? AND ?",
-                (project, view, *chunk, low, high),
+                "SELECT entity_key, name, payload FROM parity_tiles INDEXED BY "
+                "sqlite_autoindex_parity_tiles_1 WHERE project = ? AND view = ? "
+                f"AND entity_key IN ({marks}) AND name IN ({name_marks})",
+                (project, view, *chunk, *names),
             )
             for key, name, payload in cursor:
-                if name in wanted:
-                    found[key][name] = payload
+                found[key][name] = payload
         return [found[key] for key in keys]
 
     def merge_tiles(
