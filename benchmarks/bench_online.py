@@ -115,6 +115,15 @@ def log(text: str) -> None:
     print(text, flush=True)
 
 
+def finish(started: float, failures: list[str]) -> int:
+    """The last lines of a benchmark's report; its exit status (1 if something failed to run)."""
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; {load_average()}")
+    if failures:
+        print("\nFAILED TO RUN:\n" + "\n".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -739,11 +748,7 @@ def main(argv: list[str] | None = None) -> int:
                 report.append(f"cleanup: deleted {deleted:,} Redis keys of the benchmark")
     for line in report:
         print(line)
-    print(f"\ntotal {time.perf_counter() - started:.0f} s; {load_average()}")
-    if failures:
-        print("\nFAILED TO RUN:\n" + "\n".join(failures), file=sys.stderr)
-        return 1
-    return 0
+    return finish(started, failures)
 
 
 if __name__ == "__main__":

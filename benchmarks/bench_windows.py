@@ -37,7 +37,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import bench_registry  # noqa: E402
 import bench_retrieval  # noqa: E402
-from bench_online import delete_keys, load_average, log  # noqa: E402
+from bench_online import delete_keys, finish, load_average, log  # noqa: E402
 from bench_retrieval import GIB, PARITY_CLI, PARITY_PYTHON, checked, run_watched, verdict  # noqa: E402
 from online_report import pct  # noqa: E402
 
@@ -588,11 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\ntargets (issue 5; no peer: Feast has no streaming aggregations):")
     for line in res.targets:
         print("  " + line)
-    print(f"\ntotal {time.perf_counter() - started:.0f} s; {load_average()}")
-    if failures:
-        print("\nFAILED TO RUN:\n" + "\n".join(failures), file=sys.stderr)
-        return 1
-    return 0
+    return finish(started, failures)
 
 
 if __name__ == "__main__":
