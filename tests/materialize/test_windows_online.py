@@ -167,4 +167,6 @@ def test_streamed_windows_equal_offline_windows(
             store.online_store.delete_view(store.project, "velocity")
             store.close()
             client.delete(stream)
+            for key in client.scan_iter(match=f"parity:v1:{store.project}:*", count=1000):
+                client.delete(key)  # the worker's marker lives in Redis when the store does
             client.close()
