@@ -253,7 +253,6 @@ class FeatureStore:
         from parity.online.reads import read_online
 
         request = self._online_request(features, full_feature_names)
-        self._bind_on_demand(request)
         return read_online(
             self.online_store, self.project, request, entity_rows, to_micros(self._clock())
         )
@@ -269,7 +268,6 @@ class FeatureStore:
         from parity.online.reads import read_online_async
 
         request = self._online_request(features, full_feature_names)
-        self._bind_on_demand(request)
         return await read_online_async(
             self.online_store, self.project, request, entity_rows, to_micros(self._clock())
         )
@@ -285,13 +283,16 @@ class FeatureStore:
         elif isinstance(features, list | tuple) and all(isinstance(f, str) for f in features):
             wanted = tuple(features)
         else:
-            return resolve(catalog, features, full_feature_names=full_feature_names)
+            uncached = resolve(catalog, features, full_feature_names=full_feature_names)
+            self._bind_on_demand(uncached)
+            return uncached
         if self._requests[0] is not catalog or len(self._requests[1]) > 4096:
             self._requests = (catalog, {})
         key = (wanted, full_feature_names)
         request = self._requests[1].get(key)
         if request is None:
             request = resolve(catalog, features, full_feature_names=full_feature_names)
+            self._bind_on_demand(request)  # once per resolved request, not per read
             self._requests[1][key] = request
         return request
 
