@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parity.online.encoding import OnlineRow, entity_key
+from parity.online.encoding import OnlineRow, decode_payload, encode_payload, entity_key, tile_name
 from parity.online.redis_store import RedisOnlineStore, redis_key
 from parity.online.sqlite import SqliteOnlineStore
-from parity.online.store import AsyncReads, OnlineStore
+from parity.online.store import AsyncReads, OnlineStore, TileMerge, TileStore
 
 KINDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 
@@ -205,3 +205,71 @@ def test_final_state_is_the_newest_write_per_key(
             expected[r.entity_key] = r
     got = store.read(project, [("stats", k) for k in expected])
     assert got == list(expected.values())
+
+
+# --- tiles (TileStore): merges are atomic read-fold-writes, serialized between writers ---------
+
+HOUR_US = 3_600_000_000
+
+
+def counting(view: str, n: int, names: tuple[str, ...], drop_before: int = 0) -> TileMerge:
+    """A merge adding one to the count `c` kept in each named tile of entity n."""
+
+    def fold(stored: dict[str, bytes]) -> dict[str, bytes]:
+        return {
+            name: encode_payload(
+                {"c": decode_payload(stored[name])["c"] + 1 if name in stored else 1}
+            )
+            for name in names
+        }
+
+    return TileMerge(view, key(n), names, fold, drop_before, 24 * HOUR_US)
+
+
+def counts(store: TileStore, project: str, names: list[str], entities: int) -> list[list[int]]:
+    found = store.read_tiles(project, "velocity", [key(n) for n in range(entities)], names)
+    return [
+        [decode_payload(tiles[name])["c"] if name in tiles else 0 for name in names]
+        for tiles in found
+    ]
+
+
+def test_concurrent_tile_merges_count_every_increment(
+    store: OnlineStore, project_name: str
+) -> None:
+    assert isinstance(store, TileStore)
+    names = (tile_name(HOUR_US, 0), tile_name(24 * HOUR_US, 0))
+
+    def merger(worker: int) -> None:
+        for step in range(25):
+            merges = [counting("velocity", n, names) for n in range(3)]
+            store.merge_tiles(project_name, merges, (f"worker-{worker}", [f"{worker}-{step}"]))
+
+    threads = [threading.Thread(target=merger, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts(store, project_name, list(names), 3) == [[100, 100]] * 3
+    assert [store.read_marker(project_name, f"worker-{w}") for w in range(4)] == [
+        [f"{w}-24"] for w in range(4)
+    ]
+
+
+def test_tile_merges_add_to_batch_written_tiles(store: OnlineStore, project_name: str) -> None:
+    assert isinstance(store, TileStore)
+    name = tile_name(HOUR_US, HOUR_US)
+    written = {(key(n), name): encode_payload({"c": 10 * n}) for n in range(3)}
+    assert store.write_tiles(project_name, "velocity", written, 2 * HOUR_US, 24 * HOUR_US) == 3
+    store.merge_tiles(project_name, [counting("velocity", n, (name,)) for n in (0, 2)])
+    assert counts(store, project_name, [name], 3) == [[1], [10], [21]]
+    assert store.read_marker(project_name, "nobody") == []
+
+
+def test_merges_drop_tiles_no_window_reads(store: OnlineStore, project_name: str) -> None:
+    assert isinstance(store, TileStore)
+    old, middle, new = (tile_name(HOUR_US, h * HOUR_US) for h in (0, 6, 10))
+    store.merge_tiles(project_name, [counting("velocity", 0, (old, middle))])
+    # Tiles ending at or before 6 h are no longer read: the 0 h tile goes, the 6 h one stays.
+    store.merge_tiles(project_name, [counting("velocity", 0, (new,), drop_before=6 * HOUR_US)])
+    assert counts(store, project_name, [old, middle, new], 1) == [[0, 1, 1]]

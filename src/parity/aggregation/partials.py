@@ -13,8 +13,12 @@ merging tiles in any grouping gives the value of folding every event (floats up 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
+from functools import partial as bind
 from typing import Any
+
+Merge = Callable[[Any, Any], Any]
 
 
 def fold(function: str, n: int | None, partial: Any, value: Any, ts: int, order: int) -> Any:
@@ -24,21 +28,31 @@ def fold(function: str, n: int | None, partial: Any, value: Any, ts: int, order:
 
 def single(function: str, value: Any, ts: int, order: int) -> Any:
     """The partial of one value."""
-    if function == "count":
-        return 1
-    if function in ("sum", "min", "max"):
-        return value
-    if function == "mean":
-        return [1, value]
-    if function == "stddev":
-        return [1, float(value), 0.0]
-    if function == "last":
-        return [ts, order, value]
-    if function == "last_n":
-        return [[ts, order, value]]
-    if function == "count_distinct":
-        return [value]
-    raise ValueError(f"unknown aggregation function {function!r}")
+    return singler(function)(value, ts, order)
+
+
+Single = Callable[[Any, int, int], Any]
+
+
+def singler(function: str) -> Single:
+    """`single` for one function, resolved once."""
+    try:
+        return _SINGLES[function]
+    except KeyError:
+        raise ValueError(f"unknown aggregation function {function!r}") from None
+
+
+_SINGLES: dict[str, Single] = {
+    "count": lambda value, ts, order: 1,
+    "sum": lambda value, ts, order: value,
+    "min": lambda value, ts, order: value,
+    "max": lambda value, ts, order: value,
+    "mean": lambda value, ts, order: [1, value],
+    "stddev": lambda value, ts, order: [1, float(value), 0.0],
+    "last": lambda value, ts, order: [ts, order, value],
+    "last_n": lambda value, ts, order: [[ts, order, value]],
+    "count_distinct": lambda value, ts, order: [value],
+}
 
 
 def merge(function: str, n: int | None, a: Any, b: Any) -> Any:
@@ -46,26 +60,59 @@ def merge(function: str, n: int | None, a: Any, b: Any) -> Any:
         return b
     if b is None:
         return a
-    if function in ("count", "sum"):
-        return a + b
-    if function == "min":
-        return min(a, b)
-    if function == "max":
-        return max(a, b)
-    if function == "mean":
-        return [a[0] + b[0], a[1] + b[1]]
-    if function == "stddev":
-        count = a[0] + b[0]
-        delta = b[1] - a[1]
-        mean = a[1] + delta * b[0] / count
-        return [count, mean, a[2] + b[2] + delta * delta * a[0] * b[0] / count]
-    if function == "last":
-        return a if (a[0], a[1]) >= (b[0], b[1]) else b
+    return merger(function, n)(a, b)
+
+
+def merger(function: str, n: int | None) -> Merge:
+    """The merge of two non-empty partials of `function`, resolved once (the hot paths fold
+    thousands of partials with it). Never mutates its arguments."""
     if function == "last_n":
-        return sorted([*a, *b], key=lambda e: (e[0], e[1]), reverse=True)[:n]
-    if function == "count_distinct":
-        return sorted(set(a) | set(b), key=_order)
-    raise ValueError(f"unknown aggregation function {function!r}")
+        return bind(_last_n, n)
+    try:
+        return _MERGERS[function]
+    except KeyError:
+        raise ValueError(f"unknown aggregation function {function!r}") from None
+
+
+def _mean(a: Any, b: Any) -> Any:
+    return [a[0] + b[0], a[1] + b[1]]
+
+
+def _stddev(a: Any, b: Any) -> Any:
+    count = a[0] + b[0]
+    delta = b[1] - a[1]
+    mean = a[1] + delta * b[0] / count
+    return [count, mean, a[2] + b[2] + delta * delta * a[0] * b[0] / count]
+
+
+def _last(a: Any, b: Any) -> Any:
+    return a if (a[0], a[1]) >= (b[0], b[1]) else b
+
+
+def _last_n(n: int | None, a: Any, b: Any) -> Any:
+    return sorted([*a, *b], key=_rank, reverse=True)[:n]
+
+
+def _rank(entry: Any) -> tuple[Any, Any]:
+    return (entry[0], entry[1])
+
+
+def _count_distinct(a: Any, b: Any) -> Any:
+    if len(b) == 1 and b[0] in a:  # the common case: one more event of a value seen before
+        return a
+    return sorted(set(a) | set(b), key=_order)
+
+
+_MERGERS: dict[str, Merge] = {
+    "count": operator.add,
+    "sum": operator.add,
+    "min": min,
+    "max": max,
+    "mean": _mean,
+    "stddev": _stddev,
+    "last": _last,
+    "count_distinct": _count_distinct,
+}
 
 
 def merge_all(function: str, n: int | None, partials: Iterable[Any]) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from parity.aggregation.partials import finish, fold, merge_all
+from parity.aggregation.partials import Merge, finish, merge_all, merger, singler
 from parity.aggregation.windows import tile_start, window_start
 from parity.definitions import FeatureView
 from parity.online.encoding import tile_name
@@ -81,35 +81,63 @@ def window_values(
     return values
 
 
-def build_tiles(
-    view: FeatureView, events: Iterable[tuple[bytes, int, int, Mapping[str, Any]]]
-) -> dict[tuple[bytes, TileId], dict[str, Any]]:
-    """Fold events (entity key, event µs, ingestion order, input columns) into tiles at every
-    level: {(entity key, tile): {aggregation output: partial}}."""
+Tiles = dict[bytes, dict[str, dict[str, Any]]]  # {entity key: {tile name: {output: partial}}}
+
+
+def fold_events(
+    view: FeatureView,
+    keys: Sequence[bytes],
+    moments: Sequence[int],
+    orders: Sequence[int],
+    columns: Mapping[str, Sequence[Any]],
+    into: Tiles | None = None,
+) -> Tiles:
+    """Fold events (entity key, event µs, ingestion order, input columns by name) into tiles at
+    every level, adding to `into` when given. An event's null inputs are skipped. The hot path of
+    streaming ingestion and materialization, so the functions are resolved once per call."""
+    tiles: Tiles = {} if into is None else into
     sizes = levels(view)
-    tiles: dict[tuple[bytes, TileId], dict[str, Any]] = {}
-    for key, moment, order, row in events:
+    parts = [
+        (a.output_name, singler(a.function), merger(a.function, a.n), columns[a.column])
+        for a in view.aggregations
+    ]
+    names: dict[tuple[int, int], str] = {}
+    for index, key in enumerate(keys):
+        moment, order = moments[index], orders[index]
+        singles = [
+            (output, single(value, moment, order), merge)
+            for output, single, merge, column in parts
+            if (value := column[index]) is not None
+        ]
+        if not singles:
+            continue
+        entity = tiles.get(key)
+        if entity is None:
+            tiles[key] = entity = {}
         for size in sizes:
-            partials = tiles.setdefault((key, TileId(size, tile_start(moment, size))), {})
-            fold_row(view, partials, moment, order, row)
+            start = moment - moment % size
+            name = names.get((size, start))
+            if name is None:
+                names[(size, start)] = name = tile_name(size, start)
+            partials = entity.get(name)
+            if partials is None:
+                entity[name] = partials = {}
+            for output, partial, merge in singles:
+                old = partials.get(output)
+                partials[output] = partial if old is None else merge(old, partial)
     return tiles
 
 
-def touched(view: FeatureView, moments: Iterable[int]) -> list[TileId]:
-    """The tiles (every level) that events at these times update."""
-    sizes = levels(view)
-    return list(dict.fromkeys(TileId(s, tile_start(m, s)) for m in moments for s in sizes))
+def merge_partials(
+    mergers: Mapping[str, Merge], stored: dict[str, Any], fresh: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A stored tile's partials with a fresh tile's merged in (updates and returns `stored`);
+    `mergers` from view_mergers."""
+    for output, partial in fresh.items():
+        old = stored.get(output)
+        stored[output] = partial if old is None else mergers[output](old, partial)
+    return stored
 
 
-def fold_row(
-    view: FeatureView, partials: dict[str, Any], moment: int, order: int, row: Mapping[str, Any]
-) -> None:
-    """Add one event to one tile's partials, in place."""
-    for aggregation in view.aggregations:
-        value = row.get(aggregation.column)
-        if value is None:
-            continue
-        output = aggregation.output_name
-        partials[output] = fold(
-            aggregation.function, aggregation.n, partials.get(output), value, moment, order
-        )
+def view_mergers(view: FeatureView) -> dict[str, Merge]:
+    return {a.output_name: merger(a.function, a.n) for a in view.aggregations}

@@ -5,6 +5,7 @@ User errors print one line and exit 1; `--debug` shows the traceback.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -264,8 +265,17 @@ def ingest(
         from parity.online.redis_store import redis_module
 
         client = redis_module().Redis.from_url(redis_url)
-    worker = StreamWorker(store, source, consumer=consumer, batch_size=batch_size, client=client)
+    # Waiting for new messages ends an --until-idle run: wait briefly.
+    block_ms = 100 if until_idle else 1_000
+    worker = StreamWorker(
+        store, source, consumer=consumer, batch_size=batch_size, block_ms=block_ms, client=client
+    )
     err.print(f"Ingesting stream source '{source}' as consumer '{worker.consumer}'")
+    # A batch allocates tens of thousands of short-lived containers without cycles: with the
+    # default thresholds the cyclic collector runs every few hundred events and rescans
+    # everything alive. Freeze what start-up made and collect young objects rarely.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     try:
         while True:
             handled = worker.run_once()

@@ -29,8 +29,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+from msgpack import packb, unpackb
 
-from parity.aggregation.tiles import TileId, fold_row, levels, touched
+from parity.aggregation.partials import Merge
+from parity.aggregation.tiles import fold_events, levels, merge_partials, view_mergers
 from parity.definitions import FeatureView, StreamSource
 from parity.errors import BackendNotInstalled, ParityError, PushError
 from parity.online.encoding import entity_keys
@@ -66,44 +68,41 @@ def tile_merges(
 ) -> list[TileMerge]:
     """One TileMerge per entity: fold these events (validated rows, UTC times) into its tiles."""
     source = view.batch_source
-    data = table.to_pydict()
-    moments = [to_micros(m) for m in data[source.timestamp_field]]
-    keys = entity_keys(view.join_keys, [data[source.column_for(k)] for k in view.join_keys])
-    inputs = [f.name for f in view.inputs]
-    rows = [
-        dict(zip(inputs, values, strict=True))
-        for values in zip(*(data[source.column_for(n)] for n in inputs), strict=True)
-    ]
-    by_entity: dict[bytes, list[tuple[int, int, dict[str, Any]]]] = {}
-    for key, moment, order, row in zip(keys, moments, orders, rows, strict=True):
-        by_entity.setdefault(key, []).append((moment, order, row))
+    moments = micros(table[source.timestamp_field])
+    keys = entity_keys(
+        view.join_keys, [table[source.column_for(k)].to_pylist() for k in view.join_keys]
+    )
+    columns = {a.column: table[source.column_for(a.column)].to_pylist() for a in view.aggregations}
+    tiles = fold_events(view, keys, moments, orders, columns)
     horizon = max(a.window_us for a in view.aggregations) + levels(view)[-1]
+    mergers = view_mergers(view)
     return [
-        TileMerge(
-            view.name,
-            key,
-            tuple(t.name for t in touched(view, (m for m, _, _ in events))),
-            _folder(view, events),
-            now_us - horizon,
-        )
-        for key, events in by_entity.items()
+        TileMerge(view.name, key, tuple(named), _folder(mergers, named), now_us - horizon, horizon)
+        for key, named in tiles.items()
     ]
+
+
+def micros(column: pa.ChunkedArray) -> list[Any]:
+    """A timestamp column as µs since the epoch (None where null)."""
+    import pyarrow as pa
+
+    unit = pa.timestamp("us", tz=getattr(column.type, "tz", None))
+    return list(column.cast(unit).cast(pa.int64()).to_pylist())
 
 
 def _folder(
-    view: FeatureView, events: list[tuple[int, int, dict[str, Any]]]
+    mergers: Mapping[str, Merge], fresh: dict[str, dict[str, Any]]
 ) -> Callable[[dict[str, bytes]], dict[str, bytes]]:
-    sizes = levels(view)
+    """stored tiles -> the same tiles with this batch's partials merged in."""
 
     def fold(stored: dict[str, bytes]) -> dict[str, bytes]:
-        tiles: dict[str, dict[str, Any]] = {
-            name: msgpack.unpackb(data, raw=False) for name, data in stored.items()
-        }
-        for moment, order, row in events:
-            for size in sizes:
-                name = TileId(size, moment - moment % size).name
-                fold_row(view, tiles.setdefault(name, {}), moment, order, row)
-        return {name: bytes(msgpack.packb(t, use_bin_type=True)) for name, t in tiles.items()}
+        updated = {}
+        for name, partials in fresh.items():
+            data = stored.get(name)
+            if data is not None:
+                partials = merge_partials(mergers, unpackb(data, raw=False), partials)
+            updated[name] = packb(partials, use_bin_type=True)
+        return updated
 
     return fold
 
@@ -212,12 +211,13 @@ class StreamWorker:
         timestamp = self.source.batch_source.timestamp_field
         rows, ids = [], []
         for table, table_ids in self._validated(decoded):
-            times = table[timestamp].to_pylist()
             keep = []
-            for index, (message_id, moment) in enumerate(zip(table_ids, times, strict=True)):
+            for index, (message_id, moment) in enumerate(
+                zip(table_ids, micros(table[timestamp]), strict=True)
+            ):
                 if moment is None:
                     self._reject(message_id, "invalid", f"no '{timestamp}'")
-                elif to_micros(moment) < cutoff:
+                elif moment < cutoff:
                     self.stats.late += 1
                     self._count("late")
                 else:

@@ -8,12 +8,12 @@ largest tile, so every tile it writes holds all of its events up to `end`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 
 import msgpack
 
-from parity.aggregation.tiles import build_tiles, levels
+from parity.aggregation.tiles import Tiles, fold_events, levels
 from parity.definitions import FeatureView
 from parity.errors import BackendNotInstalled
 from parity.materialize.batch import MaterializeResult
@@ -54,10 +54,15 @@ def materialize_tiles(
             f"aggregated view '{view.name}'"
         )
     begin = aligned_start(view, start)
-    tiles = build_tiles(view, _events(engine, view, begin, end))
+    tiles: Tiles = {}
+    for batch in engine.events(view, begin, end):
+        columns = batch.to_pydict()
+        keys = entity_keys(view.join_keys, [columns[k] for k in view.join_keys])
+        fold_events(view, keys, columns["__ts"], columns["__ord"], columns, into=tiles)
     encoded = {
-        (key, tile.name): bytes(msgpack.packb(partials, use_bin_type=True))
-        for (key, tile), partials in tiles.items()
+        (key, name): bytes(msgpack.packb(partials, use_bin_type=True))
+        for key, named in tiles.items()
+        for name, partials in named.items()
     }
     online.write_tiles(project, view.name, encoded, to_micros(now()), longest_window_us(view))
     history.record_materialization(
@@ -65,17 +70,3 @@ def materialize_tiles(
     )
     log.info("materialized %d tiles of %s for [%s, %s]", len(encoded), view.name, begin, end)
     return MaterializeResult(view.name, begin, end, len(encoded))
-
-
-def _events(
-    engine: OfflineEngine, view: FeatureView, start: datetime, end: datetime
-) -> Iterator[tuple[bytes, int, int, dict[str, object]]]:
-    inputs = [f.name for f in view.inputs]
-    for batch in engine.events(view, start, end):
-        columns = batch.to_pydict()
-        keys = entity_keys(view.join_keys, [columns[k] for k in view.join_keys])
-        values = zip(*(columns[name] for name in inputs), strict=True)
-        for key, moment, order, row in zip(
-            keys, columns["__ts"], columns["__ord"], values, strict=True
-        ):
-            yield key, moment, order, dict(zip(inputs, row, strict=True))

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from msgpack import packb, unpackb
+
 from parity.errors import BackendNotInstalled, OnlineStoreUnavailable
 from parity.online.encoding import (
     HEADER_CHARS,
@@ -72,6 +74,7 @@ _WRITE_TILES = """
 for i = 3, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
+redis.call('HINCRBY', KEYS[1], '_v', 1)
 local cutoff = tonumber(ARGV[1])
 for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
   local size, start = string.match(name, '^(%d+):(-?%d+)$')
@@ -84,26 +87,57 @@ if ARGV[2] ~= '' then
 end
 return 1
 """
-# For a merge: per tile hash KEYS[i], ARGV holds its drop-before time, the number of names, then
-# the names. Returns per key {values of the names..., {stale field names}}.
+# Tile hashes also hold '_v', a version bumped by every write (merges compare it to detect a
+# concurrent writer), and '_swept', the drop-before time of the last scan for stale tiles.
+#
+# Both merge scripts take their arguments as one msgpack value and answer one, so that a batch
+# of thousands of tiles costs the client one argument to pack and one reply to parse.
+#
+# Merge, read: KEYS are tile hashes; ARGV[1] packs, per key, the list of fields wanted (the tile
+# names, then '_v' and '_swept'). Answers, per key, their values (false where missing).
 _READ_FOR_MERGE = """
+local wanted = cmsgpack.unpack(ARGV[1])
 local out = {}
-local a = 1
 for i = 1, #KEYS do
-  local cutoff, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local values = redis.call('HMGET', KEYS[i], unpack(ARGV, a + 2, a + 1 + n))
-  local stale = {}
-  for _, name in ipairs(redis.call('HKEYS', KEYS[i])) do
-    local size, start = string.match(name, '^(%d+):(-?%d+)$')
-    if size and tonumber(size) + tonumber(start) <= cutoff then stale[#stale + 1] = name end
-  end
-  values[n + 1] = stale
-  out[i] = values
-  a = a + 2 + n
+  out[i] = redis.call('HMGET', KEYS[i], unpack(wanted[i]))
 end
-return out
+return cmsgpack.pack(out)
+"""
+# Merge, write, all or nothing: KEYS are the tile hashes, then the marker key. ARGV[1] packs
+# {marker value or false, {per key: version read or false, {field, value, ...}, cutoff or false}}
+# where the fields include the next '_v' (and '_swept'). If any version changed since it was
+# read, nothing is written and 0 returned: the caller reads again. A cutoff deletes the tiles
+# ending at or before it (a scan of the hash).
+_WRITE_MERGE = """
+local batch = cmsgpack.unpack(ARGV[1])
+local entries = batch[2]
+for i = 1, #entries do
+  if redis.call('HGET', KEYS[i], '_v') ~= entries[i][1] then return 0 end
+end
+for i = 1, #entries do
+  local key, entry = KEYS[i], entries[i]
+  local fields = entry[2]
+  for j = 1, #fields, 200 do
+    redis.call('HSET', key, unpack(fields, j, math.min(j + 199, #fields)))
+  end
+  local cutoff = entry[3]
+  if cutoff then
+    for _, name in ipairs(redis.call('HKEYS', key)) do
+      local size, start = string.match(name, '^(%d+):(-?%d+)$')
+      if size and tonumber(size) + tonumber(start) <= cutoff then redis.call('HDEL', key, name) end
+    end
+  end
+  local expiry = entry[4]
+  if expiry then
+    local at = redis.call('PEXPIRETIME', key)
+    if at < 0 or expiry > at then redis.call('PEXPIREAT', key, expiry) end
+  end
+end
+if batch[1] then redis.call('SET', KEYS[#KEYS], batch[1]) end
+return 1
 """
 _MERGE_ATTEMPTS = 100
+SWEEP_US = 3_600_000_000  # sweep a tile hash of stale tiles at most once an hour of time
 _BATCH = 500
 
 
@@ -141,6 +175,7 @@ class RedisOnlineStore:
         self._read = self.client.register_script(_READ)
         self._write_tiles = self.client.register_script(_WRITE_TILES)
         self._read_for_merge = self.client.register_script(_READ_FOR_MERGE)
+        self._write_merge = self.client.register_script(_WRITE_MERGE)
         self._async: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
@@ -251,48 +286,50 @@ class RedisOnlineStore:
         merges: Sequence[TileMerge],
         marker: tuple[str, Sequence[str]] | None = None,
     ) -> None:
-        """Optimistic: WATCH the tile hashes, read them in one script call, fold, then write in
-        MULTI/EXEC; a concurrent change to any watched hash retries the whole batch."""
-        redis = redis_module()
+        """Optimistic, two script calls: read the tiles with their versions, fold them here,
+        then write them and the marker in one script that first checks no version moved (else
+        read again). A tile hash is swept of stale tiles once per `SWEEP_US` of its drop time."""
         keys = [tiles_key(project, m.view, m.entity_key) for m in merges]
-        args: list[str | int] = []
-        for merge in merges:
-            args.extend((merge.drop_before_us, len(merge.names), *merge.names))
+        wanted = packb([[*m.names, "_v", "_swept"] for m in merges], use_bin_type=False)
+        marker_value = False if marker is None else encode_payload({"ids": list(marker[1])})
+        marker_name = marker_key(project, marker[0] if marker is not None else "")
         with self._reachable():
-            # Scripts run on a watching pipeline are not reloaded on NOSCRIPT: load it first.
-            self.client.script_load(_READ_FOR_MERGE)
             for _ in range(_MERGE_ATTEMPTS):
-                with self.client.pipeline(transaction=True) as pipe:
-                    try:
-                        if keys:
-                            pipe.watch(*keys)
-                        replies = self._read_for_merge(keys=keys, args=args, client=pipe)
-                        pipe.multi()
-                        for key, merge, reply in zip(keys, merges, replies, strict=True):
-                            stored = {
-                                name: value
-                                for name, value in zip(merge.names, reply, strict=False)
-                                if value is not None
-                            }
-                            updated = merge.fold(stored)
-                            if updated:
-                                pipe.hset(key, mapping=updated)
-                            stale = [n for n in reply[len(merge.names)] if n not in updated]
-                            if stale:
-                                pipe.hdel(key, *stale)
-                        if marker is not None:
-                            pipe.set(
-                                marker_key(project, marker[0]),
-                                encode_payload({"ids": list(marker[1])}),
-                            )
-                        pipe.execute()
-                        return
-                    except redis.WatchError:
-                        continue
+                replies = unpackb(self._read_for_merge(keys=keys, args=[wanted]), raw=True)
+                entries = []
+                for merge, reply in zip(merges, replies, strict=True):
+                    count = len(merge.names)
+                    stored = {
+                        name: value
+                        for name, value in zip(merge.names, reply, strict=False)
+                        if value is not False
+                    }
+                    updated = merge.fold(stored)
+                    version, swept = reply[count], reply[count + 1]
+                    fields: list[str | bytes | int] = [
+                        part for item in updated.items() for part in item
+                    ]
+                    fields += ("_v", 1 if version is False else int(version) + 1)
+                    sweep = merge.drop_before_us - merge.drop_before_us % SWEEP_US
+                    cutoff: int | bool = False
+                    if swept is False or int(swept) < sweep:
+                        fields += ("_swept", sweep)
+                        cutoff = sweep if version is not False else False  # new hash: no scan
+                    expiry = self._tiles_expiry(merge, updated)
+                    entries.append([version, fields, cutoff, expiry])
+                batch = packb([marker_value, entries], use_bin_type=False)
+                if self._write_merge(keys=[*keys, marker_name], args=[batch]):
+                    return
         raise OnlineStoreUnavailable(
             f"tiles of {len(merges)} entities kept changing under {_MERGE_ATTEMPTS} attempts to "
             "merge into them; too many writers on the same entities"
         )
+
+    def _tiles_expiry(self, merge: TileMerge, updated: Mapping[str, bytes]) -> int | bool:
+        """With expiry on, a tile hash outlives its newest tile by the view's horizon."""
+        if not self.expire or not updated:
+            return False
+        return (max(tile_end(name) for name in updated) + merge.horizon_us) // 1000
 
     def read_marker(self, project: str, name: str) -> list[str]:
         with self._reachable():

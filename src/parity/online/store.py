@@ -39,7 +39,7 @@ class AsyncReads(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: ingestion builds one per entity per batch
 class TileMerge:
     """New events of one entity for one aggregated view, to fold into its stored tiles."""
 
@@ -48,6 +48,7 @@ class TileMerge:
     names: tuple[str, ...]  # the tiles the events touch
     fold: Callable[[dict[str, bytes]], dict[str, bytes]]  # stored tiles -> updated tiles
     drop_before_us: int  # the entity's tiles ending at or before this are dropped
+    horizon_us: int  # how long after its newest tile ends the entity's tiles are still read
 
 
 @runtime_checkable
