@@ -16,6 +16,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable
 from functools import partial as bind
+from functools import reduce
 from typing import Any
 
 Merge = Callable[[Any, Any], Any]
@@ -116,10 +117,17 @@ _MERGERS: dict[str, Merge] = {
 
 
 def merge_all(function: str, n: int | None, partials: Iterable[Any]) -> Any:
-    result = None
-    for partial in partials:
-        result = merge(function, n, result, partial)
-    return result
+    """All the non-empty partials merged (None when there are none)."""
+    listed = list(partials)
+    if not listed:
+        return None
+    if function in ("count", "sum"):
+        return sum(listed[1:], listed[0])  # builtins: a window merges dozens of tiles per read
+    if function == "min":
+        return min(listed)
+    if function == "max":
+        return max(listed)
+    return reduce(merger(function, n), listed)
 
 
 def finish(function: str, partial: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from parity.aggregation.partials import Merge, finish, merge_all, merger, singler
@@ -52,30 +53,45 @@ def cover(start_us: int, end_us: int, sizes: Sequence[int]) -> list[TileId]:
     return pieces
 
 
-def window_cover(view: FeatureView, window_us: int, t_us: int) -> list[TileId]:
+def window_names(view: FeatureView, window_us: int, t_us: int) -> tuple[str, ...]:
+    """The names of the tiles a window reads at t (its cover)."""
     tile = view.tile_us
-    return cover(window_start(t_us, window_us, tile), tile_start(t_us, tile) + tile, levels(view))
+    return _cover_names(levels(view), window_us, tile_start(t_us, tile))
 
 
-def read_plan(view: FeatureView, outputs: Iterable[str], t_us: int) -> list[TileId]:
-    """Every tile the wanted aggregations read at t (their covers' union)."""
-    by_output = {a.output_name: a for a in view.aggregations}
-    wanted: dict[TileId, None] = {}
-    for output in outputs:
-        wanted.update(dict.fromkeys(window_cover(view, by_output[output].window_us, t_us)))
+@lru_cache(maxsize=4_096)
+def _cover_names(sizes: tuple[int, ...], window_us: int, tile_at: int) -> tuple[str, ...]:
+    # A read at t needs only t's tile start: the cover is the same for the whole tile.
+    tile = sizes[0]
+    start = window_start(tile_at, window_us, tile)
+    return tuple(piece.name for piece in cover(start, tile_at + tile, sizes))
+
+
+def read_plan(view: FeatureView, outputs: Iterable[str], t_us: int) -> list[str]:
+    """The names of every tile the wanted aggregations read at t (their covers' union)."""
+    by_output = view.aggregation_by_output
+    wanted: dict[str, None] = {}
+    for window in dict.fromkeys(by_output[output].window_us for output in outputs):
+        wanted.update(dict.fromkeys(window_names(view, window, t_us)))
     return list(wanted)
 
 
 def window_values(
-    view: FeatureView, outputs: Sequence[str], tiles: Mapping[TileId, dict[str, Any]], t_us: int
+    view: FeatureView, outputs: Sequence[str], tiles: Mapping[str, dict[str, Any]], t_us: int
 ) -> list[Any]:
-    """The wanted aggregations' values at t from one entity's tiles (missing tiles are empty)."""
-    by_output = {a.output_name: a for a in view.aggregations}
+    """The wanted aggregations' values at t from one entity's tiles by name (missing tiles are
+    empty)."""
+    by_output = view.aggregation_by_output
+    in_window: dict[int, list[dict[str, Any]]] = {}  # the entity's tiles in each window
     values = []
     for output in outputs:
         aggregation = by_output[output]
-        pieces = window_cover(view, aggregation.window_us, t_us)
-        partials = (tiles[p].get(output) for p in pieces if p in tiles)
+        window = aggregation.window_us
+        found = in_window.get(window)
+        if found is None:
+            names = window_names(view, window, t_us)
+            found = in_window[window] = [tiles[name] for name in names if name in tiles]
+        partials = [partial for tile in found if (partial := tile.get(output)) is not None]
         merged = merge_all(aggregation.function, aggregation.n, partials)
         values.append(finish(aggregation.function, merged))
     return values

@@ -158,12 +158,16 @@ class FeatureView(NamedDefinition):
             for a in self.aggregations
         )
 
-    @property
+    @cached_property
     def tile_us(self) -> int:
         """The tile interval in µs (aggregated views only)."""
         if self.tile_interval is None:
             raise InvalidDefinition(f"feature view '{self.name}' has no aggregations, so no tiles")
         return int(self.tile_interval.total_seconds()) * 1_000_000
+
+    @cached_property
+    def aggregation_by_output(self) -> dict[str, Aggregation]:
+        return {a.output_name: a for a in self.aggregations}
 
     def input(self, name: str) -> Field:
         for f in self.inputs:

@@ -172,11 +172,10 @@ def read_windows(
             )
         keys = _view_keys(view, entities)
         plan = read_plan(view, view_request.features, now_us)
-        found = store.read_tiles(project, view.name, keys, [tile.name for tile in plan])
-        by_name = {tile.name: tile for tile in plan}
+        found = store.read_tiles(project, view.name, keys, plan)
         columns: list[list[Any]] = [[] for _ in view_request.features]
         for tiles in found:
-            decoded = {by_name[name]: decode_payload(data) for name, data in tiles.items()}
+            decoded = {name: decode_payload(data) for name, data in tiles.items()}
             for column, value in zip(
                 columns, window_values(view, view_request.features, decoded, now_us), strict=True
             ):

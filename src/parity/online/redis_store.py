@@ -87,6 +87,12 @@ if ARGV[2] ~= '' then
 end
 return 1
 """
+# The same tiles (ARGV) of each tile hash KEYS[i]: one command for every entity of a read.
+_READ_TILES = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HMGET', KEYS[i], unpack(ARGV)) end
+return out
+"""
 # Tile hashes also hold '_v', a version bumped by every write (merges compare it to detect a
 # concurrent writer), and '_swept', the drop-before time of the last scan for stale tiles.
 #
@@ -176,6 +182,7 @@ class RedisOnlineStore:
         self._write_tiles = self.client.register_script(_WRITE_TILES)
         self._read_for_merge = self.client.register_script(_READ_FOR_MERGE)
         self._write_merge = self.client.register_script(_WRITE_MERGE)
+        self._read_tiles = self.client.register_script(_READ_TILES)
         self._async: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
@@ -209,6 +216,8 @@ class RedisOnlineStore:
         return str(row.expires_at // 1000).encode()
 
     def read(self, project: str, keys: Sequence[tuple[str, bytes]]) -> list[OnlineRow | None]:
+        if not keys:
+            return []
         grouped = _by_entity(keys)
         redis_keys, args = _read_arguments(project, grouped)
         with self._reachable():
@@ -218,6 +227,8 @@ class RedisOnlineStore:
     async def read_async(
         self, project: str, keys: Sequence[tuple[str, bytes]]
     ) -> list[OnlineRow | None]:
+        if not keys:
+            return []
         grouped = _by_entity(keys)
         redis_keys, args = _read_arguments(project, grouped)
         _, _, script = self._async_client()
@@ -268,13 +279,11 @@ class RedisOnlineStore:
     def read_tiles(
         self, project: str, view: str, keys: Sequence[bytes], names: Sequence[str]
     ) -> list[dict[str, bytes]]:
-        if not names:
+        if not names or not keys:
             return [{} for _ in keys]
+        redis_keys = [tiles_key(project, view, key) for key in keys]
         with self._reachable():
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(tiles_key(project, view, key), names)
-            replies = pipe.execute()
+            replies = self._read_tiles(keys=redis_keys, args=names)
         return [
             {name: value for name, value in zip(names, values, strict=True) if value is not None}
             for values in replies
