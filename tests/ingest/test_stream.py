@@ -181,3 +181,28 @@ def test_a_worker_killed_mid_batch_applies_every_event_once(
     assert values["amount_sum_1h"] == pytest.approx(sums)  # every event exactly once
     pending = setup["client"].xpending(setup["stream"], f"parity:{setup['project']}")
     assert pending["pending"] == 0
+
+
+@pytest.mark.parametrize("crash", ["after_offline", "before_ack"])
+def test_a_dead_consumers_pending_batch_is_claimed_and_applied_once(
+    setup: dict[str, Any], crash: str
+) -> None:
+    """The killed worker never comes back: one under another name claims its pending batch."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = FeatureStore(setup["root"], clock=lambda: now)
+    store.apply()
+    sent = events(now, 12)
+    publish(setup["client"], store.get_feature_view("velocity").source, sent)  # type: ignore[arg-type]
+    assert run_worker(setup["root"], crash) == -9  # consumer c1 dies holding batch 1
+    worker = StreamWorker(store, "txns", consumer="c2", claim_idle_ms=0, client=setup["client"])
+    while worker.run_once():
+        pass
+    assert worker.stats.applied == (12 if crash == "after_offline" else 7)
+    assert worker.stats.replayed == 0
+    files = sorted((setup["root"] / "data" / "txns").glob("*.parquet"))
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 12
+    values = compare_online_offline(store, now)
+    sums = [sum(e["amount"] for e in sent if e["account_id"] == a) for a in (1, 2, 3, 4)]
+    assert values["amount_sum_1h"] == pytest.approx(sums)
+    pending = setup["client"].xpending(setup["stream"], f"parity:{setup['project']}")
+    assert pending["pending"] == 0

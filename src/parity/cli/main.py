@@ -255,6 +255,10 @@ def ingest(
     until_idle: Annotated[
         bool, typer.Option(help="Exit when the stream has nothing new (for scripts and demos).")
     ] = False,
+    claim_idle_ms: Annotated[
+        int,
+        typer.Option(min=0, help="Claim messages another consumer left pending this long."),
+    ] = 60_000,
 ) -> None:
     """Consume a stream source into its aggregated views' tiles (exactly once; see docs)."""
     from parity.ingest.stream import StreamWorker
@@ -268,7 +272,13 @@ def ingest(
     # Waiting for new messages ends an --until-idle run: wait briefly.
     block_ms = 100 if until_idle else 1_000
     worker = StreamWorker(
-        store, source, consumer=consumer, batch_size=batch_size, block_ms=block_ms, client=client
+        store,
+        source,
+        consumer=consumer,
+        batch_size=batch_size,
+        block_ms=block_ms,
+        claim_idle_ms=claim_idle_ms,
+        client=client,
     )
     err.print(f"Ingesting stream source '{source}' as consumer '{worker.consumer}'")
     # A batch allocates tens of thousands of short-lived containers without cycles: with the

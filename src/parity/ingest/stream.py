@@ -15,7 +15,9 @@ A worker (`parity ingest --source NAME`) reads its consumer group's stream in ba
 A worker killed anywhere in between and restarted re-reads its own pending messages (id 0):
 before step 4 nothing was applied and the batch is redone; after it, the marker names the batch
 and it is only acknowledged. Several workers in one group share the stream; their merges of the
-same tiles serialize in the store.
+same tiles serialize in the store. A worker that never comes back (a restart under another
+consumer name) leaves pending messages: after `claim_idle_ms` another worker claims them, only
+acknowledges those the dead consumer's marker names, and applies the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EVENT_FIELD = b"e"
+CLAIM_EVERY_S = 10.0  # how often a worker looks for messages a dead consumer left
 
 
 def publish(client: Any, source: StreamSource, rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -128,6 +132,7 @@ class StreamWorker:
         consumer: str | None = None,
         batch_size: int = 1_000,
         block_ms: int = 1_000,
+        claim_idle_ms: int = 60_000,
         client: Any = None,
     ) -> None:
         from parity.ingest.push import views_of
@@ -150,9 +155,11 @@ class StreamWorker:
         self.source = stream_source
         self.group = f"parity:{store.project}"
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.marker = f"stream:{self.source.name}:{self.group}:{self.consumer}"
+        self.marker = self._marker_of(self.consumer)
         self.batch_size = batch_size
         self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self._next_claim = 0.0  # monotonic time of the next look for abandoned messages
         self.client = client if client is not None else _redis_client(store)
         self.stats = IngestStats()
         self._own_pending = True  # after a restart, first finish what this consumer was given
@@ -165,7 +172,47 @@ class StreamWorker:
             if "BUSYGROUP" not in str(error):
                 raise
 
+    def _marker_of(self, consumer: str) -> str:
+        return f"stream:{self.source.name}:{self.group}:{consumer}"
+
+    def _claim_abandoned(self) -> None:
+        """Take over messages other consumers were given and left unacknowledged for
+        `claim_idle_ms` (a worker that died). XCLAIM is atomic with its idle check, so two
+        claimers never both get a message. Those the previous owner's marker names were applied
+        (it died before XACK): acknowledge them. The rest become this consumer's pending."""
+        stream = self.source.stream_key
+        entries = self.client.xpending_range(
+            stream, self.group, min="-", max="+", count=self.batch_size, idle=self.claim_idle_ms
+        )
+        owners: dict[str, list[Any]] = {}
+        for entry in entries:
+            owner = entry["consumer"]
+            owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+            if owner != self.consumer:
+                owners.setdefault(owner, []).append(entry["message_id"])
+        for owner, ids in owners.items():
+            claimed = self.client.xclaim(
+                stream, self.group, self.consumer, self.claim_idle_ms, ids, justid=True
+            )
+            names = [i.decode() if isinstance(i, bytes) else str(i) for i in claimed]
+            applied = set(self.online.read_marker(self.store.project, self._marker_of(owner)))
+            done = [i for i in names if i in applied]
+            if done:
+                self.client.xack(stream, self.group, *done)
+            log.info(
+                "stream %s: claimed %d messages of consumer %s (%d already applied)",
+                self.source.name,
+                len(names),
+                owner,
+                len(done),
+            )
+            if len(done) < len(names):
+                self._own_pending = True
+
     def _read(self) -> list[tuple[str, dict[bytes, bytes]]]:
+        if not self._own_pending and time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + CLAIM_EVERY_S
+            self._claim_abandoned()
         start = "0" if self._own_pending else ">"
         reply = self.client.xreadgroup(
             self.group,
