@@ -1,0 +1,2 @@
+"""Model server: Open Inference Protocol, entity-based predict, adaptive batching,
+prediction log."""
