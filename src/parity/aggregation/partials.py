@@ -13,6 +13,7 @@ merging tiles in any grouping gives the value of folding every event (floats up 
 
 from __future__ import annotations
 
+import heapq
 import operator
 from collections.abc import Callable, Iterable
 from functools import partial as bind
@@ -127,6 +128,14 @@ def merge_all(function: str, n: int | None, partials: Iterable[Any]) -> Any:
         return min(listed)
     if function == "max":
         return max(listed)
+    if function == "mean":
+        return [sum(p[0] for p in listed), sum(p[1] for p in listed)]
+    if function == "count_distinct":
+        return sorted(set().union(*listed), key=_order)
+    if function == "last":
+        return max(listed, key=_rank)
+    if function == "last_n":
+        return heapq.nlargest(n or 0, (entry for p in listed for entry in p), key=_rank)
     return reduce(merger(function, n), listed)
 
 
