@@ -120,7 +120,7 @@ def test_streamed_events_read_the_same_online_and_offline(setup: dict[str, Any])
     sent = events(now, 60)
     source = store.get_feature_view("velocity").source
     publish(setup["client"], source, sent)  # type: ignore[arg-type]
-    worker = StreamWorker(store, "txns", batch_size=7, client=setup["client"])
+    worker = StreamWorker(store, "txns", batch_size=7, block_ms=1, client=setup["client"])
     while worker.run_once():
         pass
     assert worker.stats.applied == 60 and worker.stats.batches == 9
@@ -146,7 +146,7 @@ def test_late_and_undecodable_messages_are_counted_and_dropped(setup: dict[str, 
     wrong_type = {**good, "account_id": "not-an-int"}
     publish(setup["client"], source, [good, late, wrong_type])  # type: ignore[arg-type]
     setup["client"].xadd(setup["stream"], {b"e": b"\xc1 not msgpack"})
-    worker = StreamWorker(store, "txns", client=setup["client"])
+    worker = StreamWorker(store, "txns", block_ms=1, client=setup["client"])
     while worker.run_once():
         pass
     assert (worker.stats.applied, worker.stats.late, worker.stats.invalid) == (1, 1, 2)
@@ -194,7 +194,9 @@ def test_a_dead_consumers_pending_batch_is_claimed_and_applied_once(
     sent = events(now, 12)
     publish(setup["client"], store.get_feature_view("velocity").source, sent)  # type: ignore[arg-type]
     assert run_worker(setup["root"], crash) == -9  # consumer c1 dies holding batch 1
-    worker = StreamWorker(store, "txns", consumer="c2", claim_idle_ms=0, client=setup["client"])
+    worker = StreamWorker(
+        store, "txns", consumer="c2", claim_idle_ms=0, block_ms=1, client=setup["client"]
+    )
     while worker.run_once():
         pass
     assert worker.stats.applied == (12 if crash == "after_offline" else 7)

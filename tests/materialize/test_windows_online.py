@@ -146,7 +146,7 @@ def test_streamed_windows_equal_offline_windows(
         try:
             store.apply()
             source = store.get_feature_view("velocity").source
-            worker = StreamWorker(store, "events", batch_size=4, client=client)
+            worker = StreamWorker(store, "events", batch_size=4, block_ms=1, client=client)
             sent = 0
             events = sorted(s["events"], key=lambda e: e["ts"])
             for t in sorted({moment for _, moment in s["rows"]}):
