@@ -154,3 +154,99 @@ class BadRequest(ParityError, ValueError):
     """An HTTP request that is well-formed JSON but asks for something impossible."""
 
     code = "bad_request"
+
+
+# Raised by inference/batching.py
+
+
+class BatcherSettingsError(ParityError, ValueError):
+    """An AdaptiveBatcher was given impossible settings."""
+
+    code = "invalid_batcher_settings"
+
+
+class BatchItemError(ParityError, ValueError):
+    """A submitted item declares a row count that is not a positive integer."""
+
+    code = "invalid_batch_item"
+
+
+class BatchItemTooLarge(BatchItemError):
+    """One item has more rows than a whole batch may hold."""
+
+    code = "batch_item_too_large"
+
+
+class BatcherClosed(ParityError, RuntimeError):
+    """A request was submitted after the batcher was closed."""
+
+    code = "batcher_closed"
+
+
+class PredictFailed(ParityError):
+    """The model's predict raised, or returned the wrong number of results, for a batch."""
+
+    code = "predict_failed"
+
+
+# Raised by inference/oip.py
+
+
+class InferenceRequestError(ParityError, ValueError):
+    """An inference request is malformed; the message names the input and what to fix (HTTP 400)."""
+
+    code = "invalid_inference_request"
+
+
+class TensorEncodingError(ParityError, TypeError):
+    """A model output cannot travel as an Open Inference Protocol tensor: a model bug, not a 400."""
+
+    code = "unsupported_output_tensor"
+
+
+# Raised by models/artifacts.py
+
+
+class ArtifactNotFound(ObjectNotFound):
+    """No artifact with this content hash is in the store."""
+
+    code = "artifact_not_found"
+
+
+class ArtifactCorrupted(ParityError):
+    """Stored or copied bytes do not hash to the artifact's id (bad disk, partial copy, tamper)."""
+
+    code = "artifact_corrupted"
+
+
+class InvalidArtifactRef(ParityError, ValueError):
+    """An artifact reference is neither an ArtifactRef nor a sha256 hex digest."""
+
+    code = "invalid_artifact_ref"
+
+
+# Raised by models/flavors.py
+
+
+class UntrustedArtifact(ParityError, PermissionError):
+    """Loading this model would run code from the artifact, and trusted=True was not given."""
+
+    code = "untrusted_artifact"
+
+
+class UnknownFlavor(ParityError, ValueError):
+    """No flavor knows how to save this object, or an artifact names an unknown flavor."""
+
+    code = "unknown_flavor"
+
+
+class InvalidModelArtifact(ParityError, ValueError):
+    """Bytes are not a Parity model artifact, or not one of the flavor asked to load them."""
+
+    code = "invalid_model_artifact"
+
+
+class SignatureMismatch(ParityError, ValueError):
+    """A batch (or a sample) does not have the columns, width or dtypes of the model's signature."""
+
+    code = "signature_mismatch"

@@ -21,7 +21,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from parity.errors import ParityError
+from parity.errors import (
+    BatcherClosed,
+    BatcherSettingsError,
+    BatchItemError,
+    BatchItemTooLarge,
+    PredictFailed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,36 +41,6 @@ class Cancellable(Protocol):
 Predict = Callable[[list[Any]], Sequence[Any]]
 CallLater = Callable[[float, Callable[[], None]], Cancellable]
 OnBatch = Callable[[int, int, float], None]
-
-
-class BatcherSettingsError(ParityError, ValueError):
-    """An AdaptiveBatcher was given impossible settings."""
-
-    code = "invalid_batcher_settings"
-
-
-class BatchItemError(ParityError, ValueError):
-    """A submitted item declares a row count that is not a positive integer."""
-
-    code = "invalid_batch_item"
-
-
-class BatchItemTooLarge(BatchItemError):
-    """One item has more rows than a whole batch may hold."""
-
-    code = "batch_item_too_large"
-
-
-class BatcherClosed(ParityError, RuntimeError):
-    """A request was submitted after the batcher was closed."""
-
-    code = "batcher_closed"
-
-
-class PredictFailed(ParityError):
-    """The model's predict raised, or returned the wrong number of results, for a batch."""
-
-    code = "predict_failed"
 
 
 @dataclass(eq=False, slots=True)

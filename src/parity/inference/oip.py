@@ -16,7 +16,11 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.types import StrictBool, StrictFloat, StrictInt, StrictStr
 
-from parity.errors import ParityError
+from parity.errors import (
+    InferenceRequestError,
+    ParityError,
+    TensorEncodingError,
+)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 """HTTP header giving the JSON length when binary tensor data follows the JSON in the body."""
@@ -32,18 +36,6 @@ DATATYPES = frozenset(_DTYPES)
 _DATATYPE_OF = {dtype: name for name, dtype in _DTYPES.items() if name != "BYTES"}
 _KINDS = {"b": "boolean", "i": "integer", "u": "integer", "f": "float", "U": "string", "O": "null"}
 _LENGTH = struct.Struct("<I")  # BYTES element prefix in binary data
-
-
-class InferenceRequestError(ParityError, ValueError):
-    """An inference request is malformed; the message names the input and what to fix (HTTP 400)."""
-
-    code = "invalid_inference_request"
-
-
-class TensorEncodingError(ParityError, TypeError):
-    """A model output cannot travel as an Open Inference Protocol tensor: a model bug, not a 400."""
-
-    code = "unsupported_output_tensor"
 
 
 def _json_backend() -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:

@@ -20,7 +20,12 @@ from typing import IO, Any, Protocol
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from parity.errors import BackendNotInstalled, ObjectNotFound, ParityError
+from parity.errors import (
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    BackendNotInstalled,
+    InvalidArtifactRef,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +41,6 @@ _PROTOCOL_PACKAGES = {
     "abfs": "adlfs",
     "abfss": "adlfs",
 }
-
-
-class ArtifactNotFound(ObjectNotFound):
-    """No artifact with this content hash is in the store."""
-
-    code = "artifact_not_found"
-
-
-class ArtifactCorrupted(ParityError):
-    """Stored or copied bytes do not hash to the artifact's id (bad disk, partial copy, tamper)."""
-
-    code = "artifact_corrupted"
-
-
-class InvalidArtifactRef(ParityError, ValueError):
-    """An artifact reference is neither an ArtifactRef nor a sha256 hex digest."""
-
-    code = "invalid_artifact_ref"
 
 
 @dataclass(frozen=True)

@@ -20,37 +20,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from parity.errors import BackendNotInstalled, ParityError
+from parity.errors import (
+    BackendNotInstalled,
+    InvalidModelArtifact,
+    SignatureMismatch,
+    UnknownFlavor,
+    UntrustedArtifact,
+)
 
 logger = logging.getLogger(__name__)
 
 # Artifact layout: MAGIC, a 4-byte big-endian header length, a JSON header, the flavor's payload.
 MAGIC = b"PARITY-MODEL\n"
 FORMAT = 1
-
-
-class UntrustedArtifact(ParityError, PermissionError):
-    """Loading this model would run code from the artifact, and trusted=True was not given."""
-
-    code = "untrusted_artifact"
-
-
-class UnknownFlavor(ParityError, ValueError):
-    """No flavor knows how to save this object, or an artifact names an unknown flavor."""
-
-    code = "unknown_flavor"
-
-
-class InvalidModelArtifact(ParityError, ValueError):
-    """Bytes are not a Parity model artifact, or not one of the flavor asked to load them."""
-
-    code = "invalid_model_artifact"
-
-
-class SignatureMismatch(ParityError, ValueError):
-    """A batch (or a sample) does not have the columns, width or dtypes of the model's signature."""
-
-    code = "signature_mismatch"
 
 
 @dataclass(frozen=True)
