@@ -163,6 +163,18 @@ def run_worker(root: Path, crash: str | None) -> int:
     return subprocess.run(command, env=env, capture_output=True, timeout=120).returncode
 
 
+def assert_every_event_applied_once(
+    setup: dict[str, Any], store: FeatureStore, now: datetime, sent: list[dict[str, Any]]
+) -> None:
+    files = sorted((setup["root"] / "data" / "txns").glob("*.parquet"))
+    assert sum(pq.read_metadata(f).num_rows for f in files) == len(sent)  # offline: none twice
+    values = compare_online_offline(store, now)
+    sums = [sum(e["amount"] for e in sent if e["account_id"] == a) for a in (1, 2, 3, 4)]
+    assert values["amount_sum_1h"] == pytest.approx(sums)  # online: every event exactly once
+    pending = setup["client"].xpending(setup["stream"], f"parity:{setup['project']}")
+    assert pending["pending"] == 0
+
+
 @pytest.mark.parametrize("crash", ["after_offline", "before_ack"])
 def test_a_worker_killed_mid_batch_applies_every_event_once(
     setup: dict[str, Any], crash: str
@@ -174,13 +186,7 @@ def test_a_worker_killed_mid_batch_applies_every_event_once(
     publish(setup["client"], store.get_feature_view("velocity").source, sent)  # type: ignore[arg-type]
     assert run_worker(setup["root"], crash) == -9  # SIGKILLed at the crash point of batch 1
     assert run_worker(setup["root"], None) == 0
-    files = sorted((setup["root"] / "data" / "txns").glob("*.parquet"))
-    assert sum(pq.read_metadata(f).num_rows for f in files) == 23  # offline: no event twice
-    values = compare_online_offline(store, now)
-    sums = [sum(e["amount"] for e in sent if e["account_id"] == a) for a in (1, 2, 3, 4)]
-    assert values["amount_sum_1h"] == pytest.approx(sums)  # every event exactly once
-    pending = setup["client"].xpending(setup["stream"], f"parity:{setup['project']}")
-    assert pending["pending"] == 0
+    assert_every_event_applied_once(setup, store, now, sent)
 
 
 @pytest.mark.parametrize("crash", ["after_offline", "before_ack"])
@@ -201,10 +207,4 @@ def test_a_dead_consumers_pending_batch_is_claimed_and_applied_once(
         pass
     assert worker.stats.applied == (12 if crash == "after_offline" else 7)
     assert worker.stats.replayed == 0
-    files = sorted((setup["root"] / "data" / "txns").glob("*.parquet"))
-    assert sum(pq.read_metadata(f).num_rows for f in files) == 12
-    values = compare_online_offline(store, now)
-    sums = [sum(e["amount"] for e in sent if e["account_id"] == a) for a in (1, 2, 3, 4)]
-    assert values["amount_sum_1h"] == pytest.approx(sums)
-    pending = setup["client"].xpending(setup["stream"], f"parity:{setup['project']}")
-    assert pending["pending"] == 0
+    assert_every_event_applied_once(setup, store, now, sent)
