@@ -250,3 +250,51 @@ class SignatureMismatch(ParityError, ValueError):
     """A batch (or a sample) does not have the columns, width or dtypes of the model's signature."""
 
     code = "signature_mismatch"
+
+
+# Raised by models/registry.py and models/sql.py
+
+
+class ModelNotFound(ObjectNotFound):
+    code = "model_not_found"
+
+
+class ModelVersionNotFound(ObjectNotFound):
+    code = "model_version_not_found"
+
+
+class AliasNotFound(ObjectNotFound):
+    code = "alias_not_found"
+
+
+class InvalidModelRef(ParityError, ValueError):
+    """A model reference is not NAME, NAME@ALIAS or NAME/VERSION."""
+
+    code = "invalid_model_ref"
+
+
+class ModelRegistrationError(ParityError, ValueError):
+    """register_model got a bad name, metric, feature service or dataset."""
+
+    code = "invalid_model_registration"
+
+
+class VersionAliased(ParityError):
+    """A model version an alias points at cannot be deleted."""
+
+    code = "version_aliased"
+
+
+class NoRollbackTarget(ParityError):
+    """An alias has no earlier version to roll back to."""
+
+    code = "no_rollback_target"
+
+
+# Raised by inference/predlog.py
+
+
+class PredictionLogError(ParityError):
+    """The prediction log cannot be written (folder not writable, sink closed)."""
+
+    code = "prediction_log_failed"

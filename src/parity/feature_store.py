@@ -28,6 +28,7 @@ from parity.timeutil import to_micros, utcnow
 
 if TYPE_CHECKING:
     from parity.materialize.batch import MaterializeResult
+    from parity.models.registry import ModelRegistry
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.request import RetrievalRequest
     from parity.offline.retrieval import FeaturesArg
@@ -59,6 +60,7 @@ class FeatureStore:
         self._clock = clock
         self._pushed: dict[str, datetime] = {}  # view -> when this process last pushed to it
         self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
+        self._models: ModelRegistry | None = None
 
     @property
     def project(self) -> str:
@@ -82,6 +84,14 @@ class FeatureStore:
                 refresh_interval=self.config.registry.cache_ttl_seconds,
             )
         return self._registry
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The model registry of this project, in the same SQL database as the feature registry;
+        artifacts go to `models.artifacts` in parity.yaml."""
+        if self._models is None:
+            self._models = _model_registry(self)
+        return self._models
 
     # --- repo -> registry ---------------------------------------------------------------------
 
@@ -441,6 +451,30 @@ class FeatureStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _model_registry(store: FeatureStore) -> ModelRegistry:
+    from parity.models.artifacts import artifact_store
+    from parity.models.registry import ModelRegistry
+    from parity.models.sql import SqlModelStore
+
+    backend = store.registry_store
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        raise BackendNotInstalled(
+            f"the registry store {type(backend).__name__} cannot keep models; use the SQL "
+            "registry (sqlite or postgres in parity.yaml)"
+        )
+    config = store.config.models
+    return ModelRegistry(
+        SqlModelStore(engine),
+        artifact_store(config.artifacts_url(store.repo_path)),
+        project=store.project,
+        datasets=backend if isinstance(backend, DatasetStore) else None,
+        feature_services=lambda: store.registry.catalog.feature_services.keys(),
+        registry_version=lambda: store.registry.version,
+        trusted=config.trusted,
+    )
 
 
 def _default_author() -> str:

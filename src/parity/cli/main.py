@@ -1,4 +1,5 @@
-"""`parity` command: init, plan, apply, teardown, registry list|describe|history, version.
+"""`parity` command: init, plan, apply, teardown, registry, dataset, materialize, ingest, serve;
+the model commands live in cli/models.py.
 
 User errors print one line and exit 1; `--debug` shows the traceback.
 """
@@ -8,21 +9,19 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from parity.cli import render
-from parity.errors import BackendNotInstalled, ParityError
+from parity.cli.common import RepoOption, command, console, err, state, store_at
+from parity.cli.models import models_app, serve_models
+from parity.errors import BackendNotInstalled
 
 if TYPE_CHECKING:
-    from parity.feature_store import FeatureStore
+    pass
 
 app = typer.Typer(
     name="parity",
@@ -35,17 +34,8 @@ registry_app = typer.Typer(help="Read the registry: what is registered, and its 
 app.add_typer(registry_app, name="registry")
 dataset_app = typer.Typer(help="Training sets: build point-in-time-correct datasets, with lineage.")
 app.add_typer(dataset_app, name="dataset")
-
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-_state = {"debug": False}
-
-RepoOption = Annotated[
-    Path,
-    typer.Option(
-        "--repo", "-r", help="Feature repo folder (holds parity.yaml).", envvar="PARITY_REPO"
-    ),
-]
+app.add_typer(models_app, name="models")
+app.command("serve-models")(command(serve_models))
 
 
 @app.callback()
@@ -53,41 +43,11 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     """Parity: feature store and model serving."""
-    _state["debug"] = debug
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn ParityError into one clear line and exit code 1."""
-    try:
-        yield
-    except ParityError as error:
-        if _state["debug"]:
-            raise
-        err.print(f"[red]Error[/] {escape(f'[{error.code}]: {error.message}')}")
-        raise typer.Exit(1) from None
-
-
-def _store(repo: Path) -> FeatureStore:
-    from parity.feature_store import FeatureStore
-
-    return FeatureStore(repo)
-
-
-def _command(function: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a command body in user_errors (keeps the signature typer reads)."""
-    import functools
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        with user_errors():
-            function(*args, **kwargs)
-
-    return wrapper
+    state["debug"] = debug
 
 
 @app.command()
-@_command
+@command
 def init(
     name: Annotated[str, typer.Argument(help="Folder to create; its name is the project name.")],
     accounts: Annotated[int, typer.Option(help="Accounts in the synthetic data.", min=1)] = 1_000,
@@ -125,7 +85,7 @@ def init(
 
 
 @app.command()
-@_command
+@command
 def plan(
     repo: RepoOption = Path("."),
     skip_source_check: Annotated[
@@ -133,7 +93,7 @@ def plan(
     ] = False,
 ) -> None:
     """Show what apply would change in the registry (adds, deletes, field-level updates)."""
-    the_plan = _store(repo).plan(check_sources=not skip_source_check)
+    the_plan = store_at(repo).plan(check_sources=not skip_source_check)
     render.render_plan(console, the_plan)
     if the_plan.breaking:
         err.print(
@@ -143,7 +103,7 @@ def plan(
 
 
 @app.command()
-@_command
+@command
 def apply(
     repo: RepoOption = Path("."),
     message: Annotated[str, typer.Option("--message", "-m", help="Why; kept in history.")] = "",
@@ -154,7 +114,7 @@ def apply(
 ) -> None:
     """Commit the repo's definitions as a new registry version (nothing if unchanged)."""
     author = os.environ.get("PARITY_USER") or None
-    result = _store(repo).apply(
+    result = store_at(repo).apply(
         allow_breaking=allow_breaking,
         message=message,
         author=author,
@@ -166,13 +126,13 @@ def apply(
 
 
 @app.command()
-@_command
+@command
 def teardown(
     repo: RepoOption = Path("."),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove the project and all its registry versions."""
-    store = _store(repo)
+    store = store_at(repo)
     if not yes and not typer.confirm(f"Remove project '{store.project}' from the registry?"):
         raise typer.Exit(1)
     version = store.teardown()
@@ -180,33 +140,33 @@ def teardown(
 
 
 @registry_app.command("list")
-@_command
+@command
 def registry_list(
     repo: RepoOption = Path("."),
     version: Annotated[int | None, typer.Option(help="Registry version (default: latest).")] = None,
 ) -> None:
     """List registered entities, feature views and feature services."""
-    snapshot = _store(repo).snapshot(version)
+    snapshot = store_at(repo).snapshot(version)
     render.render_catalog(console, snapshot.catalog, snapshot.version)
 
 
 @registry_app.command("describe")
-@_command
+@command
 def registry_describe(
     name: Annotated[str, typer.Argument(help="Entity, feature view or feature service name.")],
     repo: RepoOption = Path("."),
     version: Annotated[int | None, typer.Option(help="Registry version (default: latest).")] = None,
 ) -> None:
     """Show one registered definition as JSON, at the latest or a given version."""
-    snapshot = _store(repo).snapshot(version)
+    snapshot = store_at(repo).snapshot(version)
     render.render_definition(console, snapshot.catalog.find(name), snapshot.version)
 
 
 @registry_app.command("history")
-@_command
+@command
 def registry_history(repo: RepoOption = Path(".")) -> None:
     """List every registry version: who applied what, when and why."""
-    render.render_history(console, _store(repo).history())
+    render.render_history(console, store_at(repo).history())
 
 
 def _moment(text: str) -> datetime:
@@ -226,7 +186,7 @@ ViewsOption = Annotated[
 
 
 @app.command()
-@_command
+@command
 def materialize(
     start: Annotated[str, typer.Argument(help="Start of the interval (ISO 8601, UTC if naive).")],
     end: Annotated[str, typer.Argument(help="End of the interval (ISO 8601, UTC if naive).")],
@@ -235,12 +195,12 @@ def materialize(
 ) -> None:
     """Write each view's newest row per entity in [START, END] to the online store."""
     names = views.split(",") if views else None
-    results = _store(repo).materialize(_moment(start), _moment(end), names)
+    results = store_at(repo).materialize(_moment(start), _moment(end), names)
     render.render_materialized(console, results)
 
 
 @app.command()
-@_command
+@command
 def ingest(
     source: Annotated[str, typer.Option(help="The stream source to consume.")],
     repo: RepoOption = Path("."),
@@ -263,7 +223,7 @@ def ingest(
     """Consume a stream source into its aggregated views' tiles (exactly once; see docs)."""
     from parity.ingest.stream import StreamWorker
 
-    store = _store(repo)
+    store = store_at(repo)
     client = None
     if redis_url:
         from parity.online.redis_store import redis_module
@@ -301,7 +261,7 @@ def ingest(
 
 
 @app.command("materialize-incremental")
-@_command
+@command
 def materialize_incremental(
     end: Annotated[str, typer.Argument(help="Materialize up to this time (ISO 8601).")],
     repo: RepoOption = Path("."),
@@ -309,12 +269,12 @@ def materialize_incremental(
 ) -> None:
     """Materialize each view from where its last run ended (else END - ttl) up to END."""
     names = views.split(",") if views else None
-    results = _store(repo).materialize_incremental(_moment(end), names)
+    results = store_at(repo).materialize_incremental(_moment(end), names)
     render.render_materialized(console, results)
 
 
 @app.command()
-@_command
+@command
 def serve(
     repo: RepoOption = Path("."),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -338,7 +298,7 @@ def serve(
         raise BackendNotInstalled(
             f"the feature server needs {error.name}: pip install 'parity[serve]'"
         ) from None
-    store = _store(repo)
+    store = store_at(repo)
     err.print(
         f"Serving project '{store.project}' on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''})"
@@ -364,7 +324,7 @@ def serve(
 
 
 @dataset_app.command("create")
-@_command
+@command
 def dataset_create(
     entities: Annotated[
         str, typer.Option(help="Entity frame: a Parquet file/glob, or a SQL query (SELECT ...).")
@@ -385,7 +345,7 @@ def dataset_create(
     """Build a point-in-time-correct training set and record it in the registry."""
     from rich.progress import Progress
 
-    store = _store(repo)
+    store = store_at(repo)
     wanted: str | list[str] = features if ":" not in features else features.split(",")
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("building training set", total=1.0)
@@ -403,19 +363,19 @@ def dataset_create(
 
 
 @dataset_app.command("list")
-@_command
+@command
 def dataset_list(repo: RepoOption = Path(".")) -> None:
     """List the training sets recorded in the registry."""
-    render.render_datasets(console, _store(repo).list_datasets())
+    render.render_datasets(console, store_at(repo).list_datasets())
 
 
 @dataset_app.command("describe")
-@_command
+@command
 def dataset_describe(
     name: Annotated[str, typer.Argument(help="Dataset name.")], repo: RepoOption = Path(".")
 ) -> None:
     """Show a training set's lineage: refs, registry version, rows, fingerprint, file."""
-    render.render_dataset(console, _store(repo).get_dataset(name))
+    render.render_dataset(console, store_at(repo).get_dataset(name))
 
 
 @app.command()

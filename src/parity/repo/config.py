@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from parity.definitions.base import check_identifier, describe_validation_error
 from parity.errors import ConfigError
@@ -64,11 +71,47 @@ class OnlineConfig(_Settings):
     expire: bool = False
 
 
+class BatchingConfig(_Settings):
+    """Adaptive batching of one model: requests merge up to `max_batch_size` rows, waiting at
+    most `max_latency_ms` for company. `max_batch_size: 1` turns batching off."""
+
+    max_batch_size: int = Field(default=64, ge=1)
+    max_latency_ms: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+
+
+class ServingConfig(_Settings):
+    """How `parity serve-models` answers: a bare model name means `default_alias` if the model
+    has it, else its latest version; alias moves are seen within `alias_refresh_seconds`."""
+
+    default_alias: str = "champion"
+    alias_refresh_seconds: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    prediction_log: str | None = "data/prediction_log"
+    batching: BatchingConfig = BatchingConfig()
+    models: dict[str, BatchingConfig] = {}
+
+
+class ModelsConfig(_Settings):
+    """Model artifacts live in `artifacts` (a folder relative to the repo, or an fsspec URL such
+    as s3://bucket/prefix). `trusted: true` allows loading pickle-based models (sklearn, pyfunc):
+    unpickling runs code, so only trust a registry and artifact store that only you can write."""
+
+    artifacts: str = "data/artifacts"
+    trusted: bool = False
+    serving: ServingConfig = ServingConfig()
+
+    def artifacts_url(self, repo_root: Path) -> str:
+        if "://" in self.artifacts:
+            return self.artifacts
+        path = Path(self.artifacts)
+        return str(path if path.is_absolute() else repo_root / path)
+
+
 class RepoConfig(_Settings):
     project: str
     registry: RegistryConfig = RegistryConfig()
     offline: OfflineConfig = OfflineConfig()
     online: OnlineConfig = OnlineConfig()
+    models: ModelsConfig = ModelsConfig()
 
     @field_validator("project")
     @classmethod

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from parity.serving.errors import body_for
-from parity.serving.metrics import ServerMetrics
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -29,6 +28,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 FastRoute = Callable[[bytes], Awaitable["Response"]]
+ErrorBody = Callable[[str, str], Any]
+
+
+class RequestMetrics(Protocol):
+    def observe(self, path: str, seconds: float) -> None: ...
+
+    def error(self, code: str) -> None: ...
 
 
 class _BodyTooLarge(Exception):
@@ -40,10 +46,11 @@ class Guard:
         self,
         app: ASGIApp,
         *,
-        metrics: ServerMetrics,
+        metrics: RequestMetrics,
         max_in_flight: int,
         max_body_bytes: int,
         fast_routes: Mapping[tuple[str, str], FastRoute] | None = None,
+        error_body: ErrorBody = body_for,
     ) -> None:
         self.app = app
         self.fast_routes = dict(fast_routes or {})
@@ -51,6 +58,7 @@ class Guard:
         self.max_in_flight = max_in_flight
         self.max_body_bytes = max_body_bytes
         self.in_flight = 0
+        self.error_body = error_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +109,7 @@ class Guard:
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         self.metrics.error(code)
-        payload = orjson.dumps(body_for(code, message))
+        payload = orjson.dumps(self.error_body(code, message))
         await send(
             {
                 "type": "http.response.start",

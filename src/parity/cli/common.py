@@ -1,0 +1,58 @@
+"""What every `parity` command shares: the consoles, the repo option, one-line user errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from parity.errors import ParityError
+
+if TYPE_CHECKING:
+    from parity.feature_store import FeatureStore
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+state = {"debug": False}
+
+RepoOption = Annotated[
+    Path,
+    typer.Option(
+        "--repo", "-r", help="Feature repo folder (holds parity.yaml).", envvar="PARITY_REPO"
+    ),
+]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn ParityError into one clear line and exit code 1."""
+    try:
+        yield
+    except ParityError as error:
+        if state["debug"]:
+            raise
+        err.print(f"[red]Error[/] {escape(f'[{error.code}]: {error.message}')}")
+        raise typer.Exit(1) from None
+
+
+def store_at(repo: Path) -> FeatureStore:
+    from parity.feature_store import FeatureStore
+
+    return FeatureStore(repo)
+
+
+def command(function: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a command body in user_errors (keeps the signature typer reads)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        with user_errors():
+            function(*args, **kwargs)
+
+    return wrapper

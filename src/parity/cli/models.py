@@ -1,0 +1,244 @@
+"""`parity models ...` (the model registry) and `parity serve-models` (the model server)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from parity.cli.common import RepoOption, command, console, err, store_at
+from parity.errors import BackendNotInstalled, ConfigError
+
+if TYPE_CHECKING:
+    from parity.models.registry import ModelRegistry
+    from parity.models.store import AliasEvent
+
+models_app = typer.Typer(help="The model registry: versions, aliases and their history.")
+alias_app = typer.Typer(help="Move, delete or roll back an alias (champion, candidate, ...).")
+models_app.add_typer(alias_app, name="alias")
+
+ModelArg = Annotated[str, typer.Argument(help="Model name.")]
+AliasArg = Annotated[str, typer.Argument(help="Alias name, such as champion.")]
+ReasonOption = Annotated[str, typer.Option(help="Why: kept in the alias history.")]
+
+
+def _registry(repo: Path) -> ModelRegistry:
+    return store_at(repo).models
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@models_app.command("list")
+@command
+def models_list(repo: RepoOption = Path(".")) -> None:
+    """List registered models with their latest version and aliases."""
+    registry = _registry(repo)
+    table = Table("model", "versions", "latest", "aliases", "feature service")
+    for name in registry.models():
+        versions = registry.versions(name)
+        aliases = ", ".join(f"{a}={v}" for a, v in sorted(registry.aliases(name).items()))
+        latest = versions[-1]
+        table.add_row(
+            name,
+            str(len(versions)),
+            str(latest.version),
+            aliases or "-",
+            latest.feature_service or "-",
+        )
+    console.print(table)
+
+
+@models_app.command("versions")
+@command
+def models_versions(name: ModelArg, repo: RepoOption = Path(".")) -> None:
+    """List a model's versions: when, by whom, flavor, metrics, training set."""
+    registry = _registry(repo)
+    pointing: dict[int, list[str]] = {}
+    for alias, version in registry.aliases(name).items():
+        pointing.setdefault(version, []).append(alias)
+    table = Table("version", "registered", "author", "flavor", "metrics", "dataset", "aliases")
+    for item in registry.versions(name):
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(item.metrics.items()))
+        table.add_row(
+            str(item.version),
+            _when(item.created_at),
+            item.author,
+            item.flavor,
+            metrics or "-",
+            item.training_dataset or "-",
+            ", ".join(sorted(pointing.get(item.version, []))) or "-",
+        )
+    console.print(table)
+
+
+@models_app.command("describe")
+@command
+def models_describe(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME/VERSION.")],
+    repo: RepoOption = Path("."),
+) -> None:
+    """Show one version with its lineage, signature, metrics and parameters, as JSON."""
+    import dataclasses
+    import json
+
+    version = _registry(repo).resolve(ref)
+    console.print_json(json.dumps(dataclasses.asdict(version), default=str))
+
+
+@models_app.command("history")
+@command
+def models_history(
+    name: ModelArg,
+    repo: RepoOption = Path("."),
+    alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Show the version each alias pointed at, at this ISO time.")
+    ] = None,
+) -> None:
+    """Every alias move of a model (or which version each alias held at --at)."""
+    registry = _registry(repo)
+    if at is not None:
+        moment = _moment(at)
+        names = [alias] if alias else sorted({e.alias for e in registry.history(name)})
+        for each in names:
+            held = registry.alias_at(name, each, moment)
+            shown = f"version {held.version}" if held else "(not set)"
+            console.print(f"{name}@{each} at {_when(moment)}: {shown}")
+        return
+    _render_events(registry.history(name, alias))
+
+
+def _render_events(events: list[AliasEvent]) -> None:
+    table = Table("moved at", "alias", "from", "to", "author", "reason")
+    for event in events:
+        table.add_row(
+            _when(event.moved_at),
+            event.alias,
+            "-" if event.previous is None else str(event.previous),
+            "(deleted)" if event.version is None else str(event.version),
+            event.author,
+            escape(event.reason) or "-",
+        )
+    console.print(table)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"'{text}' is not an ISO 8601 time such as 2026-11-01T12:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@models_app.command("delete")
+@command
+def models_delete(
+    name: ModelArg,
+    version: Annotated[int, typer.Argument(help="Version to delete.")],
+    repo: RepoOption = Path("."),
+) -> None:
+    """Delete one version (refused while an alias points at it)."""
+    _registry(repo).delete_version(name, version)
+    console.print(f"Deleted {name}/{version}")
+
+
+@alias_app.command("set")
+@command
+def alias_set(
+    name: ModelArg,
+    alias: AliasArg,
+    version: Annotated[int, typer.Argument(help="Version the alias should point at.")],
+    repo: RepoOption = Path("."),
+    reason: ReasonOption = "",
+) -> None:
+    """Point an alias at a version (servers follow within alias_refresh_seconds)."""
+    event = _registry(repo).set_alias(name, alias, version, reason=reason)
+    _moved(name, event)
+
+
+@alias_app.command("delete")
+@command
+def alias_delete(
+    name: ModelArg, alias: AliasArg, repo: RepoOption = Path("."), reason: ReasonOption = ""
+) -> None:
+    """Remove an alias (its history is kept)."""
+    event = _registry(repo).delete_alias(name, alias, reason=reason)
+    _moved(name, event)
+
+
+@alias_app.command("rollback")
+@command
+def alias_rollback(
+    name: ModelArg, alias: AliasArg, repo: RepoOption = Path("."), reason: ReasonOption = ""
+) -> None:
+    """Move an alias back to the version it held before its latest move."""
+    event = _registry(repo).rollback(name, alias, reason=reason or "rollback")
+    _moved(name, event)
+
+
+def _moved(name: str, event: AliasEvent) -> None:
+    before = "(unset)" if event.previous is None else f"version {event.previous}"
+    after = "(deleted)" if event.version is None else f"version {event.version}"
+    console.print(f"{name}@{event.alias}: {before} -> {after}")
+
+
+def serve_models(
+    repo: RepoOption = Path("."),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    preload: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to load before ready (NAME@ALIAS); repeatable."),
+    ] = None,
+    with_features: Annotated[
+        bool, typer.Option("--with-features", help="Also serve the feature server's routes.")
+    ] = False,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, help="Requests in flight per worker before answering 503.")
+    ] = 512,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")
+    ] = 8 << 20,
+) -> None:
+    """Serve the registry's models: Open Inference Protocol v2 and entity-based /v1 predict."""
+    try:
+        import uvicorn
+
+        from parity.inference import app as model_app
+    except ModuleNotFoundError as error:
+        raise BackendNotInstalled(
+            f"the model server needs {error.name}: pip install 'parity[serve]'"
+        ) from None
+    store = store_at(repo)
+    err.print(f"Serving the models of project '{store.project}' on http://{host}:{port}")
+    os.environ.update(
+        PARITY_SERVE_REPO=str(store.repo_path),
+        PARITY_SERVE_PRELOAD=",".join(preload or []),
+        PARITY_SERVE_WITH_FEATURES="1" if with_features else "0",
+        PARITY_SERVE_MAX_IN_FLIGHT=str(max_in_flight),
+        PARITY_SERVE_MAX_BODY_BYTES=str(max_body_bytes),
+    )
+    store.close()
+    uvicorn.run(
+        f"{model_app.__name__}:{model_app.app_from_environment.__name__}",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+    )

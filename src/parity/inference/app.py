@@ -1,0 +1,104 @@
+"""Builds the model server of a feature repo from its parity.yaml: the registry's models, the online
+store for entity-based prediction, the prediction log, and the admission guard in front.
+
+Entry point of each `parity serve-models` worker process (`app_from_environment`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from parity.inference.deployment import BatchSettings
+from parity.inference.http import ModelApp, error_body
+from parity.inference.metrics import ModelMetrics
+from parity.inference.server import ModelServer, ModelTarget
+from parity.serving.guard import ASGIApp, Guard
+
+if TYPE_CHECKING:
+    from parity.feature_store import FeatureStore
+    from parity.inference.predlog import PredictionLogger
+    from parity.repo.config import BatchingConfig
+
+
+def _settings(config: BatchingConfig) -> BatchSettings:
+    return BatchSettings(config.max_batch_size, config.max_latency_ms)
+
+
+def prediction_logger(store: FeatureStore) -> PredictionLogger | None:
+    """The logger writing rotated Parquet files under the configured folder (None: no log)."""
+    folder = store.config.models.serving.prediction_log
+    if folder is None:
+        return None
+    from parity.inference.predlog import ParquetLogSink, PredictionLogger
+
+    path = Path(folder)
+    return PredictionLogger(ParquetLogSink(path if path.is_absolute() else store.repo_path / path))
+
+
+def create_model_app(
+    store: FeatureStore,
+    *,
+    preload: list[str] | None = None,
+    prediction_log: PredictionLogger | None = None,
+    with_features: bool = False,
+    max_in_flight: int = 512,
+    max_body_bytes: int = 8 << 20,
+) -> Guard:
+    """The model server of `store`'s project as one ASGI app. `preload` names the models (refs
+    such as `fraud@champion`) to load before the server reports ready; others load on first use.
+    The prediction log is closed (everything queued written) when the app shuts down."""
+    serving = store.config.models.serving
+    metrics = ModelMetrics(
+        None if prediction_log is None else lambda: (prediction_log.logged, prediction_log.dropped)
+    )
+    server = ModelServer(
+        store.models,
+        metrics=metrics,
+        features=store,
+        prediction_log=prediction_log,
+        default_alias=serving.default_alias,
+        alias_refresh_seconds=serving.alias_refresh_seconds,
+        batching=_settings(serving.batching),
+        batching_by_model={name: _settings(c) for name, c in serving.models.items()},
+    )
+    targets = [ModelTarget.parse(ref) for ref in preload or []]
+
+    async def startup() -> None:
+        await server.preload(targets)
+
+    async def shutdown() -> None:
+        if prediction_log is not None:
+            prediction_log.close()
+        await store.close_async()
+
+    fallback: ASGIApp | None = None
+    if with_features:
+        from parity.serving.app import create_app
+
+        fallback = create_app(store, max_in_flight=max_in_flight, max_body_bytes=max_body_bytes)
+    app = ModelApp(server, on_startup=startup, on_shutdown=shutdown, fallback=fallback)
+    return Guard(
+        app,
+        metrics=metrics,
+        max_in_flight=max_in_flight,
+        max_body_bytes=max_body_bytes,
+        error_body=error_body,
+    )
+
+
+def app_from_environment() -> Guard:
+    """The app each `parity serve-models --workers N` worker process builds (uvicorn factory)."""
+    from parity.feature_store import FeatureStore
+
+    store = FeatureStore(os.environ["PARITY_SERVE_REPO"])
+    preload = [ref for ref in os.environ.get("PARITY_SERVE_PRELOAD", "").split(",") if ref]
+    return create_model_app(
+        store,
+        preload=preload,
+        prediction_log=prediction_logger(store),
+        with_features=os.environ.get("PARITY_SERVE_WITH_FEATURES") == "1",
+        max_in_flight=int(os.environ.get("PARITY_SERVE_MAX_IN_FLIGHT", "512")),
+        max_body_bytes=int(os.environ.get("PARITY_SERVE_MAX_BODY_BYTES", str(8 << 20))),
+    )

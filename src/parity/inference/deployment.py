@@ -1,0 +1,203 @@
+"""One loaded model version ready to serve: turns request tensors or feature columns into the rows
+its signature expects, and predicts them alone or through its adaptive batcher.
+
+Must not import HTTP code or any model library (pandas only for DataFrame-signature models).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from parity.errors import BadRequest, InferenceRequestError, ParityError, PredictFailed
+from parity.inference.batching import AdaptiveBatcher
+
+if TYPE_CHECKING:
+    from parity.inference.metrics import VersionMetrics
+    from parity.models.flavors import LoadedModel
+    from parity.models.store import ModelVersion
+
+Array = np.ndarray[Any, Any]
+Item = Array | dict[str, Array]  # one request's rows: a 2-D array, or named 1-D columns
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """`max_batch_size=1` means no batching: each request calls the model on its own."""
+
+    max_batch_size: int = 64
+    max_latency_ms: float = 5.0
+
+
+class Deployment:
+    def __init__(
+        self,
+        version: ModelVersion,
+        model: LoadedModel,
+        settings: BatchSettings,
+        metrics: VersionMetrics,
+    ) -> None:
+        self.version = version
+        self.model = model
+        self.metrics = metrics
+        signature = model.signature
+        self.kind = signature.input_kind if signature is not None else "any"
+        self.input_names = tuple(s.name for s in signature.inputs) if signature else ()
+        self.width = signature.inputs[0].shape[-1] if self.kind == "ndarray" and signature else -1
+        self.output_name = (
+            signature.outputs[0].name if signature and signature.outputs else "output"
+        )
+        self._executor: ThreadPoolExecutor | None = None
+        self.batcher: AdaptiveBatcher | None = None
+        if settings.max_batch_size > 1:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{version.name}")
+            self.batcher = AdaptiveBatcher(
+                self._predict_items,
+                max_batch_size=settings.max_batch_size,
+                max_latency_ms=settings.max_latency_ms,
+                executor=self._executor,
+                on_batch=metrics.on_batch,
+            )
+
+    async def predict(self, item: Item, rows: int) -> Array:
+        """The model's output rows for `item` (batched with other requests when enabled)."""
+        if self.batcher is not None:
+            result: Array = await self.batcher.submit(item, rows)
+            return result
+        started = time.perf_counter()
+        try:
+            (result,) = self._predict_items([item])
+        except ParityError:
+            raise
+        except Exception as error:
+            failure = PredictFailed(f"predict raised {type(error).__name__}: {error}")
+            raise failure from error
+        self.metrics.on_batch(rows, 1, time.perf_counter() - started)
+        return result
+
+    def _predict_items(self, items: list[Item]) -> list[Array]:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, item in enumerate(items):  # columns of different names cannot be stacked
+            groups.setdefault(_names(item), []).append(index)
+        results: list[Array] = [np.empty(0)] * len(items)
+        for indexes in groups.values():
+            chosen = [items[i] for i in indexes]
+            for index, result in zip(indexes, self._predict_group(chosen), strict=True):
+                results[index] = result
+        return results
+
+    def _predict_group(self, items: list[Item]) -> list[Array]:
+        sizes = [_rows(item) for item in items]
+        batch = items[0] if len(items) == 1 else _concat(items)
+        if isinstance(batch, dict):
+            import pandas as pd
+
+            batch = pd.DataFrame(batch, copy=False)
+        output = np.asarray(self.model.predict(batch))
+        if output.ndim == 0 or output.shape[0] != sum(sizes):
+            raise PredictFailed(
+                f"model {self.version.ref} returned shape {output.shape} for {sum(sizes)} rows; "
+                "predict must return one row per input row"
+            )
+        return np.split(output, np.cumsum(sizes)[:-1]) if len(items) > 1 else [output]
+
+    def assemble_tensors(self, tensors: Mapping[str, Array]) -> tuple[Item, int]:
+        """The rows an inference request's tensors carry, shaped for this model's signature."""
+        if not tensors:
+            raise InferenceRequestError("the request has no inputs")
+        if self.kind == "ndarray" or (self.kind == "any" and len(tensors) == 1):
+            return self._one_matrix(tensors)
+        if self.kind == "dataframe" and len(tensors) == 1:
+            (only,) = tensors.values()
+            if only.ndim == 2 and only.shape[1] == len(self.input_names) > 1:
+                columns = {n: only[:, i] for i, n in enumerate(self.input_names)}
+                return columns, only.shape[0]
+        names = self.input_names or tuple(tensors)
+        missing = [name for name in names if name not in tensors]
+        if missing:
+            raise InferenceRequestError(
+                f"model {self.version.ref} needs inputs {list(names)}; missing {missing}"
+            )
+        return _columns({name: tensors[name] for name in names})
+
+    def _one_matrix(self, tensors: Mapping[str, Array]) -> tuple[Item, int]:
+        if len(tensors) != 1:
+            raise InferenceRequestError(
+                f"model {self.version.ref} takes one 2-D input tensor (rows x features); "
+                f"got {len(tensors)} inputs {sorted(tensors)}"
+            )
+        (matrix,) = tensors.values()
+        if matrix.ndim != 2 or self.width not in (-1, matrix.shape[1]):
+            wanted = f"[rows, {self.width}]" if self.width != -1 else "[rows, features]"
+            raise InferenceRequestError(
+                f"model {self.version.ref} takes an input of shape {wanted}, "
+                f"not {list(matrix.shape)}"
+            )
+        if matrix.shape[0] == 0:
+            raise InferenceRequestError("the input has no rows")
+        return matrix, matrix.shape[0]
+
+    def assemble_features(
+        self, values: Mapping[str, Sequence[Any]], request: Mapping[str, Sequence[Any]]
+    ) -> tuple[Item, int]:
+        """The rows of an entity request: the signature's columns from the fetched features, or
+        from the request itself (request-time inputs such as the amount)."""
+        names = self.input_names if self.kind == "dataframe" else tuple(values)
+        missing = [n for n in names if n not in values and n not in request]
+        if missing:
+            raise BadRequest(
+                f"model {self.version.ref} needs {missing}, which its feature service "
+                f"'{self.version.feature_service}' does not provide; send them with the entities"
+            )
+        raw = {name: values[name] if name in values else request[name] for name in names}
+        if self.kind == "ndarray":
+            matrix = np.column_stack([np.asarray(raw[n], dtype=np.float64) for n in names])
+            return self._one_matrix({"features": matrix})
+        return _columns({name: np.asarray(column) for name, column in raw.items()})
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+
+def _columns(columns: dict[str, Array]) -> tuple[Item, int]:
+    flat: dict[str, Array] = {}
+    for name, column in columns.items():
+        if column.ndim == 2 and column.shape[1] == 1:
+            column = column[:, 0]
+        if column.ndim != 1:
+            raise InferenceRequestError(
+                f"input '{name}' must be one column of shape [rows] or [rows, 1], "
+                f"not {list(column.shape)}"
+            )
+        flat[name] = column
+    lengths = {len(column) for column in flat.values()}
+    if len(lengths) != 1 or 0 in lengths:
+        shown = {name: len(column) for name, column in flat.items()}
+        raise InferenceRequestError(f"inputs must have the same number of rows (>0): {shown}")
+    return flat, lengths.pop()
+
+
+def _names(item: Item) -> tuple[str, ...]:
+    return () if isinstance(item, np.ndarray) else tuple(item)
+
+
+def _rows(item: Item) -> int:
+    if isinstance(item, np.ndarray):
+        return int(item.shape[0])
+    return len(next(iter(item.values())))
+
+
+def _concat(items: list[Item]) -> Item:
+    arrays = [item for item in items if isinstance(item, np.ndarray)]
+    if arrays:
+        return np.concatenate(arrays)
+    columns = [item for item in items if isinstance(item, dict)]
+    return {name: np.concatenate([item[name] for item in columns]) for name in columns[0]}

@@ -1,0 +1,279 @@
+"""The model server over HTTP, as a plain ASGI app: Open Inference Protocol v2 REST (`/v2/...`),
+entity-based prediction (`POST /v1/models/{m}/predict`), `/metrics`; errors are 4xx
+`{"error": message, "code": code}` bodies. Routing is a split of the path: no framework layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
+
+from parity import __version__
+from parity.errors import BadRequest, InferenceRequestError, ParityError
+from parity.inference.oip import (
+    HEADER_LENGTH,
+    ServerMetadata,
+    binary_output_names,
+    parse_request,
+    render_response,
+)
+from parity.inference.server import ModelServer, ModelTarget
+from parity.serving.errors import status_for
+from parity.serving.guard import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+_JSON = [(b"content-type", b"application/json")]
+_NOT_FOUND = "no such route; the model server answers /v2/... (Open Inference Protocol), "
+_NOT_FOUND += "/v1/models[/{model}[/predict]] and /metrics"
+
+
+class PredictRequest(BaseModel):
+    """Body of POST /v1/models/{model}/predict."""
+
+    model_config = ConfigDict(extra="forbid")
+    entities: dict[StrictStr, list[Any]] | list[dict[StrictStr, Any]]
+    id: StrictStr | None = None
+    return_features: StrictBool = False
+
+
+class _Reply(Exception):
+    """A finished answer, raised from deep in a handler."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        self.status, self.body = status, body
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    """The Open Inference Protocol's error shape, plus Parity's stable code."""
+    return {"error": message, "code": code}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _dumps(body: Any) -> bytes:
+    return orjson.dumps(body, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class ModelApp:
+    """ASGI app of the model server; `fallback` (the feature server, say) answers other paths."""
+
+    def __init__(
+        self,
+        server: ModelServer,
+        *,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        fallback: ASGIApp | None = None,
+    ) -> None:
+        self.server = server
+        self.metrics = server.metrics
+        self.fallback = fallback
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+        self.ready = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        parts = [p for p in scope["path"].split("/") if p]
+        if parts[:1] not in (["v1"], ["v2"], ["metrics"]) and self.fallback is not None:
+            await self.fallback(scope, receive, send)
+            return
+        model = ""
+        try:
+            status, body, extra = await self._route(scope, parts, receive)
+        except _Reply as reply:
+            status, body, extra = reply.status, _dumps(reply.body), []
+        except ParityError as failure:
+            model = parts[2] if len(parts) > 2 else ""
+            self.metrics.error(failure.code, model)
+            status, extra = status_for(failure), []
+            body = _dumps(error_body(failure.code, failure.message))
+        except Exception as failure:  # a bug, not the caller's fault: log it, answer 500
+            logger.exception("model server failed on %s %s", scope["method"], scope["path"])
+            self.metrics.error("internal", model)
+            status, extra = 500, []
+            body = _dumps(error_body("internal", f"internal error ({type(failure).__name__})"))
+        headers = [*extra, (b"content-length", str(len(body)).encode())]
+        if not any(name == b"content-type" for name, _ in extra):
+            headers += _JSON
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _route(
+        self, scope: Scope, parts: list[str], receive: Receive
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        method = scope["method"]
+        if parts == ["metrics"] and method == "GET":
+            return 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
+        if parts[:1] == ["v2"]:
+            return await self._v2(method, parts[1:], scope, receive)
+        if parts[:1] == ["v1"] and parts[1:2] == ["models"]:
+            return await self._v1(method, parts[2:], receive)
+        raise _Reply(404, error_body("not_found", _NOT_FOUND))
+
+    async def _v2(
+        self, method: str, parts: list[str], scope: Scope, receive: Receive
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if not parts and method == "GET":
+            meta = ServerMetadata(name="parity", version=__version__, extensions=["binary_data"])
+            return 200, meta.model_dump_json().encode(), []
+        if parts[:1] == ["health"] and len(parts) == 2 and method == "GET":
+            return self._health(parts[1])
+        if parts[:1] != ["models"] or len(parts) < 2:
+            raise _Reply(404, error_body("not_found", _NOT_FOUND))
+        target, rest = _target(parts[1:])
+        if rest == [] and method == "GET":
+            deployment = await self.server.deployment(target)
+            return 200, self.server.metadata(deployment).model_dump_json().encode(), []
+        if rest == ["ready"] and method == "GET":
+            await self.server.deployment(target)
+            return 200, _dumps({"name": target.name, "ready": True}), []
+        if rest == ["infer"] and method == "POST":
+            return await self._infer(target, scope, await _body(receive))
+        raise _Reply(404, error_body("not_found", _NOT_FOUND))
+
+    def _health(self, which: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if which == "live":
+            return 200, _dumps({"live": True}), []
+        if which == "ready":
+            if not self.ready:
+                raise _Reply(400, error_body("not_ready", "the server is still loading models"))
+            return 200, _dumps({"ready": True}), []
+        raise _Reply(404, error_body("not_found", _NOT_FOUND))
+
+    async def _infer(
+        self, target: ModelTarget, scope: Scope, raw: bytes
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        request, tensors = parse_request(raw, _json_length(scope))
+        deployment = await self.server.deployment(target)
+        response = await self.server.infer(deployment, request, tensors, target.alias)
+        body, json_length = render_response(
+            response, binary_output_names(request, [deployment.output_name])
+        )
+        if json_length is None:
+            return 200, body, []
+        headers = [
+            (b"content-type", b"application/octet-stream"),
+            (HEADER_LENGTH.lower().encode(), str(json_length).encode()),
+        ]
+        return 200, body, headers
+
+    async def _v1(
+        self, method: str, parts: list[str], receive: Receive
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if not parts and method == "GET":
+            return 200, _dumps({"models": self._catalog()}), []
+        target, rest = _target(parts)
+        if rest == [] and method == "GET":
+            version = self.server.registry.get_version(target.name, self.server.version_of(target))
+            return 200, _dumps(dataclasses.asdict(version)), []
+        if rest == ["predict"] and method == "POST":
+            return await self._predict(target, await _body(receive))
+        raise _Reply(404, error_body("not_found", _NOT_FOUND))
+
+    def _catalog(self) -> list[dict[str, Any]]:
+        registry = self.server.registry
+        return [
+            {
+                "name": name,
+                "versions": [v.version for v in registry.versions(name)],
+                "aliases": registry.aliases(name),
+            }
+            for name in registry.models()
+        ]
+
+    async def _predict(
+        self, target: ModelTarget, raw: bytes
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        try:
+            body = PredictRequest.model_validate_json(raw)
+        except ValidationError as failure:
+            raise BadRequest(_invalid(failure)) from None
+        answer = await self.server.predict_entities(
+            target, body.entities, request_id=body.id, return_features=body.return_features
+        )
+        reply: dict[str, Any] = {
+            "id": answer.request_id,
+            "model_name": answer.version.name,
+            "model_version": answer.version.version,
+            "alias": answer.alias,
+            "predictions": answer.predictions,
+        }
+        if body.return_features:
+            reply["features"] = answer.features
+        return 200, _dumps(reply), []
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._on_startup is not None:
+                        await self._on_startup()
+                except Exception as failure:
+                    logger.exception("model server start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(failure)})
+                    return
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                await self.server.close()
+                if self._on_shutdown is not None:
+                    await self._on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _target(parts: list[str]) -> tuple[ModelTarget, list[str]]:
+    """`name[@alias]` then, optionally, `versions/N`; returns the rest of the path."""
+    if len(parts) >= 3 and parts[1] == "versions":
+        return ModelTarget.parse(parts[0], parts[2]), parts[3:]
+    return ModelTarget.parse(parts[0]), parts[1:]
+
+
+def _json_length(scope: Scope) -> int | None:
+    wanted = HEADER_LENGTH.lower().encode()
+    for name, value in scope["headers"]:
+        if name == wanted:
+            if not value.isdigit():
+                raise InferenceRequestError(f"{HEADER_LENGTH} must be a byte count")
+            return int(value)
+    return None
+
+
+def _invalid(failure: ValidationError) -> str:
+    problems = failure.errors()[:3]
+    text = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in problems
+    )
+    return f"invalid predict request: {text}"
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)

@@ -1,0 +1,328 @@
+"""The model server's core, without HTTP: resolves model references (aliases re-read every
+`alias_refresh_seconds`, so a move needs no restart), loads and batches each version once, predicts
+from Open Inference Protocol tensors or from entity keys with online features, and logs each row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from parity.errors import (
+    AliasNotFound,
+    BadRequest,
+    InferenceRequestError,
+    InvalidModelRef,
+)
+from parity.inference.deployment import BatchSettings, Deployment, Item
+from parity.inference.oip import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    TensorMetadata,
+    encode_output,
+)
+from parity.models.registry import parse_ref
+
+if TYPE_CHECKING:
+    from parity.feature_store import FeatureStore
+    from parity.inference.metrics import ModelMetrics
+    from parity.inference.predlog import PredictionLogger
+    from parity.models.registry import ModelRegistry
+    from parity.models.store import ModelVersion
+    from parity.online.reads import OnlineResponse
+
+logger = logging.getLogger(__name__)
+
+_OIP_DATATYPES = {"bool": "BOOL", "str": "BYTES", "bytes": "BYTES", "object": "BYTES"}
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """What a request addressed: a version, an alias, or (neither) the model's default."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, version: str | None = None) -> ModelTarget:
+        name, number, alias = parse_ref(text)
+        if version is None:
+            return cls(name, number, alias)
+        if number is not None or alias is not None:
+            raise InvalidModelRef(f"'{text}' already names a version or alias; drop /versions/")
+        if not version.isdigit() or int(version) < 1:
+            raise InvalidModelRef(f"model version must be a positive integer, not '{version}'")
+        return cls(name, int(version), None)
+
+
+@dataclass(frozen=True)
+class EntityPrediction:
+    """The answer of an entity-based prediction: one prediction per entity row."""
+
+    request_id: str
+    version: ModelVersion
+    alias: str | None
+    predictions: list[Any]
+    features: dict[str, list[Any]] = field(default_factory=dict)
+
+
+class ModelServer:
+    """Every model of one project's registry, served on demand: a version is loaded the first
+    time a request needs it and kept (least recently used beyond `max_loaded` are unloaded)."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        metrics: ModelMetrics,
+        features: FeatureStore | None = None,
+        prediction_log: PredictionLogger | None = None,
+        default_alias: str | None = "champion",
+        alias_refresh_seconds: float = 1.0,
+        batching: BatchSettings = BatchSettings(),
+        batching_by_model: Mapping[str, BatchSettings] | None = None,
+        max_loaded: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self.features = features
+        self.prediction_log = prediction_log
+        self.default_alias = default_alias
+        self.alias_refresh_seconds = alias_refresh_seconds
+        self.batching = batching
+        self.batching_by_model = dict(batching_by_model or {})
+        self.max_loaded = max_loaded
+        self._clock = clock
+        self._resolved: dict[ModelTarget, tuple[float, int]] = {}
+        self._loaded: OrderedDict[tuple[str, int], Deployment] = OrderedDict()
+        self._loading: dict[tuple[str, int], asyncio.Future[Deployment]] = {}
+
+    # --- resolving and loading ----------------------------------------------------------------
+
+    def version_of(self, target: ModelTarget) -> int:
+        """The version `target` means now (an alias is re-read once its cache entry expires)."""
+        if target.version is not None:
+            return target.version
+        now = self._clock()
+        hit = self._resolved.get(target)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        number = self._lookup(target).version
+        self._resolved[target] = (now + self.alias_refresh_seconds, number)
+        return number
+
+    def _lookup(self, target: ModelTarget) -> ModelVersion:
+        if target.alias is not None:
+            return self.registry.get_alias(target.name, target.alias)
+        if self.default_alias is not None:
+            try:
+                return self.registry.get_alias(target.name, self.default_alias)
+            except AliasNotFound:
+                pass
+        return self.registry.resolve(target.name)
+
+    async def deployment(self, target: ModelTarget) -> Deployment:
+        key = (target.name, self.version_of(target))
+        found = self._loaded.get(key)
+        if found is not None:
+            self._loaded.move_to_end(key)
+            return found
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._loading[key] = pending
+            try:
+                pending.set_result(await asyncio.to_thread(self._load, *key))
+            except BaseException as error:
+                pending.set_exception(error)
+                pending.exception()  # retrieved: a failed load is reported to every waiter
+            finally:
+                del self._loading[key]
+            self._keep(key, pending.result())
+        return await asyncio.shield(pending)
+
+    def _load(self, name: str, number: int) -> Deployment:
+        version = self.registry.get_version(name, number)
+        model = self.registry.load(version)
+        settings = self.batching_by_model.get(name, self.batching)
+        logger.info("loaded model %s version %d (%s)", name, number, version.flavor)
+        return Deployment(version, model, settings, self.metrics.for_version(name, number))
+
+    def _keep(self, key: tuple[str, int], deployment: Deployment) -> None:
+        self._loaded[key] = deployment
+        while len(self._loaded) > self.max_loaded:
+            _, evicted = self._loaded.popitem(last=False)
+            asyncio.get_running_loop().create_task(evicted.close())
+
+    async def preload(self, targets: Sequence[ModelTarget]) -> None:
+        for target in targets:
+            await self.deployment(target)
+
+    def loaded(self) -> list[Deployment]:
+        return list(self._loaded.values())
+
+    async def close(self) -> None:
+        for deployment in list(self._loaded.values()):
+            await deployment.close()
+        self._loaded.clear()
+
+    # --- Open Inference Protocol --------------------------------------------------------------
+
+    def metadata(self, deployment: Deployment) -> ModelMetadata:
+        version = deployment.version
+        signature = deployment.model.signature
+        versions = [str(v.version) for v in self.registry.versions(version.name)]
+        inputs = [_tensor(s.name, s.dtype, s.shape) for s in signature.inputs] if signature else []
+        outputs = (
+            [_tensor(s.name, s.dtype, s.shape) for s in signature.outputs] if signature else []
+        )
+        return ModelMetadata(
+            name=version.name,
+            versions=versions,
+            platform=f"parity_{version.flavor}",
+            inputs=inputs,
+            outputs=outputs,
+        )
+
+    async def infer(
+        self,
+        deployment: Deployment,
+        request: InferenceRequest,
+        tensors: dict[str, np.ndarray[Any, Any]],
+        alias: str | None = None,
+    ) -> InferenceResponse:
+        started = time.perf_counter()
+        wanted = [out.name for out in request.outputs or ()]
+        unknown = sorted(set(wanted) - {deployment.output_name})
+        if unknown:
+            raise InferenceRequestError(
+                f"model {deployment.version.ref} has no output {unknown}; its output is "
+                f"'{deployment.output_name}'"
+            )
+        item, rows = deployment.assemble_tensors(tensors)
+        result = await deployment.predict(item, rows)
+        seconds = time.perf_counter() - started
+        deployment.metrics.infer.observe(seconds)
+        request_id = request.id or uuid.uuid4().hex
+        if self.prediction_log is not None:
+            self._log(request_id, deployment, alias, [], _row_dicts(item, rows), result, seconds)
+        return InferenceResponse(
+            model_name=deployment.version.name,
+            model_version=str(deployment.version.version),
+            id=request.id,
+            outputs=[encode_output(deployment.output_name, result)],
+        )
+
+    # --- entity-based prediction ----------------------------------------------------------------
+
+    async def predict_entities(
+        self,
+        target: ModelTarget,
+        entities: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+        *,
+        request_id: str | None = None,
+        return_features: bool = False,
+    ) -> EntityPrediction:
+        started = time.perf_counter()
+        deployment = await self.deployment(target)
+        service = deployment.version.feature_service
+        if service is None:
+            raise BadRequest(
+                f"model {deployment.version.ref} was registered without a feature service, so "
+                f"its features cannot be fetched; call /v2/models/{target.name}/infer with the "
+                "feature values, or register the model with feature_service="
+            )
+        if self.features is None:
+            raise BadRequest("this model server has no feature store to fetch features from")
+        response = await self.features.get_online_features_async(service, entities)
+        item, rows = deployment.assemble_features(response.values, response.entities)
+        result = await deployment.predict(item, rows)
+        seconds = time.perf_counter() - started
+        deployment.metrics.predict.observe(seconds)
+        request_id = request_id or uuid.uuid4().hex
+        alias = _alias_of(target, self.default_alias)
+        if self.prediction_log is not None:
+            entities_used = _rows_of(response.entities, rows)
+            features_used = _rows_of(response.values, rows)
+            self._log(request_id, deployment, alias, entities_used, features_used, result, seconds)
+        return EntityPrediction(
+            request_id=request_id,
+            version=deployment.version,
+            alias=alias,
+            predictions=result.tolist(),
+            features=_features_of(response) if return_features else {},
+        )
+
+    def _log(
+        self,
+        request_id: str,
+        deployment: Deployment,
+        alias: str | None,
+        entities: list[dict[str, Any]],
+        features: list[dict[str, Any]],
+        result: np.ndarray[Any, Any],
+        seconds: float,
+    ) -> None:
+        if self.prediction_log is None:
+            return
+        from parity.inference.predlog import PredictionRecord
+
+        at = datetime.now(UTC)
+        version = deployment.version
+        predictions = result.tolist()
+        for row, prediction in enumerate(predictions):
+            self.prediction_log.log(
+                PredictionRecord(
+                    request_id=request_id,
+                    at=at,
+                    model=version.name,
+                    version=version.version,
+                    entities=entities[row] if entities else {},
+                    features=features[row] if features else {},
+                    prediction=prediction,
+                    latency_ms=seconds * 1000,
+                    alias=alias,
+                )
+            )
+
+
+def _alias_of(target: ModelTarget, default_alias: str | None) -> str | None:
+    if target.alias is not None or target.version is not None:
+        return target.alias
+    return default_alias
+
+
+def _tensor(name: str, dtype: str, shape: Sequence[int]) -> TensorMetadata:
+    datatype = _OIP_DATATYPES.get(dtype)
+    if datatype is None:
+        kind = np.dtype(dtype)
+        datatype = {"f": "FP", "i": "INT", "u": "UINT"}.get(kind.kind, "BYTES")
+        datatype = datatype if datatype == "BYTES" else f"{datatype}{kind.itemsize * 8}"
+    return TensorMetadata(name=name, datatype=datatype, shape=list(shape))
+
+
+def _rows_of(columns: Mapping[str, Sequence[Any]], rows: int) -> list[dict[str, Any]]:
+    names = list(columns)
+    return [{name: columns[name][row] for name in names} for row in range(rows)]
+
+
+def _row_dicts(item: Item, rows: int) -> list[dict[str, Any]]:
+    if isinstance(item, np.ndarray):
+        return [{"input": row} for row in item.tolist()]
+    return _rows_of({name: column.tolist() for name, column in item.items()}, rows)
+
+
+def _features_of(response: OnlineResponse) -> dict[str, list[Any]]:
+    return {name: list(values) for name, values in response.values.items()}
