@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (SQLite registry, Parquet data), no server needed:
-# scaffold the fraud-detection repo, generate its data, plan, apply, list the registry, and build
-# a point-in-time-correct training set for the fraud model from the chargeback labels.
+# The main job on the embedded default (SQLite registry, Parquet data): scaffold the fraud-detection
+# repo, generate its data, plan, apply, build a point-in-time-correct training set, materialize, read
+# features in-process and over HTTP, train and register the fraud model as fraud@champion, score
+# transactions with it over HTTP, and stream a burst of transactions (Redis, if running).
 set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -76,6 +77,53 @@ names = reply["metadata"]["feature_names"]
 for name, result in zip(names, reply["results"]):
     print(f"  {name:<20} {result['values']!s:<36} {result['statuses']}")
 PY
+echo
+echo "== train the fraud model on the training set and register it as fraud@champion"
+python -m parity.examples.fraud.model --dataset fraud_train_v1 --alias champion
+echo
+echo "== parity models list / versions / history"
+parity models list
+parity models versions fraud
+parity models history fraud
+echo
+echo "== score transactions over HTTP: parity serve-models, then POST /v1/models/fraud@champion/predict"
+mport=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+parity serve-models --port "$mport" --model fraud@champion 2>/dev/null &
+models_server=$!
+trap 'kill $server $models_server 2>/dev/null; rm -rf "$work"' EXIT
+python - "$mport" <<'PY'
+import json, sys, time, urllib.request
+
+url = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(url + "/v2/health/ready", timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+# Recent payments, two later charged back as fraud and two not: the features come from the online
+# store, the amount with the request.
+import pyarrow.compute as pc, pyarrow.parquet as pq
+
+labels = pq.read_table("data/chargebacks.parquet").sort_by([("event_timestamp", "descending")])
+picked = [row for flag in (True, False) for row in
+          labels.filter(pc.equal(labels["is_fraud"], flag)).slice(0, 2).to_pylist()]
+body = {
+    "entities": {k: [row[k] for row in picked] for k in ("account_id", "device_id", "amount")},
+    "return_features": True,
+}
+request = urllib.request.Request(
+    url + "/v1/models/fraud@champion/predict", json.dumps(body).encode(),
+    {"content-type": "application/json"},
+)
+reply = json.load(urllib.request.urlopen(request, timeout=30))
+print(f"  model {reply['model_name']} version {reply['model_version']} (alias {reply['alias']}), request {reply['id']}")
+for row, score, risk in zip(picked, reply["predictions"], reply["features"]["device_risk_score"]):
+    print(f"  account {row['account_id']:>5}, device {row['device_id']:>6}, amount {row['amount']:>8.2f}"
+          f" (device risk {risk if risk is None else round(risk, 3)}): fraud probability {score:.4f}, charged back: {row['is_fraud']}")
+PY
+kill $models_server 2>/dev/null; wait $models_server 2>/dev/null || true
+echo "  prediction log: $(find data/prediction_log -name '*.parquet' | wc -l) Parquet file(s) written on shutdown"
 echo
 echo "== streaming: a burst of transactions through 'parity ingest' (Redis Streams at 127.0.0.1:6379)"
 if python -c 'import redis; redis.Redis(socket_connect_timeout=1).ping()' 2>/dev/null; then

@@ -46,7 +46,7 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     assert int(after["amount_count_5m"]) >= 6
     assert float(after["amount_sum_1h"]) >= 390.0
     assert int(after["device_id_count_distinct_10m"]) >= 3
-    over_http = out.split("the same lookup over HTTP")[1].split("== streaming")[0]
+    over_http = out.split("the same lookup over HTTP")[1].split("== train the fraud model")[0]
     assert "device_risk_score" in over_http and "'NOT_FOUND'" in over_http
     # The data ends today, so served values are fresh, the same as the in-process lookup's.
     fresh = [line for line in over_http.splitlines() if "txn_count_7d" in line]
@@ -54,3 +54,15 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     in_process = lookup.split("the same lookup over HTTP")[0].splitlines()
     same = next(line for line in in_process if "txn_count_7d" in line)
     assert fresh[0].split()[1:3] == same.split()[1:3]
+    modelling = out.split("== train the fraud model")[1].split("== streaming")[0]
+    assert "Registered fraud/1 as fraud@champion" in modelling
+    assert "lineage: service fraud_model_v1, dataset fraud_train_v1" in modelling
+    assert "champion=1" in modelling  # parity models list
+    assert "registered fraud/1" in modelling  # parity models history: the alias's first move
+    assert "model fraud version 1 (alias champion)" in modelling
+    scores = [line for line in modelling.splitlines() if "fraud probability" in line]
+    assert len(scores) == 4  # two charged-back payments and two clean ones
+    for line in scores:
+        assert 0.0 <= float(line.split("fraud probability ")[1].split(",")[0]) <= 1.0
+    assert [line.endswith("charged back: True") for line in scores] == [True, True, False, False]
+    assert "prediction log: 1 Parquet file(s) written on shutdown" in modelling

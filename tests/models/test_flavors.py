@@ -254,3 +254,31 @@ def test_bytes_that_are_not_a_model_artifact_are_rejected() -> None:
     data = save_model(ThresholdModel(1.0))
     with pytest.raises(InvalidModelArtifact, match="pyfunc"):
         get_flavor("onnx").load(data)
+
+
+class _Doubler:
+    def predict(self, batch: Any) -> Any:
+        return np.asarray(batch) * 2
+
+
+def test_a_pyfunc_class_defined_in_main_is_refused_at_save() -> None:
+    from parity.errors import UnknownFlavor
+
+    scripted = type("Scripted", (_Doubler,), {"__module__": "__main__"})
+    with pytest.raises(UnknownFlavor, match="__main__"):
+        save_model(scripted(), flavor="pyfunc")
+
+
+def test_a_pyfunc_whose_class_is_gone_fails_to_load_with_a_typed_error() -> None:
+    from parity.errors import InvalidModelArtifact
+
+    module = types.ModuleType("parity_vanishing_module")
+    vanishing = type("Vanishing", (_Doubler,), {"__module__": module.__name__})
+    module.Vanishing = vanishing  # type: ignore[attr-defined]
+    sys.modules[module.__name__] = module
+    try:
+        data = save_model(vanishing(), flavor="pyfunc")
+    finally:
+        del sys.modules[module.__name__]
+    with pytest.raises(InvalidModelArtifact, match="importable"):
+        load_model(data, trusted=True)

@@ -182,7 +182,7 @@ def alias_rollback(
     name: ModelArg, alias: AliasArg, repo: RepoOption = Path("."), reason: ReasonOption = ""
 ) -> None:
     """Move an alias back to the version it held before its latest move."""
-    event = _registry(repo).rollback(name, alias, reason=reason or "rollback")
+    event = _registry(repo).rollback(name, alias, reason=reason)
     _moved(name, event)
 
 

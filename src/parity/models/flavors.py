@@ -273,12 +273,24 @@ class PyfuncFlavor(_Flavor):
             raise UnknownFlavor(
                 f"{type(model).__qualname__} has no predict(inputs) method to serve"
             )
+        if type(model).__module__ == "__main__":
+            raise UnknownFlavor(
+                f"{type(model).__qualname__} is defined in the script being run (__main__), so "
+                "no other process could import it to load the model; move the class into a "
+                "module and import it from there"
+            )
         return pickle.dumps(model, protocol=5), {}
 
     def _restore(
         self, lib: Any, payload: bytes, meta: Mapping[str, Any]
     ) -> tuple[Any, Callable[[Any], Any]]:
-        native = pickle.loads(payload)  # only reached with trusted=True
+        try:
+            native = pickle.loads(payload)  # only reached with trusted=True
+        except (AttributeError, ImportError) as error:
+            raise InvalidModelArtifact(
+                f"cannot load this {self.name} model: {error}. The model's class must be "
+                "importable where it is loaded: install the package that defines it"
+            ) from None
         return native, native.predict
 
 

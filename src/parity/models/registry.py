@@ -373,8 +373,12 @@ class ModelRegistry:
             ) from None
 
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
-        """Alias moves of a model (or of one alias), oldest first."""
-        return self.store.alias_history(self.project, name, alias)
+        """Alias moves of a model (or of one alias), oldest first; ModelNotFound for a model that
+        has neither versions nor history."""
+        events = self.store.alias_history(self.project, name, alias)
+        if not events and name not in self.store.list_models(self.project):
+            raise model_not_found(self.project, name)
+        return events
 
     def alias_at(self, name: str, alias: str, moment: datetime) -> ModelVersion | None:
         """The version the alias pointed at, at `moment`; None if it did not exist then."""

@@ -6,11 +6,13 @@ from parity.errors import (
     BackendNotInstalled,
     BreakingChange,
     DatasetExists,
+    NoRollbackTarget,
     ObjectNotFound,
     OnlineStoreUnavailable,
     ParityError,
     RegistryConflict,
     RegistryUnavailable,
+    VersionAliased,
 )
 
 _STATUS: list[tuple[type[ParityError], int]] = [
@@ -18,6 +20,8 @@ _STATUS: list[tuple[type[ParityError], int]] = [
     (RegistryConflict, 409),
     (DatasetExists, 409),
     (BreakingChange, 409),
+    (VersionAliased, 409),
+    (NoRollbackTarget, 409),
     (RegistryUnavailable, 503),
     (OnlineStoreUnavailable, 503),
     (BackendNotInstalled, 501),
