@@ -104,9 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alias", default="champion")
     args = parser.parse_args(argv)
     with FeatureStore(args.repo) as store:
-        version = model.train_and_register(
-            store, args.dataset, name=args.name, alias=args.alias
-        )
+        version = model.train_and_register(store, args.dataset, name=args.name, alias=args.alias)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(version.metrics.items()))
     print(f"Registered {version.ref} as {args.name}@{args.alias} ({shown})")
     print(f"  lineage: service {version.feature_service}, dataset {version.training_dataset} ")
