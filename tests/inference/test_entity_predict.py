@@ -119,3 +119,28 @@ def test_a_missing_request_input_is_a_400_naming_it(store: FeatureStore) -> None
     assert "bonus" in reply.json()["error"]
     assert unknown_key.status_code == 400
     assert "driver_id" in unknown_key.json()["error"]
+
+
+def test_request_context_joins_the_entity_rows(store: FeatureStore) -> None:
+    app = create_model_app(store)
+    with running(app) as url:
+        columns = httpx.post(
+            f"http://{url}/v1/models/trips/predict",
+            json={"entities": {"driver_id": [1, 2]}, "request_context": {"bonus": [0.5, 2.0]}},
+        )
+        rows = httpx.post(
+            f"http://{url}/v1/models/trips/predict",
+            json={"entities": [{"driver_id": 3}], "request_context": {"bonus": [1.0]}},
+        )
+        clash = httpx.post(
+            f"http://{url}/v1/models/trips/predict",
+            json={"entities": {"driver_id": [1], "bonus": [1]}, "request_context": {"bonus": [2]}},
+        )
+        uneven = httpx.post(
+            f"http://{url}/v1/models/trips/predict",
+            json={"entities": {"driver_id": [1]}, "request_context": {"bonus": [2, 3]}},
+        )
+    assert columns.json()["predictions"] == [30.5, 32.0]
+    assert rows.json()["predictions"] == [31.0]
+    assert clash.status_code == 400 and "bonus" in clash.json()["error"]
+    assert uneven.status_code == 400 and "same length" in uneven.json()["error"]

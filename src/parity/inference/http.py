@@ -39,6 +39,7 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     entities: dict[StrictStr, list[Any]] | list[dict[StrictStr, Any]]
+    request_context: dict[StrictStr, list[Any]] | None = None
     id: StrictStr | None = None
     return_features: StrictBool = False
 
@@ -207,7 +208,10 @@ class ModelApp:
         except ValidationError as failure:
             raise BadRequest(_invalid(failure)) from None
         answer = await self.server.predict_entities(
-            target, body.entities, request_id=body.id, return_features=body.return_features
+            target,
+            _with_context(body.entities, body.request_context),
+            request_id=body.id,
+            return_features=body.return_features,
         )
         reply: dict[str, Any] = {
             "id": answer.request_id,
@@ -240,6 +244,27 @@ class ModelApp:
                     await self._on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _with_context(
+    entities: dict[str, list[Any]] | list[dict[str, Any]], context: dict[str, list[Any]] | None
+) -> dict[str, list[Any]] | list[dict[str, Any]]:
+    """Entity keys and request-time values as one set of columns (what on-demand views and the
+    model's request inputs read)."""
+    if not context:
+        return entities
+    if isinstance(entities, dict):
+        columns = dict(entities)
+    else:
+        names = dict.fromkeys(name for row in entities for name in row)
+        columns = {name: [row.get(name) for row in entities] for name in names}
+    clash = sorted(set(columns) & set(context))
+    if clash:
+        raise BadRequest(f"{clash} appear in both entities and request_context; send them once")
+    rows = {len(column) for column in (*columns.values(), *context.values())}
+    if len(rows) > 1:
+        raise BadRequest("every entities and request_context column must have the same length")
+    return {**columns, **context}
 
 
 def _target(parts: list[str]) -> tuple[ModelTarget, list[str]]:
