@@ -25,12 +25,14 @@ bench: install
 	$(PY) benchmarks/bench_retrieval.py --size small --no-feast
 	$(PY) benchmarks/bench_online.py --size small --no-feast
 	$(PY) benchmarks/bench_windows.py --size small
+	$(PY) benchmarks/bench_models.py --size small --no-mlserver
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
 	$(PY) benchmarks/bench_retrieval.py --size both
 	$(PY) benchmarks/bench_online.py --size full
 	$(PY) benchmarks/bench_windows.py --size full
+	$(PY) benchmarks/bench_models.py --size full
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

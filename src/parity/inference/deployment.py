@@ -6,6 +6,7 @@ Must not import HTTP code or any model library (pandas only for DataFrame-signat
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,10 +53,9 @@ class Deployment:
         self.output_name = (
             signature.outputs[0].name if signature and signature.outputs else "output"
         )
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{version.name}")
         self.batcher: AdaptiveBatcher | None = None
         if settings.max_batch_size > 1:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{version.name}")
             self.batcher = AdaptiveBatcher(
                 self._predict_items,
                 max_batch_size=settings.max_batch_size,
@@ -65,13 +65,15 @@ class Deployment:
             )
 
     async def predict(self, item: Item, rows: int) -> Array:
-        """The model's output rows for `item` (batched with other requests when enabled)."""
+        """The model's output rows for `item` (batched with other requests when enabled). The
+        model runs on this version's thread, so the event loop keeps accepting connections."""
         if self.batcher is not None:
             result: Array = await self.batcher.submit(item, rows)
             return result
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
         try:
-            (result,) = self._predict_items([item])
+            (result,) = await loop.run_in_executor(self._executor, self._predict_items, [item])
         except ParityError:
             raise
         except Exception as error:
@@ -163,8 +165,7 @@ class Deployment:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+        self._executor.shutdown(wait=False)
 
 
 def _columns(columns: dict[str, Array]) -> tuple[Item, int]:
