@@ -25,7 +25,7 @@ from parity.inference.oip import (
 )
 from parity.inference.server import ModelServer, ModelTarget
 from parity.serving.errors import status_for
-from parity.serving.guard import ASGIApp, Receive, Scope, Send
+from parity.serving.guard import ASGIApp, Receive, Scope, Send, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class ModelApp:
             await self.server.deployment(target)
             return 200, _dumps({"name": target.name, "ready": True}), []
         if rest == ["infer"] and method == "POST":
-            return await self._infer(target, scope, await _body(receive))
+            return await self._infer(target, scope, await read_body(receive))
         raise _Reply(404, error_body("not_found", _NOT_FOUND))
 
     def _health(self, which: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -186,7 +186,7 @@ class ModelApp:
             version = self.server.registry.get_version(target.name, self.server.version_of(target))
             return 200, _dumps(dataclasses.asdict(version)), []
         if rest == ["predict"] and method == "POST":
-            return await self._predict(target, await _body(receive))
+            return await self._predict(target, await read_body(receive))
         raise _Reply(404, error_body("not_found", _NOT_FOUND))
 
     def _catalog(self) -> list[dict[str, Any]]:
@@ -290,15 +290,3 @@ def _invalid(failure: ValidationError) -> str:
         f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in problems
     )
     return f"invalid predict request: {text}"
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)

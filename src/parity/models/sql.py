@@ -20,11 +20,10 @@ from parity.errors import (
     ModelVersionNotFound,
     ObjectNotFound,
     RegistryConflict,
-    RegistryUnavailable,
     VersionAliased,
 )
 from parity.models.store import AliasEvent, ModelVersion, model_not_found
-from parity.registry.sql import create_registry_engine
+from parity.registry.sql import connect, create_registry_engine, create_tables
 from parity.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -32,6 +31,7 @@ log = logging.getLogger(__name__)
 # Attempts before giving up when concurrent writers keep taking the same key first.
 _ATTEMPTS = 100
 
+_WHAT = "model registry"
 metadata = sa.MetaData()
 versions_table = sa.Table(
     "parity_model_versions",
@@ -92,33 +92,10 @@ class SqlModelStore:
             if isinstance(url_or_engine, Engine)
             else create_registry_engine(url_or_engine)
         )
-        self._create_tables()
-
-    def _create_tables(self) -> None:
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-                return
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-                if attempt == 2:  # another process was creating them at the same moment
-                    raise
-            except sa.exc.OperationalError as error:
-                raise self._unavailable(error) from None
-
-    def _unavailable(self, error: Exception) -> RegistryUnavailable:
-        shown = self.engine.url.render_as_string(hide_password=True)
-        detail = str(getattr(error, "orig", error)).strip().splitlines()[0]
-        return RegistryUnavailable(
-            f"cannot reach the model registry at {shown}: {detail}. Check that the database is "
-            "running and the registry settings in parity.yaml"
-        )
+        create_tables(metadata, self.engine, _WHAT)
 
     def _connect(self, *, write: bool = False) -> Connection:
-        try:
-            conn = self.engine.connect()
-            return conn.execution_options(parity_write=True) if write else conn
-        except sa.exc.OperationalError as error:
-            raise self._unavailable(error) from None
+        return connect(self.engine, write=write, what=_WHAT)
 
     def close(self) -> None:
         if self._owns_engine:  # a shared engine belongs to whoever created it

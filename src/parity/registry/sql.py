@@ -126,32 +126,45 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
+def unavailable(engine: Engine, error: Exception, what: str = "registry") -> RegistryUnavailable:
+    """The error for a database that cannot be reached, naming it without its password."""
+    shown = engine.url.render_as_string(hide_password=True)
+    detail = str(getattr(error, "orig", error)).strip().splitlines()[0]
+    return RegistryUnavailable(
+        f"cannot reach the {what} at {shown}: {detail}. Check that the database is "
+        "running and the registry settings in parity.yaml"
+    )
+
+
+def create_tables(tables: sa.MetaData, engine: Engine, what: str = "registry") -> None:
+    """Create missing tables; tolerate another process creating them at the same moment."""
+    for attempt in range(3):
+        try:
+            tables.create_all(engine, checkfirst=True)
+            return
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            if attempt == 2:
+                raise
+        except sa.exc.OperationalError as error:
+            raise unavailable(engine, error, what) from None
+
+
+def connect(engine: Engine, *, write: bool = False, what: str = "registry") -> Connection:
+    """A connection; `write` ones take SQLite's write lock when they begin (BEGIN IMMEDIATE)."""
+    try:
+        conn = engine.connect()
+        return conn.execution_options(parity_write=True) if write else conn
+    except sa.exc.OperationalError as error:
+        raise unavailable(engine, error, what) from None
+
+
 class SqlRegistryStore:
     """RegistryStore on any SQLAlchemy database; tested on SQLite and PostgreSQL."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_registry_engine(url)
-        self._create_tables()
-
-    def _create_tables(self) -> None:
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-                return
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-                if attempt == 2:  # another process was creating them at the same moment
-                    raise
-            except sa.exc.OperationalError as error:
-                raise self._unavailable(error) from None
-
-    def _unavailable(self, error: Exception) -> RegistryUnavailable:
-        shown = normalize_url(self.url).render_as_string(hide_password=True)
-        detail = str(getattr(error, "orig", error)).strip().splitlines()[0]
-        return RegistryUnavailable(
-            f"cannot reach the registry at {shown}: {detail}. Check that the database is "
-            "running and the registry settings in parity.yaml"
-        )
+        create_tables(metadata, self.engine)
 
     def head(self, project: str) -> int:
         query = sa.select(projects_table.c.head).where(projects_table.c.project == project)
@@ -334,11 +347,7 @@ class SqlRegistryStore:
         self.engine.dispose()
 
     def _connect(self, *, write: bool = False) -> Connection:
-        try:
-            conn = self.engine.connect()
-            return conn.execution_options(parity_write=True) if write else conn
-        except sa.exc.OperationalError as error:
-            raise self._unavailable(error) from None
+        return connect(self.engine, write=write)
 
 
 def _conflict(project: str, expected: int) -> RegistryConflict:

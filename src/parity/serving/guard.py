@@ -96,7 +96,7 @@ class Guard:
             if fast is None:
                 await self.app(scope, counting_receive, watching_send)
             else:
-                response = await fast(await _body(counting_receive))
+                response = await fast(await read_body(counting_receive))
                 await response(scope, counting_receive, watching_send)
         except _BodyTooLarge:
             if not responded:
@@ -123,7 +123,8 @@ class Guard:
         await send({"type": "http.response.body", "body": payload})
 
 
-async def _body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (stops early if the client disconnects)."""
     chunks = []
     while True:
         message = await receive()
