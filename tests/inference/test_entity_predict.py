@@ -144,3 +144,18 @@ def test_request_context_joins_the_entity_rows(store: FeatureStore) -> None:
     assert rows.json()["predictions"] == [31.0]
     assert clash.status_code == 400 and "bonus" in clash.json()["error"]
     assert uneven.status_code == 400 and "same length" in uneven.json()["error"]
+
+
+def test_with_features_one_process_answers_features_and_predictions(store: FeatureStore) -> None:
+    app = create_model_app(store, with_features=True)
+    with running(app) as url:
+        features = httpx.post(
+            f"http://{url}/get-online-features",
+            json={"feature_service": "driver_service", "entities": {"driver_id": [1]}},
+        )
+        prediction = httpx.post(
+            f"http://{url}/v1/models/trips/predict",
+            json={"entities": {"driver_id": [1], "bonus": [0.0]}},
+        )
+    assert features.json()["results"][1]["values"] == [3]
+    assert prediction.json()["predictions"] == [30.0]
