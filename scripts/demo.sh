@@ -9,6 +9,20 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 export COLUMNS=${COLUMNS:-120}
 
+free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_until_up() {  # $1: a URL that answers 200 once the server is ready
+  python - "$1" <<'PY'
+import sys, time, urllib.request
+
+for _ in range(300):
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+PY
+}
+
 echo "== parity init fraud_detection (synthetic data: ${DEMO_ACCOUNTS:-2000} accounts, 60 days)"
 # The data's 60 days end at today's midnight (UTC), so online values are fresh when served now.
 today=$(date -u +%Y-%m-%dT00:00:00Z)
@@ -54,20 +68,15 @@ for name in response.feature_names:
 PY
 echo
 echo "== the same lookup over HTTP: parity serve, then POST /get-online-features"
-port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 parity serve --port "$port" 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+wait_until_up "http://127.0.0.1:$port/health"
 python - "$port" <<'PY'
-import json, sys, time, urllib.request
+import json, sys, urllib.request
 
 url = f"http://127.0.0.1:{sys.argv[1]}"
-for _ in range(150):
-    try:
-        urllib.request.urlopen(url + "/health", timeout=1).close()
-        break
-    except OSError:
-        time.sleep(0.2)
 body = {"feature_service": "fraud_model_v1", "entities": {"account_id": [1, 2], "device_id": [1, 999999]}}
 request = urllib.request.Request(
     url + "/get-online-features", json.dumps(body).encode(), {"content-type": "application/json"}
@@ -87,20 +96,15 @@ parity models versions fraud
 parity models history fraud
 echo
 echo "== score transactions over HTTP: parity serve-models, then POST /v1/models/fraud@champion/predict"
-mport=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mport=$(free_port)
 parity serve-models --port "$mport" --model fraud@champion 2>/dev/null &
 models_server=$!
 trap 'kill $server $models_server 2>/dev/null; rm -rf "$work"' EXIT
+wait_until_up "http://127.0.0.1:$mport/v2/health/ready"
 python - "$mport" <<'PY'
-import json, sys, time, urllib.request
+import json, sys, urllib.request
 
 url = f"http://127.0.0.1:{sys.argv[1]}"
-for _ in range(300):
-    try:
-        urllib.request.urlopen(url + "/v2/health/ready", timeout=1).close()
-        break
-    except OSError:
-        time.sleep(0.2)
 # Recent payments, two later charged back as fraud and two not: the features come from the online
 # store, the amount with the request.
 import pyarrow.compute as pc, pyarrow.parquet as pq

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from parity.errors import ParityError
+from parity.errors import BackendNotInstalled, ParityError
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -56,3 +56,26 @@ def command(function: Callable[..., None]) -> Callable[..., None]:
             function(*args, **kwargs)
 
     return wrapper
+
+
+def run_server(factory: Callable[[], Any], *, host: str, port: int, workers: int) -> None:
+    """Run an app factory (a module-level function, which each worker process imports) with
+    uvicorn's fastest settings: httptools, uvloop, no access log."""
+    import sys
+
+    try:
+        import uvicorn
+    except ModuleNotFoundError:
+        raise BackendNotInstalled("serving needs uvicorn: pip install 'parity[serve]'") from None
+    uvicorn.run(
+        f"{factory.__module__}:{factory.__name__}",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from parity.cli import render
-from parity.cli.common import RepoOption, command, console, err, state, store_at
+from parity.cli.common import RepoOption, command, console, err, run_server, state, store_at
 from parity.cli.models import models_app, serve_models
 from parity.errors import BackendNotInstalled
 
@@ -291,8 +290,6 @@ def serve(
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /push)."""
     try:
-        import uvicorn
-
         from parity.serving import app as serving
     except ModuleNotFoundError as error:
         raise BackendNotInstalled(
@@ -309,18 +306,7 @@ def serve(
         PARITY_SERVE_MAX_BODY_BYTES=str(max_body_bytes),
     )
     store.close()
-    uvicorn.run(
-        f"{serving.__name__}:{serving.app_from_environment.__name__}",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        http="httptools",
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-    )
+    run_server(serving.app_from_environment, host=host, port=port, workers=workers)
 
 
 @dataset_app.command("create")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from parity.cli.common import RepoOption, command, console, err, store_at
+from parity.cli.common import RepoOption, command, console, err, run_server, store_at
 from parity.errors import BackendNotInstalled, ConfigError
 
 if TYPE_CHECKING:
@@ -213,8 +212,6 @@ def serve_models(
 ) -> None:
     """Serve the registry's models: Open Inference Protocol v2 and entity-based /v1 predict."""
     try:
-        import uvicorn
-
         from parity.inference import app as model_app
     except ModuleNotFoundError as error:
         raise BackendNotInstalled(
@@ -230,15 +227,4 @@ def serve_models(
         PARITY_SERVE_MAX_BODY_BYTES=str(max_body_bytes),
     )
     store.close()
-    uvicorn.run(
-        f"{model_app.__name__}:{model_app.app_from_environment.__name__}",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        http="httptools",
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-    )
+    run_server(model_app.app_from_environment, host=host, port=port, workers=workers)

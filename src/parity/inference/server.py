@@ -215,8 +215,8 @@ class ModelServer:
         result = await deployment.predict(item, rows)
         seconds = time.perf_counter() - started
         deployment.metrics.infer.observe(seconds)
-        request_id = request.id or uuid.uuid4().hex
         if self.prediction_log is not None:
+            request_id = request.id or uuid.uuid4().hex
             self._log(request_id, deployment, alias, [], _row_dicts(item, rows), result, seconds)
         return InferenceResponse(
             model_name=deployment.version.name,
