@@ -298,3 +298,12 @@ class PredictionLogError(ParityError):
     """The prediction log cannot be written (folder not writable, sink closed)."""
 
     code = "prediction_log_failed"
+
+
+# Issue 12, items 8 and 25 (models): alias compare-and-swap, predict methods
+
+
+class AliasMoved(RegistryConflict):
+    """An alias was not where the caller expected: a concurrent move came first."""
+
+    code = "alias_moved"

@@ -406,3 +406,14 @@ def test_history_at_shows_the_version_each_alias_held_at_that_time(repo: Repo) -
     versions = table_rows(repo.cli("versions", "fraud").stdout)
     assert versions[2][:3] == ["3", "2026-04-01 09:00:00", "ann"]
     registry.close()
+
+
+def test_alias_set_from_moves_only_from_that_version(repo: Repo) -> None:
+    repo.cli("alias", "set", "fraud", "champion", "1")
+
+    refused = repo.cli("alias", "set", "fraud", "champion", "2", "--from", "2")
+    moved = repo.cli("alias", "set", "fraud", "champion", "2", "--from", "1")
+
+    assert_user_error(refused, "alias_moved")
+    assert moved.stdout.strip() == "fraud@champion: version 1 -> version 2"
+    assert repo.store.models.aliases("fraud") == {"champion": 2}

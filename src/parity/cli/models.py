@@ -159,9 +159,22 @@ def alias_set(
     version: Annotated[int, typer.Argument(help="Version the alias should point at.")],
     repo: RepoOption = Path("."),
     reason: ReasonOption = "",
+    expected: Annotated[
+        int | None,
+        typer.Option(
+            "--from",
+            min=1,
+            help="Move only if the alias still points at this version (else alias_moved, "
+            "nothing changed).",
+        ),
+    ] = None,
 ) -> None:
     """Point an alias at a version (servers follow within alias_refresh_seconds)."""
-    event = _registry(repo).set_alias(name, alias, version, reason=reason)
+    registry = _registry(repo)
+    if expected is None:
+        event = registry.set_alias(name, alias, version, reason=reason)
+    else:
+        event = registry.set_alias(name, alias, version, reason=reason, expected=expected)
     _moved(name, event)
 
 

@@ -29,7 +29,14 @@ from parity.errors import (
 )
 from parity.models.artifacts import ArtifactStore
 from parity.models.flavors import LoadedModel, load_model, save_model, unpack
-from parity.models.store import AliasEvent, ModelStore, ModelVersion, model_not_found
+from parity.models.store import (
+    UNCHECKED,
+    AliasEvent,
+    Expected,
+    ModelStore,
+    ModelVersion,
+    model_not_found,
+)
 from parity.registry.datasets import DatasetStore
 from parity.timeutil import utcnow
 
@@ -338,10 +345,30 @@ class ModelRegistry:
         """Delete a version no alias points at; its artifact is kept (others may share it)."""
         self.store.delete_version(self.project, name, version)
 
-    def set_alias(self, name: str, alias: str, version: int, *, reason: str = "") -> AliasEvent:
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str = "",
+        expected: Expected = UNCHECKED,
+        moves_seen: int | None = None,
+    ) -> AliasEvent:
+        """Point the alias at a version. With `expected` (a version, or None for "absent") only
+        if the alias still points there, with `moves_seen` only if its history still has that
+        many moves; otherwise AliasMoved and nothing changes."""
         check_alias(alias)
         return self.store.set_alias(
-            self.project, name, alias, version, author=self.author, reason=reason, at=self._clock()
+            self.project,
+            name,
+            alias,
+            version,
+            author=self.author,
+            reason=reason,
+            at=self._clock(),
+            expected=expected,
+            moves_seen=moves_seen,
         )
 
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> AliasEvent:
@@ -356,7 +383,10 @@ class ModelRegistry:
         return self.store.aliases(self.project, name)
 
     def rollback(self, name: str, alias: str, *, reason: str = "") -> AliasEvent:
-        """Point the alias back where it was before its latest move (twice returns it)."""
+        """Point the alias back where it was before its latest move (twice returns it).
+
+        Compare-and-swap: if the alias moved after the history was read, raise AliasMoved and
+        change nothing, so a rollback never undoes a move it did not see."""
         events = self.store.alias_history(self.project, name, alias)
         target = events[-1].previous if events else None
         if target is None:
@@ -365,7 +395,14 @@ class ModelRegistry:
                 f"see 'parity models versions {name}' and set the alias to one explicitly"
             )
         try:
-            return self.set_alias(name, alias, target, reason=reason or f"rollback to {target}")
+            return self.set_alias(
+                name,
+                alias,
+                target,
+                reason=reason or f"rollback to {target}",
+                expected=events[-1].version,
+                moves_seen=len(events),
+            )
         except ModelVersionNotFound:
             raise NoRollbackTarget(
                 f"alias '{alias}' of model '{name}' last pointed at version {target}, which was "

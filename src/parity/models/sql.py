@@ -16,13 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from parity.errors import (
+    AliasMoved,
     AliasNotFound,
     ModelVersionNotFound,
     ObjectNotFound,
     RegistryConflict,
     VersionAliased,
 )
-from parity.models.store import AliasEvent, ModelVersion, model_not_found
+from parity.models.store import UNCHECKED, AliasEvent, Expected, ModelVersion, model_not_found
 from parity.registry.sql import connect, create_registry_engine, create_tables
 from parity.timeutil import utcnow
 
@@ -195,12 +196,15 @@ class SqlModelStore:
         author: str,
         reason: str,
         at: datetime,
+        expected: Expected = UNCHECKED,
+        moves_seen: int | None = None,
     ) -> AliasEvent:
         for _ in range(_ATTEMPTS):
             try:
                 with self._connect(write=True) as conn, conn.begin():
                     _lock_live_version(conn, project, name, version)
-                    previous = _current(conn, project, name, alias)
+                    previous = _current(conn, project, name, alias)  # locked until commit
+                    _check_expected(conn, (project, name, alias), previous, expected, moves_seen)
                     _write_alias(conn, project, name, alias, version, previous)
                     event = AliasEvent(project, name, alias, version, previous, at, author, reason)
                     return _record(conn, event)
@@ -296,6 +300,35 @@ def _missing_alias(name: str, alias: str) -> AliasNotFound:
     return AliasNotFound(
         f"model '{name}' has no alias '{alias}'; see 'parity models versions {name}' for its "
         "aliases, or set it with ModelRegistry.set_alias"
+    )
+
+
+def _check_expected(
+    conn: Connection,
+    key: tuple[str, str, str],
+    found: int | None,
+    expected: Expected,
+    moves_seen: int | None,
+) -> None:
+    """Raise AliasMoved unless the alias (held by this transaction) is where the caller saw it."""
+    project, name, alias = key
+    where = "does not exist" if found is None else f"points at version {found}"
+    if expected is not UNCHECKED and found != expected:
+        wanted = "absent" if expected is None else f"at version {expected}"
+        problem = f"{where}, not {wanted} as expected"
+    elif moves_seen is not None:
+        count = sa.select(sa.func.count()).where(
+            _key(events_table, project, name), events_table.c.alias == alias
+        )
+        moves = int(conn.execute(count).scalar() or 0)
+        if moves == moves_seen:
+            return
+        problem = f"{where} after {moves - moves_seen} more move(s) than the {moves_seen} seen"
+    else:
+        return
+    raise AliasMoved(
+        f"alias '{alias}' of model '{name}' {problem}: another move came first. Nothing was "
+        f"changed; see 'parity models history {name} --alias {alias}' and decide again"
     )
 
 

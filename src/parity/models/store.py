@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from enum import Enum
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from parity.errors import ModelNotFound
 
@@ -60,6 +61,16 @@ class AliasEvent:
     reason: str
 
 
+class _Unchecked(Enum):
+    UNCHECKED = "unchecked"
+
+
+UNCHECKED: Final = _Unchecked.UNCHECKED
+"""`expected=UNCHECKED`: move the alias from wherever it points (no compare-and-swap)."""
+Expected = int | None | Literal[_Unchecked.UNCHECKED]
+"""What an alias must point at for a move to happen: a version, None (absent) or UNCHECKED."""
+
+
 def model_not_found(project: str, name: str) -> ModelNotFound:
     return ModelNotFound(
         f"no model '{name}' in project '{project}'; see 'parity models list' for the models "
@@ -107,8 +118,15 @@ class ModelStore(Protocol):
         author: str,
         reason: str,
         at: datetime,
+        expected: Expected = UNCHECKED,
+        moves_seen: int | None = None,
     ) -> AliasEvent:
-        """Point an alias at an existing version, recording the move in the same transaction."""
+        """Point an alias at an existing version, recording the move in the same transaction.
+
+        Compare-and-swap, checked while the transaction holds the alias: with `expected` (a
+        version, or None for "absent") the alias must point there; with `moves_seen` its history
+        must hold exactly that many moves (so A -> B -> A in between is caught too). Otherwise
+        raise AliasMoved and change nothing."""
         ...
 
     def delete_alias(
