@@ -354,7 +354,7 @@ def test_records_are_partitioned_by_their_utc_date(tmp_path: Path) -> None:
     ]
 
 
-def test_rows_are_buffered_into_row_groups(tmp_path: Path) -> None:
+def test_rows_are_written_in_row_groups_of_the_configured_size(tmp_path: Path) -> None:
     sink = ParquetLogSink(tmp_path, row_group_size=4)
     for start in range(0, 15, 3):
         sink.write([record(i) for i in range(start, start + 3)])
@@ -362,8 +362,7 @@ def test_rows_are_buffered_into_row_groups(tmp_path: Path) -> None:
 
     [path] = parquet_files(tmp_path)
     metadata = pq.ParquetFile(path).metadata
-    # 3 -> 6 (written), 3 -> 6 (written), 3 (written on close)
-    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [6, 6, 3]
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [4, 4, 4, 3]
 
 
 def test_close_drains_every_queued_record_into_complete_files(
@@ -476,29 +475,83 @@ def test_logger_is_a_context_manager_that_drains_on_exit() -> None:
     assert not log.running
 
 
-def test_crashed_inprogress_file_is_skipped_by_readers_and_reported(
+def crashed_segment(sink: ParquetLogSink, records: list[PredictionRecord]) -> Path:
+    """Write `records` and leave the segment as a killed process would (lock released)."""
+    sink.write(records)
+    [segment] = list(sink.directory.rglob("*.inprogress"))
+    sink._abandon()  # what SIGKILL does to the open segment: closed, not converted
+    return segment
+
+
+def test_a_crashed_segment_is_recovered_at_start_and_a_torn_line_is_counted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = ParquetLogSink(tmp_path)
-    first.write([record(0), record(1)])
-    first.close()
-    folder = tmp_path / "date=2026-03-01"
-    crashed = folder / ".predictions-20260301T115959000000Z-99999-000000.parquet.inprogress"
-    whole = pa.BufferOutputStream()
-    pq.write_table(records_to_table([record(2)]), whole)
-    crashed.write_bytes(whole.getvalue().to_pybytes()[:-64])  # the footer never got written
+    segment = crashed_segment(ParquetLogSink(tmp_path), [record(i) for i in range(5)])
+    assert parquet_files(tmp_path) == []  # readers skip the hidden segment
+    with segment.open("ab") as torn:  # the kill came in the middle of a line
+        torn.write(b'["r00005",17722')
+    half = segment.with_name(f".{segment.name[1 : -len('.inprogress')]}.converting")
+    half.write_bytes(b"PAR1 half a file")  # a conversion the crash interrupted
 
-    with caplog.at_level(logging.WARNING, LOGGER_NAME):
+    with caplog.at_level(logging.WARNING):
         second = ParquetLogSink(tmp_path)
     second.close()
 
-    assert [r.levelname for r in caplog.records] == ["WARNING"]
-    assert str(crashed) in caplog.records[0].getMessage()
-    with pytest.raises(pa.ArrowInvalid):
-        pq.read_table(crashed)
+    recovered = second.recovered
+    assert (recovered.segments, recovered.rows, recovered.unreadable) == (1, 5, 1)
+    assert duckdb_rows(tmp_path, "request_id") == [(f"r{i:05d}",) for i in range(5)]
+    assert [p.name for p in parquet_files(tmp_path)] == [segment.name[1 : -len(".inprogress")]]
+    assert list(tmp_path.rglob("*.inprogress")) == [] and not half.exists()
+    unreadable = segment.with_name(segment.name + ".unreadable")
+    assert unreadable.exists()  # kept for inspection, hidden from readers
+    assert any("5 rows kept, 1 unreadable" in r.getMessage() for r in caplog.records)
+
+
+def test_recovered_rows_read_back_like_rows_of_a_finished_file(tmp_path: Path) -> None:
+    crashed_segment(ParquetLogSink(tmp_path), ROUND_TRIP)
+    ParquetLogSink(tmp_path).close()
+
+    table = pq.read_table(tmp_path)
+    assert table.select(EXPECTED_SCHEMA.names).sort_by("request_id").to_pylist() == (
+        ROUND_TRIP_EXPECTED
+    )
+
+
+def test_a_segment_converted_just_before_the_crash_is_not_recovered_twice(tmp_path: Path) -> None:
+    sink = ParquetLogSink(tmp_path)
+    segment = crashed_segment(sink, [record(0), record(1)])
+    kept = segment.read_bytes()
+    ParquetLogSink(tmp_path).close()  # converts it
+    segment.write_bytes(kept)  # as if the crash came between the rename and the unlink
+
+    again = ParquetLogSink(tmp_path)
+    again.close()
+
     assert duckdb_rows(tmp_path, "request_id") == [("r00000",), ("r00001",)]
-    assert pq.read_table(tmp_path).column("request_id").to_pylist() == ["r00000", "r00001"]
-    assert crashed.exists()  # left alone
+    assert (again.recovered.segments, again.recovered.rows) == (1, 0)
+    assert not segment.exists()
+
+
+def test_a_running_writers_segment_is_left_alone(tmp_path: Path) -> None:
+    running = ParquetLogSink(tmp_path)
+    running.write([record(0)])
+
+    other = ParquetLogSink(tmp_path)  # e.g. a second worker starting on the same folder
+    other.close()
+
+    assert (other.recovered.segments, other.recovered.live) == (0, 1)
+    running.write([record(1)])
+    running.close()
+    assert duckdb_rows(tmp_path, "request_id") == [("r00000",), ("r00001",)]
+
+
+def test_every_write_is_on_disk_before_write_returns(tmp_path: Path) -> None:
+    sink = ParquetLogSink(tmp_path)
+    sink.write([record(0), record(1)])
+    [segment] = list(tmp_path.rglob("*.inprogress"))
+    lines = segment.read_bytes().splitlines()
+    assert [json.loads(line)[0] for line in lines] == ["r00000", "r00001"]
+    sink.close()
 
 
 def test_log_from_many_threads_at_once_writes_every_record(

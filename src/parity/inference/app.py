@@ -29,13 +29,14 @@ def _settings(config: BatchingConfig) -> BatchSettings:
 
 def prediction_logger(store: FeatureStore) -> PredictionLogger | None:
     """The logger writing rotated Parquet files under the configured folder (None: no log)."""
-    folder = store.config.models.serving.prediction_log
-    if folder is None:
+    serving = store.config.models.serving
+    if serving.prediction_log is None:
         return None
     from parity.inference.predlog import ParquetLogSink, PredictionLogger
 
-    path = Path(folder)
-    return PredictionLogger(ParquetLogSink(path if path.is_absolute() else store.repo_path / path))
+    path = Path(serving.prediction_log)
+    sink = ParquetLogSink(path if path.is_absolute() else store.repo_path / path)
+    return PredictionLogger(sink, flush_interval_s=serving.prediction_log_flush_seconds)
 
 
 def create_model_app(

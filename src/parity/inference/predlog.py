@@ -1,7 +1,8 @@
 """Prediction log: each prediction queued off the request path, written to rotated fsynced Parquet.
 
-Files share one schema (free-form values as JSON text, NaN as null); a hidden `.inprogress` file
-left by a crash has no footer and is reported on start, not recovered. Must not import serving.
+Files share one schema (free-form values as JSON text, NaN as null). Each write is appended to a
+JSON-lines segment and fsynced; a crashed writer's segment is recovered at the next start
+(predlog_segment). Must not import serving.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from parity.errors import BackendNotInstalled, PredictionLogError
+from parity.inference.predlog_segment import (
+    SEGMENT_SUFFIX,
+    Recovery,
+    Segment,
+    encode_lines,
+    recover_segments,
+)
+from parity.inference.predlog_segment import fsync_dir as _fsync_dir
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -167,26 +176,16 @@ class MemoryLogSink:
         self.closed = True
 
 
-@dataclass(eq=False)
-class _OpenFile:
-    day: date
-    temp: Path
-    final: Path
-    handle: IO[bytes]
-    writer: Any  # pyarrow.parquet.ParquetWriter
-    opened: float
-    rows: int = 0
-    pending: list[Any] = field(default_factory=list)  # Arrow tables not yet in a row group
-    pending_rows: int = 0
-
-
 class ParquetLogSink:
     """Writes `directory/date=YYYY-MM-DD/predictions-<first UTC time>-<pid>-<seq>.parquet`.
 
-    An open file is the hidden `.<name>.inprogress`, renamed into place after fsync when it holds
-    `max_rows_per_file` rows, is `max_seconds_per_file` old (by `clock`), the records' UTC date
-    changes, or on close; readers of `*.parquet` or of the folder see only complete files. Rows
-    are buffered into row groups of about `row_group_size`. A failed write abandons the open file.
+    Each write is appended to the open segment, the hidden `.<name>.inprogress` (JSON lines), and
+    fsynced before `write` returns, so a killed process loses only what was not yet written. A
+    segment becomes its Parquet file (row groups of `row_group_size`, fsynced, renamed into
+    place) when it holds `max_rows_per_file` rows, is `max_seconds_per_file` old (by `clock`),
+    the records' UTC date changes, or on close; readers of `*.parquet` see only complete files.
+    Start-up recovers the segments crashed writers left (see `recovered`). A failed write leaves
+    the segment for the next start to recover.
     """
 
     def __init__(
@@ -201,34 +200,46 @@ class ParquetLogSink:
         _check_count("max_rows_per_file", max_rows_per_file)
         _check_count("row_group_size", row_group_size)
         _check_seconds("max_seconds_per_file", max_seconds_per_file)
-        _json_encoder()  # fail here, not in the writer thread, when orjson is missing
+        self._dumps = _json_encoder()  # fail here, not in the writer thread, when it is missing
+        _import_converters()
         self.directory = Path(directory)
         self.max_rows_per_file = max_rows_per_file
         self.max_seconds_per_file = float(max_seconds_per_file)
         self.row_group_size = row_group_size
         self._clock = clock
         self._lock = threading.Lock()
-        self._current: _OpenFile | None = None
+        self._current: Segment | None = None
+        self._day: date | None = None
         self._closed = False
         _prepare_folder(self.directory)
-        for path in sorted(self.directory.rglob("*.inprogress")):
+        self.recovered: Recovery = recover_segments(self.directory, row_group_size)
+        if self.recovered.segments or self.recovered.live:
             logger.warning(
-                "%s is an unfinished prediction log file (its writer crashed or is still running);"
-                " readers skip it and it is not recovered",
-                path,
+                "prediction log %s: recovered %d rows from %d unfinished segments, %d unreadable "
+                "lines lost; %d segments of running writers left alone",
+                self.directory,
+                self.recovered.rows,
+                self.recovered.segments,
+                self.recovered.unreadable,
+                self.recovered.live,
             )
 
     def write(self, records: Sequence[PredictionRecord]) -> None:
         with self._lock:
             if self._closed:
                 raise PredictionLogError(f"the prediction log in {self.directory} is closed")
-            parts = [(day, group, records_to_table(group)) for day, group in _by_day(records)]
+            days = [
+                (day, group, encode_lines(group, self._dumps)) for day, group in _by_day(records)
+            ]
             try:
                 current = self._current
-                if current is not None and self._age(current) >= self.max_seconds_per_file:
+                if (
+                    current is not None
+                    and self._clock() - current.opened >= self.max_seconds_per_file
+                ):
                     self._finish()
-                for day, group, table in parts:
-                    self._append(day, group, table)
+                for day, group, lines in days:
+                    self._append(day, group, lines)
             except Exception:
                 self._abandon()
                 raise
@@ -244,29 +255,21 @@ class ParquetLogSink:
                 self._abandon()
                 raise
 
-    def _age(self, current: _OpenFile) -> float:
-        return self._clock() - current.opened
-
-    def _append(self, day: date, records: list[PredictionRecord], table: pa.Table) -> None:
+    def _append(self, day: date, records: list[PredictionRecord], lines: list[bytes]) -> None:
         offset = 0
-        while offset < len(records):
+        while offset < len(lines):
             current = self._current
-            if current is None or current.day != day:
+            if current is None or self._day != day:
                 self._finish()
                 current = self._current = self._open(day, _utc(records[offset].at))
-            take = min(self.max_rows_per_file - current.rows, len(records) - offset)
-            current.pending.append(table.slice(offset, take))
-            current.pending_rows += take
-            current.rows += take
+                self._day = day
+            take = min(self.max_rows_per_file - current.rows, len(lines) - offset)
+            current.append(lines[offset : offset + take])
             offset += take
             if current.rows >= self.max_rows_per_file:
                 self._finish()
-            elif current.pending_rows >= self.row_group_size:
-                _write_pending(current)
 
-    def _open(self, day: date, first_at: datetime) -> _OpenFile:
-        import pyarrow.parquet as pq
-
+    def _open(self, day: date, first_at: datetime) -> Segment:
         folder = self.directory / f"date={day.isoformat()}"
         if not folder.is_dir():
             folder.mkdir(exist_ok=True)
@@ -274,53 +277,40 @@ class ParquetLogSink:
         stamp = first_at.strftime("%Y%m%dT%H%M%S%fZ")
         while True:
             name = f"predictions-{stamp}-{os.getpid()}-{next(_SEQUENCE):06d}.parquet"
-            temp = folder / f".{name}.inprogress"
             if (folder / name).exists():
                 continue
             try:
-                handle = temp.open("xb")
+                segment = Segment.create(folder / f".{name}{SEGMENT_SUFFIX}", self._clock())
             except FileExistsError:
                 continue
-            try:
-                writer = pq.ParquetWriter(handle, log_schema(), compression="zstd")
-            except BaseException:
-                handle.close()
-                temp.unlink()
-                raise
-            return _OpenFile(day, temp, folder / name, handle, writer, self._clock())
+            _fsync_dir(folder)
+            return segment
 
     def _finish(self) -> None:
-        """Closes the open file, fsyncs it and renames it into place."""
-        current = self._current
-        if current is None:
-            return
-        _write_pending(current)
-        current.writer.close()
-        current.handle.flush()
-        os.fsync(current.handle.fileno())
-        current.handle.close()
-        os.replace(current.temp, current.final)
-        self._current = None
-        _fsync_dir(current.final.parent)
+        """Converts the open segment into its Parquet file."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.finish(self.row_group_size)
 
     def _abandon(self) -> None:
         current, self._current = self._current, None
         if current is None:
             return
-        with contextlib.suppress(Exception):
-            current.writer.close()
-        with contextlib.suppress(Exception):
-            current.handle.close()
-        logger.error("prediction log file %s was left unfinished after a write error", current.temp)
+        current.close()
+        logger.error(
+            "prediction log segment %s was left unfinished after a write error; the next start "
+            "recovers it",
+            current.path,
+        )
 
 
-def _write_pending(current: _OpenFile) -> None:
-    import pyarrow as pa
+def _import_converters() -> None:
+    """Import pyarrow (and pandas, which it may import lazily) on the starting thread: two threads
+    importing them at once for the first time can see a partially initialised module."""
+    import pyarrow.parquet  # noqa: F401
 
-    if current.pending:
-        current.writer.write_table(pa.concat_tables(current.pending))
-        current.pending.clear()
-        current.pending_rows = 0
+    with contextlib.suppress(ImportError):
+        import pandas  # noqa: F401
 
 
 def _prepare_folder(directory: Path) -> None:
@@ -332,17 +322,6 @@ def _prepare_folder(directory: Path) -> None:
         ) from error
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PredictionLogError(f"the prediction log folder {directory} is not writable")
-
-
-def _fsync_dir(path: Path) -> None:
-    """Makes a rename or a new entry in `path` durable (POSIX only: Windows cannot open folders)."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_count(name: str, value: int) -> None:

@@ -86,6 +86,8 @@ class ServingConfig(_Settings):
     default_alias: str = "champion"
     alias_refresh_seconds: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     prediction_log: str | None = "data/prediction_log"
+    # How often queued records are written (and fsynced): at most this much is lost on a kill.
+    prediction_log_flush_seconds: float = Field(default=0.2, gt=0, le=1.0, allow_inf_nan=False)
     batching: BatchingConfig = BatchingConfig()
     models: dict[str, BatchingConfig] = {}
 
