@@ -307,3 +307,9 @@ class AliasMoved(RegistryConflict):
     """An alias was not where the caller expected: a concurrent move came first."""
 
     code = "alias_moved"
+
+
+class UnknownPredictMethod(ModelRegistrationError):
+    """A chosen predict method (predict_proba, ...) is not one the model has."""
+
+    code = "unknown_predict_method"

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 Array = np.ndarray[Any, Any]
 Item = Array | dict[str, Array]  # one request's rows: a 2-D array, or named 1-D columns
+Outputs = dict[str, Array]  # one request's answer: each output's rows, by output name
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,8 @@ class Deployment:
         self.kind = signature.input_kind if signature is not None else "any"
         self.input_names = tuple(s.name for s in signature.inputs) if signature else ()
         self.width = signature.inputs[0].shape[-1] if self.kind == "ndarray" and signature else -1
-        self.output_name = (
-            signature.outputs[0].name if signature and signature.outputs else "output"
-        )
+        self.output_names = model.output_names  # several when registration chose methods
+        self.output_name = self.output_names[0]
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{version.name}")
         self.batcher: AdaptiveBatcher | None = None
         if settings.max_batch_size > 1:
@@ -64,11 +64,12 @@ class Deployment:
                 on_batch=metrics.on_batch,
             )
 
-    async def predict(self, item: Item, rows: int) -> Array:
-        """The model's output rows for `item` (batched with other requests when enabled). The
-        model runs on this version's thread, so the event loop keeps accepting connections."""
+    async def predict(self, item: Item, rows: int) -> Outputs:
+        """The model's output rows for `item`, by output name (batched with other requests when
+        enabled). The model runs on this version's thread, so the event loop keeps accepting
+        connections."""
         if self.batcher is not None:
-            result: Array = await self.batcher.submit(item, rows)
+            result: Outputs = await self.batcher.submit(item, rows)
             return result
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -82,31 +83,36 @@ class Deployment:
         self.metrics.on_batch(rows, 1, time.perf_counter() - started)
         return result
 
-    def _predict_items(self, items: list[Item]) -> list[Array]:
+    def _predict_items(self, items: list[Item]) -> list[Outputs]:
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, item in enumerate(items):  # columns of different names cannot be stacked
             groups.setdefault(_names(item), []).append(index)
-        results: list[Array] = [np.empty(0)] * len(items)
+        results: list[Outputs] = [{}] * len(items)
         for indexes in groups.values():
             chosen = [items[i] for i in indexes]
             for index, result in zip(indexes, self._predict_group(chosen), strict=True):
                 results[index] = result
         return results
 
-    def _predict_group(self, items: list[Item]) -> list[Array]:
+    def _predict_group(self, items: list[Item]) -> list[Outputs]:
         sizes = [_rows(item) for item in items]
         batch = items[0] if len(items) == 1 else _concat(items)
         if isinstance(batch, dict):
             import pandas as pd
 
             batch = pd.DataFrame(batch, copy=False)
-        output = np.asarray(self.model.predict(batch))
-        if output.ndim == 0 or output.shape[0] != sum(sizes):
-            raise PredictFailed(
-                f"model {self.version.ref} returned shape {output.shape} for {sum(sizes)} rows; "
-                "predict must return one row per input row"
-            )
-        return np.split(output, np.cumsum(sizes)[:-1]) if len(items) > 1 else [output]
+        outputs = self.model.predict_outputs(batch)
+        for name, output in outputs.items():
+            if output.ndim == 0 or output.shape[0] != sum(sizes):
+                raise PredictFailed(
+                    f"model {self.version.ref} returned shape {output.shape} for output '{name}' "
+                    f"of {sum(sizes)} rows; predict must return one row per input row"
+                )
+        if len(items) == 1:
+            return [outputs]
+        cuts = np.cumsum(sizes)[:-1]
+        parts = {name: np.split(output, cuts) for name, output in outputs.items()}
+        return [{name: parts[name][i] for name in parts} for i in range(len(items))]
 
     def assemble_tensors(self, tensors: Mapping[str, Array]) -> tuple[Item, int]:
         """The rows an inference request's tensors carry, shaped for this model's signature."""

@@ -166,7 +166,7 @@ class ModelApp:
         deployment = await self.server.deployment(target)
         response = await self.server.infer(deployment, request, tensors, target.alias)
         body, json_length = render_response(
-            response, binary_output_names(request, [deployment.output_name])
+            response, binary_output_names(request, deployment.output_names)
         )
         if json_length is None:
             return 200, body, []
@@ -219,6 +219,7 @@ class ModelApp:
             "model_version": answer.version.version,
             "alias": answer.alias,
             "predictions": answer.predictions,
+            "outputs": answer.outputs,
         }
         if body.return_features:
             reply["features"] = answer.features

@@ -73,8 +73,9 @@ class EntityPrediction:
     request_id: str
     version: ModelVersion
     alias: str | None
-    predictions: list[Any]
+    predictions: list[Any]  # the first output's rows
     features: dict[str, list[Any]] = field(default_factory=dict)
+    outputs: dict[str, list[Any]] = field(default_factory=dict)  # every output's rows, by name
 
 
 class ModelServer:
@@ -204,12 +205,12 @@ class ModelServer:
         alias: str | None = None,
     ) -> InferenceResponse:
         started = time.perf_counter()
-        wanted = [out.name for out in request.outputs or ()]
-        unknown = sorted(set(wanted) - {deployment.output_name})
+        wanted = [out.name for out in request.outputs or ()] or list(deployment.output_names)
+        unknown = sorted(set(wanted) - set(deployment.output_names))
         if unknown:
             raise InferenceRequestError(
-                f"model {deployment.version.ref} has no output {unknown}; its output is "
-                f"'{deployment.output_name}'"
+                f"model {deployment.version.ref} has no output {unknown}; its outputs are "
+                f"{list(deployment.output_names)}"
             )
         item, rows = deployment.assemble_tensors(tensors)
         result = await deployment.predict(item, rows)
@@ -222,7 +223,7 @@ class ModelServer:
             model_name=deployment.version.name,
             model_version=str(deployment.version.version),
             id=request.id,
-            outputs=[encode_output(deployment.output_name, result)],
+            outputs=[encode_output(name, result[name]) for name in dict.fromkeys(wanted)],
         )
 
     # --- entity-based prediction ----------------------------------------------------------------
@@ -261,8 +262,9 @@ class ModelServer:
             request_id=request_id,
             version=deployment.version,
             alias=alias,
-            predictions=result.tolist(),
+            predictions=result[deployment.output_name].tolist(),
             features=_features_of(response) if return_features else {},
+            outputs={name: output.tolist() for name, output in result.items()},
         )
 
     def _log(
@@ -272,7 +274,7 @@ class ModelServer:
         alias: str | None,
         entities: list[dict[str, Any]],
         features: list[dict[str, Any]],
-        result: np.ndarray[Any, Any],
+        result: Mapping[str, np.ndarray[Any, Any]],
         seconds: float,
     ) -> None:
         if self.prediction_log is None:
@@ -281,7 +283,7 @@ class ModelServer:
 
         at = datetime.now(UTC)
         version = deployment.version
-        predictions = result.tolist()
+        predictions = _predictions(result)
         for row, prediction in enumerate(predictions):
             self.prediction_log.log(
                 PredictionRecord(
@@ -296,6 +298,16 @@ class ModelServer:
                     alias=alias,
                 )
             )
+
+
+def _predictions(result: Mapping[str, np.ndarray[Any, Any]]) -> list[Any]:
+    """Each row's prediction: the output's value, or output name -> value for several outputs."""
+    if len(result) == 1:
+        (only,) = result.values()
+        return list(only.tolist())
+    columns = {name: output.tolist() for name, output in result.items()}
+    rows = len(next(iter(columns.values())))
+    return [{name: values[row] for name, values in columns.items()} for row in range(rows)]
 
 
 def _alias_of(target: ModelTarget, default_alias: str | None) -> str | None:

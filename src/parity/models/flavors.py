@@ -23,9 +23,19 @@ import numpy as np
 from parity.errors import (
     BackendNotInstalled,
     InvalidModelArtifact,
+    ModelRegistrationError,
     SignatureMismatch,
     UnknownFlavor,
     UntrustedArtifact,
+)
+from parity.models.methods import (
+    DEFAULT,
+    DEFAULT_OUTPUT,
+    Methods,
+    PredictMethod,
+    bind,
+    check_available,
+    normalize,
 )
 
 logger = logging.getLogger(__name__)
@@ -42,6 +52,7 @@ class TensorSpec:
     name: str
     dtype: str
     shape: tuple[int, ...]
+    method: str | None = None  # an output's model method, when registration chose methods
 
 
 @dataclass(frozen=True)
@@ -54,13 +65,20 @@ class Signature:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, kept in the artifact header (and by the registry with the version)."""
-        return asdict(self)
+        data = asdict(self)
+        for spec in data["outputs"]:
+            if spec["method"] is None:
+                del spec["method"]
+        for spec in data["inputs"]:
+            del spec["method"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Signature:
         def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
             return tuple(
-                TensorSpec(str(s["name"]), str(s["dtype"]), tuple(s["shape"])) for s in items
+                TensorSpec(str(s["name"]), str(s["dtype"]), tuple(s["shape"]), s.get("method"))
+                for s in items
             )
 
         return cls(str(data["input_kind"]), specs(data["inputs"]), specs(data["outputs"]))
@@ -75,8 +93,11 @@ def _dtype_name(dtype: np.dtype[Any]) -> str:
     return {"U": "str", "S": "bytes"}.get(dtype.kind, dtype.name)
 
 
-def infer_signature(sample_input: Any, sample_output: Any) -> Signature:
-    """The signature of a model mapping `sample_input` (DataFrame, 2-D array) to `sample_output`."""
+def infer_signature(
+    sample_input: Any, sample_output: Any, methods: Methods | None = None
+) -> Signature:
+    """The signature of a model mapping `sample_input` (DataFrame, 2-D array) to `sample_output`
+    (one array, or output name -> array when registration chose `methods`)."""
     if _is_dataframe(sample_input):
         kind = "dataframe"
         inputs = tuple(TensorSpec(str(n), str(t), (-1,)) for n, t in sample_input.dtypes.items())
@@ -89,11 +110,29 @@ def infer_signature(sample_input: Any, sample_output: Any) -> Signature:
             )
         kind = "ndarray"
         inputs = (TensorSpec("input", _dtype_name(array.dtype), (-1, array.shape[1])),)
-    output = np.asarray(sample_output)
+    if methods is None or methods == DEFAULT:
+        return Signature(kind, inputs, (_output_spec(DEFAULT_OUTPUT, sample_output, None),))
+    if not isinstance(sample_output, Mapping):
+        if len(methods) != 1:
+            raise SignatureMismatch(
+                f"with {len(methods)} outputs, sample_output must map each output name to its "
+                "sample (or leave it out: the sample input's predictions are used)"
+            )
+        sample_output = {methods[0][0]: sample_output}
+    missing = [name for name, _ in methods if name not in sample_output]
+    if missing:
+        raise SignatureMismatch(f"sample_output has no sample for the outputs {missing}")
+    specs = tuple(_output_spec(name, sample_output[name], method) for name, method in methods)
+    return Signature(kind, inputs, specs)
+
+
+def _output_spec(name: str, sample: Any, method: str | None) -> TensorSpec:
+    output = np.asarray(sample)
     if output.ndim == 0:
-        raise SignatureMismatch("a sample output must have one row per input row, not a scalar")
-    outputs = (TensorSpec("output", _dtype_name(output.dtype), (-1, *output.shape[1:])),)
-    return Signature(kind, inputs, outputs)
+        raise SignatureMismatch(
+            f"the sample output '{name}' must have one row per input row, not a scalar"
+        )
+    return TensorSpec(name, _dtype_name(output.dtype), (-1, *output.shape[1:]), method)
 
 
 def conform(batch: Any, signature: Signature) -> Any:
@@ -145,12 +184,32 @@ class LoadedModel:
     native: Any
     signature: Signature | None
     _predict: Callable[[Any], Any] = field(repr=False)
+    _outputs: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The outputs `predict_outputs` returns, in order (one, `output`, unless registration
+        chose methods)."""
+        if self._outputs:
+            return tuple(self._outputs)
+        outputs = self.signature.outputs if self.signature is not None else ()
+        return (outputs[0].name if outputs else DEFAULT_OUTPUT,)
 
     def predict(self, batch: Any) -> np.ndarray[Any, Any]:
-        """Predict for a 2-D array or DataFrame, conformed to the signature if there is one."""
+        """Predict for a 2-D array or DataFrame, conformed to the signature if there is one; the
+        first output when registration chose several methods."""
         if self.signature is not None:
             batch = conform(batch, self.signature)
-        return np.asarray(self._predict(batch))
+        first = next(iter(self._outputs.values()), self._predict)
+        return np.asarray(first(batch))
+
+    def predict_outputs(self, batch: Any) -> dict[str, np.ndarray[Any, Any]]:
+        """Every output by name: each chosen method applied to the same conformed batch."""
+        if self.signature is not None:
+            batch = conform(batch, self.signature)
+        if not self._outputs:
+            return {self.output_names[0]: np.asarray(self._predict(batch))}
+        return {name: np.asarray(method(batch)) for name, method in self._outputs.items()}
 
 
 def require(module: str, pip_name: str, user: str) -> Any:
@@ -251,7 +310,21 @@ class _Flavor:
                 "%s model saved with version %s, loading with %s", self.name, saved, running
             )
         native, predict = self._restore(lib, payload, header.meta)
-        return LoadedModel(self.name, native, header.signature, predict)
+        return LoadedModel(self.name, native, header.signature, predict, self._bind(native, header))
+
+    def _bind(self, native: Any, header: Header) -> dict[str, Callable[[Any], Any]]:
+        """The chosen methods recorded in the header, bound to the loaded model."""
+        chosen = header.meta.get("outputs")
+        if chosen is None:
+            return {}
+        try:
+            if not self.executes_code:
+                raise ValueError(f"the {self.name} flavor serves predict only")
+            return bind(native, normalize(dict(chosen)))
+        except (AttributeError, ValueError, TypeError) as error:
+            raise InvalidModelArtifact(
+                f"the model artifact's chosen methods {chosen!r} cannot be served: {error}"
+            ) from None
 
     def _dump(self, lib: Any, model: Any) -> tuple[bytes, dict[str, Any]]:
         raise NotImplementedError
@@ -457,18 +530,60 @@ def detect_flavor(model: Any) -> str:
 
 
 def save_model(
-    model: Any, *, flavor: str | None = None, sample_input: Any = None, sample_output: Any = None
+    model: Any,
+    *,
+    flavor: str | None = None,
+    sample_input: Any = None,
+    sample_output: Any = None,
+    predict_method: PredictMethod | None = None,
 ) -> bytes:
     """Artifact bytes for a model. With `sample_input`, the signature is inferred; the output comes
-    from predicting the sample with the artifact itself, which proves that it loads back."""
+    from predicting the sample with the artifact itself, which proves that it loads back.
+
+    `predict_method` chooses the methods served (see parity.models.methods.normalize); they need
+    a pickle flavor (sklearn, pyfunc) and a `sample_input`, so each is checked on the sample."""
     chosen = get_flavor(flavor if flavor is not None else detect_flavor(model))
+    methods = normalize(predict_method)
+    if methods != DEFAULT:
+        _check_methods(model, chosen, methods, sample_input)
     data = chosen.save(model)
+    header, payload = unpack(data)
+    meta = dict(header.meta)
+    if methods != DEFAULT:
+        meta["outputs"] = [list(pair) for pair in methods]
+        data = pack(header.flavor, payload, None, meta)
     if sample_input is None:
         return data
     if sample_output is None:  # trusted: these bytes were made from a live object just now
-        sample_output = chosen.load(data, trusted=True).predict(sample_input)
-    header, payload = unpack(data)
-    return pack(header.flavor, payload, infer_signature(sample_input, sample_output), header.meta)
+        sample_output = _sample_outputs(chosen.load(data, trusted=True), sample_input)
+    signature = infer_signature(sample_input, sample_output, methods)
+    return pack(header.flavor, payload, signature, meta)
+
+
+def _check_methods(model: Any, chosen: ModelFlavor, methods: Methods, sample_input: Any) -> None:
+    if not chosen.executes_code:
+        raise ModelRegistrationError(
+            f"the {chosen.name} flavor serves its model's predict only; to serve other methods, "
+            "register the model with flavor='sklearn' or 'pyfunc', or leave predict_method out"
+        )
+    check_available(model, methods)
+    if sample_input is None:
+        raise ModelRegistrationError(
+            "predict_method needs sample_input: each chosen method is run on the sample to check "
+            "it and to record its output's dtype and shape in the signature"
+        )
+
+
+def _sample_outputs(model: LoadedModel, sample_input: Any) -> Any:
+    outputs = model.predict_outputs(sample_input)
+    rows = len(sample_input)
+    for name, output in outputs.items():
+        if output.ndim == 0 or output.shape[0] != rows:
+            raise SignatureMismatch(
+                f"output '{name}' has shape {output.shape} for {rows} sample rows; each output "
+                "must have one row per input row"
+            )
+    return outputs if model._outputs else outputs[model.output_names[0]]
 
 
 def load_model(data: bytes, *, trusted: bool = False) -> LoadedModel:

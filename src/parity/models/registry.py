@@ -29,6 +29,7 @@ from parity.errors import (
 )
 from parity.models.artifacts import ArtifactStore
 from parity.models.flavors import LoadedModel, load_model, save_model, unpack
+from parity.models.methods import PredictMethod
 from parity.models.store import (
     UNCHECKED,
     AliasEvent,
@@ -208,8 +209,13 @@ class ModelRegistry:
         sample_input: Any = None,
         sample_output: Any = None,
         alias: str | None = None,
+        predict_method: PredictMethod | None = None,
     ) -> ModelVersion:
-        """Save the model as an artifact and record a new version with its lineage."""
+        """Save the model as an artifact and record a new version with its lineage.
+
+        `predict_method` chooses what is served instead of `predict`: a method name
+        ('predict_proba'), a list of them, or output names mapped to methods ({'label':
+        'predict', 'probability': 'predict_proba'}); each becomes an output of the signature."""
         check_name(name, "model name")
         if alias is not None:
             check_alias(alias)
@@ -218,7 +224,7 @@ class ModelRegistry:
         clean_metrics, clean_params, clean_tags = _metrics(metrics), _params(params), _tags(tags)
         lineage = self._lineage(feature_service, training_dataset)  # all checked before saving
         draft = replace(
-            self._save(model, flavor, sample_input, sample_output),
+            self._save(model, flavor, sample_input, sample_output, predict_method),
             name=name,
             metrics=clean_metrics,
             params=clean_params,
@@ -232,11 +238,20 @@ class ModelRegistry:
         return version
 
     def _save(
-        self, model: Any, flavor: str | None, sample_input: Any, sample_output: Any
+        self,
+        model: Any,
+        flavor: str | None,
+        sample_input: Any,
+        sample_output: Any,
+        predict_method: PredictMethod | None,
     ) -> ModelVersion:
         """Store the model's artifact; a draft version without name, lineage or details."""
         data = save_model(
-            model, flavor=flavor, sample_input=sample_input, sample_output=sample_output
+            model,
+            flavor=flavor,
+            sample_input=sample_input,
+            sample_output=sample_output,
+            predict_method=predict_method,
         )
         header, _ = unpack(data)
         stored = self.artifacts.put_bytes(data)  # content addressed: same bytes, one blob
