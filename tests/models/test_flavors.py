@@ -18,6 +18,7 @@ from parity.models.flavors import (
     TensorSpec,
     UnknownFlavor,
     UntrustedArtifact,
+    conform,
     detect_flavor,
     get_flavor,
     infer_signature,
@@ -282,3 +283,14 @@ def test_a_pyfunc_whose_class_is_gone_fails_to_load_with_a_typed_error() -> None
         del sys.modules[module.__name__]
     with pytest.raises(InvalidModelArtifact, match="importable"):
         load_model(data, trusted=True)
+
+
+def test_a_model_predicts_while_another_thread_is_still_importing_pandas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What sys.modules holds while another thread imports pandas: a module without DataFrame
+    # yet. Seen live: the prediction log's writer imported pandas through pyarrow while the first
+    # requests predicted, and they failed with "partially initialized module 'pandas'".
+    monkeypatch.setitem(sys.modules, "pandas", types.ModuleType("pandas"))
+    signature = infer_signature(X_TRAIN, np.array([0, 0, 1, 1]))
+    assert conform(X_TRAIN, signature).shape == X_TRAIN.shape

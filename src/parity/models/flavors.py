@@ -85,8 +85,9 @@ class Signature:
 
 
 def _is_dataframe(value: Any) -> bool:
-    pandas = sys.modules.get("pandas")  # not imported means it cannot be a DataFrame
-    return pandas is not None and isinstance(value, pandas.DataFrame)
+    # Not imported (or another thread is still importing it) means it cannot be a DataFrame.
+    frame = getattr(sys.modules.get("pandas"), "DataFrame", None)
+    return frame is not None and isinstance(value, frame)
 
 
 def _dtype_name(dtype: np.dtype[Any]) -> str:
