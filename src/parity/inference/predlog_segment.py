@@ -148,7 +148,11 @@ def recover_segments(directory: Path, row_group_size: int) -> Recovery:
             if not locked:
                 found.live += 1
                 continue
-            rows, unreadable = convert(path, row_group_size)
+            try:
+                rows, unreadable = convert(path, row_group_size)
+            except OSError as error:  # a full disk must not stop the server from starting
+                logger.error("could not recover prediction log segment %s: %s", path, error)
+                continue
         found.segments += 1
         found.rows += rows
         found.unreadable += unreadable
