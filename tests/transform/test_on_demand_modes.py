@@ -257,8 +257,17 @@ def test_a_request_field_of_the_wrong_type_is_refused(store: FeatureStore) -> No
     with pytest.raises(EntityFrameError, match=r"request field 'fare'.*Float64"):
         store.get_online_features(["by_python:tag_python"], [{"driver_id": 1, "fare": "abc"}])
     frame = pd.DataFrame({"driver_id": [1], "fare": ["abc"], "event_timestamp": [NOW]})
-    with pytest.raises(EntityFrameError, match=r"request field 'fare'.*Float64"):
-        store.get_historical_features(frame, ["by_pandas:tag_pandas"]).to_arrow()
+    with pytest.raises(EntityFrameError, match=r"request field 'fare'.*Float64.*string"):
+        store.get_historical_features(frame, ["by_pandas:tag_pandas"])  # before any join runs
+    with pytest.raises(EntityFrameError, match=r"needs request field 'fare'"):
+        store.get_historical_features(frame.drop(columns="fare"), ["by_row:tag_row"])
+    nulls = pd.DataFrame({"driver_id": [1], "fare": [None], "event_timestamp": [NOW]})
+    assert offline_frame(store, nulls, "by_python:dear_python") == [None]
+
+
+def offline_frame(store: FeatureStore, frame: pd.DataFrame, ref: str) -> list[Any]:
+    table = store.get_historical_features(frame, [ref]).to_arrow()
+    return list(table.column(ref.split(":")[1]).to_pylist())
 
 
 BAD = """
@@ -309,6 +318,8 @@ BAD = """
             return out.iloc[:-1]
         if BEHAVIOUR["how"] == "series":
             return out["p_out"]
+        if BEHAVIOUR["how"] == "reversed":
+            return out.iloc[::-1]
         return out
 
 
@@ -391,6 +402,7 @@ def test_bad_outputs_are_typed_errors_naming_view_and_feature(
         ("bad_pandas", "short", "1 rows? for 2"),
         ("bad_python", "short", "1 values? for 2"),
         ("bad_pandas", "series", "Series, not a DataFrame"),
+        ("bad_pandas", "reversed", "another index"),
         ("bad_row", "extra", "'typo'"),
     ],
 )

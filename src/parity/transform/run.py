@@ -119,19 +119,19 @@ def _by_row(
     demand: OnDemandRequest, function: Callable[[Any], Any], inputs: dict[str, list[Any]], rows: int
 ) -> dict[str, list[Any]]:
     names = demand.view.feature_names
-    result: dict[str, list[Any]] = {name: [] for name in names}
-    for i in range(rows):
-        row = {name: values[i] for name, values in inputs.items()}
-        returned = _call(demand, function, row)
+    declared = set(names)
+    returns: list[Any] = []
+    for values in zip(*inputs.values(), strict=True) if inputs else [()] * rows:
+        returned = _call(demand, function, dict(zip(inputs, values, strict=True)))
         if not isinstance(returned, Mapping):
             raise OnDemandError(
                 f"on-demand feature view '{demand.view.name}' returned "
                 f"{type(returned).__name__}, not a dict of its features"
             )
-        _check_names(demand, returned.keys(), inputs, "dict")
-        for name in names:
-            result[name].append(returned[name])
-    return result
+        if returned.keys() != declared:  # the exact keys are the common case
+            _check_names(demand, returned.keys(), inputs, "dict")
+        returns.append(returned)
+    return {name: [returned[name] for returned in returns] for name in names}
 
 
 def _columns_of(

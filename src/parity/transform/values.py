@@ -27,6 +27,8 @@ class BadValue(ValueError):
 
 def conform_column(values: Sequence[Any], dtype: DType) -> list[Any]:
     """Each value checked and normalized to `dtype`; raises BadValue at the first misfit."""
+    if _already(values, dtype):
+        return list(values)
     out: list[Any] = []
     for index, value in enumerate(values):
         try:
@@ -34,6 +36,21 @@ def conform_column(values: Sequence[Any], dtype: DType) -> list[Any]:
         except ValueError as error:
             raise BadValue(index, value, str(error)) from None
     return out
+
+
+def _already(values: Sequence[Any], dtype: DType) -> bool:
+    """Whether every value is None or already the Python value `dtype` stores (the common
+    case, checked in one pass without a call per value)."""
+    kind = dtype.kind
+    if kind == "Float64":
+        return all(v is None or (type(v) is float and -math.inf < v < math.inf) for v in values)
+    if kind == "Int64":
+        return all(v is None or (type(v) is int and -(2**63) <= v < 2**63) for v in values)
+    if kind == "String":
+        return all(v is None or type(v) is str for v in values)
+    if kind == "Bool":
+        return all(v is None or type(v) is bool for v in values)
+    return False
 
 
 def conform(value: Any, dtype: DType) -> Any:
@@ -75,7 +92,9 @@ def _float(value: Any, dtype: DType) -> float:
         try:
             number = struct.unpack("f", struct.pack("f", number))[0]  # as Float32 stores it
         except OverflowError:
-            raise ValueError("out of the Float32 range") from None
+            number = math.inf  # some Pythons raise, others round to inf
+        if math.isinf(number):
+            raise ValueError("out of the Float32 range")
     return number
 
 
