@@ -515,3 +515,12 @@ def test_an_unknown_mode_is_refused() -> None:
 
 def _odd(row: dict[str, Any]) -> dict[str, Any]:
     return row
+
+
+def test_an_interval_retrieval_of_on_demand_features_asks_for_an_entity_frame(
+    store: FeatureStore,
+) -> None:
+    from parity.errors import RetrievalError
+
+    with pytest.raises(RetrievalError, match=r"\(by_python\).*pass one instead of start="):
+        store.get_historical_features(features=["by_python:tag_python"], start=BASE_TIME, end=NOW)
