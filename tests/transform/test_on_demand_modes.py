@@ -524,3 +524,17 @@ def test_an_interval_retrieval_of_on_demand_features_asks_for_an_entity_frame(
 
     with pytest.raises(RetrievalError, match=r"\(by_python\).*pass one instead of start="):
         store.get_historical_features(features=["by_python:tag_python"], start=BASE_TIME, end=NOW)
+
+
+def test_registry_list_shows_modes_and_projected_sources(store: FeatureStore) -> None:
+    from typer.testing import CliRunner
+
+    from parity.cli.main import app
+
+    result = CliRunner().invoke(
+        app, ["registry", "list", "--repo", str(store.repo_path)], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "driver_stats[conv_rate]" in result.output
+    assert "by_pandas (pandas mode)" in result.output
+    assert "rate_fare (python mode)" in result.output
