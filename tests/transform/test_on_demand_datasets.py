@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from parity import FeatureStore
 from parity.cli.main import app
 from parity.offline.fingerprint import fingerprint_parquet
+from parity.offline.request import resolve
+from parity.testing import reference_historical_features
 from tests.transform.test_on_demand import NOW, make_store
 
 runner = CliRunner()
@@ -58,17 +60,23 @@ def test_cli_dataset_create_with_the_scaffolds_on_demand_service(tmp_path: Path)
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out)
     assert len(frame) == 200
-    # amount_vs_history is amount / 30-day mean amount (None when the mean is 0 or missing),
-    # computed here by hand from the two columns the dataset also holds.
+    # amount_vs_history is amount / 30-day mean amount (None when the mean is 0 or missing);
+    # the mean comes here from parity.testing's plain-loop window reference, not the engine.
+    store = FeatureStore(repo)
+    raw = pd.read_parquet(repo / "data" / "transactions.parquet")
+    entity = raw.sort_values("transaction_id").head(200)[
+        ["account_id", "device_id", "amount", "event_timestamp"]
+    ]
+    request = resolve(store.registry.catalog, ["account_velocity:amount_mean_30d"])
+    means = reference_historical_features(entity, request, {"account_velocity": raw})
     for amount, mean, ratio in zip(
-        frame["amount"], frame["amount_mean_30d"], frame["amount_to_mean_30d"], strict=True
+        entity["amount"], means["amount_mean_30d"], frame["amount_to_mean_30d"], strict=True
     ):
-        if pd.isna(mean) or mean == 0:
+        if mean is None or pd.isna(mean) or mean == 0:
             assert pd.isna(ratio)
         else:
-            assert math.isclose(ratio, amount / mean, rel_tol=1e-12)
+            assert math.isclose(ratio, amount / mean, rel_tol=1e-9)
     assert frame["amount_to_mean_30d"].notna().sum() > 100
-    store = FeatureStore(repo)
     record = store.get_dataset("v2_train")
     assert record.feature_service == "fraud_model_v2"
     assert "amount_vs_history:amount_to_mean_30d" in record.feature_refs
