@@ -337,6 +337,10 @@ BAD = """
             result["y_out"] = result["y_out"][:-1]
         if BEHAVIOUR["how"] == "fraction":
             result["y_count"] = [1.5] * n
+        if BEHAVIOUR["how"] == "scalar":
+            result["y_out"] = 1.0
+        if BEHAVIOUR["how"] == "rows":
+            return [dict(zip(result, values)) for values in zip(*result.values())]
         return result
 """
 
@@ -403,6 +407,8 @@ def test_bad_outputs_are_typed_errors_naming_view_and_feature(
         ("bad_python", "short", "1 values? for 2"),
         ("bad_pandas", "series", "Series, not a DataFrame"),
         ("bad_pandas", "reversed", "another index"),
+        ("bad_python", "scalar", "'y_out' is a float, not a list of 2 values"),
+        ("bad_python", "rows", "returned list, not a dict of lists"),
         ("bad_row", "extra", "'typo'"),
     ],
 )
