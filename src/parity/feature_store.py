@@ -380,6 +380,7 @@ class FeatureStore:
             author=author or _default_author(),
             now=self._clock(),
             progress=progress,
+            on_demand=self._bind_on_demand,
         )
 
     def get_dataset(self, name: str) -> DatasetRecord:

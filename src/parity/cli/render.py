@@ -88,9 +88,14 @@ def render_catalog(console: Console, catalog: Catalog, version: int) -> None:
             on_demand.add_row(
                 o.name,
                 ", ".join(o.feature_names),
-                ", ".join(o.sources),
+                escape(
+                    ", ".join(
+                        f"{v}[{', '.join(o.source_features[v])}]" if v in o.source_features else v
+                        for v in o.sources
+                    )
+                ),
                 ", ".join(o.request_fields),
-                o.function,
+                f"{o.function} ({o.mode} mode)",
             )
         tables.append(on_demand)
     for table in tables:

@@ -13,7 +13,7 @@ from parity.definitions.base import check_identifier
 from parity.errors import DatasetExists, DatasetNotFound, RetrievalError
 from parity.offline.engine import OfflineEngine
 from parity.offline.fingerprint import fingerprint_parquet
-from parity.offline.request import resolve
+from parity.offline.request import RetrievalRequest, resolve
 from parity.offline.retrieval import FeaturesArg, historical_features
 from parity.registry.catalog import Catalog
 from parity.registry.datasets import DatasetRecord, DatasetStore
@@ -39,8 +39,10 @@ def create_dataset(
     author: str,
     now: datetime,
     progress: Callable[[float], None] | None = None,
+    on_demand: Callable[[RetrievalRequest], None] | None = None,
 ) -> DatasetRecord:
-    """Write the training set to `request.out` and record it; the name must be new."""
+    """Write the training set to `request.out` and record it; the name must be new.
+    `on_demand` binds on-demand views' functions (FeatureStore loads them from the repo)."""
     _check_new(store, catalog.project, request)
     resolved = resolve(catalog, request.features, full_feature_names=request.full_feature_names)
     job = historical_features(
@@ -50,6 +52,7 @@ def create_dataset(
         request.features,
         full_feature_names=request.full_feature_names,
         timestamp_column=request.timestamp_column,
+        on_demand=on_demand,
     )
     rows = job.to_parquet(request.out, progress)
     record = DatasetRecord(
@@ -58,7 +61,7 @@ def create_dataset(
         created_at=now,
         author=author,
         registry_version=registry_version,
-        feature_refs=tuple(f"{v.view.name}:{f}" for v in resolved.views for f in v.features),
+        feature_refs=_refs(resolved),
         feature_service=_service_name(catalog, request.features),
         row_count=rows,
         fingerprint=fingerprint_parquet(request.out),
@@ -89,6 +92,20 @@ def _check_new(store: DatasetStore, project: str, request: DatasetRequest) -> No
             f"{request.out} already exists; write the dataset to a new file (a recorded "
             "dataset's file must not change under it)"
         )
+
+
+def _refs(resolved: RetrievalRequest) -> tuple[str, ...]:
+    """The refs of the dataset's feature columns, in column order: the views' features (not
+    those read only as on-demand inputs), then the on-demand features."""
+    hidden = set(resolved.hidden)
+    refs = [
+        f"{v.view.name}:{f}"
+        for v in resolved.views
+        for f, column in zip(v.features, v.output_names, strict=True)
+        if column not in hidden
+    ]
+    refs += [f"{d.view.name}:{f}" for d in resolved.on_demand for f in d.features]
+    return tuple(refs)
 
 
 def _service_name(catalog: Catalog, features: FeaturesArg) -> str | None:

@@ -150,9 +150,31 @@ def check(frame: EntityFrame, request: RetrievalRequest, timestamp_column: str) 
                         f"entity frame column '{key}' is {columns[key]} but entity '{entity.name}' "
                         f"keys are {entity.value_type}; convert the column"
                     )
+    _check_request_fields(columns, request)
     clash = sorted(set(request.output_names) & set(columns))
     if clash:
         raise EntityFrameError(
             f"entity frame columns {clash} have the names of requested features; rename them "
             "or pass full_feature_names=True"
         )
+
+
+def _check_request_fields(columns: dict[str, pa.DataType], request: RetrievalRequest) -> None:
+    """On-demand views' request fields are entity frame columns of their declared types (an
+    all-null column is accepted: its values are missing)."""
+    import pyarrow.types as t
+
+    for demand in request.on_demand:
+        for given in (i for i in demand.inputs if i.request):
+            found = columns.get(given.column)
+            if found is None:
+                raise EntityFrameError(
+                    f"on-demand feature view '{demand.view.name}' needs request field "
+                    f"'{given.name}'; add it as a column of the entity frame"
+                )
+            if not (t.is_null(found) or given.dtype.accepts_arrow(found)):
+                raise EntityFrameError(
+                    f"request field '{given.name}' of on-demand feature view "
+                    f"'{demand.view.name}' is {given.dtype}, but the entity frame column is "
+                    f"{found}; convert the column"
+                )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from parity.definitions import FeatureService, FeatureView
 from parity.definitions.on_demand import OnDemandFeatureView
+from parity.definitions.types import DType
 from parity.errors import FeatureNotFound, FeatureViewNotFound, RetrievalError
 from parity.registry.catalog import Catalog
 
@@ -26,14 +27,25 @@ class ViewRequest:
 
 
 @dataclass(frozen=True)
+class OnDemandInput:
+    """One input of an on-demand function: its name, the result column holding it, its dtype,
+    and whether it is a request field (checked against that dtype) or a source feature."""
+
+    name: str
+    column: str
+    dtype: DType
+    request: bool = False
+
+
+@dataclass(frozen=True)
 class OnDemandRequest:
-    """Features wanted from an on-demand view; `inputs` maps each of its function's input names
-    to the result column holding it (a source feature, or a request field)."""
+    """Features wanted from an on-demand view, with their output column names and dtypes, and
+    the function's inputs."""
 
     view: OnDemandFeatureView
     features: tuple[str, ...]
     output_names: tuple[str, ...]
-    inputs: tuple[tuple[str, str], ...]
+    inputs: tuple[OnDemandInput, ...]
 
 
 @dataclass(frozen=True)
@@ -96,8 +108,7 @@ def resolve(
     hidden_pairs = [
         (source, f)
         for name in on_demand
-        for source in catalog.on_demand_feature_views[name].sources
-        for f in catalog.feature_views[source].feature_names
+        for source, f in _source_inputs(catalog, catalog.on_demand_feature_views[name])
         if (source, f) not in requested
     ]
     for source, f in dict.fromkeys(hidden_pairs):
@@ -120,17 +131,26 @@ def resolve(
     for name, names in on_demand.items():
         demand = catalog.on_demand_feature_views[name]
         inputs = [
-            (f, column[(s, f)])
-            for s in demand.sources
-            for f in catalog.feature_views[s].feature_names
+            OnDemandInput(f, column[(s, f)], catalog.feature_views[s].feature(f).dtype)
+            for s, f in _source_inputs(catalog, demand)
         ]
-        inputs += [(f, f) for f in demand.request_fields]
+        if demand.request is not None:
+            inputs += [OnDemandInput(f.name, f.name, f.dtype, True) for f in demand.request.fields]
         outputs = tuple(
             f"{name}{FULL_NAME_SEPARATOR}{f}" if full_feature_names else f for f in names
         )
         demands.append(OnDemandRequest(demand, tuple(names), outputs, tuple(inputs)))
     hidden = tuple(column[pair] for pair in dict.fromkeys(hidden_pairs))
     return RetrievalRequest(requests, full_feature_names, tuple(demands), hidden)
+
+
+def _source_inputs(catalog: Catalog, demand: OnDemandFeatureView) -> list[tuple[str, str]]:
+    """(view, feature) of each source feature the on-demand function reads."""
+    return [
+        (source, f)
+        for source in demand.sources
+        for f in demand.source_inputs(source, catalog.feature_views[source].feature_names)
+    ]
 
 
 def _want(

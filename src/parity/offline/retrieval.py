@@ -33,9 +33,16 @@ def historical_features(
     `on_demand` binds on-demand views' functions when the request has any."""
     request = resolve(catalog, features, full_feature_names=full_feature_names)
     if request.on_demand:
-        if on_demand is None or entity_df is None:
+        names = ", ".join(d.view.name for d in request.on_demand)
+        if entity_df is None:
             raise RetrievalError(
-                "on-demand features need an entity frame and their functions (use FeatureStore)"
+                f"on-demand features ({names}) are computed for the rows of an entity frame "
+                "(which also carries their request fields); pass one instead of start= and end="
+            )
+        if on_demand is None:
+            raise RetrievalError(
+                f"on-demand features ({names}) need their functions from the repo; retrieve "
+                "them through FeatureStore"
             )
         on_demand(request)
     if entity_df is None:

@@ -79,12 +79,7 @@ class Catalog:
                         f"'{entity.name}' than the repo declares; use the declared object"
                     )
         for on_demand in self.on_demand_feature_views.values():
-            for source in on_demand.sources:
-                if source not in self.feature_views:
-                    raise InvalidDefinition(
-                        f"on-demand feature view '{on_demand.name}' reads feature view "
-                        f"'{source}', which is not in the repo; declare it"
-                    )
+            self._check_on_demand(on_demand)
         for service in self.feature_services.values():
             self._check_service(service)
         pushes: dict[str, tuple[str, object]] = {}
@@ -96,6 +91,26 @@ class Catalog:
                         f"feature views '{seen[0]}' and '{view.name}' declare push or stream "
                         f"source '{view.source.name}' differently; declare it once and share it"
                     )
+
+    def _check_on_demand(self, on_demand: OnDemandFeatureView) -> None:
+        """Its sources exist, projected features exist, and no two inputs share a name."""
+        inputs: dict[str, str] = {}
+        for source in on_demand.sources:
+            view = self.feature_views.get(source)
+            if view is None:
+                raise InvalidDefinition(
+                    f"on-demand feature view '{on_demand.name}' reads feature view "
+                    f"'{source}', which is not in the repo; declare it"
+                )
+            for name in on_demand.source_inputs(source, view.feature_names):
+                if name not in view.feature_names:
+                    raise InvalidDefinition(
+                        f"on-demand feature view '{on_demand.name}' reads '{source}:{name}', "
+                        f"but that view has no such feature; it has {list(view.feature_names)}"
+                    )
+                _one_input(on_demand.name, inputs, name, f"feature view '{source}'")
+        for name in on_demand.request_fields:
+            _one_input(on_demand.name, inputs, name, "its request source")
 
     def _check_service(self, service: FeatureService) -> None:
         for projection in service.features:
@@ -199,6 +214,17 @@ class Catalog:
     @cached_property
     def _fingerprint(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+def _one_input(view: str, inputs: dict[str, str], name: str, origin: str) -> None:
+    """The function gets its inputs by name: two inputs of one name would hide one of them."""
+    if name in inputs:
+        raise InvalidDefinition(
+            f"on-demand feature view '{view}' has two inputs named '{name}' (from "
+            f"{inputs[name]} and {origin}); read one of them through a projection "
+            "(view[['feature', ...]]) or rename it"
+        )
+    inputs[name] = origin
 
 
 def record_of(item: Definition) -> dict[str, Any]:

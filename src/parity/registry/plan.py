@@ -26,8 +26,14 @@ _BREAKING_FIELDS: dict[ObjectType, dict[str, str]] = {
         "tile_interval": "changing a view's tile interval invalidates its stored tiles",
     },
     "feature_service": {},
-    # A changed function (code_hash) shows in the plan; values are recomputed on every read.
-    "on_demand_feature_view": {},
+    # Values are computed on every read, but training sets built before the change hold the
+    # old function's values: a model trained on them would be served different ones.
+    "on_demand_feature_view": {
+        "code_hash": "changing an on-demand function's code changes its values",
+        "mode": "changing an on-demand function's mode changes how its values are computed",
+        "sources": "changing an on-demand view's sources changes its function's inputs",
+        "source_features": "changing an on-demand view's source features changes its inputs",
+    },
 }
 _ADVICE = (
     "create a new feature view version (e.g. 'txn_stats_v2') instead, or pass --allow-breaking"

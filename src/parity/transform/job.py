@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from parity.offline.engine import RetrievalJob
 from parity.offline.request import RetrievalRequest
-from parity.transform.run import apply_frame
+from parity.transform.run import apply_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -20,19 +20,16 @@ class OnDemandJob:
         self.request = request
 
     def to_pandas(self) -> Any:
-        return apply_frame(self.request, self.inner.to_pandas())
+        return self.to_arrow().to_pandas()
 
     def to_arrow(self) -> pa.Table:
-        import pyarrow as pa
-
-        return pa.Table.from_pandas(self.to_pandas(), preserve_index=False)
+        return apply_table(self.request, self.inner.to_arrow())
 
     def to_batches(self, batch_size: int = 131_072) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
         for batch in self.inner.to_batches(batch_size):
-            frame = apply_frame(self.request, batch.to_pandas())
-            yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches()
+            yield from apply_table(self.request, pa.Table.from_batches([batch])).to_batches()
 
     def to_parquet(self, path: str | Path, progress: Callable[[float], None] | None = None) -> int:
         import pyarrow.parquet as pq
