@@ -298,3 +298,18 @@ class PredictionLogError(ParityError):
     """The prediction log cannot be written (folder not writable, sink closed)."""
 
     code = "prediction_log_failed"
+
+
+# Issue 12, items 9, 12 and 13 (helper featureapi): request bodies over the limit, push switched off
+
+
+class BodyTooLarge(ParityError, ValueError):
+    """A request body is over the server's size limit (HTTP 413)."""
+
+    code = "body_too_large"
+
+
+class PushDisabled(ParityError, PermissionError):
+    """/push was called on a server started without --enable-push (HTTP 403)."""
+
+    code = "push_disabled"

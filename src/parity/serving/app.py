@@ -9,6 +9,7 @@ awaits one online read and encodes the answer with orjson: no thread pool hop, n
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,13 +21,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from starlette.concurrency import run_in_threadpool
 
-from parity.errors import BadRequest, ParityError
+from parity.errors import BadRequest, ParityError, PushDisabled
 from parity.feature_store import FeatureStore
 from parity.serving.errors import body_for, status_for
 from parity.serving.feast_json import OnlineRequest, PushRequest, response_body
-from parity.serving.guard import Guard
+from parity.serving.guard import ASGIApp, Guard, Message, Receive, Scope, Send
 from parity.serving.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+PUSH_DISABLED = (
+    "/push is off on this server: it writes the online store and the training data and has no "
+    "authentication yet. Start the server with 'parity serve --enable-push' (or "
+    "create_app(..., enable_push=True)) where only trusted clients can reach it"
+)
 
 
 def _encode_other(value: Any) -> Any:
@@ -77,16 +87,21 @@ class _Answers:
 
 
 def create_app(
-    store: FeatureStore, *, max_in_flight: int = 256, max_body_bytes: int = 1 << 20
+    store: FeatureStore,
+    *,
+    max_in_flight: int = 256,
+    max_body_bytes: int = 1 << 20,
+    enable_push: bool = False,
 ) -> Guard:
     """The server as one ASGI app: the admission guard around the FastAPI app (`.app`).
 
     The guard is outermost, so the lookup's fast path skips every framework layer (routing,
-    dependencies, exception and telemetry middleware)."""
+    dependencies, exception and telemetry middleware). `/push` writes the online store and the
+    training data and has no authentication yet, so it answers 403 unless `enable_push`."""
     metrics = ServerMetrics(store.online_freshness, store.now)
     answers = _Answers(store, metrics)
     return Guard(
-        _fastapi_app(store, metrics, answers),
+        _fastapi_app(store, metrics, answers, enable_push),
         metrics=metrics,
         max_in_flight=max_in_flight,
         max_body_bytes=max_body_bytes,
@@ -94,7 +109,9 @@ def create_app(
     )
 
 
-def _fastapi_app(store: FeatureStore, metrics: ServerMetrics, answers: _Answers) -> FastAPI:
+def _fastapi_app(
+    store: FeatureStore, metrics: ServerMetrics, answers: _Answers, enable_push: bool
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -117,12 +134,44 @@ def _fastapi_app(store: FeatureStore, metrics: ServerMetrics, answers: _Answers)
     async def invalid_body(_: Request, failure: RequestValidationError) -> _Json:
         return answers.invalid(list(failure.errors()))
 
-    _add_routes(app, store, metrics, answers)
+    app.add_middleware(_Internal, answers=answers)
+    _add_routes(app, store, metrics, answers, enable_push)
     return app
 
 
+class _Internal:
+    """A bug (an exception that is not a ParityError) is logged and answered with a JSON 500 in
+    the standard error shape, and the keep-alive connection stays open."""
+
+    def __init__(self, app: ASGIApp, answers: _Answers) -> None:
+        self.app = app
+        self.answers = answers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as failure:
+            if started or scope["type"] != "http":
+                raise
+            logger.exception("feature server failed on %s %s", scope["method"], scope["path"])
+            name = type(failure).__name__
+            response = self.answers.error(500, "internal", f"internal error ({name})")
+            await response(scope, receive, send)
+
+
 def _add_routes(
-    app: FastAPI, store: FeatureStore, metrics: ServerMetrics, answers: _Answers
+    app: FastAPI,
+    store: FeatureStore,
+    metrics: ServerMetrics,
+    answers: _Answers,
+    enable_push: bool,
 ) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -147,10 +196,32 @@ def _add_routes(
         # path is taken out).
         return await answers.online(await request.body())
 
-    @app.post("/push")
-    def push(body: PushRequest) -> dict[str, Any]:
-        rows = store.push(body.push_source_name, body.df, to=body.to)  # type: ignore[arg-type]
-        return {"pushed": rows}
+    @app.post(
+        "/push",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PushRequest.model_json_schema()}},
+            }
+        },
+        summary="Write rows of a push source online and/or to its offline folder (Feast's shape)",
+    )
+    async def push(request: Request) -> Response:
+        # The body is read here, not by FastAPI, so a body over the limit reaches the ParityError
+        # handler (413) instead of FastAPI's generic 400.
+        if not enable_push:
+            raise PushDisabled(PUSH_DISABLED)
+        try:
+            body = PushRequest.model_validate_json(await request.body())
+        except ValidationError as failure:
+            return answers.invalid(failure.errors())
+        rows = await run_in_threadpool(
+            store.push,
+            body.push_source_name,
+            body.df,
+            to=body.to,  # type: ignore[arg-type]
+        )
+        return _Json({"pushed": rows})
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -164,4 +235,5 @@ def app_from_environment() -> Guard:
         store,
         max_in_flight=int(os.environ.get("PARITY_SERVE_MAX_IN_FLIGHT", "256")),
         max_body_bytes=int(os.environ.get("PARITY_SERVE_MAX_BODY_BYTES", str(1 << 20))),
+        enable_push=os.environ.get("PARITY_SERVE_ENABLE_PUSH") == "1",
     )
