@@ -1,17 +1,22 @@
 """The one error hierarchy of Parity: every user-facing failure is a ParityError with a stable code.
 
-Leaf errors may also subclass the matching builtin. Must not import anything from other layers.
+Leaf errors may also subclass the matching builtin. Must not import anything from other layers
+(only parity.redaction, which imports nothing of Parity).
 """
 
 from __future__ import annotations
 
+from parity.redaction import redact
+
 
 class ParityError(Exception):
-    """Root of every error Parity raises on purpose: a stable `code`, a message on what to do."""
+    """Root of every error Parity raises on purpose: a stable `code`, a message on what to do.
+    Passwords in URLs in the message are redacted (`redis://:***@host`), wherever it is shown."""
 
     code: str = "parity_error"
 
     def __init__(self, message: str) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
 
