@@ -18,15 +18,24 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from parity.errors import BadRequest, ParityError, PushDisabled
 from parity.feature_store import FeatureStore
 from parity.serving.errors import body_for, status_for
-from parity.serving.feast_json import OnlineRequest, PushRequest, response_body
+from parity.serving.feast_json import (
+    ErrorBody,
+    HealthResponse,
+    OnlineRequest,
+    OnlineResponseBody,
+    PushRequest,
+    PushResponse,
+    response_body,
+)
 from parity.serving.guard import ASGIApp, Guard, Message, Receive, Scope, Send
 from parity.serving.metrics import ServerMetrics
 
@@ -45,8 +54,8 @@ def _encode_other(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-class _Json(Response):
-    media_type = "application/json"
+class _Json(JSONResponse):
+    """orjson-encoded JSON (a JSONResponse, so FastAPI's spec declares the models, not strings)."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, default=_encode_other, option=orjson.OPT_NON_STR_KEYS)
@@ -122,9 +131,18 @@ def _fastapi_app(
         title="Parity feature server",
         version="1",
         description="Online features in Feast's JSON shapes. Errors are "
-        '`{"error": {"code", "message"}}` with a 4xx status (503 when overloaded).',
+        '`{"error": {"code", "message"}}` with a 4xx status (503 when overloaded or when the '
+        "online store or registry is unreachable).",
         default_response_class=_Json,
     )
+
+    @app.exception_handler(HTTPException)
+    async def framework_error(_: Request, failure: HTTPException) -> _Json:
+        # An unknown route (404) or method (405) answers in the same error shape.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(failure.status_code, "http_error")
+        reply = answers.error(failure.status_code, code, str(failure.detail))
+        reply.headers.update(failure.headers or {})
+        return reply
 
     @app.exception_handler(ParityError)
     async def parity_error(_: Request, failure: ParityError) -> _Json:
@@ -173,7 +191,7 @@ def _add_routes(
     answers: _Answers,
     enable_push: bool,
 ) -> None:
-    @app.get("/health")
+    @app.get("/health", response_model=HealthResponse, responses=_errors(503))
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -190,6 +208,7 @@ def _add_routes(
             }
         },
         summary="Latest feature values for entities (Feast's request and response shapes)",
+        responses={200: {"model": OnlineResponseBody}, **_errors(400, 404, 413, 422, 503)},
     )
     async def get_online_features(request: Request) -> Response:
         # The guard's fast path serves this; the route documents it (and serves it if the fast
@@ -205,6 +224,7 @@ def _add_routes(
             }
         },
         summary="Write rows of a push source online and/or to its offline folder (Feast's shape)",
+        responses={200: {"model": PushResponse}, **_errors(400, 403, 404, 413, 422, 503)},
     )
     async def push(request: Request) -> Response:
         # The body is read here, not by FastAPI, so a body over the limit reaches the ParityError
@@ -219,13 +239,46 @@ def _add_routes(
             store.push,
             body.push_source_name,
             body.df,
-            to=body.to,  # type: ignore[arg-type]
+            to=body.to,
         )
         return _Json({"pushed": rows})
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            # The error body is JSON although the 200 is text, so it is declared by reference.
+            503: {
+                "description": _WHY[503],
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                },
+            },
+        },
+    )
     def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+_WHY = {
+    400: "Malformed JSON, or a request that cannot be answered (one of 'features' and "
+    "'feature_service' missing, an unknown or wrongly typed entity key, rows that do not fit)",
+    403: "/push is off: start the server with --enable-push",
+    404: "An unknown feature view, feature, feature service or push source",
+    413: "The body is over the server's --max-body-bytes",
+    422: "The body does not match the request schema",
+    503: "Overloaded (--max-in-flight requests already in flight), or the online store or "
+    "registry cannot be reached; retry",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers: the standard error body, with why each happens."""
+    return {status: {"model": ErrorBody, "description": _WHY[status]} for status in statuses}
 
 
 def app_from_environment() -> Guard:
