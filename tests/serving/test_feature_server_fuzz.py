@@ -74,7 +74,7 @@ values = st.recursive(
     | st.integers(min_value=2**63 - 2, max_value=2**70)
     | st.floats()
     | st.text(max_size=6)
-    | st.sampled_from(["2026-01-01T00:00:00Z", "1e30", "9999-12-31T23:59:59Z"]),
+    | st.sampled_from(["2026-01-01T00:00:00Z", "1e30", "9999-12-31T23:59:59Z", "-0001-01-01"]),
     lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner),
     max_leaves=4,
 )

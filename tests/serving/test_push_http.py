@@ -61,6 +61,7 @@ def _post(conn: http.client.HTTPConnection, path: str, raw: bytes) -> tuple[int,
         ("event_timestamp", "9223372036854775808"),  # Int64's maximum plus one
         ("account_id", "100000000000000000000"),
         ("clicks_1h", "-9223372036854775809"),
+        ("event_timestamp", '"-0001-01-01T00:00:00Z"'),  # before year 1: no datetime holds it
     ],
 )
 def test_out_of_range_numbers_get_a_4xx_naming_the_column_and_the_connection_stays(

@@ -124,7 +124,25 @@ def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
             raise PushError(f"pushed rows lack the timestamp column '{name}'")
         index = table.column_names.index(name)
         table = table.set_column(index, name, normalize_timestamp(table[name], name))
+        _refuse_unrepresentable(table[name], name)
     return table
+
+
+# Years 1 to 9999: the times Python (and so every online read) can represent.
+_FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
+
+
+def _refuse_unrepresentable(column: pa.ChunkedArray, name: str) -> None:
+    micros = column.cast(pa.int64())
+    outside = pa.compute.or_(
+        pa.compute.less(micros, _FIRST_US), pa.compute.greater(micros, _LAST_US)
+    )
+    if pa.compute.any(outside).as_py():
+        row = pa.compute.index(outside, True).as_py()
+        raise PushError(
+            f"pushed column '{name}' row {row}: the time is before year 1 or after year 9999; "
+            "send an ISO 8601 time in that range"
+        )
 
 
 def append_offline(
