@@ -177,6 +177,7 @@ def test_a_stopped_password_protected_redis_never_shows_its_password(
     assert error["code"] == "online_store_unavailable"
     assert f"redis://:***@127.0.0.1:{private_redis}/0" in error["message"]
     assert SECRET not in text
+    assert SECRET not in repr(store.config) and SECRET not in repr(store.online_store)
     with pytest.raises(OnlineStoreUnavailable) as raised:
         store.get_online_features(["driver_stats:trips"], {"driver_id": [1]})
     assert SECRET not in str(raised.value) and "***" in str(raised.value)
@@ -245,6 +246,7 @@ def test_registry_urls_with_passwords_are_redacted(tmp_path: Path, postgres_url:
     with pytest.raises(RegistryUnavailable) as raised:
         FeatureStore(repo).apply()
     assert SECRET not in str(raised.value) and "***" in str(raised.value)
+    assert SECRET not in repr(FeatureStore(repo).config)
 
 
 def test_a_config_error_does_not_echo_the_connection_string(tmp_path: Path) -> None:
