@@ -212,3 +212,34 @@ def test_parity_serve_says_whether_push_is_on_and_obeys_it(
         server.wait(10)
         assert server.stderr is not None
         server.stderr.close()
+
+
+def test_a_bug_answers_a_logged_json_500_and_the_connection_stays(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injection: the store's methods raise an unexpected error (a stand-in for a bug)."""
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug")
+
+    async def broken_async(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(store, "push", broken)
+    monkeypatch.setattr(store, "get_online_features_async", broken_async)
+    lookup = {"features": ["click_stats:clicks_1h"], "entities": {"account_id": [1]}}
+    with running(create_app(store, enable_push=True)) as address:
+        conn = http.client.HTTPConnection(address, timeout=10)
+        for path, body in [
+            ("/push", {"push_source_name": "clicks", "df": GOOD}),
+            ("/get-online-features", lookup),
+        ]:
+            status, media, answer = _post(conn, path, json.dumps(body).encode())
+            assert (status, media) == (500, "application/json"), path
+            assert answer == {
+                "error": {"code": "internal", "message": "internal error (RuntimeError)"}
+            }
+        conn.request("GET", "/health")  # the same connection still answers
+        assert conn.getresponse().status == 200
+        conn.close()
+    assert sum("feature server failed" in r.getMessage() for r in caplog.records) == 2

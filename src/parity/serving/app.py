@@ -77,6 +77,11 @@ class _Answers:
         status = 400 if any(e["type"] == "json_invalid" for e in problems) else 422
         return self.error(status, "invalid_request", text)
 
+    def internal(self, failure: Exception, where: str) -> _Json:
+        """A bug: logged with its traceback, answered 500 in the standard shape."""
+        logger.exception("feature server failed on %s", where)
+        return self.error(500, "internal", f"internal error ({type(failure).__name__})")
+
     async def online(self, raw: bytes) -> _Json:
         """The whole of /get-online-features, from body bytes to the response."""
         try:
@@ -90,9 +95,11 @@ class _Answers:
             response = await self.store.get_online_features_async(
                 wanted, body.entities, full_feature_names=body.full_feature_names
             )
+            return _Json(response_body(response))
         except ParityError as failure:
             return self.error(status_for(failure), failure.code, failure.message)
-        return _Json(response_body(response))
+        except Exception as failure:  # the fast path has no framework to catch it
+            return self.internal(failure, "POST /get-online-features")
 
 
 def create_app(
@@ -178,10 +185,8 @@ class _Internal:
         except Exception as failure:
             if started or scope["type"] != "http":
                 raise
-            logger.exception("feature server failed on %s %s", scope["method"], scope["path"])
-            name = type(failure).__name__
-            response = self.answers.error(500, "internal", f"internal error ({name})")
-            await response(scope, receive, send)
+            where = f"{scope['method']} {scope['path']}"
+            await self.answers.internal(failure, where)(scope, receive, send)
 
 
 def _add_routes(
