@@ -1,17 +1,22 @@
 """The one error hierarchy of Parity: every user-facing failure is a ParityError with a stable code.
 
-Leaf errors may also subclass the matching builtin. Must not import anything from other layers.
+Leaf errors may also subclass the matching builtin. Must not import anything from other layers
+(only parity.redaction, which imports nothing of Parity).
 """
 
 from __future__ import annotations
 
+from parity.redaction import redact
+
 
 class ParityError(Exception):
-    """Root of every error Parity raises on purpose: a stable `code`, a message on what to do."""
+    """Root of every error Parity raises on purpose: a stable `code`, a message on what to do.
+    Passwords in URLs in the message are redacted (`redis://:***@host`), wherever it is shown."""
 
     code: str = "parity_error"
 
     def __init__(self, message: str) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
 
@@ -313,3 +318,18 @@ class UnknownPredictMethod(ModelRegistrationError):
     """A chosen predict method (predict_proba, ...) is not one the model has."""
 
     code = "unknown_predict_method"
+
+
+# Issue 12, items 9, 12 and 13 (helper featureapi): request bodies over the limit, push switched off
+
+
+class BodyTooLarge(ParityError, ValueError):
+    """A request body is over the server's size limit (HTTP 413)."""
+
+    code = "body_too_large"
+
+
+class PushDisabled(ParityError, PermissionError):
+    """/push was called on a server started without --enable-push (HTTP 403)."""
+
+    code = "push_disabled"

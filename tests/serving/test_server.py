@@ -179,7 +179,7 @@ def test_push_over_http_and_its_bad_bodies(tmp_path: Path) -> None:
         write_repo(tmp_path / "push", PUSH_REPO), clock=lambda: datetime(2026, 6, 1, tzinfo=UTC)
     )
     store.apply()
-    client = TestClient(create_app(store))
+    client = TestClient(create_app(store, enable_push=True))
     good = {
         "account_id": [1],
         "event_timestamp": ["2026-06-01T00:00:00Z"],

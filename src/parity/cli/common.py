@@ -67,9 +67,14 @@ def run_server(factory: Callable[[], Any], *, host: str, port: int, workers: int
         import uvicorn
     except ModuleNotFoundError:
         raise BackendNotInstalled("serving needs uvicorn: pip install 'parity[serve]'") from None
+    from uvicorn.config import LOGGING_CONFIG
+
+    from parity.redaction import redacted_log_config
+
     uvicorn.run(
         f"{factory.__module__}:{factory.__name__}",
         factory=True,
+        log_config=redacted_log_config(LOGGING_CONFIG),  # no credentials in any log line
         host=host,
         port=port,
         workers=workers,

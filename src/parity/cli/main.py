@@ -287,6 +287,14 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")
     ] = 1 << 20,
+    enable_push: Annotated[
+        bool,
+        typer.Option(
+            "--enable-push",
+            help="Accept POST /push (writes online and training data; no authentication yet: "
+            "only where trusted clients alone reach the port). Off: /push answers 403.",
+        ),
+    ] = False,
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /push)."""
     try:
@@ -296,14 +304,18 @@ def serve(
             f"the feature server needs {error.name}: pip install 'parity[serve]'"
         ) from None
     store = store_at(repo)
+    pushing = "/push on: anyone who reaches the port can write features"
+    if not enable_push:
+        pushing = "/push off: --enable-push turns it on"
     err.print(
         f"Serving project '{store.project}' on http://{host}:{port} "
-        f"({workers} worker{'s' if workers > 1 else ''})"
+        f"({workers} worker{'s' if workers > 1 else ''}; {pushing})"
     )
     os.environ.update(
         PARITY_SERVE_REPO=str(store.repo_path),
         PARITY_SERVE_MAX_IN_FLIGHT=str(max_in_flight),
         PARITY_SERVE_MAX_BODY_BYTES=str(max_body_bytes),
+        PARITY_SERVE_ENABLE_PUSH="1" if enable_push else "0",
     )
     store.close()
     run_server(serving.app_from_environment, host=host, port=port, workers=workers)

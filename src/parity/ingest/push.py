@@ -46,17 +46,56 @@ def as_table(rows: Any) -> pa.Table:
         if isinstance(rows, pa.Table):
             return rows
         if isinstance(rows, Mapping):
-            return pa.table({k: list(v) for k, v in rows.items()})
+            return pa.table({str(k): _column(str(k), list(v)) for k, v in rows.items()})
         if isinstance(rows, Sequence) and not isinstance(rows, str | bytes):
             return pa.Table.from_pylist(list(rows))
         if type(rows).__name__ == "DataFrame":
             return pa.Table.from_pandas(rows, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as error:
+        _refuse_out_of_range(rows)
         raise PushError(f"pushed rows cannot be read as a table: {error}") from None
     raise PushError(
         f"push rows must be a DataFrame, an Arrow table, a dict of columns or a list of dicts, "
         f"not {type(rows).__name__}"
     )
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _column(name: str, values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as error:
+        _refuse_out_of_range({name: values})
+        raise PushError(f"pushed column '{name}' cannot be read: {error}") from None
+
+
+def _refuse_out_of_range(rows: Any) -> None:
+    """Raise a PushError naming the first integer beyond Int64 (column and row), if any."""
+    if isinstance(rows, Mapping):
+        cells = (
+            (k, i, v)
+            for k, column in rows.items()
+            if isinstance(column, list | tuple)
+            for i, v in enumerate(column)
+        )
+    elif isinstance(rows, Sequence) and not isinstance(rows, str | bytes):
+        cells = (
+            (k, i, v)
+            for i, row in enumerate(rows)
+            if isinstance(row, Mapping)
+            for k, v in row.items()
+        )
+    else:
+        return
+    for name, row, value in cells:
+        if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+            shown = str(value) if value.bit_length() <= 96 else f"of {value.bit_length()} bits"
+            raise PushError(
+                f"pushed column '{name}' row {row}: the integer {shown} is outside the 64-bit "
+                "range that Parity stores (timestamps are ISO 8601 text)"
+            )
 
 
 def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
@@ -85,7 +124,25 @@ def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
             raise PushError(f"pushed rows lack the timestamp column '{name}'")
         index = table.column_names.index(name)
         table = table.set_column(index, name, normalize_timestamp(table[name], name))
+        _refuse_unrepresentable(table[name], name)
     return table
+
+
+# Years 1 to 9999: the times Python (and so every online read) can represent.
+_FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
+
+
+def _refuse_unrepresentable(column: pa.ChunkedArray, name: str) -> None:
+    micros = column.cast(pa.int64())
+    outside = pa.compute.or_(
+        pa.compute.less(micros, _FIRST_US), pa.compute.greater(micros, _LAST_US)
+    )
+    if pa.compute.any(outside).as_py():
+        row = pa.compute.index(outside, True).as_py()
+        raise PushError(
+            f"pushed column '{name}' row {row}: the time is before year 1 or after year 9999; "
+            "send an ISO 8601 time in that range"
+        )
 
 
 def append_offline(

@@ -26,6 +26,7 @@ from parity.errors import (
     BackendNotInstalled,
     InvalidArtifactRef,
 )
+from parity.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ def _import_fsspec(url: str) -> Any:
         return importlib.import_module("fsspec")
     except ImportError:
         raise BackendNotInstalled(
-            f"the artifact store at {url!r} needs the fsspec package: {_install_hint(url)}"
+            f"the artifact store at {redact(url)!r} needs the fsspec package: {_install_hint(url)}"
         ) from None
 
 
@@ -271,10 +272,10 @@ class FsspecArtifactStore:
             self.fs, base = fsspec.core.url_to_fs(url, **storage_options)
         except ImportError as error:
             raise BackendNotInstalled(
-                f"the artifact store at {url!r} needs a filesystem package ({error}): "
+                f"the artifact store at {redact(url)!r} needs a filesystem package ({error}): "
                 f"{_install_hint(url)}"
             ) from None
-        self.url = url.rstrip("/")
+        self.url = redact(url.rstrip("/"))  # shown in refs, errors and repr; fs keeps the secret
         self._base = str(base).rstrip("/")
         self.cache = LocalArtifactStore(cache_dir if cache_dir is not None else default_cache_dir())
 

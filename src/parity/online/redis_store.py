@@ -25,6 +25,7 @@ from parity.online.encoding import (
     tile_end,
 )
 from parity.online.store import TileMerge
+from parity.redaction import redact
 
 # KEYS[i] gets field ARGV[3i-2] = value ARGV[3i-1] unless the stored header is newer. Headers are
 # fixed-width lowercase hex, so string order is time order. ARGV[3i] is the row's expiry: ''
@@ -205,7 +206,7 @@ class RedisOnlineStore:
             yield
         except (exceptions.ConnectionError, exceptions.TimeoutError) as error:
             raise OnlineStoreUnavailable(
-                f"the Redis online store at {self.url} did not answer: {error}"
+                f"the Redis online store at {redact(self.url)} did not answer: {error}"
             ) from None
 
     def _expiry(self, row: OnlineRow) -> bytes:

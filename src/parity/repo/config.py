@@ -37,7 +37,7 @@ class RegistryConfig(_Settings):
 
     type: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "data/registry.db"
-    url: str | None = None
+    url: str | None = Field(default=None, repr=False)  # may hold a password
     cache_ttl_seconds: float = 10.0
 
     @model_validator(mode="after")
@@ -67,7 +67,7 @@ class OnlineConfig(_Settings):
 
     type: Literal["sqlite", "redis"] = "sqlite"
     path: str = "data/online.db"
-    connection_string: str | None = None
+    connection_string: str | None = Field(default=None, repr=False)  # may hold a password
     expire: bool = False
 
 

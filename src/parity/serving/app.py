@@ -9,6 +9,7 @@ awaits one online read and encodes the answer with orjson: no thread pool hop, n
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,16 +18,34 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from parity.errors import BadRequest, ParityError
+from parity.errors import BadRequest, ParityError, PushDisabled
 from parity.feature_store import FeatureStore
 from parity.serving.errors import body_for, status_for
-from parity.serving.feast_json import OnlineRequest, PushRequest, response_body
-from parity.serving.guard import Guard
+from parity.serving.feast_json import (
+    ErrorBody,
+    HealthResponse,
+    OnlineRequest,
+    OnlineResponseBody,
+    PushRequest,
+    PushResponse,
+    response_body,
+)
+from parity.serving.guard import ASGIApp, Guard, Message, Receive, Scope, Send
 from parity.serving.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+PUSH_DISABLED = (
+    "/push is off on this server: it writes the online store and the training data and has no "
+    "authentication yet. Start the server with 'parity serve --enable-push' (or "
+    "create_app(..., enable_push=True)) where only trusted clients can reach it"
+)
 
 
 def _encode_other(value: Any) -> Any:
@@ -35,8 +54,8 @@ def _encode_other(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-class _Json(Response):
-    media_type = "application/json"
+class _Json(JSONResponse):
+    """orjson-encoded JSON (a JSONResponse, so FastAPI's spec declares the models, not strings)."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, default=_encode_other, option=orjson.OPT_NON_STR_KEYS)
@@ -58,6 +77,11 @@ class _Answers:
         status = 400 if any(e["type"] == "json_invalid" for e in problems) else 422
         return self.error(status, "invalid_request", text)
 
+    def internal(self, failure: Exception, where: str) -> _Json:
+        """A bug: logged with its traceback, answered 500 in the standard shape."""
+        logger.exception("feature server failed on %s", where)
+        return self.error(500, "internal", f"internal error ({type(failure).__name__})")
+
     async def online(self, raw: bytes) -> _Json:
         """The whole of /get-online-features, from body bytes to the response."""
         try:
@@ -71,22 +95,29 @@ class _Answers:
             response = await self.store.get_online_features_async(
                 wanted, body.entities, full_feature_names=body.full_feature_names
             )
+            return _Json(response_body(response))
         except ParityError as failure:
             return self.error(status_for(failure), failure.code, failure.message)
-        return _Json(response_body(response))
+        except Exception as failure:  # the fast path has no framework to catch it
+            return self.internal(failure, "POST /get-online-features")
 
 
 def create_app(
-    store: FeatureStore, *, max_in_flight: int = 256, max_body_bytes: int = 1 << 20
+    store: FeatureStore,
+    *,
+    max_in_flight: int = 256,
+    max_body_bytes: int = 1 << 20,
+    enable_push: bool = False,
 ) -> Guard:
     """The server as one ASGI app: the admission guard around the FastAPI app (`.app`).
 
     The guard is outermost, so the lookup's fast path skips every framework layer (routing,
-    dependencies, exception and telemetry middleware)."""
+    dependencies, exception and telemetry middleware). `/push` writes the online store and the
+    training data and has no authentication yet, so it answers 403 unless `enable_push`."""
     metrics = ServerMetrics(store.online_freshness, store.now)
     answers = _Answers(store, metrics)
     return Guard(
-        _fastapi_app(store, metrics, answers),
+        _fastapi_app(store, metrics, answers, enable_push),
         metrics=metrics,
         max_in_flight=max_in_flight,
         max_body_bytes=max_body_bytes,
@@ -94,7 +125,9 @@ def create_app(
     )
 
 
-def _fastapi_app(store: FeatureStore, metrics: ServerMetrics, answers: _Answers) -> FastAPI:
+def _fastapi_app(
+    store: FeatureStore, metrics: ServerMetrics, answers: _Answers, enable_push: bool
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -105,9 +138,18 @@ def _fastapi_app(store: FeatureStore, metrics: ServerMetrics, answers: _Answers)
         title="Parity feature server",
         version="1",
         description="Online features in Feast's JSON shapes. Errors are "
-        '`{"error": {"code", "message"}}` with a 4xx status (503 when overloaded).',
+        '`{"error": {"code", "message"}}` with a 4xx status (503 when overloaded or when the '
+        "online store or registry is unreachable).",
         default_response_class=_Json,
     )
+
+    @app.exception_handler(HTTPException)
+    async def framework_error(_: Request, failure: HTTPException) -> _Json:
+        # An unknown route (404) or method (405) answers in the same error shape.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(failure.status_code, "http_error")
+        reply = answers.error(failure.status_code, code, str(failure.detail))
+        reply.headers.update(failure.headers or {})
+        return reply
 
     @app.exception_handler(ParityError)
     async def parity_error(_: Request, failure: ParityError) -> _Json:
@@ -117,14 +159,44 @@ def _fastapi_app(store: FeatureStore, metrics: ServerMetrics, answers: _Answers)
     async def invalid_body(_: Request, failure: RequestValidationError) -> _Json:
         return answers.invalid(list(failure.errors()))
 
-    _add_routes(app, store, metrics, answers)
+    app.add_middleware(_Internal, answers=answers)
+    _add_routes(app, store, metrics, answers, enable_push)
     return app
 
 
+class _Internal:
+    """A bug (an exception that is not a ParityError) is logged and answered with a JSON 500 in
+    the standard error shape, and the keep-alive connection stays open."""
+
+    def __init__(self, app: ASGIApp, answers: _Answers) -> None:
+        self.app = app
+        self.answers = answers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as failure:
+            if started or scope["type"] != "http":
+                raise
+            where = f"{scope['method']} {scope['path']}"
+            await self.answers.internal(failure, where)(scope, receive, send)
+
+
 def _add_routes(
-    app: FastAPI, store: FeatureStore, metrics: ServerMetrics, answers: _Answers
+    app: FastAPI,
+    store: FeatureStore,
+    metrics: ServerMetrics,
+    answers: _Answers,
+    enable_push: bool,
 ) -> None:
-    @app.get("/health")
+    @app.get("/health", response_model=HealthResponse, responses=_errors(503))
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -141,20 +213,77 @@ def _add_routes(
             }
         },
         summary="Latest feature values for entities (Feast's request and response shapes)",
+        responses={200: {"model": OnlineResponseBody}, **_errors(400, 404, 413, 422, 503)},
     )
     async def get_online_features(request: Request) -> Response:
         # The guard's fast path serves this; the route documents it (and serves it if the fast
         # path is taken out).
         return await answers.online(await request.body())
 
-    @app.post("/push")
-    def push(body: PushRequest) -> dict[str, Any]:
-        rows = store.push(body.push_source_name, body.df, to=body.to)  # type: ignore[arg-type]
-        return {"pushed": rows}
+    @app.post(
+        "/push",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PushRequest.model_json_schema()}},
+            }
+        },
+        summary="Write rows of a push source online and/or to its offline folder (Feast's shape)",
+        responses={200: {"model": PushResponse}, **_errors(400, 403, 404, 413, 422, 503)},
+    )
+    async def push(request: Request) -> Response:
+        # The body is read here, not by FastAPI, so a body over the limit reaches the ParityError
+        # handler (413) instead of FastAPI's generic 400.
+        if not enable_push:
+            raise PushDisabled(PUSH_DISABLED)
+        try:
+            body = PushRequest.model_validate_json(await request.body())
+        except ValidationError as failure:
+            return answers.invalid(failure.errors())
+        rows = await run_in_threadpool(
+            store.push,
+            body.push_source_name,
+            body.df,
+            to=body.to,
+        )
+        return _Json({"pushed": rows})
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            # The error body is JSON although the 200 is text, so it is declared by reference.
+            503: {
+                "description": _WHY[503],
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                },
+            },
+        },
+    )
     def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+_WHY = {
+    400: "Malformed JSON, or a request that cannot be answered (one of 'features' and "
+    "'feature_service' missing, an unknown or wrongly typed entity key, rows that do not fit)",
+    403: "/push is off: start the server with --enable-push",
+    404: "An unknown feature view, feature, feature service or push source",
+    413: "The body is over the server's --max-body-bytes",
+    422: "The body does not match the request schema",
+    503: "Overloaded (--max-in-flight requests already in flight), or the online store or "
+    "registry cannot be reached; retry",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers: the standard error body, with why each happens."""
+    return {status: {"model": ErrorBody, "description": _WHY[status]} for status in statuses}
 
 
 def app_from_environment() -> Guard:
@@ -164,4 +293,5 @@ def app_from_environment() -> Guard:
         store,
         max_in_flight=int(os.environ.get("PARITY_SERVE_MAX_IN_FLIGHT", "256")),
         max_body_bytes=int(os.environ.get("PARITY_SERVE_MAX_BODY_BYTES", str(1 << 20))),
+        enable_push=os.environ.get("PARITY_SERVE_ENABLE_PUSH") == "1",
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from parity.errors import (
     BackendNotInstalled,
+    BodyTooLarge,
     BreakingChange,
     DatasetExists,
     NoRollbackTarget,
     ObjectNotFound,
     OnlineStoreUnavailable,
     ParityError,
+    PushDisabled,
     RegistryConflict,
     RegistryUnavailable,
     VersionAliased,
@@ -25,6 +27,8 @@ _STATUS: list[tuple[type[ParityError], int]] = [
     (RegistryUnavailable, 503),
     (OnlineStoreUnavailable, 503),
     (BackendNotInstalled, 501),
+    (BodyTooLarge, 413),
+    (PushDisabled, 403),
 ]
 
 

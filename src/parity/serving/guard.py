@@ -1,7 +1,9 @@
 """Admission control as plain ASGI middleware (no per-request task or body copy):
 
 - more than `max_in_flight` requests at once -> a fast 503 instead of an unbounded queue;
-- a body over `max_body_bytes` (by Content-Length, or counted while streaming) -> 413;
+- a body over `max_body_bytes` (by Content-Length, or counted while streaming) -> 413: the
+  receive the app reads through raises BodyTooLarge (a ParityError, so each app answers it in its
+  own error shape), and the guard answers for an app that let it escape;
 - every answered request's latency goes into the histogram, labelled by known path;
 - `fast_routes` answer their (method, path) straight from the body bytes, skipping the
   framework's routing and dependency layers (the feature lookup is the hot path).
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from parity.errors import BodyTooLarge
 from parity.serving.errors import body_for
 
 if TYPE_CHECKING:
@@ -35,10 +38,6 @@ class RequestMetrics(Protocol):
     def observe(self, path: str, seconds: float) -> None: ...
 
     def error(self, code: str) -> None: ...
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class Guard:
@@ -69,9 +68,7 @@ class Guard:
             return
         length = _content_length(scope)
         if length is not None and length > self.max_body_bytes:
-            await self._refuse(
-                send, 413, "body_too_large", f"request body over {self.max_body_bytes} bytes"
-            )
+            await self._refuse(send, 413, BodyTooLarge.code, self._too_large().message)
             return
         self.in_flight += 1
         started = time.perf_counter()
@@ -83,7 +80,7 @@ class Guard:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body_bytes:
-                raise _BodyTooLarge
+                raise self._too_large()
             return message
 
         async def watching_send(message: Message) -> None:
@@ -98,14 +95,18 @@ class Guard:
             else:
                 response = await fast(await read_body(counting_receive))
                 await response(scope, counting_receive, watching_send)
-        except _BodyTooLarge:
+        except BodyTooLarge as failure:
             if not responded:
-                await self._refuse(
-                    send, 413, "body_too_large", f"request body over {self.max_body_bytes} bytes"
-                )
+                await self._refuse(send, 413, failure.code, failure.message)
         finally:
             self.in_flight -= 1
             self.metrics.observe(scope["path"], time.perf_counter() - started)
+
+    def _too_large(self) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"request body over {self.max_body_bytes} bytes; send less per request (the limit "
+            "is the server's --max-body-bytes)"
+        )
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         self.metrics.error(code)
@@ -124,7 +125,8 @@ class Guard:
 
 
 async def read_body(receive: Receive) -> bytes:
-    """The whole request body (stops early if the client disconnects)."""
+    """The whole request body (stops early if the client disconnects). Behind the Guard, a body
+    over its limit raises BodyTooLarge from here: answer it as any ParityError."""
     chunks = []
     while True:
         message = await receive()
