@@ -50,6 +50,7 @@ _loads, _dumps = _json_backend()
 
 Parameters = dict[str, StrictBool | StrictInt | StrictFloat | StrictStr]
 _Dim = Annotated[StrictInt, Field(ge=0)]
+MAX_DIMS = 64  # numpy's limit on the dimensions of one array
 
 
 class _Message(BaseModel):
@@ -60,7 +61,7 @@ class _Message(BaseModel):
 
 class RequestInput(_Message):
     name: StrictStr
-    shape: list[_Dim]
+    shape: Annotated[list[_Dim], Field(max_length=MAX_DIMS)]
     datatype: StrictStr
     parameters: Parameters | None = None
     data: list[Any] | None = None  # absent when the tensor travels as binary data

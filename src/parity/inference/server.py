@@ -58,12 +58,25 @@ class ModelTarget:
     def parse(cls, text: str, version: str | None = None) -> ModelTarget:
         name, number, alias = parse_ref(text)
         if version is None:
-            return cls(name, number, alias)
+            return cls(name, None if number is None else _version_number(str(number)), alias)
         if number is not None or alias is not None:
             raise InvalidModelRef(f"'{text}' already names a version or alias; drop /versions/")
-        if not version.isdigit() or int(version) < 1:
-            raise InvalidModelRef(f"model version must be a positive integer, not '{version}'")
-        return cls(name, int(version), None)
+        return cls(name, _version_number(version), None)
+
+
+MAX_VERSION = 2**31 - 1  # the registry stores versions as SQL INTEGER (32-bit in PostgreSQL)
+
+
+def _version_number(text: str) -> int:
+    """A version in a path: ASCII digits only (`str.isdigit` also accepts '²' and '٣'), 1 to
+    MAX_VERSION, so no lookup ever reaches the database with a number it cannot hold."""
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
+    if not 1 <= number <= MAX_VERSION:
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        raise InvalidModelRef(
+            f"model version must be a whole number from 1 to {MAX_VERSION}, not '{shown}'"
+        )
+    return number
 
 
 @dataclass(frozen=True)
