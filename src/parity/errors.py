@@ -298,3 +298,12 @@ class PredictionLogError(ParityError):
     """The prediction log cannot be written (folder not writable, sink closed)."""
 
     code = "prediction_log_failed"
+
+
+# Issue 12, items 6, 7, 10, 11 (modelapi): raised by inference/request_fields.py
+
+
+class InvalidRequestField(BadRequest):
+    """A /v1 predict request field is unknown, missing, or not of its declared type."""
+
+    code = "invalid_request_field"

@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 
 from parity import __version__
-from parity.errors import BadRequest, InferenceRequestError, ParityError
+from parity.errors import BadRequest, InferenceRequestError, InvalidRequestField, ParityError
 from parity.inference.oip import (
     HEADER_LENGTH,
     ServerMetadata,
@@ -260,10 +260,14 @@ def _with_context(
         columns = {name: [row.get(name) for row in entities] for name in names}
     clash = sorted(set(columns) & set(context))
     if clash:
-        raise BadRequest(f"{clash} appear in both entities and request_context; send them once")
+        raise InvalidRequestField(
+            f"{clash} appear in both entities and request_context; send them once"
+        )
     rows = {len(column) for column in (*columns.values(), *context.values())}
     if len(rows) > 1:
-        raise BadRequest("every entities and request_context column must have the same length")
+        raise InvalidRequestField(
+            "request columns must all have the same length (entities and request_context)"
+        )
     return {**columns, **context}
 
 

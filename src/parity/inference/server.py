@@ -31,6 +31,7 @@ from parity.inference.oip import (
     TensorMetadata,
     encode_output,
 )
+from parity.inference.request_fields import RequestSchema, request_schema
 from parity.models.registry import parse_ref
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class ModelServer:
         self._resolved: dict[ModelTarget, tuple[float, int]] = {}
         self._loaded: OrderedDict[tuple[str, int], Deployment] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[Deployment]] = {}
+        self._schemas: dict[tuple[str, int], tuple[object, RequestSchema]] = {}
 
     # --- resolving and loading ----------------------------------------------------------------
 
@@ -259,6 +261,7 @@ class ModelServer:
             )
         if self.features is None:
             raise BadRequest("this model server has no feature store to fetch features from")
+        self._request_schema(self.features, deployment, service).check(_columns_of(entities))
         response = await self.features.get_online_features_async(service, entities)
         item, rows = deployment.assemble_features(response.values, response.entities)
         result = await deployment.predict(item, rows)
@@ -277,6 +280,22 @@ class ModelServer:
             predictions=result.tolist(),
             features=_features_of(response) if return_features else {},
         )
+
+    def _request_schema(
+        self, features: FeatureStore, deployment: Deployment, service: str
+    ) -> RequestSchema:
+        """The fields a predict request for `deployment` may carry (kept until the next apply)."""
+        from parity.offline.request import resolve
+
+        catalog = features.registry.catalog
+        key = (deployment.version.name, deployment.version.version)
+        hit = self._schemas.get(key)
+        if hit is not None and hit[0] is catalog:
+            return hit[1]
+        version = deployment.version
+        schema = request_schema(version.ref, resolve(catalog, service), deployment.model.signature)
+        self._schemas[key] = (catalog, schema)
+        return schema
 
     def _log(
         self,
@@ -324,6 +343,16 @@ def _tensor(name: str, dtype: str, shape: Sequence[int]) -> TensorMetadata:
         datatype = {"f": "FP", "i": "INT", "u": "UINT"}.get(kind.kind, "BYTES")
         datatype = datatype if datatype == "BYTES" else f"{datatype}{kind.itemsize * 8}"
     return TensorMetadata(name=name, datatype=datatype, shape=list(shape))
+
+
+def _columns_of(
+    entities: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+) -> Mapping[str, Sequence[Any]]:
+    """Entity rows as columns (a field a row lacks is None there)."""
+    if isinstance(entities, Mapping):
+        return entities
+    names = dict.fromkeys(name for row in entities for name in row)
+    return {name: [row.get(name) for row in entities] for name in names}
 
 
 def _rows_of(columns: Mapping[str, Sequence[Any]], rows: int) -> list[dict[str, Any]]:
