@@ -85,3 +85,24 @@ def test_hostile_versions_and_shapes_are_4xx_in_the_oip_error_shape(
     answer = reply.json()
     assert set(answer) == {"error", "code"}
     assert answer["code"] == code and isinstance(answer["error"], str) and answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("TRACE", "/v1/models", "GET"),  # a 500 before
+        ("DELETE", "/v2/models/affine", "GET"),
+        ("GET", "/v2/models/affine/infer", "POST"),
+        ("PUT", "/v2/models/affine/versions/1/infer", "POST"),
+        ("GET", "/v1/models/affine/predict", "POST"),
+        ("POST", "/metrics", "GET"),
+        ("PATCH", "/openapi.json", "GET"),
+    ],
+)
+def test_an_undeclared_method_is_405_with_allow(
+    url: str, method: str, path: str, allow: str
+) -> None:
+    reply = httpx.request(method, f"http://{url}{path}")
+    assert reply.status_code == 405, reply.text
+    assert reply.headers["allow"] == allow
+    assert reply.json()["code"] == "method_not_allowed"
