@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from parity import FeatureStore, __version__
@@ -58,17 +59,91 @@ SPEC = model_server_spec(__version__)
 schema = schemathesis.openapi.from_dict(SPEC)
 
 
+def _for_model(name: str) -> Any:
+    """The per-model operations, their path naming a registered model (and its version 1), so
+    the generated bodies reach a loaded model instead of answering 404."""
+    parameters = {"path.model_name": name, "path.model_version": 1}
+    config = SchemathesisConfig.from_dict({"parameters": parameters})
+    return schemathesis.openapi.from_dict(SPEC, config=config).include(path_regex="model_name")
+
+
+affine_schema, trips_schema = _for_model("affine"), _for_model("trips")
+
+
 def test_the_server_serves_its_spec(model_server: str) -> None:
     reply = httpx.get(f"{model_server}/openapi.json")
     assert reply.status_code == 200
     assert reply.json() == SPEC
 
 
-@schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-def test_model_server_answers_as_its_spec_says(case: Any, model_server: str) -> None:
+BOUNDED = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _call_and_validate(case: Any, base_url: str) -> None:
     # A body the schema allows can still be impossible for the model it reaches (a tensor whose
     # data does not fill its shape, an entity key the feature service does not have): the spec
     # declares those answers as 400, so valid-looking POST bodies are not required to succeed.
     excluded = [positive_data_acceptance] if case.method == "POST" else []
-    case.call_and_validate(base_url=model_server, excluded_checks=excluded)
+    case.call_and_validate(base_url=base_url, excluded_checks=excluded)
+
+
+@schema.parametrize()
+@BOUNDED
+def test_model_server_answers_as_its_spec_says(case: Any, model_server: str) -> None:
+    _call_and_validate(case, model_server)
+
+
+@affine_schema.parametrize()
+@BOUNDED
+def test_a_tensor_model_answers_as_the_spec_says(case: Any, model_server: str) -> None:
+    _call_and_validate(case, model_server)
+
+
+@trips_schema.parametrize()
+@BOUNDED
+def test_a_feature_backed_model_answers_as_the_spec_says(case: Any, model_server: str) -> None:
+    _call_and_validate(case, model_server)
+
+
+def _tensor_body(**parameters: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "r1",
+        "inputs": [{"name": "input", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}],
+    }
+    if parameters:
+        body["parameters"] = parameters
+    return body
+
+
+@pytest.mark.parametrize(
+    ("path", "template", "body"),
+    [
+        ("/v2/models/affine/infer", "/v2/models/{model_name}/infer", _tensor_body()),
+        (
+            "/v2/models/affine/versions/1/infer",
+            "/v2/models/{model_name}/versions/{model_version}/infer",
+            _tensor_body(binary_data_output=True),
+        ),
+        (
+            "/v1/models/trips@champion/predict",
+            "/v1/models/{model_name}/predict",
+            {
+                "entities": [{"driver_id": 1}, {"driver_id": 99}],
+                "request_context": {"bonus": [0.5, 1]},
+                "return_features": True,
+            },
+        ),
+    ],
+)
+def test_successful_predictions_match_the_spec(
+    model_server: str, path: str, template: str, body: dict[str, Any]
+) -> None:
+    reply = httpx.post(f"{model_server}{path}", json=body)
+    assert reply.status_code == 200, reply.text
+    schema[template]["POST"].validate_response(reply)
+    if "binary_data_output" in body.get("parameters", {}):
+        assert reply.headers["content-type"] == "application/octet-stream"
+    elif path.startswith("/v1"):
+        assert reply.json()["predictions"] == [3 * 10 + 0.5, -10 + 1]  # driver 99 is unknown
+    else:
+        assert reply.json()["outputs"][0]["data"] == [1 + 2 * 2 + 0.5, 3 + 4 * 2 + 0.5]
