@@ -76,7 +76,7 @@ def test_the_server_serves_its_spec(model_server: str) -> None:
     assert reply.json() == SPEC
 
 
-BOUNDED = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+BOUNDED = settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _call_and_validate(case: Any, base_url: str) -> None:
