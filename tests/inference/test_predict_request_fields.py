@@ -136,9 +136,15 @@ def test_unknown_missing_and_uneven_fields_are_400s_naming_them(url: str) -> Non
             ]
         },
     )
+    empty = _post(
+        url,
+        '{"entities": {"driver_id": []}, "request_context": '
+        '{"distance": [], "passengers": [], "bonus": []}}',
+    )
+    assert empty.status_code == 400 and "no rows" in empty.json()["error"]
     assert unknown.status_code == 400 and "'bonsu'" in unknown.json()["error"]
     assert missing.status_code == 400 and "'passengers'" in missing.json()["error"]
     assert uneven.status_code == 400 and "same length" in uneven.json()["error"]
     assert rows.status_code == 400 and "'passengers' row 1 is null" in rows.json()["error"]
-    for reply in (unknown, missing, uneven, rows):
+    for reply in (unknown, missing, uneven, rows, empty):
         assert reply.json()["code"] == "invalid_request_field"

@@ -87,6 +87,8 @@ class RequestSchema:
         if len(lengths) > 1:
             shown = {name: len(column) for name, column in columns.items()}
             raise InvalidRequestField(f"request columns must all have the same length: {shown}")
+        if lengths == {0}:
+            raise InvalidRequestField("the request has no rows; send at least one entity row")
         for name, rule in self.inputs.items():
             for row, value in enumerate(columns[name]):
                 _check_value(rule, row, value)
