@@ -121,3 +121,46 @@ def test_v2_a_batch_the_model_fails_is_retried_one_request_at_a_time(tmp_path: P
             assert re.findall(r"-(\d+)\.0", reply.json()["error"]) == [str(1000 + i)], reply.text
         else:
             assert reply.json()["outputs"][0]["data"] == [i + 0.5]
+
+
+class Columns:
+    """a + 10 b on a DataFrame; counts the rows of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, frame: Any) -> Any:
+        self.calls.append(len(frame))
+        return (frame["a"] + 10 * frame["b"]).to_numpy()
+
+
+def _columns_body(a: Any, datatype: str = "FP64") -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": "a", "shape": [1], "datatype": datatype, "data": [a]},
+            {"name": "b", "shape": [1], "datatype": "FP64", "data": [1.0]},
+        ]
+    }
+
+
+def test_v2_a_tensor_the_signature_cannot_take_is_refused_before_the_batch(tmp_path: Path) -> None:
+    registry = model_registry(tmp_path)
+    sample = pd.DataFrame({"a": [1.0], "b": [2.0]})
+    version = registry.register_model("cols", Columns(), flavor="pyfunc", sample_input=sample)
+    batching = BatchSettings(max_batch_size=32, max_latency_ms=5)
+    server = ModelServer(registry, metrics=ModelMetrics(), batching=batching)
+    bodies = [
+        _columns_body(f"abc-{i}", "BYTES") if _kind(i) else _columns_body(float(i))
+        for i in range(200)
+    ]
+    with running(ModelApp(server)) as url:
+        replies = asyncio.run(_send_all(url, "/v2/models/cols/infer", bodies))
+    for i, reply in enumerate(replies):
+        if _kind(i):
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["code"] == "invalid_inference_request"
+            assert re.findall(r"abc-(\d+)", reply.json()["error"]) == [str(i)]
+        else:
+            assert reply.json()["outputs"][0]["data"] == [i + 10.0]
+    calls = registry.load(version).native.calls
+    assert sum(calls) == 150  # only the valid rows reached the model, each once
