@@ -106,3 +106,12 @@ def test_an_undeclared_method_is_405_with_allow(
     assert reply.status_code == 405, reply.text
     assert reply.headers["allow"] == allow
     assert reply.json()["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "-1", "1e3", "12345678901234567890"])
+def test_a_binary_header_length_that_is_not_a_byte_count_is_a_400(url: str, value: str) -> None:
+    body = b'{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2]}]}'
+    headers = {"Inference-Header-Content-Length": value}
+    reply = httpx.post(f"http://{url}/v2/models/affine/infer", content=body, headers=headers)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["code"] == "invalid_inference_request"

@@ -320,7 +320,7 @@ def _json_length(scope: Scope) -> int | None:
     wanted = HEADER_LENGTH.lower().encode()
     for name, value in scope["headers"]:
         if name == wanted:
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 19:  # more than any body could hold
                 raise InferenceRequestError(f"{HEADER_LENGTH} must be a byte count")
             return int(value)
     return None
