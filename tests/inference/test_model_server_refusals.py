@@ -115,3 +115,16 @@ def test_a_binary_header_length_that_is_not_a_byte_count_is_a_400(url: str, valu
     reply = httpx.post(f"http://{url}/v2/models/affine/infer", content=body, headers=headers)
     assert reply.status_code == 400, reply.text
     assert reply.json()["code"] == "invalid_inference_request"
+
+
+@pytest.mark.parametrize("datatype", ["FP64", "BYTES"])
+@pytest.mark.parametrize("depth", [65, 1000])
+def test_tensor_data_nested_deeper_than_a_tensor_can_be_is_a_400(
+    url: str, datatype: str, depth: int
+) -> None:
+    leaf = '"a"' if datatype == "BYTES" else "1.0"
+    data = "[" * depth + leaf + "]" * depth
+    body = f'{{"inputs":[{{"name":"input","shape":[1],"datatype":"{datatype}","data":{data}}}]}}'
+    reply = httpx.post(f"http://{url}/v2/models/affine/infer", content=body.encode())
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["code"] == "invalid_inference_request"

@@ -118,11 +118,22 @@ class ModelMetadata(_Message):
 
 
 def _leaves(data: Any) -> Iterator[Any]:
-    for item in data:
-        if isinstance(item, list):
-            yield from _leaves(item)
-        else:
+    """The row-major leaves of nested lists, without recursion (JSON may nest 1,000 deep, a
+    tensor at most MAX_DIMS)."""
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                if len(stack) >= MAX_DIMS:
+                    raise InferenceRequestError(
+                        f"tensor data is nested deeper than {MAX_DIMS} levels; a tensor has at "
+                        f"most {MAX_DIMS} dimensions"
+                    )
+                stack.append(iter(item))
+                break
             yield item
+        else:
+            stack.pop()
 
 
 def _checked(
