@@ -47,6 +47,21 @@ logger = logging.getLogger(__name__)
 _OIP_DATATYPES = {"bool": "BOOL", "str": "BYTES", "bytes": "BYTES", "object": "BYTES"}
 
 
+MAX_VERSION = 2**31 - 1  # the registry stores versions as SQL INTEGER (32-bit in PostgreSQL)
+
+
+def _version_number(text: str) -> int:
+    """A version in a path: ASCII digits only (`str.isdigit` also accepts '²' and '٣'), 1 to
+    MAX_VERSION, so no lookup ever reaches the database with a number it cannot hold."""
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
+    if not 1 <= number <= MAX_VERSION:
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        raise InvalidModelRef(
+            f"model version must be a whole number from 1 to {MAX_VERSION}, not '{shown}'"
+        )
+    return number
+
+
 @dataclass(frozen=True)
 class ModelTarget:
     """What a request addressed: a version, an alias, or (neither) the model's default."""
@@ -63,21 +78,6 @@ class ModelTarget:
         if number is not None or alias is not None:
             raise InvalidModelRef(f"'{text}' already names a version or alias; drop /versions/")
         return cls(name, _version_number(version), None)
-
-
-MAX_VERSION = 2**31 - 1  # the registry stores versions as SQL INTEGER (32-bit in PostgreSQL)
-
-
-def _version_number(text: str) -> int:
-    """A version in a path: ASCII digits only (`str.isdigit` also accepts '²' and '٣'), 1 to
-    MAX_VERSION, so no lookup ever reaches the database with a number it cannot hold."""
-    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
-    if not 1 <= number <= MAX_VERSION:
-        shown = text if len(text) <= 40 else f"{text[:40]}..."
-        raise InvalidModelRef(
-            f"model version must be a whole number from 1 to {MAX_VERSION}, not '{shown}'"
-        )
-    return number
 
 
 @dataclass(frozen=True)
