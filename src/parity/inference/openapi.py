@@ -229,6 +229,18 @@ _BINARY_LENGTH = {
 }
 
 
+_INFER = {
+    "id": "req-1",
+    "inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": [25.0, 3.0]}],
+}
+_PREDICT = {
+    "entities": {"account_id": [1, 2], "device_id": [7, 9]},
+    "request_context": {"amount": [25.0, 480.0]},
+    "return_features": True,
+    "id": "req-1",
+}
+
+
 def _get(summary: str, ok: dict[str, Any], *errors: int) -> dict[str, Any]:
     return {"get": {"summary": summary, "responses": {"200": ok, **_errors(*errors, 503)}}}
 
@@ -241,10 +253,13 @@ def _model_paths(prefix: str, params: list[dict[str, Any]], pinned: bool) -> dic
         "schema": {"type": "string", "format": "binary"}
     }
     infer_ok["headers"] = {"Inference-Header-Content-Length": {"schema": {"type": "integer"}}}
-    body = {"required": True, "content": {"application/json": {"schema": _ref("InferenceRequest")}}}
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": _ref("InferenceRequest"), "example": _INFER}},
+    }
     predict = {
         "required": True,
-        "content": {"application/json": {"schema": _ref("PredictRequest")}},
+        "content": {"application/json": {"schema": _ref("PredictRequest"), "example": _PREDICT}},
     }
     ready = _obj({"name": _STR, "ready": {"type": "boolean"}}, ("name", "ready"))
     v2, v1 = f"/v2/models/{prefix}", f"/v1/models/{prefix}"
