@@ -333,3 +333,12 @@ class PushDisabled(ParityError, PermissionError):
     """/push was called on a server started without --enable-push (HTTP 403)."""
 
     code = "push_disabled"
+
+
+# Issue 12, items 6, 7, 10, 11 (modelapi): raised by inference/request_fields.py
+
+
+class InvalidRequestField(BadRequest):
+    """A /v1 predict request field is unknown, missing, or not of its declared type."""
+
+    code = "invalid_request_field"

@@ -305,7 +305,7 @@ def test_results_reach_their_callers_and_predict_runs_off_the_loop_thread() -> N
     assert threading.get_ident() not in threads
 
 
-def test_an_exception_in_predict_fails_only_that_batch_and_the_next_succeeds() -> None:
+def test_a_failed_batch_is_retried_item_by_item_so_only_the_bad_item_fails() -> None:
     calls: list[list[str]] = []
 
     def fragile(items: list[str]) -> list[str]:
@@ -330,12 +330,43 @@ def test_an_exception_in_predict_fails_only_that_batch_and_the_next_succeeds() -
         return [*first, await batcher.submit("d")]
 
     a, boom, c, d = asyncio.run(scenario())
-    assert calls == [["a", "boom"], ["c"], ["d"]]
-    assert isinstance(a, PredictFailed) and isinstance(boom, PredictFailed)
-    assert a is not boom
-    assert isinstance(a.__cause__, ValueError)
-    assert "ValueError: cannot score boom" in str(a)
-    assert (c, d) == ("result:c", "result:d")
+    assert calls == [["a", "boom"], ["a"], ["boom"], ["c"], ["d"]]
+    assert isinstance(boom, PredictFailed)
+    assert isinstance(boom.__cause__, ValueError)
+    assert "ValueError: cannot score boom" in str(boom)
+    assert (a, c, d) == ("result:a", "result:c", "result:d")
+
+
+def test_the_retry_runs_on_the_executor_and_each_error_names_only_its_own_item() -> None:
+    def fragile(items: list[str]) -> list[str]:
+        bad = [item for item in items if item.startswith("bad")]
+        if bad:
+            raise ValueError(f"cannot score {bad}")
+        return tag(items)
+
+    async def scenario() -> tuple[list[Any], list[list[Any]]]:
+        timer, executor = FakeTimer(), HeldExecutor()
+        batcher = AdaptiveBatcher(
+            fragile,
+            max_batch_size=4,
+            max_latency_ms=250,
+            clock=timer.clock,
+            call_later=timer.call_later,
+            executor=executor,
+        )
+        calls = [asyncio.ensure_future(batcher.submit(x)) for x in ["a", "bad1", "bad2", "d"]]
+        await settle()
+        executor.release()  # the batch of four fails; the retry is one executor call
+        await settle()
+        executor.release()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return results, executor.batches
+
+    (a, bad1, bad2, d), batches = asyncio.run(scenario())
+    assert batches == [["a", "bad1", "bad2", "d"], ["a", "bad1", "bad2", "d"]]
+    assert (a, d) == ("result:a", "result:d")
+    assert "['bad1']" in str(bad1) and "bad2" not in str(bad1)
+    assert "['bad2']" in str(bad2) and "bad1" not in str(bad2)
 
 
 def test_wrong_number_of_results_fails_every_item_of_the_batch() -> None:

@@ -4,14 +4,16 @@ Policy: queued requests are dispatched as one batch when (1) the next item would
 `max_batch_size` rows, or the queue holds exactly that many; (2) the oldest queued item has waited
 `max_latency_ms` (one loop timer, no polling); or (3) no batch is executing (greedy, at the next
 loop turn, so requests that arrive together still merge). Batches may overlap; the executor bounds
-how many run in parallel. If `predict` fails, each caller of that batch gets its own
-`PredictFailed` whose `__cause__` is the model's exception; other batches are unaffected.
+how many run in parallel. If `predict` fails on a batch of several items, each item is predicted
+again on its own: only the items that fail alone get a `PredictFailed` (its `__cause__` the
+model's exception, its message about that item only); other items and batches are unaffected.
 Must not import serving, a web framework, or any model library.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import operator
@@ -198,8 +200,11 @@ class AdaptiveBatcher:
             else:
                 loop = asyncio.get_running_loop()
                 results = list(await loop.run_in_executor(self._executor, self._predict, items))
-        except Exception as error:  # any model failure is reported to this batch's callers
-            _fail(batch, f"predict raised {type(error).__name__}: {error}", error)
+        except Exception as error:  # a model failure: find whose item it was
+            if len(batch) == 1:
+                _fail(batch, f"predict raised {type(error).__name__}: {error}", error)
+            else:
+                await self._retry_alone(batch)
         else:
             if len(results) != len(batch):
                 reason = f"predict returned {len(results)} results for {len(batch)} items"
@@ -211,6 +216,29 @@ class AdaptiveBatcher:
             _fail(batch, "the batch was cancelled before predict finished", None)
             self._report(rows, len(batch), self._now() - started)
 
+    async def _retry_alone(self, batch: list[_Pending]) -> None:
+        """Predict each item of a failed batch on its own, so a bad item fails only its caller
+        and its error quotes only that caller's input."""
+        items = [pending.item for pending in batch]
+        if self._run_inline:
+            outcomes = _each_alone(self._predict, items)
+        else:
+            loop = asyncio.get_running_loop()
+            alone = functools.partial(_each_alone, self._predict)
+            outcomes = await loop.run_in_executor(self._executor, alone, items)
+        for pending, (ok, value) in zip(batch, outcomes, strict=True):
+            if pending.future.done():  # its caller was cancelled
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                error = PredictFailed(
+                    f"predict failed for this request: predict raised {type(value).__name__}: "
+                    f"{value}"
+                )
+                error.__cause__ = value
+                pending.future.set_exception(error)
+
     def _report(self, rows: int, items: int, seconds: float) -> None:
         if self._on_batch is None:
             return
@@ -218,6 +246,20 @@ class AdaptiveBatcher:
             self._on_batch(rows, items, seconds)
         except Exception:  # a broken metrics hook must not break serving
             logger.exception("on_batch hook failed for a batch of %d rows", rows)
+
+
+def _each_alone(predict: Predict, items: list[Any]) -> list[tuple[bool, Any]]:
+    """(True, result) or (False, exception) for each item predicted on its own."""
+    outcomes: list[tuple[bool, Any]] = []
+    for item in items:
+        try:
+            results = list(predict([item]))
+            if len(results) != 1:
+                raise ValueError(f"predict returned {len(results)} results for 1 item")
+            outcomes.append((True, results[0]))
+        except Exception as error:
+            outcomes.append((False, error))
+    return outcomes
 
 
 def _fail(batch: list[_Pending], reason: str, cause: BaseException | None) -> None:

@@ -20,7 +20,7 @@ from parity.inference.batching import AdaptiveBatcher
 
 if TYPE_CHECKING:
     from parity.inference.metrics import VersionMetrics
-    from parity.models.flavors import LoadedModel
+    from parity.models.flavors import LoadedModel, Signature
     from parity.models.store import ModelVersion
 
 Array = np.ndarray[Any, Any]
@@ -124,6 +124,7 @@ class Deployment:
             (only,) = tensors.values()
             if only.ndim == 2 and only.shape[1] == len(self.input_names) > 1:
                 columns = {n: only[:, i] for i, n in enumerate(self.input_names)}
+                _check_convertible(columns, self.model.signature)
                 return columns, only.shape[0]
         names = self.input_names or tuple(tensors)
         missing = [name for name in names if name not in tensors]
@@ -131,7 +132,9 @@ class Deployment:
             raise InferenceRequestError(
                 f"model {self.version.ref} needs inputs {list(names)}; missing {missing}"
             )
-        return _columns({name: tensors[name] for name in names})
+        item, rows = _columns({name: tensors[name] for name in names})
+        _check_convertible(item, self.model.signature)
+        return item, rows
 
     def _one_matrix(self, tensors: Mapping[str, Array]) -> tuple[Item, int]:
         if len(tensors) != 1:
@@ -190,6 +193,33 @@ def _columns(columns: dict[str, Array]) -> tuple[Item, int]:
         shown = {name: len(column) for name, column in flat.items()}
         raise InferenceRequestError(f"inputs must have the same number of rows (>0): {shown}")
     return flat, lengths.pop()
+
+
+def _check_convertible(columns: Item, signature: Signature | None) -> None:
+    """Refuse, before the request joins a batch, a column the model's signature cannot take: text
+    that is not a number, or a non-finite float for an integer column. (In a batch it would fail
+    the whole batch, and every request of it would be retried alone.)"""
+    if signature is None or not isinstance(columns, dict):
+        return
+    for spec in signature.inputs:
+        column = columns.get(spec.name)
+        try:
+            target = np.dtype(spec.dtype)
+        except TypeError:
+            continue
+        if column is None or target.kind not in "biuf":
+            continue
+        if column.dtype.kind == "O":
+            try:
+                column.astype(target)
+            except (TypeError, ValueError) as error:
+                raise InferenceRequestError(
+                    f"input '{spec.name}' does not convert to the model's {spec.dtype}: {error}"
+                ) from None
+        elif column.dtype.kind == "f" and target.kind in "iu" and not np.isfinite(column).all():
+            raise InferenceRequestError(
+                f"input '{spec.name}' holds NaN or infinity; the model takes {spec.dtype}"
+            )
 
 
 def _names(item: Item) -> tuple[str, ...]:

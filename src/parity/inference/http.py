@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 
 from parity import __version__
-from parity.errors import BadRequest, InferenceRequestError, ParityError
+from parity.errors import BadRequest, InferenceRequestError, InvalidRequestField, ParityError
 from parity.inference.oip import (
     HEADER_LENGTH,
     ServerMetadata,
@@ -47,8 +47,27 @@ class PredictRequest(BaseModel):
 class _Reply(Exception):
     """A finished answer, raised from deep in a handler."""
 
-    def __init__(self, status: int, body: Any) -> None:
-        self.status, self.body = status, body
+    def __init__(
+        self, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.status, self.body, self.headers = status, body, headers or []
+
+
+def allowed_methods(parts: list[str]) -> tuple[str, ...]:
+    """The methods the route at path `parts` answers; () for no route (a 404)."""
+    if parts in (["metrics"], ["openapi.json"], ["v2"], ["v1", "models"]):
+        return ("GET",)
+    if parts in (["v2", "health", "live"], ["v2", "health", "ready"]):
+        return ("GET",)
+    if len(parts) < 3 or parts[1] != "models" or parts[0] not in ("v1", "v2"):
+        return ()
+    rest = parts[3:]
+    if rest[:1] == ["versions"] and len(rest) >= 2:
+        rest = rest[2:]
+    if not rest:
+        return ("GET",)
+    action = {"v2": {"ready": "GET", "infer": "POST"}, "v1": {"predict": "POST"}}[parts[0]]
+    return (action[rest[0]],) if len(rest) == 1 and rest[0] in action else ()
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
@@ -85,6 +104,7 @@ class ModelApp:
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
         self.ready = False
+        self._spec_bytes: bytes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -94,13 +114,15 @@ class ModelApp:
             return
         parts = [p for p in scope["path"].split("/") if p]
         if parts[:1] not in (["v1"], ["v2"], ["metrics"]) and self.fallback is not None:
+            # with the feature server behind, /openapi.json is its spec; this server's is
+            # parity.inference.openapi.model_server_spec()
             await self.fallback(scope, receive, send)
             return
         model = ""
         try:
             status, body, extra = await self._route(scope, parts, receive)
         except _Reply as reply:
-            status, body, extra = reply.status, _dumps(reply.body), []
+            status, body, extra = reply.status, _dumps(reply.body), reply.headers
         except ParityError as failure:
             model = parts[2] if len(parts) > 2 else ""
             self.metrics.error(failure.code, model)
@@ -121,8 +143,17 @@ class ModelApp:
         self, scope: Scope, parts: list[str], receive: Receive
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         method = scope["method"]
-        if parts == ["metrics"] and method == "GET":
+        allowed = allowed_methods(parts)
+        if not allowed:
+            raise _Reply(404, error_body("not_found", _NOT_FOUND))
+        if method not in allowed:
+            allow = ", ".join(allowed)
+            body = error_body("method_not_allowed", f"{scope['path']} answers {allow} only")
+            raise _Reply(405, body, [(b"allow", allow.encode())])
+        if parts == ["metrics"]:
             return 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
+        if parts == ["openapi.json"]:
+            return 200, self._spec(), []
         if parts[:1] == ["v2"]:
             return await self._v2(method, parts[1:], scope, receive)
         if parts[:1] == ["v1"] and parts[1:2] == ["models"]:
@@ -149,6 +180,13 @@ class ModelApp:
         if rest == ["infer"] and method == "POST":
             return await self._infer(target, scope, await read_body(receive))
         raise _Reply(404, error_body("not_found", _NOT_FOUND))
+
+    def _spec(self) -> bytes:
+        if self._spec_bytes is None:
+            from parity.inference.openapi import model_server_spec
+
+            self._spec_bytes = _dumps(model_server_spec(__version__))
+        return self._spec_bytes
 
     def _health(self, which: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if which == "live":
@@ -261,10 +299,14 @@ def _with_context(
         columns = {name: [row.get(name) for row in entities] for name in names}
     clash = sorted(set(columns) & set(context))
     if clash:
-        raise BadRequest(f"{clash} appear in both entities and request_context; send them once")
+        raise InvalidRequestField(
+            f"{clash} appear in both entities and request_context; send them once"
+        )
     rows = {len(column) for column in (*columns.values(), *context.values())}
     if len(rows) > 1:
-        raise BadRequest("every entities and request_context column must have the same length")
+        raise InvalidRequestField(
+            "request columns must all have the same length (entities and request_context)"
+        )
     return {**columns, **context}
 
 
@@ -279,7 +321,7 @@ def _json_length(scope: Scope) -> int | None:
     wanted = HEADER_LENGTH.lower().encode()
     for name, value in scope["headers"]:
         if name == wanted:
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 19:  # more than any body could hold
                 raise InferenceRequestError(f"{HEADER_LENGTH} must be a byte count")
             return int(value)
     return None

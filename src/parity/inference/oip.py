@@ -50,6 +50,7 @@ _loads, _dumps = _json_backend()
 
 Parameters = dict[str, StrictBool | StrictInt | StrictFloat | StrictStr]
 _Dim = Annotated[StrictInt, Field(ge=0)]
+MAX_DIMS = 64  # numpy's limit on the dimensions of one array
 
 
 class _Message(BaseModel):
@@ -60,7 +61,7 @@ class _Message(BaseModel):
 
 class RequestInput(_Message):
     name: StrictStr
-    shape: list[_Dim]
+    shape: Annotated[list[_Dim], Field(max_length=MAX_DIMS)]
     datatype: StrictStr
     parameters: Parameters | None = None
     data: list[Any] | None = None  # absent when the tensor travels as binary data
@@ -117,11 +118,22 @@ class ModelMetadata(_Message):
 
 
 def _leaves(data: Any) -> Iterator[Any]:
-    for item in data:
-        if isinstance(item, list):
-            yield from _leaves(item)
-        else:
+    """The row-major leaves of nested lists, without recursion (JSON may nest 1,000 deep, a
+    tensor at most MAX_DIMS)."""
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                if len(stack) >= MAX_DIMS:
+                    raise InferenceRequestError(
+                        f"tensor data is nested deeper than {MAX_DIMS} levels; a tensor has at "
+                        f"most {MAX_DIMS} dimensions"
+                    )
+                stack.append(iter(item))
+                break
             yield item
+        else:
+            stack.pop()
 
 
 def _checked(

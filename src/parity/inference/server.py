@@ -31,6 +31,7 @@ from parity.inference.oip import (
     TensorMetadata,
     encode_output,
 )
+from parity.inference.request_fields import RequestSchema, request_schema
 from parity.models.registry import parse_ref
 
 if TYPE_CHECKING:
@@ -46,6 +47,21 @@ logger = logging.getLogger(__name__)
 _OIP_DATATYPES = {"bool": "BOOL", "str": "BYTES", "bytes": "BYTES", "object": "BYTES"}
 
 
+MAX_VERSION = 2**31 - 1  # the registry stores versions as SQL INTEGER (32-bit in PostgreSQL)
+
+
+def _version_number(text: str) -> int:
+    """A version in a path: ASCII digits only (`str.isdigit` also accepts '²' and '٣'), 1 to
+    MAX_VERSION, so no lookup ever reaches the database with a number it cannot hold."""
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
+    if not 1 <= number <= MAX_VERSION:
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        raise InvalidModelRef(
+            f"model version must be a whole number from 1 to {MAX_VERSION}, not '{shown}'"
+        )
+    return number
+
+
 @dataclass(frozen=True)
 class ModelTarget:
     """What a request addressed: a version, an alias, or (neither) the model's default."""
@@ -58,12 +74,10 @@ class ModelTarget:
     def parse(cls, text: str, version: str | None = None) -> ModelTarget:
         name, number, alias = parse_ref(text)
         if version is None:
-            return cls(name, number, alias)
+            return cls(name, None if number is None else _version_number(str(number)), alias)
         if number is not None or alias is not None:
             raise InvalidModelRef(f"'{text}' already names a version or alias; drop /versions/")
-        if not version.isdigit() or int(version) < 1:
-            raise InvalidModelRef(f"model version must be a positive integer, not '{version}'")
-        return cls(name, int(version), None)
+        return cls(name, _version_number(version), None)
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,7 @@ class ModelServer:
         self._resolved: dict[ModelTarget, tuple[float, int]] = {}
         self._loaded: OrderedDict[tuple[str, int], Deployment] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[Deployment]] = {}
+        self._schemas: dict[tuple[str, int], tuple[object, RequestSchema]] = {}
 
     # --- resolving and loading ----------------------------------------------------------------
 
@@ -247,6 +262,7 @@ class ModelServer:
             )
         if self.features is None:
             raise BadRequest("this model server has no feature store to fetch features from")
+        self._request_schema(self.features, deployment, service).check(_columns_of(entities))
         response = await self.features.get_online_features_async(service, entities)
         item, rows = deployment.assemble_features(response.values, response.entities)
         result = await deployment.predict(item, rows)
@@ -266,6 +282,22 @@ class ModelServer:
             features=_features_of(response) if return_features else {},
             outputs={name: output.tolist() for name, output in result.items()},
         )
+
+    def _request_schema(
+        self, features: FeatureStore, deployment: Deployment, service: str
+    ) -> RequestSchema:
+        """The fields a predict request for `deployment` may carry (kept until the next apply)."""
+        from parity.offline.request import resolve
+
+        catalog = features.registry.catalog
+        key = (deployment.version.name, deployment.version.version)
+        hit = self._schemas.get(key)
+        if hit is not None and hit[0] is catalog:
+            return hit[1]
+        version = deployment.version
+        schema = request_schema(version.ref, resolve(catalog, service), deployment.model.signature)
+        self._schemas[key] = (catalog, schema)
+        return schema
 
     def _log(
         self,
@@ -323,6 +355,16 @@ def _tensor(name: str, dtype: str, shape: Sequence[int]) -> TensorMetadata:
         datatype = {"f": "FP", "i": "INT", "u": "UINT"}.get(kind.kind, "BYTES")
         datatype = datatype if datatype == "BYTES" else f"{datatype}{kind.itemsize * 8}"
     return TensorMetadata(name=name, datatype=datatype, shape=list(shape))
+
+
+def _columns_of(
+    entities: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+) -> Mapping[str, Sequence[Any]]:
+    """Entity rows as columns (a field a row lacks is None there)."""
+    if isinstance(entities, Mapping):
+        return entities
+    names = dict.fromkeys(name for row in entities for name in row)
+    return {name: [row.get(name) for row in entities] for name in names}
 
 
 def _rows_of(columns: Mapping[str, Sequence[Any]], rows: int) -> list[dict[str, Any]]:

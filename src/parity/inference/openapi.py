@@ -1,0 +1,333 @@
+"""The model server's OpenAPI 3.1 description: Open Inference Protocol v2 routes, entity-based
+`/v1` prediction, `/metrics` as text, and every 4xx/5xx answer in the `{"error", "code"}` shape.
+
+Pure data: it must describe what `inference/http.py` really answers (a schemathesis run in the
+test suite checks that it does). Must not import HTTP code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parity.inference.oip import DATATYPES, MAX_DIMS
+from parity.inference.server import MAX_VERSION
+
+_NAME = "[A-Za-z][A-Za-z0-9_-]{0,199}"  # a model or alias name (models/registry.py)
+
+_ERROR_TEXT = {
+    400: "The request is malformed or impossible for this model (see `code` and `error`).",
+    404: "No such model, version or alias.",
+    413: "The request body is over the server's `--max-body-bytes`.",
+    503: "Over `--max-in-flight` requests at once, or a store the answer needs is unreachable.",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(_ref("Error"), _ERROR_TEXT[s]) for s in statuses}
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+_STR: dict[str, Any] = {"type": "string"}
+_NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
+_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {"type": ["boolean", "integer", "number", "string"]},
+    "description": "Extensions: `binary_data_size` on an input, `binary_data` on an output, "
+    "`binary_data_output` on the request.",
+}
+_DIMS: dict[str, Any] = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+_TENSOR_META = _obj(
+    {"name": _STR, "datatype": _STR, "shape": {"type": "array", "items": {"type": "integer"}}},
+    ("name", "datatype", "shape"),
+)
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        {
+            "error": {"type": "string", "description": "What went wrong and what to do."},
+            "code": {"type": "string", "description": "A stable machine-readable code."},
+        },
+        ("error", "code"),
+    ),
+    "ServerMetadata": _obj(
+        {"name": _STR, "version": _STR, "extensions": {"type": "array", "items": _STR}},
+        ("name", "version", "extensions"),
+    ),
+    "ModelMetadata": _obj(
+        {
+            "name": _STR,
+            "versions": {"type": "array", "items": _STR},
+            "platform": _STR,
+            "inputs": {"type": "array", "items": _TENSOR_META},
+            "outputs": {"type": "array", "items": _TENSOR_META},
+        },
+        ("name", "platform", "inputs", "outputs"),
+    ),
+    "InferenceRequest": _obj(
+        {
+            "id": _STR,
+            "parameters": _PARAMETERS,
+            "inputs": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "name": _STR,
+                        "shape": {**_DIMS, "maxItems": MAX_DIMS},
+                        "datatype": {"enum": sorted(DATATYPES)},
+                        "parameters": _PARAMETERS,
+                        "data": {
+                            "type": "array",
+                            "description": "Row-major, flat or nested; null stands for NaN.",
+                        },
+                    },
+                    ("name", "shape", "datatype"),
+                ),
+            },
+            "outputs": {
+                "type": "array",
+                "items": _obj({"name": _STR, "parameters": _PARAMETERS}, ("name",)),
+            },
+        },
+        ("inputs",),
+    ),
+    "InferenceResponse": _obj(
+        {
+            "model_name": _STR,
+            "model_version": _STR,
+            "id": _STR,
+            "parameters": _PARAMETERS,
+            "outputs": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "name": _STR,
+                        "shape": _DIMS,
+                        "datatype": {"enum": sorted(DATATYPES)},
+                        "parameters": _PARAMETERS,
+                        "data": {"type": "array"},
+                    },
+                    ("name", "shape", "datatype"),
+                ),
+            },
+        },
+        ("model_name", "outputs"),
+    ),
+    "PredictRequest": _obj(
+        {
+            "entities": {
+                "description": "Entity keys and request-time inputs: columns, or a list of rows.",
+                "oneOf": [
+                    {"type": "object", "additionalProperties": {"type": "array"}},
+                    {"type": "array", "items": {"type": "object"}},
+                ],
+            },
+            "request_context": {
+                "description": "Columns of request-time values, joined to the entity rows.",
+                "type": ["object", "null"],
+                "additionalProperties": {"type": "array"},
+            },
+            "id": _NULLABLE_STR,
+            "return_features": {"type": "boolean"},
+        },
+        ("entities",),
+    ),
+    "PredictResponse": _obj(
+        {
+            "id": _STR,
+            "model_name": _STR,
+            "model_version": {"type": "integer"},
+            "alias": _NULLABLE_STR,
+            "predictions": {"type": "array"},
+            "features": {"type": "object", "additionalProperties": {"type": "array"}},
+        },
+        ("id", "model_name", "model_version", "alias", "predictions"),
+    ),
+    "ModelList": _obj(
+        {
+            "models": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "name": _STR,
+                        "versions": {"type": "array", "items": {"type": "integer"}},
+                        "aliases": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    },
+                    ("name", "versions", "aliases"),
+                ),
+            }
+        },
+        ("models",),
+    ),
+    "ModelVersion": {
+        "type": "object",
+        "description": "A registered version with its signature and lineage.",
+        "properties": {
+            "project": _STR,
+            "name": _STR,
+            "version": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "author": _STR,
+            "flavor": _STR,
+            "artifact": _STR,
+            "artifact_size": {"type": "integer"},
+            "signature": {"type": ["object", "null"]},
+            "feature_service": _NULLABLE_STR,
+            "training_dataset": _NULLABLE_STR,
+            "dataset_fingerprint": _NULLABLE_STR,
+            "dataset_registry_version": {"type": ["integer", "null"]},
+            "registry_version": {"type": ["integer", "null"]},
+            "code_version": _NULLABLE_STR,
+            "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+            "params": {"type": "object"},
+            "tags": {"type": "object", "additionalProperties": _STR},
+            "description": _STR,
+        },
+        "required": ["project", "name", "version", "created_at", "flavor", "artifact"],
+    },
+}
+
+_MODEL = {
+    "name": "model_name",
+    "in": "path",
+    "required": True,
+    "description": "`NAME` (its default alias, else its latest version) or `NAME@ALIAS`.",
+    "schema": {"type": "string", "pattern": f"^{_NAME}(@{_NAME})?$"},
+}
+_MODEL_NAME = {
+    **_MODEL,
+    "description": "The model's name (a version is named by the path, so no `@ALIAS`).",
+    "schema": {"type": "string", "pattern": f"^{_NAME}$"},
+}
+_VERSION = {
+    "name": "model_version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+}
+_BINARY_LENGTH = {
+    "name": "Inference-Header-Content-Length",
+    "in": "header",
+    "required": False,
+    "description": "The length of the JSON part when binary tensor data follows it.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+
+
+_INFER = {
+    "id": "req-1",
+    "inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": [25.0, 3.0]}],
+}
+_PREDICT = {
+    "entities": {"account_id": [1, 2], "device_id": [7, 9]},
+    "request_context": {"amount": [25.0, 480.0]},
+    "return_features": True,
+    "id": "req-1",
+}
+
+
+def _get(summary: str, ok: dict[str, Any], *errors: int) -> dict[str, Any]:
+    return {"get": {"summary": summary, "responses": {"200": ok, **_errors(*errors, 503)}}}
+
+
+def _model_paths(prefix: str, params: list[dict[str, Any]], pinned: bool) -> dict[str, Any]:
+    """The per-model routes under `prefix` (with or without /versions/{model_version})."""
+    which = "that version" if pinned else "the version the reference resolves to"
+    infer_ok = _json(_ref("InferenceResponse"), "The outputs.")
+    infer_ok["content"]["application/octet-stream"] = {
+        "schema": {"type": "string", "format": "binary"}
+    }
+    infer_ok["headers"] = {"Inference-Header-Content-Length": {"schema": {"type": "integer"}}}
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": _ref("InferenceRequest"), "example": _INFER}},
+    }
+    predict = {
+        "required": True,
+        "content": {"application/json": {"schema": _ref("PredictRequest"), "example": _PREDICT}},
+    }
+    ready = _obj({"name": _STR, "ready": {"type": "boolean"}}, ("name", "ready"))
+    v2, v1 = f"/v2/models/{prefix}", f"/v1/models/{prefix}"
+    return {
+        v2: {
+            "parameters": params,
+            **_get(f"Metadata of {which}", _json(_ref("ModelMetadata"), "Metadata."), 400, 404),
+        },
+        f"{v2}/ready": {
+            "parameters": params,
+            **_get(f"Whether {which} is loaded", _json(ready, "Loaded."), 400, 404),
+        },
+        f"{v2}/infer": {
+            "parameters": params,
+            "post": {
+                "summary": f"Predict with {which} from tensors (JSON or binary data)",
+                "parameters": [_BINARY_LENGTH],
+                "requestBody": body,
+                "responses": {"200": infer_ok, **_errors(400, 404, 413, 503)},
+            },
+        },
+        v1: {
+            "parameters": params,
+            **_get(f"Describe {which}", _json(_ref("ModelVersion"), "The version."), 400, 404),
+        },
+        f"{v1}/predict": {
+            "parameters": params,
+            "post": {
+                "summary": f"Predict with {which} from entity keys (features from the store)",
+                "requestBody": predict,
+                "responses": {
+                    "200": _json(_ref("PredictResponse"), "One prediction per entity row."),
+                    **_errors(400, 404, 413, 503),
+                },
+            },
+        },
+    }
+
+
+def model_server_spec(version: str) -> dict[str, Any]:
+    """The OpenAPI document of the model server (served at GET /openapi.json)."""
+    text = {"description": "Prometheus text format.", "content": {"text/plain": {"schema": _STR}}}
+    live = _obj({"live": {"type": "boolean"}}, ("live",))
+    ready = _obj({"ready": {"type": "boolean"}}, ("ready",))
+    paths: dict[str, Any] = {
+        "/v2": _get("Server metadata", _json(_ref("ServerMetadata"), "Metadata.")),
+        "/v2/health/live": _get("Liveness", _json(live, "Live.")),
+        "/v2/health/ready": _get(
+            "Readiness (400 `not_ready` while loading models)", _json(ready, "Ready."), 400
+        ),
+        "/v1/models": _get(
+            "Models with their versions and aliases", _json(_ref("ModelList"), "Models.")
+        ),
+        "/metrics": _get("Prometheus metrics", text),
+        "/openapi.json": _get("This document", _json({"type": "object"}, "OpenAPI 3.1.")),
+        **_model_paths("{model_name}", [_MODEL], pinned=False),
+        **_model_paths(
+            "{model_name}/versions/{model_version}", [_MODEL_NAME, _VERSION], pinned=True
+        ),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Parity model server",
+            "version": version,
+            "description": "Open Inference Protocol v2 (KServe v2, Triton) REST and entity-based "
+            'prediction. Every error is a JSON body {"error": message, "code": code}.',
+        },
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }
