@@ -298,3 +298,18 @@ class PredictionLogError(ParityError):
     """The prediction log cannot be written (folder not writable, sink closed)."""
 
     code = "prediction_log_failed"
+
+
+# Items 18-23 of issue 12 (cli): times taken by the CLI and the Python API, materialization
+
+
+class InvalidTime(ParityError, ValueError):
+    """A time argument is not an ISO 8601 time, a date or 'now' (epoch integers are refused)."""
+
+    code = "invalid_time"
+
+
+class NothingToMaterialize(ParityError):
+    """materialize found no online views: nothing applied yet, or no view is online."""
+
+    code = "nothing_to_materialize"
