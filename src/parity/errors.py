@@ -313,3 +313,9 @@ class NothingToMaterialize(ParityError):
     """materialize found no online views: nothing applied yet, or no view is online."""
 
     code = "nothing_to_materialize"
+
+
+class PortInUse(ParityError, OSError):
+    """A server cannot listen on the host and port it was given."""
+
+    code = "port_in_use"

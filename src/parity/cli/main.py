@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from parity.cli import render
-from parity.cli.common import RepoOption, command, console, err, run_server, state, store_at
+from parity.cli.common import (
+    RepoOption,
+    check_port,
+    command,
+    console,
+    err,
+    run_server,
+    state,
+    store_at,
+)
 from parity.cli.models import models_app, serve_models
 from parity.errors import BackendNotInstalled
 from parity.timeutil import parse_time
@@ -39,7 +48,9 @@ app.command("serve-models")(command(serve_models))
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks on errors.", metavar="")
+    ] = False,
 ) -> None:
     """Parity: feature store and model serving."""
     state["debug"] = debug
@@ -304,6 +315,7 @@ def serve(
         raise BackendNotInstalled(
             f"the feature server needs {error.name}: pip install 'parity[serve]'"
         ) from None
+    check_port(host, port)
     store = store_at(repo)
     err.print(
         f"Serving project '{store.project}' on http://{host}:{port} "

@@ -11,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from parity.cli.common import RepoOption, command, console, err, run_server, store_at
+from parity.cli.common import (
+    RepoOption,
+    check_port,
+    command,
+    console,
+    err,
+    run_server,
+    store_at,
+)
 from parity.errors import BackendNotInstalled, ConfigError
 
 if TYPE_CHECKING:
@@ -217,7 +225,10 @@ def serve_models(
         raise BackendNotInstalled(
             f"the model server needs {error.name}: pip install 'parity[serve]'"
         ) from None
+    check_port(host, port)
     store = store_at(repo)
+    for ref in preload or []:
+        store.models.resolve(ref)  # an unknown model or alias: one line now, not a traceback
     err.print(f"Serving the models of project '{store.project}' on http://{host}:{port}")
     os.environ.update(
         PARITY_SERVE_REPO=str(store.repo_path),
