@@ -158,3 +158,18 @@ def test_an_entity_frame_of_epoch_integers_is_one_line_in_python(tmp_path: Path)
         with pytest.raises(EntityFrameError) as raised:
             store.get_historical_features(frame, ["driver_stats:trips"])
     assert "holds numbers, not times" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_dataset_progress_moves_between_0_and_100_percent(tmp_path: Path) -> None:
+    """The query behind `dataset create`'s bar reports progress while it runs (it sat at 0%)."""
+    from parity.offline.duckdb_engine import DuckDBEngine, _with_progress
+
+    seen: list[float] = []
+    connection = DuckDBEngine(tmp_path).connect()
+    sql = (
+        f"COPY (SELECT a.range AS x, sum(b.range) AS s FROM range(3000) a, range(30000) b "
+        f"GROUP BY 1) TO '{tmp_path / 'x.parquet'}'"
+    )
+    _with_progress(connection, sql, seen.append)
+    assert seen[-1] == 1.0
+    assert any(0.0 < value < 1.0 for value in seen), seen

@@ -93,7 +93,9 @@ _EPOCH_TEXT = re.compile(r'"-?\d+(\.\d+)?" when casting')
 def _with_progress(
     connection: duckdb.DuckDBPyConnection, sql: str, progress: Callable[[float], None]
 ) -> Any:
-    """Run `sql` in a thread and report `query_progress()` until it is done."""
+    """Run `sql` in a thread and report `query_progress()` until it is done (DuckDB tracks
+    progress only with its progress bar on; its printing stays off)."""
+    connection.execute("SET enable_progress_bar = true")
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -125,6 +127,7 @@ class DuckDBEngine:
     def connect(self) -> duckdb.DuckDBPyConnection:
         connection = duckdb.connect()
         connection.execute("SET TimeZone = 'UTC'")
+        connection.execute("SET enable_progress_bar_print = false")  # only the CLI prints
         connection.execute(f"SET file_search_path = {literal(str(self.repo_root))}")
         if self.config.memory_limit:
             connection.execute(f"SET memory_limit = {literal(self.config.memory_limit)}")
