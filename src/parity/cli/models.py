@@ -20,7 +20,8 @@ from parity.cli.common import (
     run_server,
     store_at,
 )
-from parity.errors import BackendNotInstalled, ConfigError
+from parity.errors import BackendNotInstalled
+from parity.timeutil import parse_time
 
 if TYPE_CHECKING:
     from parity.models.registry import ModelRegistry
@@ -107,13 +108,14 @@ def models_history(
     repo: RepoOption = Path("."),
     alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
     at: Annotated[
-        str | None, typer.Option(help="Show the version each alias pointed at, at this ISO time.")
+        str | None,
+        typer.Option(help="Show the version each alias held at this time (ISO 8601 or now)."),
     ] = None,
 ) -> None:
     """Every alias move of a model (or which version each alias held at --at)."""
     registry = _registry(repo)
     if at is not None:
-        moment = _moment(at)
+        moment = parse_time(at, "--at")
         names = [alias] if alias else sorted({e.alias for e in registry.history(name)})
         for each in names:
             held = registry.alias_at(name, each, moment)
@@ -135,16 +137,6 @@ def _render_events(events: list[AliasEvent]) -> None:
             escape(event.reason) or "-",
         )
     console.print(table)
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"'{text}' is not an ISO 8601 time such as 2026-11-01T12:00:00Z"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @models_app.command("delete")
