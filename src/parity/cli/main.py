@@ -198,7 +198,8 @@ TIMES_HELP = "Times: ISO 8601 (2026-11-26, 2026-11-26T12:00:00Z; UTC if naive) o
 @command
 def materialize(
     start: Annotated[
-        str, typer.Argument(help="Start of the interval; views without a ttl ignore it.")
+        str,
+        typer.Argument(help="Start of the interval; it never cuts off a value still valid at END."),
     ],
     end: Annotated[str, typer.Argument(help="End of the interval, e.g. now.")],
     repo: RepoOption = Path("."),
@@ -208,7 +209,7 @@ def materialize(
 
     A view without a ttl gets each entity's newest row up to END, whatever START (so no entity
     is lost); a view with a ttl reads from the earlier of START and END - ttl; an aggregated
-    view gets the tiles of its longest window back from END.
+    view gets the tiles its windows read from END to a day after it (run again at least daily).
     """
     names = views.split(",") if views else None
     with render.view_progress(err) as progress:

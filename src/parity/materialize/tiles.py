@@ -22,10 +22,9 @@ import msgpack
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from parity.aggregation.partials import merger
 from parity.aggregation.tiles import Tiles, fold_events, levels
 from parity.aggregation.windows import tile_start, window_start
-from parity.definitions import Aggregation, FeatureView
+from parity.definitions import FeatureView
 from parity.errors import BackendNotInstalled
 from parity.materialize.batch import MaterializeResult, Progress
 from parity.offline.engine import OfflineEngine
@@ -100,6 +99,9 @@ def prune(rules: list[Keep], tiles: Tiles) -> dict[tuple[bytes, str], dict[str, 
             if outputs is None:
                 size, _, start = name.partition(":")
                 outputs = used[name] = _readers(rules, int(size), int(start))
+            if all(o in outputs for o in partials):
+                kept[(key, name)] = partials  # the usual case: nothing to drop
+                continue
             wanted = {o: partials[o] for o in outputs if o in partials}
             if wanted:
                 kept[(key, name)] = wanted
@@ -110,31 +112,41 @@ def _readers(rules: list[Keep], size: int, start: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(r.output for r in rules if r.size == size and r.reads(start)))
 
 
-def _fold(view: FeatureView, rules: list[Keep], batch: pa.RecordBatch, into: Tiles) -> None:
+def _fold(
+    view: FeatureView,
+    rules: list[Keep],
+    batch: pa.RecordBatch,
+    into: Tiles,
+    grouped: dict[int, list[pa.Table]],
+) -> None:
     """Fold a batch of events into the tiles the rules keep: per size, only the events in its
-    kept ranges and only the outputs that read it."""
-    moments = batch.column("__ts").cast(pa.int64())
+    kept ranges and only the outputs that read it. Events of the outputs a group-by computes are
+    set aside in `grouped` (by size) for _fold_grouped; the others are folded now."""
+    keys = entity_keys(view.join_keys, [batch.column(k).to_pylist() for k in view.join_keys])
+    events = pa.Table.from_batches([batch]).append_column("__key", pa.array(keys, pa.binary()))
+    moments = events.column("__ts").cast(pa.int64())
     for size in sorted({r.size for r in rules}):
         mine = [r for r in rules if r.size == size]
         mask = None
         for lo, hi, _ in {span for r in mine for span in r.starts}:
             inside = pc.and_(pc.greater_equal(moments, lo), pc.less(moments, hi + size))
             mask = inside if mask is None else pc.or_(mask, inside)
-        chosen = batch.filter(mask) if mask is not None else None
+        chosen = events.filter(mask) if mask is not None else None
         if chosen is None or not chosen.num_rows:
             continue
-        keys = entity_keys(view.join_keys, [chosen.column(k).to_pylist() for k in view.join_keys])
         outputs = {r.output for r in mine}
-        by_function = [a for a in view.aggregations if a.output_name in outputs]
-        grouped = [a for a in by_function if a.function in _GROUPED]
-        if grouped:
-            _fold_grouped(grouped, keys, chosen, size, into)
-        rest = {a.output_name for a in by_function if a.function not in _GROUPED}
+        if any(a.function in _GROUPED for a in view.aggregations if a.output_name in outputs):
+            grouped.setdefault(size, []).append(chosen)
+        rest = {
+            a.output_name
+            for a in view.aggregations
+            if a.output_name in outputs and a.function not in _GROUPED
+        }
         if rest:
             columns = chosen.to_pydict()
             fold_events(
-                view, keys, columns["__ts"], columns["__ord"], columns, into, sizes=[size],
-                outputs=rest,
+                view, columns["__key"], columns["__ts"], columns["__ord"], columns, into,
+                sizes=[size], outputs=rest,
             )  # fmt: skip
 
 
@@ -143,26 +155,28 @@ _GROUPED = {"count", "sum", "mean", "min", "max"}
 
 
 def _fold_grouped(
-    aggregations: list[Aggregation],
-    keys: list[bytes],
-    events: pa.RecordBatch,
-    size: int,
-    into: Tiles,
+    view: FeatureView, rules: list[Keep], size: int, events: pa.Table, into: Tiles
 ) -> None:
-    """Count, sum, mean, min and max tiles of `size` by a group-by on (key, tile start), merged
-    into `into` as fold_events would (null inputs skipped; no partial where all are null)."""
+    """The count, sum, mean, min and max partials of the tiles of `size` the rules keep, by one
+    group-by on (key, tile start) over all their events, set into `into` as fold_events would
+    fold them (null inputs skipped; no partial where all are null)."""
     moments = events.column("__ts").cast(pa.int64()).to_numpy()
-    starts = moments - moments % size
-    columns = {a.column for a in aggregations}
+    wanted = {r.output for r in rules if r.size == size}
+    aggregations = [
+        a for a in view.aggregations if a.function in _GROUPED and a.output_name in wanted
+    ]
+    columns = sorted({a.column for a in aggregations})
     table = pa.table(
-        {"__key": pa.array(keys, pa.binary()), "__start": starts}
+        {"__key": events.column("__key"), "__start": moments - moments % size}
         | {c: events.column(c) for c in columns}
     )
-    specs = [(c, kind) for c in sorted(columns) for kind in ("count", "sum", "min", "max")]
+    specs = [(c, kind) for c in columns for kind in ("count", "sum", "min", "max")]
     result = table.group_by(["__key", "__start"]).aggregate(specs).to_pydict()
-    mergers = {a.output_name: merger(a.function, a.n) for a in aggregations}
-    names = [tile_name(size, start) for start in result["__start"]]
+    starts = result["__start"]
+    names = [tile_name(size, start) for start in starts]
     for a in aggregations:
+        keep = [r for r in rules if r.size == size and r.output == a.output_name]
+        reads = {start: any(r.reads(start) for r in keep) for start in set(starts)}
         counts = result[f"{a.column}_count"]
         if a.function == "count":
             values: list[Any] = counts
@@ -170,13 +184,11 @@ def _fold_grouped(
             values = [[n, s] for n, s in zip(counts, result[f"{a.column}_sum"], strict=True)]
         else:
             values = result[f"{a.column}_{a.function}"]
-        merge, output = mergers[a.output_name], a.output_name
-        for key, name, n, value in zip(result["__key"], names, counts, values, strict=True):
-            if not n:
-                continue
-            partials = into.setdefault(key, {}).setdefault(name, {})
-            old = partials.get(output)
-            partials[output] = value if old is None else merge(old, value)
+        output = a.output_name
+        rows = zip(result["__key"], starts, names, counts, values, strict=True)
+        for key, start, name, n, value in rows:
+            if n and reads[start]:
+                into.setdefault(key, {}).setdefault(name, {})[output] = value
 
 
 def materialize_tiles(
@@ -198,17 +210,21 @@ def materialize_tiles(
     begin = span_start(view, end)
     rules = keep_rules(view, to_micros(end), READ_SLACK // timedelta(microseconds=1))
     tiles: Tiles = {}
+    grouped: dict[int, list[pa.Table]] = {}
     events = 0
     for batch in engine.events(view, begin, end):
-        _fold(view, rules, batch, tiles)
+        _fold(view, rules, batch, tiles, grouped)
         events += batch.num_rows
         if progress is not None:
             progress("events", events, None)
+    for size, parts in grouped.items():
+        _fold_grouped(view, rules, size, pa.concat_tables(parts), tiles)
     kept = prune(rules, tiles)
     entities = len({key for key, _ in kept})
     written = 0
+    pack = msgpack.Packer(use_bin_type=True).pack
     for chunk in _chunks(kept):
-        encoded = {name: bytes(msgpack.packb(p, use_bin_type=True)) for name, p in chunk.items()}
+        encoded = {name: pack(partials) for name, partials in chunk.items()}
         online.write_tiles(project, view.name, encoded, to_micros(now()), longest_window_us(view))
         written += len(encoded)
         if progress is not None:
