@@ -215,7 +215,8 @@ class FeatureStore:
         """Write to the online store what reads at `end` need, per online view (all by default):
         the newest row per entity still valid at `end` (a view without ttl: every row up to
         `end`, whatever `start`; with a ttl: from the earlier of `start` and `end - ttl`), and for
-        an aggregated view the tiles of its longest window back from `end`. Times: datetimes,
+        an aggregated view the tiles its windows read from `end` to a day after it (the
+        materialize.tiles.READ_SLACK: materialize again within it). Times: datetimes,
         dates, ISO 8601 text or 'now'. `progress(view, what, done, total)` reports each view's
         advance ('rows', 'events' or 'tiles'; total None while unknown; 'done' at its end)."""
         from parity.materialize.batch import interval_start
@@ -236,7 +237,7 @@ class FeatureStore:
         progress: Callable[[str, str, int, int | None], None] | None = None,
     ) -> list[MaterializeResult]:
         """Materialize each view from its watermark (else end - ttl, else every row) up to `end`;
-        an aggregated view rebuilds its longest window back from `end`."""
+        an aggregated view rebuilds the tiles reads from `end` to a day after it use."""
         from parity.materialize.batch import incremental_start
 
         until = self._time(end, "end")
