@@ -286,7 +286,7 @@ def materialize_incremental(
     views: ViewsOption = None,
 ) -> None:
     """Materialize each view from where its last run ended (else END - ttl, else every row) up
-    to END; an aggregated view rebuilds its longest window back from END."""
+    to END; an aggregated view rebuilds the tiles reads from END to a day after it use."""
     names = views.split(",") if views else None
     with render.view_progress(err) as progress:
         results = store_at(repo).materialize_incremental(end, names, progress=progress)

@@ -84,7 +84,7 @@ def _batches(
 
 def incremental_start(view: FeatureView, watermark: datetime | None, end: datetime) -> datetime:
     """Where an incremental run of a plain view starts: the watermark, else `end - ttl`, else
-    the epoch. (An aggregated view always rebuilds its longest window back from `end`.)"""
+    the epoch. (An aggregated view always rebuilds what reads at `end` use: see tiles.py.)"""
     if watermark is not None:
         return watermark
     if view.ttl is not None:
