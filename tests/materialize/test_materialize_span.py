@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -55,8 +56,10 @@ OUTPUTS = ["amount_count_5m", "amount_sum_1h", "device_id_count_distinct_10m",
            "amount_mean_30d", "amount_max_2d"]  # fmt: skip
 
 
-def make_store(root: Path, clock: list[datetime]) -> FeatureStore:
-    write_repo(root, REPO)
+def make_store(
+    root: Path, clock: list[datetime], extra: str = "", project: str = "demo"
+) -> FeatureStore:
+    write_repo(root, REPO, extra=extra, project=project)
     rng = random.Random(12)
     # Events over 40 days before END, denser near END; none after it, so offline at t > END
     # counts what the materialization saw.
@@ -100,11 +103,26 @@ def test_a_view_without_ttl_loses_no_entity_to_a_late_start(tmp_path: Path) -> N
     assert online.statuses["limit"][:6] == [Status.PRESENT] * 6
 
 
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def online_extra(request: pytest.FixtureRequest, project_name: str) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield ""
+        return
+    import redis
+
+    url = request.getfixturevalue("redis_url")
+    yield f"online:\n  type: redis\n  connection_string: {url}\n"
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"parity:v1:{project_name}:*"):
+        client.delete(key)
+    client.close()
+
+
 def test_windowed_reads_after_materialize_equal_offline_from_end_to_the_slack(
-    tmp_path: Path,
+    tmp_path: Path, online_extra: str, project_name: str
 ) -> None:
     clock = [END]
-    store = make_store(tmp_path / "repo", clock)
+    store = make_store(tmp_path / "repo", clock, online_extra, project_name)
     store.materialize(END - timedelta(days=1), END, ["velocity"])
     keys = list(range(1, 13))
     steps = [timedelta(0), timedelta(seconds=29), timedelta(minutes=7), timedelta(minutes=53),
