@@ -24,9 +24,8 @@ PY
 }
 
 echo "== parity init fraud_detection (synthetic data: ${DEMO_ACCOUNTS:-2000} accounts, 60 days)"
-# The data's 60 days end at today's midnight (UTC), so online values are fresh when served now.
-today=$(date -u +%Y-%m-%dT00:00:00Z)
-parity init fraud_detection --accounts "${DEMO_ACCOUNTS:-2000}" --end "$today"
+# The data's 60 days end now (init's default), so online values are fresh when served now.
+parity init fraud_detection --accounts "${DEMO_ACCOUNTS:-2000}"
 cd fraud_detection
 echo
 echo "== parity plan"
@@ -53,7 +52,7 @@ parity dataset create \
   --name fraud_train_v1
 echo
 echo "== parity materialize-incremental (newest feature values per entity into the SQLite online store)"
-parity materialize-incremental "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+parity materialize-incremental now
 echo
 echo "== an online lookup, in-process: get_online_features for two (account, device) pairs"
 python - <<'PY'

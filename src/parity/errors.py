@@ -342,3 +342,24 @@ class InvalidRequestField(BadRequest):
     """A /v1 predict request field is unknown, missing, or not of its declared type."""
 
     code = "invalid_request_field"
+
+
+# Items 18-23 of issue 12 (cli): times taken by the CLI and the Python API, materialization
+
+
+class InvalidTime(ParityError, ValueError):
+    """A time argument is not an ISO 8601 time, a date or 'now' (epoch integers are refused)."""
+
+    code = "invalid_time"
+
+
+class NothingToMaterialize(ParityError):
+    """materialize found no online views: nothing applied yet, or no view is online."""
+
+    code = "nothing_to_materialize"
+
+
+class PortInUse(ParityError, OSError):
+    """A server cannot listen on the host and port it was given."""
+
+    code = "port_in_use"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from parity.definitions import Entity, FeatureService, FeatureView
-from parity.errors import BackendNotInstalled, PushError
+from parity.errors import BackendNotInstalled, InvalidTime, NothingToMaterialize, PushError
 from parity.registry.apply import ApplyResult, commit_plan, plan_against, teardown
 from parity.registry.cache import CachedRegistry
 from parity.registry.catalog import Catalog, Definition
@@ -24,7 +24,7 @@ from parity.registry.plan import Plan
 from parity.registry.store import RegistryStore, Snapshot, VersionInfo
 from parity.repo.config import RepoConfig, load_config
 from parity.repo.loader import LoadedRepo, load_repo
-from parity.timeutil import to_micros, utcnow
+from parity.timeutil import TimeLike, parse_time, to_micros, utcnow
 
 if TYPE_CHECKING:
     from parity.materialize.batch import MaterializeResult
@@ -161,12 +161,13 @@ class FeatureStore:
         features: FeaturesArg = (),
         *,
         full_feature_names: bool = False,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         event_timestamp_column: str = "event_timestamp",
     ) -> RetrievalJob:
         """Point-in-time-correct features for each row of `entity_df` (a DataFrame, Arrow table,
-        Parquet path or SQL query), or for every row of the views in [start, end] without one."""
+        Parquet path or SQL query), or for every row of the views in [start, end] without one.
+        Times: datetimes, dates, ISO 8601 text or 'now' (see parity.timeutil.parse_time)."""
         from parity.offline.retrieval import historical_features
 
         return historical_features(
@@ -175,8 +176,8 @@ class FeatureStore:
             entity_df,
             features,
             full_feature_names=full_feature_names,
-            start=start,
-            end=end,
+            start=None if start is None else self._time(start, "start"),
+            end=None if end is None else self._time(end, "end"),
             timestamp_column=event_timestamp_column,
             on_demand=self._bind_on_demand,
         )
@@ -204,44 +205,88 @@ class FeatureStore:
         return self._online
 
     def materialize(
-        self, start: datetime, end: datetime, views: Sequence[str] | None = None
+        self,
+        start: TimeLike,
+        end: TimeLike,
+        views: Sequence[str] | None = None,
+        *,
+        progress: Callable[[str, str, int, int | None], None] | None = None,
     ) -> list[MaterializeResult]:
-        """Write each online view's newest row per entity in [start, end] to the online store."""
-        return [self._materialize(view, start, end) for view in self._online_views(views)]
+        """Write to the online store what reads at `end` need, per online view (all by default):
+        the newest row per entity still valid at `end` (a view without ttl: every row up to
+        `end`, whatever `start`; with a ttl: from the earlier of `start` and `end - ttl`), and for
+        an aggregated view the tiles its windows read from `end` to a day after it (the
+        materialize.tiles.READ_SLACK: materialize again within it). Times: datetimes,
+        dates, ISO 8601 text or 'now'. `progress(view, what, done, total)` reports each view's
+        advance ('rows', 'events' or 'tiles'; total None while unknown; 'done' at its end)."""
+        from parity.materialize.batch import interval_start
+
+        begin, until = self._time(start, "start"), self._time(end, "end")
+        if begin > until:
+            raise InvalidTime(f"start {begin.isoformat()} is after end {until.isoformat()}")
+        return [
+            self._materialize(view, interval_start(view, begin, until), until, progress)
+            for view in self._views_to_materialize(views)
+        ]
 
     def materialize_incremental(
-        self, end: datetime, views: Sequence[str] | None = None
+        self,
+        end: TimeLike,
+        views: Sequence[str] | None = None,
+        *,
+        progress: Callable[[str, str, int, int | None], None] | None = None,
     ) -> list[MaterializeResult]:
-        """Materialize each view from its watermark (else end - ttl) up to `end`."""
+        """Materialize each view from its watermark (else end - ttl, else every row) up to `end`;
+        an aggregated view rebuilds the tiles reads from `end` to a day after it use."""
         from parity.materialize.batch import incremental_start
 
+        until = self._time(end, "end")
         log = self._materialization_log()
         results = []
-        for view in self._online_views(views):
-            start = incremental_start(view, log.watermark(self.project, view.name), end)
-            results.append(self._materialize(view, start, end))
+        for view in self._views_to_materialize(views):
+            start = incremental_start(view, log.watermark(self.project, view.name), until)
+            results.append(self._materialize(view, start, until, progress))
         return results
 
-    def _materialize(self, view: FeatureView, start: datetime, end: datetime) -> MaterializeResult:
+    def _time(self, value: object, argument: str) -> datetime:
+        return parse_time(value, argument, now=self._clock)
+
+    def _materialize(
+        self,
+        view: FeatureView,
+        start: datetime,
+        end: datetime,
+        progress: Callable[[str, str, int, int | None], None] | None,
+    ) -> MaterializeResult:
         from parity.materialize.batch import materialize_view
         from parity.materialize.tiles import materialize_tiles
 
-        run = materialize_tiles if view.is_aggregated else materialize_view
-        return run(
-            self.offline_engine,
-            self.online_store,
-            self._materialization_log(),
-            self.project,
-            view,
-            start,
-            end,
-            now=self._clock,
-        )
+        def advance(what: str, done: int, total: int | None) -> None:
+            if progress is not None:
+                progress(view.name, what, done, total)
+
+        common = (self.offline_engine, self.online_store, self._materialization_log(), self.project)
+        advance("events" if view.is_aggregated else "rows", 0, None)
+        if view.is_aggregated:
+            result = materialize_tiles(*common, view, end, now=self._clock, progress=advance)
+        else:
+            result = materialize_view(*common, view, start, end, now=self._clock, progress=advance)
+        advance("done", result.rows, result.rows)
+        return result
 
     def _online_views(self, names: Sequence[str] | None) -> list[FeatureView]:
         if names is None:
             return [v for v in self.list_feature_views() if v.online]
         return [self.get_feature_view(name) for name in names]
+
+    def _views_to_materialize(self, names: Sequence[str] | None) -> list[FeatureView]:
+        views = self._online_views(names)
+        if not views:
+            raise NothingToMaterialize(
+                f"project '{self.project}' has no online feature views in the registry; "
+                "run `parity apply` first"
+            )
+        return views
 
     def _materialization_log(self) -> MaterializationLog:
         store = self.registry_store

@@ -1,15 +1,65 @@
-"""Time helpers shared by the layers: UTC now and microseconds since the epoch. No I/O."""
+"""Time helpers shared by the layers: UTC now, microseconds since the epoch, and the one parser
+of time arguments (CLI and Python API). No I/O."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeAlias
+
+from parity.errors import InvalidTime
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_CREATED = -(1 << 63)  # µs standing in for a missing created time: ranks below any real one
 
+TimeLike: TypeAlias = datetime | date | str
+"""What a time argument accepts: a datetime (naive is UTC), a date (its midnight, UTC), or text:
+ISO 8601 (`2026-11-26`, `2026-11-26T12:00:00Z`, `...+01:00`) or `now`."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def parse_time(value: object, argument: str, *, now: Callable[[], datetime] = utcnow) -> datetime:
+    """`value` as an aware UTC-comparable datetime, or InvalidTime naming `argument`.
+
+    Naive times are UTC (Parity's rule everywhere); `now` is read from the injected clock.
+    Numbers are refused: an epoch integer is ambiguous (seconds? ms?) and is never guessed."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "now":
+            return now()
+        try:
+            return parse_time(datetime.fromisoformat(text), argument)
+        except ValueError:
+            pass
+    raise InvalidTime(_advice(value, argument))
+
+
+def _advice(value: object, argument: str) -> str:
+    example = "such as 2026-11-26, 2026-11-26T12:00:00Z or now"
+    shown = repr(value) if not isinstance(value, str) else f"'{value}'"
+    if (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and _numeric(value)
+    ):
+        return (
+            f"{argument}: {shown} looks like an epoch number, which Parity does not guess (seconds "
+            f"or milliseconds?); give an ISO 8601 time {example}"
+        )
+    return f"{argument}: {shown} is not a time; give an ISO 8601 time {example}"
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def to_micros(moment: datetime) -> int:

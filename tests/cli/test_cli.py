@@ -156,8 +156,11 @@ def test_materialize_and_incremental(tmp_path: Path) -> None:
         "materialize", "2025-12-31", "2026-01-01T01:30:00+00:00", "--repo", str(repo)
     )
     assert code == 0, output
-    assert "driver_stats" in output and "│ 2 " in output  # drivers 1 and 2 (hours 0 and 1)
+    # drivers 1 and 2 (hours 0 and 1); entities and tiles in their own columns
+    assert "driver_stats" in output and "│        2 │     - │" in output
+    assert "entities" in output and "tiles" in output
     code, output = run("materialize-incremental", "2026-01-02", "--repo", str(repo))
     assert code == 0 and "2026-01-01 01:30:00" in output  # starts where the last run ended
     code, output = run("materialize", "yesterday", "2026-01-01", "--repo", str(repo))
-    assert code == 2 and "ISO 8601" in output
+    assert code == 1 and "[invalid_time]: start: 'yesterday' is not a time" in output
+    assert "ISO 8601" in output and "Traceback" not in output

@@ -322,7 +322,7 @@ def test_rollback_to_a_deleted_version_is_refused(repo: Repo) -> None:
         (("alias", "set", "fraud", "bad/alias", "1"), "invalid_model_ref"),
         (("alias", "delete", "fraud", "nosuch"), "alias_not_found"),
         (("alias", "rollback", "fraud", "nosuch"), "no_rollback_target"),
-        (("history", "fraud", "--at", "yesterday"), "invalid_config"),
+        (("history", "fraud", "--at", "yesterday"), "invalid_time"),
     ],
 )
 def test_user_errors_exit_1_with_one_line_naming_the_error_code(

@@ -39,7 +39,7 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     assert "txn_count_7d" in lookup
     streaming = out.split("a burst of transactions through 'parity ingest'")[1]
     # Redis runs here and in CI: the burst of 6 transactions (390.0 in all) from 3 devices moves
-    # the windows. (The data ends at midnight, so just after it older events count too.)
+    # the windows. (The data ends now, so its newest events may count too.)
     after = dict(
         item.split("=") for item in streaming.split("after: ")[1].splitlines()[0].split(", ")
     )

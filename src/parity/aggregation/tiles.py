@@ -9,7 +9,7 @@ a 30-day window of 1-hour tiles reads at most 23 + 29 + 23 tiles instead of 720.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -107,15 +107,20 @@ def fold_events(
     orders: Sequence[int],
     columns: Mapping[str, Sequence[Any]],
     into: Tiles | None = None,
+    *,
+    sizes: Sequence[int] | None = None,
+    outputs: Collection[str] | None = None,
 ) -> Tiles:
     """Fold events (entity key, event µs, ingestion order, input columns by name) into tiles at
-    every level, adding to `into` when given. An event's null inputs are skipped. The hot path of
-    streaming ingestion and materialization, so the functions are resolved once per call."""
+    every level (or only `sizes`), for every aggregation (or only those named in `outputs`),
+    adding to `into` when given. An event's null inputs are skipped. The hot path of streaming
+    ingestion and materialization, so the functions are resolved once per call."""
     tiles: Tiles = {} if into is None else into
-    sizes = levels(view)
+    sizes = levels(view) if sizes is None else sizes
     parts = [
         (a.output_name, singler(a.function), merger(a.function, a.n), columns[a.column])
         for a in view.aggregations
+        if outputs is None or a.output_name in outputs
     ]
     names: dict[tuple[int, int], str] = {}
     for index, key in enumerate(keys):

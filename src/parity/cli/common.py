@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from parity.errors import BackendNotInstalled, ParityError
+from parity.errors import BackendNotInstalled, ParityError, PortInUse
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -37,7 +37,8 @@ def user_errors() -> Iterator[None]:
     except ParityError as error:
         if state["debug"]:
             raise
-        err.print(f"[red]Error[/] {escape(f'[{error.code}]: {error.message}')}")
+        # soft_wrap: one line whatever the terminal's width (scripts grep it, users copy it)
+        err.print(f"[red]Error[/] {escape(f'[{error.code}]: {error.message}')}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -56,6 +57,26 @@ def command(function: Callable[..., None]) -> Callable[..., None]:
             function(*args, **kwargs)
 
     return wrapper
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, before anything starts, a port another process listens on (uvicorn would print
+    'Errno 98' after the start-up line)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"port {port} on {host} is already in use; stop the process listening "
+                    "there or pass --port with a free one"
+                ) from None
+            raise PortInUse(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
 def run_server(factory: Callable[[], Any], *, host: str, port: int, workers: int) -> None:

@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import gc
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from parity.cli import render
-from parity.cli.common import RepoOption, command, console, err, run_server, state, store_at
+from parity.cli.common import (
+    RepoOption,
+    check_port,
+    command,
+    console,
+    err,
+    run_server,
+    state,
+    store_at,
+)
 from parity.cli.models import models_app, serve_models
 from parity.errors import BackendNotInstalled
+from parity.timeutil import parse_time
 
 if TYPE_CHECKING:
     pass
@@ -39,7 +48,9 @@ app.command("serve-models")(command(serve_models))
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks on errors.", metavar="")
+    ] = False,
 ) -> None:
     """Parity: feature store and model serving."""
     state["debug"] = debug
@@ -57,12 +68,17 @@ def init(
         bool, typer.Option("--data-only", help="Only (re)generate data/ in an existing repo.")
     ] = False,
     end: Annotated[
-        str | None,
-        typer.Option(help="End of the data's time window, ISO 8601 (default 2026-01-01, UTC)."),
-    ] = None,
+        str,
+        typer.Option(
+            help="End of the data's time window: ISO 8601 (UTC if naive) or 'now'. Pass a fixed "
+            "time for the same data on every run."
+        ),
+    ] = "now",
 ) -> None:
-    """Scaffold the fraud-detection example repo, with seeded synthetic data."""
+    """Scaffold the fraud-detection example repo, with seeded synthetic data ending now."""
     from parity.examples.fraud.scaffold import scaffold
+
+    until = parse_time(end, "--end").replace(microsecond=0)
 
     result = scaffold(
         Path(name),
@@ -71,7 +87,7 @@ def init(
         seed=seed,
         with_data=not no_data,
         data_only=data_only,
-        end=_moment(end) if end else None,
+        end=until,
     )
     if result.files:
         console.print(
@@ -79,6 +95,8 @@ def init(
         )
     for table, count in result.rows.items():
         console.print(f"  data/{table}.parquet: {count:,} rows")
+    if result.rows:
+        console.print(f"  the data's {days} days end at {until:%Y-%m-%d %H:%M:%S} UTC")
     if not data_only:
         console.print(f"Next: cd {name} && parity plan && parity apply")
 
@@ -168,33 +186,34 @@ def registry_history(repo: RepoOption = Path(".")) -> None:
     render.render_history(console, store_at(repo).history())
 
 
-def _moment(text: str) -> datetime:
-    """ISO 8601 on the command line; a time without an offset is UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 ViewsOption = Annotated[
     str | None, typer.Option("--views", help="Comma-separated views (default: all online views).")
 ]
 
 
-@app.command()
+TIMES_HELP = "Times: ISO 8601 (2026-11-26, 2026-11-26T12:00:00Z; UTC if naive) or 'now'."
+
+
+@app.command(epilog=TIMES_HELP)
 @command
 def materialize(
-    start: Annotated[str, typer.Argument(help="Start of the interval (ISO 8601, UTC if naive).")],
-    end: Annotated[str, typer.Argument(help="End of the interval (ISO 8601, UTC if naive).")],
+    start: Annotated[
+        str,
+        typer.Argument(help="Start of the interval; it never cuts off a value still valid at END."),
+    ],
+    end: Annotated[str, typer.Argument(help="End of the interval, e.g. now.")],
     repo: RepoOption = Path("."),
     views: ViewsOption = None,
 ) -> None:
-    """Write each view's newest row per entity in [START, END] to the online store."""
+    """Write to the online store what reads at END need, per online view.
+
+    A view without a ttl gets each entity's newest row up to END, whatever START (so no entity
+    is lost); a view with a ttl reads from the earlier of START and END - ttl; an aggregated
+    view gets the tiles its windows read from END to a day after it (run again at least daily).
+    """
     names = views.split(",") if views else None
-    results = store_at(repo).materialize(_moment(start), _moment(end), names)
+    with render.view_progress(err) as progress:
+        results = store_at(repo).materialize(start, end, names, progress=progress)
     render.render_materialized(console, results)
 
 
@@ -259,16 +278,18 @@ def ingest(
     )
 
 
-@app.command("materialize-incremental")
+@app.command("materialize-incremental", epilog=TIMES_HELP)
 @command
 def materialize_incremental(
-    end: Annotated[str, typer.Argument(help="Materialize up to this time (ISO 8601).")],
+    end: Annotated[str, typer.Argument(help="Materialize up to this time, e.g. now.")],
     repo: RepoOption = Path("."),
     views: ViewsOption = None,
 ) -> None:
-    """Materialize each view from where its last run ended (else END - ttl) up to END."""
+    """Materialize each view from where its last run ended (else END - ttl, else every row) up
+    to END; an aggregated view rebuilds the tiles reads from END to a day after it use."""
     names = views.split(",") if views else None
-    results = store_at(repo).materialize_incremental(_moment(end), names)
+    with render.view_progress(err) as progress:
+        results = store_at(repo).materialize_incremental(end, names, progress=progress)
     render.render_materialized(console, results)
 
 
@@ -303,6 +324,7 @@ def serve(
         raise BackendNotInstalled(
             f"the feature server needs {error.name}: pip install 'parity[serve]'"
         ) from None
+    check_port(host, port)
     store = store_at(repo)
     pushing = "/push on: anyone who reaches the port can write features"
     if not enable_push:

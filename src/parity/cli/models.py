@@ -11,8 +11,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from parity.cli.common import RepoOption, command, console, err, run_server, store_at
-from parity.errors import BackendNotInstalled, ConfigError
+from parity.cli.common import (
+    RepoOption,
+    check_port,
+    command,
+    console,
+    err,
+    run_server,
+    store_at,
+)
+from parity.errors import BackendNotInstalled
+from parity.timeutil import parse_time
 
 if TYPE_CHECKING:
     from parity.models.registry import ModelRegistry
@@ -99,13 +108,14 @@ def models_history(
     repo: RepoOption = Path("."),
     alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
     at: Annotated[
-        str | None, typer.Option(help="Show the version each alias pointed at, at this ISO time.")
+        str | None,
+        typer.Option(help="Show the version each alias held at this time (ISO 8601 or now)."),
     ] = None,
 ) -> None:
     """Every alias move of a model (or which version each alias held at --at)."""
     registry = _registry(repo)
     if at is not None:
-        moment = _moment(at)
+        moment = parse_time(at, "--at")
         names = [alias] if alias else sorted({e.alias for e in registry.history(name)})
         for each in names:
             held = registry.alias_at(name, each, moment)
@@ -127,16 +137,6 @@ def _render_events(events: list[AliasEvent]) -> None:
             escape(event.reason) or "-",
         )
     console.print(table)
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"'{text}' is not an ISO 8601 time such as 2026-11-01T12:00:00Z"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @models_app.command("delete")
@@ -230,7 +230,10 @@ def serve_models(
         raise BackendNotInstalled(
             f"the model server needs {error.name}: pip install 'parity[serve]'"
         ) from None
+    check_port(host, port)
     store = store_at(repo)
+    for ref in preload or []:
+        store.models.resolve(ref)  # an unknown model or alias: one line now, not a traceback
     err.print(f"Serving the models of project '{store.project}' on http://{host}:{port}")
     os.environ.update(
         PARITY_SERVE_REPO=str(store.repo_path),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from rich.console import Console
@@ -121,13 +123,47 @@ def render_history(console: Console, history: list[VersionInfo]) -> None:
     console.print(table)
 
 
+ViewProgress = Callable[[str, str, int, int | None], None]
+
+
+@contextmanager
+def view_progress(console: Console) -> Iterator[ViewProgress]:
+    """One progress bar per view, as `materialize(progress=...)` reports it: a pulse and a count
+    while the total is unknown, a moving bar once it is known, full when the view is done."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        TextColumn("{task.fields[count]:>22}"),
+        TimeElapsedColumn(),
+    )
+    tasks: dict[str, TaskID] = {}
+    with Progress(*columns, console=console) as bars:
+
+        def update(view: str, what: str, done: int, total: int | None) -> None:
+            task = tasks.get(view)
+            if task is None:
+                tasks[view] = task = bars.add_task(view, total=None, count="")
+            if what == "done":
+                bars.update(task, total=max(done, 1), completed=max(done, 1))
+                return
+            bars.update(task, total=total, completed=done, count=f"{done:,} {what}")
+
+        yield update
+
+
 def render_materialized(console: Console, results: list[MaterializeResult]) -> None:
     table = Table(title="Materialized into the online store")
-    for column in ("view", "from (UTC)", "to (UTC)", "entities written"):
-        table.add_column(column)
+    for column in ("view", "from (UTC)", "to (UTC)", "entities", "tiles"):
+        table.add_column(column, justify="right" if column in ("entities", "tiles") else "left")
     for r in results:
         table.add_row(
-            r.view, f"{r.start:%Y-%m-%d %H:%M:%S}", f"{r.end:%Y-%m-%d %H:%M:%S}", f"{r.rows:,}"
+            r.view,
+            f"{r.start:%Y-%m-%d %H:%M:%S}",
+            f"{r.end:%Y-%m-%d %H:%M:%S}",
+            f"{r.entities:,}",
+            f"{r.tiles:,}" if r.tiles else "-",
         )
     console.print(table)
 

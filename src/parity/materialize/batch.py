@@ -1,5 +1,8 @@
 """Materialize one view: stream the offline engine's newest rows per entity into an OnlineStore.
 
+What is written is what reads at `end` need: per entity, the newest row still valid at `end`.
+A view without a ttl takes every row up to `end` whatever the start (a start never loses an
+entity); a view with a ttl reads from the earlier of the start and `end - ttl`.
 Idempotent and resumable: the store writes if newer, so a run killed part-way and run again
 converges to the same online state. Records the finished interval (the view's watermark).
 """
@@ -20,13 +23,30 @@ from parity.timeutil import EPOCH
 
 log = logging.getLogger(__name__)
 
+Progress = Callable[[str, int, int | None], None]
+"""Called as work advances: (what is counted: 'rows', 'events' or 'tiles', done, total or None)."""
+
 
 @dataclass(frozen=True)
 class MaterializeResult:
     view: str
-    start: datetime
+    start: datetime  # the interval actually read (see interval_start)
     end: datetime
-    rows: int
+    entities: int  # distinct entities written
+    tiles: int = 0  # tiles written (aggregated views)
+
+    @property
+    def rows(self) -> int:
+        """Rows written: one per entity for a plain view, the tiles of an aggregated one."""
+        return self.tiles or self.entities
+
+
+def interval_start(view: FeatureView, start: datetime, end: datetime) -> datetime:
+    """Where a run for [start, end] reads from, so that no entity still valid at `end` is lost:
+    the epoch for a view without a ttl, else the earlier of `start` and `end - ttl`."""
+    if view.ttl is None:
+        return EPOCH
+    return min(start, end - view.ttl)
 
 
 def materialize_view(
@@ -39,14 +59,14 @@ def materialize_view(
     end: datetime,
     *,
     now: Callable[[], datetime],
-    on_rows: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> MaterializeResult:
     written = 0
     for rows in _batches(engine, view, start, end):
         online.write(project, rows)
         written += len(rows)
-        if on_rows is not None:
-            on_rows(len(rows))
+        if progress is not None:
+            progress("rows", written, None)
     history.record_materialization(
         MaterializationRecord(project, view.name, start, end, written, now())
     )
@@ -63,12 +83,10 @@ def _batches(
 
 
 def incremental_start(view: FeatureView, watermark: datetime | None, end: datetime) -> datetime:
-    """Where an incremental run starts: the watermark, else `end - ttl` (for an aggregated view,
-    `end -` its longest window), else the epoch."""
+    """Where an incremental run of a plain view starts: the watermark, else `end - ttl`, else
+    the epoch. (An aggregated view always rebuilds what reads at `end` use: see tiles.py.)"""
     if watermark is not None:
         return watermark
     if view.ttl is not None:
         return end - view.ttl
-    if view.is_aggregated:
-        return end - max(a.window for a in view.aggregations)
     return EPOCH

@@ -299,7 +299,7 @@ def _missing_version(conn: Connection, project: str, name: str, version: int) ->
 def _missing_alias(name: str, alias: str) -> AliasNotFound:
     return AliasNotFound(
         f"model '{name}' has no alias '{alias}'; see 'parity models versions {name}' for its "
-        "aliases, or set it with ModelRegistry.set_alias"
+        f"aliases, or set it with 'parity models alias set {name} {alias} VERSION'"
     )
 
 

@@ -7,6 +7,7 @@ Runs the SQL of duckdb_sql.py; memory is bounded by `offline.memory_limit` and s
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -76,17 +77,25 @@ class DuckDBJob:
         try:
             return action()
         except duckdb.ConversionException as error:
+            first = str(error).splitlines()[0]  # DuckDB adds the SQL and a caret on more lines
+            if _EPOCH_TEXT.search(first):
+                first += "; epoch numbers are not guessed: give timestamps or ISO 8601 text"
             raise EntityFrameError(
-                f"a timestamp or key value could not be converted: {error}"
+                f"a timestamp or key value could not be converted: {first}"
             ) from None
         except duckdb.IOException as error:
             raise SourceSchemaError(f"a source could not be read: {error}") from None
 
 
+_EPOCH_TEXT = re.compile(r'"-?\d+(\.\d+)?" when casting')
+
+
 def _with_progress(
     connection: duckdb.DuckDBPyConnection, sql: str, progress: Callable[[float], None]
 ) -> Any:
-    """Run `sql` in a thread and report `query_progress()` until it is done."""
+    """Run `sql` in a thread and report `query_progress()` until it is done (DuckDB tracks
+    progress only with its progress bar on; its printing stays off)."""
+    connection.execute("SET enable_progress_bar = true")
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -118,6 +127,7 @@ class DuckDBEngine:
     def connect(self) -> duckdb.DuckDBPyConnection:
         connection = duckdb.connect()
         connection.execute("SET TimeZone = 'UTC'")
+        connection.execute("SET enable_progress_bar_print = false")  # only the CLI prints
         connection.execute(f"SET file_search_path = {literal(str(self.repo_root))}")
         if self.config.memory_limit:
             connection.execute(f"SET memory_limit = {literal(self.config.memory_limit)}")

@@ -73,15 +73,36 @@ def _pandas_utc(column: Any, name: str) -> Any:
 
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         return column.dt.tz_convert("UTC")
+    if pd.api.types.is_numeric_dtype(column.dtype) or _numbers(column):
+        raise EntityFrameError(
+            f"entity frame column '{name}' holds numbers, not times: epoch numbers are not "
+            f"guessed (seconds or milliseconds?); convert them, e.g. "
+            f"pd.to_datetime(df['{name}'], unit='s', utc=True), or give ISO 8601 text"
+        )
     try:
         if pd.api.types.is_datetime64_dtype(column.dtype):
             return column.dt.tz_localize("UTC")
         return pd.to_datetime(column, utc=False, format="ISO8601").pipe(_localize)
     except (ValueError, TypeError) as error:
+        # pandas adds lines of format advice after its first sentence
+        first = str(error).splitlines()[0].split(". You might")[0].rstrip(". ")
         raise EntityFrameError(
-            f"entity frame column '{name}' is not a usable timestamp column ({error}). Give "
+            f"entity frame column '{name}' is not a usable timestamp column ({first}). Give "
             "datetimes of one kind: all timezone-aware, or all naive (read as UTC)"
         ) from None
+
+
+def _numbers(column: Any) -> bool:
+    """Whether a text or object column's first value is a number (an epoch, most likely)."""
+    first = column.dropna().head(1).tolist()
+    if not first:
+        return False
+    value = first[0]
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit()
 
 
 def _localize(column: Any) -> Any:

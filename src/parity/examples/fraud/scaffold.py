@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 from parity.definitions.base import check_identifier
 from parity.errors import RepoError
+from parity.timeutil import TimeLike, parse_time
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,10 @@ def scaffold(
     seed: int = 7,
     with_data: bool = True,
     data_only: bool = False,
-    end: datetime | None = None,
+    end: TimeLike = "now",
 ) -> ScaffoldResult:
-    """Create the repo at `target` (which must not exist or be empty) and fill `data/`."""
+    """Create the repo at `target` (which must not exist or be empty) and fill `data/` with data
+    ending at `end` (a datetime, date, ISO 8601 text or 'now', the default)."""
     project = project or target.resolve().name.replace("-", "_")
     try:
         check_identifier(project, "project name")
@@ -44,8 +45,8 @@ def scaffold(
     if with_data or data_only:
         from parity.examples.fraud.data import generate
 
-        window = {"end": end} if end is not None else {}
-        rows = generate(target / "data", accounts=accounts, days=days, seed=seed, **window).rows
+        until = parse_time(end, "end")
+        rows = generate(target / "data", accounts=accounts, days=days, seed=seed, end=until).rows
     return ScaffoldResult(target, tuple(files), rows)
 
 
