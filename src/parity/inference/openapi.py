@@ -153,10 +153,15 @@ SCHEMAS: dict[str, Any] = {
             "model_name": _STR,
             "model_version": {"type": "integer"},
             "alias": _NULLABLE_STR,
-            "predictions": {"type": "array"},
+            "predictions": {"type": "array", "description": "The first output, row by row."},
+            "outputs": {
+                "description": "Every output (one per predict method) by name, row by row.",
+                "type": "object",
+                "additionalProperties": {"type": "array"},
+            },
             "features": {"type": "object", "additionalProperties": {"type": "array"}},
         },
-        ("id", "model_name", "model_version", "alias", "predictions"),
+        ("id", "model_name", "model_version", "alias", "predictions", "outputs"),
     ),
     "ModelList": _obj(
         {
