@@ -298,3 +298,18 @@ class PredictionLogError(ParityError):
     """The prediction log cannot be written (folder not writable, sink closed)."""
 
     code = "prediction_log_failed"
+
+
+# Issue 12, items 1-3 (online): join key types, future events, clock skew
+
+
+class EntityKeyTypeError(EntityFrameError):
+    """An entity row's join key value is not of its entity's type (Int64 or String)."""
+
+    code = "invalid_entity_key"
+
+
+class FutureEventError(PushError):
+    """A pushed event is stamped further ahead of the store's clock than `max_future_skew`."""
+
+    code = "event_too_far_in_future"

@@ -148,7 +148,14 @@ def _view_keys(view: FeatureView, entities: dict[str, list[Any]]) -> list[bytes]
                 f"entity rows have no '{key}', needed by feature view '{view.name}'; "
                 f"they have {sorted(entities)}"
             )
-    return entity_keys(view.join_keys, [entities[k] for k in view.join_keys])
+    return entity_keys(view.join_keys, [entities[k] for k in view.join_keys], key_types(view))
+
+
+def key_types(view: FeatureView) -> tuple[str, ...]:
+    """The declared type of each join key of `view` (its entity's value type), in order: reads
+    refuse a key of another type rather than look up a key no row can have."""
+    types = {key: str(entity.value_type) for entity in view.entities for key in entity.join_keys}
+    return tuple(types[key] for key in view.join_keys)
 
 
 def read_windows(
