@@ -13,7 +13,7 @@ from datetime import datetime
 
 import msgpack
 
-from parity.aggregation.tiles import Tiles, fold_events, levels
+from parity.aggregation.tiles import Tiles, fold_events, levels, with_pending
 from parity.definitions import FeatureView
 from parity.errors import BackendNotInstalled
 from parity.materialize.batch import MaterializeResult
@@ -54,11 +54,13 @@ def materialize_tiles(
             f"aggregated view '{view.name}'"
         )
     begin = aligned_start(view, start)
+    now_us = to_micros(now())
     tiles: Tiles = {}
     for batch in engine.events(view, begin, end):
         columns = batch.to_pydict()
         keys = entity_keys(view.join_keys, [columns[k] for k in view.join_keys])
-        fold_events(view, keys, columns["__ts"], columns["__ord"], columns, into=tiles)
+        fold_events(view, keys, columns["__ts"], columns["__ord"], columns, tiles, now_us)
+    with_pending(tiles)  # events after now wait in the pending record, replacing the old one
     encoded = {
         (key, name): bytes(msgpack.packb(partials, use_bin_type=True))
         for key, named in tiles.items()

@@ -178,7 +178,15 @@ def tile_name(size_us: int, start_us: int) -> str:
     return f"{size_us}:{start_us}"
 
 
+# The record of an entity's events stamped after its writer's clock (at most max_future_skew
+# ahead): kept apart from the tiles, so that a read at t counts only those at or before t.
+PENDING = "pending"
+_NEVER = 1 << 62  # the `tile_end` of the pending record: no sweep by end drops it
+
+
 def tile_end(name: str) -> int:
-    """The end (µs, exclusive) of the tile called `name`."""
+    """The end (µs, exclusive) of the tile called `name` (never, for the pending record)."""
+    if name == PENDING:
+        return _NEVER
     size, _, start = name.partition(":")
     return int(size) + int(start)

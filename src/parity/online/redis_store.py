@@ -17,6 +17,7 @@ from msgpack import packb, unpackb
 from parity.errors import BackendNotInstalled, OnlineStoreUnavailable
 from parity.online.encoding import (
     HEADER_CHARS,
+    PENDING,
     OnlineRow,
     decode_payload,
     decode_value,
@@ -143,6 +144,7 @@ if batch[1] then redis.call('SET', KEYS[#KEYS], batch[1]) end
 return 1
 """
 _MERGE_ATTEMPTS = 100
+DAY_US = 86_400_000_000
 SWEEP_US = 3_600_000_000  # sweep a tile hash of stale tiles at most once an hour of time
 _BATCH = 500
 
@@ -262,7 +264,7 @@ class RedisOnlineStore:
         ends: dict[bytes, int] = {}
         for (key, name), payload in tiles.items():
             by_entity.setdefault(key, []).extend((name, payload))
-            ends[key] = max(ends.get(key, 0), tile_end(name))
+            ends[key] = max(ends.get(key, 0), _end(name, now_us))
         with self._reachable():
             pipe = self.client.pipeline(transaction=False)
             for key, fields in by_entity.items():
@@ -338,7 +340,8 @@ class RedisOnlineStore:
         """With expiry on, a tile hash outlives its newest tile by the view's horizon."""
         if not self.expire or not updated:
             return False
-        return (max(tile_end(name) for name in updated) + merge.horizon_us) // 1000
+        now = merge.drop_before_us + merge.horizon_us
+        return (max(_end(name, now) for name in updated) + merge.horizon_us) // 1000
 
     def read_marker(self, project: str, name: str) -> list[str]:
         with self._reachable():
@@ -393,3 +396,9 @@ def _decoded(
             data = next(flat)
             found[(view, entity)] = None if data is None else decode_value(view, entity, data)
     return [found[wanted] for wanted in keys]
+
+
+def _end(name: str, now_us: int) -> int:
+    """When a tile ends, for expiry: the pending record's events are at most max_future_skew
+    (at most a day) after the writer's clock."""
+    return now_us + DAY_US if name == PENDING else tile_end(name)
