@@ -198,7 +198,7 @@ def with_pending(tiles: Tiles) -> Tiles:
     """Give every entity a pending record (empty if it has none): a rebuild writing its tiles
     also replaces what earlier merges left pending, which the rebuild folded in or re-pended."""
     for entity in tiles.values():
-        entity.setdefault(PENDING, {"events": []})
+        entity.setdefault(PENDING, {})
     return tiles
 
 

@@ -67,8 +67,9 @@ def materialize_tiles(
         for name, partials in named.items()
     }
     online.write_tiles(project, view.name, encoded, to_micros(now()), longest_window_us(view))
+    count = len(encoded) - len(tiles)  # tiles, not the one pending record per entity
     history.record_materialization(
-        MaterializationRecord(project, view.name, begin, end, len(encoded), now())
+        MaterializationRecord(project, view.name, begin, end, count, now())
     )
-    log.info("materialized %d tiles of %s for [%s, %s]", len(encoded), view.name, begin, end)
-    return MaterializeResult(view.name, begin, end, len(encoded))
+    log.info("materialized %d tiles of %s for [%s, %s]", count, view.name, begin, end)
+    return MaterializeResult(view.name, begin, end, count)
