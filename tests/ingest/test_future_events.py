@@ -264,3 +264,25 @@ def test_online_windows_around_t_equal_offline_windows(
         finally:
             store.online_store.delete_view(store.project, "velocity")
             store.close()
+
+
+def test_tiles_hold_events_up_to_the_writers_clock_and_the_rest_wait_pending() -> None:
+    from parity.aggregation.tiles import fold_events, window_values
+    from parity.definitions import Aggregation
+    from parity.online.encoding import PENDING
+    from parity.timeutil import to_micros
+    from tests.offline.test_windows import velocity_view
+
+    count = Aggregation(column="amount", function="count", window=timedelta(minutes=5), name="n")
+    view = velocity_view([count], timedelta(minutes=1))
+    t = to_micros(T)
+    moments = [t - 1, t, t + 1, t + 2]
+    tiles = fold_events(view, [b"k"] * 4, moments, [0, 1, 2, 3], {"amount": [1.0] * 4}, now_us=t)
+    entity = tiles[b"k"]
+    assert [e[0] for e in entity[PENDING]["events"]] == [t + 1, t + 2]
+    assert sum(tile.get("n", 0) for name, tile in entity.items() if name.startswith("60")) == 2
+    assert [window_values(view, ["n"], entity, at) for at in (t, t + 1, t + 2)] == [[2], [3], [4]]
+    assert window_values(view, ["n"], {}, t) is None  # never seen
+    only_future = fold_events(view, [b"f"], [t + 5], [0], {"amount": [None]}, now_us=t)[b"f"]
+    assert window_values(view, ["n"], only_future, t) is None  # seen only after t: not yet
+    assert window_values(view, ["n"], only_future, t + 5) == [0]  # seen (a null amount): 0
