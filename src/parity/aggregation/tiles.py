@@ -67,6 +67,11 @@ def _cover_names(sizes: tuple[int, ...], window_us: int, tile_at: int) -> tuple[
     return tuple(piece.name for piece in cover(start, tile_at + tile, sizes))
 
 
+@lru_cache(maxsize=4_096)
+def _cover_set(sizes: tuple[int, ...], window_us: int, tile_at: int) -> frozenset[str]:
+    return frozenset(_cover_names(sizes, window_us, tile_at))
+
+
 def read_plan(view: FeatureView, outputs: Iterable[str], t_us: int) -> list[str]:
     """The names of every tile the wanted aggregations read at t (their covers' union), plus
     the longest window's cover (whether the entity is known) and the pending record."""
@@ -126,10 +131,10 @@ def _known(
 ) -> bool:
     """Whether the entity has an event in the longest window at t (a tile of its cover, or a
     pending event now due in it): the online side of the NOT_FOUND rule."""
-    window = longest_window_us(view)
-    if any(name in tiles for name in window_names(view, window, t_us)):
+    window, tile = longest_window_us(view), view.tile_us
+    if not _cover_set(levels(view), window, tile_start(t_us, tile)).isdisjoint(tiles.keys()):
         return True
-    start = window_start(t_us, window, view.tile_us)
+    start = window_start(t_us, window, tile)
     return any(moment >= start for moment, _ in due)
 
 
