@@ -264,7 +264,7 @@ class RedisOnlineStore:
         ends: dict[bytes, int] = {}
         for (key, name), payload in tiles.items():
             by_entity.setdefault(key, []).extend((name, payload))
-            ends[key] = max(ends.get(key, 0), _end(name, now_us))
+            ends[key] = max(ends.get(key, 0), _end(name, payload, now_us))
         with self._reachable():
             pipe = self.client.pipeline(transaction=False)
             for key, fields in by_entity.items():
@@ -341,7 +341,8 @@ class RedisOnlineStore:
         if not self.expire or not updated:
             return False
         now = merge.drop_before_us + merge.horizon_us
-        return (max(_end(name, now) for name in updated) + merge.horizon_us) // 1000
+        ends = (_end(name, payload, now) for name, payload in updated.items())
+        return (max(ends) + merge.horizon_us) // 1000
 
     def read_marker(self, project: str, name: str) -> list[str]:
         with self._reachable():
@@ -398,7 +399,10 @@ def _decoded(
     return [found[wanted] for wanted in keys]
 
 
-def _end(name: str, now_us: int) -> int:
+def _end(name: str, payload: bytes, now_us: int) -> int:
     """When a tile ends, for expiry: the pending record's events are at most max_future_skew
-    (at most a day) after the writer's clock."""
-    return now_us + DAY_US if name == PENDING else tile_end(name)
+    (at most a day) after the writer's clock; an empty record (b'\x80', an empty map) ends
+    nothing."""
+    if name != PENDING:
+        return tile_end(name)
+    return 0 if payload == b"\x80" else now_us + DAY_US
