@@ -363,3 +363,18 @@ class PortInUse(ParityError, OSError):
     """A server cannot listen on the host and port it was given."""
 
     code = "port_in_use"
+
+
+# Issue 12, items 1-3 (online): join key types, future events, clock skew
+
+
+class EntityKeyTypeError(EntityFrameError):
+    """An entity row's join key value is not of its entity's type (Int64 or String)."""
+
+    code = "invalid_entity_key"
+
+
+class FutureEventError(PushError):
+    """A pushed event is stamped further ahead of the store's clock than `max_future_skew`."""
+
+    code = "event_too_far_in_future"

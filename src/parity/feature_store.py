@@ -369,6 +369,7 @@ class FeatureStore:
         table = pushing.validate(views, pushing.as_table(rows))
         if to not in ("online", "offline", "both"):
             raise PushError(f"to={to!r}: push to 'online', 'offline' or 'both'")
+        pushing.check_future(views, table, self._clock(), self.config.ingest.max_future_skew)
         if to in ("offline", "both"):
             pushing.append_offline(views[0], table, self.repo_path, self._clock())
         if to in ("online", "both"):

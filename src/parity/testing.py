@@ -197,13 +197,19 @@ def _reference_windows(view_request: ViewRequest, raw: Any, out: Any, timestamp_
             continue
         events.setdefault(key, []).append((_micros(moment), order, row))
     by_output = {a.output_name: a for a in view.aggregations}
+    longest = max(a.window_us for a in view.aggregations)
     result: dict[str, list[Any]] = {name: [] for name in view_request.output_names}
     for _, entity_row in out.iterrows():
         key = tuple(entity_row[k] for k in view.join_keys)
         t = _micros(entity_row[timestamp_column])
         history = sorted(events.get(key, []), key=lambda e: (e[0], e[1]))
+        # Never seen (no event at all in the longest window): null, whatever the function.
+        seen = any(counts(moment, t, longest, view.tile_us) for moment, _, _ in history)
         for feature, output in zip(view_request.features, view_request.output_names, strict=True):
             aggregation = by_output[feature]
+            if not seen:
+                result[output].append(None)
+                continue
             values = [
                 row[aggregation.column]
                 for moment, _, row in history

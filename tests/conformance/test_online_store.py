@@ -273,3 +273,41 @@ def test_merges_drop_tiles_no_window_reads(store: OnlineStore, project_name: str
     # Tiles ending at or before 6 h are no longer read: the 0 h tile goes, the 6 h one stays.
     store.merge_tiles(project_name, [counting("velocity", 0, (new,), drop_before=6 * HOUR_US)])
     assert counts(store, project_name, [old, middle, new], 1) == [[0, 1, 1]]
+
+
+def test_the_pending_record_outlives_sweeps_and_expires_with_its_events(
+    expiring: OnlineStore, project_name: str
+) -> None:
+    """Issue 12, item 2: an entity's pending record (events after the writer's clock) is never
+    dropped as a stale tile; in Redis an empty one does not move the hash's expiry, a non-empty
+    one keeps it at least a day (max_future_skew's bound) past the write."""
+    from datetime import UTC, datetime
+    from typing import cast
+
+    from parity.online.encoding import PENDING
+    from parity.online.redis_store import DAY_US, tiles_key
+    from parity.timeutil import to_micros
+
+    tiles = cast(TileStore, expiring)
+    hour = 3_600_000_000
+    now = to_micros(datetime.now(UTC)) // hour * hour
+    stale, recent = tile_name(hour, now - 3 * hour), tile_name(hour, now - hour)
+    written = {
+        (key(1), stale): encode_payload({"n": 1}),
+        (key(1), recent): encode_payload({"n": 2}),
+        (key(1), PENDING): encode_payload({}),
+    }
+    tiles.write_tiles(project_name, "v", written, now, hour)
+    found = tiles.read_tiles(project_name, "v", [key(1)], [stale, recent, PENDING])[0]
+    assert set(found) == {recent, PENDING}
+    if isinstance(expiring, RedisOnlineStore):
+        at = expiring.client.pexpiretime(tiles_key(project_name, "v", key(1)))
+        assert at == (now + hour) // 1000  # the recent tile's end plus the horizon
+    events = encode_payload({"events": [[now + 1, 0, {"n": 1}]]})
+    merge = TileMerge("v", key(1), (PENDING,), lambda _: {PENDING: events}, now - hour, hour)
+    tiles.merge_tiles(project_name, [merge])
+    found = tiles.read_tiles(project_name, "v", [key(1)], [recent, PENDING])[0]
+    assert decode_payload(found[PENDING]) == {"events": [[now + 1, 0, {"n": 1}]]}
+    if isinstance(expiring, RedisOnlineStore):
+        at = expiring.client.pexpiretime(tiles_key(project_name, "v", key(1)))
+        assert at == (now + DAY_US + hour) // 1000

@@ -158,8 +158,13 @@ def test_materialized_tiles_are_exactly_those_reads_within_the_slack_use(tmp_pat
                 read.setdefault(name, set()).add(a.output_name)
         t += step
     with sqlite3.connect(tmp_path / "repo" / "data" / "online.db") as db:
-        stored = db.execute("SELECT name, payload FROM parity_tiles").fetchall()
+        rows = db.execute("SELECT name, payload FROM parity_tiles").fetchall()
     import msgpack
+
+    # One pending record per entity (events after the run's clock; none here) beside the tiles.
+    pending = [payload for name, payload in rows if name == "pending"]
+    assert len(pending) == result.entities and all(msgpack.unpackb(p) == {} for p in pending)
+    stored = [(name, payload) for name, payload in rows if name != "pending"]
 
     assert len(stored) == result.tiles > 0
     for name, payload in stored:

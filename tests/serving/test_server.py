@@ -84,7 +84,7 @@ def test_feature_service_by_name(client: TestClient) -> None:
         (
             {"features": ["driver_stats:trips"], "entities": {"driver_id": [1.5]}},
             400,
-            "invalid_entity_frame",
+            "invalid_entity_key",
         ),
         ({"features": ["driver_stats:trips"]}, 422, "invalid_request"),
         ({"entities": {"driver_id": [1]}}, 400, "bad_request"),

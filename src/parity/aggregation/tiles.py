@@ -17,7 +17,7 @@ from typing import Any
 from parity.aggregation.partials import Merge, finish, merge_all, merger, singler
 from parity.aggregation.windows import tile_start, window_start
 from parity.definitions import FeatureView
-from parity.online.encoding import tile_name
+from parity.online.encoding import PENDING, tile_name
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
@@ -67,20 +67,43 @@ def _cover_names(sizes: tuple[int, ...], window_us: int, tile_at: int) -> tuple[
     return tuple(piece.name for piece in cover(start, tile_at + tile, sizes))
 
 
+@lru_cache(maxsize=4_096)
+def _cover_set(sizes: tuple[int, ...], window_us: int, tile_at: int) -> frozenset[str]:
+    return frozenset(_cover_names(sizes, window_us, tile_at))
+
+
 def read_plan(view: FeatureView, outputs: Iterable[str], t_us: int) -> list[str]:
-    """The names of every tile the wanted aggregations read at t (their covers' union)."""
+    """The names of every tile the wanted aggregations read at t (their covers' union), plus
+    the longest window's cover (whether the entity is known) and the pending record."""
     by_output = view.aggregation_by_output
     wanted: dict[str, None] = {}
-    for window in dict.fromkeys(by_output[output].window_us for output in outputs):
+    windows = {by_output[output].window_us: None for output in outputs}
+    windows[longest_window_us(view)] = None
+    for window in windows:
         wanted.update(dict.fromkeys(window_names(view, window, t_us)))
+    wanted[PENDING] = None
     return list(wanted)
+
+
+def longest_window_us(view: FeatureView) -> int:
+    return max(a.window_us for a in view.aggregations)
 
 
 def window_values(
     view: FeatureView, outputs: Sequence[str], tiles: Mapping[str, dict[str, Any]], t_us: int
-) -> list[Any]:
+) -> list[Any] | None:
     """The wanted aggregations' values at t from one entity's tiles by name (missing tiles are
-    empty)."""
+    empty), or None when the entity is unknown at t: no event in the view's longest window.
+
+    Stored tiles hold only events at or before their writer's clock; events stamped later wait
+    in the pending record and count once t reaches them, so nothing after t is counted."""
+    due = [
+        (moment, partials)
+        for moment, _, partials in (tiles.get(PENDING) or {}).get("events", ())
+        if moment <= t_us
+    ]
+    if not _known(view, tiles, due, t_us):
+        return None
     by_output = view.aggregation_by_output
     in_window: dict[int, list[dict[str, Any]]] = {}  # the entity's tiles in each window
     values = []
@@ -90,11 +113,29 @@ def window_values(
         found = in_window.get(window)
         if found is None:
             names = window_names(view, window, t_us)
-            found = in_window[window] = [tiles[name] for name in names if name in tiles]
+            found = [tiles[name] for name in names if name in tiles]
+            start = window_start(t_us, window, view.tile_us)
+            found += [partials for moment, partials in due if moment >= start]
+            in_window[window] = found
         partials = [partial for tile in found if (partial := tile.get(output)) is not None]
         merged = merge_all(aggregation.function, aggregation.n, partials)
         values.append(finish(aggregation.function, merged))
     return values
+
+
+def _known(
+    view: FeatureView,
+    tiles: Mapping[str, dict[str, Any]],
+    due: Sequence[tuple[int, Any]],
+    t_us: int,
+) -> bool:
+    """Whether the entity has an event in the longest window at t (a tile of its cover, or a
+    pending event now due in it): the online side of the NOT_FOUND rule."""
+    window, tile = longest_window_us(view), view.tile_us
+    if not _cover_set(levels(view), window, tile_start(t_us, tile)).isdisjoint(tiles.keys()):
+        return True
+    start = window_start(t_us, window, tile)
+    return any(moment >= start for moment, _ in due)
 
 
 Tiles = dict[bytes, dict[str, dict[str, Any]]]  # {entity key: {tile name: {output: partial}}}
@@ -110,11 +151,14 @@ def fold_events(
     *,
     sizes: Sequence[int] | None = None,
     outputs: Collection[str] | None = None,
+    now_us: int | None = None,
 ) -> Tiles:
     """Fold events (entity key, event µs, ingestion order, input columns by name) into tiles at
     every level (or only `sizes`), for every aggregation (or only those named in `outputs`),
-    adding to `into` when given. An event's null inputs are skipped. The hot path of streaming
-    ingestion and materialization, so the functions are resolved once per call."""
+    adding to `into` when given. An event's null inputs are skipped, but its tiles exist (the
+    entity was seen). Events after `now_us` (the writer's clock) go to the entity's pending
+    record instead. The hot path of streaming ingestion and materialization, so the functions
+    are resolved once per call."""
     tiles: Tiles = {} if into is None else into
     sizes = levels(view) if sizes is None else sizes
     parts = [
@@ -130,11 +174,13 @@ def fold_events(
             for output, single, merge, column in parts
             if (value := column[index]) is not None
         ]
-        if not singles:
-            continue
         entity = tiles.get(key)
         if entity is None:
             tiles[key] = entity = {}
+        if now_us is not None and moment > now_us:
+            pending = entity.setdefault(PENDING, {"events": []})
+            pending["events"].append([moment, order, {o: p for o, p, _ in singles}])
+            continue
         for size in sizes:
             start = moment - moment % size
             name = names.get((size, start))
@@ -146,6 +192,23 @@ def fold_events(
             for output, partial, merge in singles:
                 old = partials.get(output)
                 partials[output] = partial if old is None else merge(old, partial)
+    return tiles
+
+
+def merge_pending(
+    stored: dict[str, Any], fresh: Mapping[str, Any], drop_before_us: int
+) -> dict[str, Any]:
+    """A pending record with fresh pending events added, less events at or before the drop
+    time (out of every window)."""
+    kept = [e for e in stored.get("events", ()) if e[0] > drop_before_us]
+    return {"events": kept + [e for e in fresh.get("events", ()) if e[0] > drop_before_us]}
+
+
+def with_pending(tiles: Tiles) -> Tiles:
+    """Give every entity a pending record (empty if it has none): a rebuild writing its tiles
+    also replaces what earlier merges left pending, which the rebuild folded in or re-pended."""
+    for entity in tiles.values():
+        entity.setdefault(PENDING, {})
     return tiles
 
 

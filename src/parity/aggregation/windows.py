@@ -11,6 +11,11 @@ window's tail is therefore tile-aligned: it covers between W - T and W of time, 
 steps of T. Both paths follow this rule: offline retrieval (a window frame per entity row, see
 offline/duckdb_windows.py) and the online read (the tiles of those W/T tiles, merged).
 
+An entity is seen at t when it has an event (whatever its values) in the view's longest window
+at t; an entity not seen gets null for every aggregation (online: NOT_FOUND), a seen one the
+empty value of a window without events (count 0). Events after t never count: online they wait
+in a pending record until t reaches them (aggregation/tiles.py).
+
 Worked example, T = 5 min, W = 15 min, t = 10:07:
     tile_start(t) = 10:05; window start = 10:05 + 5 min - 15 min = 09:55.
     Events at 09:54:59 (no), 09:55:00 (yes), 10:07:00 (yes), 10:07:00.000001 (no, after t).

@@ -273,8 +273,9 @@ def ingest(
         pass
     stats = worker.stats
     err.print(
-        f"applied {stats.applied} events in {stats.batches} batches; dropped {stats.late} late "
-        f"and {stats.invalid} invalid; {stats.replayed} already applied"
+        f"applied {stats.applied} events in {stats.batches} batches; dropped {stats.late} late, "
+        f"{stats.future} too far in the future and {stats.invalid} invalid; "
+        f"{stats.replayed} already applied"
     )
 
 

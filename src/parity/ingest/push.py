@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,13 +16,13 @@ import pyarrow.compute
 import pyarrow.parquet as pq
 
 from parity.definitions import FeatureView, PushSource, StreamSource
-from parity.errors import BackendNotInstalled, PushError, PushSourceNotFound
+from parity.errors import BackendNotInstalled, FutureEventError, PushError, PushSourceNotFound
 from parity.offline.entity_frame import normalize_timestamp
 from parity.offline.sources import resolve_path
 from parity.online.encoding import OnlineRow, rows_from_columns
 from parity.online.store import OnlineStore, TileStore
 from parity.registry.catalog import Catalog
-from parity.timeutil import NO_CREATED, to_micros
+from parity.timeutil import NO_CREATED, from_micros, to_micros
 
 PushTarget = Literal["online", "offline", "both"]
 
@@ -143,6 +143,23 @@ def _refuse_unrepresentable(column: pa.ChunkedArray, name: str) -> None:
             f"pushed column '{name}' row {row}: the time is before year 1 or after year 9999; "
             "send an ISO 8601 time in that range"
         )
+
+
+def check_future(
+    views: list[FeatureView], table: pa.Table, now: datetime, max_skew: timedelta
+) -> None:
+    """Refuse the push if an event is stamped more than `max_skew` after `now` (the
+    `ingest.max_future_skew` policy), naming the first such row; nothing is written."""
+    column = table[views[0].batch_source.timestamp_field]
+    limit = to_micros(now) + int(max_skew.total_seconds() * 1_000_000)
+    unit = pa.timestamp("us", tz=getattr(column.type, "tz", None))
+    for row, moment in enumerate(column.cast(unit).cast(pa.int64()).to_pylist()):
+        if moment is not None and moment > limit:
+            raise FutureEventError(
+                f"pushed row {row} has event time {from_micros(moment).isoformat()}, more than "
+                f"max_future_skew ({max_skew}) after the store's clock {now.isoformat()}; fix "
+                "the producer's timestamps (or raise ingest.max_future_skew in parity.yaml)"
+            )
 
 
 def append_offline(

@@ -35,12 +35,18 @@ import msgpack
 from msgpack import packb, unpackb
 
 from parity.aggregation.partials import Merge
-from parity.aggregation.tiles import fold_events, levels, merge_partials, view_mergers
+from parity.aggregation.tiles import (
+    fold_events,
+    levels,
+    merge_partials,
+    merge_pending,
+    view_mergers,
+)
 from parity.definitions import FeatureView, StreamSource
 from parity.errors import BackendNotInstalled, ParityError, PushError
-from parity.online.encoding import entity_keys
+from parity.online.encoding import PENDING, entity_keys
 from parity.online.store import TileMerge, TileStore
-from parity.timeutil import to_micros
+from parity.timeutil import from_micros, to_micros
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -77,11 +83,12 @@ def tile_merges(
         view.join_keys, [table[source.column_for(k)].to_pylist() for k in view.join_keys]
     )
     columns = {a.column: table[source.column_for(a.column)].to_pylist() for a in view.aggregations}
-    tiles = fold_events(view, keys, moments, orders, columns)
+    tiles = fold_events(view, keys, moments, orders, columns, now_us=now_us)
     horizon = max(a.window_us for a in view.aggregations) + levels(view)[-1]
     mergers = view_mergers(view)
+    drop = now_us - horizon
     return [
-        TileMerge(view.name, key, tuple(named), _folder(mergers, named), now_us - horizon, horizon)
+        TileMerge(view.name, key, tuple(named), _folder(mergers, named, drop), drop, horizon)
         for key, named in tiles.items()
     ]
 
@@ -95,15 +102,19 @@ def micros(column: pa.ChunkedArray) -> list[Any]:
 
 
 def _folder(
-    mergers: Mapping[str, Merge], fresh: dict[str, dict[str, Any]]
+    mergers: Mapping[str, Merge], fresh: dict[str, dict[str, Any]], drop_before_us: int
 ) -> Callable[[dict[str, bytes]], dict[str, bytes]]:
-    """stored tiles -> the same tiles with this batch's partials merged in."""
+    """stored tiles -> the same tiles with this batch's partials merged in (and its future
+    events added to the pending record)."""
 
     def fold(stored: dict[str, bytes]) -> dict[str, bytes]:
         updated = {}
         for name, partials in fresh.items():
             data = stored.get(name)
-            if data is not None:
+            if name == PENDING:
+                old = {} if data is None else unpackb(data, raw=False)
+                partials = merge_pending(old, partials, drop_before_us)
+            elif data is not None:
                 partials = merge_partials(mergers, unpackb(data, raw=False), partials)
             updated[name] = packb(partials, use_bin_type=True)
         return updated
@@ -116,6 +127,7 @@ class IngestStats:
     batches: int = 0
     applied: int = 0
     late: int = 0
+    future: int = 0  # stamped more than ingest.max_future_skew after the worker's clock
     invalid: int = 0
     replayed: int = 0  # messages found already applied after a restart, only acknowledged
     by_reason: dict[str, int] = field(default_factory=dict)
@@ -254,6 +266,8 @@ class StreamWorker:
 
         now = self.store.now()
         cutoff = to_micros(now) - int(self.source.lateness.total_seconds() * 1_000_000)
+        skew = self.store.config.ingest.max_future_skew
+        ahead = to_micros(now) + int(skew.total_seconds() * 1_000_000)
         decoded = [(i, row) for i, f in messages if (row := self._decode(i, f)) is not None]
         timestamp = self.source.batch_source.timestamp_field
         rows, ids = [], []
@@ -267,6 +281,18 @@ class StreamWorker:
                 elif moment < cutoff:
                     self.stats.late += 1
                     self._count("late")
+                elif moment > ahead:
+                    self.stats.future += 1
+                    self._count("future")
+                    log.warning(
+                        "stream %s message %s dropped: event time %s is more than "
+                        "max_future_skew (%s) after the worker's clock %s",
+                        self.source.name,
+                        message_id,
+                        from_micros(moment).isoformat(),
+                        skew,
+                        now.isoformat(),
+                    )
                 else:
                     keep.append(index)
                     ids.append(message_id)
@@ -322,8 +348,6 @@ class StreamWorker:
             return None
         timestamp = self.source.batch_source.timestamp_field
         if isinstance(row.get(timestamp), int):
-            from parity.timeutil import from_micros
-
             row[timestamp] = from_micros(row[timestamp])
         return row
 

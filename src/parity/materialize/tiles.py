@@ -22,13 +22,13 @@ import msgpack
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from parity.aggregation.tiles import Tiles, fold_events, levels
+from parity.aggregation.tiles import Tiles, fold_events, levels, with_pending
 from parity.aggregation.windows import tile_start, window_start
 from parity.definitions import FeatureView
 from parity.errors import BackendNotInstalled
 from parity.materialize.batch import MaterializeResult, Progress
 from parity.offline.engine import OfflineEngine
-from parity.online.encoding import entity_keys, tile_name
+from parity.online.encoding import PENDING, entity_keys, tile_name
 from parity.online.store import OnlineStore, TileStore
 from parity.registry.materializations import MaterializationLog, MaterializationRecord
 from parity.timeutil import from_micros, to_micros
@@ -90,11 +90,15 @@ def longest_window_us(view: FeatureView) -> int:
 
 
 def prune(rules: list[Keep], tiles: Tiles) -> dict[tuple[bytes, str], dict[str, Any]]:
-    """Per (entity key, tile name), the partials the rules keep; tiles left empty are dropped."""
+    """Per (entity key, tile name), the partials the rules keep (tiles no rule reads are dropped),
+    and each entity's pending record."""
     used: dict[str, tuple[str, ...]] = {}  # tile name -> the outputs that read it
     kept: dict[tuple[bytes, str], dict[str, Any]] = {}
     for key, named in tiles.items():
         for name, partials in named.items():
+            if name == PENDING:
+                kept[(key, name)] = partials
+                continue
             outputs = used.get(name)
             if outputs is None:
                 size, _, start = name.partition(":")
@@ -102,9 +106,8 @@ def prune(rules: list[Keep], tiles: Tiles) -> dict[tuple[bytes, str], dict[str, 
             if all(o in outputs for o in partials):
                 kept[(key, name)] = partials  # the usual case: nothing to drop
                 continue
-            wanted = {o: partials[o] for o in outputs if o in partials}
-            if wanted:
-                kept[(key, name)] = wanted
+            if outputs:  # kept even when empty: an event with null inputs still says "seen"
+                kept[(key, name)] = {o: partials[o] for o in outputs if o in partials}
     return kept
 
 
@@ -187,8 +190,10 @@ def _fold_grouped(
         output = a.output_name
         rows = zip(result["__key"], starts, names, counts, values, strict=True)
         for key, start, name, n, value in rows:
-            if n and reads[start]:
-                into.setdefault(key, {}).setdefault(name, {})[output] = value
+            if reads[start]:  # the tile exists even if all inputs are null (the entity was seen)
+                tile = into.setdefault(key, {}).setdefault(name, {})
+                if n:
+                    tile[output] = value
 
 
 def materialize_tiles(
@@ -209,18 +214,20 @@ def materialize_tiles(
         )
     begin = span_start(view, end)
     rules = keep_rules(view, to_micros(end), READ_SLACK // timedelta(microseconds=1))
+    now_us = to_micros(now())
     tiles: Tiles = {}
     grouped: dict[int, list[pa.Table]] = {}
     events = 0
     for batch in engine.events(view, begin, end):
-        _fold(view, rules, batch, tiles, grouped)
+        _fold(view, rules, _due(view, batch, now_us, tiles), tiles, grouped)
         events += batch.num_rows
         if progress is not None:
             progress("events", events, None)
     for size, parts in grouped.items():
         _fold_grouped(view, rules, size, pa.concat_tables(parts), tiles)
+    with_pending(tiles)  # events after now wait in the pending record, replacing the old one
     kept = prune(rules, tiles)
-    entities = len({key for key, _ in kept})
+    entities = len(tiles)
     written = 0
     pack = msgpack.Packer(use_bin_type=True).pack
     for chunk in _chunks(kept):
@@ -229,12 +236,26 @@ def materialize_tiles(
         written += len(encoded)
         if progress is not None:
             progress("tiles", written, len(kept))
+    count = written - entities  # tiles, not the one pending record per entity
     history.record_materialization(
-        MaterializationRecord(project, view.name, begin, end, written, now())
+        MaterializationRecord(project, view.name, begin, end, count, now())
     )
-    log.info("materialized %d tiles of %d entities of %s for [%s, %s]", written, entities,
+    log.info("materialized %d tiles of %d entities of %s for [%s, %s]", count, entities,
              view.name, begin, end)  # fmt: skip
-    return MaterializeResult(view.name, begin, end, entities, written)
+    return MaterializeResult(view.name, begin, end, entities, count)
+
+
+def _due(view: FeatureView, batch: pa.RecordBatch, now_us: int, into: Tiles) -> pa.RecordBatch:
+    """The batch's events at or before now; the later ones go to their entities' pending
+    records in `into` (they count online once a read's time reaches them)."""
+    moments = batch.column("__ts").cast(pa.int64())
+    later = pc.greater(moments, now_us)
+    if not pc.any(later).as_py():
+        return batch
+    ahead = batch.filter(later).to_pydict()
+    keys = entity_keys(view.join_keys, [ahead[k] for k in view.join_keys])
+    fold_events(view, keys, ahead["__ts"], ahead["__ord"], ahead, into, now_us=now_us)
+    return batch.filter(pc.invert(later))
 
 
 def _chunks(

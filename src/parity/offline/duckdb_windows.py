@@ -65,9 +65,17 @@ def window_ctes(index: int, request: ViewRequest, scan: SourceScan, left: str) -
             dtype = aggregation.output_dtype(view.input(aggregation.column).dtype)
             value = f"CAST({value} AS {duck_type(dtype)})"
         values.append(f"{value} AS __a{number}")
+    # Seen: an event (whatever its values) in the view's longest window; else every output is
+    # null, as online answers NOT_FOUND.
+    longest = max(a.window_us for a in view.aggregations)
+    back = f"(((__ts % {tile}) + {tile}) % {tile} + {longest - tile})"
+    values.append(
+        f"count(CASE WHEN NOT __mark THEN 1 END) OVER (PARTITION BY {key_list} ORDER BY __ts "
+        f"RANGE BETWEEN {back} PRECEDING AND CURRENT ROW) AS __seen"
+    )
     on = " AND ".join(f"l.{k} = w.{k}" for k in keys)
     outputs = ", ".join(
-        f"{_empty_value(a, f'w.__a{number}')} AS {quote(output)}"
+        f"CASE WHEN w.__seen > 0 THEN {_empty_value(a, f'w.__a{number}')} END AS {quote(output)}"
         for number, (a, output) in enumerate(zip(wanted, request.output_names, strict=True))
     )
     events = source_sql(view, columns, scan)

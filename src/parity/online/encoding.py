@@ -7,6 +7,7 @@ is time order) followed by a msgpack map of feature name to value. Pure function
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 import msgpack
 
 from parity.definitions import FeatureView
-from parity.errors import EntityFrameError
+from parity.errors import EntityFrameError, EntityKeyTypeError
 
 VERSION = 1
 HEADER_CHARS = 32
@@ -51,9 +52,21 @@ def entity_key(join_keys: Sequence[str], values: Sequence[object]) -> bytes:
     return entity_keys(join_keys, [[value] for value in values])[0]
 
 
-def entity_keys(join_keys: Sequence[str], columns: Sequence[Sequence[object]]) -> list[bytes]:
-    """entity_key for each row of the join key columns (one column per join key, in order)."""
-    encoded = [_key_column(name, column) for name, column in zip(join_keys, columns, strict=True)]
+def entity_keys(
+    join_keys: Sequence[str],
+    columns: Sequence[Sequence[object]],
+    key_types: Sequence[str] | None = None,
+) -> list[bytes]:
+    """entity_key for each row of the join key columns (one column per join key, in order).
+
+    With `key_types` ("Int64" or "String" per join key, the entities' value types) a value of
+    another type is refused (`EntityKeyTypeError`) instead of being encoded as a key no row has:
+    see `key_rule`. Without it (writes of already validated columns) ints and strings pass."""
+    kinds = key_types if key_types is not None else [None] * len(join_keys)
+    encoded = [
+        _key_column(name, column, kind)
+        for name, column, kind in zip(join_keys, columns, kinds, strict=True)
+    ]
     if len(encoded) == 1:
         return [_PREFIX + part for part in encoded[0]]
     return [_PREFIX + b"".join(parts) for parts in zip(*encoded, strict=True)]
@@ -62,31 +75,58 @@ def entity_keys(join_keys: Sequence[str], columns: Sequence[Sequence[object]]) -
 _PREFIX = bytes([VERSION])
 
 
-def _key_column(name: str, column: Sequence[object]) -> list[bytes]:
+def _key_column(name: str, column: Sequence[object], kind: str | None) -> list[bytes]:
     encoded_name = name.encode()
     head = bytes([len(encoded_name)]) + encoded_name
     as_int, as_str = head + b"i", head + b"s"
+    ints, strings = kind != "String", kind != "Int64"
     parts = []
     try:
         for value in column:
-            if type(value) is int:  # the common case first; bool is not an int key
+            if type(value) is int and ints:  # the common case first
                 parts.append(as_int + _INT.pack(value))
-            elif isinstance(value, str):
+            elif isinstance(value, str) and strings:
                 text = value.encode()
                 parts.append(as_str + _LENGTH.pack(len(text)) + text)
-            elif isinstance(value, int) and not isinstance(value, bool):
-                parts.append(as_int + _INT.pack(int(value)))
+            elif ints and (number := _integer(value)) is not None:
+                parts.append(as_int + _INT.pack(number))
             else:
-                raise EntityFrameError(
-                    f"join key '{name}' value {value!r} is {type(value).__name__}; keys are "
-                    "integers or strings"
-                )
+                raise _wrong_key(name, kind, len(parts), value)
     except struct.error:
-        raise EntityFrameError(
+        raise EntityKeyTypeError(
             f"join key '{name}' has a value outside the 64-bit integer range "
-            f"[{-(1 << 63)}, {(1 << 63) - 1}]"
+            f"[{-(1 << 63)}, {(1 << 63) - 1}] (row {len(parts)})"
         ) from None
     return parts
+
+
+def key_rule(kind: str | None) -> str:
+    """What a join key of entity type `kind` accepts, in words (for errors and docs)."""
+    if kind == "Int64":
+        return "integers (Python or NumPy ints; not bools, floats such as 1.0, strings or null)"
+    if kind == "String":
+        return "strings (not numbers, bools, bytes or null)"
+    return "integers or strings"
+
+
+def _integer(value: object) -> int | None:
+    """A non-bool integer of any integer type (NumPy's included) as an int, else None."""
+    if isinstance(value, bool | str | bytes | float) or type(value).__name__ == "bool_":
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _wrong_key(name: str, kind: str | None, row: int, value: object) -> EntityKeyTypeError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    expected = f"{kind}: " if kind is not None else ""
+    return EntityKeyTypeError(
+        f"join key '{name}' is {expected}{key_rule(kind)}; row {row} has {shown} "
+        f"({type(value).__name__}). Send the key as its entity's type"
+    )
 
 
 def rows_from_columns(view: FeatureView, columns: Mapping[str, Sequence[Any]]) -> list[OnlineRow]:
@@ -138,7 +178,15 @@ def tile_name(size_us: int, start_us: int) -> str:
     return f"{size_us}:{start_us}"
 
 
+# The record of an entity's events stamped after its writer's clock (at most max_future_skew
+# ahead): kept apart from the tiles, so that a read at t counts only those at or before t.
+PENDING = "pending"
+_NEVER = 1 << 62  # the `tile_end` of the pending record: no sweep by end drops it
+
+
 def tile_end(name: str) -> int:
-    """The end (µs, exclusive) of the tile called `name`."""
+    """The end (µs, exclusive) of the tile called `name` (never, for the pending record)."""
+    if name == PENDING:
+        return _NEVER
     size, _, start = name.partition(":")
     return int(size) + int(start)

@@ -148,7 +148,18 @@ def _view_keys(view: FeatureView, entities: dict[str, list[Any]]) -> list[bytes]
                 f"entity rows have no '{key}', needed by feature view '{view.name}'; "
                 f"they have {sorted(entities)}"
             )
-    return entity_keys(view.join_keys, [entities[k] for k in view.join_keys])
+    return entity_keys(view.join_keys, [entities[k] for k in view.join_keys], key_types(view))
+
+
+def key_types(view: FeatureView) -> tuple[str, ...]:
+    """The declared type of each join key of `view` (its entity's value type), in order: reads
+    refuse a key of another type rather than look up a key no row can have."""
+    types = {key: str(entity.value_type) for entity in view.entities for key in entity.join_keys}
+    return tuple(types[key] for key in view.join_keys)
+
+
+# The window value of an entity without any event in the view's longest window: NOT_FOUND.
+_UNKNOWN: Any = object()
 
 
 def read_windows(
@@ -159,7 +170,8 @@ def read_windows(
     now_us: int,
 ) -> dict[str, list[Any]]:
     """Window values of the aggregated views' wanted features at `now_us`, by output name:
-    one tile read per aggregated view, merged per entity (parity.aggregation.tiles)."""
+    one tile read per aggregated view, merged per entity (parity.aggregation.tiles); `_UNKNOWN`
+    for an entity the view has not seen in its longest window."""
     values: dict[str, list[Any]] = {}
     for view_request in request.views:
         view = view_request.view
@@ -175,11 +187,11 @@ def read_windows(
         plan = read_plan(view, view_request.features, now_us)
         found = cast(TileStore, store).read_tiles(project, view.name, keys, plan)
         columns: list[list[Any]] = [[] for _ in view_request.features]
+        unknown = [_UNKNOWN] * len(view_request.features)
         for tiles in found:
             decoded = {name: decode_payload(data) for name, data in tiles.items()}
-            for column, value in zip(
-                columns, window_values(view, view_request.features, decoded, now_us), strict=True
-            ):
+            known = window_values(view, view_request.features, decoded, now_us)
+            for column, value in zip(columns, unknown if known is None else known, strict=True):
                 column.append(value)
         values.update(zip(view_request.output_names, columns, strict=True))
     return values
@@ -199,10 +211,15 @@ def shape(
         if view_request.view.is_aggregated:
             for output in view_request.output_names:
                 values = (windows or {})[output]
-                response.values[output] = values
                 response.statuses[output] = [
-                    Status.NULL_VALUE if v is None else Status.PRESENT for v in values
+                    Status.NOT_FOUND
+                    if v is _UNKNOWN
+                    else Status.NULL_VALUE
+                    if v is None
+                    else Status.PRESENT
+                    for v in values
                 ]
+                response.values[output] = [None if v is _UNKNOWN else v for v in values]
                 response.event_timestamps[output] = [None] * count
             continue
         rows = found[index * count : (index + 1) * count]

@@ -17,6 +17,7 @@ from msgpack import packb, unpackb
 from parity.errors import BackendNotInstalled, OnlineStoreUnavailable
 from parity.online.encoding import (
     HEADER_CHARS,
+    PENDING,
     OnlineRow,
     decode_payload,
     decode_value,
@@ -144,6 +145,7 @@ if batch[1] then redis.call('SET', KEYS[#KEYS], batch[1]) end
 return 1
 """
 _MERGE_ATTEMPTS = 100
+DAY_US = 86_400_000_000
 SWEEP_US = 3_600_000_000  # sweep a tile hash of stale tiles at most once an hour of time
 _BATCH = 500
 
@@ -263,7 +265,7 @@ class RedisOnlineStore:
         ends: dict[bytes, int] = {}
         for (key, name), payload in tiles.items():
             by_entity.setdefault(key, []).extend((name, payload))
-            ends[key] = max(ends.get(key, 0), tile_end(name))
+            ends[key] = max(ends.get(key, 0), _end(name, payload, now_us))
         with self._reachable():
             pipe = self.client.pipeline(transaction=False)
             for key, fields in by_entity.items():
@@ -339,7 +341,9 @@ class RedisOnlineStore:
         """With expiry on, a tile hash outlives its newest tile by the view's horizon."""
         if not self.expire or not updated:
             return False
-        return (max(tile_end(name) for name in updated) + merge.horizon_us) // 1000
+        now = merge.drop_before_us + merge.horizon_us
+        ends = (_end(name, payload, now) for name, payload in updated.items())
+        return (max(ends) + merge.horizon_us) // 1000
 
     def read_marker(self, project: str, name: str) -> list[str]:
         with self._reachable():
@@ -394,3 +398,12 @@ def _decoded(
             data = next(flat)
             found[(view, entity)] = None if data is None else decode_value(view, entity, data)
     return [found[wanted] for wanted in keys]
+
+
+def _end(name: str, payload: bytes, now_us: int) -> int:
+    """When a tile ends, for expiry: the pending record's events are at most max_future_skew
+    (at most a day) after the writer's clock; an empty record (b'\x80', an empty map) ends
+    nothing."""
+    if name != PENDING:
+        return tile_end(name)
+    return 0 if payload == b"\x80" else now_us + DAY_US

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,11 +109,23 @@ class ModelsConfig(_Settings):
         return str(path if path.is_absolute() else repo_root / path)
 
 
+class IngestConfig(_Settings):
+    """`max_future_skew` (seconds, or an ISO 8601 duration such as PT5M; default 5 minutes, at
+    most a day): how far after the store's clock an event may be stamped. Producers' clocks
+    drift by seconds, not hours, so an event further ahead is a bad timestamp (a year 9999, ms
+    read as s): `push` refuses it, a stream worker drops and counts it."""
+
+    max_future_skew: timedelta = Field(
+        default=timedelta(minutes=5), ge=timedelta(0), le=timedelta(days=1)
+    )
+
+
 class RepoConfig(_Settings):
     project: str
     registry: RegistryConfig = RegistryConfig()
     offline: OfflineConfig = OfflineConfig()
     online: OnlineConfig = OnlineConfig()
+    ingest: IngestConfig = IngestConfig()
     models: ModelsConfig = ModelsConfig()
 
     @field_validator("project")
