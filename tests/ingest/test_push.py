@@ -91,3 +91,27 @@ def test_a_push_source_declared_two_ways_is_rejected(tmp_path: Path) -> None:
         InvalidDefinition, match="declare push or stream source 'clicks' differently"
     ):
         store.apply()
+
+
+@pytest.mark.parametrize("when", [None, "", "NaT"])
+def test_a_row_without_an_event_time_is_refused_naming_the_row(
+    store: FeatureStore, when: object
+) -> None:
+    """A pushed row with no event time could be read by no point-in-time query and by no online
+    read: refused with its row number, and nothing is written (issue 12, silent answers)."""
+    good = T - timedelta(hours=1)
+    frame = {"account_id": [1, 2], "event_timestamp": [good.isoformat(), when],
+             "clicks_1h": [5, 6], "spend": [1.0, 2.0]}  # fmt: skip
+    with pytest.raises(PushError, match=r"'event_timestamp' row 1 .*no time"):
+        store.push("clicks", frame, to="both")
+    online = store.get_online_features(["click_stats:clicks_1h"], {"account_id": [1, 2]})
+    assert online.values["clicks_1h"] == [None, None]
+    assert not (store.repo_path / "data" / "clicks").exists()
+
+
+def test_a_row_without_a_join_key_is_refused_naming_the_row(store: FeatureStore) -> None:
+    frame = {"account_id": [1, None], "event_timestamp": [T.isoformat()] * 2,
+             "clicks_1h": [5, 6], "spend": [1.0, 2.0]}  # fmt: skip
+    with pytest.raises(PushError, match=r"'account_id' row 1 .*null"):
+        store.push("clicks", frame, to="both")
+    assert not (store.repo_path / "data" / "clicks").exists()

@@ -111,6 +111,8 @@ def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
                     f"they have {sorted(columns)}"
                 )
             keyed = [e.value_type for e in view.entities if name in e.join_keys]
+            if keyed:
+                _refuse_nulls(table[column], column, "a null join key")
             dtype = keyed[0] if keyed else view.input(name).dtype
             if not dtype.accepts_arrow(table[column].type) and table[column].null_count < len(
                 table
@@ -125,7 +127,15 @@ def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
         index = table.column_names.index(name)
         table = table.set_column(index, name, normalize_timestamp(table[name], name))
         _refuse_unrepresentable(table[name], name)
+    _refuse_nulls(table[source.timestamp_field], source.timestamp_field, "no time")
     return table
+
+
+def _refuse_nulls(column: pa.ChunkedArray, name: str, what: str) -> None:
+    """A row no read could ever find (no key) or place in time (no event time) is refused."""
+    if column.null_count:
+        row = pa.compute.index(column.is_null(), True).as_py()
+        raise PushError(f"pushed column '{name}' row {row} has {what}; every row needs one")
 
 
 # Years 1 to 9999: the times Python (and so every online read) can represent.
