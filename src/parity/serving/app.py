@@ -2,8 +2,10 @@
 
 Bad input never yields a 500: ParityError maps to a 4xx JSON body (serving/errors.py), malformed
 JSON to 400, a body over the limit to 413, and more than `max_in_flight` requests to a fast 503
-(serving/guard.py). The hot path parses and validates the body with pydantic's JSON parser,
-awaits one online read and encodes the answer with orjson: no thread pool hop, no re-encoding.
+(serving/guard.py). A lookup runs on one of a few read threads (serving/admission.py), so the
+event loop never waits for the store: parse and validate the body with pydantic's JSON parser,
+check the entity limit, read, encode the answer with orjson. One that cannot get a thread within
+the queueing budget is a fast 503.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from parity.errors import BadRequest, ParityError
+from parity.errors import BadRequest, ParityError, TooManyEntities
 from parity.feature_store import FeatureStore
-from parity.serving.errors import body_for, status_for
+from parity.serving.admission import Admission
+from parity.serving.errors import body_for, headers_for, status_for
 from parity.serving.feast_json import OnlineRequest, PushRequest, response_body
 from parity.serving.guard import Guard
 from parity.serving.metrics import ServerMetrics
@@ -45,13 +48,22 @@ class _Json(Response):
 class _Answers:
     """Error bodies and the lookup itself, shared by the FastAPI routes and the fast path."""
 
-    def __init__(self, store: FeatureStore, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, store: FeatureStore, metrics: ServerMetrics, admission: Admission, max_entities: int
+    ) -> None:
         self.store = store
         self.metrics = metrics
+        self.admission = admission
+        self.max_entities = max_entities
 
-    def error(self, status: int, code: str, message: str) -> _Json:
+    def error(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> _Json:
         self.metrics.error(code)
-        return _Json(body_for(code, message), status)
+        return _Json(body_for(code, message), status, headers)
+
+    def failed(self, failure: ParityError) -> _Json:
+        return self.error(status_for(failure), failure.code, failure.message, headers_for(failure))
 
     def invalid(self, problems: list[ErrorDetails] | list[Any]) -> _Json:
         text = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
@@ -59,7 +71,14 @@ class _Answers:
         return self.error(status, "invalid_request", text)
 
     async def online(self, raw: bytes) -> _Json:
-        """The whole of /get-online-features, from body bytes to the response."""
+        """The whole of /get-online-features, from body bytes to the response, run on a read
+        thread (a fast 503 when none is free within the queueing budget)."""
+        try:
+            return await self.admission.run(lambda: self.lookup(raw))
+        except ParityError as failure:
+            return self.failed(failure)
+
+    def lookup(self, raw: bytes) -> _Json:
         try:
             body = OnlineRequest.model_validate_json(raw)
         except ValidationError as failure:
@@ -67,24 +86,43 @@ class _Answers:
         try:
             if (body.features is None) == (body.feature_service is None):
                 raise BadRequest("give exactly one of 'features' and 'feature_service'")
+            rows = max((len(column) for column in body.entities.values()), default=0)
+            if rows > self.max_entities:
+                raise TooManyEntities(
+                    f"{rows:,} entity rows in one request; the feature server answers at most "
+                    f"{self.max_entities:,} (feature_server.max_entities in parity.yaml): "
+                    "split the request"
+                )
             wanted: Any = body.features if body.features is not None else body.feature_service
-            response = await self.store.get_online_features_async(
+            response = self.store.get_online_features(
                 wanted, body.entities, full_feature_names=body.full_feature_names
             )
         except ParityError as failure:
-            return self.error(status_for(failure), failure.code, failure.message)
+            return self.failed(failure)
         return _Json(response_body(response))
 
 
 def create_app(
-    store: FeatureStore, *, max_in_flight: int = 256, max_body_bytes: int = 1 << 20
+    store: FeatureStore,
+    *,
+    max_in_flight: int = 256,
+    max_body_bytes: int = 1 << 20,
+    max_entities: int | None = None,
+    read_threads: int | None = None,
+    max_queue_ms: float | None = None,
 ) -> Guard:
     """The server as one ASGI app: the admission guard around the FastAPI app (`.app`).
 
     The guard is outermost, so the lookup's fast path skips every framework layer (routing,
-    dependencies, exception and telemetry middleware)."""
+    dependencies, exception and telemetry middleware). `max_entities`, `read_threads` and
+    `max_queue_ms` default to the repo's `feature_server` settings."""
+    settings = store.config.feature_server
+    admission = Admission(
+        threads=read_threads or settings.read_threads,
+        max_wait_seconds=(max_queue_ms or settings.max_queue_ms) / 1000,
+    )
     metrics = ServerMetrics(store.online_freshness, store.now)
-    answers = _Answers(store, metrics)
+    answers = _Answers(store, metrics, admission, max_entities or settings.max_entities)
     return Guard(
         _fastapi_app(store, metrics, answers),
         metrics=metrics,
@@ -98,6 +136,7 @@ def _fastapi_app(store: FeatureStore, metrics: ServerMetrics, answers: _Answers)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        answers.admission.close()
         await store.close_async()
 
     app = FastAPI(
@@ -111,7 +150,7 @@ def _fastapi_app(store: FeatureStore, metrics: ServerMetrics, answers: _Answers)
 
     @app.exception_handler(ParityError)
     async def parity_error(_: Request, failure: ParityError) -> _Json:
-        return answers.error(status_for(failure), failure.code, failure.message)
+        return answers.failed(failure)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_: Request, failure: RequestValidationError) -> _Json:

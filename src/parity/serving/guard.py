@@ -1,6 +1,7 @@
 """Admission control as plain ASGI middleware (no per-request task or body copy):
 
-- more than `max_in_flight` requests at once -> a fast 503 instead of an unbounded queue;
+- more than `max_in_flight` requests at once -> a fast 503 (with `Retry-After: 1`) instead of
+  an unbounded queue;
 - a body over `max_body_bytes` (by Content-Length, or counted while streaming) -> 413;
 - every answered request's latency goes into the histogram, labelled by known path;
 - `fast_routes` answer their (method, path) straight from the body bytes, skipping the
@@ -117,6 +118,7 @@ class Guard:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(payload)).encode()),
+                    *([(b"retry-after", b"1")] if status == 503 else []),
                 ],
             }
         )
