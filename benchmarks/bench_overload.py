@@ -290,10 +290,20 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=15.0)
     parser.add_argument("--big", default="60000,5000")
     parser.add_argument("--server-arg", action="append", default=[])
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        help="KEY=VALUE under feature_server: in parity.yaml (default: none, the defaults)",
+    )
     args = parser.parse_args()
     args.connections = [int(n) for n in args.connections.split(",")]
     args.big = [int(n) for n in args.big.split(",") if n]
     root = build_repo(WORK / "repo")
+    settings = "".join(f"  {k}: {v}\n" for k, v in (item.split("=", 1) for item in args.setting))
+    (root / "parity.yaml").write_text(
+        "project: overload\n" + (f"feature_server:\n{settings}" if settings else "")
+    )
     port = http.free_port()
     command: list[str | Path] = [PARITY, "serve", "--repo", root, "--port", str(port)]
     server = http.start_server(
