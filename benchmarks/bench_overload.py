@@ -2,7 +2,8 @@
 connections on loopback, and one big read next to small ones. One command:
 
     .venv/bin/python benchmarks/bench_overload.py [--connections 256,1024] [--seconds 8]
-        [--timeout 15] [--entities 100] [--big 60000,5000] [--server-arg=--workers=1 ...]
+        [--timeout 15] [--big 60000,5000] [--clients hostile,polite]
+        [--setting read_threads=4 ...] [--server-arg=--workers=1 ...]
 
 Builds a repo under benchmarks/.work/overload/ (one `driver` entity, 5 views of 10 Float64
 features, 10,000 drivers, SQLite online store, materialized), starts `parity serve` with its
@@ -11,6 +12,7 @@ defaults, then:
 1. overload: N connections, each POSTing /get-online-features (100 entities x 50 features, the
    100x50 shape of bench_online.py) again as soon as its previous answer arrives, for `--seconds`;
    a request unanswered after `--timeout` s counts as a timeout (its connection is reopened).
+   Hostile clients send again at once after a 503; polite ones first wait its Retry-After.
    Prints, per N: answers by status, errors, timeouts, p50/p99/max of the admitted (200) requests
    and of the 503s, and admitted requests per second.
 2. isolation: 4 connections of small requests (1 entity x 10 features) while one big request of
@@ -132,9 +134,15 @@ async def exchange(
 
 
 async def client(
-    port: int, requests: list[bytes], stop_at: float, timeout: float, tally: Tally
+    port: int,
+    requests: list[bytes],
+    stop_at: float,
+    timeout: float,
+    tally: Tally,
+    polite: bool = False,
 ) -> None:
-    """One connection, closed loop: the next request as soon as the answer arrives."""
+    """One connection, closed loop: the next request as soon as the answer arrives (`polite`:
+    after a 503, once its Retry-After has passed)."""
     loop = asyncio.get_running_loop()
     index = 0
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
@@ -162,6 +170,9 @@ async def client(
         elif status == 503:
             tally.refused.append(elapsed)
             tally.retry_after[headers.get("retry-after", "-")] += 1
+            if polite:
+                pause = float(headers.get("retry-after", "1"))
+                await asyncio.sleep(max(0.0, min(pause, stop_at - loop.time())))
         if headers.get("connection", "").lower() == "close":
             connection = await _drop(connection)
     await _drop(connection)
@@ -188,7 +199,9 @@ def spread(values: list[float]) -> str:
     return f"{pct(values, 0.5):.1f} / {pct(values, 0.99):.1f} / {max(values) * 1000:.1f}"
 
 
-async def overload(port: int, connections: int, seconds: float, timeout: float) -> Tally:
+async def overload(
+    port: int, connections: int, seconds: float, timeout: float, polite: bool = False
+) -> Tally:
     tally = Tally()
     requests = [
         request_bytes(body([1 + (c * 100 + k * 37) % DRIVERS for k in range(100)], VIEWS))
@@ -197,7 +210,7 @@ async def overload(port: int, connections: int, seconds: float, timeout: float) 
     stop_at = asyncio.get_running_loop().time() + seconds
     await asyncio.gather(
         *(
-            client(port, requests[c % 64 :] + requests[: c % 64], stop_at, timeout, tally)
+            client(port, requests[c % 64 :] + requests[: c % 64], stop_at, timeout, tally, polite)
             for c in range(connections)
         )
     )
@@ -237,13 +250,13 @@ async def isolation(
     return outcome, during
 
 
-def report_overload(connections: int, seconds: float, tally: Tally) -> str:
+def report_overload(connections: int, clients: str, seconds: float, tally: Tally) -> str:
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(tally.statuses.items()))
     rate = len(tally.admitted) / seconds
     retry = ", ".join(f"{k}: {n}" for k, n in tally.retry_after.items()) or "-"
     return (
-        f"  {connections:>5} conns | answers {statuses or '-'} | errors {tally.errors} | "
-        f"timeouts {tally.timeouts}\n"
+        f"  {connections:>5} conns, {clients:<7} | answers {statuses or '-'} | "
+        f"errors {tally.errors} | timeouts {tally.timeouts}\n"
         f"        admitted (200) p50/p99/max ms: {spread(tally.admitted)}  ({rate:,.0f}/s)\n"
         f"        503 p50/p99/max ms: {spread(tally.refused)}  (Retry-After: {retry})"
     )
@@ -271,11 +284,17 @@ async def run(args: argparse.Namespace, port: int) -> None:
         raise http.ServerError(f"a plain 1x50 request was answered {status}, not 200")
     for _ in range(20):  # warm-up
         await overload(port, 1, 0.05, args.timeout)
-    print(f"overload: closed loop, 100 entities x 50 features, {args.seconds:g} s per row")
+    print(
+        f"overload: closed loop, 100 entities x 50 features, {args.seconds:g} s per row "
+        "(hostile clients ignore Retry-After, polite ones wait it out)"
+    )
     for connections in args.connections:
-        tally = await overload(port, connections, args.seconds, args.timeout)
-        print(report_overload(connections, args.seconds, tally), flush=True)
-        await asyncio.sleep(2)  # let the server drain before the next row
+        for clients in args.clients:
+            tally = await overload(
+                port, connections, args.seconds, args.timeout, clients == "polite"
+            )
+            print(report_overload(connections, clients, args.seconds, tally), flush=True)
+            await asyncio.sleep(2)  # let the server drain before the next row
     print(f"isolation: one big read while {SMALL_CONNECTIONS} connections send 1x10 requests")
     for entities in args.big:
         outcome, small = await isolation(port, entities, args.timeout)
@@ -289,6 +308,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--timeout", type=float, default=15.0)
     parser.add_argument("--big", default="60000,5000")
+    parser.add_argument("--clients", default="hostile,polite")
     parser.add_argument("--server-arg", action="append", default=[])
     parser.add_argument(
         "--setting",
@@ -299,6 +319,7 @@ def main() -> None:
     args = parser.parse_args()
     args.connections = [int(n) for n in args.connections.split(",")]
     args.big = [int(n) for n in args.big.split(",") if n]
+    args.clients = [kind for kind in args.clients.split(",") if kind]
     root = build_repo(WORK / "repo")
     settings = "".join(f"  {k}: {v}\n" for k, v in (item.split("=", 1) for item in args.setting))
     (root / "parity.yaml").write_text(
