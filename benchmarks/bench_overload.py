@@ -9,12 +9,14 @@ Builds a repo under benchmarks/.work/overload/ (one `driver` entity, 5 views of 
 features, 10,000 drivers, SQLite online store, materialized), starts `parity serve` with its
 defaults, then:
 
-1. overload: N connections, each POSTing /get-online-features (100 entities x 50 features, the
-   100x50 shape of bench_online.py) again as soon as its previous answer arrives, for `--seconds`;
+1. overload: N connections (opened before the clock starts), each POSTing /get-online-features
+   (100 entities x 50 features, the 100x50 shape of bench_online.py) again as soon as its
+   previous answer arrives, for `--seconds`;
    a request unanswered after `--timeout` s counts as a timeout (its connection is reopened).
    Hostile clients send again at once after a 503; polite ones first wait its Retry-After.
    Prints, per N: answers by status, errors, timeouts, p50/p99/max of the admitted (200) requests
-   and of the 503s, and admitted requests per second.
+   and of the 503s, and admitted requests per second (from the first request sent to the last
+   answer, which comes after `--seconds` when answers lag).
 2. isolation: 4 connections of small requests (1 entity x 10 features) while one big request of
    `--big` entities is in flight: the big request's status, time and size, and the small
    requests' p50/p99/max during it.
@@ -113,6 +115,7 @@ class Tally:
     errors: int = 0
     timeouts: int = 0
     retry_after: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0  # from the first request sent to the last answer
 
 
 async def exchange(
@@ -140,12 +143,13 @@ async def client(
     timeout: float,
     tally: Tally,
     polite: bool = False,
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None,
 ) -> None:
     """One connection, closed loop: the next request as soon as the answer arrives (`polite`:
-    after a 503, once its Retry-After has passed)."""
+    after a 503, once its Retry-After has passed). A request's time includes reconnecting
+    when its connection was dropped."""
     loop = asyncio.get_running_loop()
     index = 0
-    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     while loop.time() < stop_at:
         started = time.perf_counter()
         try:
@@ -207,13 +211,27 @@ async def overload(
         request_bytes(body([1 + (c * 100 + k * 37) % DRIVERS for k in range(100)], VIEWS))
         for c in range(64)
     ]
+    async with asyncio.timeout(timeout):  # connect them all first, as wrk does
+        opened = await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", port, limit=1 << 26) for _ in range(connections))
+        )
     stop_at = asyncio.get_running_loop().time() + seconds
+    started = time.perf_counter()
     await asyncio.gather(
         *(
-            client(port, requests[c % 64 :] + requests[: c % 64], stop_at, timeout, tally, polite)
+            client(
+                port,
+                requests[c % 64 :] + requests[: c % 64],
+                stop_at,
+                timeout,
+                tally,
+                polite,
+                opened[c],
+            )
             for c in range(connections)
         )
     )
+    tally.seconds = time.perf_counter() - started
     return tally
 
 
@@ -250,9 +268,9 @@ async def isolation(
     return outcome, during
 
 
-def report_overload(connections: int, clients: str, seconds: float, tally: Tally) -> str:
+def report_overload(connections: int, clients: str, tally: Tally) -> str:
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(tally.statuses.items()))
-    rate = len(tally.admitted) / seconds
+    rate = len(tally.admitted) / tally.seconds
     retry = ", ".join(f"{k}: {n}" for k, n in tally.retry_after.items()) or "-"
     return (
         f"  {connections:>5} conns, {clients:<7} | answers {statuses or '-'} | "
@@ -293,7 +311,7 @@ async def run(args: argparse.Namespace, port: int) -> None:
             tally = await overload(
                 port, connections, args.seconds, args.timeout, clients == "polite"
             )
-            print(report_overload(connections, clients, args.seconds, tally), flush=True)
+            print(report_overload(connections, clients, tally), flush=True)
             await asyncio.sleep(2)  # let the server drain before the next row
     print(f"isolation: one big read while {SMALL_CONNECTIONS} connections send 1x10 requests")
     for entities in args.big:
@@ -335,6 +353,7 @@ def main() -> None:
         env={**os.environ},
     )
     print(f"server: {' '.join(str(c) for c in command[1:])} {' '.join(args.server_arg)}")
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     try:
         try:
             import uvloop
@@ -344,6 +363,7 @@ def main() -> None:
             asyncio.run(run(args, port))
     finally:
         server.stop()
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
