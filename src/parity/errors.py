@@ -323,6 +323,8 @@ class OnlineStoreCircuitOpen(OnlineStoreUnavailable):
     """The online store failed several calls in a row; calls are refused at once until a probe
     after the cool-down succeeds."""
 
+    code = "online_store_circuit_open"
+
     def __init__(self, message: str, retry_after_seconds: float) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
