@@ -271,11 +271,13 @@ async def isolation(
 def report_overload(connections: int, clients: str, tally: Tally) -> str:
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(tally.statuses.items()))
     rate = len(tally.admitted) / tally.seconds
+    useful = sum(1 for seconds in tally.admitted if seconds <= 1.0) / tally.seconds
     retry = ", ".join(f"{k}: {n}" for k, n in tally.retry_after.items()) or "-"
     return (
         f"  {connections:>5} conns, {clients:<7} | answers {statuses or '-'} | "
         f"errors {tally.errors} | timeouts {tally.timeouts}\n"
-        f"        admitted (200) p50/p99/max ms: {spread(tally.admitted)}  ({rate:,.0f}/s)\n"
+        f"        admitted (200) p50/p99/max ms: {spread(tally.admitted)}  ({rate:,.0f}/s, "
+        f"{useful:,.0f}/s within 1 s)\n"
         f"        503 p50/p99/max ms: {spread(tally.refused)}  (Retry-After: {retry})"
     )
 
