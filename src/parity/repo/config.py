@@ -83,7 +83,7 @@ class FeatureServerConfig(_Settings):
     longer than `max_queue_ms` for one is answered 503 at once. Reasons in docs/online.md."""
 
     max_entities: int = Field(default=10_000, ge=1)
-    read_threads: int = Field(default=2, ge=1)
+    read_threads: int = Field(default=4, ge=1)
     max_queue_ms: float = Field(default=100.0, gt=0, allow_inf_nan=False)
 
 
