@@ -146,7 +146,10 @@ def test_a_big_read_does_not_stall_the_small_requests_next_to_it(
     big_seconds, small_seconds = asyncio.run(scenario())
     assert big_seconds > 0.3, "the big read must be big for this test to mean anything"
     assert len(small_seconds) >= 6
-    assert max(small_seconds) < big_seconds / 3, (big_seconds, sorted(small_seconds)[-5:])
+    # Today they wait for the big read: each takes about big_seconds. Generous bounds, since the
+    # big read's thread shares the GIL (and the machine) with them.
+    assert max(small_seconds) < big_seconds / 2, (big_seconds, sorted(small_seconds)[-5:])
+    assert sorted(small_seconds)[len(small_seconds) // 2] < big_seconds / 10
 
 
 def test_a_request_that_would_wait_too_long_for_a_read_thread_gets_a_fast_503(
