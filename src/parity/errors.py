@@ -378,3 +378,33 @@ class FutureEventError(PushError):
     """A pushed event is stamped further ahead of the store's clock than `max_future_skew`."""
 
     code = "event_too_far_in_future"
+
+
+# Issue 12, items 14, 15 and 16 (load): overload, the entity limit, the online store's breaker
+
+
+class ServerOverloaded(ParityError):
+    """The server is too busy to answer in time; retry after `retry_after_seconds`."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TooManyEntities(ParityError, ValueError):
+    """A feature request names more entity rows than the server allows."""
+
+    code = "too_many_entities"
+
+
+class OnlineStoreCircuitOpen(OnlineStoreUnavailable):
+    """The online store failed several calls in a row; calls are refused at once until a probe
+    after the cool-down succeeds."""
+
+    code = "online_store_circuit_open"
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

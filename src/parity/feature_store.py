@@ -189,11 +189,16 @@ class FeatureStore:
         if self._online is None:
             settings = self.config.online
             if settings.type == "redis":
+                from parity.online.breaker import CircuitBreaker
                 from parity.online.redis_store import RedisOnlineStore
 
                 self._online = RedisOnlineStore(
                     settings.connection_string or "redis://127.0.0.1:6379/0",
                     expire=settings.expire,
+                    read_timeout_seconds=settings.timeout_seconds,
+                    breaker=CircuitBreaker(
+                        settings.breaker_failures, settings.breaker_cool_down_seconds
+                    ),
                 )
             else:
                 from parity.online.sqlite import SqliteOnlineStore

@@ -5,6 +5,7 @@ Pure apart from the single `OnlineStore.read`; the clock (for max age) is passed
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,14 +91,20 @@ async def read_online_async(
     entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     now_us: int,
 ) -> OnlineResponse:
-    """As read_online, awaiting the store's `read_async` where it has one (Redis); a store
-    without one (SQLite, a local file) is read inline."""
+    """As read_online, awaiting the store's `read_async` where it has one (Redis; its tiles are
+    read on a thread): the event loop never waits on the network. A store without one (SQLite,
+    a local file) is read inline."""
     entities, wanted = plan_read(request, entity_rows)
-    windows = read_windows(store, project, request, entities, now_us)
     read_async = getattr(store, "read_async", None)  # AsyncReads; getattr is the fast check
     if read_async is not None:
+        windows = {}
+        if any(v.view.is_aggregated for v in request.views):
+            windows = await asyncio.to_thread(
+                read_windows, store, project, request, entities, now_us
+            )
         found = await read_async(project, wanted)
     else:
+        windows = read_windows(store, project, request, entities, now_us)
         found = store.read(project, wanted)
     return with_on_demand(shape(request, entities, found, now_us, windows), request)
 

@@ -3,6 +3,10 @@
 Keys carry the entity in a hash tag (`parity:v1:<project>:{<entity hex>}`), so all views of one
 entity share a Redis Cluster slot. With `expire=True` a key expires when the last of its views
 passes its ttl (Redis >= 7.0 for PEXPIRETIME). Imports redis, so load it only when used.
+
+Serving reads (`read`, `read_async`, `read_tiles`) use their own clients: `read_timeout_seconds`
+per attempt, no retries, and a circuit breaker (online/breaker.py) that refuses them at once while
+Redis keeps failing. Writes keep redis-py's own timeouts and retries.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 
 from msgpack import packb, unpackb
 
-from parity.errors import BackendNotInstalled, OnlineStoreUnavailable
+from parity.errors import BackendNotInstalled, OnlineStoreCircuitOpen, OnlineStoreUnavailable
+from parity.online.breaker import CircuitBreaker
 from parity.online.encoding import (
     HEADER_CHARS,
     PENDING,
@@ -175,18 +180,39 @@ def redis_module() -> Any:
 
 class RedisOnlineStore:
     def __init__(
-        self, url: str = "redis://127.0.0.1:6379/0", client: Any = None, *, expire: bool = False
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        client: Any = None,
+        *,
+        expire: bool = False,
+        read_timeout_seconds: float = 0.5,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.url = url
         self.client = client if client is not None else redis_module().Redis.from_url(url)
         self.expire = expire
+        self.read_timeout_seconds = read_timeout_seconds
+        self.breaker = breaker or CircuitBreaker()
+        reader = client if client is not None else self._reader(redis_module())
+        self._reader_client = reader
         self._script = self.client.register_script(_WRITE_IF_NEWER)
-        self._read = self.client.register_script(_READ)
+        self._read = reader.register_script(_READ)
         self._write_tiles = self.client.register_script(_WRITE_TILES)
         self._read_for_merge = self.client.register_script(_READ_FOR_MERGE)
         self._write_merge = self.client.register_script(_WRITE_MERGE)
-        self._read_tiles = self.client.register_script(_READ_TILES)
+        self._read_tiles = reader.register_script(_READ_TILES)
         self._async: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
+
+    def _reader(self, module: Any) -> Any:
+        """A client (`redis`, or `redis.asyncio`) for serving reads: one try, short timeouts."""
+        from redis.backoff import NoBackoff
+
+        return module.Redis.from_url(
+            self.url,
+            socket_timeout=self.read_timeout_seconds,
+            socket_connect_timeout=self.read_timeout_seconds,
+            retry=module.retry.Retry(NoBackoff(), 0),
+        )
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
         applied = 0
@@ -211,6 +237,27 @@ class RedisOnlineStore:
                 f"the Redis online store at {redact(self.url)} did not answer: {error}"
             ) from None
 
+    @contextmanager
+    def _serving(self) -> Iterator[None]:
+        """A serving read: refused at once while the breaker is open; its outcome feeds it."""
+        wait = self.breaker.allow()
+        if wait is not None:
+            raise OnlineStoreCircuitOpen(
+                f"the Redis online store failed {self.breaker.failures} reads in a row; the "
+                f"circuit is open: reads are refused for {wait:.1f} s more, then one is tried",
+                retry_after_seconds=wait,
+            )
+        try:
+            with self._reachable():
+                yield
+        except OnlineStoreUnavailable:
+            self.breaker.record_failure()
+            raise
+        except BaseException:  # Redis answered (e.g. an error reply), or the caller went away
+            self.breaker.release()
+            raise
+        self.breaker.record_success()
+
     def _expiry(self, row: OnlineRow) -> bytes:
         if not self.expire:
             return b""
@@ -223,7 +270,7 @@ class RedisOnlineStore:
             return []
         grouped = _by_entity(keys)
         redis_keys, args = _read_arguments(project, grouped)
-        with self._reachable():
+        with self._serving():
             replies = self._read(keys=redis_keys, args=args)
         return _decoded(keys, grouped, replies)
 
@@ -235,7 +282,7 @@ class RedisOnlineStore:
         grouped = _by_entity(keys)
         redis_keys, args = _read_arguments(project, grouped)
         _, _, script = self._async_client()
-        with self._reachable():
+        with self._serving():
             replies = await script(keys=redis_keys, args=args)
         return _decoded(keys, grouped, replies)
 
@@ -243,7 +290,7 @@ class RedisOnlineStore:
         """A redis.asyncio client for the running event loop (its connections belong to it)."""
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            client = redis_module().asyncio.Redis.from_url(self.url)
+            client = self._reader(redis_module().asyncio)
             self._async = (loop, client, client.register_script(_READ))
         return self._async
 
@@ -285,7 +332,7 @@ class RedisOnlineStore:
         if not names or not keys:
             return [{} for _ in keys]
         redis_keys = [tiles_key(project, view, key) for key in keys]
-        with self._reachable():
+        with self._serving():
             replies = self._read_tiles(keys=redis_keys, args=names)
         return [
             {name: value for name, value in zip(names, values, strict=True) if value is not None}
@@ -361,6 +408,8 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         self.client.close()
+        if self._reader_client is not self.client:
+            self._reader_client.close()
         self._async = None
 
 

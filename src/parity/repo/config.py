@@ -70,6 +70,22 @@ class OnlineConfig(_Settings):
     path: str = "data/online.db"
     connection_string: str | None = Field(default=None, repr=False)  # may hold a password
     expire: bool = False
+    # Serving reads of a network store (Redis): a read that takes longer fails (503), and
+    # `breaker_failures` failures in a row open a circuit breaker that refuses reads at once for
+    # `breaker_cool_down_seconds`, then lets one probe through. Writes keep the client's timeouts.
+    timeout_seconds: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cool_down_seconds: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+
+
+class FeatureServerConfig(_Settings):
+    """`parity serve`: a request may name at most `max_entities` entity rows (413 beyond);
+    lookups run on `read_threads` threads off the event loop, and a request that would wait
+    longer than `max_queue_ms` for one is answered 503 at once. Reasons in docs/online.md."""
+
+    max_entities: int = Field(default=10_000, ge=1)
+    read_threads: int = Field(default=4, ge=1)
+    max_queue_ms: float = Field(default=100.0, gt=0, allow_inf_nan=False)
 
 
 class BatchingConfig(_Settings):
@@ -127,6 +143,7 @@ class RepoConfig(_Settings):
     online: OnlineConfig = OnlineConfig()
     ingest: IngestConfig = IngestConfig()
     models: ModelsConfig = ModelsConfig()
+    feature_server: FeatureServerConfig = FeatureServerConfig()
 
     @field_validator("project")
     @classmethod

@@ -2,8 +2,10 @@
 
 Bad input never yields a 500: ParityError maps to a 4xx JSON body (serving/errors.py), malformed
 JSON to 400, a body over the limit to 413, and more than `max_in_flight` requests to a fast 503
-(serving/guard.py). The hot path parses and validates the body with pydantic's JSON parser,
-awaits one online read and encodes the answer with orjson: no thread pool hop, no re-encoding.
+(serving/guard.py). A lookup runs on one of a few read threads (serving/admission.py), so the
+event loop never waits for the store: parse and validate the body with pydantic's JSON parser,
+check the entity limit, read, encode the answer with orjson. One that cannot get a thread within
+the queueing budget is a fast 503.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pydantic_core import ErrorDetails
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from parity.errors import BadRequest, ParityError, PushDisabled
+from parity.errors import BadRequest, ParityError, PushDisabled, TooManyEntities
 from parity.feature_store import FeatureStore
-from parity.serving.errors import body_for, status_for
+from parity.serving.admission import Admission
+from parity.serving.errors import body_for, headers_for, status_for
 from parity.serving.feast_json import (
     ErrorBody,
     HealthResponse,
@@ -64,13 +67,22 @@ class _Json(JSONResponse):
 class _Answers:
     """Error bodies and the lookup itself, shared by the FastAPI routes and the fast path."""
 
-    def __init__(self, store: FeatureStore, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, store: FeatureStore, metrics: ServerMetrics, admission: Admission, max_entities: int
+    ) -> None:
         self.store = store
         self.metrics = metrics
+        self.admission = admission
+        self.max_entities = max_entities
 
-    def error(self, status: int, code: str, message: str) -> _Json:
+    def error(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> _Json:
         self.metrics.error(code)
-        return _Json(body_for(code, message), status)
+        return _Json(body_for(code, message), status, headers)
+
+    def failed(self, failure: ParityError) -> _Json:
+        return self.error(status_for(failure), failure.code, failure.message, headers_for(failure))
 
     def invalid(self, problems: list[ErrorDetails] | list[Any]) -> _Json:
         text = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
@@ -83,7 +95,14 @@ class _Answers:
         return self.error(500, "internal", f"internal error ({type(failure).__name__})")
 
     async def online(self, raw: bytes) -> _Json:
-        """The whole of /get-online-features, from body bytes to the response."""
+        """The whole of /get-online-features, from body bytes to the response, run on a read
+        thread (a fast 503 when none is free within the queueing budget)."""
+        try:
+            return await self.admission.run(lambda: self.lookup(raw))
+        except ParityError as failure:
+            return self.failed(failure)
+
+    def lookup(self, raw: bytes) -> _Json:
         try:
             body = OnlineRequest.model_validate_json(raw)
         except ValidationError as failure:
@@ -91,13 +110,20 @@ class _Answers:
         try:
             if (body.features is None) == (body.feature_service is None):
                 raise BadRequest("give exactly one of 'features' and 'feature_service'")
+            rows = max((len(column) for column in body.entities.values()), default=0)
+            if rows > self.max_entities:
+                raise TooManyEntities(
+                    f"{rows:,} entity rows in one request; the feature server answers at most "
+                    f"{self.max_entities:,} (feature_server.max_entities in parity.yaml): "
+                    "split the request"
+                )
             wanted: Any = body.features if body.features is not None else body.feature_service
-            response = await self.store.get_online_features_async(
+            response = self.store.get_online_features(
                 wanted, body.entities, full_feature_names=body.full_feature_names
             )
             return _Json(response_body(response))
         except ParityError as failure:
-            return self.error(status_for(failure), failure.code, failure.message)
+            return self.failed(failure)
         except Exception as failure:  # the fast path has no framework to catch it
             return self.internal(failure, "POST /get-online-features")
 
@@ -108,14 +134,24 @@ def create_app(
     max_in_flight: int = 256,
     max_body_bytes: int = 1 << 20,
     enable_push: bool = False,
+    max_entities: int | None = None,
+    read_threads: int | None = None,
+    max_queue_ms: float | None = None,
 ) -> Guard:
     """The server as one ASGI app: the admission guard around the FastAPI app (`.app`).
 
     The guard is outermost, so the lookup's fast path skips every framework layer (routing,
     dependencies, exception and telemetry middleware). `/push` writes the online store and the
-    training data and has no authentication yet, so it answers 403 unless `enable_push`."""
+    training data and has no authentication yet, so it answers 403 unless `enable_push`.
+    `max_entities`, `read_threads` and `max_queue_ms` default to the repo's `feature_server`
+    settings."""
+    settings = store.config.feature_server
+    admission = Admission(
+        threads=read_threads or settings.read_threads,
+        max_wait_seconds=(max_queue_ms or settings.max_queue_ms) / 1000,
+    )
     metrics = ServerMetrics(store.online_freshness, store.now)
-    answers = _Answers(store, metrics)
+    answers = _Answers(store, metrics, admission, max_entities or settings.max_entities)
     return Guard(
         _fastapi_app(store, metrics, answers, enable_push),
         metrics=metrics,
@@ -131,6 +167,7 @@ def _fastapi_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        answers.admission.close()
         await store.close_async()
 
     app = FastAPI(
@@ -153,7 +190,7 @@ def _fastapi_app(
 
     @app.exception_handler(ParityError)
     async def parity_error(_: Request, failure: ParityError) -> _Json:
-        return answers.error(status_for(failure), failure.code, failure.message)
+        return answers.failed(failure)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_: Request, failure: RequestValidationError) -> _Json:
@@ -274,10 +311,12 @@ _WHY = {
     "'feature_service' missing, an unknown or wrongly typed entity key, rows that do not fit)",
     403: "/push is off: start the server with --enable-push",
     404: "An unknown feature view, feature, feature service or push source",
-    413: "The body is over the server's --max-body-bytes",
+    413: "The body is over the server's --max-body-bytes, or a lookup has more entity rows than "
+    "feature_server.max_entities",
     422: "The body does not match the request schema",
-    503: "Overloaded (--max-in-flight requests already in flight), or the online store or "
-    "registry cannot be reached; retry",
+    503: "Overloaded (--max-in-flight requests already in flight, or no read thread free within "
+    "feature_server.max_queue_ms), the online store's circuit is open, or the online store or "
+    "registry cannot be reached; retry after the Retry-After header's seconds",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from parity.errors import (
     BackendNotInstalled,
     BodyTooLarge,
@@ -14,6 +16,8 @@ from parity.errors import (
     PushDisabled,
     RegistryConflict,
     RegistryUnavailable,
+    ServerOverloaded,
+    TooManyEntities,
     VersionAliased,
 )
 
@@ -26,6 +30,8 @@ _STATUS: list[tuple[type[ParityError], int]] = [
     (NoRollbackTarget, 409),
     (RegistryUnavailable, 503),
     (OnlineStoreUnavailable, 503),
+    (ServerOverloaded, 503),
+    (TooManyEntities, 413),
     (BackendNotInstalled, 501),
     (BodyTooLarge, 413),
     (PushDisabled, 403),
@@ -37,6 +43,15 @@ def status_for(error: ParityError) -> int:
         if isinstance(error, cls):
             return status
     return 400
+
+
+def headers_for(error: ParityError) -> dict[str, str]:
+    """`Retry-After` (whole seconds, at least 1) on every 503: when the overload or the online
+    store's open circuit is expected to let a request through again."""
+    if status_for(error) != 503:
+        return {}
+    seconds = getattr(error, "retry_after_seconds", 1.0)
+    return {"retry-after": str(max(1, math.ceil(seconds)))}
 
 
 def body_for(code: str, message: str) -> dict[str, dict[str, str]]:

@@ -1,6 +1,7 @@
 """Admission control as plain ASGI middleware (no per-request task or body copy):
 
-- more than `max_in_flight` requests at once -> a fast 503 instead of an unbounded queue;
+- more than `max_in_flight` requests at once -> a fast 503 (with `Retry-After: 1`) instead of
+  an unbounded queue;
 - a body over `max_body_bytes` (by Content-Length, or counted while streaming) -> 413: the
   receive the app reads through raises BodyTooLarge (a ParityError, so each app answers it in its
   own error shape), and the guard answers for an app that let it escape;
@@ -118,6 +119,7 @@ class Guard:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(payload)).encode()),
+                    *([(b"retry-after", b"1")] if status == 503 else []),
                 ],
             }
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -41,12 +42,16 @@ class ServerMetrics:
         self.registry.register(_Freshness(freshness, clock))
         self._by_path = {path: self._latency.labels(path) for path in PATHS}
         self._other = self._latency.labels("other")
+        self._error_counters: dict[str, Any] = {}
 
     def observe(self, path: str, seconds: float) -> None:
         self._by_path.get(path, self._other).observe(seconds)
 
     def error(self, code: str) -> None:
-        self._errors.labels(code).inc()
+        counter = self._error_counters.get(code)  # labels() costs more than the increment
+        if counter is None:
+            counter = self._error_counters[code] = self._errors.labels(code)
+        counter.inc()
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
