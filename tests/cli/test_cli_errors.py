@@ -79,10 +79,18 @@ def test_errors_do_not_wrap_at_80_columns(tmp_path: Path) -> None:
     assert len(one_error_line(stderr, "invalid_config")) > 80  # one line, longer than the screen
 
 
-def test_debug_option_shows_no_bool_placeholder() -> None:
-    _, out, _ = run("--help")
-    (line,) = [line for line in out.splitlines() if "--debug" in line]
-    assert "<bool>" not in line and "Show tracebacks on errors." in line
+@pytest.mark.parametrize(
+    "command", [(), ("init",), ("materialize",), ("serve",), ("serve-models",), ("models", "alias")]
+)
+def test_flags_show_no_bool_placeholder(command: tuple[str, ...]) -> None:
+    """A flag takes no value, so help must not show one (typer 0.29 printed `<bool>` after every
+    flag, --help and --debug included)."""
+    code, out, _ = run(*command, "--help")
+    assert code == 0 and "--help" in out
+    assert "<bool>" not in out
+    if not command:
+        (line,) = [line for line in out.splitlines() if "--debug" in line]
+        assert "Show tracebacks on errors." in line
 
 
 @pytest.fixture

@@ -48,9 +48,7 @@ app.command("serve-models")(command(serve_models))
 
 @app.callback()
 def main(
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks on errors.", metavar="")
-    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     """Parity: feature store and model serving."""
     state["debug"] = debug
