@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from parity.durable import fsync_dir
 from parity.errors import BackendNotInstalled, PredictionLogError
 from parity.inference.predlog_segment import (
     SEGMENT_SUFFIX,
@@ -30,7 +31,6 @@ from parity.inference.predlog_segment import (
     encode_lines,
     recover_segments,
 )
-from parity.inference.predlog_segment import fsync_dir as _fsync_dir
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -273,7 +273,7 @@ class ParquetLogSink:
         folder = self.directory / f"date={day.isoformat()}"
         if not folder.is_dir():
             folder.mkdir(exist_ok=True)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         stamp = first_at.strftime("%Y%m%dT%H%M%S%fZ")
         while True:
             name = f"predictions-{stamp}-{os.getpid()}-{next(_SEQUENCE):06d}.parquet"
@@ -283,7 +283,7 @@ class ParquetLogSink:
                 segment = Segment.create(folder / f".{name}{SEGMENT_SUFFIX}", self._clock())
             except FileExistsError:
                 continue
-            _fsync_dir(folder)
+            fsync_dir(folder)
             return segment
 
     def _finish(self) -> None:

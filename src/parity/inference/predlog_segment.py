@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from parity.durable import fsync_dir
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -268,14 +270,3 @@ def _table(rows: list[list[Any]]) -> pa.Table:
         pa.array([row[i] for row in rows], type=schema.field(i).type) for i in range(len(schema))
     ]
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def fsync_dir(path: Path) -> None:
-    """Makes a rename or a new entry in `path` durable (POSIX only: Windows cannot open folders)."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

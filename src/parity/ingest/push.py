@@ -16,6 +16,7 @@ import pyarrow.compute
 import pyarrow.parquet as pq
 
 from parity.definitions import FeatureView, PushSource, StreamSource
+from parity.durable import fsync_dir
 from parity.errors import BackendNotInstalled, FutureEventError, PushError, PushSourceNotFound
 from parity.offline.entity_frame import normalize_timestamp
 from parity.offline.sources import resolve_path
@@ -215,11 +216,7 @@ def append_offline(
     with open(temp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temp, final)
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(folder)
     return final
 
 

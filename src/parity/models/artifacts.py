@@ -20,6 +20,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from parity.durable import fsync_dir
 from parity.errors import (
     ArtifactCorrupted,
     ArtifactNotFound,
@@ -119,17 +120,6 @@ def _verified(sha256: str, data: bytes, where: str) -> bytes:
     return data
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (POSIX only; Windows cannot open directories)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(target: Path, sha256: str, chunks: Iterable[bytes], source: str) -> int:
     """Write chunks to a temp file next to `target`, fsync, check the hash, then os.replace.
 
@@ -159,7 +149,7 @@ def _atomic_write(target: Path, sha256: str, chunks: Iterable[bytes], source: st
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_directory(target.parent)
+    fsync_dir(target.parent)
     return size
 
 
