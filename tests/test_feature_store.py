@@ -37,7 +37,7 @@ def test_apply_then_reapply_creates_one_version(driver_repo: Path) -> None:
     assert first.version is not None and first.version.version == 1
     again = store.apply()
     assert again.version is None and not again.plan.has_changes
-    assert [h.version for h in store.history()] == [1]
+    assert [h.version for h in store.registry.history()] == [1]
     assert store.get_feature_view("driver_stats").feature_names == ("conv_rate", "trips", "city")
     assert [s.name for s in store.list_feature_services()] == ["driver_service"]
 
@@ -52,7 +52,7 @@ def test_breaking_change_is_refused_unless_allowed(driver_repo: Path) -> None:
     result = store.apply(allow_breaking=True, message="longer ttl", author="bob")
     assert result.version is not None and result.version.version == 2
     assert store.get_feature_view("driver_stats").ttl == timedelta(days=2)
-    assert store.describe("driver_stats", version=1).ttl == timedelta(days=1)  # type: ignore[union-attr]
+    assert store.registry.describe("driver_stats", version=1).ttl == timedelta(days=1)  # type: ignore[union-attr]
 
 
 def test_removed_view_is_deleted_and_history_keeps_who_and_when(driver_repo: Path) -> None:
@@ -64,14 +64,14 @@ def test_removed_view_is_deleted_and_history_keeps_who_and_when(driver_repo: Pat
     )
     result = store.apply(author="bob", message="drop the service")
     assert [(c.kind, c.name) for c in result.plan.changes] == [("delete", "driver_service")]
-    history = store.history()
+    history = store.registry.history()
     assert [(h.version, h.author, h.message) for h in history] == [
         (1, "ann", "v1"),
         (2, "bob", "drop the service"),
     ]
     assert history[1].committed_at == T0 + timedelta(minutes=2)
     with pytest.raises(FeatureViewNotFound):
-        store.describe("driver_service")
+        store.registry.describe("driver_service")
 
 
 def test_cached_reader_sees_another_writers_apply_after_refresh(driver_repo: Path) -> None:
@@ -92,9 +92,37 @@ def test_teardown_removes_the_project(driver_repo: Path) -> None:
     store = FeatureStore(driver_repo)
     store.apply()
     assert store.teardown() == 1
-    assert store.history() == []
+    assert store.registry.history() == []
     with pytest.raises(ProjectNotFound):
         store.teardown()
+
+
+MOVED_OUT = {
+    # store.datasets.create / get / list
+    "create_dataset",
+    "get_dataset",
+    "list_datasets",
+    # store.registry.catalog / snapshot(version) / describe / history
+    "catalog",
+    "snapshot",
+    "describe",
+    "history",
+}
+
+
+def test_feature_store_has_at_most_27_public_methods_and_properties() -> None:
+    """STYLE: a class past ~20 public methods asks to be split; new abilities get their own
+    entry point (`store.models`, `store.datasets`, `store.registry`), not facade methods."""
+    public = {name for name in dir(FeatureStore) if not name.startswith("_")}
+    assert len(public) <= 27, sorted(public)
+    assert not public & MOVED_OUT
+    assert {"datasets", "models", "registry", "get_feature_view", "list_entities"} <= public
+
+
+def test_feature_store_keeps_no_public_state_beyond_path_and_config(driver_repo: Path) -> None:
+    with FeatureStore(driver_repo) as store:
+        state = {name for name in vars(store) if not name.startswith("_")}
+    assert state == {"repo_path", "config"}
 
 
 def test_schema_mismatch_with_data_stops_plan(driver_repo: Path) -> None:

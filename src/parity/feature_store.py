@@ -1,7 +1,7 @@
 """FeatureStore: the thin facade wiring a repo's config, definitions, registry and offline engine.
 
-It delegates: loading is parity.repo, diffing and committing are parity.registry, retrieval and
-datasets are parity.offline. No logic lives here.
+It delegates: loading is parity.repo, diffing, committing and versioned reads are parity.registry
+(`store.registry`), retrieval and datasets are parity.offline (`store.datasets`). No logic here.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from parity.definitions import Entity, FeatureService, FeatureView
 from parity.errors import BackendNotInstalled, InvalidTime, NothingToMaterialize, PushError
 from parity.registry.apply import ApplyResult, commit_plan, plan_against, teardown
 from parity.registry.cache import CachedRegistry
-from parity.registry.catalog import Catalog, Definition
-from parity.registry.datasets import DatasetRecord, DatasetStore
+from parity.registry.catalog import Catalog
+from parity.registry.datasets import DatasetStore
 from parity.registry.materializations import MaterializationLog
 from parity.registry.plan import Plan
-from parity.registry.store import RegistryStore, Snapshot, VersionInfo
+from parity.registry.store import RegistryStore
 from parity.repo.config import RepoConfig, load_config
 from parity.repo.loader import LoadedRepo, load_repo
 from parity.timeutil import TimeLike, parse_time, to_micros, utcnow
@@ -29,6 +29,7 @@ from parity.timeutil import TimeLike, parse_time, to_micros, utcnow
 if TYPE_CHECKING:
     from parity.materialize.batch import MaterializeResult
     from parity.models.registry import ModelRegistry
+    from parity.offline.datasets import Datasets
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.request import RetrievalRequest
     from parity.offline.retrieval import FeaturesArg
@@ -61,6 +62,7 @@ class FeatureStore:
         self._pushed: dict[str, datetime] = {}  # view -> when this process last pushed to it
         self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
         self._models: ModelRegistry | None = None
+        self._datasets: Datasets | None = None
 
     @property
     def project(self) -> str:
@@ -76,7 +78,8 @@ class FeatureStore:
 
     @property
     def registry(self) -> CachedRegistry:
-        """The cached read side: lookups are in memory, refreshed when the version moves."""
+        """The cached read side: lookups are in memory, refreshed when the version moves; also
+        the versioned reads (`snapshot`, `describe`, `history`)."""
         if self._registry is None:
             self._registry = CachedRegistry(
                 self.registry_store,
@@ -92,6 +95,13 @@ class FeatureStore:
         if self._models is None:
             self._models = _model_registry(self)
         return self._models
+
+    @property
+    def datasets(self) -> Datasets:
+        """Saved training sets (`create`, `get`, `list`), recorded in the registry's database."""
+        if self._datasets is None:
+            self._datasets = _datasets(self)
+        return self._datasets
 
     # --- repo -> registry ---------------------------------------------------------------------
 
@@ -402,53 +412,6 @@ class FeatureStore:
         """The store's clock (UTC): what ttl and max age are measured against."""
         return self._clock()
 
-    def create_dataset(
-        self,
-        name: str,
-        entity_df: Any,
-        features: FeaturesArg,
-        out: str | os.PathLike[str],
-        *,
-        full_feature_names: bool = False,
-        event_timestamp_column: str = "event_timestamp",
-        author: str | None = None,
-        progress: Callable[[float], None] | None = None,
-    ) -> DatasetRecord:
-        """Build a training set into the Parquet file `out` and record it in the registry with its
-        feature refs, registry version, row count and content fingerprint."""
-        from parity.offline.datasets import DatasetRequest, create_dataset
-
-        request = DatasetRequest(
-            name, entity_df, features, Path(out), full_feature_names, event_timestamp_column
-        )
-        catalog, version = self.registry.current()
-        return create_dataset(
-            self.offline_engine,
-            catalog,
-            version,
-            self._dataset_store(),
-            request,
-            author=author or _default_author(),
-            now=self._clock(),
-            progress=progress,
-            on_demand=self._bind_on_demand,
-        )
-
-    def get_dataset(self, name: str) -> DatasetRecord:
-        return self._dataset_store().get_dataset(self.project, name)
-
-    def list_datasets(self) -> list[DatasetRecord]:
-        return self._dataset_store().list_datasets(self.project)
-
-    def _dataset_store(self) -> DatasetStore:
-        store = self.registry_store
-        if not isinstance(store, DatasetStore):
-            raise BackendNotInstalled(
-                f"the registry store {type(store).__name__} cannot record datasets; use the SQL "
-                "registry (sqlite or postgres in parity.yaml)"
-            )
-        return store
-
     # --- reads --------------------------------------------------------------------------------
 
     def get_entity(self, name: str) -> Entity:
@@ -468,21 +431,6 @@ class FeatureStore:
 
     def list_feature_services(self) -> list[FeatureService]:
         return _sorted(self.registry.catalog.feature_services)
-
-    def catalog(self, version: int | None = None) -> Catalog:
-        """The registered catalog, at `version` or the latest."""
-        if version is None:
-            return self.registry.catalog
-        return self.snapshot(version).catalog
-
-    def snapshot(self, version: int | None = None) -> Snapshot:
-        return self.registry_store.read(self.project, version)
-
-    def describe(self, name: str, version: int | None = None) -> Definition:
-        return self.catalog(version).find(name)
-
-    def history(self) -> list[VersionInfo]:
-        return self.registry_store.history(self.project)
 
     def close(self) -> None:
         """Release database connections (also done by `with FeatureStore(...) as store:`)."""
@@ -526,6 +474,26 @@ def _model_registry(store: FeatureStore) -> ModelRegistry:
         feature_services=lambda: store.registry.catalog.feature_services.keys(),
         registry_version=lambda: store.registry.version,
         trusted=config.trusted,
+    )
+
+
+def _datasets(store: FeatureStore) -> Datasets:
+    from parity.offline.datasets import Datasets
+
+    backend = store.registry_store
+    if not isinstance(backend, DatasetStore):
+        raise BackendNotInstalled(
+            f"the registry store {type(backend).__name__} cannot record datasets; use the SQL "
+            "registry (sqlite or postgres in parity.yaml)"
+        )
+    return Datasets(
+        backend,
+        store.project,
+        engine=lambda: store.offline_engine,
+        current=lambda: store.registry.current(),
+        default_author=_default_author,
+        now=store.now,
+        on_demand=store._bind_on_demand,
     )
 
 

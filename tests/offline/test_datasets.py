@@ -11,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from parity import FeatureStore
-from parity.errors import DatasetExists, DatasetNotFound
+from parity.errors import BackendNotInstalled, DatasetExists, DatasetNotFound
 from parity.offline.fingerprint import BATCH_ROWS, fingerprint_parquet
+from parity.registry.store import RegistryStore
+from parity.testing import InMemoryRegistryStore
 from tests.conftest import DRIVER_REPO, write_repo
 
 
@@ -41,7 +43,7 @@ def entity_file(tmp_path: Path) -> Path:
 def test_dataset_is_written_and_recorded_with_lineage(store: FeatureStore, tmp_path: Path) -> None:
     out = tmp_path / "sets" / "drivers.parquet"
     seen: list[float] = []
-    record = store.create_dataset(
+    record = store.datasets.create(
         "drivers_v1", str(entity_file(tmp_path)), "driver_service", out, progress=seen.append
     )
     assert (record.row_count, record.registry_version) == (4, 1)
@@ -51,25 +53,46 @@ def test_dataset_is_written_and_recorded_with_lineage(store: FeatureStore, tmp_p
     assert record.created_at == datetime(2026, 3, 3, tzinfo=UTC)
     assert pq.read_table(out).column_names == ["driver_id", "event_timestamp", "label", "trips"]
     assert seen and seen[-1] == 1.0
-    assert store.get_dataset("drivers_v1") == record
-    assert store.list_datasets() == [record]
+    assert store.datasets.get("drivers_v1") == record
+    assert store.datasets.list() == [record]
 
 
 def test_dataset_names_and_files_are_never_reused(store: FeatureStore, tmp_path: Path) -> None:
     entities = str(entity_file(tmp_path))
-    store.create_dataset("a", entities, ["driver_stats:trips"], tmp_path / "a.parquet")
+    store.datasets.create("a", entities, ["driver_stats:trips"], tmp_path / "a.parquet")
     with pytest.raises(DatasetExists, match="already exists in project"):
-        store.create_dataset("a", entities, ["driver_stats:trips"], tmp_path / "b.parquet")
+        store.datasets.create("a", entities, ["driver_stats:trips"], tmp_path / "b.parquet")
     with pytest.raises(DatasetExists, match=r"a\.parquet already exists"):
-        store.create_dataset("b", entities, ["driver_stats:trips"], tmp_path / "a.parquet")
+        store.datasets.create("b", entities, ["driver_stats:trips"], tmp_path / "a.parquet")
     with pytest.raises(DatasetNotFound):
-        store.get_dataset("b")
+        store.datasets.get("b")
 
 
 def test_teardown_forgets_datasets(store: FeatureStore, tmp_path: Path) -> None:
-    store.create_dataset("a", str(entity_file(tmp_path)), ["driver_stats:trips"], tmp_path / "a.pq")
+    store.datasets.create(
+        "a", str(entity_file(tmp_path)), ["driver_stats:trips"], tmp_path / "a.pq"
+    )
     store.teardown()
-    assert store.list_datasets() == []
+    assert store.datasets.list() == []
+
+
+class VersionsOnly:
+    """A registry store that keeps versions only (no `record_dataset`): it cannot record
+    datasets. It lends the reference store's version methods."""
+
+    def __init__(self) -> None:
+        inner = InMemoryRegistryStore()
+        self.head, self.head_info, self.read = inner.head, inner.head_info, inner.read
+        self.commit, self.history, self.projects = inner.commit, inner.history, inner.projects
+        self.delete_project, self.close = inner.delete_project, inner.close
+
+
+def test_datasets_need_a_registry_store_that_records_them(tmp_path: Path) -> None:
+    backend = VersionsOnly()
+    assert isinstance(backend, RegistryStore)
+    store = FeatureStore(write_repo(tmp_path / "repo", DRIVER_REPO), registry_store=backend)
+    with pytest.raises(BackendNotInstalled, match="VersionsOnly cannot record datasets"):
+        store.datasets.list()
 
 
 def test_fingerprint_depends_on_rows_not_on_row_groups(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from parity import Catalog, Entity, FeatureViewNotFound
+from parity.errors import RegistryVersionNotFound
 from parity.registry.cache import CachedRegistry
 from parity.registry.catalog import Definition
 from parity.registry.store import Snapshot
@@ -36,12 +37,12 @@ class Clock:
         return self.now
 
 
-def put(store: InMemoryRegistryStore, *items: Definition) -> None:
+def put(store: InMemoryRegistryStore, *items: Definition, author: str = "a") -> None:
     store.commit(
         Catalog.build("p", items),
         expected_version=store.head("p"),
         changes=(),
-        author="a",
+        author=author,
         message="",
         committed_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
@@ -82,3 +83,21 @@ def test_missing_view_lists_what_is_registered() -> None:
     with pytest.raises(FeatureViewNotFound, match="nothing is registered"):
         cache.get_feature_view("x")
     assert cache.version == 0
+
+
+def test_versioned_reads_answer_for_the_version_asked() -> None:
+    store, clock = CountingStore(), Clock()
+    put(store, Entity(name="a", description="first"), author="ann")
+    cache = CachedRegistry(store, "p", refresh_interval=10, clock=clock)
+    assert cache.describe("a").description == "first"  # type: ignore[union-attr]
+    put(store, Entity(name="a", description="second"), Entity(name="b"), author="bob")
+
+    assert sorted(cache.snapshot(1).catalog.entities) == ["a"]
+    assert (cache.snapshot().version, sorted(cache.snapshot().catalog.entities)) == (2, ["a", "b"])
+    assert cache.describe("a", version=2).description == "second"  # type: ignore[union-attr]
+    assert cache.describe("a").description == "first"  # type: ignore[union-attr]  # cached
+    with pytest.raises(FeatureViewNotFound, match="nothing named 'b'"):
+        cache.describe("b", version=1)
+    with pytest.raises(RegistryVersionNotFound):
+        cache.snapshot(3)
+    assert [(h.version, h.author) for h in cache.history()] == [(1, "ann"), (2, "bob")]

@@ -31,7 +31,7 @@ def test_create_dataset_computes_on_demand_columns_and_records_lineage(tmp_path:
         }
     )
     out = tmp_path / "train.parquet"
-    record = store.create_dataset(
+    record = store.datasets.create(
         "fares", entities, ["fare_ratio:fare_per_trip", "driver_stats:city"], out
     )
     table = pq.read_table(out)
@@ -40,7 +40,7 @@ def test_create_dataset_computes_on_demand_columns_and_records_lineage(tmp_path:
     assert table.column_names == ["driver_id", "fare", "event_timestamp", "city", "fare_per_trip"]
     assert record.feature_refs == ("driver_stats:city", "fare_ratio:fare_per_trip")
     assert (record.row_count, record.fingerprint) == (3, fingerprint_parquet(out))
-    assert store.get_dataset("fares") == record
+    assert store.datasets.get("fares") == record
 
 
 def test_cli_dataset_create_with_the_scaffolds_on_demand_service(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_cli_dataset_create_with_the_scaffolds_on_demand_service(tmp_path: Path)
         else:
             assert math.isclose(ratio, amount / mean, rel_tol=1e-9)
     assert frame["amount_to_mean_30d"].notna().sum() > 100
-    record = store.get_dataset("v2_train")
+    record = store.datasets.get("v2_train")
     assert record.feature_service == "fraud_model_v2"
     assert "amount_vs_history:amount_to_mean_30d" in record.feature_refs
     assert "account_velocity:amount_mean_30d" in record.feature_refs
@@ -93,6 +93,6 @@ def test_dataset_rows_agree_with_online_reads_of_the_same_moment(tmp_path: Path)
     rows = [{"driver_id": 3, "fare": 7.5}, {"driver_id": 1, "fare": -0.0}]
     online = store.get_online_features(["fare_ratio:fare_per_trip"], rows)
     frame = pd.DataFrame(rows).assign(event_timestamp=datetime(2026, 1, 1, 12, tzinfo=UTC))
-    store.create_dataset("same", frame, ["fare_ratio:fare_per_trip"], tmp_path / "same.parquet")
+    store.datasets.create("same", frame, ["fare_ratio:fare_per_trip"], tmp_path / "same.parquet")
     written = pq.read_table(tmp_path / "same.parquet").column("fare_per_trip").to_pylist()
     assert written == online.values["fare_per_trip"] == [2.5, -0.0]

@@ -224,7 +224,7 @@ def test_every_mode_agrees_online_over_http_and_offline(
 
 
 def test_a_projection_source_reads_only_its_features(store: FeatureStore) -> None:
-    record = store.catalog().to_records()["on_demand_feature_view"]["rate_fare"]
+    record = store.registry.catalog.to_records()["on_demand_feature_view"]["rate_fare"]
     assert record["sources"] == ["driver_stats"]
     assert record["source_features"] == {"driver_stats": ["conv_rate"]}
     rows = [{"driver_id": 1, "fare": 10.0}, {"driver_id": 4, "fare": 3.0}]  # rates 0.5, None
@@ -459,7 +459,7 @@ def test_catalogs_applied_before_modes_and_projections_plan_no_change(tmp_path: 
     from parity.registry.plan import plan
 
     store = build_store(tmp_path / "repo", {"modes.py": MODES})
-    body = json.loads(store.catalog().to_json())
+    body = json.loads(store.registry.catalog.to_json())
     for name, record in list(body["objects"]["on_demand_feature_view"].items()):
         if record["mode"] == "row" and not record["source_features"]:
             del record["mode"], record["source_features"]  # the format before them

@@ -161,7 +161,7 @@ def registry_list(
     version: Annotated[int | None, typer.Option(help="Registry version (default: latest).")] = None,
 ) -> None:
     """List registered entities, feature views and feature services."""
-    snapshot = store_at(repo).snapshot(version)
+    snapshot = store_at(repo).registry.snapshot(version)
     render.render_catalog(console, snapshot.catalog, snapshot.version)
 
 
@@ -173,7 +173,7 @@ def registry_describe(
     version: Annotated[int | None, typer.Option(help="Registry version (default: latest).")] = None,
 ) -> None:
     """Show one registered definition as JSON, at the latest or a given version."""
-    snapshot = store_at(repo).snapshot(version)
+    snapshot = store_at(repo).registry.snapshot(version)
     render.render_definition(console, snapshot.catalog.find(name), snapshot.version)
 
 
@@ -181,7 +181,7 @@ def registry_describe(
 @command
 def registry_history(repo: RepoOption = Path(".")) -> None:
     """List every registry version: who applied what, when and why."""
-    render.render_history(console, store_at(repo).history())
+    render.render_history(console, store_at(repo).registry.history())
 
 
 ViewsOption = Annotated[
@@ -368,7 +368,7 @@ def dataset_create(
     wanted: str | list[str] = features if ":" not in features else features.split(",")
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("building training set", total=1.0)
-        record = store.create_dataset(
+        record = store.datasets.create(
             name or out.stem,
             entities,
             wanted,
@@ -385,7 +385,7 @@ def dataset_create(
 @command
 def dataset_list(repo: RepoOption = Path(".")) -> None:
     """List the training sets recorded in the registry."""
-    render.render_datasets(console, store_at(repo).list_datasets())
+    render.render_datasets(console, store_at(repo).datasets.list())
 
 
 @dataset_app.command("describe")
@@ -394,7 +394,7 @@ def dataset_describe(
     name: Annotated[str, typer.Argument(help="Dataset name.")], repo: RepoOption = Path(".")
 ) -> None:
     """Show a training set's lineage: refs, registry version, rows, fingerprint, file."""
-    render.render_dataset(console, store_at(repo).get_dataset(name))
+    render.render_dataset(console, store_at(repo).datasets.get(name))
 
 
 @app.command()

@@ -1,7 +1,12 @@
-"""Create a training set: retrieve point-in-time features to Parquet and record its lineage."""
+"""Training sets: retrieve point-in-time features to Parquet and record their lineage.
+
+`Datasets` is `store.datasets`; it is given its engine, catalog and clock, and imports no backend.
+"""
 
 from __future__ import annotations
 
+import builtins
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +32,68 @@ class DatasetRequest:
     out: Path
     full_feature_names: bool = False
     timestamp_column: str = "event_timestamp"
+
+
+class Datasets:
+    """A project's saved training sets (`store.datasets`): `create` one, `get` or `list` the
+    records. The engine is asked for only when a set is built (reading records needs none)."""
+
+    def __init__(
+        self,
+        store: DatasetStore,
+        project: str,
+        *,
+        engine: Callable[[], OfflineEngine],
+        current: Callable[[], tuple[Catalog, int]],
+        default_author: Callable[[], str],
+        now: Callable[[], datetime],
+        on_demand: Callable[[RetrievalRequest], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.project = project
+        self._engine = engine
+        self._current = current
+        self._default_author = default_author
+        self._now = now
+        self._on_demand = on_demand
+
+    def create(
+        self,
+        name: str,
+        entity_df: Any,
+        features: FeaturesArg,
+        out: str | os.PathLike[str],
+        *,
+        full_feature_names: bool = False,
+        event_timestamp_column: str = "event_timestamp",
+        author: str | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> DatasetRecord:
+        """Build a training set into the Parquet file `out` and record it in the registry with
+        its feature refs, registry version, row count and content fingerprint."""
+        request = DatasetRequest(
+            name, entity_df, features, Path(out), full_feature_names, event_timestamp_column
+        )
+        catalog, version = self._current()
+        return create_dataset(
+            self._engine(),
+            catalog,
+            version,
+            self.store,
+            request,
+            author=author or self._default_author(),
+            now=self._now(),
+            progress=progress,
+            on_demand=self._on_demand,
+        )
+
+    def get(self, name: str) -> DatasetRecord:
+        """The record of dataset `name`; DatasetNotFound if there is none."""
+        return self.store.get_dataset(self.project, name)
+
+    def list(self) -> builtins.list[DatasetRecord]:
+        """Every recorded dataset of the project, oldest first."""
+        return self.store.list_datasets(self.project)
 
 
 def create_dataset(

@@ -1,7 +1,8 @@
 """CachedRegistry: a reader's in-memory catalog, refreshed by comparing version numbers.
 
-Lookups never touch the database; at most once per `refresh_interval` the head version is checked,
-and the catalog is re-read only when it moved. The clock is injected.
+Lookups of the current catalog never touch the database; at most once per `refresh_interval` the
+head version is checked, and the catalog is re-read only when it moved. The clock is injected.
+Versioned reads (`snapshot`, `history`, `describe` at a version) go to the store each time.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from parity.errors import (
     FeatureViewNotFound,
     ProjectNotFound,
 )
-from parity.registry.catalog import Catalog
-from parity.registry.store import RegistryStore
+from parity.registry.catalog import Catalog, Definition
+from parity.registry.store import RegistryStore, Snapshot, VersionInfo
 
 
 class CachedRegistry:
@@ -97,6 +98,21 @@ class CachedRegistry:
                 self._missing("feature service", name, self._catalog.feature_services)
             )
         return service
+
+    def snapshot(self, version: int | None = None) -> Snapshot:
+        """Registry version `version` (default: the head, read now) with its catalog and who
+        committed it; ProjectNotFound or RegistryVersionNotFound if there is none."""
+        return self.store.read(self.project, version)
+
+    def describe(self, name: str, version: int | None = None) -> Definition:
+        """The entity, feature view or feature service `name`, in the current catalog or at
+        `version`."""
+        catalog = self.catalog if version is None else self.snapshot(version).catalog
+        return catalog.find(name)
+
+    def history(self) -> list[VersionInfo]:
+        """Every version of the project: who committed what, when and why; oldest first."""
+        return self.store.history(self.project)
 
     def _missing(self, what: str, name: str, known: Mapping[str, object]) -> str:
         names = ", ".join(sorted(known))

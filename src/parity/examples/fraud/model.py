@@ -76,7 +76,7 @@ def train_and_register(
     """Train on the recorded training set `dataset` and register the model with its lineage."""
     import pandas as pd
 
-    record = store.get_dataset(dataset)
+    record = store.datasets.get(dataset)
     frame = pd.read_parquet(record.path)
     scorer, metrics = train(frame)
     return store.models.register_model(
