@@ -8,7 +8,8 @@ passes its ttl (Redis >= 7.0 for PEXPIRETIME). Imports redis, so load it only wh
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,9 +24,10 @@ from parity.online.encoding import (
     decode_value,
     encode_payload,
     encode_value,
+    prepared_marker,
     tile_end,
 )
-from parity.online.store import TileMerge
+from parity.online.store import PREPARED_CACHE_SECONDS, Prepared, Remembered, TileMerge
 from parity.redaction import redact
 
 # KEYS[i] gets field ARGV[3i-2] = value ARGV[3i-1] unless the stored header is newer. Headers are
@@ -175,9 +177,17 @@ def redis_module() -> Any:
 
 class RedisOnlineStore:
     def __init__(
-        self, url: str = "redis://127.0.0.1:6379/0", client: Any = None, *, expire: bool = False
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        client: Any = None,
+        *,
+        expire: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
+        self._prepared: Remembered[tuple[str, str], Prepared | None] = Remembered(
+            PREPARED_CACHE_SECONDS, clock
+        )
         self.client = client if client is not None else redis_module().Redis.from_url(url)
         self.expire = expire
         self._script = self.client.register_script(_WRITE_IF_NEWER)
@@ -350,7 +360,24 @@ class RedisOnlineStore:
             data = self.client.get(marker_key(project, name))
         return [] if data is None else list(decode_payload(data)["ids"])
 
+    def mark_materialized(self, project: str, view: str, prepared: Prepared) -> None:
+        with self._reachable():
+            self.client.set(
+                marker_key(project, prepared_marker(view)), encode_payload(prepared._asdict())
+            )
+        self._prepared.forget((project, view))
+
+    def materialized(self, project: str, view: str) -> Prepared | None:
+        return self._prepared.get((project, view), lambda: self._load_prepared(project, view))
+
+    def _load_prepared(self, project: str, view: str) -> Prepared | None:
+        with self._reachable():
+            data = self.client.get(marker_key(project, prepared_marker(view)))
+        return None if data is None else Prepared(**decode_payload(data))
+
     def delete_view(self, project: str, view: str) -> None:
+        self.client.delete(marker_key(project, prepared_marker(view)))
+        self._prepared.forget((project, view))
         pattern = b"parity:v1:" + project.encode() + b":{*"
         tiles_suffix = b":tiles:" + view.encode()
         for key in self.client.scan_iter(match=pattern, count=1000):

@@ -114,7 +114,7 @@ def create_app(
     The guard is outermost, so the lookup's fast path skips every framework layer (routing,
     dependencies, exception and telemetry middleware). `/push` writes the online store and the
     training data and has no authentication yet, so it answers 403 unless `enable_push`."""
-    metrics = ServerMetrics(store.online_freshness, store.now)
+    metrics = ServerMetrics(store.online_freshness, store.now, store.refused_window_reads)
     answers = _Answers(store, metrics)
     return Guard(
         _fastapi_app(store, metrics, answers, enable_push),
