@@ -90,14 +90,19 @@ def longest_window_us(view: FeatureView) -> int:
 
 
 def stale_outputs(
-    view: FeatureView, outputs: Iterable[str], t_us: int, end_us: int, until_us: int
+    view: FeatureView,
+    outputs: Iterable[str],
+    t_us: int,
+    prepared: tuple[int, int, int],
 ) -> tuple[frozenset[str], bool]:
-    """Which wanted windows at t may need tiles that a materialization at `end_us`, for reads up
-    to `until_us`, did not write (materialize/tiles.py keeps only those), and whether the view's
-    longest window may (then "not seen" is unknown too). A window is exact at t when
-    end <= t <= until, or when it starts after end: its tiles then hold only later events, which
-    push and stream ingestion write at every level. Pure; the same for every entity."""
-    if end_us <= t_us <= until_us:
+    """Which wanted windows at t may need tiles that a materialization of events up to END, for
+    reads at t in [since, until] (`prepared`: (END, since, until)), did not write
+    (materialize/tiles.py keeps only those), and whether the view's longest window may (then
+    "not seen" is unknown too). A window is exact at t when since <= t <= until, or when it
+    starts after END: its tiles then hold only later events, which push and stream ingestion
+    write at every level. Pure; the same for every entity."""
+    end_us, since_us, until_us = prepared
+    if since_us <= t_us <= until_us:
         return frozenset(), False
     tile, by_output = view.tile_us, view.aggregation_by_output
     stale = frozenset(

@@ -202,9 +202,7 @@ def read_windows(
         stale: frozenset[str] = frozenset()
         longest = False
         if prepared is not None:
-            stale, longest = stale_outputs(
-                view, view_request.features, now_us, prepared.end_us, prepared.until_us
-            )
+            stale, longest = stale_outputs(view, view_request.features, now_us, prepared)
         columns: list[list[Any]] = [[] for _ in view_request.features]
         unknown = [_UNKNOWN] * len(view_request.features)
         count = 0

@@ -101,10 +101,12 @@ class TileStore(Protocol):
 
 
 class Prepared(NamedTuple):
-    """What the last materialization of an aggregated view wrote: the tiles for reads at t in
-    [end, until] (until = end + read_slack); see aggregation.tiles.stale_outputs."""
+    """What the last materialization of an aggregated view wrote: the tiles of its events up to
+    `end` for reads at t in [since, until] (since: the earlier of end and the run's clock;
+    until = end + read_slack); see aggregation.tiles.stale_outputs."""
 
     end_us: int
+    since_us: int
     until_us: int
 
 
