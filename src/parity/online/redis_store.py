@@ -182,11 +182,11 @@ class RedisOnlineStore:
         client: Any = None,
         *,
         expire: bool = False,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self._prepared: Remembered[tuple[str, str], Prepared | None] = Remembered(
-            PREPARED_CACHE_SECONDS, clock
+            PREPARED_CACHE_SECONDS, monotonic
         )
         self.client = client if client is not None else redis_module().Redis.from_url(url)
         self.expire = expire

@@ -74,7 +74,12 @@ _MAX_PARAMS = 900
 
 class SqliteOnlineStore:
     def __init__(
-        self, path: str | Path, *, expire: bool = False, clock: Callable[[], float] = time.time
+        self,
+        path: str | Path,
+        *,
+        expire: bool = False,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +87,7 @@ class SqliteOnlineStore:
         self._clock = clock
         self._local = threading.local()
         self._prepared: Remembered[tuple[str, str], Prepared | None] = Remembered(
-            PREPARED_CACHE_SECONDS, time.monotonic
+            PREPARED_CACHE_SECONDS, monotonic
         )
         conn = self._connection()
         conn.execute(_SCHEMA)
