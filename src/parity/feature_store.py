@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.request import RetrievalRequest
     from parity.offline.retrieval import FeaturesArg
-    from parity.online.reads import OnlineResponse
+    from parity.online.reads import OnlineResponse, Refusals
     from parity.online.store import OnlineStore
 
 
@@ -59,7 +59,7 @@ class FeatureStore:
         self._online: OnlineStore | None = online_store
         self._clock = clock
         self._pushed: dict[str, datetime] = {}  # view -> when this process last pushed to it
-        self._refused: dict[str, int] = {}  # view -> window values answered OUTSIDE_MAX_AGE
+        self._refused: Refusals | None = None  # window values answered OUTSIDE_MAX_AGE
         self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
         self._models: ModelRegistry | None = None
 
@@ -324,7 +324,7 @@ class FeatureStore:
             request,
             entity_rows,
             to_micros(self._clock()),
-            self._refused,
+            self._refusals(),
         )
 
     async def get_online_features_async(
@@ -344,14 +344,21 @@ class FeatureStore:
             request,
             entity_rows,
             to_micros(self._clock()),
-            self._refused,
+            self._refusals(),
         )
 
     def refused_window_reads(self) -> dict[str, int]:
         """Per aggregated view, how many window values this process answered OUTSIDE_MAX_AGE
         because the view's last materialization did not write the tiles they need (read
         later than materialize.read_slack after its END; see docs/aggregations.md)."""
-        return dict(self._refused)
+        return self._refusals().counts()
+
+    def _refusals(self) -> Refusals:
+        if self._refused is None:
+            from parity.online.reads import Refusals
+
+            self._refused = Refusals()
+        return self._refused
 
     def _online_request(self, features: FeaturesArg, full_feature_names: bool) -> RetrievalRequest:
         """Resolve refs or a service against the current catalog, remembering the answer for

@@ -6,6 +6,7 @@ Pure apart from the single `OnlineStore.read`; the clock (for max age) is passed
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,7 +78,7 @@ def read_online(
     request: RetrievalRequest,
     entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     now_us: int,
-    refused: dict[str, int] | None = None,
+    refused: Refusals | None = None,
 ) -> OnlineResponse:
     """`refused`, when given, counts per view the window values answered OUTSIDE_MAX_AGE
     because the stored tiles do not cover the read (see read_windows)."""
@@ -93,7 +94,7 @@ async def read_online_async(
     request: RetrievalRequest,
     entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     now_us: int,
-    refused: dict[str, int] | None = None,
+    refused: Refusals | None = None,
 ) -> OnlineResponse:
     """As read_online, awaiting the store's `read_async` where it has one (Redis); a store
     without one (SQLite, a local file) is read inline."""
@@ -176,7 +177,7 @@ def read_windows(
     request: RetrievalRequest,
     entities: dict[str, list[Any]],
     now_us: int,
-    refused: dict[str, int] | None = None,
+    refused: Refusals | None = None,
 ) -> dict[str, list[Any]]:
     """Window values of the aggregated views' wanted features at `now_us`, by output name:
     one tile read per aggregated view, merged per entity (parity.aggregation.tiles); `_UNKNOWN`
@@ -214,8 +215,8 @@ def read_windows(
                 count += known.count(_REFUSED)
             for column, value in zip(columns, unknown if known is None else known, strict=True):
                 column.append(value)
-        if count:
-            _refused(view.name, count, prepared, now_us, refused)
+        if count and refused is not None and prepared is not None:
+            refused.add(view.name, count, prepared, now_us)
         values.update(zip(view_request.output_names, columns, strict=True))
     return values
 
@@ -234,19 +235,32 @@ def refuse(
     return [_REFUSED if o in stale else v for o, v in zip(outputs, known, strict=True)]
 
 
-def _refused(
-    view: str, count: int, prepared: Prepared | None, now_us: int, refused: dict[str, int] | None
-) -> None:
-    if refused is not None and prepared is not None:
-        if view not in refused:
+class Refusals:
+    """Per aggregated view, the window values answered OUTSIDE_MAX_AGE because the stored tiles
+    do not cover the read; thread-safe (servers read off the event loop). The first of a view
+    is logged as a warning."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, view: str, count: int, prepared: Prepared, now_us: int) -> None:
+        with self._lock:
+            first = view not in self._counts
+            self._counts[view] = self._counts.get(view, 0) + count
+        if first:
             log.warning(
                 "reads of aggregated view %s at %s are past what its materialization at %s "
-                "prepared (reads until %s): long windows answer OUTSIDE_MAX_AGE; run "
-                "materialize-incremental at least every materialize.read_slack",
+                "prepared (reads from %s until %s): windows starting before it answer "
+                "OUTSIDE_MAX_AGE; run materialize-incremental at least every "
+                "materialize.read_slack",
                 view, from_micros(now_us), from_micros(prepared.end_us),
-                from_micros(prepared.until_us),
+                from_micros(prepared.since_us), from_micros(prepared.until_us),
             )  # fmt: skip
-        refused[view] = refused.get(view, 0) + count
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 def shape(
