@@ -268,3 +268,68 @@ def test_every_answer_from_end_to_past_the_longest_window_is_exact_or_refused(
                 cleanup(store)
 
     check()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_streamed_view_read_past_the_slack_is_refused_where_tiles_are_missing(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The same with `parity ingest` (a StreamSource on Redis Streams) feeding events after END."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import redis
+
+    from parity.ingest.stream import StreamWorker, publish
+
+    url = request.getfixturevalue("redis_url")
+    stream = f"parity:test:{uuid.uuid4().hex}"
+    online = f"online:\n  type: redis\n  connection_string: {url}\n" if kind == "redis" else ""
+    source = (
+        f"events = StreamSource(name='events', stream='{stream}', lateness=timedelta(days=1), "
+        "batch_source=FileSource(path='events/'))"
+    )
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "parity.yaml").write_text(f"project: s{uuid.uuid4().hex[:10]}\n{online}")
+    defs = DEFS.replace(
+        'events = PushSource(name="events", batch_source=FileSource(path="events/"))', source
+    )
+    (root / "defs.py").write_text(defs.replace("PushSource", "PushSource, StreamSource"))
+    (root / "events").mkdir()
+    columns = history()
+    pq.write_table(
+        pa.table(
+            {
+                **columns,
+                "event_timestamp": pa.array(
+                    columns["event_timestamp"], pa.timestamp("us", tz="UTC")
+                ),
+            }
+        ),
+        root / "events" / "history.parquet",
+    )
+    clock = [END]
+    store = FeatureStore(root, clock=lambda: clock[0])
+    client = redis.Redis.from_url(url)
+    try:
+        store.apply()
+        store.materialize(END - timedelta(days=1), END)
+        clock[0] = END + timedelta(days=2)
+        later = after_end([timedelta(days=2) - timedelta(minutes=m) for m in range(1, 600, 7)])
+        rows = [
+            dict(zip(later, values, strict=True)) for values in zip(*later.values(), strict=True)
+        ]
+        publish(client, store.get_feature_view("velocity").source, rows)  # type: ignore[arg-type]
+        worker = StreamWorker(store, "events", block_ms=1, client=client)
+        while worker.run_once():
+            pass
+        assert worker.stats.applied == len(rows)
+        online_answer, offline = read(store, END + timedelta(days=2), clock)
+        seen = exact_or_refused(online_answer, offline, "streamed, END + 2 days")
+        assert seen["n7d"] == {Status.OUTSIDE_MAX_AGE} and seen["s30d"] == {Status.OUTSIDE_MAX_AGE}
+        assert Status.PRESENT in seen["n1h"] and Status.OUTSIDE_MAX_AGE not in seen["n2d"]
+    finally:
+        client.delete(stream)
+        client.close()
+        cleanup(store)
