@@ -333,3 +333,16 @@ def test_a_streamed_view_read_past_the_slack_is_refused_where_tiles_are_missing(
         client.delete(stream)
         client.close()
         cleanup(store)
+
+
+def test_read_slack_defaults_to_a_day_and_is_bounded() -> None:
+    from parity.errors import ConfigError
+    from parity.repo.config import parse_config
+
+    assert parse_config({"project": "x"}).materialize.read_slack == timedelta(days=1)
+    assert parse_config(
+        {"project": "x", "materialize": {"read_slack": "PT6H"}}
+    ).materialize.read_slack == timedelta(hours=6)
+    for wrong in ("PT10S", "P367D", "soon"):
+        with pytest.raises(ConfigError, match=r"materialize\.read_slack"):
+            parse_config({"project": "x", "materialize": {"read_slack": wrong}})

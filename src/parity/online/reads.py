@@ -228,8 +228,8 @@ def refuse(
     looks unseen while its longest window is stale (its events may be in tiles not written).
 
     Only entities with a pending record get here: a materialization writes one for every entity
-    with events in its span, so an entity without one had no event in any window at or after
-    its END, and its tiles (push, stream: every level) are complete."""
+    with events in its span, so an entity without one has no event up to its END in any window
+    read from its SINCE on, and its tiles there (push, stream: every level) are complete."""
     if known is None:
         return [_REFUSED] * len(outputs) if longest else [_UNKNOWN] * len(outputs)
     return [_REFUSED if o in stale else v for o, v in zip(outputs, known, strict=True)]
