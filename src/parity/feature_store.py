@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.request import RetrievalRequest
     from parity.offline.retrieval import FeaturesArg
-    from parity.online.reads import OnlineResponse
+    from parity.online.reads import OnlineResponse, Refusals
     from parity.online.store import OnlineStore
 
 
@@ -60,6 +60,7 @@ class FeatureStore:
         self._online: OnlineStore | None = online_store
         self._clock = clock
         self._pushed: dict[str, datetime] = {}  # view -> when this process last pushed to it
+        self._refused: Refusals | None = None  # window values answered OUTSIDE_MAX_AGE
         self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
         self._models: ModelRegistry | None = None
         self._datasets: Datasets | None = None
@@ -230,8 +231,9 @@ class FeatureStore:
         """Write to the online store what reads at `end` need, per online view (all by default):
         the newest row per entity still valid at `end` (a view without ttl: every row up to
         `end`, whatever `start`; with a ttl: from the earlier of `start` and `end - ttl`), and for
-        an aggregated view the tiles its windows read from `end` to a day after it (the
-        materialize.tiles.READ_SLACK: materialize again within it). Times: datetimes,
+        an aggregated view the tiles its windows read from `end` to `materialize.read_slack`
+        (default a day) after it: materialize again within it, else its long windows answer
+        OUTSIDE_MAX_AGE (docs/aggregations.md). Times: datetimes,
         dates, ISO 8601 text or 'now'. `progress(view, what, done, total)` reports each view's
         advance ('rows', 'events' or 'tiles'; total None while unknown; 'done' at its end)."""
         from parity.materialize.batch import interval_start
@@ -252,7 +254,8 @@ class FeatureStore:
         progress: Callable[[str, str, int, int | None], None] | None = None,
     ) -> list[MaterializeResult]:
         """Materialize each view from its watermark (else end - ttl, else every row) up to `end`;
-        an aggregated view rebuilds the tiles reads from `end` to a day after it use."""
+        an aggregated view rebuilds the tiles reads from `end` to `materialize.read_slack`
+        after it use."""
         from parity.materialize.batch import incremental_start
 
         until = self._time(end, "end")
@@ -283,7 +286,14 @@ class FeatureStore:
         common = (self.offline_engine, self.online_store, self._materialization_log(), self.project)
         advance("events" if view.is_aggregated else "rows", 0, None)
         if view.is_aggregated:
-            result = materialize_tiles(*common, view, end, now=self._clock, progress=advance)
+            result = materialize_tiles(
+                *common,
+                view,
+                end,
+                now=self._clock,
+                progress=advance,
+                slack=self.config.materialize.read_slack,
+            )
         else:
             result = materialize_view(*common, view, start, end, now=self._clock, progress=advance)
         advance("done", result.rows, result.rows)
@@ -324,7 +334,12 @@ class FeatureStore:
 
         request = self._online_request(features, full_feature_names)
         return read_online(
-            self.online_store, self.project, request, entity_rows, to_micros(self._clock())
+            self.online_store,
+            self.project,
+            request,
+            entity_rows,
+            to_micros(self._clock()),
+            self._refusals(),
         )
 
     async def get_online_features_async(
@@ -339,8 +354,26 @@ class FeatureStore:
 
         request = self._online_request(features, full_feature_names)
         return await read_online_async(
-            self.online_store, self.project, request, entity_rows, to_micros(self._clock())
+            self.online_store,
+            self.project,
+            request,
+            entity_rows,
+            to_micros(self._clock()),
+            self._refusals(),
         )
+
+    def refused_window_reads(self) -> dict[str, int]:
+        """Per aggregated view, how many window values this process answered OUTSIDE_MAX_AGE
+        because the view's last materialization did not write the tiles they need (read
+        later than materialize.read_slack after its END; see docs/aggregations.md)."""
+        return self._refusals().counts()
+
+    def _refusals(self) -> Refusals:
+        if self._refused is None:
+            from parity.online.reads import Refusals
+
+            self._refused = Refusals()
+        return self._refused
 
     def _online_request(self, features: FeaturesArg, full_feature_names: bool) -> RetrievalRequest:
         """Resolve refs or a service against the current catalog, remembering the answer for

@@ -311,3 +311,39 @@ def test_the_pending_record_outlives_sweeps_and_expires_with_its_events(
     if isinstance(expiring, RedisOnlineStore):
         at = expiring.client.pexpiretime(tiles_key(project_name, "v", key(1)))
         assert at == (now + DAY_US + hour) // 1000
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_materialization_record_is_shared_cached_briefly_and_forgotten_with_the_view(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, project_name: str
+) -> None:
+    """Reads ask the record on every call, so a store keeps it PREPARED_CACHE_SECONDS (clock
+    injected); its own writes and delete_view are seen at once, another process's within that."""
+    from parity.online.store import PREPARED_CACHE_SECONDS, Prepared
+
+    seconds = [100.0]
+
+    def opened() -> TileStore:
+        if kind == "sqlite":
+            return SqliteOnlineStore(tmp_path / "online.db", monotonic=lambda: seconds[0])
+        url = request.getfixturevalue("redis_url")
+        return RedisOnlineStore(url, monotonic=lambda: seconds[0])
+
+    writer, reader = opened(), opened()
+    try:
+        assert reader.materialized(project_name, "velocity") is None
+        record = Prepared(end_us=5_000, since_us=4_000, until_us=9_000)
+        writer.mark_materialized(project_name, "velocity", record)
+        assert writer.materialized(project_name, "velocity") == record
+        assert writer.materialized(project_name, "other") is None
+        assert reader.materialized(project_name, "velocity") is None  # remembered, briefly
+        seconds[0] += PREPARED_CACHE_SECONDS
+        assert reader.materialized(project_name, "velocity") == record
+        writer.delete_view(project_name, "velocity")
+        assert writer.materialized(project_name, "velocity") is None
+        seconds[0] += PREPARED_CACHE_SECONDS
+        assert reader.materialized(project_name, "velocity") is None
+    finally:
+        writer.delete_view(project_name, "velocity")
+        writer.close()
+        reader.close()

@@ -89,6 +89,28 @@ def longest_window_us(view: FeatureView) -> int:
     return max(a.window_us for a in view.aggregations)
 
 
+def stale_outputs(
+    view: FeatureView,
+    outputs: Iterable[str],
+    t_us: int,
+    prepared: tuple[int, int, int],
+) -> tuple[frozenset[str], bool]:
+    """Which wanted windows at t may need tiles that a materialization of events up to END, for
+    reads at t in [since, until] (`prepared`: (END, since, until)), did not write
+    (materialize/tiles.py keeps only those), and whether the view's longest window may (then
+    "not seen" is unknown too). A window is exact at t when since <= t <= until, or when it
+    starts after END: its tiles then hold only later events, which push and stream ingestion
+    write at every level. Pure; the same for every entity."""
+    end_us, since_us, until_us = prepared
+    if since_us <= t_us <= until_us:
+        return frozenset(), False
+    tile, by_output = view.tile_us, view.aggregation_by_output
+    stale = frozenset(
+        o for o in outputs if window_start(t_us, by_output[o].window_us, tile) <= end_us
+    )
+    return stale, window_start(t_us, longest_window_us(view), tile) <= end_us
+
+
 def window_values(
     view: FeatureView, outputs: Sequence[str], tiles: Mapping[str, dict[str, Any]], t_us: int
 ) -> list[Any] | None:

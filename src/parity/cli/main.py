@@ -207,7 +207,8 @@ def materialize(
 
     A view without a ttl gets each entity's newest row up to END, whatever START (so no entity
     is lost); a view with a ttl reads from the earlier of START and END - ttl; an aggregated
-    view gets the tiles its windows read from END to a day after it (run again at least daily).
+    view gets the tiles its windows read from END to materialize.read_slack (a day) after it:
+    run again within it, else its longer windows answer OUTSIDE_MAX_AGE until the next run.
     """
     names = views.split(",") if views else None
     with render.view_progress(err) as progress:
@@ -285,7 +286,8 @@ def materialize_incremental(
     views: ViewsOption = None,
 ) -> None:
     """Materialize each view from where its last run ended (else END - ttl, else every row) up
-    to END; an aggregated view rebuilds the tiles reads from END to a day after it use."""
+    to END; an aggregated view rebuilds the tiles reads from END to materialize.read_slack (a
+    day) after it use."""
     names = views.split(",") if views else None
     with render.view_progress(err) as progress:
         results = store_at(repo).materialize_incremental(end, names, progress=progress)

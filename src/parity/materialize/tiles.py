@@ -1,12 +1,15 @@
 """Materialize an aggregated view: fold the events that reads at about `end` use into tiles and
 write them to the online store.
 
-Only the tiles a read at t in [end, end + READ_SLACK] uses are written, and in each only the
+Only the tiles a read at t in [end, end + read slack] uses are written (the slack is
+materialize.read_slack in parity.yaml, READ_SLACK by default), and in each only the
 partials of the aggregations that read it (see keep_rules): every window's largest usable tiles
 back to its start at `end`, its smaller tiles only at the two ends of its cover. So a 30-day
 window of 1-minute tiles keeps its day tiles and a few hours of minute and hour tiles, not
 every minute of 30 days. START does not cut the span (docs/aggregations.md). Tiles are rebuilt
 whole and written with replace semantics, so a run killed part-way and run again converges.
+After the tiles, the run records (end, the earlier of end and its clock, end + slack) in the
+online store: reads refuse the windows those tiles do not cover (aggregation.tiles.stale_outputs).
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from parity.errors import BackendNotInstalled
 from parity.materialize.batch import MaterializeResult, Progress
 from parity.offline.engine import OfflineEngine
 from parity.online.encoding import PENDING, entity_keys, tile_name
-from parity.online.store import OnlineStore, TileStore
+from parity.online.store import OnlineStore, Prepared, TileStore
 from parity.registry.materializations import MaterializationLog, MaterializationRecord
 from parity.timeutil import from_micros, to_micros
 
 log = logging.getLogger(__name__)
-READ_SLACK = timedelta(days=1)  # reads up to this long after `end` are exact (then re-run)
+READ_SLACK = timedelta(days=1)  # the default of materialize.read_slack
 WRITE_CHUNK = 100_000  # tiles per write transaction (and per progress step)
 
 
@@ -53,19 +56,23 @@ class Keep:
         )
 
 
-def keep_rules(view: FeatureView, end_us: int, slack_us: int) -> list[Keep]:
-    """Which tiles reads at t in [end, end + slack] use, per output and tile size. Pure.
+def keep_rules(
+    view: FeatureView, end_us: int, slack_us: int, since_us: int | None = None
+) -> list[Keep]:
+    """Which tiles reads at t in [since, end + slack] use (since: `end` by default, earlier when
+    the run's clock is before `end`), per output and tile size. Pure.
 
     A window W at t reads the greedy cover of [ws(t), we(t)), ws(t) = its start, we(t) = the end
     of t's tile. Its largest size that fits in W is read anywhere in the cover; a smaller size s
     only where the next size s' does not: the tail [ws, ceil_s'(ws)) off s' boundaries, and the
     head [floor_s'(we), we). ws and we only grow with t."""
+    since = end_us if since_us is None else min(since_us, end_us)
     tile, sizes = view.tile_us, levels(view)
     rules = []
     for a in view.aggregations:
-        ws_lo = window_start(end_us, a.window_us, tile)
+        ws_lo = window_start(since, a.window_us, tile)
         ws_hi = window_start(end_us + slack_us, a.window_us, tile)
-        we_lo = tile_start(end_us, tile) + tile
+        we_lo = tile_start(since, tile) + tile
         usable = [size for size in sizes if size <= a.window_us]
         for index, size in enumerate(usable):
             if index == len(usable) - 1:
@@ -206,15 +213,20 @@ def materialize_tiles(
     *,
     now: Callable[[], datetime],
     progress: Progress | None = None,
+    slack: timedelta = READ_SLACK,
 ) -> MaterializeResult:
     if not isinstance(online, TileStore):
         raise BackendNotInstalled(
             f"the online store {type(online).__name__} keeps no tiles, so it cannot serve the "
             f"aggregated view '{view.name}'"
         )
-    begin = span_start(view, end)
-    rules = keep_rules(view, to_micros(end), READ_SLACK // timedelta(microseconds=1))
     now_us = to_micros(now())
+    end_us, slack_us = to_micros(end), slack // timedelta(microseconds=1)
+    # Reads from the earlier of END and now: a run past now serves reads until END too (its
+    # events after now wait in the pending record).
+    since_us = min(end_us, now_us)
+    begin = span_start(view, from_micros(since_us))
+    rules = keep_rules(view, end_us, slack_us, since_us)
     tiles: Tiles = {}
     grouped: dict[int, list[pa.Table]] = {}
     events = 0
@@ -237,6 +249,7 @@ def materialize_tiles(
         if progress is not None:
             progress("tiles", written, len(kept))
     count = written - entities  # tiles, not the one pending record per entity
+    online.mark_materialized(project, view.name, Prepared(end_us, since_us, end_us + slack_us))
     history.record_materialization(
         MaterializationRecord(project, view.name, begin, end, count, now())
     )

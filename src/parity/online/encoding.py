@@ -190,3 +190,8 @@ def tile_end(name: str) -> int:
         return _NEVER
     size, _, start = name.partition(":")
     return int(size) + int(start)
+
+
+def prepared_marker(view: str) -> str:
+    """The marker name under which stores keep a view's last materialization record."""
+    return f"materialized:{view}"

@@ -6,6 +6,8 @@ Pure apart from the single `OnlineStore.read`; the clock (for max age) is passed
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,12 +15,12 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, cast
 
-from parity.aggregation.tiles import read_plan, window_values
+from parity.aggregation.tiles import read_plan, stale_outputs, window_values
 from parity.definitions import FeatureView
 from parity.errors import BackendNotInstalled, EntityFrameError
 from parity.offline.request import RetrievalRequest
-from parity.online.encoding import OnlineRow, decode_payload, entity_keys
-from parity.online.store import OnlineStore, TileStore
+from parity.online.encoding import PENDING, OnlineRow, decode_payload, entity_keys
+from parity.online.store import OnlineStore, Prepared, TileStore
 from parity.timeutil import from_micros
 
 
@@ -77,9 +79,12 @@ def read_online(
     request: RetrievalRequest,
     entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     now_us: int,
+    refused: Refusals | None = None,
 ) -> OnlineResponse:
+    """`refused`, when given, counts per view the window values answered OUTSIDE_MAX_AGE
+    because the stored tiles do not cover the read (see read_windows)."""
     entities, wanted = plan_read(request, entity_rows)
-    windows = read_windows(store, project, request, entities, now_us)
+    windows = read_windows(store, project, request, entities, now_us, refused)
     response = shape(request, entities, store.read(project, wanted), now_us, windows)
     return with_on_demand(response, request)
 
@@ -90,6 +95,7 @@ async def read_online_async(
     request: RetrievalRequest,
     entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     now_us: int,
+    refused: Refusals | None = None,
 ) -> OnlineResponse:
     """As read_online, awaiting the store's `read_async` where it has one (Redis; its tiles are
     read on a thread): the event loop never waits on the network. A store without one (SQLite,
@@ -100,11 +106,11 @@ async def read_online_async(
         windows = {}
         if any(v.view.is_aggregated for v in request.views):
             windows = await asyncio.to_thread(
-                read_windows, store, project, request, entities, now_us
+                read_windows, store, project, request, entities, now_us, refused
             )
         found = await read_async(project, wanted)
     else:
-        windows = read_windows(store, project, request, entities, now_us)
+        windows = read_windows(store, project, request, entities, now_us, refused)
         found = store.read(project, wanted)
     return with_on_demand(shape(request, entities, found, now_us, windows), request)
 
@@ -167,6 +173,9 @@ def key_types(view: FeatureView) -> tuple[str, ...]:
 
 # The window value of an entity without any event in the view's longest window: NOT_FOUND.
 _UNKNOWN: Any = object()
+# The window value the stored tiles cannot give exactly at t: OUTSIDE_MAX_AGE, null.
+_REFUSED: Any = object()
+log = logging.getLogger(__name__)
 
 
 def read_windows(
@@ -175,10 +184,13 @@ def read_windows(
     request: RetrievalRequest,
     entities: dict[str, list[Any]],
     now_us: int,
+    refused: Refusals | None = None,
 ) -> dict[str, list[Any]]:
     """Window values of the aggregated views' wanted features at `now_us`, by output name:
     one tile read per aggregated view, merged per entity (parity.aggregation.tiles); `_UNKNOWN`
-    for an entity the view has not seen in its longest window."""
+    for an entity the view has not seen in its longest window; `_REFUSED` for a window the
+    stored tiles do not cover at `now_us` (an entity of the view's last materialization read
+    past its read slack: see refuse)."""
     values: dict[str, list[Any]] = {}
     for view_request in request.views:
         view = view_request.view
@@ -190,18 +202,72 @@ def read_windows(
                 f"the online store {type(store).__name__} keeps no tiles, so it cannot serve the "
                 f"aggregated view '{view.name}'"
             )
+        tiles_store = cast(TileStore, store)
         keys = _view_keys(view, entities)
         plan = read_plan(view, view_request.features, now_us)
-        found = cast(TileStore, store).read_tiles(project, view.name, keys, plan)
+        found = tiles_store.read_tiles(project, view.name, keys, plan)
+        prepared = tiles_store.materialized(project, view.name)
+        stale: frozenset[str] = frozenset()
+        longest = False
+        if prepared is not None:
+            stale, longest = stale_outputs(view, view_request.features, now_us, prepared)
         columns: list[list[Any]] = [[] for _ in view_request.features]
         unknown = [_UNKNOWN] * len(view_request.features)
+        count = 0
         for tiles in found:
             decoded = {name: decode_payload(data) for name, data in tiles.items()}
             known = window_values(view, view_request.features, decoded, now_us)
+            if stale and PENDING in decoded:  # the entity's tiles are the materialization's
+                known = refuse(view_request.features, known, stale, longest)
+                count += known.count(_REFUSED)
             for column, value in zip(columns, unknown if known is None else known, strict=True):
                 column.append(value)
+        if count and refused is not None and prepared is not None:
+            refused.add(view.name, count, prepared, now_us)
         values.update(zip(view_request.output_names, columns, strict=True))
     return values
+
+
+def refuse(
+    outputs: Sequence[str], known: list[Any] | None, stale: frozenset[str], longest: bool
+) -> list[Any]:
+    """An entity's window values with the stale windows' replaced by `_REFUSED`; every one if it
+    looks unseen while its longest window is stale (its events may be in tiles not written).
+
+    Only entities with a pending record get here: a materialization writes one for every entity
+    with events in its span, so an entity without one has no event up to its END in any window
+    read from its SINCE on, and its tiles there (push, stream: every level) are complete."""
+    if known is None:
+        return [_REFUSED] * len(outputs) if longest else [_UNKNOWN] * len(outputs)
+    return [_REFUSED if o in stale else v for o, v in zip(outputs, known, strict=True)]
+
+
+class Refusals:
+    """Per aggregated view, the window values answered OUTSIDE_MAX_AGE because the stored tiles
+    do not cover the read; thread-safe (servers read off the event loop). The first of a view
+    is logged as a warning."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, view: str, count: int, prepared: Prepared, now_us: int) -> None:
+        with self._lock:
+            first = view not in self._counts
+            self._counts[view] = self._counts.get(view, 0) + count
+        if first:
+            log.warning(
+                "reads of aggregated view %s at %s are past what its materialization at %s "
+                "prepared (reads from %s until %s): windows starting before it answer "
+                "OUTSIDE_MAX_AGE; run materialize-incremental at least every "
+                "materialize.read_slack",
+                view, from_micros(now_us), from_micros(prepared.end_us),
+                from_micros(prepared.since_us), from_micros(prepared.until_us),
+            )  # fmt: skip
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 def shape(
@@ -223,10 +289,14 @@ def shape(
                     if v is _UNKNOWN
                     else Status.NULL_VALUE
                     if v is None
+                    else Status.OUTSIDE_MAX_AGE
+                    if v is _REFUSED
                     else Status.PRESENT
                     for v in values
                 ]
-                response.values[output] = [None if v is _UNKNOWN else v for v in values]
+                response.values[output] = [
+                    None if v is _UNKNOWN or v is _REFUSED else v for v in values
+                ]
                 response.event_timestamps[output] = [None] * count
             continue
         rows = found[index * count : (index + 1) * count]

@@ -12,7 +12,8 @@ Redis keeps failing. Writes keep redis-py's own timeouts and retries.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,9 +29,10 @@ from parity.online.encoding import (
     decode_value,
     encode_payload,
     encode_value,
+    prepared_marker,
     tile_end,
 )
-from parity.online.store import TileMerge
+from parity.online.store import PREPARED_CACHE_SECONDS, Prepared, Remembered, TileMerge
 from parity.redaction import redact
 
 # KEYS[i] gets field ARGV[3i-2] = value ARGV[3i-1] unless the stored header is newer. Headers are
@@ -187,8 +189,12 @@ class RedisOnlineStore:
         expire: bool = False,
         read_timeout_seconds: float = 0.5,
         breaker: CircuitBreaker | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
+        self._prepared: Remembered[tuple[str, str], Prepared | None] = Remembered(
+            PREPARED_CACHE_SECONDS, monotonic
+        )
         self.client = client if client is not None else redis_module().Redis.from_url(url)
         self.expire = expire
         self.read_timeout_seconds = read_timeout_seconds
@@ -397,7 +403,24 @@ class RedisOnlineStore:
             data = self.client.get(marker_key(project, name))
         return [] if data is None else list(decode_payload(data)["ids"])
 
+    def mark_materialized(self, project: str, view: str, prepared: Prepared) -> None:
+        with self._reachable():
+            self.client.set(
+                marker_key(project, prepared_marker(view)), encode_payload(prepared._asdict())
+            )
+        self._prepared.forget((project, view))
+
+    def materialized(self, project: str, view: str) -> Prepared | None:
+        return self._prepared.get((project, view), lambda: self._load_prepared(project, view))
+
+    def _load_prepared(self, project: str, view: str) -> Prepared | None:
+        with self._serving():  # on the read path: short timeout, behind the circuit breaker
+            data = self._reader_client.get(marker_key(project, prepared_marker(view)))
+        return None if data is None else Prepared(**decode_payload(data))
+
     def delete_view(self, project: str, view: str) -> None:
+        self.client.delete(marker_key(project, prepared_marker(view)))
+        self._prepared.forget((project, view))
         pattern = b"parity:v1:" + project.encode() + b":{*"
         tiles_suffix = b":tiles:" + view.encode()
         for key in self.client.scan_iter(match=pattern, count=1000):

@@ -14,8 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 
-from parity.online.encoding import OnlineRow, decode_payload, encode_payload, tile_end
-from parity.online.store import TileMerge
+from parity.online.encoding import (
+    OnlineRow,
+    decode_payload,
+    encode_payload,
+    prepared_marker,
+    tile_end,
+)
+from parity.online.store import PREPARED_CACHE_SECONDS, Prepared, Remembered, TileMerge
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS parity_online (
@@ -68,13 +74,21 @@ _MAX_PARAMS = 900
 
 class SqliteOnlineStore:
     def __init__(
-        self, path: str | Path, *, expire: bool = False, clock: Callable[[], float] = time.time
+        self,
+        path: str | Path,
+        *,
+        expire: bool = False,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.expire = expire
         self._clock = clock
         self._local = threading.local()
+        self._prepared: Remembered[tuple[str, str], Prepared | None] = Remembered(
+            PREPARED_CACHE_SECONDS, monotonic
+        )
         conn = self._connection()
         conn.execute(_SCHEMA)
         columns = {info[1] for info in conn.execute("PRAGMA table_info(parity_online)")}
@@ -262,10 +276,36 @@ class SqliteOnlineStore:
         )
         return [] if row is None else list(decode_payload(row[0])["ids"])
 
+    def mark_materialized(self, project: str, view: str, prepared: Prepared) -> None:
+        self._connection().execute(
+            "INSERT OR REPLACE INTO parity_markers VALUES (?, ?, ?)",
+            (project, prepared_marker(view), encode_payload(prepared._asdict())),
+        )
+        self._prepared.forget((project, view))
+
+    def materialized(self, project: str, view: str) -> Prepared | None:
+        return self._prepared.get((project, view), lambda: self._load_prepared(project, view))
+
+    def _load_prepared(self, project: str, view: str) -> Prepared | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT ids FROM parity_markers WHERE project = ? AND name = ?",
+                (project, prepared_marker(view)),
+            )
+            .fetchone()
+        )
+        return None if row is None else Prepared(**decode_payload(row[0]))
+
     def delete_view(self, project: str, view: str) -> None:
         conn = self._connection()
         conn.execute("DELETE FROM parity_online WHERE project = ? AND view = ?", (project, view))
         conn.execute("DELETE FROM parity_tiles WHERE project = ? AND view = ?", (project, view))
+        conn.execute(
+            "DELETE FROM parity_markers WHERE project = ? AND name = ?",
+            (project, prepared_marker(view)),
+        )
+        self._prepared.forget((project, view))
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from parity.online.encoding import OnlineRow
 
@@ -88,3 +88,51 @@ class TileStore(Protocol):
     def read_marker(self, project: str, name: str) -> list[str]:
         """The ids last stored under marker `name` (empty if none)."""
         ...
+
+    def mark_materialized(self, project: str, view: str, prepared: Prepared) -> None:
+        """Record that the view's tiles now serve exactly the reads `prepared` says (written by
+        a materialization after its tiles; delete_view forgets it)."""
+        ...
+
+    def materialized(self, project: str, view: str) -> Prepared | None:
+        """The view's last materialization record, None if it was never materialized; may be up
+        to PREPARED_CACHE_SECONDS old (reads ask it on every call)."""
+        ...
+
+
+class Prepared(NamedTuple):
+    """What the last materialization of an aggregated view wrote: the tiles of its events up to
+    `end` for reads at t in [since, until] (since: the earlier of end and the run's clock;
+    until = end + read_slack); see aggregation.tiles.stale_outputs."""
+
+    end_us: int
+    since_us: int
+    until_us: int
+
+
+# How long a store remembers a view's materialization record: a server sees a new one within
+# this. Safe because a record only lags: an older one refuses or answers what its tiles hold.
+PREPARED_CACHE_SECONDS = 1.0
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Remembered(Generic[K, V]):
+    """Values loaded on demand and kept for `seconds` of `clock` (monotonic seconds)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.seconds, self.clock = seconds, clock
+        self._kept: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K, load: Callable[[], V]) -> V:
+        now = self.clock()
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        value = load()
+        self._kept[key] = (now + self.seconds, value)
+        return value
+
+    def forget(self, key: K) -> None:
+        self._kept.pop(key, None)

@@ -136,12 +136,24 @@ class IngestConfig(_Settings):
     )
 
 
+class MaterializeConfig(_Settings):
+    """`read_slack` (seconds, or an ISO 8601 duration such as P1D; default 1 day, from 1 minute
+    to 366 days): a materialization of an aggregated view at END writes the tiles reads at t in
+    [END, END + read_slack] use. Later, a window that still starts at or before END answers
+    OUTSIDE_MAX_AGE until the next run. Larger = more tiles written, smaller = run more often."""
+
+    read_slack: timedelta = Field(
+        default=timedelta(days=1), ge=timedelta(minutes=1), le=timedelta(days=366)
+    )
+
+
 class RepoConfig(_Settings):
     project: str
     registry: RegistryConfig = RegistryConfig()
     offline: OfflineConfig = OfflineConfig()
     online: OnlineConfig = OnlineConfig()
     ingest: IngestConfig = IngestConfig()
+    materialize: MaterializeConfig = MaterializeConfig()
     models: ModelsConfig = ModelsConfig()
     feature_server: FeatureServerConfig = FeatureServerConfig()
 

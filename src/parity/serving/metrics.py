@@ -1,4 +1,5 @@
-"""The feature server's Prometheus metrics: latency by path, errors by code, freshness by view.
+"""The feature server's Prometheus metrics: latency by path, errors by code, freshness by view,
+window values refused by view.
 
 Freshness is computed when scraped: seconds since the newest data the online store received for
 each online view, from the registry's materialization watermark or a push seen by this process.
@@ -11,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from parity.timeutil import EPOCH
@@ -24,6 +25,7 @@ class ServerMetrics:
         self,
         freshness: Callable[[], dict[str, datetime | None]],
         clock: Callable[[], datetime],
+        refused: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self._latency = Histogram(
@@ -40,6 +42,8 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.registry.register(_Freshness(freshness, clock))
+        if refused is not None:
+            self.registry.register(_Refused(refused))
         self._by_path = {path: self._latency.labels(path) for path in PATHS}
         self._other = self._latency.labels("other")
         self._error_counters: dict[str, Any] = {}
@@ -77,3 +81,22 @@ class _Freshness(Collector):
         for view, newest in sorted(self._freshness().items()):
             gauge.add_metric([view], (now - (newest or EPOCH)).total_seconds())
         yield gauge
+
+
+class _Refused(Collector):
+    """Window values answered OUTSIDE_MAX_AGE because the view's last materialization did not
+    write the tiles they need (docs/aggregations.md): materialize more often or widen the slack."""
+
+    def __init__(self, refused: Callable[[], dict[str, int]]) -> None:
+        self._refused = refused
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        counter = CounterMetricFamily(
+            "parity_window_reads_refused",
+            "Window values answered OUTSIDE_MAX_AGE: read later than materialize.read_slack "
+            "after the view's last materialization, in a window starting before it",
+            labels=["view"],
+        )
+        for view, count in sorted(self._refused().items()):
+            counter.add_metric([view], count)
+        yield counter
