@@ -29,6 +29,7 @@ from parity.timeutil import TimeLike, parse_time, to_micros, utcnow
 if TYPE_CHECKING:
     from parity.materialize.batch import MaterializeResult
     from parity.models.registry import ModelRegistry
+    from parity.monitoring.online import OnlineMonitor
     from parity.offline.datasets import Datasets
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.request import RetrievalRequest
@@ -96,6 +97,13 @@ class FeatureStore:
         if self._models is None:
             self._models = _model_registry(self)
         return self._models
+
+    @property
+    def monitoring(self) -> OnlineMonitor:
+        """Signals about the online side: `freshness()` per view, `refused_window_reads()`."""
+        from parity.monitoring.online import OnlineMonitor
+
+        return OnlineMonitor(self._online_freshness, self._refusals())
 
     @property
     def datasets(self) -> Datasets:
@@ -362,12 +370,6 @@ class FeatureStore:
             self._refusals(),
         )
 
-    def refused_window_reads(self) -> dict[str, int]:
-        """Per aggregated view, how many window values this process answered OUTSIDE_MAX_AGE
-        because the view's last materialization did not write the tiles they need (read
-        later than materialize.read_slack after its END; see docs/aggregations.md)."""
-        return self._refusals().counts()
-
     def _refusals(self) -> Refusals:
         if self._refused is None:
             from parity.online.reads import Refusals
@@ -431,9 +433,7 @@ class FeatureStore:
                 self._pushed[view.name] = self._clock()
         return int(table.num_rows)
 
-    def online_freshness(self) -> dict[str, datetime | None]:
-        """Per online view, the newest data written online: its materialization watermark or
-        this process's last push to it, whichever is later; None when neither happened."""
+    def _online_freshness(self) -> dict[str, datetime | None]:
         log = self._materialization_log()
         newest: dict[str, datetime | None] = {}
         for view in self._online_views(None):

@@ -150,7 +150,9 @@ def create_app(
         threads=read_threads or settings.read_threads,
         max_wait_seconds=(max_queue_ms or settings.max_queue_ms) / 1000,
     )
-    metrics = ServerMetrics(store.online_freshness, store.now, store.refused_window_reads)
+    metrics = ServerMetrics(
+        store.monitoring.freshness, store.now, store.monitoring.refused_window_reads
+    )
     answers = _Answers(store, metrics, admission, max_entities or settings.max_entities)
     return Guard(
         _fastapi_app(store, metrics, answers, enable_push),

@@ -1,0 +1,1 @@
+"""Monitoring: signals about what the store and servers answer (it starts nothing)."""
