@@ -409,16 +409,28 @@ class FeatureStore:
             bind(request, lambda: self.load_repo().catalog.on_demand_feature_views)
 
     def push(
-        self, name: str, rows: Any, to: Literal["online", "offline", "both"] = "online"
+        self,
+        name: str,
+        rows: Any,
+        to: Literal["online", "offline", "both"] = "online",
+        *,
+        bytes_as_base64: bool = False,
     ) -> int:
         """Validate rows against every view reading push source `name`, append them to its
-        offline folder (durably, before returning) and/or write them online. Returns rows."""
+        offline folder (durably, before returning) and/or write them online. Returns rows.
+
+        A column no view reads is refused; no rows is a no-op (0). With `bytes_as_base64`, text
+        in a Bytes feature's column is base64 (as JSON carries bytes; /push sets it)."""
         from parity.ingest import push as pushing
 
         views = pushing.views_of(self.registry.catalog, name)
-        table = pushing.validate(views, pushing.as_table(rows))
         if to not in ("online", "offline", "both"):
             raise PushError(f"to={to!r}: push to 'online', 'offline' or 'both'")
+        table = pushing.as_table(rows)
+        pushing.refuse_unread(views, table)
+        table = pushing.validate(views, table, bytes_as_base64=bytes_as_base64)
+        if table.num_rows == 0:
+            return 0  # nothing to write (the column names were checked)
         pushing.check_future(views, table, self._clock(), self.config.ingest.max_future_skew)
         if to in ("offline", "both"):
             pushing.append_offline(views[0], table, self.repo_path, self._clock())

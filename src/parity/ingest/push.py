@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from parity.definitions import FeatureView, PushSource, StreamSource
 from parity.durable import fsync_dir
 from parity.errors import BackendNotInstalled, FutureEventError, PushError, PushSourceNotFound
+from parity.ingest.values import fit_column
 from parity.offline.entity_frame import normalize_timestamp
 from parity.offline.sources import resolve_path
 from parity.online.encoding import OnlineRow, rows_from_columns
@@ -99,8 +100,33 @@ def _refuse_out_of_range(rows: Any) -> None:
             )
 
 
-def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
-    """Check columns and types for every view; return the table with UTC microsecond times."""
+def refuse_unread(views: list[FeatureView], table: pa.Table) -> None:
+    """A pushed column that no view of the push source reads (and that is no timestamp column)
+    is refused, as /v1 refuses unknown fields: it would be stored offline and never read."""
+    source = views[0].batch_source
+    known = {
+        source.column_for(name)
+        for view in views
+        for name in [*view.join_keys, *(f.name for f in view.inputs)]
+    }
+    known |= {name for name in (source.timestamp_field, source.created_timestamp_column) if name}
+    unread = [name for name in table.column_names if name not in known]
+    if unread:
+        readers = ", ".join(f"'{view.name}'" for view in views)
+        raise PushError(
+            f"pushed column {', '.join(repr(n) for n in unread)}: no feature view reads it "
+            f"(push source '{views[0].source.name}' is read by {readers}, which read "
+            f"{sorted(known)}); drop the column or add a Field for it"
+        )
+
+
+def validate(
+    views: list[FeatureView], table: pa.Table, *, bytes_as_base64: bool = False
+) -> pa.Table:
+    """Check columns and types for every view; return the table with each column as its view
+    declares it (safe casts, NaN as null) and UTC microsecond times. With `bytes_as_base64`,
+    text in a Bytes column is base64 (how JSON carries bytes). A table of no rows is checked
+    for its column names only."""
     source = views[0].batch_source
     columns = set(table.column_names)
     for view in views:
@@ -115,16 +141,16 @@ def validate(views: list[FeatureView], table: pa.Table) -> pa.Table:
             if keyed:
                 _refuse_nulls(table[column], column, "a null join key")
             dtype = keyed[0] if keyed else view.input(name).dtype
-            if not dtype.accepts_arrow(table[column].type) and table[column].null_count < len(
-                table
-            ):
-                raise PushError(
-                    f"pushed column '{column}' is {table[column].type}, but feature view "
-                    f"'{view.name}' declares {dtype}; convert it"
-                )
-    for name in filter(None, (source.timestamp_field, source.created_timestamp_column)):
+            index = table.column_names.index(column)
+            fitted = fit_column(table[column], column, dtype, view.name, bytes_as_base64)
+            table = table.set_column(index, column, fitted)
+    stamps = [name for name in (source.timestamp_field, source.created_timestamp_column) if name]
+    for name in stamps:
         if name not in columns:
             raise PushError(f"pushed rows lack the timestamp column '{name}'")
+    if table.num_rows == 0:
+        return table
+    for name in stamps:
         index = table.column_names.index(name)
         table = table.set_column(index, name, normalize_timestamp(table[name], name))
         _refuse_unrepresentable(table[name], name)

@@ -21,6 +21,7 @@ import pyarrow.types as pat
 
 from parity.definitions import FeatureView
 from parity.errors import EntityFrameError, RetrievalError, SourceSchemaError
+from parity.offline import entity_frame
 from parity.offline.duckdb_sql import (
     SourceScan,
     latest_sql,
@@ -85,6 +86,11 @@ class DuckDBJob:
             ) from None
         except duckdb.IOException as error:
             raise SourceSchemaError(f"a source could not be read: {error}") from None
+        except duckdb.InvalidInputException as error:
+            text = str(error).splitlines()[0].removeprefix("Invalid Input Error: ")
+            if text.startswith("entity frame column "):  # raised by _refusing_nulls' SQL
+                raise EntityFrameError(text) from None
+            raise
 
 
 _EPOCH_TEXT = re.compile(r'"-?\d+(\.\d+)?" when casting')
@@ -201,7 +207,11 @@ class DuckDBEngine:
             entity_sql = f"SELECT *, {ts} AS __ts FROM __parity_entity_input"
         else:
             base = f"read_parquet({literal(entity.path)})" if entity.path else f"({entity.sql})"
-            entity_sql = f"SELECT *, (row_number() OVER ()) - 1 AS __rid, {ts} AS __ts FROM {base}"
+            entity_sql = _refusing_nulls(
+                f"SELECT *, (row_number() OVER ()) - 1 AS __rid, {ts} AS __ts FROM {base}",
+                timestamp_column,
+                request,
+            )
         sql = retrieval_sql(
             request, entity_sql, self._scans(request), _utc_output(entity.schema, timestamp_column)
         )
@@ -234,6 +244,20 @@ class DuckDBEngine:
         )
         connection = self.connect()
         return DuckDBJob(connection, retrieval_sql(request, entity_sql, scans))
+
+
+def _refusing_nulls(entity_sql: str, timestamp_column: str, request: RetrievalRequest) -> str:
+    """The rows of a Parquet or SQL entity frame, failing as they are read (EntityFrameError,
+    via DuckDBJob._run) at a row without a time or a join key: what entity_frame.check refuses
+    up front for frames in memory."""
+    checks = [(timestamp_column, entity_frame.NO_TIME)]
+    checks += [(key, entity_frame.NULL_KEY) for key in entity_frame.join_keys(request)]
+    cases = []
+    for column, what in checks:
+        head, tail = entity_frame.null_message(column, "\x00", what).split("\x00")
+        message = f"{literal(head)} || __rid::VARCHAR || {literal(tail)}"
+        cases.append(f"WHEN {quote(column)} IS NULL THEN error({message})")
+    return f"SELECT * REPLACE (CASE {' '.join(cases)} ELSE __ts END AS __ts) FROM ({entity_sql})"
 
 
 def _utc_output(schema: pa.Schema, column: str) -> str | None:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 RESERVED_COLUMNS = ("__rid", "__ts")
+NO_TIME = "no time; every entity row needs one"
+NULL_KEY = "a null join key, which no feature row can match"
 _SQL_STARTS = ("select", "with", "from", "values", "(")
 
 
@@ -172,12 +174,36 @@ def check(frame: EntityFrame, request: RetrievalRequest, timestamp_column: str) 
                         f"keys are {entity.value_type}; convert the column"
                     )
     _check_request_fields(columns, request)
+    if frame.table is not None:
+        _refuse_nulls(frame.table, timestamp_column, NO_TIME)
+        for key in join_keys(request):
+            _refuse_nulls(frame.table, key, NULL_KEY)
     clash = sorted(set(request.output_names) & set(columns))
     if clash:
         raise EntityFrameError(
             f"entity frame columns {clash} have the names of requested features; rename them "
             "or pass full_feature_names=True"
         )
+
+
+def _refuse_nulls(table: pa.Table, column: str, what: str) -> None:
+    """An entity row without a time or a key is refused naming the row (as push refuses it),
+    instead of answering all-null features for it."""
+    import pyarrow.compute as pc
+
+    values = table[column]
+    if values.null_count:
+        row = pc.index(values.is_null(), True).as_py()
+        raise EntityFrameError(null_message(column, str(row), what))
+
+
+def join_keys(request: RetrievalRequest) -> list[str]:
+    """Every join key of the request's views, once each, in order."""
+    return list(dict.fromkeys(k for v in request.views for k in v.view.join_keys))
+
+
+def null_message(column: str, row: str, what: str) -> str:
+    return f"entity frame column '{column}' row {row} has {what}: drop the row or fill it in"
 
 
 def _check_request_fields(columns: dict[str, pa.DataType], request: RetrievalRequest) -> None:

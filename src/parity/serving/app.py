@@ -284,6 +284,7 @@ def _add_routes(
             body.push_source_name,
             body.df,
             to=body.to,
+            bytes_as_base64=True,  # JSON carries Bytes features as base64 text, as answered
         )
         return _Json({"pushed": rows})
 
