@@ -26,6 +26,7 @@ from parity.errors import (
     ModelRegistrationError,
     SignatureMismatch,
     UnknownFlavor,
+    UnknownPredictMethod,
     UntrustedArtifact,
 )
 from parity.models.methods import (
@@ -555,8 +556,10 @@ def save_model(
         data = pack(header.flavor, payload, None, meta)
     if sample_input is None:
         return data
-    if sample_output is None:  # trusted: these bytes were made from a live object just now
-        sample_output = _sample_outputs(chosen.load(data, trusted=True), sample_input)
+    if sample_output is None or methods != DEFAULT:  # chosen methods are always tried
+        # trusted: these bytes were made from a live object just now
+        computed = _sample_outputs(chosen.load(data, trusted=True), sample_input, methods)
+        sample_output = computed if sample_output is None else sample_output
     signature = infer_signature(sample_input, sample_output, methods)
     return pack(header.flavor, payload, signature, meta)
 
@@ -575,16 +578,50 @@ def _check_methods(model: Any, chosen: ModelFlavor, methods: Methods, sample_inp
         )
 
 
-def _sample_outputs(model: LoadedModel, sample_input: Any) -> Any:
-    outputs = model.predict_outputs(sample_input)
+def _sample_outputs(model: LoadedModel, sample_input: Any, methods: Methods) -> Any:
     rows = len(sample_input)
-    for name, output in outputs.items():
-        if output.ndim == 0 or output.shape[0] != rows:
-            raise SignatureMismatch(
-                f"output '{name}' has shape {output.shape} for {rows} sample rows; each output "
-                "must have one row per input row"
-            )
-    return outputs if model._outputs else outputs[model.output_names[0]]
+    if not model._outputs:
+        outputs = model.predict_outputs(sample_input)
+        for name, output in outputs.items():
+            if output.ndim == 0 or output.shape[0] != rows:
+                raise SignatureMismatch(
+                    f"output '{name}' has shape {output.shape} for {rows} sample rows; each "
+                    "output must have one row per input row"
+                )
+        return outputs[model.output_names[0]]
+    return {
+        name: _tried(method, model._outputs[name], sample_input, rows) for name, method in methods
+    }
+
+
+def _tried(method: str, function: Callable[[Any], Any], sample: Any, rows: int) -> Any:
+    """A chosen method's output on the sample, or UnknownPredictMethod naming the method when it
+    is not a prediction method: it raises, or does not return one array row per input row."""
+    hint = (
+        "; predict_method takes prediction methods only (predict, predict_proba, "
+        "decision_function, ...), each returning one row per input row"
+    )
+    try:
+        output = np.asarray(function(sample))
+    except Exception as error:
+        raise UnknownPredictMethod(
+            f"predict_method '{method}' raised {type(error).__name__} on the sample input "
+            f"({error}){hint}"
+        ) from None
+    if output.ndim == 0 or output.shape[0] != rows:
+        got = "a single value" if output.ndim == 0 else f"shape {output.shape}"
+        raise UnknownPredictMethod(
+            f"predict_method '{method}' returned {got} for {rows} sample rows{hint}"
+        )
+    if output.dtype.kind == "O" and not all(map(_is_scalar, output.reshape(-1))):
+        raise UnknownPredictMethod(
+            f"predict_method '{method}' returned objects that are not numbers or text{hint}"
+        )
+    return output
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | bytes | int | float | np.generic)
 
 
 def load_model(data: bytes, *, trusted: bool = False) -> LoadedModel:

@@ -27,6 +27,7 @@ _PREDICTION_METHODS = (
 )
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,199}")
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,199}")
+_CHANGES_THE_MODEL = re.compile(r"(fit|partial_fit)($|_)|set_")  # fit, fit_transform, set_params...
 
 
 def normalize(choice: PredictMethod | None) -> Methods:
@@ -64,8 +65,14 @@ def _bad(problem: str) -> ModelRegistrationError:
 
 
 def check_available(model: Any, methods: Methods) -> None:
-    """Raise UnknownPredictMethod unless the model has each method (callable)."""
+    """Raise UnknownPredictMethod unless the model has each method (callable) and none is one
+    that changes the model (fit*, partial_fit, set_*: serving must not refit on each request)."""
     for _, method in methods:
+        if _CHANGES_THE_MODEL.match(method):
+            raise UnknownPredictMethod(
+                f"predict_method '{method}' changes the model (it fits or sets it) rather than "
+                f"predicting; its prediction methods are {available(model) or 'none'}"
+            )
         if not callable(getattr(model, method, None)):
             raise UnknownPredictMethod(
                 f"{type(model).__qualname__} has no method '{method}' to serve; its prediction "
