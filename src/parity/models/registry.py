@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from parity.errors import (
+    AliasNotFound,
     FeatureServiceNotFound,
     InvalidModelRef,
     ModelRegistrationError,
@@ -403,6 +404,8 @@ class ModelRegistry:
         Compare-and-swap: if the alias moved after the history was read, raise AliasMoved and
         change nothing, so a rollback never undoes a move it did not see."""
         events = self.store.alias_history(self.project, name, alias)
+        if not events:  # never set: not found, rather than "no earlier version"
+            self._require_alias(name, alias)
         target = events[-1].previous if events else None
         if target is None:
             raise NoRollbackTarget(
@@ -423,6 +426,16 @@ class ModelRegistry:
                 f"alias '{alias}' of model '{name}' last pointed at version {target}, which was "
                 f"deleted; see 'parity models versions {name}' and set the alias explicitly"
             ) from None
+
+    def _require_alias(self, name: str, alias: str) -> None:
+        """ModelNotFound for an unknown model, AliasNotFound for an alias it does not have."""
+        if name not in self.store.list_models(self.project):
+            raise model_not_found(self.project, name)
+        if alias not in self.store.aliases(self.project, name):
+            raise AliasNotFound(
+                f"model '{name}' has no alias '{alias}'; see 'parity models versions {name}' for "
+                f"its aliases, or set it with 'parity models alias set {name} {alias} VERSION'"
+            )
 
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Alias moves of a model (or of one alias), oldest first; ModelNotFound for a model that
