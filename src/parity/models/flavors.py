@@ -26,7 +26,6 @@ from parity.errors import (
     ModelRegistrationError,
     SignatureMismatch,
     UnknownFlavor,
-    UnknownPredictMethod,
     UntrustedArtifact,
 )
 from parity.models.methods import (
@@ -37,6 +36,7 @@ from parity.models.methods import (
     bind,
     check_available,
     normalize,
+    try_on_sample,
 )
 
 logger = logging.getLogger(__name__)
@@ -590,38 +590,9 @@ def _sample_outputs(model: LoadedModel, sample_input: Any, methods: Methods) -> 
                 )
         return outputs[model.output_names[0]]
     return {
-        name: _tried(method, model._outputs[name], sample_input, rows) for name, method in methods
+        name: try_on_sample(method, model._outputs[name], sample_input, rows)
+        for name, method in methods
     }
-
-
-def _tried(method: str, function: Callable[[Any], Any], sample: Any, rows: int) -> Any:
-    """A chosen method's output on the sample, or UnknownPredictMethod naming the method when it
-    is not a prediction method: it raises, or does not return one array row per input row."""
-    hint = (
-        "; predict_method takes prediction methods only (predict, predict_proba, "
-        "decision_function, ...), each returning one row per input row"
-    )
-    try:
-        output = np.asarray(function(sample))
-    except Exception as error:
-        raise UnknownPredictMethod(
-            f"predict_method '{method}' raised {type(error).__name__} on the sample input "
-            f"({error}){hint}"
-        ) from None
-    if output.ndim == 0 or output.shape[0] != rows:
-        got = "a single value" if output.ndim == 0 else f"shape {output.shape}"
-        raise UnknownPredictMethod(
-            f"predict_method '{method}' returned {got} for {rows} sample rows{hint}"
-        )
-    if output.dtype.kind == "O" and not all(map(_is_scalar, output.reshape(-1))):
-        raise UnknownPredictMethod(
-            f"predict_method '{method}' returned objects that are not numbers or text{hint}"
-        )
-    return output
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, str | bytes | int | float | np.generic)
 
 
 def load_model(data: bytes, *, trusted: bool = False) -> LoadedModel:
