@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from parity.errors import (
@@ -40,7 +40,7 @@ from parity.models.store import (
     model_not_found,
 )
 from parity.registry.datasets import DatasetStore
-from parity.timeutil import utcnow
+from parity.timeutil import parse_time, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -445,10 +445,16 @@ class ModelRegistry:
             raise model_not_found(self.project, name)
         return events
 
-    def alias_at(self, name: str, alias: str, moment: datetime) -> ModelVersion | None:
-        """The version the alias pointed at, at `moment`; None if it did not exist then."""
-        version = self.store.alias_at(self.project, name, alias, moment)
+    def alias_at(self, name: str, alias: str, moment: datetime | date | str) -> ModelVersion | None:
+        """The version the alias pointed at, at `moment` (a datetime, a date, ISO 8601 text or
+        "now" by this registry's clock); None if it did not exist then. InvalidTime otherwise."""
+        when = parse_time(moment, "moment", now=self._clock)
+        version = self.store.alias_at(self.project, name, alias, when)
         return None if version is None else self.get_version(name, version)
+
+    def now(self) -> datetime:
+        """This registry's clock (the store's): what "now" means in a time argument."""
+        return self._clock()
 
     def close(self) -> None:
         self.store.close()
