@@ -519,6 +519,7 @@ def _model_registry(store: FeatureStore) -> ModelRegistry:
         feature_services=lambda: store.registry.catalog.feature_services.keys(),
         registry_version=lambda: store.registry.version,
         trusted=config.trusted,
+        clock=store.now,  # versions, alias moves and "now" in alias_at read the store's clock
     )
 
 

@@ -321,7 +321,8 @@ def test_rollback_to_a_deleted_version_is_refused(repo: Repo) -> None:
         (("alias", "set", "fraud", "latest", "1"), "invalid_model_ref"),
         (("alias", "set", "fraud", "bad/alias", "1"), "invalid_model_ref"),
         (("alias", "delete", "fraud", "nosuch"), "alias_not_found"),
-        (("alias", "rollback", "fraud", "nosuch"), "no_rollback_target"),
+        (("alias", "rollback", "fraud", "nosuch"), "alias_not_found"),
+        (("alias", "rollback", "nosuch", "champion"), "model_not_found"),
         (("history", "fraud", "--at", "yesterday"), "invalid_time"),
     ],
 )
@@ -329,6 +330,14 @@ def test_user_errors_exit_1_with_one_line_naming_the_error_code(
     repo: Repo, args: tuple[str, ...], code: str
 ) -> None:
     assert_user_error(repo.cli(*args), code)
+
+
+def test_rollback_of_an_alias_that_does_not_exist_says_alias_not_found(repo: Repo) -> None:
+    """QA finding 13: not "has no earlier version to roll back to"."""
+    repo.cli("alias", "set", "fraud", "champion", "1")
+    result = repo.cli("alias", "rollback", "fraud", "nope")
+    assert_user_error(result, "alias_not_found")
+    assert "has no alias 'nope'" in result.stderr and "earlier version" not in result.stderr
 
 
 def test_rollback_of_an_alias_set_once_has_no_target(repo: Repo) -> None:

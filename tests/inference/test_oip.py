@@ -163,12 +163,12 @@ def test_uint64_beyond_int64_decodes_exactly() -> None:
     assert [int(v) for v in decoded] == [0, 2**63, 2**64 - 1]
 
 
-def test_non_finite_floats_travel_as_null_and_null_decodes_to_nan() -> None:
+def test_non_finite_outputs_travel_as_null_but_an_input_null_is_refused() -> None:
     out = encode_output("score", np.array([1.0, np.nan, np.inf, -np.inf], dtype=np.float32))
     assert out.data == [1.0, None, None, None]
-    decoded = decode_input(RequestInput(name="s", shape=[2], datatype="FP32", data=[None, 2.5]))
-    assert np.isnan(decoded[0])
-    assert decoded[1] == np.float32(2.5)
+    # a request tensor takes no nulls, as /v1 takes none (QA finding 8): NaN only as binary data
+    with pytest.raises(InferenceRequestError, match="input 's' element 1 is null"):
+        decode_input(RequestInput(name="s", shape=[2], datatype="FP32", data=[2.5, None]))
 
 
 def test_non_contiguous_arrays_encode_in_row_major_order() -> None:

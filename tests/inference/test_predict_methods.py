@@ -131,6 +131,51 @@ def test_malformed_method_choices_are_registration_errors(tmp_path: Path, method
         )
 
 
+class Odd:
+    """A model whose extra methods are not prediction methods: one raises on the sample, one
+    returns a scalar, one a dict, one the wrong number of rows."""
+
+    def predict(self, batch: Any) -> Any:
+        return np.zeros(len(batch))
+
+    def explode(self, batch: Any) -> Any:
+        raise KeyError("boom")
+
+    def total(self, batch: Any) -> Any:
+        return float(np.sum(batch))
+
+    def describe(self, batch: Any) -> Any:
+        return {"rows": len(batch)}
+
+    def first(self, batch: Any) -> Any:
+        return np.asarray(batch)[:1]
+
+
+@pytest.mark.parametrize(
+    ("model", "methods", "named"),
+    [
+        (classifier, {"x": "fit"}, "fit"),
+        (classifier, "get_params", "get_params"),
+        (classifier, ["predict", "set_params"], "set_params"),
+        (classifier, "score", "score"),
+        (Odd, "explode", "explode"),
+        (Odd, "total", "total"),
+        (Odd, {"d": "describe"}, "describe"),
+        (Odd, "first", "first"),
+    ],
+)
+def test_a_method_that_is_not_a_prediction_method_is_refused_naming_it(
+    tmp_path: Path, model: Any, methods: Any, named: str
+) -> None:
+    registry = model_registry(tmp_path)
+    with pytest.raises(UnknownPredictMethod, match=f"'{named}'") as caught:
+        registry.register_model(
+            "m", model(), flavor="pyfunc", predict_method=methods, sample_input=X
+        )
+    assert caught.value.code == "unknown_predict_method"
+    assert registry.models() == []
+
+
 def test_chosen_methods_need_a_sample_input(tmp_path: Path) -> None:
     with pytest.raises(ModelRegistrationError, match="sample_input"):
         model_registry(tmp_path).register_model("clf", classifier(), predict_method="predict_proba")

@@ -275,7 +275,7 @@ def test_rollback_needs_an_earlier_live_version(
     registry: ModelRegistry, fit: Callable[..., Any]
 ) -> None:
     register_three(registry, fit)
-    with pytest.raises(NoRollbackTarget):
+    with pytest.raises(AliasNotFound, match="has no alias 'prod'"):  # never set (QA 13)
         registry.rollback("fraud", "prod")
     registry.set_alias("fraud", "prod", 1)
     with pytest.raises(NoRollbackTarget, match="no earlier version"):

@@ -115,7 +115,7 @@ def models_history(
     """Every alias move of a model (or which version each alias held at --at)."""
     registry = _registry(repo)
     if at is not None:
-        moment = parse_time(at, "--at")
+        moment = parse_time(at, "--at", now=registry.now)
         names = [alias] if alias else sorted({e.alias for e in registry.history(name)})
         for each in names:
             held = registry.alias_at(name, each, moment)

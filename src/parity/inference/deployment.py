@@ -20,7 +20,7 @@ from parity.inference.batching import AdaptiveBatcher
 
 if TYPE_CHECKING:
     from parity.inference.metrics import VersionMetrics
-    from parity.models.flavors import LoadedModel, Signature
+    from parity.models.flavors import LoadedModel, Signature, TensorSpec
     from parity.models.store import ModelVersion
 
 Array = np.ndarray[Any, Any]
@@ -115,17 +115,27 @@ class Deployment:
         return [{name: parts[name][i] for name in parts} for i in range(len(items))]
 
     def assemble_tensors(self, tensors: Mapping[str, Array]) -> tuple[Item, int]:
-        """The rows an inference request's tensors carry, shaped for this model's signature."""
+        """The rows an inference request's tensors carry, shaped for this model's signature.
+        Refuses, naming the input, a name the signature does not have and a datatype that is not
+        the signature's (as /v1 refuses an unknown field or a value of another type)."""
         if not tensors:
             raise InferenceRequestError("the request has no inputs")
+        signature = self.model.signature
         if self.kind == "ndarray" or (self.kind == "any" and len(tensors) == 1):
-            return self._one_matrix(tensors)
+            self._check_names(tensors)
+            item, rows = self._one_matrix(tensors)
+            if signature is not None:
+                (name,) = tensors
+                _check_type(f"input {name!r}", tensors[name], signature.inputs[0], self.version.ref)
+            return item, rows
         if self.kind == "dataframe" and len(tensors) == 1:
             (only,) = tensors.values()
             if only.ndim == 2 and only.shape[1] == len(self.input_names) > 1:
                 columns = {n: only[:, i] for i, n in enumerate(self.input_names)}
-                _check_convertible(columns, self.model.signature)
+                within = f"input {next(iter(tensors))!r} "
+                _check_types(columns, signature, self.version.ref, within)
                 return columns, only.shape[0]
+        self._check_names(tensors)
         names = self.input_names or tuple(tensors)
         missing = [name for name in names if name not in tensors]
         if missing:
@@ -133,8 +143,18 @@ class Deployment:
                 f"model {self.version.ref} needs inputs {list(names)}; missing {missing}"
             )
         item, rows = _columns({name: tensors[name] for name in names})
-        _check_convertible(item, self.model.signature)
+        _check_types(item, signature, self.version.ref)
         return item, rows
+
+    def _check_names(self, tensors: Mapping[str, Array]) -> None:
+        if not self.input_names:
+            return
+        unknown = [name for name in tensors if name not in self.input_names]
+        if unknown:
+            raise InferenceRequestError(
+                f"input {unknown[0]!r} is not one model {self.version.ref} takes; its inputs are "
+                f"{list(self.input_names)} (see GET /v2/models/{self.version.name})"
+            )
 
     def _one_matrix(self, tensors: Mapping[str, Array]) -> tuple[Item, int]:
         if len(tensors) != 1:
@@ -177,7 +197,7 @@ class Deployment:
         self._executor.shutdown(wait=False)
 
 
-def _columns(columns: dict[str, Array]) -> tuple[Item, int]:
+def _columns(columns: dict[str, Array]) -> tuple[dict[str, Array], int]:
     flat: dict[str, Array] = {}
     for name, column in columns.items():
         if column.ndim == 2 and column.shape[1] == 1:
@@ -195,31 +215,53 @@ def _columns(columns: dict[str, Array]) -> tuple[Item, int]:
     return flat, lengths.pop()
 
 
-def _check_convertible(columns: Item, signature: Signature | None) -> None:
-    """Refuse, before the request joins a batch, a column the model's signature cannot take: text
-    that is not a number, or a non-finite float for an integer column. (In a batch it would fail
-    the whole batch, and every request of it would be retried alone.)"""
-    if signature is None or not isinstance(columns, dict):
+def _check_types(
+    columns: Mapping[str, Array], signature: Signature | None, ref: str, within: str = ""
+) -> None:
+    """Refuse, before the request joins a batch, a column the model's signature does not take.
+    (In a batch it would fail the whole batch, and every request of it would be retried alone.)"""
+    if signature is None:
         return
     for spec in signature.inputs:
         column = columns.get(spec.name)
-        try:
-            target = np.dtype(spec.dtype)
-        except TypeError:
-            continue
-        if column is None or target.kind not in "biuf":
-            continue
-        if column.dtype.kind == "O":
-            try:
-                column.astype(target)
-            except (TypeError, ValueError) as error:
-                raise InferenceRequestError(
-                    f"input '{spec.name}' does not convert to the model's {spec.dtype}: {error}"
-                ) from None
-        elif column.dtype.kind == "f" and target.kind in "iu" and not np.isfinite(column).all():
+        if column is not None:
+            label = f"{within}column '{spec.name}'" if within else f"input '{spec.name}'"
+            _check_type(label, column, spec, ref)
+
+
+def _check_type(label: str, tensor: Array, spec: TensorSpec, ref: str) -> None:
+    """Refuse a tensor whose datatype is not the signature's: numbers for a float input, integers
+    (in range) for an integer one, BOOL for bool, BYTES for text (the same kinds /v1 checks)."""
+    try:
+        target = np.dtype(spec.dtype)
+    except TypeError:  # a pandas-only dtype (category, string[python]): converted as before
+        return
+    given, wanted = tensor.dtype.kind, _ACCEPTS.get(target.kind)
+    if wanted is not None and given not in wanted:
+        example = f" (first value {tensor.reshape(-1)[0]!r})" if tensor.size else ""
+        raise InferenceRequestError(
+            f"{label} is {_oip(tensor.dtype)}{example}, but model {ref} takes "
+            f"{_oip(target)} ({spec.dtype}) there; send it as {_oip(target)}"
+        )
+    if given in "iu" and target.kind in "iu" and tensor.size:
+        info = np.iinfo(target)
+        if tensor.min() < info.min or tensor.max() > info.max:
             raise InferenceRequestError(
-                f"input '{spec.name}' holds NaN or infinity; the model takes {spec.dtype}"
+                f"{label} has values outside the model's {spec.dtype} range "
+                f"[{info.min}, {info.max}]"
             )
+
+
+# Tensor kinds each signature kind takes (numpy kinds: f float, i/u integer, b bool, O/U/S text).
+_ACCEPTS = {"f": "iuf", "i": "iu", "u": "iu", "b": "b", "O": "OUS", "U": "OUS", "S": "OUS"}
+
+
+def _oip(dtype: np.dtype[Any]) -> str:
+    """The Open Inference Protocol datatype of a numpy dtype (object and text are BYTES)."""
+    prefix = {"f": "FP", "i": "INT", "u": "UINT"}.get(dtype.kind)
+    if prefix is None:
+        return {"b": "BOOL"}.get(dtype.kind, "BYTES")
+    return f"{prefix}{dtype.itemsize * 8}"
 
 
 def _names(item: Item) -> tuple[str, ...]:

@@ -166,7 +166,9 @@ def _dtype(label: str, datatype: str) -> np.dtype[Any]:
     return _DTYPES[datatype]
 
 
-def _numbers(label: str, datatype: str, raw: NDArray[Any], data: list[Any]) -> NDArray[Any]:
+def _numbers(
+    label: str, datatype: str, raw: NDArray[Any], data: list[Any], nulls: bool
+) -> NDArray[Any]:
     dtype, kind, err = _DTYPES[datatype], raw.dtype.kind, InferenceRequestError
     if dtype.kind == "b":
         if kind != "b":
@@ -182,6 +184,11 @@ def _numbers(label: str, datatype: str, raw: NDArray[Any], data: list[Any]) -> N
         return raw.astype(dtype)
     if kind == "O":  # null stands for a non-finite float (see encode_output)
         values = _checked(label, data, _is_number_or_null, f"{datatype} needs numbers", err)
+        if not nulls and None in values:
+            raise err(
+                f"{label} element {values.index(None)} is null; a request tensor takes no nulls "
+                "(as /v1 takes none): send a number (NaN and infinity only as binary data)"
+            )
         try:
             raw = np.array([math.nan if v is None else v for v in values], object).astype(float)
         except OverflowError:
@@ -195,7 +202,9 @@ def _numbers(label: str, datatype: str, raw: NDArray[Any], data: list[Any]) -> N
     return out
 
 
-def _from_json(label: str, shape: list[int], datatype: str, data: list[Any] | None) -> NDArray[Any]:
+def _from_json(
+    label: str, shape: list[int], datatype: str, data: list[Any] | None, nulls: bool = True
+) -> NDArray[Any]:
     dtype = _dtype(label, datatype)
     if data is None:
         raise InferenceRequestError(
@@ -209,7 +218,7 @@ def _from_json(label: str, shape: list[int], datatype: str, data: list[Any] | No
             raw = np.asarray(data)
         except ValueError:  # ragged nesting: only the row-major element count matters
             raw = np.asarray(list(_leaves(data)))
-        array = _numbers(label, datatype, raw, data) if raw.size else np.empty(0, dtype)
+        array = _numbers(label, datatype, raw, data, nulls) if raw.size else np.empty(0, dtype)
     if array.size != math.prod(shape):
         raise InferenceRequestError(
             f"{label} has {array.size} elements but shape {shape} needs {math.prod(shape)}"
@@ -220,10 +229,11 @@ def _from_json(label: str, shape: list[int], datatype: str, data: list[Any] | No
 def decode_input(inp: RequestInput) -> NDArray[Any]:
     """The JSON `data` of one input as a numpy array of its shape and datatype.
 
-    `data` may be flat or nested (row-major); FP data may hold null for NaN; BYTES become an
-    object array of str. Raises InferenceRequestError naming the input.
+    `data` may be flat or nested (row-major); it may not hold null (a model input needs a value,
+    as /v1 says: NaN travels only as binary data); BYTES become an object array of str. Raises
+    InferenceRequestError naming the input.
     """
-    return _from_json(f"input {inp.name!r}", inp.shape, inp.datatype, inp.data)
+    return _from_json(f"input {inp.name!r}", inp.shape, inp.datatype, inp.data, nulls=False)
 
 
 def decode_binary_input(inp: RequestInput, raw: bytes) -> NDArray[Any]:

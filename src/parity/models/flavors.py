@@ -36,6 +36,7 @@ from parity.models.methods import (
     bind,
     check_available,
     normalize,
+    try_on_sample,
 )
 
 logger = logging.getLogger(__name__)
@@ -555,8 +556,10 @@ def save_model(
         data = pack(header.flavor, payload, None, meta)
     if sample_input is None:
         return data
-    if sample_output is None:  # trusted: these bytes were made from a live object just now
-        sample_output = _sample_outputs(chosen.load(data, trusted=True), sample_input)
+    if sample_output is None or methods != DEFAULT:  # chosen methods are always tried
+        # trusted: these bytes were made from a live object just now
+        computed = _sample_outputs(chosen.load(data, trusted=True), sample_input, methods)
+        sample_output = computed if sample_output is None else sample_output
     signature = infer_signature(sample_input, sample_output, methods)
     return pack(header.flavor, payload, signature, meta)
 
@@ -575,16 +578,21 @@ def _check_methods(model: Any, chosen: ModelFlavor, methods: Methods, sample_inp
         )
 
 
-def _sample_outputs(model: LoadedModel, sample_input: Any) -> Any:
-    outputs = model.predict_outputs(sample_input)
+def _sample_outputs(model: LoadedModel, sample_input: Any, methods: Methods) -> Any:
     rows = len(sample_input)
-    for name, output in outputs.items():
-        if output.ndim == 0 or output.shape[0] != rows:
-            raise SignatureMismatch(
-                f"output '{name}' has shape {output.shape} for {rows} sample rows; each output "
-                "must have one row per input row"
-            )
-    return outputs if model._outputs else outputs[model.output_names[0]]
+    if not model._outputs:
+        outputs = model.predict_outputs(sample_input)
+        for name, output in outputs.items():
+            if output.ndim == 0 or output.shape[0] != rows:
+                raise SignatureMismatch(
+                    f"output '{name}' has shape {output.shape} for {rows} sample rows; each "
+                    "output must have one row per input row"
+                )
+        return outputs[model.output_names[0]]
+    return {
+        name: try_on_sample(method, model._outputs[name], sample_input, rows)
+        for name, method in methods
+    }
 
 
 def load_model(data: bytes, *, trusted: bool = False) -> LoadedModel:

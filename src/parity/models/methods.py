@@ -6,8 +6,10 @@ an ML library, storage or serving.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from parity.errors import ModelRegistrationError, UnknownPredictMethod
 
@@ -27,6 +29,7 @@ _PREDICTION_METHODS = (
 )
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,199}")
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,199}")
+_CHANGES_THE_MODEL = re.compile(r"(fit|partial_fit)($|_)|set_")  # fit, fit_transform, set_params...
 
 
 def normalize(choice: PredictMethod | None) -> Methods:
@@ -64,8 +67,14 @@ def _bad(problem: str) -> ModelRegistrationError:
 
 
 def check_available(model: Any, methods: Methods) -> None:
-    """Raise UnknownPredictMethod unless the model has each method (callable)."""
+    """Raise UnknownPredictMethod unless the model has each method (callable) and none is one
+    that changes the model (fit*, partial_fit, set_*: serving must not refit on each request)."""
     for _, method in methods:
+        if _CHANGES_THE_MODEL.match(method):
+            raise UnknownPredictMethod(
+                f"predict_method '{method}' changes the model (it fits or sets it) rather than "
+                f"predicting; its prediction methods are {available(model) or 'none'}"
+            )
         if not callable(getattr(model, method, None)):
             raise UnknownPredictMethod(
                 f"{type(model).__qualname__} has no method '{method}' to serve; its prediction "
@@ -90,3 +99,33 @@ def bind(native: Any, methods: Methods) -> dict[str, Any]:
             raise AttributeError(f"the loaded model has no method '{method}'")
         bound[output] = function
     return bound
+
+
+def try_on_sample(method: str, function: Callable[[Any], Any], sample: Any, rows: int) -> Any:
+    """A chosen method's output on the sample, or UnknownPredictMethod naming the method when it
+    is not a prediction method: it raises, or does not return one array row per input row."""
+    hint = (
+        "; predict_method takes prediction methods only (predict, predict_proba, "
+        "decision_function, ...), each returning one row per input row"
+    )
+    try:
+        output = np.asarray(function(sample))
+    except Exception as error:
+        raise UnknownPredictMethod(
+            f"predict_method '{method}' raised {type(error).__name__} on the sample input "
+            f"({error}){hint}"
+        ) from None
+    if output.ndim == 0 or output.shape[0] != rows:
+        got = "a single value" if output.ndim == 0 else f"shape {output.shape}"
+        raise UnknownPredictMethod(
+            f"predict_method '{method}' returned {got} for {rows} sample rows{hint}"
+        )
+    if output.dtype.kind == "O" and not all(map(_is_scalar, output.reshape(-1))):
+        raise UnknownPredictMethod(
+            f"predict_method '{method}' returned objects that are not numbers or text{hint}"
+        )
+    return output
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | bytes | int | float | np.generic)

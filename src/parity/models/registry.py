@@ -16,10 +16,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from parity.errors import (
+    AliasNotFound,
     FeatureServiceNotFound,
     InvalidModelRef,
     ModelRegistrationError,
@@ -39,7 +40,7 @@ from parity.models.store import (
     model_not_found,
 )
 from parity.registry.datasets import DatasetStore
-from parity.timeutil import utcnow
+from parity.timeutil import parse_time, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +404,8 @@ class ModelRegistry:
         Compare-and-swap: if the alias moved after the history was read, raise AliasMoved and
         change nothing, so a rollback never undoes a move it did not see."""
         events = self.store.alias_history(self.project, name, alias)
+        if not events:  # never set: not found, rather than "no earlier version"
+            self._require_alias(name, alias)
         target = events[-1].previous if events else None
         if target is None:
             raise NoRollbackTarget(
@@ -424,6 +427,16 @@ class ModelRegistry:
                 f"deleted; see 'parity models versions {name}' and set the alias explicitly"
             ) from None
 
+    def _require_alias(self, name: str, alias: str) -> None:
+        """ModelNotFound for an unknown model, AliasNotFound for an alias it does not have."""
+        if name not in self.store.list_models(self.project):
+            raise model_not_found(self.project, name)
+        if alias not in self.store.aliases(self.project, name):
+            raise AliasNotFound(
+                f"model '{name}' has no alias '{alias}'; see 'parity models versions {name}' for "
+                f"its aliases, or set it with 'parity models alias set {name} {alias} VERSION'"
+            )
+
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Alias moves of a model (or of one alias), oldest first; ModelNotFound for a model that
         has neither versions nor history."""
@@ -432,10 +445,16 @@ class ModelRegistry:
             raise model_not_found(self.project, name)
         return events
 
-    def alias_at(self, name: str, alias: str, moment: datetime) -> ModelVersion | None:
-        """The version the alias pointed at, at `moment`; None if it did not exist then."""
-        version = self.store.alias_at(self.project, name, alias, moment)
+    def alias_at(self, name: str, alias: str, moment: datetime | date | str) -> ModelVersion | None:
+        """The version the alias pointed at, at `moment` (a datetime, a date, ISO 8601 text or
+        "now" by this registry's clock); None if it did not exist then. InvalidTime otherwise."""
+        when = parse_time(moment, "moment", now=self._clock)
+        version = self.store.alias_at(self.project, name, alias, when)
         return None if version is None else self.get_version(name, version)
+
+    def now(self) -> datetime:
+        """This registry's clock (the store's): what "now" means in a time argument."""
+        return self._clock()
 
     def close(self) -> None:
         self.store.close()
