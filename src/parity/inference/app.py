@@ -67,6 +67,7 @@ def create_model_app(
         alias_refresh_seconds=serving.alias_refresh_seconds,
         batching=_settings(serving.batching),
         batching_by_model={name: _settings(c) for name, c in serving.models.items()},
+        max_entities=serving.max_entities,
     )
     targets = [ModelTarget.parse(ref) for ref in preload or []]
 
