@@ -227,7 +227,7 @@ def test_a_bug_answers_a_logged_json_500_and_the_connection_stays(
 
     monkeypatch.setattr(store, "push", broken)
     monkeypatch.setattr(store, "get_online_features_async", broken_async)
-    monkeypatch.setattr(store, "get_online_features", broken)  # the lookup's read thread calls it
+    monkeypatch.setattr(store, "get_online_features", broken)  # lookups run on read threads
     lookup = {"features": ["click_stats:clicks_1h"], "entities": {"account_id": [1]}}
     with running(create_app(store, enable_push=True)) as address:
         conn = http.client.HTTPConnection(address, timeout=10)
