@@ -408,3 +408,12 @@ class OnlineStoreCircuitOpen(OnlineStoreUnavailable):
     def __init__(self, message: str, retry_after_seconds: float) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+# --- issue 12 follow-ups (helper modelv1): serve-models --enable-push
+
+
+class InvalidOption(ParityError, ValueError):
+    """Command-line options that do not go together; the message says which to add or drop."""
+
+    code = "invalid_option"

@@ -103,3 +103,24 @@ def test_failures_that_end_after_it_opened_do_not_extend_the_cool_down(clock: Cl
 def test_nonsense_settings_are_refused(failures: int, cool_down: float) -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(failures=failures, cool_down_seconds=cool_down)
+
+
+def test_opens_counts_every_opening_a_failed_probes_included(clock: Clock) -> None:
+    breaker = CircuitBreaker(failures=2, cool_down_seconds=10, clock=clock)
+    assert breaker.opens == 0
+    for _ in range(2):
+        assert breaker.allow() is None
+        breaker.record_failure()
+    breaker.record_failure()  # a call started before it opened: not a new opening
+    assert (breaker.state, breaker.opens) == ("open", 1)
+    clock.now += 10
+    assert breaker.allow() is None  # the probe
+    breaker.release()  # it went away without an answer: still open, not opened again
+    assert (breaker.state, breaker.opens) == ("open", 1)
+    assert breaker.allow() is None
+    breaker.record_failure()  # the probe failed
+    assert (breaker.state, breaker.opens) == ("open", 2)
+    clock.now += 10
+    assert breaker.allow() is None
+    breaker.record_success()
+    assert (breaker.state, breaker.opens) == ("closed", 2)

@@ -79,6 +79,13 @@ def check_port(host: str, port: int) -> None:
             raise PortInUse(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
+def push_note(enable_push: bool) -> str:
+    """What a server's start-up line says about /push (on only with --enable-push)."""
+    if enable_push:
+        return "/push on: anyone who reaches the port can write features"
+    return "/push off: --enable-push turns it on"
+
+
 def run_server(factory: Callable[[], Any], *, host: str, port: int, workers: int) -> None:
     """Run an app factory (a module-level function, which each worker process imports) with
     uvicorn's fastest settings: httptools, uvloop, no access log."""

@@ -20,6 +20,7 @@ from parity.cli.common import (
     command,
     console,
     err,
+    push_note,
     run_server,
     state,
     store_at,
@@ -327,12 +328,10 @@ def serve(
         ) from None
     check_port(host, port)
     store = store_at(repo)
-    pushing = "/push on: anyone who reaches the port can write features"
-    if not enable_push:
-        pushing = "/push off: --enable-push turns it on"
     err.print(
         f"Serving project '{store.project}' on http://{host}:{port} "
-        f"({workers} worker{'s' if workers > 1 else ''}; {pushing})"
+        f"({workers} worker{'s' if workers > 1 else ''}; {push_note(enable_push)})",
+        soft_wrap=True,  # one line whatever the terminal's width
     )
     os.environ.update(
         PARITY_SERVE_REPO=str(store.repo_path),

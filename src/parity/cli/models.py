@@ -17,10 +17,11 @@ from parity.cli.common import (
     command,
     console,
     err,
+    push_note,
     run_server,
     store_at,
 )
-from parity.errors import BackendNotInstalled
+from parity.errors import BackendNotInstalled, InvalidOption
 from parity.timeutil import parse_time
 
 if TYPE_CHECKING:
@@ -216,6 +217,15 @@ def serve_models(
     with_features: Annotated[
         bool, typer.Option("--with-features", help="Also serve the feature server's routes.")
     ] = False,
+    enable_push: Annotated[
+        bool,
+        typer.Option(
+            "--enable-push",
+            help="With --with-features: accept POST /push (writes online and training data; no "
+            "authentication yet: only where trusted clients alone reach the port). Off: /push "
+            "answers 403.",
+        ),
+    ] = False,
     max_in_flight: Annotated[
         int, typer.Option(min=1, help="Requests in flight per worker before answering 503.")
     ] = 512,
@@ -230,15 +240,24 @@ def serve_models(
         raise BackendNotInstalled(
             f"the model server needs {error.name}: pip install 'parity[serve]'"
         ) from None
+    if enable_push and not with_features:
+        raise InvalidOption(
+            "--enable-push needs --with-features (the model server alone has no /push)"
+        )
     check_port(host, port)
     store = store_at(repo)
     for ref in preload or []:
         store.models.resolve(ref)  # an unknown model or alias: one line now, not a traceback
-    err.print(f"Serving the models of project '{store.project}' on http://{host}:{port}")
+    features = f" (and its features; {push_note(enable_push)})" if with_features else ""
+    err.print(
+        f"Serving the models of project '{store.project}' on http://{host}:{port}{features}",
+        soft_wrap=True,  # one line whatever the terminal's width
+    )
     os.environ.update(
         PARITY_SERVE_REPO=str(store.repo_path),
         PARITY_SERVE_PRELOAD=",".join(preload or []),
         PARITY_SERVE_WITH_FEATURES="1" if with_features else "0",
+        PARITY_SERVE_ENABLE_PUSH="1" if enable_push else "0",
         PARITY_SERVE_MAX_IN_FLIGHT=str(max_in_flight),
         PARITY_SERVE_MAX_BODY_BYTES=str(max_body_bytes),
     )

@@ -45,6 +45,7 @@ def create_model_app(
     preload: list[str] | None = None,
     prediction_log: PredictionLogger | None = None,
     with_features: bool = False,
+    enable_push: bool = False,
     max_in_flight: int = 512,
     max_body_bytes: int = 8 << 20,
     freeze_heap: bool = False,
@@ -53,7 +54,8 @@ def create_model_app(
     such as `fraud@champion`) to load before the server reports ready; others load on first use.
     The prediction log is closed (everything queued written) when the app shuts down.
     `freeze_heap` (server processes only) moves everything loaded by start-up out of the
-    garbage collector's reach."""
+    garbage collector's reach. `with_features` also serves the feature server's routes, with
+    /push only if `enable_push` (it has no authentication yet)."""
     serving = store.config.models.serving
     metrics = ModelMetrics(
         None if prediction_log is None else lambda: (prediction_log.logged, prediction_log.dropped)
@@ -67,6 +69,7 @@ def create_model_app(
         alias_refresh_seconds=serving.alias_refresh_seconds,
         batching=_settings(serving.batching),
         batching_by_model={name: _settings(c) for name, c in serving.models.items()},
+        max_entities=serving.max_entities,
     )
     targets = [ModelTarget.parse(ref) for ref in preload or []]
 
@@ -84,7 +87,12 @@ def create_model_app(
     if with_features:
         from parity.serving.app import create_app
 
-        fallback = create_app(store, max_in_flight=max_in_flight, max_body_bytes=max_body_bytes)
+        fallback = create_app(
+            store,
+            max_in_flight=max_in_flight,
+            max_body_bytes=max_body_bytes,
+            enable_push=enable_push,
+        )
     app = ModelApp(server, on_startup=startup, on_shutdown=shutdown, fallback=fallback)
     return Guard(
         app,
@@ -106,6 +114,7 @@ def app_from_environment() -> Guard:
         preload=preload,
         prediction_log=prediction_logger(store),
         with_features=os.environ.get("PARITY_SERVE_WITH_FEATURES") == "1",
+        enable_push=os.environ.get("PARITY_SERVE_ENABLE_PUSH") == "1",
         max_in_flight=int(os.environ.get("PARITY_SERVE_MAX_IN_FLIGHT", "512")),
         max_body_bytes=int(os.environ.get("PARITY_SERVE_MAX_BODY_BYTES", str(8 << 20))),
         freeze_heap=True,

@@ -102,7 +102,7 @@ class AdaptiveBatcher:
         """Queue `item` (declaring `rows` rows) and return its result from `predict`."""
         if self._closed:
             raise BatcherClosed("this batcher is closed; submit to the model's new batcher")
-        rows = self._check_rows(rows)
+        rows = self.check_rows(rows)
         loop = asyncio.get_running_loop()
         if self._queued_rows + rows > self.max_batch_size:
             self._dispatch()
@@ -125,7 +125,9 @@ class AdaptiveBatcher:
         while self._running:
             await asyncio.wait(set(self._running))  # unlike gather, never cancels the batches
 
-    def _check_rows(self, rows: int) -> int:
+    def check_rows(self, rows: int) -> int:
+        """`rows` as an int; BatchItemError unless it is from 1 to `max_batch_size` (a caller may
+        check a request here before the work that builds its item)."""
         try:
             count = operator.index(rows)
         except TypeError:

@@ -83,6 +83,12 @@ class Deployment:
         self.metrics.on_batch(rows, 1, time.perf_counter() - started)
         return result
 
+    def check_rows(self, rows: int) -> None:
+        """Refuse a request of more rows than one batch holds (BatchItemTooLarge, what the batcher
+        would answer) before any work is done for it, such as reading its features."""
+        if self.batcher is not None and rows > self.batcher.max_batch_size:
+            self.batcher.check_rows(rows)
+
     def _predict_items(self, items: list[Item]) -> list[Outputs]:
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, item in enumerate(items):  # columns of different names cannot be stacked

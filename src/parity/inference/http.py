@@ -200,7 +200,7 @@ class ModelApp:
     async def _infer(
         self, target: ModelTarget, scope: Scope, raw: bytes
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        request, tensors = parse_request(raw, _json_length(scope))
+        request, tensors = parse_request(raw, _json_length(scope), self.server.max_entities)
         deployment = await self.server.deployment(target)
         response = await self.server.infer(deployment, request, tensors, target.alias)
         body, json_length = render_response(

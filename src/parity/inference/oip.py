@@ -20,6 +20,7 @@ from parity.errors import (
     InferenceRequestError,
     ParityError,
     TensorEncodingError,
+    TooManyEntities,
 )
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -293,12 +294,14 @@ def _validation_message(exc: ValidationError, raw: Any) -> str:
 
 
 def parse_request(
-    body: bytes, json_length: int | None = None
+    body: bytes, json_length: int | None = None, max_rows: int | None = None
 ) -> tuple[InferenceRequest, dict[str, NDArray[Any]]]:
     """The request in `body` and its decoded input tensors, by input name.
 
     `json_length` is the Inference-Header-Content-Length header: the body is that much JSON, then
     each binary input's `binary_data_size` bytes, in input order. None means the body is all JSON.
+    An input of more than `max_rows` rows (its shape's first dimension) is refused with
+    TooManyEntities (the body, and so the decoding, is bounded by the server's body limit).
     """
     if json_length is not None and not 0 <= json_length <= len(body):
         raise InferenceRequestError(
@@ -332,7 +335,19 @@ def parse_request(
         pos += size
     if pos != len(body):
         raise InferenceRequestError(f"the body has {len(body) - pos} bytes after the last input")
+    if max_rows is not None:  # after decoding: a shape its data does not fill is a plain 400
+        _check_rows(request, max_rows)
     return request, tensors
+
+
+def _check_rows(request: InferenceRequest, limit: int) -> None:
+    for inp in request.inputs:
+        if inp.shape and inp.shape[0] > limit:
+            raise TooManyEntities(
+                f"input '{inp.name}' has {inp.shape[0]:,} rows (its shape's first dimension); "
+                f"the model server answers at most {limit:,} per request "
+                "(models.serving.max_entities in parity.yaml): split the request"
+            )
 
 
 def _datatype_of(name: str, dtype: np.dtype[Any]) -> str:

@@ -17,7 +17,9 @@ _NAME = "[A-Za-z][A-Za-z0-9_-]{0,199}"  # a model or alias name (models/registry
 _ERROR_TEXT = {
     400: "The request is malformed or impossible for this model (see `code` and `error`).",
     404: "No such model, version or alias.",
-    413: "The request body is over the server's `--max-body-bytes`.",
+    413: "The request body is over the server's `--max-body-bytes` (`body_too_large`), or it has "
+    "more rows than `models.serving.max_entities` (`too_many_entities`: `/v1` entity rows, the "
+    "first dimension of a `/v2` input tensor).",
     503: "Over `--max-in-flight` requests at once, or a store the answer needs is unreachable.",
 }
 

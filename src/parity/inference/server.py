@@ -22,6 +22,7 @@ from parity.errors import (
     BadRequest,
     InferenceRequestError,
     InvalidModelRef,
+    TooManyEntities,
 )
 from parity.inference.deployment import BatchSettings, Deployment, Item
 from parity.inference.oip import (
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 _OIP_DATATYPES = {"bool": "BOOL", "str": "BYTES", "bytes": "BYTES", "object": "BYTES"}
 
 
+DEFAULT_MAX_ENTITIES = 10_000  # models.serving.max_entities (the feature server's default)
 MAX_VERSION = 2**31 - 1  # the registry stores versions as SQL INTEGER (32-bit in PostgreSQL)
 
 
@@ -108,6 +110,7 @@ class ModelServer:
         batching: BatchSettings = BatchSettings(),
         batching_by_model: Mapping[str, BatchSettings] | None = None,
         max_loaded: int = 16,
+        max_entities: int = DEFAULT_MAX_ENTITIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
@@ -119,6 +122,7 @@ class ModelServer:
         self.batching = batching
         self.batching_by_model = dict(batching_by_model or {})
         self.max_loaded = max_loaded
+        self.max_entities = max_entities
         self._clock = clock
         self._resolved: dict[ModelTarget, tuple[float, int]] = {}
         self._loaded: OrderedDict[tuple[str, int], Deployment] = OrderedDict()
@@ -252,7 +256,10 @@ class ModelServer:
         return_features: bool = False,
     ) -> EntityPrediction:
         started = time.perf_counter()
+        rows = _row_count(entities)
+        check_entity_rows(rows, self.max_entities)
         deployment = await self.deployment(target)
+        deployment.check_rows(rows)
         service = deployment.version.feature_service
         if service is None:
             raise BadRequest(
@@ -330,6 +337,22 @@ class ModelServer:
                     alias=alias,
                 )
             )
+
+
+def check_entity_rows(rows: int, limit: int) -> None:
+    """TooManyEntities (413) for a `/v1` request of more than `limit` entity rows."""
+    if rows > limit:
+        raise TooManyEntities(
+            f"{rows:,} entity rows in one request; the model server answers at most {limit:,} "
+            "(models.serving.max_entities in parity.yaml): split the request"
+        )
+
+
+def _row_count(entities: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]) -> int:
+    """The rows of a request: its longest column, or its number of rows."""
+    if isinstance(entities, Mapping):
+        return max((len(column) for column in entities.values()), default=0)
+    return len(entities)
 
 
 def _predictions(result: Mapping[str, np.ndarray[Any, Any]]) -> list[Any]:

@@ -3,7 +3,8 @@
 Closed: calls go through; `failures` failures in a row open it. Open: calls are refused (the
 caller answers at once) until `cool_down_seconds` have passed since it opened. Half-open: one
 call, the probe, goes through; its success closes the circuit, its failure opens it again.
-Thread-safe: the feature server's read threads share one.
+Thread-safe: the feature server's read threads share one. `opens` counts every move to open
+(a failed probe's included), for the feature server's /metrics.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class CircuitBreaker:
         self._failed = 0  # failures in a row while closed
         self._opened_at: float | None = None  # None: closed
         self._probing = False  # half-open: the probe is out
+        self.opens = 0  # times it opened: after `failures` in a row, or on a failed probe
 
     @property
     def state(self) -> State:
@@ -68,10 +70,12 @@ class CircuitBreaker:
                 if self._probing:  # the probe failed: a whole new cool-down
                     self._opened_at = self._clock()
                     self._probing = False
+                    self.opens += 1
                 return  # a call started before it opened: the cool-down stands
             self._failed += 1
             if self._failed >= self.failures:
                 self._opened_at = self._clock()
+                self.opens += 1
 
     def release(self) -> None:
         """The call ended without telling whether the store works (e.g. it was cancelled)."""

@@ -98,9 +98,12 @@ class BatchingConfig(_Settings):
 
 class ServingConfig(_Settings):
     """How `parity serve-models` answers: a bare model name means `default_alias` if the model
-    has it, else its latest version; alias moves are seen within `alias_refresh_seconds`."""
+    has it, else its latest version; alias moves are seen within `alias_refresh_seconds`. A
+    request may carry at most `max_entities` rows (`/v1` entity rows, the first dimension of a
+    `/v2` input tensor): more is 413 before any read or predict. Reasons in docs/models.md."""
 
     default_alias: str = "champion"
+    max_entities: int = Field(default=10_000, ge=1)
     alias_refresh_seconds: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     prediction_log: str | None = "data/prediction_log"
     # How often queued records are written (and fsynced): at most this much is lost on a kill.

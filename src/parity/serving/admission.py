@@ -7,7 +7,8 @@ thread goes to the oldest waiter while the queue is short-lived, and to the newe
 oldest has waited half the budget (adaptive LIFO): under overload the queue is always old, and
 serving its newest requests admits them at once while the old ones run out of budget anyway.
 So an admitted request waited at most the budget, and an excess one hears 503 within it.
-All state is touched on the event loop only.
+All state is changed on the event loop only; `/metrics` reads `waiting`, `busy` and `rejected`
+(plain ints) from any thread.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class Admission:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="parity-read")
         self._free = threads
         self._waiters: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        self.waiting = 0  # requests waiting for a thread now
+        self.rejected = 0  # requests refused (503) because none was free within the budget
+
+    @property
+    def busy(self) -> int:
+        """Read threads running (or handed to) a lookup now."""
+        return self.threads - self._free
 
     async def run(self, work: Callable[[], T]) -> T:
         """`work()` on a read thread, or ServerOverloaded if none is free within the budget."""
@@ -65,6 +73,7 @@ class Admission:
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[bool] = loop.create_future()
         self._waiters.append((self._clock(), turn))
+        self.waiting += 1
         timer = loop.call_later(self.max_wait_seconds, _expire, turn)
         try:
             granted = await turn
@@ -75,7 +84,9 @@ class Admission:
             raise
         finally:
             timer.cancel()
+            self.waiting -= 1
         if not granted:
+            self.rejected += 1
             raise ServerOverloaded(
                 "the feature server is overloaded: no read thread free within "
                 f"{self.max_wait_seconds * 1000:g} ms (feature_server.max_queue_ms); retry later"

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 
 from parity.errors import BadRequest, ParityError, PushDisabled, TooManyEntities
 from parity.feature_store import FeatureStore
+from parity.online.breaker import CircuitBreaker
 from parity.serving.admission import Admission
 from parity.serving.errors import body_for, headers_for, status_for
 from parity.serving.feast_json import (
@@ -153,6 +154,7 @@ def create_app(
     metrics = ServerMetrics(
         store.monitoring.freshness, store.now, store.monitoring.refused_window_reads
     )
+    metrics.watch(admission, lambda: _breakers(store))
     answers = _Answers(store, metrics, admission, max_entities or settings.max_entities)
     return Guard(
         _fastapi_app(store, metrics, answers, enable_push),
@@ -161,6 +163,15 @@ def create_app(
         max_body_bytes=max_body_bytes,
         fast_routes={("POST", "/get-online-features"): answers.online},
     )
+
+
+def _breakers(store: FeatureStore) -> dict[str, CircuitBreaker]:
+    """The online store's circuit breaker by store type (Redis has one; SQLite, local, none).
+    Reads the config first, so a scrape never opens a SQLite file."""
+    if store.config.online.type != "redis":
+        return {}
+    breaker = getattr(store.online_store, "breaker", None)
+    return {"redis": breaker} if isinstance(breaker, CircuitBreaker) else {}
 
 
 def _fastapi_app(

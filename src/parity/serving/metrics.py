@@ -1,21 +1,28 @@
 """The feature server's Prometheus metrics: latency by path, errors by code, freshness by view,
-window values refused by view.
+window values refused by view, the read-thread queue, and the online store's circuit breaker.
 
 Freshness is computed when scraped: seconds since the newest data the online store received for
 each online view, from the registry's materialization watermark or a push seen by this process.
+The queue and the breakers are read when scraped too (see `watch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from parity.timeutil import EPOCH
+
+if TYPE_CHECKING:
+    from parity.online.breaker import CircuitBreaker
+    from parity.serving.admission import Admission
+
+CIRCUIT_STATES = ("closed", "open", "half_open")
 
 PATHS = frozenset({"/get-online-features", "/push", "/health", "/metrics"})
 
@@ -47,6 +54,14 @@ class ServerMetrics:
         self._by_path = {path: self._latency.labels(path) for path in PATHS}
         self._other = self._latency.labels("other")
         self._error_counters: dict[str, Any] = {}
+
+    def watch(
+        self, admission: Admission, breakers: Callable[[], Mapping[str, CircuitBreaker]]
+    ) -> None:
+        """Export `admission`'s queue and the state of each breaker `breakers()` names (by
+        store), read at each scrape."""
+        self.registry.register(_Reads(admission))
+        self.registry.register(_Circuits(breakers))
 
     def observe(self, path: str, seconds: float) -> None:
         self._by_path.get(path, self._other).observe(seconds)
@@ -100,3 +115,59 @@ class _Refused(Collector):
         for view, count in sorted(self._refused().items()):
             counter.add_metric([view], count)
         yield counter
+
+
+class _Reads(Collector):
+    """The read threads of serving/admission.py: busy, waited for, and the 503s of the budget."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        admission = self._admission
+        yield GaugeMetricFamily(
+            "parity_read_threads_busy",
+            f"Read threads running a lookup now (of {admission.threads})",
+            value=admission.busy,
+        )
+        yield GaugeMetricFamily(
+            "parity_read_queue_waiting",
+            "Lookups waiting for a free read thread now",
+            value=admission.waiting,
+        )
+        yield CounterMetricFamily(
+            "parity_read_queue_rejected",
+            "Lookups answered 503 because no read thread was free within "
+            "feature_server.max_queue_ms",
+            value=admission.rejected,
+        )
+
+
+class _Circuits(Collector):
+    """Each online store's circuit breaker (online/breaker.py): its state and times opened."""
+
+    def __init__(self, breakers: Callable[[], Mapping[str, CircuitBreaker]]) -> None:
+        self._breakers = breakers
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        breakers = self._breakers()
+        if not breakers:
+            return
+        state = GaugeMetricFamily(
+            "parity_online_circuit_state",
+            "1 for the circuit breaker's current state (closed: reads go through; open: refused "
+            "at once; half_open: one probe read is out), 0 for the others",
+            labels=["store", "state"],
+        )
+        opens = CounterMetricFamily(
+            "parity_online_circuit_opens",
+            "Times the circuit opened (failed reads in a row, or a failed probe)",
+            labels=["store"],
+        )
+        for store, breaker in sorted(breakers.items()):
+            now = breaker.state
+            for name in CIRCUIT_STATES:
+                state.add_metric([store, name], 1.0 if name == now else 0.0)
+            opens.add_metric([store], breaker.opens)
+        yield state
+        yield opens
