@@ -408,3 +408,18 @@ class OnlineStoreCircuitOpen(OnlineStoreUnavailable):
     def __init__(self, message: str, retry_after_seconds: float) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+# --- issue 12 QA findings 1 (matstream): materialize times ----------------------------------
+
+
+class EndInFuture(InvalidTime):
+    """A materialize END after the store's clock (it would move the watermark into the future)."""
+
+    code = "end_in_future"
+
+
+class EndBeforeWatermark(InvalidTime):
+    """A materialize-incremental END before where the view's last run ended."""
+
+    code = "end_before_watermark"

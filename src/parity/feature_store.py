@@ -224,9 +224,10 @@ class FeatureStore:
         materialize.tiles.READ_SLACK: materialize again within it). Times: datetimes,
         dates, ISO 8601 text or 'now'. `progress(view, what, done, total)` reports each view's
         advance ('rows', 'events' or 'tiles'; total None while unknown; 'done' at its end)."""
-        from parity.materialize.batch import interval_start
+        from parity.materialize.batch import check_end, interval_start
 
         begin, until = self._time(start, "start"), self._time(end, "end")
+        check_end(until, self._clock())
         if begin > until:
             raise InvalidTime(f"start {begin.isoformat()} is after end {until.isoformat()}")
         return [
@@ -241,15 +242,21 @@ class FeatureStore:
         *,
         progress: Callable[[str, str, int, int | None], None] | None = None,
     ) -> list[MaterializeResult]:
-        """Materialize each view from its watermark (else end - ttl, else every row) up to `end`;
-        an aggregated view rebuilds the tiles reads from `end` to a day after it use."""
-        from parity.materialize.batch import incremental_start
+        """Materialize each view from its watermark (where its last run ended; else end - ttl,
+        else every row) up to `end`; an aggregated view rebuilds the tiles used by reads from
+        `end` to a day after it. An `end` after the store's clock (EndInFuture) or before a
+        view's watermark (EndBeforeWatermark: run `materialize` instead) is refused."""
+        from parity.materialize.batch import check_end, incremental_start
 
-        until = self._time(end, "end")
+        until, now = self._time(end, "end"), self._clock()
+        check_end(until, now)
         log = self._materialization_log()
+        chosen = self._views_to_materialize(views)
+        starts = [  # all checked before any view is written
+            incremental_start(v, log.watermark(self.project, v.name), until, now) for v in chosen
+        ]
         results = []
-        for view in self._views_to_materialize(views):
-            start = incremental_start(view, log.watermark(self.project, view.name), until)
+        for view, start in zip(chosen, starts, strict=True):
             results.append(self._materialize(view, start, until, progress))
         return results
 
