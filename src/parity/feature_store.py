@@ -222,12 +222,14 @@ class FeatureStore:
         `end`, whatever `start`; with a ttl: from the earlier of `start` and `end - ttl`), and for
         an aggregated view the tiles its windows read from `end` to a day after it (the
         materialize.tiles.READ_SLACK: materialize again within it). Times: datetimes,
-        dates, ISO 8601 text or 'now'. `progress(view, what, done, total)` reports each view's
-        advance ('rows', 'events' or 'tiles'; total None while unknown; 'done' at its end)."""
+        dates, ISO 8601 text or 'now'; an `end` more than ingest.max_future_skew after the
+        store's clock is refused (EndInFuture). `progress(view, what, done, total)` reports each
+        view's advance ('rows', 'events' or 'tiles'; total None while unknown; 'done' at its
+        end)."""
         from parity.materialize.batch import check_end, interval_start
 
         begin, until = self._time(start, "start"), self._time(end, "end")
-        check_end(until, self._clock())
+        check_end(until, self._clock(), self.config.ingest.max_future_skew)
         if begin > until:
             raise InvalidTime(f"start {begin.isoformat()} is after end {until.isoformat()}")
         return [
@@ -244,12 +246,13 @@ class FeatureStore:
     ) -> list[MaterializeResult]:
         """Materialize each view from its watermark (where its last run ended; else end - ttl,
         else every row) up to `end`; an aggregated view rebuilds the tiles used by reads from
-        `end` to a day after it. An `end` after the store's clock (EndInFuture) or before a
-        view's watermark (EndBeforeWatermark: run `materialize` instead) is refused."""
+        `end` to a day after it. Refused: an `end` more than ingest.max_future_skew after the
+        store's clock (EndInFuture), or before a view's watermark (EndBeforeWatermark: run
+        `materialize` over the interval instead)."""
         from parity.materialize.batch import check_end, incremental_start
 
         until, now = self._time(end, "end"), self._clock()
-        check_end(until, now)
+        check_end(until, now, self.config.ingest.max_future_skew)
         log = self._materialization_log()
         chosen = self._views_to_materialize(views)
         starts = [  # all checked before any view is written

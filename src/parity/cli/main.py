@@ -200,15 +200,15 @@ MATERIALIZE_HELP = (
     "entity is lost); a view with a ttl reads from the earlier of START and END - ttl; an "
     "aggregated view gets the tiles its windows read from END to a day after it (run again at "
     "least daily).\n\n"
-    "END must not be after the store's clock (use 'now'); this run becomes each view's "
-    "watermark, where materialize-incremental continues."
+    "END must not be after the store's clock by more than ingest.max_future_skew (use "
+    "'now'); this run becomes each view's watermark, where materialize-incremental continues."
 )
 INCREMENTAL_HELP = (
     "Materialize each view from where its last run ended (else END - ttl, else every row) up "
     "to END.\n\n"
     "An aggregated view rebuilds the tiles used by reads from END to a day after it. END must "
-    "not be after the store's clock, nor before a view's last END (run 'parity materialize "
-    "START END' over that interval instead)."
+    "not be after the store's clock by more than ingest.max_future_skew, nor before a view's "
+    "last END (run 'parity materialize START END' over that interval instead)."
 )
 
 

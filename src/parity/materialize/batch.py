@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from parity.definitions import FeatureView
 from parity.errors import EndBeforeWatermark, EndInFuture
@@ -83,13 +83,15 @@ def _batches(
             yield rows_from_columns(view, batch.to_pydict())
 
 
-def check_end(end: datetime, now: datetime) -> None:
-    """Refuse an END after the store's clock: it would record a watermark in the future, and
-    incremental runs would then skip the rows that arrive stamped before it."""
-    if end > now:
+def check_end(end: datetime, now: datetime, skew: timedelta) -> None:
+    """Refuse an END more than `skew` (ingest.max_future_skew) after the store's clock: it would
+    record a watermark in the future, and incremental runs would then skip the rows that arrive
+    stamped before it. Within the skew, events after the clock wait in pending records."""
+    if end > now + skew:
         raise EndInFuture(
-            f"end {end.isoformat()} is after the store's clock {now.isoformat()}; materialize "
-            "up to now at the latest (END 'now'), and again later for later rows"
+            f"end {end.isoformat()} is after the store's clock {now.isoformat()} by more than "
+            f"ingest.max_future_skew ({skew}); materialize up to now at the latest (END 'now'), "
+            "and again later for later rows"
         )
 
 
@@ -109,12 +111,7 @@ def incremental_start(
 
 
 def _behind(view: FeatureView, watermark: datetime, end: datetime, now: datetime) -> str:
-    why = (
-        f", after the store's clock {now.isoformat()} (an earlier Parity accepted an END in "
-        "the future)"
-        if watermark > now
-        else ""
-    )
+    why = f", after the store's clock {now.isoformat()}" if watermark > now else ""
     return (
         f"end {end.isoformat()} is before the watermark of view '{view.name}': its last run "
         f"ended at {watermark.isoformat()}{why}; an incremental run cannot go back. Run "
