@@ -67,3 +67,27 @@ def test_a_watermark_left_in_the_future_is_refused_then_recovered(tmp_path: Path
     assert all(r.start <= r.end for r in results)
     # online equals offline at the clock: account 1's newest row (hour 5, n=3)
     assert store.get_online_features(["stats:n"], {"account_id": [1]}).values["n"] == [3]
+
+
+def test_the_progress_tile_count_is_the_result_tile_count(tmp_path: Path) -> None:
+    """QA finding 12: the bar counted one pending record per entity as a tile (30,814 shown for
+    29,815 tiles in the summary table)."""
+    from datetime import timedelta
+
+    from tests.ingest.test_future_events import T, write_repo
+
+    write_repo(tmp_path, "")
+    store = FeatureStore(tmp_path, clock=lambda: T)
+    store.apply()
+    moments = [T - timedelta(minutes=m) for m in (1, 2, 30, 50)] * 3
+    rows = {
+        "account_id": [1, 2, 3] * 4,
+        "event_timestamp": moments,
+        "amount": [float(i) for i in range(12)],
+    }
+    store.push("events", rows, "offline")
+    seen: list[tuple[str, int, int | None]] = []
+    (result,) = store.materialize(T - timedelta(hours=1), T, progress=lambda v, *a: seen.append(a))
+    assert result.entities == 3 and result.tiles > 3
+    last = [report for report in seen if report[0] == "tiles"][-1]
+    assert last == ("tiles", result.tiles, result.tiles)
