@@ -215,7 +215,7 @@ def part_ingest(base: Path, size: dict[str, Any], res: Results, tag: str) -> Pat
     client = redis_client()
     started = time.perf_counter()
     for offset in range(0, count, 5_000):
-        publish(client, source, rows[offset : offset + 5_000])  # type: ignore[arg-type]
+        publish(client, source, rows[offset : offset + 5_000], project=store.project)  # type: ignore[arg-type]
     published = time.perf_counter() - started
     log(f"  published {count:,} events in {published:.2f} s ({count / published:,.0f} events/s)")
     full, summary = ingest_once(root, f"{count:,} events")
@@ -276,7 +276,7 @@ def part_fresh(root: Path, base: Path, size: dict[str, Any], res: Results) -> No
     def marker(device: int) -> float:
         row = {"account_id": 0, "event_timestamp": datetime.now(UTC), "amount": 1.0}
         appended = time.perf_counter()
-        publish(client, source, [row | {"device": device}])  # type: ignore[arg-type]
+        publish(client, source, [row | {"device": device}], project=store.project)  # type: ignore[arg-type]
         return appended
 
     logs = base / "logs"
@@ -320,7 +320,7 @@ def part_fresh(root: Path, base: Path, size: dict[str, Any], res: Results) -> No
         if producer.wait(timeout=60) != 0:
             raise BenchFailure(f"the producer failed; log {logs / 'fresh-worker.log'}")
         load = json.loads(result.read_text())
-        info = client.xinfo_groups(source.stream_key)  # type: ignore[attr-defined]
+        info = client.xinfo_groups(source.stream_key(store.project))  # type: ignore[attr-defined]
         lag = next(
             (g.get("lag") for g in info if g["name"] == f"parity:{store.project}".encode()), None
         )

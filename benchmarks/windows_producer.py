@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
                 }
                 for _ in range(due)
             ]
-            publish(client, source, rows)
+            publish(client, source, rows, project=store.project)
             sent += due
         time.sleep(0.01)
     elapsed = time.perf_counter() - start

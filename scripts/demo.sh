@@ -152,15 +152,15 @@ from parity.ingest.stream import publish
 store = FeatureStore(".")
 source = store.get_feature_view("account_velocity").source
 client = redis.Redis()
-client.delete(source.stream_key)  # the demo's own stream starts empty each run
+client.delete(source.stream_key(store.project))  # only this project's stream: it starts empty
 now = datetime.now(UTC)
 burst = [
     {"transaction_id": 10_000_000 + i, "account_id": 1, "device_id": 900 + i % 3,
      "event_timestamp": now - timedelta(seconds=50 - 5 * i), "amount": 40.0 + 10 * i}
     for i in range(6)
 ]
-publish(client, source, burst)
-print(f"  published {len(burst)} transactions of account 1 from 3 devices to {source.stream_key}")
+publish(client, source, burst, project=store.project)
+print(f"  published {len(burst)} transactions of account 1 from 3 devices to {source.stream_key(store.project)}")
 PY
   parity ingest --source transactions --until-idle
   python ../show_velocity.py after

@@ -417,3 +417,18 @@ class InvalidOption(ParityError, ValueError):
     """Command-line options that do not go together; the message says which to add or drop."""
 
     code = "invalid_option"
+
+
+# --- issue 12 QA findings 1 (matstream): materialize times ----------------------------------
+
+
+class EndInFuture(InvalidTime):
+    """A materialize END after the store's clock (it would move the watermark into the future)."""
+
+    code = "end_in_future"
+
+
+class EndBeforeWatermark(InvalidTime):
+    """A materialize-incremental END before where the view's last run ended."""
+
+    code = "end_before_watermark"

@@ -241,12 +241,14 @@ class FeatureStore:
         `end`, whatever `start`; with a ttl: from the earlier of `start` and `end - ttl`), and for
         an aggregated view the tiles its windows read from `end` to `materialize.read_slack`
         (default a day) after it: materialize again within it, else its long windows answer
-        OUTSIDE_MAX_AGE (docs/aggregations.md). Times: datetimes,
-        dates, ISO 8601 text or 'now'. `progress(view, what, done, total)` reports each view's
-        advance ('rows', 'events' or 'tiles'; total None while unknown; 'done' at its end)."""
-        from parity.materialize.batch import interval_start
+        OUTSIDE_MAX_AGE (docs/aggregations.md). Times: datetimes, dates, ISO 8601 text or 'now';
+        an `end` more than ingest.max_future_skew after the store's clock is refused
+        (EndInFuture). `progress(view, what, done, total)` reports each view's advance ('rows',
+        'events' or 'tiles'; total None while unknown; 'done' at its end)."""
+        from parity.materialize.batch import check_end, interval_start
 
         begin, until = self._time(start, "start"), self._time(end, "end")
+        check_end(until, self._clock(), self.config.ingest.max_future_skew)
         if begin > until:
             raise InvalidTime(f"start {begin.isoformat()} is after end {until.isoformat()}")
         return [
@@ -261,16 +263,22 @@ class FeatureStore:
         *,
         progress: Callable[[str, str, int, int | None], None] | None = None,
     ) -> list[MaterializeResult]:
-        """Materialize each view from its watermark (else end - ttl, else every row) up to `end`;
-        an aggregated view rebuilds the tiles reads from `end` to `materialize.read_slack`
-        after it use."""
-        from parity.materialize.batch import incremental_start
+        """Materialize each view from its watermark (where its last run ended; else end - ttl,
+        else every row) up to `end`; an aggregated view rebuilds the tiles used by reads from
+        `end` to `materialize.read_slack` after it. Refused: an `end` more than
+        ingest.max_future_skew after the store's clock (EndInFuture), or before a view's
+        watermark (EndBeforeWatermark: run `materialize` over the interval instead)."""
+        from parity.materialize.batch import check_end, incremental_start
 
-        until = self._time(end, "end")
+        until, now = self._time(end, "end"), self._clock()
+        check_end(until, now, self.config.ingest.max_future_skew)
         log = self._materialization_log()
+        chosen = self._views_to_materialize(views)
+        starts = [  # all checked before any view is written
+            incremental_start(v, log.watermark(self.project, v.name), until, now) for v in chosen
+        ]
         results = []
-        for view in self._views_to_materialize(views):
-            start = incremental_start(view, log.watermark(self.project, view.name), until)
+        for view, start in zip(chosen, starts, strict=True):
             results.append(self._materialize(view, start, until, progress))
         return results
 

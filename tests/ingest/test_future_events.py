@@ -205,7 +205,7 @@ def test_a_stream_worker_drops_and_counts_events_beyond_the_skew(
             {"account_id": 1, "event_timestamp": T - timedelta(seconds=1), "amount": 1.0},
             {"account_id": 1, "event_timestamp": T + timedelta(days=1), "amount": 2.0},
         ]
-        publish(client, store.get_feature_view("velocity").source, rows)  # type: ignore[arg-type]
+        publish(client, store.get_feature_view("velocity").source, rows, project=store.project)  # type: ignore[arg-type]
         with caplog.at_level(logging.WARNING, logger="parity.ingest.stream"):
             while worker.run_once():
                 pass

@@ -119,7 +119,7 @@ def test_streamed_events_read_the_same_online_and_offline(setup: dict[str, Any])
     store.apply()
     sent = events(now, 60)
     source = store.get_feature_view("velocity").source
-    publish(setup["client"], source, sent)  # type: ignore[arg-type]
+    publish(setup["client"], source, sent, project=store.project)  # type: ignore[arg-type]
     worker = StreamWorker(store, "txns", batch_size=7, block_ms=1, client=setup["client"])
     while worker.run_once():
         pass
@@ -145,7 +145,7 @@ def test_late_and_undecodable_messages_are_counted_and_dropped(setup: dict[str, 
     good = {"account_id": 1, "event_timestamp": now, "amount": 5.0, "device": 1}
     late = {**good, "event_timestamp": now - timedelta(hours=2)}
     wrong_type = {**good, "account_id": "not-an-int"}
-    publish(setup["client"], source, [good, late, wrong_type])  # type: ignore[arg-type]
+    publish(setup["client"], source, [good, late, wrong_type], project=store.project)  # type: ignore[arg-type]
     setup["client"].xadd(setup["stream"], {b"e": b"\xc1 not msgpack"})
     worker = StreamWorker(store, "txns", block_ms=1, client=setup["client"])
     while worker.run_once():
@@ -186,7 +186,7 @@ def test_a_worker_killed_mid_batch_applies_every_event_once(
     store = FeatureStore(setup["root"], clock=lambda: now)
     store.apply()
     sent = events(now, 23)
-    publish(setup["client"], store.get_feature_view("velocity").source, sent)  # type: ignore[arg-type]
+    publish(setup["client"], store.get_feature_view("velocity").source, sent, project=store.project)  # type: ignore[arg-type]
     assert run_worker(setup["root"], crash) == -9  # SIGKILLed at the crash point of batch 1
     assert run_worker(setup["root"], None) == 0
     assert_every_event_applied_once(setup, store, now, sent)
@@ -201,7 +201,7 @@ def test_a_dead_consumers_pending_batch_is_claimed_and_applied_once(
     store = FeatureStore(setup["root"], clock=lambda: now)
     store.apply()
     sent = events(now, 12)
-    publish(setup["client"], store.get_feature_view("velocity").source, sent)  # type: ignore[arg-type]
+    publish(setup["client"], store.get_feature_view("velocity").source, sent, project=store.project)  # type: ignore[arg-type]
     assert run_worker(setup["root"], crash) == -9  # consumer c1 dies holding batch 1
     worker = StreamWorker(
         store, "txns", consumer="c2", claim_idle_ms=0, block_ms=1, client=setup["client"]

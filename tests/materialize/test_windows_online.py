@@ -155,7 +155,7 @@ def test_streamed_windows_equal_offline_windows(
                 sent += len(due)
                 random.Random(len(due)).shuffle(due)
                 if due:
-                    publish(client, source, [{**e} for e in due])  # type: ignore[arg-type]
+                    publish(client, source, [{**e} for e in due], project=store.project)  # type: ignore[arg-type]
                 while worker.run_once():
                     pass
                 if not sent:

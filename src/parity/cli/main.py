@@ -193,7 +193,28 @@ ViewsOption = Annotated[
 TIMES_HELP = "Times: ISO 8601 (2026-11-26, 2026-11-26T12:00:00Z; UTC if naive) or 'now'."
 
 
-@app.command(epilog=TIMES_HELP)
+# Help texts as one line per paragraph: rich keeps a docstring's line breaks after its first
+# paragraph, which at 80 columns broke lines mid-sentence.
+MATERIALIZE_HELP = (
+    "Write to the online store what reads at END need, per online view.\n\n"
+    "A view without a ttl gets each entity's newest row up to END, whatever START (so no "
+    "entity is lost); a view with a ttl reads from the earlier of START and END - ttl; an "
+    "aggregated view gets the tiles its windows read from END to materialize.read_slack (a "
+    "day) after it: run again within it, else its longer windows answer OUTSIDE_MAX_AGE.\n\n"
+    "END must not be after the store's clock by more than ingest.max_future_skew (use "
+    "'now'); this run becomes each view's watermark, where materialize-incremental continues."
+)
+INCREMENTAL_HELP = (
+    "Materialize each view from where its last run ended (else END - ttl, else every row) up "
+    "to END.\n\n"
+    "An aggregated view rebuilds the tiles used by reads from END to materialize.read_slack (a "
+    "day) after it. END must "
+    "not be after the store's clock by more than ingest.max_future_skew, nor before a view's "
+    "last END (run 'parity materialize START END' over that interval instead)."
+)
+
+
+@app.command(help=MATERIALIZE_HELP, epilog=TIMES_HELP)
 @command
 def materialize(
     start: Annotated[
@@ -204,13 +225,6 @@ def materialize(
     repo: RepoOption = Path("."),
     views: ViewsOption = None,
 ) -> None:
-    """Write to the online store what reads at END need, per online view.
-
-    A view without a ttl gets each entity's newest row up to END, whatever START (so no entity
-    is lost); a view with a ttl reads from the earlier of START and END - ttl; an aggregated
-    view gets the tiles its windows read from END to materialize.read_slack (a day) after it:
-    run again within it, else its longer windows answer OUTSIDE_MAX_AGE until the next run.
-    """
     names = views.split(",") if views else None
     with render.view_progress(err) as progress:
         results = store_at(repo).materialize(start, end, names, progress=progress)
@@ -279,16 +293,13 @@ def ingest(
     )
 
 
-@app.command("materialize-incremental", epilog=TIMES_HELP)
+@app.command("materialize-incremental", help=INCREMENTAL_HELP, epilog=TIMES_HELP)
 @command
 def materialize_incremental(
     end: Annotated[str, typer.Argument(help="Materialize up to this time, e.g. now.")],
     repo: RepoOption = Path("."),
     views: ViewsOption = None,
 ) -> None:
-    """Materialize each view from where its last run ended (else END - ttl, else every row) up
-    to END; an aggregated view rebuilds the tiles reads from END to materialize.read_slack (a
-    day) after it use."""
     names = views.split(",") if views else None
     with render.view_progress(err) as progress:
         results = store_at(repo).materialize_incremental(end, names, progress=progress)

@@ -93,7 +93,7 @@ class StreamSource(Definition):
     """Events arriving on a Redis Stream (`parity ingest --source NAME` consumes them), kept
     offline in `batch_source` (a folder: each applied batch appends one Parquet file).
 
-    `stream` is the Redis Stream key (default `parity:stream:<name>`); events older than
+    `stream` is the Redis Stream key (default `parity:<project>:stream:<name>`); events older than
     `lateness` behind the ingesting worker's clock are dropped and counted, never applied.
     """
 
@@ -118,9 +118,11 @@ class StreamSource(Definition):
             raise ValueError(f"lateness must not be negative, got {value}")
         return value
 
-    @property
-    def stream_key(self) -> str:
-        return self.stream or f"parity:stream:{self.name}"
+    def stream_key(self, project: str) -> str:
+        """The Redis Stream key in `project`: `stream` if set, else `parity:<project>:stream:<name>`
+        (per project, so two projects with a source of the same name on one Redis never read
+        each other's events; producers and `parity ingest` both call this)."""
+        return self.stream or f"parity:{project}:stream:{self.name}"
 
 
 DataSource = FileSource | PushSource | StreamSource

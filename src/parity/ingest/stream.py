@@ -58,12 +58,17 @@ EVENT_FIELD = b"e"
 CLAIM_EVERY_S = 10.0  # how often a worker looks for messages a dead consumer left
 
 
-def publish(client: Any, source: StreamSource, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Append events to the source's stream (one message each; datetimes as µs). Returns ids."""
+def publish(
+    client: Any, source: StreamSource, rows: Sequence[Mapping[str, Any]], *, project: str
+) -> list[str]:
+    """Append events to the source's stream in `project` (the key `parity ingest` of that
+    project reads: `source.stream_key(project)`; one message each; datetimes as µs). Returns
+    the message ids."""
+    key = source.stream_key(project)
     pipe = client.pipeline(transaction=False)
     for row in rows:
         plain = {k: to_micros(v) if isinstance(v, datetime) else v for k, v in row.items()}
-        pipe.xadd(source.stream_key, {EVENT_FIELD: msgpack.packb(plain, use_bin_type=True)})
+        pipe.xadd(key, {EVENT_FIELD: msgpack.packb(plain, use_bin_type=True)})
     return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.execute()]
 
 
@@ -165,6 +170,7 @@ class StreamWorker:
             raise BackendNotInstalled(f"the online store {type(online).__name__} keeps no tiles")
         self.online: TileStore = online
         self.source = stream_source
+        self.key = stream_source.stream_key(store.project)
         self.group = f"parity:{store.project}"
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.marker = self._marker_of(self.consumer)
@@ -179,7 +185,7 @@ class StreamWorker:
 
     def _ensure_group(self) -> None:
         try:
-            self.client.xgroup_create(self.source.stream_key, self.group, id="0", mkstream=True)
+            self.client.xgroup_create(self.key, self.group, id="0", mkstream=True)
         except Exception as error:  # BUSYGROUP: it exists already
             if "BUSYGROUP" not in str(error):
                 raise
@@ -192,7 +198,7 @@ class StreamWorker:
         `claim_idle_ms` (a worker that died). XCLAIM is atomic with its idle check, so two
         claimers never both get a message. Those the previous owner's marker names were applied
         (it died before XACK): acknowledge them. The rest become this consumer's pending."""
-        stream = self.source.stream_key
+        stream = self.key
         entries = self.client.xpending_range(
             stream, self.group, min="-", max="+", count=self.batch_size, idle=self.claim_idle_ms
         )
@@ -229,7 +235,7 @@ class StreamWorker:
         reply = self.client.xreadgroup(
             self.group,
             self.consumer,
-            {self.source.stream_key: start},
+            {self.key: start},
             count=self.batch_size,
             block=None if self._own_pending else self.block_ms,
         )
@@ -255,7 +261,7 @@ class StreamWorker:
         if fresh:
             self._apply(fresh)
         _crash_point("before_ack")
-        self.client.xack(self.source.stream_key, self.group, *[i for i, _ in messages])
+        self.client.xack(self.key, self.group, *[i for i, _ in messages])
         self.stats.batches += 1
         return len(messages)
 

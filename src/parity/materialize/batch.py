@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from parity.definitions import FeatureView
+from parity.errors import EndBeforeWatermark, EndInFuture
 from parity.offline.engine import OfflineEngine
 from parity.online.encoding import OnlineRow, rows_from_columns
 from parity.online.store import OnlineStore
@@ -82,11 +83,38 @@ def _batches(
             yield rows_from_columns(view, batch.to_pydict())
 
 
-def incremental_start(view: FeatureView, watermark: datetime | None, end: datetime) -> datetime:
+def check_end(end: datetime, now: datetime, skew: timedelta) -> None:
+    """Refuse an END more than `skew` (ingest.max_future_skew) after the store's clock: it would
+    record a watermark in the future, and incremental runs would then skip the rows that arrive
+    stamped before it. Within the skew, events after the clock wait in pending records."""
+    if end > now + skew:
+        raise EndInFuture(
+            f"end {end.isoformat()} is after the store's clock {now.isoformat()} by more than "
+            f"ingest.max_future_skew ({skew}); materialize up to now at the latest (END 'now'), "
+            "and again later for later rows"
+        )
+
+
+def incremental_start(
+    view: FeatureView, watermark: datetime | None, end: datetime, now: datetime
+) -> datetime:
     """Where an incremental run of a plain view starts: the watermark, else `end - ttl`, else
-    the epoch. (An aggregated view always rebuilds what reads at `end` use: see tiles.py.)"""
+    the epoch. (An aggregated view always rebuilds what reads at `end` use: see tiles.py.)
+    An `end` before the watermark is refused: an incremental run cannot go back."""
+    if watermark is not None and end < watermark:
+        raise EndBeforeWatermark(_behind(view, watermark, end, now))
     if watermark is not None:
         return watermark
     if view.ttl is not None:
         return end - view.ttl
     return EPOCH
+
+
+def _behind(view: FeatureView, watermark: datetime, end: datetime, now: datetime) -> str:
+    why = f", after the store's clock {now.isoformat()}" if watermark > now else ""
+    return (
+        f"end {end.isoformat()} is before the watermark of view '{view.name}': its last run "
+        f"ended at {watermark.isoformat()}{why}; an incremental run cannot go back. Run "
+        f"`parity materialize START {end.isoformat()}` (FeatureStore.materialize) over the "
+        "interval instead: later incremental runs continue from its END"
+    )

@@ -240,15 +240,15 @@ def materialize_tiles(
     with_pending(tiles)  # events after now wait in the pending record, replacing the old one
     kept = prune(rules, tiles)
     entities = len(tiles)
-    written = 0
+    total = sum(1 for _, name in kept if name != PENDING)  # tiles, not the pending records
+    count = 0
     pack = msgpack.Packer(use_bin_type=True).pack
     for chunk in _chunks(kept):
         encoded = {name: pack(partials) for name, partials in chunk.items()}
         online.write_tiles(project, view.name, encoded, to_micros(now()), longest_window_us(view))
-        written += len(encoded)
+        count += sum(1 for _, name in chunk if name != PENDING)
         if progress is not None:
-            progress("tiles", written, len(kept))
-    count = written - entities  # tiles, not the one pending record per entity
+            progress("tiles", count, total)
     online.mark_materialized(project, view.name, Prepared(end_us, since_us, end_us + slack_us))
     history.record_materialization(
         MaterializationRecord(project, view.name, begin, end, count, now())

@@ -1,7 +1,8 @@
 """Materialization history: which interval of which view reached the online store, and when.
 
-An optional ability of a registry store (the `MaterializationLog` protocol); the latest `end` of a
-view is its watermark for incremental runs.
+An optional ability of a registry store (the `MaterializationLog` protocol); the `end` of a view's
+last finished run is its watermark for incremental runs (a `materialize` over an earlier interval
+moves it back: it rebuilt what reads at its END need, so incremental runs continue from there).
 """
 
 from __future__ import annotations
@@ -26,5 +27,5 @@ class MaterializationLog(Protocol):
     def record_materialization(self, record: MaterializationRecord) -> None: ...
 
     def watermark(self, project: str, view: str) -> datetime | None:
-        """The largest `end` of the view's finished runs, or None if it never ran."""
+        """The `end` of the view's last finished run, or None if it never ran."""
         ...

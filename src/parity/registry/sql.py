@@ -338,10 +338,15 @@ class SqlRegistryStore:
 
     def watermark(self, project: str, view: str) -> datetime | None:
         table = materializations_table
-        query = sa.select(table.c.end_at).where(table.c.project == project, table.c.view == view)
+        query = (
+            sa.select(table.c.end_at)
+            .where(table.c.project == project, table.c.view == view)
+            .order_by(table.c.id.desc())
+            .limit(1)
+        )
         with self._connect() as conn:
-            ends = [datetime.fromisoformat(v) for v in conn.execute(query).scalars()]
-        return max(ends) if ends else None
+            end = conn.execute(query).scalar()
+        return None if end is None else datetime.fromisoformat(end)
 
     def close(self) -> None:
         self.engine.dispose()
