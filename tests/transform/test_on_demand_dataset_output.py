@@ -21,7 +21,7 @@ def _entities() -> pd.DataFrame:
 def test_an_on_demand_dataset_into_a_missing_folder_creates_it(tmp_path: Path) -> None:
     store = make_store(tmp_path / "repo")
     out = tmp_path / "training" / "nested" / "x.parquet"
-    record = store.create_dataset("x", _entities(), ["fare_ratio:fare_per_trip"], out)
+    record = store.datasets.create("x", _entities(), ["fare_ratio:fare_per_trip"], out)
     # drivers 1 and 2 made 3 trips each (tests/conftest.py); driver 99 is unknown
     assert pq.read_table(out).column("fare_per_trip").to_pylist() == [4.0, 0.5, None, 1.0]
     assert record.row_count == 4
@@ -32,7 +32,7 @@ def test_on_demand_dataset_progress_moves_before_the_end(tmp_path: Path) -> None
     store = make_store(tmp_path / "repo")
     seen: list[float] = []
     out = tmp_path / "y.parquet"
-    store.create_dataset("y", _entities(), ["fare_ratio:fare_per_trip"], out, progress=seen.append)
+    store.datasets.create("y", _entities(), ["fare_ratio:fare_per_trip"], out, progress=seen.append)
     assert seen[-1] == 1.0
     assert any(0.0 < share < 1.0 for share in seen), seen  # it jumped from 0 to 100%
     assert seen == sorted(seen)
@@ -56,7 +56,7 @@ def test_on_demand_progress_advances_per_batch_and_the_file_equals_to_arrow(
 def test_an_on_demand_dataset_of_no_rows_is_a_file_with_the_columns(tmp_path: Path) -> None:
     store = make_store(tmp_path / "repo")
     out = tmp_path / "new" / "empty.parquet"
-    record = store.create_dataset("e", _entities().head(0), ["fare_ratio:fare_per_trip"], out)
+    record = store.datasets.create("e", _entities().head(0), ["fare_ratio:fare_per_trip"], out)
     assert record.row_count == 0
     table = pq.read_table(out)
     assert table.num_rows == 0 and "fare_per_trip" in table.column_names
