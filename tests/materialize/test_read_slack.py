@@ -320,7 +320,7 @@ def test_a_streamed_view_read_past_the_slack_is_refused_where_tiles_are_missing(
         rows = [
             dict(zip(later, values, strict=True)) for values in zip(*later.values(), strict=True)
         ]
-        publish(client, store.get_feature_view("velocity").source, rows)  # type: ignore[arg-type]
+        publish(client, store.get_feature_view("velocity").source, rows, project=store.project)  # type: ignore[arg-type]
         worker = StreamWorker(store, "events", block_ms=1, client=client)
         while worker.run_once():
             pass
