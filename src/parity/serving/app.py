@@ -308,7 +308,8 @@ def _add_routes(
 
 _WHY = {
     400: "Malformed JSON, or a request that cannot be answered (one of 'features' and "
-    "'feature_service' missing, an unknown or wrongly typed entity key, rows that do not fit)",
+    "'feature_service' missing, a missing or wrongly typed entity key, an entity column that is "
+    "neither a join key nor a request field of the requested views, rows that do not fit)",
     403: "/push is off: start the server with --enable-push",
     404: "An unknown feature view, feature, feature service or push source",
     413: "The body is over the server's --max-body-bytes, or a lookup has more entity rows than "
