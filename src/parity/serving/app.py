@@ -145,6 +145,7 @@ def create_app(
     training data and has no authentication yet, so it answers 403 unless `enable_push`.
     `max_entities`, `read_threads` and `max_queue_ms` default to the repo's `feature_server`
     settings."""
+    _ = store.online_store  # built now: a URL it cannot take stops start-up, not every lookup
     settings = store.config.feature_server
     admission = Admission(
         threads=read_threads or settings.read_threads,
