@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from parity.redaction import redact
 
 _KEYWORD = re.compile(r"keyword argument '([^']+)'")
-_REDIS_FORM = "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path"
+_REDIS_FORM = "redis://[user@]host[:port][/db], rediss:// (TLS) or unix:///path"
 
 
 def redis_url_problem(url: str) -> str | None:
@@ -24,7 +24,7 @@ def redis_url_problem(url: str) -> str | None:
         import redis.asyncio
     except ModuleNotFoundError:
         return None
-    shown = redact(url)
+    shown = repr(redact(url))  # quoted: a redacted ?token= value ends at the quote
     problem = _authority_problem(url)
     if problem is not None:
         return f"{shown}: {problem}; expected {_REDIS_FORM}"
@@ -57,8 +57,7 @@ def _connection_problem(module: Any, url: str) -> str | None:
             return f"redis-py cannot use its options ({error})"
         return (
             f"'{name.group(1)}' is not a connection option redis-py knows; remove it from the "
-            "query string (options such as socket_timeout, health_check_interval, "
-            "client_name are)"
+            "query string (redis-py takes options such as socket_timeout and client_name)"
         )
     except ValueError as error:
         return f"redis-py cannot use its options ({error})"
@@ -72,8 +71,8 @@ def registry_url_problem(url: str) -> str | None:
         from sqlalchemy.exc import ArgumentError
     except ModuleNotFoundError:
         return None
-    shown = redact(url)
-    form = "expected postgresql://user[:password]@host[:port]/database[?option=value]"
+    shown = repr(redact(url))
+    form = "expected postgresql://user@host[:port]/database[?option=value]"
     problem = _authority_problem(url)
     if problem is not None:
         return f"{shown}: {problem}; {form}"
@@ -88,7 +87,7 @@ def registry_url_problem(url: str) -> str | None:
     if unknown:
         return (
             f"{shown}: '{unknown[0]}' is not a PostgreSQL connection option; remove it from the "
-            "query string (options such as connect_timeout, sslmode, application_name are)"
+            "query string (libpq takes options such as connect_timeout and sslmode)"
         )
     return None
 
@@ -115,7 +114,7 @@ def artifacts_url_problem(url: str) -> str | None:
         protocol = part.split("://", 1)[0].lower() if "://" in part else part.lower()
         if protocol not in known:
             return (
-                f"{redact(url)}: '{protocol}' is not a filesystem protocol fsspec knows; use a "
+                f"{redact(url)!r}: '{protocol}' is not a filesystem protocol fsspec knows; use a "
                 "folder, or a URL such as s3://bucket/prefix, gs://, az:// or memory://"
             )
     return None
