@@ -58,4 +58,7 @@ def test_materialize_help_reads_whole_sentences_at_80_columns() -> None:
         text = " ".join(result.output.split())
         assert "use." not in text and "tiles reads" not in text
         assert "(so no entity is lost)" in text or command != "materialize"
-        assert "tiles used by reads from END to materialize.read_slack (a day) after it" in text or command == "materialize"
+        assert (
+            "tiles used by reads from END to materialize.read_slack (a day) after it" in text
+            or command == "materialize"
+        )

@@ -349,3 +349,25 @@ def test_the_body_feast_remote_online_store_sends_is_answered(client: TestClient
         assert datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
     typo = client.post("/get-online-features", json={**body, "feature": ["driver_stats:trips"]})
     assert typo.status_code == 422 and "feature" in typo.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("field", ["full_feature_names", "include_feature_view_version_metadata"])
+@pytest.mark.parametrize("value", ["yes", "true", 1, 0, "1", None, [True]], ids=repr)
+def test_a_flag_that_is_not_a_json_boolean_is_refused_naming_it(
+    client: TestClient, field: str, value: object
+) -> None:
+    """QA finding 9: `full_feature_names: "yes"` was coerced to true (pydantic's lax bools);
+    /v1 of the model server refuses `return_features: "yes"` the same way."""
+    body = {"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}, field: value}
+    reply = client.post("/get-online-features", json=body)
+    assert reply.status_code == 422, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_request" and field in error["message"]
+    taken = client.post("/get-online-features", json={**body, field: True})
+    assert taken.status_code == 200, taken.text
+
+
+def test_full_feature_names_true_still_prefixes_the_view(client: TestClient) -> None:
+    body = {"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}}
+    reply = client.post("/get-online-features", json={**body, "full_feature_names": True})
+    assert reply.json()["metadata"]["feature_names"] == ["driver_id", "driver_stats__trips"]

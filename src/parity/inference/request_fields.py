@@ -46,6 +46,9 @@ _NEEDS = {
 }
 
 
+SIGNATURE = "the model signature"  # FieldRule.by of an input no feature view or request source has
+
+
 @dataclass(frozen=True)
 class FieldRule:
     """What one request-time input must be: `dtype` as declared, checked as `kind` (int, float,
@@ -93,6 +96,15 @@ class RequestSchema:
             for row, value in enumerate(columns[name]):
                 _check_value(rule, row, value)
 
+    def for_read(self, columns: Mapping[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
+        """The columns the online read takes: all but the inputs only the model signature
+        declares (the read refuses columns that are not keys or request fields)."""
+        return {
+            name: column
+            for name, column in columns.items()
+            if name not in self.inputs or self.inputs[name].by != SIGNATURE
+        }
+
 
 def request_schema(
     model: str, request: RetrievalRequest, signature: Signature | None
@@ -113,7 +125,7 @@ def request_schema(
         for spec in signature.inputs:
             if spec.name not in features and spec.name not in keys and spec.name not in inputs:
                 kind = _numpy_kind(spec.dtype)
-                inputs[spec.name] = FieldRule(spec.name, spec.dtype, kind, "the model signature")
+                inputs[spec.name] = FieldRule(spec.name, spec.dtype, kind, SIGNATURE)
     return RequestSchema(model, keys, inputs)
 
 

@@ -269,16 +269,20 @@ class ModelServer:
             )
         if self.features is None:
             raise BadRequest("this model server has no feature store to fetch features from")
-        self._request_schema(self.features, deployment, service).check(_columns_of(entities))
-        response = await self.features.get_online_features_async(service, entities)
-        item, rows = deployment.assemble_features(response.values, response.entities)
+        schema = self._request_schema(self.features, deployment, service)
+        columns = _columns_of(entities)
+        schema.check(columns)
+        response = await self.features.get_online_features_async(service, schema.for_read(columns))
+        # The request's columns as the read echoed them, plus the model-only inputs it was not sent
+        given = {n: response.entities.get(n, list(columns[n])) for n in columns}
+        item, rows = deployment.assemble_features(response.values, given)
         result = await deployment.predict(item, rows)
         seconds = time.perf_counter() - started
         deployment.metrics.predict.observe(seconds)
         request_id = request_id or uuid.uuid4().hex
         alias = _alias_of(target, self.default_alias)
         if self.prediction_log is not None:
-            entities_used = _rows_of(response.entities, rows)
+            entities_used = _rows_of(given, rows)
             features_used = _rows_of(response.values, rows)
             self._log(request_id, deployment, alias, entities_used, features_used, result, seconds)
         return EntityPrediction(

@@ -25,9 +25,11 @@ from parity.errors import (
     ArtifactCorrupted,
     ArtifactNotFound,
     BackendNotInstalled,
+    ConfigError,
     InvalidArtifactRef,
 )
 from parity.redaction import redact
+from parity.store_urls import artifacts_url_problem
 
 logger = logging.getLogger(__name__)
 
@@ -346,4 +348,7 @@ def artifact_store(
         return LocalArtifactStore(text)
     if text.lower().startswith("file://"):
         return LocalArtifactStore(url2pathname(unquote(urlparse(text).path)))
+    problem = artifacts_url_problem(text)
+    if problem is not None:
+        raise ConfigError(f"models.artifacts: {problem}")
     return FsspecArtifactStore(text, cache_dir=cache_dir, **storage_options)

@@ -146,12 +146,33 @@ def plan_read(
     """The entity columns and the (view, entity key) rows to read, view by view, row by row
     (aggregated views read tiles instead; see read_windows)."""
     entities = columnar(entity_rows)
+    _check_columns(request, entities)
     wanted: list[tuple[str, bytes]] = []
     for view_request in request.views:
         if not view_request.view.is_aggregated:
             name = view_request.view.name
             wanted.extend((name, key) for key in _view_keys(view_request.view, entities))
     return entities, wanted
+
+
+def _check_columns(request: RetrievalRequest, entities: dict[str, list[Any]]) -> None:
+    """Refuse a column that is neither a join key of a requested view nor a request field of a
+    requested on-demand view: it would come back as if it were a key, and find nothing."""
+    keys = request.join_keys
+    extra = [name for name in entities if name not in keys]
+    if not extra:
+        return
+    fields = list(dict.fromkeys(i.column for d in request.on_demand for i in d.inputs if i.request))
+    unknown = [name for name in extra if name not in fields]
+    if unknown:
+        what, expected = "a join key of any requested feature view", f"keys {list(keys)}"
+        if fields:
+            what = "a join key of a requested view nor a request field of one"
+            expected += f" and request fields {fields}"
+        raise EntityFrameError(
+            f"entity column '{unknown[0]}' is not {what}; the request takes {expected}: remove "
+            "it, or check its spelling"
+        )
 
 
 def _view_keys(view: FeatureView, entities: dict[str, list[Any]]) -> list[bytes]:

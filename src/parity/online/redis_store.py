@@ -19,7 +19,12 @@ from typing import Any
 
 from msgpack import packb, unpackb
 
-from parity.errors import BackendNotInstalled, OnlineStoreCircuitOpen, OnlineStoreUnavailable
+from parity.errors import (
+    BackendNotInstalled,
+    ConfigError,
+    OnlineStoreCircuitOpen,
+    OnlineStoreUnavailable,
+)
 from parity.online.breaker import CircuitBreaker
 from parity.online.encoding import (
     HEADER_CHARS,
@@ -34,6 +39,7 @@ from parity.online.encoding import (
 )
 from parity.online.store import PREPARED_CACHE_SECONDS, Prepared, Remembered, TileMerge
 from parity.redaction import redact
+from parity.store_urls import redis_url_problem
 
 # KEYS[i] gets field ARGV[3i-2] = value ARGV[3i-1] unless the stored header is newer. Headers are
 # fixed-width lowercase hex, so string order is time order. ARGV[3i] is the row's expiry: ''
@@ -195,6 +201,10 @@ class RedisOnlineStore:
         self._prepared: Remembered[tuple[str, str], Prepared | None] = Remembered(
             PREPARED_CACHE_SECONDS, monotonic
         )
+        if client is None:
+            problem = redis_url_problem(url)
+            if problem is not None:
+                raise ConfigError(f"online.connection_string: {problem}")
         self.client = client if client is not None else redis_module().Redis.from_url(url)
         self.expire = expire
         self.read_timeout_seconds = read_timeout_seconds

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from parity.errors import (
     BackendNotInstalled,
+    ConfigError,
     DatasetExists,
     DatasetNotFound,
     ProjectNotFound,
@@ -29,6 +30,7 @@ from parity.registry.datasets import DatasetRecord
 from parity.registry.materializations import MaterializationRecord
 from parity.registry.plan import ObjectChange
 from parity.registry.store import Snapshot, VersionInfo
+from parity.store_urls import registry_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,11 @@ def normalize_url(url: str) -> URL:
 
 
 def create_registry_engine(url: str) -> Engine:
+    """An engine for a SQLite file or PostgreSQL; a URL the driver cannot take is a
+    ConfigError naming `registry.url` (checked before an engine exists)."""
+    problem = None if url.startswith("sqlite:") else registry_url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"registry.url: {problem}")
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)

@@ -18,12 +18,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from parity.definitions.base import check_identifier, describe_validation_error
 from parity.errors import ConfigError
+from parity.store_urls import artifacts_url_problem, redis_url_problem, registry_url_problem
 
 CONFIG_FILE = "parity.yaml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -40,6 +42,13 @@ class RegistryConfig(_Settings):
     path: str = "data/registry.db"
     url: str | None = Field(default=None, repr=False)  # may hold a password
     cache_ttl_seconds: float = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("type") == "postgres":
+            _refuse(registry_url_problem(value))
+        return value
 
     @model_validator(mode="after")
     def _url_for_postgres(self) -> RegistryConfig:
@@ -76,6 +85,14 @@ class OnlineConfig(_Settings):
     timeout_seconds: float = Field(default=0.5, gt=0, allow_inf_nan=False)
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cool_down_seconds: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("connection_string")
+    @classmethod
+    def _connection_string(cls, value: str | None) -> str | None:
+        # Checked whatever the type: stream workers read Redis Streams at this URL too.
+        if value is not None:
+            _refuse(redis_url_problem(value))
+        return value
 
 
 class FeatureServerConfig(_Settings):
@@ -121,6 +138,12 @@ class ModelsConfig(_Settings):
     trusted: bool = False
     serving: ServingConfig = ServingConfig()
 
+    @field_validator("artifacts")
+    @classmethod
+    def _artifacts(cls, value: str) -> str:
+        _refuse(artifacts_url_problem(value))
+        return value
+
     def artifacts_url(self, repo_root: Path) -> str:
         if "://" in self.artifacts:
             return self.artifacts
@@ -164,6 +187,11 @@ class RepoConfig(_Settings):
     @classmethod
     def _project(cls, value: str) -> str:
         return check_identifier(value, "project name")
+
+
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(problem)  # pydantic names the setting: field 'online.connection_string'
 
 
 def load_config(repo_root: Path, environ: Mapping[str, str] | None = None) -> RepoConfig:

@@ -146,6 +146,7 @@ def create_app(
     training data and has no authentication yet, so it answers 403 unless `enable_push`.
     `max_entities`, `read_threads` and `max_queue_ms` default to the repo's `feature_server`
     settings."""
+    _ = store.online_store  # built now: a URL it cannot take stops start-up, not every lookup
     settings = store.config.feature_server
     admission = Admission(
         threads=read_threads or settings.read_threads,
@@ -322,7 +323,8 @@ def _add_routes(
 
 _WHY = {
     400: "Malformed JSON, or a request that cannot be answered (one of 'features' and "
-    "'feature_service' missing, an unknown or wrongly typed entity key, rows that do not fit)",
+    "'feature_service' missing, a missing or wrongly typed entity key, an entity column that is "
+    "neither a join key nor a request field of the requested views, rows that do not fit)",
     403: "/push is off: start the server with --enable-push",
     404: "An unknown feature view, feature, feature service or push source",
     413: "The body is over the server's --max-body-bytes, or a lookup has more entity rows than "

@@ -20,9 +20,10 @@ EPOCH_TEXT = "1970-01-01T00:00:00Z"
 
 class OnlineRequest(BaseModel):
     """Unknown fields are refused (a typo such as `feature` would otherwise be ignored), but
-    every field Feast's clients send is accepted; those Parity has no use for are ignored."""
+    every field Feast's clients send is accepted; those Parity has no use for are ignored.
+    Strict: a flag must be a JSON boolean (`"yes"` or `1` is refused, not read as true)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     features: Annotated[list[str], Field(min_length=1)] | None = None
     feature_service: Annotated[str, Field(min_length=1)] | None = None
     entities: dict[str, list[Any]]
