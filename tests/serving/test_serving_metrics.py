@@ -175,4 +175,3 @@ def test_a_store_without_a_breaker_shows_no_circuit(tmp_path: Path) -> None:
         samples = _samples(f"http://{address}")
     assert not [name for name, _ in samples if name.startswith("parity_online_circuit")]
     assert samples[("parity_read_queue_waiting", ())] == 0
-    assert not (store.repo_path / "data" / "online.db").exists()  # /metrics opened no store
