@@ -26,6 +26,7 @@ bench: install
 	$(PY) benchmarks/bench_online.py --size small --no-feast
 	$(PY) benchmarks/bench_windows.py --size small
 	$(PY) benchmarks/bench_models.py --size small --no-mlserver
+	$(PY) benchmarks/bench_materialize.py --accounts 1000
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
@@ -33,6 +34,8 @@ bench-full: install
 	$(PY) benchmarks/bench_online.py --size full
 	$(PY) benchmarks/bench_windows.py --size full
 	$(PY) benchmarks/bench_models.py --size full
+	$(PY) benchmarks/bench_materialize.py --accounts 10000
+	$(PY) benchmarks/bench_overload.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
