@@ -26,7 +26,6 @@ bench: install
 	$(PY) benchmarks/bench_online.py --size small --no-feast
 	$(PY) benchmarks/bench_windows.py --size small
 	$(PY) benchmarks/bench_models.py --size small --no-mlserver
-	$(PY) benchmarks/bench_materialize.py --accounts 1000
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
