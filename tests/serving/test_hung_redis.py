@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from parity import FeatureStore
 from parity.errors import OnlineStoreUnavailable
 from parity.serving.app import create_app
 from parity.serving.guard import ASGIApp
+from tests.private_redis import private_redis_server
 
 PORTS = range(6395, 6400)  # this suite's private redis-servers
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -53,55 +52,10 @@ LOOKUP = json.dumps(
 ).encode()
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis-server does
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip(f"no free port in {PORTS.start}-{PORTS.stop - 1} for a private redis-server")
-
-
 @pytest.fixture
 def private_redis() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield port, process
-    finally:
-        os.kill(process.pid, signal.SIGCONT)
-        process.terminate()
-        process.wait(10)
+    with private_redis_server(PORTS) as server:
+        yield server
 
 
 @pytest.fixture

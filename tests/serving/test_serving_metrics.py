@@ -5,9 +5,7 @@ redis-server of the test's own stopped by SIGSTOP. The shared Redis on 6379 is n
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,52 +20,17 @@ from parity import FeatureStore
 from parity.serving.app import create_app
 from tests.conftest import DRIVER_REPO, write_repo
 from tests.inference.serving_helpers import running
+from tests.private_redis import private_redis_server
 
 PORTS = (6405, 6406)  # this suite's private redis-servers (6407 is kept free)
 LOOKUP = {"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}}
 STATES = ("closed", "open", "half_open")
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis-server does
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip(f"no free port in {PORTS} for a private redis-server")
-
-
 @pytest.fixture
 def redis_port() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    port = _free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    process = subprocess.Popen(
-        [*command, "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield port, process
-    finally:
-        os.kill(process.pid, signal.SIGCONT)
-        process.terminate()
-        process.wait(10)
+    with private_redis_server(PORTS) as server:
+        yield server
 
 
 def _store(root: Path, port: int, online: str, server: str = "") -> FeatureStore:
