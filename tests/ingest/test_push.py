@@ -115,3 +115,26 @@ def test_a_row_without_a_join_key_is_refused_naming_the_row(store: FeatureStore)
     with pytest.raises(PushError, match=r"'account_id' row 1 .*null"):
         store.push("clicks", frame, to="both")
     assert not (store.repo_path / "data" / "clicks").exists()
+
+
+def test_a_row_stamped_after_the_read_time_is_not_served_as_current(tmp_path: Path) -> None:
+    """A push within max_future_skew but after the read time replaces the stored row online;
+    offline at t still answers the older row. Online must not serve the later value at t: it
+    answers OUTSIDE_MAX_AGE (the row is outside [t - ttl, t]) until t reaches the row's time,
+    then the value, equal to offline again (issue 12: never a value from the future)."""
+    clock = [T]
+    store = FeatureStore(write_repo(tmp_path / "repo", REPO), clock=lambda: clock[0])
+    store.apply()
+    store.push("clicks", rows((1, 1, 5, 1.5)), to="both")  # an hour before T
+    ahead = {"account_id": [1], "event_timestamp": [(T + timedelta(seconds=30)).isoformat()],
+             "clicks_1h": [9], "spend": [2.5]}  # fmt: skip
+    store.push("clicks", ahead, to="both")
+    frame = pd.DataFrame({"account_id": [1, 1], "event_timestamp": [T, T + timedelta(seconds=30)]})
+    offline = store.get_historical_features(frame, ["click_stats:clicks_1h"]).to_pandas()
+    assert list(offline["clicks_1h"]) == [5, 9]
+    at_t = store.get_online_features(["click_stats:clicks_1h"], {"account_id": [1]})
+    assert at_t.values["clicks_1h"] == [None]
+    assert at_t.statuses["clicks_1h"] == ["OUTSIDE_MAX_AGE"]
+    clock[0] = T + timedelta(seconds=30)
+    later = store.get_online_features(["click_stats:clicks_1h"], {"account_id": [1]})
+    assert later.values["clicks_1h"] == [9] and later.statuses["clicks_1h"] == ["PRESENT"]

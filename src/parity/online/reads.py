@@ -324,9 +324,15 @@ def shape(
         index += 1
         ttl = view_request.view.ttl
         cutoff = None if ttl is None else now_us - int(ttl.total_seconds() * 1_000_000)
-        # Per row, once per view: the row if it is within max age, and the status it forces.
+        # Per row, once per view: the row if it is within max age and not after the read time
+        # (a row pushed ahead of the clock replaced one offline still answers at t), and the
+        # status it forces.
         live = [
-            row if row is not None and (cutoff is None or row.event_ts >= cutoff) else None
+            row
+            if row is not None
+            and row.event_ts <= now_us
+            and (cutoff is None or row.event_ts >= cutoff)
+            else None
             for row in rows
         ]
         forced = [
