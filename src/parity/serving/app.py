@@ -10,6 +10,7 @@ the queueing budget is a fast 503.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -26,7 +27,13 @@ from pydantic_core import ErrorDetails
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from parity.errors import BadRequest, ParityError, PushDisabled, TooManyEntities
+from parity.errors import (
+    BadRequest,
+    ParityError,
+    PushDisabled,
+    RegistryUnavailable,
+    TooManyEntities,
+)
 from parity.feature_store import FeatureStore
 from parity.online.breaker import CircuitBreaker
 from parity.serving.admission import Admission
@@ -247,12 +254,14 @@ def _add_routes(
     answers: _Answers,
     enable_push: bool,
 ) -> None:
+    registry_version = _RegistryVersion(store)
+
     @app.get("/health", response_model=HealthResponse, responses=_errors(503))
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
             "project": store.project,
-            "registry_version": store.registry.version,
+            "registry_version": await registry_version(),
         }
 
     @app.post(
@@ -319,6 +328,35 @@ def _add_routes(
     )
     def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+HEALTH_REGISTRY_SECONDS = 1.0  # a health probe's usual own timeout (Kubernetes' default is 1 s)
+
+
+class _RegistryVersion:
+    """The registry version for /health, checked on a thread: the head check is a database
+    query, and a hung registry database must not hold the event loop or the probe. One check at
+    a time; past HEALTH_REGISTRY_SECONDS the probe answers 503 registry_unavailable while the
+    check goes on."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        self._store = store
+        self._check: asyncio.Future[int] | None = None
+
+    async def __call__(self) -> int:
+        if self._check is None or self._check.done():
+            if self._check is not None and not self._check.cancelled():
+                self._check.exception()  # a failure no probe waited for is not logged as lost
+            self._check = asyncio.ensure_future(asyncio.to_thread(self._read))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._check), HEALTH_REGISTRY_SECONDS)
+        except TimeoutError:
+            raise RegistryUnavailable(
+                f"the registry database did not answer within {HEALTH_REGISTRY_SECONDS:g} s"
+            ) from None
+
+    def _read(self) -> int:
+        return self._store.registry.version
 
 
 _WHY = {
