@@ -22,7 +22,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -254,6 +254,18 @@ def _add_routes(
     answers: _Answers,
     enable_push: bool,
 ) -> None:
+    _add_lookup_routes(app, store, answers)
+    _add_push_route(app, store, answers, enable_push)
+    _add_metrics_route(app, metrics)
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that reads its own body (so FastAPI does not) as JSON of `model`."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _add_lookup_routes(app: FastAPI, store: FeatureStore, answers: _Answers) -> None:
     registry_version = _RegistryVersion(store)
 
     @app.get("/health", response_model=HealthResponse, responses=_errors(503))
@@ -266,12 +278,7 @@ def _add_routes(
 
     @app.post(
         "/get-online-features",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": OnlineRequest.model_json_schema()}},
-            }
-        },
+        openapi_extra=_json_body(OnlineRequest),
         summary="Latest feature values for entities (Feast's request and response shapes)",
         responses={200: {"model": OnlineResponseBody}, **_errors(400, 404, 413, 422, 503)},
     )
@@ -280,14 +287,13 @@ def _add_routes(
         # path is taken out).
         return await answers.online(await request.body())
 
+
+def _add_push_route(
+    app: FastAPI, store: FeatureStore, answers: _Answers, enable_push: bool
+) -> None:
     @app.post(
         "/push",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": PushRequest.model_json_schema()}},
-            }
-        },
+        openapi_extra=_json_body(PushRequest),
         summary="Write rows of a push source online and/or to its offline folder (Feast's shape)",
         responses={200: {"model": PushResponse}, **_errors(400, 403, 404, 413, 422, 503)},
     )
@@ -309,6 +315,8 @@ def _add_routes(
         )
         return _Json({"pushed": rows})
 
+
+def _add_metrics_route(app: FastAPI, metrics: ServerMetrics) -> None:
     @app.get(
         "/metrics",
         response_class=PlainTextResponse,
