@@ -146,7 +146,7 @@ def test_an_empty_or_missing_log(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     read = PredictionLogReader(tmp_path / "empty").read("fraud", None, windows, COLUMNS)
     assert read.groups() == []
-    with pytest.raises(PredictionLogNotFound, match="models.serving.prediction_log"):
+    with pytest.raises(PredictionLogNotFound, match=r"models\.serving\.prediction_log"):
         PredictionLogReader(tmp_path / "nowhere").read("fraud", None, windows, COLUMNS)
 
 
