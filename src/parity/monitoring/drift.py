@@ -548,3 +548,31 @@ def _with_window(settings: DriftSettings, width: timedelta) -> DriftSettings:
     from dataclasses import replace
 
     return replace(settings, window=width)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_window(text: str) -> timedelta:
+    """A window width: a number and a unit (`90s`, `30m`, `1h`, `7d`, `2w`) or ISO 8601
+    (`PT1H`, `P7D`); InvalidWindow otherwise."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from parity.errors import InvalidWindow
+
+    value = text.strip().lower()
+    number, unit = value[:-1], value[-1:]
+    width: timedelta | None = None
+    if unit in _UNITS and number.replace(".", "", 1).isdigit():
+        width = timedelta(seconds=float(number) * _UNITS[unit])
+    elif value.startswith("p"):
+        try:
+            width = TypeAdapter(timedelta).validate_python(text.strip().upper())
+        except ValidationError:
+            width = None
+    if width is None or width <= timedelta(0):
+        raise InvalidWindow(
+            f"window {text!r} is not a positive duration: write a number and a unit (90s, 30m, "
+            "1h, 7d, 2w) or ISO 8601 (PT1H, P7D)"
+        )
+    return width
