@@ -24,10 +24,10 @@ from parity.monitoring.logs import (
 T0 = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 COLUMNS = [
-    LogColumn("x", FEATURES, True, "x"),
-    LogColumn("city", FEATURES, False, "city"),
-    LogColumn("amount", ENTITIES, True, "amount"),
-    LogColumn("score", PREDICTION, True, None),
+    LogColumn("x", FEATURES, "DOUBLE", "x"),
+    LogColumn("city", FEATURES, "VARCHAR", "city"),
+    LogColumn("amount", ENTITIES, "DOUBLE", "amount"),
+    LogColumn("score", PREDICTION, "DOUBLE", None),
 ]
 
 
@@ -104,8 +104,8 @@ def test_a_several_output_prediction_is_read_by_output_name(tmp_path: Path) -> N
     rows[1].prediction = {"label": 0, "probability": 0.2}
     write(log, rows)
     columns = [
-        LogColumn("label", PREDICTION, False, "label"),
-        LogColumn("probability", PREDICTION, True, "probability"),
+        LogColumn("label", PREDICTION, "VARCHAR", "label"),
+        LogColumn("probability", PREDICTION, "DOUBLE", "probability"),
     ]
     table = (
         PredictionLogReader(log)

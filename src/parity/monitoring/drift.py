@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     from parity.models.registry import ModelRegistry
     from parity.models.store import ModelVersion
+    from parity.monitoring.profile import ColumnProfile
+    from parity.monitoring.stats import ColumnDrift
 
 DEFAULT_WINDOW = timedelta(hours=1)  # hourly: enough rows at modest traffic, drift seen same day
 DEFAULT_MIN_SAMPLES = 100  # below this a test has too little power: "insufficient data"
@@ -97,20 +99,20 @@ class Reference:
     dataset: str
     fingerprint: str
     kinds: Mapping[str, str]
-    profiles: Mapping[str, Any]  # column -> ColumnProfile (parity.monitoring.profile)
+    profiles: Mapping[str, ColumnProfile]
 
     def log_columns(self, names: Sequence[str]) -> list[LogColumn]:
         outputs = [n for n in self.kinds if self.kinds[n] == "output"]
         single = len(outputs) == 1
         columns = []
         for name in names:
-            kind, numeric = self.kinds[name], is_numeric(self.profiles[name])
+            kind, sql_type = self.kinds[name], sql_type_of(self.profiles[name])
             if kind == "feature":
-                columns.append(LogColumn(name, FEATURES, numeric, name))
+                columns.append(LogColumn(name, FEATURES, sql_type, name))
             elif kind == "input":
-                columns.append(LogColumn(name, ENTITIES, numeric, name))
+                columns.append(LogColumn(name, ENTITIES, sql_type, name))
             else:
-                columns.append(LogColumn(name, PREDICTION, numeric, None if single else name))
+                columns.append(LogColumn(name, PREDICTION, sql_type, None if single else name))
         return columns
 
 
@@ -128,6 +130,8 @@ class ColumnResult:
     status: str
     drifted: bool | None
     reason: str
+    count: int = 0  # rows of the window
+    nulls: int = 0  # of them null, NaN or infinite (dropped before the test)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +144,8 @@ class ColumnResult:
             "status": self.status,
             "drifted": self.drifted,
             "reason": self.reason,
+            "count": self.count,
+            "nulls": self.nulls,
         }
 
 
@@ -264,7 +270,7 @@ def _finite(value: float | None) -> float | None:
 # --- the one place that knows the statistics module's names ----------------------------------
 
 
-def load_profile_columns(text: str) -> dict[str, Any]:
+def load_profile_columns(text: str) -> dict[str, ColumnProfile]:
     """Column name -> ColumnProfile of a stored profile's JSON."""
     from parity.monitoring.profile import Profile
 
@@ -272,24 +278,18 @@ def load_profile_columns(text: str) -> dict[str, Any]:
     return dict(profile.columns)
 
 
-def is_numeric(profile: Any) -> bool:
-    kind = getattr(profile, "kind", None)
-    return str(kind) in ("numeric", "number", "numerical", "Kind.NUMERIC")
+_SQL_TYPES = {"numeric": "DOUBLE", "boolean": "BOOLEAN"}
 
 
-def column_values(column: pa.ChunkedArray, numeric: bool) -> Any:
-    """A window's values as the statistics take them: float64 with NaN for null, or objects."""
-    if numeric:
-        import numpy as np
-        import pyarrow as pa
-
-        return column.cast(pa.float64()).to_numpy().astype(np.float64, copy=False)
-    return column.to_numpy(zero_copy_only=False)
+def sql_type_of(profile: ColumnProfile) -> str:
+    """How the log's JSON values of a column are read: as the reference's kind (a value of
+    another JSON type reads as null and is counted with the nulls)."""
+    return _SQL_TYPES.get(profile.kind, "VARCHAR")
 
 
 def test_column(
-    name: str, kind: str, profile: Any, values: Any, settings: DriftSettings
-) -> tuple[ColumnResult, Any]:
+    name: str, kind: str, profile: ColumnProfile, values: Any, settings: DriftSettings
+) -> tuple[ColumnResult, ColumnDrift]:
     """One column's verdict, and the statistics module's own result (for dataset drift)."""
     from parity.monitoring.stats import column_drift
 
@@ -300,35 +300,43 @@ def test_column(
         threshold=settings.thresholds.get(name),
         min_samples=settings.min_samples,
     )
-    return (
-        ColumnResult(
-            column=name,
-            kind=kind,
-            test=str(getattr(result, "test", "")),
-            statistic=getattr(result, "statistic", None),
-            p_value=getattr(result, "p_value", None),
-            threshold=getattr(result, "threshold", None),
-            status=str(getattr(result, "status", "")),
-            drifted=getattr(result, "drifted", None),
-            reason=str(getattr(result, "reason", "") or ""),
-        ),
-        result,
+    return _column_result(name, kind, result), result
+
+
+def _column_result(name: str, kind: str, result: ColumnDrift) -> ColumnResult:
+    return ColumnResult(
+        column=name,
+        kind=kind,
+        test=result.test or "-",
+        statistic=result.statistic,
+        p_value=result.p_value,
+        threshold=result.threshold,
+        status=result.status,
+        drifted=result.drifted if result.status in ("drift", "no_drift") else None,
+        reason=result.reason,
+        count=result.count,
+        nulls=result.nulls + result.infinite,
     )
 
 
 def dataset_verdict(
-    results: Sequence[Any], settings: DriftSettings
-) -> tuple[float | None, bool | None, str]:
-    """(share of drifted columns, dataset drifted, status) of one window."""
+    kinds: Sequence[str], results: Sequence[ColumnDrift], settings: DriftSettings
+) -> tuple[list[ColumnResult], float | None, bool | None, str]:
+    """One window's columns (re-decided by the correction, if any) and its dataset drift:
+    (columns, share of drifted columns, dataset drifted, status)."""
     from parity.monitoring.stats import dataset_drift
 
     verdict = dataset_drift(
-        list(results), share=settings.drift_share, correction=settings.correction
+        list(results),
+        share=settings.drift_share,
+        correction=settings.correction,  # type: ignore[arg-type]
     )
-    share = getattr(verdict, "share", None)
-    drifted = getattr(verdict, "drifted", None)
-    status = str(getattr(verdict, "status", "drift" if drifted else "no_drift"))
-    return (None if share is None else float(share)), drifted, status
+    columns = [
+        _column_result(r.column, kind, r) for kind, r in zip(kinds, verdict.columns, strict=True)
+    ]
+    if verdict.tested == 0:
+        return columns, None, None, verdict.status
+    return columns, verdict.share, verdict.drifted, verdict.status
 
 
 # --- pure evaluation of one window -----------------------------------------------------------
@@ -347,21 +355,13 @@ def evaluate_window(
     import pyarrow as pa
 
     rows = 0 if values is None else values.num_rows
-    results, raw = [], []
+    raw = []
     for name in columns:
-        profile, numeric = reference.profiles[name], is_numeric(reference.profiles[name])
-        column = values.column(name) if values is not None else pa.chunked_array([], pa.null())
-        current = (
-            column_values(column, numeric)
-            if rows
-            else column_values(
-                pa.chunked_array([], pa.float64() if numeric else pa.string()), numeric
-            )
-        )
-        verdict, result = test_column(name, reference.kinds[name], profile, current, settings)
-        results.append(verdict)
-        raw.append(result)
-    share, drifted, status = dataset_verdict(raw, settings)
+        current = values.column(name) if values is not None else pa.array([], pa.null())
+        profile = reference.profiles[name]
+        raw.append(test_column(name, reference.kinds[name], profile, current, settings)[1])
+    kinds = [reference.kinds[name] for name in columns]
+    results, share, drifted, status = dataset_verdict(kinds, raw, settings)
     return WindowDrift(
         version=reference.version,
         index=index,
@@ -497,7 +497,7 @@ class DriftRunner:
                 "reference to compare against; register it with training_dataset="
             )
         kinds: dict[str, str] = {}
-        profiles: dict[str, Any] = {}
+        profiles: dict[str, ColumnProfile] = {}
         subjects = (
             (FEATURES_SUBJECT, "feature"),
             (model_subject(version.name, version.version, "inputs"), "input"),

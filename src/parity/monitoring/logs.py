@@ -26,16 +26,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @dataclass(frozen=True)
 class LogColumn:
     """One column to read: `key` in the JSON object of `source` ('features', 'entities' or
-    'prediction'); for 'prediction', key None is the prediction itself (a one-output model)."""
+    'prediction'), as `sql_type` (DOUBLE, BOOLEAN or VARCHAR); for 'prediction', key None is
+    the prediction itself (a one-output model)."""
 
     name: str
     source: str
-    numeric: bool
+    sql_type: str
     key: str | None = None
-
-    @property
-    def sql_type(self) -> str:
-        return "DOUBLE" if self.numeric else "VARCHAR"
 
 
 @dataclass(frozen=True)
