@@ -365,3 +365,44 @@ def test_a_model_that_fails_on_the_training_rows_is_recorded_as_failed(
     assert profiles["features"].ok
     assert not profiles["model:scorer/1:outputs"].ok
     assert "cannot score that many rows" in profiles["model:scorer/1:outputs"].error
+
+
+def test_the_cli_computes_profiles_and_prints_drift(store: FeatureStore) -> None:
+    from typer.testing import CliRunner
+
+    from parity.cli.main import app
+
+    runner = CliRunner()
+    register(store)
+    records: list[PredictionRecord] = []
+    rng = np.random.default_rng(11)
+    log_window(records, rng, T0, 600)
+    log_window(records, rng, T0 + HOUR, 600, shifted=True)
+    write_log(store, records)
+    repo = str(store.repo_path)
+    env = {"COLUMNS": "200"}
+    listed = runner.invoke(app, ["monitor", "profile", "--dataset", "train_v1", "-r", repo], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert "model:scorer/1:outputs" in listed.output and "failed" not in listed.output
+    common = ["--model", "scorer@champion", "--since", T0.isoformat(), "-r", repo]
+    shown = runner.invoke(
+        app, ["monitor", "drift", *common, "--until", (T0 + 2 * HOUR).isoformat()], env=env
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "scorer/1  2026-03-02 01:00 to 2026-03-02 02:00 UTC  600 rows  drift share 80%: DRIFT" in (
+        shown.output
+    )
+    as_json = runner.invoke(
+        app,
+        ["monitor", "drift", *common, "--window", "2h", "--until", "2026-03-02T02:00Z", "--json"],
+        env=env,
+    )
+    assert as_json.exit_code == 0, as_json.output
+    (window,) = json.loads(as_json.output)["windows"]
+    assert (window["rows"], window["start"], window["end"]) == (
+        1200,
+        "2026-03-02T00:00:00+00:00",
+        "2026-03-02T02:00:00+00:00",
+    )
+    bad = runner.invoke(app, ["monitor", "drift", *common, "--window", "soon"], env=env)
+    assert bad.exit_code == 1 and "invalid_window" in bad.output
