@@ -381,7 +381,9 @@ def test_the_cli_computes_profiles_and_prints_drift(store: FeatureStore) -> None
     write_log(store, records)
     repo = str(store.repo_path)
     env = {"COLUMNS": "200"}
-    listed = runner.invoke(app, ["monitor", "profile", "--dataset", "train_v1", "-r", repo], env=env)
+    listed = runner.invoke(
+        app, ["monitor", "profile", "--dataset", "train_v1", "-r", repo], env=env
+    )
     assert listed.exit_code == 0, listed.output
     assert "model:scorer/1:outputs" in listed.output and "failed" not in listed.output
     common = ["--model", "scorer@champion", "--since", T0.isoformat(), "-r", repo]
@@ -389,8 +391,9 @@ def test_the_cli_computes_profiles_and_prints_drift(store: FeatureStore) -> None
         app, ["monitor", "drift", *common, "--until", (T0 + 2 * HOUR).isoformat()], env=env
     )
     assert shown.exit_code == 0, shown.output
-    assert "scorer/1  2026-03-02 01:00 to 2026-03-02 02:00 UTC  600 rows  drift share 80%: DRIFT" in (
-        shown.output
+    assert (
+        "scorer/1  2026-03-02 01:00 to 2026-03-02 02:00 UTC  600 rows  drift share 80%: DRIFT"
+        in (shown.output)
     )
     as_json = runner.invoke(
         app,
@@ -406,3 +409,32 @@ def test_the_cli_computes_profiles_and_prints_drift(store: FeatureStore) -> None
     )
     bad = runner.invoke(app, ["monitor", "drift", *common, "--window", "soon"], env=env)
     assert bad.exit_code == 1 and "invalid_window" in bad.output
+
+
+def test_the_model_server_exports_the_latest_drift_over_http(store: FeatureStore) -> None:
+    from parity.inference.app import create_model_app
+    from tests.inference.serving_helpers import running
+
+    register(store)
+    records: list[PredictionRecord] = []
+    rng = np.random.default_rng(11)
+    log_window(records, rng, T0, 600)
+    log_window(records, rng, T0 + HOUR, 600, shifted=True)
+    write_log(store, records)
+    report = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR)
+    latest = {c.column: c for c in report.windows[-1].columns}
+    with running(create_model_app(store)) as address:
+        text = _get(f"http://{address}/metrics")
+    conv = latest["conv_rate"]
+    assert (
+        f'parity_feature_drift{{feature="conv_rate",model="scorer",test="wasserstein",'
+        f'version="1"}} {conv.statistic}' in text
+    )
+    assert 'parity_dataset_drift_share{model="scorer",version="1"} 0.8' in text
+
+
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
