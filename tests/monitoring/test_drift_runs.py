@@ -438,3 +438,29 @@ def _get(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
+
+
+def test_columns_tested_in_parallel_give_the_serial_verdicts(store: FeatureStore) -> None:
+    from parity.monitoring import drift
+
+    register(store)
+    records: list[PredictionRecord] = []
+    rng = np.random.default_rng(11)
+    log_window(records, rng, T0, 600)
+    log_window(records, rng, T0 + HOUR, 600, shifted=True)
+    write_log(store, records)
+    serial = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR, persist=False)
+    saved = drift.PARALLEL_ROWS
+    drift.PARALLEL_ROWS = 1
+    try:
+        parallel = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR, persist=False)
+    finally:
+        drift.PARALLEL_ROWS = saved
+    assert [w.columns for w in parallel.windows] == [w.columns for w in serial.windows]
+    assert [c.column for c in parallel.windows[1].columns] == [
+        "conv_rate",
+        "trips",
+        "city",
+        "bonus",
+        "output",
+    ]
