@@ -464,3 +464,19 @@ def test_columns_tested_in_parallel_give_the_serial_verdicts(store: FeatureStore
         "bonus",
         "output",
     ]
+
+
+def test_a_feature_the_log_never_holds_is_named_not_taken_for_nulls(store: FeatureStore) -> None:
+    register(store)
+    records: list[PredictionRecord] = []
+    log_window(records, np.random.default_rng(5), T0, 200)
+    for record in records:
+        record.features["driver_stats__city"] = record.features.pop("city")
+    write_log(store, records)
+    window = store.monitoring.drift("scorer", since=T0, until=T0 + HOUR).windows[0]
+    city = next(c for c in window.columns if c.column == "city")
+    assert city.status == "no_data"
+    assert "'city' is not in the logged features of scorer/1" in city.reason
+    assert "driver_stats__city" in city.reason
+    conv = next(c for c in window.columns if c.column == "conv_rate")
+    assert "not in the logged" not in conv.reason

@@ -538,9 +538,10 @@ class DriftRunner:
         self, name: str, reference: Reference, settings: DriftSettings, windows: Windows
     ) -> list[WindowDrift]:
         columns = chosen_columns(reference, settings)
-        read = self.reader.read(name, [reference.version], windows, reference.log_columns(columns))
+        wanted = reference.log_columns(columns)
+        read = self.reader.read(name, [reference.version], windows, wanted)
         by_window = {index: rows for _, index, rows in read.groups()}
-        return [
+        results = [
             evaluate_window(
                 reference,
                 columns,
@@ -551,6 +552,38 @@ class DriftRunner:
             )
             for index in range(windows.count)
         ]
+        absent = self._absent(name, reference.version, windows, wanted)
+        return [_mark_absent(result, absent) for result in results] if absent else results
+
+    def _absent(
+        self, name: str, version: int, windows: Windows, columns: Sequence[LogColumn]
+    ) -> dict[str, str]:
+        """Reasons for the columns whose key the log's JSON never holds (a renamed feature,
+        full feature names), so they are not mistaken for null values."""
+        reasons = {}
+        for source, what in ((FEATURES, "features"), (ENTITIES, "request fields")):
+            keyed = [c for c in columns if c.source == source]
+            if not keyed:
+                continue
+            logged = self.reader.keys(name, version, windows, source)
+            for column in keyed:
+                if logged and column.key not in logged:
+                    reasons[column.name] = (
+                        f"'{column.key}' is not in the logged {what} of {name}/{version} (they "
+                        f"hold {sorted(logged)}); the reference and the served names differ"
+                    )
+        return reasons
+
+
+def _mark_absent(result: WindowDrift, reasons: Mapping[str, str]) -> WindowDrift:
+    from dataclasses import replace
+
+    if result.rows == 0:
+        return result
+    columns = tuple(
+        replace(c, reason=reasons[c.column]) if c.column in reasons else c for c in result.columns
+    )
+    return replace(result, columns=columns)
 
 
 def _with_window(settings: DriftSettings, width: timedelta) -> DriftSettings:

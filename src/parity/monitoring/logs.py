@@ -171,6 +171,21 @@ def counts_sql(files: Sequence[str], model: str, windows: Windows) -> str:
     )
 
 
+KEY_SAMPLE_ROWS = 1_000  # rows whose JSON keys are listed to name a column the log lacks
+
+
+def keys_sql(files: Sequence[str], model: str, version: int, windows: Windows, source: str) -> str:
+    """The distinct keys of `source`'s JSON objects in the first rows of a version (pure text)."""
+    sources = ", ".join(_literal(f) for f in files)
+    return (
+        f"SELECT DISTINCT unnest(json_keys({source})) FROM (SELECT {source} FROM "
+        f"read_parquet([{sources}]) WHERE model = {_literal(model)} AND version = {int(version)} "
+        f"AND event_timestamp >= {_timestamp(windows.since)} "
+        f"AND event_timestamp < {_timestamp(windows.until)} AND status = 'ok' "
+        f"LIMIT {KEY_SAMPLE_ROWS})"
+    )
+
+
 @dataclass(frozen=True)
 class LogRead:
     """The rows read: `table` has version, _window and the columns."""
@@ -246,6 +261,16 @@ class PredictionLogReader:
         with self._connect() as connection:
             rows = connection.sql(counts_sql(files, model, windows)).fetchall()
         return {int(version): int(count) for version, count in rows}
+
+    def keys(self, model: str, version: int, windows: Windows, source: str) -> set[str]:
+        """The keys logged in `source` ('features' or 'entities') by the first rows of the
+        version in the range: enough to tell a column the log never holds from a null one."""
+        files = log_files(self.directory, windows.since, windows.until)
+        if not files:
+            return set()
+        with self._connect() as connection:
+            rows = connection.sql(keys_sql(files, model, version, windows, source)).fetchall()
+        return {str(key) for (key,) in rows}
 
     def _connect(self) -> _Connection:
         return _Connection(self._settings)
