@@ -135,7 +135,7 @@ class Monitoring:
         )
 
     def _drift_runner(self) -> DriftRunner:
-        from parity.monitoring.drift import DriftRunner
+        from parity.monitoring.drift_runner import DriftRunner
         from parity.monitoring.logs import PredictionLogReader
 
         store = self._store
@@ -206,8 +206,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from parity.models.store import ModelVersion
-    from parity.monitoring.drift import DriftReport, DriftRunner
+    from parity.monitoring.drift import DriftReport
     from parity.monitoring.drift_history import DriftHistory, DriftRow
+    from parity.monitoring.drift_runner import DriftRunner
     from parity.monitoring.profile_store import ProfileStore, StoredProfile
     from parity.monitoring.reference import ProfileOutcome, ReferenceProfiles
     from parity.timeutil import TimeLike
