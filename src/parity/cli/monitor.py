@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from parity.cli.common import RepoOption, command, console, store_at
+
+if TYPE_CHECKING:
+    from parity.monitoring.drift import WindowDrift
 
 monitor_app = typer.Typer(
     help="Monitoring: drift, delayed-label performance, data quality, freshness, consistency."
@@ -133,23 +136,27 @@ def monitor_drift(
         console.print_json(json.dumps(report.to_dict()))
         return
     for result in report.windows:
-        share = "-" if result.share is None else f"{result.share:.0%}"
-        title = (
-            f"{report.model}/{result.version}  {result.start:%Y-%m-%d %H:%M} to "
-            f"{result.end:%Y-%m-%d %H:%M} UTC  {result.rows:,} rows  drift share {share}: "
-            f"{_VERDICT.get(result.status, result.status)}"
+        console.print(_window_table(report.model, result))
+
+
+def _window_table(model: str, result: WindowDrift) -> Table:
+    share = "-" if result.share is None else f"{result.share:.0%}"
+    title = (
+        f"{model}/{result.version}  {result.start:%Y-%m-%d %H:%M} to "
+        f"{result.end:%Y-%m-%d %H:%M} UTC  {result.rows:,} rows  drift share {share}: "
+        f"{_VERDICT.get(result.status, result.status)}"
+    )
+    table = Table(
+        "column", "kind", "test", "statistic", "threshold", "verdict", "reason", title=title
+    )
+    for column in result.columns:
+        table.add_row(
+            column.column,
+            column.kind,
+            column.test,
+            _number(column.statistic),
+            _number(column.threshold),
+            _VERDICT.get(column.status, column.status.replace("_", " ")),
+            escape(column.reason),
         )
-        table = Table(
-            "column", "kind", "test", "statistic", "threshold", "verdict", "reason", title=title
-        )
-        for column in result.columns:
-            table.add_row(
-                column.column,
-                column.kind,
-                column.test,
-                _number(column.statistic),
-                _number(column.threshold),
-                _VERDICT.get(column.status, column.status.replace("_", " ")),
-                escape(column.reason),
-            )
-        console.print(table)
+    return table

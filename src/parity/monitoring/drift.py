@@ -204,10 +204,10 @@ class DriftReport:
 
     def history_rows(self) -> list[DriftRow]:
         """The rows this run adds to the history: one per window x column, plus the window's
-        dataset row (column DATASET)."""
+        dataset row (column DATASET: statistic = drift share, threshold = `drift_share`)."""
         rows = []
         for window in self.windows:
-            common = {
+            common: dict[str, Any] = {
                 "run_id": self.run_id,
                 "run_at": self.run_at,
                 "project": self.project,
@@ -217,36 +217,35 @@ class DriftReport:
                 "window_end": window.end,
                 "rows": window.rows,
             }
-            for c in window.columns:
-                rows.append(
-                    DriftRow(
-                        **common,  # type: ignore[arg-type]
-                        column=c.column,
-                        kind=c.kind,
-                        test=c.test,
-                        statistic=_finite(c.statistic),
-                        p_value=_finite(c.p_value),
-                        threshold=_finite(c.threshold),
-                        status=c.status,
-                        drifted=c.drifted,
-                        reason=c.reason,
-                    )
-                )
-            rows.append(
-                DriftRow(
-                    **common,  # type: ignore[arg-type]
-                    column=DATASET,
-                    kind="dataset",
-                    test="drift_share",
-                    statistic=_finite(window.share),
-                    p_value=None,
-                    threshold=self.settings.drift_share,
-                    status=window.status,
-                    drifted=window.drifted,
-                    reason="",
-                )
+            rows += [_history_row(common, c) for c in window.columns]
+            dataset = ColumnResult(
+                column=DATASET,
+                kind="dataset",
+                test="drift_share",
+                statistic=window.share,
+                p_value=None,
+                threshold=self.settings.drift_share,
+                status=window.status,
+                drifted=window.drifted,
+                reason="",
             )
+            rows.append(_history_row(common, dataset))
         return rows
+
+
+def _history_row(common: dict[str, Any], c: ColumnResult) -> DriftRow:
+    return DriftRow(
+        **common,
+        column=c.column,
+        kind=c.kind,
+        test=c.test,
+        statistic=_finite(c.statistic),
+        p_value=_finite(c.p_value),
+        threshold=_finite(c.threshold),
+        status=c.status,
+        drifted=c.drifted,
+        reason=c.reason,
+    )
 
 
 def _finite(value: float | None) -> float | None:
