@@ -26,9 +26,11 @@ NUMERIC: Kind = "numeric"
 CATEGORICAL: Kind = "categorical"
 BOOLEAN: Kind = "boolean"
 
-QUANTILE_LEVELS = 1001
-"""Quantiles at 0, 0.001, ..., 1: a 0.1 % rank grid, fine enough that the normalised Wasserstein
-distance computed from them is within ~0.005 of scipy's on the raw reference (tests)."""
+QUANTILE_STEP = 0.001
+"""Quantiles at 0, 0.001, ..., 1 (a 0.1 % rank grid) ..."""
+TAIL_LEVELS = tuple(m * 10.0**-e for e in (4, 5, 6) for m in range(1, 10))
+"""... plus 1e-6..9e-4 and 1 minus those: heavy tails (amounts, prices) would otherwise be drawn
+as a straight line from the 99.9 % quantile to the maximum, which overstates Wasserstein."""
 EXACT_QUANTILE_LIMIT = 10_000_000
 """Up to this many finite values the quantiles are exact (one sort); above, they come from the KLL
 sketch (rank error `KLL_K` below)."""
@@ -64,7 +66,7 @@ class ColumnProfile:
     max: float | None = None
     mean: float | None = None
     std: float | None = None  # population std (ddof=0), as Evidently normalises Wasserstein
-    quantiles: tuple[float, ...] = ()  # at QUANTILE_LEVELS evenly spaced levels 0..1
+    quantiles: tuple[float, ...] = ()  # at quantile_levels(): 0..1 by 0.001 plus tail levels
     quantiles_exact: bool = True
     sketch: str | None = None  # base64 of a serialized KLL doubles sketch (numeric columns)
     values: tuple[Scalar, ...] | None = None  # sorted valid values when valid <= VALUES_LIMIT
@@ -150,8 +152,20 @@ def _column_from_dict(d: dict[str, Any]) -> ColumnProfile:
 
 
 def quantile_levels() -> np.ndarray:
-    """The fixed levels of `ColumnProfile.quantiles`: 0, 0.001, ..., 1."""
-    return np.linspace(0.0, 1.0, QUANTILE_LEVELS)
+    """The fixed levels of `ColumnProfile.quantiles`: 0, 0.001, ..., 1 and the tail levels
+    (1e-6 ... 9e-4 and one minus those), sorted; 1,055 levels."""
+    grid = np.arange(1001) / 1000.0
+    tails = np.asarray(TAIL_LEVELS)
+    levels: np.ndarray = np.unique(np.concatenate((grid, tails, 1.0 - tails)))
+    return levels
+
+
+def _decile_positions() -> np.ndarray:
+    """Indices of the interior deciles 0.1 .. 0.9 in quantile_levels()."""
+    levels = quantile_levels()
+    targets = np.arange(1, PSI_BINS) / PSI_BINS
+    idx: np.ndarray = np.searchsorted(levels, targets - 1e-12)
+    return idx
 
 
 # --- computing ----------------------------------------------------------------------------------
@@ -299,8 +313,7 @@ def _psi_histogram(
     """Reference decile edges and the reference counts per bin ([e[i-1], e[i]), open ends)."""
     if distinct <= VALUE_BINNING_LIMIT:
         return (), ()  # binned by value, from `frequencies`
-    step = (QUANTILE_LEVELS - 1) // PSI_BINS
-    edges = np.unique(quantiles[step : QUANTILE_LEVELS - 1 : step])
+    edges = np.unique(quantiles[_decile_positions()])
     if exact:
         below = np.searchsorted(s, edges, side="left")
         counts = np.diff(np.concatenate(([0], below, [s.size])))
@@ -509,8 +522,7 @@ def _merge_numeric(merged: ColumnProfile, a: ColumnProfile, b: ColumnProfile) ->
 def _psi_from_sketch(
     sketch: Any, quantiles: np.ndarray, n: int
 ) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    step = (QUANTILE_LEVELS - 1) // PSI_BINS
-    edges = np.unique(quantiles[step : QUANTILE_LEVELS - 1 : step])
+    edges = np.unique(quantiles[_decile_positions()])
     below = np.asarray(sketch.get_cdf(edges.tolist(), False)[:-1]) * n  # values < edge
     counts = np.diff(np.concatenate(([0.0], np.round(below), [float(n)])))
     return tuple(edges.tolist()), tuple(int(max(c, 0)) for c in counts)

@@ -230,29 +230,43 @@ def _ref_cdf(reference: ColumnProfile) -> _RefCdf:
     return _RefCdf(q[starts], u[starts], u[ends])
 
 
-def _cdf(rc: _RefCdf, x: np.ndarray, *, left: bool) -> np.ndarray:
-    """F(x) (or F(x-) with left=True) of the piecewise-linear reference CDF."""
+def _cdf_both(rc: _RefCdf, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F(x), F(x-)) of the piecewise-linear reference CDF, one search for both."""
     e = rc.edges
     k = np.searchsorted(e, x, side="right") - 1  # largest edge <= x
     kk = np.clip(k, 0, max(e.size - 2, 0))
     if e.size > 1:
-        span = e[kk + 1] - e[kk]
-        inner = rc.u_last[kk] + (x - e[kk]) / span * (rc.u_first[kk + 1] - rc.u_last[kk])
+        slope = (rc.u_first[kk + 1] - rc.u_last[kk]) / (e[kk + 1] - e[kk])
+        inner = rc.u_last[kk] + (x - e[kk]) * slope
     else:
         inner = np.ones_like(x)
-    f = np.where(k < 0, 0.0, np.where(k >= e.size - 1, 1.0, inner))
-    if left:
-        hit = (k >= 0) & (e[np.clip(k, 0, None)] == x)
-        f = np.where(hit, rc.u_first[np.clip(k, 0, None)], f)
-    return f
+    right = np.where(k < 0, 0.0, np.where(k >= e.size - 1, 1.0, inner))
+    k0 = np.clip(k, 0, None)
+    left = np.where((k >= 0) & (e[k0] == x), rc.u_first[k0], right)
+    return right, left
+
+
+def _cdf_left(rc: _RefCdf, x: np.ndarray) -> np.ndarray:
+    return _cdf_both(rc, x)[1]
 
 
 def _ref_quantile_at(reference: ColumnProfile, u: np.ndarray) -> np.ndarray:
-    q = np.asarray(reference.quantiles, dtype=np.float64)
-    pos = u * (q.size - 1)
-    j = np.clip(np.floor(pos).astype(np.int64), 0, q.size - 2)
-    out: np.ndarray = q[j] + (pos - j) * (q[j + 1] - q[j])
+    out: np.ndarray = np.interp(u, quantile_levels(), np.asarray(reference.quantiles))
     return out
+
+
+def reference_atoms(reference: ColumnProfile) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted distinct values, counts) of a numeric reference when the profile knows them all:
+    its values (<= 1,000) or a complete frequency table (<= 100 distinct values); else None."""
+    if reference.kind != NUMERIC or reference.valid == 0:
+        return None
+    if reference.values is not None:
+        keys, counts = np.unique(np.asarray(reference.values, dtype=np.float64), return_counts=True)
+        return keys, counts.astype(np.float64)
+    if not reference.frequencies_complete:
+        return None
+    pairs = sorted((float(v), c) for v, c in reference.frequencies)
+    return np.array([v for v, _ in pairs]), np.array([c for _, c in pairs], dtype=np.float64)
 
 
 # --- numeric tests -------------------------------------------------------------------------------
@@ -277,50 +291,95 @@ def _require_values(reference: ColumnProfile, cur: Current, test: str) -> None:
         )
 
 
+KS_EXACT_LIMIT = 10_000  # scipy's ks_2samp computes exact p-values up to this sample size
+
+
 def ks(reference: ColumnProfile, current: Any) -> Statistic:
-    """Two-sample Kolmogorov-Smirnov. Exact (scipy's ks_2samp) when the profile keeps its values;
-    otherwise D is the exact sup distance to the piecewise-linear CDF through the 1,001 reference
-    quantiles and p comes from scipy's asymptotic distribution (kstwo with n*m/(n+m))."""
+    """Two-sample Kolmogorov-Smirnov, two-sided. Exact (the D and p scipy's ks_2samp gives on the
+    raw reference) when the profile knows every value (<= 1,000 values or <= 100 distinct ones).
+    Otherwise D is the exact sup distance to the piecewise-linear CDF through the reference
+    quantiles, and p is scipy's asymptotic one (kstwo at n*m/(n+m))."""
     from scipy import stats
 
     _, xs = _numeric(reference, current, KS)
-    if reference.values is not None:
-        res = stats.ks_2samp(np.asarray(reference.values, dtype=np.float64), xs)
+    m, n = float(reference.valid), xs.size
+    atoms = reference_atoms(reference)
+    if atoms is not None and max(m, n) <= KS_EXACT_LIMIT:
+        res = stats.ks_2samp(np.repeat(atoms[0], atoms[1].astype(np.int64)), xs)
         return Statistic(float(res.statistic), float(res.pvalue), True, "ks_2samp")
-    rc, n = _ref_cdf(reference), xs.size
+    if atoms is not None:
+        d, exact, method = _ks_d_atoms(atoms, xs), True, "step CDF, asymptotic p"
+    else:
+        d, exact, method = _ks_d_quantiles(_ref_cdf(reference), xs), False, "quantile CDF"
+    p = float(stats.kstwo.sf(d, round(m * n / (m + n))))
+    return Statistic(d, p, exact, method)
+
+
+def _ks_d_atoms(atoms: tuple[np.ndarray, np.ndarray], xs: np.ndarray) -> float:
+    """sup |F - G| for a step reference CDF: both are constant between reference values except
+    for G's steps, so the extremes sit at the reference values (at and just before each)."""
+    keys, counts = atoms
+    f_at = np.cumsum(counts) / counts.sum()
+    f_before = np.concatenate(([0.0], f_at[:-1]))
+    g_at = np.searchsorted(xs, keys, side="right") / xs.size
+    g_before = np.searchsorted(xs, keys, side="left") / xs.size
+    g_after_gap = np.concatenate((g_before[1:], [1.0]))  # G just before the next reference value
+    return float(
+        max(
+            np.max(np.abs(f_at - g_at)),
+            np.max(np.abs(f_before - g_before)),
+            np.max(np.abs(f_at - g_after_gap)),
+        )
+    )
+
+
+def _ks_d_quantiles(rc: _RefCdf, xs: np.ndarray) -> float:
+    """sup |F - G| for the piecewise-linear F: just before and at each current step, and at and
+    just before each reference atom."""
+    n = xs.size
+    f_right, f_left = _cdf_both(rc, xs)
     i = np.arange(n, dtype=np.float64)
-    d_up = np.max((i + 1) / n - _cdf(rc, xs, left=False))
-    d_down = np.max(_cdf(rc, xs, left=True) - i / n)
+    d_up = np.max((i + 1) / n - f_right)
+    d_down = np.max(f_left - i / n)
     g_at = np.searchsorted(xs, rc.edges, side="right") / n
     g_before = np.searchsorted(xs, rc.edges, side="left") / n
     d_edges = max(np.max(np.abs(rc.u_last - g_at)), np.max(np.abs(rc.u_first - g_before)))
-    d = float(min(max(d_up, d_down, d_edges), 1.0))
-    m = float(reference.valid)
-    en = round(m * n / (m + n))
-    return Statistic(d, float(stats.kstwo.sf(d, en)), False, "quantile CDF, asymptotic p")
+    return float(min(max(d_up, d_down, d_edges), 1.0))
 
 
 def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
-    """First Wasserstein distance / max(reference std, 0.001). Exact (scipy) when the profile keeps
-    its values; otherwise the integral of |Q_ref(u) - Q_cur(u)| with Q_ref linear between the 1,001
-    reference quantiles, integrated exactly over each current value's step."""
-    from scipy import stats
-
+    """First Wasserstein distance / max(reference std, 0.001) (Evidently's normalisation).
+    Exact when the profile knows every value (<= 1,000 values or <= 100 distinct ones): the
+    integral of |Q_ref(u) - Q_cur(u)| over the merged steps of both quantile functions.
+    Otherwise Q_ref is linear between the reference quantiles, integrated exactly against each
+    current value's step."""
     _, xs = _numeric(reference, current, WASSERSTEIN)
     norm = max(float(reference.std or 0.0), STD_FLOOR)
-    if reference.values is not None:
-        w = stats.wasserstein_distance(np.asarray(reference.values, dtype=np.float64), xs)
-        return Statistic(float(w) / norm, None, True, "wasserstein_distance")
+    atoms = reference_atoms(reference)
+    if atoms is not None:
+        return Statistic(_w1_atoms(atoms, xs) / norm, None, True, "step quantile functions")
     n = xs.size
     q = _ref_quantile_at(reference, np.arange(n + 1, dtype=np.float64) / n)
     d1, d2 = q[:-1] - xs, q[1:] - xs
-    same = d1 * d2 >= 0
     a1, a2 = np.abs(d1), np.abs(d2)
     with np.errstate(invalid="ignore", divide="ignore"):
         crossing = (d1 * d1 + d2 * d2) / (2 * (a1 + a2))
-    area = np.where(same, np.abs(d1 + d2) / 2, crossing)
+    area = np.where(d1 * d2 >= 0, np.abs(d1 + d2) / 2, crossing)
     w = float(np.sum(area)) / n
-    return Statistic(w / norm, None, False, "quantile function, 1,001 levels")
+    return Statistic(w / norm, None, False, "quantile function, 1,055 levels")
+
+
+def _w1_atoms(atoms: tuple[np.ndarray, np.ndarray], xs: np.ndarray) -> float:
+    """Integral over u of |Q_ref(u) - Q_cur(u)|, both step functions, on their merged steps."""
+    keys, counts = atoms
+    n = xs.size
+    ref_steps = np.cumsum(counts)[:-1] / counts.sum()  # where Q_ref moves to the next value
+    grid = np.arange(n + 1, dtype=np.float64) / n
+    u = np.insert(grid, np.searchsorted(grid, ref_steps), ref_steps)
+    mid = (u[:-1] + u[1:]) / 2
+    q_ref = keys[np.searchsorted(ref_steps, mid, side="right")]
+    q_cur = xs[np.minimum((mid * n).astype(np.int64), n - 1)]
+    return float(np.sum(np.abs(q_ref - q_cur) * np.diff(u)))
 
 
 # --- binned tests (PSI, Jensen-Shannon) ----------------------------------------------------------
@@ -379,7 +438,7 @@ def _sturges_shares(ref: ColumnProfile, xs: np.ndarray) -> tuple[np.ndarray, np.
     if ref.values is not None:
         r = _counts_in(np.asarray(ref.values, dtype=np.float64), inner)
         return r / r.sum(), cur, True, "sturges"
-    below = _cdf(_ref_cdf(ref), inner, left=True)
+    below = _cdf_left(_ref_cdf(ref), inner)
     r = np.diff(np.concatenate(([0.0], below, [1.0])))
     return np.clip(r, 0.0, None), cur, False, "sturges"
 
