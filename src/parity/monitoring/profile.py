@@ -293,7 +293,8 @@ def sorted_quantiles(s: np.ndarray, levels: np.ndarray) -> np.ndarray:
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, s.size - 1)
     frac = pos - lo
-    out: np.ndarray = np.clip(s[lo] + frac * (s[hi] - s[lo]), s[0], s[-1])
+    # weighted form: no overflow between values of opposite sign near the float limit
+    out: np.ndarray = np.clip(s[lo] * (1.0 - frac) + s[hi] * frac, s[0], s[-1])
     return out  # rounding never leaves [min, max]
 
 
@@ -485,12 +486,7 @@ def _merge_frequencies(
 def _merge_numeric(merged: ColumnProfile, a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
     na, nb = a.valid, b.valid
     n = na + nb
-    ma, mb = float(a.mean or 0.0), float(b.mean or 0.0)
-    mean = ma + (mb - ma) * nb / n
-    var = (
-        na * ((a.std or 0.0) ** 2 + (ma - mean) ** 2)
-        + nb * ((b.std or 0.0) ** 2 + (mb - mean) ** 2)
-    ) / n
+    mean, std = _pooled_moments(na, a.mean or 0.0, a.std or 0.0, nb, b.mean or 0.0, b.std or 0.0)
     sketch = load_sketch(a)
     sketch.merge(load_sketch(b))
     if merged.values is not None:
@@ -510,13 +506,25 @@ def _merge_numeric(merged: ColumnProfile, a: ColumnProfile, b: ColumnProfile) ->
         min=min(float(a.min or 0.0), float(b.min or 0.0)),
         max=max(float(a.max or 0.0), float(b.max or 0.0)),
         mean=mean,
-        std=math.sqrt(max(var, 0.0)),
+        std=std,
         quantiles=tuple(quantiles.tolist()),
         quantiles_exact=exact,
         sketch=base64.b64encode(sketch.serialize()).decode("ascii"),
         psi_edges=edges,
         psi_counts=counts,
     )
+
+
+def _pooled_moments(
+    na: int, ma: float, sa: float, nb: int, mb: float, sb: float
+) -> tuple[float, float]:
+    """Mean and population std of two groups, scaled so values near the float limit fit."""
+    scale = max(abs(ma), abs(mb), sa, sb, 1e-300)
+    ma, mb, sa, sb = ma / scale, mb / scale, sa / scale, sb / scale
+    n = na + nb
+    mean = ma * (na / n) + mb * (nb / n)
+    var = (na * (sa * sa + (ma - mean) ** 2) + nb * (sb * sb + (mb - mean) ** 2)) / n
+    return mean * scale, math.sqrt(max(var, 0.0)) * scale
 
 
 def _psi_from_sketch(
