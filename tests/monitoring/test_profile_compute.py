@@ -96,7 +96,7 @@ def test_categorical_frequencies_are_top_k_with_other_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(prof, "TOP_K", 3)
-    values = list("aaaabbbccd") + [None, ""]
+    values = [*"aaaabbbccd", None, ""]
     col = profile_column("c", values)
     counts = Counter(v for v in values if v is not None)
     assert (col.kind, col.count, col.nulls, col.distinct) == (CATEGORICAL, 12, 1, len(counts))
@@ -118,7 +118,9 @@ def test_numeric_column_with_few_values_keeps_a_complete_frequency_table() -> No
     x = rng.integers(0, 40, 50_000)
     col = profile_column("x", x)
     uniq, counts = np.unique(x, return_counts=True)
-    assert dict(col.frequencies) == dict(zip(uniq.astype(float).tolist(), counts.tolist()))
+    assert dict(col.frequencies) == dict(
+        zip(uniq.astype(float).tolist(), counts.tolist(), strict=True)
+    )
     assert col.other == 0 and col.frequencies_complete
 
 
