@@ -237,3 +237,22 @@ def test_numeric_only_tests_refuse_categorical_columns_with_the_column_name() ->
 def test_current_values_of_another_kind_are_a_typed_error() -> None:
     with pytest.raises(DriftTestError, match="'amount'"):
         ks(profile_column("amount", [1.0, 2.0, 3.0]), ["a", "b"])
+
+
+def test_psi_evidently_style_reproduces_its_binning_and_empty_bin_rule_by_hand() -> None:
+    ref = RNG.normal(size=900)
+    # cur leaves low bins empty, and one value far out makes its smallest share 1/20,000 < 1e-4
+    cur = np.append(RNG.normal(2.5, 0.5, 19_999), -3.5)
+    edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
+    r = np.histogram(ref, edges)[0] / ref.size
+    c = np.histogram(cur, edges)[0] / cur.size
+
+    def fill(p: np.ndarray) -> np.ndarray:  # Evidently's rule, written out from its docs
+        m = p[p > 0].min()
+        return np.where(p == 0, m / 1e6 if m <= 1e-4 else 1e-4, p)
+
+    want = float(np.sum((fill(r) - fill(c)) * np.log(fill(r) / fill(c))))
+    got = psi(profile_column("x", ref), cur, binning="sturges", empty_bins="evidently")
+    assert got.statistic == pytest.approx(want, rel=1e-9)
+    ours = psi(profile_column("x", ref), cur, binning="sturges").statistic
+    assert ours != pytest.approx(want, rel=1e-3)  # the floor changes the number (evidently#334)

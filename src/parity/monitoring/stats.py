@@ -361,11 +361,12 @@ def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
     n = xs.size
     q = _ref_quantile_at(reference, np.arange(n + 1, dtype=np.float64) / n)
     d1, d2 = q[:-1] - xs, q[1:] - xs
-    a1, a2 = np.abs(d1), np.abs(d2)
+    area = np.abs(d1 + d2)  # twice the area of each step where the two do not cross
+    cross = np.flatnonzero((d1 < 0) != (d2 < 0))
+    c1, c2 = d1[cross], d2[cross]
     with np.errstate(invalid="ignore", divide="ignore"):
-        crossing = (d1 * d1 + d2 * d2) / (2 * (a1 + a2))
-    area = np.where(d1 * d2 >= 0, np.abs(d1 + d2) / 2, crossing)
-    w = float(np.sum(area)) / n
+        area[cross] = np.nan_to_num((c1 * c1 + c2 * c2) / (np.abs(c1) + np.abs(c2)))
+    w = float(np.sum(area)) / (2 * n)
     return Statistic(w / norm, None, False, "quantile function, 1,055 levels")
 
 
@@ -443,18 +444,43 @@ def _sturges_shares(ref: ColumnProfile, xs: np.ndarray) -> tuple[np.ndarray, np.
     return np.clip(r, 0.0, None), cur, False, "sturges"
 
 
-def psi_from_shares(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
-    """sum((c - r) * ln(c / r)) with every share floored at PSI_FLOOR (never infinite)."""
-    r = np.maximum(reference_shares, PSI_FLOOR)
-    c = np.maximum(current_shares, PSI_FLOOR)
+EmptyBins = Literal["floor", "evidently"]
+
+
+def psi_from_shares(
+    reference_shares: np.ndarray, current_shares: np.ndarray, empty_bins: EmptyBins = "floor"
+) -> float:
+    """sum((c - r) * ln(c / r)). floor (ours): every share below PSI_FLOOR counts as PSI_FLOOR, the
+    same constant whatever the data. evidently: a zero share becomes 0.0001, or the sample's
+    smallest non-zero share / 10**6 when that is <= 0.0001 (so the result moves with the data)."""
+    if empty_bins == "evidently":
+        r, c = _evidently_fill(reference_shares), _evidently_fill(current_shares)
+    else:
+        r = np.maximum(reference_shares, PSI_FLOOR)
+        c = np.maximum(current_shares, PSI_FLOOR)
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def psi(reference: ColumnProfile, current: Any, *, binning: Binning = "auto") -> Statistic:
+def _evidently_fill(shares: np.ndarray) -> np.ndarray:
+    positive = shares[shares > 0]
+    smallest = float(positive.min()) if positive.size else PSI_FLOOR
+    fill = smallest / 10**6 if smallest <= PSI_FLOOR else PSI_FLOOR
+    return np.where(shares == 0, fill, shares)
+
+
+def psi(
+    reference: ColumnProfile,
+    current: Any,
+    *,
+    binning: Binning = "auto",
+    empty_bins: EmptyBins = "floor",
+) -> Statistic:
     """Population stability index. Default bins: the reference deciles (values for categories and
-    numbers with <= 20 distinct reference values); empty bins floored at 0.0001."""
+    numbers with <= 20 distinct reference values); empty bins floored at 0.0001. For a side-by-side
+    with Evidently: binning="sturges", empty_bins="evidently" is its computation (exact when the
+    profile keeps the reference values; otherwise the reference shares come from its quantiles)."""
     r, c, exact, used = binned_shares(reference, current, binning, auto="deciles")
-    return Statistic(psi_from_shares(r, c), None, exact, used)
+    return Statistic(psi_from_shares(r, c, empty_bins), None, exact, used)
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
