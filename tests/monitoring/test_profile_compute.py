@@ -155,6 +155,8 @@ def test_profile_table_profiles_the_named_columns_and_refuses_unknown_ones() -> 
         profile_table(table, ["nope"])
 
 
-def test_categorical_that_cannot_be_read_as_boolean_is_a_profile_error() -> None:
+def test_values_that_cannot_be_read_as_the_asked_kind_are_a_profile_error() -> None:
     with pytest.raises(ProfileError, match="'flag'"):
         profile_column("flag", ["maybe", "yes?"], kind=BOOLEAN)
+    with pytest.raises(ProfileError, match="'amount'"):
+        profile_column("amount", ["12.5", "twelve"], kind=NUMERIC)

@@ -253,7 +253,13 @@ def numeric_values(arr: pa.Array) -> tuple[np.ndarray, int, int]:
 
 
 def _profile_numeric(name: str, arr: pa.Array) -> ColumnProfile:
-    x, nulls, infinite = numeric_values(arr)
+    try:
+        x, nulls, infinite = numeric_values(arr)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ProfileError(
+            f"column {name!r}: cannot read its {arr.type} values as numbers ({exc}); "
+            "pass kind='categorical' or cast the column"
+        ) from exc
     base = ColumnProfile(name, NUMERIC, len(arr), nulls, infinite, distinct=0)
     if x.size == 0:
         return base
