@@ -66,7 +66,7 @@ def prepare_current(reference: ColumnProfile, values: Any) -> Current:
 
 # --- value counts (categories, few-valued numbers) -----------------------------------------------
 
-_OTHER = "\x00other"  # bucket for values outside an incomplete reference top-K
+OTHER = "\x00other"  # bucket for values outside an incomplete reference top-K
 
 
 def current_value_counts(cur: Current) -> dict[Scalar, int]:
@@ -81,7 +81,7 @@ def current_value_counts(cur: Current) -> dict[Scalar, int]:
 
 
 def reference_value_counts(ref: ColumnProfile) -> tuple[dict[Scalar, int], bool]:
-    """(value -> count, complete). Incomplete top-K tables carry the rest under _OTHER."""
+    """(value -> count, complete). Incomplete top-K tables carry the rest under OTHER."""
     if ref.values is not None:
         out: dict[Scalar, int] = {}
         for v in ref.values:
@@ -90,7 +90,7 @@ def reference_value_counts(ref: ColumnProfile) -> tuple[dict[Scalar, int], bool]
     table = dict(ref.frequencies)
     if ref.frequencies_complete:
         return table, True
-    table[_OTHER] = ref.other
+    table[OTHER] = ref.other
     return table, False
 
 
@@ -104,10 +104,10 @@ def aligned_counts(
     if not complete:
         folded: dict[Scalar, int] = {}
         for k, n in cur.items():
-            key = k if k in ref else _OTHER
+            key = k if k in ref else OTHER
             folded[key] = folded.get(key, 0) + n
         cur = folded
-    keys = sorted(set(ref) | set(cur), key=lambda k: (k == _OTHER, k))
+    keys = sorted(set(ref) | set(cur), key=lambda k: (k == OTHER, k))
     r = np.array([ref.get(k, 0) for k in keys], dtype=np.float64)
     c = np.array([cur.get(k, 0) for k in keys], dtype=np.float64)
     return keys, r, c, complete
@@ -196,7 +196,7 @@ def binned_shares(
     """(reference shares, current shares, exact, binning used) over common bins.
     values: one bin per value (categories; numbers with <= 20 distinct reference values);
     deciles: the reference deciles stored in the profile, out-of-range mass in the edge bins;
-    sturges: Evidently's equal-width bins over the range of both samples, sqrt-free Sturges count,
+    sturges: Evidently's equal-width bins over the range of both samples, ceil(log2(n) + 1) of them,
     the reference's share per bin read from its quantile CDF unless the profile keeps its values."""
     cur = prepare_current(reference, current)
     require_values(reference, cur, "binning")
@@ -246,3 +246,46 @@ def sturges_shares(ref: ColumnProfile, xs: np.ndarray) -> tuple[np.ndarray, np.n
     below = cdf_left(reference_cdf(ref), inner)
     r = np.diff(np.concatenate(([0.0], below, [1.0])))
     return np.clip(r, 0.0, None), cur, False, "sturges"
+
+
+# --- for plots ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Reference and current shares over common bins, for drawing the two distributions overlaid:
+    `labels` (one per value) for categories and few-valued numbers, else `edges` (len(shares) + 1;
+    mass beyond the outer edges is drawn in the outer bins)."""
+
+    labels: tuple[Scalar, ...]
+    edges: tuple[float, ...]
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+
+
+def overlay(reference: ColumnProfile, current: Any, bins: int = 30) -> Overlay:
+    """Bins for a plot: values as in the tests, else `bins` equal-width bins between the 0.1 % and
+    99.9 % quantiles of both samples (so one outlier does not flatten the picture)."""
+    cur = prepare_current(reference, current)
+    require_values(reference, cur, "overlay")
+    if value_binnable(reference):
+        keys, r, c, _ = aligned_counts(reference, cur)
+        labels = tuple("other" if k == OTHER else k for k in keys)
+        return Overlay(labels, (), _shares(r), _shares(c))
+    xs = cur.sorted_values
+    ref_q = reference_quantile_at(reference, np.array([0.001, 0.999]))
+    cur_q = xs[[int(0.001 * (xs.size - 1)), int(0.999 * (xs.size - 1))]]
+    lo, hi = float(min(ref_q[0], cur_q[0])), float(max(ref_q[1], cur_q[1]))
+    edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.array([lo - 0.5, lo + 0.5])
+    inner = edges[1:-1]
+    c = counts_in(xs, inner)
+    if reference.values is not None:
+        r = counts_in(np.asarray(reference.values, dtype=np.float64), inner)
+    else:
+        r = np.diff(np.concatenate(([0.0], cdf_left(reference_cdf(reference), inner), [1.0])))
+    return Overlay((), tuple(edges.tolist()), _shares(r), _shares(c))
+
+
+def _shares(counts: np.ndarray) -> tuple[float, ...]:
+    total = float(np.sum(counts))
+    return tuple((np.clip(counts, 0.0, None) / total).tolist()) if total > 0 else ()
