@@ -87,7 +87,9 @@ def test_empty_window_has_every_metric_none_with_a_reason() -> None:
 
 
 def test_nan_and_null_scores_are_dropped_and_counted() -> None:
-    got = compute_metrics([1, 0, 1, 0, 1], [0.9, float("nan"), None, 0.2, 0.4], threshold=0.5, top_k=3)
+    got = compute_metrics(
+        [1, 0, 1, 0, 1], [0.9, float("nan"), None, 0.2, 0.4], threshold=0.5, top_k=3
+    )
     assert got.dropped_scores == 2 and got.labelled == 3
     assert got.values["auc"] == pytest.approx(roc_auc_score([1, 0, 1], [0.9, 0.2, 0.4]))
 
@@ -98,7 +100,7 @@ def test_all_scores_nan_is_an_empty_window() -> None:
 
 
 def test_labels_other_than_zero_and_one_are_refused() -> None:
-    with pytest.raises(ValueError, match="found 2.0"):
+    with pytest.raises(ValueError, match=r"found 2\.0"):
         compute_metrics([0, 2], [0.1, 0.2], threshold=0.5, top_k=3)
 
 

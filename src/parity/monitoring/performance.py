@@ -309,6 +309,6 @@ def windows(since: datetime, until: datetime, width: timedelta) -> list[Window]:
 
 
 def window_status(window: Window, label_delay: timedelta, as_of: datetime) -> str:
-    """"final" once `as_of` has reached the window's end plus the label delay (every label of its
+    """ "final" once `as_of` has reached the window's end plus the label delay (every label of its
     predictions should have arrived), else "provisional"."""
     return "final" if as_of >= window.end + label_delay else "provisional"
