@@ -140,14 +140,18 @@ def test_custom_metric_failures_are_null_with_their_message_others_computed() ->
     def infinite(labels: np.ndarray, scores: np.ndarray, rows: pa.Table) -> float:
         return float("inf")
 
+    def undefined(labels: np.ndarray, scores: np.ndarray, rows: pa.Table) -> float | None:
+        return None
+
     table = pa.table({"amount": [1.0, 2.0]})
     got = custom_metrics(
-        {"fine": fine, "broken": broken, "infinite": infinite},
+        {"fine": fine, "broken": broken, "infinite": infinite, "undefined": undefined},
         np.array([True, False]),
         np.array([0.1, 0.2]),
         table,
     )
-    assert got.values == {"fine": 3.0, "broken": None, "infinite": None}
+    assert got.values == {"fine": 3.0, "broken": None, "infinite": None, "undefined": None}
+    assert got.errors["undefined"] == "undefined for these rows (the function returned None)"
     assert got.errors["broken"] == "KeyError: 'amount'"
     assert "finite number" in got.errors["infinite"]
 

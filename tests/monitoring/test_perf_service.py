@@ -39,7 +39,7 @@ def test_dollar_weighted_recall_by_hand() -> None:
     scores = np.array([0.9, 0.3, 0.5, 0.8])
     rows = pa.table({"amount": [100.0, 50.0, 25.0, 1000.0]})
     assert metric(labels, scores, rows) == pytest.approx(125.0 / 175.0)  # 0.5 counts as caught
-    assert np.isnan(metric(np.zeros(2, dtype=bool), np.array([0.1, 0.9]), rows.slice(0, 2)))
+    assert metric(np.zeros(2, dtype=bool), np.array([0.1, 0.9]), rows.slice(0, 2)) is None
 
 
 def fraud_repo(root: Path, *, project: str = "demo", extra: str = "") -> Path:

@@ -122,7 +122,9 @@ def monitor_performance(
     )
     console.print(table)
     console.print("- : undefined for the window (--json gives each reason)")
-    failed = {(n, w.reasons[n]) for w in report.windows for n in custom if n in w.reasons}
+    failed = {
+        (n, w.reasons[n]) for w in report.windows for n in custom if w.labelled and n in w.reasons
+    }
     for name, reason in sorted(failed):
         console.print(f"[yellow]Note[/] {name}: {reason}", soft_wrap=True)
     for warning in report.warnings:

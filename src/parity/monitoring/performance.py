@@ -258,8 +258,9 @@ def custom_metrics(
     scores: FloatArray,
     rows: pa.Table,
 ) -> CustomResult:
-    """Call each f(labels, scores, rows) -> float; one that raises or returns a non-finite or
-    non-numeric value is None with the reason, and the others are still computed."""
+    """Call each f(labels, scores, rows) -> float (or None: undefined for these rows); one that
+    raises or returns a non-finite or non-numeric value is None with the reason, and the others
+    are still computed."""
     result = CustomResult()
     for name, function in functions.items():
         try:
@@ -270,7 +271,9 @@ def custom_metrics(
             continue
         number = _finite(value)
         result.values[name] = number
-        if number is None:
+        if value is None:
+            result.errors[name] = "undefined for these rows (the function returned None)"
+        elif number is None:
             result.errors[name] = f"returned {value!r}; a metric must return a finite number"
     return result
 

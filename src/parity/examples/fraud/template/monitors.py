@@ -15,11 +15,11 @@ THRESHOLD = 0.5  # score at or above which a transaction is flagged as fraud
 
 def dollar_weighted_recall(labels, scores, rows):
     """Fraud dollars caught / fraud dollars: the share of the fraudulent amount that was scored
-    at or above the decision threshold. No fraud in the window: NaN, reported as null."""
+    at or above the decision threshold; None (undefined) when the rows hold no fraud."""
     amount = np.asarray(rows.column("amount").to_numpy(zero_copy_only=False), dtype=float)
     fraud = amount[labels].sum()
     caught = amount[labels & (scores >= THRESHOLD)].sum()
-    return float(caught / fraud) if fraud > 0 else float("nan")
+    return float(caught / fraud) if fraud > 0 else None
 
 
 fraud_monitor = Monitor(
