@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     average_precision_score,
@@ -172,3 +174,30 @@ def test_a_window_is_final_only_after_its_end_plus_the_label_delay() -> None:
     delay = timedelta(days=20)
     assert window_status(window, delay, datetime(2026, 3, 21, 23, 59, tzinfo=UTC)) == "provisional"
     assert window_status(window, delay, datetime(2026, 3, 22, tzinfo=UTC)) == "final"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 0.9, 1.0])),
+        min_size=2,
+        max_size=40,
+    )
+)
+def test_ranking_and_calibration_agree_with_sklearn_on_heavy_ties(
+    pairs: list[tuple[bool, float]],
+) -> None:
+    labels = np.array([p[0] for p in pairs])
+    scores = np.array([p[1] for p in pairs])
+    got = compute_metrics(labels, scores, threshold=0.5, top_k=5)
+    if labels.all() or not labels.any():
+        assert got.values["auc"] is None
+    else:
+        assert got.values["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    if labels.any():
+        expected = average_precision_score(labels, scores)
+        assert got.values["average_precision"] == pytest.approx(expected, abs=1e-12)
+    prob_true, prob_pred = calibration_curve(labels, scores, n_bins=10, strategy="uniform")
+    filled = [b for b in got.reliability if b.count]
+    assert [b.observed_rate for b in filled] == pytest.approx(list(prob_true), abs=1e-12)
+    assert [b.mean_score for b in filled] == pytest.approx(list(prob_pred), abs=1e-12)
