@@ -75,8 +75,7 @@ def source_sql(source: LabelSource, repo_root: Path) -> str:
     query as written."""
     if source.query is not None:
         return source.query
-    assert source.path is not None  # LabelSource validation: exactly one of path / query
-    path = Path(source.path)
+    path = Path(source.path or "")  # LabelSource validation: exactly one of path / query
     path = path if path.is_absolute() else repo_root / path
     if not any(path.parent.glob(path.name)):
         raise LabelSourceError(
@@ -136,6 +135,8 @@ def join(
 ) -> Joined:
     """Each window's predictions left-joined to the labels known at `as_of` (the latest one per
     key when a key was labelled twice); predictions made after `as_of` are not counted."""
+    if not windows:
+        raise ValueError("no windows to join: until must be after since")
     columns = check_columns(connection, source, sql)
     files = log_files(scope.log_dir, windows[0].start.date(), windows[-1].end.date())
     _predictions_table(connection, scope, files, source, windows, as_of)
@@ -230,8 +231,7 @@ def _labels_table(
     keys = [f"CAST({quote(k)} AS VARCHAR) AS __lk{i}" for i, k in enumerate(source.join_keys)]
     partition = [f"__lk{i}" for i in range(len(source.join_keys))]
     if _uses_time(source):
-        assert source.timestamp_field is not None
-        keys.append(f"CAST({quote(source.timestamp_field)} AS TIMESTAMPTZ) AS __lt")
+        keys.append(f"CAST({quote(source.timestamp_field or '')} AS TIMESTAMPTZ) AS __lt")
         partition.append("__lt")
     where = f"{quote(source.label)} IS NOT NULL"
     order = f"{quote(source.label)} DESC"

@@ -150,8 +150,7 @@ def evaluate(
 
     from parity.monitoring.labels import label_array
 
-    assert monitor.labels is not None
-    label_column = monitor.labels.label
+    label_column = monitor.labels.label if monitor.labels is not None else "label"
     order = joined.rows.column("__window").to_numpy()  # rows come oldest first: ascending
     out = []
     for index, window in enumerate(windows):
