@@ -49,7 +49,7 @@ def fraud_repo(root: Path, *, project: str = "demo", extra: str = "") -> Path:
     from parity.inference.predlog import ParquetLogSink
 
     sink = ParquetLogSink(repo / "data" / "prediction_log")
-    sink.write([_record(i, request_id=str(i)) for i in range(12)])
+    sink.write([_record(i, request_id=f"txn-{i}") for i in range(12)])
     sink.close()
     pq.write_table(label_table(FRAUD), repo / "data" / "chargebacks.parquet")
     return repo

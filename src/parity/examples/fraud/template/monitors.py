@@ -1,7 +1,7 @@
 """What to watch for the fraud model: its predictions against the chargebacks that arrive later.
 
-The model server logs each prediction with its request id; send a transaction's id as the
-request id (`"id": "<transaction_id>"`, one transaction per request) so its label can find it.
+The model server logs each prediction with its request id; send `txn-<transaction_id>` as the
+request id (`"id"`, one transaction per request; the traffic simulator does) so its label finds it.
 """
 
 from datetime import timedelta
@@ -28,7 +28,7 @@ fraud_monitor = Monitor(
     window=timedelta(days=1),
     labels=LabelSource(
         query=(
-            "SELECT CAST(transaction_id AS VARCHAR) AS request_id, is_fraud, amount, "
+            "SELECT 'txn-' || transaction_id AS request_id, is_fraud, amount, "
             "label_timestamp FROM 'data/chargebacks.parquet'"
         ),
         label="is_fraud",
