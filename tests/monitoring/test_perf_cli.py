@@ -23,6 +23,7 @@ def test_monitor_performance_prints_each_window_and_json(tmp_path: Path) -> None
     args += ["--since", since, "--until", until, "--as-of", as_of, "--repo", str(repo)]
     code, output = run(*args)
     assert code == 0, output
+    assert "windows of 1d, label delay 30d, threshold 0.5, k = 100" in output
     lines = [line for line in output.splitlines() if "2026-03-0" in line]
     assert len(lines) == 2, output
     assert "final" in lines[0] and "75.0%" in lines[0] and "dollar_weighted_recall" in output

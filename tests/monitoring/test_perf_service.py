@@ -15,8 +15,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from parity import FeatureStore
-from parity.errors import AliasNotFound, LabelSourceError, ModelNotFound, MonitorNotFound
+from parity.errors import (
+    AliasNotFound,
+    LabelSourceError,
+    ModelNotFound,
+    ModelVersionNotFound,
+    MonitorNotFound,
+)
 from parity.examples.fraud import scaffold
+from parity.monitoring.service import bind_metrics
 from tests.conftest import DRIVER_REPO, write_repo
 from tests.monitoring.test_perf_labels import AMOUNTS, DAY, SCORES, T0, _record, label_table
 
@@ -134,8 +141,23 @@ def test_unknown_model_and_unmonitored_model_are_typed_errors(tmp_path: Path) ->
         with pytest.raises(AliasNotFound, match="model 'nope' has no alias 'champion'"):
             store.monitoring.performance("nope@champion", since=T0)
         register(store)
+        with pytest.raises(ModelVersionNotFound, match="fraud"):
+            store.monitoring.performance("fraud/9", since=T0)
         with pytest.raises(MonitorNotFound, match="no monitor watches model 'fraud'"):
             store.monitoring.performance("fraud@champion", since=T0)
+
+
+def test_bind_metrics_loads_the_applied_functions_from_the_repo(tmp_path: Path) -> None:
+    repo = fraud_repo(tmp_path / "repo")
+    with FeatureStore(repo) as store:
+        store.apply()
+    with FeatureStore(repo) as store:
+        applied = store.monitoring.get_monitor("fraud_monitor")  # from the registry: no code
+        assert applied.metric_functions == {}
+        functions = bind_metrics(store, applied)
+    metric = functions["dollar_weighted_recall"]
+    rows = pa.table({"amount": [10.0, 30.0]})
+    assert metric(np.array([True, True]), np.array([0.9, 0.1]), rows) == pytest.approx(0.25)
 
 
 def test_a_monitor_without_labels_is_a_typed_error(tmp_path: Path) -> None:

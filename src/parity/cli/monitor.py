@@ -67,6 +67,15 @@ def _duration(text: str | None) -> timedelta | None:
     return timedelta(seconds=int(number) * _UNITS[unit])
 
 
+def _span(value: timedelta) -> str:
+    """A timedelta in the largest unit that divides it: 30d, 6h, 90s."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -117,8 +126,9 @@ def monitor_performance(
             w.start.isoformat(), status, f"{w.predictions:,}", f"{w.labelled:,}", coverage, *values
         )
     console.print(
-        f"{report.model}/{report.version} as of {report.as_of.isoformat()}: label delay "
-        f"{report.label_delay}, threshold {report.decision_threshold}, k = {report.top_k}"
+        f"{report.model}/{report.version} as of {report.as_of.isoformat()}: windows of "
+        f"{_span(report.window)}, label delay {_span(report.label_delay)}, threshold "
+        f"{report.decision_threshold}, k = {report.top_k}"
     )
     console.print(table)
     console.print("- : undefined for the window (--json gives each reason)")
