@@ -94,7 +94,7 @@ def sklearn_peer(joined: labels.Joined, count: int) -> tuple[float, list[dict[st
         first, stop = np.searchsorted(order, [index, index + 1])
         part = joined.rows.slice(int(first), int(stop - first))
         y = part.column("__label").to_numpy(zero_copy_only=False).astype(bool)
-        s = part.column("score").to_numpy()
+        s = part.column("__score").to_numpy()
         calibration_curve(y, s, n_bins=10)
         out.append(
             {

@@ -317,3 +317,13 @@ def test_custom_rows_carry_the_label_source_columns(repo: Path) -> None:
     assert found[0].metrics["amount_caught"] == 120.0 + 300.0
     assert "amount" in seen["columns"] and "score" in seen["columns"]
     assert "prediction_timestamp" in seen["columns"] and "__label" not in seen["columns"]
+
+
+def test_a_label_source_column_named_score_does_not_replace_the_prediction(repo: Path) -> None:
+    source = LabelSource(
+        query="SELECT request_id, is_fraud, 1.0 - 0.0 AS score FROM 'data/chargebacks.parquet'",
+        label="is_fraud",
+    )
+    _, (day1, _) = report(repo, source, T0 + timedelta(days=30))
+    y = [FRAUD[i] for i in range(6)]
+    assert day1.metrics["auc"] == pytest.approx(roc_auc_score(y, SCORES[:6]))

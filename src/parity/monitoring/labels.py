@@ -43,8 +43,8 @@ class Joined:
     """Predictions of each window with the labels known at `as_of`.
 
     `rows` holds the labelled predictions with a finite score, oldest first: `__window` (its
-    index in the windows asked for), `__label` (the label's value), the label source's columns
-    and those of `PREDICTION_COLUMNS` the source does not have itself.
+    index in the windows asked for), `__label` (the label's value), `__score`, the label
+    source's columns and those of `PREDICTION_COLUMNS` the source does not have itself.
     """
 
     predictions: list[int]  # per window: logged predictions made by `as_of`
@@ -151,7 +151,8 @@ def join(
     extra = [c for c in PREDICTION_COLUMNS if c not in columns]
     picked = "".join(f"p.{quote(c)}, " for c in extra)
     rows = connection.sql(
-        f"""SELECT p.window_index AS __window, l.{quote(source.label)} AS __label, {picked}
+        f"""SELECT p.window_index AS __window, l.{quote(source.label)} AS __label,
+                   p.score AS __score, {picked}
                    l.* EXCLUDE ({_internal(source)})
             FROM __preds p JOIN __labels l ON {on}
             WHERE p.score IS NOT NULL AND isfinite(p.score)

@@ -157,8 +157,8 @@ def evaluate(
         first, stop = np.searchsorted(order, [index, index + 1])
         rows = joined.rows.slice(int(first), int(stop - first))
         labels = label_array(rows.column("__label"), label_column)
-        scores = np.asarray(rows.column("score").to_numpy(zero_copy_only=False), dtype=np.float64)
-        table = rows.drop_columns(["__window", "__label"])
+        scores = np.asarray(rows.column("__score").to_numpy(zero_copy_only=False), dtype=float)
+        table = rows.drop_columns(["__window", "__label", "__score"])
         out.append(_window(monitor, window, as_of, joined, index, labels, scores, table, metrics))
     return tuple(out)
 
