@@ -194,7 +194,7 @@ def monitor_profile(
 _VERDICT = {"drift": "[red]DRIFT[/]", "no_drift": "[green]no drift[/]"}
 
 
-def _number(value: float | None) -> str:
+def _statistic(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
@@ -260,8 +260,8 @@ def _window_table(model: str, result: WindowDrift) -> Table:
             column.column,
             column.kind,
             column.test,
-            _number(column.statistic),
-            _number(column.threshold),
+            _statistic(column.statistic),
+            _statistic(column.threshold),
             _VERDICT.get(column.status, column.status.replace("_", " ")),
             escape(column.reason),
         )
