@@ -480,3 +480,39 @@ def test_a_feature_the_log_never_holds_is_named_not_taken_for_nulls(store: Featu
     assert "driver_stats__city" in city.reason
     conv = next(c for c in window.columns if c.column == "conv_rate")
     assert "not in the logged" not in conv.reason
+
+
+class TwoOutputs(Scorer):
+    def label(self, frame: Any) -> Any:
+        return (self.predict(frame) > 0.8).astype(np.int64)
+
+    def proba(self, frame: Any) -> Any:
+        score = np.clip(self.predict(frame), 0, 1)
+        return np.column_stack([1 - score, score])
+
+
+def test_each_one_value_output_of_a_several_output_model_is_tested(store: FeatureStore) -> None:
+    frame = pd.read_parquet(store.datasets.get("train_v1").path)
+    store.models.register_model(
+        "scorer",
+        TwoOutputs(),
+        flavor="pyfunc",
+        training_dataset="train_v1",
+        sample_input=frame[["conv_rate", "trips", "bonus"]].head(5),
+        predict_method={"score": "predict", "label": "label", "proba": "proba"},
+    )
+    outputs = next(p for p in store.monitoring.profiles() if p.subject.endswith(":outputs"))
+    assert list(Profile.from_json(str(outputs.profile)).columns) == ["score", "label"]
+    records: list[PredictionRecord] = []
+    rng = np.random.default_rng(11)
+    log_window(records, rng, T0, 600)
+    log_window(records, rng, T0 + HOUR, 600, shifted=True)
+    for record in records:
+        score = float(record.prediction)
+        record.prediction = {"score": score, "label": int(score > 0.8), "proba": [1 - score, score]}
+    write_log(store, records)
+    first, second = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR).windows
+    kinds = {c.column: (c.kind, c.status) for c in first.columns}
+    assert kinds["score"] == ("output", "no_drift") and kinds["label"] == ("output", "no_drift")
+    assert {c.column: c.status for c in second.columns}["score"] == "drift"
+    assert {c.column: c.count - c.nulls for c in second.columns}["label"] == 600
