@@ -171,3 +171,17 @@ def test_files_of_several_writers_interleaved_in_time_are_grouped(tmp_path: Path
     )
     got = {w: sorted(rows.column("x").to_pylist()) for _, w, rows in read.groups()}
     assert got == {0: [1.0, 2.0, 3.0], 1: [61.0, 62.0], 2: [121.0]}
+
+
+def test_window_widths_are_parsed_from_text() -> None:
+    from parity.monitoring.drift import parse_window
+
+    assert parse_window("90s") == timedelta(seconds=90)
+    assert parse_window("30m") == timedelta(minutes=30)
+    assert parse_window("1h") == HOUR
+    assert parse_window("7d") == timedelta(days=7)
+    assert parse_window("2w") == timedelta(days=14)
+    assert parse_window("PT1H") == HOUR and parse_window("p7d") == timedelta(days=7)
+    for bad in ("soon", "0h", "-1h", "h", "P", ""):
+        with pytest.raises(InvalidWindow, match="not a positive duration"):
+            parse_window(bad)

@@ -237,7 +237,7 @@ def test_the_run_is_stored_and_read_back_as_history(store: FeatureStore) -> None
     log_window(records, rng, T0, 1000)  # Wasserstein's noise at 300 rows nears its 0.1
     log_window(records, rng, T0 + HOUR, 1000, shifted=True)
     write_log(store, records)
-    report = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR, window=HOUR)
+    report = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR, window="1h")
     rows = store.monitoring.drift_history("scorer")
     assert len(rows) == 2 * (5 + 1)  # two windows x (five columns + the dataset row)
     assert {r.run_id for r in rows} == {report.run_id}

@@ -167,13 +167,14 @@ class Monitoring:
         *,
         since: TimeLike | None = None,
         until: TimeLike | None = None,
-        window: timedelta | None = None,
+        window: timedelta | str | None = None,
         persist: bool = True,
     ) -> DriftReport:
         """Drift of `model` ('fraud@champion', 'fraud/3', or 'fraud': every version with rows)
         over the prediction log in [since, until) (default: the last 24 windows up to now), per
-        window of `window` (default: the model's Monitor's, else 1 hour). Recorded in the
-        history unless `persist=False`."""
+        window of `window` (default: the model's Monitor's, else 1 hour; a timedelta or text
+        such as '1h' or 'P7D'). Recorded in the history unless `persist=False`."""
+        from parity.monitoring.drift import parse_window
         from parity.timeutil import parse_time
 
         store = self._store
@@ -182,7 +183,7 @@ class Monitoring:
             model,
             since=None if since is None else parse_time(since, "since", now=store.now),
             until=None if until is None else parse_time(until, "until", now=store.now),
-            window=window,
+            window=parse_window(window) if isinstance(window, str) else window,
             persist=persist,
         )
 
