@@ -432,3 +432,19 @@ class EndBeforeWatermark(InvalidTime):
     """A materialize-incremental END before where the view's last run ended."""
 
     code = "end_before_watermark"
+
+
+# --- monitoring: quality and freshness ------------------------------------------------------
+
+
+class QualityInputError(ParityError, ValueError):
+    """Values a data-quality check cannot read (mixed types, columns of unequal length, text
+    where the reference is numeric); the message names the feature."""
+
+    code = "invalid_quality_input"
+
+
+class QualitySubjectNotFound(ObjectNotFound):
+    """`monitoring.quality(name)` got a name that is neither a feature view nor a model."""
+
+    code = "quality_subject_not_found"
