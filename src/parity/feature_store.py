@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from parity.materialize.batch import MaterializeResult
     from parity.models.registry import ModelRegistry
     from parity.monitoring.online import OnlineMonitor
+    from parity.monitoring.quality_store import QualityRecorder
     from parity.offline.datasets import Datasets
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.request import RetrievalRequest
@@ -65,6 +66,7 @@ class FeatureStore:
         self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
         self._models: ModelRegistry | None = None
         self._datasets: Datasets | None = None
+        self._quality: QualityRecorder | None = None  # data quality of what enters (monitoring)
 
     @property
     def project(self) -> str:
@@ -311,7 +313,14 @@ class FeatureStore:
                 slack=self.config.materialize.read_slack,
             )
         else:
-            result = materialize_view(*common, view, start, end, now=self._clock, progress=advance)
+            quality = self._quality_recorder()
+            watch = None if quality is None else quality.watch(view)
+            observe = None if watch is None else watch.add
+            result = materialize_view(
+                *common, view, start, end, now=self._clock, progress=advance, observe=observe
+            )
+            if quality is not None and watch is not None:
+                quality.materialized(watch, start, end)
         advance("done", result.rows, result.rows)
         return result
 
@@ -451,7 +460,22 @@ class FeatureStore:
                 else:
                     self.online_store.write(self.project, pushing.online_rows(view, table))
                 self._pushed[view.name] = self._clock()
+        if (quality := self._quality_recorder()) is not None:
+            for view in views:
+                quality.ingested(view, table)
         return int(table.num_rows)
+
+    def _quality_recorder(self) -> QualityRecorder | None:
+        """Where materializations, pushes and stream batches report the data quality of what
+        they write (parity.monitoring.quality_store); None without a SQL registry."""
+        if self._quality is None:
+            engine = getattr(self.registry_store, "engine", None)
+            if engine is None:
+                return None
+            from parity.monitoring.quality_store import QualityRecorder
+
+            self._quality = QualityRecorder(engine, self.project, self._clock)
+        return self._quality
 
     def _online_freshness(self) -> dict[str, datetime | None]:
         log = self._materialization_log()

@@ -76,9 +76,7 @@ def gauges(
     0.0 ok / None unknown)."""
     flags = {"ok": 0.0, "breached": 1.0}
     return {
-        r.view: (r.slo_seconds, flags.get(r.status))
-        for r in results
-        if r.slo_seconds is not None
+        r.view: (r.slo_seconds, flags.get(r.status)) for r in results if r.slo_seconds is not None
     }
 
 

@@ -120,7 +120,7 @@ class FeatureQuality:
         """The worst check: breach, then ok, then no_data, then not_checked."""
         for worst in ("breach", "ok", "no_data"):
             if worst in self.checks.values():
-                return worst  # type: ignore[return-value]
+                return worst
         return "not_checked"
 
 
@@ -145,9 +145,11 @@ def count_column(feature: str, values: Any, reference: Reference | None = None) 
     if reference is None:
         return counts
     if reference.minimum is not None and reference.maximum is not None:
-        counts = replace(counts, **_range(feature, array, reference.minimum, reference.maximum))
+        below, above, ranged = _range(feature, array, reference.minimum, reference.maximum)
+        counts = replace(counts, below=below, above=above, ranged=ranged)
     if reference.categories is not None:
-        counts = replace(counts, **_categories(array, reference.categories))
+        unseen, categorized, examples = _categories(array, reference.categories)
+        counts = replace(counts, unseen=unseen, categorized=categorized, examples=examples)
     return counts
 
 
@@ -184,40 +186,40 @@ def _true(mask: pa.Array) -> int:
 def _is_numeric(kind: pa.DataType) -> bool:
     import pyarrow as pa
 
-    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind))
+    return bool(
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    )
 
 
-def _range(feature: str, array: pa.Array, low: float, high: float) -> dict[str, int]:
+def _range(feature: str, array: pa.Array, low: float, high: float) -> tuple[int, int, int]:
+    """(below, above, compared) of the finite values."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if pa.types.is_null(array.type):  # an all-null column: nothing to compare
-        return {"ranged": 0}
+        return 0, 0, 0
     if not _is_numeric(array.type):
         raise QualityInputError(
             f"feature '{feature}' holds {array.type} values but its reference is numeric "
             f"(range [{low}, {high}]); check that the column matches the reference's feature"
         )
     numbers = array.cast(pa.float64())
-    return {
-        "below": _true(pc.less(numbers, low)),
-        "above": _true(pc.greater(numbers, high)),
-        "ranged": len(numbers),
-    }
+    return _true(pc.less(numbers, low)), _true(pc.greater(numbers, high)), len(numbers)
 
 
-def _categories(array: pa.Array, known: Mapping[str, int]) -> dict[str, Any]:
+def _categories(array: pa.Array, known: Mapping[str, int]) -> tuple[int, int, dict[str, int]]:
+    """(unseen, compared, the most frequent unseen values with their counts)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if pa.types.is_null(array.type) or len(array) == 0:
-        return {"categorized": 0}
+        return 0, 0, {}
     seen = pc.value_counts(array)
     values = [category_key(v) for v in seen.field("values").to_pylist()]
     tallies = seen.field("counts").to_pylist()
     unseen = {v: int(n) for v, n in zip(values, tallies, strict=True) if v not in known}
     kept = sorted(unseen.items(), key=lambda item: (-item[1], item[0]))[:EXAMPLES]
-    return {"unseen": sum(unseen.values()), "categorized": len(array), "examples": dict(kept)}
+    return sum(unseen.values()), len(array), dict(kept)
 
 
 def category_key(value: Any) -> str:
@@ -288,6 +290,4 @@ def check_batch(
 
 def signals(results: list[FeatureQuality]) -> dict[str, float]:
     """Alert signals (monitoring/alerts.py): `null_rate:<feature>` for each feature with rows."""
-    return {
-        f"null_rate:{q.feature}": rate for q in results if (rate := q.null_rate) is not None
-    }
+    return {f"null_rate:{q.feature}": rate for q in results if (rate := q.null_rate) is not None}
