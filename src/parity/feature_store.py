@@ -29,8 +29,7 @@ from parity.timeutil import TimeLike, parse_time, to_micros, utcnow
 if TYPE_CHECKING:
     from parity.materialize.batch import MaterializeResult
     from parity.models.registry import ModelRegistry
-    from parity.monitoring.online import OnlineMonitor
-    from parity.monitoring.quality_store import QualityRecorder
+    from parity.monitoring.service import Monitoring
     from parity.offline.datasets import Datasets
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.request import RetrievalRequest
@@ -65,8 +64,8 @@ class FeatureStore:
         self._refused: Refusals | None = None  # window values answered OUTSIDE_MAX_AGE
         self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
         self._models: ModelRegistry | None = None
+        self._monitoring: Monitoring | None = None
         self._datasets: Datasets | None = None
-        self._quality: QualityRecorder | None = None  # data quality of what enters (monitoring)
 
     @property
     def project(self) -> str:
@@ -101,11 +100,14 @@ class FeatureStore:
         return self._models
 
     @property
-    def monitoring(self) -> OnlineMonitor:
-        """Signals about the online side: `freshness()` per view, `refused_window_reads()`."""
-        from parity.monitoring.online import OnlineMonitor
+    def monitoring(self) -> Monitoring:
+        """Monitoring: profiles, drift, delayed-label performance, quality, freshness,
+        consistency and alerts (see docs/monitoring.md)."""
+        from parity.monitoring.service import Monitoring
 
-        return OnlineMonitor(self._online_freshness, self._refusals())
+        if self._monitoring is None:
+            self._monitoring = Monitoring(self)
+        return self._monitoring
 
     @property
     def datasets(self) -> Datasets:
@@ -313,14 +315,11 @@ class FeatureStore:
                 slack=self.config.materialize.read_slack,
             )
         else:
-            quality = self._quality_recorder()
-            watch = None if quality is None else quality.watch(view)
-            observe = None if watch is None else watch.add
+            watch = self.monitoring.materialize_watch(view)  # data quality of the rows written
             result = materialize_view(
-                *common, view, start, end, now=self._clock, progress=advance, observe=observe
+                *common, view, start, end, now=self._clock, progress=advance, observe=watch.add
             )
-            if quality is not None and watch is not None:
-                quality.materialized(watch, start, end)
+            watch.done(start, end)
         advance("done", result.rows, result.rows)
         return result
 
@@ -460,22 +459,10 @@ class FeatureStore:
                 else:
                     self.online_store.write(self.project, pushing.online_rows(view, table))
                 self._pushed[view.name] = self._clock()
-        if (quality := self._quality_recorder()) is not None:
+        if (quality := self.monitoring.quality_recorder()) is not None:  # rows and nulls
             for view in views:
                 quality.ingested(view, table)
         return int(table.num_rows)
-
-    def _quality_recorder(self) -> QualityRecorder | None:
-        """Where materializations, pushes and stream batches report the data quality of what
-        they write (parity.monitoring.quality_store); None without a SQL registry."""
-        if self._quality is None:
-            engine = getattr(self.registry_store, "engine", None)
-            if engine is None:
-                return None
-            from parity.monitoring.quality_store import QualityRecorder
-
-            self._quality = QualityRecorder(engine, self.project, self._clock)
-        return self._quality
 
     def _online_freshness(self) -> dict[str, datetime | None]:
         log = self._materialization_log()

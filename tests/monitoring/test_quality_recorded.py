@@ -13,7 +13,6 @@ import sqlalchemy as sa
 
 from parity import FeatureStore
 from parity.errors import QualitySubjectNotFound
-from parity.monitoring.quality_served import quality_report
 from tests.conftest import write_parquet, write_repo
 
 T = datetime(2026, 5, 1, tzinfo=UTC)
@@ -98,11 +97,11 @@ def test_materialization_records_rows_and_null_rate_per_feature(tmp_path: Path) 
     assert {r["verdict"] for r in rows.values()} == {"breach"}  # all over 0 + 0.05
     assert rows["amount"]["window_end"].startswith("2026-05-01T00:00:00")
 
-    records = quality_report(store, "stats", since=T - timedelta(hours=1))
+    records = store.monitoring.quality("stats", since=T - timedelta(hours=1))
     amount = next(r for r in records if r.feature == "amount")
     assert amount.quality.counts.infinite == 1
     assert amount.quality.checks["infinite"] == "breach"
-    assert quality_report(store, "stats", since=T + timedelta(seconds=1)) == []
+    assert store.monitoring.quality("stats", since=T + timedelta(seconds=1)) == []
 
 
 def test_pushes_are_counted_and_written_once_the_flush_interval_passed(tmp_path: Path) -> None:
@@ -120,7 +119,7 @@ def test_pushes_are_counted_and_written_once_the_flush_interval_passed(tmp_path:
     assert {r["source"] for r in rows.values()} == {"ingest"}
     # a read writes what this process counted since
     store.push("clicks", {**push, "spend": [None] * 4, "kind": ["a"] * 4})
-    records = quality_report(store, "click_stats", since=T + timedelta(seconds=61))
+    records = store.monitoring.quality("click_stats", since=T + timedelta(seconds=61))
     spend = [r for r in records if r.feature == "spend"]
     assert [r.quality.null_rate for r in spend] == [0.25, 1.0]
 
@@ -130,4 +129,4 @@ def test_unknown_subject_is_a_typed_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(
         QualitySubjectNotFound, match="'nope' is neither a feature view nor a model"
     ):
-        quality_report(store, "nope", since=T)
+        store.monitoring.quality("nope", since=T)

@@ -180,7 +180,7 @@ class StreamWorker:
         self._next_claim = 0.0  # monotonic time of the next look for abandoned messages
         self.client = client if client is not None else _redis_client(store)
         self.stats = IngestStats()
-        self.quality = store._quality_recorder()  # rows and nulls per batch (monitoring)
+        self.quality = store.monitoring.quality_recorder()  # rows and nulls per batch (monitoring)
         self._own_pending = True  # after a restart, first finish what this consumer was given
         self._ensure_group()
 

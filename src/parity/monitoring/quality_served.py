@@ -92,7 +92,7 @@ def quality_report(
     written first). A model: its served features checked now per version and window of
     [since, until) (default: to the store's clock), recorded (replacing an earlier check of the
     same window) and returned. Anything else: QualitySubjectNotFound naming it."""
-    recorder = store._quality_recorder()
+    recorder = store.monitoring.quality_recorder()
     if recorder is None:
         raise BackendNotInstalled(
             f"the registry store {type(store.registry_store).__name__} keeps no quality records; "

@@ -183,8 +183,10 @@ class BatchWatch:
         features: Iterable[str],
         references: Mapping[str, Reference] | None = None,
         thresholds: QualityThresholds | None = None,
+        sink: Callable[[list[QualityRecord]], None] | None = None,
     ) -> None:
         self.subject = subject
+        self.sink = sink
         self.references = dict(references or {})
         self.thresholds = thresholds
         self.counts = {name: Counts() for name in features}
@@ -193,6 +195,11 @@ class BatchWatch:
         for name in self.counts:
             values = batch.column(name)
             self.counts[name] += count_column(name, values, self.references.get(name))
+
+    def done(self, start: datetime, end: datetime) -> None:
+        """The run [start, end] ended: hand its records to the sink (the quality table)."""
+        if self.sink is not None:
+            self.sink(self.records("materialize", start, end))
 
     def results(self) -> list[FeatureQuality]:
         return [
@@ -295,10 +302,7 @@ class QualityRecorder:
         if view.is_aggregated:
             return None
         refs = self._references(view) if self._references is not None else None
-        return BatchWatch(view.name, view.feature_names, refs)
-
-    def materialized(self, watch: BatchWatch, start: datetime, end: datetime) -> None:
-        self._write(watch.records("materialize", start, end))
+        return BatchWatch(view.name, view.feature_names, refs, sink=self._write)
 
     def ingested(self, view: FeatureView, table: pa.Table) -> None:
         """Count one pushed or ingested batch of `view`; write the counters when due."""
