@@ -5,7 +5,7 @@ alert signals `freshness:<view>`. Reads nothing itself; imports only definitions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -60,31 +60,10 @@ def evaluate(
 
 def slos_of(views: Iterable[FeatureView]) -> dict[str, timedelta | None]:
     """Each view's declared `freshness_slo` (None where it declares none)."""
-    return {view.name: getattr(view, "freshness_slo", None) for view in views}
+    return {view.name: view.freshness_slo for view in views}
 
 
 def signals(results: Iterable[ViewFreshness]) -> dict[str, float]:
     """Alert signals (monitoring/alerts.py): `freshness:<view>` = age / SLO for each view with an
     SLO and a known write (fire at 1.0 = the SLO; unknown views give no signal)."""
     return {f"freshness:{r.view}": ratio for r in results if (ratio := r.slo_ratio) is not None}
-
-
-def gauges(
-    results: Iterable[ViewFreshness],
-) -> dict[str, tuple[float, float | None]]:
-    """What the feature server exports per view with an SLO: (SLO seconds, 1.0 breached /
-    0.0 ok / None unknown)."""
-    flags = {"ok": 0.0, "breached": 1.0}
-    return {
-        r.view: (r.slo_seconds, flags.get(r.status)) for r in results if r.slo_seconds is not None
-    }
-
-
-def freshness_check(
-    newest: Callable[[], Mapping[str, datetime | None]],
-    slos: Callable[[], Mapping[str, timedelta | None]],
-    clock: Callable[[], datetime],
-) -> Callable[[], list[ViewFreshness]]:
-    """A check to call again and again (a scrape, an alert tick): reads the newest writes, the
-    SLOs and the clock each time."""
-    return lambda: evaluate(newest(), slos(), clock())

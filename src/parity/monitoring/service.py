@@ -120,6 +120,16 @@ class Monitoring:
         views = self._store.registry.catalog.feature_views.values()
         return evaluate(self.freshness(), slos_of(views), self._store.now())
 
+    def freshness_slos(self) -> dict[str, float]:
+        """Seconds of `freshness_slo` per online view that declares one (the feature server's
+        `parity_feature_freshness_slo_seconds` gauge)."""
+        views = self._store.registry.catalog.feature_views.values()
+        return {
+            v.name: v.freshness_slo.total_seconds()
+            for v in views
+            if v.online and v.freshness_slo is not None
+        }
+
     def freshness_signals(self) -> dict[str, float]:
         """Alert signals `freshness:<view>` = age / SLO (above 1: breached), for each view with
         an SLO and a known write (monitoring/alerts.py consumes them)."""
