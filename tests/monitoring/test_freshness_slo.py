@@ -175,3 +175,19 @@ def test_gauges_over_real_http_from_parity_serve(tmp_path: Path) -> None:
     assert 'parity_feature_freshness_slo_breached{view="hourly"} 1.0' in text
     assert 'parity_feature_freshness_slo_breached{view="daily"} 0.0' in text
     assert 'parity_feature_freshness_slo_seconds{view="hourly"} 3600.0' in text
+
+
+def test_a_push_another_process_recorded_counts_once_flushed(tmp_path: Path) -> None:
+    worker_clock, reader_clock = Clock(T), Clock(T + timedelta(minutes=2))
+    worker = make_store(tmp_path / "repo", worker_clock)
+    reader = FeatureStore(worker.repo_path, clock=reader_clock)  # another server worker
+    row = {"account_id": [1], "c": [1.0]}
+    worker.push("clicks", {**row, "event_timestamp": [T]})
+    by_view = {r.view: r for r in reader.monitoring.freshness_slo()}
+    assert by_view["pushed"].status == "unknown"  # counted in the worker's memory only
+    worker_clock.now = T + timedelta(seconds=61)
+    worker.push("clicks", {**row, "event_timestamp": [worker_clock.now]})  # flush is due
+    by_view = {r.view: r for r in reader.monitoring.freshness_slo()}
+    assert by_view["pushed"].newest == T + timedelta(seconds=61)
+    assert by_view["pushed"].age_seconds == 59.0
+    assert by_view["pushed"].status == "ok"

@@ -57,6 +57,7 @@ quality_table = sa.Table(
     sa.Column("verdict", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),  # JSON: counts, checks, limits, examples
     sa.Index("ix_parity_monitor_quality_subject", "project", "subject", "window_end"),
+    sa.Index("ix_parity_monitor_quality_source", "project", "source", "subject", "window_end"),
 )
 _SAME = ("project", "source", "subject", "version", "window_start", "window_end", "feature")
 
@@ -124,6 +125,21 @@ class SqlQualityStore:
         query = query.order_by(table.c.window_end, table.c.id)
         with connect(self.engine, what=_WHAT) as conn:
             return [_record(dict(row._mapping)) for row in conn.execute(query)]
+
+    def newest(self, project: str, source: Source, subjects: Iterable[str]) -> dict[str, datetime]:
+        """Per subject, the latest window end recorded from `source` (one index seek each)."""
+        table = quality_table
+        found = {}
+        with connect(self.engine, what=_WHAT) as conn:
+            for subject in subjects:
+                query = sa.select(sa.func.max(table.c.window_end)).where(
+                    table.c.project == project,
+                    table.c.source == source,
+                    table.c.subject == subject,
+                )
+                if (end := conn.execute(query).scalar()) is not None:
+                    found[subject] = datetime.fromisoformat(end)
+        return found
 
 
 def _iso(moment: datetime) -> str:
@@ -217,17 +233,26 @@ class BatchWatch:
         ]
 
 
+@dataclass
+class _Open:
+    """What one view's pushes since the last drain added up to."""
+
+    first: datetime
+    last: datetime
+    watch: BatchWatch
+
+
 class IngestCounters:
     """Rows and nulls per view of what this process pushed or ingested, kept in memory and
     written as one record per view and feature every `flush_every` (thread-safe: the feature
-    server pushes from several threads). Each process (server worker) counts its own."""
+    server pushes from several threads). Each process (server worker) counts its own; a
+    record's window runs from the first to the last batch it counts."""
 
     def __init__(self, flush_every: timedelta = FLUSH_EVERY) -> None:
         self.flush_every = flush_every
         self._lock = threading.Lock()
-        self._open: dict[str, tuple[datetime, BatchWatch]] = {}  # view -> (since, watch)
+        self._open: dict[str, _Open] = {}
         self._last_flush: datetime | None = None
-        self._pending: list[QualityRecord] = []  # closed early: the pushed columns changed
 
     def add(self, view: FeatureView, table: pa.Table, now: datetime) -> None:
         """Count one pushed (or ingested) batch of `view`: its input columns (the features of a
@@ -235,23 +260,22 @@ class IngestCounters:
         import pyarrow as pa
 
         source = view.batch_source
-        columns = {
-            f.name: table[source.column_for(f.name)]
-            for f in view.inputs
-            if source.column_for(f.name) in table.column_names
-        }
-        if not columns:
-            return
-        features = list(columns)
-        batch = pa.table(columns)
+        names = [f.name for f in view.inputs]
+        missing = pa.nulls(table.num_rows)  # validation requires every input: never in practice
+        batch = pa.table(
+            {
+                name: table[column]
+                if (column := source.column_for(name)) in table.column_names
+                else missing
+                for name in names
+            }
+        )
         with self._lock:
             entry = self._open.get(view.name)
-            if entry is not None and set(entry[1].counts) != set(features):
-                self._pending.extend(entry[1].records("ingest", entry[0], now))
-                entry = None
             if entry is None:
-                entry = self._open[view.name] = (now, BatchWatch(view.name, features))
-            entry[1].add(batch)
+                entry = self._open[view.name] = _Open(now, now, BatchWatch(view.name, names))
+            entry.watch.add(batch)
+            entry.last = max(entry.last, now)
             if self._last_flush is None:
                 self._last_flush = now
 
@@ -260,14 +284,11 @@ class IngestCounters:
             return self._last_flush is not None and now - self._last_flush >= self.flush_every
 
     def drain(self, now: datetime) -> list[QualityRecord]:
-        """The records of everything counted since the last drain (windows end at `now`)."""
+        """The records of everything counted since the last drain."""
         with self._lock:
-            records, self._pending = list(self._pending), []
-            for since, watch in self._open.values():
-                records.extend(watch.records("ingest", since, now))
-            self._open.clear()
+            opened, self._open = list(self._open.values()), {}
             self._last_flush = now
-        return records
+        return [r for o in opened for r in o.watch.records("ingest", o.first, o.last)]
 
 
 class QualityRecorder:

@@ -112,13 +112,28 @@ class Monitoring:
 
     # --- freshness -------------------------------------------------------------------------------
 
+    def newest_writes(self) -> dict[str, datetime | None]:
+        """Per online view, the newest write known: `freshness()` (the materialization
+        watermark, or this process's last push) or the last push any process recorded in the
+        quality table (written every monitoring.quality_store.FLUSH_EVERY), whichever is later.
+        What the freshness SLO and the feature server's freshness gauges measure."""
+        newest = self.freshness()
+        recorder = self.quality_recorder()
+        if recorder is None:
+            return newest
+        pushed = recorder.table.newest(self._store.project, "ingest", newest)
+        return {
+            view: max((m for m in (moment, pushed.get(view)) if m is not None), default=None)
+            for view, moment in newest.items()
+        }
+
     def freshness_slo(self) -> list[ViewFreshness]:
-        """Per online view (by name): its newest write (`freshness()`), the age of it at the
+        """Per online view (by name): its newest write (`newest_writes()`), its age at the
         store's clock, its `freshness_slo` and the status ok / breached / unknown / no_slo."""
         from parity.monitoring.freshness import evaluate, slos_of
 
         views = self._store.registry.catalog.feature_views.values()
-        return evaluate(self.freshness(), slos_of(views), self._store.now())
+        return evaluate(self.newest_writes(), slos_of(views), self._store.now())
 
     def freshness_slos(self) -> dict[str, float]:
         """Seconds of `freshness_slo` per online view that declares one (the feature server's

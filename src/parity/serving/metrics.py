@@ -2,9 +2,9 @@
 window values refused by view, the read-thread queue, and the online store's circuit breaker.
 
 Freshness is computed when scraped: seconds since the newest data the online store received for
-each online view, from the registry's materialization watermark or a push seen by this process
-(so with several workers each answers for its own pushes), with the view's freshness SLO and
-whether that age breaches it.
+each online view, from the registry's materialization watermark, a push seen by this process, or
+a push another process recorded (monitoring's quality table, written once a minute), with the
+view's freshness SLO and whether that age breaches it.
 The queue and the breakers are read when scraped too (see `watch`).
 """
 
