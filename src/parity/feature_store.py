@@ -539,6 +539,8 @@ def _model_registry(store: FeatureStore) -> ModelRegistry:
         registry_version=lambda: store.registry.version,
         trusted=config.trusted,
         clock=store.now,  # versions, alias moves and "now" in alias_at read the store's clock
+        # monitoring profiles a new version's training set (reference for drift)
+        on_register=[lambda version: store.monitoring.on_model_registered(version)],
     )
 
 

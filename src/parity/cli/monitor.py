@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from parity.cli.common import RepoOption, command, console, store_at
@@ -41,6 +42,122 @@ def monitor_list(repo: RepoOption = Path(".")) -> None:
             ", ".join(rule.name for rule in monitor.alerts) or "-",
         )
     console.print(table)
+
+
+# --- drift ------------------------------------------------------------------------------------
+
+
+@monitor_app.command("profile")
+@command
+def monitor_profile(
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Compute the reference profiles of this recorded dataset."),
+    ] = None,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models/--no-models",
+            help="Also profile the outputs of the model versions trained on it.",
+        ),
+    ] = True,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Compute a dataset's reference profiles (features, and each model version trained on it);
+    without --dataset, list the stored profiles. A computed profile is immutable and kept."""
+    store = store_at(repo)
+    if dataset is not None:
+        outcomes = store.monitoring.profile_dataset(dataset, models=models)
+        stored = [outcome.stored for outcome in outcomes]
+    else:
+        stored = store.monitoring.profiles()
+    table = Table("dataset", "fingerprint", "subject", "status", "rows", "created", "error")
+    for row in stored:
+        table.add_row(
+            row.dataset,
+            row.fingerprint[:12],
+            row.subject,
+            "[green]ok[/]" if row.ok else "[red]failed[/]",
+            f"{row.rows:,}",
+            row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(row.error),
+        )
+    console.print(table)
+    if any(not row.ok for row in stored):
+        raise typer.Exit(1)
+
+
+_VERDICT = {"drift": "[red]DRIFT[/]", "no_drift": "[green]no drift[/]"}
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+@monitor_app.command("drift")
+@command
+def monitor_drift(
+    model: Annotated[
+        str, typer.Option("--model", help="fraud@champion, fraud/3, or fraud (every version).")
+    ],
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window", help="Window width (1h, 30m, 7d, PT1H); default: the Monitor's, else 1h."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Start (ISO 8601 or a date); default: 24 windows before --until."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End, excluded (default: now).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    record: Annotated[
+        bool,
+        typer.Option("--record/--no-record", help="Store the run in the drift history."),
+    ] = True,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Drift of a model's logged features and outputs against its training set's reference
+    profile, per version and window of the prediction log."""
+    from parity.monitoring.drift import parse_window
+
+    store = store_at(repo)
+    report = store.monitoring.drift(
+        model,
+        since=since,
+        until=until,
+        window=None if window is None else parse_window(window),
+        persist=record,
+    )
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+        return
+    for result in report.windows:
+        share = "-" if result.share is None else f"{result.share:.0%}"
+        title = (
+            f"{report.model}/{result.version}  {result.start:%Y-%m-%d %H:%M} to "
+            f"{result.end:%Y-%m-%d %H:%M} UTC  {result.rows:,} rows  drift share {share}: "
+            f"{_VERDICT.get(result.status, result.status)}"
+        )
+        table = Table(
+            "column", "kind", "test", "statistic", "threshold", "verdict", "reason", title=title
+        )
+        for column in result.columns:
+            table.add_row(
+                column.column,
+                column.kind,
+                column.test,
+                _number(column.statistic),
+                _number(column.threshold),
+                _VERDICT.get(column.status, column.status.replace("_", " ")),
+                escape(column.reason),
+            )
+        console.print(table)
 
 
 # --- quality and freshness ---------------------------------------------------------------------

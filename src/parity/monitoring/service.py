@@ -5,18 +5,14 @@ the statistics live in the modules it calls. Signals only: it starts nothing.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from parity.errors import MonitorNotFound
-from parity.timeutil import TimeLike, parse_time
 
 if TYPE_CHECKING:
-    from parity.definitions import FeatureView
     from parity.definitions.monitor import Monitor
     from parity.feature_store import FeatureStore
-    from parity.monitoring.freshness import ViewFreshness
-    from parity.monitoring.quality_store import BatchWatch, QualityRecord, QualityRecorder
 
 
 class Monitoring:
@@ -62,6 +58,147 @@ class Monitoring:
             )
         return found
 
+    # --- drift ---------------------------------------------------------------------------------
+
+    def _drift_parts(self) -> tuple[ProfileStore, DriftHistory]:
+        """The profile store and drift history, in the registry's database (opened once)."""
+        found: tuple[ProfileStore, DriftHistory] | None = getattr(self, "_drift_stores", None)
+        if found is None:
+            found = self._drift_stores = self._open_drift_stores()
+        return found
+
+    def _open_drift_stores(self) -> tuple[ProfileStore, DriftHistory]:
+        from parity.errors import BackendNotInstalled
+        from parity.monitoring.drift_history import DriftHistory
+        from parity.monitoring.profile_store import ProfileStore
+
+        engine = getattr(self._store.registry_store, "engine", None)
+        if engine is None:
+            raise BackendNotInstalled(
+                f"the registry store {type(self._store.registry_store).__name__} cannot keep "
+                "monitoring profiles; use the SQL registry (sqlite or postgres in parity.yaml)"
+            )
+        return ProfileStore(engine), DriftHistory(engine)
+
+    def _references(self) -> ReferenceProfiles:
+        from parity.monitoring.reference import ReferenceProfiles
+
+        store = self._store
+        return ReferenceProfiles(
+            self._drift_parts()[0],
+            store.project,
+            dataset=store.datasets.get,
+            models=lambda: store.models,
+            clock=store.now,
+        )
+
+    def on_model_registered(self, version: ModelVersion) -> None:
+        """The model registry's hook: profile a new version's training set and outputs (a
+        failure is logged and recorded, never raised; see `profile_dataset`)."""
+        self._references().on_register(version)
+
+    def profile_dataset(self, name: str, *, models: bool = True) -> list[ProfileOutcome]:
+        """Compute and store the reference profile of dataset `name`'s features and (with
+        `models`) of every model version registered with it: outputs and request-time inputs.
+        A computed profile is immutable and kept; a failed one is computed again."""
+        return self._references().profile_dataset(name, models=models)
+
+    def profiles(self, dataset: str | None = None) -> list[StoredProfile]:
+        """Stored profiles (of one dataset's fingerprint if named), oldest first."""
+        store = self._drift_parts()[0]
+        fingerprint = None if dataset is None else self._store.datasets.get(dataset).fingerprint
+        return store.list(self._store.project, fingerprint)
+
+    def drift(
+        self,
+        model: str,
+        *,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+        window: timedelta | None = None,
+        persist: bool = True,
+    ) -> DriftReport:
+        """Drift of `model` ('fraud@champion', 'fraud/3', or 'fraud': every version with rows)
+        over the prediction log in [since, until) (default: the last 24 windows up to now), per
+        window of `window` (default: the model's Monitor's, else 1 hour). Recorded in the
+        history unless `persist=False`."""
+        from parity.timeutil import parse_time
+
+        store = self._store
+        runner = self._drift_runner()
+        return runner.run(
+            model,
+            since=None if since is None else parse_time(since, "since", now=store.now),
+            until=None if until is None else parse_time(until, "until", now=store.now),
+            window=window,
+            persist=persist,
+        )
+
+    def _drift_runner(self) -> DriftRunner:
+        from parity.monitoring.drift import DriftRunner
+        from parity.monitoring.logs import PredictionLogReader
+
+        store = self._store
+        profiles, history = self._drift_parts()
+        return DriftRunner(
+            project=store.project,
+            models=store.models,
+            profiles=profiles,
+            history=history,
+            reader=PredictionLogReader(
+                self.prediction_log_folder(),
+                memory_limit=store.config.offline.memory_limit,
+                temp_directory=store.config.offline.temp_directory,
+            ),
+            monitor_for=self.monitor_for,
+            clock=store.now,
+        )
+
+    def prediction_log_folder(self) -> Path:
+        """Where the model server writes its prediction log (models.serving.prediction_log)."""
+        from pathlib import Path
+
+        from parity.errors import PredictionLogNotFound
+
+        folder = self._store.config.models.serving.prediction_log
+        if folder is None:
+            raise PredictionLogNotFound(
+                "models.serving.prediction_log is off in parity.yaml, so no predictions are "
+                "logged; set it to a folder (default data/prediction_log)"
+            )
+        path = Path(folder)
+        return path if path.is_absolute() else self._store.repo_path / path
+
+    def drift_history(
+        self,
+        model: str,
+        *,
+        version: int | None = None,
+        column: str | None = None,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+        limit: int | None = None,
+    ) -> list[DriftRow]:
+        """Stored drift rows of the model named `model`, oldest run first: windows starting in
+        [since, until), one version or column if given, the newest `limit` rows."""
+        from parity.timeutil import parse_time
+
+        store = self._store
+        return self._drift_parts()[1].history(
+            store.project,
+            model,
+            version=version,
+            column=column,
+            since=None if since is None else parse_time(since, "since", now=store.now),
+            until=None if until is None else parse_time(until, "until", now=store.now),
+            limit=limit,
+        )
+
+    def latest_drift(self) -> list[DriftRow]:
+        """Per model, version and column, the newest stored drift row (the model server's
+        `parity_feature_drift` gauges)."""
+        return self._drift_parts()[1].latest(self._store.project)
+
     # --- quality ---------------------------------------------------------------------------------
 
     _quality: QualityRecorder | None = None  # built on first use (needs the SQL registry)
@@ -100,6 +237,7 @@ class Monitoring:
         recorded since `since`) or of a model's served features (checked now per version and
         window of [since, until), and recorded). See docs/monitoring.md, "Data quality"."""
         from parity.monitoring.quality_served import WINDOW, quality_report
+        from parity.timeutil import parse_time
 
         clock = self._store.now
         return quality_report(
@@ -151,3 +289,26 @@ class Monitoring:
         from parity.monitoring.freshness import signals
 
         return signals(self.freshness_slo())
+
+
+# --- drift: names for type hints (kept here so the blocks above merge without conflicts) -------
+if TYPE_CHECKING:
+    from datetime import timedelta
+    from pathlib import Path
+
+    from parity.models.store import ModelVersion
+    from parity.monitoring.drift import DriftReport, DriftRunner
+    from parity.monitoring.drift_history import DriftHistory, DriftRow
+    from parity.monitoring.profile_store import ProfileStore, StoredProfile
+    from parity.monitoring.reference import ProfileOutcome, ReferenceProfiles
+    from parity.timeutil import TimeLike
+
+
+# --- quality and freshness: names for type hints (here so the blocks above merge cleanly) -----
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from parity.definitions import FeatureView
+    from parity.monitoring.freshness import ViewFreshness
+    from parity.monitoring.quality_store import BatchWatch, QualityRecord, QualityRecorder
+    from parity.timeutil import TimeLike
