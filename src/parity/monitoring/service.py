@@ -212,8 +212,28 @@ class Monitoring:
                 return None
             from parity.monitoring.quality_store import QualityRecorder
 
-            self._quality = QualityRecorder(engine, self._store.project, self._store.now)
+            self._quality = QualityRecorder(
+                engine, self._store.project, self._store.now, references=self._view_references
+            )
         return self._quality
+
+    def _view_references(self, view: FeatureView) -> dict[str, Reference]:
+        """A view's features' reference for materialization quality (quality_served's
+        `view_references`); none, logged, when it cannot be read."""
+        import logging
+
+        from parity.errors import ParityError
+        from parity.monitoring.quality_served import reference_candidates, view_references
+
+        store = self._store
+        try:
+            candidates = reference_candidates(store)
+            return view_references(view, candidates, self._drift_parts()[0], store.project)
+        except ParityError as failure:
+            logging.getLogger(__name__).warning(
+                "no quality reference for %s: %s", view.name, failure
+            )
+            return {}
 
     def materialize_watch(self, view: FeatureView) -> BatchWatch:
         """Counts the rows one materialization of `view` writes (`add` per batch) and records
@@ -310,5 +330,6 @@ if TYPE_CHECKING:
 
     from parity.definitions import FeatureView
     from parity.monitoring.freshness import ViewFreshness
+    from parity.monitoring.quality import Reference
     from parity.monitoring.quality_store import BatchWatch, QualityRecord, QualityRecorder
     from parity.timeutil import TimeLike
