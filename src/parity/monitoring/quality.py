@@ -72,7 +72,8 @@ class Counts:
         examples = dict(self.examples)
         for value, count in other.examples.items():
             examples[value] = examples.get(value, 0) + count
-        kept = sorted(examples.items(), key=lambda item: (-item[1], item[0]))[:EXAMPLES]
+        if len(examples) > EXAMPLES:
+            examples = dict(sorted(examples.items(), key=lambda i: (-i[1], i[0]))[:EXAMPLES])
         return Counts(
             rows=self.rows + other.rows,
             nulls=self.nulls + other.nulls,
@@ -82,7 +83,7 @@ class Counts:
             ranged=self.ranged + other.ranged,
             unseen=self.unseen + other.unseen,
             categorized=self.categorized + other.categorized,
-            examples=dict(kept),
+            examples=examples,
         )
 
 
@@ -135,15 +136,14 @@ def count_column(feature: str, values: Any, reference: Reference | None = None) 
 
     array = _as_arrow(feature, values)
     rows, nulls, infinite = len(array), array.null_count, 0
-    if _is_float(array.type):
+    floats = _is_float(array.type)
+    if floats and rows > nulls:
         nulls += _true(pc.is_nan(array))
         infinite = _true(pc.is_inf(array))
-        array = pc.filter(array, pc.is_finite(array))  # drops null, NaN and ±inf
-    else:
-        array = array.drop_null()
     counts = Counts(rows=rows, nulls=nulls, infinite=infinite)
     if reference is None:
-        return counts
+        return counts  # the push path: nothing more to count
+    array = pc.filter(array, pc.is_finite(array)) if floats else array.drop_null()
     if reference.minimum is not None and reference.maximum is not None:
         below, above, ranged = _range(feature, array, reference.minimum, reference.maximum)
         counts = replace(counts, below=below, above=above, ranged=ranged)

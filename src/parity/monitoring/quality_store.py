@@ -207,9 +207,10 @@ class BatchWatch:
         self.thresholds = thresholds
         self.counts = {name: Counts() for name in features}
 
-    def add(self, batch: pa.RecordBatch | pa.Table) -> None:
+    def add(self, batch: pa.RecordBatch | pa.Table | Mapping[str, Any]) -> None:
+        """Count one batch: a record batch or table, or feature name -> values."""
         for name in self.counts:
-            values = batch.column(name)
+            values = batch[name]
             self.counts[name] += count_column(name, values, self.references.get(name))
 
     def done(self, start: datetime, end: datetime) -> None:
@@ -257,19 +258,16 @@ class IngestCounters:
     def add(self, view: FeatureView, table: pa.Table, now: datetime) -> None:
         """Count one pushed (or ingested) batch of `view`: its input columns (the features of a
         plain view, the aggregated columns of an aggregated one), by field name."""
-        import pyarrow as pa
-
         source = view.batch_source
         names = [f.name for f in view.inputs]
-        missing = pa.nulls(table.num_rows)  # validation requires every input: never in practice
-        batch = pa.table(
-            {
-                name: table[column]
-                if (column := source.column_for(name)) in table.column_names
-                else missing
-                for name in names
-            }
-        )
+        present = set(table.column_names)
+        # validation requires every input, so a missing column (counted as nulls) never occurs
+        batch = {
+            name: table[column]
+            if (column := source.column_for(name)) in present
+            else [None] * len(table)
+            for name in names
+        }
         with self._lock:
             entry = self._open.get(view.name)
             if entry is None:
