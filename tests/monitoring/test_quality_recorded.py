@@ -130,3 +130,27 @@ def test_unknown_subject_is_a_typed_error_naming_it(tmp_path: Path) -> None:
         QualitySubjectNotFound, match="'nope' is neither a feature view nor a model"
     ):
         store.monitoring.quality("nope", since=T)
+
+
+def test_a_run_that_wrote_nothing_is_no_data(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "repo", Clock(T))
+    store.materialize(T - timedelta(days=400), T - timedelta(days=300), ["stats"])
+    records = store.monitoring.quality("stats", since=T - timedelta(days=301))
+    assert {
+        r.feature: (r.quality.rows, r.quality.null_rate, r.quality.verdict) for r in records
+    } == {
+        "amount": (0, None, "no_data"),
+        "n": (0, None, "no_data"),
+        "country": (0, None, "no_data"),
+    }
+    assert store.monitoring.quality_signals("stats", since=T - timedelta(days=301)) == {}
+
+
+def test_quality_signals_are_the_newest_null_rates(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "repo", Clock(T))
+    store.materialize(T - timedelta(days=2), T, ["stats"])
+    assert store.monitoring.quality_signals("stats", since=T) == {
+        "null_rate:amount": 0.375,
+        "null_rate:n": 0.125,
+        "null_rate:country": 0.125,
+    }

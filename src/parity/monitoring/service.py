@@ -268,6 +268,14 @@ class Monitoring:
             window=window or WINDOW,
         )
 
+    def quality_signals(self, name: str, *, since: TimeLike) -> dict[str, float]:
+        """Alert signals `null_rate:<feature>` of a view or model: each feature's null rate in
+        its newest record since `since` (for a model: its newest window, any version)."""
+        from parity.monitoring.quality import signals
+
+        newest = {r.feature: r.quality for r in self.quality(name, since=since)}  # oldest first
+        return signals(list(newest.values()))
+
     # --- freshness -------------------------------------------------------------------------------
 
     def newest_writes(self) -> dict[str, datetime | None]:
