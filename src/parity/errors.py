@@ -517,3 +517,25 @@ class QualitySubjectNotFound(ObjectNotFound):
     """`monitoring.quality(name)` got a name that is neither a feature view nor a model."""
 
     code = "quality_subject_not_found"
+
+
+# --- monitoring: performance ---------------------------------------------------------------------
+
+
+class LabelSourceError(ParityError, ValueError):
+    """A monitor's label source cannot be read (no such file, SQL that fails), or the monitor
+    declares none."""
+
+    code = "label_source_invalid"
+
+
+class LabelColumnNotFound(ObjectNotFound):
+    """The label source lacks a column the monitor names (label, join key or timestamp)."""
+
+    code = "label_column_not_found"
+
+
+class InvalidLabelValue(ParityError, ValueError):
+    """A label that is not 0/1 or true/false (null means "no label yet")."""
+
+    code = "invalid_label_value"

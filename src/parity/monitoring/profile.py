@@ -26,9 +26,11 @@ NUMERIC: Kind = "numeric"
 CATEGORICAL: Kind = "categorical"
 BOOLEAN: Kind = "boolean"
 
-QUANTILE_LEVELS = 1001
-"""Quantiles at 0, 0.001, ..., 1: a 0.1 % rank grid, fine enough that the normalised Wasserstein
-distance computed from them is within ~0.005 of scipy's on the raw reference (tests)."""
+QUANTILE_STEP = 0.001
+"""Quantiles at 0, 0.001, ..., 1 (a 0.1 % rank grid) ..."""
+TAIL_LEVELS = tuple(m * 10.0**-e for e in (4, 5, 6) for m in range(1, 10))
+"""... plus 1e-6..9e-4 and 1 minus those: heavy tails (amounts, prices) would otherwise be drawn
+as a straight line from the 99.9 % quantile to the maximum, which overstates Wasserstein."""
 EXACT_QUANTILE_LIMIT = 10_000_000
 """Up to this many finite values the quantiles are exact (one sort); above, they come from the KLL
 sketch (rank error `KLL_K` below)."""
@@ -64,7 +66,7 @@ class ColumnProfile:
     max: float | None = None
     mean: float | None = None
     std: float | None = None  # population std (ddof=0), as Evidently normalises Wasserstein
-    quantiles: tuple[float, ...] = ()  # at QUANTILE_LEVELS evenly spaced levels 0..1
+    quantiles: tuple[float, ...] = ()  # at quantile_levels(): 0..1 by 0.001 plus tail levels
     quantiles_exact: bool = True
     sketch: str | None = None  # base64 of a serialized KLL doubles sketch (numeric columns)
     values: tuple[Scalar, ...] | None = None  # sorted valid values when valid <= VALUES_LIMIT
@@ -150,8 +152,20 @@ def _column_from_dict(d: dict[str, Any]) -> ColumnProfile:
 
 
 def quantile_levels() -> np.ndarray:
-    """The fixed levels of `ColumnProfile.quantiles`: 0, 0.001, ..., 1."""
-    return np.linspace(0.0, 1.0, QUANTILE_LEVELS)
+    """The fixed levels of `ColumnProfile.quantiles`: 0, 0.001, ..., 1 and the tail levels
+    (1e-6 ... 9e-4 and one minus those), sorted; 1,055 levels."""
+    grid = np.arange(1001) / 1000.0
+    tails = np.asarray(TAIL_LEVELS)
+    levels: np.ndarray = np.unique(np.concatenate((grid, tails, 1.0 - tails)))
+    return levels
+
+
+def _decile_positions() -> np.ndarray:
+    """Indices of the interior deciles 0.1 .. 0.9 in quantile_levels()."""
+    levels = quantile_levels()
+    targets = np.arange(1, PSI_BINS) / PSI_BINS
+    idx: np.ndarray = np.searchsorted(levels, targets - 1e-12)
+    return idx
 
 
 # --- computing ----------------------------------------------------------------------------------
@@ -239,7 +253,13 @@ def numeric_values(arr: pa.Array) -> tuple[np.ndarray, int, int]:
 
 
 def _profile_numeric(name: str, arr: pa.Array) -> ColumnProfile:
-    x, nulls, infinite = numeric_values(arr)
+    try:
+        x, nulls, infinite = numeric_values(arr)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ProfileError(
+            f"column {name!r}: cannot read its {arr.type} values as numbers ({exc}); "
+            "pass kind='categorical' or cast the column"
+        ) from exc
     base = ColumnProfile(name, NUMERIC, len(arr), nulls, infinite, distinct=0)
     if x.size == 0:
         return base
@@ -279,7 +299,8 @@ def sorted_quantiles(s: np.ndarray, levels: np.ndarray) -> np.ndarray:
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, s.size - 1)
     frac = pos - lo
-    out: np.ndarray = np.clip(s[lo] + frac * (s[hi] - s[lo]), s[0], s[-1])
+    # weighted form: no overflow between values of opposite sign near the float limit
+    out: np.ndarray = np.clip(s[lo] * (1.0 - frac) + s[hi] * frac, s[0], s[-1])
     return out  # rounding never leaves [min, max]
 
 
@@ -299,8 +320,7 @@ def _psi_histogram(
     """Reference decile edges and the reference counts per bin ([e[i-1], e[i]), open ends)."""
     if distinct <= VALUE_BINNING_LIMIT:
         return (), ()  # binned by value, from `frequencies`
-    step = (QUANTILE_LEVELS - 1) // PSI_BINS
-    edges = np.unique(quantiles[step : QUANTILE_LEVELS - 1 : step])
+    edges = np.unique(quantiles[_decile_positions()])
     if exact:
         below = np.searchsorted(s, edges, side="left")
         counts = np.diff(np.concatenate(([0], below, [s.size])))
@@ -472,12 +492,7 @@ def _merge_frequencies(
 def _merge_numeric(merged: ColumnProfile, a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
     na, nb = a.valid, b.valid
     n = na + nb
-    ma, mb = float(a.mean or 0.0), float(b.mean or 0.0)
-    mean = ma + (mb - ma) * nb / n
-    var = (
-        na * ((a.std or 0.0) ** 2 + (ma - mean) ** 2)
-        + nb * ((b.std or 0.0) ** 2 + (mb - mean) ** 2)
-    ) / n
+    mean, std = _pooled_moments(na, a.mean or 0.0, a.std or 0.0, nb, b.mean or 0.0, b.std or 0.0)
     sketch = load_sketch(a)
     sketch.merge(load_sketch(b))
     if merged.values is not None:
@@ -497,7 +512,7 @@ def _merge_numeric(merged: ColumnProfile, a: ColumnProfile, b: ColumnProfile) ->
         min=min(float(a.min or 0.0), float(b.min or 0.0)),
         max=max(float(a.max or 0.0), float(b.max or 0.0)),
         mean=mean,
-        std=math.sqrt(max(var, 0.0)),
+        std=std,
         quantiles=tuple(quantiles.tolist()),
         quantiles_exact=exact,
         sketch=base64.b64encode(sketch.serialize()).decode("ascii"),
@@ -506,11 +521,22 @@ def _merge_numeric(merged: ColumnProfile, a: ColumnProfile, b: ColumnProfile) ->
     )
 
 
+def _pooled_moments(
+    na: int, ma: float, sa: float, nb: int, mb: float, sb: float
+) -> tuple[float, float]:
+    """Mean and population std of two groups, scaled so values near the float limit fit."""
+    scale = max(abs(ma), abs(mb), sa, sb, 1e-300)
+    ma, mb, sa, sb = ma / scale, mb / scale, sa / scale, sb / scale
+    n = na + nb
+    mean = ma * (na / n) + mb * (nb / n)
+    var = (na * (sa * sa + (ma - mean) ** 2) + nb * (sb * sb + (mb - mean) ** 2)) / n
+    return mean * scale, math.sqrt(max(var, 0.0)) * scale
+
+
 def _psi_from_sketch(
     sketch: Any, quantiles: np.ndarray, n: int
 ) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    step = (QUANTILE_LEVELS - 1) // PSI_BINS
-    edges = np.unique(quantiles[step : QUANTILE_LEVELS - 1 : step])
+    edges = np.unique(quantiles[_decile_positions()])
     below = np.asarray(sketch.get_cdf(edges.tolist(), False)[:-1]) * n  # values < edge
     counts = np.diff(np.concatenate(([0.0], np.round(below), [float(n)])))
     return tuple(edges.tolist()), tuple(int(max(c, 0)) for c in counts)

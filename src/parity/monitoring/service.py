@@ -5,14 +5,17 @@ the statistics live in the modules it calls. Signals only: it starts nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from parity.errors import MonitorNotFound
+from parity.errors import BackendNotInstalled, MonitorNotFound
 
 if TYPE_CHECKING:
-    from parity.definitions.monitor import Monitor
+    from parity.definitions.monitor import MetricFunction, Monitor
     from parity.feature_store import FeatureStore
+    from parity.monitoring.performance_history import PerformanceHistory
+    from parity.monitoring.performance_report import PerformanceReport
+    from parity.timeutil import TimeLike
 
 
 class Monitoring:
@@ -57,6 +60,55 @@ class Monitoring:
                 f"no monitor named '{name}' in '{catalog.project}'; known: {known}"
             )
         return found
+
+    # --- performance -----------------------------------------------------------------------------
+
+    def performance(
+        self,
+        model_ref: str,
+        *,
+        since: TimeLike,
+        until: TimeLike | None = None,
+        window: timedelta | None = None,
+        as_of: TimeLike | None = None,
+        record: bool = True,
+    ) -> PerformanceReport:
+        """Delayed-label performance of `model_ref` ('fraud@champion', 'fraud/3') per window of
+        prediction time, with the labels known at `as_of` (default now; `until` defaults to it).
+        Each window is stored in the history unless `record=False`. See docs/monitoring.md."""
+        from parity.monitoring.performance_report import run
+        from parity.timeutil import parse_time
+
+        now = parse_time(as_of, "as_of") if as_of is not None else self._store.now()
+        report = run(
+            self._store,
+            model_ref,
+            since=parse_time(since, "since", now=lambda: now),
+            until=parse_time(until, "until", now=lambda: now) if until is not None else now,
+            window=window,
+            as_of=now,
+        )
+        if record:
+            self._performance_history().record(report)
+        return report
+
+    def performance_history(
+        self, model: str, version: int | None = None, *, latest: bool = True
+    ) -> list[dict[str, Any]]:
+        """Stored performance windows of the model named `model` (one version or all), oldest
+        first; `latest` keeps only the newest run of each window."""
+        return self._performance_history().history(model, version, latest=latest)
+
+    def _performance_history(self) -> PerformanceHistory:
+        from parity.monitoring.performance_history import PerformanceHistory
+
+        engine = getattr(self._store.registry_store, "engine", None)
+        if engine is None:
+            raise BackendNotInstalled(
+                "the performance history lives in the SQL registry; use sqlite or postgres "
+                "in parity.yaml"
+            )
+        return PerformanceHistory(engine, self._store.project)
 
     # --- drift ---------------------------------------------------------------------------------
 
@@ -317,6 +369,17 @@ class Monitoring:
         from parity.monitoring.freshness import signals
 
         return signals(self.freshness_slo())
+
+
+def bind_metrics(store: FeatureStore, monitor: Monitor) -> dict[str, MetricFunction]:
+    """The monitor's metric functions from the loaded repo, checked against the code hash kept
+    at apply; one missing or changed is left out (a performance run reports it null, saying why)."""
+    from parity.monitoring.performance_report import bind_metrics as bind
+
+    return bind(monitor, lambda: store.load_repo().catalog.monitors).functions
+
+
+# --- end performance ---
 
 
 # --- drift: names for type hints (kept here so the blocks above merge without conflicts) -------

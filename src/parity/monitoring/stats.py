@@ -6,25 +6,68 @@ selection, dataset drift and Benjamini-Hochberg. Pure: values in, values out; no
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
 
 from parity.errors import DriftTestError
-from parity.monitoring.profile import (
-    NUMERIC,
-    VALUE_BINNING_LIMIT,
-    ColumnProfile,
-    Kind,
-    Scalar,
-    as_arrow,
-    discrete_counts,
-    numeric_values,
-    quantile_levels,
+from parity.monitoring.profile import NUMERIC, ColumnProfile
+from parity.monitoring.samples import (
+    Binning,
+    Current,
+    ReferenceCdf,
+    aligned_counts,
+    binned_shares,
+    cdf_both,
+    current_value_counts,
+    prepare_current,
+    reference_atoms,
+    reference_cdf,
+    reference_quantile_at,
+    reference_value_counts,
+    require_values,
 )
+
+__all__ = [
+    "ALIASES",
+    "ALPHA",
+    "AUTO",
+    "CHI_SQUARED",
+    "DATASET_DRIFT_SHARE",
+    "DEFAULT_THRESHOLDS",
+    "JENSEN_SHANNON",
+    "KS",
+    "MIN_SAMPLES",
+    "PSI",
+    "PSI_FLOOR",
+    "TESTS",
+    "WASSERSTEIN",
+    "Z_TEST",
+    "Binning",
+    "ColumnDrift",
+    "Current",
+    "DatasetDrift",
+    "Statistic",
+    "benjamini_hochberg",
+    "benjamini_hochberg_adjusted",
+    "binned_shares",
+    "chi_squared",
+    "column_drift",
+    "dataset_drift",
+    "jensen_shannon",
+    "js_distance",
+    "ks",
+    "prepare_current",
+    "psi",
+    "psi_from_shares",
+    "resolve_test",
+    "select_test",
+    "wasserstein_normalized",
+    "z_test",
+]
 
 PSI = "psi"
 KS = "ks"
@@ -59,8 +102,8 @@ STD_FLOOR = 0.001  # Wasserstein is divided by max(reference std, 0.001), as Evi
 DATASET_DRIFT_SHARE = 0.5  # dataset drift when >= half of the tested columns drifted
 ALPHA = 0.05  # Benjamini-Hochberg false discovery rate
 
+EmptyBins = Literal["floor", "evidently"]
 Status = Literal["drift", "no_drift", "insufficient_data", "no_data"]
-Binning = Literal["auto", "deciles", "sturges", "values"]
 
 
 @dataclass(frozen=True)
@@ -74,95 +117,7 @@ class Statistic:
     method: str = ""
 
 
-@dataclass(frozen=True)
-class Current:
-    """Current window values prepared once for every test: finite values sorted (numeric) or value
-    counts (categorical/boolean). Nulls and NaN are dropped, +/-inf nulled; both are counted."""
-
-    kind: Kind
-    count: int
-    nulls: int
-    infinite: int
-    sorted_values: np.ndarray = field(default_factory=lambda: np.empty(0))
-    keys: tuple[Scalar, ...] = ()
-    counts: tuple[int, ...] = ()
-
-    @property
-    def valid(self) -> int:
-        return self.count - self.nulls - self.infinite
-
-
-def prepare_current(reference: ColumnProfile, values: Any) -> Current:
-    """Read `values` (Arrow, numpy or a sequence) as the reference's kind."""
-    if isinstance(values, Current):
-        return values
-    arr = as_arrow(values)
-    try:
-        if reference.kind == NUMERIC:
-            x, nulls, infinite = numeric_values(arr)
-            return Current(NUMERIC, len(arr), nulls, infinite, sorted_values=np.sort(x))
-        keys, counts, nulls = discrete_counts(arr, reference.kind)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise DriftTestError(
-            f"column {reference.name!r}: current values of type {arr.type} cannot be read as "
-            f"{reference.kind} like the reference ({exc}); log the column with the same type"
-        ) from exc
-    return Current(reference.kind, len(arr), nulls, 0, keys=tuple(keys), counts=tuple(counts))
-
-
-# --- value counts (categories, few-valued numbers) -----------------------------------------------
-
-_OTHER = "\x00other"  # bucket for values outside an incomplete reference top-K
-
-
-def _current_value_counts(cur: Current) -> dict[Scalar, int]:
-    if cur.kind != NUMERIC:
-        return dict(zip(cur.keys, cur.counts, strict=True))
-    s = cur.sorted_values
-    if s.size == 0:
-        return {}
-    starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-    counts = np.diff(np.concatenate((starts, [s.size])))
-    return dict(zip(s[starts].tolist(), counts.tolist(), strict=True))
-
-
-def _reference_value_counts(ref: ColumnProfile) -> tuple[dict[Scalar, int], bool]:
-    """(value -> count, complete). Incomplete top-K tables carry the rest under _OTHER."""
-    if ref.values is not None:
-        out: dict[Scalar, int] = {}
-        for v in ref.values:
-            out[v] = out.get(v, 0) + 1
-        return out, True
-    table = dict(ref.frequencies)
-    if ref.frequencies_complete:
-        return table, True
-    table[_OTHER] = ref.other
-    return table, False
-
-
-def aligned_counts(
-    reference: ColumnProfile, current: Current
-) -> tuple[list[Scalar], np.ndarray, np.ndarray, bool]:
-    """Reference and current counts over the union of their values (sorted). When the reference
-    keeps only its top-K, current values outside it are counted in one "other" bucket."""
-    ref, complete = _reference_value_counts(reference)
-    cur = _current_value_counts(current)
-    if not complete:
-        folded: dict[Scalar, int] = {}
-        for k, n in cur.items():
-            key = k if k in ref else _OTHER
-            folded[key] = folded.get(key, 0) + n
-        cur = folded
-    keys = sorted(set(ref) | set(cur), key=lambda k: (k == _OTHER, k))
-    r = np.array([ref.get(k, 0) for k in keys], dtype=np.float64)
-    c = np.array([cur.get(k, 0) for k in keys], dtype=np.float64)
-    return keys, r, c, complete
-
-
-def _value_binnable(reference: ColumnProfile) -> bool:
-    if reference.kind != NUMERIC:
-        return True
-    return reference.frequencies_complete and reference.distinct <= VALUE_BINNING_LIMIT
+# --- selection -----------------------------------------------------------------------------------
 
 
 def n_unique(reference: ColumnProfile, current: Current) -> int:
@@ -176,13 +131,10 @@ def n_unique(reference: ColumnProfile, current: Current) -> int:
         s = current.sorted_values
         if s.size and 1 + int(np.count_nonzero(s[1:] != s[:-1])) > FEW_VALUES:
             return max(reference.distinct, FEW_VALUES + 1)
-    ref, complete = _reference_value_counts(reference)
+    ref, complete = reference_value_counts(reference)
     if not complete:
         return max(reference.distinct, len(ref))
-    return len(set(ref) | set(_current_value_counts(current)))
-
-
-# --- default selection ---------------------------------------------------------------------------
+    return len(set(ref) | set(current_value_counts(current)))
 
 
 def select_test(reference: ColumnProfile, current: Current) -> str:
@@ -209,52 +161,6 @@ def resolve_test(name: str) -> str:
     return canonical
 
 
-# --- the reference distribution from its quantiles -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class _RefCdf:
-    """The reference CDF through its quantiles (piecewise linear; a repeated quantile is an atom).
-    F(edges[k]) = u_last[k]; the left limit F(edges[k]-) = u_first[k]."""
-
-    edges: np.ndarray
-    u_first: np.ndarray
-    u_last: np.ndarray
-
-
-def _ref_cdf(reference: ColumnProfile) -> _RefCdf:
-    q = np.asarray(reference.quantiles, dtype=np.float64)
-    u = quantile_levels()
-    starts = np.flatnonzero(np.concatenate(([True], q[1:] != q[:-1])))
-    ends = np.concatenate((starts[1:] - 1, [q.size - 1]))
-    return _RefCdf(q[starts], u[starts], u[ends])
-
-
-def _cdf(rc: _RefCdf, x: np.ndarray, *, left: bool) -> np.ndarray:
-    """F(x) (or F(x-) with left=True) of the piecewise-linear reference CDF."""
-    e = rc.edges
-    k = np.searchsorted(e, x, side="right") - 1  # largest edge <= x
-    kk = np.clip(k, 0, max(e.size - 2, 0))
-    if e.size > 1:
-        span = e[kk + 1] - e[kk]
-        inner = rc.u_last[kk] + (x - e[kk]) / span * (rc.u_first[kk + 1] - rc.u_last[kk])
-    else:
-        inner = np.ones_like(x)
-    f = np.where(k < 0, 0.0, np.where(k >= e.size - 1, 1.0, inner))
-    if left:
-        hit = (k >= 0) & (e[np.clip(k, 0, None)] == x)
-        f = np.where(hit, rc.u_first[np.clip(k, 0, None)], f)
-    return f
-
-
-def _ref_quantile_at(reference: ColumnProfile, u: np.ndarray) -> np.ndarray:
-    q = np.asarray(reference.quantiles, dtype=np.float64)
-    pos = u * (q.size - 1)
-    j = np.clip(np.floor(pos).astype(np.int64), 0, q.size - 2)
-    out: np.ndarray = q[j] + (pos - j) * (q[j + 1] - q[j])
-    return out
-
-
 # --- numeric tests -------------------------------------------------------------------------------
 
 
@@ -265,137 +171,141 @@ def _numeric(reference: ColumnProfile, current: Any, test: str) -> tuple[Current
             "use chi_squared, jensen_shannon, psi or z_test"
         )
     cur = prepare_current(reference, current)
-    _require_values(reference, cur, test)
+    require_values(reference, cur, test)
     return cur, cur.sorted_values
 
 
-def _require_values(reference: ColumnProfile, cur: Current, test: str) -> None:
-    if reference.valid == 0 or cur.valid == 0:
-        raise DriftTestError(
-            f"column {reference.name!r}: {test} needs values on both sides (reference "
-            f"{reference.valid}, current {cur.valid} non-null); column_drift reports it as no_data"
-        )
+KS_EXACT_LIMIT = 10_000  # scipy's ks_2samp computes exact p-values up to this sample size
 
 
 def ks(reference: ColumnProfile, current: Any) -> Statistic:
-    """Two-sample Kolmogorov-Smirnov. Exact (scipy's ks_2samp) when the profile keeps its values;
-    otherwise D is the exact sup distance to the piecewise-linear CDF through the 1,001 reference
-    quantiles and p comes from scipy's asymptotic distribution (kstwo with n*m/(n+m))."""
+    """Two-sample Kolmogorov-Smirnov, two-sided. Exact (the D and p scipy's ks_2samp gives on the
+    raw reference) when the profile knows every value (<= 1,000 values or <= 100 distinct ones).
+    Otherwise D is the exact sup distance to the piecewise-linear CDF through the reference
+    quantiles, and p is scipy's asymptotic one (kstwo at n*m/(n+m))."""
     from scipy import stats
 
     _, xs = _numeric(reference, current, KS)
-    if reference.values is not None:
-        res = stats.ks_2samp(np.asarray(reference.values, dtype=np.float64), xs)
+    m, n = float(reference.valid), xs.size
+    atoms = reference_atoms(reference)
+    if atoms is not None and max(m, n) <= KS_EXACT_LIMIT:
+        with warnings.catch_warnings():  # scipy falls back to asymp itself when exact fails
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = stats.ks_2samp(np.repeat(atoms[0], atoms[1].astype(np.int64)), xs)
         return Statistic(float(res.statistic), float(res.pvalue), True, "ks_2samp")
-    rc, n = _ref_cdf(reference), xs.size
+    if atoms is not None:
+        d, exact, method = _ks_d_atoms(atoms, xs), True, "step CDF, asymptotic p"
+    else:
+        d, exact, method = _ks_d_quantiles(reference_cdf(reference), xs), False, "quantile CDF"
+    p = float(stats.kstwo.sf(d, round(m * n / (m + n))))
+    return Statistic(d, p, exact, method)
+
+
+def _ks_d_atoms(atoms: tuple[np.ndarray, np.ndarray], xs: np.ndarray) -> float:
+    """sup |F - G| for a step reference CDF: both are constant between reference values except
+    for G's steps, so the extremes sit at the reference values (at and just before each)."""
+    keys, counts = atoms
+    f_at = np.cumsum(counts) / counts.sum()
+    f_before = np.concatenate(([0.0], f_at[:-1]))
+    g_at = np.searchsorted(xs, keys, side="right") / xs.size
+    g_before = np.searchsorted(xs, keys, side="left") / xs.size
+    g_after_gap = np.concatenate((g_before[1:], [1.0]))  # G just before the next reference value
+    return float(
+        max(
+            np.max(np.abs(f_at - g_at)),
+            np.max(np.abs(f_before - g_before)),
+            np.max(np.abs(f_at - g_after_gap)),
+        )
+    )
+
+
+def _ks_d_quantiles(rc: ReferenceCdf, xs: np.ndarray) -> float:
+    """sup |F - G| for the piecewise-linear F: just before and at each current step, and at and
+    just before each reference atom."""
+    n = xs.size
+    f_right, f_left = cdf_both(rc, xs)
     i = np.arange(n, dtype=np.float64)
-    d_up = np.max((i + 1) / n - _cdf(rc, xs, left=False))
-    d_down = np.max(_cdf(rc, xs, left=True) - i / n)
+    d_up = np.max((i + 1) / n - f_right)
+    d_down = np.max(f_left - i / n)
     g_at = np.searchsorted(xs, rc.edges, side="right") / n
     g_before = np.searchsorted(xs, rc.edges, side="left") / n
     d_edges = max(np.max(np.abs(rc.u_last - g_at)), np.max(np.abs(rc.u_first - g_before)))
-    d = float(min(max(d_up, d_down, d_edges), 1.0))
-    m = float(reference.valid)
-    en = round(m * n / (m + n))
-    return Statistic(d, float(stats.kstwo.sf(d, en)), False, "quantile CDF, asymptotic p")
+    return float(min(max(d_up, d_down, d_edges), 1.0))
 
 
 def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
-    """First Wasserstein distance / max(reference std, 0.001). Exact (scipy) when the profile keeps
-    its values; otherwise the integral of |Q_ref(u) - Q_cur(u)| with Q_ref linear between the 1,001
-    reference quantiles, integrated exactly over each current value's step."""
-    from scipy import stats
-
+    """First Wasserstein distance / max(reference std, 0.001) (Evidently's normalisation).
+    Exact when the profile knows every value (<= 1,000 values or <= 100 distinct ones): the
+    integral of |Q_ref(u) - Q_cur(u)| over the merged steps of both quantile functions.
+    Otherwise Q_ref is linear between the reference quantiles, integrated exactly against each
+    current value's step."""
     _, xs = _numeric(reference, current, WASSERSTEIN)
     norm = max(float(reference.std or 0.0), STD_FLOOR)
-    if reference.values is not None:
-        w = stats.wasserstein_distance(np.asarray(reference.values, dtype=np.float64), xs)
-        return Statistic(float(w) / norm, None, True, "wasserstein_distance")
+    atoms = reference_atoms(reference)
+    if atoms is not None:
+        return Statistic(_w1_atoms(atoms, xs) / norm, None, True, "step quantile functions")
     n = xs.size
-    q = _ref_quantile_at(reference, np.arange(n + 1, dtype=np.float64) / n)
+    q = reference_quantile_at(reference, np.arange(n + 1, dtype=np.float64) / n)
     d1, d2 = q[:-1] - xs, q[1:] - xs
-    same = d1 * d2 >= 0
-    a1, a2 = np.abs(d1), np.abs(d2)
+    area = np.abs(d1 + d2)  # twice the area of each step where the two do not cross
+    cross = np.flatnonzero((d1 < 0) != (d2 < 0))
+    c1, c2 = d1[cross], d2[cross]
     with np.errstate(invalid="ignore", divide="ignore"):
-        crossing = (d1 * d1 + d2 * d2) / (2 * (a1 + a2))
-    area = np.where(same, np.abs(d1 + d2) / 2, crossing)
-    w = float(np.sum(area)) / n
-    return Statistic(w / norm, None, False, "quantile function, 1,001 levels")
+        area[cross] = np.nan_to_num((c1 * c1 + c2 * c2) / (np.abs(c1) + np.abs(c2)))
+    w = float(np.sum(area)) / (2 * n)
+    return Statistic(w / norm, None, False, "quantile function, 1,055 levels")
+
+
+def _w1_atoms(atoms: tuple[np.ndarray, np.ndarray], xs: np.ndarray) -> float:
+    """Integral over u of |Q_ref(u) - Q_cur(u)|, both step functions, on their merged steps."""
+    keys, counts = atoms
+    n = xs.size
+    ref_steps = np.cumsum(counts)[:-1] / counts.sum()  # where Q_ref moves to the next value
+    grid = np.arange(n + 1, dtype=np.float64) / n
+    u = np.insert(grid, np.searchsorted(grid, ref_steps), ref_steps)
+    mid = (u[:-1] + u[1:]) / 2
+    q_ref = keys[np.searchsorted(ref_steps, mid, side="right")]
+    q_cur = xs[np.minimum((mid * n).astype(np.int64), n - 1)]
+    return float(np.sum(np.abs(q_ref - q_cur) * np.diff(u)))
 
 
 # --- binned tests (PSI, Jensen-Shannon) ----------------------------------------------------------
 
 
-def binned_shares(
-    reference: ColumnProfile, current: Any, binning: Binning = "auto", *, auto: Binning = "deciles"
-) -> tuple[np.ndarray, np.ndarray, bool, str]:
-    """(reference shares, current shares, exact, binning used) over common bins.
-    values: one bin per value (categories; numbers with <= 20 distinct reference values);
-    deciles: the reference deciles stored in the profile, out-of-range mass in the edge bins;
-    sturges: Evidently's equal-width bins over the range of both samples, sqrt-free Sturges count,
-    the reference's share per bin read from its quantile CDF unless the profile keeps its values."""
-    cur = prepare_current(reference, current)
-    _require_values(reference, cur, "binning")
-    if binning == AUTO:
-        binning = "values" if _value_binnable(reference) else auto
-    if binning == "values" or reference.kind != NUMERIC:
-        _, r, c, complete = aligned_counts(reference, cur)
-        return r / r.sum(), c / c.sum(), complete, "values"
-    xs = cur.sorted_values
-    if binning == "deciles":
-        if not reference.psi_edges:  # few distinct values: no decile edges were stored
-            return binned_shares(reference, cur, "values")
-        edges = np.asarray(reference.psi_edges)
-        r = np.asarray(reference.psi_counts, dtype=np.float64)
-        return r / r.sum(), _counts_in(xs, edges) / xs.size, True, "deciles"
-    if binning == "sturges":
-        return _sturges_shares(reference, xs)
-    raise DriftTestError(
-        f"column {reference.name!r}: unknown binning {binning!r}; "
-        "use auto, deciles, sturges or values"
-    )
-
-
-def _counts_in(sorted_x: np.ndarray, interior_edges: np.ndarray) -> np.ndarray:
-    """Counts per bin [e[i-1], e[i]) with open end bins, from sorted values."""
-    below = np.searchsorted(sorted_x, interior_edges, side="left")
-    return np.diff(np.concatenate(([0], below, [sorted_x.size]))).astype(np.float64)
-
-
-def sturges_edges(lo: float, hi: float, n: int) -> np.ndarray:
-    """The edges np.histogram_bin_edges(bins="sturges") gives for n values spanning [lo, hi]."""
-    if hi <= lo:
-        return np.array([lo - 0.5, hi + 0.5])
-    width = (hi - lo) / (math.log2(n) + 1.0)
-    return np.linspace(lo, hi, math.ceil((hi - lo) / width) + 1)
-
-
-def _sturges_shares(ref: ColumnProfile, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, str]:
-    lo = min(float(ref.min or 0.0), float(xs[0]))
-    hi = max(float(ref.max or 0.0), float(xs[-1]))
-    edges = sturges_edges(lo, hi, ref.valid + xs.size)
-    inner = edges[1:-1]
-    cur = _counts_in(xs, inner) / xs.size
-    if ref.values is not None:
-        r = _counts_in(np.asarray(ref.values, dtype=np.float64), inner)
-        return r / r.sum(), cur, True, "sturges"
-    below = _cdf(_ref_cdf(ref), inner, left=True)
-    r = np.diff(np.concatenate(([0.0], below, [1.0])))
-    return np.clip(r, 0.0, None), cur, False, "sturges"
-
-
-def psi_from_shares(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
-    """sum((c - r) * ln(c / r)) with every share floored at PSI_FLOOR (never infinite)."""
-    r = np.maximum(reference_shares, PSI_FLOOR)
-    c = np.maximum(current_shares, PSI_FLOOR)
+def psi_from_shares(
+    reference_shares: np.ndarray, current_shares: np.ndarray, empty_bins: EmptyBins = "floor"
+) -> float:
+    """sum((c - r) * ln(c / r)). floor (ours): every share below PSI_FLOOR counts as PSI_FLOOR, the
+    same constant whatever the data. evidently: a zero share becomes 0.0001, or the sample's
+    smallest non-zero share / 10**6 when that is <= 0.0001 (so the result moves with the data)."""
+    if empty_bins == "evidently":
+        r, c = _evidently_fill(reference_shares), _evidently_fill(current_shares)
+    else:
+        r = np.maximum(reference_shares, PSI_FLOOR)
+        c = np.maximum(current_shares, PSI_FLOOR)
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def psi(reference: ColumnProfile, current: Any, *, binning: Binning = "auto") -> Statistic:
+def _evidently_fill(shares: np.ndarray) -> np.ndarray:
+    positive = shares[shares > 0]
+    smallest = float(positive.min()) if positive.size else PSI_FLOOR
+    fill = smallest / 10**6 if smallest <= PSI_FLOOR else PSI_FLOOR
+    return np.where(shares == 0, fill, shares)
+
+
+def psi(
+    reference: ColumnProfile,
+    current: Any,
+    *,
+    binning: Binning = "auto",
+    empty_bins: EmptyBins = "floor",
+) -> Statistic:
     """Population stability index. Default bins: the reference deciles (values for categories and
-    numbers with <= 20 distinct reference values); empty bins floored at 0.0001."""
+    numbers with <= 20 distinct reference values); empty bins floored at 0.0001. For a side-by-side
+    with Evidently: binning="sturges", empty_bins="evidently" is its computation (exact when the
+    profile keeps the reference values; otherwise the reference shares come from its quantiles)."""
     r, c, exact, used = binned_shares(reference, current, binning, auto="deciles")
-    return Statistic(psi_from_shares(r, c), None, exact, used)
+    return Statistic(psi_from_shares(r, c, empty_bins), None, exact, used)
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
@@ -433,7 +343,7 @@ def chi_squared(
     from scipy import stats
 
     cur = prepare_current(reference, current)
-    _require_values(reference, cur, CHI_SQUARED)
+    require_values(reference, cur, CHI_SQUARED)
     _, r, c, complete = aligned_counts(reference, cur)
     if r.size < 2:
         return Statistic(0.0, 1.0, complete, method)
@@ -454,7 +364,7 @@ def z_test(reference: ColumnProfile, current: Any) -> Statistic:
     """Two-proportion Z-test (pooled, two-sided) of the share of the first value (in sorted
     order) in each sample; more than two values are split into that value vs the rest."""
     cur = prepare_current(reference, current)
-    _require_values(reference, cur, Z_TEST)
+    require_values(reference, cur, Z_TEST)
     _, r, c, complete = aligned_counts(reference, cur)
     if r.size < 2:
         return Statistic(0.0, 1.0, complete, "two-proportion")
@@ -517,6 +427,11 @@ def column_drift(
 ) -> ColumnDrift:
     """Test one column's current window against its reference profile."""
     name = resolve_test(test)
+    if name in NUMERIC_ONLY_TESTS and reference.kind != NUMERIC:
+        raise DriftTestError(
+            f"column {reference.name!r}: {name} needs a numeric column, it is {reference.kind}; "
+            "use chi_squared, jensen_shannon, psi or z_test"
+        )
     cur = prepare_current(reference, current)
     base = ColumnDrift(
         column=reference.name,
@@ -535,33 +450,39 @@ def column_drift(
     )
     empty = _empty_reason(reference, cur, min_samples)
     if empty is not None:
-        status, reason = empty
-        return replace(base, status=status, reason=reason)
-    if name == AUTO:
-        name = select_test(reference, cur)
-    if name in NUMERIC_ONLY_TESTS and reference.kind != NUMERIC:
-        raise DriftTestError(
-            f"column {reference.name!r}: {name} needs a numeric column, it is {reference.kind}; "
-            "use chi_squared, jensen_shannon, psi or z_test"
-        )
+        return replace(base, status=empty[0], reason=empty[1])
+    name = select_test(reference, cur) if name == AUTO else name
     result = _RUNNERS[name](reference, cur)
     limit = DEFAULT_THRESHOLDS[name] if threshold is None else threshold
-    if name in P_VALUE_TESTS:
-        score = 1.0 if result.p_value is None else result.p_value
-        drifted, sign = score <= limit, ("<=", ">")
-    else:
-        score = result.statistic
-        drifted, sign = score >= limit, (">=", "<")
+    drifted, reason = _verdict(name, result, limit, cur)
     return replace(
         base,
         test=name,
         statistic=result.statistic,
         p_value=result.p_value,
         threshold=limit,
-        drifted=bool(drifted),
+        drifted=drifted,
         status="drift" if drifted else "no_drift",
         exact=result.exact,
-        reason=_verdict_reason(name, score, limit, sign[0] if drifted else sign[1], cur, result),
+        reason=reason,
+    )
+
+
+def _verdict(name: str, result: Statistic, limit: float, cur: Current) -> tuple[bool, str]:
+    """(drifted, one-line reason): p-value tests drift at p <= limit, distances at >= limit."""
+    if name in P_VALUE_TESTS:
+        score = 1.0 if result.p_value is None else result.p_value
+        drifted, label, op = score <= limit, f"{name} p=", ("<=" if score <= limit else ">")
+    else:
+        score = result.statistic
+        drifted, label, op = score >= limit, f"{name} ", (">=" if score >= limit else "<")
+    dropped = ""
+    if cur.nulls or cur.infinite:
+        dropped = f" ({cur.nulls} null and {cur.infinite} infinite dropped)"
+    how = "exact" if result.exact else f"from the reference profile: {result.method}"
+    return bool(drifted), (
+        f"{label}{score:.4g} {op} {limit:g} on {cur.valid} values{dropped}, {how}: "
+        + ("drift" if drifted else "no drift")
     )
 
 
@@ -583,18 +504,6 @@ def _empty_reason(
             "too few to tell drift from noise"
         )
     return None
-
-
-def _verdict_reason(
-    name: str, score: float, limit: float, op: str, cur: Current, result: Statistic
-) -> str:
-    label = f"{name} p=" if name in P_VALUE_TESTS else f"{name} "
-    dropped = ""
-    if cur.nulls or cur.infinite:
-        dropped = f" ({cur.nulls} null and {cur.infinite} infinite dropped)"
-    how = "exact" if result.exact else f"from the reference profile: {result.method}"
-    verdict = "drift" if op in ("<=", ">=") else "no drift"
-    return f"{label}{score:.4g} {op} {limit:g} on {cur.valid} values{dropped}, {how}: {verdict}"
 
 
 # --- dataset --------------------------------------------------------------------------------------
