@@ -454,28 +454,6 @@ class DriftTestError(ParityError, ValueError):
     code = "invalid_drift_test"
 
 
-# --- monitoring: performance ---------------------------------------------------------------------
-
-
-class LabelSourceError(ParityError, ValueError):
-    """A monitor's label source cannot be read (no such file, SQL that fails), or the monitor
-    declares none."""
-
-    code = "label_source_invalid"
-
-
-class LabelColumnNotFound(ObjectNotFound):
-    """The label source lacks a column the monitor names (label, join key or timestamp)."""
-
-    code = "label_column_not_found"
-
-
-class InvalidLabelValue(ParityError, ValueError):
-    """A label that is not 0/1 or true/false (null means "no label yet")."""
-
-    code = "invalid_label_value"
-
-
 # --- monitoring: drift (profiles, prediction-log windows, drift runs) ------------------------
 
 
@@ -523,3 +501,41 @@ class InvalidWindow(ParityError, ValueError):
     """A drift window or range that is not positive, or since >= until."""
 
     code = "invalid_window"
+
+
+# --- monitoring: quality and freshness ------------------------------------------------------
+
+
+class QualityInputError(ParityError, ValueError):
+    """Values a data-quality check cannot read (mixed types, columns of unequal length, text
+    where the reference is numeric); the message names the feature."""
+
+    code = "invalid_quality_input"
+
+
+class QualitySubjectNotFound(ObjectNotFound):
+    """`monitoring.quality(name)` got a name that is neither a feature view nor a model."""
+
+    code = "quality_subject_not_found"
+
+
+# --- monitoring: performance ---------------------------------------------------------------------
+
+
+class LabelSourceError(ParityError, ValueError):
+    """A monitor's label source cannot be read (no such file, SQL that fails), or the monitor
+    declares none."""
+
+    code = "label_source_invalid"
+
+
+class LabelColumnNotFound(ObjectNotFound):
+    """The label source lacks a column the monitor names (label, join key or timestamp)."""
+
+    code = "label_column_not_found"
+
+
+class InvalidLabelValue(ParityError, ValueError):
+    """A label that is not 0/1 or true/false (null means "no label yet")."""
+
+    code = "invalid_label_value"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,7 @@ from parity.errors import InvalidOption
 
 if TYPE_CHECKING:
     from parity.monitoring.drift import WindowDrift
+    from parity.monitoring.quality_store import QualityRecord
 
 monitor_app = typer.Typer(
     help="Monitoring: drift, delayed-label performance, data quality, freshness, consistency."
@@ -194,7 +195,7 @@ def monitor_profile(
 _VERDICT = {"drift": "[red]DRIFT[/]", "no_drift": "[green]no drift[/]"}
 
 
-def _statistic(value: float | None) -> str:
+def _drift_number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
@@ -260,9 +261,118 @@ def _window_table(model: str, result: WindowDrift) -> Table:
             column.column,
             column.kind,
             column.test,
-            _statistic(column.statistic),
-            _statistic(column.threshold),
+            _drift_number(column.statistic),
+            _drift_number(column.threshold),
             _VERDICT.get(column.status, column.status.replace("_", " ")),
             escape(column.reason),
         )
     return table
+
+
+# --- quality and freshness ---------------------------------------------------------------------
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+@monitor_app.command("quality")
+@command
+def monitor_quality(
+    name: Annotated[str, typer.Argument(help="A feature view, or a model (its served features).")],
+    repo: RepoOption = Path("."),
+    since: Annotated[
+        str, typer.Option(help="From this time (ISO 8601 or now); default a day ago.")
+    ] = "",
+    until: Annotated[str, typer.Option(help="Served traffic up to this time; default now.")] = "",
+    window: Annotated[str, typer.Option(help="Served traffic per window (e.g. 1h, 1d).")] = "1h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """Data quality per feature: rows, null rate, ±inf, out of range and unseen categories
+    (against the reference profile), with a verdict per check (docs/monitoring.md)."""
+    store = store_at(repo)
+    start = since or (store.now() - timedelta(days=1)).isoformat()
+    records = store.monitoring.quality(
+        name, since=start, until=until or None, window=_duration(window)
+    )
+    if as_json:
+        console.print_json(json.dumps([_quality_json(r) for r in records]))
+        return
+    table = Table(
+        "source", "version", "window end", "feature", "rows", "null rate", "±inf",
+        "out of range", "unseen", "verdict",
+    )  # fmt: skip
+    for r in records:
+        q = r.quality
+        table.add_row(
+            r.source,
+            "-" if r.version is None else str(r.version),
+            r.window_end.isoformat(timespec="seconds"),
+            r.feature,
+            f"{q.rows:,}",
+            _share(q.null_rate),
+            f"{q.counts.infinite:,}",
+            _share(q.out_of_range_share),
+            _share(q.unseen_share),
+            q.verdict,
+        )
+    console.print(table)
+
+
+def _quality_json(record: QualityRecord) -> dict[str, Any]:
+    q = record.quality
+    return {
+        "source": record.source,
+        "subject": record.subject,
+        "version": record.version,
+        "feature": record.feature,
+        "window_start": record.window_start.isoformat(),
+        "window_end": record.window_end.isoformat(),
+        "rows": q.rows,
+        "null_rate": q.null_rate,
+        "infinite": q.counts.infinite,
+        "below_min": q.counts.below,
+        "above_max": q.counts.above,
+        "out_of_range_share": q.out_of_range_share,
+        "unseen": q.counts.unseen,
+        "unseen_share": q.unseen_share,
+        "unseen_examples": dict(q.counts.examples),
+        "checks": dict(q.checks),
+        "limits": dict(q.limits),
+        "verdict": q.verdict,
+    }
+
+
+@monitor_app.command("freshness")
+@command
+def monitor_freshness(
+    repo: RepoOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per online view: the newest write known (materialization END or a recorded push), its age,
+    the view's freshness_slo and ok / breached / unknown / no_slo."""
+    store = store_at(repo)
+    results = store.monitoring.freshness_slo()
+    if as_json:
+        rows = [
+            {
+                "view": r.view,
+                "newest": None if r.newest is None else r.newest.isoformat(),
+                "age_seconds": r.age_seconds,
+                "slo_seconds": r.slo_seconds,
+                "status": r.status,
+            }
+            for r in results
+        ]
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("view", "newest write", "age", "SLO", "status")
+    for r in results:
+        table.add_row(
+            r.view,
+            "-" if r.newest is None else r.newest.isoformat(timespec="seconds"),
+            "-" if r.age_seconds is None else str(timedelta(seconds=round(r.age_seconds))),
+            "-" if r.slo_seconds is None else str(timedelta(seconds=r.slo_seconds)),
+            r.status,
+        )
+    console.print(table)

@@ -252,6 +252,125 @@ class Monitoring:
         `parity_feature_drift` gauges)."""
         return self._drift_parts()[1].latest(self._store.project)
 
+    # --- quality ---------------------------------------------------------------------------------
+
+    _quality: QualityRecorder | None = None  # built on first use (needs the SQL registry)
+
+    def quality_recorder(self) -> QualityRecorder | None:
+        """Where materializations, pushes and stream batches report the rows and nulls they
+        write (monitoring/quality_store.py); None without a SQL registry."""
+        if self._quality is None:
+            engine = getattr(self._store.registry_store, "engine", None)
+            if engine is None:
+                return None
+            from parity.monitoring.quality_store import QualityRecorder
+
+            self._quality = QualityRecorder(
+                engine, self._store.project, self._store.now, references=self._view_references
+            )
+        return self._quality
+
+    def _view_references(self, view: FeatureView) -> dict[str, Reference]:
+        """A view's features' reference for materialization quality (quality_served's
+        `view_references`); none, logged, when it cannot be read."""
+        import logging
+
+        from parity.errors import ParityError
+        from parity.monitoring.quality_served import reference_candidates, view_references
+
+        store = self._store
+        try:
+            candidates = reference_candidates(store)
+            return view_references(view, candidates, self._drift_parts()[0], store.project)
+        except ParityError as failure:
+            logging.getLogger(__name__).warning(
+                "no quality reference for %s: %s", view.name, failure
+            )
+            return {}
+
+    def materialize_watch(self, view: FeatureView) -> BatchWatch:
+        """Counts the rows one materialization of `view` writes (`add` per batch) and records
+        them when it is `done`; a watch that records nothing without a SQL registry or for an
+        aggregated view (it writes tiles)."""
+        from parity.monitoring.quality_store import BatchWatch
+
+        recorder = self.quality_recorder()
+        watch = None if recorder is None else recorder.watch(view)
+        return watch if watch is not None else BatchWatch(view.name, ())
+
+    def quality(
+        self,
+        name: str,
+        *,
+        since: TimeLike,
+        until: TimeLike | None = None,
+        window: timedelta | None = None,
+    ) -> list[QualityRecord]:
+        """Data quality of a feature view (what its materializations, pushes and stream batches
+        recorded since `since`) or of a model's served features (checked now per version and
+        window of [since, until), and recorded). See docs/monitoring.md, "Data quality"."""
+        from parity.monitoring.quality_served import WINDOW, quality_report
+        from parity.timeutil import parse_time
+
+        clock = self._store.now
+        return quality_report(
+            self._store,
+            name,
+            since=parse_time(since, "since", now=clock),
+            until=None if until is None else parse_time(until, "until", now=clock),
+            window=window or WINDOW,
+        )
+
+    def quality_signals(self, name: str, *, since: TimeLike) -> dict[str, float]:
+        """Alert signals `null_rate:<feature>` of a view or model: each feature's null rate in
+        its newest record since `since` (for a model: its newest window, any version)."""
+        from parity.monitoring.quality import signals
+
+        newest = {r.feature: r.quality for r in self.quality(name, since=since)}  # oldest first
+        return signals(list(newest.values()))
+
+    # --- freshness -------------------------------------------------------------------------------
+
+    def newest_writes(self) -> dict[str, datetime | None]:
+        """Per online view, the newest write known: `freshness()` (the materialization
+        watermark, or this process's last push) or the last push any process recorded in the
+        quality table (written every monitoring.quality_store.FLUSH_EVERY), whichever is later.
+        What the freshness SLO and the feature server's freshness gauges measure."""
+        newest = self.freshness()
+        recorder = self.quality_recorder()
+        if recorder is None:
+            return newest
+        pushed = recorder.table.newest(self._store.project, "ingest", newest)
+        return {
+            view: max((m for m in (moment, pushed.get(view)) if m is not None), default=None)
+            for view, moment in newest.items()
+        }
+
+    def freshness_slo(self) -> list[ViewFreshness]:
+        """Per online view (by name): its newest write (`newest_writes()`), its age at the
+        store's clock, its `freshness_slo` and the status ok / breached / unknown / no_slo."""
+        from parity.monitoring.freshness import evaluate, slos_of
+
+        views = self._store.registry.catalog.feature_views.values()
+        return evaluate(self.newest_writes(), slos_of(views), self._store.now())
+
+    def freshness_slos(self) -> dict[str, float]:
+        """Seconds of `freshness_slo` per online view that declares one (the feature server's
+        `parity_feature_freshness_slo_seconds` gauge)."""
+        views = self._store.registry.catalog.feature_views.values()
+        return {
+            v.name: v.freshness_slo.total_seconds()
+            for v in views
+            if v.online and v.freshness_slo is not None
+        }
+
+    def freshness_signals(self) -> dict[str, float]:
+        """Alert signals `freshness:<view>` = age / SLO (above 1: breached), for each view with
+        an SLO and a known write (monitoring/alerts.py consumes them)."""
+        from parity.monitoring.freshness import signals
+
+        return signals(self.freshness_slo())
+
 
 def bind_metrics(store: FeatureStore, monitor: Monitor) -> dict[str, MetricFunction]:
     """The monitor's metric functions from the loaded repo, checked against the code hash kept
@@ -266,6 +385,7 @@ def bind_metrics(store: FeatureStore, monitor: Monitor) -> dict[str, MetricFunct
 
 # --- drift: names for type hints (kept here so the blocks above merge without conflicts) -------
 if TYPE_CHECKING:
+    from datetime import timedelta
     from pathlib import Path
 
     from parity.models.store import ModelVersion
@@ -274,3 +394,15 @@ if TYPE_CHECKING:
     from parity.monitoring.drift_runner import DriftRunner
     from parity.monitoring.profile_store import ProfileStore, StoredProfile
     from parity.monitoring.reference import ProfileOutcome, ReferenceProfiles
+    from parity.timeutil import TimeLike
+
+
+# --- quality and freshness: names for type hints (here so the blocks above merge cleanly) -----
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from parity.definitions import FeatureView
+    from parity.monitoring.freshness import ViewFreshness
+    from parity.monitoring.quality import Reference
+    from parity.monitoring.quality_store import BatchWatch, QualityRecord, QualityRecorder
+    from parity.timeutil import TimeLike
