@@ -432,3 +432,18 @@ class EndBeforeWatermark(InvalidTime):
     """A materialize-incremental END before where the view's last run ended."""
 
     code = "end_before_watermark"
+
+
+# --- monitoring: report and alerts ------------------------------------------------------------
+
+
+class InvalidAlertRule(InvalidDefinition):
+    """An alert rule whose thresholds, direction or sustain cannot work as hysteresis."""
+
+    code = "invalid_alert_rule"
+
+
+class AlertRuleNotFound(ObjectNotFound):
+    """An alert rule or monitor named in a call that the applied repo does not define."""
+
+    code = "alert_rule_not_found"
