@@ -82,12 +82,10 @@ def render_report(view: ReportView) -> str:
         _column_table(view.columns),
     ]
     if view.share_history:
+        svg = _history_svg(view.share_history, view.drift_share, True, "share drifted")
         parts.append(
-            _figure(
-                "Share of drifted columns over time",
-                _history_svg(view.share_history, view.drift_share, True, "share drifted"),
-                "history",
-            )
+            '<div class="card"><h2>Share of drifted columns over time</h2>'
+            f'{_figure(f"threshold ≥ {_num(view.drift_share)}", svg, "history")}</div>'
         )
     parts.extend(_column_section(i, column) for i, column in enumerate(view.columns))
     parts.append("</main></body></html>\n")
@@ -214,7 +212,7 @@ def _figure(caption: str, svg: str, kind: str, *, legend: bool = False) -> str:
     key = ""
     if legend:
         key = (
-            '<div class="legend"><span class="refkey" style="background:#8c959f"></span>'
+            '<div class="legend"><span style="background:#8c959f"></span>'
             'reference<span style="background:#0969da"></span>current</div>'
         )
     body = svg or '<p class="empty">nothing to plot</p>'
@@ -236,7 +234,8 @@ def _bars_svg(bins: Sequence[Bin]) -> str:
     plot_w = _W - _LEFT - _RIGHT
     slot = plot_w / len(bins)
     out = [_svg_open("distribution of reference and current rows"), _y_axis(0.0, y_max, "%")]
-    every = max(1, math.ceil(len(bins) / 12))  # at most ~12 labels under the bars
+    widest = max(len(b.label) for b in bins)
+    every = max(1, math.ceil(min(widest, _MAX_LABEL) * 6.5 / slot))  # labels must not overlap
     for i, b in enumerate(bins):
         x = _LEFT + i * slot
         out.append(_bar(x + slot * 0.08, slot * 0.84, _finite(b.reference), y_max, "ref", b))
@@ -335,7 +334,7 @@ def _y_axis(low: float, high: float, unit: str) -> str:
     for k in range(5):
         value = low + (high - low) * k / 4
         y = _TOP + plot_h * (1 - k / 4)
-        text = f"{value:.0%}" if unit == "%" else f"{value:.3g}"
+        text = f"{value * 100:.3g}%" if unit == "%" else f"{value:.3g}"
         out.append(f'<text x="{_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{text}</text>')
     return "".join(out)
 
