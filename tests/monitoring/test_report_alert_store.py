@@ -33,7 +33,9 @@ class Rule:
     direction: str = "above"
 
 
-AUC = Rule(name="auc_low", signal="metric:auc", fire_at=0.7, clear_at=0.75, sustain=1, direction="below")
+AUC = Rule(
+    name="auc_low", signal="metric:auc", fire_at=0.7, clear_at=0.75, sustain=1, direction="below"
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -62,8 +64,18 @@ def test_events_follow_hysteresis_and_survive_a_restart(engine: Engine, project_
     # A restart between the two breaching windows: the new store resumes the count.
     store = AlertStore(engine, project_name, clock=clock)
     (fired,) = store.evaluate("fraud", [Rule()], {"drift_share": 0.55}, T0 + HOUR)
-    assert (fired.rule, fired.state, fired.value, fired.at) == ("fraud_drift", "fired", 0.55, T0 + HOUR)
-    assert (fired.fire_at, fired.clear_at, fired.sustain, fired.recorded_at) == (0.5, 0.3, 2, clock.now)
+    assert (fired.rule, fired.state, fired.value, fired.at) == (
+        "fraud_drift",
+        "fired",
+        0.55,
+        T0 + HOUR,
+    )
+    assert (fired.fire_at, fired.clear_at, fired.sustain, fired.recorded_at) == (
+        0.5,
+        0.3,
+        2,
+        clock.now,
+    )
     # In the band, insufficient data, one clear window, restart, second clear window.
     assert store.evaluate("fraud", [Rule()], {"drift_share": 0.4}, T0 + 2 * HOUR) == []
     assert store.evaluate("fraud", [Rule()], {"drift_share": None}, T0 + 3 * HOUR) == []
@@ -74,7 +86,12 @@ def test_events_follow_hysteresis_and_survive_a_restart(engine: Engine, project_
     history = [(e.state, e.at) for e in store.events()]
     assert history == [("cleared", T0 + 5 * HOUR), ("fired", T0 + HOUR)]
     (status,) = store.statuses()
-    assert (status.firing, status.streak, status.last_value, status.since) == (False, 0, 0.2, T0 + 5 * HOUR)
+    assert (status.firing, status.streak, status.last_value, status.since) == (
+        False,
+        0,
+        0.2,
+        T0 + 5 * HOUR,
+    )
 
 
 def test_evaluating_the_same_window_twice_counts_once(engine: Engine, project_name: str) -> None:
@@ -124,7 +141,10 @@ def test_a_changed_rule_keeps_its_state_but_restarts_the_count(
     store = AlertStore(engine, project_name)
     store.evaluate("fraud", [Rule(sustain=3)], {"drift_share": 0.9}, T0)
     store.evaluate("fraud", [Rule(sustain=3)], {"drift_share": 0.9}, T0 + HOUR)
-    assert store.evaluate("fraud", [Rule(sustain=3, fire_at=0.8)], {"drift_share": 0.9}, T0 + 2 * HOUR) == []
+    assert (
+        store.evaluate("fraud", [Rule(sustain=3, fire_at=0.8)], {"drift_share": 0.9}, T0 + 2 * HOUR)
+        == []
+    )
     assert store.statuses()[0].streak == 1
 
 
@@ -165,7 +185,9 @@ def test_concurrent_evaluations_of_one_window_fire_once(engine: Engine, project_
 
 def test_gauges_show_every_evaluated_rule(engine: Engine, project_name: str) -> None:
     store = AlertStore(engine, project_name)
-    store.evaluate("fraud", [replace(Rule(), sustain=1), AUC], {"drift_share": 0.9, "metric:auc": 0.9}, T0)
+    store.evaluate(
+        "fraud", [replace(Rule(), sustain=1), AUC], {"drift_share": 0.9, "metric:auc": 0.9}, T0
+    )
     text = render_alert_gauges(store.statuses()).decode()
     (family,) = [f for f in text_string_to_metric_families(text) if f.name == "parity_alert_firing"]
     assert family.type == "gauge"

@@ -77,7 +77,7 @@ def test_rules_that_cannot_work_as_hysteresis_are_refused(
 
 RULES = st.builds(
     lambda fire, gap, sustain, above: Rule(
-        fire_at=fire if above else fire,
+        fire_at=fire,
         clear_at=fire - gap if above else fire + gap,
         sustain=sustain,
         direction="above" if above else "below",

@@ -65,7 +65,8 @@ def report_view() -> ReportView:
         reason="normalised Wasserstein 0.31 >= 0.1",
         bins=[Bin(f"{i * 50}-{i * 50 + 50}", 0.1, 0.02 + 0.016 * i) for i in range(10)],
         history=[
-            HistoryPoint(at, None if i == 5 else 0.02 + 0.3 * (i >= 18)) for i, at in enumerate(hours)
+            HistoryPoint(at, None if i == 5 else 0.02 + 0.3 * (i >= 18))
+            for i, at in enumerate(hours)
         ],
         reference_rows=40_000,
         current_rows=1_200,
@@ -116,7 +117,8 @@ def test_report_renders_offline_in_chromium(browser: Any, tmp_path: Path) -> Non
     page.goto(path.as_uri(), wait_until="load")
 
     sizes = page.eval_on_selector_all(
-        "svg", "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })"
+        "svg",
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })",
     )
     assert len(sizes) == 5
     assert all(width > 100 and height > 100 for width, height in sizes), sizes

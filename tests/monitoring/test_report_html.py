@@ -119,8 +119,12 @@ def test_bar_heights_are_proportional_to_the_shares() -> None:
         (a["class"], i): float(a["height"] or 0)
         for i, (t, a, _) in enumerate(x for x in tree.tags if x[0] == "rect")
     }
-    ref = [h for (cls, _), h in sorted(heights.items(), key=lambda kv: kv[0][1]) if cls == "bar ref"]
-    cur = [h for (cls, _), h in sorted(heights.items(), key=lambda kv: kv[0][1]) if cls == "bar cur"]
+    ref = [
+        h for (cls, _), h in sorted(heights.items(), key=lambda kv: kv[0][1]) if cls == "bar ref"
+    ]
+    cur = [
+        h for (cls, _), h in sorted(heights.items(), key=lambda kv: kv[0][1]) if cls == "bar cur"
+    ]
     # y axis tops at 100% (0.75 rounds up to 1): plot height 240 - 12 - 44 = 184 px.
     assert ref == [46.0, 138.0]
     assert cur == [92.0, 92.0]

@@ -173,7 +173,7 @@ class AlertStore:
 
     def _locked_states(
         self, conn: Connection, monitor: str, rules: Sequence[str]
-    ) -> dict[str, Mapping[str, Any]]:
+    ) -> dict[str, sa.RowMapping]:
         if not rules:
             return {}
         query = (
@@ -295,7 +295,7 @@ def _event_row(
     }
 
 
-def _event(row: Mapping[str, Any]) -> AlertEvent:
+def _event(row: Mapping[str, Any] | sa.RowMapping) -> AlertEvent:
     rule = json.loads(row["definition"])
     return AlertEvent(
         monitor=row["monitor"],
@@ -312,7 +312,7 @@ def _event(row: Mapping[str, Any]) -> AlertEvent:
     )
 
 
-def _status(row: Mapping[str, Any]) -> AlertStatus:
+def _status(row: sa.RowMapping) -> AlertStatus:
     last = row["last_value"]
     return AlertStatus(
         monitor=row["monitor"],

@@ -44,7 +44,9 @@ def check_rule(rule: RuleLike) -> None:
     """InvalidAlertRule naming the rule and field when the rule cannot work as hysteresis."""
     where = f"alert rule '{rule.name}' (signal '{rule.signal}')"
     if rule.direction not in ("above", "below"):
-        raise InvalidAlertRule(f"{where}: direction must be 'above' or 'below', not {rule.direction!r}")
+        raise InvalidAlertRule(
+            f"{where}: direction must be 'above' or 'below', not {rule.direction!r}"
+        )
     for field in ("fire_at", "clear_at"):
         value = getattr(rule, field)
         if not math.isfinite(value):

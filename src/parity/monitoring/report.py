@@ -85,7 +85,7 @@ def render_report(view: ReportView) -> str:
         svg = _history_svg(view.share_history, view.drift_share, True, "share drifted")
         parts.append(
             '<div class="card"><h2>Share of drifted columns over time</h2>'
-            f'{_figure(f"threshold ≥ {_num(view.drift_share)}", svg, "history")}</div>'
+            f"{_figure(f'threshold ≥ {_num(view.drift_share)}', svg, 'history')}</div>"
         )
     parts.extend(_column_section(i, column) for i, column in enumerate(view.columns))
     parts.append("</main></body></html>\n")
@@ -121,7 +121,7 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri '
 
 def _head(title: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
@@ -157,10 +157,7 @@ def _summary(view: ReportView, tested: Sequence[ReportColumn]) -> str:
     )
     if skipped:
         text += f" {skipped} column(s) not tested (see their reasons)."
-    return (
-        f'<div class="card" id="summary"><h2>Dataset drift {verdict}</h2>'
-        f"<p>{_e(text)}</p></div>"
-    )
+    return f'<div class="card" id="summary"><h2>Dataset drift {verdict}</h2><p>{_e(text)}</p></div>'
 
 
 def _column_table(columns: Sequence[ReportColumn]) -> str:
@@ -216,9 +213,7 @@ def _figure(caption: str, svg: str, kind: str, *, legend: bool = False) -> str:
             'reference<span style="background:#0969da"></span>current</div>'
         )
     body = svg or '<p class="empty">nothing to plot</p>'
-    return (
-        f'<figure class="{kind}"><figcaption>{_e(caption)}</figcaption>{key}{body}</figure>'
-    )
+    return f'<figure class="{kind}"><figcaption>{_e(caption)}</figcaption>{key}{body}</figure>'
 
 
 # --- SVG ---------------------------------------------------------------------------------------
@@ -375,18 +370,18 @@ def _badge(status: str) -> str:
 
 def _num(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     if math.isnan(value) or math.isinf(value):
         return str(value)
     return f"{value:.4g}"
 
 
 def _count(value: int | None) -> str:
-    return "–" if value is None else f"{value:,}"
+    return "-" if value is None else f"{value:,}"
 
 
 def _time(value: datetime | None) -> str:
-    return "–" if value is None else value.strftime("%Y-%m-%d %H:%M")
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
 
 
 def _e(text: object) -> str:
