@@ -51,6 +51,11 @@ def test_insufficient_data_never_fires_nor_clears() -> None:
     assert run(Rule(sustain=1), [None, float("nan")], firing) == (firing, [])
 
 
+def test_without_a_band_a_value_at_the_threshold_keeps_firing() -> None:
+    rule = Rule(fire_at=0.5, clear_at=0.5, sustain=1)
+    assert run(rule, [0.5, 0.5, 0.5, 0.49])[1] == [(0, "fired"), (3, "cleared")]
+
+
 def test_a_breaking_value_in_the_band_restarts_the_count() -> None:
     assert run(Rule(sustain=2), [0.6, 0.45, 0.6])[1] == []
 
@@ -58,9 +63,8 @@ def test_a_breaking_value_in_the_band_restarts_the_count() -> None:
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"clear_at": 0.5}, "clear_at (0.5) must be below fire_at"),
-        ({"clear_at": 0.6}, "must be below fire_at"),
-        ({"direction": "below"}, "must be above fire_at"),
+        ({"clear_at": 0.6}, "clear_at (0.6) must be at or below fire_at"),
+        ({"direction": "below"}, "must be at or above fire_at"),
         ({"sustain": 0}, "sustain must be at least 1"),
         ({"direction": "up"}, "direction must be 'above' or 'below'"),
         ({"fire_at": float("nan")}, "fire_at must be a finite number"),
@@ -75,22 +79,27 @@ def test_rules_that_cannot_work_as_hysteresis_are_refused(
     assert field in str(e.value)
 
 
-RULES = st.builds(
-    lambda fire, gap, sustain, above: Rule(
-        fire_at=fire,
-        clear_at=fire - gap if above else fire + gap,
-        sustain=sustain,
-        direction="above" if above else "below",
-    ),
-    st.floats(-10, 10),
-    st.floats(0.01, 5),
-    st.integers(1, 4),
-    st.booleans(),
-)
+def rules(gap: st.SearchStrategy[float]) -> st.SearchStrategy[Rule]:
+    return st.builds(
+        lambda fire, gap, sustain, above: Rule(
+            fire_at=fire,
+            clear_at=fire - gap if above else fire + gap,
+            sustain=sustain,
+            direction="above" if above else "below",
+        ),
+        st.floats(-10, 10),
+        gap,
+        st.integers(1, 4),
+        st.booleans(),
+    )
+
+
+BANDED = rules(st.floats(0.01, 5))
+RULES = rules(st.one_of(st.just(0.0), st.floats(0.01, 5)))
 SIGNALS = st.lists(st.one_of(st.none(), st.floats(-20, 20)), max_size=40)
 
 
-@given(RULES, st.data(), st.booleans(), st.integers(0, 3))
+@given(BANDED, st.data(), st.booleans(), st.integers(0, 3))
 def test_a_signal_oscillating_between_the_thresholds_never_toggles(
     rule: Rule, data: st.DataObject, firing: bool, streak: int
 ) -> None:
@@ -114,7 +123,9 @@ def _oracle(rule: Rule, values: list[float | None]) -> list[tuple[int, str]]:
             continue
         if firing:
             crossed = all(
-                (v <= rule.clear_at if rule.direction == "above" else v >= rule.clear_at)
+                (v < rule.fire_at and v <= rule.clear_at)
+                if rule.direction == "above"
+                else (v > rule.fire_at and v >= rule.clear_at)
                 for _, v in window
             )
         else:

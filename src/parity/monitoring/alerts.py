@@ -53,14 +53,14 @@ def check_rule(rule: RuleLike) -> None:
             raise InvalidAlertRule(f"{where}: {field} must be a finite number, not {value!r}")
     if rule.sustain < 1:
         raise InvalidAlertRule(f"{where}: sustain must be at least 1, not {rule.sustain}")
-    if rule.direction == "above" and rule.clear_at >= rule.fire_at:
+    if rule.direction == "above" and rule.clear_at > rule.fire_at:
         raise InvalidAlertRule(
-            f"{where}: clear_at ({rule.clear_at}) must be below fire_at ({rule.fire_at}) for "
+            f"{where}: clear_at ({rule.clear_at}) must be at or below fire_at ({rule.fire_at}) for "
             "direction 'above'; set clear_at a little below fire_at so the alert does not flap"
         )
-    if rule.direction == "below" and rule.clear_at <= rule.fire_at:
+    if rule.direction == "below" and rule.clear_at < rule.fire_at:
         raise InvalidAlertRule(
-            f"{where}: clear_at ({rule.clear_at}) must be above fire_at ({rule.fire_at}) for "
+            f"{where}: clear_at ({rule.clear_at}) must be at or above fire_at ({rule.fire_at}) for "
             "direction 'below'; set clear_at a little above fire_at so the alert does not flap"
         )
 
@@ -71,8 +71,10 @@ def breaching(rule: RuleLike, value: float) -> bool:
 
 
 def clear(rule: RuleLike, value: float) -> bool:
-    """The value is on the clear side of `clear_at` (reaching it counts)."""
-    return value <= rule.clear_at if rule.direction == "above" else value >= rule.clear_at
+    """The value is on the clear side of `clear_at` (reaching it counts) and not breaching (so
+    a rule with clear_at == fire_at does not flap on a value sitting exactly at both)."""
+    beyond = value <= rule.clear_at if rule.direction == "above" else value >= rule.clear_at
+    return beyond and not breaching(rule, value)
 
 
 def step(
