@@ -6,11 +6,15 @@ the statistics live in parity.monitoring.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from parity.cli.common import RepoOption, command, console, store_at
+
+if TYPE_CHECKING:
+    from parity.monitoring.alert_store import AlertEvent
 
 monitor_app = typer.Typer(
     help="Monitoring: drift, delayed-label performance, data quality, freshness, consistency."
@@ -32,5 +36,55 @@ def monitor_list(repo: RepoOption = Path(".")) -> None:
             str(monitor.min_samples),
             "-" if labels is None else (labels.path or "query"),
             ", ".join(rule.name for rule in monitor.alerts) or "-",
+        )
+    console.print(table)
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+@monitor_app.command("alerts")
+@command
+def monitor_alerts(
+    repo: RepoOption = Path("."),
+    monitor: Annotated[str | None, typer.Option(help="Only this monitor's alerts.")] = None,
+    active: Annotated[bool, typer.Option("--active", help="Only the alerts firing now.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many events.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The alerts firing now, then the latest fire/clear events (newest first)."""
+    monitoring = store_at(repo).monitoring
+    firing = monitoring.alerts(active_only=True, monitor=monitor)
+    events = [] if active else monitoring.alerts(monitor=monitor, limit=limit)
+    if as_json:
+        import dataclasses
+        import json
+
+        shown = {
+            "firing": [dataclasses.asdict(e) for e in firing],
+            "events": [dataclasses.asdict(e) for e in events],
+        }
+        console.print_json(json.dumps(shown, default=str))
+        return
+    _alerts_table("firing now", firing, "no alert is firing")
+    if not active:
+        _alerts_table(f"latest {limit} events", events, "no alert event yet")
+
+
+def _alerts_table(title: str, events: list[AlertEvent], empty: str) -> None:
+    if not events:
+        console.print(f"{title}: {empty}")
+        return
+    table = Table("at", "monitor", "rule", "state", "signal", "value", "fire / clear", title=title)
+    for e in events:
+        table.add_row(
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.monitor,
+            e.rule,
+            e.state,
+            e.signal,
+            f"{e.value:.4g}",
+            f"{'>=' if e.direction == 'above' else '<='} {e.fire_at:g} / {e.clear_at:g}"
+            f" x{e.sustain}",
         )
     console.print(table)

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 from parity.errors import MonitorNotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from parity.definitions.monitor import Monitor
     from parity.feature_store import FeatureStore
+    from parity.monitoring.alert_store import AlertEvent, AlertGauges, AlertStatus, AlertStore
 
 
 class Monitoring:
@@ -57,3 +60,69 @@ class Monitoring:
                 f"no monitor named '{name}' in '{catalog.project}'; known: {known}"
             )
         return found
+
+    # --- alerts ----------------------------------------------------------------------------------
+
+    def evaluate_alerts(
+        self,
+        signals: Mapping[str, float | None],
+        *,
+        monitor: str | None = None,
+        at: datetime | None = None,
+    ) -> list[AlertEvent]:
+        """Step the alert rules of `monitor` once on `signals` (signal name -> value, None for
+        insufficient data) at `at` (the end of the window they describe; default: the store's
+        clock). Returns the fire/clear events, also stored. `monitor` may be left out when the
+        project has one monitor. Re-evaluating a time already evaluated changes nothing."""
+        chosen = self._alert_monitor(monitor)
+        when = self._store.now() if at is None else at
+        return self._alert_store().evaluate(chosen.name, chosen.alerts, signals, when)
+
+    def alerts(
+        self, *, active_only: bool = False, monitor: str | None = None, limit: int | None = None
+    ) -> list[AlertEvent]:
+        """Alert events newest first; `active_only`: the "fired" event of each rule firing now."""
+        if monitor is not None:
+            self.get_monitor(monitor)
+        store = self._alert_store()
+        if active_only:
+            return store.active(monitor=monitor)[:limit]
+        return store.events(monitor=monitor, limit=limit)
+
+    def alert_statuses(self, *, monitor: str | None = None) -> list[AlertStatus]:
+        """Where every evaluated rule stands: firing or not, its streak, last value and time."""
+        return self._alert_store().statuses(monitor=monitor)
+
+    def alert_gauges(self) -> AlertGauges:
+        """A Prometheus collector of `parity_alert_firing{monitor,rule}` for a server's registry."""
+        from parity.monitoring.alert_store import AlertGauges
+
+        return AlertGauges(lambda: self._alert_store().statuses())
+
+    def _alert_monitor(self, name: str | None) -> Monitor:
+        if name is not None:
+            return self.get_monitor(name)
+        monitors = self.monitors()
+        if len(monitors) == 1:
+            return monitors[0]
+        known = ", ".join(m.name for m in monitors) or "none (declare a Monitor and apply)"
+        raise MonitorNotFound(
+            f"name the monitor whose alerts to evaluate (monitor=...); "
+            f"'{self._store.project}' has: {known}"
+        )
+
+    def _alert_store(self) -> AlertStore:
+        cached: AlertStore | None = getattr(self, "_alert_store_cache", None)
+        if cached is None:
+            from parity.errors import BackendNotInstalled
+            from parity.monitoring.alert_store import AlertStore
+
+            engine = getattr(self._store.registry_store, "engine", None)
+            if engine is None:
+                raise BackendNotInstalled(
+                    f"the registry store {type(self._store.registry_store).__name__} cannot keep "
+                    "alerts; use the SQL registry (sqlite or postgres in parity.yaml)"
+                )
+            cached = AlertStore(engine, self._store.project, clock=self._store.now)
+            self._alert_store_cache = cached
+        return cached
