@@ -451,3 +451,9 @@ class AlertRuleNotFound(ObjectNotFound):
     """An alert rule or monitor named in a call that the applied repo does not define."""
 
     code = "alert_rule_not_found"
+
+
+class ReportError(ParityError, ValueError):
+    """A drift report asked of a run that cannot give it (e.g. a version the run did not test)."""
+
+    code = "report_error"

@@ -22,11 +22,11 @@ _MAX_LABEL = 14  # characters of a bin label under a bar; the full label is in i
 @dataclass(frozen=True)
 class Bin:
     """One bin of the distribution plot: its label and the share of rows in it (0..1) in the
-    reference and in the current window."""
+    reference and in the current window (None: the current rows are not at hand)."""
 
     label: str
     reference: float
-    current: float
+    current: float | None
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,8 @@ def _bars_svg(bins: Sequence[Bin]) -> str:
     for i, b in enumerate(bins):
         x = _LEFT + i * slot
         out.append(_bar(x + slot * 0.08, slot * 0.84, _finite(b.reference), y_max, "ref", b))
-        out.append(_bar(x + slot * 0.28, slot * 0.44, _finite(b.current), y_max, "cur", b))
+        if b.current is not None:
+            out.append(_bar(x + slot * 0.28, slot * 0.44, _finite(b.current), y_max, "cur", b))
         if i % every == 0:
             label = b.label if len(b.label) <= _MAX_LABEL else b.label[: _MAX_LABEL - 1] + "…"
             out.append(
