@@ -4,6 +4,7 @@ applied monitors; the store's clock is injected."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -113,3 +114,22 @@ def test_alert_gauges_for_a_server_registry(repo: Path) -> None:
         registry.register(store.monitoring.alert_gauges())
         text = generate_latest(registry).decode()
     assert 'parity_alert_firing{monitor="other_monitor",rule="auc_low"} 1.0' in text
+
+
+def test_a_drift_run_evaluates_its_monitors_rules_window_by_window(repo: Path) -> None:
+    from tests.monitoring.test_report_data import T0 as START
+    from tests.monitoring.test_report_data import Report, window
+
+    windows = [window(i, 0.1, 0.5, "drift") for i in range(3)]
+    shares = [0.6, 0.7, 0.2]
+    windows = [replace(w, share=s) for w, s in zip(windows, shares, strict=True)]
+    report = Report("driver_model", "driver_model", START, [1], {}, windows)
+    with FeatureStore(repo) as store:
+        events = store.monitoring.evaluate_drift_alerts(report)
+        # drift_share 0.6, 0.7 -> fired at the second window's end (sustain 2); 0.2 clears once.
+        assert [(e.rule, e.state, e.at) for e in events] == [
+            ("drifting", "fired", START + 2 * HOUR)
+        ]
+        # The same run again changes nothing; a model without a monitor gives no events.
+        assert store.monitoring.evaluate_drift_alerts(report) == []
+        assert store.monitoring.evaluate_drift_alerts(replace(report, model="nope")) == []

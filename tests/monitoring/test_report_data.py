@@ -13,7 +13,13 @@ import pytest
 
 from parity.errors import ReportError
 from parity.monitoring.report import Bin, HistoryPoint
-from parity.monitoring.report_data import DATASET, bins, drift_view, render_drift_report
+from parity.monitoring.report_data import (
+    DATASET,
+    bins,
+    drift_signals,
+    drift_view,
+    render_drift_report,
+)
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -198,3 +204,18 @@ def test_a_version_missing_from_the_run_is_an_error() -> None:
     report = Report("fraud", "fraud", T0, [1], {}, [])
     with pytest.raises(ReportError, match="fraud has no window of version 1"):
         drift_view(report)
+
+
+def test_drift_signals_per_window_oldest_first() -> None:
+    windows = [
+        window(1, 0.3, 0.01),
+        window(0, 0.1, 0.5, "no_drift"),
+        window(2, None, None, "insufficient_data"),
+    ]
+    report = Report("fraud", "fraud", T0, [1], {}, windows)
+    assert drift_signals(report) == [
+        (T0 + HOUR, {"drift_share": 0.5, "drift:amount": 0.1, "drift:channel": 0.5}),
+        (T0 + 2 * HOUR, {"drift_share": 0.5, "drift:amount": 0.3, "drift:channel": 0.01}),
+        (T0 + 3 * HOUR, {"drift_share": None, "drift:amount": None, "drift:channel": None}),
+    ]
+    assert drift_signals(report, version=2) == []

@@ -336,3 +336,25 @@ def _key(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+# --- alert signals -------------------------------------------------------------------------------
+
+
+def drift_signals(
+    report: DriftReportLike, *, version: int | None = None
+) -> list[tuple[datetime, dict[str, float | None]]]:
+    """Per window of `version` (default: the newest in the run), oldest first: its end and the
+    alert signals it gives, `drift_share` and `drift:<column>` (the p-value for p-value tests,
+    else the statistic); None where the window had insufficient data."""
+    chosen = max(report.versions) if version is None and report.versions else version
+    series = []
+    for window in sorted((w for w in report.windows if w.version == chosen), key=lambda w: w.end):
+        judged = window.status != INSUFFICIENT
+        signals: dict[str, float | None] = {"drift_share": window.share if judged else None}
+        for c in window.columns:
+            p_test = c.test in P_VALUE_TESTS or c.p_value is not None
+            score = _score(c.statistic, c.p_value, p_test) if c.status != INSUFFICIENT else None
+            signals[f"drift:{c.column}"] = score
+        series.append((window.end, signals))
+    return series

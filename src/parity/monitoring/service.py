@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from parity.definitions.monitor import Monitor
     from parity.feature_store import FeatureStore
     from parity.monitoring.alert_store import AlertEvent, AlertGauges, AlertStatus, AlertStore
+    from parity.monitoring.report_data import DriftReportLike
 
 
 class Monitoring:
@@ -77,6 +78,20 @@ class Monitoring:
         chosen = self._alert_monitor(monitor)
         when = self._store.now() if at is None else at
         return self._alert_store().evaluate(chosen.name, chosen.alerts, signals, when)
+
+    def evaluate_drift_alerts(self, report: DriftReportLike) -> list[AlertEvent]:
+        """Evaluate the alert rules of the monitor watching `report.model` on each window of a
+        drift run, oldest first (`drift_share`, `drift:<column>`); no monitor: no events."""
+        from parity.monitoring.report_data import drift_signals
+
+        monitor = self.monitor_for(report.model)
+        if monitor is None or not monitor.alerts:
+            return []
+        store = self._alert_store()
+        events: list[AlertEvent] = []
+        for at, signals in drift_signals(report):
+            events += store.evaluate(monitor.name, monitor.alerts, signals, at)
+        return events
 
     def alerts(
         self, *, active_only: bool = False, monitor: str | None = None, limit: int | None = None
