@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from parity.cli.common import RepoOption, command, console, store_at
@@ -79,10 +80,10 @@ def _alerts_table(title: str, events: list[AlertEvent], empty: str) -> None:
     for e in events:
         table.add_row(
             e.at.strftime("%Y-%m-%d %H:%M:%S"),
-            e.monitor,
-            e.rule,
+            escape(e.monitor),
+            escape(e.rule),
             e.state,
-            e.signal,
+            escape(e.signal),
             f"{e.value:.4g}",
             f"{'>=' if e.direction == 'above' else '<='} {e.fire_at:g} / {e.clear_at:g}"
             f" x{e.sustain}",
