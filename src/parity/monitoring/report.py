@@ -15,7 +15,14 @@ DRIFT = "drift"
 NO_DRIFT = "no_drift"
 INSUFFICIENT = "insufficient_data"
 
-_STATUS_LABEL = {DRIFT: "drift", NO_DRIFT: "no drift", INSUFFICIENT: "insufficient data"}
+NO_DATA = "no_data"
+
+_STATUS_LABEL = {
+    DRIFT: "drift",
+    NO_DRIFT: "no drift",
+    INSUFFICIENT: "insufficient data",
+    NO_DATA: "no data",
+}
 _MAX_LABEL = 14  # characters of a bin label under a bar; the full label is in its tooltip
 
 
@@ -105,7 +112,8 @@ border-bottom:1px solid #eaeef2;vertical-align:top}th{font-weight:600;color:#576
 td.num{font-variant-numeric:tabular-nums;text-align:right}
 .badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:12px;font-weight:600;
 color:#fff;background:#6e7781}
-.drift{background:#cf222e}.no_drift{background:#1a7f37}.insufficient_data{background:#9a6700}
+.drift{background:#cf222e}.no_drift{background:#1a7f37}
+.insufficient_data,.no_data{background:#9a6700}
 .plots{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}
 figcaption{font-size:12px;color:#57606a;margin-bottom:4px}
 svg{background:#fff;display:block}svg text{font:11px system-ui,sans-serif;fill:#57606a}

@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 from parity.errors import ReportError
 from parity.monitoring.report import (
-    INSUFFICIENT,
+    DRIFT,
+    NO_DRIFT,
     Bin,
     HistoryPoint,
     ReportColumn,
@@ -22,6 +23,7 @@ from parity.monitoring.report import (
 P_VALUE_TESTS = frozenset({"ks", "chi_squared", "z_test"})  # drift when p <= threshold
 DATASET = "__dataset__"  # drift_history's column name of a window's dataset-level row
 MAX_CATEGORIES = 12  # categories drawn one by one; the rest (and new ones) are one "other" bar
+_JUDGED = (DRIFT, NO_DRIFT)  # any other status (insufficient_data, no_data) is no evidence
 VALUE_BINS = 20  # a numeric column with at most this many reference values is drawn per value
 
 
@@ -144,7 +146,7 @@ def drift_view(
             f"the drift run of {report.target} has no window of version {chosen} (it tested "
             f"versions: {tested}); run drift for that version or pick one of those"
         )
-    judged = [w for w in windows if w.status != INSUFFICIENT]
+    judged = [w for w in windows if w.status in _JUDGED]
     current = (judged or windows)[-1]
     reference = report.references[chosen]
     past = [h for h in history if h.model == report.model and h.version == chosen]
@@ -161,7 +163,7 @@ def drift_view(
         title=f"Drift of {report.model} version {chosen} ({report.target})",
         columns=columns,
         drift_share=report.settings.drift_share,
-        dataset_drift=current.drifted if current.status != INSUFFICIENT else None,
+        dataset_drift=current.drifted if current.status in _JUDGED else None,
         window_start=current.start,
         window_end=current.end,
         reference=f"dataset {reference.dataset} (fingerprint {reference.fingerprint[:12]})",
@@ -183,9 +185,9 @@ def _column(
     for window in windows:
         same = [c for c in window.columns if c.column == result.column]
         if same:
-            runs.append(
-                (window.end, _score(same[0].statistic, same[0].p_value, p_test), same[0].drifted)
-            )
+            c = same[0]
+            score = _score(c.statistic, c.p_value, p_test) if c.status in _JUDGED else None
+            runs.append((window.end, score, c.drifted))
     values = None
     if current.values is not None and result.column in current.values.column_names:
         values = current.values.column(result.column)
@@ -224,7 +226,7 @@ def _points(
         point = HistoryPoint(
             row.window_end, _score(row.statistic, row.p_value, p_test), row.drifted
         )
-        if row.status == INSUFFICIENT:
+        if row.status not in _JUDGED:
             point = HistoryPoint(row.window_end, None, None)
         seen = by_end.get(row.window_end)
         if seen is None or seen[0] <= row.run_at:
@@ -350,11 +352,11 @@ def drift_signals(
     chosen = max(report.versions) if version is None and report.versions else version
     series = []
     for window in sorted((w for w in report.windows if w.version == chosen), key=lambda w: w.end):
-        judged = window.status != INSUFFICIENT
+        judged = window.status in _JUDGED
         signals: dict[str, float | None] = {"drift_share": window.share if judged else None}
         for c in window.columns:
             p_test = c.test in P_VALUE_TESTS or c.p_value is not None
-            score = _score(c.statistic, c.p_value, p_test) if c.status != INSUFFICIENT else None
+            score = _score(c.statistic, c.p_value, p_test) if c.status in _JUDGED else None
             signals[f"drift:{c.column}"] = score
         series.append((window.end, signals))
     return series
