@@ -4,7 +4,7 @@ edges (hand-worked), scores over time merged from the run and the stored history
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -195,6 +195,7 @@ def test_the_view_shows_the_last_judged_window_and_merges_the_history() -> None:
     assert [b.current for b in amount.bins] == [0.5, 0.5, 0.0]
     assert view.share_history[0] == HistoryPoint(T0, 0.0, False)
     assert len(view.share_history) == 4
+    assert view.share_history[-1] == HistoryPoint(T0 + 3 * HOUR, None, True)  # not judged
     assert view.dataset_drift is True
     page = render_drift_report(report, stored)
     assert "fraud_train_v1" in page and page.count("<svg") == 5
@@ -219,3 +220,20 @@ def test_drift_signals_per_window_oldest_first() -> None:
         (T0 + 3 * HOUR, {"drift_share": None, "drift:amount": None, "drift:channel": None}),
     ]
     assert drift_signals(report, version=2) == []
+
+
+def test_a_column_that_could_not_be_tested_shows_no_test_and_no_plot() -> None:
+    untested = Result("all_null", "None", None, None, None, "no_data", False, "no values")
+    base = window(0, 0.1, 0.5, "no_drift")
+    current = replace(base, columns=(*base.columns, untested))
+    profile = Profile("numeric", 0)
+    reference = Reference(
+        "d", "f" * 64, {"amount": AMOUNT, "channel": CHANNEL, "all_null": profile}
+    )
+    report = Report("fraud", "fraud", T0, [1], {1: reference}, [current])
+    column = drift_view(report).columns[-1]
+    assert (column.test, column.statistic, column.bins) == ("-", None, [])
+    assert [p.score for p in column.history] == [None]
+    page = render_drift_report(report)
+    assert page.count("<svg") == 4  # amount and channel: distribution and history each
+    assert "≥ nan" not in page

@@ -88,7 +88,7 @@ def render_report(view: ReportView) -> str:
         _summary(view, tested),
         _column_table(view.columns),
     ]
-    if view.share_history:
+    if any(p.score is not None for p in view.share_history):
         svg = _history_svg(view.share_history, view.drift_share, True, "share drifted")
         parts.append(
             '<div class="card"><h2>Share of drifted columns over time</h2>'
@@ -110,7 +110,8 @@ h1{font-size:22px;margin:0 0 8px}h2{font-size:17px;margin:0 0 6px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;
 border-bottom:1px solid #eaeef2;vertical-align:top}th{font-weight:600;color:#57606a}
 td.num{font-variant-numeric:tabular-nums;text-align:right}
-.badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:12px;font-weight:600;
+.badge{display:inline-block;white-space:nowrap;border-radius:10px;padding:1px 8px;font-size:12px;
+font-weight:600;
 color:#fff;background:#6e7781}
 .drift{background:#cf222e}.no_drift{background:#1a7f37}
 .insufficient_data,.no_data{background:#9a6700}
@@ -201,7 +202,7 @@ def _column_section(index: int, column: ReportColumn) -> str:
     history = _figure(
         f"{column.test} over time, threshold {_rule(column)}",
         _history_svg(column.history, column.threshold, column.higher_is_drift, label)
-        if column.history
+        if any(p.score is not None for p in column.history)
         else "",
         "history",
     )
@@ -369,6 +370,8 @@ def _nice_max(value: float) -> float:
 
 
 def _rule(column: ReportColumn) -> str:
+    if math.isnan(column.threshold):
+        return "-"
     return f"{'≥' if column.higher_is_drift else '≤'} {_num(column.threshold)}"
 
 

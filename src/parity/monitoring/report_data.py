@@ -157,7 +157,7 @@ def drift_view(
     share_points = _points(
         DATASET,
         past,
-        [(w.end, w.share, w.drifted) for w in windows],
+        [(w.end, w.share if w.status in _JUDGED else None, w.drifted) for w in windows],
     )
     return ReportView(
         title=f"Drift of {report.model} version {chosen} ({report.target})",
@@ -193,7 +193,7 @@ def _column(
         values = current.values.column(result.column)
     return ReportColumn(
         name=result.column,
-        test=f"{result.test} p-value" if p_test else result.test,
+        test=_test_name(result.test, p_test),
         statistic=_score(result.statistic, result.p_value, p_test),
         threshold=result.threshold if result.threshold is not None else math.nan,
         status=result.status,
@@ -204,6 +204,12 @@ def _column(
         reference_rows=getattr(profile, "valid", None),
         current_rows=current.rows,
     )
+
+
+def _test_name(test: str | None, p_test: bool) -> str:
+    if test in (None, "", "None"):  # a column that could not be tested has no test
+        return "-"
+    return f"{test} p-value" if p_test else str(test)
 
 
 def _score(statistic: float | None, p_value: float | None, p_test: bool) -> float | None:
