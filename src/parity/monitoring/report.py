@@ -186,30 +186,32 @@ def _column_table(columns: Sequence[ReportColumn]) -> str:
 
 
 def _column_section(index: int, column: ReportColumn) -> str:
-    rows = ""
+    facts = []
+    if column.statistic is not None:
+        facts.append(f"{column.test} = {_num(column.statistic)}, threshold {_rule(column)}")
     if column.reference_rows is not None or column.current_rows is not None:
-        rows = (
-            f" &middot; reference rows {_count(column.reference_rows)}, current rows "
-            f"{_count(column.current_rows)}"
+        facts.append(
+            f"reference rows {_count(column.reference_rows)}, "
+            f"current rows {_count(column.current_rows)}"
         )
+    text = " · ".join(facts) + (". " if facts else "") + column.reason
     distribution = _figure(
         "Distribution: reference vs current (share of rows)",
         _bars_svg(column.bins) if column.bins else "",
         "distribution",
-        legend=True,
+        legend=bool(column.bins),
     )
-    label = f"{column.test} statistic"
+    scored = any(p.score is not None for p in column.history)
     history = _figure(
         f"{column.test} over time, threshold {_rule(column)}",
-        _history_svg(column.history, column.threshold, column.higher_is_drift, label)
-        if any(p.score is not None for p in column.history)
+        _history_svg(column.history, column.threshold, column.higher_is_drift, column.test)
+        if scored
         else "",
         "history",
     )
     return (
         f'<section class="card column" id="col-{index}"><h2>{_e(column.name)} '
-        f"{_badge(column.status)}</h2><p>{_e(column.test)} = {_num(column.statistic)}, "
-        f"threshold {_e(_rule(column))}{rows}. {_e(column.reason)}</p>"
+        f"{_badge(column.status)}</h2><p>{_e(text)}</p>"
         f'<div class="plots">{distribution}{history}</div></section>'
     )
 
