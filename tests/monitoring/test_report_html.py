@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from parity.monitoring.report import (
     DRIFT,
     INSUFFICIENT,
@@ -188,3 +191,15 @@ def test_all_null_constant_and_non_finite_inputs_render() -> None:
     ]
     tree = parse(render_report(ReportView("t", columns, 0.5, dataset_drift=None)))
     assert len([t for t, _, _ in tree.tags if t == "svg"]) == 3
+
+
+@given(st.text(max_size=30), st.text(max_size=30), st.text(max_size=30))
+def test_any_user_text_reads_back_as_text(name: str, label: str, reason: str) -> None:
+    column = ReportColumn(
+        name, "psi", 0.3, 0.2, DRIFT, reason, bins=[Bin(label, 1.0, 1.0)], history=hist([0.3])
+    )
+    tree = parse(render_report(ReportView(name, [column], 0.5, details=[(label, reason)])))
+    assert [t for t, _, _ in tree.tags if t in ("script", "iframe", "object", "embed")] == []
+    text = "".join(data for _, data in tree.text)
+    for value in (name, reason, label[:13]):
+        assert value.replace("\r", "\n") in text.replace("\r", "\n") or not value.strip()
