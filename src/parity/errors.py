@@ -438,6 +438,22 @@ class EndBeforeWatermark(InvalidTime):
     code = "end_before_watermark"
 
 
+# --- monitoring: stats (profiles and drift tests) ----------------------------------------------
+
+
+class ProfileError(ParityError, ValueError):
+    """A reference profile cannot be computed, merged or read; the message names the column."""
+
+    code = "invalid_profile"
+
+
+class DriftTestError(ParityError, ValueError):
+    """A drift test cannot run as asked (unknown test, a test for another kind of column, current
+    values that cannot be read as the reference's kind); the message names the column and test."""
+
+    code = "invalid_drift_test"
+
+
 # --- monitoring: report and alerts ------------------------------------------------------------
 
 
@@ -445,12 +461,6 @@ class InvalidAlertRule(InvalidDefinition):
     """An alert rule whose thresholds, direction or sustain cannot work as hysteresis."""
 
     code = "invalid_alert_rule"
-
-
-class AlertRuleNotFound(ObjectNotFound):
-    """An alert rule or monitor named in a call that the applied repo does not define."""
-
-    code = "alert_rule_not_found"
 
 
 class ReportError(ParityError, ValueError):
