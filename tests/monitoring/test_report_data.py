@@ -8,10 +8,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from parity.errors import ReportError
+from parity.monitoring.profile import profile_column
 from parity.monitoring.report import Bin, HistoryPoint
 from parity.monitoring.report_data import (
     DATASET,
@@ -237,3 +239,49 @@ def test_a_column_that_could_not_be_tested_shows_no_test_and_no_plot() -> None:
     page = render_drift_report(report)
     assert page.count("<svg") == 4  # amount and channel: distribution and history each
     assert "≥ nan" not in page
+
+
+# --- with the statistics' real profiles (overlay) ---------------------------------------------
+
+
+def test_categories_are_overlaid_most_frequent_first_with_new_ones_shown() -> None:
+    profile = profile_column("channel", pa.array(["web"] * 6 + ["app"] * 3 + ["pos"]))
+    current = pa.chunked_array([["web", "web", "new", None, "app"]])
+    assert bins(profile, current) == [
+        Bin("web", 0.6, 0.5),
+        Bin("app", 0.3, 0.25),
+        Bin("pos", 0.1, 0.0),
+        Bin("new", 0.0, 0.25),
+    ]
+
+
+def test_many_categories_fold_into_other() -> None:
+    # c00 once, c01 twice, ..., c19 twenty times: 210 values.
+    profile = profile_column("c", pa.array([f"c{i:02d}" for i in range(20) for _ in range(i + 1)]))
+    shown = bins(profile, pa.chunked_array([["c19", "c00", "zz"]]))
+    assert [b.label for b in shown] == [f"c{i:02d}" for i in range(19, 7, -1)] + ["other / new"]
+    assert shown[0] == Bin("c19", 20 / 210, 1 / 3)
+    # c00..c07 hold 1 + ... + 8 = 36 reference values; c00 and the new zz are current's rest.
+    assert shown[-1] == Bin("other / new", pytest.approx(36 / 210), pytest.approx(2 / 3))
+
+
+def test_numbers_are_overlaid_on_equal_width_bins() -> None:
+    profile = profile_column("n", pa.array(np.arange(1000.0)))
+    shown = bins(profile, pa.chunked_array([np.arange(1000.0) + 500]))
+    # 30 bins from 0.999 (the reference's 0.1 % quantile, interpolated between 0 and 1) to
+    # 1498 (the current's 99.9 % value): 49.9 wide, inner edges 50.899 ... 1448.1.
+    assert len(shown) == 30
+    assert shown[0].label == "< 50.9" and shown[-1].label == "≥ 1448"
+    assert sum(b.reference for b in shown) == pytest.approx(1.0)
+    assert sum(b.current for b in shown if b.current is not None) == pytest.approx(1.0)
+    # The first bin also holds what lies below it: reference values 0..50.
+    assert shown[0].reference == pytest.approx(51 / 1000) and shown[0].current == 0.0
+    # The last holds 1448.1 <= x: current values 1449..1499 (51), no reference value.
+    assert (shown[-1].reference, shown[-1].current) == (0.0, pytest.approx(51 / 1000))
+
+
+def test_an_empty_window_shows_the_reference_on_its_deciles() -> None:
+    profile = profile_column("n", pa.array(np.arange(1000.0)))
+    shown = bins(profile, pa.chunked_array([pa.array([], pa.float64())]))
+    assert [b.reference for b in shown] == pytest.approx([0.1] * 10)
+    assert {b.current for b in shown} == {None}

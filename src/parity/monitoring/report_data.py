@@ -24,6 +24,8 @@ P_VALUE_TESTS = frozenset({"ks", "chi_squared", "z_test"})  # drift when p <= th
 DATASET = "__dataset__"  # drift_history's column name of a window's dataset-level row
 MAX_CATEGORIES = 12  # categories drawn one by one; the rest (and new ones) are one "other" bar
 _JUDGED = (DRIFT, NO_DRIFT)  # any other status (insufficient_data, no_data) is no evidence
+OVERLAY_BINS = 30  # equal-width bins of a numeric overlay: the shape shows at 500 px
+OTHER_LABEL = "other / new"
 VALUE_BINS = 20  # a numeric column with at most this many reference values is drawn per value
 
 
@@ -247,9 +249,14 @@ def _points(
 
 
 def bins(profile: Any, values: Any) -> list[Bin]:
-    """Reference vs current shares on the reference's bins: its PSI edges for numbers (value
-    bins when it kept every value's frequency), its top categories plus "other" otherwise.
-    `values`: the window's column (pyarrow), or None (then no current bars)."""
+    """Reference vs current shares over common bins: the statistics' `overlay` (one bar per
+    value for categories and few-valued numbers, else equal-width bins between the 0.1 % and
+    99.9 % quantiles of both sides). Without current values (an empty window) or a profile the
+    overlay cannot read: the reference's own bins (PSI deciles or top categories), and the
+    current side where values are given."""
+    found = _overlay(profile, values)
+    if found is not None:
+        return found
     frequencies = tuple(getattr(profile, "frequencies", ()) or ())
     counts = tuple(getattr(profile, "psi_counts", ()) or ())
     complete = bool(frequencies) and int(getattr(profile, "other", 0)) == 0
@@ -261,6 +268,46 @@ def bins(profile: Any, values: Any) -> list[Bin]:
     if frequencies:
         return _category_bins(frequencies, int(getattr(profile, "other", 0)), values)
     return []
+
+
+def _overlay(profile: Any, values: Any) -> list[Bin] | None:
+    if values is None:
+        return None
+    from parity.errors import ParityError
+    from parity.monitoring.profile import ColumnProfile
+    from parity.monitoring.samples import overlay
+
+    if not isinstance(profile, ColumnProfile):
+        return None
+    try:
+        found = overlay(profile, values, bins=OVERLAY_BINS)
+    except ParityError:  # no values on one side, or values of another kind: fall back
+        return None
+    if not found.reference or not found.current:
+        return None
+    pairs = list(zip(found.reference, found.current, strict=True))
+    if found.labels:
+        labelled = [
+            (OTHER_LABEL if label == "other" else str(label), r, c)
+            for label, (r, c) in zip(found.labels, pairs, strict=True)
+        ]
+        if profile.kind != "numeric":  # categories: most frequent in the reference first
+            labelled.sort(key=lambda x: (x[0] == OTHER_LABEL, -x[1], -x[2], x[0]))
+        return _fold(labelled)
+    edges = found.edges
+    return [Bin(_edge_label(edges[1:-1], i), r, c) for i, (r, c) in enumerate(pairs)]
+
+
+def _fold(labelled: list[tuple[str, float, float]]) -> list[Bin]:
+    """At most MAX_CATEGORIES bars plus one "other / new" holding the rest."""
+    if len(labelled) <= MAX_CATEGORIES + 1:
+        return [Bin(label, r, c) for label, r, c in labelled]
+    named = [x for x in labelled if x[0] != OTHER_LABEL]
+    named.sort(key=lambda x: -x[1])
+    kept, rest = named[:MAX_CATEGORIES], named[MAX_CATEGORIES:]
+    rest += [x for x in labelled if x[0] == OTHER_LABEL]
+    other = Bin(OTHER_LABEL, sum(x[1] for x in rest), sum(x[2] for x in rest))
+    return [*(Bin(label, r, c) for label, r, c in kept), other]
 
 
 def _numeric_bins(edges: Sequence[float], counts: Sequence[int], values: Any) -> list[Bin]:
@@ -288,10 +335,10 @@ def _edge_label(edges: Sequence[float], i: int) -> str:
     if not edges:
         return "all"
     if i == 0:
-        return f"< {edges[0]:.3g}"
+        return f"< {edges[0]:.4g}"
     if i == len(edges):
-        return f"≥ {edges[-1]:.3g}"
-    return f"[{edges[i - 1]:.3g}, {edges[i]:.3g})"
+        return f"≥ {edges[-1]:.4g}"
+    return f"[{edges[i - 1]:.4g}, {edges[i]:.4g})"
 
 
 def _category_bins(
@@ -329,7 +376,7 @@ def _category_bins(
     if other_ref or other_cur:
         result.append(
             Bin(
-                "other / new",
+                OTHER_LABEL,
                 share(other_ref, total),
                 share(other_cur, seen) if values is not None else None,
             )
