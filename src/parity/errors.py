@@ -432,3 +432,13 @@ class EndBeforeWatermark(InvalidTime):
     """A materialize-incremental END before where the view's last run ended."""
 
     code = "end_before_watermark"
+
+
+# --- monitoring: consistency -------------------------------------------------------------------
+
+
+class ConsistencyError(ParityError, ValueError):
+    """A consistency check that cannot run as asked (an empty window, a sample percent outside
+    (0, 100]); the message says which argument to change."""
+
+    code = "consistency_error"
