@@ -377,7 +377,7 @@ def read_logged(
         sql = " UNION ALL ".join(parts) + " ORDER BY event_timestamp"
         params = {"service": service, "since": since, "until": until}
         used = {k: v for k, v in params.items() if f"${k}" in sql}
-        return connection.execute(sql, used).to_arrow_table()
+        return connection.sql(sql, params=used).to_arrow_table()
     finally:
         connection.close()
 

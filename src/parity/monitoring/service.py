@@ -13,6 +13,7 @@ from parity.errors import MonitorNotFound
 if TYPE_CHECKING:
     from parity.definitions.monitor import Monitor
     from parity.feature_store import FeatureStore
+    from parity.monitoring.consistency import ConsistencyReport
 
 
 class Monitoring:
@@ -57,3 +58,23 @@ class Monitoring:
                 f"no monitor named '{name}' in '{catalog.project}'; known: {known}"
             )
         return found
+
+    # --- consistency -----------------------------------------------------------------------------
+
+    def consistency(
+        self,
+        service: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        sample_percent: float | None = None,
+    ) -> ConsistencyReport:
+        """Replay the served rows logged for feature service `service` (the feature server's
+        served log and the model server's prediction log) with request time in [since, until)
+        through get_historical_features, and compare per feature and hour (docs/monitoring.md).
+        `sample_percent` keeps only that share of entity keys (same hash as the served log)."""
+        from parity.monitoring.consistency import consistency
+
+        return consistency(
+            self._store, service, since=since, until=until, sample_percent=sample_percent
+        )
