@@ -122,7 +122,9 @@ def _numbers(
         b_null |= ~np.isfinite(b)
         a = np.where(a_null, 0.0, a)
         b = np.where(b_null, 0.0, b)
-        equal = (a == b) | (np.abs(a - b) <= tol * np.maximum(np.abs(a), np.abs(b)))
+        with np.errstate(over="ignore", invalid="ignore"):  # |a - b| may overflow to inf
+            gap = np.abs(a - b)
+        equal = (a == b) | (gap <= tol * np.maximum(np.abs(a), np.abs(b)))
     else:
         equal = a == b
     codes = _codes(a_null, b_null, equal)
@@ -136,11 +138,12 @@ def smape_terms(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[
     """|a-b| / ((|a|+|b|)/2) per pair; 0 where both are 0 (0/0 = 0)."""
     import numpy as np
 
-    scale = (np.abs(a) + np.abs(b)) / 2.0
-    diff = np.abs(a - b)
+    half_a, half_b = a / 2.0, b / 2.0  # halves: no overflow near the largest floats
+    scale = np.abs(half_a) + np.abs(half_b)
+    diff = np.abs(half_a - half_b)
     out = np.zeros(len(a))
     nonzero = scale > 0
-    out[nonzero] = diff[nonzero] / scale[nonzero]
+    out[nonzero] = 2.0 * (diff[nonzero] / scale[nonzero])
     return out
 
 
