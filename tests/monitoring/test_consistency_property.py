@@ -20,7 +20,7 @@ from parity.inference.predlog import ParquetLogSink, PredictionRecord
 from parity.monitoring.served_log import served_log
 from tests.conftest import write_repo
 from tests.inference.serving_helpers import Affine
-from tests.monitoring.test_consistency_replay import REPO, T, Clock, speeds, stats_rows
+from tests.monitoring.test_consistency_replay import REPO, Clock, T, speeds, stats_rows
 
 SCHEMA = pa.schema(
     [

@@ -210,7 +210,7 @@ def test_empty_log_says_no_rows(store: FeatureStore) -> None:
 
 
 def test_unknown_service_and_bad_window_are_typed_errors(store: FeatureStore) -> None:
-    with pytest.raises(FeatureServiceNotFound, match="'driver_nope'.*driver_all"):
+    with pytest.raises(FeatureServiceNotFound, match=r"'driver_nope'.*driver_all"):
         store.monitoring.consistency("driver_nope")
     with pytest.raises(ConsistencyError, match="since"):
         check(store, since=T, until=T - timedelta(hours=1))

@@ -19,8 +19,8 @@ from parity.inference.predlog import MemoryLogSink, PredictionLogger
 from parity.monitoring.served_log import ServedLog, is_sampled, key_text
 from parity.online.reads import OnlineResponse, Status
 from parity.serving.app import create_app
-from tests.monitoring.test_consistency_replay import REPO, T, speeds, stats_rows
 from tests.conftest import write_repo
+from tests.monitoring.test_consistency_replay import REPO, T, speeds, stats_rows
 
 
 def md5_bucket(text: str) -> float:
