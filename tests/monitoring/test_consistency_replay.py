@@ -226,3 +226,68 @@ def test_window_excludes_rows_outside_since_until(store: FeatureStore, clock: Cl
     )
     assert check(store, since=T, until=T + timedelta(hours=1)).rows == 1
     assert check(store, since=T + timedelta(hours=1)).rows == 2
+
+
+TYPED_REPO = {
+    "defs.py": """
+        from parity import (
+            Array, Bool, Bytes, Entity, FeatureService, FeatureView, Field, FileSource, Float32,
+            Int32, String, UnixTimestamp,
+        )
+
+        user = Entity(name="user", join_keys=["user_id"], value_type=String)
+        typed = FeatureView(
+            name="typed", entities=[user],
+            schema=[
+                Field(name="user_id", dtype=String),
+                Field(name="tags", dtype=Array(String)),
+                Field(name="embedding", dtype=Array(Float32)),
+                Field(name="seen", dtype=UnixTimestamp),
+                Field(name="raw", dtype=Bytes),
+                Field(name="flag", dtype=Bool),
+                Field(name="small", dtype=Int32),
+                Field(name="ratio", dtype=Float32),
+            ],
+            source=FileSource(path="data/typed.parquet"),
+        )
+        typed_service = FeatureService(name="typed_service", features=[typed])
+    """
+}
+
+
+def test_every_dtype_replays_equal_through_the_log(tmp_path: Path, clock: Clock) -> None:
+    root = write_repo(tmp_path / "typed", TYPED_REPO, extra=YAML)
+    table = pa.table(
+        {
+            "user_id": ["a", "b", "c"],
+            "event_timestamp": pa.array([T - timedelta(hours=1)] * 3, pa.timestamp("us", "UTC")),
+            "tags": pa.array([["x", "y"], [], None], pa.list_(pa.string())),
+            "embedding": pa.array([[0.1, 0.2], [1e-8], [math.nan]], pa.list_(pa.float32())),
+            "seen": pa.array([T - timedelta(days=3), None, T], pa.timestamp("us", "UTC")),
+            "raw": pa.array([b"\x00\xff", b"", None], pa.binary()),
+            "flag": [True, False, None],
+            "small": pa.array([1, -(2**31), None], pa.int32()),
+            "ratio": pa.array([0.1, 1e30, None], pa.float32()),
+        }
+    )
+    pq.write_table(table, root / "data" / "typed.parquet")
+    store = FeatureStore(root, clock=clock)
+    store.apply()
+    store.materialize(T - timedelta(days=3), T)
+    with TestClient(create_app(store)) as client:
+        clock.now = T + timedelta(minutes=1)
+        body = {"feature_service": "typed_service", "entities": {"user_id": ["a", "b", "c", "z"]}}
+        assert client.post("/get-online-features", json=body).status_code == 200
+    report = store.monitoring.consistency("typed_service", until=T + timedelta(hours=1))
+    assert report.rows == 4
+    assert {f.feature: f.counts.mismatch for f in report.features} == {
+        "tags": 0,
+        "embedding": 0,
+        "seen": 0,
+        "raw": 0,
+        "flag": 0,
+        "small": 0,
+        "ratio": 0,
+    }, [f.examples for f in report.features if f.examples]
+    assert {f.feature: f.counts.both_null for f in report.features}["raw"] == 2
+    store.close()

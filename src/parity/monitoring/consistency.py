@@ -400,8 +400,8 @@ def _select(
     stamped = [n for r in request.views if (n := _stamp_column(r, request.hidden)) is not None]
     times = literal(_struct_text({n: "TIMESTAMPTZ" for n in stamped}))
     columns = [f"{literal(source)} AS {SOURCE}", f"{at} AS event_timestamp"]
-    columns += [f'e."{k}" AS "{k}"' for k in keys]
-    columns += [f'f."{n}" AS "{ONLINE}{n}"' for n in outputs]
+    columns += [f"{_typed(f'e.{_quote(k)}', d)} AS {_quote(k)}" for k, d in keys.items()]
+    columns += [f'{_typed(f"f.{_quote(n)}", d)} AS "{ONLINE}{n}"' for n, d in outputs.items()]
     for name in stamped:
         value = f't."{name}"' if source == FEATURE_SERVER else "NULL::TIMESTAMPTZ"
         columns.append(f'{value} AS "{SERVED_AT}{name}"')
@@ -453,8 +453,24 @@ _DUCK = {
     "String": "VARCHAR",
     "Bool": "BOOLEAN",
     "Bytes": "VARCHAR",  # logged as base64 text
-    "UnixTimestamp": "TIMESTAMPTZ",
+    "UnixTimestamp": "VARCHAR",  # epoch microseconds as served online, or ISO text: see _typed
 }
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _typed(column: str, dtype: DType) -> str:
+    """A parsed JSON value as its dtype: UnixTimestamp values are served as epoch microseconds
+    (online reads) or ISO text (a datetime the log's encoder wrote); other types parse as is."""
+    if dtype.kind == "UnixTimestamp":
+        return (
+            f"CASE WHEN TRY_CAST({column} AS BIGINT) IS NOT NULL "
+            f"THEN make_timestamp(CAST({column} AS BIGINT))::TIMESTAMPTZ "
+            f"ELSE TRY_CAST({column} AS TIMESTAMPTZ) END"
+        )
+    return column
 
 
 def _struct(types: dict[str, DType]) -> str:
@@ -516,12 +532,17 @@ def _empty(request: RetrievalRequest) -> pa.Table:
 
 
 def keep_sampled(logged: pa.Table, join_keys: Sequence[str], percent: float) -> pa.Table:
-    """Only the rows whose entity key falls in the `percent` sample (the served log's hash)."""
+    """Only the rows whose entity key falls in the `percent` sample (the served log's hash),
+    in their order. Each distinct key is hashed once."""
+    import numpy as np
     import pyarrow as pa
 
     if logged.num_rows == 0:
         return logged
-    distinct = logged.select(list(join_keys)).group_by(list(join_keys)).aggregate([])
+    keys = logged.select(list(join_keys))
+    distinct = keys.group_by(list(join_keys)).aggregate([])
     keep = [is_sampled(key_text(row), percent) for row in distinct.to_pylist()]
     chosen = distinct.filter(pa.array(keep, pa.bool_()))
-    return logged.join(chosen, list(join_keys), join_type="inner").sort_by("event_timestamp")
+    numbered = keys.append_column("parity_row", pa.array(np.arange(logged.num_rows)))
+    rows = numbered.join(chosen, list(join_keys), join_type="inner")["parity_row"]
+    return logged.take(pa.array(np.sort(rows.to_numpy())))
