@@ -19,6 +19,7 @@ from parity.monitoring.consistency_compare import (
     compare,
     counts,
     hourly,
+    hours_of,
     smape_terms,
 )
 
@@ -92,7 +93,7 @@ def test_counts_and_hourly_buckets_by_hand() -> None:
     assert (total.offline_only_null, total.both_null, total.stale) == (1, 1, 1)
     assert total.mismatch_rate == 0.5
     assert total.smape == pytest.approx((0 + 1 / 2.5 + 0) / 3)
-    buckets = hourly("x", at_us, result, stale)
+    buckets = hourly("x", hours_of(at_us), result, stale)
     assert [b.hour.hour for b in buckets] == [0, 1, 2]
     first, second, third = (b.counts for b in buckets)
     assert (first.total, first.mismatch, first.stale, first.smape) == (3, 2, 1, pytest.approx(0.2))
@@ -108,7 +109,7 @@ def test_counts_and_hourly_buckets_by_hand() -> None:
 def test_all_null_and_empty_columns_do_not_crash() -> None:
     empty = compare(pa.array([], pa.float64()), pa.array([], pa.float64()))
     assert counts(empty).total == 0 and counts(empty).mismatch_rate == 0.0
-    assert hourly("x", np.array([], dtype=np.int64), empty) == []
+    assert hourly("x", hours_of(np.array([], dtype=np.int64)), empty) == []
     nulls = compare(pa.array([None, None], pa.float64()), pa.array([None, None], pa.float64()))
     assert counts(nulls).both_null == 2 and counts(nulls).smape is None
 

@@ -20,6 +20,7 @@ from parity.monitoring.consistency_compare import (
     compare,
     counts,
     hourly,
+    hours_of,
     is_mismatch,
 )
 from parity.monitoring.served_log import is_sampled, key_text
@@ -204,7 +205,7 @@ def _compare_all(
 ) -> tuple[tuple[FeatureResult, ...], tuple[Bucket, ...]]:
     import pyarrow as pa
 
-    at_us = logged["event_timestamp"].cast(pa.int64()).to_numpy()
+    hours = hours_of(logged["event_timestamp"].cast(pa.int64()).to_numpy())
     comparisons = {
         name: compare(logged[ONLINE + name], offline[name]) for name in _output_types(request)
     }
@@ -215,7 +216,7 @@ def _compare_all(
         found = counts(comparison, late)
         examples = _examples(name, request, logged, offline, comparison, late)
         features.append(FeatureResult(name, found, examples))
-        buckets.extend(hourly(name, at_us, comparison, late))
+        buckets.extend(hourly(name, hours, comparison, late))
     return tuple(features), tuple(buckets)
 
 
@@ -374,7 +375,7 @@ def read_logged(
             parts.append(_select(MODEL_SERVER, predicted, request, where, since))
         if not parts:
             return _empty(request)
-        sql = " UNION ALL ".join(parts) + " ORDER BY event_timestamp"
+        sql = " UNION ALL ".join(parts)  # in log order: each writer's files are in time order
         params = {"service": service, "since": since, "until": until}
         used = {k: v for k, v in params.items() if f"${k}" in sql}
         return connection.sql(sql, params=used).to_arrow_table()

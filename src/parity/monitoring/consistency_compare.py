@@ -252,17 +252,33 @@ def _mean(terms: np.ndarray[Any, Any] | None) -> float | None:
     return float(present.mean()) if len(present) else None
 
 
+@dataclass(frozen=True)
+class Hours:
+    """The distinct hours of request time (`starts`, epoch microseconds, ascending) and each
+    row's position among them (`index`); computed once for all features."""
+
+    starts: np.ndarray[Any, Any]
+    index: np.ndarray[Any, Any]
+
+
+def hours_of(at_us: np.ndarray[Any, Any]) -> Hours:
+    """Hour buckets of request times given as epoch microseconds per row."""
+    import numpy as np
+
+    starts, index = np.unique(np.asarray(at_us) // HOUR_US, return_inverse=True)
+    return Hours(starts * HOUR_US, index.reshape(-1))
+
+
 def hourly(
     feature: str,
-    at_us: np.ndarray[Any, Any],
+    hours: Hours,
     comparison: Comparison,
     stale: np.ndarray[Any, Any] | None = None,
 ) -> list[Bucket]:
-    """Counts per hour of request time (`at_us`: epoch microseconds per row), hours in order."""
+    """Counts per hour of request time, hours in order."""
     import numpy as np
 
-    hours, index = np.unique(at_us // HOUR_US, return_inverse=True)
-    n = len(hours)
+    index, n = hours.index, len(hours.starts)
     tally = np.bincount(index * OUTCOMES + comparison.codes, minlength=n * OUTCOMES)
     tally = tally.reshape(n, OUTCOMES)
     late = np.zeros(n, dtype=np.int64)
@@ -275,6 +291,6 @@ def hourly(
         seen = np.bincount(index[present], minlength=n)
         smape = [float(s / c) if c else None for s, c in zip(sums, seen, strict=True)]
     return [
-        Bucket(feature, from_micros(int(hour) * HOUR_US), _counts(tally[i], int(late[i]), smape[i]))
-        for i, hour in enumerate(hours)
+        Bucket(feature, from_micros(int(start)), _counts(tally[i], int(late[i]), smape[i]))
+        for i, start in enumerate(hours.starts)
     ]
