@@ -128,9 +128,8 @@ def _numbers(
     else:
         equal = a == b
     codes = _codes(a_null, b_null, equal)
-    both = ~(a_null | b_null)
-    terms = np.full(len(a), np.nan)
-    terms[both] = smape_terms(a[both].astype(np.float64), b[both].astype(np.float64))
+    terms = smape_terms(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False))
+    terms[a_null | b_null] = np.nan
     return Comparison(codes, terms)
 
 
@@ -138,12 +137,14 @@ def smape_terms(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[
     """|a-b| / ((|a|+|b|)/2) per pair; 0 where both are 0 (0/0 = 0)."""
     import numpy as np
 
-    half_a, half_b = a / 2.0, b / 2.0  # halves: no overflow near the largest floats
+    half_a = a * 0.5  # halves: no overflow near the largest floats
+    half_b = b * 0.5
     scale = np.abs(half_a) + np.abs(half_b)
-    diff = np.abs(half_a - half_b)
+    np.subtract(half_a, half_b, out=half_a)
+    np.abs(half_a, out=half_a)
     out = np.zeros(len(a))
-    nonzero = scale > 0
-    out[nonzero] = 2.0 * (diff[nonzero] / scale[nonzero])
+    np.divide(half_a, scale, out=out, where=scale > 0)
+    out *= 2.0
     return out
 
 
@@ -211,7 +212,7 @@ def _bools(values: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
 def _values(values: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     import numpy as np
 
-    return np.asarray(values.fill_null(0).to_numpy(zero_copy_only=False)).copy()
+    return np.asarray(values.fill_null(0).to_numpy(zero_copy_only=False))
 
 
 def is_mismatch(codes: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
