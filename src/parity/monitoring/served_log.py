@@ -11,7 +11,6 @@ import uuid
 from base64 import b64encode
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
 
 SERVED_VERSION = 0  # the `version` column of served-log records (the log's schema is shared)
 _SPACE = 2**32
+_MAX_DECIDED = 1 << 16  # keys whose sampling decision a server remembers (then it starts over)
 
 
 def label_of(wanted: str | Sequence[str]) -> str:
@@ -39,6 +39,9 @@ def key_text(keys: Mapping[str, Any]) -> str:
 
 
 def _scalar_text(value: Any) -> str:
+    kind = type(value)
+    if kind is int or kind is str:  # the usual keys, first
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, bytes | bytearray | memoryview):
@@ -57,7 +60,6 @@ def key_bucket(text: str) -> float:
     return int.from_bytes(digest[:4], "big") * 100.0 / _SPACE
 
 
-@lru_cache(maxsize=65_536)
 def is_sampled(text: str, percent: float) -> bool:
     """Whether the key with canonical text `text` is in the `percent` sample. A key sampled at p
     is sampled at every percent above p, so a replay at q <= p reads a subset of a p log."""
@@ -71,21 +73,31 @@ def served_records(
     at: datetime,
     percent: float,
     request_id: str | None = None,
+    decided: dict[tuple[Any, ...], bool] | None = None,
 ) -> list[PredictionRecord]:
     """One record per served row whose key is sampled: the request's entity columns (join keys
     and request fields), the served values, and per feature its status and event time (in the
-    `prediction` column, as {"statuses": ..., "event_timestamps": ...})."""
+    `prediction` column, as {"statuses": ..., "event_timestamps": ...}). `decided` caches the
+    decision per key values (a server's keys repeat)."""
     from parity.inference.predlog import PredictionRecord
 
     if percent <= 0:
         return []
     entities = response.entities
-    count = len(next(iter(entities.values()), []))
-    rows = [
-        row
-        for row in range(count)
-        if is_sampled(key_text({k: entities[k][row] for k in join_keys if k in entities}), percent)
-    ]
+    names = sorted(k for k in join_keys if k in entities)  # key_text's order, computed once
+    prefixes = [f"{name}=" for name in names]
+    keys = zip(*(entities[name] for name in names), strict=True)
+    cache: dict[tuple[Any, ...], bool] = {} if decided is None else decided
+    if len(cache) > _MAX_DECIDED:
+        cache.clear()
+    rows = []
+    for row, values in enumerate(keys):
+        chosen = cache.get(values)
+        if chosen is None:
+            text = "\x1f".join(p + _scalar_text(v) for p, v in zip(prefixes, values, strict=True))
+            chosen = cache[values] = is_sampled(text, percent)
+        if chosen:
+            rows.append(row)
     if not rows:
         return []
     request_id = request_id or uuid.uuid4().hex
@@ -119,6 +131,7 @@ class ServedLog:
         self._lock = threading.Lock()
         self._closed = False
         self._keys: tuple[Catalog | None, dict[str, tuple[str, ...]]] = (None, {})
+        self._decided: dict[tuple[Any, ...], bool] = {}
 
     @property
     def logger(self) -> PredictionLogger | None:
@@ -149,7 +162,9 @@ class ServedLog:
         self, label: str, response: OnlineResponse, join_keys: Sequence[str], at: datetime
     ) -> int:
         """Queue the sampled rows of one answered lookup; returns how many were queued."""
-        records = served_records(label, response, join_keys, at, self.percent)
+        records = served_records(
+            label, response, join_keys, at, self.percent, decided=self._decided
+        )
         if not records:
             return 0
         logger = self._started()
