@@ -173,9 +173,7 @@ def create_app(
         store.monitoring.freshness, store.now, store.monitoring.refused_window_reads
     )
     metrics.watch(admission, lambda: _breakers(store))
-    served = served_log(
-        store.repo_path, settings.served_log, settings.log_sample_percent
-    )
+    served = served_log(store.repo_path, settings.served_log, settings.log_sample_percent)
     answers = _Answers(store, metrics, admission, max_entities or settings.max_entities, served)
     return Guard(
         _fastapi_app(store, metrics, answers, enable_push),
