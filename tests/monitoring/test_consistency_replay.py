@@ -173,6 +173,13 @@ def test_value_pushed_online_only_is_caught_with_its_example_row(
     assert (example.online, example.offline, example.outcome) == (1006.0, 17.0, "value")
     assert not example.stale
     assert all(by_feature(report)[f].counts.mismatch == 0 for f in ("conv_rate", "trips", "city"))
+    signals = store.monitoring.consistency_signals("driver_all", since=T, until=T + timedelta(1))
+    assert signals == {
+        "consistency:conv_rate": 0.0,
+        "consistency:trips": 0.0,
+        "consistency:city": 0.0,
+        "consistency:speed": pytest.approx(1 / 3),
+    }
 
 
 def test_online_lagging_behind_offline_is_reported_as_stale(
@@ -206,6 +213,7 @@ def test_online_only_null_and_offline_only_null_are_counted_apart(
 def test_empty_log_says_no_rows(store: FeatureStore) -> None:
     report = check(store, since=T - timedelta(hours=1))
     assert report.rows == 0 and report.features == ()
+    assert store.monitoring.consistency_signals("driver_all", since=T, until=T + timedelta(1)) == {}
     assert "no logged rows for feature service 'driver_all'" in report.message
 
 

@@ -126,6 +126,11 @@ class ConsistencyReport:
         }
 
 
+def signals(report: ConsistencyReport) -> dict[str, float]:
+    """`consistency:<feature>` -> mismatch rate, for alert rules (none without logged rows)."""
+    return {f"consistency:{f.feature}": f.counts.mismatch_rate for f in report.features}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()

@@ -391,6 +391,15 @@ class Monitoring:
             self._store, service, since=since, until=until, sample_percent=sample_percent
         )
 
+    def consistency_signals(
+        self, service: str, *, since: datetime, until: datetime | None = None
+    ) -> dict[str, float]:
+        """Alert signals `consistency:<feature>`: each feature's mismatch rate over the served
+        rows of `service` logged in [since, until); empty when none were logged."""
+        from parity.monitoring.consistency import signals
+
+        return signals(self.consistency(service, since=since, until=until))
+
 
 def bind_metrics(store: FeatureStore, monitor: Monitor) -> dict[str, MetricFunction]:
     """The monitor's metric functions from the loaded repo, checked against the code hash kept
