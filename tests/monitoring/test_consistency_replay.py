@@ -299,3 +299,37 @@ def test_every_dtype_replays_equal_through_the_log(tmp_path: Path, clock: Clock)
     }, [f.examples for f in report.features if f.examples]
     assert {f.feature: f.counts.both_null for f in report.features}["raw"] == 2
     store.close()
+
+
+ON_DEMAND = """
+    from parity import FeatureService, Field, Float64, RequestSource, on_demand_feature_view
+    from defs import driver_live
+
+    trip = RequestSource(name="trip", schema=[Field(name="limit", dtype=Float64)])
+
+    @on_demand_feature_view(
+        sources=[driver_live, trip], schema=[Field(name="over_limit", dtype=Float64)]
+    )
+    def speeding(row):
+        return {"over_limit": row["speed"] / row["limit"] if row["limit"] else None}
+
+    driver_od = FeatureService(name="driver_od", features=[speeding])
+"""
+
+
+def test_on_demand_features_replay_with_their_request_fields(tmp_path: Path, clock: Clock) -> None:
+    root = write_repo(tmp_path / "od", {**REPO, "od.py": ON_DEMAND}, extra=YAML)
+    pq.write_table(stats_rows(), root / "data" / "driver_stats.parquet")
+    store = FeatureStore(root, clock=clock)
+    store.apply()
+    store.push("live", speeds(T - timedelta(hours=5), 10.0), to="both")
+    with TestClient(create_app(store)) as client:
+        clock.now = T + timedelta(minutes=1)
+        entities = {"driver_id": [1, 2, 3], "limit": [22.0, 0.0, 3.0]}
+        body = {"feature_service": "driver_od", "entities": entities}
+        assert client.post("/get-online-features", json=body).status_code == 200
+    report = store.monitoring.consistency("driver_od", until=T + timedelta(hours=1))
+    (result,) = report.features  # speed is read only as the function's input: not served
+    assert (result.feature, result.counts.total, result.counts.mismatch) == ("over_limit", 3, 0)
+    assert result.counts.both_null == 1  # limit 0 -> None on both sides
+    store.close()
