@@ -75,3 +75,15 @@ def test_column_drift_never_crashes_on_nan_inf_or_empty_input(
         got = column_drift(reference, np.asarray(cur, dtype=float), test=test, min_samples=1)
         assert got.status in ("drift", "no_drift", "no_data")
         assert got.infinite == sum(1 for v in cur if math.isinf(v))
+
+
+def test_sturges_edges_over_values_spanning_more_than_a_float_are_finite() -> None:
+    """Found by Hypothesis: values near -1e308 and +1e308 made the span inf and the edges NaN."""
+    import numpy as np
+
+    from parity.monitoring.samples import sturges_edges
+
+    edges = sturges_edges(-1e308, 1e308, 100)
+    assert np.isfinite(edges).all()
+    assert edges[0] == -1e308 and edges[-1] == 1e308
+    assert len(edges) == len(np.histogram_bin_edges(np.linspace(0, 1, 100), bins="sturges"))

@@ -230,8 +230,11 @@ def sturges_edges(lo: float, hi: float, n: int) -> np.ndarray:
     """The edges np.histogram_bin_edges(bins="sturges") gives for n values spanning [lo, hi]."""
     if hi <= lo:
         return np.array([lo - 0.5, hi + 0.5])
-    width = (hi - lo) / (math.log2(n) + 1.0)
-    return np.linspace(lo, hi, math.ceil((hi - lo) / width) + 1)
+    span = hi - lo
+    if not math.isfinite(span):  # the values span more than a float can hold: edges at half scale
+        return np.linspace(lo / 2, hi / 2, math.ceil(math.log2(max(n, 1)) + 1.0) + 1) * 2
+    width = span / (math.log2(max(n, 1)) + 1.0)
+    return np.linspace(lo, hi, math.ceil(span / width) + 1)
 
 
 def sturges_shares(ref: ColumnProfile, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, str]:
