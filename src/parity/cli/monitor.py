@@ -522,3 +522,41 @@ def _alerts_table(title: str, events: list[AlertEvent], empty: str) -> None:
             f" x{e.sustain}",
         )
     console.print(table)
+
+
+@monitor_app.command("report")
+@command
+def monitor_report(
+    model: Annotated[
+        str, typer.Option("--model", help="fraud@champion, fraud/3, or fraud (newest version).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the HTML page.")] = Path(
+        "drift_report.html"
+    ),
+    window: Annotated[
+        str | None, typer.Option("--window", help="Window width (1h, 7d); default: the Monitor's.")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Start (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="End, excluded (now).")] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="The version shown (default: newest).")
+    ] = None,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Store the run in the drift history.")
+    ] = True,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Run drift like `parity monitor drift` and write it as one self-contained HTML page (inline
+    SVG plots, no script, opens offline): distributions overlaid, scores over time."""
+    from parity.monitoring.drift import parse_window
+
+    store = store_at(repo)
+    report = store.monitoring.drift(
+        model,
+        since=since,
+        until=until,
+        window=None if window is None else parse_window(window),
+        persist=record,
+    )
+    out.write_text(store.monitoring.drift_report_html(report, version=version), encoding="utf-8")
+    console.print(f"wrote {escape(str(out))} ({len(report.windows)} windows of {report.target})")

@@ -435,6 +435,23 @@ class Monitoring:
             events += store.evaluate(monitor.name, monitor.alerts, signals, at)
         return events
 
+    def drift_report_html(
+        self, report: DriftReportLike, *, version: int | None = None, spans: int = 3
+    ) -> str:
+        """The self-contained HTML page of a drift run (see docs/monitoring.md, "The HTML
+        report"): its latest judged window of `version` (default: the newest in the run), each
+        score over time from this run and the stored runs of the `spans` run-lengths before it."""
+        from parity.monitoring.report_data import render_drift_report
+
+        chosen = max(report.versions) if version is None and report.versions else version
+        if not report.windows:
+            return render_drift_report(report, (), version=chosen)  # ReportError naming why
+        start, end = min(w.start for w in report.windows), max(w.end for w in report.windows)
+        history = self.drift_history(
+            report.model, version=chosen, since=start - spans * (end - start), until=end
+        )
+        return render_drift_report(report, history, version=chosen)
+
     def alerts(
         self, *, active_only: bool = False, monitor: str | None = None, limit: int | None = None
     ) -> list[AlertEvent]:
