@@ -199,3 +199,33 @@ def test_tables_are_prefixed(engine: Engine, project_name: str) -> None:
     AlertStore(engine, project_name)
     names = set(sa.inspect(engine).get_table_names())
     assert {"parity_monitor_alert_events", "parity_monitor_alert_state"} <= names
+
+
+def test_gauges_never_read_the_database_on_a_scrape() -> None:
+    from parity.monitoring.alert_store import AlertGauges, AlertStatus
+
+    now = [0.0]
+    reads: list[int] = []
+    spawned: list[object] = []
+    statuses = [AlertStatus("fraud", "drifting", "drift_share", True, 0, 0.9, T0, T0)]
+
+    def read() -> list[AlertStatus]:
+        reads.append(1)
+        if len(reads) == 2:
+            raise RuntimeError("registry down")
+        return statuses
+
+    gauges = AlertGauges(read, refresh_seconds=30, clock=lambda: now[0], spawn=spawned.append)
+
+    def scrape() -> dict[str, float]:
+        (family,) = gauges.collect()
+        return {s.labels["rule"]: s.value for s in family.samples}
+
+    assert scrape() == {} and len(spawned) == 1 and reads == []  # a read started, not awaited
+    assert scrape() == {} and len(spawned) == 1  # one read at a time
+    gauges.refresh()  # the background read runs
+    assert scrape() == {"drifting": 1.0} and len(spawned) == 1
+    now[0] = 31.0
+    assert scrape() == {"drifting": 1.0} and len(spawned) == 2
+    gauges.refresh()  # this read fails: the last values stay
+    assert scrape() == {"drifting": 1.0} and len(reads) == 2

@@ -110,8 +110,10 @@ def test_alert_gauges_for_a_server_registry(repo: Path) -> None:
 
     with FeatureStore(repo) as store:
         store.monitoring.evaluate_alerts({"metric:auc": 0.6}, monitor="other_monitor", at=T0)
+        gauges = store.monitoring.alert_gauges()
+        gauges.refresh()  # what a server does at start-up; later scrapes refresh in background
         registry = CollectorRegistry()
-        registry.register(store.monitoring.alert_gauges())
+        registry.register(gauges)
         text = generate_latest(registry).decode()
     assert 'parity_alert_firing{monitor="other_monitor",rule="auc_low"} 1.0' in text
 

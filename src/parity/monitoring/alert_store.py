@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -231,32 +233,77 @@ class AlertStore:
         return [e for key, e in latest.items() if key in firing and e.state == "fired"]
 
 
+ALERT_REFRESH_SECONDS = 30.0  # alerts change at most once per evaluated window: 30 s is current
+
+
 class AlertGauges:
     """A Prometheus collector: `parity_alert_firing{monitor,rule}` 1 while firing, else 0, for
-    every rule evaluated so far. Register it on a server's CollectorRegistry."""
+    every rule evaluated so far. Register it on a server's CollectorRegistry.
 
-    def __init__(self, statuses: Callable[[], Sequence[AlertStatus]]) -> None:
-        self._statuses = statuses
+    A scrape never waits on the database: it shows the statuses last read and, when they are
+    older than `refresh_seconds`, starts one read in the background (`spawn`, a thread by
+    default). A failed read keeps the previous values and is logged. `refresh()` reads now."""
+
+    def __init__(
+        self,
+        statuses: Callable[[], Sequence[AlertStatus]],
+        *,
+        refresh_seconds: float = ALERT_REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        spawn: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
+        self._read = statuses
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._spawn = spawn or _thread
+        self._lock = threading.Lock()
+        self._statuses: Sequence[AlertStatus] = ()
+        self._due = -math.inf
+        self._reading = False
+
+    def refresh(self) -> None:
+        try:
+            statuses = list(self._read())
+        except Exception:  # the registry database is down: keep showing the last values
+            log.warning("alert gauges: reading the alert states failed", exc_info=True)
+        else:
+            self._statuses = statuses
+        finally:
+            with self._lock:
+                self._reading = False
+                self._due = self._clock() + self._refresh_seconds
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
+        with self._lock:
+            stale = not self._reading and self._clock() >= self._due
+            if stale:
+                self._reading = True
+        if stale:
+            self._spawn(self.refresh)
         gauge = GaugeMetricFamily(
             "parity_alert_firing",
             "1 while the monitor's alert rule is firing, else 0",
             labels=["monitor", "rule"],
         )
-        for status in self._statuses():
+        for status in self._statuses:
             gauge.add_metric([status.monitor, status.rule], 1.0 if status.firing else 0.0)
         yield gauge
+
+
+def _thread(target: Callable[[], None]) -> None:
+    threading.Thread(target=target, name="parity-alert-gauges", daemon=True).start()
 
 
 def render_alert_gauges(statuses: Sequence[AlertStatus]) -> bytes:
     """The gauges in Prometheus text format, for a server without its own registry."""
     from prometheus_client import CollectorRegistry, generate_latest
 
+    gauges = AlertGauges(lambda: statuses)
+    gauges.refresh()
     registry = CollectorRegistry()
-    registry.register(AlertGauges(lambda: statuses))
+    registry.register(gauges)
     result: bytes = generate_latest(registry)
     return result
 
