@@ -136,42 +136,54 @@ class AlertStore:
     ) -> list[AlertEvent]:
         stored = self._locked_states(conn, monitor, [r.name for r in rules])
         events: list[AlertEvent] = []
-        now = self._clock()
         for rule in rules:
-            value = _value(signals[rule.signal])
-            definition = _definition(rule)
             row = stored.get(rule.name)
             if row is not None and _time(row["last_at"]) >= at:
                 log.debug("alert %s/%s already evaluated at %s", monitor, rule.name, at)
                 continue
-            state = AlertState()
-            since = None
-            if row is not None:
-                # A changed rule keeps firing or not but restarts its count under the new rule.
-                same = row["definition"] == definition
-                state = AlertState(bool(row["firing"]), int(row["streak"]) if same else 0)
-                since = row["since"]
-            state, change = step(rule, state, value)
-            values = {
-                "signal": rule.signal,
-                "definition": definition,
-                "firing": state.firing,
-                "streak": state.streak,
-                "last_value": value,
-                "last_at": _iso(at),
-                "since": _iso(at) if change else since,
-            }
             key = {"project": self.project, "monitor": monitor, "rule": rule.name}
-            if row is None:
-                conn.execute(state_table.insert().values(**key, **values))
-            else:
-                conn.execute(state_table.update().where(*_match(key)).values(**values))
-            if change is not None and value is not None:
-                event = _event_row(key, rule, change, value, at, now, definition)
-                conn.execute(events_table.insert().values(**event))
-                events.append(_event(event))
-                log.info("alert %s/%s %s at %s (value %s)", monitor, rule.name, change, at, value)
+            event = self._step(conn, key, rule, row, _value(signals[rule.signal]), at)
+            if event is not None:
+                events.append(event)
         return events
+
+    def _step(
+        self,
+        conn: Connection,
+        key: Mapping[str, str],
+        rule: RuleLike,
+        row: sa.RowMapping | None,
+        value: float | None,
+        at: datetime,
+    ) -> AlertEvent | None:
+        """One rule's evaluation: its state row written, and its event if it fired or cleared."""
+        definition = _definition(rule)
+        state, since = AlertState(), None
+        if row is not None:
+            # A changed rule keeps firing or not but restarts its count under the new rule.
+            same = row["definition"] == definition
+            state = AlertState(bool(row["firing"]), int(row["streak"]) if same else 0)
+            since = row["since"]
+        state, change = step(rule, state, value)
+        values = {
+            "signal": rule.signal,
+            "definition": definition,
+            "firing": state.firing,
+            "streak": state.streak,
+            "last_value": value,
+            "last_at": _iso(at),
+            "since": _iso(at) if change else since,
+        }
+        if row is None:
+            conn.execute(state_table.insert().values(**key, **values))
+        else:
+            conn.execute(state_table.update().where(*_match(key)).values(**values))
+        if change is None or value is None:
+            return None
+        event = _event_row(key, rule, change, value, at, self._clock(), definition)
+        conn.execute(events_table.insert().values(**event))
+        log.info("alert %s/%s %s at %s (value %s)", key["monitor"], rule.name, change, at, value)
+        return _event(event)
 
     def _locked_states(
         self, conn: Connection, monitor: str, rules: Sequence[str]

@@ -305,12 +305,16 @@ def _history_svg(
             f'<circle class="point{" hit" if hit else ""}" cx="{x:.1f}" cy="{y:.1f}" r="3.5">'
             f"<title>{_e(tip)}</title></circle>"
         )
-    for at, anchor, x in ((first, "start", _LEFT), (last, "end", _W - _RIGHT)):
-        out.append(
-            f'<text x="{x}" y="{_H - _BOTTOM + 14}" text-anchor="{anchor}">{_e(_time(at))}</text>'
-        )
+    out.append(_time_axis(first, last))
     out.append("</svg>")
     return "".join(out)
+
+
+def _time_axis(first: datetime, last: datetime) -> str:
+    return "".join(
+        f'<text x="{x}" y="{_H - _BOTTOM + 14}" text-anchor="{anchor}">{_e(_time(at))}</text>'
+        for at, anchor, x in ((first, "start", _LEFT), (last, "end", _W - _RIGHT))
+    )
 
 
 def _runs(points: Sequence[HistoryPoint]) -> list[list[HistoryPoint]]:
