@@ -407,6 +407,13 @@ def test_the_cli_computes_profiles_and_prints_drift(store: FeatureStore) -> None
         "2026-03-02T00:00:00+00:00",
         "2026-03-02T02:00:00+00:00",
     )
+    page = store.repo_path / "drift.html"
+    with_html = runner.invoke(
+        app, ["monitor", "drift", *common, "--until", "2026-03-02T02:00Z", "--html", str(page)]
+    )
+    assert with_html.exit_code == 0, with_html.output
+    assert f"wrote {page}" in with_html.output.replace("\n", "")
+    assert page.read_text().startswith("<!DOCTYPE html>") and "conv_rate" in page.read_text()
     bad = runner.invoke(app, ["monitor", "drift", *common, "--window", "soon"], env=env)
     assert bad.exit_code == 1 and "invalid_window" in bad.output
 
