@@ -50,7 +50,16 @@ class Windows:
 
     def bounds(self, index: int) -> tuple[datetime, datetime]:
         start = self.since + index * self.width
-        return start, min(start + self.width, self.until)
+        return start, start + self.width if self.until - start > self.width else self.until
+
+
+def range_start(until: datetime, width: timedelta, windows: int) -> datetime:
+    """`windows` widths before `until`, or the earliest time a datetime holds when that is
+    further back (a huge --window without --since reads everything before `until`)."""
+    try:
+        return until - windows * width
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def make_windows(since: datetime, until: datetime, width: timedelta) -> Windows:
@@ -68,7 +77,9 @@ def make_windows(since: datetime, until: datetime, width: timedelta) -> Windows:
             f"{(until - since) / width:.0f} windows of {width} between {since.isoformat()} "
             f"and {until.isoformat()}: use a wider --window or a shorter range (at most 100,000)"
         )
-    return Windows(since, until, width)
+    # a window wider than the range is the range: keeps since + width (and the log query's
+    # width in microseconds) inside what datetime and BIGINT hold
+    return Windows(since, until, min(width, until - since))
 
 
 def _utc(moment: datetime) -> datetime:
