@@ -244,6 +244,7 @@ def monitor_drift(
         window=None if window is None else parse_window(window),
         persist=record,
     )
+    events = store.monitoring.evaluate_drift_alerts(report) if record else []
     if html is not None:  # written first: --json output stays pure JSON
         html.write_text(store.monitoring.drift_report_html(report), encoding="utf-8")
     if as_json:
@@ -251,8 +252,18 @@ def monitor_drift(
         return
     for result in report.windows:
         console.print(_window_table(report.model, result))
+    _print_alert_events(events)
     if html is not None:
         console.print(f"wrote {escape(str(html))}")
+
+
+def _print_alert_events(events: list[AlertEvent]) -> None:
+    """The fire/clear events a recorded run's windows caused (its Monitor's alert rules)."""
+    for e in events:
+        console.print(
+            f"alert {escape(e.rule)} {e.state} at {e.at:%Y-%m-%d %H:%M} UTC: "
+            f"{escape(e.signal)} = {e.value:.4g} (monitor {escape(e.monitor)})"
+        )
 
 
 def _window_table(model: str, result: WindowDrift) -> Table:
@@ -571,5 +582,7 @@ def monitor_report(
         window=None if window is None else parse_window(window),
         persist=record,
     )
+    events = store.monitoring.evaluate_drift_alerts(report) if record else []
     out.write_text(store.monitoring.drift_report_html(report, version=version), encoding="utf-8")
     console.print(f"wrote {escape(str(out))} ({len(report.windows)} windows of {report.target})")
+    _print_alert_events(events)
