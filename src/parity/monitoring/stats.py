@@ -245,7 +245,8 @@ def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
     if atoms is not None:
         return Statistic(_w1_atoms(atoms, xs) / norm, None, True, "step quantile functions")
     n = xs.size
-    q = reference_quantile_at(reference, np.arange(n + 1, dtype=np.float64) / n)
+    q = reference_quantile_at(reference, np.arange(n + 1, dtype=np.float64) / n) / norm
+    xs = xs / norm  # in reference stds first: values near the float limit would overflow below
     d1, d2 = q[:-1] - xs, q[1:] - xs
     area = np.abs(d1 + d2)  # twice the area of each step where the two do not cross
     cross = np.flatnonzero((d1 < 0) != (d2 < 0))
@@ -253,7 +254,7 @@ def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
     with np.errstate(invalid="ignore", divide="ignore"):
         area[cross] = np.nan_to_num((c1 * c1 + c2 * c2) / (np.abs(c1) + np.abs(c2)))
     w = float(np.sum(area)) / (2 * n)
-    return Statistic(w / norm, None, False, "quantile function, 1,055 levels")
+    return Statistic(w, None, False, "quantile function, 1,055 levels")
 
 
 def _w1_atoms(atoms: tuple[np.ndarray, np.ndarray], xs: np.ndarray) -> float:
