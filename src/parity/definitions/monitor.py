@@ -7,6 +7,7 @@ user metric functions by name and source hash; their code runs from the repo. No
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
@@ -179,6 +180,12 @@ class Monitor(NamedDefinition):
         for column, test in self.tests.items():
             if test not in TESTS:
                 raise ValueError(f"tests[{column!r}] = {test!r}: use one of {', '.join(TESTS)}")
+        for column, threshold in self.thresholds.items():
+            if not 0 < threshold < math.inf:  # NaN compares False: never drift, silently
+                raise ValueError(
+                    f"thresholds[{column!r}] = {threshold}: give a positive finite number (a "
+                    "p-value such as 0.05 for ks, chi_squared and z_test; a distance such as 0.1)"
+                )
         names = [rule.name for rule in self.alerts]
         if len(set(names)) != len(names):
             raise ValueError(f"alert rule names repeat: {names}")
