@@ -21,3 +21,10 @@ def test_a_threshold_that_cannot_decide_is_refused_naming_the_column(threshold: 
 def test_ordinary_thresholds_are_kept() -> None:
     monitor = Monitor(name="m", model="fraud", thresholds={"amount": 0.2, "kyc_level": 0.01})
     assert monitor.thresholds == {"amount": 0.2, "kyc_level": 0.01}
+
+
+def test_an_empty_column_list_is_refused() -> None:
+    # columns=[] tested nothing: every window 'insufficient data' forever, no error
+    with pytest.raises(InvalidDefinition, match="columns is empty"):
+        Monitor(name="m", model="fraud", columns=[])
+    assert Monitor(name="m", model="fraud", columns=["amount"]).columns == ("amount",)

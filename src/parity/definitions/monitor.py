@@ -180,6 +180,8 @@ class Monitor(NamedDefinition):
         for column, test in self.tests.items():
             if test not in TESTS:
                 raise ValueError(f"tests[{column!r}] = {test!r}: use one of {', '.join(TESTS)}")
+        if self.columns == ():  # every window would be 'insufficient data', never judged
+            raise ValueError("columns is empty: list the columns to test, or leave it out (all)")
         for column, threshold in self.thresholds.items():
             if not 0 < threshold < math.inf:  # NaN compares False: never drift, silently
                 raise ValueError(
