@@ -564,3 +564,12 @@ class ReportError(ParityError, ValueError):
     """A drift report asked of a run that cannot give it (e.g. a version the run did not test)."""
 
     code = "report_error"
+
+
+# --- monitoring: qa-a ---------------------------------------------------------------------------
+
+
+class PredictionLogUnreadable(PredictionLogNotFound):
+    """A Parquet file of the prediction log that DuckDB cannot read (truncated, not Parquet)."""
+
+    code = "prediction_log_unreadable"

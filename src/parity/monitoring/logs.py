@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity.errors import InvalidWindow, PredictionLogNotFound
+from parity.errors import InvalidWindow, PredictionLogNotFound, PredictionLogUnreadable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -284,12 +284,13 @@ class PredictionLogReader:
         return {str(key) for (key,) in rows}
 
     def _connect(self) -> _Connection:
-        return _Connection(self._settings)
+        return _Connection(self._settings, self.directory)
 
 
 class _Connection:
-    def __init__(self, settings: Mapping[str, object]) -> None:
+    def __init__(self, settings: Mapping[str, object], directory: Path) -> None:
         self._settings = settings
+        self._directory = directory
 
     def __enter__(self) -> _DuckDB:
         import duckdb
@@ -301,8 +302,17 @@ class _Connection:
                 self.connection.execute(f"SET {name} = {_literal(str(value))}")
         return self.connection
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        import duckdb
+
         self.connection.close()
+        unreadable = duckdb.IOException | duckdb.InvalidInputException | duckdb.BinderException
+        if isinstance(error, unreadable):  # truncated, not Parquet, or not the log's columns
+            raise PredictionLogUnreadable(
+                f"the prediction log under {self._directory} could not be read: "
+                f"{' '.join(str(error).split())}; move "
+                "the damaged file out of the log folder (only complete *.parquet files are read)"
+            ) from error
 
 
 if TYPE_CHECKING:
