@@ -236,6 +236,8 @@ def monitor_drift(
     profile, per version and window of the prediction log."""
     from parity.monitoring.drift import parse_window
 
+    if html is not None:
+        _check_page_path("--html", html)  # before the run is recorded
     store = store_at(repo)
     report = store.monitoring.drift(
         model,
@@ -246,7 +248,7 @@ def monitor_drift(
     )
     events = store.monitoring.evaluate_drift_alerts(report) if record else []
     if html is not None:  # written first: --json output stays pure JSON
-        html.write_text(store.monitoring.drift_report_html(report), encoding="utf-8")
+        _write_page("--html", html, store.monitoring.drift_report_html(report))
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
         return
@@ -255,6 +257,22 @@ def monitor_drift(
     _print_alert_events(events)
     if html is not None:
         console.print(f"wrote {escape(str(html))}")
+
+
+def _check_page_path(option: str, path: Path) -> None:
+    """Refuse, before any run, a page path that cannot be a file (a folder, a missing folder)."""
+    if path.is_dir() or not path.parent.is_dir():
+        raise InvalidOption(
+            f"{option} {path}: give a file path in a folder that exists (it is "
+            f"{'a folder' if path.is_dir() else 'in a missing folder'})"
+        )
+
+
+def _write_page(option: str, path: Path, page: str) -> None:
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise InvalidOption(f"{option} {path}: cannot write it: {error.strerror}") from None
 
 
 def _print_alert_events(events: list[AlertEvent]) -> None:
@@ -574,6 +592,7 @@ def monitor_report(
     SVG plots, no script, opens offline): distributions overlaid, scores over time."""
     from parity.monitoring.drift import parse_window
 
+    _check_page_path("--out", out)  # before the run is recorded
     store = store_at(repo)
     report = store.monitoring.drift(
         model,
@@ -583,6 +602,6 @@ def monitor_report(
         persist=record,
     )
     events = store.monitoring.evaluate_drift_alerts(report) if record else []
-    out.write_text(store.monitoring.drift_report_html(report, version=version), encoding="utf-8")
+    _write_page("--out", out, store.monitoring.drift_report_html(report, version=version))
     console.print(f"wrote {escape(str(out))} ({len(report.windows)} windows of {report.target})")
     _print_alert_events(events)
