@@ -200,6 +200,14 @@ def _drift_number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _drift_threshold(threshold: float | None, p_value: float | None) -> str:
+    """With its direction: a p-value test drifts at p <= threshold (its statistic column is
+    the test's own statistic, not p), a distance at statistic >= threshold."""
+    if threshold is None:
+        return "-"
+    return f"p <= {threshold:.4g}" if p_value is not None else f">= {threshold:.4g}"
+
+
 @monitor_app.command("drift")
 @command
 def monitor_drift(
@@ -300,7 +308,7 @@ def _window_table(model: str, result: WindowDrift) -> Table:
             column.kind,
             column.test,
             _drift_number(column.statistic),
-            _drift_number(column.threshold),
+            _drift_threshold(column.threshold, column.p_value),
             _VERDICT.get(column.status, column.status.replace("_", " ")),
             escape(column.reason),
         )
