@@ -180,7 +180,7 @@ KS_EXACT_LIMIT = 10_000  # scipy's ks_2samp computes exact p-values up to this s
 
 def ks(reference: ColumnProfile, current: Any) -> Statistic:
     """Two-sample Kolmogorov-Smirnov, two-sided. Exact (the D and p scipy's ks_2samp gives on the
-    raw reference) when the profile knows every value (<= 1,000 values or <= 100 distinct ones).
+    raw reference) when the profile knows every value (<= 1,000 values or <= 1,000 distinct ones).
     Otherwise D is the exact sup distance to the piecewise-linear CDF through the reference
     quantiles, and p is scipy's asymptotic one (kstwo at n*m/(n+m))."""
     from scipy import stats
@@ -235,7 +235,7 @@ def _ks_d_quantiles(rc: ReferenceCdf, xs: np.ndarray) -> float:
 
 def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
     """First Wasserstein distance / max(reference std, 0.001) (Evidently's normalisation).
-    Exact when the profile knows every value (<= 1,000 values or <= 100 distinct ones): the
+    Exact when the profile knows every value (<= 1,000 values or <= 1,000 distinct ones): the
     integral of |Q_ref(u) - Q_cur(u)| over the merged steps of both quantile functions.
     Otherwise Q_ref is linear between the reference quantiles, integrated exactly against each
     current value's step."""
