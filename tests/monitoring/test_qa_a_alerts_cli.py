@@ -1,6 +1,7 @@
 """QA: a Monitor's alert rules are evaluated by the CLI's recorded drift runs (`parity monitor
-drift`, `parity monitor report`), so `parity monitor alerts` lists what they fired; before, only
-a Python call to `evaluate_drift_alerts` ever stepped them and the CLI user saw no alert."""
+drift`, `parity monitor report`), so `parity monitor alerts` lists what they fired (found broken
+on main before the lead's wiring of recorded runs to the rules; kept as the CLI's regression
+test)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,7 @@ def test_a_recorded_cli_drift_run_fires_the_monitors_alerts(store: FeatureStore)
     shifted_log(store)  # windows 0, 1 calm; 2 shifted (4 of 5 columns drift); 3 too small
     assert "drifting" not in _drift(store, "--no-record")  # a look that leaves no trace
     assert store.monitoring.alerts() == []
-    output = _drift(store)
-    assert "alert drifting fired" in output
+    _drift(store)
     events = store.monitoring.alerts()
     assert [(e.rule, e.state, e.at) for e in events] == [("drifting", "fired", T0 + 3 * HOUR)]
     _drift(store)  # the same windows again: each window counts once, nothing new

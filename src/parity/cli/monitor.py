@@ -6,6 +6,7 @@ the statistics live in parity.monitoring.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -238,10 +239,17 @@ def monitor_drift(
         bool,
         typer.Option("--record/--no-record", help="Store the run in the drift history."),
     ] = True,
+    every_window: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="A column table for every window (default: drifted and latest ones)."
+        ),
+    ] = False,
     repo: RepoOption = Path("."),
 ) -> None:
     """Drift of a model's logged features and outputs against its training set's reference
-    profile, per version and window of the prediction log."""
+    profile, per version and window of the prediction log. Prints one line per window, then
+    the columns of each drifted window and of the latest judged one (--json: every reason)."""
     from parity.monitoring.drift import parse_window
 
     if html is not None:
@@ -254,15 +262,14 @@ def monitor_drift(
         window=None if window is None else parse_window(window),
         persist=record,
     )
-    events = store.monitoring.evaluate_drift_alerts(report) if record else []
     if html is not None:  # written first: --json output stays pure JSON
         _write_page("--html", html, store.monitoring.drift_report_html(report))
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
         return
-    for result in report.windows:
+    console.print(_windows_table(report.model, report.windows))
+    for result in _detailed(report.windows, every_window):
         console.print(_window_table(report.model, result))
-    _print_alert_events(events)
     if html is not None:
         console.print(f"wrote {escape(str(html))}")
 
@@ -283,13 +290,32 @@ def _write_page(option: str, path: Path, page: str) -> None:
         raise InvalidOption(f"{option} {path}: cannot write it: {error.strerror}") from None
 
 
-def _print_alert_events(events: list[AlertEvent]) -> None:
-    """The fire/clear events a recorded run's windows caused (its Monitor's alert rules)."""
-    for e in events:
-        console.print(
-            f"alert {escape(e.rule)} {e.state} at {e.at:%Y-%m-%d %H:%M} UTC: "
-            f"{escape(e.signal)} = {e.value:.4g} (monitor {escape(e.monitor)})"
+def _windows_table(model: str, windows: Sequence[WindowDrift]) -> Table:
+    table = Table("version", "window (UTC)", "rows", "drift share", "verdict", "drifted columns")
+    table.title = f"Drift of {model}: one line per window"
+    for w in windows:
+        drifted = [c.column for c in w.columns if c.status == "drift"]
+        table.add_row(
+            f"{model}/{w.version}",
+            f"{w.start:%Y-%m-%d %H:%M} to {w.end:%Y-%m-%d %H:%M}",
+            f"{w.rows:,}",
+            "-" if w.share is None else f"{w.share:.0%}",
+            _VERDICT.get(w.status, w.status.replace("_", " ")),
+            escape(", ".join(drifted)) or "-",
         )
+    return table
+
+
+def _detailed(windows: Sequence[WindowDrift], every: bool) -> list[WindowDrift]:
+    """The windows whose columns are printed: all, or each drifted one and each version's latest
+    judged one."""
+    if every:
+        return list(windows)
+    latest: dict[int, WindowDrift] = {}
+    for w in windows:
+        if w.status in ("drift", "no_drift"):
+            latest[w.version] = w
+    return [w for w in windows if w.status == "drift" or latest.get(w.version) is w]
 
 
 def _window_table(model: str, result: WindowDrift) -> Table:
@@ -300,17 +326,21 @@ def _window_table(model: str, result: WindowDrift) -> Table:
         f"{_VERDICT.get(result.status, result.status)}"
     )
     table = Table(
-        "column", "kind", "test", "statistic", "threshold", "verdict", "reason", title=title
+        "column", "kind", "test", "statistic", "p-value", "threshold", "verdict", "values tested"
     )
+    table.title = title
     for column in result.columns:
+        tested = max(column.count - column.nulls, 0)
+        dropped = f" ({column.nulls:,} null dropped)" if column.nulls else ""
         table.add_row(
             column.column,
             column.kind,
             column.test,
             _drift_number(column.statistic),
+            _drift_number(column.p_value),
             _drift_threshold(column.threshold, column.p_value),
             _VERDICT.get(column.status, column.status.replace("_", " ")),
-            escape(column.reason),
+            f"{tested:,}{dropped}",
         )
     return table
 
@@ -609,7 +639,5 @@ def monitor_report(
         window=None if window is None else parse_window(window),
         persist=record,
     )
-    events = store.monitoring.evaluate_drift_alerts(report) if record else []
     _write_page("--out", out, store.monitoring.drift_report_html(report, version=version))
     console.print(f"wrote {escape(str(out))} ({len(report.windows)} windows of {report.target})")
-    _print_alert_events(events)

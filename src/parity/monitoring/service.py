@@ -95,7 +95,20 @@ class Monitoring:
         )
         if record:
             self._performance_history().record(report)
+            self._evaluate_metric_alerts(report)
         return report
+
+    def _evaluate_metric_alerts(self, report: PerformanceReport) -> None:
+        """Step the monitor's `metric:<name>` rules on each FINAL window, oldest first: a
+        provisional window's metrics still move as labels arrive, so they never fire alerts."""
+        monitor = self.get_monitor(report.monitor)
+        if not any(rule.signal.startswith("metric:") for rule in monitor.alerts):
+            return
+        store = self._alert_store()
+        for window in sorted(report.windows, key=lambda w: w.end):
+            if window.status == "final":
+                signals = {f"metric:{name}": value for name, value in window.metrics.items()}
+                store.evaluate(monitor.name, monitor.alerts, signals, window.end)
 
     def performance_history(
         self, model: str, version: int | None = None, *, latest: bool = True
@@ -184,13 +197,16 @@ class Monitoring:
 
         store = self._store
         runner = self._drift_runner()
-        return runner.run(
+        report = runner.run(
             model,
             since=None if since is None else parse_time(since, "since", now=store.now),
             until=None if until is None else parse_time(until, "until", now=store.now),
             window=parse_window(window) if isinstance(window, str) else window,
             persist=persist,
         )
+        if persist:  # a recorded run steps the monitor's drift alert rules, window by window
+            self.evaluate_drift_alerts(report)
+        return report
 
     def _drift_runner(self) -> DriftRunner:
         from parity.monitoring.drift_runner import DriftRunner

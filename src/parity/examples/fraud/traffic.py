@@ -7,7 +7,9 @@ registered model's score, and a prediction log record in the model server's own 
 with its ParquetLogSink), whose request id is the payment's `txn-<transaction_id>` so chargebacks
 can be joined to it later. The last `--shift-days` days are shifted on purpose (larger amounts,
 devices re-scored riskier), the way a new merchant campaign or a fingerprinting vendor change would
-shift them, so drift monitoring has something to find. Needs the `ml` extra.
+shift them, so drift monitoring has something to find. The shifted values exist only in this log:
+a consistency replay of the model's log would rightly report them as mismatches. Needs the `ml`
+extra.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ RISK_BUMP = 0.25  # and their devices score this much riskier (capped at 1)
 
 
 def shift(frame: pd.DataFrame) -> pd.DataFrame:
-    """The shifted world: larger amounts and riskier device scores (a copy)."""
+    """The shifted world: larger amounts (and so larger daily and weekly amount aggregates) and
+    riskier device scores (a copy)."""
     shifted = frame.copy()
-    shifted["amount"] = shifted["amount"] * AMOUNT_FACTOR
+    for column in ("amount", "txn_amount_1d", "avg_amount_7d"):
+        shifted[column] = shifted[column] * AMOUNT_FACTOR
     risk = shifted["device_risk_score"]
     shifted["device_risk_score"] = np.minimum(risk + RISK_BUMP, 1.0).where(risk.notna())
     return shifted
@@ -119,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"Logged {done['rows']:,} scored payments of the last {args.days} days for "
         f"{args.model} (version {done['version']}); the last {args.shift_days} days "
-        f"({done['shifted']:,} payments) shifted: amounts x{AMOUNT_FACTOR}, device risk "
-        f"+{RISK_BUMP}"
+        f"({done['shifted']:,} payments) shifted: amounts (and the amount aggregates) "
+        f"x{AMOUNT_FACTOR}, device risk +{RISK_BUMP}"
     )
 
 
