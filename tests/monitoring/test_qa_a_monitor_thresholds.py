@@ -28,3 +28,12 @@ def test_an_empty_column_list_is_refused() -> None:
     with pytest.raises(InvalidDefinition, match="columns is empty"):
         Monitor(name="m", model="fraud", columns=[])
     assert Monitor(name="m", model="fraud", columns=["amount"]).columns == ("amount",)
+
+
+def test_evidentlys_test_names_are_accepted_as_the_docs_say() -> None:
+    # docs/monitoring.md and stats.ALIASES: "Evidently's chisquare, jensenshannon, z are accepted"
+    from parity.monitoring.stats import ALIASES
+
+    tests = dict.fromkeys(ALIASES, "x")
+    monitor = Monitor(name="m", model="fraud", tests={name: name for name in tests})
+    assert set(monitor.tests.values()) == set(ALIASES)
