@@ -192,10 +192,16 @@ class Monitoring:
         over the prediction log in [since, until) (default: the last 24 windows up to now), per
         window of `window` (default: the model's Monitor's, else 1 hour; a timedelta or text
         such as '1h' or 'P7D'). Recorded in the history unless `persist=False`."""
+        from parity.errors import InvalidWindow
         from parity.monitoring.drift import parse_window
         from parity.timeutil import parse_time
 
         store = self._store
+        if window is not None and not isinstance(window, timedelta | str):
+            raise InvalidWindow(
+                f"window {window!r} is a {type(window).__name__}: give a timedelta or text such "
+                "as '1h', '7d' or 'PT1H'"
+            )
         runner = self._drift_runner()
         report = runner.run(
             model,
@@ -258,6 +264,7 @@ class Monitoring:
         from parity.timeutil import parse_time
 
         store = self._store
+        store.models.versions(model)  # ModelNotFound naming it, not an empty history
         return self._drift_parts()[1].history(
             store.project,
             model,
@@ -434,6 +441,14 @@ class Monitoring:
         insufficient data) at `at` (the end of the window they describe; default: the store's
         clock). Returns the fire/clear events, also stored. `monitor` may be left out when the
         project has one monitor. Re-evaluating a time already evaluated changes nothing."""
+        from parity.errors import InvalidSignalValue
+
+        for signal, value in signals.items():
+            if value is not None and not isinstance(value, int | float):
+                raise InvalidSignalValue(
+                    f"signal {signal!r} = {value!r} is a {type(value).__name__}: give a number, "
+                    "or None for insufficient data"
+                )
         chosen = self._alert_monitor(monitor)
         when = self._store.now() if at is None else at
         return self._alert_store().evaluate(chosen.name, chosen.alerts, signals, when)
