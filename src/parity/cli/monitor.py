@@ -366,11 +366,15 @@ def monitor_quality(
 ) -> None:
     """Data quality per feature: rows, null rate, ±inf, out of range and unseen categories
     (against the reference profile), with a verdict per check (docs/monitoring.md)."""
+    from parity.monitoring.quality import signals
+
     store = store_at(repo)
     start = since or (store.now() - timedelta(days=1)).isoformat()
     records = store.monitoring.quality(
         name, since=start, until=until or None, window=_duration(window)
     )
+    newest = {r.feature: r.quality for r in records}  # records come oldest first
+    events = store.monitoring.step_alerts(signals(list(newest.values())))
     if as_json:
         console.print_json(json.dumps([_quality_json(r) for r in records]))
         return
@@ -393,6 +397,16 @@ def monitor_quality(
             q.verdict,
         )
     console.print(table)
+    _print_events(events)
+
+
+def _print_events(events: Sequence[AlertEvent]) -> None:
+    """The alert rules these signals fired or cleared (see `parity monitor alerts`)."""
+    for e in events:
+        mark = "[red]fired[/]" if e.state == "fired" else "[green]cleared[/]"
+        console.print(
+            f"alert {escape(e.monitor)}/{escape(e.rule)} {mark}: {escape(e.signal)} = {e.value:.4g}"
+        )
 
 
 def _quality_json(record: QualityRecord) -> dict[str, Any]:
@@ -429,6 +443,7 @@ def monitor_freshness(
     the view's freshness_slo and ok / breached / unknown / no_slo."""
     store = store_at(repo)
     results = store.monitoring.freshness_slo()
+    events = store.monitoring.step_alerts(store.monitoring.freshness_signals())
     if as_json:
         rows = [
             {
@@ -452,6 +467,7 @@ def monitor_freshness(
             r.status,
         )
     console.print(table)
+    _print_events(events)
 
 
 # --- consistency ---------------------------------------------------------------------------------
@@ -485,6 +501,9 @@ def monitor_consistency(
         until=None if until is None else parse_time(until, "--until", now=store.now),
         sample_percent=sample_percent,
     )
+    from parity.monitoring.consistency import signals
+
+    events = store.monitoring.step_alerts(signals(report)) if report.rows else []
     if as_json:
         import json
 
@@ -493,6 +512,7 @@ def monitor_consistency(
     console.print(report.message)
     if report.rows:
         _consistency_tables(report, hourly)
+    _print_events(events)
 
 
 def _consistency_tables(report: ConsistencyReport, hourly: bool) -> None:

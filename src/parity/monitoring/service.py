@@ -453,6 +453,20 @@ class Monitoring:
         when = self._store.now() if at is None else at
         return self._alert_store().evaluate(chosen.name, chosen.alerts, signals, when)
 
+    def step_alerts(
+        self, signals: Mapping[str, float | None], *, at: datetime | None = None
+    ) -> list[AlertEvent]:
+        """Step, in every applied monitor, the rules whose signal is in `signals`, at `at`
+        (default: the store's clock). What `parity monitor freshness`, `quality` and
+        `consistency` do with the signals they compute; no rule on them: no events."""
+        when = self._store.now() if at is None else at
+        events: list[AlertEvent] = []
+        for monitor in self.monitors():
+            if any(rule.signal in signals for rule in monitor.alerts):
+                store = self._alert_store()
+                events += store.evaluate(monitor.name, monitor.alerts, signals, when)
+        return events
+
     def evaluate_drift_alerts(self, report: DriftReportLike) -> list[AlertEvent]:
         """Evaluate the alert rules of the monitor watching `report.model` on each window of a
         drift run, oldest first (`drift_share`, `drift:<column>`); no monitor: no events."""
