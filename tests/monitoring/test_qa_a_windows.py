@@ -43,3 +43,17 @@ def test_a_huge_window_without_since_reads_everything_before_until(store: Featur
     assert report.windows[-1].end == until
     with_since = store.monitoring.drift("scorer", since=T0, window=timedelta(days=10**8))
     assert [w.rows for w in with_since.windows] == [200]
+
+
+def test_the_page_of_a_run_reaching_back_to_year_one_renders(store: FeatureStore) -> None:
+    # drift_report_html reads the history of three run-lengths before the run's start, which
+    # overflowed datetime for a run starting at datetime.min (a huge --window without --since)
+    register(store)
+    records: list[PredictionRecord] = []
+    log_window(records, np.random.default_rng(5), T0, 200)
+    write_log(store, records)
+    report = store.monitoring.drift(
+        "scorer", until=T0 + timedelta(hours=1), window=timedelta(days=100_000), persist=False
+    )
+    assert report.since.year == 1
+    assert "<svg" in store.monitoring.drift_report_html(report)

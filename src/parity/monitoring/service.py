@@ -487,15 +487,15 @@ class Monitoring:
         """The self-contained HTML page of a drift run (see docs/monitoring.md, "The HTML
         report"): its latest judged window of `version` (default: the newest in the run), each
         score over time from this run and the stored runs of the `spans` run-lengths before it."""
+        from parity.monitoring.logs import range_start
         from parity.monitoring.report_data import render_drift_report
 
         chosen = max(report.versions) if version is None and report.versions else version
         if not report.windows:
             return render_drift_report(report, (), version=chosen)  # ReportError naming why
         start, end = min(w.start for w in report.windows), max(w.end for w in report.windows)
-        history = self.drift_history(
-            report.model, version=chosen, since=start - spans * (end - start), until=end
-        )
+        since = range_start(start, end - start, spans)  # clamped: a run from year 1 is allowed
+        history = self.drift_history(report.model, version=chosen, since=since, until=end)
         return render_drift_report(report, history, version=chosen)
 
     def alerts(
