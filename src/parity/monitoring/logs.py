@@ -37,20 +37,37 @@ class LogColumn:
 
 @dataclass(frozen=True)
 class Windows:
-    """Windows [since + k * width, since + (k + 1) * width) up to `until` (the last one may be
-    shorter)."""
+    """Windows aligned to multiples of `width` from the Unix epoch (hours on the hour, days at
+    00:00 UTC), clipped to [since, until): the first and last may be partial. The same complete
+    window is the same interval in every run, so alert rules never count overlapping data twice.
+    `origin` is the aligned start of the first window (`since` when alignment is impossible)."""
 
     since: datetime
     until: datetime
     width: timedelta
+    origin: datetime | None = None
+
+    @property
+    def start(self) -> datetime:
+        return self.since if self.origin is None else self.origin
 
     @property
     def count(self) -> int:
-        return math.ceil((self.until - self.since) / self.width)
+        return math.ceil((self.until - self.start) / self.width)
 
     def bounds(self, index: int) -> tuple[datetime, datetime]:
-        start = self.since + index * self.width
-        return start, start + self.width if self.until - start > self.width else self.until
+        start = self.start + index * self.width
+        end = start + self.width if self.until - start > self.width else self.until
+        return max(start, self.since), end
+
+
+def aligned_start(since: datetime, width: timedelta) -> datetime | None:
+    """The start of the epoch-aligned window of `width` holding `since`; None when it would fall
+    outside what a datetime holds."""
+    try:
+        return _EPOCH + ((since - _EPOCH) // width) * width
+    except OverflowError:
+        return None
 
 
 def range_start(until: datetime, width: timedelta, windows: int) -> datetime:
@@ -77,9 +94,9 @@ def make_windows(since: datetime, until: datetime, width: timedelta) -> Windows:
             f"{(until - since) / width:.0f} windows of {width} between {since.isoformat()} "
             f"and {until.isoformat()}: use a wider --window or a shorter range (at most 100,000)"
         )
-    # a window wider than the range is the range: keeps since + width (and the log query's
-    # width in microseconds) inside what datetime and BIGINT hold
-    return Windows(since, until, min(width, until - since))
+    if width >= until - since:  # a window wider than the range is the range: keeps since +
+        return Windows(since, until, until - since)  # width inside what datetime holds
+    return Windows(since, until, width, aligned_start(since, width))
 
 
 def _utc(moment: datetime) -> datetime:
@@ -137,7 +154,7 @@ def window_sql(
     (sorting here would move every column; `LogRead.groups` sorts the keys). Each JSON column is
     parsed once per row into a struct (`json_transform`); a value of another JSON type than the
     column's (text for a number) reads as NULL, never an error."""
-    width, since = windows.width // timedelta(microseconds=1), _micros(windows.since)
+    width, since = windows.width // timedelta(microseconds=1), _micros(windows.start)
     parsed, select = [], []
     for source in (FEATURES, ENTITIES, PREDICTION):
         chosen = [c for c in columns if c.source == source]

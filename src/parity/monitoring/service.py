@@ -468,17 +468,27 @@ class Monitoring:
         return events
 
     def evaluate_drift_alerts(self, report: DriftReportLike) -> list[AlertEvent]:
-        """Evaluate the alert rules of the monitor watching `report.model` on each window of a
-        drift run, oldest first (`drift_share`, `drift:<column>`); no monitor: no events."""
+        """Evaluate the alert rules of the monitor watching `report.model` on each COMPLETE
+        window of a drift run (a whole, epoch-aligned window that has ended by the run), oldest
+        first (`drift_share`, `drift:<column>`); no monitor: no events. A partial window (the
+        range's first or last, or one still filling) is shown but never counted: the next run
+        sees more of it, and counting both would count the same data twice."""
         from parity.monitoring.report_data import drift_signals
 
         monitor = self.monitor_for(report.model)
         if monitor is None or not monitor.alerts:
             return []
+        width = report.settings.window
+        complete = {
+            w.end
+            for w in report.windows
+            if w.end - w.start >= width and w.end <= report.run_at
+        }
         store = self._alert_store()
         events: list[AlertEvent] = []
         for at, signals in drift_signals(report):
-            events += store.evaluate(monitor.name, monitor.alerts, signals, at)
+            if at in complete:
+                events += store.evaluate(monitor.name, monitor.alerts, signals, at)
         return events
 
     def drift_report_html(
