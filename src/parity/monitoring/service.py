@@ -480,9 +480,7 @@ class Monitoring:
             return []
         width = report.settings.window
         complete = {
-            w.end
-            for w in report.windows
-            if w.end - w.start >= width and w.end <= report.run_at
+            w.end for w in report.windows if w.end - w.start >= width and w.end <= report.run_at
         }
         store = self._alert_store()
         events: list[AlertEvent] = []
