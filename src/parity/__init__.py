@@ -24,6 +24,7 @@ from parity.definitions import (
     String,
     UnixTimestamp,
 )
+from parity.definitions.monitor import AlertRule, LabelSource, Monitor
 from parity.definitions.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
 from parity.errors import (
     BreakingChange,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Aggregation",
+    "AlertRule",
     "Array",
     "Bool",
     "BreakingChange",
@@ -64,6 +66,8 @@ __all__ = [
     "Int32",
     "Int64",
     "InvalidDefinition",
+    "LabelSource",
+    "Monitor",
     "OnDemandFeatureView",
     "ParityError",
     "Plan",

@@ -75,6 +75,10 @@ class FeatureServiceNotFound(ObjectNotFound):
     code = "feature_service_not_found"
 
 
+class MonitorNotFound(ObjectNotFound):
+    code = "monitor_not_found"
+
+
 class FeatureNotFound(ObjectNotFound):
     code = "feature_not_found"
 

@@ -29,7 +29,7 @@ from parity.timeutil import TimeLike, parse_time, to_micros, utcnow
 if TYPE_CHECKING:
     from parity.materialize.batch import MaterializeResult
     from parity.models.registry import ModelRegistry
-    from parity.monitoring.online import OnlineMonitor
+    from parity.monitoring.service import Monitoring
     from parity.offline.datasets import Datasets
     from parity.offline.engine import OfflineEngine, RetrievalJob
     from parity.offline.request import RetrievalRequest
@@ -64,6 +64,7 @@ class FeatureStore:
         self._refused: Refusals | None = None  # window values answered OUTSIDE_MAX_AGE
         self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
         self._models: ModelRegistry | None = None
+        self._monitoring: Monitoring | None = None
         self._datasets: Datasets | None = None
 
     @property
@@ -99,11 +100,14 @@ class FeatureStore:
         return self._models
 
     @property
-    def monitoring(self) -> OnlineMonitor:
-        """Signals about the online side: `freshness()` per view, `refused_window_reads()`."""
-        from parity.monitoring.online import OnlineMonitor
+    def monitoring(self) -> Monitoring:
+        """Monitoring: profiles, drift, delayed-label performance, quality, freshness,
+        consistency and alerts (see docs/monitoring.md)."""
+        from parity.monitoring.service import Monitoring
 
-        return OnlineMonitor(self._online_freshness, self._refusals())
+        if self._monitoring is None:
+            self._monitoring = Monitoring(self)
+        return self._monitoring
 
     @property
     def datasets(self) -> Datasets:

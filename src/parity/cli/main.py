@@ -26,6 +26,7 @@ from parity.cli.common import (
     store_at,
 )
 from parity.cli.models import models_app, serve_models
+from parity.cli.monitor import monitor_app
 from parity.errors import BackendNotInstalled
 from parity.timeutil import parse_time
 
@@ -44,6 +45,7 @@ app.add_typer(registry_app, name="registry")
 dataset_app = typer.Typer(help="Training sets: build point-in-time-correct datasets, with lineage.")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(models_app, name="models")
+app.add_typer(monitor_app, name="monitor")
 app.command("serve-models")(command(serve_models))
 
 

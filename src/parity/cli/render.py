@@ -100,6 +100,14 @@ def render_catalog(console: Console, catalog: Catalog, version: int) -> None:
                 f"{o.function} ({o.mode} mode)",
             )
         tables.append(on_demand)
+    if catalog.monitors:
+        monitors = Table(title="Monitors")
+        for column in ("name", "model", "window", "labels", "alerts"):
+            monitors.add_column(column)
+        for m in sorted(catalog.monitors.values(), key=lambda m: m.name):
+            labels = "-" if m.labels is None else escape(m.labels.path or "SQL query")
+            monitors.add_row(m.name, m.model, str(m.window), labels, str(len(m.alerts)))
+        tables.append(monitors)
     for table in tables:
         console.print(table)
 

@@ -58,6 +58,8 @@ class FeatureView(NamedDefinition):
     online: bool = True
     aggregations: tuple[Aggregation, ...] = ()
     tile_interval: timedelta | None = None
+    # How old the newest online value may be before the view counts as stale (monitoring).
+    freshness_slo: timedelta | None = None
 
     @field_validator("ttl")
     @classmethod
@@ -65,6 +67,15 @@ class FeatureView(NamedDefinition):
         if value is not None and value <= timedelta(0):
             raise ValueError(
                 f"ttl must be positive, got {value}; use ttl=None for values that never expire"
+            )
+        return value
+
+    @field_validator("freshness_slo")
+    @classmethod
+    def _freshness_slo(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError(
+                f"freshness_slo must be positive, got {value}; leave it out for no freshness SLO"
             )
         return value
 

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from parity.definitions import Entity, FeatureService, FeatureView, PushSource, StreamSource
+from parity.definitions.monitor import Monitor
 from parity.definitions.on_demand import OnDemandFeatureView
 from parity.errors import (
     DuplicateDefinition,
@@ -21,17 +22,21 @@ from parity.errors import (
     FeatureServiceNotFound,
     FeatureViewNotFound,
     InvalidDefinition,
+    MonitorNotFound,
 )
 
 FORMAT = 1
-ObjectType = Literal["entity", "feature_view", "feature_service", "on_demand_feature_view"]
+ObjectType = Literal[
+    "entity", "feature_view", "feature_service", "on_demand_feature_view", "monitor"
+]
 OBJECT_TYPES: tuple[ObjectType, ...] = (
     "entity",
     "feature_view",
     "feature_service",
     "on_demand_feature_view",
+    "monitor",
 )
-Definition = Entity | FeatureView | FeatureService | OnDemandFeatureView
+Definition = Entity | FeatureView | FeatureService | OnDemandFeatureView | Monitor
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Catalog:
     feature_views: Mapping[str, FeatureView] = field(default_factory=dict)
     feature_services: Mapping[str, FeatureService] = field(default_factory=dict)
     on_demand_feature_views: Mapping[str, OnDemandFeatureView] = field(default_factory=dict)
+    monitors: Mapping[str, Monitor] = field(default_factory=dict)
 
     @classmethod
     def build(cls, project: str, definitions: Iterable[Definition]) -> Catalog:
@@ -59,6 +65,7 @@ class Catalog:
             groups["feature_view"],
             groups["feature_service"],
             groups["on_demand_feature_view"],
+            groups["monitor"],
         )
         catalog.check()
         return catalog
@@ -82,6 +89,14 @@ class Catalog:
             self._check_on_demand(on_demand)
         for service in self.feature_services.values():
             self._check_service(service)
+        models: dict[str, str] = {}
+        for monitor in self.monitors.values():
+            other = models.setdefault(monitor.model, monitor.name)
+            if other != monitor.name:
+                raise InvalidDefinition(
+                    f"monitors '{other}' and '{monitor.name}' both watch model "
+                    f"'{monitor.model}'; declare one Monitor per model"
+                )
         pushes: dict[str, tuple[str, object]] = {}
         for view in self.feature_views.values():
             if isinstance(view.source, PushSource | StreamSource):
@@ -136,6 +151,8 @@ class Catalog:
             return self.feature_views
         if object_type == "on_demand_feature_view":
             return self.on_demand_feature_views
+        if object_type == "monitor":
+            return self.monitors
         return self.feature_services
 
     def get(self, object_type: ObjectType, name: str) -> Definition:
@@ -146,6 +163,7 @@ class Catalog:
                 "feature_view": FeatureViewNotFound,
                 "feature_service": FeatureServiceNotFound,
                 "on_demand_feature_view": FeatureViewNotFound,
+                "monitor": MonitorNotFound,
             }[object_type]
             known = ", ".join(sorted(self.objects(object_type))) or "none"
             raise error(
@@ -167,21 +185,26 @@ class Catalog:
 
     def to_records(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Plain JSON-ready records per type; views refer to entities by name."""
-        return {
+        records = {
             "entity": {n: record_of(e) for n, e in sorted(self.entities.items())},
             "feature_view": {n: record_of(v) for n, v in sorted(self.feature_views.items())},
             "feature_service": {n: record_of(s) for n, s in sorted(self.feature_services.items())},
             "on_demand_feature_view": {
                 n: record_of(o) for n, o in sorted(self.on_demand_feature_views.items())
             },
+            "monitor": {n: record_of(m) for n, m in sorted(self.monitors.items())},
         }
+        return records
 
     def to_json(self) -> str:
         return self._json
 
     @cached_property
     def _json(self) -> str:
-        body = {"format": FORMAT, "project": self.project, "objects": self.to_records()}
+        objects = self.to_records()
+        if not objects["monitor"]:  # catalogs without monitors keep their JSON (and fingerprint)
+            del objects["monitor"]
+        body = {"format": FORMAT, "project": self.project, "objects": objects}
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -205,7 +228,8 @@ class Catalog:
             n: OnDemandFeatureView.model_validate(r)
             for n, r in objects.get("on_demand_feature_view", {}).items()
         }
-        return cls(body["project"], entities, views, services, on_demand)
+        monitors = {n: Monitor.model_validate(r) for n, r in objects.get("monitor", {}).items()}
+        return cls(body["project"], entities, views, services, on_demand, monitors)
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON: equal fingerprints mean equal catalogs."""
@@ -232,4 +256,6 @@ def record_of(item: Definition) -> dict[str, Any]:
     record = item.model_dump(mode="json", by_alias=True)
     if isinstance(item, FeatureView):
         record["entities"] = list(item.entity_names)
+        if record.get("freshness_slo") is None:  # views stored before it existed stay the same
+            record.pop("freshness_slo", None)
     return record

@@ -34,6 +34,8 @@ _BREAKING_FIELDS: dict[ObjectType, dict[str, str]] = {
         "sources": "changing an on-demand view's sources changes its function's inputs",
         "source_features": "changing an on-demand view's source features changes its inputs",
     },
+    # A monitor only reads; its history stays valid under any change of thresholds or tests.
+    "monitor": {},
 }
 _ADVICE = (
     "create a new feature view version (e.g. 'txn_stats_v2') instead, or pass --allow-breaking"

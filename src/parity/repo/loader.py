@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from parity.definitions import Entity, FeatureService, FeatureView
+from parity.definitions.monitor import Monitor
 from parity.definitions.on_demand import OnDemandFeatureView
 from parity.errors import DuplicateDefinition, RepoError
 from parity.registry.catalog import Catalog, Definition
@@ -25,7 +26,7 @@ IGNORE_FILE = ".parityignore"
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][\w, ]*?)\s*(?::[^=]+)?=(?!=)")
 _TARGET_NAMES = re.compile(r"[A-Za-z_]\w*")
 _DEFINITION = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)")  # decorated on-demand views
-_KINDS = (Entity, FeatureView, FeatureService, OnDemandFeatureView)
+_KINDS = (Entity, FeatureView, FeatureService, OnDemandFeatureView, Monitor)
 
 
 @dataclass(frozen=True)
