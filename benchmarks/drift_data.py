@@ -28,6 +28,7 @@ WINDOW_START = datetime(2026, 11, 20, tzinfo=UTC)  # fixed, so a cached data set
 WINDOW = timedelta(days=1)
 REFERENCE_ROWS = 100_000
 SEED = 13
+DATA_FORMAT = 2  # bump when the generated data changes: cached copies are then regenerated
 CHUNK = 100_000  # records built and written per sink.write
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
@@ -103,6 +104,7 @@ _ZIPF50 = [1.0 / (rank + 1) for rank in range(50)]
 _MERCHANTS = [f"m{rank:02d}" for rank in range(50)]
 _COUNTRIES = ["US", "GB", "DE", "FR", "ES", "IT", "NL", "PL", "SE", "BR"]
 
+# fmt: off
 SPECS: tuple[Spec, ...] = (
     Spec("f01_num_stable", "numeric", _normal(0, 1), _normal(0, 1), False, "unshifted"),
     Spec(
@@ -127,7 +129,7 @@ SPECS: tuple[Spec, ...] = (
         "f06_amount_shift", "numeric", _lognormal(3, 1), _lognormal(3.4, 1), True,
         "lognormal mu +0.4 (W1/std ~0.3)",
     ),
-    Spec("f07_int_wide", "numeric", _ints(0, 999), _ints(0, 999), False, "integers 0-999, unshifted"),
+    Spec("f07_int_wide", "numeric", _ints(0, 999), _ints(0, 999), False, "0-999, unshifted"),
     Spec(
         "f08_num_nulls", "numeric", _with_nulls(_normal(5, 1), 0.05),
         _with_nulls(_normal(5, 1), 0.40), False,
@@ -187,7 +189,8 @@ SPECS: tuple[Spec, ...] = (
         "f20_num_uniform", "numeric", _with_inf(_uniform(0, 100), 3), _uniform(20, 120), True,
         "uniform 0-100 -> 20-120, +-inf in the reference",
     ),
-)  # fmt: skip
+)
+# fmt: on
 
 
 def specs(features: int) -> list[Spec]:
@@ -196,8 +199,9 @@ def specs(features: int) -> list[Spec]:
     for index in range(features):
         base = SPECS[index % len(SPECS)]
         suffix = "" if index < len(SPECS) else f"_{index // len(SPECS)}"
-        out.append(Spec(base.name + suffix, base.kind, base.reference, base.current, base.drift,
-                        base.note))  # fmt: skip
+        out.append(
+            Spec(base.name + suffix, base.kind, base.reference, base.current, base.drift, base.note)
+        )
     return out
 
 
@@ -225,6 +229,7 @@ def write_reference(path: Path, columns: list[Spec], rows: int, seed: int) -> No
             "account_id": pa.array(np.arange(rows, dtype=np.int64)),
             "event_timestamp": pa.array(stamps, type=pa.timestamp("us", tz="UTC")),
             **{name: to_arrow(values) for name, values in data.items()},
+            "prediction": pa.array(rng.random(rows)),  # the model output's reference
         }
     )
     pq.write_table(table, path)
@@ -241,8 +246,9 @@ def write_log(directory: Path, columns: list[Spec], rows: int, seed: int) -> int
     rng = np.random.default_rng([seed, 1])
     names = [s.name for s in columns]
     step = WINDOW / rows
-    sink = ParquetLogSink(directory, max_rows_per_file=CHUNK, row_group_size=CHUNK // 2,
-                          clock=lambda: 0.0)  # fmt: skip
+    sink = ParquetLogSink(
+        directory, max_rows_per_file=CHUNK, row_group_size=CHUNK // 2, clock=lambda: 0.0
+    )
     written = 0
     try:
         while written < rows:
@@ -278,6 +284,7 @@ def generate(out: Path, rows: int, features: int, reference_rows: int, seed: int
     write_reference(out / "reference.parquet", columns, reference_rows, seed)
     write_log(out / "prediction_log", columns, rows, seed)
     manifest = {
+        "format": DATA_FORMAT,
         "rows": rows,
         "features": features,
         "reference_rows": reference_rows,
