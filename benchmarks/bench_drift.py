@@ -263,37 +263,47 @@ def median_run(runs: list[Measured]) -> Measured:
     return ordered[len(ordered) // 2]
 
 
+def _row(label: str, work_s: float, work_cpu: float | None, m: Measured, extra: str = "") -> None:
+    cpu = "-" if work_cpu is None else f"{work_cpu:.2f}"
+    log(
+        f"{label:<42} {work_s:>7.2f} {cpu:>8} {m.seconds:>9.2f} {m.cpu_s:>8.2f} "
+        f"{m.peak_mib:>8.0f}{extra}"
+    )
+
+
 def print_times(runs: Runs) -> None:
-    p = median_run(runs.parity)
-    log(f"\n{'step':<44} {'work s':>8} {'process s':>10} {'cpu s':>7} {'peak MiB':>9}")
+    """work: the step itself, timed inside its process; process: spawn to exit, imports and
+    interpreter start included; cpu: every thread's CPU seconds; peak: the process's ru_maxrss."""
+    log(
+        f"\n{'step':<42} {'work s':>7} {'work cpu':>8} {'process s':>9} {'proc cpu':>8} "
+        f"{'peak MiB':>8}"
+    )
     prof = runs.profile
-    log(
-        f"{'parity: reference profile (once, apart)':<44} {prof.result['total_s']:>8.2f} "
-        f"{prof.seconds:>10.2f} {prof.cpu_s:>7.2f} {prof.peak_mib:>9.0f}"
-    )
+    _row("parity: reference profile (once, apart)", prof.result["total_s"], None, prof)
+    p = median_run(runs.parity)
     spread = ", ".join(f"{r.result['run_s']:.2f}" for r in runs.parity)
-    log(
-        f"{'parity: drift report (median of ' + str(len(runs.parity)) + ')':<44} "
-        f"{p.result['run_s']:>8.2f} {p.seconds:>10.2f} {p.cpu_s:>7.2f} {p.peak_mib:>9.0f}"
-        f"   runs: {spread}"
-    )
+    label = f"parity: drift report (median of {len(runs.parity)})"
+    _row(label, p.result["run_s"], p.result["run_cpu_s"], p, f"   runs: {spread} s")
     e = runs.evidently
     if e is not None:
-        total = e.result["load_s"] + e.result["report_s"]
-        log(
-            f"{'evidently: load + DataDriftPreset':<44} {total:>8.2f} {e.seconds:>10.2f} "
-            f"{e.cpu_s:>7.2f} {e.peak_mib:>9.0f}   load {e.result['load_s']:.2f} + report "
-            f"{e.result['report_s']:.2f}"
+        r = e.result
+        extra = f"   load {r['load_s']:.2f} + report {r['report_s']:.2f} s"
+        work_cpu = r["load_cpu_s"] + r["report_cpu_s"]
+        _row("evidently: load + DataDriftPreset", r["load_s"] + r["report_s"], work_cpu, e, extra)
+    _row(
+        "parity: PSI run (not compared)",
+        runs.parity_psi.result["run_s"],
+        runs.parity_psi.result["run_cpu_s"],
+        runs.parity_psi,
+    )
+    if runs.evidently_psi is not None:
+        r = runs.evidently_psi.result
+        _row(
+            "evidently: PSI report (not compared)",
+            r["report_s"],
+            r["report_cpu_s"],
+            runs.evidently_psi,
         )
-    for label, m, key in (
-        ("parity: PSI run", runs.parity_psi, "run_s"),
-        ("evidently: PSI run", runs.evidently_psi, "report_s"),
-    ):
-        if m is not None:
-            log(
-                f"{label + ' (not compared)':<44} {m.result[key]:>8.2f} {m.seconds:>10.2f} "
-                f"{m.cpu_s:>7.2f} {m.peak_mib:>9.0f}"
-            )
 
 
 def targets(runs: Runs, agree: int, total: int) -> list[str]:
