@@ -428,38 +428,65 @@ def side_by_side(
 def psi_table(
     ev_psi: dict[str, Any] | None, pa_psi: dict[str, Any], manifest: dict[str, Any]
 ) -> None:
-    log(
-        "\nPSI per column (both tools' threshold: 0.1; Parity: reference deciles from the "
-        "stored profile, out-of-range mass in the edge bins, empty bin = 1e-4 share;"
-    )
-    log(
-        "Evidently: Sturges bins over reference + current for numeric columns with > 20 "
-        "reference values (n_bins ignored, evidently#1400), one bin per value otherwise;"
-    )
-    log("an empty bin becomes 1e-4, or min share / 1e6 when a share is <= 1e-4 (evidently#334)):")
+    """Both tools' PSI per column, and Parity's PSI computed with Evidently's bins and empty-bin
+    fill, which shows that the two rules, not the data handling, make the difference."""
+    log("\nPSI per column. Parity: the reference deciles stored in the profile (one bin per value")
+    log("for categories and numbers with <= 20 values), out-of-range mass in the edge bins, an")
+    log("empty bin counted as a 1e-4 share. Evidently: Sturges equal-width bins over reference +")
+    log("current for numbers with > 20 reference values (its n_bins is ignored: evidently#1400),")
+    log("one bin per value otherwise; an empty bin becomes 1e-4, or the sample's smallest share /")
+    log("1e6 when that is <= 1e-4 (so the result moves with the data: evidently#334).")
+    log("'parity, evidently's rule': Parity's profile and window with Evidently's bins and fill.")
     header = (
-        f"{'column':<18} {'evidently psi':>13} {'drift':<5} {'parity psi':>11} {'drift':<5} note"
+        f"{'column':<18} {'evidently':>10} {'thr':>4} {'drift':<5} {'parity':>10} {'thr':>4} "
+        f"{'drift':<5} {'parity, evidently rule':>22}  note"
     )
     log(header)
     log("-" * len(header))
+    same_rule = pa_psi.get("evidently_rule_psi", {})
     for spec in manifest["columns"]:
         name = spec["name"]
         pa = pa_psi["columns"][name]
         ev = (ev_psi or {"columns": {}})["columns"].get(name, {})
-        note = "" if bool(ev.get("drift")) == bool(pa["drifted"]) else "verdicts differ: binning"
         log(
-            f"{name:<18} {_num(ev.get('score')):>13} {_yes(ev.get('drift')):<5} "
-            f"{_num(pa['statistic']):>11} {_yes(pa['drifted']):<5} {note}"
+            f"{name:<18} {_num(ev.get('score')):>10} {_num(ev.get('threshold'), 2):>4} "
+            f"{_yes(ev.get('drift')):<5} {_num(pa['statistic']):>10} "
+            f"{_num(pa['threshold'], 2):>4} {_yes(pa['drifted']):<5} "
+            f"{_num(same_rule.get(name)):>22}  {psi_note(ev, pa, same_rule.get(name))}"
         )
 
 
-def _num(value: Any) -> str:
+def psi_note(ev: dict[str, Any], pa: dict[str, Any], same_rule: float | None) -> str:
+    """Why the two PSI values or verdicts differ."""
+    score, ours = ev.get("score"), pa["statistic"]
+    if score is None or ours is None:
+        return ""
+    notes = []
+    if abs(ours - score) > 1e-9 + 1e-6 * abs(score):
+        matched = same_rule is not None and abs(same_rule - score) <= 0.01 + 0.05 * abs(score)
+        notes.append(
+            "binning (Evidently's rule on Parity's profile gives Evidently's value)"
+            if matched
+            else "binning and empty-bin fill"
+        )
+    if bool(ev.get("drift")) != bool(pa["drifted"]):
+        same_side = (score >= pa["threshold"]) == bool(pa["drifted"])
+        notes.append(
+            f"verdicts differ: thresholds {_num(ev.get('threshold'), 2)} vs "
+            f"{_num(pa['threshold'], 2)}"
+            if same_side
+            else "verdicts differ: the binning moves the value across the threshold"
+        )
+    return "; ".join(notes)
+
+
+def _num(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
     value = float(value)
     if not math.isfinite(value):
         return str(value)
-    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.1e}"
+    return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.1e}"
 
 
 def _yes(value: Any) -> str:

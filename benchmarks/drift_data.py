@@ -28,7 +28,7 @@ WINDOW_START = datetime(2026, 11, 20, tzinfo=UTC)  # fixed, so a cached data set
 WINDOW = timedelta(days=1)
 REFERENCE_ROWS = 100_000
 SEED = 13
-DATA_FORMAT = 2  # bump when the generated data changes: cached copies are then regenerated
+DATA_FORMAT = 3  # bump when the generated data changes: cached copies are then regenerated
 CHUNK = 100_000  # records built and written per sink.write
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
@@ -165,8 +165,8 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "f16_device", "categorical", _choice(["ios", "android", "web", "other"], [50, 30, 15, 5]),
-        _choice(["ios", "android", "web", "other"], [47, 31, 16, 6]), False,
-        "4 categories, slight (JS ~0.03)",
+        _choice(["ios", "android", "web", "other"], [40, 31, 19, 10]), False,
+        "4 categories, near the threshold: JS 0.091 in nats (Evidently), 0.109 in bits",
     ),
     Spec(
         "f17_channel", "categorical",
