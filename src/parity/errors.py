@@ -436,3 +436,106 @@ class EndBeforeWatermark(InvalidTime):
     """A materialize-incremental END before where the view's last run ended."""
 
     code = "end_before_watermark"
+
+
+# --- monitoring: stats (profiles and drift tests) ----------------------------------------------
+
+
+class ProfileError(ParityError, ValueError):
+    """A reference profile cannot be computed, merged or read; the message names the column."""
+
+    code = "invalid_profile"
+
+
+class DriftTestError(ParityError, ValueError):
+    """A drift test cannot run as asked (unknown test, a test for another kind of column, current
+    values that cannot be read as the reference's kind); the message names the column and test."""
+
+    code = "invalid_drift_test"
+
+
+# --- monitoring: drift (profiles, prediction-log windows, drift runs) ------------------------
+
+
+class ProfileNotFound(ObjectNotFound):
+    """No stored reference profile for a dataset (fingerprint) and subject."""
+
+    code = "profile_not_found"
+
+
+class ProfileFailed(ParityError):
+    """A reference profile could not be computed (its dataset file is gone, the model failed)."""
+
+    code = "profile_failed"
+
+
+class NoReference(ParityError, LookupError):
+    """A model version has nothing to compare against: no training dataset or no profile."""
+
+    code = "no_reference"
+
+
+class UnknownMonitorColumn(ParityError, KeyError):
+    """A column named for drift (Monitor `columns`, `tests`, `thresholds`) is neither a feature
+    nor a model output of the reference."""
+
+    code = "unknown_monitor_column"
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return self.message
+
+
+class PredictionLogNotFound(ParityError):
+    """The prediction log folder does not exist or holds no Parquet file."""
+
+    code = "prediction_log_not_found"
+
+
+class InsufficientData(ParityError, LookupError):
+    """The prediction log has no rows for the model, version and time range asked about."""
+
+    code = "insufficient_data"
+
+
+class InvalidWindow(ParityError, ValueError):
+    """A drift window or range that is not positive, or since >= until."""
+
+    code = "invalid_window"
+
+
+# --- monitoring: quality and freshness ------------------------------------------------------
+
+
+class QualityInputError(ParityError, ValueError):
+    """Values a data-quality check cannot read (mixed types, columns of unequal length, text
+    where the reference is numeric); the message names the feature."""
+
+    code = "invalid_quality_input"
+
+
+class QualitySubjectNotFound(ObjectNotFound):
+    """`monitoring.quality(name)` got a name that is neither a feature view nor a model."""
+
+    code = "quality_subject_not_found"
+
+
+# --- monitoring: performance ---------------------------------------------------------------------
+
+
+class LabelSourceError(ParityError, ValueError):
+    """A monitor's label source cannot be read (no such file, SQL that fails), or the monitor
+    declares none."""
+
+    code = "label_source_invalid"
+
+
+class LabelColumnNotFound(ObjectNotFound):
+    """The label source lacks a column the monitor names (label, join key or timestamp)."""
+
+    code = "label_column_not_found"
+
+
+class InvalidLabelValue(ParityError, ValueError):
+    """A label that is not 0/1 or true/false (null means "no label yet")."""
+
+    code = "invalid_label_value"

@@ -315,7 +315,11 @@ class FeatureStore:
                 slack=self.config.materialize.read_slack,
             )
         else:
-            result = materialize_view(*common, view, start, end, now=self._clock, progress=advance)
+            watch = self.monitoring.materialize_watch(view)  # data quality of the rows written
+            result = materialize_view(
+                *common, view, start, end, now=self._clock, progress=advance, observe=watch.add
+            )
+            watch.done(start, end)
         advance("done", result.rows, result.rows)
         return result
 
@@ -455,6 +459,9 @@ class FeatureStore:
                 else:
                     self.online_store.write(self.project, pushing.online_rows(view, table))
                 self._pushed[view.name] = self._clock()
+        if (quality := self.monitoring.quality_recorder()) is not None:  # rows and nulls
+            for view in views:
+                quality.ingested(view, table)
         return int(table.num_rows)
 
     def _online_freshness(self) -> dict[str, datetime | None]:
@@ -532,6 +539,8 @@ def _model_registry(store: FeatureStore) -> ModelRegistry:
         registry_version=lambda: store.registry.version,
         trusted=config.trusted,
         clock=store.now,  # versions, alias moves and "now" in alias_at read the store's clock
+        # monitoring profiles a new version's training set (reference for drift)
+        on_register=[lambda version: store.monitoring.on_model_registered(version)],
     )
 
 

@@ -28,7 +28,7 @@ def test_init_plan_apply_list_describe_history_teardown(tmp_path: Path) -> None:
 
     code, output = run("plan", "--repo", str(repo))
     assert code == 0, output
-    assert "Plan: 9 to add." in output
+    assert "Plan: 10 to add." in output
 
     code, output = run("apply", "--repo", str(repo), "-m", "first")
     assert (code, "Applied: registry version 1." in output) == (0, True), output

@@ -23,7 +23,7 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "Plan: 9 to add." in out  # 2 entities, 4 views, 2 services, 1 on-demand view
+    assert "Plan: 10 to add." in out  # 2 entities, 4 views, 2 services, 1 on-demand view, 1 monitor
     assert out.count("Applied: registry version 1.") == 1
     assert "No changes: the registry (version 1) matches the repo." in out
     for name in ("account_profile", "account_txn_stats", "device_profile", "fraud_model_v1"):

@@ -5,12 +5,20 @@ the statistics live in parity.monitoring.
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from parity.cli.common import RepoOption, command, console, store_at
+from parity.errors import InvalidOption
+
+if TYPE_CHECKING:
+    from parity.monitoring.quality_store import QualityRecord
 
 monitor_app = typer.Typer(
     help="Monitoring: drift, delayed-label performance, data quality, freshness, consistency."
@@ -32,5 +40,334 @@ def monitor_list(repo: RepoOption = Path(".")) -> None:
             str(monitor.min_samples),
             "-" if labels is None else (labels.path or "query"),
             ", ".join(rule.name for rule in monitor.alerts) or "-",
+        )
+    console.print(table)
+
+
+# --- performance ---------------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SHOWN_METRICS = (
+    ("auc", "AUC"),
+    ("average_precision", "AP"),
+    ("precision_at_k", "P@k"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("brier", "Brier"),
+    ("log_loss", "log loss"),
+    ("ece", "ECE"),
+)
+
+
+def _duration(text: str | None) -> timedelta | None:
+    """'90s', '30m', '1h', '1d', '2w' as a timedelta; InvalidOption for anything else."""
+    if text is None:
+        return None
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in _UNITS or not number.isdigit() or int(number) < 1:
+        raise InvalidOption(
+            f"--window {text!r}: give a whole number and a unit, e.g. 90s, 30m, 1h, 1d or 2w"
+        )
+    return timedelta(seconds=int(number) * _UNITS[unit])
+
+
+def _span(value: timedelta) -> str:
+    """A timedelta in the largest unit that divides it: 30d, 6h, 90s."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@monitor_app.command("performance")
+@command
+def monitor_performance(
+    model: Annotated[str, typer.Option("--model", help="Model ref: fraud@champion, fraud/3.")],
+    since: Annotated[str, typer.Option("--since", help="First prediction time (ISO 8601).")],
+    until: Annotated[
+        str | None, typer.Option("--until", help="End of prediction time (default: now).")
+    ] = None,
+    window: Annotated[
+        str | None, typer.Option("--window", help="Window: 1h, 1d... (default: the monitor's).")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Evaluate with the labels known then.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Store the windows in the history.")
+    ] = True,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Delayed-label performance per window of prediction time: status (final once the
+    monitor's label_delay has passed, else provisional), label coverage and the metrics over
+    the labelled predictions only."""
+    width = _duration(window)
+    store = store_at(repo)
+    report = store.monitoring.performance(
+        model, since=since, until=until, window=width, as_of=as_of, record=record
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), sort_keys=True))
+        return
+    custom = [m.name for m in store.monitoring.get_monitor(report.monitor).metrics]
+    table = Table("window start", "status", "predictions", "labelled", "coverage")
+    for _, title in _SHOWN_METRICS:
+        table.add_column(title, justify="right")
+    for name in custom:
+        table.add_column(name, justify="right")
+    for w in report.windows:
+        coverage = "-" if w.coverage is None else f"{w.coverage:.1%}"
+        status = w.status + (" (few labels)" if w.insufficient and w.labelled else "")
+        values = [_number(w.metrics.get(key)) for key, _ in _SHOWN_METRICS]
+        values += [_number(w.metrics.get(name)) for name in custom]
+        table.add_row(
+            w.start.isoformat(), status, f"{w.predictions:,}", f"{w.labelled:,}", coverage, *values
+        )
+    console.print(
+        f"{report.model}/{report.version} as of {report.as_of.isoformat()}: windows of "
+        f"{_span(report.window)}, label delay {_span(report.label_delay)}, threshold "
+        f"{report.decision_threshold}, k = {report.top_k}"
+    )
+    console.print(table)
+    console.print("- : undefined for the window (--json gives each reason)")
+    failed = {
+        (n, w.reasons[n]) for w in report.windows for n in custom if w.labelled and n in w.reasons
+    }
+    for name, reason in sorted(failed):
+        console.print(f"[yellow]Note[/] {name}: {reason}", soft_wrap=True)
+    for warning in report.warnings:
+        console.print(f"[yellow]Note[/] {warning}", soft_wrap=True)
+
+
+# --- end performance ---
+
+
+# --- drift ------------------------------------------------------------------------------------
+
+
+@monitor_app.command("profile")
+@command
+def monitor_profile(
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Compute the reference profiles of this recorded dataset."),
+    ] = None,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models/--no-models",
+            help="Also profile the outputs of the model versions trained on it.",
+        ),
+    ] = True,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Compute a dataset's reference profiles (features, and each model version trained on it);
+    without --dataset, list the stored profiles. A computed profile is immutable and kept."""
+    store = store_at(repo)
+    if dataset is not None:
+        outcomes = store.monitoring.profile_dataset(dataset, models=models)
+        stored = [outcome.stored for outcome in outcomes]
+    else:
+        stored = store.monitoring.profiles()
+    table = Table("dataset", "fingerprint", "subject", "status", "rows", "created", "error")
+    for row in stored:
+        table.add_row(
+            row.dataset,
+            row.fingerprint[:12],
+            row.subject,
+            "[green]ok[/]" if row.ok else "[red]failed[/]",
+            f"{row.rows:,}",
+            row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(row.error),
+        )
+    console.print(table)
+    if any(not row.ok for row in stored):
+        raise typer.Exit(1)
+
+
+_VERDICT = {"drift": "[red]DRIFT[/]", "no_drift": "[green]no drift[/]"}
+
+
+def _drift_number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+@monitor_app.command("drift")
+@command
+def monitor_drift(
+    model: Annotated[
+        str, typer.Option("--model", help="fraud@champion, fraud/3, or fraud (every version).")
+    ],
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window", help="Window width (1h, 30m, 7d, PT1H); default: the Monitor's, else 1h."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Start (ISO 8601 or a date); default: 24 windows before --until."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End, excluded (default: now).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    record: Annotated[
+        bool,
+        typer.Option("--record/--no-record", help="Store the run in the drift history."),
+    ] = True,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Drift of a model's logged features and outputs against its training set's reference
+    profile, per version and window of the prediction log."""
+    from parity.monitoring.drift import parse_window
+
+    store = store_at(repo)
+    report = store.monitoring.drift(
+        model,
+        since=since,
+        until=until,
+        window=None if window is None else parse_window(window),
+        persist=record,
+    )
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+        return
+    for result in report.windows:
+        share = "-" if result.share is None else f"{result.share:.0%}"
+        title = (
+            f"{report.model}/{result.version}  {result.start:%Y-%m-%d %H:%M} to "
+            f"{result.end:%Y-%m-%d %H:%M} UTC  {result.rows:,} rows  drift share {share}: "
+            f"{_VERDICT.get(result.status, result.status)}"
+        )
+        table = Table(
+            "column", "kind", "test", "statistic", "threshold", "verdict", "reason", title=title
+        )
+        for column in result.columns:
+            table.add_row(
+                column.column,
+                column.kind,
+                column.test,
+                _drift_number(column.statistic),
+                _drift_number(column.threshold),
+                _VERDICT.get(column.status, column.status.replace("_", " ")),
+                escape(column.reason),
+            )
+        console.print(table)
+
+
+# --- quality and freshness ---------------------------------------------------------------------
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+@monitor_app.command("quality")
+@command
+def monitor_quality(
+    name: Annotated[str, typer.Argument(help="A feature view, or a model (its served features).")],
+    repo: RepoOption = Path("."),
+    since: Annotated[
+        str, typer.Option(help="From this time (ISO 8601 or now); default a day ago.")
+    ] = "",
+    until: Annotated[str, typer.Option(help="Served traffic up to this time; default now.")] = "",
+    window: Annotated[str, typer.Option(help="Served traffic per window (e.g. 1h, 1d).")] = "1h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """Data quality per feature: rows, null rate, ±inf, out of range and unseen categories
+    (against the reference profile), with a verdict per check (docs/monitoring.md)."""
+    store = store_at(repo)
+    start = since or (store.now() - timedelta(days=1)).isoformat()
+    records = store.monitoring.quality(
+        name, since=start, until=until or None, window=_duration(window)
+    )
+    if as_json:
+        console.print_json(json.dumps([_quality_json(r) for r in records]))
+        return
+    table = Table(
+        "source", "version", "window end", "feature", "rows", "null rate", "±inf",
+        "out of range", "unseen", "verdict",
+    )  # fmt: skip
+    for r in records:
+        q = r.quality
+        table.add_row(
+            r.source,
+            "-" if r.version is None else str(r.version),
+            r.window_end.isoformat(timespec="seconds"),
+            r.feature,
+            f"{q.rows:,}",
+            _share(q.null_rate),
+            f"{q.counts.infinite:,}",
+            _share(q.out_of_range_share),
+            _share(q.unseen_share),
+            q.verdict,
+        )
+    console.print(table)
+
+
+def _quality_json(record: QualityRecord) -> dict[str, Any]:
+    q = record.quality
+    return {
+        "source": record.source,
+        "subject": record.subject,
+        "version": record.version,
+        "feature": record.feature,
+        "window_start": record.window_start.isoformat(),
+        "window_end": record.window_end.isoformat(),
+        "rows": q.rows,
+        "null_rate": q.null_rate,
+        "infinite": q.counts.infinite,
+        "below_min": q.counts.below,
+        "above_max": q.counts.above,
+        "out_of_range_share": q.out_of_range_share,
+        "unseen": q.counts.unseen,
+        "unseen_share": q.unseen_share,
+        "unseen_examples": dict(q.counts.examples),
+        "checks": dict(q.checks),
+        "limits": dict(q.limits),
+        "verdict": q.verdict,
+    }
+
+
+@monitor_app.command("freshness")
+@command
+def monitor_freshness(
+    repo: RepoOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per online view: the newest write known (materialization END or a recorded push), its age,
+    the view's freshness_slo and ok / breached / unknown / no_slo."""
+    store = store_at(repo)
+    results = store.monitoring.freshness_slo()
+    if as_json:
+        rows = [
+            {
+                "view": r.view,
+                "newest": None if r.newest is None else r.newest.isoformat(),
+                "age_seconds": r.age_seconds,
+                "slo_seconds": r.slo_seconds,
+                "status": r.status,
+            }
+            for r in results
+        ]
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("view", "newest write", "age", "SLO", "status")
+    for r in results:
+        table.add_row(
+            r.view,
+            "-" if r.newest is None else r.newest.isoformat(timespec="seconds"),
+            "-" if r.age_seconds is None else str(timedelta(seconds=round(r.age_seconds))),
+            "-" if r.slo_seconds is None else str(timedelta(seconds=r.slo_seconds)),
+            r.status,
         )
     console.print(table)

@@ -6,6 +6,7 @@ Entry point of each `parity serve-models` worker process (`app_from_environment`
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from parity.inference.deployment import BatchSettings
 from parity.inference.http import ModelApp, error_body
-from parity.inference.metrics import ModelMetrics
+from parity.inference.metrics import DriftGauges, ModelMetrics
 from parity.inference.server import ModelServer, ModelTarget
 from parity.serving.guard import ASGIApp, Guard
 
@@ -60,6 +61,8 @@ def create_model_app(
     metrics = ModelMetrics(
         None if prediction_log is None else lambda: (prediction_log.logged, prediction_log.dropped)
     )
+    drift = DriftGauges(lambda: store.monitoring.latest_drift())  # parity_feature_drift gauges
+    metrics.registry.register(drift)
     server = ModelServer(
         store.models,
         metrics=metrics,
@@ -74,6 +77,7 @@ def create_model_app(
     targets = [ModelTarget.parse(ref) for ref in preload or []]
 
     async def startup() -> None:
+        await asyncio.to_thread(drift.refresh)  # the first scrape already shows stored drift
         await server.preload(targets)
         if freeze_heap:  # what is loaded now lives as long as the process: keep it out of the
             gc.freeze()  # collector's full passes, which pause serving ~100 ms under load

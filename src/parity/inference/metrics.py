@@ -1,17 +1,25 @@
 """The model server's Prometheus metrics: request latency per model/version, batch sizes, predict
-time, rows predicted, errors by code, and the prediction log's written/dropped counts.
+time, rows predicted, errors by code, the prediction log's written/dropped counts, and the latest
+stored drift per model version and column (read from the registry database in the background).
 
 Label children are resolved once per deployment (`for_version`), not per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -107,3 +115,79 @@ class _LogCounts(Collector):
             "Prediction records dropped because the log's queue was full",
             value=dropped,
         )
+
+
+DRIFT_REFRESH_SECONDS = 60.0  # drift runs are hourly or rarer: a minute-old reading is current
+
+
+class DriftGauges(Collector):
+    """`parity_feature_drift{model,version,feature,test}` (the statistic of each column's latest
+    stored drift run) and `parity_dataset_drift_share{model,version}`.
+
+    `read()` returns the monitoring history's latest rows (objects with model, version, column,
+    kind, test and statistic). A scrape never waits on the database: it shows the last rows read
+    and, when they are older than `refresh_seconds`, starts one read in the background (`spawn`;
+    a thread by default). A failed read keeps the previous values and is logged."""
+
+    def __init__(
+        self,
+        read: Callable[[], Sequence[Any]],
+        *,
+        refresh_seconds: float = DRIFT_REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        spawn: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
+        self._read = read
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._spawn = spawn or _thread
+        self._lock = threading.Lock()
+        self._rows: Sequence[Any] = ()
+        self._due = -math.inf
+        self._reading = False
+
+    def refresh(self) -> None:
+        """Read the latest rows now (on the calling thread)."""
+        try:
+            rows = list(self._read())
+        except Exception:  # the registry database is down: keep showing the last values
+            logger.warning("drift gauges: reading the drift history failed", exc_info=True)
+        else:
+            self._rows = rows
+        finally:
+            with self._lock:
+                self._reading = False
+                self._due = self._clock() + self._refresh_seconds
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            stale = not self._reading and self._clock() >= self._due
+            if stale:
+                self._reading = True
+        if stale:
+            self._spawn(self.refresh)
+        features = GaugeMetricFamily(
+            "parity_feature_drift",
+            "Drift statistic of each logged feature and model output in its latest stored drift "
+            "run (parity monitor drift), by model, version, column and test",
+            labels=["model", "version", "feature", "test"],
+        )
+        shares = GaugeMetricFamily(
+            "parity_dataset_drift_share",
+            "Share of drifted columns in the latest window of the latest stored drift run",
+            labels=["model", "version"],
+        )
+        for row in self._rows:
+            if row.statistic is None:
+                continue
+            if row.kind == "dataset":
+                shares.add_metric([row.model, str(row.version)], row.statistic)
+            else:
+                labels = [row.model, str(row.version), row.column, row.test]
+                features.add_metric(labels, row.statistic)
+        yield features
+        yield shares
+
+
+def _thread(target: Callable[[], None]) -> None:
+    threading.Thread(target=target, name="parity-drift-gauges", daemon=True).start()

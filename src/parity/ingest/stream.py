@@ -180,6 +180,7 @@ class StreamWorker:
         self._next_claim = 0.0  # monotonic time of the next look for abandoned messages
         self.client = client if client is not None else _redis_client(store)
         self.stats = IngestStats()
+        self.quality = store.monitoring.quality_recorder()  # rows and nulls per batch (monitoring)
         self._own_pending = True  # after a restart, first finish what this consumer was given
         self._ensure_group()
 
@@ -317,6 +318,9 @@ class StreamWorker:
             merges = []
         self.online.merge_tiles(self.store.project, merges, (self.marker, [i for i, _ in messages]))
         self.stats.applied += len(ids)
+        if rows and self.quality is not None:
+            for view in self.views:
+                self.quality.ingested(view, batch)
 
     def _validated(
         self, decoded: list[tuple[str, dict[str, Any]]]
@@ -368,6 +372,8 @@ class StreamWorker:
     def run(self, stop: Callable[[], bool] = lambda: False) -> IngestStats:
         while not stop():
             self.run_once()
+        if self.quality is not None:
+            self.quality.flush()  # what this worker counted since its last write
         return self.stats
 
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from parity.definitions import FeatureView
 from parity.errors import EndBeforeWatermark, EndInFuture
@@ -21,6 +22,9 @@ from parity.online.encoding import OnlineRow, rows_from_columns
 from parity.online.store import OnlineStore
 from parity.registry.materializations import MaterializationLog, MaterializationRecord
 from parity.timeutil import EPOCH
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +65,12 @@ def materialize_view(
     *,
     now: Callable[[], datetime],
     progress: Progress | None = None,
+    observe: Callable[[pa.RecordBatch], None] | None = None,
 ) -> MaterializeResult:
+    """`observe(batch)` sees each batch of rows before it is written (data quality counts them:
+    monitoring hands it in, so this layer imports none of it)."""
     written = 0
-    for rows in _batches(engine, view, start, end):
+    for rows in _batches(engine, view, start, end, observe):
         online.write(project, rows)
         written += len(rows)
         if progress is not None:
@@ -76,10 +83,16 @@ def materialize_view(
 
 
 def _batches(
-    engine: OfflineEngine, view: FeatureView, start: datetime, end: datetime
+    engine: OfflineEngine,
+    view: FeatureView,
+    start: datetime,
+    end: datetime,
+    observe: Callable[[pa.RecordBatch], None] | None,
 ) -> Iterator[list[OnlineRow]]:
     for batch in engine.latest(view, start, end):
         if batch.num_rows:
+            if observe is not None:
+                observe(batch)
             yield rows_from_columns(view, batch.to_pydict())
 
 

@@ -14,7 +14,7 @@ import re
 import subprocess
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
 from typing import Any
@@ -181,8 +181,12 @@ class ModelRegistry:
         clock: Callable[[], datetime] = utcnow,
         author: str | None = None,
         code_version: Callable[[], str | None] | None = None,
+        on_register: Sequence[Callable[[ModelVersion], None]] = (),
     ) -> None:
         self.store = store
+        # Called with each new version once stored (monitoring profiles its training set); a
+        # failing hook is logged and never undoes the registration.
+        self.on_register = list(on_register)
         self.artifacts = artifacts
         self.project = project
         self.trusted = trusted
@@ -236,6 +240,11 @@ class ModelRegistry:
         version = self.store.add_version(draft)
         if alias is not None:
             self.set_alias(name, alias, version.version, reason=f"registered {version.ref}")
+        for hook in self.on_register:
+            try:
+                hook(version)
+            except Exception:
+                log.warning("a registration hook failed for %s", version.ref, exc_info=True)
         return version
 
     def _save(

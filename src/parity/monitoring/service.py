@@ -5,14 +5,17 @@ the statistics live in the modules it calls. Signals only: it starts nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from parity.errors import MonitorNotFound
+from parity.errors import BackendNotInstalled, MonitorNotFound
 
 if TYPE_CHECKING:
-    from parity.definitions.monitor import Monitor
+    from parity.definitions.monitor import MetricFunction, Monitor
     from parity.feature_store import FeatureStore
+    from parity.monitoring.performance_history import PerformanceHistory
+    from parity.monitoring.performance_report import PerformanceReport
+    from parity.timeutil import TimeLike
 
 
 class Monitoring:
@@ -57,3 +60,347 @@ class Monitoring:
                 f"no monitor named '{name}' in '{catalog.project}'; known: {known}"
             )
         return found
+
+    # --- performance -----------------------------------------------------------------------------
+
+    def performance(
+        self,
+        model_ref: str,
+        *,
+        since: TimeLike,
+        until: TimeLike | None = None,
+        window: timedelta | None = None,
+        as_of: TimeLike | None = None,
+        record: bool = True,
+    ) -> PerformanceReport:
+        """Delayed-label performance of `model_ref` ('fraud@champion', 'fraud/3') per window of
+        prediction time, with the labels known at `as_of` (default now; `until` defaults to it).
+        Each window is stored in the history unless `record=False`. See docs/monitoring.md."""
+        from parity.monitoring.performance_report import run
+        from parity.timeutil import parse_time
+
+        now = parse_time(as_of, "as_of") if as_of is not None else self._store.now()
+        report = run(
+            self._store,
+            model_ref,
+            since=parse_time(since, "since", now=lambda: now),
+            until=parse_time(until, "until", now=lambda: now) if until is not None else now,
+            window=window,
+            as_of=now,
+        )
+        if record:
+            self._performance_history().record(report)
+        return report
+
+    def performance_history(
+        self, model: str, version: int | None = None, *, latest: bool = True
+    ) -> list[dict[str, Any]]:
+        """Stored performance windows of the model named `model` (one version or all), oldest
+        first; `latest` keeps only the newest run of each window."""
+        return self._performance_history().history(model, version, latest=latest)
+
+    def _performance_history(self) -> PerformanceHistory:
+        from parity.monitoring.performance_history import PerformanceHistory
+
+        engine = getattr(self._store.registry_store, "engine", None)
+        if engine is None:
+            raise BackendNotInstalled(
+                "the performance history lives in the SQL registry; use sqlite or postgres "
+                "in parity.yaml"
+            )
+        return PerformanceHistory(engine, self._store.project)
+
+    # --- drift ---------------------------------------------------------------------------------
+
+    def _drift_parts(self) -> tuple[ProfileStore, DriftHistory]:
+        """The profile store and drift history, in the registry's database (opened once)."""
+        found: tuple[ProfileStore, DriftHistory] | None = getattr(self, "_drift_stores", None)
+        if found is None:
+            found = self._drift_stores = self._open_drift_stores()
+        return found
+
+    def _open_drift_stores(self) -> tuple[ProfileStore, DriftHistory]:
+        from parity.errors import BackendNotInstalled
+        from parity.monitoring.drift_history import DriftHistory
+        from parity.monitoring.profile_store import ProfileStore
+
+        engine = getattr(self._store.registry_store, "engine", None)
+        if engine is None:
+            raise BackendNotInstalled(
+                f"the registry store {type(self._store.registry_store).__name__} cannot keep "
+                "monitoring profiles; use the SQL registry (sqlite or postgres in parity.yaml)"
+            )
+        return ProfileStore(engine), DriftHistory(engine)
+
+    def _references(self) -> ReferenceProfiles:
+        from parity.monitoring.reference import ReferenceProfiles
+
+        store = self._store
+        return ReferenceProfiles(
+            self._drift_parts()[0],
+            store.project,
+            dataset=store.datasets.get,
+            models=lambda: store.models,
+            clock=store.now,
+        )
+
+    def on_model_registered(self, version: ModelVersion) -> None:
+        """The model registry's hook: profile a new version's training set and outputs (a
+        failure is logged and recorded, never raised; see `profile_dataset`)."""
+        self._references().on_register(version)
+
+    def profile_dataset(self, name: str, *, models: bool = True) -> list[ProfileOutcome]:
+        """Compute and store the reference profile of dataset `name`'s features and (with
+        `models`) of every model version registered with it: outputs and request-time inputs.
+        A computed profile is immutable and kept; a failed one is computed again."""
+        return self._references().profile_dataset(name, models=models)
+
+    def profiles(self, dataset: str | None = None) -> list[StoredProfile]:
+        """Stored profiles (of one dataset's fingerprint if named), oldest first."""
+        store = self._drift_parts()[0]
+        fingerprint = None if dataset is None else self._store.datasets.get(dataset).fingerprint
+        return store.list(self._store.project, fingerprint)
+
+    def drift(
+        self,
+        model: str,
+        *,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+        window: timedelta | None = None,
+        persist: bool = True,
+    ) -> DriftReport:
+        """Drift of `model` ('fraud@champion', 'fraud/3', or 'fraud': every version with rows)
+        over the prediction log in [since, until) (default: the last 24 windows up to now), per
+        window of `window` (default: the model's Monitor's, else 1 hour). Recorded in the
+        history unless `persist=False`."""
+        from parity.timeutil import parse_time
+
+        store = self._store
+        runner = self._drift_runner()
+        return runner.run(
+            model,
+            since=None if since is None else parse_time(since, "since", now=store.now),
+            until=None if until is None else parse_time(until, "until", now=store.now),
+            window=window,
+            persist=persist,
+        )
+
+    def _drift_runner(self) -> DriftRunner:
+        from parity.monitoring.drift import DriftRunner
+        from parity.monitoring.logs import PredictionLogReader
+
+        store = self._store
+        profiles, history = self._drift_parts()
+        return DriftRunner(
+            project=store.project,
+            models=store.models,
+            profiles=profiles,
+            history=history,
+            reader=PredictionLogReader(
+                self.prediction_log_folder(),
+                memory_limit=store.config.offline.memory_limit,
+                temp_directory=store.config.offline.temp_directory,
+            ),
+            monitor_for=self.monitor_for,
+            clock=store.now,
+        )
+
+    def prediction_log_folder(self) -> Path:
+        """Where the model server writes its prediction log (models.serving.prediction_log)."""
+        from pathlib import Path
+
+        from parity.errors import PredictionLogNotFound
+
+        folder = self._store.config.models.serving.prediction_log
+        if folder is None:
+            raise PredictionLogNotFound(
+                "models.serving.prediction_log is off in parity.yaml, so no predictions are "
+                "logged; set it to a folder (default data/prediction_log)"
+            )
+        path = Path(folder)
+        return path if path.is_absolute() else self._store.repo_path / path
+
+    def drift_history(
+        self,
+        model: str,
+        *,
+        version: int | None = None,
+        column: str | None = None,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+        limit: int | None = None,
+    ) -> list[DriftRow]:
+        """Stored drift rows of the model named `model`, oldest run first: windows starting in
+        [since, until), one version or column if given, the newest `limit` rows."""
+        from parity.timeutil import parse_time
+
+        store = self._store
+        return self._drift_parts()[1].history(
+            store.project,
+            model,
+            version=version,
+            column=column,
+            since=None if since is None else parse_time(since, "since", now=store.now),
+            until=None if until is None else parse_time(until, "until", now=store.now),
+            limit=limit,
+        )
+
+    def latest_drift(self) -> list[DriftRow]:
+        """Per model, version and column, the newest stored drift row (the model server's
+        `parity_feature_drift` gauges)."""
+        return self._drift_parts()[1].latest(self._store.project)
+
+    # --- quality ---------------------------------------------------------------------------------
+
+    _quality: QualityRecorder | None = None  # built on first use (needs the SQL registry)
+
+    def quality_recorder(self) -> QualityRecorder | None:
+        """Where materializations, pushes and stream batches report the rows and nulls they
+        write (monitoring/quality_store.py); None without a SQL registry."""
+        if self._quality is None:
+            engine = getattr(self._store.registry_store, "engine", None)
+            if engine is None:
+                return None
+            from parity.monitoring.quality_store import QualityRecorder
+
+            self._quality = QualityRecorder(
+                engine, self._store.project, self._store.now, references=self._view_references
+            )
+        return self._quality
+
+    def _view_references(self, view: FeatureView) -> dict[str, Reference]:
+        """A view's features' reference for materialization quality (quality_served's
+        `view_references`); none, logged, when it cannot be read."""
+        import logging
+
+        from parity.errors import ParityError
+        from parity.monitoring.quality_served import reference_candidates, view_references
+
+        store = self._store
+        try:
+            candidates = reference_candidates(store)
+            return view_references(view, candidates, self._drift_parts()[0], store.project)
+        except ParityError as failure:
+            logging.getLogger(__name__).warning(
+                "no quality reference for %s: %s", view.name, failure
+            )
+            return {}
+
+    def materialize_watch(self, view: FeatureView) -> BatchWatch:
+        """Counts the rows one materialization of `view` writes (`add` per batch) and records
+        them when it is `done`; a watch that records nothing without a SQL registry or for an
+        aggregated view (it writes tiles)."""
+        from parity.monitoring.quality_store import BatchWatch
+
+        recorder = self.quality_recorder()
+        watch = None if recorder is None else recorder.watch(view)
+        return watch if watch is not None else BatchWatch(view.name, ())
+
+    def quality(
+        self,
+        name: str,
+        *,
+        since: TimeLike,
+        until: TimeLike | None = None,
+        window: timedelta | None = None,
+    ) -> list[QualityRecord]:
+        """Data quality of a feature view (what its materializations, pushes and stream batches
+        recorded since `since`) or of a model's served features (checked now per version and
+        window of [since, until), and recorded). See docs/monitoring.md, "Data quality"."""
+        from parity.monitoring.quality_served import WINDOW, quality_report
+        from parity.timeutil import parse_time
+
+        clock = self._store.now
+        return quality_report(
+            self._store,
+            name,
+            since=parse_time(since, "since", now=clock),
+            until=None if until is None else parse_time(until, "until", now=clock),
+            window=window or WINDOW,
+        )
+
+    def quality_signals(self, name: str, *, since: TimeLike) -> dict[str, float]:
+        """Alert signals `null_rate:<feature>` of a view or model: each feature's null rate in
+        its newest record since `since` (for a model: its newest window, any version)."""
+        from parity.monitoring.quality import signals
+
+        newest = {r.feature: r.quality for r in self.quality(name, since=since)}  # oldest first
+        return signals(list(newest.values()))
+
+    # --- freshness -------------------------------------------------------------------------------
+
+    def newest_writes(self) -> dict[str, datetime | None]:
+        """Per online view, the newest write known: `freshness()` (the materialization
+        watermark, or this process's last push) or the last push any process recorded in the
+        quality table (written every monitoring.quality_store.FLUSH_EVERY), whichever is later.
+        What the freshness SLO and the feature server's freshness gauges measure."""
+        newest = self.freshness()
+        recorder = self.quality_recorder()
+        if recorder is None:
+            return newest
+        pushed = recorder.table.newest(self._store.project, "ingest", newest)
+        return {
+            view: max((m for m in (moment, pushed.get(view)) if m is not None), default=None)
+            for view, moment in newest.items()
+        }
+
+    def freshness_slo(self) -> list[ViewFreshness]:
+        """Per online view (by name): its newest write (`newest_writes()`), its age at the
+        store's clock, its `freshness_slo` and the status ok / breached / unknown / no_slo."""
+        from parity.monitoring.freshness import evaluate, slos_of
+
+        views = self._store.registry.catalog.feature_views.values()
+        return evaluate(self.newest_writes(), slos_of(views), self._store.now())
+
+    def freshness_slos(self) -> dict[str, float]:
+        """Seconds of `freshness_slo` per online view that declares one (the feature server's
+        `parity_feature_freshness_slo_seconds` gauge)."""
+        views = self._store.registry.catalog.feature_views.values()
+        return {
+            v.name: v.freshness_slo.total_seconds()
+            for v in views
+            if v.online and v.freshness_slo is not None
+        }
+
+    def freshness_signals(self) -> dict[str, float]:
+        """Alert signals `freshness:<view>` = age / SLO (above 1: breached), for each view with
+        an SLO and a known write (monitoring/alerts.py consumes them)."""
+        from parity.monitoring.freshness import signals
+
+        return signals(self.freshness_slo())
+
+
+def bind_metrics(store: FeatureStore, monitor: Monitor) -> dict[str, MetricFunction]:
+    """The monitor's metric functions from the loaded repo, checked against the code hash kept
+    at apply; one missing or changed is left out (a performance run reports it null, saying why)."""
+    from parity.monitoring.performance_report import bind_metrics as bind
+
+    return bind(monitor, lambda: store.load_repo().catalog.monitors).functions
+
+
+# --- end performance ---
+
+
+# --- drift: names for type hints (kept here so the blocks above merge without conflicts) -------
+if TYPE_CHECKING:
+    from datetime import timedelta
+    from pathlib import Path
+
+    from parity.models.store import ModelVersion
+    from parity.monitoring.drift import DriftReport, DriftRunner
+    from parity.monitoring.drift_history import DriftHistory, DriftRow
+    from parity.monitoring.profile_store import ProfileStore, StoredProfile
+    from parity.monitoring.reference import ProfileOutcome, ReferenceProfiles
+    from parity.timeutil import TimeLike
+
+
+# --- quality and freshness: names for type hints (here so the blocks above merge cleanly) -----
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from parity.definitions import FeatureView
+    from parity.monitoring.freshness import ViewFreshness
+    from parity.monitoring.quality import Reference
+    from parity.monitoring.quality_store import BatchWatch, QualityRecord, QualityRecorder
+    from parity.timeutil import TimeLike

@@ -160,7 +160,10 @@ def create_app(
         max_wait_seconds=(max_queue_ms or settings.max_queue_ms) / 1000,
     )
     metrics = ServerMetrics(
-        store.monitoring.freshness, store.now, store.monitoring.refused_window_reads
+        store.monitoring.newest_writes,  # watermarks, this worker's pushes, others' recorded
+        store.now,
+        store.monitoring.refused_window_reads,
+        slos=store.monitoring.freshness_slos,
     )
     metrics.watch(admission, lambda: _breakers(store))
     answers = _Answers(store, metrics, admission, max_entities or settings.max_entities)

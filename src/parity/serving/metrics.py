@@ -2,7 +2,9 @@
 window values refused by view, the read-thread queue, and the online store's circuit breaker.
 
 Freshness is computed when scraped: seconds since the newest data the online store received for
-each online view, from the registry's materialization watermark or a push seen by this process.
+each online view, from the registry's materialization watermark, a push seen by this process, or
+a push another process recorded (monitoring's quality table, written once a minute), with the
+view's freshness SLO and whether that age breaches it.
 The queue and the breakers are read when scraped too (see `watch`).
 """
 
@@ -33,6 +35,7 @@ class ServerMetrics:
         freshness: Callable[[], dict[str, datetime | None]],
         clock: Callable[[], datetime],
         refused: Callable[[], dict[str, int]] | None = None,
+        slos: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self._latency = Histogram(
@@ -48,7 +51,7 @@ class ServerMetrics:
             ["code"],
             registry=self.registry,
         )
-        self.registry.register(_Freshness(freshness, clock))
+        self.registry.register(_Freshness(freshness, clock, slos or dict))
         if refused is not None:
             self.registry.register(_Refused(refused))
         self._by_path = {path: self._latency.labels(path) for path in PATHS}
@@ -77,13 +80,19 @@ class ServerMetrics:
 
 
 class _Freshness(Collector):
+    """Age of each online view's newest write; for views with a `freshness_slo`, the SLO and
+    whether the age breaches it (the rule of monitoring/freshness.py: breached when age > SLO;
+    a view with no known write has no breached sample, as its status there is unknown)."""
+
     def __init__(
         self,
         freshness: Callable[[], dict[str, datetime | None]],
         clock: Callable[[], datetime],
+        slos: Callable[[], Mapping[str, float]],
     ) -> None:
         self._freshness = freshness
         self._clock = clock
+        self._slos = slos
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily(
@@ -92,10 +101,30 @@ class _Freshness(Collector):
             "since the epoch when none was",
             labels=["view"],
         )
-        now = self._clock()
+        slo = GaugeMetricFamily(
+            "parity_feature_freshness_slo_seconds",
+            "The view's freshness_slo: how old its newest online data may be",
+            labels=["view"],
+        )
+        breached = GaugeMetricFamily(
+            "parity_feature_freshness_slo_breached",
+            "1 when the view's newest online data is older than its freshness_slo, else 0 (no "
+            "sample while no write is known to this worker)",
+            labels=["view"],
+        )
+        now, slos = self._clock(), self._slos()
         for view, newest in sorted(self._freshness().items()):
             gauge.add_metric([view], (now - (newest or EPOCH)).total_seconds())
+            limit = slos.get(view)
+            if limit is None:
+                continue
+            slo.add_metric([view], limit)
+            if newest is not None:
+                age = max((now - newest).total_seconds(), 0.0)
+                breached.add_metric([view], 1.0 if age > limit else 0.0)
         yield gauge
+        yield slo
+        yield breached
 
 
 class _Refused(Collector):

@@ -1,0 +1,266 @@
+"""Reads the Parquet prediction log with DuckDB, out of core: one model's rows in [since, until),
+bucketed into windows, JSON `features` / `entities` / `prediction` parsed into typed columns.
+
+Reads complete `*.parquet` files only (never `.inprogress` segments). Must not import inference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from parity.errors import InvalidWindow, PredictionLogNotFound
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+FEATURES, ENTITIES, PREDICTION = "features", "entities", "prediction"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class LogColumn:
+    """One column to read: `key` in the JSON object of `source` ('features', 'entities' or
+    'prediction'), as `sql_type` (DOUBLE, BOOLEAN or VARCHAR); for 'prediction', key None is
+    the prediction itself (a one-output model)."""
+
+    name: str
+    source: str
+    sql_type: str
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Windows [since + k * width, since + (k + 1) * width) up to `until` (the last one may be
+    shorter)."""
+
+    since: datetime
+    until: datetime
+    width: timedelta
+
+    @property
+    def count(self) -> int:
+        return math.ceil((self.until - self.since) / self.width)
+
+    def bounds(self, index: int) -> tuple[datetime, datetime]:
+        start = self.since + index * self.width
+        return start, min(start + self.width, self.until)
+
+
+def make_windows(since: datetime, until: datetime, width: timedelta) -> Windows:
+    """Checked windows: positive width, since before until, both UTC."""
+    if width <= timedelta(0):
+        raise InvalidWindow(f"window {width} must be positive, e.g. 1h or 1d")
+    since, until = _utc(since), _utc(until)
+    if since >= until:
+        raise InvalidWindow(
+            f"since {since.isoformat()} is not before until {until.isoformat()}; pass an "
+            "earlier --since or a later --until"
+        )
+    if (until - since) / width > 100_000:
+        raise InvalidWindow(
+            f"{(until - since) / width:.0f} windows of {width} between {since.isoformat()} "
+            f"and {until.isoformat()}: use a wider --window or a shorter range (at most 100,000)"
+        )
+    return Windows(since, until, width)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _micros(moment: datetime) -> int:
+    return (_utc(moment) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _timestamp(moment: datetime) -> str:
+    return f"TIMESTAMPTZ '{_utc(moment).isoformat(timespec='microseconds')}'"
+
+
+def log_files(directory: Path, since: datetime, until: datetime) -> list[str]:
+    """The complete Parquet files of the days that overlap [since, until), by their
+    `date=YYYY-MM-DD` folder (hidden `.inprogress` segments do not end in `.parquet`)."""
+    if not directory.is_dir():
+        raise PredictionLogNotFound(
+            f"the prediction log folder {directory} does not exist; the model server writes it "
+            "(models.serving.prediction_log in parity.yaml) once it has served predictions"
+        )
+    first, last = _utc(since).date(), (_utc(until) - timedelta(microseconds=1)).date()
+    files = []
+    for folder in sorted(directory.glob("date=*")):
+        try:
+            day = date.fromisoformat(folder.name.removeprefix("date="))
+        except ValueError:
+            continue
+        if first <= day <= last:
+            files += sorted(str(p) for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    return files
+
+
+def _struct(columns: Sequence[LogColumn]) -> str:
+    return json.dumps({c.key or c.name: c.sql_type for c in columns})
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def window_sql(
+    files: Sequence[str],
+    model: str,
+    versions: Sequence[int] | None,
+    windows: Windows,
+    columns: Sequence[LogColumn],
+) -> str:
+    """The query (pure text): version, window index, then each column, ordered by version and
+    window. Each JSON column is parsed once per row into a struct (`json_transform`); values of
+    another JSON type than the column's (text for a number) read as NULL, never an error."""
+    width, since = windows.width // timedelta(microseconds=1), _micros(windows.since)
+    parsed, select = [], []
+    for source in (FEATURES, ENTITIES, PREDICTION):
+        chosen = [c for c in columns if c.source == source]
+        keyed = [c for c in chosen if c.key is not None]
+        if keyed:
+            parsed.append(f"json_transform({source}, {_literal(_struct(keyed))}) AS _{source}")
+            select += [f"_{source}.{_quote(c.key or '')} AS {_quote(c.name)}" for c in keyed]
+        for column in (c for c in chosen if c.key is None):
+            parsed.append(f"TRY_CAST({source} AS {column.sql_type}) AS _{source}_value")
+            select.append(f"_{source}_value AS {_quote(column.name)}")
+    where = [
+        f"model = {_literal(model)}",
+        f"event_timestamp >= {_timestamp(windows.since)}",
+        f"event_timestamp < {_timestamp(windows.until)}",
+        "status = 'ok'",
+    ]
+    if versions is not None:
+        where.append(f"version IN ({', '.join(str(int(v)) for v in versions)})")
+    sources = ", ".join(_literal(f) for f in files)
+    inner = ", ".join(["version", "event_timestamp", *parsed])
+    outer = ", ".join(
+        [
+            "version",
+            f"(epoch_us(event_timestamp) - {since}) // {width} AS _window",
+            *select,
+        ]
+    )
+    return (
+        f"SELECT {outer} FROM (SELECT {inner} FROM read_parquet([{sources}]) "
+        f"WHERE {' AND '.join(where)}) ORDER BY version, _window"
+    )
+
+
+def counts_sql(files: Sequence[str], model: str, windows: Windows) -> str:
+    """Rows per version of `model` in the range (pure text), to say what the log does hold."""
+    sources = ", ".join(_literal(f) for f in files)
+    return (
+        f"SELECT version, count(*) FROM read_parquet([{sources}]) WHERE model = {_literal(model)} "
+        f"AND event_timestamp >= {_timestamp(windows.since)} "
+        f"AND event_timestamp < {_timestamp(windows.until)} AND status = 'ok' "
+        "GROUP BY version ORDER BY version"
+    )
+
+
+@dataclass(frozen=True)
+class LogRead:
+    """The rows read: `table` has version, _window and the columns, ordered by both."""
+
+    table: pa.Table
+    windows: Windows
+
+    def groups(self) -> list[tuple[int, int, pa.Table]]:
+        """(version, window index, rows) for each window holding rows, in order (zero-copy
+        slices of the table)."""
+        import numpy as np
+
+        if self.table.num_rows == 0:
+            return []
+        version = self.table.column("version").to_numpy()
+        window = self.table.column("_window").to_numpy()
+        change = np.flatnonzero((np.diff(version) != 0) | (np.diff(window) != 0)) + 1
+        starts = [0, *change.tolist()]
+        ends = [*change.tolist(), self.table.num_rows]
+        columns = [n for n in self.table.column_names if n not in ("version", "_window")]
+        body = self.table.select(columns)
+        return [
+            (int(version[s]), int(window[s]), body.slice(s, e - s))
+            for s, e in zip(starts, ends, strict=True)
+        ]
+
+
+class PredictionLogReader:
+    """One DuckDB connection per read (UTC, the repo's memory limit and spill folder)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        memory_limit: str | None = None,
+        temp_directory: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.directory = directory
+        self._settings = {
+            "memory_limit": memory_limit,
+            "temp_directory": temp_directory,
+            "threads": threads,
+        }
+
+    def read(
+        self,
+        model: str,
+        versions: Sequence[int] | None,
+        windows: Windows,
+        columns: Sequence[LogColumn],
+    ) -> LogRead:
+        import pyarrow as pa
+
+        files = log_files(self.directory, windows.since, windows.until)
+        if not files:
+            return LogRead(pa.table({"version": pa.array([], pa.int64())}), windows)
+        sql = window_sql(files, model, versions, windows, columns)
+        with self._connect() as connection:
+            return LogRead(connection.sql(sql).to_arrow_table(), windows)
+
+    def versions(self, model: str, windows: Windows) -> dict[int, int]:
+        """Rows of each version of `model` in the range (empty: none logged)."""
+        files = log_files(self.directory, windows.since, windows.until)
+        if not files:
+            return {}
+        with self._connect() as connection:
+            rows = connection.sql(counts_sql(files, model, windows)).fetchall()
+        return {int(version): int(count) for version, count in rows}
+
+    def _connect(self) -> _Connection:
+        return _Connection(self._settings)
+
+
+class _Connection:
+    def __init__(self, settings: Mapping[str, object]) -> None:
+        self._settings = settings
+
+    def __enter__(self) -> _DuckDB:
+        import duckdb
+
+        self.connection = duckdb.connect()
+        self.connection.execute("SET TimeZone = 'UTC'")
+        for name, value in self._settings.items():
+            if value is not None:
+                self.connection.execute(f"SET {name} = {_literal(str(value))}")
+        return self.connection
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.connection.close()
+
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as _DuckDB
