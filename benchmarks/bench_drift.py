@@ -416,11 +416,12 @@ def side_by_side(
         f"{_yes(ev_run.get('dataset_drift'))}, parity {_yes(ds_p['drifted'])}"
     )
     if ds_e.get("count") is not None and int(ds_e["count"]) != per_column:
+        suspects = [c["name"] for c in manifest["columns"] if "+-inf in the reference" in c["note"]]
         log(
-            "  note: Evidently's DriftedColumnsCount disagrees with its own ValueDrift verdicts. "
-            "Its dataset metric replaces +-inf by NaN only in columns that hold a null, so a "
-            "column with +-inf and no null gets a NaN Wasserstein score and counts as not "
-            "drifted (here f20_num_uniform: +-inf in the reference, no nulls)."
+            "  note: Evidently's DriftedColumnsCount disagrees with its own ValueDrift verdicts: "
+            "its dataset metric replaces +-inf by NaN only in columns that hold a null, so a "
+            "column with +-inf and no null gets a NaN score and counts as not drifted "
+            f"(here: {', '.join(suspects) or 'a column with +-inf'})."
         )
     return agree, total
 
