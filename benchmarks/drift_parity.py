@@ -65,6 +65,8 @@ def model_registry(engine: Any, work: Path) -> Any:
 def profile(data: Path, work: Path) -> dict[str, Any]:
     """Profiles stored and the model version registered; returns the step's timings."""
     import pyarrow.parquet as pq
+
+    from parity.models.store import ModelVersion
     from parity.monitoring.profile import profile_table
     from parity.monitoring.profile_store import (
         FEATURES,
@@ -73,8 +75,6 @@ def profile(data: Path, work: Path) -> dict[str, Any]:
         StoredProfile,
         model_subject,
     )
-
-    from parity.models.store import ModelVersion
 
     manifest = json.loads((data / "manifest.json").read_text())
     names = [c["name"] for c in manifest["columns"]]
@@ -124,12 +124,11 @@ def profile(data: Path, work: Path) -> dict[str, Any]:
 
 
 def drift(data: Path, work: Path, psi: bool) -> dict[str, Any]:
-    from parity.monitoring.drift import DriftRunner
+    from parity import Monitor
     from parity.monitoring.drift_history import DriftHistory
+    from parity.monitoring.drift_runner import DriftRunner
     from parity.monitoring.logs import PredictionLogReader
     from parity.monitoring.profile_store import ProfileStore
-
-    from parity import Monitor
 
     manifest = json.loads((data / "manifest.json").read_text())
     names = [c["name"] for c in manifest["columns"]]
@@ -170,9 +169,8 @@ def evidently_rule_psi(report: Any) -> dict[str, float | None]:
     """Per column, Parity's PSI computed with Evidently's rule instead of its own (untimed, for
     the side-by-side): Sturges bins over both samples for numbers with > 20 distinct reference
     values, one bin per value otherwise, and Evidently's empty-bin fill."""
-    from parity.monitoring.stats import psi
-
     from parity.errors import ParityError
+    from parity.monitoring.stats import psi
 
     (window,) = report.windows
     reference = report.references[window.version]
@@ -199,10 +197,11 @@ def main(argv: list[str]) -> int:
     import duckdb  # noqa: F401  (imports stay out of the timed steps)
     import numpy  # noqa: F401
     import pandas  # noqa: F401  (pyarrow's ChunkedArray.to_numpy imports it on first use)
-    import parity.monitoring.drift
-    import parity.monitoring.stats  # noqa: F401
     import pyarrow.parquet  # noqa: F401
     import scipy.stats  # noqa: F401
+
+    import parity.monitoring.drift_runner
+    import parity.monitoring.stats  # noqa: F401
 
     if args.step == "profile":
         result = profile(args.data, args.work)

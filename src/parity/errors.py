@@ -539,3 +539,28 @@ class InvalidLabelValue(ParityError, ValueError):
     """A label that is not 0/1 or true/false (null means "no label yet")."""
 
     code = "invalid_label_value"
+
+
+# --- monitoring: consistency -------------------------------------------------------------------
+
+
+class ConsistencyError(ParityError, ValueError):
+    """A consistency check that cannot run as asked (an empty window, a sample percent outside
+    (0, 100]); the message says which argument to change."""
+
+    code = "consistency_error"
+
+
+# --- monitoring: report and alerts ------------------------------------------------------------
+
+
+class InvalidAlertRule(InvalidDefinition):
+    """An alert rule whose thresholds, direction or sustain cannot work as hysteresis."""
+
+    code = "invalid_alert_rule"
+
+
+class ReportError(ParityError, ValueError):
+    """A drift report asked of a run that cannot give it (e.g. a version the run did not test)."""
+
+    code = "report_error"

@@ -158,3 +158,30 @@ def test_windows_are_checked() -> None:
     windows = make_windows(T0, T0 + timedelta(minutes=150), HOUR)
     assert windows.count == 3
     assert windows.bounds(2) == (T0 + 2 * HOUR, T0 + timedelta(minutes=150))
+
+
+def test_files_of_several_writers_interleaved_in_time_are_grouped(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    first = [record(T0 + timedelta(minutes=m), x=float(m)) for m in (1, 61, 121)]
+    second = [record(T0 + timedelta(minutes=m), x=float(m)) for m in (2, 62, 3)]
+    write(log, first)  # one file per writer: their windows interleave
+    write(log, second)
+    read = PredictionLogReader(log).read(
+        "fraud", None, make_windows(T0, T0 + 3 * HOUR, HOUR), COLUMNS
+    )
+    got = {w: sorted(rows.column("x").to_pylist()) for _, w, rows in read.groups()}
+    assert got == {0: [1.0, 2.0, 3.0], 1: [61.0, 62.0], 2: [121.0]}
+
+
+def test_window_widths_are_parsed_from_text() -> None:
+    from parity.monitoring.drift import parse_window
+
+    assert parse_window("90s") == timedelta(seconds=90)
+    assert parse_window("30m") == timedelta(minutes=30)
+    assert parse_window("1h") == HOUR
+    assert parse_window("7d") == timedelta(days=7)
+    assert parse_window("2w") == timedelta(days=14)
+    assert parse_window("PT1H") == HOUR and parse_window("p7d") == timedelta(days=7)
+    for bad in ("soon", "0h", "-1h", "h", "P", ""):
+        with pytest.raises(InvalidWindow, match="not a positive duration"):
+            parse_window(bad)

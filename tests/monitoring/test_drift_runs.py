@@ -237,7 +237,7 @@ def test_the_run_is_stored_and_read_back_as_history(store: FeatureStore) -> None
     log_window(records, rng, T0, 1000)  # Wasserstein's noise at 300 rows nears its 0.1
     log_window(records, rng, T0 + HOUR, 1000, shifted=True)
     write_log(store, records)
-    report = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR, window=HOUR)
+    report = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR, window="1h")
     rows = store.monitoring.drift_history("scorer")
     assert len(rows) == 2 * (5 + 1)  # two windows x (five columns + the dataset row)
     assert {r.run_id for r in rows} == {report.run_id}
@@ -407,6 +407,13 @@ def test_the_cli_computes_profiles_and_prints_drift(store: FeatureStore) -> None
         "2026-03-02T00:00:00+00:00",
         "2026-03-02T02:00:00+00:00",
     )
+    page = store.repo_path / "drift.html"
+    with_html = runner.invoke(
+        app, ["monitor", "drift", *common, "--until", "2026-03-02T02:00Z", "--html", str(page)]
+    )
+    assert with_html.exit_code == 0, with_html.output
+    assert f"wrote {page}" in with_html.output.replace("\n", "")
+    assert page.read_text().startswith("<!DOCTYPE html>") and "conv_rate" in page.read_text()
     bad = runner.invoke(app, ["monitor", "drift", *common, "--window", "soon"], env=env)
     assert bad.exit_code == 1 and "invalid_window" in bad.output
 
@@ -438,3 +445,81 @@ def _get(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
+
+
+def test_columns_tested_in_parallel_give_the_serial_verdicts(store: FeatureStore) -> None:
+    from parity.monitoring import drift
+
+    register(store)
+    records: list[PredictionRecord] = []
+    rng = np.random.default_rng(11)
+    log_window(records, rng, T0, 600)
+    log_window(records, rng, T0 + HOUR, 600, shifted=True)
+    write_log(store, records)
+    serial = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR, persist=False)
+    saved = drift.PARALLEL_ROWS
+    drift.PARALLEL_ROWS = 1
+    try:
+        parallel = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR, persist=False)
+    finally:
+        drift.PARALLEL_ROWS = saved
+    assert [w.columns for w in parallel.windows] == [w.columns for w in serial.windows]
+    assert [c.column for c in parallel.windows[1].columns] == [
+        "conv_rate",
+        "trips",
+        "city",
+        "bonus",
+        "output",
+    ]
+
+
+def test_a_feature_the_log_never_holds_is_named_not_taken_for_nulls(store: FeatureStore) -> None:
+    register(store)
+    records: list[PredictionRecord] = []
+    log_window(records, np.random.default_rng(5), T0, 200)
+    for record in records:
+        record.features["driver_stats__city"] = record.features.pop("city")
+    write_log(store, records)
+    window = store.monitoring.drift("scorer", since=T0, until=T0 + HOUR).windows[0]
+    city = next(c for c in window.columns if c.column == "city")
+    assert city.status == "no_data"
+    assert "'city' is not in the logged features of scorer/1" in city.reason
+    assert "driver_stats__city" in city.reason
+    conv = next(c for c in window.columns if c.column == "conv_rate")
+    assert "not in the logged" not in conv.reason
+
+
+class TwoOutputs(Scorer):
+    def label(self, frame: Any) -> Any:
+        return (self.predict(frame) > 0.8).astype(np.int64)
+
+    def proba(self, frame: Any) -> Any:
+        score = np.clip(self.predict(frame), 0, 1)
+        return np.column_stack([1 - score, score])
+
+
+def test_each_one_value_output_of_a_several_output_model_is_tested(store: FeatureStore) -> None:
+    frame = pd.read_parquet(store.datasets.get("train_v1").path)
+    store.models.register_model(
+        "scorer",
+        TwoOutputs(),
+        flavor="pyfunc",
+        training_dataset="train_v1",
+        sample_input=frame[["conv_rate", "trips", "bonus"]].head(5),
+        predict_method={"score": "predict", "label": "label", "proba": "proba"},
+    )
+    outputs = next(p for p in store.monitoring.profiles() if p.subject.endswith(":outputs"))
+    assert list(Profile.from_json(str(outputs.profile)).columns) == ["score", "label"]
+    records: list[PredictionRecord] = []
+    rng = np.random.default_rng(11)
+    log_window(records, rng, T0, 600)
+    log_window(records, rng, T0 + HOUR, 600, shifted=True)
+    for record in records:
+        score = float(record.prediction)
+        record.prediction = {"score": score, "label": int(score > 0.8), "proba": [1 - score, score]}
+    write_log(store, records)
+    first, second = store.monitoring.drift("scorer", since=T0, until=T0 + 2 * HOUR).windows
+    kinds = {c.column: (c.kind, c.status) for c in first.columns}
+    assert kinds["score"] == ("output", "no_drift") and kinds["label"] == ("output", "no_drift")
+    assert {c.column: c.status for c in second.columns}["score"] == "drift"
+    assert {c.column: c.count - c.nulls for c in second.columns}["label"] == 600

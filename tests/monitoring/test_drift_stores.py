@@ -160,3 +160,24 @@ def test_a_run_is_recorded_whole_or_not_at_all(engine: Engine, project_name: str
         assert history.history(project_name, "fraud") == []
     else:  # SQLite does not enforce VARCHAR lengths: both rows are there
         assert len(history.history(project_name, "fraud")) == 2
+
+
+def test_concurrent_writers_of_one_profile_keep_one_row(engine: Engine, project_name: str) -> None:
+    import threading
+
+    stores = [ProfileStore(engine) for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    kept: list[StoredProfile] = []
+
+    def put(store: ProfileStore, index: int) -> None:
+        barrier.wait()
+        kept.append(store.put(profile(project_name, profile=f'{{"writer": {index}}}')))
+
+    threads = [threading.Thread(target=put, args=(s, i)) for i, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = ProfileStore(engine).get(project_name, FP, FEATURES)
+    assert len(kept) == 4 and {k.profile for k in kept} == {stored.profile}  # every writer agrees
+    assert len(ProfileStore(engine).list(project_name)) == 1

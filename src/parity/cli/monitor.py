@@ -18,6 +18,8 @@ from parity.cli.common import RepoOption, command, console, store_at
 from parity.errors import InvalidOption
 
 if TYPE_CHECKING:
+    from parity.monitoring.alert_store import AlertEvent
+    from parity.monitoring.drift import WindowDrift
     from parity.monitoring.quality_store import QualityRecord
 
 monitor_app = typer.Typer(
@@ -220,6 +222,10 @@ def monitor_drift(
         str | None, typer.Option("--until", help="End, excluded (default: now).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the self-contained HTML report to this file."),
+    ] = None,
     record: Annotated[
         bool,
         typer.Option("--record/--no-record", help="Store the run in the drift history."),
@@ -238,30 +244,38 @@ def monitor_drift(
         window=None if window is None else parse_window(window),
         persist=record,
     )
+    if html is not None:  # written first: --json output stays pure JSON
+        html.write_text(store.monitoring.drift_report_html(report), encoding="utf-8")
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
         return
     for result in report.windows:
-        share = "-" if result.share is None else f"{result.share:.0%}"
-        title = (
-            f"{report.model}/{result.version}  {result.start:%Y-%m-%d %H:%M} to "
-            f"{result.end:%Y-%m-%d %H:%M} UTC  {result.rows:,} rows  drift share {share}: "
-            f"{_VERDICT.get(result.status, result.status)}"
+        console.print(_window_table(report.model, result))
+    if html is not None:
+        console.print(f"wrote {escape(str(html))}")
+
+
+def _window_table(model: str, result: WindowDrift) -> Table:
+    share = "-" if result.share is None else f"{result.share:.0%}"
+    title = (
+        f"{model}/{result.version}  {result.start:%Y-%m-%d %H:%M} to "
+        f"{result.end:%Y-%m-%d %H:%M} UTC  {result.rows:,} rows  drift share {share}: "
+        f"{_VERDICT.get(result.status, result.status)}"
+    )
+    table = Table(
+        "column", "kind", "test", "statistic", "threshold", "verdict", "reason", title=title
+    )
+    for column in result.columns:
+        table.add_row(
+            column.column,
+            column.kind,
+            column.test,
+            _drift_number(column.statistic),
+            _drift_number(column.threshold),
+            _VERDICT.get(column.status, column.status.replace("_", " ")),
+            escape(column.reason),
         )
-        table = Table(
-            "column", "kind", "test", "statistic", "threshold", "verdict", "reason", title=title
-        )
-        for column in result.columns:
-            table.add_row(
-                column.column,
-                column.kind,
-                column.test,
-                _drift_number(column.statistic),
-                _drift_number(column.threshold),
-                _VERDICT.get(column.status, column.status.replace("_", " ")),
-                escape(column.reason),
-            )
-        console.print(table)
+    return table
 
 
 # --- quality and freshness ---------------------------------------------------------------------
@@ -371,3 +385,191 @@ def monitor_freshness(
             r.status,
         )
     console.print(table)
+
+
+# --- consistency ---------------------------------------------------------------------------------
+
+from parity.monitoring.consistency import ConsistencyReport  # noqa: E402 (light: no pyarrow)
+
+
+@monitor_app.command("consistency")
+@command
+def monitor_consistency(
+    service: str = typer.Option(..., "--service", help="The feature service to check."),
+    since: str | None = typer.Option(
+        None, help="Request times from (ISO 8601, or 'now'); default: the start of the logs."
+    ),
+    until: str | None = typer.Option(None, help="Request times before (default: now)."),
+    sample_percent: float | None = typer.Option(
+        None, "--sample-percent", help="Replay only this share of entity keys (0-100]."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
+    hourly: bool = typer.Option(False, "--hourly", help="Also print the hourly buckets."),
+    repo: RepoOption = Path("."),
+) -> None:
+    """Replay logged served features through point-in-time retrieval and compare them, per
+    feature (and hour): mismatches, one-sided nulls, SMAPE, lag, example rows."""
+    from parity.timeutil import parse_time
+
+    store = store_at(repo)
+    report = store.monitoring.consistency(
+        service,
+        since=None if since is None else parse_time(since, "--since", now=store.now),
+        until=None if until is None else parse_time(until, "--until", now=store.now),
+        sample_percent=sample_percent,
+    )
+    if as_json:
+        import json
+
+        console.print_json(json.dumps(report.to_dict(), default=str))
+        return
+    console.print(report.message)
+    if report.rows:
+        _consistency_tables(report, hourly)
+
+
+def _consistency_tables(report: ConsistencyReport, hourly: bool) -> None:
+    table = Table(
+        "feature",
+        "total",
+        "mismatch",
+        "rate",
+        "online null",
+        "offline null",
+        "both null",
+        "stale (lag)",
+        "SMAPE",
+    )
+    for result in report.features:
+        c = result.counts
+        smape = "-" if c.smape is None else f"{c.smape:.4g}"
+        table.add_row(
+            result.feature,
+            str(c.total),
+            str(c.mismatch),
+            f"{c.mismatch_rate:.2%}",
+            str(c.online_only_null),
+            str(c.offline_only_null),
+            str(c.both_null),
+            str(c.stale),
+            smape,
+        )
+    console.print(table)
+    if hourly:
+        hours = Table("hour (UTC)", "feature", "total", "mismatch", "rate", "stale", "SMAPE")
+        for b in report.buckets:
+            c = b.counts
+            smape = "-" if c.smape is None else f"{c.smape:.4g}"
+            hours.add_row(
+                b.hour.strftime("%Y-%m-%d %H:00"),
+                b.feature,
+                str(c.total),
+                str(c.mismatch),
+                f"{c.mismatch_rate:.2%}",
+                str(c.stale),
+                smape,
+            )
+        console.print(hours)
+    examples = Table("feature", "at", "keys", "online", "offline", "outcome", "stale", "log")
+    for result in report.features:
+        for e in result.examples:
+            examples.add_row(
+                e.feature,
+                e.at.isoformat(),
+                str(e.keys),
+                repr(e.online),
+                repr(e.offline),
+                e.outcome,
+                "yes" if e.stale else "no",
+                e.source,
+            )
+    if examples.row_count:
+        console.print("Example mismatching rows:")
+        console.print(examples)
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+@monitor_app.command("alerts")
+@command
+def monitor_alerts(
+    repo: RepoOption = Path("."),
+    monitor: Annotated[str | None, typer.Option(help="Only this monitor's alerts.")] = None,
+    active: Annotated[bool, typer.Option("--active", help="Only the alerts firing now.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many events.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The alerts firing now, then the latest fire/clear events (newest first)."""
+    monitoring = store_at(repo).monitoring
+    firing = monitoring.alerts(active_only=True, monitor=monitor)
+    events = [] if active else monitoring.alerts(monitor=monitor, limit=limit)
+    if as_json:
+        import dataclasses
+
+        shown = {
+            "firing": [dataclasses.asdict(e) for e in firing],
+            "events": [dataclasses.asdict(e) for e in events],
+        }
+        console.print_json(json.dumps(shown, default=str))
+        return
+    _alerts_table("firing now", firing, "no alert is firing")
+    if not active:
+        _alerts_table(f"latest {limit} events", events, "no alert event yet")
+
+
+def _alerts_table(title: str, events: list[AlertEvent], empty: str) -> None:
+    if not events:
+        console.print(f"{title}: {empty}")
+        return
+    table = Table("at", "monitor", "rule", "state", "signal", "value", "fire / clear", title=title)
+    for e in events:
+        table.add_row(
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(e.monitor),
+            escape(e.rule),
+            e.state,
+            escape(e.signal),
+            f"{e.value:.4g}",
+            f"{'>=' if e.direction == 'above' else '<='} {e.fire_at:g} / {e.clear_at:g}"
+            f" x{e.sustain}",
+        )
+    console.print(table)
+
+
+@monitor_app.command("report")
+@command
+def monitor_report(
+    model: Annotated[
+        str, typer.Option("--model", help="fraud@champion, fraud/3, or fraud (newest version).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the HTML page.")] = Path(
+        "drift_report.html"
+    ),
+    window: Annotated[
+        str | None, typer.Option("--window", help="Window width (1h, 7d); default: the Monitor's.")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Start (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="End, excluded (now).")] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="The version shown (default: newest).")
+    ] = None,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Store the run in the drift history.")
+    ] = True,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Run drift like `parity monitor drift` and write it as one self-contained HTML page (inline
+    SVG plots, no script, opens offline): distributions overlaid, scores over time."""
+    from parity.monitoring.drift import parse_window
+
+    store = store_at(repo)
+    report = store.monitoring.drift(
+        model,
+        since=since,
+        until=until,
+        window=None if window is None else parse_window(window),
+        persist=record,
+    )
+    out.write_text(store.monitoring.drift_report_html(report, version=version), encoding="utf-8")
+    console.print(f"wrote {escape(str(out))} ({len(report.windows)} windows of {report.target})")

@@ -122,9 +122,10 @@ def window_sql(
     windows: Windows,
     columns: Sequence[LogColumn],
 ) -> str:
-    """The query (pure text): version, window index, then each column, ordered by version and
-    window. Each JSON column is parsed once per row into a struct (`json_transform`); values of
-    another JSON type than the column's (text for a number) read as NULL, never an error."""
+    """The query (pure text): version, window index, then each column, in the files' order
+    (sorting here would move every column; `LogRead.groups` sorts the keys). Each JSON column is
+    parsed once per row into a struct (`json_transform`); a value of another JSON type than the
+    column's (text for a number) reads as NULL, never an error."""
     width, since = windows.width // timedelta(microseconds=1), _micros(windows.since)
     parsed, select = [], []
     for source in (FEATURES, ENTITIES, PREDICTION):
@@ -155,7 +156,7 @@ def window_sql(
     )
     return (
         f"SELECT {outer} FROM (SELECT {inner} FROM read_parquet([{sources}]) "
-        f"WHERE {' AND '.join(where)}) ORDER BY version, _window"
+        f"WHERE {' AND '.join(where)})"
     )
 
 
@@ -170,31 +171,52 @@ def counts_sql(files: Sequence[str], model: str, windows: Windows) -> str:
     )
 
 
+KEY_SAMPLE_ROWS = 1_000  # rows whose JSON keys are listed to name a column the log lacks
+
+
+def keys_sql(files: Sequence[str], model: str, version: int, windows: Windows, source: str) -> str:
+    """The distinct keys of `source`'s JSON objects in the first rows of a version (pure text)."""
+    sources = ", ".join(_literal(f) for f in files)
+    return (
+        f"SELECT DISTINCT unnest(json_keys({source})) FROM (SELECT {source} FROM "
+        f"read_parquet([{sources}]) WHERE model = {_literal(model)} AND version = {int(version)} "
+        f"AND event_timestamp >= {_timestamp(windows.since)} "
+        f"AND event_timestamp < {_timestamp(windows.until)} AND status = 'ok' "
+        f"LIMIT {KEY_SAMPLE_ROWS})"
+    )
+
+
 @dataclass(frozen=True)
 class LogRead:
-    """The rows read: `table` has version, _window and the columns, ordered by both."""
+    """The rows read: `table` has version, _window and the columns."""
 
     table: pa.Table
     windows: Windows
 
     def groups(self) -> list[tuple[int, int, pa.Table]]:
         """(version, window index, rows) for each window holding rows, in order (zero-copy
-        slices of the table)."""
+        slices; the rows are put in order first only if the log's files were not)."""
         import numpy as np
 
-        if self.table.num_rows == 0:
+        table = self.table
+        if table.num_rows == 0:
             return []
-        version = self.table.column("version").to_numpy()
-        window = self.table.column("_window").to_numpy()
-        change = np.flatnonzero((np.diff(version) != 0) | (np.diff(window) != 0)) + 1
-        starts = [0, *change.tolist()]
-        ends = [*change.tolist(), self.table.num_rows]
-        columns = [n for n in self.table.column_names if n not in ("version", "_window")]
-        body = self.table.select(columns)
-        return [
-            (int(version[s]), int(window[s]), body.slice(s, e - s))
-            for s, e in zip(starts, ends, strict=True)
-        ]
+        version = table.column("version").to_numpy()
+        window = table.column("_window").to_numpy()
+        key = (version - version.min()) * (self.windows.count + 1) + window
+        if np.any(key[1:] < key[:-1]):  # several writers' files interleave in time
+            order = np.argsort(key, kind="stable")
+            table, version, window, key = (
+                table.take(order),
+                version[order],
+                window[order],
+                key[order],
+            )
+        starts = np.flatnonzero(np.diff(key)) + 1
+        bounds = zip([0, *starts.tolist()], [*starts.tolist(), table.num_rows], strict=True)
+        columns = [n for n in table.column_names if n not in ("version", "_window")]
+        body = table.select(columns)
+        return [(int(version[s]), int(window[s]), body.slice(s, e - s)) for s, e in bounds]
 
 
 class PredictionLogReader:
@@ -239,6 +261,16 @@ class PredictionLogReader:
         with self._connect() as connection:
             rows = connection.sql(counts_sql(files, model, windows)).fetchall()
         return {int(version): int(count) for version, count in rows}
+
+    def keys(self, model: str, version: int, windows: Windows, source: str) -> set[str]:
+        """The keys logged in `source` ('features' or 'entities') by the first rows of the
+        version in the range: enough to tell a column the log never holds from a null one."""
+        files = log_files(self.directory, windows.since, windows.until)
+        if not files:
+            return set()
+        with self._connect() as connection:
+            rows = connection.sql(keys_sql(files, model, version, windows, source)).fetchall()
+        return {str(key) for (key,) in rows}
 
     def _connect(self) -> _Connection:
         return _Connection(self._settings)

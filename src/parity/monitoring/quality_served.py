@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from parity.definitions import FeatureView
     from parity.feature_store import FeatureStore
     from parity.models.store import ModelVersion
-    from parity.monitoring.drift import DriftRunner
+    from parity.monitoring.drift_runner import DriftRunner
     from parity.monitoring.logs import LogColumn, Windows
     from parity.monitoring.profile import ColumnProfile
     from parity.monitoring.profile_store import ProfileStore

@@ -7,7 +7,7 @@ Computation and the registration hook; storage is profile_store. Must not import
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -116,6 +116,8 @@ def profile_model(
             "as columns; its outputs cannot be computed on the dataset"
         )
     table = _read(record, wanted)
+    if table.num_rows == 0:
+        raise ProfileFailed(f"dataset '{record.name}' has no rows to run model {version.ref} on")
     outputs = [
         pa.table(chunk_outputs) for chunk_outputs in _predict_chunks(model, version, table, wanted)
     ]
@@ -163,10 +165,25 @@ def _predict_chunks(
                 f"model {version.ref} failed on the rows of dataset "
                 f"'{version.training_dataset}': {type(error).__name__}: {error}"
             ) from error
-        yield {
-            name: np.asarray(values).reshape(chunk.num_rows, -1)[:, 0]
-            for name, values in outputs.items()
-        }
+        yield _one_value_outputs(outputs, version)
+
+
+def _one_value_outputs(outputs: Mapping[str, Any], version: ModelVersion) -> dict[str, Any]:
+    """The outputs of one value per row (a row of class probabilities is logged as a list and
+    has no single distribution to test); ProfileFailed if there are none."""
+    import numpy as np
+
+    chosen = {}
+    for name, values in outputs.items():
+        array = np.asarray(values)
+        if array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1):
+            chosen[name] = array.reshape(-1)
+    if not chosen:
+        raise ProfileFailed(
+            f"model {version.ref} has no output of one value per row ({list(outputs)} are "
+            "arrays per row); register a method that returns one, such as a class's probability"
+        )
+    return chosen
 
 
 def _profile_json(table: pa.Table) -> str:

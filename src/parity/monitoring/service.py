@@ -11,10 +11,15 @@ from typing import TYPE_CHECKING, Any
 from parity.errors import BackendNotInstalled, MonitorNotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from parity.definitions.monitor import MetricFunction, Monitor
     from parity.feature_store import FeatureStore
+    from parity.monitoring.alert_store import AlertEvent, AlertGauges, AlertStatus, AlertStore
+    from parity.monitoring.consistency import ConsistencyReport
     from parity.monitoring.performance_history import PerformanceHistory
     from parity.monitoring.performance_report import PerformanceReport
+    from parity.monitoring.report_data import DriftReportLike
     from parity.timeutil import TimeLike
 
 
@@ -167,13 +172,14 @@ class Monitoring:
         *,
         since: TimeLike | None = None,
         until: TimeLike | None = None,
-        window: timedelta | None = None,
+        window: timedelta | str | None = None,
         persist: bool = True,
     ) -> DriftReport:
         """Drift of `model` ('fraud@champion', 'fraud/3', or 'fraud': every version with rows)
         over the prediction log in [since, until) (default: the last 24 windows up to now), per
-        window of `window` (default: the model's Monitor's, else 1 hour). Recorded in the
-        history unless `persist=False`."""
+        window of `window` (default: the model's Monitor's, else 1 hour; a timedelta or text
+        such as '1h' or 'P7D'). Recorded in the history unless `persist=False`."""
+        from parity.monitoring.drift import parse_window
         from parity.timeutil import parse_time
 
         store = self._store
@@ -182,12 +188,12 @@ class Monitoring:
             model,
             since=None if since is None else parse_time(since, "since", now=store.now),
             until=None if until is None else parse_time(until, "until", now=store.now),
-            window=window,
+            window=parse_window(window) if isinstance(window, str) else window,
             persist=persist,
         )
 
     def _drift_runner(self) -> DriftRunner:
-        from parity.monitoring.drift import DriftRunner
+        from parity.monitoring.drift_runner import DriftRunner
         from parity.monitoring.logs import PredictionLogReader
 
         store = self._store
@@ -370,6 +376,131 @@ class Monitoring:
 
         return signals(self.freshness_slo())
 
+    # --- consistency -----------------------------------------------------------------------------
+
+    def consistency(
+        self,
+        service: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        sample_percent: float | None = None,
+    ) -> ConsistencyReport:
+        """Replay the served rows logged for feature service `service` (the feature server's
+        served log and the model server's prediction log) with request time in [since, until)
+        through get_historical_features, and compare per feature and hour (docs/monitoring.md).
+        `sample_percent` keeps only that share of entity keys (same hash as the served log)."""
+        from parity.monitoring.consistency import consistency
+
+        return consistency(
+            self._store, service, since=since, until=until, sample_percent=sample_percent
+        )
+
+    def consistency_signals(
+        self, service: str, *, since: datetime, until: datetime | None = None
+    ) -> dict[str, float]:
+        """Alert signals `consistency:<feature>`: each feature's mismatch rate over the served
+        rows of `service` logged in [since, until); empty when none were logged."""
+        from parity.monitoring.consistency import signals
+
+        return signals(self.consistency(service, since=since, until=until))
+
+    # --- alerts ----------------------------------------------------------------------------------
+
+    def evaluate_alerts(
+        self,
+        signals: Mapping[str, float | None],
+        *,
+        monitor: str | None = None,
+        at: datetime | None = None,
+    ) -> list[AlertEvent]:
+        """Step the alert rules of `monitor` once on `signals` (signal name -> value, None for
+        insufficient data) at `at` (the end of the window they describe; default: the store's
+        clock). Returns the fire/clear events, also stored. `monitor` may be left out when the
+        project has one monitor. Re-evaluating a time already evaluated changes nothing."""
+        chosen = self._alert_monitor(monitor)
+        when = self._store.now() if at is None else at
+        return self._alert_store().evaluate(chosen.name, chosen.alerts, signals, when)
+
+    def evaluate_drift_alerts(self, report: DriftReportLike) -> list[AlertEvent]:
+        """Evaluate the alert rules of the monitor watching `report.model` on each window of a
+        drift run, oldest first (`drift_share`, `drift:<column>`); no monitor: no events."""
+        from parity.monitoring.report_data import drift_signals
+
+        monitor = self.monitor_for(report.model)
+        if monitor is None or not monitor.alerts:
+            return []
+        store = self._alert_store()
+        events: list[AlertEvent] = []
+        for at, signals in drift_signals(report):
+            events += store.evaluate(monitor.name, monitor.alerts, signals, at)
+        return events
+
+    def drift_report_html(
+        self, report: DriftReportLike, *, version: int | None = None, spans: int = 3
+    ) -> str:
+        """The self-contained HTML page of a drift run (see docs/monitoring.md, "The HTML
+        report"): its latest judged window of `version` (default: the newest in the run), each
+        score over time from this run and the stored runs of the `spans` run-lengths before it."""
+        from parity.monitoring.report_data import render_drift_report
+
+        chosen = max(report.versions) if version is None and report.versions else version
+        if not report.windows:
+            return render_drift_report(report, (), version=chosen)  # ReportError naming why
+        start, end = min(w.start for w in report.windows), max(w.end for w in report.windows)
+        history = self.drift_history(
+            report.model, version=chosen, since=start - spans * (end - start), until=end
+        )
+        return render_drift_report(report, history, version=chosen)
+
+    def alerts(
+        self, *, active_only: bool = False, monitor: str | None = None, limit: int | None = None
+    ) -> list[AlertEvent]:
+        """Alert events newest first; `active_only`: the "fired" event of each rule firing now."""
+        if monitor is not None:
+            self.get_monitor(monitor)
+        store = self._alert_store()
+        if active_only:
+            return store.active(monitor=monitor)[:limit]
+        return store.events(monitor=monitor, limit=limit)
+
+    def alert_statuses(self, *, monitor: str | None = None) -> list[AlertStatus]:
+        """Where every evaluated rule stands: firing or not, its streak, last value and time."""
+        return self._alert_store().statuses(monitor=monitor)
+
+    def alert_gauges(self) -> AlertGauges:
+        """A Prometheus collector of `parity_alert_firing{monitor,rule}` for a server's registry."""
+        from parity.monitoring.alert_store import AlertGauges
+
+        return AlertGauges(lambda: self._alert_store().statuses())
+
+    def _alert_monitor(self, name: str | None) -> Monitor:
+        if name is not None:
+            return self.get_monitor(name)
+        monitors = self.monitors()
+        if len(monitors) == 1:
+            return monitors[0]
+        known = ", ".join(m.name for m in monitors) or "none (declare a Monitor and apply)"
+        raise MonitorNotFound(
+            f"name the monitor whose alerts to evaluate (monitor=...); "
+            f"'{self._store.project}' has: {known}"
+        )
+
+    def _alert_store(self) -> AlertStore:
+        cached: AlertStore | None = getattr(self, "_alert_store_cache", None)
+        if cached is None:
+            from parity.monitoring.alert_store import AlertStore
+
+            engine = getattr(self._store.registry_store, "engine", None)
+            if engine is None:
+                raise BackendNotInstalled(
+                    f"the registry store {type(self._store.registry_store).__name__} cannot keep "
+                    "alerts; use the SQL registry (sqlite or postgres in parity.yaml)"
+                )
+            cached = AlertStore(engine, self._store.project, clock=self._store.now)
+            self._alert_store_cache = cached
+        return cached
+
 
 def bind_metrics(store: FeatureStore, monitor: Monitor) -> dict[str, MetricFunction]:
     """The monitor's metric functions from the loaded repo, checked against the code hash kept
@@ -388,8 +519,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from parity.models.store import ModelVersion
-    from parity.monitoring.drift import DriftReport, DriftRunner
+    from parity.monitoring.drift import DriftReport
     from parity.monitoring.drift_history import DriftHistory, DriftRow
+    from parity.monitoring.drift_runner import DriftRunner
     from parity.monitoring.profile_store import ProfileStore, StoredProfile
     from parity.monitoring.reference import ProfileOutcome, ReferenceProfiles
     from parity.timeutil import TimeLike

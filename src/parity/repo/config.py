@@ -103,6 +103,10 @@ class FeatureServerConfig(_Settings):
     max_entities: int = Field(default=10_000, ge=1)
     read_threads: int = Field(default=4, ge=1)
     max_queue_ms: float = Field(default=100.0, gt=0, allow_inf_nan=False)
+    # Served-feature log for consistency replay (docs/monitoring.md): every row of a sampled
+    # entity key (md5 of its join keys) is logged under `served_log`; 0 turns logging off.
+    served_log: str | None = "data/served_log"
+    log_sample_percent: float = Field(default=1.0, ge=0, le=100, allow_inf_nan=False)
 
 
 class BatchingConfig(_Settings):

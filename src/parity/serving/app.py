@@ -35,6 +35,7 @@ from parity.errors import (
     TooManyEntities,
 )
 from parity.feature_store import FeatureStore
+from parity.monitoring.served_log import ServedLog, served_log
 from parity.online.breaker import CircuitBreaker
 from parity.serving.admission import Admission
 from parity.serving.errors import body_for, headers_for, status_for
@@ -76,12 +77,18 @@ class _Answers:
     """Error bodies and the lookup itself, shared by the FastAPI routes and the fast path."""
 
     def __init__(
-        self, store: FeatureStore, metrics: ServerMetrics, admission: Admission, max_entities: int
+        self,
+        store: FeatureStore,
+        metrics: ServerMetrics,
+        admission: Admission,
+        max_entities: int,
+        served_log: ServedLog | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.admission = admission
         self.max_entities = max_entities
+        self.served_log = served_log  # sampled served rows, for consistency replay
 
     def error(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
@@ -126,9 +133,12 @@ class _Answers:
                     "split the request"
                 )
             wanted: Any = body.features if body.features is not None else body.feature_service
+            at = self.store.now() if self.served_log is not None else None
             response = self.store.get_online_features(
                 wanted, body.entities, full_feature_names=body.full_feature_names
             )
+            if at is not None and self.served_log is not None and not body.full_feature_names:
+                self.served_log.log_lookup(self.store.registry.catalog, wanted, response, at)
             return _Json(response_body(response))
         except ParityError as failure:
             return self.failed(failure)
@@ -166,7 +176,8 @@ def create_app(
         slos=store.monitoring.freshness_slos,
     )
     metrics.watch(admission, lambda: _breakers(store))
-    answers = _Answers(store, metrics, admission, max_entities or settings.max_entities)
+    served = served_log(store.repo_path, settings.served_log, settings.log_sample_percent)
+    answers = _Answers(store, metrics, admission, max_entities or settings.max_entities, served)
     return Guard(
         _fastapi_app(store, metrics, answers, enable_push),
         metrics=metrics,
@@ -192,6 +203,8 @@ def _fastapi_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         answers.admission.close()
+        if answers.served_log is not None:
+            answers.served_log.close()
         await store.close_async()
 
     app = FastAPI(
