@@ -564,3 +564,18 @@ class ReportError(ParityError, ValueError):
     """A drift report asked of a run that cannot give it (e.g. a version the run did not test)."""
 
     code = "report_error"
+
+
+# --- monitoring: qa-a ---------------------------------------------------------------------------
+
+
+class PredictionLogUnreadable(PredictionLogNotFound):
+    """A Parquet file of the prediction log that DuckDB cannot read (truncated, not Parquet)."""
+
+    code = "prediction_log_unreadable"
+
+
+class InvalidSignalValue(ParityError, TypeError):
+    """An alert signal given a value that is not a number (or None for insufficient data)."""
+
+    code = "invalid_signal_value"
