@@ -90,7 +90,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     CHI_SQUARED: 0.05,
     Z_TEST: 0.05,
     WASSERSTEIN: 0.1,  # distance >= 0.1 reference std (Evidently's default)
-    JENSEN_SHANNON: 0.1,  # distance (base 2, in [0, 1]) >= 0.1 (Evidently's default)
+    JENSEN_SHANNON: 0.1,  # distance (natural log, as Evidently and scipy) >= 0.1 (Evidently's)
     PSI: 0.2,  # >= 0.2 "significant shift" (credit-scoring convention; Evidently uses 0.1)
 }
 SMALL_REFERENCE = 1_000  # Evidently: <= 1,000 reference values -> p-value tests
@@ -310,19 +310,20 @@ def psi(
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon distance, base 2 (in [0, 1]), of two share vectors."""
+    """Jensen-Shannon distance with natural logarithms (scipy's and Evidently's unit, in
+    [0, sqrt(ln 2)]) of two share vectors."""
     p, q = p / p.sum(), q / q.sum()
     m = (p + q) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
-        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
+        kl_p = np.where(p > 0, p * np.log(p / m), 0.0).sum()
+        kl_q = np.where(q > 0, q * np.log(q / m), 0.0).sum()
     return float(math.sqrt(max((kl_p + kl_q) / 2, 0.0)))
 
 
 def jensen_shannon(
     reference: ColumnProfile, current: Any, *, binning: Binning = "auto"
 ) -> Statistic:
-    """Jensen-Shannon distance (base 2). Default bins as Evidently: values for categories and
+    """Jensen-Shannon distance (natural log). Default bins as Evidently: values for categories and
     numbers with <= 20 distinct reference values, Sturges equal-width bins otherwise."""
     r, c, exact, used = binned_shares(reference, current, binning, auto="sturges")
     return Statistic(js_distance(r, c), None, exact, used)
