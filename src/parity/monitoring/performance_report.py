@@ -36,6 +36,11 @@ if TYPE_CHECKING:
     from parity.monitoring.labels import Joined
 
 
+MAX_WINDOWS = 100_000
+"""Windows per run at most, as for drift: a far --since with a narrow --window would otherwise
+build millions of windows (and history rows) before reading anything."""
+
+
 @dataclass(frozen=True)
 class BoundMetrics:
     """A monitor's user metrics as found in the repo; `errors` names those that could not be
@@ -256,6 +261,12 @@ def run(
         raise InvalidTime(f"until ({until.isoformat()}) must be after since ({since.isoformat()})")
     if width <= timedelta(0):
         raise InvalidTime(f"window must be positive, got {width}")
+    if (until - since) / width > MAX_WINDOWS:
+        raise InvalidTime(
+            f"{(until - since) / width:,.0f} windows of {width} between {since.isoformat()} and "
+            f"{until.isoformat()}: use a wider --window or a later --since (at most "
+            f"{MAX_WINDOWS:,})"
+        )
     spans = windows_of(since, until, width)
     scope = labels.LogScope(
         log_dir(store), version.name, version.version, score_output(monitor, version)
