@@ -564,3 +564,12 @@ class ReportError(ParityError, ValueError):
     """A drift report asked of a run that cannot give it (e.g. a version the run did not test)."""
 
     code = "report_error"
+
+
+# --- monitoring: QA fixes (performance) ---------------------------------------------------------
+
+
+class ScoreOutputNotFound(ObjectNotFound):
+    """A monitor's `score_output` names an output the model version does not have."""
+
+    code = "score_output_not_found"

@@ -17,6 +17,7 @@ from parity.errors import (
     LabelSourceError,
     MonitorNotFound,
     PredictionLogError,
+    ScoreOutputNotFound,
 )
 from parity.monitoring.performance import (
     CalibrationBin,
@@ -193,6 +194,10 @@ def _window(
     else:
         for name in bound.functions:
             values[name], reasons[name] = None, "no labelled predictions in the window"
+    dropped = joined.dropped_scores[index]
+    if not labels.size and dropped:
+        why = f"all {dropped} labelled predictions have a null, NaN or infinite score"
+        reasons.update({name: why for name, value in values.items() if value is None})
     for name, problem in bound.errors.items():
         values[name], reasons[name] = None, problem
     predictions, labelled = joined.predictions[index], joined.labelled[index]
@@ -321,7 +326,13 @@ def log_dir(store: FeatureStore) -> Path:
 def score_output(monitor: Monitor, version: ModelVersion) -> str | None:
     """The output read as the score: the monitor's `score_output`, else None (the logged
     prediction is the number) for a one-output model, else the signature's first output."""
-    if monitor.score_output is not None:
-        return monitor.score_output
-    outputs = (version.signature or {}).get("outputs") or []
-    return str(outputs[0]["name"]) if len(outputs) > 1 else None
+    outputs = [str(o["name"]) for o in (version.signature or {}).get("outputs") or []]
+    wanted = monitor.score_output
+    if wanted is not None and outputs and wanted not in outputs:
+        raise ScoreOutputNotFound(
+            f"monitor '{monitor.name}' reads score_output '{wanted}', but model {version.ref} "
+            f"has the outputs {outputs}; fix Monitor(score_output=...) and run 'parity apply'"
+        )
+    if len(outputs) == 1:
+        return None  # a one-output model logs its value as a bare number
+    return wanted if wanted is not None or not outputs else outputs[0]
