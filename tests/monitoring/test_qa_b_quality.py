@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from parity import FeatureStore
 from parity.cli.main import app
 from parity.ingest.stream import publish
-from tests.conftest import write_repo
+from tests.conftest import DRIVER_REPO, write_repo
 from tests.monitoring.test_quality_ingest import stream_repo
 
 
@@ -53,3 +53,15 @@ def test_parity_ingest_until_idle_records_what_it_ingested(tmp_path: Path, redis
     finally:
         client.delete(stream)
         client.close()
+
+
+def test_quality_with_nothing_recorded_says_so(tmp_path: Path) -> None:
+    # `parity monitor quality <view or model>` over a time with nothing recorded printed an empty
+    # table and nothing else: a user could not tell "nothing checked" from a broken command.
+    repo = write_repo(tmp_path / "repo", DRIVER_REPO)
+    with FeatureStore(repo) as store:
+        store.apply()
+    args = ["monitor", "quality", "driver_stats", "--since", "2030-01-01", "--until", "2030-01-02"]
+    result = CliRunner().invoke(app, [*args, "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert "No quality records for 'driver_stats'" in " ".join(result.output.split())

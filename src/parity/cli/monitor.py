@@ -307,6 +307,14 @@ def monitor_quality(
     if as_json:
         console.print_json(json.dumps([_quality_json(r) for r in records]))
         return
+    if not records:
+        console.print(
+            f"No quality records for '{escape(name)}' from {start} to {until or 'now'}: a view "
+            "records on materialization, pushes and stream ingestion; a model's windows need "
+            "logged predictions in that time.",
+            soft_wrap=True,
+        )
+        return
     table = Table(
         "source", "version", "window end", "feature", "rows", "null rate", "±inf",
         "out of range", "unseen", "verdict",
