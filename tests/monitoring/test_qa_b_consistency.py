@@ -53,3 +53,28 @@ def test_a_prediction_logged_without_entity_keys_is_skipped_and_counted(tmp_path
     assert sum(f.counts.mismatch for f in report.features) == 1  # the skewed trips, still caught
     assert report.to_dict()["rows_without_keys"] == 1
     store.close()
+
+
+def test_rows_still_in_an_open_log_segment_are_pointed_out(tmp_path: Path) -> None:
+    # Right after serving, the served log's rows sit in a hidden `.inprogress` segment (Parquet
+    # within 5 minutes or when the server stops); the CLI said "turn the served log on or
+    # widen --since", which sent users after the wrong cause.
+    from typer.testing import CliRunner
+
+    from parity.cli.main import app
+
+    root = write_repo(tmp_path / "repo", REPO, extra="feature_server:\n  log_sample_percent: 100\n")
+    pq.write_table(stats_rows(), root / "data" / "driver_stats.parquet")
+    with FeatureStore(root) as store:
+        store.apply()
+    sink = ParquetLogSink(root / "data" / "served_log")
+    at = T + timedelta(minutes=5)
+    sink.write([PredictionRecord("r", at, "driver_all", 0, {"driver_id": 1}, {}, {}, 0.0)])
+    try:
+        args = ["monitor", "consistency", "--service", "driver_all", "--repo", str(root)]
+        result = CliRunner().invoke(app, [*args, "--since", T.isoformat()])
+        assert result.exit_code == 0, result.output
+        text = " ".join(result.output.split())
+        assert "1 log segment still being written" in text, text
+    finally:
+        sink.close()
