@@ -65,3 +65,22 @@ def test_quality_with_nothing_recorded_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*args, "--repo", str(repo)])
     assert result.exit_code == 0, result.output
     assert "No quality records for 'driver_stats'" in " ".join(result.output.split())
+
+
+def test_pushes_counted_in_memory_are_written_when_the_store_closes(tmp_path: Path) -> None:
+    # A script that pushes and exits (or a feature server that shuts down) lost the counts of
+    # its pushes since the last write: never in `parity monitor quality`, and other processes'
+    # freshness never saw those pushes.
+    from tests.monitoring.test_quality_recorded import T, Clock, make_store, table_rows
+
+    clock = Clock(T)
+    store = make_store(tmp_path / "repo", clock)
+    push = {"account_id": [1, 2], "event_timestamp": [T] * 2}
+    store.push("clicks", {**push, "spend": [1.0, None], "kind": ["a", "b"]})
+    assert table_rows(store, "click_stats") == []  # counted in memory (written every 60 s)
+    store.close()
+    with FeatureStore(tmp_path / "repo", clock=clock) as other:
+        rows = {r["feature"]: r for r in table_rows(other, "click_stats")}
+        assert (rows["spend"]["rows"], rows["spend"]["nulls"]) == (2, 1)
+        fresh = {f.view: f.newest for f in other.monitoring.freshness_slo()}
+        assert fresh["click_stats"] == T

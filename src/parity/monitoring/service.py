@@ -275,6 +275,12 @@ class Monitoring:
             )
         return self._quality
 
+    def flush_quality(self) -> None:
+        """Write the push and stream counts this process holds (FeatureStore.close calls it,
+        so a script that pushes and exits, or a server shutting down, loses none)."""
+        if self._quality is not None:
+            self._quality.flush()
+
     def _view_references(self, view: FeatureView) -> dict[str, Reference]:
         """A view's features' reference for materialization quality (quality_served's
         `view_references`); none, logged, when it cannot be read."""
