@@ -23,7 +23,7 @@ def test_a_range_of_millions_of_windows_is_refused_not_an_out_of_memory(tmp_path
     with FeatureStore(fraud_repo(tmp_path / "repo")) as store:
         store.apply()
         register(store)
-        with pytest.raises(InvalidTime, match="windows of 0:01:00.*at most 100,000"):
+        with pytest.raises(InvalidTime, match=r"windows of 0:01:00.*at most 100,000"):
             store.monitoring.performance(
                 "fraud@champion",
                 since=T0 - timedelta(minutes=200_000),
@@ -47,7 +47,9 @@ def _register_with_signature(store: FeatureStore) -> list[str]:
 
 def _with_score_output(repo: Path, name: str) -> None:
     text = (repo / "monitors.py").read_text()
-    (repo / "monitors.py").write_text(text.replace("top_k=100,", f"top_k=100, score_output={name!r},"))
+    (repo / "monitors.py").write_text(
+        text.replace("top_k=100,", f"top_k=100, score_output={name!r},")
+    )
 
 
 def test_a_score_output_the_model_does_not_have_is_a_typed_error(tmp_path: Path) -> None:
@@ -89,9 +91,7 @@ def test_labelled_rows_whose_scores_were_all_dropped_say_so(tmp_path: Path) -> N
     repo = fraud_repo(tmp_path / "repo")
     sink = ParquetLogSink(repo / "data" / "prediction_log")
     late = T0 + 3 * DAY
-    sink.write(
-        [_record(i, request_id=f"txn-{i}", prediction=None, at=late) for i in (0, 1)]
-    )
+    sink.write([_record(i, request_id=f"txn-{i}", prediction=None, at=late) for i in (0, 1)])
     sink.close()
     with FeatureStore(repo) as store:
         store.apply()

@@ -71,7 +71,7 @@ def test_pushes_counted_in_memory_are_written_when_the_store_closes(tmp_path: Pa
     # A script that pushes and exits (or a feature server that shuts down) lost the counts of
     # its pushes since the last write: never in `parity monitor quality`, and other processes'
     # freshness never saw those pushes.
-    from tests.monitoring.test_quality_recorded import T, Clock, make_store, table_rows
+    from tests.monitoring.test_quality_recorded import Clock, T, make_store, table_rows
 
     clock = Clock(T)
     store = make_store(tmp_path / "repo", clock)
