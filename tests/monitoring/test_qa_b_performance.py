@@ -104,3 +104,18 @@ def test_labelled_rows_whose_scores_were_all_dropped_say_so(tmp_path: Path) -> N
     assert day.metrics["auc"] is None
     assert "2 labelled predictions" in day.reasons["auc"] and "score" in day.reasons["auc"]
     assert "score" in day.reasons["dollar_weighted_recall"]
+
+
+def test_an_as_of_after_now_is_refused_and_records_nothing(tmp_path: Path) -> None:
+    # `--as-of 2027-06-01` reported every window "final" with labels "known" in the future and
+    # stored them: performance_history (newest as_of wins) then hid every real run until 2027.
+    with FeatureStore(fraud_repo(tmp_path / "repo"), clock=lambda: T0 + 10 * DAY) as store:
+        store.apply()
+        register(store)
+        with pytest.raises(InvalidTime, match="as_of .* is after now"):
+            store.monitoring.performance(
+                "fraud@champion", since=T0, until=T0 + DAY, as_of=T0 + 40 * DAY
+            )
+        assert store.monitoring.performance_history("fraud") == []
+        report = store.monitoring.performance("fraud@champion", since=T0, as_of="now")
+        assert report.as_of == T0 + 10 * DAY

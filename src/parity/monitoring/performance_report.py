@@ -262,6 +262,12 @@ def run(
             "query=..., label=...) to it and run 'parity apply'"
         )
     width = window or monitor.window
+    if as_of > store.now():
+        raise InvalidTime(
+            f"as_of ({as_of.isoformat()}) is after now ({store.now().isoformat()}): labels known "
+            "then are not known yet, and its windows would shadow every real run in the history; "
+            "leave --as-of out for now"
+        )
     if until <= since:
         raise InvalidTime(f"until ({until.isoformat()}) must be after since ({since.isoformat()})")
     if width <= timedelta(0):

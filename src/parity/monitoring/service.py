@@ -84,7 +84,8 @@ class Monitoring:
         from parity.monitoring.performance_report import run
         from parity.timeutil import parse_time
 
-        now = parse_time(as_of, "as_of") if as_of is not None else self._store.now()
+        clock = self._store.now
+        now = parse_time(as_of, "as_of", now=clock) if as_of is not None else clock()
         report = run(
             self._store,
             model_ref,
