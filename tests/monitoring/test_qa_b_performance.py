@@ -112,7 +112,7 @@ def test_an_as_of_after_now_is_refused_and_records_nothing(tmp_path: Path) -> No
     with FeatureStore(fraud_repo(tmp_path / "repo"), clock=lambda: T0 + 10 * DAY) as store:
         store.apply()
         register(store)
-        with pytest.raises(InvalidTime, match="as_of .* is after now"):
+        with pytest.raises(InvalidTime, match=r"as_of .* is after now"):
             store.monitoring.performance(
                 "fraud@champion", since=T0, until=T0 + DAY, as_of=T0 + 40 * DAY
             )
