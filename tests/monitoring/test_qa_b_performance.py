@@ -119,3 +119,22 @@ def test_an_as_of_after_now_is_refused_and_records_nothing(tmp_path: Path) -> No
         assert store.monitoring.performance_history("fraud") == []
         report = store.monitoring.performance("fraud@champion", since=T0, as_of="now")
         assert report.as_of == T0 + 10 * DAY
+
+
+def test_windows_align_to_utc_whatever_offset_since_was_written_in() -> None:
+    # --since 2026-11-01T00:00:00+05:00 made day windows start at 00:00+05:00 (19:00 UTC), so the
+    # history held overlapping "days" depending on how a user typed the time.
+    from datetime import UTC, datetime
+    from datetime import timezone as tz
+
+    from parity.monitoring.performance import windows
+
+    plus5 = tz(timedelta(hours=5))
+    spans = windows(
+        datetime(2026, 11, 1, tzinfo=plus5), datetime(2026, 11, 2, tzinfo=plus5), timedelta(days=1)
+    )
+    assert [(w.start, w.end) for w in spans] == [
+        (datetime(2026, 10, 31, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)),
+        (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)),
+    ]
+    assert all(w.start.utcoffset() == timedelta(0) for w in spans)
