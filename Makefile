@@ -39,6 +39,7 @@ bench-full: install
 	$(PY) benchmarks/bench_models.py --size full
 	$(PY) benchmarks/bench_materialize.py --accounts 10000
 	$(PY) benchmarks/bench_overload.py
+	$(PY) benchmarks/bench_drift.py --rows 1000000 --features 20
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -566,6 +566,21 @@ class ReportError(ParityError, ValueError):
     code = "report_error"
 
 
+# --- monitoring: qa-a ---------------------------------------------------------------------------
+
+
+class PredictionLogUnreadable(PredictionLogNotFound):
+    """A Parquet file of the prediction log that DuckDB cannot read (truncated, not Parquet)."""
+
+    code = "prediction_log_unreadable"
+
+
+class InvalidSignalValue(ParityError, TypeError):
+    """An alert signal given a value that is not a number (or None for insufficient data)."""
+
+    code = "invalid_signal_value"
+
+
 # --- monitoring: QA fixes (performance) ---------------------------------------------------------
 
 

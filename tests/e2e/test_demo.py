@@ -12,7 +12,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DEMO_ACCOUNTS": "100"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "DEMO_ACCOUNTS": "100",
+        "COLUMNS": "120",
+    }
     done = subprocess.run(
         ["bash", str(ROOT / "scripts" / "demo.sh")],
         capture_output=True,
@@ -66,3 +71,28 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
         assert 0.0 <= float(line.split("fraud probability ")[1].split(",")[0]) <= 1.0
     assert [line.endswith("charged back: True") for line in scores] == [True, True, False, False]
     assert "prediction log: 1 Parquet file(s) written on shutdown" in modelling
+    monitoring = out.split("== monitoring: online/offline consistency")[1]
+    consistency, skewed = monitoring.split("== a skew injected on purpose")
+    assert "300 rows replayed, 0 mismatching values" in consistency
+    skewed = skewed.split("== monitoring: six weeks")[0]
+    assert "301 rows replayed, 5 mismatching values" in skewed  # account 7's window features
+    assert "999.0" in skewed and "0.0" in skewed  # amount_sum_1h: online 999.0, offline 0.0
+    drift = monitoring.split("== parity monitor drift")[1].split("== parity monitor alerts")[0]
+    summary = drift.split("one line per window")[1].split("└")[0]
+    weeks = [line for line in summary.splitlines() if line.startswith("│ fraud/1")]
+    verdicts = [line.split("│")[5].strip() for line in weeks]
+    shares = [float(line.split("│")[4].strip().rstrip("%") or "nan") for line in weeks[:6]]
+    # The shifted week drifts, more than any ordinary week. (With the test's 100 accounts an
+    # ordinary week can drift too: the demo's 2,000 accounts flag only the shifted one.)
+    assert verdicts[5] == "DRIFT", verdicts
+    assert shares[5] == max(shares) and shares[5] >= 50, shares
+    assert "wrote drift_report.html" in drift
+    alerts = monitoring.split("== parity monitor alerts")[1].split("== parity monitor performance")[
+        0
+    ]
+    assert "fraud_drift" in alerts and "fired" in alerts
+    performance = monitoring.split("== parity monitor performance")[1].split(
+        "== parity monitor quality"
+    )[0]
+    assert "final" in performance and "provisional" in performance and "100.0%" in performance
+    assert "account_txn_stats" in monitoring.split("== parity monitor quality")[1]

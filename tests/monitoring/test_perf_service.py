@@ -73,15 +73,15 @@ def run_and_check_history(store: FeatureStore) -> None:
     store.apply()
     register(store)
     early = store.monitoring.performance(
-        "fraud@champion", since=T0, until=T0 + 2 * DAY, as_of=T0 + 10 * DAY
+        "fraud@champion", since=T0, until=T0 + 2 * DAY, window=DAY, as_of=T0 + 10 * DAY
     )
-    assert (early.model, early.version, early.window) == ("fraud", 1, DAY)  # monitor's window
+    assert (early.model, early.version, early.window) == ("fraud", 1, DAY)
     assert [(w.labelled, w.status) for w in early.windows] == [
         (4, "provisional"),
         (2, "provisional"),
     ]
     late = store.monitoring.performance(
-        "fraud@champion", since=T0, until=T0 + 2 * DAY, as_of=T0 + 40 * DAY
+        "fraud@champion", since=T0, until=T0 + 2 * DAY, window=DAY, as_of=T0 + 40 * DAY
     )
     day1 = late.windows[0]
     assert (day1.labelled, day1.coverage, day1.status) == (6, 0.75, "final")
@@ -187,3 +187,41 @@ def test_keys_matching_no_prediction_say_so_with_counts(tmp_path: Path) -> None:
     assert len(report.windows) == 4 and report.matched == 0 and report.label_rows == 8
     (warning,) = report.warnings
     assert "8 labels known" in warning and "12 predictions of fraud/1" in warning
+
+
+def test_a_recorded_performance_run_steps_metric_alerts_on_final_windows_only(
+    tmp_path: Path,
+) -> None:
+    repo = fraud_repo(tmp_path / "repo")
+    monitors = repo / "monitors.py"
+    text = monitors.read_text()
+    assert "fire_at=0.6" in text and "clear_at=0.7" in text
+    monitors.write_text(
+        text.replace("fire_at=0.6", "fire_at=0.99").replace("clear_at=0.7", "clear_at=0.995")
+    )
+    with FeatureStore(repo) as store:
+        store.apply()
+        register(store)
+        store.monitoring.performance(
+            "fraud@champion", since=T0, until=T0 + 2 * DAY, window=DAY, as_of=T0 + 10 * DAY
+        )
+        assert store.monitoring.alerts() == []  # provisional windows: no evidence yet
+        late = store.monitoring.performance(
+            "fraud@champion", since=T0, until=T0 + 2 * DAY, window=DAY, as_of=T0 + 40 * DAY
+        )
+        # The template's rule, thresholds moved: dollar_weighted_recall at or below 0.99 fires
+        # (sustain 1), at or above 0.995 clears. Walk the final windows by hand.
+        expected, firing = [], False
+        for window in late.windows:
+            value = window.metrics["dollar_weighted_recall"]
+            if value is None:
+                continue
+            if not firing and value <= 0.99:
+                firing = True
+                expected.append(("fraud_dollars_missed", "fired", window.end))
+            elif firing and value >= 0.995:
+                firing = False
+                expected.append(("fraud_dollars_missed", "cleared", window.end))
+        assert expected, "the fixture should breach the rule in a final window"
+        got = [(e.rule, e.state, e.at) for e in reversed(store.monitoring.alerts())]
+        assert got == expected

@@ -18,6 +18,7 @@ from tests.conftest import DRIVER_REPO, write_repo
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 MONITORS = """
     from parity import AlertRule, Monitor
 
@@ -125,7 +126,7 @@ def test_a_drift_run_evaluates_its_monitors_rules_window_by_window(repo: Path) -
     windows = [window(i, 0.1, 0.5, "drift") for i in range(3)]
     shares = [0.6, 0.7, 0.2]
     windows = [replace(w, share=s) for w, s in zip(windows, shares, strict=True)]
-    report = Report("driver_model", "driver_model", START, [1], {}, windows)
+    report = Report("driver_model", "driver_model", START + 3 * HOUR, [1], {}, windows)
     with FeatureStore(repo) as store:
         events = store.monitoring.evaluate_drift_alerts(report)
         # drift_share 0.6, 0.7 -> fired at the second window's end (sustain 2); 0.2 clears once.
@@ -135,3 +136,28 @@ def test_a_drift_run_evaluates_its_monitors_rules_window_by_window(repo: Path) -
         # The same run again changes nothing; a model without a monitor gives no events.
         assert store.monitoring.evaluate_drift_alerts(report) == []
         assert store.monitoring.evaluate_drift_alerts(replace(report, model="nope")) == []
+
+
+def test_partial_and_unfinished_windows_are_shown_but_never_step_a_rule(repo: Path) -> None:
+    """The range's partial windows and a window still filling at the run would be counted again
+    by the next run: only whole windows that have ended step the rules."""
+    from tests.monitoring.test_report_data import T0 as START
+    from tests.monitoring.test_report_data import Report, window
+
+    whole = [replace(window(i, 0.1, 0.5, "drift"), share=0.9) for i in range(2)]
+    partial = replace(whole[1], start=START + HOUR + 30 * MINUTE)
+    with FeatureStore(repo) as store:
+        # run at START + 1.5 h: the second window has not ended yet
+        early = Report("driver_model", "driver_model", START + 90 * MINUTE, [1], {}, whole)
+        assert store.monitoring.evaluate_drift_alerts(early) == []  # one whole window: sustain 2
+        # a later run whose second window is only half a window (the range started mid-way)
+        later = Report(
+            "driver_model", "driver_model", START + 3 * HOUR, [1], {}, [whole[0], partial]
+        )
+        assert store.monitoring.evaluate_drift_alerts(later) == []
+        # the whole second window, ended: now the rule has two whole windows in a row
+        done = Report("driver_model", "driver_model", START + 3 * HOUR, [1], {}, whole)
+        events = store.monitoring.evaluate_drift_alerts(done)
+        assert [(e.rule, e.state, e.at) for e in events] == [
+            ("drifting", "fired", START + 2 * HOUR)
+        ]

@@ -72,6 +72,7 @@ class Reference:
 @dataclass(frozen=True)
 class Settings:
     drift_share: float = 0.5
+    window: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ the statistics live in parity.monitoring.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -200,6 +201,14 @@ def _drift_number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _drift_threshold(threshold: float | None, p_value: float | None) -> str:
+    """With its direction: a p-value test drifts at p <= threshold (its statistic column is
+    the test's own statistic, not p), a distance at statistic >= threshold."""
+    if threshold is None:
+        return "-"
+    return f"p <= {threshold:.4g}" if p_value is not None else f">= {threshold:.4g}"
+
+
 @monitor_app.command("drift")
 @command
 def monitor_drift(
@@ -230,12 +239,21 @@ def monitor_drift(
         bool,
         typer.Option("--record/--no-record", help="Store the run in the drift history."),
     ] = True,
+    every_window: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="A column table for every window (default: drifted and latest ones)."
+        ),
+    ] = False,
     repo: RepoOption = Path("."),
 ) -> None:
     """Drift of a model's logged features and outputs against its training set's reference
-    profile, per version and window of the prediction log."""
+    profile, per version and window of the prediction log. Prints one line per window, then
+    the columns of each drifted window and of the latest judged one (--json: every reason)."""
     from parity.monitoring.drift import parse_window
 
+    if html is not None:
+        _check_page_path("--html", html)  # before the run is recorded
     store = store_at(repo)
     report = store.monitoring.drift(
         model,
@@ -245,14 +263,59 @@ def monitor_drift(
         persist=record,
     )
     if html is not None:  # written first: --json output stays pure JSON
-        html.write_text(store.monitoring.drift_report_html(report), encoding="utf-8")
+        _write_page("--html", html, store.monitoring.drift_report_html(report))
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
         return
-    for result in report.windows:
+    console.print(_windows_table(report.model, report.windows))
+    for result in _detailed(report.windows, every_window):
         console.print(_window_table(report.model, result))
     if html is not None:
         console.print(f"wrote {escape(str(html))}")
+
+
+def _check_page_path(option: str, path: Path) -> None:
+    """Refuse, before any run, a page path that cannot be a file (a folder, a missing folder)."""
+    if path.is_dir() or not path.parent.is_dir():
+        raise InvalidOption(
+            f"{option} {path}: give a file path in a folder that exists (it is "
+            f"{'a folder' if path.is_dir() else 'in a missing folder'})"
+        )
+
+
+def _write_page(option: str, path: Path, page: str) -> None:
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise InvalidOption(f"{option} {path}: cannot write it: {error.strerror}") from None
+
+
+def _windows_table(model: str, windows: Sequence[WindowDrift]) -> Table:
+    table = Table("version", "window (UTC)", "rows", "drift share", "verdict", "drifted columns")
+    table.title = f"Drift of {model}: one line per window"
+    for w in windows:
+        drifted = [c.column for c in w.columns if c.status == "drift"]
+        table.add_row(
+            f"{model}/{w.version}",
+            f"{w.start:%Y-%m-%d %H:%M} to {w.end:%Y-%m-%d %H:%M}",
+            f"{w.rows:,}",
+            "-" if w.share is None else f"{w.share:.0%}",
+            _VERDICT.get(w.status, w.status.replace("_", " ")),
+            escape(", ".join(drifted)) or "-",
+        )
+    return table
+
+
+def _detailed(windows: Sequence[WindowDrift], every: bool) -> list[WindowDrift]:
+    """The windows whose columns are printed: all, or each drifted one and each version's latest
+    judged one."""
+    if every:
+        return list(windows)
+    latest: dict[int, WindowDrift] = {}
+    for w in windows:
+        if w.status in ("drift", "no_drift"):
+            latest[w.version] = w
+    return [w for w in windows if w.status == "drift" or latest.get(w.version) is w]
 
 
 def _window_table(model: str, result: WindowDrift) -> Table:
@@ -263,17 +326,21 @@ def _window_table(model: str, result: WindowDrift) -> Table:
         f"{_VERDICT.get(result.status, result.status)}"
     )
     table = Table(
-        "column", "kind", "test", "statistic", "threshold", "verdict", "reason", title=title
+        "column", "kind", "test", "statistic", "p-value", "threshold", "verdict", "values tested"
     )
+    table.title = title
     for column in result.columns:
+        tested = max(column.count - column.nulls, 0)
+        dropped = f" ({column.nulls:,} null dropped)" if column.nulls else ""
         table.add_row(
             column.column,
             column.kind,
             column.test,
             _drift_number(column.statistic),
-            _drift_number(column.threshold),
+            _drift_number(column.p_value),
+            _drift_threshold(column.threshold, column.p_value),
             _VERDICT.get(column.status, column.status.replace("_", " ")),
-            escape(column.reason),
+            f"{tested:,}{dropped}",
         )
     return table
 
@@ -299,11 +366,15 @@ def monitor_quality(
 ) -> None:
     """Data quality per feature: rows, null rate, ±inf, out of range and unseen categories
     (against the reference profile), with a verdict per check (docs/monitoring.md)."""
+    from parity.monitoring.quality import signals
+
     store = store_at(repo)
     start = since or (store.now() - timedelta(days=1)).isoformat()
     records = store.monitoring.quality(
         name, since=start, until=until or None, window=_duration(window)
     )
+    newest = {r.feature: r.quality for r in records}  # records come oldest first
+    events = store.monitoring.step_alerts(signals(list(newest.values())))
     if as_json:
         console.print_json(json.dumps([_quality_json(r) for r in records]))
         return
@@ -334,6 +405,16 @@ def monitor_quality(
             q.verdict,
         )
     console.print(table)
+    _print_events(events)
+
+
+def _print_events(events: Sequence[AlertEvent]) -> None:
+    """The alert rules these signals fired or cleared (see `parity monitor alerts`)."""
+    for e in events:
+        mark = "[red]fired[/]" if e.state == "fired" else "[green]cleared[/]"
+        console.print(
+            f"alert {escape(e.monitor)}/{escape(e.rule)} {mark}: {escape(e.signal)} = {e.value:.4g}"
+        )
 
 
 def _quality_json(record: QualityRecord) -> dict[str, Any]:
@@ -370,6 +451,7 @@ def monitor_freshness(
     the view's freshness_slo and ok / breached / unknown / no_slo."""
     store = store_at(repo)
     results = store.monitoring.freshness_slo()
+    events = store.monitoring.step_alerts(store.monitoring.freshness_signals())
     if as_json:
         rows = [
             {
@@ -393,6 +475,7 @@ def monitor_freshness(
             r.status,
         )
     console.print(table)
+    _print_events(events)
 
 
 # --- consistency ---------------------------------------------------------------------------------
@@ -426,6 +509,9 @@ def monitor_consistency(
         until=None if until is None else parse_time(until, "--until", now=store.now),
         sample_percent=sample_percent,
     )
+    from parity.monitoring.consistency import signals
+
+    events = store.monitoring.step_alerts(signals(report)) if report.rows else []
     if as_json:
         import json
 
@@ -435,6 +521,7 @@ def monitor_consistency(
     _open_segments_note(store)
     if report.rows:
         _consistency_tables(report, hourly)
+    _print_events(events)
 
 
 def _open_segments_note(store: Any) -> None:
@@ -587,6 +674,7 @@ def monitor_report(
     SVG plots, no script, opens offline): distributions overlaid, scores over time."""
     from parity.monitoring.drift import parse_window
 
+    _check_page_path("--out", out)  # before the run is recorded
     store = store_at(repo)
     report = store.monitoring.drift(
         model,
@@ -595,5 +683,5 @@ def monitor_report(
         window=None if window is None else parse_window(window),
         persist=record,
     )
-    out.write_text(store.monitoring.drift_report_html(report, version=version), encoding="utf-8")
+    _write_page("--out", out, store.monitoring.drift_report_html(report, version=version))
     console.print(f"wrote {escape(str(out))} ({len(report.windows)} windows of {report.target})")

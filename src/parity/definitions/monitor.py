@@ -7,6 +7,7 @@ user metric functions by name and source hash; their code runs from the repo. No
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from parity.errors import InvalidDefinition
 Correction = Literal["benjamini_hochberg"]
 Direction = Literal["above", "below"]
 TESTS = ("auto", "ks", "chi_squared", "z_test", "wasserstein", "jensen_shannon", "psi")
+EVIDENTLY_TESTS = ("chisquare", "jensenshannon", "wasserstein_normalized", "z")  # stats.ALIASES
 SIGNAL_PREFIXES = ("drift:", "metric:", "null_rate:", "freshness:", "consistency:")
 SIGNALS = ("drift_share",)
 MetricFunction = Callable[..., float]
@@ -177,8 +179,19 @@ class Monitor(NamedDefinition):
         if self.top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {self.top_k}")
         for column, test in self.tests.items():
-            if test not in TESTS:
-                raise ValueError(f"tests[{column!r}] = {test!r}: use one of {', '.join(TESTS)}")
+            if test not in TESTS and test not in EVIDENTLY_TESTS:
+                raise ValueError(
+                    f"tests[{column!r}] = {test!r}: use one of {', '.join(TESTS)} (or "
+                    f"Evidently's {', '.join(EVIDENTLY_TESTS)})"
+                )
+        if self.columns == ():  # every window would be 'insufficient data', never judged
+            raise ValueError("columns is empty: list the columns to test, or leave it out (all)")
+        for column, threshold in self.thresholds.items():
+            if not 0 < threshold < math.inf:  # NaN compares False: never drift, silently
+                raise ValueError(
+                    f"thresholds[{column!r}] = {threshold}: give a positive finite number (a "
+                    "p-value such as 0.05 for ks, chi_squared and z_test; a distance such as 0.1)"
+                )
         names = [rule.name for rule in self.alerts]
         if len(set(names)) != len(names):
             raise ValueError(f"alert rule names repeat: {names}")

@@ -63,6 +63,8 @@ def create_model_app(
     )
     drift = DriftGauges(lambda: store.monitoring.latest_drift())  # parity_feature_drift gauges
     metrics.registry.register(drift)
+    alerts = store.monitoring.alert_gauges()  # parity_alert_firing{monitor,rule}
+    metrics.registry.register(alerts)
     server = ModelServer(
         store.models,
         metrics=metrics,
@@ -78,6 +80,7 @@ def create_model_app(
 
     async def startup() -> None:
         await asyncio.to_thread(drift.refresh)  # the first scrape already shows stored drift
+        await asyncio.to_thread(alerts.refresh)  # and the alerts firing
         await server.preload(targets)
         if freeze_heap:  # what is loaded now lives as long as the process: keep it out of the
             gc.freeze()  # collector's full passes, which pause serving ~100 ms under load

@@ -8,8 +8,6 @@ Label children are resolved once per deployment (`for_version`), not per request
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from parity.background import BackgroundRead
 
 logger = logging.getLogger(__name__)
 
@@ -137,35 +137,19 @@ class DriftGauges(Collector):
         clock: Callable[[], float] = time.monotonic,
         spawn: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
-        self._read = read
-        self._refresh_seconds = refresh_seconds
-        self._clock = clock
-        self._spawn = spawn or _thread
-        self._lock = threading.Lock()
-        self._rows: Sequence[Any] = ()
-        self._due = -math.inf
-        self._reading = False
+        self._rows = BackgroundRead(
+            read,
+            what="drift gauges: reading the drift history",
+            refresh_seconds=refresh_seconds,
+            clock=clock,
+            spawn=spawn,
+        )
 
     def refresh(self) -> None:
         """Read the latest rows now (on the calling thread)."""
-        try:
-            rows = list(self._read())
-        except Exception:  # the registry database is down: keep showing the last values
-            logger.warning("drift gauges: reading the drift history failed", exc_info=True)
-        else:
-            self._rows = rows
-        finally:
-            with self._lock:
-                self._reading = False
-                self._due = self._clock() + self._refresh_seconds
+        self._rows.refresh()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self._lock:
-            stale = not self._reading and self._clock() >= self._due
-            if stale:
-                self._reading = True
-        if stale:
-            self._spawn(self.refresh)
         features = GaugeMetricFamily(
             "parity_feature_drift",
             "Drift statistic of each logged feature and model output in its latest stored drift "
@@ -177,7 +161,7 @@ class DriftGauges(Collector):
             "Share of drifted columns in the latest window of the latest stored drift run",
             labels=["model", "version"],
         )
-        for row in self._rows:
+        for row in self._rows.current():
             if row.statistic is None:
                 continue
             if row.kind == "dataset":
@@ -187,7 +171,3 @@ class DriftGauges(Collector):
                 features.add_metric(labels, row.statistic)
         yield features
         yield shares
-
-
-def _thread(target: Callable[[], None]) -> None:
-    threading.Thread(target=target, name="parity-drift-gauges", daemon=True).start()

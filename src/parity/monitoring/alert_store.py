@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from parity.background import BackgroundRead
 from parity.errors import RegistryConflict
 from parity.monitoring.alerts import AlertState, RuleLike, Transition, check_rule, step
 from parity.registry.sql import connect, create_tables
@@ -264,48 +264,28 @@ class AlertGauges:
         clock: Callable[[], float] = time.monotonic,
         spawn: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
-        self._read = statuses
-        self._refresh_seconds = refresh_seconds
-        self._clock = clock
-        self._spawn = spawn or _thread
-        self._lock = threading.Lock()
-        self._statuses: Sequence[AlertStatus] = ()
-        self._due = -math.inf
-        self._reading = False
+        self._statuses = BackgroundRead(
+            statuses,
+            what="alert gauges: reading the alert states",
+            refresh_seconds=refresh_seconds,
+            clock=clock,
+            spawn=spawn,
+        )
 
     def refresh(self) -> None:
-        try:
-            statuses = list(self._read())
-        except Exception:  # the registry database is down: keep showing the last values
-            log.warning("alert gauges: reading the alert states failed", exc_info=True)
-        else:
-            self._statuses = statuses
-        finally:
-            with self._lock:
-                self._reading = False
-                self._due = self._clock() + self._refresh_seconds
+        self._statuses.refresh()
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        with self._lock:
-            stale = not self._reading and self._clock() >= self._due
-            if stale:
-                self._reading = True
-        if stale:
-            self._spawn(self.refresh)
         gauge = GaugeMetricFamily(
             "parity_alert_firing",
             "1 while the monitor's alert rule is firing, else 0",
             labels=["monitor", "rule"],
         )
-        for status in self._statuses:
+        for status in self._statuses.current():
             gauge.add_metric([status.monitor, status.rule], 1.0 if status.firing else 0.0)
         yield gauge
-
-
-def _thread(target: Callable[[], None]) -> None:
-    threading.Thread(target=target, name="parity-alert-gauges", daemon=True).start()
 
 
 def render_alert_gauges(statuses: Sequence[AlertStatus]) -> bytes:

@@ -402,13 +402,13 @@ def parse_window(text: str) -> timedelta:
     value = text.strip().lower()
     number, unit = value[:-1], value[-1:]
     width: timedelta | None = None
-    if unit in _UNITS and number.replace(".", "", 1).isdigit():
-        width = timedelta(seconds=float(number) * _UNITS[unit])
-    elif value.startswith("p"):
-        try:
+    try:
+        if unit in _UNITS and number.replace(".", "", 1).isdigit():
+            width = timedelta(seconds=float(number) * _UNITS[unit])
+        elif value.startswith("p"):
             width = TypeAdapter(timedelta).validate_python(text.strip().upper())
-        except ValidationError:
-            width = None
+    except (ValidationError, OverflowError):  # past timedelta's 999,999,999 days
+        width = None
     if width is None or width <= timedelta(0):
         raise InvalidWindow(
             f"window {text!r} is not a positive duration: write a number and a unit (90s, 30m, "

@@ -121,14 +121,24 @@ class DriftHistory:
         return found[::-1]
 
     def latest(self, project: str) -> list[DriftRow]:
-        """Per (model, version, column), the most recently stored row: the last window of the
-        latest run (what the model server's gauges show)."""
+        """Per (model, version, column), the row of the newest window (by its end; the latest
+        run's where two judged it): what the model server's gauges show. A backfill of an older
+        range recorded later does not replace it."""
         table = drift_table.c
-        newest = (
-            sa.select(sa.func.max(table.id))
+        ranked = (
+            sa.select(
+                table.id,
+                sa.func.row_number()
+                .over(
+                    partition_by=(table.model, table.version, table.column_name),
+                    order_by=(table.window_end.desc(), table.id.desc()),  # ISO text: time order
+                )
+                .label("rank"),
+            )
             .where(table.project == project)
-            .group_by(table.model, table.version, table.column_name)
+            .subquery()
         )
+        newest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
         query = sa.select(drift_table).where(table.id.in_(newest)).order_by(table.id)
         with self._connect() as conn:
             return [_drift_row(row._mapping) for row in conn.execute(query)]

@@ -30,6 +30,7 @@ from parity.monitoring.logs import (
     PredictionLogReader,
     Windows,
     make_windows,
+    range_start,
 )
 from parity.monitoring.profile_store import FEATURES as FEATURES_SUBJECT
 from parity.monitoring.profile_store import ProfileStore, StoredProfile, model_subject
@@ -75,7 +76,7 @@ class DriftRunner:
         settings = DriftSettings.from_monitor(self._monitor_for(name))
         width = window or settings.window
         end = until or self._clock()
-        windows = make_windows(since or end - DEFAULT_RANGE_WINDOWS * width, end, width)
+        windows = make_windows(since or range_start(end, width, DEFAULT_RANGE_WINDOWS), end, width)
         versions = self._versions_with_rows(target, name, chosen, windows)
         references = {v.version: self.reference(v) for v in versions}
         results = []

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity.errors import InvalidWindow, PredictionLogNotFound
+from parity.errors import InvalidWindow, PredictionLogNotFound, PredictionLogUnreadable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -37,20 +37,46 @@ class LogColumn:
 
 @dataclass(frozen=True)
 class Windows:
-    """Windows [since + k * width, since + (k + 1) * width) up to `until` (the last one may be
-    shorter)."""
+    """Windows aligned to multiples of `width` from the Unix epoch (hours on the hour, days at
+    00:00 UTC), clipped to [since, until): the first and last may be partial. The same complete
+    window is the same interval in every run, so alert rules never count overlapping data twice.
+    `origin` is the aligned start of the first window (`since` when alignment is impossible)."""
 
     since: datetime
     until: datetime
     width: timedelta
+    origin: datetime | None = None
+
+    @property
+    def start(self) -> datetime:
+        return self.since if self.origin is None else self.origin
 
     @property
     def count(self) -> int:
-        return math.ceil((self.until - self.since) / self.width)
+        return math.ceil((self.until - self.start) / self.width)
 
     def bounds(self, index: int) -> tuple[datetime, datetime]:
-        start = self.since + index * self.width
-        return start, min(start + self.width, self.until)
+        start = self.start + index * self.width
+        end = start + self.width if self.until - start > self.width else self.until
+        return max(start, self.since), end
+
+
+def aligned_start(since: datetime, width: timedelta) -> datetime | None:
+    """The start of the epoch-aligned window of `width` holding `since`; None when it would fall
+    outside what a datetime holds."""
+    try:
+        return _EPOCH + ((since - _EPOCH) // width) * width
+    except OverflowError:
+        return None
+
+
+def range_start(until: datetime, width: timedelta, windows: int) -> datetime:
+    """`windows` widths before `until`, or the earliest time a datetime holds when that is
+    further back (a huge --window without --since reads everything before `until`)."""
+    try:
+        return until - windows * width
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def make_windows(since: datetime, until: datetime, width: timedelta) -> Windows:
@@ -68,7 +94,9 @@ def make_windows(since: datetime, until: datetime, width: timedelta) -> Windows:
             f"{(until - since) / width:.0f} windows of {width} between {since.isoformat()} "
             f"and {until.isoformat()}: use a wider --window or a shorter range (at most 100,000)"
         )
-    return Windows(since, until, width)
+    if width >= until - since:  # a window wider than the range is the range: keeps since +
+        return Windows(since, until, until - since)  # width inside what datetime holds
+    return Windows(since, until, width, aligned_start(since, width))
 
 
 def _utc(moment: datetime) -> datetime:
@@ -126,7 +154,7 @@ def window_sql(
     (sorting here would move every column; `LogRead.groups` sorts the keys). Each JSON column is
     parsed once per row into a struct (`json_transform`); a value of another JSON type than the
     column's (text for a number) reads as NULL, never an error."""
-    width, since = windows.width // timedelta(microseconds=1), _micros(windows.since)
+    width, since = windows.width // timedelta(microseconds=1), _micros(windows.start)
     parsed, select = [], []
     for source in (FEATURES, ENTITIES, PREDICTION):
         chosen = [c for c in columns if c.source == source]
@@ -273,12 +301,13 @@ class PredictionLogReader:
         return {str(key) for (key,) in rows}
 
     def _connect(self) -> _Connection:
-        return _Connection(self._settings)
+        return _Connection(self._settings, self.directory)
 
 
 class _Connection:
-    def __init__(self, settings: Mapping[str, object]) -> None:
+    def __init__(self, settings: Mapping[str, object], directory: Path) -> None:
         self._settings = settings
+        self._directory = directory
 
     def __enter__(self) -> _DuckDB:
         import duckdb
@@ -290,8 +319,17 @@ class _Connection:
                 self.connection.execute(f"SET {name} = {_literal(str(value))}")
         return self.connection
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        import duckdb
+
         self.connection.close()
+        unreadable = duckdb.IOException | duckdb.InvalidInputException | duckdb.BinderException
+        if isinstance(error, unreadable):  # truncated, not Parquet, or not the log's columns
+            raise PredictionLogUnreadable(
+                f"the prediction log under {self._directory} could not be read: "
+                f"{' '.join(str(error).split())}; move "
+                "the damaged file out of the log folder (only complete *.parquet files are read)"
+            ) from error
 
 
 if TYPE_CHECKING:

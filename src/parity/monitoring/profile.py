@@ -40,6 +40,7 @@ VALUES_LIMIT = 1_000
 """Columns with at most this many non-null values keep the values themselves, so the small-
 reference tests (KS, chi-squared, Z) are exact, as on raw data (Evidently's <= 1,000 rule)."""
 TOP_K = 100
+NUMERIC_TABLE_LIMIT = 1_000  # a number keeps its complete table up to this many distinct values
 """Frequencies kept per column (the rest is one "other" count); numeric columns keep them only
 when they have at most this many distinct values (then the table is complete)."""
 PSI_BINS = 10
@@ -288,8 +289,8 @@ def _profile_numeric(name: str, arr: pa.Array) -> ColumnProfile:
         values=tuple(s.tolist()) if x.size <= VALUES_LIMIT else None,
         psi_edges=edges,
         psi_counts=counts,
-        frequencies=_numeric_frequencies(s, exact) if distinct <= TOP_K else (),
-        other=0 if distinct <= TOP_K else int(x.size),
+        frequencies=_numeric_frequencies(s, exact) if distinct <= NUMERIC_TABLE_LIMIT else (),
+        other=0 if distinct <= NUMERIC_TABLE_LIMIT else int(x.size),
     )
 
 
@@ -335,7 +336,7 @@ def _numeric_frequencies(s: np.ndarray, is_sorted: bool) -> tuple[tuple[Scalar, 
         uniq, counts = s[starts], np.diff(np.concatenate((starts, [s.size])))
     else:
         uniq, counts = np.unique(s, return_counts=True)
-    return _top_k(zip(uniq.tolist(), counts.tolist(), strict=True), TOP_K)
+    return _top_k(zip(uniq.tolist(), counts.tolist(), strict=True), NUMERIC_TABLE_LIMIT)
 
 
 def _sort_key(v: Scalar) -> tuple[str, Scalar]:
@@ -481,10 +482,10 @@ def _merge_frequencies(
         totals[v] = totals.get(v, 0) + c
     complete = a.frequencies_complete and b.frequencies_complete
     valid = a.valid + b.valid
-    if a.kind == NUMERIC and (not complete or len(totals) > TOP_K):
+    if a.kind == NUMERIC and (not complete or len(totals) > NUMERIC_TABLE_LIMIT):
         distinct = len(totals) if complete else max(a.distinct, b.distinct, len(totals))
         return (), valid, distinct, complete
-    top = _top_k(totals.items(), TOP_K)
+    top = _top_k(totals.items(), NUMERIC_TABLE_LIMIT if a.kind == NUMERIC else TOP_K)
     distinct = len(totals) if complete else max(a.distinct, b.distinct, len(totals))
     return top, valid - sum(c for _, c in top), distinct, complete
 

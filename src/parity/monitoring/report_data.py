@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from parity.errors import ReportError
@@ -85,6 +85,8 @@ class ReferenceLike(Protocol):
 class SettingsLike(Protocol):
     @property
     def drift_share(self) -> float: ...
+    @property
+    def window(self) -> timedelta: ...
 
 
 class DriftReportLike(Protocol):

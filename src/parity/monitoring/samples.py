@@ -167,7 +167,7 @@ def reference_quantile_at(reference: ColumnProfile, u: np.ndarray) -> np.ndarray
 
 def reference_atoms(reference: ColumnProfile) -> tuple[np.ndarray, np.ndarray] | None:
     """(sorted distinct values, counts) of a numeric reference when the profile knows them all:
-    its values (<= 1,000) or a complete frequency table (<= 100 distinct values); else None."""
+    its values (<= 1,000) or a complete frequency table (<= 1,000 distinct values); else None."""
     if reference.kind != NUMERIC or reference.valid == 0:
         return None
     if reference.values is not None:
@@ -243,8 +243,10 @@ def sturges_shares(ref: ColumnProfile, xs: np.ndarray) -> tuple[np.ndarray, np.n
     edges = sturges_edges(lo, hi, ref.valid + xs.size)
     inner = edges[1:-1]
     cur = counts_in(xs, inner) / xs.size
-    if ref.values is not None:
-        r = counts_in(np.asarray(ref.values, dtype=np.float64), inner)
+    atoms = reference_atoms(ref)  # every reference value known (values or a complete table)
+    if atoms is not None:
+        keys, counts = atoms
+        r = np.bincount(np.searchsorted(inner, keys, side="right"), counts, inner.size + 1)
         return r / r.sum(), cur, True, "sturges"
     below = cdf_left(reference_cdf(ref), inner)
     r = np.diff(np.concatenate(([0.0], below, [1.0])))

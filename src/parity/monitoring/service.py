@@ -96,7 +96,20 @@ class Monitoring:
         )
         if record:
             self._performance_history().record(report)
+            self._evaluate_metric_alerts(report)
         return report
+
+    def _evaluate_metric_alerts(self, report: PerformanceReport) -> None:
+        """Step the monitor's `metric:<name>` rules on each FINAL window, oldest first: a
+        provisional window's metrics still move as labels arrive, so they never fire alerts."""
+        monitor = self.get_monitor(report.monitor)
+        if not any(rule.signal.startswith("metric:") for rule in monitor.alerts):
+            return
+        store = self._alert_store()
+        for window in sorted(report.windows, key=lambda w: w.end):
+            if window.status == "final":
+                signals = {f"metric:{name}": value for name, value in window.metrics.items()}
+                store.evaluate(monitor.name, monitor.alerts, signals, window.end)
 
     def performance_history(
         self, model: str, version: int | None = None, *, latest: bool = True
@@ -180,18 +193,27 @@ class Monitoring:
         over the prediction log in [since, until) (default: the last 24 windows up to now), per
         window of `window` (default: the model's Monitor's, else 1 hour; a timedelta or text
         such as '1h' or 'P7D'). Recorded in the history unless `persist=False`."""
+        from parity.errors import InvalidWindow
         from parity.monitoring.drift import parse_window
         from parity.timeutil import parse_time
 
         store = self._store
+        if window is not None and not isinstance(window, timedelta | str):
+            raise InvalidWindow(
+                f"window {window!r} is a {type(window).__name__}: give a timedelta or text such "
+                "as '1h', '7d' or 'PT1H'"
+            )
         runner = self._drift_runner()
-        return runner.run(
+        report = runner.run(
             model,
             since=None if since is None else parse_time(since, "since", now=store.now),
             until=None if until is None else parse_time(until, "until", now=store.now),
             window=parse_window(window) if isinstance(window, str) else window,
             persist=persist,
         )
+        if persist:  # a recorded run steps the monitor's drift alert rules, window by window
+            self.evaluate_drift_alerts(report)
+        return report
 
     def _drift_runner(self) -> DriftRunner:
         from parity.monitoring.drift_runner import DriftRunner
@@ -243,6 +265,7 @@ class Monitoring:
         from parity.timeutil import parse_time
 
         store = self._store
+        store.models.versions(model)  # ModelNotFound naming it, not an empty history
         return self._drift_parts()[1].history(
             store.project,
             model,
@@ -425,22 +448,52 @@ class Monitoring:
         insufficient data) at `at` (the end of the window they describe; default: the store's
         clock). Returns the fire/clear events, also stored. `monitor` may be left out when the
         project has one monitor. Re-evaluating a time already evaluated changes nothing."""
+        from parity.errors import InvalidSignalValue
+
+        for signal, value in signals.items():
+            if value is not None and not isinstance(value, int | float):
+                raise InvalidSignalValue(
+                    f"signal {signal!r} = {value!r} is a {type(value).__name__}: give a number, "
+                    "or None for insufficient data"
+                )
         chosen = self._alert_monitor(monitor)
         when = self._store.now() if at is None else at
         return self._alert_store().evaluate(chosen.name, chosen.alerts, signals, when)
 
+    def step_alerts(
+        self, signals: Mapping[str, float | None], *, at: datetime | None = None
+    ) -> list[AlertEvent]:
+        """Step, in every applied monitor, the rules whose signal is in `signals`, at `at`
+        (default: the store's clock). What `parity monitor freshness`, `quality` and
+        `consistency` do with the signals they compute; no rule on them: no events."""
+        when = self._store.now() if at is None else at
+        events: list[AlertEvent] = []
+        for monitor in self.monitors():
+            if any(rule.signal in signals for rule in monitor.alerts):
+                store = self._alert_store()
+                events += store.evaluate(monitor.name, monitor.alerts, signals, when)
+        return events
+
     def evaluate_drift_alerts(self, report: DriftReportLike) -> list[AlertEvent]:
-        """Evaluate the alert rules of the monitor watching `report.model` on each window of a
-        drift run, oldest first (`drift_share`, `drift:<column>`); no monitor: no events."""
+        """Evaluate the alert rules of the monitor watching `report.model` on each COMPLETE
+        window of a drift run (a whole, epoch-aligned window that has ended by the run), oldest
+        first (`drift_share`, `drift:<column>`); no monitor: no events. A partial window (the
+        range's first or last, or one still filling) is shown but never counted: the next run
+        sees more of it, and counting both would count the same data twice."""
         from parity.monitoring.report_data import drift_signals
 
         monitor = self.monitor_for(report.model)
         if monitor is None or not monitor.alerts:
             return []
+        width = report.settings.window
+        complete = {
+            w.end for w in report.windows if w.end - w.start >= width and w.end <= report.run_at
+        }
         store = self._alert_store()
         events: list[AlertEvent] = []
         for at, signals in drift_signals(report):
-            events += store.evaluate(monitor.name, monitor.alerts, signals, at)
+            if at in complete:
+                events += store.evaluate(monitor.name, monitor.alerts, signals, at)
         return events
 
     def drift_report_html(
@@ -449,15 +502,15 @@ class Monitoring:
         """The self-contained HTML page of a drift run (see docs/monitoring.md, "The HTML
         report"): its latest judged window of `version` (default: the newest in the run), each
         score over time from this run and the stored runs of the `spans` run-lengths before it."""
+        from parity.monitoring.logs import range_start
         from parity.monitoring.report_data import render_drift_report
 
         chosen = max(report.versions) if version is None and report.versions else version
         if not report.windows:
             return render_drift_report(report, (), version=chosen)  # ReportError naming why
         start, end = min(w.start for w in report.windows), max(w.end for w in report.windows)
-        history = self.drift_history(
-            report.model, version=chosen, since=start - spans * (end - start), until=end
-        )
+        since = range_start(start, end - start, spans)  # clamped: a run from year 1 is allowed
+        history = self.drift_history(report.model, version=chosen, since=since, until=end)
         return render_drift_report(report, history, version=chosen)
 
     def alerts(

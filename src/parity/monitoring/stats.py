@@ -180,7 +180,7 @@ KS_EXACT_LIMIT = 10_000  # scipy's ks_2samp computes exact p-values up to this s
 
 def ks(reference: ColumnProfile, current: Any) -> Statistic:
     """Two-sample Kolmogorov-Smirnov, two-sided. Exact (the D and p scipy's ks_2samp gives on the
-    raw reference) when the profile knows every value (<= 1,000 values or <= 100 distinct ones).
+    raw reference) when the profile knows every value (<= 1,000 values or <= 1,000 distinct ones).
     Otherwise D is the exact sup distance to the piecewise-linear CDF through the reference
     quantiles, and p is scipy's asymptotic one (kstwo at n*m/(n+m))."""
     from scipy import stats
@@ -235,7 +235,7 @@ def _ks_d_quantiles(rc: ReferenceCdf, xs: np.ndarray) -> float:
 
 def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
     """First Wasserstein distance / max(reference std, 0.001) (Evidently's normalisation).
-    Exact when the profile knows every value (<= 1,000 values or <= 100 distinct ones): the
+    Exact when the profile knows every value (<= 1,000 values or <= 1,000 distinct ones): the
     integral of |Q_ref(u) - Q_cur(u)| over the merged steps of both quantile functions.
     Otherwise Q_ref is linear between the reference quantiles, integrated exactly against each
     current value's step."""
@@ -245,7 +245,8 @@ def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
     if atoms is not None:
         return Statistic(_w1_atoms(atoms, xs) / norm, None, True, "step quantile functions")
     n = xs.size
-    q = reference_quantile_at(reference, np.arange(n + 1, dtype=np.float64) / n)
+    q = reference_quantile_at(reference, np.arange(n + 1, dtype=np.float64) / n) / norm
+    xs = xs / norm  # in reference stds first: values near the float limit would overflow below
     d1, d2 = q[:-1] - xs, q[1:] - xs
     area = np.abs(d1 + d2)  # twice the area of each step where the two do not cross
     cross = np.flatnonzero((d1 < 0) != (d2 < 0))
@@ -253,7 +254,7 @@ def wasserstein_normalized(reference: ColumnProfile, current: Any) -> Statistic:
     with np.errstate(invalid="ignore", divide="ignore"):
         area[cross] = np.nan_to_num((c1 * c1 + c2 * c2) / (np.abs(c1) + np.abs(c2)))
     w = float(np.sum(area)) / (2 * n)
-    return Statistic(w / norm, None, False, "quantile function, 1,055 levels")
+    return Statistic(w, None, False, "quantile function, 1,055 levels")
 
 
 def _w1_atoms(atoms: tuple[np.ndarray, np.ndarray], xs: np.ndarray) -> float:

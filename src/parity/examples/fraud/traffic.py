@@ -5,16 +5,19 @@ the last `--days` days as if the model server had scored each one when it happen
 the payment's time (the point-in-time join, which equals what the online store served then), the
 registered model's score, and a prediction log record in the model server's own format (written
 with its ParquetLogSink), whose request id is the payment's `txn-<transaction_id>` so chargebacks
-can be joined to it later. The last `--shift-days` days are shifted on purpose (larger amounts,
+can be joined to it later. The last `--shift-days` days (from the start of the monitoring window
+holding them) are shifted on purpose (larger amounts,
 devices re-scored riskier), the way a new merchant campaign or a fingerprinting vendor change would
-shift them, so drift monitoring has something to find. Needs the `ml` extra.
+shift them, so drift monitoring has something to find. The shifted values exist only in this log:
+a consistency replay of the model's log would rightly report them as mismatches. Needs the `ml`
+extra.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +33,23 @@ RISK_BUMP = 0.25  # and their devices score this much riskier (capped at 1)
 
 
 def shift(frame: pd.DataFrame) -> pd.DataFrame:
-    """The shifted world: larger amounts and riskier device scores (a copy)."""
+    """The shifted world: larger amounts (and so larger daily and weekly amount aggregates) and
+    riskier device scores (a copy)."""
     shifted = frame.copy()
-    shifted["amount"] = shifted["amount"] * AMOUNT_FACTOR
+    for column in ("amount", "txn_amount_1d", "avg_amount_7d"):
+        shifted[column] = shifted[column] * AMOUNT_FACTOR
     risk = shifted["device_risk_score"]
     shifted["device_risk_score"] = np.minimum(risk + RISK_BUMP, 1.0).where(risk.notna())
     return shifted
+
+
+def shift_start(end: datetime, days: int) -> datetime:
+    """Where the shift begins: the start of the `days`-day window holding `end - days`, windows
+    aligned to the Unix epoch as monitoring's are (7 days: Thursdays 00:00 UTC). So the shift
+    fills one whole monitoring window (and the one still filling), not parts of two."""
+    width = timedelta(days=days)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + ((end - width - epoch) // width) * width
 
 
 def simulate(
@@ -63,7 +77,7 @@ def simulate(
     entity_df["transaction_id"] = payments["transaction_id"].to_numpy()
     service = version.feature_service or "fraud_model_v1"
     frame = store.get_historical_features(entity_df, service).to_pandas()
-    late = frame["event_timestamp"] > end - timedelta(days=shift_days)
+    late = frame["event_timestamp"] >= shift_start(end.to_pydatetime(), shift_days)
     frame = pd.concat([frame[~late], shift(frame[late])]).sort_values("event_timestamp")
     scores = np.asarray(loaded.predict(inputs(frame)), dtype=np.float64)
     feature_names = [n for n in frame.columns if n not in entity_df.columns]
@@ -127,8 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"Logged {done['rows']:,} scored payments of the last {args.days} days for "
         f"{args.model} (version {done['version']}); the last {args.shift_days} days "
-        f"({done['shifted']:,} payments) shifted: amounts x{AMOUNT_FACTOR}, device risk "
-        f"+{RISK_BUMP}"
+        f"({done['shifted']:,} payments) shifted: amounts (and the amount aggregates) "
+        f"x{AMOUNT_FACTOR}, device risk +{RISK_BUMP}"
     )
 
 

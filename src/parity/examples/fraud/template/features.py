@@ -57,6 +57,7 @@ account_txn_stats = FeatureView(
         created_timestamp_column="created_timestamp",
     ),
     ttl=timedelta(days=2),
+    freshness_slo=timedelta(hours=26),  # nightly, with two hours to spare
     description="Nightly batch aggregates of each account's transactions.",
 )
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from parity import LabelSource, Monitor
+from parity import AlertRule, LabelSource, Monitor
 
 THRESHOLD = 0.5  # score at or above which a transaction is flagged as fraud
 
@@ -25,7 +25,7 @@ def dollar_weighted_recall(labels, scores, rows):
 fraud_monitor = Monitor(
     name="fraud_monitor",
     model="fraud",
-    window=timedelta(days=1),
+    window=timedelta(days=7),  # a week of payments: every weekday, and thousands of rows
     labels=LabelSource(
         query=(
             "SELECT 'txn-' || transaction_id AS request_id, is_fraud, amount, "
@@ -40,4 +40,20 @@ fraud_monitor = Monitor(
     decision_threshold=THRESHOLD,
     top_k=100,
     metrics=[dollar_weighted_recall],
+    alerts=[
+        # Half the columns drifting in a week fires (a whole week is sustained evidence
+        # already); it clears after a week with fewer than a third drifting.
+        AlertRule(
+            name="fraud_drift", signal="drift_share", fire_at=0.5, clear_at=0.3, sustain=1
+        ),
+        # A final window catching less than 60% of the fraud dollars fires at once.
+        AlertRule(
+            name="fraud_dollars_missed",
+            signal="metric:dollar_weighted_recall",
+            fire_at=0.6,
+            clear_at=0.7,
+            direction="below",
+            sustain=1,
+        ),
+    ],
 )
