@@ -62,7 +62,12 @@ def test_a_score_output_the_model_does_not_have_is_a_typed_error(tmp_path: Path)
         outputs = _register_with_signature(store)
         with pytest.raises(ScoreOutputNotFound, match=rf"'nope'.*fraud/1.*{outputs}"):
             store.monitoring.performance(
-                "fraud@champion", since=T0, until=T0 + DAY, as_of=T0 + 40 * DAY, record=False
+                "fraud@champion",
+                since=T0,
+                until=T0 + DAY,
+                window=DAY,
+                as_of=T0 + 40 * DAY,
+                record=False,
             )
 
 
@@ -78,7 +83,12 @@ def test_naming_the_only_output_of_a_one_output_model_reads_its_logged_number(
     with FeatureStore(repo) as store:
         store.apply()
         report = store.monitoring.performance(
-            "fraud@champion", since=T0, until=T0 + DAY, as_of=T0 + 40 * DAY, record=False
+            "fraud@champion",
+            since=T0,
+            until=T0 + DAY,
+            window=DAY,
+            as_of=T0 + 40 * DAY,
+            record=False,
         )
     (day1,) = report.windows
     y = [FRAUD[i] for i in range(6)]
@@ -97,7 +107,12 @@ def test_labelled_rows_whose_scores_were_all_dropped_say_so(tmp_path: Path) -> N
         store.apply()
         register(store)
         report = store.monitoring.performance(
-            "fraud@champion", since=late, until=late + DAY, as_of=T0 + 40 * DAY, record=False
+            "fraud@champion",
+            since=late,
+            until=late + DAY,
+            window=DAY,
+            as_of=T0 + 40 * DAY,
+            record=False,
         )
     (day,) = report.windows
     assert (day.predictions, day.labelled, day.dropped_scores) == (2, 2, 2)
