@@ -385,6 +385,7 @@ def monitor_quality(
             "logged predictions in that time.",
             soft_wrap=True,
         )
+        _print_events(events)
         return
     table = Table(
         "source", "version", "window end", "feature", "rows", "null rate", "±inf",
