@@ -579,3 +579,12 @@ class InvalidSignalValue(ParityError, TypeError):
     """An alert signal given a value that is not a number (or None for insufficient data)."""
 
     code = "invalid_signal_value"
+
+
+# --- monitoring: QA fixes (performance) ---------------------------------------------------------
+
+
+class ScoreOutputNotFound(ObjectNotFound):
+    """A monitor's `score_output` names an output the model version does not have."""
+
+    code = "score_output_not_found"

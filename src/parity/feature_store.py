@@ -498,6 +498,8 @@ class FeatureStore:
 
     def close(self) -> None:
         """Release database connections (also done by `with FeatureStore(...) as store:`)."""
+        if self._monitoring is not None:
+            self._monitoring.flush_quality()  # push counts not yet written (every 60 s)
         if self._store is not None:
             self._store.close()
         if self._online is not None:
@@ -507,6 +509,8 @@ class FeatureStore:
         """Release the running event loop's online connections (servers call it on shutdown)."""
         from parity.online.store import AsyncReads
 
+        if self._monitoring is not None:
+            self._monitoring.flush_quality()  # the server's push counts not yet written
         if isinstance(self._online, AsyncReads):
             await self._online.close_async()
 

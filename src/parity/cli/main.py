@@ -287,6 +287,9 @@ def ingest(
                 break
     except KeyboardInterrupt:
         pass
+    finally:
+        if worker.quality is not None:
+            worker.quality.flush()  # this run's quality counts (as StreamWorker.run on exit)
     stats = worker.stats
     err.print(
         f"applied {stats.applied} events in {stats.batches} batches; dropped {stats.late} late, "

@@ -378,6 +378,15 @@ def monitor_quality(
     if as_json:
         console.print_json(json.dumps([_quality_json(r) for r in records]))
         return
+    if not records:
+        console.print(
+            f"No quality records for '{escape(name)}' from {start} to {until or 'now'}: a view "
+            "records on materialization, pushes and stream ingestion; a model's windows need "
+            "logged predictions in that time.",
+            soft_wrap=True,
+        )
+        _print_events(events)
+        return
     table = Table(
         "source", "version", "window end", "feature", "rows", "null rate", "±inf",
         "out of range", "unseen", "verdict",
@@ -510,9 +519,25 @@ def monitor_consistency(
         console.print_json(json.dumps(report.to_dict(), default=str))
         return
     console.print(report.message)
+    _open_segments_note(store)
     if report.rows:
         _consistency_tables(report, hourly)
     _print_events(events)
+
+
+def _open_segments_note(store: Any) -> None:
+    """Rows of a log segment still being written (hidden `.*.inprogress`) are not read yet."""
+    from parity.monitoring.consistency import log_folders
+
+    folders = [f for f in log_folders(store).values() if f is not None and f.is_dir()]
+    count = sum(1 for folder in folders for _ in folder.glob("date=*/.*.inprogress"))
+    if count:
+        console.print(
+            f"[yellow]Note[/] {count} log segment{'' if count == 1 else 's'} still being "
+            "written: their rows are replayed once they become Parquet (within "
+            "max_seconds_per_file, 5 minutes, or when the server stops)",
+            soft_wrap=True,
+        )
 
 
 def _consistency_tables(report: ConsistencyReport, hourly: bool) -> None:

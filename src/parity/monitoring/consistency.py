@@ -87,6 +87,7 @@ class ConsistencyReport:
     rows_by_source: dict[str, int]
     features: tuple[FeatureResult, ...] = ()
     buckets: tuple[Bucket, ...] = field(default=())
+    rows_without_keys: int = 0  # logged without an entity key (e.g. V2 tensors): not replayable
 
     @property
     def mismatches(self) -> int:
@@ -94,13 +95,20 @@ class ConsistencyReport:
 
     @property
     def message(self) -> str:
+        skipped = ""
+        if self.rows_without_keys:
+            n = self.rows_without_keys
+            skipped = (
+                f" ({n} logged row{'' if n == 1 else 's'} without entity keys skipped: "
+                "a prediction sent as tensors had no lookup to replay)"
+            )
         if self.rows == 0:
             window = f"{self.since.isoformat() if self.since else 'the start'} .. {self.until}"
             return (
                 f"no logged rows for feature service '{self.service}' in {window}: turn the "
-                "served log on (feature_server.log_sample_percent) or widen --since"
+                f"served log on (feature_server.log_sample_percent) or widen --since{skipped}"
             )
-        return f"{self.rows} rows replayed, {self.mismatches} mismatching values"
+        return f"{self.rows} rows replayed, {self.mismatches} mismatching values{skipped}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +118,7 @@ class ConsistencyReport:
             "sample_percent": self.sample_percent,
             "rows": self.rows,
             "rows_by_source": self.rows_by_source,
+            "rows_without_keys": self.rows_without_keys,
             "message": self.message,
             "features": [
                 {
@@ -166,10 +175,12 @@ def consistency(
     from parity.offline.request import resolve
 
     request = resolve(catalog, service)
-    logged = read_logged(store, service, request, since, until)
+    logged, keyless = with_keys(read_logged(store, service, request, since, until), request)
     if sample_percent is not None:
         logged = keep_sampled(logged, request.join_keys, sample_percent)
-    report = ConsistencyReport(service, since, until, sample_percent, logged.num_rows, {})
+    report = ConsistencyReport(
+        service, since, until, sample_percent, logged.num_rows, {}, rows_without_keys=keyless
+    )
     if logged.num_rows == 0:
         return report
     sources = logged[SOURCE].value_counts().to_pylist()
@@ -177,8 +188,30 @@ def consistency(
     offline = replay(store, service, request, logged)
     features, buckets = _compare_all(store, request, logged, offline)
     return ConsistencyReport(
-        service, since, until, sample_percent, logged.num_rows, by_source, features, buckets
+        service,
+        since,
+        until,
+        sample_percent,
+        logged.num_rows,
+        by_source,
+        features,
+        buckets,
+        rows_without_keys=keyless,
     )
+
+
+def with_keys(logged: pa.Table, request: RetrievalRequest) -> tuple[pa.Table, int]:
+    """The logged rows whose join keys are all present, and how many were not: a prediction
+    sent as tensors (the model server logs `entities: {}`) had no lookup, so nothing to replay."""
+    import pyarrow.compute as pc
+
+    if not request.join_keys or logged.num_rows == 0:
+        return logged, 0
+    present = pc.is_valid(logged[request.join_keys[0]])
+    for key in request.join_keys[1:]:
+        present = pc.and_(present, pc.is_valid(logged[key]))
+    kept = logged.filter(present)
+    return kept, logged.num_rows - kept.num_rows
 
 
 def _check_window(since: datetime | None, until: datetime, percent: float | None) -> None:

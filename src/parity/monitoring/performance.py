@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -301,7 +301,11 @@ def windows(since: datetime, until: datetime, width: timedelta) -> list[Window]:
         raise ValueError(f"window must be positive, got {width}")
     if until <= since:
         return []
-    epoch = datetime(1970, 1, 1, tzinfo=since.tzinfo)
+    # edges in UTC whatever offset the times were written with (a naive time is UTC)
+    since, until = (
+        t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC) for t in (since, until)
+    )
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     first = epoch + ((since - epoch) // width) * width
     out: list[Window] = []
     start = first

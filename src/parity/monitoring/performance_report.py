@@ -17,6 +17,7 @@ from parity.errors import (
     LabelSourceError,
     MonitorNotFound,
     PredictionLogError,
+    ScoreOutputNotFound,
 )
 from parity.monitoring.performance import (
     CalibrationBin,
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
     from parity.models.store import ModelVersion
     from parity.monitoring.labels import Joined
+
+
+MAX_WINDOWS = 100_000
+"""Windows per run at most, as for drift: a far --since with a narrow --window would otherwise
+build millions of windows (and history rows) before reading anything."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,10 @@ def _window(
     else:
         for name in bound.functions:
             values[name], reasons[name] = None, "no labelled predictions in the window"
+    dropped = joined.dropped_scores[index]
+    if not labels.size and dropped:
+        why = f"all {dropped} labelled predictions have a null, NaN or infinite score"
+        reasons.update({name: why for name, value in values.items() if value is None})
     for name, problem in bound.errors.items():
         values[name], reasons[name] = None, problem
     predictions, labelled = joined.predictions[index], joined.labelled[index]
@@ -252,10 +262,22 @@ def run(
             "query=..., label=...) to it and run 'parity apply'"
         )
     width = window or monitor.window
+    if as_of > store.now():
+        raise InvalidTime(
+            f"as_of ({as_of.isoformat()}) is after now ({store.now().isoformat()}): labels known "
+            "then are not known yet, and its windows would shadow every real run in the history; "
+            "leave --as-of out for now"
+        )
     if until <= since:
         raise InvalidTime(f"until ({until.isoformat()}) must be after since ({since.isoformat()})")
     if width <= timedelta(0):
         raise InvalidTime(f"window must be positive, got {width}")
+    if (until - since) / width > MAX_WINDOWS:
+        raise InvalidTime(
+            f"{(until - since) / width:,.0f} windows of {width} between {since.isoformat()} and "
+            f"{until.isoformat()}: use a wider --window or a later --since (at most "
+            f"{MAX_WINDOWS:,})"
+        )
     spans = windows_of(since, until, width)
     scope = labels.LogScope(
         log_dir(store), version.name, version.version, score_output(monitor, version)
@@ -310,7 +332,13 @@ def log_dir(store: FeatureStore) -> Path:
 def score_output(monitor: Monitor, version: ModelVersion) -> str | None:
     """The output read as the score: the monitor's `score_output`, else None (the logged
     prediction is the number) for a one-output model, else the signature's first output."""
-    if monitor.score_output is not None:
-        return monitor.score_output
-    outputs = (version.signature or {}).get("outputs") or []
-    return str(outputs[0]["name"]) if len(outputs) > 1 else None
+    outputs = [str(o["name"]) for o in (version.signature or {}).get("outputs") or []]
+    wanted = monitor.score_output
+    if wanted is not None and outputs and wanted not in outputs:
+        raise ScoreOutputNotFound(
+            f"monitor '{monitor.name}' reads score_output '{wanted}', but model {version.ref} "
+            f"has the outputs {outputs}; fix Monitor(score_output=...) and run 'parity apply'"
+        )
+    if len(outputs) == 1:
+        return None  # a one-output model logs its value as a bare number
+    return wanted if wanted is not None or not outputs else outputs[0]

@@ -331,7 +331,9 @@ class QualityRecorder:
             self.flush()
 
     def flush(self) -> None:
-        self._write(self.counters.drain(self.clock()))
+        records = self.counters.drain(self.clock())
+        if records:  # nothing counted: no database write (a store closing after no push)
+            self._write(records)
 
     def _write(self, records: list[QualityRecord]) -> None:
         try:

@@ -84,7 +84,8 @@ class Monitoring:
         from parity.monitoring.performance_report import run
         from parity.timeutil import parse_time
 
-        now = parse_time(as_of, "as_of") if as_of is not None else self._store.now()
+        clock = self._store.now
+        now = parse_time(as_of, "as_of", now=clock) if as_of is not None else clock()
         report = run(
             self._store,
             model_ref,
@@ -297,6 +298,12 @@ class Monitoring:
                 engine, self._store.project, self._store.now, references=self._view_references
             )
         return self._quality
+
+    def flush_quality(self) -> None:
+        """Write the push and stream counts this process holds (FeatureStore.close calls it,
+        so a script that pushes and exits, or a server shutting down, loses none)."""
+        if self._quality is not None:
+            self._quality.flush()
 
     def _view_references(self, view: FeatureView) -> dict[str, Reference]:
         """A view's features' reference for materialization quality (quality_served's

@@ -16,6 +16,7 @@ extra.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,7 @@ def _plain(value: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from parity.errors import ParityError
     from parity.feature_store import FeatureStore
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -128,8 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=42, help="Days of payments to replay.")
     parser.add_argument("--shift-days", type=int, default=7, help="Last days to shift.")
     args = parser.parse_args(argv)
-    with FeatureStore(args.repo) as store:
-        done = simulate(store, model=args.model, days=args.days, shift_days=args.shift_days)
+    if args.days < 1 or not 0 <= args.shift_days <= args.days:
+        parser.error("--days must be at least 1 and --shift-days between 0 and --days")
+    try:
+        with FeatureStore(args.repo) as store:
+            done = simulate(store, model=args.model, days=args.days, shift_days=args.shift_days)
+    except ParityError as error:  # one line, as the CLI prints it
+        print(f"Error [{error.code}]: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(
         f"Logged {done['rows']:,} scored payments of the last {args.days} days for "
         f"{args.model} (version {done['version']}); the last {args.shift_days} days "
