@@ -395,11 +395,10 @@ def read_logged(
 ) -> pa.Table:
     """The logged rows of `service` in the window, one column per key, request field, served
     value (`online:<name>`) and served event time (`served_at:<name>`), typed as declared."""
-    import duckdb
+    from parity.monitoring.logs import connect_duckdb
 
     folders = log_folders(store)
-    connection = duckdb.connect()
-    connection.execute("SET TimeZone = 'UTC'")
+    connection = connect_duckdb()
     try:
         parts = []
         served = log_files(folders[FEATURE_SERVER], since, until)

@@ -57,11 +57,9 @@ class Joined:
 
 def connect(repo_root: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection in UTC whose relative paths resolve in the repo root."""
-    import duckdb
+    from parity.monitoring.logs import connect_duckdb
 
-    connection = duckdb.connect()
-    connection.execute("SET TimeZone = 'UTC'")
-    connection.execute("SET enable_progress_bar_print = false")
+    connection = connect_duckdb()
     connection.execute(f"SET file_search_path = {literal(str(repo_root))}")
     return connection
 

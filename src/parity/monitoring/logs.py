@@ -304,16 +304,24 @@ class PredictionLogReader:
         return _Connection(self._settings, self.directory)
 
 
+def connect_duckdb() -> _DuckDB:
+    """An in-memory DuckDB connection for reading logs: times in UTC, and no progress bar printed
+    to the terminal (a long query would otherwise draw one over the CLI's output)."""
+    import duckdb
+
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET enable_progress_bar_print = false")
+    return connection
+
+
 class _Connection:
     def __init__(self, settings: Mapping[str, object], directory: Path) -> None:
         self._settings = settings
         self._directory = directory
 
     def __enter__(self) -> _DuckDB:
-        import duckdb
-
-        self.connection = duckdb.connect()
-        self.connection.execute("SET TimeZone = 'UTC'")
+        self.connection = connect_duckdb()
         for name, value in self._settings.items():
             if value is not None:
                 self.connection.execute(f"SET {name} = {_literal(str(value))}")

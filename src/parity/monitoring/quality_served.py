@@ -108,16 +108,13 @@ def _logged_feature_names(
     runner: DriftRunner, version: ModelVersion, windows: Windows
 ) -> list[str]:
     """The feature names a version logged in the windows (for a version without a reference)."""
-    import duckdb
-
-    from parity.monitoring.logs import log_files
+    from parity.monitoring.logs import connect_duckdb, log_files
 
     files = log_files(runner.reader.directory, windows.since, windows.until)
     if not files:
         return []
-    connection = duckdb.connect()
+    connection = connect_duckdb()
     try:
-        connection.execute("SET TimeZone = 'UTC'")
         rows = connection.execute(
             "SELECT DISTINCT unnest(json_keys(features)) FROM read_parquet(?) WHERE model = ? "
             "AND version = ? AND status = 'ok' AND event_timestamp >= ? AND event_timestamp < ?",
