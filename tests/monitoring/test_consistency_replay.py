@@ -194,6 +194,9 @@ def test_online_lagging_behind_offline_is_reported_as_stale(
         (3, 13.0, 53.0, True),
         (4, 14.0, 54.0, True),
     ]
+    # Lag is not skew: the alert signal counts only mismatches lag does not explain.
+    signals = store.monitoring.consistency_signals("driver_all", since=T, until=T + timedelta(1))
+    assert signals["consistency:speed"] == 0.0
 
 
 def test_online_only_null_and_offline_only_null_are_counted_apart(

@@ -136,8 +136,15 @@ class ConsistencyReport:
 
 
 def signals(report: ConsistencyReport) -> dict[str, float]:
-    """`consistency:<feature>` -> mismatch rate, for alert rules (none without logged rows)."""
-    return {f"consistency:{f.feature}": f.counts.mismatch_rate for f in report.features}
+    """`consistency:<feature>` -> the rate of mismatches lag does not explain (`mismatch` less
+    `stale`, over `total`), for alert rules: a view that is merely behind catches up by itself
+    and must not page anyone as skew (none without logged rows)."""
+    return {
+        f"consistency:{f.feature}": (f.counts.mismatch - f.counts.stale) / f.counts.total
+        if f.counts.total
+        else 0.0
+        for f in report.features
+    }
 
 
 def _jsonable(value: Any) -> Any:
