@@ -1,5 +1,6 @@
-"""Freshness SLOs: the age of each view's newest write against its freshness_slo, with an
-injected clock, in Python, as alert signals and as the feature server's gauges over HTTP."""
+"""Freshness SLOs: the age of each view's newest value (its event time) against its
+freshness_slo, with an injected clock, in Python, as alert signals and as the feature server's
+gauges over HTTP."""
 
 from __future__ import annotations
 
@@ -58,13 +59,15 @@ class Clock:
         return self.now
 
 
-def make_store(root: Path, clock: object) -> FeatureStore:
+def make_store(
+    root: Path, clock: object, event_time: datetime = T - timedelta(minutes=10)
+) -> FeatureStore:
     write_repo(root, REPO)
     write_parquet(
         root / "data" / "stats.parquet",
         {
             "account_id": pa.array([1, 2], pa.int64()),
-            "event_timestamp": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 2, US),
+            "event_timestamp": pa.array([event_time - timedelta(minutes=5), event_time], US),
             "a": pa.array([1.0, 2.0]),
             "b": pa.array([3.0, 4.0]),
         },
@@ -111,7 +114,7 @@ def test_a_stale_view_breaches_its_slo_on_the_injected_clock(tmp_path: Path) -> 
     clock = Clock(T)
     store = make_store(tmp_path / "repo", clock)
     store.materialize(T - timedelta(days=90), T, ["hourly", "daily", "no_slo"])
-    clock.now = T + timedelta(minutes=59)
+    clock.now = T + timedelta(minutes=49)  # the newest value (T - 10 min) is 59 minutes old
     assert {r.view: r.status for r in store.monitoring.freshness_slo()} == {
         "daily": "ok",
         "hourly": "ok",
@@ -119,12 +122,16 @@ def test_a_stale_view_breaches_its_slo_on_the_injected_clock(tmp_path: Path) -> 
         "pushed": "unknown",  # never written (as far as this process knows)
     }
     clock.now = T + timedelta(hours=2)
+    # Materializing again with no newer data writes the same values: they stay as old as they
+    # are (the newest write is now, the newest value is not).
+    store.materialize(T, clock.now, ["hourly", "daily"])
     by_view = {r.view: r for r in store.monitoring.freshness_slo()}
     assert by_view["hourly"].status == "breached"
-    assert by_view["hourly"].age_seconds == 7200.0
+    assert by_view["hourly"].newest == T - timedelta(minutes=10)
+    assert by_view["hourly"].age_seconds == 7800.0
     assert store.monitoring.freshness_signals() == {
-        "freshness:hourly": 2.0,
-        "freshness:daily": pytest.approx(7200 / 86400),
+        "freshness:hourly": pytest.approx(7800 / 3600),
+        "freshness:daily": pytest.approx(7800 / 86400),
     }
     store.push("clicks", {"account_id": [1], "event_timestamp": [clock.now], "c": [1.0]})
     clock.now += timedelta(minutes=5)
@@ -149,8 +156,8 @@ def test_feature_server_exports_slo_and_breach_gauges(tmp_path: Path) -> None:
 
 
 def test_gauges_over_real_http_from_parity_serve(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "repo", lambda: datetime.now(UTC))
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    store = make_store(tmp_path / "repo", lambda: datetime.now(UTC), two_hours_ago)
     store.materialize(T - timedelta(days=90), two_hours_ago, ["hourly", "daily"])
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

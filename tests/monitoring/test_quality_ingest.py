@@ -107,3 +107,28 @@ def test_quality_table_on_postgresql(postgres_url: str) -> None:
                 sa.text("DELETE FROM parity_monitor_quality WHERE project = :p"), {"p": project}
             )
         engine.dispose()
+
+
+def test_a_quality_table_from_before_newest_event_gets_the_column(tmp_path: Path) -> None:
+    """Tables created by an earlier build lack `newest_event`: opening the store adds it, and
+    the old rows read back with no newest event."""
+    import sqlalchemy as sa
+
+    from parity.monitoring.quality_store import SqlQualityStore
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE parity_monitor_quality (id INTEGER PRIMARY KEY, project VARCHAR, "
+                "run VARCHAR, source VARCHAR, subject VARCHAR, version INTEGER, feature VARCHAR, "
+                "window_start VARCHAR, window_end VARCHAR, recorded_at VARCHAR, rows BIGINT, "
+                "nulls BIGINT, null_rate FLOAT, verdict VARCHAR, detail TEXT)"
+            )
+        )
+    store = SqlQualityStore(engine)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("parity_monitor_quality")}
+    assert "newest_event" in columns
+    assert store.newest_values("p", ["v"]) == {}
+    SqlQualityStore(engine)  # a second open finds the column and changes nothing
+    engine.dispose()

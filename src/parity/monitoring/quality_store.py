@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Source = Literal["materialize", "ingest", "served"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FLUSH_EVERY = timedelta(seconds=60)  # pushes are counted in memory and written this often
 _WHAT = "monitoring quality table"
 
@@ -56,6 +57,8 @@ quality_table = sa.Table(
     sa.Column("null_rate", sa.Float),  # null when rows = 0
     sa.Column("verdict", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),  # JSON: counts, checks, limits, examples
+    # the newest event time among the rows counted (materialized or pushed): freshness SLOs
+    sa.Column("newest_event", sa.String(40)),
     sa.Index("ix_parity_monitor_quality_subject", "project", "subject", "window_end"),
     sa.Index("ix_parity_monitor_quality_source", "project", "source", "subject", "window_end"),
 )
@@ -75,6 +78,7 @@ class QualityRecord:
     version: int | None = None
     recorded_at: datetime | None = None
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
+    newest_event: datetime | None = None  # the newest event time of the rows counted
 
 
 class SqlQualityStore:
@@ -83,6 +87,7 @@ class SqlQualityStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         create_tables(metadata, engine, _WHAT)
+        _add_newest_event(engine)
 
     def record(
         self,
@@ -141,6 +146,41 @@ class SqlQualityStore:
                     found[subject] = datetime.fromisoformat(end)
         return found
 
+    def newest_values(self, project: str, subjects: Iterable[str]) -> dict[str, datetime]:
+        """Per subject (a feature view), the newest event time of the rows recorded as written
+        online, by materialization or ingestion (one index seek each)."""
+        table = quality_table
+        found = {}
+        with connect(self.engine, what=_WHAT) as conn:
+            for subject in subjects:
+                query = sa.select(sa.func.max(table.c.newest_event)).where(
+                    table.c.project == project,
+                    table.c.source.in_(("materialize", "ingest")),
+                    table.c.subject == subject,
+                )
+                if (newest := conn.execute(query).scalar()) is not None:
+                    found[subject] = datetime.fromisoformat(newest)
+        return found
+
+
+def _add_newest_event(engine: Engine) -> None:
+    """A quality table created before `newest_event` existed gets the column (nullable: its old
+    rows fall back to the newest write for freshness)."""
+    if _has_newest_event(engine):
+        return
+    alter = f"ALTER TABLE {quality_table.name} ADD COLUMN newest_event VARCHAR(40)"
+    try:
+        with connect(engine, write=True, what=_WHAT) as conn, conn.begin():
+            conn.execute(sa.text(alter))
+    except sa.exc.DBAPIError:  # another process added it first
+        if not _has_newest_event(engine):
+            raise
+
+
+def _has_newest_event(engine: Engine) -> bool:
+    columns = sa.inspect(engine).get_columns(quality_table.name)
+    return "newest_event" in {c["name"] for c in columns}
+
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
@@ -169,6 +209,7 @@ def _row(project: str, record: QualityRecord, now: datetime) -> dict[str, Any]:
         "null_rate": q.null_rate,
         "verdict": q.verdict,
         "detail": json.dumps(detail, sort_keys=True),
+        "newest_event": None if record.newest_event is None else _iso(record.newest_event),
     }
 
 
@@ -186,7 +227,12 @@ def _record(row: Mapping[str, Any]) -> QualityRecord:
         version=row["version"],
         recorded_at=datetime.fromisoformat(row["recorded_at"]),
         run=row["run"],
+        newest_event=_moment(row.get("newest_event")),
     )
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 class BatchWatch:
@@ -206,12 +252,28 @@ class BatchWatch:
         self.references = dict(references or {})
         self.thresholds = thresholds
         self.counts = {name: Counts() for name in features}
+        self.newest_event: datetime | None = None
 
     def add(self, batch: pa.RecordBatch | pa.Table | Mapping[str, Any]) -> None:
-        """Count one batch: a record batch or table, or feature name -> values."""
+        """Count one batch: a record batch or table, or feature name -> values. A materialized
+        batch's `__ts` (event time, microseconds) moves `newest_event`."""
         for name in self.counts:
             values = batch[name]
             self.counts[name] += count_column(name, values, self.references.get(name))
+        schema = getattr(batch, "schema", None)
+        if schema is not None and "__ts" in schema.names:
+            import pyarrow.compute as pc
+
+            newest = pc.max(batch["__ts"]).as_py()
+            if newest is not None:
+                self.saw(_EPOCH + timedelta(microseconds=int(newest)))
+
+    def saw(self, moment: datetime | None) -> None:
+        """An event time among the rows counted: the newest is kept (freshness SLOs)."""
+        if moment is not None:
+            moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+            if self.newest_event is None or moment > self.newest_event:
+                self.newest_event = moment
 
     def done(self, start: datetime, end: datetime) -> None:
         """The run [start, end] ended: hand its records to the sink (the quality table)."""
@@ -229,7 +291,17 @@ class BatchWatch:
     ) -> list[QualityRecord]:
         run = uuid.uuid4().hex
         return [
-            QualityRecord(source, self.subject, q.feature, start, end, q, version, run=run)
+            QualityRecord(
+                source,
+                self.subject,
+                q.feature,
+                start,
+                end,
+                q,
+                version,
+                run=run,
+                newest_event=self.newest_event,
+            )
             for q in self.results()
         ]
 
@@ -268,14 +340,25 @@ class IngestCounters:
             else [None] * len(table)
             for name in names
         }
+        newest = _newest_time(table, source.timestamp_field)
         with self._lock:
             entry = self._open.get(view.name)
             if entry is None:
                 entry = self._open[view.name] = _Open(now, now, BatchWatch(view.name, names))
             entry.watch.add(batch)
+            entry.watch.saw(newest)
             entry.last = max(entry.last, now)
             if self._last_flush is None:
                 self._last_flush = now
+
+    def newest_events(self) -> dict[str, datetime]:
+        """Per view, the newest event time counted since the last drain (not yet recorded)."""
+        with self._lock:
+            return {
+                view: entry.watch.newest_event
+                for view, entry in self._open.items()
+                if entry.watch.newest_event is not None
+            }
 
     def due(self, now: datetime) -> bool:
         with self._lock:
@@ -340,3 +423,13 @@ class QualityRecorder:
             self.table.record(self.project, records, self.clock())
         except ParityError as failure:  # the registry is down: the data path goes on
             log.warning("quality records of %d features not written: %s", len(records), failure)
+
+
+def _newest_time(table: pa.Table, column: str) -> datetime | None:
+    """The newest value of a pushed batch's event-time column, as an aware datetime."""
+    if column not in table.column_names:
+        return None
+    import pyarrow.compute as pc
+
+    newest = pc.max(table[column]).as_py()
+    return newest if isinstance(newest, datetime) else None

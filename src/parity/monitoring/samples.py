@@ -232,9 +232,18 @@ def sturges_edges(lo: float, hi: float, n: int) -> np.ndarray:
         return np.array([lo - 0.5, hi + 0.5])
     span = hi - lo
     if not math.isfinite(span):  # the values span more than a float can hold: edges at half scale
-        return np.linspace(lo / 2, hi / 2, math.ceil(math.log2(max(n, 1)) + 1.0) + 1) * 2
+        bins = math.ceil(math.log2(max(n, 1)) + 1.0)
+        return _spaced(lo / 2, hi / 2 - lo / 2, bins) * 2
     width = span / (math.log2(max(n, 1)) + 1.0)
-    return np.linspace(lo, hi, math.ceil(span / width) + 1)
+    return _spaced(lo, span, math.ceil(span / width))
+
+
+def _spaced(lo: float, span: float, bins: int) -> np.ndarray:
+    """`bins + 1` evenly spaced edges from lo to lo + span, computed as lo + t * span with t in
+    [0, 1] so no intermediate exceeds the largest float (np.linspace's can, near it)."""
+    edges = lo + np.linspace(0.0, 1.0, bins + 1) * span
+    edges[-1] = lo + span
+    return edges
 
 
 def sturges_shares(ref: ColumnProfile, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, str]:

@@ -381,13 +381,32 @@ class Monitoring:
             for view, moment in newest.items()
         }
 
+    def newest_values(self) -> dict[str, datetime | None]:
+        """Per online view, the event time of the newest value written online: the newest
+        `event_timestamp` among the rows materialized or pushed (recorded with their quality
+        counts, and this process's pushes not yet recorded). A view whose writes carry no such
+        record (materialized before it was kept, or windowed views' tiles, which materialize
+        writes as aggregates) falls back to its newest write (`newest_writes()`)."""
+        writes = self.newest_writes()
+        recorder = self.quality_recorder()
+        if recorder is None:
+            return writes
+        recorded = recorder.table.newest_values(self._store.project, writes)
+        unrecorded = recorder.counters.newest_events()
+        newest: dict[str, datetime | None] = {}
+        for view, written in writes.items():
+            values = [m for m in (recorded.get(view), unrecorded.get(view)) if m is not None]
+            newest[view] = max(values) if values else written
+        return newest
+
     def freshness_slo(self) -> list[ViewFreshness]:
-        """Per online view (by name): its newest write (`newest_writes()`), its age at the
-        store's clock, its `freshness_slo` and the status ok / breached / unknown / no_slo."""
+        """Per online view (by name): the event time of its newest value (`newest_values()`),
+        its age at the store's clock, its `freshness_slo` and the status ok / breached /
+        unknown / no_slo."""
         from parity.monitoring.freshness import evaluate, slos_of
 
         views = self._store.registry.catalog.feature_views.values()
-        return evaluate(self.newest_writes(), slos_of(views), self._store.now())
+        return evaluate(self.newest_values(), slos_of(views), self._store.now())
 
     def freshness_slos(self) -> dict[str, float]:
         """Seconds of `freshness_slo` per online view that declares one (the feature server's

@@ -174,6 +174,7 @@ def create_app(
         store.now,
         store.monitoring.refused_window_reads,
         slos=store.monitoring.freshness_slos,
+        values=store.monitoring.newest_values,  # the SLO gauges judge the newest value's age
     )
     metrics.watch(admission, lambda: _breakers(store))
     served = served_log(store.repo_path, settings.served_log, settings.log_sample_percent)

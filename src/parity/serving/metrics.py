@@ -36,7 +36,10 @@ class ServerMetrics:
         clock: Callable[[], datetime],
         refused: Callable[[], dict[str, int]] | None = None,
         slos: Callable[[], Mapping[str, float]] | None = None,
+        values: Callable[[], dict[str, datetime | None]] | None = None,
     ) -> None:
+        """`freshness`: each view's newest write; `values`: the event time of its newest value,
+        which the SLO gauges judge (default: `freshness`)."""
         self.registry = CollectorRegistry()
         self._latency = Histogram(
             "parity_request_seconds",
@@ -51,7 +54,7 @@ class ServerMetrics:
             ["code"],
             registry=self.registry,
         )
-        self.registry.register(_Freshness(freshness, clock, slos or dict))
+        self.registry.register(_Freshness(freshness, clock, slos or dict, values or freshness))
         if refused is not None:
             self.registry.register(_Refused(refused))
         self._by_path = {path: self._latency.labels(path) for path in PATHS}
@@ -89,10 +92,12 @@ class _Freshness(Collector):
         freshness: Callable[[], dict[str, datetime | None]],
         clock: Callable[[], datetime],
         slos: Callable[[], Mapping[str, float]],
+        values: Callable[[], dict[str, datetime | None]],
     ) -> None:
         self._freshness = freshness
         self._clock = clock
         self._slos = slos
+        self._values = values
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily(
@@ -108,17 +113,19 @@ class _Freshness(Collector):
         )
         breached = GaugeMetricFamily(
             "parity_feature_freshness_slo_breached",
-            "1 when the view's newest online data is older than its freshness_slo, else 0 (no "
-            "sample while no write is known to this worker)",
+            "1 when the view's newest online value (its event time) is older than its "
+            "freshness_slo, else 0 (no sample while no write is known to this worker)",
             labels=["view"],
         )
         now, slos = self._clock(), self._slos()
-        for view, newest in sorted(self._freshness().items()):
-            gauge.add_metric([view], (now - (newest or EPOCH)).total_seconds())
+        values = self._values() if slos else {}
+        for view, written in sorted(self._freshness().items()):
+            gauge.add_metric([view], (now - (written or EPOCH)).total_seconds())
             limit = slos.get(view)
             if limit is None:
                 continue
             slo.add_metric([view], limit)
+            newest = values.get(view, written)
             if newest is not None:
                 age = max((now - newest).total_seconds(), 0.0)
                 breached.add_metric([view], 1.0 if age > limit else 0.0)
