@@ -6,6 +6,7 @@ durable Parquet sink. Must not import serving: the serving layer imports this mo
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import uuid
 from base64 import b64encode
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 SERVED_VERSION = 0  # the `version` column of served-log records (the log's schema is shared)
 _SPACE = 2**32
 _MAX_DECIDED = 1 << 16  # keys whose sampling decision a server remembers (then it starts over)
+
+logger = logging.getLogger(__name__)
 
 
 def label_of(wanted: str | Sequence[str]) -> str:
@@ -203,6 +206,7 @@ def served_log(
         return None
     path = Path(folder)
     directory = path if path.is_absolute() else repo_path / path
+    _recover(directory)
 
     def make() -> PredictionLogger:
         from parity.inference.predlog import ParquetLogSink, PredictionLogger
@@ -210,3 +214,22 @@ def served_log(
         return PredictionLogger(ParquetLogSink(directory), flush_interval_s=flush_seconds)
 
     return ServedLog(make, percent)
+
+
+def _recover(directory: Path) -> None:
+    """Segments a killed server left are converted at start, not when the first row of the new
+    one is sampled (the sink opens lazily): what it served before the kill is readable at once.
+    Segments a running worker holds are left alone."""
+    if not directory.is_dir():
+        return
+    from parity.inference.predlog_segment import recover_segments
+
+    recovered = recover_segments(directory, 10_000)
+    if recovered.segments:
+        logger.warning(
+            "served log %s: recovered %d rows from %d unfinished segments (%d unreadable lines)",
+            directory,
+            recovered.rows,
+            recovered.segments,
+            recovered.unreadable,
+        )
