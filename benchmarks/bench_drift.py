@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peer_venv import install, run_logged, tail
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 WORK = BENCH_DIR / ".work" / "drift"
@@ -139,46 +141,15 @@ def data_format() -> int:
 def ensure_evidently(logs: Path) -> str:
     """benchmarks/.venv-evidently with EVIDENTLY_PACKAGES; returns Evidently's version."""
     probe = "import evidently, pandas, pyarrow; print(evidently.__version__, pandas.__version__)"
-    ok, text = _run([EVIDENTLY_PYTHON, "-c", probe], logs / "evidently-probe.log", 300)
+    ok, text = run_logged([EVIDENTLY_PYTHON, "-c", probe], logs / "evidently-probe.log", 300)
     wanted_version = EVIDENTLY_PACKAGES[0].split("==")[1]
     if ok and text.split()[-2:][0] == wanted_version:
         return wanted_version
-    if not EVIDENTLY_PYTHON.exists():
-        log("  evidently: creating benchmarks/.venv-evidently ...")
-        base = shutil.which("python3") or sys.executable
-        ok, text = _run([base, "-m", "venv", EVIDENTLY_VENV], logs / "evidently-venv.log", 300)
-        if not ok:
-            raise BenchFailure(f"python3 -m venv failed: {_tail(text)}")
-    log(f"  evidently: pip install {' '.join(EVIDENTLY_PACKAGES)} (a minute or two) ...")
-    pip: list[str | Path] = [EVIDENTLY_VENV / "bin" / "pip", "install", "-q", *EVIDENTLY_PACKAGES]
-    ok, text = _run(pip, logs / "evidently-pip.log", 1800)
+    install(EVIDENTLY_VENV, list(EVIDENTLY_PACKAGES), logs, "evidently", BenchFailure)
+    ok, text = run_logged([EVIDENTLY_PYTHON, "-c", probe], logs / "evidently-probe.log", 300)
     if not ok:
-        raise BenchFailure(f"pip install {' '.join(EVIDENTLY_PACKAGES)} failed: {_tail(text)}")
-    ok, text = _run([EVIDENTLY_PYTHON, "-c", probe], logs / "evidently-probe.log", 300)
-    if not ok:
-        raise BenchFailure(f"evidently does not import after installing: {_tail(text)}")
+        raise BenchFailure(f"evidently does not import after installing: {tail(text)}")
     return text.split()[-2]
-
-
-def _run(command: list[str | Path], log_path: Path, timeout: float) -> tuple[bool, str]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as out:
-        try:
-            done = subprocess.run(
-                [str(c) for c in command],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return False, str(error)
-    return done.returncode == 0, log_path.read_text(errors="replace").strip()
-
-
-def _tail(text: str, lines: int = 8) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def evidently_env() -> dict[str, str]:
@@ -258,7 +229,7 @@ def verdict(ok: bool, text: str) -> str:
     return f"{'PASS' if ok else 'MISS'}  {text}"
 
 
-def median_run(runs: list[Measured]) -> Measured:
+def medianrun_logged(runs: list[Measured]) -> Measured:
     ordered = sorted(runs, key=lambda r: r.result["run_s"])
     return ordered[len(ordered) // 2]
 
@@ -280,7 +251,7 @@ def print_times(runs: Runs) -> None:
     )
     prof = runs.profile
     _row("parity: reference profile (once, apart)", prof.result["total_s"], None, prof)
-    p = median_run(runs.parity)
+    p = medianrun_logged(runs.parity)
     spread = ", ".join(f"{r.result['run_s']:.2f}" for r in runs.parity)
     spread += f"; best {min(r.result['run_s'] for r in runs.parity):.2f}"
     label = f"parity: drift report (median of {len(runs.parity)})"
@@ -308,7 +279,7 @@ def print_times(runs: Runs) -> None:
 
 
 def targets(runs: Runs, agree: int, total: int) -> list[str]:
-    p = median_run(runs.parity)
+    p = medianrun_logged(runs.parity)
     run_s = p.result["run_s"]
     out = [
         verdict(
@@ -520,7 +491,7 @@ def main(argv: list[str]) -> int:
     manifest = json.loads((data / "manifest.json").read_text())
     print_times(runs)
     agree = total = 0
-    p = median_run(runs.parity).result
+    p = medianrun_logged(runs.parity).result
     if runs.evidently is not None and runs.evidently_psi is not None:
         agree, total = side_by_side(runs.evidently.result, p, manifest)
     psi_table(

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from peer_venv import install, run_logged, tail
 
 BENCH_DIR = Path(__file__).resolve().parent
 MLSERVER_VENV = BENCH_DIR / ".mlserver-venv"
@@ -51,50 +51,22 @@ CONFIGS = (
 )
 
 
-def _run(command: list[str | Path], log: Path, timeout: float) -> tuple[bool, str]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        try:
-            done = subprocess.run(
-                [str(c) for c in command],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return False, str(error)
-    text = log.read_text(errors="replace").strip()
-    return done.returncode == 0, text
-
-
 def ensure_mlserver(sklearn_version: str, logs: Path) -> str:
     """Make benchmarks/.mlserver-venv hold mlserver, mlserver-sklearn, httptools (uvicorn's fast
     HTTP parser, which Parity's server uses too), Parity's scikit-learn version (the joblib file
     must unpickle there) and uvloop < 0.22; returns MLServer's version."""
     probe = "import httptools, mlserver, mlserver_sklearn, sklearn, uvloop; "
     probe += "print(mlserver.__version__, sklearn.__version__, uvloop.__version__)"
-    ok, text = _run([MLSERVER_PYTHON, "-c", probe], logs / "mlserver-probe.log", 120)
+    ok, text = run_logged([MLSERVER_PYTHON, "-c", probe], logs / "mlserver-probe.log", 120)
     versions = text.split()[-3:] if ok else ["", "", ""]
     if versions[1] == sklearn_version and _older(versions[2], (0, 22)):
         return versions[0]
-    if not MLSERVER_CLI.exists():
-        print("  mlserver: creating benchmarks/.mlserver-venv ...", flush=True)
-        base = shutil.which("python3") or sys.executable
-        ok, text = _run([base, "-m", "venv", MLSERVER_VENV], logs / "mlserver-venv.log", 300)
-        if not ok:
-            raise MLServerUnavailable(f"python3 -m venv failed: {_tail(text)}")
     wanted = ["mlserver", "mlserver-sklearn", "httptools", f"scikit-learn=={sklearn_version}"]
     wanted.append("uvloop<0.22")  # 0.22 breaks MLServer 1.7's inference workers (MLServer #2286)
-    print(f"  mlserver: pip install {' '.join(wanted)} (about a minute) ...", flush=True)
-    pip: list[str | Path] = [MLSERVER_VENV / "bin" / "pip", "install", "-q", *wanted]
-    ok, text = _run(pip, logs / "mlserver-pip.log", 1800)
+    install(MLSERVER_VENV, wanted, logs, "mlserver", MLServerUnavailable)
+    ok, text = run_logged([MLSERVER_PYTHON, "-c", probe], logs / "mlserver-probe.log", 120)
     if not ok:
-        raise MLServerUnavailable(f"pip install {' '.join(wanted)} failed: {_tail(text)}")
-    ok, text = _run([MLSERVER_PYTHON, "-c", probe], logs / "mlserver-probe.log", 120)
-    if not ok:
-        raise MLServerUnavailable(f"mlserver does not import after installing: {_tail(text)}")
+        raise MLServerUnavailable(f"mlserver does not import after installing: {tail(text)}")
     return text.split()[-3]
 
 
@@ -103,10 +75,6 @@ def _older(version: str, than: tuple[int, int]) -> bool:
         return tuple(int(part) for part in version.split(".")[:2]) < than
     except ValueError:
         return False
-
-
-def _tail(text: str, lines: int = 8) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def write_repository(

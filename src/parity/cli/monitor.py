@@ -19,8 +19,9 @@ from parity.cli.common import RepoOption, command, console, store_at
 from parity.errors import InvalidOption
 
 if TYPE_CHECKING:
+    from parity.feature_store import FeatureStore
     from parity.monitoring.alert_store import AlertEvent
-    from parity.monitoring.drift import WindowDrift
+    from parity.monitoring.drift import DriftReport, WindowDrift
     from parity.monitoring.quality_store import QualityRecord
 
 monitor_app = typer.Typer(
@@ -250,18 +251,11 @@ def monitor_drift(
     """Drift of a model's logged features and outputs against its training set's reference
     profile, per version and window of the prediction log. Prints one line per window, then
     the columns of each drifted window and of the latest judged one (--json: every reason)."""
-    from parity.monitoring.drift import parse_window
 
     if html is not None:
         _check_page_path("--html", html)  # before the run is recorded
     store = store_at(repo)
-    report = store.monitoring.drift(
-        model,
-        since=since,
-        until=until,
-        window=None if window is None else parse_window(window),
-        persist=record,
-    )
+    report = _drift_run(store, model, since, until, window, record)
     if html is not None:  # written first: --json output stays pure JSON
         _write_page("--html", html, store.monitoring.drift_report_html(report))
     if as_json:
@@ -288,6 +282,21 @@ def _write_page(option: str, path: Path, page: str) -> None:
         path.write_text(page, encoding="utf-8")
     except OSError as error:
         raise InvalidOption(f"{option} {path}: cannot write it: {error.strerror}") from None
+
+
+def _drift_run(
+    store: FeatureStore,
+    model: str,
+    since: str | None,
+    until: str | None,
+    window: str | None,
+    record: bool,
+) -> DriftReport:
+    """The drift run both `drift` and `report` print or draw."""
+    from parity.monitoring.drift import parse_window
+
+    width = None if window is None else parse_window(window)
+    return store.monitoring.drift(model, since=since, until=until, window=width, persist=record)
 
 
 def _windows_table(model: str, windows: Sequence[WindowDrift]) -> Table:
@@ -673,16 +682,9 @@ def monitor_report(
 ) -> None:
     """Run drift like `parity monitor drift` and write it as one self-contained HTML page (inline
     SVG plots, no script, opens offline): distributions overlaid, scores over time."""
-    from parity.monitoring.drift import parse_window
 
     _check_page_path("--out", out)  # before the run is recorded
     store = store_at(repo)
-    report = store.monitoring.drift(
-        model,
-        since=since,
-        until=until,
-        window=None if window is None else parse_window(window),
-        persist=record,
-    )
+    report = _drift_run(store, model, since, until, window, record)
     _write_page("--out", out, store.monitoring.drift_report_html(report, version=version))
     console.print(f"wrote {escape(str(out))} ({len(report.windows)} windows of {report.target})")
