@@ -98,6 +98,8 @@ def test_teardown_removes_the_project(driver_repo: Path) -> None:
 
 
 MOVED_OUT = {
+    # parity.repo.loader.load_repo(store.repo_path, store.project)
+    "load_repo",
     # store.datasets.create / get / list
     "create_dataset",
     "get_dataset",

@@ -26,6 +26,7 @@ from parity.definitions import (
 )
 from parity.definitions.monitor import AlertRule, LabelSource, Monitor
 from parity.definitions.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
+from parity.definitions.rollout import FailurePolicy, Gate, Phase, Rollout, RoutingKey
 from parity.errors import (
     BreakingChange,
     ConfigError,
@@ -53,6 +54,7 @@ __all__ = [
     "DType",
     "DuplicateDefinition",
     "Entity",
+    "FailurePolicy",
     "FeatureService",
     "FeatureServiceNotFound",
     "FeatureStore",
@@ -63,6 +65,7 @@ __all__ = [
     "FileSource",
     "Float32",
     "Float64",
+    "Gate",
     "Int32",
     "Int64",
     "InvalidDefinition",
@@ -70,10 +73,13 @@ __all__ = [
     "Monitor",
     "OnDemandFeatureView",
     "ParityError",
+    "Phase",
     "Plan",
     "PushSource",
     "RegistryConflict",
     "RequestSource",
+    "Rollout",
+    "RoutingKey",
     "StreamSource",
     "String",
     "UnixTimestamp",

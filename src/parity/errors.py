@@ -79,6 +79,10 @@ class MonitorNotFound(ObjectNotFound):
     code = "monitor_not_found"
 
 
+class RolloutNotFound(ObjectNotFound):
+    code = "rollout_not_found"
+
+
 class FeatureNotFound(ObjectNotFound):
     code = "feature_not_found"
 
@@ -588,3 +592,31 @@ class ScoreOutputNotFound(ObjectNotFound):
     """A monitor's `score_output` names an output the model version does not have."""
 
     code = "score_output_not_found"
+
+
+# Raised by deploy/ (rollouts) and the model server's routing
+
+
+class InvalidRollout(ParityError, ValueError):
+    """A rollout cannot start as asked: no champion, candidate equal to the champion, an unknown
+    gate metric, weights that do not increase... The message names the field and the fix."""
+
+    code = "invalid_rollout"
+
+
+class RolloutActive(ParityError):
+    """A model already has an active rollout; finish or abort it first."""
+
+    code = "rollout_active"
+
+
+class RolloutStateError(ParityError):
+    """The rollout is not in a state that allows this action (e.g. resume of a running one)."""
+
+    code = "rollout_state"
+
+
+class GateError(ParityError, ValueError):
+    """A gate cannot be evaluated as declared (a custom gate raised or returned a bad value)."""
+
+    code = "gate_error"

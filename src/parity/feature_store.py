@@ -27,6 +27,7 @@ from parity.repo.loader import LoadedRepo, load_repo
 from parity.timeutil import TimeLike, parse_time, to_micros, utcnow
 
 if TYPE_CHECKING:
+    from parity.deploy.service import Rollouts
     from parity.materialize.batch import MaterializeResult
     from parity.models.registry import ModelRegistry
     from parity.monitoring.service import Monitoring
@@ -65,6 +66,7 @@ class FeatureStore:
         self._requests: tuple[Catalog | None, dict[Hashable, RetrievalRequest]] = (None, {})
         self._models: ModelRegistry | None = None
         self._monitoring: Monitoring | None = None
+        self._rollouts: Rollouts | None = None
         self._datasets: Datasets | None = None
 
     @property
@@ -110,6 +112,16 @@ class FeatureStore:
         return self._monitoring
 
     @property
+    def rollouts(self) -> Rollouts:
+        """Safe rollout of model versions: shadow, sticky canary steps, gates, promote and
+        rollback (see docs/rollout.md)."""
+        from parity.deploy.service import Rollouts
+
+        if self._rollouts is None:
+            self._rollouts = Rollouts(self)
+        return self._rollouts
+
+    @property
     def datasets(self) -> Datasets:
         """Saved training sets (`create`, `get`, `list`), recorded in the registry's database."""
         if self._datasets is None:
@@ -118,14 +130,15 @@ class FeatureStore:
 
     # --- repo -> registry ---------------------------------------------------------------------
 
-    def load_repo(self) -> LoadedRepo:
-        """Import the repo's definitions (no registry access)."""
+    def _load_repo(self) -> LoadedRepo:
+        """Import the repo's definitions (no registry access); elsewhere, call
+        `parity.repo.loader.load_repo(store.repo_path, store.project)`."""
         return load_repo(self.repo_path, self.project)
 
     def plan(self, *, check_sources: bool = True) -> Plan:
         """Diff the repo against the registry; added or changed views are checked against their
         sources' schemas unless `check_sources=False`."""
-        return self._plan(self.load_repo().catalog, check_sources)
+        return self._plan(self._load_repo().catalog, check_sources)
 
     def _plan(self, catalog: Catalog, check_sources: bool) -> Plan:
         the_plan = plan_against(self.registry_store, catalog)
@@ -146,7 +159,7 @@ class FeatureStore:
         check_sources: bool = True,
     ) -> ApplyResult:
         """Commit the repo as a new registry version (no-op if nothing changed)."""
-        catalog = self.load_repo().catalog
+        catalog = self._load_repo().catalog
         the_plan = self._plan(catalog, check_sources)
         result = commit_plan(
             self.registry_store,
@@ -422,7 +435,7 @@ class FeatureStore:
         if request.on_demand:
             from parity.transform.run import bind
 
-            bind(request, lambda: self.load_repo().catalog.on_demand_feature_views)
+            bind(request, lambda: self._load_repo().catalog.on_demand_feature_views)
 
     def push(
         self,

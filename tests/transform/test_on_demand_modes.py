@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from parity import FeatureStore
 from parity.errors import BreakingChange, EntityFrameError, OnDemandError
+from parity.repo.loader import load_repo
 from parity.serving.app import create_app
 from tests.conftest import BASE_TIME, DRIVER_REPO, write_parquet, write_repo
 
@@ -467,7 +468,7 @@ def test_catalogs_applied_before_modes_and_projections_plan_no_change(tmp_path: 
             del body["objects"]["on_demand_feature_view"][name]
     old = Catalog.from_json(json.dumps(body))
     assert old.on_demand_feature_views["by_row"].mode == "row"
-    desired = store.load_repo().catalog
+    desired = load_repo(store.repo_path, store.project).catalog
     changes = plan(old, desired, 1).changes
     assert {(c.kind, c.name) for c in changes} == {
         ("add", "by_pandas"),

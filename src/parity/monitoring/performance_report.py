@@ -27,6 +27,7 @@ from parity.monitoring.performance import (
     custom_metrics,
     window_status,
 )
+from parity.repo.loader import load_repo
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -288,7 +289,9 @@ def run(
         joined = labels.join(connection, scope, source, sql, spans, as_of)
     finally:
         connection.close()
-    bound = bind_metrics(monitor, lambda: store.load_repo().catalog.monitors)
+    bound = bind_metrics(
+        monitor, lambda: load_repo(store.repo_path, store.project).catalog.monitors
+    )
     return PerformanceReport(
         monitor=monitor.name,
         model=version.name,

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from parity.errors import BackendNotInstalled, MonitorNotFound
+from parity.repo.loader import load_repo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -586,7 +587,9 @@ def bind_metrics(store: FeatureStore, monitor: Monitor) -> dict[str, MetricFunct
     at apply; one missing or changed is left out (a performance run reports it null, saying why)."""
     from parity.monitoring.performance_report import bind_metrics as bind
 
-    return bind(monitor, lambda: store.load_repo().catalog.monitors).functions
+    return bind(
+        monitor, lambda: load_repo(store.repo_path, store.project).catalog.monitors
+    ).functions
 
 
 # --- end performance ---

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from parity.definitions import Entity, FeatureService, FeatureView, PushSource, StreamSource
 from parity.definitions.monitor import Monitor
 from parity.definitions.on_demand import OnDemandFeatureView
+from parity.definitions.rollout import Rollout
 from parity.errors import (
     DuplicateDefinition,
     EntityNotFound,
@@ -23,11 +24,12 @@ from parity.errors import (
     FeatureViewNotFound,
     InvalidDefinition,
     MonitorNotFound,
+    RolloutNotFound,
 )
 
 FORMAT = 1
 ObjectType = Literal[
-    "entity", "feature_view", "feature_service", "on_demand_feature_view", "monitor"
+    "entity", "feature_view", "feature_service", "on_demand_feature_view", "monitor", "rollout"
 ]
 OBJECT_TYPES: tuple[ObjectType, ...] = (
     "entity",
@@ -35,8 +37,9 @@ OBJECT_TYPES: tuple[ObjectType, ...] = (
     "feature_service",
     "on_demand_feature_view",
     "monitor",
+    "rollout",
 )
-Definition = Entity | FeatureView | FeatureService | OnDemandFeatureView | Monitor
+Definition = Entity | FeatureView | FeatureService | OnDemandFeatureView | Monitor | Rollout
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Catalog:
     feature_services: Mapping[str, FeatureService] = field(default_factory=dict)
     on_demand_feature_views: Mapping[str, OnDemandFeatureView] = field(default_factory=dict)
     monitors: Mapping[str, Monitor] = field(default_factory=dict)
+    rollouts: Mapping[str, Rollout] = field(default_factory=dict)
 
     @classmethod
     def build(cls, project: str, definitions: Iterable[Definition]) -> Catalog:
@@ -66,6 +70,7 @@ class Catalog:
             groups["feature_service"],
             groups["on_demand_feature_view"],
             groups["monitor"],
+            groups["rollout"],
         )
         catalog.check()
         return catalog
@@ -153,6 +158,8 @@ class Catalog:
             return self.on_demand_feature_views
         if object_type == "monitor":
             return self.monitors
+        if object_type == "rollout":
+            return self.rollouts
         return self.feature_services
 
     def get(self, object_type: ObjectType, name: str) -> Definition:
@@ -164,6 +171,7 @@ class Catalog:
                 "feature_service": FeatureServiceNotFound,
                 "on_demand_feature_view": FeatureViewNotFound,
                 "monitor": MonitorNotFound,
+                "rollout": RolloutNotFound,
             }[object_type]
             known = ", ".join(sorted(self.objects(object_type))) or "none"
             raise error(
@@ -193,6 +201,7 @@ class Catalog:
                 n: record_of(o) for n, o in sorted(self.on_demand_feature_views.items())
             },
             "monitor": {n: record_of(m) for n, m in sorted(self.monitors.items())},
+            "rollout": {n: record_of(r) for n, r in sorted(self.rollouts.items())},
         }
         return records
 
@@ -202,8 +211,9 @@ class Catalog:
     @cached_property
     def _json(self) -> str:
         objects = self.to_records()
-        if not objects["monitor"]:  # catalogs without monitors keep their JSON (and fingerprint)
-            del objects["monitor"]
+        for optional in ("monitor", "rollout"):  # catalogs without them keep their JSON
+            if not objects[optional]:  # (and fingerprint) from before these types existed
+                del objects[optional]
         body = {"format": FORMAT, "project": self.project, "objects": objects}
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
@@ -229,7 +239,8 @@ class Catalog:
             for n, r in objects.get("on_demand_feature_view", {}).items()
         }
         monitors = {n: Monitor.model_validate(r) for n, r in objects.get("monitor", {}).items()}
-        return cls(body["project"], entities, views, services, on_demand, monitors)
+        rollouts = {n: Rollout.model_validate(r) for n, r in objects.get("rollout", {}).items()}
+        return cls(body["project"], entities, views, services, on_demand, monitors, rollouts)
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON: equal fingerprints mean equal catalogs."""

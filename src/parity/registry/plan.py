@@ -36,6 +36,8 @@ _BREAKING_FIELDS: dict[ObjectType, dict[str, str]] = {
     },
     # A monitor only reads; its history stays valid under any change of thresholds or tests.
     "monitor": {},
+    # A rollout definition is a plan for future runs; a running rollout keeps its own copy.
+    "rollout": {},
 }
 _ADVICE = (
     "create a new feature view version (e.g. 'txn_stats_v2') instead, or pass --allow-breaking"

@@ -18,6 +18,7 @@ from types import ModuleType
 from parity.definitions import Entity, FeatureService, FeatureView
 from parity.definitions.monitor import Monitor
 from parity.definitions.on_demand import OnDemandFeatureView
+from parity.definitions.rollout import Rollout
 from parity.errors import DuplicateDefinition, RepoError
 from parity.registry.catalog import Catalog, Definition
 
@@ -26,7 +27,7 @@ IGNORE_FILE = ".parityignore"
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][\w, ]*?)\s*(?::[^=]+)?=(?!=)")
 _TARGET_NAMES = re.compile(r"[A-Za-z_]\w*")
 _DEFINITION = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)")  # decorated on-demand views
-_KINDS = (Entity, FeatureView, FeatureService, OnDemandFeatureView, Monitor)
+_KINDS = (Entity, FeatureView, FeatureService, OnDemandFeatureView, Monitor, Rollout)
 
 
 @dataclass(frozen=True)

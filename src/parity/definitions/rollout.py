@@ -1,0 +1,288 @@
+"""`Rollout`: how a new model version reaches traffic (shadow, sticky canary steps, gates decided in
+advance, the failure policy). Declared in the repo and applied with plan/apply, or built by
+`parity rollout start`. A value only: the durable state of a running rollout lives in `deploy`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import PrivateAttr, field_validator, model_validator
+
+from parity.definitions.base import Definition, NamedDefinition, check_identifier
+from parity.definitions.monitor import MetricRef
+from parity.definitions.on_demand import code_hash
+from parity.errors import InvalidDefinition
+
+GateFunction = Callable[..., Any]
+FailureMode = Literal["cumulative", "consecutive"]
+KeyKind = Literal["entity", "header"]
+
+# The gate metrics built in; `label:<metric>` and `custom:<function>` name the rest.
+BUILTIN_GATES = ("latency_p99", "error_rate", "prediction_drift")
+GATE_PREFIXES = ("label:", "custom:")
+# Delayed-label metrics a `label:` gate may name besides the Monitor's own metric functions.
+LABEL_METRICS = ("precision_at_k", "auc", "average_precision", "precision", "recall", "brier")
+DRIFT_TESTS = ("psi", "jensen_shannon", "wasserstein", "ks")
+# Defaults per metric, and why (docs/rollout.md repeats them):
+DEFAULT_THRESHOLDS = {
+    "latency_p99": 0.10,  # candidate p99 at most 10 % above the champion's (same window)
+    "error_rate": 0.01,  # at most 1 percentage point more failed requests than the champion
+    "prediction_drift": 0.2,  # PSI of candidate vs champion scores: 0.2 is "significant shift"
+    "label": 0.05,  # a label metric at most 5 % (relative) worse than the champion's
+    "custom": 0.0,  # a custom gate's own verdict decides; the threshold is passed to it
+}
+DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0, 100.0)
+
+
+class Phase(Definition):
+    """One stage of the ramp: the candidate's share of traffic (percent of the routing-key space;
+    0 for the shadow phase), how long it lasts at least, and how many candidate predictions it
+    needs before its gates can pass."""
+
+    kind = "rollout_phase"
+
+    weight: float
+    duration: timedelta = timedelta(minutes=10)
+    min_samples: int = 100
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value: float) -> float:
+        if not 0 <= value <= 100 or math.isnan(value):
+            raise ValueError(f"weight must be a percentage from 0 to 100, got {value}")
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError(f"duration cannot be negative, got {value}")
+        return value
+
+    @field_validator("min_samples")
+    @classmethod
+    def _samples(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"min_samples cannot be negative, got {value}")
+        return value
+
+
+class RoutingKey(Definition):
+    """What makes routing sticky: an entity join key of the request (its first row's value routes
+    the whole request) or a request header (e.g. `x-user-id`)."""
+
+    kind = "routing_key"
+
+    name: str
+    source: KeyKind = "entity"
+
+    @model_validator(mode="after")
+    def _name(self) -> RoutingKey:
+        if self.source == "entity":
+            check_identifier(self.name, "routing key")
+        elif not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
+            raise ValueError(f"header name {self.name!r}: use letters, digits, '-' and '_'")
+        return self
+
+
+class Gate(Definition):
+    """A check decided before the rollout starts, comparing candidate and champion on the same
+    window. `metric` is one of `latency_p99`, `error_rate`, `prediction_drift`,
+    `label:<metric>` (matured labels only) or `custom:<function>`. `threshold` None means the
+    metric's default (DEFAULT_THRESHOLDS). Too little data is inconclusive: it holds the step."""
+
+    kind = "rollout_gate"
+
+    metric: str
+    threshold: float | None = None
+    min_samples: int = 100  # per arm; for label gates, labelled rows per arm
+    test: str = "psi"  # prediction_drift only
+    k: int = 100  # label:precision_at_k only
+    output: str | None = None  # the model output compared (None: the first)
+
+    @property
+    def name(self) -> str:
+        return self.metric
+
+    @property
+    def family(self) -> str:
+        """'latency_p99', 'error_rate', 'prediction_drift', 'label' or 'custom'."""
+        return self.metric.split(":", 1)[0] if ":" in self.metric else self.metric
+
+    @property
+    def argument(self) -> str | None:
+        """The name after 'label:' or 'custom:'."""
+        return self.metric.split(":", 1)[1] if ":" in self.metric else None
+
+    @property
+    def limit(self) -> float:
+        return DEFAULT_THRESHOLDS[self.family] if self.threshold is None else self.threshold
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value in BUILTIN_GATES:
+            return value
+        if value.startswith(GATE_PREFIXES) and value.split(":", 1)[1].strip():
+            return value
+        raise ValueError(
+            f"gate metric {value!r} is not known: use one of {', '.join(BUILTIN_GATES)}, "
+            f"'label:<metric>' (e.g. label:precision_at_k, or a Monitor metric such as "
+            "label:dollar_weighted_recall) or 'custom:<function in the repo>'"
+        )
+
+    @model_validator(mode="after")
+    def _numbers(self) -> Gate:
+        if self.threshold is not None and not (0 <= self.threshold < math.inf):
+            raise ValueError(f"threshold must be a finite number >= 0, got {self.threshold}")
+        if self.min_samples < 1:
+            raise ValueError(f"min_samples must be at least 1, got {self.min_samples}")
+        if self.test not in DRIFT_TESTS:
+            raise ValueError(f"test {self.test!r}: use one of {', '.join(DRIFT_TESTS)}")
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        return self
+
+
+class FailurePolicy(Definition):
+    """How many failed gate checks abort. `cumulative` counts every failed check of the rollout
+    (Flagger's threshold); `consecutive` counts failures in a row, a passing check resets it.
+    The default, one failure, aborts on the first failed check (Argo Rollouts' default)."""
+
+    kind = "failure_policy"
+
+    mode: FailureMode = "cumulative"
+    limit: int = 1
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"limit must be at least 1 failed check, got {value}")
+        return value
+
+
+class Rollout(NamedDefinition):
+    """How `candidate` (a version number or an alias of `model`) replaces the version behind
+    `champion_alias`: see docs/rollout.md."""
+
+    kind = "rollout"
+
+    model: str
+    candidate: int | str
+    champion_alias: str = "champion"
+    shadow: Phase | None = Phase(weight=0.0, duration=timedelta(minutes=30), min_samples=500)
+    shadow_fraction: float = 1.0  # share of requests mirrored to the shadow(s), by routing key
+    steps: tuple[Phase, ...] = tuple(Phase(weight=w) for w in DEFAULT_STEPS)
+    routing_key: RoutingKey | None = None  # None: the model's first entity join key
+    gates: tuple[Gate, ...] = ()
+    failure_policy: FailurePolicy = FailurePolicy()
+    interval: timedelta = timedelta(minutes=1)
+    also_shadow: tuple[int | str, ...] = ()  # more versions mirrored, without gates
+    custom_gates: tuple[MetricRef, ...] = ()
+    _functions: dict[str, GateFunction] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, /, **data: Any) -> None:
+        functions: dict[str, GateFunction] = {}
+        customs = data.get("custom_gates")
+        if isinstance(customs, list | tuple):
+            data["custom_gates"] = tuple(_gate_ref(g, functions, data.get("name")) for g in customs)
+        super().__init__(**data)
+        self._functions.update(functions)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not value or "@" in value or "/" in value:
+            raise ValueError(f"model {value!r}: give a registered model's name, e.g. 'fraud'")
+        return value
+
+    @field_validator("candidate")
+    @classmethod
+    def _candidate(cls, value: int | str) -> int | str:
+        if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value < 2**31):
+            raise ValueError(f"candidate {value!r}: give a version number (1, 2, ...) or an alias")
+        if isinstance(value, str):
+            check_identifier(value, "candidate alias")
+        return value
+
+    @field_validator("champion_alias")
+    @classmethod
+    def _champion(cls, value: str) -> str:
+        return check_identifier(value, "champion_alias")
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError(f"interval must be at least 1 second, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _ramp(self) -> Rollout:
+        if self.shadow is not None and self.shadow.weight != 0:
+            raise ValueError("the shadow phase answers no request: its weight must be 0")
+        if not 0 < self.shadow_fraction <= 1:
+            raise ValueError(f"shadow_fraction must be in (0, 1], got {self.shadow_fraction}")
+        weights = [step.weight for step in self.steps]
+        if any(b <= a for a, b in itertools.pairwise(weights)):
+            raise ValueError(f"steps' weights must increase, got {weights}")
+        if weights and weights[0] <= 0:
+            raise ValueError(f"the first canary step needs a weight above 0, got {weights[0]}")
+        if not weights and self.shadow is None:
+            raise ValueError("a rollout needs a shadow phase or at least one canary step")
+        names = [gate.metric for gate in self.gates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"gate metrics repeat: {names}; one gate per metric")
+        known = {ref.name for ref in self.custom_gates}
+        for gate in self.gates:
+            if gate.family == "custom" and gate.argument not in known:
+                raise ValueError(
+                    f"gate {gate.metric!r}: list the function in custom_gates= (a def in the "
+                    f"repo), e.g. custom_gates=[{gate.argument}]"
+                )
+        return self
+
+    @property
+    def final_weight(self) -> float:
+        return self.steps[-1].weight if self.steps else 0.0
+
+    def bind(self, functions: dict[str, GateFunction]) -> None:
+        """Attach the repo's custom gate functions (by name), as loaded from the repo."""
+        self._functions.update(functions)
+
+    @property
+    def gate_functions(self) -> dict[str, GateFunction]:
+        return dict(self._functions)
+
+
+def _gate_ref(item: object, functions: dict[str, GateFunction], rollout: object) -> object:
+    if isinstance(item, MetricRef | dict):
+        return item
+    name = getattr(item, "__name__", None)
+    if not callable(item) or not isinstance(name, str) or name == "<lambda>":
+        raise InvalidDefinition(
+            f"Rollout {rollout!r}: custom_gates holds {item!r}; list functions "
+            "f(evidence) -> GateOutcome defined with def in the repo"
+        )
+    try:
+        digest = code_hash(item)
+    except (OSError, TypeError) as error:
+        raise InvalidDefinition(
+            f"Rollout {rollout!r}: the source of gate {name!r} cannot be read ({error}); "
+            "define it with def in a file of the repo"
+        ) from None
+    functions[name] = item
+    module = inspect.getmodule(item)
+    return MetricRef(
+        name=name,
+        function=getattr(item, "__qualname__", name),
+        module=module.__name__ if module is not None else "",
+        code_hash=digest,
+    )

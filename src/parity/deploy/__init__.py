@@ -1,0 +1,1 @@
+"""The lifecycle's control loops: rollouts (shadow, canary ramp, gates, promote/rollback)."""

@@ -1,0 +1,78 @@
+"""Routing decisions of a rollout (pure): which arm answers a routing key at a weight, and which
+requests are mirrored to shadows. No I/O; the model server applies them, `deploy` sets them.
+
+A key's bucket is a hash of (rollout id, key) into 10,000 buckets; the candidate answers buckets
+below weight x 100. So the same key always gets the same arm at a given weight, and raising the
+weight only moves keys from the champion to the candidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+BUCKETS = 10_000  # weights resolve to 0.01 percentage points
+Arm = Literal["champion", "candidate"]
+KeySource = Literal["entity", "header"]
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """A version that gets a mirrored copy of `fraction` of the champion's requests."""
+
+    version: int
+    fraction: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """How one model's champion-alias traffic is split now (one active rollout)."""
+
+    model: str
+    rollout: str  # the rollout's id: salts the hash, so each rollout draws its own slice
+    champion_alias: str
+    champion: int
+    candidate: int
+    weight: float  # percent of the routing-key space answered by the candidate
+    key: str  # the routing key's name
+    key_source: KeySource = "entity"
+    shadows: tuple[Shadow, ...] = ()
+
+    @property
+    def threshold(self) -> int:
+        """Buckets below this go to the candidate."""
+        return round(self.weight * (BUCKETS // 100))
+
+
+def bucket(salt: str, key: str) -> int:
+    """The key's bucket in [0, BUCKETS): stable across processes and Python versions."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8, key=salt.encode()[:64]).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def key_text(value: object) -> str:
+    """A routing key value as text, so 42 (an int key) and "42" (a header) share a bucket."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def arm(routes: Routes, key: str | None) -> Arm:
+    """The arm answering `key`; a request without a key stays with the champion."""
+    if key is None or routes.threshold <= 0:
+        return "champion"
+    if routes.threshold >= BUCKETS:
+        return "candidate"
+    return "candidate" if bucket(routes.rollout, key) < routes.threshold else "champion"
+
+
+def mirrored(routes: Routes, shadow: Shadow, key: str | None, request_id: str) -> bool:
+    """Whether this request is copied to `shadow`: by the routing key when there is one (whole
+    entities are mirrored, so per-entity comparisons hold), else by the request id."""
+    if shadow.fraction >= 1.0:
+        return True
+    salt = f"{routes.rollout}/shadow/{shadow.version}"
+    return bucket(salt, key if key is not None else request_id) < shadow.fraction * BUCKETS
