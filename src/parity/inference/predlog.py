@@ -56,7 +56,8 @@ class PredictionRecord:
     prediction: Any
     latency_ms: float
     alias: str | None = None
-    status: str = "ok"
+    status: str = "ok"  # "ok", "error" (the model or its feature read raised), "timeout" (shadow)
+    role: str | None = None  # None (no rollout), "champion", "canary" or "shadow"
 
 
 def log_schema() -> pa.Schema:
@@ -75,7 +76,8 @@ def log_schema() -> pa.Schema:
             ("prediction", pa.string()),
             ("latency_ms", pa.float64()),
             ("status", pa.string()),
-        ]
+            ("role", pa.string()),  # appended in issue 14: older files lack it (read them with
+        ]  # DuckDB's union_by_name = true)
     )
 
 
@@ -96,6 +98,7 @@ def records_to_table(records: Sequence[PredictionRecord]) -> pa.Table:
         "prediction": [dumps(r.prediction) for r in records],
         "latency_ms": [r.latency_ms for r in records],
         "status": [r.status for r in records],
+        "role": [r.role for r in records],
     }
     return pa.table(columns, schema=log_schema())
 
