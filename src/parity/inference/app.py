@@ -17,6 +17,7 @@ from parity.inference.deployment import BatchSettings
 from parity.inference.http import ModelApp, error_body
 from parity.inference.metrics import DriftGauges, ModelMetrics
 from parity.inference.server import ModelServer, ModelTarget
+from parity.inference.shadow import DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT_S
 from parity.serving.guard import ASGIApp, Guard
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ def create_model_app(
     max_body_bytes: int = 8 << 20,
     freeze_heap: bool = False,
     routes: RoutesReader | None = None,
+    shadow_queue_size: int = DEFAULT_QUEUE_SIZE,
+    shadow_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Guard:
     """The model server of `store`'s project as one ASGI app. `preload` names the models (refs
     such as `fraud@champion`) to load before the server reports ready; others load on first use.
@@ -61,7 +64,8 @@ def create_model_app(
     `freeze_heap` (server processes only) moves everything loaded by start-up out of the
     garbage collector's reach. `with_features` also serves the feature server's routes, with
     /push only if `enable_push` (it has no authentication yet). `routes` reads the active
-    rollouts' routes (default: `store.rollouts.routes`, refreshed like aliases)."""
+    rollouts' routes (default: `store.rollouts.routes`, refreshed like aliases); mirrored
+    requests wait in a queue of `shadow_queue_size` and get `shadow_timeout_s` each."""
     serving = store.config.models.serving
     metrics = ModelMetrics(
         None if prediction_log is None else lambda: (prediction_log.logged, prediction_log.dropped)
@@ -81,6 +85,8 @@ def create_model_app(
         batching_by_model={name: _settings(c) for name, c in serving.models.items()},
         max_entities=serving.max_entities,
         routes=routes or _rollout_routes(store),
+        shadow_queue_size=shadow_queue_size,
+        shadow_timeout_s=shadow_timeout_s,
     )
     targets = [ModelTarget.parse(ref) for ref in preload or []]
 
