@@ -97,9 +97,7 @@ def test_explicit_versions_other_aliases_and_stale_routes_are_never_routed(
 ) -> None:
     store.models.set_alias("trips", "other", CHAMPION)
     all_canary = trips_routes(100.0)
-    app = create_model_app(
-        store, prediction_log=prediction_logger(store), routes=fixed(all_canary)
-    )
+    app = create_model_app(store, prediction_log=prediction_logger(store), routes=fixed(all_canary))
     with running(app) as url:
         routed = predict(url, "trips", 7)
         pinned = predict(url, "trips/versions/1", 7)

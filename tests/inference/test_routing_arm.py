@@ -75,7 +75,9 @@ def test_raising_the_weight_never_moves_a_key_back(weights: list[float], keys: l
     for key in keys:
         arms = [arm(routes(w), key) for w in ramp]
         first_candidate = arms.index("candidate") if "candidate" in arms else len(arms)
-        assert arms == ["champion"] * first_candidate + ["candidate"] * (len(arms) - first_candidate)
+        assert arms == ["champion"] * first_candidate + ["candidate"] * (
+            len(arms) - first_candidate
+        )
 
 
 def test_key_text_makes_numbers_and_their_header_text_share_a_bucket() -> None:
