@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parity.inference.deployment import BatchSettings
 from parity.inference.http import ModelApp, error_body
 from parity.inference.metrics import DriftGauges, ModelMetrics
-from parity.inference.server import ModelServer, ModelTarget
+from parity.inference.server import ModelServer, ModelTarget, utc_now
 from parity.inference.shadow import DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT_S
 from parity.serving.guard import ASGIApp, Guard
 
@@ -57,6 +58,7 @@ def create_model_app(
     routes: RoutesReader | None = None,
     shadow_queue_size: int = DEFAULT_QUEUE_SIZE,
     shadow_timeout_s: float = DEFAULT_TIMEOUT_S,
+    now: Callable[[], datetime] | None = None,
 ) -> Guard:
     """The model server of `store`'s project as one ASGI app. `preload` names the models (refs
     such as `fraud@champion`) to load before the server reports ready; others load on first use.
@@ -65,7 +67,8 @@ def create_model_app(
     garbage collector's reach. `with_features` also serves the feature server's routes, with
     /push only if `enable_push` (it has no authentication yet). `routes` reads the active
     rollouts' routes (default: `store.rollouts.routes`, refreshed like aliases); mirrored
-    requests wait in a queue of `shadow_queue_size` and get `shadow_timeout_s` each."""
+    requests wait in a queue of `shadow_queue_size` and get `shadow_timeout_s` each. `now`
+    stamps the prediction log's rows (UTC wall clock by default; the demo simulates time)."""
     serving = store.config.models.serving
     metrics = ModelMetrics(
         None if prediction_log is None else lambda: (prediction_log.logged, prediction_log.dropped)
@@ -87,6 +90,7 @@ def create_model_app(
         routes=routes or _rollout_routes(store),
         shadow_queue_size=shadow_queue_size,
         shadow_timeout_s=shadow_timeout_s,
+        now=now or utc_now,
     )
     targets = [ModelTarget.parse(ref) for ref in preload or []]
 

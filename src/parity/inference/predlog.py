@@ -60,6 +60,42 @@ class PredictionRecord:
     role: str | None = None  # None (no rollout), "champion", "canary" or "shadow"
 
 
+LogRef = tuple[str, str, int, str | None]  # a row's request id, model, version and alias
+
+
+def log_rows(
+    log: PredictionLogger | None,
+    ref: LogRef,
+    entities: Sequence[dict[str, Any]],
+    features: Sequence[dict[str, Any]],
+    predictions: Sequence[Any],
+    seconds: float,
+    at: datetime,
+    role: str | None,
+    status: str = "ok",
+) -> None:
+    """Queues one record per prediction (entities and features row by row; empty: {})."""
+    if log is None:
+        return
+    request_id, model, version, alias = ref
+    for row, prediction in enumerate(predictions):
+        log.log(
+            PredictionRecord(
+                request_id=request_id,
+                at=at,
+                model=model,
+                version=version,
+                entities=entities[row] if entities else {},
+                features=features[row] if features else {},
+                prediction=prediction,
+                latency_ms=seconds * 1000,
+                alias=alias,
+                status=status,
+                role=role,
+            )
+        )
+
+
 def log_schema() -> pa.Schema:
     """The Arrow schema of every log file; JSON-text columns keep it the same for any model."""
     import pyarrow as pa

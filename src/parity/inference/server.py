@@ -33,9 +33,10 @@ from parity.inference.oip import (
     TensorMetadata,
     encode_output,
 )
+from parity.inference.predlog import LogRef, log_rows
 from parity.inference.request_fields import RequestSchema, request_schema
 from parity.inference.routes_view import RoutesReader, RoutesView
-from parity.inference.routing import Routes, arm, key_text, mirrored
+from parity.inference.routing import Routes, arm, mirrored_versions, request_key, tensor_key
 from parity.inference.shadow import DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT_S, ShadowJob, ShadowQueue
 from parity.models.registry import parse_ref
 
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from parity.online.reads import OnlineResponse
 
 Columns = Mapping[str, Sequence[Any]]
-_Ref = tuple[str, str, int, str | None]  # a log row's request id, model, version and alias
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class _Served:
     read_seconds: float
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -140,7 +140,7 @@ class ModelServer:
         max_entities: int = DEFAULT_MAX_ENTITIES,
         clock: Callable[[], float] = time.monotonic,
         routes: RoutesReader | None = None,
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = utc_now,
         shadow_queue_size: int = DEFAULT_QUEUE_SIZE,
         shadow_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
@@ -309,7 +309,7 @@ class ModelServer:
         if routes is None:
             deployment = await self.deployment(target)
             return await self.infer(deployment, request, tensors, target.alias), deployment, None
-        key = _tensor_key(routes, tensors, headers)
+        key = tensor_key(routes, tensors, headers)
         chosen = arm(routes, key)
         role = "canary" if chosen == "candidate" else "champion"
         version = routes.candidate if chosen == "candidate" else routes.champion
@@ -318,7 +318,7 @@ class ModelServer:
         alias = _alias_of(target, self.default_alias)
         response = await self.infer(deployment, request, tensors, alias, role, (request_id, at))
         if chosen == "champion":
-            for shadow in _mirrors(routes, key, request_id):
+            for shadow in mirrored_versions(routes, key, request_id):
                 self._mirror_tensors((request_id, target.name, shadow, alias), tensors, at)
         return response, deployment, role
 
@@ -365,7 +365,7 @@ class ModelServer:
         if routes is None:
             answer, _ = await self._predict(target, columns, request_id, alias, return_features)
             return answer
-        key = _request_key(routes, columns, headers)
+        key = request_key(routes, columns, headers)
         chosen = arm(routes, key)
         role = "canary" if chosen == "candidate" else "champion"
         version = routes.candidate if chosen == "candidate" else routes.champion
@@ -373,7 +373,7 @@ class ModelServer:
             ModelTarget(target.name, version), columns, request_id, alias, return_features, role
         )
         if chosen == "champion":
-            for shadow in _mirrors(routes, key, request_id):
+            for shadow in mirrored_versions(routes, key, request_id):
                 self._mirror_entities(target.name, shadow, served)
         return dataclasses.replace(answer, route=role)
 
@@ -492,7 +492,7 @@ class ModelServer:
         return schema
 
     def _mirror_tensors(
-        self, ref: _Ref, tensors: dict[str, np.ndarray[Any, Any]], at: datetime
+        self, ref: LogRef, tensors: dict[str, np.ndarray[Any, Any]], at: datetime
     ) -> None:
         _, name, version, _ = ref
 
@@ -513,7 +513,7 @@ class ModelServer:
 
     def _log(
         self,
-        ref: _Ref,
+        ref: LogRef,
         entities: list[dict[str, Any]],
         features: list[dict[str, Any]],
         result: Mapping[str, np.ndarray[Any, Any]],
@@ -523,11 +523,13 @@ class ModelServer:
     ) -> None:
         if self.prediction_log is not None:
             predictions = _predictions(result)
-            self._log_rows(ref, entities, features, predictions, seconds, at, role, "ok")
+            log_rows(
+                self.prediction_log, ref, entities, features, predictions, seconds, at, role, "ok"
+            )
 
     def _log_failed(
         self,
-        ref: _Ref,
+        ref: LogRef,
         entities: list[dict[str, Any]],
         seconds: float,
         at: datetime,
@@ -537,74 +539,7 @@ class ModelServer:
         """One row per entity row with no prediction: `status` "error" or "timeout"."""
         if self.prediction_log is not None:
             nothing = [None] * len(entities)
-            self._log_rows(ref, entities, [], nothing, seconds, at, role, status)
-
-    def _log_rows(
-        self,
-        ref: _Ref,
-        entities: list[dict[str, Any]],
-        features: list[dict[str, Any]],
-        predictions: list[Any],
-        seconds: float,
-        at: datetime,
-        role: str | None,
-        status: str,
-    ) -> None:
-        from parity.inference.predlog import PredictionRecord
-
-        log = self.prediction_log
-        if log is None:
-            return
-        request_id, model, version, alias = ref
-        for row, prediction in enumerate(predictions):
-            log.log(
-                PredictionRecord(
-                    request_id=request_id,
-                    at=at,
-                    model=model,
-                    version=version,
-                    entities=entities[row] if entities else {},
-                    features=features[row] if features else {},
-                    prediction=prediction,
-                    latency_ms=seconds * 1000,
-                    alias=alias,
-                    status=status,
-                    role=role,
-                )
-            )
-
-
-def _request_key(routes: Routes, columns: Columns, headers: Mapping[str, str] | None) -> str | None:
-    """A `/v1` request's routing key: the key column's value in its first row, or the header's."""
-    if routes.key_source == "header":
-        return (headers or {}).get(routes.key.lower())
-    column = columns.get(routes.key)
-    first = column[0] if column is not None and len(column) > 0 else None
-    return None if first is None else key_text(first)
-
-
-def _tensor_key(
-    routes: Routes, tensors: Mapping[str, np.ndarray[Any, Any]], headers: Mapping[str, str] | None
-) -> str | None:
-    """A `/v2` request's routing key: the header's value, or the first value of the input
-    tensor named like the key."""
-    if routes.key_source == "header":
-        return (headers or {}).get(routes.key.lower())
-    tensor = tensors.get(routes.key)
-    if tensor is None or tensor.size == 0:
-        return None
-    first = tensor.flat[0]
-    value = first.item() if isinstance(first, np.generic) else first
-    return None if value is None else key_text(value)
-
-
-def _mirrors(routes: Routes, key: str | None, request_id: str) -> list[int]:
-    """The shadow versions that get a copy of this champion-answered request."""
-    return [
-        shadow.version
-        for shadow in routes.shadows
-        if shadow.version != routes.champion and mirrored(routes, shadow, key, request_id)
-    ]
+            log_rows(self.prediction_log, ref, entities, [], nothing, seconds, at, role, status)
 
 
 async def _loaded(pending: Coroutine[Any, Any, Deployment]) -> Deployment:
