@@ -151,7 +151,7 @@ def read_window(
             return empty_read(start, end, "the log has no role column: no rollout was routed")
         sql = window_sql(versions[0], versions[1], scores, detail)
         params = {"files": files, "model": model, "start": start, "end": end}
-        table = connection.execute(sql, params).to_arrow_table()
+        table = connection.sql(sql, params=params).to_arrow_table()
     except duckdb.Error as error:  # truncated, not Parquet, or not the log's columns
         raise PredictionLogUnreadable(
             f"the prediction log under {folder} could not be read: {' '.join(str(error).split())}"
@@ -461,8 +461,8 @@ def check_gates(store: FeatureStore, state: RolloutState, now: datetime) -> Chec
     except ParityError as error:  # no log folder, or a damaged file in it
         logger.warning("rollout %s: the prediction log cannot be read: %s", state.id, error)
         reason = f"the prediction log cannot be read: {error}"
-        results = tuple(g.inconclusive(gate, reason) for gate in gates)
-        return CheckOutcome(results, {g.CANDIDATE: 0, g.CHAMPION: 0})
+        unread = tuple(g.inconclusive(gate, reason) for gate in gates)
+        return CheckOutcome(unread, {g.CANDIDATE: 0, g.CHAMPION: 0})
     labels = LabelEvidence(store, state, folder, now)
     functions, bind_errors = bind_gates(store, state.definition) if custom else ({}, {})
     results: list[GateResult] = []
