@@ -272,7 +272,9 @@ def _evidence(rows: int = 5, limit: float = 0.0) -> g.Evidence:
         return g.ArmEvidence(
             version=version,
             request_ids=np.array([f"r{i}" for i in range(rows)], dtype=object),
-            at=np.array([T0.replace(tzinfo=None) + timedelta(seconds=i) for i in range(rows)], "M8[us]"),
+            at=np.array(
+                [T0.replace(tzinfo=None) + timedelta(seconds=i) for i in range(rows)], "M8[us]"
+            ),
             scores=np.linspace(0, 1, rows),
             latency_ms=np.full(rows, 2.0 * version),
             status=np.array(["ok"] * rows, dtype=object),
