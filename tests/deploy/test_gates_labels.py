@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from parity import FeatureStore, Gate, Rollout
 from parity.repo.loader import load_repo
 from tests.conftest import DRIVER_REPO, write_repo
-from tests.deploy.test_gates_log import T0, row, rollout, state_of, write_log
+from tests.deploy.test_gates_log import T0, rollout, row, state_of, write_log
 
 RNG = np.random.default_rng(7)
 MONITOR = '''
