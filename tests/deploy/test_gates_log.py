@@ -240,3 +240,19 @@ def test_scores_of_multi_output_predictions_read_their_key(store: FeatureStore) 
     assert score_sql('we"ird') == (
         'TRY_CAST(json_extract_string(prediction, \'$."we\\"ird"\') AS DOUBLE)'
     )
+
+
+def test_naive_times_are_utc_and_a_rollout_without_gates_still_counts(
+    store: FeatureStore,
+) -> None:
+    inside = STEP + timedelta(minutes=1)
+    write_log(log_folder(store), [row(inside, 1, "champion"), row(inside, 2, "canary")], "a")
+    naive = state_of(rollout(ERRORS), step_started=STEP.replace(tzinfo=None))
+    outcome = check_gates(store, naive, NOW.replace(tzinfo=None))
+    assert outcome.samples == {"candidate": 1, "champion": 1}
+    assert outcome.results[0].verdict == "pass"
+    bare = check_gates(store, state_of(rollout()), NOW)
+    assert (bare.results, bare.samples) == ((), {"candidate": 1, "champion": 1})
+    backwards = check_gates(store, state_of(rollout(ERRORS)), STEP - timedelta(hours=1))
+    assert backwards.samples == {"candidate": 0, "champion": 0}
+    assert "the window is empty" in backwards.results[0].reason
