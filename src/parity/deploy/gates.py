@@ -143,7 +143,7 @@ def error_rate_gate(gate: Gate, candidate_ok: Any, champion_ok: Any) -> GateResu
     reason = (
         f"candidate error rate {c_rate:.4%} ({cand_errors:,} of {cand.size:,}) "
         f"{'>' if failed else '<='} champion {h_rate:.4%} ({champ_errors:,} of {champ.size:,}) "
-        f"+ {limit * 100:g} points"
+        f"+ {limit * 100:g} percentage points"
     )
     return _result(gate, failed, c_rate, h_rate, limit, counts, reason)
 
