@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from parity import FeatureStore
 from parity.definitions.rollout import Gate, Phase, Rollout
 from parity.deploy.state import CheckOutcome, GateResult, RolloutState
-from parity.deploy.store import events_table, lease_table, rollouts_table
+from parity.deploy.store import RolloutStore, events_table, lease_table, rollouts_table
 from tests.conftest import DRIVER_REPO, write_repo
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -97,6 +97,7 @@ def make_repo(root: Path, backend: str, project: str, postgres_url: str | None) 
 def cleanup(store: FeatureStore) -> None:
     """Leave a shared PostgreSQL database as it was (rollout rows of this project)."""
     engine: sa.Engine = store.registry_store.engine  # type: ignore[attr-defined]
+    RolloutStore(engine, store.project)  # creates the tables if no test got that far
     with engine.begin() as conn:
         for table in (events_table, rollouts_table, lease_table):
             conn.execute(table.delete().where(table.c.project == store.project))

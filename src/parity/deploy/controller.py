@@ -51,10 +51,11 @@ def poll_seconds(running: Sequence[StoredRollout]) -> float:
 
 
 def due(item: StoredRollout, now: datetime) -> bool:
-    """Active (paused ones are not evaluated) and last checked at least an interval ago."""
+    """Active (paused ones are not evaluated) and last checked (or started) an interval ago."""
     if item.state.status != "active":
         return False
-    return item.checked_at is None or now - item.checked_at >= item.state.definition.interval
+    last = item.state.started_at if item.checked_at is None else item.checked_at
+    return now - last >= item.state.definition.interval
 
 
 class Controller:

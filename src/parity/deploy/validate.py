@@ -140,11 +140,13 @@ def routing_key(store: FeatureStore, rollout: Rollout, champion: ModelVersion) -
 
 def _champion(store: FeatureStore, rollout: Rollout) -> ModelVersion:
     models = store.models
-    if not models.versions(rollout.model):
+    try:
+        models.versions(rollout.model)
+    except ModelNotFound:
         raise InvalidRollout(
             f"model: '{rollout.model}' is not a registered model in project '{store.project}'; "
             f"register it (store.models.register_model) or fix the name"
-        )
+        ) from None
     try:
         return models.get_alias(rollout.model, rollout.champion_alias)
     except AliasNotFound:
