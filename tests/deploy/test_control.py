@@ -19,17 +19,13 @@ from parity.errors import (
     RolloutStateError,
 )
 from parity.inference.routing import Routes, Shadow
-from tests.deploy.control_support import (  # noqa: F401  (fixtures)
+from tests.deploy.control_support import (
     MINUTE,
     T0,
     Clock,
     Scripted,
-    backend,
     cleanup,
-    clock,
-    fraud_store,
     register_versions,
-    repo,
     short_rollout,
 )
 

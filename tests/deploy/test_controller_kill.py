@@ -18,15 +18,11 @@ import pytest
 from parity import FeatureStore
 from parity.definitions.rollout import Phase
 from parity.deploy.service import Rollouts
-from tests.deploy.control_support import (  # noqa: F401  (fixtures)
+from tests.deploy.control_support import (
     MINUTE,
     T0,
     Clock,
     Scripted,
-    backend,
-    clock,
-    fraud_store,
-    repo,
     short_rollout,
 )
 

@@ -21,15 +21,11 @@ from parity.deploy.service import Rollouts
 from parity.deploy.state import RolloutEvent
 from parity.deploy.store import RolloutStore
 from parity.errors import RolloutActive
-from tests.deploy.control_support import (  # noqa: F401  (fixtures)
+from tests.deploy.control_support import (
     MINUTE,
     T0,
     Clock,
     Scripted,
-    backend,
-    clock,
-    fraud_store,
-    repo,
     short_rollout,
 )
 
@@ -167,6 +163,26 @@ def test_two_controller_processes_exactly_one_acts_per_tick(
     assert fraud_store.rollouts.status("fraud").status == "promoted"
 
 
+def race_starts(stores: list[FeatureStore]) -> list[str]:
+    """Each store starts a rollout of 'fraud' at the same moment: the ids, or RolloutActive."""
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[str] = []
+
+    def start(store: FeatureStore, candidate: int) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(store.rollouts.start(short_rollout(candidate=candidate)).id)
+        except RolloutActive:
+            outcomes.append("RolloutActive")
+
+    threads = [threading.Thread(target=start, args=(s, 2 + i)) for i, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
 def test_two_threads_starting_the_same_model_one_wins(
     repo: Path, fraud_store: FeatureStore, clock: Clock
 ) -> None:
@@ -174,23 +190,7 @@ def test_two_threads_starting_the_same_model_one_wins(
     for store in stores:
         store.rollouts.routes()  # tables and engines ready, so the race is on the insert
     for round_ in range(5):
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-
-        def start(store: FeatureStore, candidate: int) -> None:
-            barrier.wait()
-            try:
-                outcomes.append(store.rollouts.start(short_rollout(candidate=candidate)).id)
-            except RolloutActive:
-                outcomes.append("RolloutActive")
-
-        threads = [
-            threading.Thread(target=start, args=(store, 2 + i)) for i, store in enumerate(stores)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = race_starts(stores)
         assert sorted(outcomes) == sorted([f"fraud-{round_ + 1}", "RolloutActive"])
         assert len(fraud_store.rollouts.list(active_only=True)) == 1
         fraud_store.rollouts.abort("fraud")
