@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from parity.definitions.rollout import Rollout
+from parity.definitions.rollout import GateFunction, Rollout
 from parity.deploy import validate
 from parity.deploy.controller import Controller, owner_id
 from parity.deploy.state import (
@@ -61,6 +61,7 @@ class Rollouts:
         self._checker = checker
         self._owner = owner_id()
         self._rollout_store: RolloutStore | None = None
+        self._functions: dict[tuple[str, tuple[str, ...]], dict[str, GateFunction]] = {}
 
     @property
     def db(self) -> RolloutStore:
@@ -219,11 +220,27 @@ class Rollouts:
         )
 
     def _check(self, state: RolloutState, now: datetime) -> CheckOutcome:
+        self._bind(state.definition)
         checker = self._checker
         if checker is None:
             # gates' module, imported when first needed (it reads the prediction log)
             checker = importlib.import_module("parity.deploy.evidence").check_gates
         return checker(self.store, state, now)
+
+    def _bind(self, definition: Rollout) -> None:
+        """Custom gate functions onto a definition read back from the database (which keeps
+        only their names and code hashes), from the repo, once per rollout."""
+        wanted = [ref.name for ref in definition.custom_gates]
+        if not wanted or all(name in definition.gate_functions for name in wanted):
+            return
+        key = (definition.name, tuple(ref.code_hash for ref in definition.custom_gates))
+        if key not in self._functions:
+            try:
+                self._functions[key] = validate.repo_functions(self.store, definition, wanted)
+            except InvalidRollout as error:  # the gate is then inconclusive, saying why
+                log.warning("custom gates of rollout %s not bound: %s", definition.name, error)
+                self._functions[key] = {}
+        definition.bind(self._functions[key])
 
     def _move_alias(self, state: RolloutState, reason: str) -> str | None:
         alias = state.definition.champion_alias

@@ -102,7 +102,7 @@ def check_gates(store: FeatureStore, rollout: Rollout) -> None:
     wanted = [g.argument for g in rollout.gates if g.family == "custom" and g.argument]
     missing = [name for name in wanted if name not in rollout.gate_functions]
     if missing:
-        rollout.bind(_repo_functions(store, rollout, missing))
+        rollout.bind(repo_functions(store, rollout, missing))
     for name in wanted:
         if name not in rollout.gate_functions:
             raise InvalidRollout(
@@ -171,7 +171,7 @@ def _version(store: FeatureStore, model: str, ref: int | str, field: str) -> Mod
         ) from None
 
 
-def _repo_functions(
+def repo_functions(
     store: FeatureStore, rollout: Rollout, names: list[str]
 ) -> dict[str, GateFunction]:
     """The named custom gate functions of the repo's rollout, checked against the applied hash."""
