@@ -59,7 +59,8 @@ def write_log(
 ) -> None:
     """One Parquet file per UTC day, the log's schema plus the `role` column (unless `role` is
     False: a file written before the column existed)."""
-    schema = log_schema().append(pa.field("role", pa.string())) if role else log_schema()
+    base = pa.schema([f for f in log_schema() if f.name != "role"])
+    schema = base.append(pa.field("role", pa.string())) if role else base
     days: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         days.setdefault(r["event_timestamp"].date().isoformat(), []).append(r)
