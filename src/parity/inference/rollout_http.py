@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import math
 import re
@@ -15,11 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from parity.definitions.rollout import Rollout
-from parity.errors import InvalidRollout, RolloutControlDisabled, RolloutNotFound
+from parity.definitions.base import Definition
+from parity.definitions.rollout import FailurePolicy, Gate, Phase, Rollout, RoutingKey
+from parity.errors import InvalidDefinition, InvalidRollout, RolloutControlDisabled, RolloutNotFound
 from parity.timeutil import SPAN_EXAMPLES, parse_span
 
 logger = logging.getLogger(__name__)
@@ -145,17 +146,78 @@ def start_arguments(
                 f"{name((required,))} is required: give the model and its candidate version (or "
                 f"alias), or {name(('rollout',))} with the name of a rollout declared in the repo"
             )
-    data = {k: v for k, v in body.items() if k != "rollout"}
-    data = _with_durations(data, name)
+    data = _with_durations({k: v for k, v in body.items() if k != "rollout"}, name)
     _check_steps(data.get("steps"), name)
-    data["name"] = _name_for(data["model"])
-    data["custom_gates"] = _custom_gates(data.get("gates"), functions or {}, name)
-    try:
-        rollout = Rollout.model_validate(data)
-    except ValidationError as error:
-        raise InvalidRollout(_described(error, name)) from None
+    built = {k: v for k, v in data.items() if k not in _PARTS}
+    built["name"] = _name_for(data["model"])
+    built["custom_gates"] = _custom_gates(data.get("gates"), functions or {}, name)
+    for key, kind in _PARTS.items():
+        value = data.get(key)
+        if key in ("steps", "gates") and key in data:
+            if not isinstance(value, list):
+                raise InvalidRollout(f"{name((key,))}: give a list of objects ({_SHAPES[key]})")
+            built[key] = tuple(_part(kind, item, (key, i), name) for i, item in enumerate(value))
+        elif key == "shadow" and isinstance(value, dict):
+            built[key] = _part(kind, {"weight": 0.0, **value}, (key,), name)
+        elif value is not None:
+            built[key] = _part(kind, value, (key,), name)
+        elif key in data:
+            built[key] = None  # no shadow; the model's first join key; ...
+    rollout = _part(Rollout, built, (), name)
+    assert isinstance(rollout, Rollout)
     rollout.bind({k: v for k, v in (functions or {}).items() if k in _customs(rollout)})
     return rollout
+
+
+_PARTS: dict[str, type[Definition]] = {
+    "shadow": Phase,
+    "steps": Phase,
+    "routing_key": RoutingKey,
+    "gates": Gate,
+    "failure_policy": FailurePolicy,
+}
+_SHAPES = {
+    "shadow": "duration, min_samples",
+    "steps": "weight, duration, min_samples",
+    "routing_key": "name, source: entity or header",
+    "gates": "metric, threshold, min_samples, test, k, output",
+    "failure_policy": "mode: cumulative or consecutive, limit",
+}
+# Problems the Rollout states without a field, by the field they are about.
+_ABOUT = (
+    ("steps' weights", "steps"),
+    ("the first canary step", "steps"),
+    ("a rollout needs", "steps"),
+    ("gate", "gates"),
+    ("the shadow phase", "shadow"),
+    ("shadow_fraction", "shadow_fraction"),
+)
+
+
+def _part(kind: type[Definition], value: object, loc: Loc, name: Callable[[Loc], str]) -> Any:
+    """`kind(**value)`; its InvalidDefinition as an InvalidRollout naming the fields."""
+    if not isinstance(value, dict):
+        shape = _SHAPES.get(str(loc[0]), "") if loc else ""
+        raise InvalidRollout(f"{name(loc)}: give an object ({shape})")
+    try:
+        return kind(**value)
+    except InvalidDefinition as error:
+        raise InvalidRollout(_reworded(error.message, loc, name)) from None
+
+
+def _reworded(message: str, loc: Loc, name: Callable[[Loc], str]) -> str:
+    """A definition's message (`Gate: field 'metric': ...`) with its fields named from `loc`."""
+    _, colon, rest = message.partition(": ")
+    rest = rest if colon else message
+
+    def field(match: re.Match[str]) -> str:
+        inner = tuple(int(p) if p.isdigit() else p for p in match.group(1).split("."))
+        return f"{name((*loc, *inner))}: "
+
+    if not rest.startswith("field '"):
+        about = next((key for text, key in _ABOUT if rest.startswith(text)), None)
+        rest = f"{name(loc if about is None or loc else (about,))}: {rest}"
+    return re.sub(r"field '([\w.]+)': ", field, rest).replace(": is required", " is required")
 
 
 def _declared(declared: object, body: Mapping[str, Any], name: Callable[[Loc], str]) -> str:
@@ -254,21 +316,6 @@ def _name_for(model: object) -> str:
     return f"{text}_rollout" if text[:1].isalpha() or text[:1] == "_" else f"r_{text}_rollout"
 
 
-def _described(error: ValidationError, name: Callable[[Loc], str]) -> str:
-    problems = []
-    for item in error.errors()[:3]:
-        loc = tuple(item["loc"])
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "missing":
-            message = "is required"
-        elif item["type"] == "extra_forbidden":
-            message = "is not a field of this object; check the spelling"
-        elif item["type"].startswith("time_delta"):
-            message = _duration_advice("", item.get("input")).removeprefix(": ")
-        problems.append(f"{name(loc)}: {message}")
-    return "; ".join(problems)
-
-
 # --- the routes --------------------------------------------------------------------------------
 
 
@@ -335,8 +382,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
         raise InvalidRollout("body: not JSON; send a JSON object") from None
     if not isinstance(value, dict):
         raise InvalidRollout(f"body: a JSON object is expected, got {type(value).__name__}")
