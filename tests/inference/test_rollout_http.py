@@ -207,3 +207,155 @@ def test_the_spec_declares_the_rollout_routes(readonly: Server) -> None:
     for action in ACTIONS:
         responses = paths[f"/v1/rollouts/{{model_name}}/{action}"]["post"]["responses"]
         assert {"200", "400", "403", "404", "409"} <= set(responses)
+
+
+# --- with the controller: the issue's bad input, shapes and round trips -------------------------
+
+
+def test_the_issues_bad_input_is_a_typed_error_naming_the_field(control: Server) -> None:
+    started = control.post("/v1/rollouts", {"model": "ranker", "candidate": 2})
+    assert started.status_code == 201, started.text
+    assert_error(  # a second rollout of the same model while one is active
+        control.post("/v1/rollouts", {"model": "ranker", "candidate": 3}),
+        409,
+        "rollout_active",
+        "ranker",
+    )
+    assert_error(  # a model without a champion
+        control.post("/v1/rollouts", {"model": "lonely", "candidate": 2}),
+        400,
+        "invalid_rollout",
+        "champion_alias",
+        "parity models alias set lonely champion",
+    )
+    control.store.models.set_alias("lonely", "champion", 1)
+    for candidate in (1, "champion"):  # the candidate is the champion (by number or alias)
+        assert_error(
+            control.post("/v1/rollouts", {"model": "lonely", "candidate": candidate}),
+            400,
+            "invalid_rollout",
+            "candidate",
+            "version 1",
+        )
+    assert_error(  # an unknown model
+        control.post("/v1/rollouts", {"model": "nobody", "candidate": 2}),
+        404,
+        "model_not_found",
+        "nobody",
+    )
+    assert_error(  # a candidate version the model does not have
+        control.post("/v1/rollouts", {"model": "lonely", "candidate": 9}),
+        400,
+        "invalid_rollout",
+        "candidate",
+        "versions: 1, 2",
+    )
+    # nothing but the first one started
+    listed = control.get("/v1/rollouts").json()["rollouts"]
+    assert [(r["model"], r["candidate"]) for r in listed] == [("ranker", 2)]
+
+
+def test_start_status_and_history_shapes(control: Server) -> None:
+    body = {
+        "model": "ranker",
+        "candidate": 3,
+        "shadow": {"duration": "15m", "min_samples": 40},
+        "steps": [{"weight": 10, "duration": 300, "min_samples": 20}, {"weight": 50}],
+        "routing_key": {"name": "x-user", "source": "header"},
+        "gates": [{"metric": "latency_p99", "threshold": 0.2}, {"metric": "error_rate"}],
+        "failure_policy": {"mode": "consecutive", "limit": 2},
+        "interval": "30s",
+    }
+    reply = control.post("/v1/rollouts", body)
+    assert reply.status_code == 201, reply.text
+    state = reply.json()["rollout"]
+    assert (state["model"], state["candidate"], state["champion"]) == ("ranker", 3, 1)
+    assert (state["status"], state["step"], state["failures"]) == ("active", 0, 0)
+    assert (state["weight"], state["in_shadow"], state["phases"]) == (0.0, True, 3)
+    definition = state["definition"]
+    assert [s["weight"] for s in definition["steps"]] == [10.0, 50.0]
+    assert [s["min_samples"] for s in definition["steps"]] == [20, 100]  # 100: Phase's default
+    assert definition["shadow"]["min_samples"] == 40
+    assert definition["routing_key"] == {"name": "x-user", "source": "header"}
+    assert definition["failure_policy"] == {"mode": "consecutive", "limit": 2}
+    assert [(g["metric"], g["threshold"]) for g in definition["gates"]] == [
+        ("latency_p99", 0.2),
+        ("error_rate", None),
+    ]
+    detail = control.get("/v1/rollouts/ranker").json()
+    assert set(detail) == {"rollout", "events"}
+    assert detail["rollout"] == state
+    [event] = detail["events"]
+    assert (event["kind"], event["step"], event["weight"], event["rollout"]) == (
+        "started",
+        0,
+        0.0,
+        state["id"],
+    )
+    assert event["actor"] == "http:127.0.0.1"
+    assert control.get("/v1/rollouts").json() == {"rollouts": [state]}
+
+
+def test_pause_resume_abort_round_trip_keeps_the_champion(control: Server) -> None:
+    start = {"model": "ranker", "candidate": 2, "shadow": None, "steps": [{"weight": 5}]}
+    assert control.post("/v1/rollouts", start).status_code == 201
+    paused = control.post("/v1/rollouts/ranker/pause", {"reason": "holiday freeze"})
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["rollout"]["status"] == "paused"
+    assert paused.json()["rollout"]["weight"] == 5.0  # a pause holds the split
+    assert_error(control.post("/v1/rollouts/ranker/pause"), 409, "rollout_state")
+    resumed = control.post("/v1/rollouts/ranker/resume")
+    assert resumed.json()["rollout"]["status"] == "active"
+    aborted = control.post("/v1/rollouts/ranker/abort", {"reason": "p99 too high"})
+    state = aborted.json()["rollout"]
+    assert (state["status"], state["weight"]) == ("aborted", 0.0)
+    assert "p99 too high" in state["reason"]
+    assert control.store.models.aliases("ranker") == {"champion": 1}
+    assert control.get("/v1/rollouts").json() == {"rollouts": []}
+    events = control.get("/v1/rollouts/ranker").json()["events"]
+    assert [e["kind"] for e in events] == ["started", "paused", "resumed", "aborted"]
+    assert "holiday freeze" in events[1]["reason"]
+    for action in ACTIONS:  # a finished rollout takes no more actions
+        assert_error(control.post(f"/v1/rollouts/ranker/{action}"), 409, "rollout_state")
+
+
+def test_promote_moves_the_champion_alias_with_the_reason(control: Server) -> None:
+    assert control.post("/v1/rollouts", {"model": "ranker", "candidate": 3}).status_code == 201
+    reply = control.post("/v1/rollouts/ranker/promote", {"reason": "reviewed by hand"})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["rollout"]["status"] == "promoted"
+    assert control.store.models.aliases("ranker") == {"champion": 3}
+    moves = control.store.models.history("ranker", "champion")
+    assert moves[-1].version == 3 and "reviewed by hand" in moves[-1].reason
+    # the next rollout of the model may start now, against the new champion
+    again = control.post("/v1/rollouts", {"model": "ranker", "candidate": 2})
+    assert again.status_code == 201, again.text
+    assert again.json()["rollout"]["champion"] == 3
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/rollouts/nobody", "/v1/rollouts/lonely", "/v1/rollouts/ranker"]
+)
+def test_models_without_a_rollout_are_404(control: Server, path: str) -> None:
+    assert_error(control.get(path), 404, "rollout_not_found")
+    assert_error(control.post(f"{path}/abort"), 404, "rollout_not_found")
+
+
+def test_a_declared_rollout_starts_by_name(tmp_path: Path) -> None:
+    path, store = rollout_store(tmp_path)
+    (path / "rollouts.py").write_text(
+        "from datetime import timedelta\n"
+        "from parity import Phase, Rollout\n"
+        "ranker_ramp = Rollout(name='ranker_ramp', model='ranker', candidate=2, shadow=None,\n"
+        "    steps=[Phase(weight=20, duration=timedelta(minutes=2))])\n"
+    )
+    store.apply()
+    with running(create_model_app(store, enable_rollout_control=True)) as address:
+        url = f"http://{address}/v1/rollouts"
+        reply = httpx.post(url, json={"rollout": "ranker_ramp"}, timeout=30)
+        assert reply.status_code == 201, reply.text
+        state = reply.json()["rollout"]
+        assert state["definition"]["name"] == "ranker_ramp"
+        assert (state["weight"], state["in_shadow"], state["phases"]) == (20.0, False, 1)
+        unknown = httpx.post(url, json={"rollout": "no_such_ramp"}, timeout=30)
+        assert_error(unknown, 400, "invalid_rollout", "no_such_ramp", "ranker_ramp")

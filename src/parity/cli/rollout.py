@@ -211,6 +211,15 @@ def _failure(mode: str | None, limit: str | None) -> dict[str, Any] | None:
     return policy or None
 
 
+def _as_options(message: str, gates: Sequence[str]) -> str:
+    """'candidate: ...' as '--candidate: ...' (the start body's field as the CLI option)."""
+    field, colon, rest = message.partition(": ")
+    if not colon or not field.isidentifier():
+        return message
+    option = _option_namer(gates)((field,))
+    return message if option == field else f"{option}: {rest}"
+
+
 def _gate_functions(store: FeatureStore) -> dict[str, Callable[..., Any]]:
     """The custom gate functions of the repo's rollouts, by name (`--gate custom:NAME`)."""
     from parity.repo.loader import load_repo
@@ -332,7 +341,12 @@ def rollout_start(
         name=_option_namer(gates),
         functions=_gate_functions(store) if customs else None,
     )
-    state = store.rollouts.start(target, actor=_actor())
+    if isinstance(target, Rollout):
+        store.models.versions(target.model)  # ModelNotFound names an unknown model
+    try:
+        state = store.rollouts.start(target, actor=_actor())
+    except InvalidRollout as error:  # the controller's checks name fields: name the options
+        raise InvalidRollout(_as_options(error.message, gates)) from None
     if as_json:
         typer.echo(json.dumps({"rollout": rollout_json(state)}, sort_keys=True))
         return

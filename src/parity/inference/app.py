@@ -110,7 +110,9 @@ def create_model_app(
             max_body_bytes=max_body_bytes,
             enable_push=enable_push,
         )
-    rollouts = RolloutRoutes(store.rollouts, enabled=enable_rollout_control)
+    rollouts = RolloutRoutes(
+        store.rollouts, enabled=enable_rollout_control, check_model=store.models.versions
+    )
     app = ModelApp(
         server, on_startup=startup, on_shutdown=shutdown, fallback=fallback, rollouts=rollouts
     )

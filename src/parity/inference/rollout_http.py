@@ -331,11 +331,19 @@ def rollout_methods(parts: list[str]) -> tuple[str, ...]:
 
 
 class RolloutRoutes:
-    """`/v1/rollouts...` over `control`; POSTs answer 403 unless `enabled`."""
+    """`/v1/rollouts...` over `control`; POSTs answer 403 unless `enabled`. `check_model(name)`
+    raises ModelNotFound (404) for a model the registry does not have."""
 
-    def __init__(self, control: RolloutControl | None, *, enabled: bool = False) -> None:
+    def __init__(
+        self,
+        control: RolloutControl | None,
+        *,
+        enabled: bool = False,
+        check_model: Callable[[str], object] | None = None,
+    ) -> None:
         self.control = control
         self.enabled = enabled
+        self.check_model = check_model
 
     async def handle(
         self, method: str, parts: list[str], body: bytes, actor: str
@@ -353,7 +361,13 @@ class RolloutRoutes:
         payload = _json_object(body)
         if not parts:
             target = start_arguments(payload)
-            state = await asyncio.to_thread(control.start, target, actor=actor)
+
+            def start() -> Any:
+                if isinstance(target, Rollout) and self.check_model is not None:
+                    self.check_model(target.model)
+                return control.start(target, actor=actor)
+
+            state = await asyncio.to_thread(start)
             return 201, {"rollout": rollout_json(state)}
         reason = _reason(payload)
         act = getattr(control, parts[1])
