@@ -3,7 +3,9 @@ naming the option and the fix (exit 1, no traceback), as the other commands do."
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,134 @@ def test_rollout_commands_are_listed(repo: Repo) -> None:
     assert result.exit_code == 0
     for name in ("start", "status", "pause", "resume", "promote", "abort", "history", "run"):
         assert f" {name} " in result.stdout
+
+
+# --- with the controller ----------------------------------------------------------------------
+
+
+def test_the_issues_bad_input_names_the_option(repo: Repo) -> None:
+    assert repo.cli(*START).code == 0
+    one_error(repo.cli("start", "--model", "ranker", "--candidate", "3"), "rollout_active")
+    one_error(
+        repo.cli("start", "--model", "lonely", "--candidate", "2"),
+        "invalid_rollout",
+        "--champion-alias: ",
+        "parity models alias set lonely champion",
+    )
+    repo.store.models.set_alias("lonely", "champion", 1)
+    one_error(
+        repo.cli("start", "--model", "lonely", "--candidate", "1"),
+        "invalid_rollout",
+        "--candidate: version 1",
+    )
+    one_error(repo.cli("start", "--model", "nobody", "--candidate", "1"), "model_not_found")
+    one_error(repo.cli("status", "nobody"), "rollout_not_found", "nobody")
+    one_error(repo.cli("pause", "lonely"), "rollout_not_found", "lonely")
+
+
+def test_start_status_history_and_json_agree(repo: Repo) -> None:
+    started = repo.cli(
+        *START, "--steps", "2,20,100", "--step-duration", "5m", "--shadow", "15m",
+        "--routing-header", "x-user", "--gate", "latency_p99:0.2", "--gate",
+        "label:precision_at_k:0.05:k=50:min_samples=30", "--failure-mode", "consecutive",
+        "--failure-limit", "3", "--interval", "30s", "--json",
+    )  # fmt: skip
+    assert started.code == 0, started.stderr
+    state = json.loads(started.stdout)["rollout"]
+    definition = state["definition"]
+    assert [(s["weight"], s["duration"]) for s in definition["steps"]] == [
+        (2.0, "PT5M"),
+        (20.0, "PT5M"),
+        (100.0, "PT5M"),
+    ]
+    assert definition["shadow"] == {"weight": 0.0, "duration": "PT15M", "min_samples": 500}
+    assert definition["routing_key"] == {"name": "x-user", "source": "header"}
+    assert [
+        (g["metric"], g["threshold"], g["k"], g["min_samples"]) for g in definition["gates"]
+    ] == [
+        ("latency_p99", 0.2, 100, 100),
+        ("label:precision_at_k", 0.05, 50, 30),
+    ]
+    assert definition["failure_policy"] == {"mode": "consecutive", "limit": 3}
+    assert definition["interval"] == "PT30S"
+    assert (state["candidate"], state["champion"], state["phases"]) == (2, 1, 4)
+
+    status = repo.cli("status", "ranker", "--json")
+    assert json.loads(status.stdout) == {"rollout": state}
+    assert json.loads(repo.cli("status", "--json").stdout) == {"rollouts": [state]}
+    history = json.loads(repo.cli("history", "ranker", "--json").stdout)
+    assert history["rollout"] == state
+    assert [(e["kind"], e["actor"]) for e in history["events"]] == [("started", "cli-test")]
+
+    shown = repo.cli("status", "ranker")
+    assert shown.code == 0, shown.stderr
+    assert f"Rollout {state['id']}: ranker v2 against champion=v1" in shown.stdout
+    assert "shadow 15m, then 2% → 20% → 100%; active at shadow (weight 0%)" in shown.stdout
+    assert "latency_p99 ≤ 0.2, label:precision_at_k ≤ 0.05" in shown.stdout
+    table = repo.cli("status").stdout
+    assert state["id"] in table and "shadow" in table
+
+
+def test_pause_resume_abort_promote_round_trips(repo: Repo) -> None:
+    assert repo.cli(*START, "--no-shadow", "--steps", "10,100").code == 0
+    paused = repo.cli("pause", "ranker", "--reason", "freeze")
+    assert paused.code == 0, paused.stderr
+    assert "paused at step 1/2 (weight 10%); freeze" in paused.stdout
+    one_error(repo.cli("pause", "ranker"), "rollout_state")
+    assert "active at step 1/2" in repo.cli("resume", "ranker").stdout
+    aborted = repo.cli("abort", "ranker", "--reason", "too slow")
+    assert aborted.code == 0 and "aborted; too slow" in aborted.stdout
+    assert repo.store.models.aliases("ranker") == {"champion": 1}
+    assert repo.cli("status", "--json").stdout.strip() == '{"rollouts": []}'
+    assert "No active rollout." in repo.cli("status").stdout
+
+    assert repo.cli("start", "--model", "ranker", "--candidate", "3").code == 0
+    promoted = repo.cli("promote", "ranker", "--reason", "by hand", "--json")
+    assert json.loads(promoted.stdout)["rollout"]["status"] == "promoted"
+    assert repo.store.models.aliases("ranker") == {"champion": 3}
+
+    first = json.loads(repo.cli("history", "ranker", "--rollout", "ranker-1", "--json").stdout)
+    assert [e["kind"] for e in first["events"]] == ["started", "paused", "resumed", "aborted"]
+    assert first["rollout"]["status"] == "aborted"
+    timeline = repo.cli("history", "ranker", "--rollout", "ranker-1").stdout
+    rows = [line for line in timeline.splitlines() if line.startswith("│")]
+    assert [row.split("│")[4].strip() for row in rows] == [
+        "started",
+        "paused",
+        "resumed",
+        "aborted",
+    ]
+    one_error(repo.cli("history", "ranker", "--rollout", "ranker-9"), "rollout_not_found")
+
+
+def test_run_once_checks_a_due_rollout(repo: Repo) -> None:
+    from parity.deploy.service import Rollouts
+
+    an_hour_ago = repo.store.now() - timedelta(hours=1)
+    past = Rollouts(repo.store, clock=lambda: an_hour_ago)
+    past.start(model="ranker", candidate=2, actor="test")  # started an hour ago: a check is due
+    ran = repo.cli("run", "--once")
+    assert ran.code == 0, ran.stderr
+    assert "ranker-1 check at weight 0%" in ran.stdout
+    kinds = [e.kind for e in repo.store.rollouts.history("ranker")]
+    assert kinds == ["started", "check"]
+    # the shadow has no predictions logged: the check holds the step, it never passes it
+    assert repo.store.rollouts.status("ranker").step == 0
+
+
+def test_a_custom_gate_comes_from_the_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path, store = rollout_store(tmp_path)
+    (path / "rollouts.py").write_text(
+        "from parity import Gate, Rollout\n"
+        "def no_worse(evidence):\n"
+        "    return None\n"
+        "declared = Rollout(name='declared', model='ranker', candidate=2,\n"
+        "    gates=[Gate(metric='custom:no_worse')], custom_gates=[no_worse])\n"
+    )
+    store.apply()
+    repo = Repo(path, store)
+    started = repo.cli(*START, "--gate", "custom:no_worse", "--json")
+    assert started.code == 0, started.stderr
+    definition = json.loads(started.stdout)["rollout"]["definition"]
+    assert [g["name"] for g in definition["custom_gates"]] == ["no_worse"]

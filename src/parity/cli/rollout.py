@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -540,8 +541,8 @@ def rollout_run(
 # --- rendering -----------------------------------------------------------------------------
 
 
-def _when(moment: Any) -> str:
-    return str(moment.strftime("%Y-%m-%d %H:%M:%S"))
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _phase_name(state: RolloutState, step: int) -> str:
