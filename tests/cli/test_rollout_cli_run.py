@@ -19,7 +19,7 @@ def test_run_checks_until_signalled(tmp_path: Path, stop: signal.Signals) -> Non
     path, store = rollout_store(tmp_path)
     _started_an_hour_ago(store)
     command = [sys.executable, "-m", "parity.cli.main", "rollout", "run", "--repo", str(path)]
-    runner = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    runner = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
         assert runner.stderr is not None
         assert "Rollout controller running" in runner.stderr.readline().decode()
@@ -31,6 +31,8 @@ def test_run_checks_until_signalled(tmp_path: Path, stop: signal.Signals) -> Non
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+        assert runner.stderr is not None
+        runner.stderr.close()
     assert code == 0, rest
     assert "Rollout controller stopped." in rest
-    assert "Traceback" not in rest.split("checking the gates")[0]  # no traceback of ours
+    assert "KeyboardInterrupt" not in rest  # Ctrl-C stops the loop; it is not an error
