@@ -62,7 +62,8 @@ def write_log(
 ) -> None:
     """One Parquet file per UTC day, the log's schema plus the `role` column (unless `role` is
     False: a file written before the column existed)."""
-    schema = log_schema().append(pa.field("role", pa.string())) if role else log_schema()
+    schema = pa.schema([f for f in log_schema() if f.name != "role"])
+    schema = schema.append(pa.field("role", pa.string())) if role else schema
     days: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         days.setdefault(r["event_timestamp"].date().isoformat(), []).append(r)
@@ -288,3 +289,27 @@ def test_read_window_counts_match_a_python_filter(
         "champion": sum(1 for v, r in inside if v == 1 and r == "champion"),
     }
     assert read.samples() == expected
+
+
+def test_rows_written_by_the_model_servers_sink_are_read_by_arm(store: FeatureStore) -> None:
+    from parity.inference.predlog import ParquetLogSink, PredictionRecord
+
+    def record(i: int, version: int, role: str | None, prediction: Any) -> PredictionRecord:
+        at = STEP + timedelta(seconds=i)
+        return PredictionRecord(
+            f"r{i}", at, "fraud", version, {"account_id": i}, {}, prediction, 2.0, role=role
+        )
+
+    sink = ParquetLogSink(log_folder(store))
+    sink.write(
+        [record(i, 1, "champion", 0.25) for i in range(3)]
+        + [record(i, 2, "shadow", float("nan")) for i in range(3)]  # NaN: logged as null
+        + [record(9, 2, None, 0.5)]
+    )
+    sink.close()
+    gate = Gate(metric="prediction_drift", min_samples=1)
+    outcome = check_gates(store, state_of(rollout(gate, ERRORS), step=0), NOW)
+    assert outcome.samples == {"candidate": 3, "champion": 3}
+    drift, errors = outcome.results
+    assert drift.verdict == "inconclusive" and "candidate 0" in drift.reason
+    assert errors.verdict == "pass"
