@@ -43,11 +43,12 @@ class GateResult:
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One check of a rollout's gates: every gate's result, and the logged rows per arm
-    ('champion', 'candidate') in the current step's window."""
+    """One evaluation of a rollout's gates (deploy/evidence.py `check_gates`): every gate's result,
+    in the definition's order, and the logged rows per arm ('champion', 'candidate') in the
+    current step's window."""
 
     results: tuple[GateResult, ...]
-    samples: dict[str, int]
+    samples: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
