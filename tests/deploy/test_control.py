@@ -369,3 +369,15 @@ def test_state_survives_a_new_store(repo: Path, clock: Clock, checker: Scripted)
     finally:
         with FeatureStore(repo) as store:
             cleanup(store)
+
+
+def test_the_default_checker_is_the_gates_check_of_the_prediction_log(
+    fraud_store: FeatureStore, clock: Clock
+) -> None:
+    rollouts = Rollouts(fraud_store, clock=clock)  # no checker: parity.deploy.evidence
+    rollouts.start(short_rollout())
+    clock.advance(5 * MINUTE)
+    (check,) = rollouts.step()
+    assert check.kind == "check" and check.reason.startswith("hold: gate 'prediction_drift'")
+    assert [(r.gate, r.verdict) for r in check.results] == [("prediction_drift", "inconclusive")]
+    assert rollouts.status("fraud").step == 0  # no logged predictions: the shadow holds
