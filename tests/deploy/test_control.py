@@ -381,3 +381,36 @@ def test_the_default_checker_is_the_gates_check_of_the_prediction_log(
     assert check.kind == "check" and check.reason.startswith("hold: gate 'prediction_drift'")
     assert [(r.gate, r.verdict) for r in check.results] == [("prediction_drift", "inconclusive")]
     assert rollouts.status("fraud").step == 0  # no logged predictions: the shadow holds
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"rollout": 123}, "give a Rollout, the name of an applied one or None, not 123"),
+        ({"model": "fraud", "candidate": True}, "candidate True: give a version number"),
+        ({"model": "fraud", "candidate": 2**40}, "give a version number"),
+        ({"model": "fraud", "candidate": -1}, "give a version number"),
+        ({"model": "fraud", "candidate": "no such!"}, "candidate alias 'no such!'"),
+        ({"model": "fraud/2", "candidate": 2}, "give a registered model's name"),
+        ({"model": "fraud", "candidate": 2, "interval": 0}, "interval must be at least 1 second"),
+        ({"model": "fraud", "candidate": 2, "steps": []}, None),  # shadow only: allowed
+    ],
+)
+def test_bad_types_and_values_are_invalid_rollouts(
+    rollouts: Rollouts, arguments: dict[str, object], message: str | None
+) -> None:
+    if message is None:
+        assert rollouts.start(**arguments).definition.steps == ()  # type: ignore[arg-type]
+        return
+    with pytest.raises(InvalidRollout, match=message):
+        rollouts.start(**arguments)  # type: ignore[arg-type]
+
+
+def test_a_naive_tick_time_is_utc(rollouts: Rollouts) -> None:
+    rollouts.start(short_rollout())
+    naive = (T0 + 2 * MINUTE).replace(tzinfo=None)
+    events = rollouts.step(now=naive)
+    assert [(e.kind, e.at) for e in events] == [
+        ("check", T0 + 2 * MINUTE),
+        ("advanced", T0 + 2 * MINUTE),
+    ]
