@@ -414,3 +414,26 @@ def test_a_naive_tick_time_is_utc(rollouts: Rollouts) -> None:
         ("check", T0 + 2 * MINUTE),
         ("advanced", T0 + 2 * MINUTE),
     ]
+
+
+def test_state_writes_are_compare_and_swap_on_the_revision(rollouts: Rollouts) -> None:
+    from dataclasses import replace
+
+    from parity.deploy.state import RolloutEvent
+
+    started = rollouts.start(short_rollout())
+    read = rollouts.db.get(started.id)
+    assert read is not None and read.revision == 0
+    first = replace(read.state, failures=1, updated_at=T0 + MINUTE)
+    event = RolloutEvent(started.id, T0 + MINUTE, "check", 0, 0.0, (), "first", "a")
+    written = rollouts.db.write(read, first, [event])
+    assert written is not None and written.revision == 1
+    stale = replace(read.state, step=1, step_started=T0 + MINUTE)  # from the same old read
+    late = RolloutEvent(started.id, T0 + MINUTE, "advanced", 1, 5.0, (), "second", "b")
+    assert rollouts.db.write(read, stale, [late]) is None
+    now = rollouts.db.get(started.id)
+    assert now is not None and (now.revision, now.state.step, now.state.failures) == (1, 0, 1)
+    assert [e.reason for e in rollouts.history("fraud")] == [
+        rollouts.history("fraud")[0].reason,
+        "first",
+    ]
