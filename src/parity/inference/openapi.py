@@ -162,6 +162,11 @@ SCHEMAS: dict[str, Any] = {
                 "additionalProperties": {"type": "array"},
             },
             "features": {"type": "object", "additionalProperties": {"type": "array"}},
+            "route": {
+                "type": ["string", "null"],
+                "enum": ["champion", "canary", None],
+                "description": "The rollout arm that answered (null when no rollout routes it).",
+            },
         },
         ("id", "model_name", "model_version", "alias", "predictions", "outputs"),
     ),
