@@ -23,6 +23,7 @@ from parity.inference.oip import (
     parse_request,
     render_response,
 )
+from parity.inference.rollout_http import RolloutRoutes, rollout_methods
 from parity.inference.server import ModelServer, ModelTarget
 from parity.serving.errors import status_for
 from parity.serving.guard import ASGIApp, Receive, Scope, Send, read_body
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 _JSON = [(b"content-type", b"application/json")]
 _NOT_FOUND = "no such route; the model server answers /v2/... (Open Inference Protocol), "
-_NOT_FOUND += "/v1/models[/{model}[/predict]] and /metrics"
+_NOT_FOUND += "/v1/models[/{model}[/predict]], /v1/rollouts[/{model}[/{action}]] and /metrics"
 
 
 class PredictRequest(BaseModel):
@@ -59,6 +60,8 @@ def allowed_methods(parts: list[str]) -> tuple[str, ...]:
         return ("GET",)
     if parts in (["v2", "health", "live"], ["v2", "health", "ready"]):
         return ("GET",)
+    if parts[:2] == ["v1", "rollouts"]:
+        return rollout_methods(parts[2:])
     if len(parts) < 3 or parts[1] != "models" or parts[0] not in ("v1", "v2"):
         return ()
     rest = parts[3:]
@@ -97,8 +100,10 @@ class ModelApp:
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         fallback: ASGIApp | None = None,
+        rollouts: RolloutRoutes | None = None,
     ) -> None:
         self.server = server
+        self.rollouts = rollouts or RolloutRoutes(None)
         self.metrics = server.metrics
         self.fallback = fallback
         self._on_startup = on_startup
@@ -164,6 +169,11 @@ class ModelApp:
             return 200, self._spec(), []
         if parts[:1] == ["v2"]:
             return await self._v2(method, parts[1:], scope, receive)
+        if parts[:2] == ["v1", "rollouts"]:
+            raw = await read_body(receive) if method == "POST" else b""
+            client = scope.get("client") or ("", 0)
+            status, answer = await self.rollouts.handle(method, parts[2:], raw, f"http:{client[0]}")
+            return status, _dumps(answer), []
         if parts[:1] == ["v1"] and parts[1:2] == ["models"]:
             return await self._v1(method, parts[2:], scope, receive)
         raise _Reply(404, error_body("not_found", _NOT_FOUND))
