@@ -340,7 +340,7 @@ def phase(
         f"errors; shadow predictions {shadows['ran']:,.0f}, dropped {shadows['dropped']:,.0f}; "
         f"server CPU {1e6 * cpu / sent:,.0f} µs per request)"
     )
-    return found
+    return {**found, "cpu_us": 1e6 * cpu / sent}
 
 
 def verdict(ok: bool) -> str:
@@ -392,7 +392,13 @@ def main() -> int:
         name: {q: statistics.median(r[q] for r in found) for q in ("p50_ms", "p99_ms")}
         for name, found in runs.items()
     }
+    cpu = {name: statistics.median(r["cpu_us"] for r in found) for name, found in runs.items()}
     log("")
+    log(
+        f"server CPU per request (medians): shadow {cpu['shadow']:,.0f} µs / no rollout "
+        f"{cpu['none']:,.0f} µs = {cpu['shadow'] / cpu['none']:.3f} (the mirrored work's cost, "
+        "less sensitive to other jobs on the machine than latency)"
+    )
     for q in ("p50_ms", "p99_ms"):
         base, shadow = summary["none"][q], summary["shadow"][q]
         spread = max(r[q] for r in runs["none"]) / min(r[q] for r in runs["none"])
