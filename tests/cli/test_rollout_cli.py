@@ -271,3 +271,41 @@ def test_a_custom_gate_comes_from_the_repo(tmp_path: Path, monkeypatch: pytest.M
     assert started.code == 0, started.stderr
     definition = json.loads(started.stdout)["rollout"]["definition"]
     assert [g["name"] for g in definition["custom_gates"]] == ["no_worse"]
+
+
+def test_history_shows_each_gates_verdict_with_its_numbers(repo: Repo) -> None:
+    from parity.deploy.service import Rollouts
+    from parity.deploy.state import CheckOutcome, GateResult, RolloutState
+
+    slow = GateResult(
+        "latency_p99",
+        "fail",
+        candidate=41.25,
+        champion=33.0,
+        limit=0.1,
+        samples={"candidate": 512, "champion": 480},
+        reason="p99 41.2 ms > 36.3 ms",
+    )
+    quiet = GateResult("error_rate", "pass", 0.001, 0.002, 0.01, {"candidate": 512})
+
+    def checker(store: FeatureStore, state: RolloutState, now: object) -> CheckOutcome:
+        return CheckOutcome((slow, quiet), {"candidate": 512, "champion": 480})
+
+    start = repo.store.now() - timedelta(hours=1)
+    rollouts = Rollouts(repo.store, clock=lambda: start, checker=checker)
+    rollouts.start(model="ranker", candidate=2, actor="test", shadow=None)
+    events = rollouts.step(now=repo.store.now())
+    assert [e.kind for e in events] == ["check", "aborted"]  # one failure aborts by default
+
+    shown = repo.cli("history", "ranker")
+    assert shown.code == 0, shown.stderr
+    assert "ranker v2 against champion=v1, 1% → 5% → 25% → 50% → 100%; aborted" in shown.stdout
+    cells = "".join(line.split("│")[5] for line in shown.stdout.splitlines() if "│" in line)
+    gates = " ".join(cells.split())  # the gates column, rejoined across its wrapped lines
+    assert (
+        "latency_p99 FAIL 41.25 vs 33 (limit 0.1) [candidate 512, champion 480]: p99 41.2 ms > "
+        "36.3 ms"
+    ) in gates
+    assert "error_rate PASS 0.001 vs 0.002 (limit 0.01) [candidate 512]" in gates
+    kinds = [line.split("│")[4].strip() for line in shown.stdout.splitlines() if "│" in line]
+    assert [k for k in kinds if k] == ["started", "check", "aborted"]

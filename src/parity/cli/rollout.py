@@ -614,7 +614,9 @@ def history_table(state: RolloutState, events: Sequence[RolloutEvent]) -> Table:
     """The timeline: time, phase, weight, event, the gates' verdicts with their numbers."""
     table = Table("time", "phase", "weight", "event", "gates", "by / why")
     for event in events:
-        why = " / ".join(p for p in (event.actor, event.reason) if p)
+        # a check's reason repeats its gates' ('hold: gate ... inconclusive: ...'): its action
+        reason = event.reason.split(":", 1)[0] if event.kind == "check" else event.reason
+        why = " / ".join(p for p in (event.actor, reason) if p)
         table.add_row(
             _when(event.at),
             _phase_name(state, event.step),
