@@ -271,6 +271,13 @@ def test_a_custom_gate_comes_from_the_repo(tmp_path: Path, monkeypatch: pytest.M
     assert started.code == 0, started.stderr
     definition = json.loads(started.stdout)["rollout"]["definition"]
     assert [g["name"] for g in definition["custom_gates"]] == ["no_worse"]
+    assert definition["name"] == "ranker_rollout"  # built from the options
+    assert repo.cli("abort", "ranker").code == 0
+    declared = repo.cli("start", "declared", "--json")  # the declared one, by name
+    assert declared.code == 0, declared.stderr
+    definition = json.loads(declared.stdout)["rollout"]["definition"]
+    assert (definition["name"], definition["candidate"]) == ("declared", 2)
+    assert [g["metric"] for g in definition["gates"]] == ["custom:no_worse"]
 
 
 def test_history_shows_each_gates_verdict_with_its_numbers(repo: Repo) -> None:
