@@ -4,6 +4,7 @@ rollout control; every bad input of issue 14 is a typed 4xx naming the field."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,3 +389,35 @@ def test_round_trip_with_the_registry_on_postgresql(
     finally:
         cleanup(store)
         store.close()
+
+
+def test_json_shapes_turn_nan_and_inf_into_null() -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from parity.deploy.state import GateResult, RolloutEvent
+    from parity.inference.rollout_http import plain
+
+    result = GateResult("latency_p99", "fail", math.nan, math.inf, 0.1, {"candidate": 3})
+    event = RolloutEvent("m-1", datetime(2026, 1, 1, 12, tzinfo=UTC), "check", 1, 5.0, (result,))
+    shaped = plain(event)
+    assert json.loads(json.dumps(shaped, allow_nan=False)) == {
+        "rollout": "m-1",
+        "at": "2026-01-01T12:00:00+00:00",
+        "kind": "check",
+        "step": 1,
+        "weight": 5.0,
+        "results": [
+            {
+                "gate": "latency_p99",
+                "verdict": "fail",
+                "candidate": None,
+                "champion": None,
+                "limit": 0.1,
+                "samples": {"candidate": 3},
+                "reason": "",
+            }
+        ],
+        "reason": "",
+        "actor": "",
+    }
