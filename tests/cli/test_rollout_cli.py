@@ -161,7 +161,11 @@ def test_the_issues_bad_input_names_the_option(repo: Repo) -> None:
         "--candidate: version 1",
     )
     one_error(repo.cli("start", "--model", "nobody", "--candidate", "1"), "model_not_found")
-    one_error(repo.cli("status", "nobody"), "rollout_not_found", "nobody")
+    one_error(  # the hint is a command that works
+        repo.cli("status", "nobody"),
+        "rollout_not_found",
+        "parity rollout start --model nobody --candidate <version>",
+    )
     one_error(repo.cli("pause", "lonely"), "rollout_not_found", "lonely")
 
 
