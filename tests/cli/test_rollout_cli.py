@@ -4,11 +4,14 @@ naming the option and the fix (exit 1, no traceback), as the other commands do."
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from parity import FeatureStore
@@ -320,3 +323,32 @@ def test_history_shows_each_gates_verdict_with_its_numbers(repo: Repo) -> None:
     assert "error_rate PASS 0.001 vs 0.002 (limit 0.01) [candidate 512]" in gates
     kinds = [line.split("│")[4].strip() for line in shown.stdout.splitlines() if "│" in line]
     assert [k for k in kinds if k] == ["started", "check", "aborted"]
+
+
+_OPTIONS = ["--steps", "--step-duration", "--step-min-samples", "--shadow", "--shadow-min-samples",
+            "--shadow-fraction", "--routing-key", "--routing-header", "--gate", "--failure-limit",
+            "--failure-mode", "--interval", "--champion-alias", "--candidate"]  # fmt: skip
+_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["1,5,100", "10m", "0", "-1", "nan", "1e309", "5,1", "latency_p99:0.1",
+                     "label:auc:0.05:k=5", "x" * 300, "1,,2", "\uff12", "0.5", "cumulative"]),
+)  # fmt: skip
+
+
+@given(options=st.lists(st.tuples(st.sampled_from(_OPTIONS), _VALUES), max_size=4))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_any_start_options_start_or_give_one_error_line(
+    repo: Repo, options: list[tuple[str, str]]
+) -> None:
+    args = ["start", "--model", "ranker", "--candidate", "2"]
+    for option, value in options:
+        args += [option, value]
+    result = repo.cli(*args)
+    if result.code == 0:
+        assert repo.cli("abort", "ranker").code == 0  # the next example may start again
+        return
+    assert result.code in (1, 2), result  # 2: the option parser's own usage errors
+    assert "Traceback" not in result.stderr
+    if result.code == 1:
+        [line] = [line for line in result.stderr.splitlines() if line.strip()]
+        assert re.match(r"Error \[(invalid_option|invalid_rollout|model_not_found)\]: ", line)
