@@ -1,6 +1,7 @@
 """The model server's core, without HTTP: resolves model references (aliases re-read every
 `alias_refresh_seconds`, so a move needs no restart), loads and batches each version once, predicts
 from Open Inference Protocol tensors or from entity keys with online features, and logs each row.
+During a rollout it routes champion-alias requests (canary) and mirrors them (shadow). No deploy.
 """
 
 from __future__ import annotations
