@@ -328,6 +328,9 @@ class LabelEvidence:
         self.until = now - delay if delay is not None else now
         self._arms: dict[str | None, tuple[g.Labelled, g.Labelled] | str] = {}
         self._bound: BoundMetrics | None = None
+        label_gates = [gate for gate in state.definition.gates if gate.family == "label"]
+        # outputs a Monitor metric function reads: only those join the label source's columns
+        self._columns = {gate.output for gate in label_gates if gate.argument not in LABEL_METRICS}
 
     def problem(self) -> str | None:
         """Why no label gate can be judged now, or None."""
@@ -407,23 +410,25 @@ class LabelEvidence:
         state = self.state
         wanted = output if output is not None else monitor.score_output
         arms = ((state.candidate, CANDIDATE_ROLES), (state.champion, CHAMPION_ROLES))
+        scopes = []
+        for version, roles in arms:
+            key = output_key(
+                _signature(self.store, state.model, version), wanted, f"{state.model}/{version}"
+            )
+            scopes.append(labels.LogScope(self.folder, state.model, version, key, roles=roles))
         connection = labels.connect(self.store.repo_path)
         try:
             files = labels.log_files(self.folder, self.start.date(), self.until.date())
             if files and "role" not in log_columns(connection, files):
                 return "the log has no role column: no rollout was routed"
             sql = labels.source_sql(source, self.store.repo_path)
-            found = []
-            for version, roles in arms:
-                signature = _signature(self.store, state.model, version)
-                key = output_key(signature, wanted, f"{state.model}/{version}")
-                scope = labels.LogScope(self.folder, state.model, version, key, roles=roles)
-                window = [Window(self.start, self.until)]
-                joined = labels.join(connection, scope, source, sql, window, self.now)
-                found.append(labelled(joined, source.label))
+            window = Window(self.start, self.until)
+            both = labels.join_arms(
+                connection, scopes, source, sql, window, self.now, columns=output in self._columns
+            )
         finally:
             connection.close()
-        return found[0], found[1]
+        return labelled(both[0], source.label), labelled(both[1], source.label)
 
 
 def labelled(joined: Any, label_column: str) -> g.Labelled:
