@@ -239,9 +239,9 @@ def entity_source(root: Path, rng: np.random.Generator, times: list[Any]) -> Lab
     )
 
 
-def log_with_outputs(folder: Path, rng: np.random.Generator) -> list[Any]:
+def log_with_outputs(folder: Path, rng: np.random.Generator, in_order: bool) -> list[Any]:
     """Version 1 logs a bare number, version 2 an object with outputs 'p' and 'q'; accounts 0-4;
-    many rows share a time."""
+    many rows share a time; the file in time order (as one writer logs) or not."""
     times = [T0 + timedelta(minutes=int(m)) for m in rng.integers(0, 60, 40)]
     ids = [f"k{i}" for i in rng.permutation(300)]  # text order unlike time order
     rows = []
@@ -259,17 +259,25 @@ def log_with_outputs(folder: Path, rng: np.random.Generator) -> list[Any]:
             logged["entities"] = json.dumps({"account_id": account})
             rows.append(logged)
     rows.append(row(times[0], 2, None, score=0.9, request_id="k1"))
+    if in_order:
+        rows.sort(key=lambda logged: logged["event_timestamp"])
     write_log(folder, rows, "a")
     return times
 
 
+@pytest.mark.parametrize("in_order", [False, True])
 @pytest.mark.parametrize("keyed_by", ["request_id", "entity"])
-def test_one_pass_join_equals_the_join_of_each_arm(tmp_path: Path, keyed_by: str) -> None:
+def test_one_pass_join_equals_the_join_of_each_arm(
+    tmp_path: Path, keyed_by: str, in_order: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Counts, labelled rows and their order (time, then request id) equal `labels.join` run per
-    arm, with the label source's columns and without them."""
+    arm, with the label source's columns and without them; rows sharing a time ordered by
+    request id in Python (a few) or by Arrow (many: here with a log in time order)."""
+    if in_order:
+        monkeypatch.setattr(labels, "TIES_IN_PYTHON", 0)
     rng = np.random.default_rng(5)
     folder = tmp_path / "log"
-    times = log_with_outputs(folder, rng)
+    times = log_with_outputs(folder, rng, in_order)
     if keyed_by == "entity":
         source = entity_source(tmp_path, rng, times)
     else:
@@ -309,9 +317,7 @@ def test_one_pass_join_equals_the_join_of_each_arm(tmp_path: Path, keyed_by: str
 
 
 def test_one_pass_join_of_an_empty_log_folder(tmp_path: Path) -> None:
-    pq.write_table(
-        pa.table({"request_id": ["a"], "is_fraud": [True]}), tmp_path / "labels.parquet"
-    )
+    pq.write_table(pa.table({"request_id": ["a"], "is_fraud": [True]}), tmp_path / "labels.parquet")
     source = LabelSource(path="labels.parquet", label="is_fraud", join_keys=("request_id",))
     scopes = [labels.LogScope(tmp_path / "none", "fraud", v) for v in (2, 1)]
     connection = labels.connect(tmp_path)

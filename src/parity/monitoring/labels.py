@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 REQUEST_ID = "request_id"  # the one join key read from the log's own column, not its entities
 PREDICTION_COLUMNS = ("request_id", "prediction_timestamp", "score", "entities")
 ENTITIES = "entities"
+TIES_IN_PYTHON = 1_000  # rows sharing an arm and a time ordered by request id in Python
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -273,7 +274,8 @@ def _split_arms(
 
 def _time_order(table: pa.Table, chosen: np.ndarray[Any, Any], arm: np.ndarray[Any, Any]) -> Any:
     """`chosen` (row indices) ordered by arm, `__at`, then `__rid` (nulls last): numpy sorts by
-    arm and time; Arrow orders by request id only the rows that share an arm and a time."""
+    arm and time; the request ids of only the rows that share an arm and a time are read, to
+    order those (the join's output is in no order, so sorting cannot be skipped)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -284,9 +286,14 @@ def _time_order(table: pa.Table, chosen: np.ndarray[Any, Any], arm: np.ndarray[A
     if same.size == 0:
         return order
     tied = np.unique(np.r_[same, same + 1])  # positions in `order` of rows sharing a key
-    keys = table.select(["__arm", "__at", "__rid"]).take(pa.array(order[tied]))
-    inner = pc.sort_indices(keys, [(c, "ascending") for c in keys.column_names]).to_numpy()
-    order[tied] = order[tied][inner]  # tie groups are contiguous: each keeps its positions
+    if tied.size <= TIES_IN_PYTHON:  # a few ties: no copy of the request id column
+        ids, rows = table.column("__rid"), order[tied].tolist()
+        key = [(arm[i], at[i], ids[i].as_py()) for i in rows]
+        inner = sorted(range(tied.size), key=lambda j: (*key[j][:2], key[j][2] is None, key[j][2]))
+    else:
+        keys = table.select(["__arm", "__at", "__rid"]).take(pa.array(order[tied]))
+        inner = pc.sort_indices(keys, [(c, "ascending") for c in keys.column_names]).to_numpy()
+    order[tied] = order[tied][np.asarray(inner, dtype=np.int64)]  # each group keeps its place
     return order
 
 
