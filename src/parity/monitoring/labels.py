@@ -273,15 +273,16 @@ def _split_arms(
 
 
 def _time_order(table: pa.Table, chosen: np.ndarray[Any, Any], arm: np.ndarray[Any, Any]) -> Any:
-    """`chosen` (row indices) ordered by arm, `__at`, then `__rid` (nulls last): numpy sorts by
-    arm and time; the request ids of only the rows that share an arm and a time are read, to
-    order those (the join's output is in no order, so sorting cannot be skipped)."""
+    """`chosen` (row indices) ordered by arm, `__at`, then `__rid` (nulls last): numpy splits by
+    arm and sorts by time; request ids are read only for rows sharing an arm and a time."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     at = table.column("__at").cast(pa.int64()).to_numpy()
-    order = chosen[np.lexsort((at[chosen], arm[chosen]))]
+    parts = [chosen[arm[chosen] == index] for index in range(int(arm.max(initial=0)) + 1)]
+    # timsort: the join emits runs in time order when the log is, as one writer's files are
+    order = np.concatenate([part[np.argsort(at[part], kind="stable")] for part in parts])
     same = np.flatnonzero((np.diff(arm[order]) == 0) & (np.diff(at[order]) == 0))
     if same.size == 0:
         return order
