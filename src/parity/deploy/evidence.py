@@ -121,7 +121,9 @@ def log_columns(connection: duckdb.DuckDBPyConnection, files: Sequence[str]) -> 
     found = connection.execute(
         "SELECT * FROM read_parquet($files, union_by_name = true) LIMIT 0", {"files": list(files)}
     )
-    return {str(column[0]) for column in found.description or ()}
+    names = {str(column[0]) for column in found.description or ()}
+    found.fetchall()  # no rows: finishes the result, so the connection takes the next query
+    return names
 
 
 def read_window(

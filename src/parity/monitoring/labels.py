@@ -195,16 +195,40 @@ def join_arms(
     theirs = f", l.* EXCLUDE ({_internal(source)})" if columns else ""
     params = {"files": files, "model": scopes[0].model, "start": window.start}
     params.update({"end": window.end, "as_of": as_of})
-    table = connection.sql(
-        f"""SELECT p.__arm, l.__lk0 IS NOT NULL AS __known, l.{quote(source.label)} AS __label,
-                   p.score AS __score, p.prediction_timestamp AS __at, p.request_id AS __rid
-                   {picked}{theirs}
-            FROM ({preds}) AS p LEFT JOIN __labels l ON {_join_condition(source)}""",
-        params=params if files else None,
-    ).to_arrow_table()
-    label_rows = connection.execute("SELECT count(*) FROM __labels").fetchone()
+    label_rows = int(connection.execute("SELECT count(*) FROM __labels").fetchall()[0][0])
+    query = f"""SELECT p.__arm, l.__lk0 IS NOT NULL AS __known, l.{quote(source.label)} AS __label,
+                       p.score AS __score, p.prediction_timestamp AS __at, p.request_id AS __rid
+                       {picked}{theirs}
+                FROM ({preds}) AS p LEFT JOIN __labels l ON {_join_condition(source)}"""
+    if not files:
+        table = connection.sql(query).to_arrow_table()
+    else:  # the labels' hash table costs at most one entry per row the scan reads
+        table = _run(connection, query, params, labels_build=label_rows <= _rows(connection, files))
     kept = ["__label", "__score", *extra, *(names if columns else [])]
-    return _split_arms(table, len(scopes), kept, int(label_rows[0]) if label_rows else 0, files)
+    return _split_arms(table, len(scopes), kept, label_rows, files)
+
+
+def _rows(connection: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    """Rows in the log files, from their Parquet footers."""
+    found = connection.execute(
+        "SELECT sum(num_rows) FROM parquet_file_metadata($files)", {"files": files}
+    ).fetchall()
+    return int(found[0][0] or 0)
+
+
+def _run(
+    connection: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any], *, labels_build: bool
+) -> pa.Table:
+    """The join's rows. With `labels_build` the hash join builds on the labels, its right side as
+    written: DuckDB cannot estimate a filtered Parquet scan and would build on the predictions,
+    twice the rows here (both arms), when it guesses them fewer."""
+    if labels_build:
+        connection.execute("SET disabled_optimizers = 'build_side_probe_side'")
+    try:
+        return connection.sql(query, params=params).to_arrow_table()
+    finally:
+        if labels_build:
+            connection.execute("RESET disabled_optimizers")
 
 
 def _arms_sql(
