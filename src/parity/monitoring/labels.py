@@ -1,5 +1,6 @@
 """Label sources (a Parquet file or a DuckDB query) joined to the Parquet prediction log with
-DuckDB, per window of prediction time, as known at an evaluation time `as_of`. I/O only: the
+DuckDB, per window of prediction time (`join`) or for several arms in one pass (`join_arms`), as
+known at an evaluation time `as_of`. I/O only: the
 metrics live in monitoring.performance. Must not import the registry or the model server.
 """
 
