@@ -222,9 +222,15 @@ def _run(
 ) -> pa.Table:
     """The join's rows. With `labels_build` the hash join builds on the labels, its right side as
     written: DuckDB cannot estimate a filtered Parquet scan and would build on the predictions,
-    twice the rows here (both arms), when it guesses them fewer."""
+    twice the rows here (both arms), when it guesses them fewer. A DuckDB without that optimizer
+    (before 1.1) keeps its own plan."""
+    import duckdb
+
     if labels_build:
-        connection.execute("SET disabled_optimizers = 'build_side_probe_side'")
+        try:
+            connection.execute("SET disabled_optimizers = 'build_side_probe_side'")
+        except duckdb.Error:
+            labels_build = False
     try:
         return connection.sql(query, params=params).to_arrow_table()
     finally:
