@@ -75,6 +75,7 @@ def resolve(store: FeatureStore, rollout: Rollout) -> Resolved:
     shadows = tuple(
         _version(store, rollout.model, item, "also_shadow").version for item in rollout.also_shadow
     )
+    _check_also_shadow(rollout, shadows, champion.version, candidate.version)
     check_gates(store, rollout)
     key, source = routing_key(store, rollout, champion)
     return Resolved(champion.version, candidate.version, shadows, key, source)
@@ -115,7 +116,16 @@ def routing_key(store: FeatureStore, rollout: Rollout, champion: ModelVersion) -
     """The definition's routing key, else the first join key of the first feature view of the
     champion version's feature service."""
     if rollout.routing_key is not None:
-        return rollout.routing_key.name, rollout.routing_key.source
+        key = rollout.routing_key
+        fields = _request_fields(store, champion) if key.source == "entity" else None
+        if fields is not None and key.name not in fields:
+            raise InvalidRollout(
+                f"routing_key: '{key.name}' is not a field of the requests version "
+                f"{champion.version} of '{rollout.model}' takes ({', '.join(sorted(fields))}), so "
+                "no request would be routed; name one of them, or a request header with "
+                "RoutingKey(name='x-user-id', source='header')"
+            )
+        return key.name, key.source
     fix = (
         "give routing_key=RoutingKey(name='<join key>') or a request header with "
         "RoutingKey(name='x-user-id', source='header')"
@@ -136,6 +146,39 @@ def routing_key(store: FeatureStore, rollout: Rollout, champion: ModelVersion) -
         f"routing_key: feature service '{service_name}' of '{rollout.model}' has no entity join "
         f"key in the applied catalog; {fix}"
     )
+
+
+def _request_fields(store: FeatureStore, version: ModelVersion) -> set[str] | None:
+    """The fields a request to `version` can carry: its feature service's join keys and request
+    fields, and its signature's inputs; None when neither is known."""
+    fields = {str(spec["name"]) for spec in (version.signature or {}).get("inputs", ())}
+    if version.feature_service is not None:
+        from parity.offline.request import resolve as resolve_service
+
+        try:
+            request = resolve_service(store.registry.catalog, version.feature_service)
+        except ParityError:  # not in the applied catalog: the signature is all that is known
+            return fields or None
+        fields.update(request.join_keys)
+        for demand in request.on_demand:
+            source = demand.view.request
+            fields.update(() if source is None else (field.name for field in source.fields))
+    return fields or None
+
+
+def _check_also_shadow(
+    rollout: Rollout, shadows: tuple[int, ...], champion: int, candidate: int
+) -> None:
+    """`also_shadow` versions are other versions, each once: the candidate is already mirrored
+    in the shadow phase (twice would count its rows twice) and the champion answers."""
+    for i, version in enumerate(shadows):
+        role = {champion: "the champion", candidate: "the candidate"}.get(version)
+        if role is not None or version in shadows[:i]:
+            what = f"{role}'s version" if role is not None else "listed twice"
+            raise InvalidRollout(
+                f"also_shadow: version {version} of '{rollout.model}' is {what}; list other "
+                "versions to mirror, each once"
+            )
 
 
 def _champion(store: FeatureStore, rollout: Rollout) -> ModelVersion:

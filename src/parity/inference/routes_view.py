@@ -6,6 +6,7 @@ request. Must not import deploy (the reader is a plain callable) nor HTTP code.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -15,6 +16,7 @@ from parity.inference.routing import Routes
 logger = logging.getLogger(__name__)
 
 RoutesReader = Callable[[], Mapping[str, Routes]]
+MIN_PERIOD_S = 0.05  # the keeper thread's shortest period (alias_refresh_seconds may be 0)
 
 
 class RoutesView:
@@ -34,6 +36,9 @@ class RoutesView:
         self._unsupported = False  # the reader raised NotImplementedError: stop asking
         self._failing = False  # the last read failed (logged once per run of failures)
         self._last: dict[str, Routes] = {}
+        self._period = max(refresh_seconds, MIN_PERIOD_S)
+        self._stopped = threading.Event()
+        self._keeper: threading.Thread | None = None
         self._background = BackgroundRead(
             self._read_once,
             what="rollout routes: reading the active rollouts",
@@ -45,6 +50,24 @@ class RoutesView:
     def refresh(self) -> None:
         """Read the routes now, on the calling thread (the server's start-up does this once)."""
         self._background.refresh()
+
+    def keep_fresh(self) -> None:
+        """Also read them every `refresh_seconds` (at least every 50 ms) in a daemon thread,
+        requests or not: without it an idle server's first request after an abort would be
+        answered by the routes read before it (reads are otherwise started by requests)."""
+        if self._keeper is None:
+            self._keeper = threading.Thread(
+                target=self._keep, name="parity-rollout-routes", daemon=True
+            )
+            self._keeper.start()
+
+    def stop(self) -> None:
+        """End the thread `keep_fresh` started (the server is closing)."""
+        self._stopped.set()
+
+    def _keep(self) -> None:
+        while not self._stopped.wait(self._period):
+            self._background.refresh()
 
     def current(self) -> Mapping[str, Routes]:
         rows = self._background.current()

@@ -21,6 +21,7 @@ import numpy as np
 from parity.errors import (
     AliasNotFound,
     BadRequest,
+    EntityKeyTypeError,
     InferenceRequestError,
     InvalidModelRef,
     TooManyEntities,
@@ -232,6 +233,8 @@ class ModelServer:
         return list(self._loaded.values())
 
     async def close(self) -> None:
+        if self._routes is not None:
+            self._routes.stop()
         await self.shadows.close()
         for deployment in list(self._loaded.values()):
             await deployment.close()
@@ -325,10 +328,12 @@ class ModelServer:
     # --- rollouts: which version answers ----------------------------------------------------------
 
     def refresh_routes(self) -> None:
-        """Read the rollout routes now, on the calling thread (start-up; later reads are in the
-        background)."""
+        """Read the rollout routes now, on the calling thread (start-up), then every
+        `alias_refresh_seconds` in the background, so a step change or an abort reaches every
+        request within that period even after the server sat idle."""
         if self._routes is not None:
             self._routes.refresh()
+            self._routes.keep_fresh()
 
     def routes_for(self, target: ModelTarget) -> Routes | None:
         """The routes splitting `target`'s traffic: only a request for the champion alias (or the
@@ -403,8 +408,10 @@ class ModelServer:
             given = {n: response.entities.get(n, list(columns[n])) for n in columns}
             item, rows = deployment.assemble_features(response.values, given)
             result = await deployment.predict(item, rows)
-        except Exception:
-            if role is not None:  # a rollout's error-rate gate counts it
+        except Exception as error:
+            # a rollout's error-rate gate counts it; not a key of the wrong type, which every arm
+            # refuses (a client retrying one would otherwise fail the arm its key sticks to)
+            if role is not None and not isinstance(error, EntityKeyTypeError):
                 seconds = time.perf_counter() - started
                 self._log_failed(ref, _rows_of(columns, rows), seconds, at, role, "error")
             raise
