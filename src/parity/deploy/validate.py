@@ -75,6 +75,7 @@ def resolve(store: FeatureStore, rollout: Rollout) -> Resolved:
     shadows = tuple(
         _version(store, rollout.model, item, "also_shadow").version for item in rollout.also_shadow
     )
+    _check_also_shadow(rollout, shadows, champion.version, candidate.version)
     check_gates(store, rollout)
     key, source = routing_key(store, rollout, champion)
     return Resolved(champion.version, candidate.version, shadows, key, source)
@@ -174,6 +175,21 @@ def _check_entity_key(
             f"'{name}'; route by one of {known or 'no request field'}, or by a header with "
             "RoutingKey(name='x-user-id', source='header') (--routing-header)"
         )
+
+
+def _check_also_shadow(
+    rollout: Rollout, shadows: tuple[int, ...], champion: int, candidate: int
+) -> None:
+    """`also_shadow` versions are other versions, each once: the candidate is already mirrored
+    in the shadow phase (twice would count its rows twice) and the champion answers."""
+    for i, version in enumerate(shadows):
+        role = {champion: "the champion", candidate: "the candidate"}.get(version)
+        if role is not None or version in shadows[:i]:
+            what = f"{role}'s version" if role is not None else "listed twice"
+            raise InvalidRollout(
+                f"also_shadow: version {version} of '{rollout.model}' is {what}; list other "
+                "versions to mirror, each once"
+            )
 
 
 def _champion(store: FeatureStore, rollout: Rollout) -> ModelVersion:
