@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,7 +136,10 @@ def error_rate_gate(gate: Gate, candidate_ok: Any, champion_ok: Any) -> GateResu
     champ_errors = int(champ.size - np.count_nonzero(champ))
     c_rate, h_rate = cand_errors / cand.size, champ_errors / champ.size
     limit = gate_limit(gate)
-    failed = c_rate - h_rate > limit
+    # In exact fractions, the limit as written: 7 % vs 6 % is exactly 1 point (0.07 - 0.06 in
+    # floats is 0.010000000000000009 and failed a 0.01 limit it meets).
+    excess = Fraction(cand_errors, cand.size) - Fraction(champ_errors, champ.size)
+    failed = excess > Fraction(repr(limit))
     reason = (
         f"candidate error rate {c_rate:.4%} ({cand_errors:,} of {cand.size:,}) "
         f"{'>' if failed else '<='} champion {h_rate:.4%} ({champ_errors:,} of {champ.size:,}) "
