@@ -41,6 +41,9 @@ DEFAULT_THRESHOLDS = {
 # distance above it, or (ks) a p-value below it, fails.
 DRIFT_DEFAULTS = {"psi": 0.2, "jensen_shannon": 0.1, "wasserstein": 0.1, "ks": 0.05}
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0, 100.0)
+# The longest phase or interval: a century, as the CLI's durations (timeutil.parse_span). Longer
+# is a typo, and the controller's lease (3 x the interval) must stay a representable time.
+MAX_DURATION = timedelta(days=100 * 365)
 
 
 class Phase(Definition):
@@ -66,6 +69,8 @@ class Phase(Definition):
     def _duration(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
             raise ValueError(f"duration cannot be negative, got {value}")
+        if value > MAX_DURATION:
+            raise ValueError(f"duration must be at most a century ({MAX_DURATION}), got {value}")
         return value
 
     @field_validator("min_samples")
@@ -214,6 +219,8 @@ class Rollout(NamedDefinition):
     @field_validator("candidate", mode="before")
     @classmethod
     def _candidate(cls, value: object) -> object:
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+            value = int(value)  # '7' is version 7 (an alias cannot be all digits)
         if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value < 2**31):
             raise ValueError(f"candidate {value!r}: give a version number (1, 2, ...) or an alias")
         if isinstance(value, str) and not value.isdigit():
@@ -230,6 +237,8 @@ class Rollout(NamedDefinition):
     def _interval(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=1):
             raise ValueError(f"interval must be at least 1 second, got {value}")
+        if value > MAX_DURATION:
+            raise ValueError(f"interval must be at most a century ({MAX_DURATION}), got {value}")
         return value
 
     @model_validator(mode="after")
