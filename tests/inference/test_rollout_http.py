@@ -22,10 +22,22 @@ ACTIONS = ("pause", "resume", "promote", "abort")
 SAMPLE = pd.DataFrame({"trips": [1.0, 2.0], "bonus": [0.0, 1.0]})
 
 
+RANKER_MONITOR = """
+from parity import LabelSource, Monitor
+
+ranker_monitor = Monitor(
+    name="ranker_monitor",
+    model="ranker",
+    labels=LabelSource(path="data/ranker_labels.parquet", label="clicked"),
+)
+"""
+
+
 def rollout_store(root: Path) -> tuple[Path, FeatureStore]:
     """A repo whose `ranker` has versions 1 (champion), 2 and 3, and whose `lonely` has versions
     1 and 2 and no alias; both read the driver features (routing key: driver_id)."""
-    path = write_repo(root / "repo", DRIVER_REPO, extra="models: {trusted: true}\n")
+    files = {**DRIVER_REPO, "monitors.py": RANKER_MONITOR}  # label gates need labels
+    path = write_repo(root / "repo", files, extra="models: {trusted: true}\n")
     store = FeatureStore(path)
     store.apply()
     for scale in (10.0, 11.0, 12.0):
