@@ -1,0 +1,180 @@
+"""QA-B regressions: the controller and the gates checked against independently computed
+expectations (limits' edges, the failure policy, an alias moved by hand, start-time refusals of
+rollouts that could never finish)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from parity import FeatureStore
+from parity.definitions.rollout import FailurePolicy, Gate, RoutingKey
+from parity.deploy import gates as g
+from parity.deploy.decide import apply, decide
+from parity.deploy.service import Rollouts
+from parity.deploy.state import CheckOutcome, GateResult, RolloutState
+from parity.errors import InvalidDefinition, InvalidRollout
+from tests.deploy.control_support import MINUTE, Clock, Scripted, short_rollout
+
+# --- error rate at the limit's edge ---------------------------------------------------------
+
+
+def oks(errors: int, rows: int = 100) -> np.ndarray:
+    flags = np.ones(rows, dtype=bool)
+    flags[:errors] = False
+    return flags
+
+
+@pytest.mark.parametrize(("cand", "champ"), [(7, 6), (58, 57), (3, 2), (29, 28), (1, 0)])
+def test_an_error_rate_exactly_one_point_above_passes_a_one_point_limit(
+    cand: int, champ: int
+) -> None:
+    # candidate - champion = exactly 1 percentage point: "fails when > t" must pass it
+    result = g.error_rate_gate(Gate(metric="error_rate", threshold=0.01), oks(cand), oks(champ))
+    assert result.verdict == "pass", result.reason
+    assert (result.candidate, result.champion) == (cand / 100, champ / 100)
+
+
+@pytest.mark.parametrize(("cand", "champ", "rows"), [(8, 6, 100), (71, 60, 1000), (2, 0, 100)])
+def test_an_error_rate_just_over_the_limit_fails(cand: int, champ: int, rows: int) -> None:
+    gate = Gate(metric="error_rate", threshold=0.01)
+    result = g.error_rate_gate(gate, oks(cand, rows), oks(champ, rows))
+    assert result.verdict == "fail", result.reason
+
+
+# --- durations ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"interval": timedelta(days=365 * 1000)}, "interval"),
+        ({"steps": ({"weight": 50, "duration": timedelta(days=365 * 1000)},)}, "duration"),
+        ({"shadow": {"weight": 0, "duration": timedelta(days=365 * 5000)}}, "duration"),
+    ],
+)
+def test_a_thousand_year_duration_is_refused_naming_the_field(
+    changes: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidDefinition, match=f"{field} must be at most a century"):
+        short_rollout(**changes)
+
+
+def test_a_century_interval_is_accepted_and_ticks(fraud_store: FeatureStore, clock: Clock) -> None:
+    # the lease lasts 3 intervals: it must stay a representable time (a 5000-year interval
+    # made every tick of the project raise "year 22013 is out of range")
+    rollouts = Rollouts(fraud_store, clock=clock, checker=Scripted())
+    rollouts.start(short_rollout(interval=timedelta(days=100 * 365)))
+    assert rollouts.step(now=clock.advance(timedelta(days=100 * 365))) != []
+
+
+# --- start-time refusals of rollouts that could never finish ---------------------------------
+
+
+@pytest.fixture
+def rollouts(fraud_store: FeatureStore, clock: Clock) -> Rollouts:
+    return Rollouts(fraud_store, clock=clock, checker=Scripted())
+
+
+def test_a_candidate_given_as_digits_is_that_version(rollouts: Rollouts) -> None:
+    assert rollouts.start(model="fraud", candidate="2").candidate == 2
+
+
+def test_a_label_gate_without_a_monitor_is_refused(rollouts: Rollouts) -> None:
+    with pytest.raises(InvalidRollout, match="gates: 'label:auc' judges delayed labels"):
+        rollouts.start(short_rollout(gates=(Gate(metric="label:auc"),)))
+    with pytest.raises(Exception, match="no rollout"):
+        rollouts.status("fraud")  # nothing was stored
+
+
+@pytest.mark.parametrize(
+    ("shadows", "what"), [((1,), "the champion"), ((2,), "the candidate"), ((3, 3), "listed twice")]
+)
+def test_also_shadow_of_the_champion_the_candidate_or_twice_is_refused(
+    rollouts: Rollouts, shadows: tuple[int, ...], what: str
+) -> None:
+    # the candidate mirrored twice in shadow doubled its rows in every gate's evidence
+    with pytest.raises(InvalidRollout, match=f"also_shadow: version {shadows[-1]} .* {what}"):
+        rollouts.start(short_rollout(also_shadow=shadows))
+
+
+def test_a_gate_output_neither_version_has_is_refused(
+    fraud_store: FeatureStore, rollouts: Rollouts
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    methods = {"label": "predict", "probability": "predict_proba"}
+    for _ in range(2):
+        fraud_store.models.register_model(
+            "fraud", LogisticRegression().fit(x, y), predict_method=methods, sample_input=x
+        )
+    fraud_store.models.set_alias("fraud", "champion", 4)
+    gate = Gate(metric="prediction_drift", output="score")
+    with pytest.raises(InvalidRollout, match=r"gates\[0\]\.output: version 5 .* no output 'score'"):
+        rollouts.start(short_rollout(candidate=5, gates=(gate,)))
+    ok = Gate(metric="prediction_drift", output="probability")
+    header = RoutingKey(name="x-user", source="header")
+    assert (
+        rollouts.start(short_rollout(candidate=5, gates=(ok,), routing_key=header)).candidate == 5
+    )
+
+
+# --- the failure policy ----------------------------------------------------------------------
+
+
+def outcome(*verdicts: str) -> CheckOutcome:
+    results = tuple(GateResult(f"g{i}", v) for i, v in enumerate(verdicts))  # type: ignore[arg-type]
+    return CheckOutcome(results, {"candidate": 1_000, "champion": 1_000})
+
+
+def test_an_inconclusive_check_does_not_reset_a_consecutive_count() -> None:
+    from tests.deploy.control_support import T0
+
+    definition = short_rollout(failure_policy=FailurePolicy(mode="consecutive", limit=2))
+    state = RolloutState("fraud-1", "p", "fraud", definition, 2, 1, "active", 0, T0, 0, T0, T0)
+    trail = []
+    for i, verdict in enumerate(("fail", "inconclusive", "fail")):
+        now = T0 + (i + 1) * MINUTE
+        decision = decide(state, outcome(verdict), now)
+        state = apply(state, decision, now)
+        trail.append((decision.action, decision.failures))
+    # fail, no verdict, fail: two failures with no pass between them abort at limit 2
+    assert trail == [("hold", 1), ("hold", 1), ("abort", 2)]
+
+
+# --- the champion alias moved by hand --------------------------------------------------------
+
+
+def test_an_alias_moved_by_hand_aborts_at_the_next_check_even_while_gates_wait(
+    fraud_store: FeatureStore, clock: Clock
+) -> None:
+    # the real checker: no traffic logged, so every gate is inconclusive; the server ignores
+    # routes whose champion the alias no longer names, so it would wait forever
+    rollouts = Rollouts(fraud_store, clock=clock)
+    rollouts.start(short_rollout())
+    rollouts.step(now=clock.advance(MINUTE))
+    assert rollouts.status("fraud").status == "active"
+    fraud_store.models.set_alias("fraud", "champion", 3, reason="hotfix")
+    events = rollouts.step(now=clock.advance(MINUTE))
+    assert [e.kind for e in events] == ["aborted"]
+    final = rollouts.status("fraud")
+    assert final.status == "aborted" and final.weight == 0.0
+    assert "moved during the rollout (it names version 3, not the champion 1)" in final.reason
+    assert fraud_store.models.aliases("fraud")["champion"] == 3
+    assert fraud_store.models.history("fraud", "champion")[-1].reason == "hotfix"
+    assert rollouts.routes() == {}
+
+
+def test_an_alias_already_on_the_candidate_records_the_promotion(
+    fraud_store: FeatureStore, clock: Clock
+) -> None:
+    rollouts = Rollouts(fraud_store, clock=clock)
+    rollouts.start(short_rollout())
+    fraud_store.models.set_alias("fraud", "champion", 2, reason="by hand")
+    events = rollouts.step(now=clock.advance(MINUTE))
+    assert [e.kind for e in events] == ["promoted"]
+    assert rollouts.status("fraud").status == "promoted"
+    assert fraud_store.models.aliases("fraud")["champion"] == 2
