@@ -40,6 +40,11 @@ DEFAULT_THRESHOLDS = {
 # A drift gate without a threshold takes its test's monitoring default (monitoring.stats): a
 # distance above it, or (ks) a p-value below it, fails.
 DRIFT_DEFAULTS = {"psi": 0.2, "jensen_shannon": 0.1, "wasserstein": 0.1, "ks": 0.05}
+# A drift gate without min_samples waits for as many scores per arm as its test needs before two
+# samples of one distribution stop crossing its default threshold by chance: at 100 per arm a
+# candidate identical to the champion failed psi 0.2 about 40 % of the time, jensen_shannon and
+# wasserstein about 90 %; at these counts under 1 %. ks is a calibrated p-value at any count.
+DRIFT_MIN_SAMPLES = {"psi": 500, "jensen_shannon": 1000, "wasserstein": 2000, "ks": 100}
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0, 100.0)
 # The longest phase or interval: a century, as the CLI's durations (timeutil.parse_span). Longer
 # is a typo, and the controller's lease (3 x the interval) must stay a representable time.
@@ -136,6 +141,17 @@ class Gate(Definition):
         if self.family == "prediction_drift":
             return DRIFT_DEFAULTS[self.test]
         return DEFAULT_THRESHOLDS[self.family]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drift_samples(cls, data: Any) -> Any:
+        """A drift gate's default min_samples is its test's (DRIFT_MIN_SAMPLES)."""
+        if not isinstance(data, dict) or data.get("metric") != "prediction_drift":
+            return data
+        test = data.get("test", "psi")
+        if data.get("min_samples") is None and isinstance(test, str) and test in DRIFT_MIN_SAMPLES:
+            return {**data, "min_samples": DRIFT_MIN_SAMPLES[test]}
+        return data
 
     @field_validator("metric")
     @classmethod
