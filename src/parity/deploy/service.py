@@ -177,6 +177,12 @@ class Rollouts:
         `poll` overrides the real seconds slept between ticks."""
         self._controller(owner).run(stop, self._clock, poll)
 
+    def release(self, owner: str | None = None) -> bool:
+        """Give up this process's controller lease (a clean stop: `parity rollout run --once`),
+        so the next controller acts at once instead of waiting for it to expire and taking it
+        over as from a crashed one. True when it was held."""
+        return self.db.release(owner or self._owner)
+
     # --- data plane --------------------------------------------------------------------------
 
     def routes(self) -> Mapping[str, Routes]:
