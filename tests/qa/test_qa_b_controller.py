@@ -200,3 +200,13 @@ def test_a_default_drift_gate_rarely_fails_a_candidate_identical_to_the_champion
         assert "inconclusive" not in verdicts
         assert verdicts.count("fail") <= (6 if test == "ks" else 2), (n, verdicts.count("fail"))
     assert g.drift_gate(gate, rng.beta(2, 5, n), rng.beta(5, 2, n)).verdict == "fail"
+
+
+def test_reasons_number_steps_as_status_does(rollouts: Rollouts, clock: Clock) -> None:
+    # without a shadow the first canary step is index 0: reasons said 'step 0 (5 %)' next to
+    # `parity rollout status`'s 'step 1/3'
+    rollouts.start(short_rollout(shadow=None))
+    for _ in range(3):
+        rollouts.step(now=clock.advance(MINUTE))
+    advanced = [e for e in rollouts.history("fraud") if e.kind == "advanced"]
+    assert advanced[0].reason.startswith("step 1/3 (5 %): every gate passed"), advanced[0].reason

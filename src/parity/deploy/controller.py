@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from parity.deploy.decide import Decision, apply, decide
+from parity.deploy.decide import Decision, apply, decide, step_label
 from parity.deploy.state import CheckOutcome, GateResult, RolloutEvent, RolloutState
 from parity.deploy.store import RolloutStore, StoredRollout
 
@@ -206,7 +206,7 @@ class Controller:
             state = item.state
             reason = (
                 f"controller {previous} stopped renewing its lease; {self.owner} resumes at "
-                f"step {state.step} and checks its gates before any move"
+                f"the same step ({step_label(state)}) and checks its gates before any move"
             )
             event = RolloutEvent(
                 state.id,

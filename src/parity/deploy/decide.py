@@ -61,7 +61,7 @@ def decide(state: RolloutState, outcome: CheckOutcome, now: datetime) -> Decisio
     failures = 0 if policy.mode == "consecutive" else state.failures
     phase = state.phase
     elapsed = now - state.step_started
-    label = _step_label(state)
+    label = step_label(state)
     if elapsed < phase.duration:
         return Decision("hold", f"{label}: {elapsed} of {phase.duration} elapsed", failures)
     samples = outcome.samples.get("candidate", 0)
@@ -91,7 +91,9 @@ def apply(state: RolloutState, decision: Decision, now: datetime) -> RolloutStat
     return replace(base, status=status, reason=decision.reason)
 
 
-def _step_label(state: RolloutState) -> str:
+def step_label(state: RolloutState) -> str:
+    """'shadow', or the canary step as `parity rollout status` numbers it: 'step 2/5 (5 %)'."""
     if state.in_shadow:
         return "shadow"
-    return f"step {state.step} ({state.weight:g} %)"
+    number = state.step + (0 if state.definition.shadow is not None else 1)
+    return f"step {number}/{len(state.definition.steps)} ({state.weight:g} %)"
