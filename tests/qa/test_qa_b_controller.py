@@ -210,3 +210,35 @@ def test_reasons_number_steps_as_status_does(rollouts: Rollouts, clock: Clock) -
         rollouts.step(now=clock.advance(MINUTE))
     advanced = [e for e in rollouts.history("fraud") if e.kind == "advanced"]
     assert advanced[0].reason.startswith("step 1/3 (5 %): every gate passed"), advanced[0].reason
+
+
+# --- what a rollout keeps --------------------------------------------------------------------
+
+
+def test_a_candidate_alias_moved_mid_rollout_does_not_change_the_candidate(
+    fraud_store: FeatureStore, clock: Clock, rollouts: Rollouts
+) -> None:
+    fraud_store.models.set_alias("fraud", "challenger", 2)
+    rollouts.start(short_rollout(candidate="challenger"))
+    fraud_store.models.set_alias("fraud", "challenger", 3)  # someone points it elsewhere
+    seen = set()
+    for _ in range(12):
+        rollouts.step(now=clock.advance(MINUTE))
+        seen |= {routes.candidate for routes in rollouts.routes().values()}
+    assert rollouts.status("fraud").status == "promoted"
+    assert seen == {2} and fraud_store.models.aliases("fraud")["champion"] == 2
+
+
+def test_events_and_state_are_the_same_after_a_restart(
+    fraud_store: FeatureStore, clock: Clock, rollouts: Rollouts
+) -> None:
+    rollouts.start(short_rollout(failure_policy=FailurePolicy(limit=3)))
+    for _ in range(4):
+        rollouts.step(now=clock.advance(MINUTE))
+    events, state = rollouts.history("fraud"), rollouts.status("fraud")
+    with FeatureStore(fraud_store.repo_path) as reopened:
+        assert reopened.rollouts.history("fraud") == events
+        assert reopened.rollouts.status("fraud") == state
+    kinds = ["started", "check", "check", "advanced", "check", "check", "advanced"]
+    assert [e.kind for e in events] == kinds
+    assert events[1].results[0].samples == {"candidate": 1_000, "champion": 1_000}
