@@ -242,3 +242,36 @@ def test_events_and_state_are_the_same_after_a_restart(
     kinds = ["started", "check", "check", "advanced", "check", "check", "advanced"]
     assert [e.kind for e in events] == kinds
     assert events[1].results[0].samples == {"candidate": 1_000, "champion": 1_000}
+
+
+# --- inconclusive holds; min_samples' edge ----------------------------------------------------
+
+
+def test_without_traffic_every_gate_holds_forever_and_never_aborts(
+    fraud_store: FeatureStore, clock: Clock
+) -> None:
+    rollouts = Rollouts(fraud_store, clock=clock)  # the real gates; nothing is ever logged
+    gates = (Gate(metric="latency_p99"), Gate(metric="error_rate"), Gate(metric="prediction_drift"))
+    rollouts.start(short_rollout(gates=gates, failure_policy=FailurePolicy(limit=1)))
+    for _ in range(120):
+        rollouts.step(now=clock.advance(MINUTE))
+    state = rollouts.status("fraud")
+    assert (state.status, state.step, state.failures) == ("active", 0, 0)
+    checks = [e for e in rollouts.history("fraud") if e.kind == "check"]
+    assert len(checks) == 120
+    assert all(r.verdict == "inconclusive" for e in checks for r in e.results)
+    assert all(e.reason.startswith("hold: ") for e in checks)
+
+
+@pytest.mark.parametrize("family", ["latency_p99", "error_rate", "prediction_drift"])
+def test_exactly_min_samples_is_conclusive_one_fewer_is_not(family: str) -> None:
+    gate = Gate(metric=family, min_samples=40)
+    judge = {
+        "latency_p99": g.latency_gate,
+        "error_rate": g.error_rate_gate,
+        "prediction_drift": g.drift_gate,
+    }[family]
+    values = np.linspace(0.1, 0.9, 40) if family != "error_rate" else np.ones(40, dtype=bool)
+    assert judge(gate, values, values).verdict == "pass"
+    assert judge(gate, values[:39], values).verdict == "inconclusive"
+    assert judge(gate, values, values[:39]).verdict == "inconclusive"

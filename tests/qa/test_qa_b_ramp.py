@@ -300,8 +300,10 @@ def check_numbers(
 ) -> None:
     for before, now, events, log in trail:
         (check,) = [e for e in events if e.kind == "check"]
-        expected, _ = expected_check(before, log, now)
+        expected, samples = expected_check(before, log, now)
         for result in check.results:
+            if result.gate == "error_rate":  # rows in [step_started, now): at, not after
+                assert result.samples == samples, (now, result)
             verdict, cand, champ = expected[result.gate]
             if verdict == "?":
                 continue
@@ -335,12 +337,16 @@ def test_a_good_candidate_is_promoted_step_by_step_with_the_numbers_right(
     assert history[-1].reason.startswith("rollout fraud-1: ")
 
 
+@pytest.mark.parametrize(
+    ("mode", "limit"), [("cumulative", 1), ("cumulative", 3), ("consecutive", 3)]
+)
 def test_a_candidate_that_ranks_at_random_is_rolled_back_in_the_shadow(
-    store: FeatureStore,
+    store: FeatureStore, mode: str, limit: int
 ) -> None:
     requests = traffic(seed=11, bad=True)
     write_labels(store.repo_path, requests)
-    trail = drive(store, ramp(failure_policy=FailurePolicy(mode="cumulative", limit=3)), requests)
+    policy = FailurePolicy(mode=mode, limit=limit)  # type: ignore[arg-type]
+    trail = drive(store, ramp(failure_policy=policy), requests)
     check_numbers(trail)
     kinds = [(e.kind, e.step) for _, _, events, _ in trail for e in events if e.kind != "check"]
     assert kinds == [("aborted", 0)]
@@ -350,7 +356,13 @@ def test_a_candidate_that_ranks_at_random_is_rolled_back_in_the_shadow(
         for e in events
         if e.kind == "check" and any(r.verdict == "fail" for r in e.results)
     ]
-    # limit 3: aborted on the third failing check, 2 intervals after the first
-    assert len(failing) == 3 and failing[2] - failing[0] == 2 * MINUTE
+    # aborted on the limit-th failing check, (limit - 1) intervals after the first: within
+    # interval x limit of the gate starting to fail
+    assert len(failing) == limit and failing[-1] - failing[0] == (limit - 1) * MINUTE
+    (aborted,) = [e for _, _, events, _ in trail for e in events if e.kind == "aborted"]
+    assert aborted.at == failing[-1] and aborted.weight == 0.0
+    assert [r.gate for r in aborted.results] == ["prediction_drift"]  # the evidence kept
+    assert f"failed check {limit} of {limit} ({mode})" in aborted.reason
     assert store.rollouts.status("fraud").status == "aborted"
     assert store.models.aliases("fraud")["champion"] == 1
+    assert store.rollouts.routes() == {}
