@@ -275,3 +275,27 @@ def test_exactly_min_samples_is_conclusive_one_fewer_is_not(family: str) -> None
     assert judge(gate, values, values).verdict == "pass"
     assert judge(gate, values[:39], values).verdict == "inconclusive"
     assert judge(gate, values, values[:39]).verdict == "inconclusive"
+
+
+# --- a Monitor metric below zero --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cand", "champ", "verdict"),
+    [(-100.0, -100.0, "pass"), (-104.0, -100.0, "pass"), (-106.0, -100.0, "fail"),
+     (-90.0, -100.0, "pass"), (95.0, 100.0, "pass"), (94.0, 100.0, "fail")],
+)  # fmt: skip
+def test_a_label_metric_below_zero_is_held_relative_to_its_magnitude(
+    cand: float, champ: float, verdict: str
+) -> None:
+    # e.g. a Monitor's net dollars saved: a candidate equal to a negative champion used to fail
+    # (champion * 0.95 is above it)
+    y = np.array([True, False] * 50)
+    arms = {n: g.Labelled(labels=y[:n], scores=np.linspace(0, 1, n)) for n in (90, 100)}
+
+    def net_dollars(labels: object, scores: object, rows: object) -> float:
+        return cand if len(labels) == 90 else champ  # type: ignore[arg-type]
+
+    gate = Gate(metric="label:net_dollars", min_samples=10)
+    result = g.label_gate(gate, arms[90], arms[100], threshold=0.5, function=net_dollars)
+    assert (result.verdict, result.candidate, result.champion) == (verdict, cand, champ)

@@ -243,8 +243,8 @@ def label_gate(
     function: LabelMetric | None = None,
 ) -> GateResult:
     """Fail when the candidate's label metric is worse than the champion's by more than `limit`
-    (relative): below champion * (1 - limit), or for brier (lower is better) above
-    champion * (1 + limit). Labelled rows with a finite score only."""
+    (relative): below champion - |champion| * limit, or for brier (lower is better) above
+    champion + |champion| * limit. Labelled rows with a finite score only."""
     metric = gate.argument or ""
     counts = {CANDIDATE: int(candidate.labels.size), CHAMPION: int(champion.labels.size)}
     short = too_few(gate, counts, "labelled predictions")
@@ -257,10 +257,16 @@ def label_gate(
             return inconclusive(gate, f"{metric} is undefined for the {arm}: {why}", counts)
         values[arm] = value
     cand, champ, limit = values[CANDIDATE], values[CHAMPION], gate_limit(gate)
+    # Relative to the champion's magnitude, so a metric below 0 (a Monitor's net dollars saved)
+    # is held the same way: champion * (1 - limit) was above a negative champion, failing a
+    # candidate equal to it.
+    margin = abs(champ) * limit
     if metric in LOWER_IS_BETTER:
-        bound, failed, side = champ * (1.0 + limit), cand > champ * (1.0 + limit), "+"
+        bound, side = champ + margin, "+"
+        failed = cand > bound
     else:
-        bound, failed, side = champ * (1.0 - limit), cand < champ * (1.0 - limit), "-"
+        bound, side = champ - margin, "-"
+        failed = cand < bound
     op = (">" if failed else "<=") if metric in LOWER_IS_BETTER else ("<" if failed else ">=")
     reason = (
         f"candidate {metric} {cand:.4g} {op} {bound:.4g} (champion {champ:.4g} {side} "
