@@ -34,6 +34,7 @@ CANDIDATE_ROLES = ("shadow", "canary")  # the candidate's rows: mirrored or answ
 CHAMPION_ROLES = ("champion",)  # the champion alias's traffic while the rollout runs
 SCORED = ("prediction_drift", "custom")  # gate families that read the scores
 DETAIL_COLUMNS = ("request_id", "event_timestamp", "status")  # read only for custom gates
+FULL_STEP = "[at 100 % the champion answers nothing: its rows are from before this step]"
 
 
 # --- the step window ----------------------------------------------------------------------------
@@ -496,6 +497,19 @@ def _check(
             detail=custom,
             connection=connection,
         )
+        if answers_all(state):
+            started = _utc(state.started_at)
+            before = read_window(
+                folder,
+                state.model,
+                versions,
+                started,
+                start,
+                scores=keys,
+                detail=custom,
+                connection=connection,
+            )
+            read = champion_from(read, before)
     except ParityError as error:  # no log folder, or a damaged file in it
         logger.warning("rollout %s: the prediction log cannot be read: %s", state.id, error)
         reason = f"the prediction log cannot be read: {error}"
@@ -515,8 +529,47 @@ def _check(
         )
         if result.verdict == "inconclusive" and read.note and gate.family != "label":
             result = replace(result, reason=f"{result.reason} ({read.note})")
+        if answers_all(state) and gate.family != "label":
+            result = replace(result, reason=f"{result.reason} {FULL_STEP}")
         results.append(result)
     return CheckOutcome(tuple(results), read.samples())
+
+
+def answers_all(state: RolloutState) -> bool:
+    """A canary step at 100 %: the champion answers no routed request in the step's window, so
+    its evidence comes from before the step (see `champion_from`)."""
+    return not state.in_shadow and state.weight >= 100.0
+
+
+def champion_from(current: WindowRead, before: WindowRead) -> WindowRead:
+    """The candidate's rows of `current` (the step's window) with the champion's rows of `before`
+    ([started_at, step_started): the rollout's champion traffic until the candidate took it all).
+    Without it a 100 % step's comparing gates would wait forever on an empty champion arm."""
+    import pyarrow as pa
+
+    cand, champ = current.is_candidate, ~before.is_candidate
+
+    def joined(now: np.ndarray[Any, Any], then: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return np.concatenate([now[cand], then[champ]])
+
+    def scores(read: WindowRead, key: str | None) -> g.FloatArray:
+        return read.scores.get(key, np.full(read.is_candidate.size, np.nan))
+
+    detail = None
+    if current.detail is not None or before.detail is not None:
+        pairs = ((current, cand), (before, champ))
+        parts = [r.detail.filter(m) for r, m in pairs if r.detail is not None]
+        detail = pa.concat_tables(parts) if parts else None
+    return WindowRead(
+        start=current.start,
+        end=current.end,
+        is_candidate=joined(current.is_candidate, before.is_candidate),
+        ok=joined(current.ok, before.ok),
+        latency_ms=joined(current.latency_ms, before.latency_ms),
+        scores={k: joined(scores(current, k), scores(before, k)) for k in current.scores},
+        detail=detail,
+        note="; ".join(n for n in (current.note, before.note) if n),
+    )
 
 
 def judge(
