@@ -203,12 +203,12 @@ class Rollout(NamedDefinition):
             raise ValueError(f"model {value!r}: give a registered model's name, e.g. 'fraud'")
         return value
 
-    @field_validator("candidate")
+    @field_validator("candidate", mode="before")
     @classmethod
-    def _candidate(cls, value: int | str) -> int | str:
+    def _candidate(cls, value: object) -> object:
         if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value < 2**31):
             raise ValueError(f"candidate {value!r}: give a version number (1, 2, ...) or an alias")
-        if isinstance(value, str):
+        if isinstance(value, str) and not value.isdigit():
             check_identifier(value, "candidate alias")
         return value
 
@@ -248,6 +248,14 @@ class Rollout(NamedDefinition):
                     f"repo), e.g. custom_gates=[{gate.argument}]"
                 )
         return self
+
+    def __eq__(self, other: object) -> bool:
+        """Equal as values: bound gate functions are runtime state, not part of the value."""
+        if not isinstance(other, Rollout):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = NamedDefinition.__hash__
 
     @property
     def final_weight(self) -> float:
