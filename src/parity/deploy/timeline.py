@@ -17,6 +17,7 @@ from parity.deploy.state import GateResult, RolloutEvent, RolloutState
 # Markers drawn on the weight curve, by event kind; checks are coloured by their action.
 _MARKED = ("started", "advanced", "promoted", "aborted", "paused", "resumed", "resumed_after_crash")
 _ACTIONS = ("hold", "advance", "promote", "abort")
+_RANK = {"started": 0, "resumed_after_crash": 0, "check": 1}  # others (the moves) come after
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,9 @@ class Timeline:
 
 
 def build_timeline(events: Sequence[RolloutEvent], state: RolloutState | None = None) -> Timeline:
-    """The view-model of `events` (any order; shown oldest first) of one rollout."""
-    ordered = sorted(events, key=lambda e: e.at)
+    """The view-model of `events` (any order; shown oldest first, a check before the move it
+    decided at the same time) of one rollout."""
+    ordered = sorted(events, key=lambda e: (e.at, _RANK.get(e.kind, 2)))
     start = state.started_at if state is not None else (ordered[0].at if ordered else None)
     entries = tuple(_entry(e, start or e.at, state) for e in ordered)
     return Timeline(
@@ -267,7 +269,8 @@ def _svg(timeline: Timeline) -> str:
         return _LEFT + plot_w * offset.total_seconds() / span
 
     def y(weight: float) -> float:
-        return _TOP + plot_h * (1 - min(max(weight, 0.0), 100.0) / 100)
+        shown = 0.0 if math.isnan(weight) else min(max(weight, 0.0), 100.0)
+        return _TOP + plot_h * (1 - shown / 100)
 
     out = [f'<svg role="img" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}">']
     out.append(f"<title>{_e('candidate weight (percent of routing keys) over time')}</title>")
