@@ -122,7 +122,7 @@ def test_phase_labels_without_a_shadow_phase() -> None:
 
 def test_terminal_lines_fold_held_checks_and_list_the_gates_that_moved_the_rollout() -> None:
     lines = timeline_lines(build_timeline(promoted_events(), state()), width=200)
-    assert lines[0].split() == "+0:00:00 shadow 0 % started version 2 against champion 1".split()
+    assert " ".join(lines[0].split()) == "+0:00:00 shadow 0 % started version 2 against champion 1"
     assert "2 checks held" in lines[1] and "(last: why)" in lines[1] and "+0:02:00" in lines[1]
     assert "check -> advance" in lines[2]
     assert lines[3].strip() == ("latency_p99 PASS (candidate 12.5, champion 11, limit 0.1): p99 ok")
