@@ -42,6 +42,16 @@ class GateResult:
 
 
 @dataclass(frozen=True)
+class CheckOutcome:
+    """One evaluation of a rollout's gates (deploy/evidence.py `check_gates`): every gate's result,
+    in the definition's order, and the logged rows per arm ('champion', 'candidate') in the
+    current step's window."""
+
+    results: tuple[GateResult, ...]
+    samples: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RolloutState:
     """Where a rollout is. `step` 0 is the shadow phase when the definition has one; the canary
     steps follow in order. `failures` counts failed checks as the failure policy counts them."""

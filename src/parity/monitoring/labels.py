@@ -36,6 +36,7 @@ class LogScope:
     model: str
     version: int
     score_output: str | None = None
+    roles: tuple[str, ...] | None = None  # only rows logged with one of these roles (rollouts)
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def _predictions_table(
             FROM read_parquet($files, union_by_name = true)
             WHERE model = $model AND version = $version AND status = 'ok'
               AND event_timestamp >= $start AND event_timestamp < $end
-              AND event_timestamp <= $as_of""",
+              AND event_timestamp <= $as_of{_roles_sql(scope)}""",
         {
             "files": files,
             "model": scope.model,
@@ -222,6 +223,12 @@ def _predictions_table(
             "width_us": width_us,
         },
     )
+
+
+def _roles_sql(scope: LogScope) -> str:
+    if scope.roles is None:
+        return ""
+    return f" AND role IN ({', '.join(literal(r) for r in scope.roles) or 'NULL'})"
 
 
 def _labels_table(

@@ -1,0 +1,211 @@
+"""The rollout control loop: under the project's lease, check every due rollout's gates, record the
+check, and apply the decision (deploy/decide.py) with compare-and-swap writes (deploy/store.py).
+Gate checking and the alias move are injected callables; the clock is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from parity.deploy.decide import Decision, apply, decide
+from parity.deploy.state import CheckOutcome, GateResult, RolloutEvent, RolloutState
+from parity.deploy.store import RolloutStore, StoredRollout
+
+log = logging.getLogger(__name__)
+
+Checker = Callable[[RolloutState, datetime], CheckOutcome]
+# Moves the champion alias to the candidate with the reason; returns None when it did, or why not.
+Promoter = Callable[[RolloutState, str], "str | None"]
+
+# With no rollout running the lease lasts 3 x the default interval (1 minute): a crashed idle
+# controller is replaced within 3 minutes, and nothing waits on it meanwhile.
+DEFAULT_LEASE = timedelta(minutes=3)
+LEASE_INTERVALS = 3  # a lease outlives 3 missed ticks of the shortest interval
+DEFAULT_POLL_SECONDS = 10.0  # the loop wakes at least this often (to see new rollouts)
+
+
+def owner_id() -> str:
+    """A controller's identity: host, process and a random part (two loops of a process differ)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_seconds(running: Sequence[StoredRollout]) -> float:
+    """How long a lease lasts: 3 x the shortest interval of the running rollouts, else 3 min."""
+    if not running:
+        return DEFAULT_LEASE.total_seconds()
+    shortest = min(item.state.definition.interval for item in running)
+    return LEASE_INTERVALS * shortest.total_seconds()
+
+
+def poll_seconds(running: Sequence[StoredRollout]) -> float:
+    """Real seconds the loop sleeps between ticks: the shortest interval, at most 10 s."""
+    intervals = [item.state.definition.interval.total_seconds() for item in running]
+    return min([DEFAULT_POLL_SECONDS, *intervals])
+
+
+def due(item: StoredRollout, now: datetime) -> bool:
+    """Active (paused ones are not evaluated) and last checked (or started) an interval ago."""
+    if item.state.status != "active":
+        return False
+    last = item.state.started_at if item.checked_at is None else item.checked_at
+    return now - last >= item.state.definition.interval
+
+
+class Controller:
+    """One controller: `tick` evaluates due rollouts when this owner holds the lease."""
+
+    def __init__(
+        self, store: RolloutStore, *, checker: Checker, promoter: Promoter, owner: str
+    ) -> None:
+        self.store = store
+        self.checker = checker
+        self.promoter = promoter
+        self.owner = owner
+        self.actor = f"controller:{owner}"
+        self.poll = DEFAULT_POLL_SECONDS
+
+    def tick(self, now: datetime) -> list[RolloutEvent]:
+        """Take or renew the lease; if held, evaluate every due rollout. The events recorded."""
+        running = self.store.list(running_only=True)
+        self.poll = poll_seconds(running)
+        lease = self.store.acquire(self.owner, now, lease_seconds(running))
+        if not lease.held:
+            log.debug("lease held by %s until %s: not evaluating", lease.owner, lease.expires_at)
+            return []
+        events: list[RolloutEvent] = []
+        if lease.taken_from is not None:
+            events += self._resumed(running, lease.taken_from, now)
+            running = self.store.list(running_only=True)
+        for item in running:
+            if due(item, now):
+                events += self.evaluate(item, now)
+        return events
+
+    def evaluate(self, item: StoredRollout, now: datetime) -> list[RolloutEvent]:
+        """Check the rollout's gates once, record the check and apply the decision."""
+        state = item.state
+        outcome = self._check(state, now)
+        decision = decide(state, outcome, now)
+        check = RolloutEvent(
+            state.id,
+            now,
+            "check",
+            state.step,
+            state.weight,
+            outcome.results,
+            f"{decision.action}: {decision.reason}",
+            self.actor,
+        )
+        if decision.action == "promote":
+            held = replace(state, failures=decision.failures, updated_at=now)
+            claimed = self.store.write(item, held, [check], checked_at=now)
+            if claimed is None:
+                return []
+            return [check, *self.promote(claimed, decision.reason, now, self.actor)]
+        after = apply(state, decision, now)
+        events = [check, *_follow_up(state, after, decision, outcome, now, self.actor)]
+        written = self.store.write(item, after, events, checked_at=now)
+        return [] if written is None else events
+
+    def promote(
+        self, item: StoredRollout, reason: str, now: datetime, actor: str
+    ) -> list[RolloutEvent]:
+        """Move the champion alias to the candidate (compare-and-swap on the alias); if it moved
+        meanwhile, abort with that reason and leave it alone."""
+        state = item.state
+        problem = self.promoter(state, f"rollout {state.id}: {reason}")
+        if problem is None:
+            after = replace(state, status="promoted", reason=reason, updated_at=now)
+            event = RolloutEvent(state.id, now, "promoted", state.step, 100.0, (), reason, actor)
+        else:
+            after = replace(state, status="aborted", reason=problem, updated_at=now)
+            event = RolloutEvent(state.id, now, "aborted", state.step, 0.0, (), problem, actor)
+        if self.store.write(item, after, [event]) is None:
+            log.warning("rollout %s changed while it was promoted; alias event kept", state.id)
+            return []
+        return [event]
+
+    def run(
+        self,
+        stop: threading.Event,
+        clock: Callable[[], datetime],
+        poll: float | None = None,
+    ) -> None:
+        """`tick` until `stop` is set, sleeping `poll` real seconds (default: the shortest running
+        interval, at most 10 s); the lease is released on the way out."""
+        try:
+            while not stop.is_set():
+                try:
+                    self.tick(clock())
+                except Exception:  # the loop outlives a failed tick (e.g. registry unreachable)
+                    log.exception("rollout controller tick failed; retrying next tick")
+                stop.wait(self.poll if poll is None else poll)
+        finally:
+            try:
+                self.store.release(self.owner)
+            except Exception:  # the lease then expires on its own
+                log.exception("could not release the rollout controller lease")
+
+    def _check(self, state: RolloutState, now: datetime) -> CheckOutcome:
+        try:
+            return self.checker(state, now)
+        except Exception as error:  # an unusable check holds the step; it never passes it
+            log.exception("checking the gates of rollout %s failed", state.id)
+            reason = f"the gates could not be checked: {type(error).__name__}: {error}"
+            return CheckOutcome((GateResult("checker", "inconclusive", reason=reason),), {})
+
+    def _resumed(
+        self, running: Sequence[StoredRollout], previous: str, now: datetime
+    ) -> list[RolloutEvent]:
+        events = []
+        for item in running:
+            state = item.state
+            reason = (
+                f"controller {previous} stopped renewing its lease; {self.owner} resumes at "
+                f"step {state.step} and checks its gates before any move"
+            )
+            event = RolloutEvent(
+                state.id,
+                now,
+                "resumed_after_crash",
+                state.step,
+                state.weight,
+                (),
+                reason,
+                self.actor,
+            )
+            if self.store.write(item, replace(state, updated_at=now), [event]) is not None:
+                events.append(event)
+        return events
+
+
+def _follow_up(
+    before: RolloutState,
+    after: RolloutState,
+    decision: Decision,
+    outcome: CheckOutcome,
+    now: datetime,
+    actor: str,
+) -> list[RolloutEvent]:
+    """The event a decision adds after the check: advanced or aborted (hold adds none)."""
+    if decision.action == "advance":
+        return [
+            RolloutEvent(
+                after.id, now, "advanced", after.step, after.weight, (), decision.reason, actor
+            )
+        ]
+    if decision.action == "abort":
+        failed = tuple(r for r in outcome.results if r.verdict == "fail")
+        return [
+            RolloutEvent(
+                before.id, now, "aborted", before.step, 0.0, failed, decision.reason, actor
+            )
+        ]
+    return []
