@@ -170,7 +170,8 @@ async def simulate(
     from parity.deploy.state import ACTIVE
 
     began = time.perf_counter()
-    clock = SimClock(start or sim_start(store.now()))
+    rollouts = Rollouts(store)
+    clock = SimClock(start or sim_start(_after_last_rollout(store.now(), rollouts.list())))
     rollouts = Rollouts(store, clock=clock.now)
     state = rollouts.start(rollout, actor=OWNER)
     pool = pool or payment_pool(store.repo_path / "data" / "transactions.parquet")
@@ -180,6 +181,7 @@ async def simulate(
     target = _target(state)
     result = SimResult(state, [], 0)
     try:
+        await _warm_up(server, state, pool)
         server.refresh_routes()
         minute_start = clock.now()
         while result.minutes < max_minutes and state.status in ACTIVE:
@@ -221,7 +223,7 @@ async def _one_minute(
                 server.predict_entities(
                     target,
                     {key: [value] for key, value in payment.items()},
-                    request_id=f"sim-{result.requests + i}",
+                    request_id=f"{result.state.id}-{result.requests + i}",
                 )
                 for i, payment in enumerate(batch)
             )
@@ -230,6 +232,24 @@ async def _one_minute(
         for answer in answers:
             route = getattr(answer, "route", None) or "unrouted"
             result.routes[route] = result.routes.get(route, 0) + 1
+
+
+def _after_last_rollout(now: datetime, states: Sequence[RolloutState]) -> datetime:
+    """`now`, or the end of the latest simulated rollout if that is later: two simulations must
+    not log into the same minutes, or one's rows would count in the other's windows."""
+    ends = [state.updated_at for state in states]
+    return max([now, *ends])
+
+
+async def _warm_up(server: Any, state: RolloutState, pool: PaymentPool) -> None:
+    """Load both versions and answer one payment with each, by version (never routed, and
+    logged without a role, so no gate counts them): a long-running server is warm, and a
+    first request's loading time is not what the latency gate compares."""
+    from parity.inference.server import ModelTarget
+
+    payment = {key: [value] for key, value in pool.draw(np.random.default_rng(0), 1)[0].items()}
+    for version in (state.champion, state.candidate):
+        await server.predict_entities(ModelTarget(state.model, version), payment)
 
 
 def _log_dir(store: FeatureStore) -> Path:
