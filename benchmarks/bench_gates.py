@@ -86,7 +86,8 @@ def make_data(root: Path, rows: int, seed: int) -> Path:
     # one row per (request, arm), in time order: the shadow's row right after the champion's
     order = np.arange(rows) // 2
     arm = np.arange(rows) % 2
-    schema = log_schema().append(pa.field("role", pa.string()))
+    schema = pa.schema([f for f in log_schema() if f.name != "role"])
+    schema = schema.append(pa.field("role", pa.string()))
     at = pa.array(
         (np.datetime64(T0.replace(tzinfo=None), "us") + offsets[order]).astype("M8[us]"),
         pa.timestamp("us", tz="UTC"),

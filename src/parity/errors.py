@@ -620,3 +620,13 @@ class GateError(ParityError, ValueError):
     """A gate cannot be evaluated as declared (a custom gate raised or returned a bad value)."""
 
     code = "gate_error"
+
+
+# --- rollout surface (CLI and HTTP) -------------------------------------------------------------
+
+
+class RolloutControlDisabled(ParityError, PermissionError):
+    """A rollout was started or steered over HTTP on a model server started without
+    --enable-rollout-control (HTTP 403)."""
+
+    code = "rollout_control_disabled"

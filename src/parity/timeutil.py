@@ -72,3 +72,28 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
+
+
+# Durations as the CLI (and the HTTP APIs mirroring it) write them: a whole number and a unit.
+SPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+SPAN_EXAMPLES = "90s, 30m, 1h, 1d or 2w"
+_MAX_SPAN_SECONDS = 100 * 365 * 86400  # a century: anything longer is a typo
+
+
+def parse_span(text: str) -> timedelta | None:
+    """'90s', '30m', '1h', '1d', '2w' (also '0s') as a timedelta; None when `text` is not one."""
+    text = text.strip()
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in SPAN_UNITS or not number.isascii() or not number.isdigit():
+        return None
+    seconds = int(number) * SPAN_UNITS[unit]
+    return timedelta(seconds=seconds) if seconds <= _MAX_SPAN_SECONDS else None
+
+
+def format_span(value: timedelta) -> str:
+    """A timedelta in the largest unit that divides it: 30d, 6h, 90s."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % SPAN_UNITS[unit] == 0:
+            return f"{seconds // SPAN_UNITS[unit]}{unit}"
+    return f"{seconds}s"

@@ -172,3 +172,12 @@ def test_changing_a_step_is_a_non_breaking_update(tmp_path: Path) -> None:
             "driver_rollout",
         )
         assert not plan.breaking
+
+
+def test_a_drift_gate_defaults_to_its_tests_monitoring_threshold() -> None:
+    from parity.monitoring.stats import DEFAULT_THRESHOLDS as MONITORING
+
+    for test in ("psi", "jensen_shannon", "wasserstein", "ks"):
+        gate = Gate(metric="prediction_drift", test=test)
+        assert gate.limit == MONITORING[test]
+    assert Gate(metric="prediction_drift", test="ks", threshold=0.01).limit == 0.01

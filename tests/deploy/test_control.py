@@ -369,3 +369,71 @@ def test_state_survives_a_new_store(repo: Path, clock: Clock, checker: Scripted)
     finally:
         with FeatureStore(repo) as store:
             cleanup(store)
+
+
+def test_the_default_checker_is_the_gates_check_of_the_prediction_log(
+    fraud_store: FeatureStore, clock: Clock
+) -> None:
+    rollouts = Rollouts(fraud_store, clock=clock)  # no checker: parity.deploy.evidence
+    rollouts.start(short_rollout())
+    clock.advance(5 * MINUTE)
+    (check,) = rollouts.step()
+    assert check.kind == "check" and check.reason.startswith("hold: gate 'prediction_drift'")
+    assert [(r.gate, r.verdict) for r in check.results] == [("prediction_drift", "inconclusive")]
+    assert rollouts.status("fraud").step == 0  # no logged predictions: the shadow holds
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"rollout": 123}, "give a Rollout, the name of an applied one or None, not 123"),
+        ({"model": "fraud", "candidate": True}, "candidate True: give a version number"),
+        ({"model": "fraud", "candidate": 2**40}, "give a version number"),
+        ({"model": "fraud", "candidate": -1}, "give a version number"),
+        ({"model": "fraud", "candidate": "no such!"}, "candidate alias 'no such!'"),
+        ({"model": "fraud/2", "candidate": 2}, "give a registered model's name"),
+        ({"model": "fraud", "candidate": 2, "interval": 0}, "interval must be at least 1 second"),
+        ({"model": "fraud", "candidate": 2, "steps": []}, None),  # shadow only: allowed
+    ],
+)
+def test_bad_types_and_values_are_invalid_rollouts(
+    rollouts: Rollouts, arguments: dict[str, object], message: str | None
+) -> None:
+    if message is None:
+        assert rollouts.start(**arguments).definition.steps == ()  # type: ignore[arg-type]
+        return
+    with pytest.raises(InvalidRollout, match=message):
+        rollouts.start(**arguments)  # type: ignore[arg-type]
+
+
+def test_a_naive_tick_time_is_utc(rollouts: Rollouts) -> None:
+    rollouts.start(short_rollout())
+    naive = (T0 + 2 * MINUTE).replace(tzinfo=None)
+    events = rollouts.step(now=naive)
+    assert [(e.kind, e.at) for e in events] == [
+        ("check", T0 + 2 * MINUTE),
+        ("advanced", T0 + 2 * MINUTE),
+    ]
+
+
+def test_state_writes_are_compare_and_swap_on_the_revision(rollouts: Rollouts) -> None:
+    from dataclasses import replace
+
+    from parity.deploy.state import RolloutEvent
+
+    started = rollouts.start(short_rollout())
+    read = rollouts.db.get(started.id)
+    assert read is not None and read.revision == 0
+    first = replace(read.state, failures=1, updated_at=T0 + MINUTE)
+    event = RolloutEvent(started.id, T0 + MINUTE, "check", 0, 0.0, (), "first", "a")
+    written = rollouts.db.write(read, first, [event])
+    assert written is not None and written.revision == 1
+    stale = replace(read.state, step=1, step_started=T0 + MINUTE)  # from the same old read
+    late = RolloutEvent(started.id, T0 + MINUTE, "advanced", 1, 5.0, (), "second", "b")
+    assert rollouts.db.write(read, stale, [late]) is None
+    now = rollouts.db.get(started.id)
+    assert now is not None and (now.revision, now.state.step, now.state.failures) == (1, 0, 1)
+    assert [e.reason for e in rollouts.history("fraud")] == [
+        rollouts.history("fraud")[0].reason,
+        "first",
+    ]

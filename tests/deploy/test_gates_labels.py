@@ -221,3 +221,46 @@ def test_a_gate_function_changed_or_removed_since_start_is_not_run(tmp_path: Pat
         latency, broken = check(store, definition, step=0).results
         assert latency.verdict == broken.verdict == "inconclusive"
         assert "'mean_latency' is not in the repo" in latency.reason
+
+
+TEMPLATE = Path(__file__).parents[2] / "src/parity/examples/fraud/template/monitors.py"
+
+
+def test_the_fraud_templates_dollar_weighted_recall_gates_a_canary(tmp_path: Path) -> None:
+    """The template's Monitor (chargebacks by request id 'txn-<id>', 30 days' label delay) and its
+    metric function, bound from the repo: canary rows of each arm scored on their own requests."""
+    repo = write_repo(tmp_path / "repo", {**DRIVER_REPO, "monitors.py": TEMPLATE.read_text()})
+    n = 60
+    amount = RNG.uniform(10, 900, n)
+    fraud = np.arange(n) % 3 == 0
+    scores = np.where(fraud, 0.8, 0.2)
+    scores[:12] = 0.3  # the champion misses the first fraud rows (ids 0, 3, 6, 9)
+    rows = []
+    for i in range(n):
+        arm = (1, "champion") if i % 2 == 0 else (2, "canary")
+        score = float(scores[i]) if arm[0] == 1 else float(np.where(fraud[i], 0.9, 0.1))
+        rows.append(row(T0 + timedelta(minutes=i), *arm, score=score, request_id=f"txn-{i}"))
+    write_log(repo / "data" / "prediction_log", rows, "a")
+    chargebacks = pa.table(
+        {
+            "transaction_id": list(range(n)),
+            "is_fraud": fraud.tolist(),
+            "amount": amount.tolist(),
+            "label_timestamp": pa.array([T0 + timedelta(days=3)] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(chargebacks, repo / "data" / "chargebacks.parquet")
+    gate = Gate(metric="label:dollar_weighted_recall", min_samples=20)
+    with FeatureStore(repo) as store:
+        store.apply()
+        from parity.deploy.evidence import check_gates
+
+        state = state_of(rollout(gate), step=1, step_started=T0)
+        (young,) = check_gates(store, state, T0 + timedelta(days=29)).results
+        assert young.verdict == "inconclusive" and "no matured labels" in young.reason
+        (result,) = check_gates(store, state, T0 + timedelta(days=31)).results
+    even = np.arange(0, n, 2)
+    champ_caught = amount[even][fraud[even] & (scores[even] >= 0.5)].sum()
+    assert result.champion == pytest.approx(champ_caught / amount[even][fraud[even]].sum())
+    assert result.candidate == 1.0  # the candidate scored every fraud 0.9
+    assert result.verdict == "pass" and result.samples == {"candidate": 30, "champion": 30}

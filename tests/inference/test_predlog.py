@@ -47,6 +47,7 @@ EXPECTED_SCHEMA = pa.schema(
         ("prediction", pa.string()),
         ("latency_ms", pa.float64()),
         ("status", pa.string()),
+        ("role", pa.string()),
     ]
 )
 
@@ -159,6 +160,7 @@ ROUND_TRIP = [
         prediction=[1, 0],
         latency_ms=0.5,
         status="error",
+        role="canary",
     ),
     PredictionRecord(
         request_id="c",
@@ -190,6 +192,7 @@ ROUND_TRIP_EXPECTED: list[dict[str, Any]] = [
         "prediction": "0.75",
         "latency_ms": 4.5,
         "status": "ok",
+        "role": None,
     },
     {
         "request_id": "b",
@@ -202,6 +205,7 @@ ROUND_TRIP_EXPECTED: list[dict[str, Any]] = [
         "prediction": "[1,0]",
         "latency_ms": 0.5,
         "status": "error",
+        "role": "canary",
     },
     {
         "request_id": "c",
@@ -214,6 +218,7 @@ ROUND_TRIP_EXPECTED: list[dict[str, Any]] = [
         "prediction": "[[0.25,0.75]]",
         "latency_ms": 2.0,
         "status": "ok",
+        "role": None,
     },
 ]
 
@@ -240,7 +245,7 @@ def test_records_round_trip_through_parquet_with_duckdb(tmp_path: Path) -> None:
 
     columns = (
         "request_id, epoch_us(event_timestamp), model, version, alias, entities, features, prediction,"
-        " latency_ms, status"
+        " latency_ms, status, role"
     )
     expected = [
         tuple({**row, "event_timestamp": epoch_us(row["event_timestamp"])}.values())

@@ -1,5 +1,5 @@
 """`parity` command: init, plan, apply, teardown, registry, dataset, materialize, ingest, serve;
-the model commands live in cli/models.py.
+the model commands live in cli/models.py, the rollout commands in cli/rollout.py.
 
 User errors print one line and exit 1; `--debug` shows the traceback.
 """
@@ -27,6 +27,7 @@ from parity.cli.common import (
 )
 from parity.cli.models import models_app, serve_models
 from parity.cli.monitor import monitor_app
+from parity.cli.rollout import rollout_app
 from parity.errors import BackendNotInstalled
 from parity.timeutil import parse_time
 
@@ -46,6 +47,7 @@ dataset_app = typer.Typer(help="Training sets: build point-in-time-correct datas
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(models_app, name="models")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(rollout_app, name="rollout")
 app.command("serve-models")(command(serve_models))
 
 

@@ -232,6 +232,23 @@ def serve_models(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413.")
     ] = 8 << 20,
+    enable_rollout_control: Annotated[
+        bool,
+        typer.Option(
+            "--enable-rollout-control",
+            help="Accept POST /v1/rollouts... (start, pause, resume, promote, abort rollouts; no "
+            "authentication yet: only where trusted clients alone reach the port). Off: they "
+            "answer 403 and GET /v1/rollouts still reads.",
+        ),
+    ] = False,
+    no_rollout_controller: Annotated[
+        bool,
+        typer.Option(
+            "--no-rollout-controller",
+            help="Do not run the rollout controller loop in this server (run parity rollout run "
+            "elsewhere). By default each worker runs it; a lease lets one act.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the registry's models: Open Inference Protocol v2 and entity-based /v1 predict."""
     try:
@@ -249,8 +266,10 @@ def serve_models(
     for ref in preload or []:
         store.models.resolve(ref)  # an unknown model or alias: one line now, not a traceback
     features = f" (and its features; {push_note(enable_push)})" if with_features else ""
+    rollouts = _rollout_note(enable_rollout_control, not no_rollout_controller)
     err.print(
-        f"Serving the models of project '{store.project}' on http://{host}:{port}{features}",
+        f"Serving the models of project '{store.project}' on http://{host}:{port}{features}"
+        f"; {rollouts}",
         soft_wrap=True,  # one line whatever the terminal's width
     )
     os.environ.update(
@@ -260,6 +279,18 @@ def serve_models(
         PARITY_SERVE_ENABLE_PUSH="1" if enable_push else "0",
         PARITY_SERVE_MAX_IN_FLIGHT=str(max_in_flight),
         PARITY_SERVE_MAX_BODY_BYTES=str(max_body_bytes),
+        PARITY_SERVE_ENABLE_ROLLOUT_CONTROL="1" if enable_rollout_control else "0",
+        PARITY_SERVE_ROLLOUT_CONTROLLER="0" if no_rollout_controller else "1",
     )
     store.close()
     run_server(model_app.app_from_environment, host=host, port=port, workers=workers)
+
+
+def _rollout_note(control: bool, controller: bool) -> str:
+    """What a model server's start-up line says about rollouts."""
+    loop = "controller loop on" if controller else "controller loop off (--no-rollout-controller)"
+    if control:
+        return (
+            f"rollout control on: anyone who reaches the port can start and stop rollouts; {loop}"
+        )
+    return f"rollout control off: --enable-rollout-control turns it on; {loop}"

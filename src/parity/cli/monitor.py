@@ -17,6 +17,7 @@ from rich.table import Table
 
 from parity.cli.common import RepoOption, command, console, store_at
 from parity.errors import InvalidOption
+from parity.timeutil import SPAN_EXAMPLES, format_span, parse_span
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -50,7 +51,6 @@ def monitor_list(repo: RepoOption = Path(".")) -> None:
 
 # --- performance ---------------------------------------------------------------------------------
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SHOWN_METRICS = (
     ("auc", "AUC"),
     ("average_precision", "AP"),
@@ -67,21 +67,15 @@ def _duration(text: str | None) -> timedelta | None:
     """'90s', '30m', '1h', '1d', '2w' as a timedelta; InvalidOption for anything else."""
     if text is None:
         return None
-    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
-    if unit not in _UNITS or not number.isdigit() or int(number) < 1:
+    span = parse_span(text)
+    if span is None or span < timedelta(seconds=1):
         raise InvalidOption(
-            f"--window {text!r}: give a whole number and a unit, e.g. 90s, 30m, 1h, 1d or 2w"
+            f"--window {text!r}: give a whole number and a unit, e.g. {SPAN_EXAMPLES}"
         )
-    return timedelta(seconds=int(number) * _UNITS[unit])
+    return span
 
 
-def _span(value: timedelta) -> str:
-    """A timedelta in the largest unit that divides it: 30d, 6h, 90s."""
-    seconds = int(value.total_seconds())
-    for unit in ("w", "d", "h", "m"):
-        if seconds and seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
+_span = format_span
 
 
 def _number(value: float | None) -> str:

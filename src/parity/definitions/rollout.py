@@ -37,6 +37,9 @@ DEFAULT_THRESHOLDS = {
     "label": 0.05,  # a label metric at most 5 % (relative) worse than the champion's
     "custom": 0.0,  # a custom gate's own verdict decides; the threshold is passed to it
 }
+# A drift gate without a threshold takes its test's monitoring default (monitoring.stats): a
+# distance above it, or (ks) a p-value below it, fails.
+DRIFT_DEFAULTS = {"psi": 0.2, "jensen_shannon": 0.1, "wasserstein": 0.1, "ks": 0.05}
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0, 100.0)
 
 
@@ -122,7 +125,12 @@ class Gate(Definition):
 
     @property
     def limit(self) -> float:
-        return DEFAULT_THRESHOLDS[self.family] if self.threshold is None else self.threshold
+        """The threshold held to: the gate's own, else its metric's (its test's) default."""
+        if self.threshold is not None:
+            return self.threshold
+        if self.family == "prediction_drift":
+            return DRIFT_DEFAULTS[self.test]
+        return DEFAULT_THRESHOLDS[self.family]
 
     @field_validator("metric")
     @classmethod

@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from parity.deploy.decide import Decision, apply, decide
 from parity.deploy.state import CheckOutcome, GateResult, RolloutEvent, RolloutState
@@ -72,7 +72,9 @@ class Controller:
         self.poll = DEFAULT_POLL_SECONDS
 
     def tick(self, now: datetime) -> list[RolloutEvent]:
-        """Take or renew the lease; if held, evaluate every due rollout. The events recorded."""
+        """Take or renew the lease; if held, evaluate every due rollout. The events recorded.
+        A naive `now` is UTC."""
+        now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
         running = self.store.list(running_only=True)
         self.poll = poll_seconds(running)
         lease = self.store.acquire(self.owner, now, lease_seconds(running))

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from parity.definitions.monitor import LabelSource, MetricRef, Monitor
     from parity.feature_store import FeatureStore
+    from parity.monitoring.performance_report import BoundMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +327,7 @@ class LabelEvidence:
         delay = self.monitor.label_delay if self.monitor is not None else None
         self.until = now - delay if delay is not None else now
         self._arms: dict[str | None, tuple[g.Labelled, g.Labelled] | str] = {}
-        self._bound: Any = None
+        self._bound: BoundMetrics | None = None
 
     def problem(self) -> str | None:
         """Why no label gate can be judged now, or None."""

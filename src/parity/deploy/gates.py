@@ -60,10 +60,6 @@ def too_few(gate: Gate, counts: Mapping[str, int], what: str) -> GateResult | No
 def gate_limit(gate: Gate) -> float:
     """The threshold a gate is held to. A drift gate without one takes its test's monitoring
     default (psi 0.2, jensen_shannon 0.1, wasserstein 0.1, ks p-value 0.05)."""
-    if gate.family == "prediction_drift" and gate.threshold is None:
-        from parity.monitoring.stats import DEFAULT_THRESHOLDS
-
-        return DEFAULT_THRESHOLDS[gate.test]
     return gate.limit
 
 

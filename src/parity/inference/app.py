@@ -9,18 +9,24 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parity.inference.deployment import BatchSettings
 from parity.inference.http import ModelApp, error_body
 from parity.inference.metrics import DriftGauges, ModelMetrics
-from parity.inference.server import ModelServer, ModelTarget
+from parity.inference.rollout_http import ControllerLoop, RolloutRoutes
+from parity.inference.server import ModelServer, ModelTarget, utc_now
+from parity.inference.shadow import DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT_S
 from parity.serving.guard import ASGIApp, Guard
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
     from parity.inference.predlog import PredictionLogger
+    from parity.inference.routes_view import RoutesReader
+    from parity.inference.routing import Routes
     from parity.repo.config import BatchingConfig
 
 
@@ -50,13 +56,25 @@ def create_model_app(
     max_in_flight: int = 512,
     max_body_bytes: int = 8 << 20,
     freeze_heap: bool = False,
+    routes: RoutesReader | None = None,
+    shadow_queue_size: int = DEFAULT_QUEUE_SIZE,
+    shadow_timeout_s: float = DEFAULT_TIMEOUT_S,
+    now: Callable[[], datetime] | None = None,
+    enable_rollout_control: bool = False,
+    rollout_controller: bool = False,
 ) -> Guard:
     """The model server of `store`'s project as one ASGI app. `preload` names the models (refs
     such as `fraud@champion`) to load before the server reports ready; others load on first use.
     The prediction log is closed (everything queued written) when the app shuts down.
     `freeze_heap` (server processes only) moves everything loaded by start-up out of the
     garbage collector's reach. `with_features` also serves the feature server's routes, with
-    /push only if `enable_push` (it has no authentication yet)."""
+    /push only if `enable_push` (it has no authentication yet). `routes` reads the active
+    rollouts' routes (default: `store.rollouts.routes`, refreshed like aliases); mirrored
+    requests wait in a queue of `shadow_queue_size` and get `shadow_timeout_s` each. `now`
+    stamps the prediction log's rows (UTC wall clock by default; the demo simulates time).
+    `/v1/rollouts` reads rollouts; its POSTs start and steer them only if
+    `enable_rollout_control`; `rollout_controller` runs the rollout controller loop in a thread
+    while the app runs."""
     serving = store.config.models.serving
     metrics = ModelMetrics(
         None if prediction_log is None else lambda: (prediction_log.logged, prediction_log.dropped)
@@ -75,17 +93,27 @@ def create_model_app(
         batching=_settings(serving.batching),
         batching_by_model={name: _settings(c) for name, c in serving.models.items()},
         max_entities=serving.max_entities,
+        routes=routes or _rollout_routes(store),
+        shadow_queue_size=shadow_queue_size,
+        shadow_timeout_s=shadow_timeout_s,
+        now=now or utc_now,
     )
     targets = [ModelTarget.parse(ref) for ref in preload or []]
+    controller = ControllerLoop(store.rollouts) if rollout_controller else None
 
     async def startup() -> None:
         await asyncio.to_thread(drift.refresh)  # the first scrape already shows stored drift
         await asyncio.to_thread(alerts.refresh)  # and the alerts firing
+        await asyncio.to_thread(server.refresh_routes)  # the first request is already routed
         await server.preload(targets)
+        if controller is not None:
+            controller.start()
         if freeze_heap:  # what is loaded now lives as long as the process: keep it out of the
             gc.freeze()  # collector's full passes, which pause serving ~100 ms under load
 
     async def shutdown() -> None:
+        if controller is not None:
+            await asyncio.to_thread(controller.stop)
         if prediction_log is not None:
             prediction_log.close()
         await store.close_async()
@@ -100,7 +128,12 @@ def create_model_app(
             max_body_bytes=max_body_bytes,
             enable_push=enable_push,
         )
-    app = ModelApp(server, on_startup=startup, on_shutdown=shutdown, fallback=fallback)
+    rollouts = RolloutRoutes(
+        store.rollouts, enabled=enable_rollout_control, check_model=store.models.versions
+    )
+    app = ModelApp(
+        server, on_startup=startup, on_shutdown=shutdown, fallback=fallback, rollouts=rollouts
+    )
     return Guard(
         app,
         metrics=metrics,
@@ -108,6 +141,15 @@ def create_model_app(
         max_body_bytes=max_body_bytes,
         error_body=error_body,
     )
+
+
+def _rollout_routes(store: FeatureStore) -> RoutesReader:
+    """The control plane's routes, read through the store's rollouts only when first needed."""
+
+    def read() -> Mapping[str, Routes]:
+        return store.rollouts.routes()
+
+    return read
 
 
 def app_from_environment() -> Guard:
@@ -125,4 +167,6 @@ def app_from_environment() -> Guard:
         max_in_flight=int(os.environ.get("PARITY_SERVE_MAX_IN_FLIGHT", "512")),
         max_body_bytes=int(os.environ.get("PARITY_SERVE_MAX_BODY_BYTES", str(8 << 20))),
         freeze_heap=True,
+        enable_rollout_control=os.environ.get("PARITY_SERVE_ENABLE_ROLLOUT_CONTROL") == "1",
+        rollout_controller=os.environ.get("PARITY_SERVE_ROLLOUT_CONTROLLER", "1") == "1",
     )

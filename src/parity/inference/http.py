@@ -23,6 +23,7 @@ from parity.inference.oip import (
     parse_request,
     render_response,
 )
+from parity.inference.rollout_http import RolloutRoutes, rollout_methods
 from parity.inference.server import ModelServer, ModelTarget
 from parity.serving.errors import status_for
 from parity.serving.guard import ASGIApp, Receive, Scope, Send, read_body
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 _JSON = [(b"content-type", b"application/json")]
 _NOT_FOUND = "no such route; the model server answers /v2/... (Open Inference Protocol), "
-_NOT_FOUND += "/v1/models[/{model}[/predict]] and /metrics"
+_NOT_FOUND += "/v1/models[/{model}[/predict]], /v1/rollouts[/{model}[/{action}]] and /metrics"
 
 
 class PredictRequest(BaseModel):
@@ -59,6 +60,8 @@ def allowed_methods(parts: list[str]) -> tuple[str, ...]:
         return ("GET",)
     if parts in (["v2", "health", "live"], ["v2", "health", "ready"]):
         return ("GET",)
+    if parts[:2] == ["v1", "rollouts"]:
+        return rollout_methods(parts[2:])
     if len(parts) < 3 or parts[1] != "models" or parts[0] not in ("v1", "v2"):
         return ()
     rest = parts[3:]
@@ -97,8 +100,10 @@ class ModelApp:
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         fallback: ASGIApp | None = None,
+        rollouts: RolloutRoutes | None = None,
     ) -> None:
         self.server = server
+        self.rollouts = rollouts or RolloutRoutes(None)
         self.metrics = server.metrics
         self.fallback = fallback
         self._on_startup = on_startup
@@ -156,8 +161,13 @@ class ModelApp:
             return 200, self._spec(), []
         if parts[:1] == ["v2"]:
             return await self._v2(method, parts[1:], scope, receive)
+        if parts[:2] == ["v1", "rollouts"]:
+            raw = await read_body(receive) if method == "POST" else b""
+            client = scope.get("client") or ("", 0)
+            status, answer = await self.rollouts.handle(method, parts[2:], raw, f"http:{client[0]}")
+            return status, _dumps(answer), []
         if parts[:1] == ["v1"] and parts[1:2] == ["models"]:
-            return await self._v1(method, parts[2:], receive)
+            return await self._v1(method, parts[2:], scope, receive)
         raise _Reply(404, error_body("not_found", _NOT_FOUND))
 
     async def _v2(
@@ -201,21 +211,23 @@ class ModelApp:
         self, target: ModelTarget, scope: Scope, raw: bytes
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         request, tensors = parse_request(raw, _json_length(scope), self.server.max_entities)
-        deployment = await self.server.deployment(target)
-        response = await self.server.infer(deployment, request, tensors, target.alias)
+        response, deployment, route = await self.server.infer_target(
+            target, request, tensors, _headers(scope)
+        )
         body, json_length = render_response(
             response, binary_output_names(request, deployment.output_names)
         )
+        headers = _answered_by(deployment.version.version, route)
         if json_length is None:
-            return 200, body, []
-        headers = [
+            return 200, body, headers
+        headers += [
             (b"content-type", b"application/octet-stream"),
             (HEADER_LENGTH.lower().encode(), str(json_length).encode()),
         ]
         return 200, body, headers
 
     async def _v1(
-        self, method: str, parts: list[str], receive: Receive
+        self, method: str, parts: list[str], scope: Scope, receive: Receive
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if not parts and method == "GET":
             return 200, _dumps({"models": self._catalog()}), []
@@ -224,7 +236,7 @@ class ModelApp:
             version = self.server.registry.get_version(target.name, self.server.version_of(target))
             return 200, _dumps(dataclasses.asdict(version)), []
         if rest == ["predict"] and method == "POST":
-            return await self._predict(target, await read_body(receive))
+            return await self._predict(target, await read_body(receive), _headers(scope))
         raise _Reply(404, error_body("not_found", _NOT_FOUND))
 
     def _catalog(self) -> list[dict[str, Any]]:
@@ -239,7 +251,7 @@ class ModelApp:
         ]
 
     async def _predict(
-        self, target: ModelTarget, raw: bytes
+        self, target: ModelTarget, raw: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
             body = PredictRequest.model_validate_json(raw)
@@ -250,6 +262,7 @@ class ModelApp:
             _with_context(body.entities, body.request_context),
             request_id=body.id,
             return_features=body.return_features,
+            headers=headers,
         )
         reply: dict[str, Any] = {
             "id": answer.request_id,
@@ -258,10 +271,11 @@ class ModelApp:
             "alias": answer.alias,
             "predictions": answer.predictions,
             "outputs": answer.outputs,
+            "route": answer.route,
         }
         if body.return_features:
             reply["features"] = answer.features
-        return 200, _dumps(reply), []
+        return 200, _dumps(reply), _answered_by(answer.version.version, answer.route)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -315,6 +329,19 @@ def _target(parts: list[str]) -> tuple[ModelTarget, list[str]]:
     if len(parts) >= 3 and parts[1] == "versions":
         return ModelTarget.parse(parts[0], parts[2]), parts[3:]
     return ModelTarget.parse(parts[0]), parts[1:]
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name (the rollout routing key may be one)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def _answered_by(version: int, route: str | None) -> list[tuple[bytes, bytes]]:
+    """Response headers naming the version that answered, and the rollout arm while routed."""
+    headers = [(b"x-parity-model-version", str(version).encode())]
+    if route is not None:
+        headers.append((b"x-parity-route", route.encode()))
+    return headers
 
 
 def _json_length(scope: Scope) -> int | None:

@@ -1,5 +1,6 @@
 """The model server's Prometheus metrics: request latency per model/version, batch sizes, predict
-time, rows predicted, errors by code, the prediction log's written/dropped counts, and the latest
+time, rows predicted, errors by code, the prediction log's written/dropped counts, shadow
+predictions run and dropped, and the latest
 stored drift per model version and column (read from the registry database in the background).
 
 Label children are resolved once per deployment (`for_version`), not per request.
@@ -78,6 +79,18 @@ class ModelMetrics:
             ["model", "code"],
             registry=self.registry,
         )
+        self._shadow_dropped = Counter(
+            "parity_shadow_dropped",
+            "Mirrored requests dropped because the shadow queue was full, by shadow model/version",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self._shadow_requests = Counter(
+            "parity_shadow_requests",
+            "Shadow predictions run, by shadow model, version and status (ok, error, timeout)",
+            ["model", "version", "status"],
+            registry=self.registry,
+        )
         if prediction_log is not None:
             self.registry.register(_LogCounts(prediction_log))
 
@@ -93,6 +106,12 @@ class ModelMetrics:
 
     def error(self, code: str, model: str = "") -> None:
         self._errors.labels(model, code).inc()
+
+    def shadow_dropped(self, model: str, version: int) -> None:
+        self._shadow_dropped.labels(model, str(version)).inc()
+
+    def shadow_request(self, model: str, version: int, status: str) -> None:
+        self._shadow_requests.labels(model, str(version), status).inc()
 
     def observe(self, path: str, seconds: float) -> None:
         """The admission guard's hook; latency is recorded per model instead."""

@@ -162,6 +162,11 @@ SCHEMAS: dict[str, Any] = {
                 "additionalProperties": {"type": "array"},
             },
             "features": {"type": "object", "additionalProperties": {"type": "array"}},
+            "route": {
+                "type": ["string", "null"],
+                "enum": ["champion", "canary", None],
+                "description": "The rollout arm that answered (null when no rollout routes it).",
+            },
         },
         ("id", "model_name", "model_version", "alias", "predictions", "outputs"),
     ),
@@ -306,6 +311,196 @@ def _model_paths(prefix: str, params: list[dict[str, Any]], pinned: bool) -> dic
     }
 
 
+# --- /v1/rollouts (inference/rollout_http.py) ---------------------------------------------------
+
+_ROLLOUT_ERRORS = {
+    400: "The body is not a valid rollout (`invalid_rollout`: the message names the field and "
+    "the fix): no champion, candidate equal to the champion, unknown gate metric, weights that "
+    "do not increase, ...",
+    403: "The server was started without `--enable-rollout-control` (`rollout_control_disabled`).",
+    404: "No such model, version, alias, declared rollout, or no rollout of this model.",
+    409: "The model already has an active rollout (`rollout_active`), or the rollout is not in a "
+    "state that allows this action (`rollout_state`).",
+    413: "The request body is over the server's `--max-body-bytes`.",
+    503: "Over `--max-in-flight` requests at once, or the registry database is unreachable.",
+}
+_DURATION: dict[str, Any] = {
+    "description": "A whole number and a unit (`90s`, `10m`, `1h`, `1d`, `2w`), seconds as a "
+    "number, or ISO 8601 (`PT10M`).",
+    "type": ["string", "number"],
+}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+_PHASE = _obj({"weight": {"type": "number"}, "duration": _DURATION, "min_samples": _COUNT})
+_ROLLOUT_SCHEMAS: dict[str, Any] = {
+    "RolloutStart": {
+        **_obj(
+            {
+                "rollout": {"type": "string", "description": "Start this declared rollout."},
+                "model": _STR,
+                "candidate": {"type": ["integer", "string"], "description": "Version or alias."},
+                "champion_alias": _STR,
+                "shadow": {
+                    "description": "The shadow phase; null for none (absent: 30m, 500 samples).",
+                    "oneOf": [
+                        _obj({"duration": _DURATION, "min_samples": _COUNT}),
+                        {"type": "null"},
+                    ],
+                },
+                "shadow_fraction": {"type": "number"},
+                "steps": {"type": "array", "items": _PHASE, "description": "Canary steps."},
+                "routing_key": _obj(
+                    {"name": _STR, "source": {"enum": ["entity", "header"]}}, ("name",)
+                ),
+                "gates": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "metric": _STR,
+                            "threshold": {"type": ["number", "null"]},
+                            "min_samples": _COUNT,
+                            "test": _STR,
+                            "k": _COUNT,
+                            "output": _NULLABLE_STR,
+                        },
+                        ("metric",),
+                    ),
+                },
+                "failure_policy": _obj(
+                    {"mode": {"enum": ["cumulative", "consecutive"]}, "limit": _COUNT}
+                ),
+                "interval": _DURATION,
+                "also_shadow": {"type": "array", "items": {"type": ["integer", "string"]}},
+            }
+        ),
+        "description": "A declared rollout's name, or the model, its candidate and options.",
+    },
+    "RolloutAction": _obj({"reason": {"type": ["string", "null"], "maxLength": 1000}}),
+    "GateResult": {
+        "type": "object",
+        "properties": {
+            "gate": _STR,
+            "verdict": {"enum": ["pass", "fail", "inconclusive"]},
+            "candidate": {"type": ["number", "null"]},
+            "champion": {"type": ["number", "null"]},
+            "limit": {"type": ["number", "null"]},
+            "samples": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "reason": _STR,
+        },
+        "required": ["gate", "verdict"],
+    },
+    "RolloutState": {
+        "type": "object",
+        "properties": {
+            "id": _STR,
+            "project": _STR,
+            "model": _STR,
+            "definition": {"type": "object", "description": "The Rollout it started with."},
+            "candidate": {"type": "integer"},
+            "champion": {"type": "integer"},
+            "status": {"enum": ["active", "paused", "promoted", "aborted"]},
+            "step": {"type": "integer", "description": "Index into the phases (0: shadow)."},
+            "step_started": {"type": "string", "format": "date-time"},
+            "failures": {"type": "integer"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "shadows": {"type": "array", "items": {"type": "integer"}},
+            "reason": _STR,
+            "weight": {"type": "number", "description": "The candidate's share now (percent)."},
+            "in_shadow": {"type": "boolean"},
+            "phases": {"type": "integer"},
+        },
+        "required": ["id", "model", "candidate", "champion", "status", "step", "weight"],
+    },
+    "RolloutEvent": {
+        "type": "object",
+        "properties": {
+            "rollout": _STR,
+            "at": {"type": "string", "format": "date-time"},
+            "kind": _STR,
+            "step": {"type": "integer"},
+            "weight": {"type": "number"},
+            "results": {"type": "array", "items": _ref("GateResult")},
+            "reason": _STR,
+            "actor": _STR,
+        },
+        "required": ["rollout", "at", "kind", "step", "weight", "results"],
+    },
+    "RolloutList": _obj(
+        {"rollouts": {"type": "array", "items": _ref("RolloutState")}}, ("rollouts",)
+    ),
+    "RolloutAnswer": _obj({"rollout": _ref("RolloutState")}, ("rollout",)),
+    "RolloutDetail": _obj(
+        {
+            "rollout": _ref("RolloutState"),
+            "events": {"type": "array", "items": _ref("RolloutEvent")},
+        },
+        ("rollout", "events"),
+    ),
+}
+_ROLLOUT_MODEL = {**_MODEL_NAME, "description": "The model's name."}
+
+
+def _rollout_errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(_ref("Error"), _ROLLOUT_ERRORS[s]) for s in statuses}
+
+
+def _rollout_post(summary: str, body: str, ok: dict[str, Any], *errors: int) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "requestBody": {
+            "required": body == "RolloutStart",
+            "content": {"application/json": {"schema": _ref(body)}},
+        },
+        "responses": {**ok, **_rollout_errors(*errors, 403, 413, 503)},
+    }
+
+
+def _rollout_paths() -> dict[str, Any]:
+    answer = _json(_ref("RolloutAnswer"), "The rollout's state after the action.")
+    paths: dict[str, Any] = {
+        "/v1/rollouts": {
+            "get": {
+                "summary": "Every active rollout",
+                "responses": {
+                    "200": _json(_ref("RolloutList"), "Active and paused rollouts."),
+                    **_rollout_errors(503),
+                },
+            },
+            "post": _rollout_post(
+                "Start a rollout (needs --enable-rollout-control)",
+                "RolloutStart",
+                {"201": _json(_ref("RolloutAnswer"), "Started.")},
+                400,
+                404,
+                409,
+            ),
+        },
+        "/v1/rollouts/{model_name}": {
+            "parameters": [_ROLLOUT_MODEL],
+            "get": {
+                "summary": "The model's latest rollout and its events (the timeline)",
+                "responses": {
+                    "200": _json(_ref("RolloutDetail"), "State and events, oldest first."),
+                    **_rollout_errors(404, 503),
+                },
+            },
+        },
+    }
+    for action in ("pause", "resume", "promote", "abort"):
+        paths[f"/v1/rollouts/{{model_name}}/{action}"] = {
+            "parameters": [_ROLLOUT_MODEL],
+            "post": _rollout_post(
+                f"{action.capitalize()} the model's rollout (needs --enable-rollout-control)",
+                "RolloutAction",
+                {"200": answer},
+                400,
+                404,
+                409,
+            ),
+        }
+    return paths
+
+
 def model_server_spec(version: str) -> dict[str, Any]:
     """The OpenAPI document of the model server (served at GET /openapi.json)."""
     text = {"description": "Prometheus text format.", "content": {"text/plain": {"schema": _STR}}}
@@ -326,15 +521,17 @@ def model_server_spec(version: str) -> dict[str, Any]:
         **_model_paths(
             "{model_name}/versions/{model_version}", [_MODEL_NAME, _VERSION], pinned=True
         ),
+        **_rollout_paths(),
     }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Parity model server",
             "version": version,
-            "description": "Open Inference Protocol v2 (KServe v2, Triton) REST and entity-based "
-            'prediction. Every error is a JSON body {"error": message, "code": code}.',
+            "description": "Open Inference Protocol v2 (KServe v2, Triton) REST, entity-based "
+            "prediction and rollouts (`/v1/rollouts`). Every error is a JSON body "
+            '{"error": message, "code": code}.',
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": {**SCHEMAS, **_ROLLOUT_SCHEMAS}},
     }

@@ -56,7 +56,44 @@ class PredictionRecord:
     prediction: Any
     latency_ms: float
     alias: str | None = None
-    status: str = "ok"
+    status: str = "ok"  # "ok", "error" (the model or its feature read raised), "timeout" (shadow)
+    role: str | None = None  # None (no rollout), "champion", "canary" or "shadow"
+
+
+LogRef = tuple[str, str, int, str | None]  # a row's request id, model, version and alias
+
+
+def log_rows(
+    log: PredictionLogger | None,
+    ref: LogRef,
+    entities: Sequence[dict[str, Any]],
+    features: Sequence[dict[str, Any]],
+    predictions: Sequence[Any],
+    seconds: float,
+    at: datetime,
+    role: str | None,
+    status: str = "ok",
+) -> None:
+    """Queues one record per prediction (entities and features row by row; empty: {})."""
+    if log is None:
+        return
+    request_id, model, version, alias = ref
+    for row, prediction in enumerate(predictions):
+        log.log(
+            PredictionRecord(
+                request_id=request_id,
+                at=at,
+                model=model,
+                version=version,
+                entities=entities[row] if entities else {},
+                features=features[row] if features else {},
+                prediction=prediction,
+                latency_ms=seconds * 1000,
+                alias=alias,
+                status=status,
+                role=role,
+            )
+        )
 
 
 def log_schema() -> pa.Schema:
@@ -75,7 +112,8 @@ def log_schema() -> pa.Schema:
             ("prediction", pa.string()),
             ("latency_ms", pa.float64()),
             ("status", pa.string()),
-        ]
+            ("role", pa.string()),  # appended in issue 14: older files lack it (read them with
+        ]  # DuckDB's union_by_name = true)
     )
 
 
@@ -96,6 +134,7 @@ def records_to_table(records: Sequence[PredictionRecord]) -> pa.Table:
         "prediction": [dumps(r.prediction) for r in records],
         "latency_ms": [r.latency_ms for r in records],
         "status": [r.status for r in records],
+        "role": [r.role for r in records],
     }
     return pa.table(columns, schema=log_schema())
 

@@ -51,6 +51,7 @@ def encode_lines(records: Sequence[PredictionRecord], dumps: Callable[[Any], str
                 dumps(r.prediction),
                 r.latency_ms,
                 r.status,
+                r.role,
             ]
         )
         + b"\n"
@@ -216,7 +217,9 @@ def _read_lines(segment: Path) -> Iterator[list[Any] | None]:
 
 
 def _valid(row: Any) -> bool:
-    if not isinstance(row, list) or len(row) != 10:
+    if not isinstance(row, list) or len(row) not in (10, 11):  # 10: written before `role`
+        return False
+    if len(row) == 11 and not (row[10] is None or isinstance(row[10], str)):
         return False
     if not all(isinstance(row[i], str) for i in _STRINGS):
         return False
@@ -267,6 +270,7 @@ def _table(rows: list[list[Any]]) -> pa.Table:
 
     schema = log_schema()
     columns = [
-        pa.array([row[i] for row in rows], type=schema.field(i).type) for i in range(len(schema))
+        pa.array([row[i] if i < len(row) else None for row in rows], type=schema.field(i).type)
+        for i in range(len(schema))
     ]
     return pa.Table.from_arrays(columns, schema=schema)

@@ -9,8 +9,9 @@ weight only moves keys from the champion to the candidate.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 BUCKETS = 10_000  # weights resolve to 0.01 percentage points
 Arm = Literal["champion", "candidate"]
@@ -76,3 +77,39 @@ def mirrored(routes: Routes, shadow: Shadow, key: str | None, request_id: str) -
         return True
     salt = f"{routes.rollout}/shadow/{shadow.version}"
     return bucket(salt, key if key is not None else request_id) < shadow.fraction * BUCKETS
+
+
+def mirrored_versions(routes: Routes, key: str | None, request_id: str) -> list[int]:
+    """The shadow versions that get a copy of this champion-answered request."""
+    return [
+        shadow.version
+        for shadow in routes.shadows
+        if shadow.version != routes.champion and mirrored(routes, shadow, key, request_id)
+    ]
+
+
+def request_key(
+    routes: Routes, columns: Mapping[str, Sequence[Any]], headers: Mapping[str, str] | None
+) -> str | None:
+    """A `/v1` request's routing key: the key column's value in its first row (the request goes
+    whole to one arm), or the header's value (`headers` by lower-case name); None: no key."""
+    if routes.key_source == "header":
+        return (headers or {}).get(routes.key.lower())
+    column = columns.get(routes.key)
+    first = column[0] if column is not None and len(column) > 0 else None
+    return None if first is None else key_text(first)
+
+
+def tensor_key(
+    routes: Routes, tensors: Mapping[str, Any], headers: Mapping[str, str] | None
+) -> str | None:
+    """A `/v2` request's routing key: the header's value, or the first value of the input tensor
+    named like the key (numpy scalars as their Python value)."""
+    if routes.key_source == "header":
+        return (headers or {}).get(routes.key.lower())
+    tensor = tensors.get(routes.key)
+    if tensor is None or getattr(tensor, "size", 0) == 0:
+        return None
+    first = tensor.flat[0]
+    value = first.item() if hasattr(first, "item") else first
+    return None if value is None else key_text(value)

@@ -6,11 +6,12 @@ from Open Inference Protocol tensors or from entity keys with online features, a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,11 @@ from parity.inference.oip import (
     TensorMetadata,
     encode_output,
 )
+from parity.inference.predlog import LogRef, log_rows
 from parity.inference.request_fields import RequestSchema, request_schema
+from parity.inference.routes_view import RoutesReader, RoutesView
+from parity.inference.routing import Routes, arm, mirrored_versions, request_key, tensor_key
+from parity.inference.shadow import DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT_S, ShadowJob, ShadowQueue
 from parity.models.registry import parse_ref
 
 if TYPE_CHECKING:
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
     from parity.models.registry import ModelRegistry
     from parity.models.store import ModelVersion
     from parity.online.reads import OnlineResponse
+
+Columns = Mapping[str, Sequence[Any]]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +99,26 @@ class EntityPrediction:
     predictions: list[Any]  # the first output's rows
     features: dict[str, list[Any]] = field(default_factory=dict)
     outputs: dict[str, list[Any]] = field(default_factory=dict)  # every output's rows, by name
+    route: str | None = None  # "champion" or "canary" while a rollout routes the request
+
+
+@dataclass(frozen=True)
+class _Served:
+    """What one entity prediction used, kept so a shadow can predict the same rows off the hot
+    path: the request's columns, the features read (by `service`) and how long the read took."""
+
+    request_id: str
+    alias: str | None
+    at: datetime
+    service: str
+    columns: Columns
+    given: Columns
+    values: Mapping[str, Sequence[Any]]
+    read_seconds: float
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ModelServer:
@@ -112,6 +139,10 @@ class ModelServer:
         max_loaded: int = 16,
         max_entities: int = DEFAULT_MAX_ENTITIES,
         clock: Callable[[], float] = time.monotonic,
+        routes: RoutesReader | None = None,
+        now: Callable[[], datetime] = utc_now,
+        shadow_queue_size: int = DEFAULT_QUEUE_SIZE,
+        shadow_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
@@ -124,6 +155,13 @@ class ModelServer:
         self.max_loaded = max_loaded
         self.max_entities = max_entities
         self._clock = clock
+        self._now = now
+        self._routes = (
+            None
+            if routes is None
+            else RoutesView(routes, refresh_seconds=alias_refresh_seconds, clock=clock)
+        )
+        self.shadows = ShadowQueue(metrics, size=shadow_queue_size, timeout_s=shadow_timeout_s)
         self._resolved: dict[ModelTarget, tuple[float, int]] = {}
         self._loaded: OrderedDict[tuple[str, int], Deployment] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[Deployment]] = {}
@@ -194,6 +232,7 @@ class ModelServer:
         return list(self._loaded.values())
 
     async def close(self) -> None:
+        await self.shadows.close()
         for deployment in list(self._loaded.values()):
             await deployment.close()
         self._loaded.clear()
@@ -222,7 +261,11 @@ class ModelServer:
         request: InferenceRequest,
         tensors: dict[str, np.ndarray[Any, Any]],
         alias: str | None = None,
+        role: str | None = None,
+        logged: tuple[str, datetime] | None = None,
     ) -> InferenceResponse:
+        """The model's answer to OIP tensors; `logged` is the (request id, time) its log rows get
+        (a new id and now by default)."""
         started = time.perf_counter()
         wanted = [out.name for out in request.outputs or ()] or list(deployment.output_names)
         unknown = sorted(set(wanted) - set(deployment.output_names))
@@ -231,61 +274,150 @@ class ModelServer:
                 f"model {deployment.version.ref} has no output {unknown}; its outputs are "
                 f"{list(deployment.output_names)}"
             )
-        item, rows = deployment.assemble_tensors(tensors)
-        result = await deployment.predict(item, rows)
+        request_id, at = logged or (request.id or uuid.uuid4().hex, self._now())
+        version = deployment.version
+        ref = (request_id, version.name, version.version, alias)
+        try:
+            item, rows = deployment.assemble_tensors(tensors)
+            result = await deployment.predict(item, rows)
+        except Exception:
+            if role is not None:  # a rollout's error-rate gate counts it
+                failed: list[dict[str, Any]] = [{}] * _tensor_rows(tensors)
+                self._log_failed(ref, failed, time.perf_counter() - started, at, role, "error")
+            raise
         seconds = time.perf_counter() - started
         deployment.metrics.infer.observe(seconds)
-        if self.prediction_log is not None:
-            request_id = request.id or uuid.uuid4().hex
-            self._log(request_id, deployment, alias, [], _row_dicts(item, rows), result, seconds)
+        self._log(ref, [], _row_dicts(item, rows), result, seconds, at, role)
         return InferenceResponse(
-            model_name=deployment.version.name,
-            model_version=str(deployment.version.version),
+            model_name=version.name,
+            model_version=str(version.version),
             id=request.id,
             outputs=[encode_output(name, result[name]) for name in dict.fromkeys(wanted)],
         )
+
+    async def infer_target(
+        self,
+        target: ModelTarget,
+        request: InferenceRequest,
+        tensors: dict[str, np.ndarray[Any, Any]],
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[InferenceResponse, Deployment, str | None]:
+        """`infer` for the version `target` means now, routed during a rollout like
+        predict_entities (the key from a header, or from the input tensor named like it); also
+        the deployment that answered and the route ("champion", "canary" or None)."""
+        routes = self.routes_for(target)
+        if routes is None:
+            deployment = await self.deployment(target)
+            return await self.infer(deployment, request, tensors, target.alias), deployment, None
+        key = tensor_key(routes, tensors, headers)
+        chosen = arm(routes, key)
+        role = "canary" if chosen == "candidate" else "champion"
+        version = routes.candidate if chosen == "candidate" else routes.champion
+        deployment = await self.deployment(ModelTarget(target.name, version))
+        request_id, at = request.id or uuid.uuid4().hex, self._now()
+        alias = _alias_of(target, self.default_alias)
+        response = await self.infer(deployment, request, tensors, alias, role, (request_id, at))
+        if chosen == "champion":
+            for shadow in mirrored_versions(routes, key, request_id):
+                self._mirror_tensors((request_id, target.name, shadow, alias), tensors, at)
+        return response, deployment, role
+
+    # --- rollouts: which version answers ----------------------------------------------------------
+
+    def refresh_routes(self) -> None:
+        """Read the rollout routes now, on the calling thread (start-up; later reads are in the
+        background)."""
+        if self._routes is not None:
+            self._routes.refresh()
+
+    def routes_for(self, target: ModelTarget) -> Routes | None:
+        """The routes splitting `target`'s traffic: only a request for the champion alias (or the
+        bare name when the default alias is the champion alias), and only while the alias still
+        names the routes' champion (stale routes after a promotion or a manual move never route)."""
+        if self._routes is None or target.version is not None:
+            return None
+        routes = self._routes.current().get(target.name)
+        if routes is None:
+            return None
+        alias = target.alias if target.alias is not None else self.default_alias
+        if alias != routes.champion_alias or self.version_of(target) != routes.champion:
+            return None
+        return routes
 
     # --- entity-based prediction ----------------------------------------------------------------
 
     async def predict_entities(
         self,
         target: ModelTarget,
-        entities: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+        entities: Columns | Sequence[Mapping[str, Any]],
         *,
         request_id: str | None = None,
         return_features: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> EntityPrediction:
-        started = time.perf_counter()
-        rows = _row_count(entities)
-        check_entity_rows(rows, self.max_entities)
-        deployment = await self.deployment(target)
-        deployment.check_rows(rows)
-        service = deployment.version.feature_service
-        if service is None:
-            raise BadRequest(
-                f"model {deployment.version.ref} was registered without a feature service, so "
-                f"its features cannot be fetched; call /v2/models/{target.name}/infer with the "
-                "feature values, or register the model with feature_service="
-            )
-        if self.features is None:
-            raise BadRequest("this model server has no feature store to fetch features from")
-        schema = self._request_schema(self.features, deployment, service)
-        columns = _columns_of(entities)
-        schema.check(columns)
-        response = await self.features.get_online_features_async(service, schema.for_read(columns))
-        # The request's columns as the read echoed them, plus the model-only inputs it was not sent
-        given = {n: response.entities.get(n, list(columns[n])) for n in columns}
-        item, rows = deployment.assemble_features(response.values, given)
-        result = await deployment.predict(item, rows)
-        seconds = time.perf_counter() - started
-        deployment.metrics.predict.observe(seconds)
+        """Reads `entities`' features and predicts them; during a rollout the champion alias's
+        requests go to the candidate or the champion by the routing key, and are mirrored."""
+        check_entity_rows(_row_count(entities), self.max_entities)
         request_id = request_id or uuid.uuid4().hex
         alias = _alias_of(target, self.default_alias)
+        columns = _columns_of(entities)
+        routes = self.routes_for(target)
+        if routes is None:
+            answer, _ = await self._predict(target, columns, request_id, alias, return_features)
+            return answer
+        key = request_key(routes, columns, headers)
+        chosen = arm(routes, key)
+        role = "canary" if chosen == "candidate" else "champion"
+        version = routes.candidate if chosen == "candidate" else routes.champion
+        answer, served = await self._predict(
+            ModelTarget(target.name, version), columns, request_id, alias, return_features, role
+        )
+        if chosen == "champion":
+            for shadow in mirrored_versions(routes, key, request_id):
+                self._mirror_entities(target.name, shadow, served)
+        return dataclasses.replace(answer, route=role)
+
+    async def _predict(
+        self,
+        target: ModelTarget,
+        columns: Columns,
+        request_id: str,
+        alias: str | None,
+        return_features: bool,
+        role: str | None = None,
+    ) -> tuple[EntityPrediction, _Served]:
+        started = time.perf_counter()
+        deployment = await self.deployment(target)
+        rows = _row_count(columns)
+        deployment.check_rows(rows)
+        features, service = self._feature_source(deployment, target.name)
+        schema = self._request_schema(features, deployment, service)
+        schema.check(columns)
+        at = self._now()
+        ref = (request_id, target.name, deployment.version.version, alias)
+        try:
+            response = await features.get_online_features_async(service, schema.for_read(columns))
+            read_seconds = time.perf_counter() - started
+            # The request's columns as the read echoed them, plus the model-only inputs it was
+            # not sent
+            given = {n: response.entities.get(n, list(columns[n])) for n in columns}
+            item, rows = deployment.assemble_features(response.values, given)
+            result = await deployment.predict(item, rows)
+        except Exception:
+            if role is not None:  # a rollout's error-rate gate counts it
+                seconds = time.perf_counter() - started
+                self._log_failed(ref, _rows_of(columns, rows), seconds, at, role, "error")
+            raise
+        seconds = time.perf_counter() - started
+        deployment.metrics.predict.observe(seconds)
+        served = _Served(
+            request_id, alias, at, service, columns, given, response.values, read_seconds
+        )
         if self.prediction_log is not None:
             entities_used = _rows_of(given, rows)
             features_used = _rows_of(response.values, rows)
-            self._log(request_id, deployment, alias, entities_used, features_used, result, seconds)
-        return EntityPrediction(
+            self._log(ref, entities_used, features_used, result, seconds, at, role)
+        answer = EntityPrediction(
             request_id=request_id,
             version=deployment.version,
             alias=alias,
@@ -293,6 +425,55 @@ class ModelServer:
             features=_features_of(response) if return_features else {},
             outputs={name: output.tolist() for name, output in result.items()},
         )
+        return answer, served
+
+    def _feature_source(self, deployment: Deployment, name: str) -> tuple[FeatureStore, str]:
+        service = deployment.version.feature_service
+        if service is None:
+            raise BadRequest(
+                f"model {deployment.version.ref} was registered without a feature service, so "
+                f"its features cannot be fetched; call /v2/models/{name}/infer with the "
+                "feature values, or register the model with feature_service="
+            )
+        if self.features is None:
+            raise BadRequest("this model server has no feature store to fetch features from")
+        return self.features, service
+
+    # --- shadows: mirrored copies, after the answer ------------------------------------------
+
+    def _mirror_entities(self, name: str, version: int, served: _Served) -> None:
+        async def run() -> None:
+            await self._shadow_entities(name, version, served)
+
+        def failed(status: str, seconds: float) -> None:
+            rows = _rows_of(served.given, _row_count(served.given))
+            ref = (served.request_id, name, version, served.alias)
+            self._log_failed(ref, rows, seconds, served.at, "shadow", status)
+
+        self.shadows.submit(ShadowJob(name, version, run, failed))
+
+    async def _shadow_entities(self, name: str, version: int, served: _Served) -> None:
+        """One shadow's prediction of a mirrored request: the champion's feature values when the
+        shadow reads the same feature service, else its own read (off the hot path)."""
+        deployment = await _loaded(self.deployment(ModelTarget(name, version)))
+        started = time.perf_counter()
+        features, service = self._feature_source(deployment, name)
+        if service == served.service:
+            given, values, extra = served.given, served.values, served.read_seconds
+        else:
+            schema = self._request_schema(features, deployment, service)
+            schema.check(served.columns)
+            read = await features.get_online_features_async(
+                service, schema.for_read(served.columns)
+            )
+            given = {n: read.entities.get(n, list(served.columns[n])) for n in served.columns}
+            values, extra = read.values, 0.0
+        item, rows = deployment.assemble_features(values, given)
+        result = await deployment.predict(item, rows)
+        seconds = extra + time.perf_counter() - started
+        ref = (served.request_id, name, version, served.alias)
+        features_used = _rows_of(values, rows)
+        self._log(ref, _rows_of(given, rows), features_used, result, seconds, served.at, "shadow")
 
     def _request_schema(
         self, features: FeatureStore, deployment: Deployment, service: str
@@ -310,37 +491,68 @@ class ModelServer:
         self._schemas[key] = (catalog, schema)
         return schema
 
+    def _mirror_tensors(
+        self, ref: LogRef, tensors: dict[str, np.ndarray[Any, Any]], at: datetime
+    ) -> None:
+        _, name, version, _ = ref
+
+        async def run() -> None:
+            deployment = await _loaded(self.deployment(ModelTarget(name, version)))
+            started = time.perf_counter()
+            item, rows = deployment.assemble_tensors(tensors)
+            result = await deployment.predict(item, rows)
+            seconds = time.perf_counter() - started
+            self._log(ref, [], _row_dicts(item, rows), result, seconds, at, "shadow")
+
+        def failed(status: str, seconds: float) -> None:
+            self._log_failed(ref, [{}] * _tensor_rows(tensors), seconds, at, "shadow", status)
+
+        self.shadows.submit(ShadowJob(name, version, run, failed))
+
+    # --- the prediction log ---------------------------------------------------------------------
+
     def _log(
         self,
-        request_id: str,
-        deployment: Deployment,
-        alias: str | None,
+        ref: LogRef,
         entities: list[dict[str, Any]],
         features: list[dict[str, Any]],
         result: Mapping[str, np.ndarray[Any, Any]],
         seconds: float,
+        at: datetime,
+        role: str | None,
     ) -> None:
-        if self.prediction_log is None:
-            return
-        from parity.inference.predlog import PredictionRecord
-
-        at = datetime.now(UTC)
-        version = deployment.version
-        predictions = _predictions(result)
-        for row, prediction in enumerate(predictions):
-            self.prediction_log.log(
-                PredictionRecord(
-                    request_id=request_id,
-                    at=at,
-                    model=version.name,
-                    version=version.version,
-                    entities=entities[row] if entities else {},
-                    features=features[row] if features else {},
-                    prediction=prediction,
-                    latency_ms=seconds * 1000,
-                    alias=alias,
-                )
+        if self.prediction_log is not None:
+            predictions = _predictions(result)
+            log_rows(
+                self.prediction_log, ref, entities, features, predictions, seconds, at, role, "ok"
             )
+
+    def _log_failed(
+        self,
+        ref: LogRef,
+        entities: list[dict[str, Any]],
+        seconds: float,
+        at: datetime,
+        role: str,
+        status: str,
+    ) -> None:
+        """One row per entity row with no prediction: `status` "error" or "timeout"."""
+        if self.prediction_log is not None:
+            nothing = [None] * len(entities)
+            log_rows(self.prediction_log, ref, entities, [], nothing, seconds, at, role, status)
+
+
+async def _loaded(pending: Coroutine[Any, Any, Deployment]) -> Deployment:
+    """`pending`, carried on if the caller gives up (a shadow past its time limit cancelled), so
+    a version being loaded is loaded once and kept."""
+    return await asyncio.shield(asyncio.ensure_future(pending))
+
+
+def _tensor_rows(tensors: Mapping[str, np.ndarray[Any, Any]]) -> int:
+    """The rows of a `/v2` request (its first tensor's first dimension), at least 1."""
+    for tensor in tensors.values():
+        return max(1, int(tensor.shape[0]) if tensor.ndim else 1)
+    return 1
 
 
 def check_entity_rows(rows: int, limit: int) -> None:

@@ -462,7 +462,8 @@ def _select(
     return (
         f"SELECT {', '.join(columns)} FROM (SELECT event_timestamp, latency_ms, "
         f"from_json(entities, {entity_json}) AS e, from_json(features, {feature_json}) AS f, "
-        f"{times_sql} FROM read_parquet({file_list}, hive_partitioning = false) "
+        f"{times_sql} FROM read_parquet({file_list}, hive_partitioning = false, "
+        "union_by_name = true) "
         f"WHERE {where} AND {window})"
     )
 
@@ -545,7 +546,8 @@ def _versions_of(
 
     listed = "[" + ", ".join(literal(f) for f in files) + "]"
     pairs = connection.execute(
-        f"SELECT DISTINCT model, version FROM read_parquet({listed}, hive_partitioning = false)"
+        "SELECT DISTINCT model, version FROM "
+        f"read_parquet({listed}, hive_partitioning = false, union_by_name = true)"
     ).fetchall()
     kept = []
     for model, version in pairs:

@@ -183,7 +183,8 @@ def window_sql(
         ]
     )
     return (
-        f"SELECT {outer} FROM (SELECT {inner} FROM read_parquet([{sources}]) "
+        f"SELECT {outer} FROM (SELECT {inner} FROM "
+        f"read_parquet([{sources}], union_by_name = true) "
         f"WHERE {' AND '.join(where)})"
     )
 
@@ -192,7 +193,8 @@ def counts_sql(files: Sequence[str], model: str, windows: Windows) -> str:
     """Rows per version of `model` in the range (pure text), to say what the log does hold."""
     sources = ", ".join(_literal(f) for f in files)
     return (
-        f"SELECT version, count(*) FROM read_parquet([{sources}]) WHERE model = {_literal(model)} "
+        f"SELECT version, count(*) FROM read_parquet([{sources}], union_by_name = true) "
+        f"WHERE model = {_literal(model)} "
         f"AND event_timestamp >= {_timestamp(windows.since)} "
         f"AND event_timestamp < {_timestamp(windows.until)} AND status = 'ok' "
         "GROUP BY version ORDER BY version"
@@ -207,7 +209,8 @@ def keys_sql(files: Sequence[str], model: str, version: int, windows: Windows, s
     sources = ", ".join(_literal(f) for f in files)
     return (
         f"SELECT DISTINCT unnest(json_keys({source})) FROM (SELECT {source} FROM "
-        f"read_parquet([{sources}]) WHERE model = {_literal(model)} AND version = {int(version)} "
+        f"read_parquet([{sources}], union_by_name = true) WHERE model = {_literal(model)} "
+        f"AND version = {int(version)} "
         f"AND event_timestamp >= {_timestamp(windows.since)} "
         f"AND event_timestamp < {_timestamp(windows.until)} AND status = 'ok' "
         f"LIMIT {KEY_SAMPLE_ROWS})"

@@ -116,7 +116,8 @@ def _logged_feature_names(
     connection = connect_duckdb()
     try:
         rows = connection.execute(
-            "SELECT DISTINCT unnest(json_keys(features)) FROM read_parquet(?) WHERE model = ? "
+            "SELECT DISTINCT unnest(json_keys(features)) FROM "
+            "read_parquet(?, union_by_name = true) WHERE model = ? "
             "AND version = ? AND status = 'ok' AND event_timestamp >= ? AND event_timestamp < ?",
             [files, version.name, version.version, windows.since, windows.until],
         ).fetchall()

@@ -17,6 +17,7 @@ from parity.errors import (
     RegistryConflict,
     RegistryUnavailable,
     RolloutActive,
+    RolloutControlDisabled,
     RolloutStateError,
     ServerOverloaded,
     TooManyEntities,
@@ -39,6 +40,7 @@ _STATUS: list[tuple[type[ParityError], int]] = [
     (BackendNotInstalled, 501),
     (BodyTooLarge, 413),
     (PushDisabled, 403),
+    (RolloutControlDisabled, 403),
 ]
 
 
