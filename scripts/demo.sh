@@ -263,7 +263,11 @@ echo "== the bad candidate: the same 30 days, trained WITHOUT the device feature
 python -m parity.examples.fraud.model --dataset fraud_train_v2 --alias challenger --without device
 echo
 echo "== its rollout: the shadow phase compares its decisions with the champion's on the same payments"
-python -m parity.examples.fraud.rollout_sim --html rollout_bad.html
+python -m parity.examples.fraud.rollout_sim
+echo
+echo "== parity rollout status fraud / parity rollout history fraud --html: the record kept in the registry database"
+parity rollout status fraud
+parity rollout history fraud --html rollout_bad.html
 echo
 echo "== parity models list: the champion is still the good candidate; the bad one answered no client"
 parity models list
