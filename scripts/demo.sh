@@ -265,9 +265,10 @@ echo
 echo "== its rollout: the shadow phase compares its decisions with the champion's on the same payments"
 python -m parity.examples.fraud.rollout_sim
 echo
-echo "== parity rollout status fraud / parity rollout history fraud --html: the record kept in the registry database"
+echo "== parity rollout status fraud: the record kept in the registry database (every check: parity rollout history fraud)"
 parity rollout status fraud
-parity rollout history fraud --html rollout_bad.html
+parity rollout history fraud --json --html rollout_bad.html > /dev/null
+echo "  wrote rollout_bad.html: parity rollout history fraud --html, the rollback's timeline as a page"
 echo
 echo "== parity models list: the champion is still the good candidate; the bad one answered no client"
 parity models list
