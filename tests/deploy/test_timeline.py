@@ -169,6 +169,10 @@ def parse(html: str) -> Page:
     return page
 
 
+def polyline(page: Page) -> str | None:
+    return next(a for t, a in page.tags if t == "polyline")["points"]
+
+
 def aborted() -> tuple[list[RolloutEvent], RolloutState]:
     failing = GateResult("custom:blocked_disagreement", "fail", None, None, 0.25, {}, EVIL)
     events = [
@@ -194,6 +198,14 @@ def test_the_page_is_self_contained_no_script_no_fetch() -> None:
     assert classes.count("m-hold") == 2
     text = " ".join(page.text)
     assert "Rollout fraud-1 of fraud" in text and "version 2" in text and "promoted" in text
+    # The weight climbs 0 -> 1 -> 50 -> 100 % and stays at 100 % after the promotion, to the
+    # plot's right edge (x 944 of 960): the last marker is left of it.
+    points = [tuple(map(float, p.split(","))) for p in (polyline(page) or "").split()]
+    heights = sorted({y for _, y in points}, reverse=True)
+    assert heights == [226.0, 223.9, 120.0, 14.0]  # 0, 1, 50, 100 % of a 212 px plot (0.1 px)
+    assert points[-1] == (944.0, 14.0)
+    last_marker = max(float(a["cx"] or 0) for t, a in page.tags if t == "circle")
+    assert last_marker < 944.0
 
 
 def test_every_string_from_the_data_is_escaped() -> None:

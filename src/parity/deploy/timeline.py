@@ -262,7 +262,8 @@ def _summary(timeline: Timeline) -> str:
 def _svg(timeline: Timeline) -> str:
     if not timeline.entries:
         return "<p>No events.</p>"
-    span = max(timeline.span.total_seconds(), 1.0)
+    # 5 % past the last event, so where the rollout ended (promoted: 100 %) shows as a plateau
+    span = max(timeline.span.total_seconds() * 1.05, 1.0)
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
 
     def x(offset: timedelta) -> float:
@@ -280,7 +281,7 @@ def _svg(timeline: Timeline) -> str:
         if path:
             path.append(f"{x(offset):.1f},{path[-1].split(',')[1]}")
         path.append(f"{x(offset):.1f},{y(weight):.1f}")
-    path.append(f"{x(timeline.span):.1f},{path[-1].split(',')[1]}")
+    path.append(f"{x(timedelta(seconds=span)):.1f},{path[-1].split(',')[1]}")
     out.append(f'<polyline class="weight" points="{" ".join(path)}"/>')
     for entry in timeline.entries:
         out.append(_marker(entry, x(entry.offset), y(entry.weight)))
