@@ -15,7 +15,7 @@ import pytest
 from parity import FeatureStore
 from parity.deploy.service import Rollouts
 from parity.examples.fraud import model, scaffold
-from parity.examples.fraud.rollout_sim import report, simulate
+from parity.examples.fraud.rollout_sim import main, report, simulate
 from parity.inference.predlog import ParquetLogSink, PredictionRecord
 
 END = datetime(2026, 3, 1, tzinfo=UTC)
@@ -80,12 +80,24 @@ def test_each_simulated_minute_is_logged_at_simulated_time_before_its_tick(repo:
         Rollouts(store).abort("fraud", reason="test done")
 
 
-def test_a_second_simulation_starts_after_the_first_one_ended(repo: Path) -> None:
+def test_a_second_simulation_starts_after_the_first_one_ended_and_stops_its_rollout(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with FeatureStore(repo) as store:
         ended = Rollouts(store).list()[0].updated_at
-        result = asyncio.run(simulate(store, rate=10, max_minutes=1))
-        assert result.state.started_at >= ended and result.state.id != "fraud-1"
-        Rollouts(store).abort("fraud", reason="test done")
+    page = tmp_path / "t.html"
+    main(["--repo", str(repo), "--rate", "10", "--max-minutes", "1", "--html", str(page)])
+    out = capsys.readouterr().out
+    with FeatureStore(repo) as store:
+        state = store.rollouts.status("fraud")
+    assert state.started_at >= ended and state.id == "fraud-2"
+    assert (state.status, state.reason) == (
+        "aborted",
+        "the simulation ended after 1 simulated minutes",
+    )
+    assert "Rollout fraud-2: version 2 against champion version 1, 1 simulated minutes" in out
+    assert "ROLLED BACK" in out and f"wrote {page}" in out
+    assert "Rollout fraud-2 of fraud" in page.read_text()
 
 
 @pytest.mark.parametrize(("rate", "minutes"), [(0, 1), (1, 0), (-5, 3)])

@@ -157,35 +157,61 @@ async def simulate(
     rollout: str = "fraud_rollout",
     *,
     rate: int = 200,
-    max_minutes: int = 180,
+    max_minutes: int = 90,
     seed: int = 7,
     start: datetime | None = None,
     pool: PaymentPool | None = None,
+    stop_at_end: bool = False,
 ) -> SimResult:
     """Start the applied rollout `rollout` at `start` (the next minute by default) and run it
-    minute by minute until it is promoted or aborted, or `max_minutes` have passed."""
+    minute by minute until it is promoted or aborted, or `max_minutes` have passed (then, with
+    `stop_at_end`, abort it, saying so, rather than leave it running)."""
     if rate < 1 or max_minutes < 1:
         raise ValueError(f"rate and max_minutes must be at least 1, got {rate}, {max_minutes}")
     from parity.deploy.service import Rollouts
     from parity.deploy.state import ACTIVE
 
     began = time.perf_counter()
-    rollouts = Rollouts(store)
-    clock = SimClock(start or sim_start(_after_last_rollout(store.now(), rollouts.list())))
+    clock = SimClock(start or sim_start(_after_last_rollout(store.now(), store.rollouts.list())))
     rollouts = Rollouts(store, clock=clock.now)
     state = rollouts.start(rollout, actor=OWNER)
     pool = pool or payment_pool(store.repo_path / "data" / "transactions.parquet")
-    rng = np.random.default_rng(seed)
+    result = SimResult(state, [], 0)
+    await _run(store, rollouts, clock, pool, np.random.default_rng(seed), rate, max_minutes, result)
+    if stop_at_end and result.state.status in ACTIVE:
+        result.state = rollouts.abort(
+            state.model,
+            reason=f"the simulation ended after {result.minutes} simulated minutes",
+            actor=OWNER,
+        )
+    result.events = rollouts.history(state.model, state.id)
+    result.wall_seconds = time.perf_counter() - began
+    return result
+
+
+async def _run(
+    store: FeatureStore,
+    rollouts: Any,
+    clock: SimClock,
+    pool: PaymentPool,
+    rng: np.random.Generator,
+    rate: int,
+    max_minutes: int,
+    result: SimResult,
+) -> None:
+    """The minutes: traffic, the shadow queue drained, the log written, one controller tick."""
+    from parity.deploy.state import ACTIVE
+
     sink = TickSink(_log_dir(store))
     server, logger = _server(store, rollouts, clock, sink)
-    target = _target(state)
-    result = SimResult(state, [], 0)
+    state = result.state
     try:
         await _warm_up(server, state, pool)
         server.refresh_routes()
         minute_start = clock.now()
         while result.minutes < max_minutes and state.status in ACTIVE:
-            await _one_minute(server, target, pool.draw(rng, rate), clock, minute_start, result)
+            payments = pool.draw(rng, rate)
+            await _one_minute(server, _target(state), payments, clock, minute_start, result)
             await server.shadows.drain()
             logger.flush()
             sink.rotate()
@@ -200,9 +226,6 @@ async def simulate(
         await server.close()
         logger.close()
     result.state = state
-    result.events = rollouts.history(state.model, state.id)
-    result.wall_seconds = time.perf_counter() - began
-    return result
 
 
 async def _one_minute(
@@ -326,7 +349,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repo", default=".")
     parser.add_argument("--rollout", default="fraud_rollout", help="An applied Rollout's name.")
     parser.add_argument("--rate", type=int, default=200, help="Payments per simulated minute.")
-    parser.add_argument("--max-minutes", type=int, default=180)
+    parser.add_argument(
+        "--max-minutes", type=int, default=90, help="Simulated minutes before it stops."
+    )
+    parser.add_argument(
+        "--leave-running",
+        action="store_true",
+        help="Leave a rollout still running after --max-minutes (default: abort it, saying why).",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--html", help="Also write the timeline as an HTML page here.")
     args = parser.parse_args(argv)
@@ -341,6 +371,7 @@ def main(argv: list[str] | None = None) -> None:
                     rate=args.rate,
                     max_minutes=args.max_minutes,
                     seed=args.seed,
+                    stop_at_end=not args.leave_running,
                 )
             )
     except ParityError as error:  # one line, as the CLI prints it
