@@ -4,11 +4,14 @@ naming the option and the fix (exit 1, no traceback), as the other commands do."
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from parity import FeatureStore
@@ -161,7 +164,11 @@ def test_the_issues_bad_input_names_the_option(repo: Repo) -> None:
         "--candidate: version 1",
     )
     one_error(repo.cli("start", "--model", "nobody", "--candidate", "1"), "model_not_found")
-    one_error(repo.cli("status", "nobody"), "rollout_not_found", "nobody")
+    one_error(  # the hint is a command that works
+        repo.cli("status", "nobody"),
+        "rollout_not_found",
+        "parity rollout start --model nobody --candidate <version>",
+    )
     one_error(repo.cli("pause", "lonely"), "rollout_not_found", "lonely")
 
 
@@ -271,3 +278,77 @@ def test_a_custom_gate_comes_from_the_repo(tmp_path: Path, monkeypatch: pytest.M
     assert started.code == 0, started.stderr
     definition = json.loads(started.stdout)["rollout"]["definition"]
     assert [g["name"] for g in definition["custom_gates"]] == ["no_worse"]
+    assert definition["name"] == "ranker_rollout"  # built from the options
+    assert repo.cli("abort", "ranker").code == 0
+    declared = repo.cli("start", "declared", "--json")  # the declared one, by name
+    assert declared.code == 0, declared.stderr
+    definition = json.loads(declared.stdout)["rollout"]["definition"]
+    assert (definition["name"], definition["candidate"]) == ("declared", 2)
+    assert [g["metric"] for g in definition["gates"]] == ["custom:no_worse"]
+
+
+def test_history_shows_each_gates_verdict_with_its_numbers(repo: Repo) -> None:
+    from parity.deploy.service import Rollouts
+    from parity.deploy.state import CheckOutcome, GateResult, RolloutState
+
+    slow = GateResult(
+        "latency_p99",
+        "fail",
+        candidate=41.25,
+        champion=33.0,
+        limit=0.1,
+        samples={"candidate": 512, "champion": 480},
+        reason="p99 41.2 ms > 36.3 ms",
+    )
+    quiet = GateResult("error_rate", "pass", 0.001, 0.002, 0.01, {"candidate": 512})
+
+    def checker(store: FeatureStore, state: RolloutState, now: object) -> CheckOutcome:
+        return CheckOutcome((slow, quiet), {"candidate": 512, "champion": 480})
+
+    start = repo.store.now() - timedelta(hours=1)
+    rollouts = Rollouts(repo.store, clock=lambda: start, checker=checker)
+    rollouts.start(model="ranker", candidate=2, actor="test", shadow=None)
+    events = rollouts.step(now=repo.store.now())
+    assert [e.kind for e in events] == ["check", "aborted"]  # one failure aborts by default
+
+    shown = repo.cli("history", "ranker")
+    assert shown.code == 0, shown.stderr
+    assert "ranker v2 against champion=v1, 1% → 5% → 25% → 50% → 100%; aborted" in shown.stdout
+    cells = "".join(line.split("│")[5] for line in shown.stdout.splitlines() if "│" in line)
+    gates = " ".join(cells.split())  # the gates column, rejoined across its wrapped lines
+    assert (
+        "latency_p99 FAIL 41.25 vs 33 (limit 0.1) [candidate 512, champion 480]: p99 41.2 ms > "
+        "36.3 ms"
+    ) in gates
+    assert "error_rate PASS 0.001 vs 0.002 (limit 0.01) [candidate 512]" in gates
+    kinds = [line.split("│")[4].strip() for line in shown.stdout.splitlines() if "│" in line]
+    assert [k for k in kinds if k] == ["started", "check", "aborted"]
+
+
+_OPTIONS = ["--steps", "--step-duration", "--step-min-samples", "--shadow", "--shadow-min-samples",
+            "--shadow-fraction", "--routing-key", "--routing-header", "--gate", "--failure-limit",
+            "--failure-mode", "--interval", "--champion-alias", "--candidate"]  # fmt: skip
+_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["1,5,100", "10m", "0", "-1", "nan", "1e309", "5,1", "latency_p99:0.1",
+                     "label:auc:0.05:k=5", "x" * 300, "1,,2", "\uff12", "0.5", "cumulative"]),
+)  # fmt: skip
+
+
+@given(options=st.lists(st.tuples(st.sampled_from(_OPTIONS), _VALUES), max_size=4))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_any_start_options_start_or_give_one_error_line(
+    repo: Repo, options: list[tuple[str, str]]
+) -> None:
+    args = ["start", "--model", "ranker", "--candidate", "2"]
+    for option, value in options:
+        args += [option, value]
+    result = repo.cli(*args)
+    if result.code == 0:
+        assert repo.cli("abort", "ranker").code == 0  # the next example may start again
+        return
+    assert result.code in (1, 2), result  # 2: the option parser's own usage errors
+    assert "Traceback" not in result.stderr
+    if result.code == 1:
+        [line] = [line for line in result.stderr.splitlines() if line.strip()]
+        assert re.match(r"Error \[(invalid_option|invalid_rollout|model_not_found)\]: ", line)

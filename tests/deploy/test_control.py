@@ -437,3 +437,14 @@ def test_state_writes_are_compare_and_swap_on_the_revision(rollouts: Rollouts) -
         rollouts.history("fraud")[0].reason,
         "first",
     ]
+
+
+def test_a_routing_key_no_request_carries_is_refused(
+    rollouts: Rollouts, fraud_store: FeatureStore
+) -> None:
+    """A feature name (not a join key) as the routing key would leave every request with the
+    champion: refused at start, naming the keys that do route."""
+    with pytest.raises(InvalidRollout, match=r"routing_key: .*do not carry 'trips'.*'driver_id'"):
+        rollouts.start(model="fraud", candidate=2, routing_key=RoutingKey(name="trips"))
+    state = rollouts.start(model="fraud", candidate=2, routing_key=RoutingKey(name="driver_id"))
+    assert rollouts.routes()["fraud"].key == "driver_id" == state.definition.routing_key.name

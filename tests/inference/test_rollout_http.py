@@ -4,6 +4,7 @@ rollout control; every bad input of issue 14 is a typed 4xx naming the field."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,14 @@ ACTIONS = ("pause", "resume", "promote", "abort")
 SAMPLE = pd.DataFrame({"trips": [1.0, 2.0], "bonus": [0.0, 1.0]})
 
 
-def rollout_store(root: Path) -> tuple[Path, FeatureStore]:
+def rollout_store(
+    root: Path, *, registry: str = "", project: str = "demo"
+) -> tuple[Path, FeatureStore]:
     """A repo whose `ranker` has versions 1 (champion), 2 and 3, and whose `lonely` has versions
-    1 and 2 and no alias; both read the driver features (routing key: driver_id)."""
-    path = write_repo(root / "repo", DRIVER_REPO, extra="models: {trusted: true}\n")
+    1 and 2 and no alias; both read the driver features (routing key: driver_id). `registry`:
+    parity.yaml's registry section (default: SQLite in the repo)."""
+    extra = f"models: {{trusted: true}}\n{registry}"
+    path = write_repo(root / "repo", DRIVER_REPO, project=project, extra=extra)
     store = FeatureStore(path)
     store.apply()
     for scale in (10.0, 11.0, 12.0):
@@ -359,3 +364,60 @@ def test_a_declared_rollout_starts_by_name(tmp_path: Path) -> None:
         assert (state["weight"], state["in_shadow"], state["phases"]) == (20.0, False, 1)
         unknown = httpx.post(url, json={"rollout": "no_such_ramp"}, timeout=30)
         assert_error(unknown, 400, "invalid_rollout", "no_such_ramp", "ranker_ramp")
+
+
+@pytest.mark.postgres
+def test_round_trip_with_the_registry_on_postgresql(
+    tmp_path: Path, postgres_url: str, project_name: str
+) -> None:
+    from tests.deploy.control_support import cleanup
+
+    registry = f"registry:\n  type: postgres\n  url: {postgres_url}\n"
+    _, store = rollout_store(tmp_path, registry=registry, project=project_name)
+    try:
+        with running(create_model_app(store, enable_rollout_control=True)) as address:
+            server = Server(f"http://{address}", store)
+            start = {"model": "ranker", "candidate": 2, "shadow": None}
+            assert server.post("/v1/rollouts", start).status_code == 201
+            assert_error(server.post("/v1/rollouts", start), 409, "rollout_active")
+            assert server.post("/v1/rollouts/ranker/pause").json()["rollout"]["status"] == "paused"
+            promoted = server.post("/v1/rollouts/ranker/promote", {"reason": "on postgres"})
+            assert promoted.json()["rollout"]["status"] == "promoted", promoted.text
+            events = server.get("/v1/rollouts/ranker").json()["events"]
+            assert [e["kind"] for e in events] == ["started", "paused", "promoted"]
+        assert store.models.aliases("ranker") == {"champion": 2}
+    finally:
+        cleanup(store)
+        store.close()
+
+
+def test_json_shapes_turn_nan_and_inf_into_null() -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from parity.deploy.state import GateResult, RolloutEvent
+    from parity.inference.rollout_http import plain
+
+    result = GateResult("latency_p99", "fail", math.nan, math.inf, 0.1, {"candidate": 3})
+    event = RolloutEvent("m-1", datetime(2026, 1, 1, 12, tzinfo=UTC), "check", 1, 5.0, (result,))
+    shaped = plain(event)
+    assert json.loads(json.dumps(shaped, allow_nan=False)) == {
+        "rollout": "m-1",
+        "at": "2026-01-01T12:00:00+00:00",
+        "kind": "check",
+        "step": 1,
+        "weight": 5.0,
+        "results": [
+            {
+                "gate": "latency_p99",
+                "verdict": "fail",
+                "candidate": None,
+                "champion": None,
+                "limit": 0.1,
+                "samples": {"candidate": 3},
+                "reason": "",
+            }
+        ],
+        "reason": "",
+        "actor": "",
+    }

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from parity.inference.routes_view import RoutesView
 from parity.inference.routing import Routes, Shadow, arm, key_text, mirrored
-from parity.inference.shadow import ShadowJob, ShadowQueue
+from parity.inference.shadow import LiveRequests, ShadowJob, ShadowQueue
 
 KEYS = [f"user-{n}" for n in range(100_000)]
 
@@ -208,6 +208,37 @@ def test_shadow_queue_counts_ok_errors_timeouts_and_drops() -> None:
         ("fraud", 4, "ok"),
     ]
     assert failures == [(1, "timeout"), (2, "error")]
+
+
+def test_shadow_work_waits_for_live_requests_unless_the_queue_backs_up() -> None:
+    async def scenario() -> tuple[list[int], list[int], list[int]]:
+        live = LiveRequests()
+        queue = ShadowQueue(Counters(), size=4, workers=1, live=live)
+        ran: list[int] = []
+
+        def job(n: int) -> ShadowJob:
+            async def run() -> None:
+                ran.append(n)
+
+            return ShadowJob("fraud", 2, run, lambda status, seconds: None)
+
+        live.enter()  # a live request is in flight
+        queue.submit(job(1))
+        await asyncio.sleep(0.1)  # ten polls: the worker holds job 1, waiting for idle time
+        while_busy = list(ran)
+        for n in (2, 3, 4):  # half the queue (2) backs up: the shadow runs anyway
+            queue.submit(job(n))
+        await asyncio.sleep(0.1)
+        backed_up = list(ran)
+        live.leave()
+        await queue.drain()
+        await queue.close()
+        return while_busy, backed_up, ran
+
+    while_busy, backed_up, ran = asyncio.run(scenario())
+    assert while_busy == []
+    assert backed_up[:2] == [1, 2] and len(backed_up) < 4  # ran down to below the backlog
+    assert ran == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(

@@ -201,3 +201,33 @@ def test_a_full_shadow_queue_drops_copies_and_counts_them(store: FeatureStore) -
     assert metric(done, "parity_shadow_requests_total", status="ok") == requests - dropped
     shadows = [r for r in logged_rows(store) if r["role"] == "shadow"]
     assert len(shadows) == requests - dropped  # a dropped copy leaves no row
+
+
+def test_a_rollout_started_through_the_control_plane_is_served_from_its_routes(
+    store: FeatureStore,
+) -> None:
+    """No fake provider: the app reads store.rollouts.routes, as `parity serve-models` does."""
+    state = store.rollouts.start(model="trips", candidate=CANDIDATE, actor="test")
+    assert state.in_shadow
+    answers, text = [], ""
+    app = create_model_app(store, prediction_log=prediction_logger(store))
+    with running(app) as url:
+        for driver in DRIVERS:
+            reply = httpx.post(f"http://{url}/v1/models/trips/predict", json=body_for(driver))
+            answers.append(reply)
+        text = wait_for_shadows(url, len(DRIVERS))
+        store.rollouts.abort("trips", reason="test over", actor="test")
+        deadline = time.monotonic() + 10  # routes are re-read in the background at each request
+        while True:  # here (alias_refresh_seconds: 0): a request or two later, none route
+            after = httpx.post(f"http://{url}/v1/models/trips/predict", json=body_for(1))
+            if after.json()["route"] is None or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    assert {(r.json()["model_version"], r.json()["route"]) for r in answers} == {
+        (CHAMPION, "champion")
+    }
+    assert metric(text, "parity_shadow_requests_total", version="2", status="ok") == len(DRIVERS)
+    assert after.json()["route"] is None and "x-parity-route" not in after.headers
+    shadows = [r for r in logged_rows(store) if r["role"] == "shadow"]
+    assert sorted(r["request_id"] for r in shadows) == sorted(f"req-{d}" for d in DRIVERS)
+    assert {r["version"] for r in shadows} == {CANDIDATE}

@@ -12,23 +12,22 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
+from parity.cli import rollout_render as view
 from parity.cli.common import RepoOption, command, console, err, store_at
 from parity.definitions.rollout import DEFAULT_STEPS, Rollout
 from parity.errors import InvalidOption, InvalidRollout, RolloutNotFound
 from parity.inference.rollout_http import Loc, rollout_detail, rollout_json, start_arguments
-from parity.timeutil import SPAN_EXAMPLES, format_span, parse_span
+from parity.timeutil import SPAN_EXAMPLES, parse_span
 
 if TYPE_CHECKING:
-    from parity.deploy.state import GateResult, RolloutEvent, RolloutState
+    from parity.deploy.state import RolloutEvent, RolloutState
     from parity.feature_store import FeatureStore
 
 rollout_app = typer.Typer(
@@ -351,7 +350,7 @@ def rollout_start(
     if as_json:
         typer.echo(json.dumps({"rollout": rollout_json(state)}, sort_keys=True))
         return
-    console.print(f"Started rollout {state.id}: {_summary(state)}", soft_wrap=True)
+    console.print(f"Started rollout {state.id}: {view.summary(state)}", soft_wrap=True)
 
 
 @rollout_app.command("status")
@@ -370,7 +369,9 @@ def rollout_status(
         if as_json:
             typer.echo(json.dumps({"rollout": rollout_json(state)}, sort_keys=True))
             return
-        _render_state(state)
+        console.print(f"Rollout {state.id}: {view.summary(state)}", soft_wrap=True)
+        console.print(view.phases_table(state))
+        console.print(view.settings_line(state), soft_wrap=True)
         return
     states = rollouts.list(active_only=True)
     if as_json:
@@ -379,19 +380,7 @@ def rollout_status(
     if not states:
         console.print("No active rollout.")
         return
-    table = Table("rollout", "model", "status", "candidate", "champion", "phase", "weight", "since")
-    for state in states:
-        table.add_row(
-            state.id,
-            state.model,
-            state.status,
-            str(state.candidate),
-            str(state.champion),
-            _phase_name(state, state.step),
-            f"{state.weight:g}%",
-            _when(state.step_started),
-        )
-    console.print(table)
+    console.print(view.status_table(states))
 
 
 def _act(
@@ -402,7 +391,7 @@ def _act(
     if as_json:
         typer.echo(json.dumps({"rollout": rollout_json(state)}, sort_keys=True))
         return
-    console.print(f"{verb} rollout {state.id}: {_summary(state)}", soft_wrap=True)
+    console.print(f"{verb} rollout {state.id}: {view.summary(state)}", soft_wrap=True)
 
 
 @rollout_app.command("pause")
@@ -485,8 +474,8 @@ def rollout_history(
     if as_json:
         typer.echo(json.dumps(rollout_detail(state, events), sort_keys=True))
         return
-    console.print(f"Rollout {state.id}: {_summary(state)}", soft_wrap=True)
-    console.print(history_table(state, events))
+    console.print(f"Rollout {state.id}: {view.summary(state)}", soft_wrap=True)
+    console.print(view.history_table(state, events))
     if html is not None:
         console.print(f"wrote {escape(str(html))}: the timeline as a page (opens offline)")
 
@@ -517,7 +506,7 @@ def rollout_run(
     rollouts = store_at(repo).rollouts
     if once:
         for event in rollouts.step():
-            console.print(_event_line(event), soft_wrap=True)
+            console.print(view.event_line(event), soft_wrap=True)
         return
     stop = threading.Event()
 
@@ -555,96 +544,3 @@ def rollout_run(
     if failure:
         raise failure[0]
     err.print("Rollout controller stopped.")
-
-
-# --- rendering -----------------------------------------------------------------------------
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _phase_name(state: RolloutState, step: int) -> str:
-    has_shadow = state.definition.shadow is not None
-    if has_shadow and step == 0:
-        return "shadow"
-    canary = step - (1 if has_shadow else 0)
-    return f"step {canary + 1}/{len(state.definition.steps)}"
-
-
-def _summary(state: RolloutState) -> str:
-    d = state.definition
-    ramp = " → ".join(f"{s.weight:g}%" for s in d.steps)
-    shadow = f"shadow {format_span(d.shadow.duration)}, then " if d.shadow is not None else ""
-    where = (
-        f"{state.status} at {_phase_name(state, state.step)} (weight {state.weight:g}%)"
-        if state.status in ("active", "paused")
-        else state.status
-    )
-    reason = f"; {state.reason}" if state.reason else ""
-    return (
-        f"{state.model} v{state.candidate} against {d.champion_alias}=v{state.champion}, "
-        f"{shadow}{ramp or 'no canary'}; {where}{reason}"
-    )
-
-
-def _render_state(state: RolloutState) -> None:
-    d = state.definition
-    console.print(f"Rollout {state.id}: {_summary(state)}", soft_wrap=True)
-    table = Table("phase", "weight", "least duration", "min samples", "")
-    for i, phase in enumerate(state.phases):
-        now = "← now" if i == state.step and state.status in ("active", "paused") else ""
-        table.add_row(
-            _phase_name(state, i),
-            f"{phase.weight:g}%",
-            format_span(phase.duration),
-            str(phase.min_samples),
-            now,
-        )
-    console.print(table)
-    gates = ", ".join(f"{g.metric} ≤ {g.limit:g}" for g in d.gates) or "none"
-    console.print(
-        f"gates: {gates}; failures {state.failures}/{d.failure_policy.limit} "
-        f"({d.failure_policy.mode}); checked every {format_span(d.interval)}; "
-        f"step started {_when(state.step_started)}",
-        soft_wrap=True,
-    )
-
-
-def _verdicts(results: Sequence[GateResult]) -> str:
-    lines = []
-    for r in results:
-        numbers = ""
-        if r.candidate is not None or r.champion is not None:
-            numbers = f" {_num(r.candidate)} vs {_num(r.champion)}"
-        limit = "" if r.limit is None else f" (limit {_num(r.limit)})"
-        samples = ", ".join(f"{k} {v:,}" for k, v in sorted(r.samples.items()))
-        samples = f" [{samples}]" if samples else ""
-        reason = f": {r.reason}" if r.reason else ""
-        lines.append(f"{r.gate} {r.verdict.upper()}{numbers}{limit}{samples}{reason}")
-    return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def history_table(state: RolloutState, events: Sequence[RolloutEvent]) -> Table:
-    """The timeline: time, phase, weight, event, the gates' verdicts with their numbers."""
-    table = Table("time", "phase", "weight", "event", "gates", "by / why")
-    for event in events:
-        why = " / ".join(p for p in (event.actor, event.reason) if p)
-        table.add_row(
-            _when(event.at),
-            _phase_name(state, event.step),
-            f"{event.weight:g}%",
-            event.kind,
-            escape(_verdicts(event.results)) or "-",
-            escape(why) or "-",
-        )
-    return table
-
-
-def _event_line(event: RolloutEvent) -> str:
-    verdicts = "; ".join(_verdicts([r]) for r in event.results)
-    return f"{_when(event.at)} {event.rollout} {event.kind} at weight {event.weight:g}% {verdicts}"

@@ -262,7 +262,7 @@ class Rollouts:
         if item is None:
             raise RolloutNotFound(
                 f"model '{model}' has no rollout in project '{self.store.project}'; start one "
-                f"with parity rollout start {model} --candidate <version>"
+                f"with parity rollout start --model {model} --candidate <version>"
             )
         return item
 

@@ -115,6 +115,8 @@ def routing_key(store: FeatureStore, rollout: Rollout, champion: ModelVersion) -
     """The definition's routing key, else the first join key of the first feature view of the
     champion version's feature service."""
     if rollout.routing_key is not None:
+        if rollout.routing_key.source == "entity":
+            _check_entity_key(store, rollout, champion, rollout.routing_key.name)
         return rollout.routing_key.name, rollout.routing_key.source
     fix = (
         "give routing_key=RoutingKey(name='<join key>') or a request header with "
@@ -136,6 +138,42 @@ def routing_key(store: FeatureStore, rollout: Rollout, champion: ModelVersion) -
         f"routing_key: feature service '{service_name}' of '{rollout.model}' has no entity join "
         f"key in the applied catalog; {fix}"
     )
+
+
+def request_keys(store: FeatureStore, champion: ModelVersion) -> list[str]:
+    """The fields a request to `champion` carries that can route it: the join keys and request
+    fields of its feature service, else (a `/v2`-only model) its signature's input names."""
+    catalog = store.registry.catalog
+    inputs = (champion.signature or {}).get("inputs") or []
+    signature = [str(item["name"]) for item in inputs if isinstance(item, dict) and "name" in item]
+    service = catalog.feature_services.get(champion.feature_service or "")
+    if service is None:
+        return signature
+    names: dict[str, None] = {}
+    fetched: set[str] = set()
+    for projection in service.features:
+        fetched.update(projection.features)
+        view = catalog.feature_views.get(projection.view)
+        if view is not None:
+            names.update(dict.fromkeys(view.join_keys))
+        on_demand = catalog.on_demand_feature_views.get(projection.view)
+        if on_demand is not None:
+            names.update(dict.fromkeys(on_demand.request_fields))
+    names.update(dict.fromkeys(n for n in signature if n not in fetched))  # request-time inputs
+    return list(names)
+
+
+def _check_entity_key(
+    store: FeatureStore, rollout: Rollout, champion: ModelVersion, name: str
+) -> None:
+    """A routing key no request carries would route every request to the champion, silently."""
+    known = request_keys(store, champion)
+    if name not in known:
+        raise InvalidRollout(
+            f"routing_key: requests to '{rollout.model}' version {champion.version} do not carry "
+            f"'{name}'; route by one of {known or 'no request field'}, or by a header with "
+            "RoutingKey(name='x-user-id', source='header') (--routing-header)"
+        )
 
 
 def _champion(store: FeatureStore, rollout: Rollout) -> ModelVersion:

@@ -123,6 +123,14 @@ class ModelApp:
             # parity.inference.openapi.model_server_spec()
             await self.fallback(scope, receive, send)
             return
+        live = self.server.shadows.live  # shadow work waits while a request is in flight
+        live.enter()
+        try:
+            await self._answer(scope, parts, receive, send)
+        finally:
+            live.leave()
+
+    async def _answer(self, scope: Scope, parts: list[str], receive: Receive, send: Send) -> None:
         model = ""
         try:
             status, body, extra = await self._route(scope, parts, receive)

@@ -455,7 +455,7 @@ class ModelServer:
     async def _shadow_entities(self, name: str, version: int, served: _Served) -> None:
         """One shadow's prediction of a mirrored request: the champion's feature values when the
         shadow reads the same feature service, else its own read (off the hot path)."""
-        deployment = await _loaded(self.deployment(ModelTarget(name, version)))
+        deployment = await self._shadow_deployment(name, version)
         started = time.perf_counter()
         features, service = self._feature_source(deployment, name)
         if service == served.service:
@@ -497,7 +497,7 @@ class ModelServer:
         _, name, version, _ = ref
 
         async def run() -> None:
-            deployment = await _loaded(self.deployment(ModelTarget(name, version)))
+            deployment = await self._shadow_deployment(name, version)
             started = time.perf_counter()
             item, rows = deployment.assemble_tensors(tensors)
             result = await deployment.predict(item, rows)
@@ -508,6 +508,14 @@ class ModelServer:
             self._log_failed(ref, [{}] * _tensor_rows(tensors), seconds, at, "shadow", status)
 
         self.shadows.submit(ShadowJob(name, version, run, failed))
+
+    async def _shadow_deployment(self, name: str, version: int) -> Deployment:
+        """The shadow version, loaded once: a load outlives a shadow job cancelled past its time
+        limit (the next job finds it loaded)."""
+        found = self._loaded.get((name, version))
+        if found is not None:
+            return found
+        return await _loaded(self.deployment(ModelTarget(name, version)))
 
     # --- the prediction log ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 1_000  # mirrored requests waiting for a worker; beyond: dropped, counted
 DEFAULT_TIMEOUT_S = 1.0  # a shadow prediction's time limit; past it the row is "timeout"
 DEFAULT_WORKERS = 8  # shadow predictions in flight at once (they batch like live requests)
+IDLE_POLL_S = 0.01  # how often a worker waiting for idle time re-checks the backlog
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,39 @@ class ShadowCounters(Protocol):
     def shadow_request(self, model: str, version: int, status: str) -> None: ...
 
 
+class LiveRequests:
+    """Counts the live requests in flight (the HTTP layer calls `enter` and `leave`) so shadow
+    work can yield to them: `idle()` returns once none is in flight."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count <= 0:
+            self.count = 0
+            self._idle.set()
+
+    async def idle(self, timeout: float) -> bool:
+        """Waits up to `timeout` seconds for no live request in flight; whether none is."""
+        if self.count > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._idle.wait()
+        return self.count == 0
+
+
 class ShadowQueue:
     """Jobs queued with `submit` (never blocks) and run by `workers` tasks on the event loop
-    that first submits; each job gets `timeout_s` seconds. `close()` stops the workers."""
+    that first submits; a worker starts a job only when no live request is in flight (`live`),
+    so mirrored work takes the server's idle time, and each job gets `timeout_s` seconds.
+    `close()` stops the workers."""
 
     def __init__(
         self,
@@ -51,6 +82,7 @@ class ShadowQueue:
         size: int = DEFAULT_QUEUE_SIZE,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         workers: int = DEFAULT_WORKERS,
+        live: LiveRequests | None = None,
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"shadow queue size must be an int of at least 1, got {size!r}")
@@ -62,6 +94,7 @@ class ShadowQueue:
         self.size = size
         self.timeout_s = float(timeout_s)
         self.workers = workers
+        self.live = live or LiveRequests()
         self._queue: asyncio.Queue[ShadowJob] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
@@ -115,15 +148,24 @@ class ShadowQueue:
         while True:
             job = await queue.get()
             try:
+                await self._turn(queue)
                 await self._run(job)
             finally:
                 queue.task_done()
                 self.done += 1
 
+    async def _turn(self, queue: asyncio.Queue[ShadowJob]) -> None:
+        """Waits while live requests are in flight, so mirrored work takes the server's idle
+        time, unless the queue is half full: then the shadow must run to keep up."""
+        backlog = max(1, self.size // 2)
+        while queue.qsize() < backlog and not await self.live.idle(IDLE_POLL_S):
+            pass
+
     async def _run(self, job: ShadowJob) -> None:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(job.run(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                await job.run()
         except TimeoutError:
             status = "timeout"
         except Exception:
