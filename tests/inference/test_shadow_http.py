@@ -183,6 +183,7 @@ def test_a_full_shadow_queue_drops_copies_and_counts_them(store: FeatureStore) -
         routes=lambda: {"trips": routes},
         shadow_queue_size=1,
         shadow_timeout_s=5.0,
+        shadow_executor="inline",  # GATE is an Event of this process
     )
     requests = 40
     GATE.clear()  # every shadow prediction blocks until the gate opens

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -20,7 +21,10 @@ from parity.inference.metrics import DriftGauges, ModelMetrics
 from parity.inference.rollout_http import ControllerLoop, RolloutRoutes
 from parity.inference.server import ModelServer, ModelTarget, utc_now
 from parity.inference.shadow import DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT_S
+from parity.inference.shadow_process import ShadowProcess, ShadowSettings
 from parity.serving.guard import ASGIApp, Guard
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -59,6 +63,7 @@ def create_model_app(
     routes: RoutesReader | None = None,
     shadow_queue_size: int = DEFAULT_QUEUE_SIZE,
     shadow_timeout_s: float = DEFAULT_TIMEOUT_S,
+    shadow_executor: str | None = None,
     now: Callable[[], datetime] | None = None,
     enable_rollout_control: bool = False,
     rollout_controller: bool = False,
@@ -70,7 +75,9 @@ def create_model_app(
     garbage collector's reach. `with_features` also serves the feature server's routes, with
     /push only if `enable_push` (it has no authentication yet). `routes` reads the active
     rollouts' routes (default: `store.rollouts.routes`, refreshed like aliases); mirrored
-    requests wait in a queue of `shadow_queue_size` and get `shadow_timeout_s` each. `now`
+    requests wait in a queue of `shadow_queue_size` and get `shadow_timeout_s` each, in a child
+    process or on the event loop (`shadow_executor`: "process" or "inline"; default
+    `models.serving.shadow_executor`). `now`
     stamps the prediction log's rows (UTC wall clock by default; the demo simulates time).
     `/v1/rollouts` reads rollouts; its POSTs start and steer them only if
     `enable_rollout_control`; `rollout_controller` runs the rollout controller loop in a thread
@@ -96,6 +103,14 @@ def create_model_app(
         routes=routes or _rollout_routes(store),
         shadow_queue_size=shadow_queue_size,
         shadow_timeout_s=shadow_timeout_s,
+        shadow_process=_shadow_process(
+            store,
+            shadow_executor or serving.shadow_executor,
+            prediction_log,
+            metrics,
+            shadow_queue_size,
+            shadow_timeout_s,
+        ),
         now=now or utc_now,
     )
     targets = [ModelTarget.parse(ref) for ref in preload or []]
@@ -106,6 +121,7 @@ def create_model_app(
         await asyncio.to_thread(alerts.refresh)  # and the alerts firing
         await asyncio.to_thread(server.refresh_routes)  # the first request is already routed
         server.keep_routes_fresh()  # and routes never go stale while no request comes
+        await asyncio.to_thread(server.start_shadow_process)  # when a route mirrors already
         await server.preload(targets)
         if controller is not None:
             controller.start()
@@ -142,6 +158,36 @@ def create_model_app(
         max_body_bytes=max_body_bytes,
         error_body=error_body,
     )
+
+
+def _shadow_process(
+    store: FeatureStore,
+    executor: str,
+    prediction_log: PredictionLogger | None,
+    metrics: ModelMetrics,
+    size: int,
+    timeout_s: float,
+) -> ShadowProcess | None:
+    """The shadow process for `executor` "process" (None: "inline"). Its child writes into the
+    prediction log's folder, so a log that is not a Parquet folder keeps shadows inline."""
+    from parity.inference.predlog import ParquetLogSink
+
+    if executor not in ("process", "inline"):
+        raise ValueError(f"shadow_executor must be 'process' or 'inline', not {executor!r}")
+    if executor == "inline":
+        return None
+    log_dir, flush = None, 0.2
+    if prediction_log is not None:
+        sink = prediction_log.sink
+        if not isinstance(sink, ParquetLogSink):
+            logger.info("shadows run inline: the prediction log is not a Parquet folder")
+            return None
+        log_dir, flush = sink.directory.resolve(), prediction_log.flush_interval_s
+    offset = (store.now() - utc_now()).total_seconds()
+    settings = ShadowSettings(
+        store.repo_path, log_dir, flush, timeout_s=timeout_s, clock_offset_s=offset
+    )
+    return ShadowProcess(settings, metrics, size=size)
 
 
 def _rollout_routes(store: FeatureStore) -> RoutesReader:

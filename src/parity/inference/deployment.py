@@ -89,6 +89,11 @@ class Deployment:
         if self.batcher is not None and rows > self.batcher.max_batch_size:
             self.batcher.check_rows(rows)
 
+    def predict_now(self, items: list[Item]) -> list[Outputs]:
+        """Each item's outputs, on the calling thread: one model call per set of input names
+        (the shadow process batches its tasks with it)."""
+        return self._predict_items(items)
+
     def _predict_items(self, items: list[Item]) -> list[Outputs]:
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, item in enumerate(items):  # columns of different names cannot be stacked

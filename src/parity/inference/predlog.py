@@ -410,6 +410,15 @@ class PredictionLogger:
         self._thread.start()
 
     @property
+    def sink(self) -> LogSink:
+        """Where the records go (the shadow process writes its own into the same folder)."""
+        return self._sink
+
+    @property
+    def flush_interval_s(self) -> float:
+        return self._interval
+
+    @property
     def dropped(self) -> int:
         """Records refused because the queue was full."""
         return self._dropped

@@ -41,6 +41,7 @@ from parity.inference.request_fields import RequestSchema, request_schema
 from parity.inference.routes_view import RoutesReader, RoutesView
 from parity.inference.routing import Routes, arm, mirrored_versions, request_key, tensor_key
 from parity.inference.shadow import DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT_S, ShadowJob, ShadowQueue
+from parity.inference.shadow_process import ShadowProcess, ShadowTask
 from parity.models.registry import parse_ref
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ class ModelServer:
         now: Callable[[], datetime] = utc_now,
         shadow_queue_size: int = DEFAULT_QUEUE_SIZE,
         shadow_timeout_s: float = DEFAULT_TIMEOUT_S,
+        shadow_process: ShadowProcess | None = None,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
@@ -166,6 +168,7 @@ class ModelServer:
         )
         self._routes_task: asyncio.Task[None] | None = None
         self.shadows = ShadowQueue(metrics, size=shadow_queue_size, timeout_s=shadow_timeout_s)
+        self.shadow_process = shadow_process  # None: shadows run in this process (`shadows`)
         self._resolved: dict[ModelTarget, tuple[float, int]] = {}
         self._loaded: OrderedDict[tuple[str, int], Deployment] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[Deployment]] = {}
@@ -242,6 +245,8 @@ class ModelServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.shadows.close()
+        if self.shadow_process is not None:
+            await asyncio.to_thread(self.shadow_process.close)
         for deployment in list(self._loaded.values()):
             await deployment.close()
         self._loaded.clear()
@@ -343,6 +348,14 @@ class ModelServer:
         """Start re-reading the routes every period on the running loop, requests or not."""
         if self._routes is not None and self._routes_task is None:
             self._routes_task = asyncio.get_running_loop().create_task(self._routes.keep_fresh())
+
+    def start_shadow_process(self) -> None:
+        """Start the shadow process now (start-up) when some routes mirror requests; otherwise
+        it starts with the first mirrored request."""
+        if self._routes is None or self.shadow_process is None:
+            return
+        if any(routes.shadows for routes in self._routes.current().values()):
+            self.shadow_process.start()
 
     def routes_for(self, target: ModelTarget) -> Routes | None:
         """The routes splitting `target`'s traffic: only a request for the champion alias (or the
@@ -458,6 +471,24 @@ class ModelServer:
     # --- shadows: mirrored copies, after the answer ------------------------------------------
 
     def _mirror_entities(self, name: str, version: int, served: _Served) -> None:
+        process = self.shadow_process
+        if process is not None:
+            reuse = process.reuses(name, version, served.service)
+            task = ShadowTask(
+                name,
+                version,
+                served.request_id,
+                served.at,
+                served.alias,
+                columns=served.columns,
+                given=served.given,
+                values=served.values if reuse else None,
+                service=served.service,
+                read_seconds=served.read_seconds,
+            )
+            process.submit(task)
+            return
+
         async def run() -> None:
             await self._shadow_entities(name, version, served)
 
@@ -510,7 +541,11 @@ class ModelServer:
     def _mirror_tensors(
         self, ref: LogRef, tensors: dict[str, np.ndarray[Any, Any]], at: datetime
     ) -> None:
-        _, name, version, _ = ref
+        request_id, name, version, alias = ref
+        if self.shadow_process is not None:
+            task = ShadowTask(name, version, request_id, at, alias, tensors=tensors)
+            self.shadow_process.submit(task)
+            return
 
         async def run() -> None:
             deployment = await self._shadow_deployment(name, version)

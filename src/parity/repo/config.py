@@ -131,6 +131,9 @@ class ServingConfig(_Settings):
     prediction_log_flush_seconds: float = Field(default=0.2, gt=0, le=1.0, allow_inf_nan=False)
     batching: BatchingConfig = BatchingConfig()
     models: dict[str, BatchingConfig] = {}
+    # Where shadow (mirrored) predictions run: "process", a child process of each server worker
+    # (off the champion's CPU and GIL), or "inline", tasks on the serving event loop.
+    shadow_executor: Literal["process", "inline"] = "process"
 
 
 class ModelsConfig(_Settings):

@@ -1,0 +1,248 @@
+"""Shadow predictions in a process of their own: the serving process only puts a small picklable
+`ShadowTask` on a bounded multiprocessing queue (full: dropped and counted), and a child process
+(`shadow_worker`) predicts, times and logs it, so mirrored work never takes the champion's CPU or
+GIL. Owns the child's lifecycle (lazy start, restart when it dies, stop) and the counts it sends
+back. Must not import HTTP code, deploy, or the model server (the server imports this).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from multiprocessing.context import SpawnProcess
+    from multiprocessing.queues import Queue
+
+    import numpy as np
+
+    from parity.inference.shadow import ShadowCounters
+
+logger = logging.getLogger(__name__)
+
+RESTART_PAUSE_S = 1.0  # a child that keeps dying is restarted at most once a second
+WATCH_S = 0.2  # how often the parent's reader checks that the child is alive
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowTask:
+    """One mirrored request for one shadow version, as sent to the child. `values` are the
+    champion's feature values (read from `service` in `read_seconds`) when the shadow may reuse
+    them, else None (the child reads its own); `tensors` instead of entities for a `/v2` request."""
+
+    model: str
+    version: int
+    request_id: str
+    at: datetime
+    alias: str | None
+    columns: Mapping[str, Sequence[Any]] | None = None  # the request's entity columns
+    given: Mapping[str, Sequence[Any]] | None = None  # the champion read's echoed entity columns
+    values: Mapping[str, Sequence[Any]] | None = None
+    service: str | None = None
+    read_seconds: float = 0.0
+    tensors: Mapping[str, np.ndarray[Any, Any]] | None = None
+    role: str = "shadow"
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    """What the child needs to open the same repo: its path, the prediction log's folder (None:
+    no log), the log's flush period, the time limit, and the store clock's offset from the wall
+    clock (so a repo served on a shifted clock reads the same features in the child)."""
+
+    repo: Path
+    log_dir: Path | None
+    flush_seconds: float = 0.2
+    timeout_s: float = 1.0
+    clock_offset_s: float = 0.0
+    max_batch_jobs: int = 256
+
+
+class ShadowProcess:
+    """The serving side of the shadow process: `submit` never blocks (a full queue drops the task
+    and counts it); a reader thread turns the child's reports into `counters` and restarts the
+    child when it died (the tasks it held are lost, counted in `lost`). `close()` stops it."""
+
+    def __init__(
+        self, settings: ShadowSettings, counters: ShadowCounters, *, size: int = 1_000
+    ) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"shadow queue size must be an int of at least 1, got {size!r}")
+        self.settings = settings
+        self.size = size
+        self._counters = counters
+        self._context = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._jobs: Queue[ShadowTask | None] | None = None
+        self._results: Queue[tuple[Any, ...]] | None = None
+        self._child: SpawnProcess | None = None
+        self._reader: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._services: dict[tuple[str, int], str | None] = {}  # reported by the child
+        self.submitted = 0
+        self.dropped = 0
+        self.done = 0  # tasks the child finished (ok, error or timeout)
+        self.lost = 0  # tasks a dead child took with it (in flight or queued)
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        child = self._child
+        return None if child is None else child.pid
+
+    def reuses(self, model: str, version: int, service: str | None) -> bool:
+        """Whether a task for this shadow should carry the champion's feature values: yes unless
+        the child reported that the shadow reads another feature service."""
+        known = self._services.get((model, version), service)
+        return known == service
+
+    def start(self) -> None:
+        """Start the child (and the reader) now if it is not running; idempotent."""
+        with self._lock:
+            if self._stopping.is_set() or self._child is not None:
+                return
+            self._spawn()
+            self._reader = threading.Thread(
+                target=self._read, name="parity-shadow-reader", daemon=True
+            )
+            self._reader.start()
+
+    def submit(self, task: ShadowTask) -> bool:
+        """Queue `task` for the child; False (dropped and counted) when the queue is full."""
+        jobs = self._jobs
+        if jobs is None:
+            if self._stopping.is_set():
+                return False
+            self.start()
+            jobs = self._jobs
+        try:
+            jobs.put_nowait(task)  # type: ignore[union-attr]
+        except queue.Full:
+            self.dropped += 1
+            self._counters.shadow_dropped(task.model, task.version)
+            if self.dropped & (self.dropped - 1) == 0:  # at 1, 2, 4, 8, ... drops
+                logger.warning("shadow queue is full: %d mirrored requests dropped", self.dropped)
+            return False
+        self.submitted += 1
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Tasks submitted and not yet finished or lost (queued or being predicted)."""
+        return self.submitted - self.done - self.lost
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every submitted task finished (tests and benchmarks); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.pending > 0:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Ask the child to finish its tasks, write its log and exit; kill it after `timeout`."""
+        self._stopping.set()
+        with self._lock:
+            child, jobs = self._child, self._jobs
+        if child is not None and jobs is not None:
+            with contextlib.suppress(Exception):
+                jobs.put(None, timeout=1.0)
+            child.join(timeout)
+            if child.is_alive():
+                logger.warning("the shadow process did not stop in %.0f s: killed", timeout)
+                child.kill()
+                child.join(5)
+        reader = self._reader
+        if reader is not None:
+            reader.join(5)
+        with self._lock:
+            self._abandon_queues()
+            self._child = None
+
+    def _spawn(self) -> None:
+        """A fresh child with fresh queues (a killed child may hold the old queue's read lock)."""
+        from parity.inference.shadow_worker import main
+
+        self._abandon_queues()
+        self._jobs = self._context.Queue(self.size)
+        self._results = self._context.Queue()
+        child = self._context.Process(
+            target=main,
+            args=(self.settings, self._jobs, self._results, os.getpid()),
+            name="parity-shadow",
+            daemon=True,
+        )
+        child.start()
+        self._child = child
+        logger.info("started the shadow process (pid %s)", child.pid)
+
+    def _abandon_queues(self) -> None:
+        for old in (self._jobs, self._results):
+            if old is not None:
+                old.cancel_join_thread()  # never wait at exit to feed a pipe nobody reads
+                old.close()
+        self._jobs = self._results = None
+
+    def _read(self) -> None:
+        """The reader thread: apply the child's reports; restart the child when it died."""
+        while True:
+            results, child = self._results, self._child
+            if results is None or child is None:
+                return
+            try:
+                self._apply(results.get(timeout=WATCH_S))
+                continue
+            except queue.Empty:
+                pass
+            except (OSError, EOFError, ValueError):  # the queue was closed under us
+                pass
+            if not child.is_alive():
+                self._drain_reports(results)
+                if self._stopping.is_set():
+                    return
+                self._restart(child)
+
+    def _drain_reports(self, results: Queue[tuple[Any, ...]]) -> None:
+        with contextlib.suppress(queue.Empty, OSError, EOFError, ValueError):
+            while True:
+                self._apply(results.get_nowait())
+
+    def _restart(self, dead: SpawnProcess) -> None:
+        self.restarts += 1
+        time.sleep(RESTART_PAUSE_S if self.restarts > 1 else 0.0)
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            submitted = self.submitted  # tasks sent to the dead child's queue
+            self._spawn()
+        lost = submitted - self.done - self.lost
+        self.lost += lost
+        logger.error(
+            "the shadow process (pid %s) died with exit code %s and was restarted; %d mirrored "
+            "requests it held are lost",
+            dead.pid,
+            dead.exitcode,
+            lost,
+        )
+
+    def _apply(self, report: tuple[Any, ...]) -> None:
+        kind = report[0]
+        if kind == "done":
+            _, model, version, status, count = report
+            for _ in range(count):
+                self._counters.shadow_request(model, version, status)
+            self.done += count
+        elif kind == "service":
+            _, model, version, service = report
+            self._services[(model, version)] = service
