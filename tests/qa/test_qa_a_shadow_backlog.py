@@ -51,7 +51,7 @@ def test_mirrored_requests_past_their_time_limit_are_not_predicted_later(
     routes = trips_routes(0.0, shadows=(Shadow(held.version),))
     app = create_model_app(
         store, routes=lambda: {"trips": routes}, preload=[f"trips/{held.version}"],
-        shadow_timeout_s=0.1,
+        shadow_timeout_s=0.1, shadow_executor="inline",  # RELEASE is an Event of this process
     )  # fmt: skip
     body = {"entities": {"driver_id": [1], "bonus": [0.0]}}
     try:

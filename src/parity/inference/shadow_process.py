@@ -240,7 +240,7 @@ class ShadowProcess:
         kind = report[0]
         if kind == "done":
             _, model, version, status, count = report
-            for _ in range(count):
+            for _ in range(count):  # the counters' interface counts one request at a time
                 self._counters.shadow_request(model, version, status)
             self.done += count
         elif kind == "service":

@@ -58,7 +58,8 @@ class _Prepared:
 class ShadowWorker:
     """Predicts batches of tasks: per shadow version one model call for all its tasks (a failing
     call is retried task by task, so one bad request does not fail the others), statuses ok /
-    error / timeout (own read + model call past `timeout_s`), rows logged, counts reported."""
+    error / timeout (own read + model call past `timeout_s`), rows logged; once the batch's rows
+    are written (flushed), its counts are reported, so a counted shadow is a logged one."""
 
     def __init__(
         self,
@@ -73,8 +74,22 @@ class ShadowWorker:
         self.timeout_s = timeout_s
         self._metrics = ModelMetrics()
         self._loaded: dict[tuple[str, int], Deployment] = {}
+        self._counts: dict[tuple[str, int, str], int] = {}
 
     def run(self, tasks: Sequence[ShadowTask]) -> None:
+        """Predict and log `tasks`, then report their counts (after the log's flush)."""
+        self._predict(tasks)
+        if self.log is not None:
+            self.log.flush(timeout=10.0)
+        counts, self._counts = self._counts, {}
+        for (model, version, status), count in counts.items():
+            self.report(("done", model, version, status, count))
+
+    def _count(self, task: ShadowTask, status: str) -> None:
+        key = (task.model, task.version, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _predict(self, tasks: Sequence[ShadowTask]) -> None:
         groups: dict[tuple[str, int], list[ShadowTask]] = {}
         for task in tasks:
             groups.setdefault((task.model, task.version), []).append(task)
@@ -178,7 +193,7 @@ class ShadowWorker:
             task.role,
             "ok",
         )
-        self.report(("done", task.model, task.version, "ok", 1))
+        self._count(task, "ok")
 
     def _failed(self, task: ShadowTask, status: str, seconds: float) -> None:
         """One row per entity row with no prediction: `status` "error" or "timeout"."""
@@ -190,7 +205,7 @@ class ShadowWorker:
         ref = (task.request_id, task.model, task.version, task.alias)
         nothing = [None] * len(rows)
         log_rows(self.log, ref, rows, [], nothing, seconds, task.at, task.role, status)
-        self.report(("done", task.model, task.version, status, 1))
+        self._count(task, status)
 
     def _deployment(self, model: str, version: int) -> Deployment:
         key = (model, version)
