@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -187,6 +188,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def family_cpu_seconds(pid: int) -> float:
+    """CPU time of the server's child processes (the shadow process), living ones only."""
+    total = 0.0
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread may end while we look
+            children.update(int(c) for c in (task / "children").read_text().split())
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            total += cpu_seconds(child)
+    return total
+
+
 def metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         return str(answer.read().decode())
@@ -323,9 +337,10 @@ def phase(
     """One fixed-rate phase with (name "shadow") or without a rollout; prints and returns it."""
     set_routes(routes, name == "shadow")
     time.sleep(2.5)  # routes are re-read every second (alias_refresh_seconds)
-    before, cpu = metrics(port), cpu_seconds(pid)
+    before, cpu, child = metrics(port), cpu_seconds(pid), family_cpu_seconds(pid)
     found = fixed_rate(port, rate, seconds, warmup=2.0)
     after, cpu = metrics(port), cpu_seconds(pid) - cpu
+    child = family_cpu_seconds(pid) - child
     sent = rate * (seconds + 2.0)
     shadows = {
         what: counter(after, metric) - counter(before, metric)
@@ -338,9 +353,30 @@ def phase(
         f"  {name:<7} p50 {found['p50_ms']:7.2f} ms  p99 {found['p99_ms']:7.2f} ms  "
         f"({found['requests']:,} requests at {found['achieved_rps']:,.0f}/s, {found['errors']} "
         f"errors; shadow predictions {shadows['ran']:,.0f}, dropped {shadows['dropped']:,.0f}; "
-        f"server CPU {1e6 * cpu / sent:,.0f} µs per request)"
+        f"server CPU {1e6 * cpu / sent:,.0f} µs per request, its shadow process "
+        f"{1e6 * max(0.0, child) / sent:,.0f} µs)"
     )
     return {**found, "cpu_us": 1e6 * cpu / sent}
+
+
+def start_shadow_process(port: int, routes: Path) -> float:
+    """Mirror a few requests until a shadow prediction is counted: the server's shadow process
+    (started with the first mirrored request) is up before the measured phases. Its seconds."""
+    started = time.monotonic()
+    set_routes(routes, True)
+    time.sleep(2.5)
+    body = bodies(1)[0].encode()
+    while counter(metrics(port), "parity_shadow_requests_total") == 0:
+        if time.monotonic() - started > 120:
+            raise RuntimeError("no shadow prediction within 120 s")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/models/bench/predict", body,
+            {"Content-Type": "application/json"},
+        )  # fmt: skip
+        urllib.request.urlopen(request, timeout=10).read()
+        time.sleep(0.2)
+    set_routes(routes, False)
+    return time.monotonic() - started
 
 
 def verdict(ok: bool) -> str:
@@ -384,6 +420,7 @@ def main() -> int:
         log(f"capacity, no rollout ({options.clients} connections): {cap:,.0f} req/s (median of "
             f"{shown})")  # fmt: skip
         log(f"fixed rate: {rate:,.0f} req/s (half), {seconds:g} s per phase, {rounds} rounds")
+        log(f"shadow process started in {start_shadow_process(port, routes):.1f} s (not measured)")
         runs: dict[str, list[dict[str, Any]]] = {"none": [], "shadow": []}
         for round_ in range(rounds):
             for name in ("none", "shadow") if round_ % 2 == 0 else ("shadow", "none"):

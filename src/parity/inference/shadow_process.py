@@ -57,8 +57,9 @@ class ShadowTask:
 @dataclass(frozen=True)
 class ShadowSettings:
     """What the child needs to open the same repo: its path, the prediction log's folder (None:
-    no log), the log's flush period, the time limit, and the store clock's offset from the wall
-    clock (so a repo served on a shifted clock reads the same features in the child)."""
+    no log), the log's flush period, the time limit, the store clock's offset from the wall
+    clock (so a repo served on a shifted clock reads the same features in the child), and how
+    much lower the child's CPU priority is than the server's."""
 
     repo: Path
     log_dir: Path | None
@@ -66,6 +67,7 @@ class ShadowSettings:
     timeout_s: float = 1.0
     clock_offset_s: float = 0.0
     max_batch_jobs: int = 256
+    nice: int = 10  # added to the child's niceness: the OS gives live requests the CPU first
 
 
 class ShadowProcess:

@@ -253,6 +253,7 @@ def main(
     """The child process: predict every task until the stop sentinel, or the parent is gone."""
     from parity.feature_store import FeatureStore
 
+    _lower_priority(settings.nice)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s shadow %(levelname)s %(message)s"
     )
@@ -277,6 +278,17 @@ def main(
         if log is not None:
             log.close()
         store.close()
+
+
+def _lower_priority(nice: int) -> None:
+    """Linux's idle scheduling class (the child runs only on CPU nothing else wants: mirrored
+    work takes the server's idle time), else `nice` steps lower; 0 keeps the server's priority."""
+    if nice <= 0:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(nice)
 
 
 def _logger(settings: ShadowSettings) -> PredictionLogger | None:
