@@ -234,6 +234,7 @@ def test_shutdown_leaves_no_child_process(store: FeatureStore) -> None:
         wait_until(lambda: child.pid is not None)  # started at start-up: the routes mirror
         pid = child.pid
         assert pid is not None and alive(pid)
+        wait_until(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)  # lowered by itself
         httpx.post(f"http://{url}/v1/models/trips/predict", json=body_for(1))
         wait_for_shadows(url, 1)
     assert not alive(pid)

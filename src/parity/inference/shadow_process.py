@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RESTART_PAUSE_S = 1.0  # a child that keeps dying is restarted at most once a second
+RESTART_PAUSE_S = 1.0  # a child that died young waits this long before its restart, doubled
+MAX_RESTART_PAUSE_S = 60.0  # each time it dies young again, up to this
+YOUNG_S = 30.0  # a child that lived longer restarts at once
 WATCH_S = 0.2  # how often the parent's reader checks that the child is alive
 
 
@@ -96,6 +98,8 @@ class ShadowProcess:
         self.done = 0  # tasks the child finished (ok, error or timeout)
         self.lost = 0  # tasks a dead child took with it (in flight or queued)
         self.restarts = 0
+        self._started_at = 0.0
+        self._pause = 0.0  # before the next restart of a child that died young
 
     @property
     def pid(self) -> int | None:
@@ -187,6 +191,7 @@ class ShadowProcess:
         )
         child.start()
         self._child = child
+        self._started_at = time.monotonic()
         logger.info("started the shadow process (pid %s)", child.pid)
 
     def _abandon_queues(self) -> None:
@@ -222,7 +227,11 @@ class ShadowProcess:
 
     def _restart(self, dead: SpawnProcess) -> None:
         self.restarts += 1
-        time.sleep(RESTART_PAUSE_S if self.restarts > 1 else 0.0)
+        if time.monotonic() - self._started_at < YOUNG_S:  # a broken repo: do not spin
+            self._pause = min(MAX_RESTART_PAUSE_S, max(RESTART_PAUSE_S, 2 * self._pause))
+        else:
+            self._pause = 0.0
+        self._stopping.wait(self._pause)
         with self._lock:
             if self._stopping.is_set():
                 return
