@@ -3,6 +3,7 @@ worker, real HTTP), a real scikit-learn model answering `/v1/models/bench/predic
 read from the online store, in one run:
 
     .venv/bin/python benchmarks/bench_shadow.py [--quick] [--seconds S] [--clients N]
+        [--executor process|inline]
 
 1. capacity: closed loop, N keep-alive connections back to back, no rollout (models_load.py),
    the median of three runs;
@@ -146,9 +147,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(root: Path, routes: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def server(root: Path, routes: Path, port: int, executor: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
+        "PARITY_BENCH_SHADOW_EXECUTOR": executor,
         "PARITY_BENCH_REPO": str(root),
         "PARITY_BENCH_ROUTES": str(routes),
         "PARITY_BENCH_PRELOAD": "bench@champion,bench/2",
@@ -389,6 +391,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, help="each fixed-rate phase (default 15, quick 4)")
     parser.add_argument("--clients", type=int, default=32, help="capacity connections")
     parser.add_argument("--rounds", type=int, help="no-rollout/shadow pairs (default 3, quick 2)")
+    parser.add_argument(
+        "--executor", choices=("process", "inline"), default="process",
+        help="where shadow predictions run (models.serving.shadow_executor; default process)",
+    )  # fmt: skip
     parser.add_argument("--load", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.load:
@@ -409,7 +415,8 @@ def main() -> int:
     build_repo(repo)
     set_routes(routes, shadow=False)
     port = free_port()
-    with server(repo, routes, port) as process:
+    log(f"shadow executor: {options.executor}")
+    with server(repo, routes, port, options.executor) as process:
         tries = [
             float(capacity(port, options.clients, 3.0 if options.quick else 8.0)["rps"])
             for _ in range(3)
@@ -420,7 +427,8 @@ def main() -> int:
         log(f"capacity, no rollout ({options.clients} connections): {cap:,.0f} req/s (median of "
             f"{shown})")  # fmt: skip
         log(f"fixed rate: {rate:,.0f} req/s (half), {seconds:g} s per phase, {rounds} rounds")
-        log(f"shadow process started in {start_shadow_process(port, routes):.1f} s (not measured)")
+        warm = start_shadow_process(port, routes)
+        log(f"first shadow prediction after {warm:.1f} s (the shadow process starts; not measured)")
         runs: dict[str, list[dict[str, Any]]] = {"none": [], "shadow": []}
         for round_ in range(rounds):
             for name in ("none", "shadow") if round_ % 2 == 0 else ("shadow", "none"):

@@ -4,7 +4,8 @@ server process switches between no rollout and shadow mode between phases of one
 
     uvicorn --factory shadow_app:app
 
-with PARITY_BENCH_REPO, PARITY_BENCH_ROUTES and PARITY_BENCH_PRELOAD in the environment.
+with PARITY_BENCH_REPO, PARITY_BENCH_ROUTES and PARITY_BENCH_PRELOAD in the environment (and
+PARITY_BENCH_SHADOW_EXECUTOR, "process" or "inline", to override parity.yaml's).
 
 The routes file holds a list of Routes fields (shadows as [version, fraction] pairs); an empty
 list means no rollout. Re-read every `alias_refresh_seconds`, in the background, like real routes.
@@ -43,4 +44,5 @@ def app() -> Any:
         prediction_log=prediction_logger(store),
         routes=lambda: read_routes(routes_file),
         freeze_heap=True,
+        shadow_executor=os.environ.get("PARITY_BENCH_SHADOW_EXECUTOR") or None,
     )
