@@ -131,7 +131,7 @@ def assert_rollouts(out: str) -> None:
     assert "ROLLED BACK: version 3 answers nothing; the champion (version 2) is untouched" in bad
     reason = next(line for line in bad.splitlines() if line.startswith("  reason:"))
     assert "gate 'custom:blocked_disagreement' fail" in reason
-    share = int(reason.split("blocks through (")[1].split("%")[0])
+    share = int(reason.split("blocked_disagreement' fail: ")[1].split("%")[0])
     assert share > 20, reason
     traffic = next(line for line in bad.splitlines() if "shadow predictions" in line)
     assert "canary" not in traffic  # it never answered a client

@@ -43,9 +43,9 @@ def blocked_disagreement(evidence):
     share = missed / m
     verdict = share <= evidence.limit
     return verdict, (
-        f"blocking as many as the champion ({m} of {len(pairs):,}), the candidate lets {missed} "
-        f"of the champion's blocks through ({share:.0%} {'<=' if verdict else '>'} "
-        f"{evidence.limit:.0%})"
+        f"{share:.0%} {'<=' if verdict else '>'} {evidence.limit:.0%}: of the champion's {m} "
+        f"blocks in {len(pairs):,} payments, the candidate lets {missed} through when it "
+        "blocks as many"
     )
 
 
