@@ -113,7 +113,9 @@ def test_a_gate_output_neither_version_has_is_refused(
         )
     fraud_store.models.set_alias("fraud", "champion", 4)
     gate = Gate(metric="prediction_drift", output="score")
-    with pytest.raises(InvalidRollout, match=r"gates\[0\]\.output: version 5 .* no output 'score'"):
+    with pytest.raises(
+        InvalidRollout, match=r"gates: 'prediction_drift' reads output 'score', but version 5"
+    ):
         rollouts.start(short_rollout(candidate=5, gates=(gate,)))
     ok = Gate(metric="prediction_drift", output="probability")
     header = RoutingKey(name="x-user", source="header")
