@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import PrivateAttr, field_validator, model_validator
+from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from parity.definitions.base import Definition, NamedDefinition, check_identifier
 from parity.definitions.monitor import MetricRef
@@ -46,6 +46,14 @@ DRIFT_DEFAULTS = {"psi": 0.2, "jensen_shannon": 0.1, "wasserstein": 0.1, "ks": 0
 # wasserstein about 90 %; at these counts under 1 %. ks is a calibrated p-value at any count.
 DRIFT_MIN_SAMPLES = {"psi": 500, "jensen_shannon": 1000, "wasserstein": 2000, "ks": 100}
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0, 100.0)
+WEIGHT_STEP = 0.01  # routing splits the key space into 10,000 buckets: weights resolve to 0.01 %
+MAX_COUNT = 2**31 - 1  # sample counts, k and failure limits: what every store and JSON reader holds
+
+
+def _at_most(value: int, field: str) -> int:
+    if value > MAX_COUNT:
+        raise ValueError(f"{field} must be at most {MAX_COUNT:,}, got {value:,}")
+    return value
 # The longest phase or interval: a century, as the CLI's durations (timeutil.parse_span). Longer
 # is a typo, and the controller's lease (3 x the interval) must stay a representable time.
 MAX_DURATION = timedelta(days=100 * 365)
@@ -83,7 +91,7 @@ class Phase(Definition):
     def _samples(cls, value: int) -> int:
         if value < 0:
             raise ValueError(f"min_samples cannot be negative, got {value}")
-        return value
+        return _at_most(value, "min_samples")
 
 
 class RoutingKey(Definition):
@@ -178,6 +186,11 @@ class Gate(Definition):
             raise ValueError(f"k must be at least 1, got {self.k}")
         return self
 
+    @field_validator("min_samples", "k")
+    @classmethod
+    def _counts(cls, value: int, info: ValidationInfo) -> int:
+        return _at_most(value, str(info.field_name))
+
 
 class FailurePolicy(Definition):
     """How many failed gate checks abort. `cumulative` counts every failed check of the rollout
@@ -194,7 +207,7 @@ class FailurePolicy(Definition):
     def _limit(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"limit must be at least 1 failed check, got {value}")
-        return value
+        return _at_most(value, "limit")
 
 
 class Rollout(NamedDefinition):
@@ -268,6 +281,12 @@ class Rollout(NamedDefinition):
             raise ValueError(f"steps' weights must increase, got {weights}")
         if weights and weights[0] <= 0:
             raise ValueError(f"the first canary step needs a weight above 0, got {weights[0]}")
+        buckets = [round(w * 100) for w in weights]  # as inference.routing counts them
+        if (buckets and buckets[0] < 1) or any(b <= a for a, b in itertools.pairwise(buckets)):
+            raise ValueError(
+                f"steps' weights resolve to {WEIGHT_STEP} percentage points, got {weights}: each "
+                f"step must be at least {WEIGHT_STEP} and {WEIGHT_STEP} above the one before"
+            )
         if not weights and self.shadow is None:
             raise ValueError("a rollout needs a shadow phase or at least one canary step")
         names = [gate.metric for gate in self.gates]

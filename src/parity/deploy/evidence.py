@@ -122,7 +122,9 @@ def log_columns(connection: duckdb.DuckDBPyConnection, files: Sequence[str]) -> 
     found = connection.execute(
         "SELECT * FROM read_parquet($files, union_by_name = true) LIMIT 0", {"files": list(files)}
     )
-    return {str(column[0]) for column in found.description or ()}
+    names = {str(column[0]) for column in found.description or ()}
+    found.fetchall()  # no rows: finishes the result, so the connection takes the next query
+    return names
 
 
 def read_window(
@@ -134,9 +136,11 @@ def read_window(
     *,
     scores: Mapping[str | None, tuple[str | None, str | None]] | None = None,
     detail: bool = False,
+    connection: duckdb.DuckDBPyConnection | None = None,
 ) -> WindowRead:
     """Rows of the candidate (`version = candidate AND role IN ('shadow', 'canary')`) and of the
-    champion (`version = champion AND role = 'champion'`) of `model` logged in [start, end)."""
+    champion (`version = champion AND role = 'champion'`) of `model` logged in [start, end), read
+    on `connection` (left open) or on a connection of its own."""
     import duckdb
 
     from parity.monitoring.logs import connect_duckdb, log_files
@@ -147,7 +151,8 @@ def read_window(
     files = log_files(folder, start, end)
     if not files:
         return empty_read(start, end, f"no prediction log files in {folder} for the window")
-    connection = connect_duckdb()
+    own = connection is None
+    connection = connect_duckdb() if connection is None else connection
     try:
         if "role" not in log_columns(connection, files):
             return empty_read(start, end, "the log has no role column: no rollout was routed")
@@ -160,7 +165,8 @@ def read_window(
             "; move the damaged file out of the log folder"
         ) from error
     finally:
-        connection.close()
+        if own:
+            connection.close()
     return WindowRead(
         start=start,
         end=end,
@@ -319,16 +325,28 @@ def _objects(
 
 class LabelEvidence:
     """Labels joined to both arms' predictions in [started_at, now - label_delay), as known at
-    `now`; joined once per score output and shared by the label gates of one check."""
+    `now`; joined once per score output (both arms in one pass, on `connection`, a connection
+    of `monitoring.labels.connect`) and shared by the label gates of one check."""
 
-    def __init__(self, store: FeatureStore, state: RolloutState, folder: Path, now: datetime):
+    def __init__(
+        self,
+        store: FeatureStore,
+        state: RolloutState,
+        folder: Path,
+        now: datetime,
+        connection: duckdb.DuckDBPyConnection,
+    ):
         self.store, self.state, self.folder, self.now = store, state, folder, now
+        self.connection = connection
         self.monitor: Monitor | None = store.monitoring.monitor_for(state.model)
         self.start = _utc(state.started_at)
         delay = self.monitor.label_delay if self.monitor is not None else None
         self.until = now - delay if delay is not None else now
         self._arms: dict[str | None, tuple[g.Labelled, g.Labelled] | str] = {}
         self._bound: BoundMetrics | None = None
+        label_gates = [gate for gate in state.definition.gates if gate.family == "label"]
+        # outputs a Monitor metric function reads: only those join the label source's columns
+        self._columns = {gate.output for gate in label_gates if gate.argument not in LABEL_METRICS}
 
     def problem(self) -> str | None:
         """Why no label gate can be judged now, or None."""
@@ -408,23 +426,22 @@ class LabelEvidence:
         state = self.state
         wanted = output if output is not None else monitor.score_output
         arms = ((state.candidate, CANDIDATE_ROLES), (state.champion, CHAMPION_ROLES))
-        connection = labels.connect(self.store.repo_path)
-        try:
-            files = labels.log_files(self.folder, self.start.date(), self.until.date())
-            if files and "role" not in log_columns(connection, files):
-                return "the log has no role column: no rollout was routed"
-            sql = labels.source_sql(source, self.store.repo_path)
-            found = []
-            for version, roles in arms:
-                signature = _signature(self.store, state.model, version)
-                key = output_key(signature, wanted, f"{state.model}/{version}")
-                scope = labels.LogScope(self.folder, state.model, version, key, roles=roles)
-                window = [Window(self.start, self.until)]
-                joined = labels.join(connection, scope, source, sql, window, self.now)
-                found.append(labelled(joined, source.label))
-        finally:
-            connection.close()
-        return found[0], found[1]
+        scopes = []
+        for version, roles in arms:
+            key = output_key(
+                _signature(self.store, state.model, version), wanted, f"{state.model}/{version}"
+            )
+            scopes.append(labels.LogScope(self.folder, state.model, version, key, roles=roles))
+        connection = self.connection
+        files = labels.log_files(self.folder, self.start.date(), self.until.date())
+        if files and "role" not in log_columns(connection, files):
+            return "the log has no role column: no rollout was routed"
+        sql = labels.source_sql(source, self.store.repo_path)
+        window = Window(self.start, self.until)
+        both = labels.join_arms(
+            connection, scopes, source, sql, window, self.now, columns=output in self._columns
+        )
+        return labelled(both[0], source.label), labelled(both[1], source.label)
 
 
 def labelled(joined: Any, label_column: str) -> g.Labelled:
@@ -450,7 +467,18 @@ def check_gates(store: FeatureStore, state: RolloutState, now: datetime) -> Chec
     the current step's window [step_started, now), label gates on [started_at, now -
     label_delay) with the labels known at `now`. Never raises for missing evidence: a gate that
     cannot be judged is inconclusive, saying why."""
-    now = _utc(now)
+    from parity.monitoring.labels import connect
+
+    connection = connect(store.repo_path)  # one DuckDB connection for the whole check
+    try:
+        return _check(store, state, _utc(now), connection)
+    finally:
+        connection.close()
+
+
+def _check(
+    store: FeatureStore, state: RolloutState, now: datetime, connection: duckdb.DuckDBPyConnection
+) -> CheckOutcome:
     gates = state.definition.gates
     start = _utc(state.step_started)
     wanted = [gate.output for gate in gates if gate.family in SCORED]
@@ -459,11 +487,27 @@ def check_gates(store: FeatureStore, state: RolloutState, now: datetime) -> Chec
     try:
         folder = store.monitoring.prediction_log_folder()
         versions = (state.candidate, state.champion)
-        read = read_window(folder, state.model, versions, start, now, scores=keys, detail=custom)
+        read = read_window(
+            folder,
+            state.model,
+            versions,
+            start,
+            now,
+            scores=keys,
+            detail=custom,
+            connection=connection,
+        )
         if answers_all(state):
             started = _utc(state.started_at)
             before = read_window(
-                folder, state.model, versions, started, start, scores=keys, detail=custom
+                folder,
+                state.model,
+                versions,
+                started,
+                start,
+                scores=keys,
+                detail=custom,
+                connection=connection,
             )
             read = champion_from(read, before)
     except ParityError as error:  # no log folder, or a damaged file in it
@@ -471,7 +515,7 @@ def check_gates(store: FeatureStore, state: RolloutState, now: datetime) -> Chec
         reason = f"the prediction log cannot be read: {error}"
         unread = tuple(g.inconclusive(gate, reason) for gate in gates)
         return CheckOutcome(unread, {g.CANDIDATE: 0, g.CHAMPION: 0})
-    labels = LabelEvidence(store, state, folder, now)
+    labels = LabelEvidence(store, state, folder, now, connection)
     functions, bind_errors = bind_gates(store, state.definition) if custom else ({}, {})
     results: list[GateResult] = []
     for gate in gates:

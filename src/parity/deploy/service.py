@@ -137,13 +137,21 @@ class Rollouts:
         return self._act(model, "resume", ("paused",), "active", reason or "resumed", actor)
 
     def promote(self, model: str, *, reason: str = "", actor: str = "") -> RolloutState:
-        """Move the champion alias to the candidate now (compare-and-swap on the alias)."""
+        """Move the champion alias to the candidate now (compare-and-swap on the alias). If the
+        alias moved during the rollout, the rollout is aborted and RolloutStateError says so
+        (the caller asked for a promotion and did not get one)."""
         why = reason or "promoted by hand"
         for _ in range(_ATTEMPTS):
             item = self._running(model, "promote")
             done = self._controller().promote(item, why, self._clock(), actor)
             if done:
-                return self._latest(model).state
+                state = self._latest(model).state
+                if state.status != "promoted":
+                    raise RolloutStateError(
+                        f"rollout {state.id} was not promoted, and is now {state.status}: "
+                        f"{state.reason}"
+                    )
+                return state
         raise _busy(model)
 
     def abort(self, model: str, *, reason: str = "", actor: str = "") -> RolloutState:

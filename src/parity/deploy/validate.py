@@ -75,7 +75,7 @@ def resolve(store: FeatureStore, rollout: Rollout) -> Resolved:
     shadows = tuple(
         _version(store, rollout.model, item, "also_shadow").version for item in rollout.also_shadow
     )
-    _distinct_shadows(rollout, shadows, champion.version, candidate.version)
+    _check_also_shadow(rollout, shadows, champion.version, candidate.version)
     check_gates(store, rollout)
     check_outputs(rollout, (candidate, champion))
     key, source = routing_key(store, rollout, champion)
@@ -131,21 +131,6 @@ def check_outputs(rollout: Rollout, versions: tuple[ModelVersion, ...]) -> None:
                     f"{version.version} of '{rollout.model}' has the outputs "
                     f"{', '.join(outputs)}; name one of them, or leave output unset for the first"
                 )
-
-
-def _distinct_shadows(
-    rollout: Rollout, shadows: tuple[int, ...], champion: int, candidate: int
-) -> None:
-    """`also_shadow` versions other than the champion and the candidate, each once: the candidate
-    mirrored twice would double its rows in the gates' evidence."""
-    for version in shadows:
-        role = {champion: "the champion", candidate: "the candidate"}.get(version)
-        if role is not None or shadows.count(version) > 1:
-            what = f"is {role}" if role is not None else "is listed twice"
-            raise InvalidRollout(
-                f"also_shadow: version {version} of '{rollout.model}' {what}; list other "
-                "versions to mirror, each once"
-            )
 
 
 def routing_key(store: FeatureStore, rollout: Rollout, champion: ModelVersion) -> tuple[str, str]:
@@ -211,6 +196,21 @@ def _check_entity_key(
             f"'{name}'; route by one of {known or 'no request field'}, or by a header with "
             "RoutingKey(name='x-user-id', source='header') (--routing-header)"
         )
+
+
+def _check_also_shadow(
+    rollout: Rollout, shadows: tuple[int, ...], champion: int, candidate: int
+) -> None:
+    """`also_shadow` versions are other versions, each once: the candidate is already mirrored
+    in the shadow phase (twice would count its rows twice) and the champion answers."""
+    for i, version in enumerate(shadows):
+        role = {champion: "the champion", candidate: "the candidate"}.get(version)
+        if role is not None or version in shadows[:i]:
+            what = f"{role}'s version" if role is not None else "listed twice"
+            raise InvalidRollout(
+                f"also_shadow: version {version} of '{rollout.model}' is {what}; list other "
+                "versions to mirror, each once"
+            )
 
 
 def _champion(store: FeatureStore, rollout: Rollout) -> ModelVersion:
