@@ -5,7 +5,6 @@ why)."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
