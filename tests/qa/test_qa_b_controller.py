@@ -335,3 +335,9 @@ def test_precision_at_k_compares_the_same_share_of_arms_of_different_sizes() -> 
         "candidate": 40,
         "champion": 40,
     }
+
+
+def test_also_shadow_versions_given_as_digits_are_versions(rollouts: Rollouts) -> None:
+    assert rollouts.start(short_rollout(also_shadow=["3"])).shadows == (3,)
+    with pytest.raises(InvalidDefinition, match="also_shadow 0: give a version number"):
+        short_rollout(also_shadow=[0])
