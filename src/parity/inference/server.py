@@ -23,6 +23,7 @@ import numpy as np
 from parity.errors import (
     AliasNotFound,
     BadRequest,
+    EntityKeyTypeError,
     InferenceRequestError,
     InvalidModelRef,
     TooManyEntities,
@@ -416,8 +417,10 @@ class ModelServer:
             given = {n: response.entities.get(n, list(columns[n])) for n in columns}
             item, rows = deployment.assemble_features(response.values, given)
             result = await deployment.predict(item, rows)
-        except Exception:
-            if role is not None:  # a rollout's error-rate gate counts it
+        except Exception as error:
+            # a rollout's error-rate gate counts it; not a key of the wrong type, which every arm
+            # refuses (a client retrying one would otherwise fail the arm its key sticks to)
+            if role is not None and not isinstance(error, EntityKeyTypeError):
                 seconds = time.perf_counter() - started
                 self._log_failed(ref, _rows_of(columns, rows), seconds, at, role, "error")
             raise
