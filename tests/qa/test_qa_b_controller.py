@@ -341,3 +341,14 @@ def test_also_shadow_versions_given_as_digits_are_versions(rollouts: Rollouts) -
     assert rollouts.start(short_rollout(also_shadow=["3"])).shadows == (3,)
     with pytest.raises(InvalidDefinition, match="also_shadow 0: give a version number"):
         short_rollout(also_shadow=[0])
+
+
+def test_a_champion_alias_deleted_mid_rollout_aborts_and_is_not_recreated(
+    fraud_store: FeatureStore, clock: Clock
+) -> None:
+    rollouts = Rollouts(fraud_store, clock=clock, checker=Scripted())
+    rollouts.start(short_rollout())
+    fraud_store.models.delete_alias("fraud", "champion", reason="retired")
+    (event,) = rollouts.step(now=clock.advance(MINUTE))
+    assert event.kind == "aborted" and "(it names nothing, not the champion 1)" in event.reason
+    assert "champion" not in fraud_store.models.aliases("fraud")
