@@ -184,7 +184,7 @@ class AdaptiveBatcher:
                 rows += head.rows
         self._arm_timer()
         if batch:
-            task = asyncio.get_running_loop().create_task(self._run(batch, rows))
+            task = asyncio.get_running_loop().create_task(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._batch_done)
 
@@ -193,15 +193,16 @@ class AdaptiveBatcher:
         if not self._running and self._queue:
             self._dispatch()  # the model became free: send what queued up meanwhile
 
-    async def _run(self, batch: list[_Pending], rows: int) -> None:
-        items = [pending.item for pending in batch]
+    async def _run(self, batch: list[_Pending]) -> None:
         started = self._now()
         try:
+            items = [pending.item for pending in batch]
             if self._run_inline:
-                results = list(self._predict(items))
+                batch, results = self._predict_wanted(batch, items)
             else:
                 loop = asyncio.get_running_loop()
-                results = list(await loop.run_in_executor(self._executor, self._predict, items))
+                run = functools.partial(self._predict_wanted, batch)
+                batch, results = await loop.run_in_executor(self._executor, run, items)
         except Exception as error:  # a model failure: find whose item it was
             if len(batch) == 1:
                 _fail(batch, f"predict raised {type(error).__name__}: {error}", error)
@@ -216,11 +217,27 @@ class AdaptiveBatcher:
                     pending.future.set_result(result)
         finally:
             _fail(batch, "the batch was cancelled before predict finished", None)
-            self._report(rows, len(batch), self._now() - started)
+            if batch:  # not when every caller had given up (nothing was predicted)
+                self._report(sum(p.rows for p in batch), len(batch), self._now() - started)
+
+    def _predict_wanted(
+        self, batch: list[_Pending], items: list[Any]
+    ) -> tuple[list[_Pending], list[Any]]:
+        """The items of `batch` whose callers still wait when the model gets to them, and their
+        results. A batch may wait in the executor behind a slow one; its callers may give up
+        meanwhile (a shadow past its time limit), and their work is then skipped rather than
+        run for no one, so a slow model's backlog never outgrows its callers. (Reads the
+        futures' state from the executor's thread: at worst one that just gave up is run.)"""
+        keep = [i for i, pending in enumerate(batch) if not pending.future.done()]
+        if len(keep) == len(batch):
+            return batch, list(self._predict(items))
+        wanted = [items[i] for i in keep]
+        return [batch[i] for i in keep], list(self._predict(wanted)) if wanted else []
 
     async def _retry_alone(self, batch: list[_Pending]) -> None:
         """Predict each item of a failed batch on its own, so a bad item fails only its caller
         and its error quotes only that caller's input."""
+        batch = [pending for pending in batch if not pending.future.done()]
         items = [pending.item for pending in batch]
         if self._run_inline:
             outcomes = _each_alone(self._predict, items)

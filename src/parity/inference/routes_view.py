@@ -5,6 +5,7 @@ request. Must not import deploy (the reader is a plain callable) nor HTTP code.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from parity.inference.routing import Routes
 logger = logging.getLogger(__name__)
 
 RoutesReader = Callable[[], Mapping[str, Routes]]
+MIN_TICK_S = 0.05  # keep_fresh's shortest period (alias_refresh_seconds may be 0 in tests)
 
 
 class RoutesView:
@@ -31,6 +33,7 @@ class RoutesView:
         spawn: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._read = read
+        self.refresh_seconds = refresh_seconds
         self._unsupported = False  # the reader raised NotImplementedError: stop asking
         self._failing = False  # the last read failed (logged once per run of failures)
         self._last: dict[str, Routes] = {}
@@ -45,6 +48,14 @@ class RoutesView:
     def refresh(self) -> None:
         """Read the routes now, on the calling thread (the server's start-up does this once)."""
         self._background.refresh()
+
+    async def keep_fresh(self) -> None:
+        """Asks for the routes every period even when no request does (run as a task until
+        cancelled), so the first request after a quiet spell never meets routes older than
+        about two periods (an aborted rollout still routing it)."""
+        while True:
+            await asyncio.sleep(max(self.refresh_seconds, MIN_TICK_S))
+            self.current()
 
     def current(self) -> Mapping[str, Routes]:
         rows = self._background.current()

@@ -94,7 +94,7 @@ def request_key(
     """A `/v1` request's routing key: the key column's value in its first row (the request goes
     whole to one arm), or the header's value (`headers` by lower-case name); None: no key."""
     if routes.key_source == "header":
-        return (headers or {}).get(routes.key.lower())
+        return header_key(routes, headers)
     column = columns.get(routes.key)
     first = column[0] if column is not None and len(column) > 0 else None
     return None if first is None else key_text(first)
@@ -106,10 +106,17 @@ def tensor_key(
     """A `/v2` request's routing key: the header's value, or the first value of the input tensor
     named like the key (numpy scalars as their Python value)."""
     if routes.key_source == "header":
-        return (headers or {}).get(routes.key.lower())
+        return header_key(routes, headers)
     tensor = tensors.get(routes.key)
     if tensor is None or getattr(tensor, "size", 0) == 0:
         return None
     first = tensor.flat[0]
     value = first.item() if hasattr(first, "item") else first
     return None if value is None else key_text(value)
+
+
+def header_key(routes: Routes, headers: Mapping[str, str] | None) -> str | None:
+    """The routing header's value without surrounding blanks; None when it is missing or blank
+    (no key: the champion answers, rather than one bucket taking every blank header)."""
+    value = (headers or {}).get(routes.key.lower())
+    return (value.strip() or None) if value is not None else None

@@ -1,11 +1,13 @@
 """The model server's core, without HTTP: resolves model references (aliases re-read every
 `alias_refresh_seconds`, so a move needs no restart), loads and batches each version once, predicts
 from Open Inference Protocol tensors or from entity keys with online features, and logs each row.
+During a rollout it routes champion-alias requests (canary) and mirrors them (shadow). No deploy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -21,6 +23,7 @@ import numpy as np
 from parity.errors import (
     AliasNotFound,
     BadRequest,
+    EntityKeyTypeError,
     InferenceRequestError,
     InvalidModelRef,
     TooManyEntities,
@@ -161,6 +164,7 @@ class ModelServer:
             if routes is None
             else RoutesView(routes, refresh_seconds=alias_refresh_seconds, clock=clock)
         )
+        self._routes_task: asyncio.Task[None] | None = None
         self.shadows = ShadowQueue(metrics, size=shadow_queue_size, timeout_s=shadow_timeout_s)
         self._resolved: dict[ModelTarget, tuple[float, int]] = {}
         self._loaded: OrderedDict[tuple[str, int], Deployment] = OrderedDict()
@@ -232,6 +236,11 @@ class ModelServer:
         return list(self._loaded.values())
 
     async def close(self) -> None:
+        task, self._routes_task = self._routes_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.shadows.close()
         for deployment in list(self._loaded.values()):
             await deployment.close()
@@ -326,9 +335,14 @@ class ModelServer:
 
     def refresh_routes(self) -> None:
         """Read the rollout routes now, on the calling thread (start-up; later reads are in the
-        background)."""
+        background, every `alias_refresh_seconds` once `keep_routes_fresh` runs)."""
         if self._routes is not None:
             self._routes.refresh()
+
+    def keep_routes_fresh(self) -> None:
+        """Start re-reading the routes every period on the running loop, requests or not."""
+        if self._routes is not None and self._routes_task is None:
+            self._routes_task = asyncio.get_running_loop().create_task(self._routes.keep_fresh())
 
     def routes_for(self, target: ModelTarget) -> Routes | None:
         """The routes splitting `target`'s traffic: only a request for the champion alias (or the
@@ -403,8 +417,10 @@ class ModelServer:
             given = {n: response.entities.get(n, list(columns[n])) for n in columns}
             item, rows = deployment.assemble_features(response.values, given)
             result = await deployment.predict(item, rows)
-        except Exception:
-            if role is not None:  # a rollout's error-rate gate counts it
+        except Exception as error:
+            # a rollout's error-rate gate counts it; not a key of the wrong type, which every arm
+            # refuses (a client retrying one would otherwise fail the arm its key sticks to)
+            if role is not None and not isinstance(error, EntityKeyTypeError):
                 seconds = time.perf_counter() - started
                 self._log_failed(ref, _rows_of(columns, rows), seconds, at, role, "error")
             raise

@@ -282,6 +282,7 @@ class PredictionLogReader:
             return LogRead(pa.table({"version": pa.array([], pa.int64())}), windows)
         sql = window_sql(files, model, versions, windows, columns)
         with self._connect() as connection:
+            check_log_files(connection, files)
             return LogRead(connection.sql(sql).to_arrow_table(), windows)
 
     def versions(self, model: str, windows: Windows) -> dict[int, int]:
@@ -290,6 +291,7 @@ class PredictionLogReader:
         if not files:
             return {}
         with self._connect() as connection:
+            check_log_files(connection, files)
             rows = connection.sql(counts_sql(files, model, windows)).fetchall()
         return {int(version): int(count) for version, count in rows}
 
@@ -300,11 +302,33 @@ class PredictionLogReader:
         if not files:
             return set()
         with self._connect() as connection:
+            check_log_files(connection, files)
             rows = connection.sql(keys_sql(files, model, version, windows, source)).fetchall()
         return {str(key) for (key,) in rows}
 
     def _connect(self) -> _Connection:
         return _Connection(self._settings, self.directory)
+
+
+REQUIRED_COLUMNS = ("request_id", "event_timestamp", "model", "version", "prediction")
+
+
+def check_log_files(connection: _DuckDB, files: Sequence[str]) -> None:
+    """PredictionLogUnreadable naming the first file that lacks the log's columns: read by name
+    (`union_by_name`, so files from before a new column still read), a foreign Parquet file
+    would otherwise read as rows of nulls. Reads the files' footers only."""
+    rows = connection.execute(
+        "SELECT file_name, list(name) FROM parquet_schema($files) GROUP BY file_name",
+        {"files": list(files)},
+    ).fetchall()
+    for file_name, names in sorted(rows):
+        missing = [column for column in REQUIRED_COLUMNS if column not in set(names)]
+        if missing:
+            raise PredictionLogUnreadable(
+                f"the prediction log file {file_name} could not be read: it has no column "
+                f"{', '.join(missing)}, so it was not written by the model server; move the "
+                "damaged file out of the log folder (only complete *.parquet files are read)"
+            )
 
 
 def connect_duckdb() -> _DuckDB:

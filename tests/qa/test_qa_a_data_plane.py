@@ -1,0 +1,99 @@
+"""QA of the rollout data plane over real HTTP: an aborted rollout stops routing within the
+refresh period even on a server that sat idle; a client sending keys of the wrong type is refused
+without counting against the arm its key sticks to; a blank routing header means no key."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from parity import FeatureStore
+from parity.inference.app import create_model_app, prediction_logger
+from parity.inference.routing import Routes
+from tests.inference.rollout_helpers import (
+    CANDIDATE,
+    CHAMPION,
+    logged_rows,
+    rollout_store,
+    trips_routes,
+)
+from tests.inference.serving_helpers import running
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    return rollout_store(tmp_path)
+
+
+class Control:
+    """A routes provider whose answer the test changes, counting the server's reads."""
+
+    def __init__(self, routes: Routes | None) -> None:
+        self.routes = routes
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Mapping[str, Routes]:
+        with self._lock:
+            self.reads += 1
+            return {} if self.routes is None else {self.routes.model: self.routes}
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
+
+
+def predict(url: str, driver: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {"entities": {"driver_id": [driver], "bonus": [0.0]}}
+    return httpx.post(f"http://{url}/v1/models/trips/predict", json=body, headers=headers)
+
+
+def test_an_abort_reaches_the_first_request_after_the_server_sat_idle(
+    store: FeatureStore,
+) -> None:
+    control = Control(trips_routes(100.0))  # every key to the candidate
+    with running(create_model_app(store, routes=control)) as url:
+        assert predict(url, 1).json()["model_version"] == CANDIDATE
+        control.routes = None  # the rollout is aborted; no request arrives for a while
+        seen = control.reads
+        wait_for(lambda: control.reads >= seen + 2)  # the server re-read the routes by itself
+        reply = predict(url, 1)  # the first request after the abort
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["model_version"], reply.json()["route"]) == (CHAMPION, None)
+    assert "x-parity-route" not in reply.headers
+
+
+def test_keys_of_the_wrong_type_are_refused_without_counting_as_the_arms_errors(
+    store: FeatureStore,
+) -> None:
+    control = Control(trips_routes(100.0))  # the key "1" sticks to the candidate
+    app = create_model_app(store, prediction_log=prediction_logger(store), routes=control)
+    with running(app) as url:
+        refusals = [predict(url, "1") for _ in range(5)]  # a client retrying a bad request
+        good = predict(url, 1)
+    for reply in refusals:
+        assert reply.status_code == 400 and reply.json()["code"] == "invalid_entity_key"
+    assert good.json()["route"] == "canary"
+    rows = logged_rows(store)  # only the answered request: no "error" rows for the refusals
+    assert [(r["version"], r["role"], r["status"]) for r in rows] == [(CANDIDATE, "canary", "ok")]
+
+
+def test_a_blank_routing_header_is_no_key_and_the_champion_answers(store: FeatureStore) -> None:
+    control = Control(trips_routes(100.0, key="x-user", source="header"))
+    with running(create_model_app(store, routes=control)) as url:
+        blank = predict(url, 1, headers={"x-user": ""})
+        missing = predict(url, 1)
+        given = predict(url, 1, headers={"x-user": "alice"})
+    for reply in (blank, missing):
+        assert reply.status_code == 200, reply.text
+        assert (reply.json()["model_version"], reply.json()["route"]) == (CHAMPION, "champion")
+    assert (given.json()["model_version"], given.json()["route"]) == (CANDIDATE, "canary")
