@@ -96,7 +96,7 @@ def test_the_template_rollout_is_applied_by_plan_and_apply(repo: Path) -> None:
     assert isinstance(applied, Rollout)
     assert applied.model == "fraud" and applied.candidate == "challenger"
     assert applied.shadow is not None and applied.shadow.weight == 0
-    assert [step.weight for step in applied.steps] == [1, 5, 25, 50]
+    assert [step.weight for step in applied.steps] == [1, 5, 25, 50, 100]
     assert applied.routing_key is not None and applied.routing_key.name == "account_id"
     families = sorted(gate.family for gate in applied.gates)
     assert families == ["custom", "error_rate", "latency_p99"]

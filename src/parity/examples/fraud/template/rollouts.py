@@ -72,16 +72,16 @@ fraud_rollout = Rollout(
         Phase(weight=5, duration=timedelta(minutes=5), min_samples=40),
         Phase(weight=25, duration=timedelta(minutes=2), min_samples=100),
         Phase(weight=50, duration=timedelta(minutes=2), min_samples=100),
-        # No 100 % step: there the champion answers nothing, so a gate comparing the two arms
-        # in one window would wait forever. Passing 50 % promotes: the move to 100 %.
+        # At 100 % the champion answers nothing: the gates compare with its rows from before.
+        Phase(weight=100, duration=timedelta(minutes=2), min_samples=100),
     ],
     routing_key=RoutingKey(name="account_id"),  # an account stays on one version
     gates=[
         Gate(metric="custom:blocked_disagreement", threshold=0.2, min_samples=10),
-        # 3.0: p99 at most 4x the champion's. Wide on purpose: the example's simulation runs
+        # 9.0: p99 at most 10x the champion's. Wide on purpose: the example's simulation runs
         # both arms in one process on a shared machine, and at 1 % the candidate's p99 is the
         # slowest of a few dozen requests (docs/rollout.md, "The fraud example").
-        Gate(metric="latency_p99", threshold=3.0, min_samples=10),
+        Gate(metric="latency_p99", threshold=9.0, min_samples=10),
         Gate(metric="error_rate", threshold=0.01, min_samples=10),
     ],
     custom_gates=[blocked_disagreement],
