@@ -97,8 +97,11 @@ class RoutingKey(Definition):
     def _name(self) -> RoutingKey:
         if self.source == "entity":
             check_identifier(self.name, "routing key")
-        elif not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
-            raise ValueError(f"header name {self.name!r}: use letters, digits, '-' and '_'")
+        elif not self.name or not all(
+            c.isascii() and (c.isalnum() or c in "-_") for c in self.name
+        ):
+            # HTTP header names are ASCII: a name with 'ü' could never arrive, so never route
+            raise ValueError(f"header name {self.name!r}: use ASCII letters, digits, '-' and '_'")
         return self
 
 
