@@ -4,11 +4,13 @@ read from the online store, in one run:
 
     .venv/bin/python benchmarks/bench_shadow.py [--quick] [--seconds S] [--clients N]
 
-1. capacity: closed loop, N keep-alive connections back to back, no rollout (models_load.py);
+1. capacity: closed loop, N keep-alive connections back to back, no rollout (models_load.py),
+   the median of three runs;
 2. at a fixed rate of half that capacity (open loop: request i is due at i / rate, its latency
    counts from when it was due, so a stalled server cannot hide its queue), p50 and p99 with no
-   rollout, then with shadow mode (a second version mirrored 100 %, features reused), then with no
-   rollout again (the spread of the two shows the machine's noise);
+   rollout and with shadow mode (a second version mirrored 100 %, features reused), alternating
+   for --rounds pairs on the same warm server; medians per mode, and the spread of the no-rollout
+   runs alone (the machine's noise);
 3. `arm()`, the routing decision, with timeit (and the whole decision for a /v1 request:
    routing key, arm, mirrored versions).
 
@@ -338,7 +340,7 @@ def phase(
         f"errors; shadow predictions {shadows['ran']:,.0f}, dropped {shadows['dropped']:,.0f}; "
         f"server CPU {1e6 * cpu / sent:,.0f} µs per request)"
     )
-    return found
+    return {**found, "cpu_us": 1e6 * cpu / sent}
 
 
 def verdict(ok: bool) -> str:
@@ -372,10 +374,15 @@ def main() -> int:
     set_routes(routes, shadow=False)
     port = free_port()
     with server(repo, routes, port) as process:
-        found = capacity(port, options.clients, 3.0 if options.quick else 10.0)
-        cap = float(found["rps"])
+        tries = [
+            float(capacity(port, options.clients, 3.0 if options.quick else 8.0)["rps"])
+            for _ in range(3)
+        ]
+        cap = statistics.median(tries)
         rate = cap / 2
-        log(f"capacity, no rollout ({options.clients} connections): {cap:,.0f} req/s")
+        shown = ", ".join(f"{t:,.0f}" for t in tries)
+        log(f"capacity, no rollout ({options.clients} connections): {cap:,.0f} req/s (median of "
+            f"{shown})")  # fmt: skip
         log(f"fixed rate: {rate:,.0f} req/s (half), {seconds:g} s per phase, {rounds} rounds")
         runs: dict[str, list[dict[str, Any]]] = {"none": [], "shadow": []}
         for round_ in range(rounds):
@@ -385,7 +392,13 @@ def main() -> int:
         name: {q: statistics.median(r[q] for r in found) for q in ("p50_ms", "p99_ms")}
         for name, found in runs.items()
     }
+    cpu = {name: statistics.median(r["cpu_us"] for r in found) for name, found in runs.items()}
     log("")
+    log(
+        f"server CPU per request (medians): shadow {cpu['shadow']:,.0f} µs / no rollout "
+        f"{cpu['none']:,.0f} µs = {cpu['shadow'] / cpu['none']:.3f} (the mirrored work's cost, "
+        "less sensitive to other jobs on the machine than latency)"
+    )
     for q in ("p50_ms", "p99_ms"):
         base, shadow = summary["none"][q], summary["shadow"][q]
         spread = max(r[q] for r in runs["none"]) / min(r[q] for r in runs["none"])

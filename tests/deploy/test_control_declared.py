@@ -25,12 +25,17 @@ from tests.deploy.control_support import (
 
 ROLLOUTS = """
 from datetime import timedelta
-from parity import Gate, Monitor, Phase, Rollout
+from parity import Gate, LabelSource, Monitor, Phase, Rollout
 
 def recall_dollars(labels, scores, rows):
     return 1.0
 
-fraud_monitor = Monitor(name="fraud_monitor", model="fraud", metrics=[recall_dollars])
+fraud_monitor = Monitor(
+    name="fraud_monitor",
+    model="fraud",
+    labels=LabelSource(path="data/labels.parquet", label="is_fraud"),
+    metrics=[recall_dollars],
+)
 
 def same_scores(evidence):
     return "pass"

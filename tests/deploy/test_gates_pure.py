@@ -109,10 +109,11 @@ def test_psi_of_two_valued_scores_is_the_hand_worked_value() -> None:
     champion = np.r_[np.full(50, 0.1), np.full(50, 0.9)]
     candidate = np.r_[np.full(80, 0.1), np.full(20, 0.9)]
     expected = (0.8 - 0.5) * math.log(0.8 / 0.5) + (0.2 - 0.5) * math.log(0.2 / 0.5)  # 0.4159
-    result = g.drift_gate(Gate(metric="prediction_drift"), candidate, champion)
+    gate = Gate(metric="prediction_drift", min_samples=100)
+    result = g.drift_gate(gate, candidate, champion)
     assert result.candidate == pytest.approx(expected, rel=1e-12)
     assert (result.verdict, result.limit) == ("fail", 0.2)
-    same = g.drift_gate(Gate(metric="prediction_drift"), champion[::-1], champion)
+    same = g.drift_gate(gate, champion[::-1], champion)
     assert (same.verdict, same.candidate) == ("pass", pytest.approx(0.0, abs=1e-12))
 
 
@@ -144,7 +145,7 @@ def test_ks_gate_uses_the_p_value_against_scipy() -> None:
 def test_wasserstein_gate_is_scipys_distance_over_the_champion_std() -> None:
     champion, candidate = RNG.normal(size=800), RNG.normal(0.05, 1.0, 600)
     expected = scipy_stats.wasserstein_distance(champion, candidate) / np.std(champion)
-    gate = Gate(metric="prediction_drift", test="wasserstein")
+    gate = Gate(metric="prediction_drift", test="wasserstein", min_samples=100)
     result = g.drift_gate(gate, candidate, champion)
     assert result.candidate == pytest.approx(expected, rel=1e-9)
     assert result.limit == 0.1 and result.verdict == ("fail" if expected >= 0.1 else "pass")
@@ -155,7 +156,7 @@ def test_jensen_shannon_gate_is_scipys_on_sturges_bins() -> None:
     edges = np.histogram_bin_edges(np.concatenate([champion, candidate]), bins="sturges")
     p = np.histogram(champion, edges)[0] / champion.size
     q = np.histogram(candidate, edges)[0] / candidate.size
-    gate = Gate(metric="prediction_drift", test="jensen_shannon", threshold=0.5)
+    gate = Gate(metric="prediction_drift", test="jensen_shannon", threshold=0.5, min_samples=100)
     result = g.drift_gate(gate, candidate, champion)
     assert result.candidate == pytest.approx(jensenshannon(p, q), rel=1e-9)
     assert result.verdict == "pass"
@@ -164,7 +165,7 @@ def test_jensen_shannon_gate_is_scipys_on_sturges_bins() -> None:
 def test_drift_nan_and_inf_scores_are_dropped_and_counted() -> None:
     champion = np.r_[np.full(50, 0.1), np.full(50, 0.9), np.nan]
     candidate = np.r_[np.full(80, 0.1), np.full(20, 0.9), np.nan, np.nan, np.inf]
-    result = g.drift_gate(Gate(metric="prediction_drift"), candidate, champion)
+    result = g.drift_gate(Gate(metric="prediction_drift", min_samples=100), candidate, champion)
     expected = (0.8 - 0.5) * math.log(0.8 / 0.5) + (0.2 - 0.5) * math.log(0.2 / 0.5)
     assert result.candidate == pytest.approx(expected, rel=1e-12)
     assert result.samples == {"candidate": 100, "champion": 100}

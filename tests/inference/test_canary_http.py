@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from parity import FeatureStore
 from parity.inference.app import create_model_app, prediction_logger
-from parity.inference.routing import Routes
+from parity.inference.routing import Routes, Shadow
 from tests.inference.rollout_helpers import (
     CANDIDATE,
     CHAMPION,
@@ -188,3 +189,47 @@ def test_v2_infer_routes_by_the_input_tensor_named_like_the_key(tmp_path: Path) 
 def candidate_by_hand_for(rollout: str, key: str, weight: float) -> bool:
     digest = hashlib.blake2b(key.encode(), digest_size=8, key=rollout.encode()).digest()
     return int.from_bytes(digest, "big") % 10_000 < weight * 100
+
+
+def test_champion_errors_during_a_rollout_are_logged_too(store: FeatureStore) -> None:
+    store.models.set_alias("trips", "champion", RAISING)
+    routes = trips_routes(0.0, champion=RAISING)  # all traffic stays with the (broken) champion
+    app = create_model_app(store, prediction_log=prediction_logger(store), routes=fixed(routes))
+    with running(app) as url:
+        reply = predict(url, "trips", 9)
+    assert reply.status_code == 400 and reply.json()["code"] == "predict_failed"
+    rows = logged_rows(store)
+    assert [(r["version"], r["role"], r["status"]) for r in rows] == [
+        (RAISING, "champion", "error")
+    ] * 2
+
+
+def test_v2_shadow_mirrors_the_request_tensors_with_the_same_request_id(tmp_path: Path) -> None:
+    store = rollout_store(tmp_path)
+    frame = pd.DataFrame({"user_id": [1.0, 2.0], "trips": [1.0, 2.0], "bonus": [0.0, 1.0]})
+    for scale, alias in ((10.0, "champion"), (100.0, None)):
+        store.models.register_model("keyed", TripsModel(scale), flavor="pyfunc",
+                                    sample_input=frame, alias=alias)  # fmt: skip
+    routes = Routes("keyed", "keyed-1", "champion", 1, 2, 0.0, "user_id", shadows=(Shadow(2),))
+    app = create_model_app(
+        store, prediction_log=prediction_logger(store), routes=lambda: {"keyed": routes}
+    )
+    inputs = [
+        {"name": name, "datatype": "FP64", "shape": [2], "data": values}
+        for name, values in (("user_id", [7.0, 8.0]), ("trips", [2.0, 3.0]), ("bonus", [0.5, 0.0]))
+    ]
+    with running(app) as url:
+        reply = httpx.post(f"http://{url}/v2/models/keyed/infer", json={"inputs": inputs})
+        deadline = time.monotonic() + 10
+        while "parity_shadow_requests_total{" not in httpx.get(f"http://{url}/metrics").text:
+            assert time.monotonic() < deadline, "the shadow never ran"
+            time.sleep(0.05)
+    assert reply.status_code == 200, reply.text
+    assert "id" not in reply.json()  # the client sent no id (the log made one up)
+    np.testing.assert_allclose(reply.json()["outputs"][0]["data"], [20.5, 30.0])
+    rows = [r for r in logged_rows(store)]
+    assert [(r["version"], r["role"]) for r in rows] == [(1, "champion")] * 2 + [(2, "shadow")] * 2
+    assert len({r["request_id"] for r in rows}) == 1  # one request id pairs all four rows
+    by_version = {v: sorted(json.loads(r["prediction"]) for r in rows if r["version"] == v)
+                  for v in (1, 2)}  # fmt: skip
+    assert by_version == {1: [20.5, 30.0], 2: [200.5, 300.0]}

@@ -23,6 +23,17 @@ ACTIONS = ("pause", "resume", "promote", "abort")
 SAMPLE = pd.DataFrame({"trips": [1.0, 2.0], "bonus": [0.0, 1.0]})
 
 
+RANKER_MONITOR = """
+from parity import LabelSource, Monitor
+
+ranker_monitor = Monitor(
+    name="ranker_monitor",
+    model="ranker",
+    labels=LabelSource(path="data/ranker_labels.parquet", label="clicked"),
+)
+"""
+
+
 def rollout_store(
     root: Path, *, registry: str = "", project: str = "demo"
 ) -> tuple[Path, FeatureStore]:
@@ -30,7 +41,8 @@ def rollout_store(
     1 and 2 and no alias; both read the driver features (routing key: driver_id). `registry`:
     parity.yaml's registry section (default: SQLite in the repo)."""
     extra = f"models: {{trusted: true}}\n{registry}"
-    path = write_repo(root / "repo", DRIVER_REPO, project=project, extra=extra)
+    files = {**DRIVER_REPO, "monitors.py": RANKER_MONITOR}  # label gates need labels
+    path = write_repo(root / "repo", files, project=project, extra=extra)
     store = FeatureStore(path)
     store.apply()
     for scale in (10.0, 11.0, 12.0):

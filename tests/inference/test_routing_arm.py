@@ -154,6 +154,32 @@ def test_routes_view_refuses_routes_filed_under_another_model() -> None:
     assert dict(view.current()) == {"fraud": routes(5.0)}  # the bad read is kept out
 
 
+def test_routes_view_rereads_on_its_own_so_a_quiet_server_never_routes_by_old_routes() -> None:
+    live: dict[str, Routes] = {"fraud": routes(5.0)}
+    reads: list[int] = []
+    broken: list[bool] = []
+
+    def read() -> Mapping[str, Routes]:
+        if broken:
+            raise RuntimeError("database down")
+        reads.append(1)
+        return dict(live)
+
+    view = RoutesView(read, refresh_seconds=0, spawn=run_now)
+    view.refresh()  # start-up
+
+    async def quiet_spell() -> None:
+        task = asyncio.get_running_loop().create_task(view.keep_fresh())
+        live.clear()  # the rollout is aborted while no request comes
+        await asyncio.sleep(0.3)  # several periods of 0.05 s
+        task.cancel()
+
+    asyncio.run(quiet_spell())
+    assert len(reads) >= 3
+    broken.append(True)  # the next request's own read fails: it gets what keep_fresh read
+    assert dict(view.current()) == {}
+
+
 # --- the shadow queue -----------------------------------------------------------------------------
 
 

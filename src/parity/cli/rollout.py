@@ -483,19 +483,18 @@ def rollout_run(
     Ctrl-C or SIGTERM. Several may run: a lease lets one act at a time."""
     every = None if interval is None else parse_span(_span(interval, "--interval", minimum_s=1))
     rollouts = store_at(repo).rollouts
-    if once:
-        for event in rollouts.step():
+    if once:  # a clean stop: release the lease, or the next --once waits for it to expire
+        try:
+            events = rollouts.step()
+        finally:
+            rollouts.release()
+        for event in events:
             console.print(view.event_line(event), soft_wrap=True)
         return
     stop = threading.Event()
 
-    def loop() -> None:
-        if every is None:
-            rollouts.run(stop=stop)
-            return
-        while not stop.is_set():
-            rollouts.step()
-            stop.wait(every.total_seconds())
+    def loop() -> None:  # survives a failed tick and releases the lease on the way out
+        rollouts.run(stop=stop, poll=None if every is None else every.total_seconds())
 
     failure: list[BaseException] = []
 

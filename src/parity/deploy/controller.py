@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from parity.deploy.decide import Decision, apply, decide
+from parity.deploy.decide import Decision, apply, decide, step_label
 from parity.deploy.state import CheckOutcome, GateResult, RolloutEvent, RolloutState
 from parity.deploy.store import RolloutStore, StoredRollout
 
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 Checker = Callable[[RolloutState, datetime], CheckOutcome]
 # Moves the champion alias to the candidate with the reason; returns None when it did, or why not.
 Promoter = Callable[[RolloutState, str], "str | None"]
+# The version the rollout's champion alias names now (None: not set).
+AliasReader = Callable[[RolloutState], "int | None"]
 
 # With no rollout running the lease lasts 3 x the default interval (1 minute): a crashed idle
 # controller is replaced within 3 minutes, and nothing waits on it meanwhile.
@@ -62,11 +64,18 @@ class Controller:
     """One controller: `tick` evaluates due rollouts when this owner holds the lease."""
 
     def __init__(
-        self, store: RolloutStore, *, checker: Checker, promoter: Promoter, owner: str
+        self,
+        store: RolloutStore,
+        *,
+        checker: Checker,
+        promoter: Promoter,
+        owner: str,
+        alias_now: AliasReader | None = None,
     ) -> None:
         self.store = store
         self.checker = checker
         self.promoter = promoter
+        self.alias_now = alias_now
         self.owner = owner
         self.actor = f"controller:{owner}"
         self.poll = DEFAULT_POLL_SECONDS
@@ -91,8 +100,12 @@ class Controller:
         return events
 
     def evaluate(self, item: StoredRollout, now: datetime) -> list[RolloutEvent]:
-        """Check the rollout's gates once, record the check and apply the decision."""
+        """Check the rollout's gates once, record the check and apply the decision. A champion
+        alias moved since the start ends the rollout first (see `_alias_moved`)."""
         state = item.state
+        moved = self._alias_moved(item, now)
+        if moved is not None:
+            return moved
         outcome = self._check(state, now)
         decision = decide(state, outcome, now)
         check = RolloutEvent(
@@ -155,6 +168,28 @@ class Controller:
             except Exception:  # the lease then expires on its own
                 log.exception("could not release the rollout controller lease")
 
+    def _alias_moved(self, item: StoredRollout, now: datetime) -> list[RolloutEvent] | None:
+        """None while the champion alias names the champion. Moved by hand elsewhere: the model
+        server no longer routes the rollout (no champion or canary rows: its gates could never be
+        judged), so abort, leaving the alias alone. Already on the candidate (a promotion whose
+        record a crash lost): record the promotion."""
+        state = item.state
+        current = state.champion if self.alias_now is None else self.alias_now(state)
+        if current == state.champion:
+            return None
+        if current == state.candidate:
+            why = "the champion alias already names the candidate"
+            return self.promote(item, why, now, self.actor)
+        alias = state.definition.champion_alias
+        reason = (
+            f"the '{alias}' alias of '{state.model}' moved during the rollout (it names "
+            f"{'nothing' if current is None else f'version {current}'}, not the champion "
+            f"{state.champion}); aborted, the alias left where it is"
+        )
+        after = replace(state, status="aborted", reason=reason, updated_at=now)
+        event = RolloutEvent(state.id, now, "aborted", state.step, 0.0, (), reason, self.actor)
+        return [] if self.store.write(item, after, [event], checked_at=now) is None else [event]
+
     def _check(self, state: RolloutState, now: datetime) -> CheckOutcome:
         try:
             return self.checker(state, now)
@@ -171,7 +206,7 @@ class Controller:
             state = item.state
             reason = (
                 f"controller {previous} stopped renewing its lease; {self.owner} resumes at "
-                f"step {state.step} and checks its gates before any move"
+                f"the same step ({step_label(state)}) and checks its gates before any move"
             )
             event = RolloutEvent(
                 state.id,

@@ -40,9 +40,10 @@ def evidence(result: GateResult) -> str:
 
 def decide(state: RolloutState, outcome: CheckOutcome, now: datetime) -> Decision:
     """The decision for `state` after `outcome`. A failed gate counts one failure (cumulative:
-    every failed check of the rollout; consecutive: a passing check resets the count) and aborts
-    at the policy's limit; an inconclusive gate holds; the step advances only when its duration
-    has elapsed, the candidate has the step's minimum samples and every gate passed."""
+    every failed check of the rollout; consecutive: a check where every gate passed resets the
+    count, an inconclusive one does not) and aborts at the policy's limit; an inconclusive gate
+    holds; the step advances only when its duration has elapsed, the candidate has the step's
+    minimum samples and every gate passed."""
     if state.status != "active":
         return Decision("hold", f"rollout is {state.status}: not evaluated", state.failures)
     policy = state.definition.failure_policy
@@ -54,13 +55,13 @@ def decide(state: RolloutState, outcome: CheckOutcome, now: datetime) -> Decisio
         if failures >= policy.limit:
             return Decision("abort", f"{told} [{count}]", failures)
         return Decision("hold", f"{told} [{count}; holding]", failures)
-    failures = 0 if policy.mode == "consecutive" else state.failures
     waiting = [r for r in outcome.results if r.verdict == "inconclusive"]
-    if waiting:
-        return Decision("hold", "; ".join(evidence(r) for r in waiting), failures)
+    if waiting:  # neither a failure nor a pass: a consecutive count neither grows nor resets
+        return Decision("hold", "; ".join(evidence(r) for r in waiting), state.failures)
+    failures = 0 if policy.mode == "consecutive" else state.failures
     phase = state.phase
     elapsed = now - state.step_started
-    label = _step_label(state)
+    label = step_label(state)
     if elapsed < phase.duration:
         return Decision("hold", f"{label}: {elapsed} of {phase.duration} elapsed", failures)
     samples = outcome.samples.get("candidate", 0)
@@ -90,7 +91,9 @@ def apply(state: RolloutState, decision: Decision, now: datetime) -> RolloutStat
     return replace(base, status=status, reason=decision.reason)
 
 
-def _step_label(state: RolloutState) -> str:
+def step_label(state: RolloutState) -> str:
+    """'shadow', or the canary step as `parity rollout status` numbers it: 'step 2/5 (5 %)'."""
     if state.in_shadow:
         return "shadow"
-    return f"step {state.step} ({state.weight:g} %)"
+    number = state.step + (0 if state.definition.shadow is not None else 1)
+    return f"step {number}/{len(state.definition.steps)} ({state.weight:g} %)"

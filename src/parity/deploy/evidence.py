@@ -34,6 +34,7 @@ CANDIDATE_ROLES = ("shadow", "canary")  # the candidate's rows: mirrored or answ
 CHAMPION_ROLES = ("champion",)  # the champion alias's traffic while the rollout runs
 SCORED = ("prediction_drift", "custom")  # gate families that read the scores
 DETAIL_COLUMNS = ("request_id", "event_timestamp", "status")  # read only for custom gates
+FULL_STEP = "[at 100 % the champion answers nothing: its rows are from before this step]"
 
 
 # --- the step window ----------------------------------------------------------------------------
@@ -121,7 +122,9 @@ def log_columns(connection: duckdb.DuckDBPyConnection, files: Sequence[str]) -> 
     found = connection.execute(
         "SELECT * FROM read_parquet($files, union_by_name = true) LIMIT 0", {"files": list(files)}
     )
-    return {str(column[0]) for column in found.description or ()}
+    names = {str(column[0]) for column in found.description or ()}
+    found.fetchall()  # no rows: finishes the result, so the connection takes the next query
+    return names
 
 
 def read_window(
@@ -133,9 +136,11 @@ def read_window(
     *,
     scores: Mapping[str | None, tuple[str | None, str | None]] | None = None,
     detail: bool = False,
+    connection: duckdb.DuckDBPyConnection | None = None,
 ) -> WindowRead:
     """Rows of the candidate (`version = candidate AND role IN ('shadow', 'canary')`) and of the
-    champion (`version = champion AND role = 'champion'`) of `model` logged in [start, end)."""
+    champion (`version = champion AND role = 'champion'`) of `model` logged in [start, end), read
+    on `connection` (left open) or on a connection of its own."""
     import duckdb
 
     from parity.monitoring.logs import connect_duckdb, log_files
@@ -146,7 +151,8 @@ def read_window(
     files = log_files(folder, start, end)
     if not files:
         return empty_read(start, end, f"no prediction log files in {folder} for the window")
-    connection = connect_duckdb()
+    own = connection is None
+    connection = connect_duckdb() if connection is None else connection
     try:
         if "role" not in log_columns(connection, files):
             return empty_read(start, end, "the log has no role column: no rollout was routed")
@@ -159,7 +165,8 @@ def read_window(
             "; move the damaged file out of the log folder"
         ) from error
     finally:
-        connection.close()
+        if own:
+            connection.close()
     return WindowRead(
         start=start,
         end=end,
@@ -318,16 +325,28 @@ def _objects(
 
 class LabelEvidence:
     """Labels joined to both arms' predictions in [started_at, now - label_delay), as known at
-    `now`; joined once per score output and shared by the label gates of one check."""
+    `now`; joined once per score output (both arms in one pass, on `connection`, a connection
+    of `monitoring.labels.connect`) and shared by the label gates of one check."""
 
-    def __init__(self, store: FeatureStore, state: RolloutState, folder: Path, now: datetime):
+    def __init__(
+        self,
+        store: FeatureStore,
+        state: RolloutState,
+        folder: Path,
+        now: datetime,
+        connection: duckdb.DuckDBPyConnection,
+    ):
         self.store, self.state, self.folder, self.now = store, state, folder, now
+        self.connection = connection
         self.monitor: Monitor | None = store.monitoring.monitor_for(state.model)
         self.start = _utc(state.started_at)
         delay = self.monitor.label_delay if self.monitor is not None else None
         self.until = now - delay if delay is not None else now
         self._arms: dict[str | None, tuple[g.Labelled, g.Labelled] | str] = {}
         self._bound: BoundMetrics | None = None
+        label_gates = [gate for gate in state.definition.gates if gate.family == "label"]
+        # outputs a Monitor metric function reads: only those join the label source's columns
+        self._columns = {gate.output for gate in label_gates if gate.argument not in LABEL_METRICS}
 
     def problem(self) -> str | None:
         """Why no label gate can be judged now, or None."""
@@ -407,23 +426,22 @@ class LabelEvidence:
         state = self.state
         wanted = output if output is not None else monitor.score_output
         arms = ((state.candidate, CANDIDATE_ROLES), (state.champion, CHAMPION_ROLES))
-        connection = labels.connect(self.store.repo_path)
-        try:
-            files = labels.log_files(self.folder, self.start.date(), self.until.date())
-            if files and "role" not in log_columns(connection, files):
-                return "the log has no role column: no rollout was routed"
-            sql = labels.source_sql(source, self.store.repo_path)
-            found = []
-            for version, roles in arms:
-                signature = _signature(self.store, state.model, version)
-                key = output_key(signature, wanted, f"{state.model}/{version}")
-                scope = labels.LogScope(self.folder, state.model, version, key, roles=roles)
-                window = [Window(self.start, self.until)]
-                joined = labels.join(connection, scope, source, sql, window, self.now)
-                found.append(labelled(joined, source.label))
-        finally:
-            connection.close()
-        return found[0], found[1]
+        scopes = []
+        for version, roles in arms:
+            key = output_key(
+                _signature(self.store, state.model, version), wanted, f"{state.model}/{version}"
+            )
+            scopes.append(labels.LogScope(self.folder, state.model, version, key, roles=roles))
+        connection = self.connection
+        files = labels.log_files(self.folder, self.start.date(), self.until.date())
+        if files and "role" not in log_columns(connection, files):
+            return "the log has no role column: no rollout was routed"
+        sql = labels.source_sql(source, self.store.repo_path)
+        window = Window(self.start, self.until)
+        both = labels.join_arms(
+            connection, scopes, source, sql, window, self.now, columns=output in self._columns
+        )
+        return labelled(both[0], source.label), labelled(both[1], source.label)
 
 
 def labelled(joined: Any, label_column: str) -> g.Labelled:
@@ -449,7 +467,18 @@ def check_gates(store: FeatureStore, state: RolloutState, now: datetime) -> Chec
     the current step's window [step_started, now), label gates on [started_at, now -
     label_delay) with the labels known at `now`. Never raises for missing evidence: a gate that
     cannot be judged is inconclusive, saying why."""
-    now = _utc(now)
+    from parity.monitoring.labels import connect
+
+    connection = connect(store.repo_path)  # one DuckDB connection for the whole check
+    try:
+        return _check(store, state, _utc(now), connection)
+    finally:
+        connection.close()
+
+
+def _check(
+    store: FeatureStore, state: RolloutState, now: datetime, connection: duckdb.DuckDBPyConnection
+) -> CheckOutcome:
     gates = state.definition.gates
     start = _utc(state.step_started)
     wanted = [gate.output for gate in gates if gate.family in SCORED]
@@ -458,13 +487,35 @@ def check_gates(store: FeatureStore, state: RolloutState, now: datetime) -> Chec
     try:
         folder = store.monitoring.prediction_log_folder()
         versions = (state.candidate, state.champion)
-        read = read_window(folder, state.model, versions, start, now, scores=keys, detail=custom)
+        read = read_window(
+            folder,
+            state.model,
+            versions,
+            start,
+            now,
+            scores=keys,
+            detail=custom,
+            connection=connection,
+        )
+        if answers_all(state):
+            started = _utc(state.started_at)
+            before = read_window(
+                folder,
+                state.model,
+                versions,
+                started,
+                start,
+                scores=keys,
+                detail=custom,
+                connection=connection,
+            )
+            read = champion_from(read, before)
     except ParityError as error:  # no log folder, or a damaged file in it
         logger.warning("rollout %s: the prediction log cannot be read: %s", state.id, error)
         reason = f"the prediction log cannot be read: {error}"
         unread = tuple(g.inconclusive(gate, reason) for gate in gates)
         return CheckOutcome(unread, {g.CANDIDATE: 0, g.CHAMPION: 0})
-    labels = LabelEvidence(store, state, folder, now)
+    labels = LabelEvidence(store, state, folder, now, connection)
     functions, bind_errors = bind_gates(store, state.definition) if custom else ({}, {})
     results: list[GateResult] = []
     for gate in gates:
@@ -478,8 +529,47 @@ def check_gates(store: FeatureStore, state: RolloutState, now: datetime) -> Chec
         )
         if result.verdict == "inconclusive" and read.note and gate.family != "label":
             result = replace(result, reason=f"{result.reason} ({read.note})")
+        if answers_all(state) and gate.family != "label":
+            result = replace(result, reason=f"{result.reason} {FULL_STEP}")
         results.append(result)
     return CheckOutcome(tuple(results), read.samples())
+
+
+def answers_all(state: RolloutState) -> bool:
+    """A canary step at 100 %: the champion answers no routed request in the step's window, so
+    its evidence comes from before the step (see `champion_from`)."""
+    return not state.in_shadow and state.weight >= 100.0
+
+
+def champion_from(current: WindowRead, before: WindowRead) -> WindowRead:
+    """The candidate's rows of `current` (the step's window) with the champion's rows of `before`
+    ([started_at, step_started): the rollout's champion traffic until the candidate took it all).
+    Without it a 100 % step's comparing gates would wait forever on an empty champion arm."""
+    import pyarrow as pa
+
+    cand, champ = current.is_candidate, ~before.is_candidate
+
+    def joined(now: np.ndarray[Any, Any], then: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return np.concatenate([now[cand], then[champ]])
+
+    def scores(read: WindowRead, key: str | None) -> g.FloatArray:
+        return read.scores.get(key, np.full(read.is_candidate.size, np.nan))
+
+    detail = None
+    if current.detail is not None or before.detail is not None:
+        pairs = ((current, cand), (before, champ))
+        parts = [r.detail.filter(m) for r, m in pairs if r.detail is not None]
+        detail = pa.concat_tables(parts) if parts else None
+    return WindowRead(
+        start=current.start,
+        end=current.end,
+        is_candidate=joined(current.is_candidate, before.is_candidate),
+        ok=joined(current.ok, before.ok),
+        latency_ms=joined(current.latency_ms, before.latency_ms),
+        scores={k: joined(scores(current, k), scores(before, k)) for k in current.scores},
+        detail=detail,
+        note="; ".join(n for n in (current.note, before.note) if n),
+    )
 
 
 def judge(

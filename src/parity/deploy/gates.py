@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,7 +136,10 @@ def error_rate_gate(gate: Gate, candidate_ok: Any, champion_ok: Any) -> GateResu
     champ_errors = int(champ.size - np.count_nonzero(champ))
     c_rate, h_rate = cand_errors / cand.size, champ_errors / champ.size
     limit = gate_limit(gate)
-    failed = c_rate - h_rate > limit
+    # In exact fractions, the limit as written: 7 % vs 6 % is exactly 1 point (0.07 - 0.06 in
+    # floats is 0.010000000000000009 and failed a 0.01 limit it meets).
+    excess = Fraction(cand_errors, cand.size) - Fraction(champ_errors, champ.size)
+    failed = excess > Fraction(repr(limit))
     reason = (
         f"candidate error rate {c_rate:.4%} ({cand_errors:,} of {cand.size:,}) "
         f"{'>' if failed else '<='} champion {h_rate:.4%} ({champ_errors:,} of {champ.size:,}) "
@@ -239,8 +243,8 @@ def label_gate(
     function: LabelMetric | None = None,
 ) -> GateResult:
     """Fail when the candidate's label metric is worse than the champion's by more than `limit`
-    (relative): below champion * (1 - limit), or for brier (lower is better) above
-    champion * (1 + limit). Labelled rows with a finite score only."""
+    (relative): below champion - |champion| * limit, or for brier (lower is better) above
+    champion + |champion| * limit. Labelled rows with a finite score only."""
     metric = gate.argument or ""
     counts = {CANDIDATE: int(candidate.labels.size), CHAMPION: int(champion.labels.size)}
     short = too_few(gate, counts, "labelled predictions")
@@ -253,10 +257,16 @@ def label_gate(
             return inconclusive(gate, f"{metric} is undefined for the {arm}: {why}", counts)
         values[arm] = value
     cand, champ, limit = values[CANDIDATE], values[CHAMPION], gate_limit(gate)
+    # Relative to the champion's magnitude, so a metric below 0 (a Monitor's net dollars saved)
+    # is held the same way: champion * (1 - limit) was above a negative champion, failing a
+    # candidate equal to it.
+    margin = abs(champ) * limit
     if metric in LOWER_IS_BETTER:
-        bound, failed, side = champ * (1.0 + limit), cand > champ * (1.0 + limit), "+"
+        bound, side = champ + margin, "+"
+        failed = cand > bound
     else:
-        bound, failed, side = champ * (1.0 - limit), cand < champ * (1.0 - limit), "-"
+        bound, side = champ - margin, "-"
+        failed = cand < bound
     op = (">" if failed else "<=") if metric in LOWER_IS_BETTER else ("<" if failed else ">=")
     reason = (
         f"candidate {metric} {cand:.4g} {op} {bound:.4g} (champion {champ:.4g} {side} "

@@ -31,6 +31,7 @@ from parity.errors import (
     AliasMoved,
     BackendNotInstalled,
     InvalidRollout,
+    ParityError,
     RolloutNotFound,
     RolloutStateError,
 )
@@ -184,6 +185,12 @@ class Rollouts:
         `poll` overrides the real seconds slept between ticks."""
         self._controller(owner).run(stop, self._clock, poll)
 
+    def release(self, owner: str | None = None) -> bool:
+        """Give up this process's controller lease (a clean stop: `parity rollout run --once`),
+        so the next controller acts at once instead of waiting for it to expire and taking it
+        over as from a crashed one. True when it was held."""
+        return self.db.release(owner or self._owner)
+
     # --- data plane --------------------------------------------------------------------------
 
     def routes(self) -> Mapping[str, Routes]:
@@ -224,8 +231,21 @@ class Rollouts:
 
     def _controller(self, owner: str | None = None) -> Controller:
         return Controller(
-            self.db, checker=self._check, promoter=self._move_alias, owner=owner or self._owner
+            self.db,
+            checker=self._check,
+            promoter=self._move_alias,
+            owner=owner or self._owner,
+            alias_now=self._alias_now,
         )
+
+    def _alias_now(self, state: RolloutState) -> int | None:
+        """The version the champion alias names now; the champion when it cannot be read (the
+        check then goes on and says what it can)."""
+        try:
+            return self.store.models.aliases(state.model).get(state.definition.champion_alias)
+        except ParityError as error:
+            log.warning("rollout %s: the champion alias cannot be read: %s", state.id, error)
+            return state.champion
 
     def _check(self, state: RolloutState, now: datetime) -> CheckOutcome:
         self._bind(state.definition)

@@ -78,19 +78,17 @@ def resolve(store: FeatureStore, rollout: Rollout) -> Resolved:
     _check_also_shadow(rollout, shadows, champion.version, candidate.version)
     _check_outputs(rollout, (champion, candidate))
     check_gates(store, rollout)
+    check_outputs(rollout, (candidate, champion))
     key, source = routing_key(store, rollout, champion)
     return Resolved(champion.version, candidate.version, shadows, key, source)
 
 
 def check_gates(store: FeatureStore, rollout: Rollout) -> None:
-    """Every `label:` gate names a built-in label metric or a metric function of the model's
-    Monitor; every `custom:` gate has its function bound (from the repo if need be)."""
-    monitor_metrics = {
-        ref.name
-        for monitor in store.registry.catalog.monitors.values()
-        if monitor.model == rollout.model
-        for ref in monitor.metrics
-    }
+    """Every `label:` gate has the model's Monitor with a label source and names a built-in label
+    metric or a metric function of that Monitor (the one the gate reads at each check); every
+    `custom:` gate has its function bound (from the repo if need be)."""
+    monitor = store.monitoring.monitor_for(rollout.model)
+    monitor_metrics = {ref.name for ref in monitor.metrics} if monitor is not None else set()
     for gate in rollout.gates:
         if gate.family == "label" and gate.argument not in (*LABEL_METRICS, *monitor_metrics):
             theirs = (
@@ -101,6 +99,15 @@ def check_gates(store: FeatureStore, rollout: Rollout) -> None:
                 f"{', '.join(LABEL_METRICS)} or a metric function of the model's Monitor "
                 f"({theirs}); fix the name, or add the function to the Monitor and apply"
             )
+    labelled = [gate.metric for gate in rollout.gates if gate.family == "label"]
+    if labelled and (monitor is None or monitor.labels is None):
+        why = "no Monitor watches it" if monitor is None else f"monitor '{monitor.name}' has no"
+        raise InvalidRollout(
+            f"gates: {labelled[0]!r} judges delayed labels, but {why}"
+            f"{' labels' if monitor is not None else ''} for '{rollout.model}': declare "
+            f"Monitor(model='{rollout.model}', labels=LabelSource(...)) in the repo and run "
+            "'parity apply', or drop the gate (it could never pass)"
+        )
     wanted = [g.argument for g in rollout.gates if g.family == "custom" and g.argument]
     missing = [name for name in wanted if name not in rollout.gate_functions]
     if missing:
@@ -111,6 +118,20 @@ def check_gates(store: FeatureStore, rollout: Rollout) -> None:
                 f"gates: 'custom:{name}' has no function: define `def {name}(evidence)` in the "
                 f"repo, list it in the rollout's custom_gates and run 'parity apply'"
             )
+
+
+def check_outputs(rollout: Rollout, versions: tuple[ModelVersion, ...]) -> None:
+    """A gate's `output` is an output of both versions compared (when their signatures list
+    outputs): a gate reading an output one arm lacks could never be judged."""
+    for index, gate in enumerate(rollout.gates):
+        for version in versions:
+            outputs = [str(o["name"]) for o in (version.signature or {}).get("outputs") or []]
+            if gate.output is not None and outputs and gate.output not in outputs:
+                raise InvalidRollout(
+                    f"gates[{index}].output: version {version.version} of '{rollout.model}' has "
+                    f"no output '{gate.output}' (its outputs: {', '.join(outputs)}); name one "
+                    "of them, or leave output unset for the first"
+                )
 
 
 def routing_key(store: FeatureStore, rollout: Rollout, champion: ModelVersion) -> tuple[str, str]:

@@ -105,6 +105,7 @@ def create_model_app(
         await asyncio.to_thread(drift.refresh)  # the first scrape already shows stored drift
         await asyncio.to_thread(alerts.refresh)  # and the alerts firing
         await asyncio.to_thread(server.refresh_routes)  # the first request is already routed
+        server.keep_routes_fresh()  # and routes never go stale while no request comes
         await server.preload(targets)
         if controller is not None:
             controller.start()

@@ -5,8 +5,8 @@ request. Must not import deploy (the reader is a plain callable) nor HTTP code.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -16,7 +16,7 @@ from parity.inference.routing import Routes
 logger = logging.getLogger(__name__)
 
 RoutesReader = Callable[[], Mapping[str, Routes]]
-MIN_PERIOD_S = 0.05  # the keeper thread's shortest period (alias_refresh_seconds may be 0)
+MIN_TICK_S = 0.05  # keep_fresh's shortest period (alias_refresh_seconds may be 0 in tests)
 
 
 class RoutesView:
@@ -33,12 +33,10 @@ class RoutesView:
         spawn: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._read = read
+        self.refresh_seconds = refresh_seconds
         self._unsupported = False  # the reader raised NotImplementedError: stop asking
         self._failing = False  # the last read failed (logged once per run of failures)
         self._last: dict[str, Routes] = {}
-        self._period = max(refresh_seconds, MIN_PERIOD_S)
-        self._stopped = threading.Event()
-        self._keeper: threading.Thread | None = None
         self._background = BackgroundRead(
             self._read_once,
             what="rollout routes: reading the active rollouts",
@@ -51,23 +49,13 @@ class RoutesView:
         """Read the routes now, on the calling thread (the server's start-up does this once)."""
         self._background.refresh()
 
-    def keep_fresh(self) -> None:
-        """Also read them every `refresh_seconds` (at least every 50 ms) in a daemon thread,
-        requests or not: without it an idle server's first request after an abort would be
-        answered by the routes read before it (reads are otherwise started by requests)."""
-        if self._keeper is None:
-            self._keeper = threading.Thread(
-                target=self._keep, name="parity-rollout-routes", daemon=True
-            )
-            self._keeper.start()
-
-    def stop(self) -> None:
-        """End the thread `keep_fresh` started (the server is closing)."""
-        self._stopped.set()
-
-    def _keep(self) -> None:
-        while not self._stopped.wait(self._period):
-            self._background.refresh()
+    async def keep_fresh(self) -> None:
+        """Asks for the routes every period even when no request does (run as a task until
+        cancelled), so the first request after a quiet spell never meets routes older than
+        about two periods (an aborted rollout still routing it)."""
+        while True:
+            await asyncio.sleep(max(self.refresh_seconds, MIN_TICK_S))
+            self.current()
 
     def current(self) -> Mapping[str, Routes]:
         rows = self._background.current()

@@ -1,11 +1,13 @@
 """The model server's core, without HTTP: resolves model references (aliases re-read every
 `alias_refresh_seconds`, so a move needs no restart), loads and batches each version once, predicts
 from Open Inference Protocol tensors or from entity keys with online features, and logs each row.
+During a rollout it routes champion-alias requests (canary) and mirrors them (shadow). No deploy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -162,6 +164,7 @@ class ModelServer:
             if routes is None
             else RoutesView(routes, refresh_seconds=alias_refresh_seconds, clock=clock)
         )
+        self._routes_task: asyncio.Task[None] | None = None
         self.shadows = ShadowQueue(metrics, size=shadow_queue_size, timeout_s=shadow_timeout_s)
         self._resolved: dict[ModelTarget, tuple[float, int]] = {}
         self._loaded: OrderedDict[tuple[str, int], Deployment] = OrderedDict()
@@ -233,8 +236,11 @@ class ModelServer:
         return list(self._loaded.values())
 
     async def close(self) -> None:
-        if self._routes is not None:
-            self._routes.stop()
+        task, self._routes_task = self._routes_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.shadows.close()
         for deployment in list(self._loaded.values()):
             await deployment.close()
@@ -328,12 +334,15 @@ class ModelServer:
     # --- rollouts: which version answers ----------------------------------------------------------
 
     def refresh_routes(self) -> None:
-        """Read the rollout routes now, on the calling thread (start-up), then every
-        `alias_refresh_seconds` in the background, so a step change or an abort reaches every
-        request within that period even after the server sat idle."""
+        """Read the rollout routes now, on the calling thread (start-up; later reads are in the
+        background, every `alias_refresh_seconds` once `keep_routes_fresh` runs)."""
         if self._routes is not None:
             self._routes.refresh()
-            self._routes.keep_fresh()
+
+    def keep_routes_fresh(self) -> None:
+        """Start re-reading the routes every period on the running loop, requests or not."""
+        if self._routes is not None and self._routes_task is None:
+            self._routes_task = asyncio.get_running_loop().create_task(self._routes.keep_fresh())
 
     def routes_for(self, target: ModelTarget) -> Routes | None:
         """The routes splitting `target`'s traffic: only a request for the champion alias (or the

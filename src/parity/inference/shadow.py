@@ -18,8 +18,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 1_000  # mirrored requests waiting for a worker; beyond: dropped, counted
 DEFAULT_TIMEOUT_S = 1.0  # a shadow prediction's time limit; past it the row is "timeout"
-DEFAULT_WORKERS = 8  # shadow predictions in flight at once (they batch like live requests)
-IDLE_POLL_S = 0.01  # how often a worker waiting for idle time re-checks the backlog
+DEFAULT_WORKERS = 64  # shadow jobs in flight at once: their rows share model calls (batches)
 
 
 @dataclass(frozen=True)
@@ -42,31 +41,26 @@ class ShadowCounters(Protocol):
 
 
 class LiveRequests:
-    """Counts the live requests in flight (the HTTP layer calls `enter` and `leave`) so shadow
-    work can yield to them: `idle()` returns once none is in flight."""
+    """Counts the live requests in flight (the HTTP layer calls `enter` and `leave`) and tells
+    its `listeners` of each change, so shadow work can yield to live requests."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.listeners: list[Callable[[], None]] = []
 
     def enter(self) -> None:
         self.count += 1
-        self._idle.clear()
+        if self.count == 1:
+            self._changed()
 
     def leave(self) -> None:
-        self.count -= 1
-        if self.count <= 0:
-            self.count = 0
-            self._idle.set()
+        self.count = max(0, self.count - 1)
+        if self.count == 0:
+            self._changed()
 
-    async def idle(self, timeout: float) -> bool:
-        """Waits up to `timeout` seconds for no live request in flight; whether none is."""
-        if self.count > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._idle.wait()
-        return self.count == 0
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
 
 
 class ShadowQueue:
@@ -95,6 +89,10 @@ class ShadowQueue:
         self.timeout_s = float(timeout_s)
         self.workers = workers
         self.live = live or LiveRequests()
+        self.live.listeners.append(self._regate)
+        self._backlog = max(1, size // 2)  # this many queued: run even while requests are live
+        self._go = asyncio.Event()  # set while a worker may start a job
+        self._go.set()
         self._queue: asyncio.Queue[ShadowJob] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
@@ -107,6 +105,7 @@ class ShadowQueue:
             queue = self._start()
         try:
             queue.put_nowait(job)
+            self._regate()
         except asyncio.QueueFull:
             self.dropped += 1
             self._counters.shadow_dropped(job.model, job.version)
@@ -148,18 +147,21 @@ class ShadowQueue:
         while True:
             job = await queue.get()
             try:
-                await self._turn(queue)
+                self._regate()
+                if not self._go.is_set():  # live requests first: mirrored work takes idle time
+                    await self._go.wait()
                 await self._run(job)
             finally:
                 queue.task_done()
                 self.done += 1
 
-    async def _turn(self, queue: asyncio.Queue[ShadowJob]) -> None:
-        """Waits while live requests are in flight, so mirrored work takes the server's idle
-        time, unless the queue is half full: then the shadow must run to keep up."""
-        backlog = max(1, self.size // 2)
-        while queue.qsize() < backlog and not await self.live.idle(IDLE_POLL_S):
-            pass
+    def _regate(self) -> None:
+        """Open the gate when no live request is in flight, or when the queue is half full
+        (then the shadow must run to keep up); close it otherwise."""
+        if self.live.count == 0 or self.pending >= self._backlog:
+            self._go.set()
+        else:
+            self._go.clear()
 
     async def _run(self, job: ShadowJob) -> None:
         started = time.perf_counter()

@@ -1,5 +1,6 @@
 """Label sources (a Parquet file or a DuckDB query) joined to the Parquet prediction log with
-DuckDB, per window of prediction time, as known at an evaluation time `as_of`. I/O only: the
+DuckDB, per window of prediction time (`join`) or for several arms in one pass (`join_arms`), as
+known at an evaluation time `as_of`. I/O only: the
 metrics live in monitoring.performance. Must not import the registry or the model server.
 """
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 REQUEST_ID = "request_id"  # the one join key read from the log's own column, not its entities
 PREDICTION_COLUMNS = ("request_id", "prediction_timestamp", "score", "entities")
+ENTITIES = "entities"
+TIES_IN_PYTHON = 1_000  # rows sharing an arm and a time ordered by request id in Python
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -168,6 +171,164 @@ def join(
     )
 
 
+def join_arms(
+    connection: duckdb.DuckDBPyConnection,
+    scopes: Sequence[LogScope],
+    source: LabelSource,
+    sql: str,
+    window: Window,
+    as_of: datetime,
+    *,
+    columns: bool = True,
+) -> list[Joined]:
+    """`join` for several scopes of one log folder and model (a rollout's arms) over one window,
+    in one scan of the log and one build of the labels: the same `Joined` per scope (a row in
+    two scopes counts in the first). Without `columns`, rows hold only `__window`, `__label` and
+    `__score` (what built-in metrics read)."""
+    if not scopes or len({(s.log_dir, s.model) for s in scopes}) != 1:
+        raise ValueError("join_arms needs scopes of one log folder and one model")
+    names = check_columns(connection, source, sql)
+    files = log_files(scopes[0].log_dir, window.start.date(), window.end.date())
+    _labels_table(connection, source, sql, as_of, slim=not columns)
+    extra = [c for c in PREDICTION_COLUMNS if c not in names] if columns else []
+    preds = _arms_sql(scopes, files, source, entities=ENTITIES in extra)
+    picked = "".join(f", p.{quote(c)}" for c in extra)
+    theirs = f", l.* EXCLUDE ({_internal(source)})" if columns else ""
+    params = {"files": files, "model": scopes[0].model, "start": window.start}
+    params.update({"end": window.end, "as_of": as_of})
+    label_rows = int(connection.execute("SELECT count(*) FROM __labels").fetchall()[0][0])
+    query = f"""SELECT p.__arm, l.__lk0 IS NOT NULL AS __known, l.{quote(source.label)} AS __label,
+                       p.score AS __score, p.prediction_timestamp AS __at, p.request_id AS __rid
+                       {picked}{theirs}
+                FROM ({preds}) AS p LEFT JOIN __labels l ON {_join_condition(source)}"""
+    if not files:
+        table = connection.sql(query).to_arrow_table()
+    else:  # the labels' hash table costs at most one entry per row the scan reads
+        table = _run(connection, query, params, labels_build=label_rows <= _rows(connection, files))
+    kept = ["__label", "__score", *extra, *(names if columns else [])]
+    return _split_arms(table, len(scopes), kept, label_rows, files)
+
+
+def _rows(connection: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    """Rows in the log files, from their Parquet footers."""
+    found = connection.execute(
+        "SELECT sum(num_rows) FROM parquet_file_metadata($files)", {"files": files}
+    ).fetchall()
+    return int(found[0][0] or 0)
+
+
+def _run(
+    connection: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any], *, labels_build: bool
+) -> pa.Table:
+    """The join's rows. With `labels_build` the hash join builds on the labels, its right side as
+    written: DuckDB cannot estimate a filtered Parquet scan and would build on the predictions,
+    twice the rows here (both arms), when it guesses them fewer. A DuckDB without that optimizer
+    (before 1.1) keeps its own plan."""
+    import duckdb
+
+    if labels_build:
+        try:
+            connection.execute("SET disabled_optimizers = 'build_side_probe_side'")
+        except duckdb.Error:
+            labels_build = False
+    try:
+        return connection.sql(query, params=params).to_arrow_table()
+    finally:
+        if labels_build:
+            connection.execute("RESET disabled_optimizers")
+
+
+def _arms_sql(
+    scopes: Sequence[LogScope], files: list[str], source: LabelSource, *, entities: bool
+) -> str:
+    """Each scope's predictions (pure text; $files, $model, $start, $end, $as_of parameters):
+    `__arm` (the scope's index), request id, time, score, join keys as text; filtered in the
+    scan, JSON parsed only for the score path and the entity join keys."""
+    keys = "".join(f", {_key_sql(k)} AS __pk{i}" for i, k in enumerate(source.join_keys))
+    if not files:
+        empty = "".join(f", ''::VARCHAR AS __pk{i}" for i in range(len(source.join_keys)))
+        return (
+            "SELECT 0 AS __arm, ''::VARCHAR AS request_id, now() AS prediction_timestamp, "
+            f"0.0::DOUBLE AS score, ''::VARCHAR AS entities{empty} WHERE false"
+        )
+    arms = [f"version = {int(s.version)}{_roles_sql(s)}" for s in scopes]
+    arm = " ".join(f"WHEN {a} THEN {i}" for i, a in enumerate(arms))
+    scores = [_score_sql(s) for s in scopes]
+    score = " ".join(f"WHEN {i} THEN {s}" for i, s in enumerate(scores))
+    score = scores[0] if len(set(scores)) == 1 else f"CASE __arm {score} END"
+    parsed = entities or any(k != REQUEST_ID for k in source.join_keys)
+    versions = ", ".join(sorted({str(int(s.version)) for s in scopes}))
+    return f"""SELECT __arm, request_id, event_timestamp AS prediction_timestamp,
+                      {score} AS score{", entities" if parsed else ""}{keys}
+               FROM (SELECT CASE {arm} END AS __arm, request_id, event_timestamp, prediction
+                            {", entities" if parsed else ""}
+                     FROM read_parquet($files, union_by_name = true)
+                     WHERE model = $model AND status = 'ok' AND version IN ({versions})
+                       AND event_timestamp >= $start AND event_timestamp < $end
+                       AND event_timestamp <= $as_of AND ({" OR ".join(f"({a})" for a in arms)}))"""
+
+
+def _split_arms(
+    table: pa.Table, arms: int, kept: list[str], label_rows: int, files: list[str]
+) -> list[Joined]:
+    """Per arm: the counts of `join`, and its labelled rows with a finite score in the order
+    `join` gives them (time, then request id), sorted here rather than by DuckDB."""
+    import numpy as np
+    import pyarrow as pa
+
+    arm = np.asarray(table.column("__arm").to_numpy(zero_copy_only=False), dtype=np.int64)
+    known = np.asarray(table.column("__known").to_numpy(zero_copy_only=False), dtype=np.bool_)
+    score = np.asarray(table.column("__score").to_numpy(zero_copy_only=False), dtype=np.float64)
+    good = known & np.isfinite(score)
+    made = np.bincount(arm, minlength=arms)
+    labelled = np.bincount(arm[known], minlength=arms)
+    dropped = np.bincount(arm[known & ~good], minlength=arms)
+    order = _time_order(table, np.flatnonzero(good), arm)
+    rows = table.select(kept).take(pa.array(order))
+    bounds = np.r_[0, np.cumsum(np.bincount(arm[good], minlength=arms))]
+    found = []
+    for index in range(arms):
+        part = rows.slice(int(bounds[index]), int(bounds[index + 1] - bounds[index]))
+        window = pa.array(np.zeros(part.num_rows, dtype=np.int64))
+        found.append(
+            Joined(
+                predictions=[int(made[index])],
+                labelled=[int(labelled[index])],
+                dropped_scores=[int(dropped[index])],
+                rows=part.add_column(0, "__window", window),
+                label_rows=label_rows,
+                log_files=len(files),
+            )
+        )
+    return found
+
+
+def _time_order(table: pa.Table, chosen: np.ndarray[Any, Any], arm: np.ndarray[Any, Any]) -> Any:
+    """`chosen` (row indices) ordered by arm, `__at`, then `__rid` (nulls last): numpy splits by
+    arm and sorts by time; request ids are read only for rows sharing an arm and a time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    at = table.column("__at").cast(pa.int64()).to_numpy()
+    parts = [chosen[arm[chosen] == index] for index in range(int(arm.max(initial=0)) + 1)]
+    # timsort: the join emits runs in time order when the log is, as one writer's files are
+    order = np.concatenate([part[np.argsort(at[part], kind="stable")] for part in parts])
+    same = np.flatnonzero((np.diff(arm[order]) == 0) & (np.diff(at[order]) == 0))
+    if same.size == 0:
+        return order
+    tied = np.unique(np.r_[same, same + 1])  # positions in `order` of rows sharing a key
+    if tied.size <= TIES_IN_PYTHON:  # a few ties: no copy of the request id column
+        ids, rows = table.column("__rid"), order[tied].tolist()
+        key = [(arm[i], at[i], ids[i].as_py()) for i in rows]
+        inner = sorted(range(tied.size), key=lambda j: (*key[j][:2], key[j][2] is None, key[j][2]))
+    else:
+        keys = table.select(["__arm", "__at", "__rid"]).take(pa.array(order[tied]))
+        inner = pc.sort_indices(keys, [(c, "ascending") for c in keys.column_names]).to_numpy()
+    order[tied] = order[tied][np.asarray(inner, dtype=np.int64)]  # each group keeps its place
+    return order
+
+
 def _score_sql(scope: LogScope) -> str:
     if scope.score_output is None:
         return "TRY_CAST(prediction AS DOUBLE)"  # a number; null (NaN, inf) stays null
@@ -232,23 +393,37 @@ def _roles_sql(scope: LogScope) -> str:
 
 
 def _labels_table(
-    connection: duckdb.DuckDBPyConnection, source: LabelSource, sql: str, as_of: datetime
+    connection: duckdb.DuckDBPyConnection,
+    source: LabelSource,
+    sql: str,
+    as_of: datetime,
+    *,
+    slim: bool = False,
 ) -> None:
+    """Temp table __labels: per key, the label known at `as_of` (the latest; of labels known at
+    the same time, the greatest), with every source column, or with `slim` the label only."""
+    label = quote(source.label)
     keys = [f"CAST({quote(k)} AS VARCHAR) AS __lk{i}" for i, k in enumerate(source.join_keys)]
     partition = [f"__lk{i}" for i in range(len(source.join_keys))]
     if _uses_time(source):
         keys.append(f"CAST({quote(source.timestamp_field or '')} AS TIMESTAMPTZ) AS __lt")
         partition.append("__lt")
-    where = f"{quote(source.label)} IS NOT NULL"
-    order = f"{quote(source.label)} DESC"
+    where = f"{label} IS NOT NULL"
+    order = f"{label} DESC"
     if source.label_timestamp_field is not None:
         known = f"CAST({quote(source.label_timestamp_field)} AS TIMESTAMPTZ)"
         where += f" AND {known} <= $as_of"
         order = f"{known} DESC, {order}"
+    if slim and source.label_timestamp_field is None:  # the first by `label DESC` is the max
+        body = f"""SELECT {", ".join(partition)}, max({label}) AS {label}
+                   FROM (SELECT {label}, {", ".join(keys)} FROM ({sql}) AS __source
+                         WHERE {where}) GROUP BY ALL"""
+    else:
+        body = f"""SELECT {label if slim else "*"}, {", ".join(keys)} FROM ({sql}) AS __source
+                   WHERE {where} QUALIFY row_number() OVER (PARTITION BY {", ".join(partition)}
+                   ORDER BY {order}) = 1"""
     connection.execute(
-        f"""CREATE OR REPLACE TEMP TABLE __labels AS
-            SELECT *, {", ".join(keys)} FROM ({sql}) AS __source WHERE {where}
-            QUALIFY row_number() OVER (PARTITION BY {", ".join(partition)} ORDER BY {order}) = 1""",
+        f"CREATE OR REPLACE TEMP TABLE __labels AS {body}",
         {"as_of": as_of} if source.label_timestamp_field is not None else None,
     )
 

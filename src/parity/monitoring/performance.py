@@ -77,8 +77,9 @@ def roc_auc(labels: BoolArray, scores: FloatArray) -> float | None:
 
 
 def average_ranks(values: FloatArray) -> FloatArray:
-    """1-based ranks, tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
+    """1-based ranks, tied values sharing the mean of their ranks. The sort need not be stable:
+    tied values get the same rank whatever their order (NaNs, each a tie of its own, aside)."""
+    order = np.argsort(values)
     ordered = values[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     ends = np.r_[starts[1:], ordered.size]
