@@ -54,6 +54,8 @@ def _at_most(value: int, field: str) -> int:
     if value > MAX_COUNT:
         raise ValueError(f"{field} must be at most {MAX_COUNT:,}, got {value:,}")
     return value
+
+
 # The longest phase or interval: a century, as the CLI's durations (timeutil.parse_span). Longer
 # is a typo, and the controller's lease (3 x the interval) must stay a representable time.
 MAX_DURATION = timedelta(days=100 * 365)
