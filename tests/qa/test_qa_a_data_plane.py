@@ -19,6 +19,7 @@ from parity.inference.routing import Routes
 from tests.inference.rollout_helpers import (
     CANDIDATE,
     CHAMPION,
+    RAISING,
     logged_rows,
     rollout_store,
     trips_routes,
@@ -97,3 +98,31 @@ def test_a_blank_routing_header_is_no_key_and_the_champion_answers(store: Featur
         assert reply.status_code == 200, reply.text
         assert (reply.json()["model_version"], reply.json()["route"]) == (CHAMPION, "champion")
     assert (given.json()["model_version"], given.json()["route"]) == (CANDIDATE, "canary")
+
+
+def test_a_failing_canary_answer_names_the_version_and_route_that_failed(
+    store: FeatureStore,
+) -> None:
+    # every caller to a broken candidate, by a header (which /v1 and /v2 requests both carry)
+    control = Control(trips_routes(100.0, candidate=RAISING, key="x-user", source="header"))
+    user = {"x-user": "alice"}
+    tensors = {
+        "inputs": [
+            {"name": "trips", "datatype": "FP64", "shape": [1], "data": [1.0]},
+            {"name": "bonus", "datatype": "FP64", "shape": [1], "data": [0.0]},
+        ]
+    }
+    with running(create_model_app(store, routes=control)) as url:
+        v1 = predict(url, 1, headers=user)
+        v2 = httpx.post(f"http://{url}/v2/models/trips/infer", json=tensors, headers=user)
+        pinned = httpx.post(
+            f"http://{url}/v1/models/trips/versions/{RAISING}/predict",
+            json={"entities": {"driver_id": [1], "bonus": [0.0]}},
+            headers=user,
+        )
+    for reply in (v1, v2, pinned):
+        assert reply.status_code == 400 and reply.json()["code"] == "predict_failed", reply.text
+    for reply in (v1, v2):  # the failure says which version failed, as an answer would
+        assert reply.headers["x-parity-model-version"] == str(RAISING), reply.headers
+        assert reply.headers["x-parity-route"] == "canary"
+    assert "x-parity-route" not in pinned.headers  # not routed: nothing to name

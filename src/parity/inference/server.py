@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from parity.online.reads import OnlineResponse
 
 Columns = Mapping[str, Sequence[Any]]
+RouteHook = Callable[[int, str], None]  # (version, "champion" or "canary"): the arm chosen
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +311,7 @@ class ModelServer:
         request: InferenceRequest,
         tensors: dict[str, np.ndarray[Any, Any]],
         headers: Mapping[str, str] | None = None,
+        on_route: RouteHook | None = None,
     ) -> tuple[InferenceResponse, Deployment, str | None]:
         """`infer` for the version `target` means now, routed during a rollout like
         predict_entities (the key from a header, or from the input tensor named like it); also
@@ -322,6 +324,8 @@ class ModelServer:
         chosen = arm(routes, key)
         role = "canary" if chosen == "candidate" else "champion"
         version = routes.candidate if chosen == "candidate" else routes.champion
+        if on_route is not None:
+            on_route(version, role)
         deployment = await self.deployment(ModelTarget(target.name, version))
         request_id, at = request.id or uuid.uuid4().hex, self._now()
         alias = _alias_of(target, self.default_alias)
@@ -368,9 +372,11 @@ class ModelServer:
         request_id: str | None = None,
         return_features: bool = False,
         headers: Mapping[str, str] | None = None,
+        on_route: RouteHook | None = None,
     ) -> EntityPrediction:
         """Reads `entities`' features and predicts them; during a rollout the champion alias's
-        requests go to the candidate or the champion by the routing key, and are mirrored."""
+        requests go to the candidate or the champion by the routing key, and are mirrored.
+        `on_route(version, route)` hears the arm chosen before it answers (or fails)."""
         check_entity_rows(_row_count(entities), self.max_entities)
         request_id = request_id or uuid.uuid4().hex
         alias = _alias_of(target, self.default_alias)
@@ -383,6 +389,8 @@ class ModelServer:
         chosen = arm(routes, key)
         role = "canary" if chosen == "candidate" else "champion"
         version = routes.candidate if chosen == "candidate" else routes.champion
+        if on_route is not None:
+            on_route(version, role)
         answer, served = await self._predict(
             ModelTarget(target.name, version), columns, request_id, alias, return_features, role
         )
