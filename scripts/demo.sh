@@ -237,3 +237,38 @@ echo
 echo "== parity monitor quality (served traffic against the training profile) and freshness"
 parity monitor quality fraud --since "$since" --window 7d
 parity monitor freshness
+
+echo
+echo "== safe rollout: a new fraud model reaches traffic through shadow and a sticky canary, gated"
+echo "   (rollouts.py declares fraud_rollout, applied with the repo: the gates are decided before any rollout)"
+sed -n '/^fraud_rollout = Rollout(/,/^)/p' rollouts.py
+echo
+echo "== the good candidate: the same features, trained on the first 30 days instead of 18"
+parity dataset create \
+  --entities "SELECT transaction_id, account_id, device_id, event_timestamp, amount, is_fraud
+              FROM 'data/chargebacks.parquet' WHERE event_timestamp < now() - INTERVAL 30 DAY" \
+  --features fraud_model_v1 \
+  --out training/fraud_model_v1_30d.parquet \
+  --name fraud_train_v2
+python -m parity.examples.fraud.model --dataset fraud_train_v2 --alias challenger
+echo
+echo "== its rollout on simulated time: a real model server (routing, shadow queue, prediction log),"
+echo "   the real controller and gates; each simulated minute sends 200 payments, then one controller tick"
+python -m parity.examples.fraud.rollout_sim --html rollout_good.html
+echo
+echo "== parity models history fraud: the champion alias moved to the candidate, with the rollout's reason"
+parity models history fraud
+echo
+echo "== the bad candidate: the same 30 days, trained WITHOUT the device features (device_risk_score, is_emulator)"
+python -m parity.examples.fraud.model --dataset fraud_train_v2 --alias challenger --without device
+echo
+echo "== its rollout: the shadow phase compares its decisions with the champion's on the same payments"
+python -m parity.examples.fraud.rollout_sim
+echo
+echo "== parity rollout status fraud: the record kept in the registry database (every check: parity rollout history fraud)"
+parity rollout status fraud
+parity rollout history fraud --json --html rollout_bad.html > /dev/null
+echo "  wrote rollout_bad.html: parity rollout history fraud --html, the rollback's timeline as a page"
+echo
+echo "== parity models list: the champion is still the good candidate; the bad one answered no client"
+parity models list

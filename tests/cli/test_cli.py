@@ -28,7 +28,9 @@ def test_init_plan_apply_list_describe_history_teardown(tmp_path: Path) -> None:
 
     code, output = run("plan", "--repo", str(repo))
     assert code == 0, output
-    assert "Plan: 10 to add." in output
+    assert (
+        "Plan: 11 to add." in output
+    )  # 2 entities, 4 views, 2 services, 1 ODFV, a monitor, a rollout
 
     code, output = run("apply", "--repo", str(repo), "-m", "first")
     assert (code, "Applied: registry version 1." in output) == (0, True), output

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from parity.cli import rollout_render as view
 from parity.cli.common import RepoOption, command, console, err, store_at
@@ -26,6 +27,7 @@ from parity.inference.rollout_http import Loc, rollout_detail, rollout_json, sta
 from parity.timeutil import SPAN_EXAMPLES, parse_span
 
 if TYPE_CHECKING:
+    from parity.deploy.state import RolloutEvent, RolloutState
     from parity.feature_store import FeatureStore
 
 rollout_app = typer.Typer(
@@ -448,9 +450,15 @@ def rollout_history(
         str | None, typer.Option("--rollout", help="A rollout id (default: the latest).")
     ] = None,
     as_json: JsonOption = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the timeline as a self-contained HTML page."),
+    ] = None,
     repo: RepoOption = Path("."),
 ) -> None:
     """The timeline of a model's rollout: every check with its gates' numbers, every move."""
+    if html is not None and (html.is_dir() or not html.parent.is_dir()):
+        raise InvalidOption(f"--html {html}: give a file path in a folder that exists")
     rollouts = store_at(repo).rollouts
     events = rollouts.history(model, rollout)
     state = rollouts.status(model)
@@ -461,12 +469,25 @@ def rollout_history(
                 f"model {model!r} has no rollout {rollout!r}; see parity rollout status {model}"
             )
         state = found[0]
+    if html is not None:  # written first: --json output stays pure JSON
+        _write_timeline(html, events, state)
     if as_json:
         typer.echo(json.dumps(rollout_detail(state, events), sort_keys=True))
         return
-    # (demo: `--html PATH` writes deploy/timeline.py's page of the same state and events here)
     console.print(f"Rollout {state.id}: {view.summary(state)}", soft_wrap=True)
     console.print(view.history_table(state, events))
+    if html is not None:
+        console.print(f"wrote {escape(str(html))}: the timeline as a page (opens offline)")
+
+
+def _write_timeline(path: Path, events: Sequence[RolloutEvent], state: RolloutState) -> None:
+    """deploy/timeline.py's page of the rollout (demo workstream's one addition here)."""
+    from parity.deploy.timeline import render_timeline_html
+
+    try:
+        path.write_text(render_timeline_html(events, state), encoding="utf-8")
+    except OSError as error:
+        raise InvalidOption(f"--html {path}: cannot write it: {error.strerror}") from None
 
 
 @rollout_app.command("run")
