@@ -19,6 +19,7 @@ from parity.inference.routing import Routes
 from tests.inference.rollout_helpers import (
     CANDIDATE,
     CHAMPION,
+    OTHER_SERVICE,
     RAISING,
     logged_rows,
     rollout_store,
@@ -126,3 +127,47 @@ def test_a_failing_canary_answer_names_the_version_and_route_that_failed(
         assert reply.headers["x-parity-model-version"] == str(RAISING), reply.headers
         assert reply.headers["x-parity-route"] == "canary"
     assert "x-parity-route" not in pinned.headers  # not routed: nothing to name
+
+
+def tensors(*names: str) -> dict[str, Any]:
+    data = {"trips": 1.0, "bonus": 0.0, "conv_rate": 0.5}
+    return {
+        "inputs": [{"name": n, "datatype": "FP64", "shape": [1], "data": [data[n]]} for n in names]
+    }
+
+
+def test_a_v2_request_every_arm_refuses_is_not_counted_against_the_arm(
+    store: FeatureStore,
+) -> None:
+    control = Control(trips_routes(100.0, key="x-user", source="header"))
+    app = create_model_app(store, prediction_log=prediction_logger(store), routes=control)
+    user = {"x-user": "alice"}
+    with running(app) as url:
+        infer = f"http://{url}/v2/models/trips/infer"
+        refusals = [httpx.post(infer, json=tensors("trips"), headers=user) for _ in range(5)]
+        good = httpx.post(infer, json=tensors("trips", "bonus"), headers=user)
+    for reply in refusals:  # no bonus: the champion and the candidate both refuse it
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["code"] == "invalid_inference_request"
+    assert good.status_code == 200 and good.headers["x-parity-route"] == "canary"
+    rows = logged_rows(store)
+    assert [(r["version"], r["role"], r["status"]) for r in rows] == [(CANDIDATE, "canary", "ok")]
+
+
+def test_a_v2_request_only_the_candidate_refuses_counts_as_its_error(
+    store: FeatureStore,
+) -> None:
+    # the candidate reads conv_rate, the champion trips: champion-shaped requests fail on it
+    control = Control(trips_routes(100.0, candidate=OTHER_SERVICE, key="x-user", source="header"))
+    app = create_model_app(store, prediction_log=prediction_logger(store), routes=control)
+    with running(app) as url:
+        reply = httpx.post(
+            f"http://{url}/v2/models/trips/infer",
+            json=tensors("trips", "bonus"),
+            headers={"x-user": "alice"},
+        )
+    assert reply.status_code == 400, reply.text
+    rows = logged_rows(store)
+    assert [(r["version"], r["role"], r["status"]) for r in rows] == [
+        (OTHER_SERVICE, "canary", "error")
+    ]

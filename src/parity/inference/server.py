@@ -273,9 +273,11 @@ class ModelServer:
         alias: str | None = None,
         role: str | None = None,
         logged: tuple[str, datetime] | None = None,
+        champion: Deployment | None = None,
     ) -> InferenceResponse:
         """The model's answer to OIP tensors; `logged` is the (request id, time) its log rows get
-        (a new id and now by default)."""
+        (a new id and now by default). During a rollout (`role`) a failure is logged for the
+        error-rate gate unless `champion` refuses the same tensors (then it is the client's)."""
         started = time.perf_counter()
         wanted = [out.name for out in request.outputs or ()] or list(deployment.output_names)
         unknown = sorted(set(wanted) - set(deployment.output_names))
@@ -290,8 +292,8 @@ class ModelServer:
         try:
             item, rows = deployment.assemble_tensors(tensors)
             result = await deployment.predict(item, rows)
-        except Exception:
-            if role is not None:  # a rollout's error-rate gate counts it
+        except Exception as error:
+            if role is not None and not _refused_by(champion, tensors, error):
                 failed: list[dict[str, Any]] = [{}] * _tensor_rows(tensors)
                 self._log_failed(ref, failed, time.perf_counter() - started, at, role, "error")
             raise
@@ -329,7 +331,10 @@ class ModelServer:
         deployment = await self.deployment(ModelTarget(target.name, version))
         request_id, at = request.id or uuid.uuid4().hex, self._now()
         alias = _alias_of(target, self.default_alias)
-        response = await self.infer(deployment, request, tensors, alias, role, (request_id, at))
+        champion = await self.deployment(ModelTarget(target.name, routes.champion))
+        response = await self.infer(
+            deployment, request, tensors, alias, role, (request_id, at), champion
+        )
         if chosen == "champion":
             for shadow in mirrored_versions(routes, key, request_id):
                 self._mirror_tensors((request_id, target.name, shadow, alias), tensors, at)
@@ -578,6 +583,22 @@ async def _loaded(pending: Coroutine[Any, Any, Deployment]) -> Deployment:
     """`pending`, carried on if the caller gives up (a shadow past its time limit cancelled), so
     a version being loaded is loaded once and kept."""
     return await asyncio.shield(asyncio.ensure_future(pending))
+
+
+def _refused_by(
+    champion: Deployment | None, tensors: Mapping[str, np.ndarray[Any, Any]], error: Exception
+) -> bool:
+    """Whether a routed `/v2` request's failure is the client's: tensors the champion refuses
+    too (a missing input, a wrong datatype), which every arm would refuse. Not counted against the
+    arm the request's key sticks to, so one client retrying it cannot fail a rollout; a candidate
+    refusing what the champion takes is the candidate's error and is counted."""
+    if champion is None or not isinstance(error, InferenceRequestError):
+        return False
+    try:
+        champion.assemble_tensors(tensors)
+    except InferenceRequestError:
+        return True
+    return False
 
 
 def _tensor_rows(tensors: Mapping[str, np.ndarray[Any, Any]]) -> int:
