@@ -328,10 +328,11 @@ class ModelServer:
         version = routes.candidate if chosen == "candidate" else routes.champion
         if on_route is not None:
             on_route(version, role)
-        deployment = await self.deployment(ModelTarget(target.name, version))
         request_id, at = request.id or uuid.uuid4().hex, self._now()
         alias = _alias_of(target, self.default_alias)
-        champion = await self.deployment(ModelTarget(target.name, routes.champion))
+        rows: list[dict[str, Any]] = [{}] * _tensor_rows(tensors)
+        deployment = await self._arm((request_id, target.name, version, alias), rows, at, role)
+        champion = self._loaded.get((target.name, routes.champion))
         response = await self.infer(
             deployment, request, tensors, alias, role, (request_id, at), champion
         )
@@ -366,6 +367,20 @@ class ModelServer:
         if alias != routes.champion_alias or self.version_of(target) != routes.champion:
             return None
         return routes
+
+    async def _arm(
+        self, ref: LogRef, rows: list[dict[str, Any]], at: datetime, role: str
+    ) -> Deployment:
+        """The deployment of a rollout's arm (`ref` names its version); if it cannot be loaded
+        (an artifact the server cannot import, say) the request's rows are logged as errors, so
+        the error-rate gate sees a candidate that never answers instead of holding on no rows."""
+        started = time.perf_counter()
+        _, name, version, _ = ref
+        try:
+            return await self.deployment(ModelTarget(name, version))
+        except Exception:
+            self._log_failed(ref, rows, time.perf_counter() - started, at, role, "error")
+            raise
 
     # --- entity-based prediction ----------------------------------------------------------------
 
@@ -414,7 +429,12 @@ class ModelServer:
         role: str | None = None,
     ) -> tuple[EntityPrediction, _Served]:
         started = time.perf_counter()
-        deployment = await self.deployment(target)
+        if role is None or target.version is None:
+            deployment = await self.deployment(target)
+        else:  # a rollout's arm: a version that cannot load fails its error-rate gate
+            ref = (request_id, target.name, target.version, alias)
+            entity_rows = _rows_of(columns, _row_count(columns))
+            deployment = await self._arm(ref, entity_rows, self._now(), role)
         rows = _row_count(columns)
         deployment.check_rows(rows)
         features, service = self._feature_source(deployment, target.name)
