@@ -233,8 +233,13 @@ def label_expectation(
     champ = [r for r in matured if r.version == 1]
     if until <= state.started_at or min(len(cand), len(champ)) < gate.min_samples:
         return ("inconclusive", None, None)
-    value = dollar_recall if gate.argument == "dollar_recall" else lambda x: precision_at(x, gate.k)
-    c, h = value(cand), value(champ)
+    if gate.argument == "dollar_recall":
+        c, h = dollar_recall(cand), dollar_recall(champ)
+    else:  # the same share of each arm: k of the smaller, scaled for the larger
+        small = min(len(cand), len(champ))
+        k = min(gate.k, small)
+        c = precision_at(cand, max(1, round(k * len(cand) / small)))
+        h = precision_at(champ, max(1, round(k * len(champ) / small)))
     return ("fail" if c < h * (1 - gate.limit) else "pass", c, h)
 
 

@@ -253,12 +253,14 @@ class Rollout(NamedDefinition):
     @field_validator("candidate", mode="before")
     @classmethod
     def _candidate(cls, value: object) -> object:
-        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
-            value = int(value)  # '7' is version 7 (an alias cannot be all digits)
-        if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value < 2**31):
-            raise ValueError(f"candidate {value!r}: give a version number (1, 2, ...) or an alias")
-        if isinstance(value, str) and not value.isdigit():
-            check_identifier(value, "candidate alias")
+        return _version_ref(value, "candidate")
+
+    @field_validator("also_shadow", mode="before")
+    @classmethod
+    def _also_shadow(cls, value: object) -> object:
+        """Versions given as digits ('3', as a command line or JSON body may) are versions."""
+        if isinstance(value, list | tuple):
+            return [_version_ref(item, "also_shadow") for item in value]
         return value
 
     @field_validator("champion_alias")
@@ -325,6 +327,18 @@ class Rollout(NamedDefinition):
     @property
     def gate_functions(self) -> dict[str, GateFunction]:
         return dict(self._functions)
+
+
+def _version_ref(value: object, field: str) -> object:
+    """A version number or an alias; digits ('7', as a command line or JSON body may give it)
+    are version 7 (an alias cannot be all digits)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value < 2**31):
+        raise ValueError(f"{field} {value!r}: give a version number (1, 2, ...) or an alias")
+    if isinstance(value, str) and not value.isdigit():
+        check_identifier(value, f"{field} alias")
+    return value
 
 
 def _gate_ref(item: object, functions: dict[str, GateFunction], rollout: object) -> object:

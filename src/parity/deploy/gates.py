@@ -250,9 +250,11 @@ def label_gate(
     short = too_few(gate, counts, "labelled predictions")
     if short is not None:
         return short
+    depths = equal_depth(gate.k, counts)
     values = {}
     for arm, rows in ((CANDIDATE, candidate), (CHAMPION, champion)):
-        value, why = label_value(metric, rows, k=gate.k, threshold=threshold, function=function)
+        k = depths[arm]
+        value, why = label_value(metric, rows, k=k, threshold=threshold, function=function)
         if value is None:
             return inconclusive(gate, f"{metric} is undefined for the {arm}: {why}", counts)
         values[arm] = value
@@ -273,7 +275,19 @@ def label_gate(
         f"{limit * 100:g} %) on {counts[CANDIDATE]:,} and {counts[CHAMPION]:,} labelled rows"
         + _dropped({CANDIDATE: candidate.dropped, CHAMPION: champion.dropped})
     )
+    if metric == "precision_at_k":
+        reason += f"; top {depths[CANDIDATE]:,} and {depths[CHAMPION]:,} rows (the same share)"
     return _result(gate, failed, cand, champ, limit, counts, reason)
+
+
+def equal_depth(k: int, counts: Mapping[str, int]) -> dict[str, int]:
+    """precision@k's k per arm, at the same share of each arm's labelled rows: k (at most all)
+    of the smaller arm, the same share of the larger. The top 100 of 3,000 champion rows and of
+    300 candidate rows are the top 3 % and the top 33 %: a candidate as good as the champion
+    failed a 1 % canary."""
+    smallest = max(1, min(counts.values()))
+    top = min(k, smallest)
+    return {arm: max(1, round(top * n / smallest)) for arm, n in counts.items()}
 
 
 # --- custom gates -------------------------------------------------------------------------------

@@ -123,14 +123,14 @@ def check_gates(store: FeatureStore, rollout: Rollout) -> None:
 def check_outputs(rollout: Rollout, versions: tuple[ModelVersion, ...]) -> None:
     """A gate's `output` is an output of both versions compared (when their signatures list
     outputs): a gate reading an output one arm lacks could never be judged."""
-    for index, gate in enumerate(rollout.gates):
+    for gate in rollout.gates:
         for version in versions:
             outputs = [str(o["name"]) for o in (version.signature or {}).get("outputs") or []]
             if gate.output is not None and outputs and gate.output not in outputs:
                 raise InvalidRollout(
-                    f"gates[{index}].output: version {version.version} of '{rollout.model}' has "
-                    f"no output '{gate.output}' (its outputs: {', '.join(outputs)}); name one "
-                    "of them, or leave output unset for the first"
+                    f"gates: {gate.metric!r} reads output '{gate.output}', but version "
+                    f"{version.version} of '{rollout.model}' has the outputs "
+                    f"{', '.join(outputs)}; name one of them, or leave output unset for the first"
                 )
 
 
