@@ -137,3 +137,12 @@ def test_a_gate_output_the_model_does_not_have_is_refused_at_start(url: str) -> 
     refused(start(url, candidate=2, gates=gates), "gates", "'nosuch'", "output")
     reply = start(url, candidate=2, gates=[{"metric": "prediction_drift", "output": "output"}])
     assert reply.status_code == 201, reply.text
+
+
+def test_a_ramp_of_more_than_a_hundred_steps_is_refused(url: str) -> None:
+    """Every server worker re-reads the running definition every refresh period: 10,000 steps
+    cost 0.18 s of CPU per read. A ramp that long is a typo."""
+    steps = [{"weight": round(0.01 * (i + 1), 2)} for i in range(101)]
+    refused(start(url, candidate=2, steps=steps), "steps", "at most 100")
+    reply = start(url, candidate=2, steps=steps[:100])
+    assert reply.status_code == 201, reply.text
