@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from parity.cli import rollout_render as view
 from parity.cli.common import RepoOption, command, console, err, store_at
-from parity.definitions.rollout import DEFAULT_STEPS, Rollout
+from parity.definitions.rollout import DEFAULT_STEPS, MAX_COUNT, Rollout
 from parity.errors import InvalidOption, InvalidRollout, RolloutNotFound
 from parity.inference.rollout_http import Loc, rollout_detail, rollout_json, start_arguments
 from parity.timeutil import SPAN_EXAMPLES, parse_span
@@ -81,8 +81,15 @@ def _span(text: str, option: str, *, minimum_s: int = 0) -> str:
 
 def _count(text: str, option: str, *, minimum: int = 0) -> int:
     value = text.strip()
-    if not value.isascii() or not value.isdigit() or int(value) < minimum or len(value) > 12:
-        raise InvalidOption(f"{option} {text!r}: give a whole number of at least {minimum}")
+    if (
+        not value.isascii()
+        or not value.isdigit()
+        or len(value) > 12
+        or not minimum <= int(value) <= MAX_COUNT
+    ):
+        raise InvalidOption(
+            f"{option} {text!r}: give a whole number from {minimum} to {MAX_COUNT:,}"
+        )
     return int(value)
 
 

@@ -48,6 +48,9 @@ DRIFT_MIN_SAMPLES = {"psi": 500, "jensen_shannon": 1000, "wasserstein": 2000, "k
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0, 100.0)
 WEIGHT_STEP = 0.01  # routing splits the key space into 10,000 buckets: weights resolve to 0.01 %
 MAX_COUNT = 2**31 - 1  # sample counts, k and failure limits: what every store and JSON reader holds
+# Canary steps at most: each lasts at least one check, and every server worker re-reads the
+# definition each alias_refresh_seconds (10,000 steps cost 0.18 s of CPU per read).
+MAX_STEPS = 100
 
 
 def _at_most(value: int, field: str) -> int:
@@ -109,8 +112,11 @@ class RoutingKey(Definition):
     def _name(self) -> RoutingKey:
         if self.source == "entity":
             check_identifier(self.name, "routing key")
-        elif not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
-            raise ValueError(f"header name {self.name!r}: use letters, digits, '-' and '_'")
+        elif not self.name or not all(
+            c.isascii() and (c.isalnum() or c in "-_") for c in self.name
+        ):
+            # HTTP header names are ASCII: a name with 'ü' could never arrive, so never route
+            raise ValueError(f"header name {self.name!r}: use ASCII letters, digits, '-' and '_'")
         return self
 
 
@@ -276,6 +282,11 @@ class Rollout(NamedDefinition):
 
     @model_validator(mode="after")
     def _ramp(self) -> Rollout:
+        if len(self.steps) > MAX_STEPS:
+            raise ValueError(
+                f"steps' weights: {len(self.steps)} canary steps; give at most {MAX_STEPS} (the "
+                "default ramp has 5)"
+            )
         if self.shadow is not None and self.shadow.weight != 0:
             raise ValueError("the shadow phase answers no request: its weight must be 0")
         if not 0 < self.shadow_fraction <= 1:
