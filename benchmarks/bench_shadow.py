@@ -302,6 +302,60 @@ async def open_loop(config: dict[str, Any]) -> dict[str, Any]:
             "errors": errors, "achieved_rps": achieved}  # fmt: skip
 
 
+# --- CPU per request, in process -------------------------------------------------------------
+
+
+def cpu_per_request(root: Path, requests: int, group: int = 16) -> dict[str, float]:
+    """CPU time (every thread of this process: loop, model threads, log writer) per /v1
+    prediction through a ModelServer without HTTP, `group` requests at a time, with no rollout
+    and with shadow mode (shadows drained). Process CPU time barely moves with other jobs'
+    load, unlike latency."""
+    from shadow_app import read_routes
+
+    from parity.feature_store import FeatureStore
+    from parity.inference.metrics import ModelMetrics
+    from parity.inference.predlog import MemoryLogSink, PredictionLogger
+    from parity.inference.server import ModelServer, ModelTarget
+
+    routes_file = WORK / "cpu-routes.json"
+    store = FeatureStore(root)
+    logger = PredictionLogger(MemoryLogSink())
+    server = ModelServer(
+        store.models, metrics=ModelMetrics(), features=store, prediction_log=logger,
+        alias_refresh_seconds=1.0, routes=lambda: read_routes(routes_file),
+    )  # fmt: skip
+    target = ModelTarget.parse("bench")
+
+    async def measure(shadow: bool) -> float:
+        set_routes(routes_file, shadow)
+        server.refresh_routes()
+        started = time.process_time()
+        for first in range(0, requests, group):
+            users = [(first + n) % USERS for n in range(group)]
+            await asyncio.gather(
+                *(server.predict_entities(target, {"user_id": [u]}) for u in users)
+            )
+        await server.shadows.drain()
+        logger.flush()
+        return 1e6 * (time.process_time() - started) / requests
+
+    async def run() -> dict[str, float]:
+        await measure(False)  # warm-up: loads, caches
+        await measure(True)
+        found: dict[str, list[float]] = {"none": [], "shadow": []}
+        for _ in range(3):
+            for name in ("none", "shadow"):
+                found[name].append(await measure(name == "shadow"))
+        await server.close()
+        return {name: min(values) for name, values in found.items()}
+
+    try:
+        return asyncio.run(run())
+    finally:
+        logger.close()
+        store.close()
+
+
 # --- the routing decision ----------------------------------------------------------------------
 
 
@@ -452,6 +506,12 @@ def main() -> int:
             f"{shadow / base:.3f} (target <= {TARGET_RATIO:.2f}; no-rollout runs alone spread "
             f"{spread:.2f}x)  {verdict(shadow / base <= TARGET_RATIO)}"
         )
+    cpu_us = cpu_per_request(repo, 600 if options.quick else 2_000)
+    log(
+        f"CPU per /v1 prediction in process (no HTTP, 16 at a time, best of 3): no rollout "
+        f"{cpu_us['none']:,.0f} µs, shadow {cpu_us['shadow']:,.0f} µs "
+        f"(+{cpu_us['shadow'] / cpu_us['none'] - 1:.0%}: the mirrored copy's cost)"
+    )
     arm_us, whole_us = routing_cost()
     log(f"arm(): {arm_us:.2f} µs per decision (target < {TARGET_ROUTE_US:g} µs)  "
         f"{verdict(arm_us < TARGET_ROUTE_US)}")  # fmt: skip

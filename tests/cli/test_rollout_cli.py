@@ -100,7 +100,7 @@ START = ("start", "--model", "ranker", "--candidate", "2")
         (("--gate", "error_rate", "--gate", "error_rate:0.02"), "invalid_rollout",
          ("--gate", "repeat")),
         (("--failure-mode", "sometimes"), "invalid_option", ("--failure-mode", "consecutive")),
-        (("--failure-limit", "0"), "invalid_option", ("--failure-limit '0'", "at least 1")),
+        (("--failure-limit", "0"), "invalid_option", ("--failure-limit '0'", "from 1 to")),
         (("--interval", "0s"), "invalid_option", ("--interval '0s'", "at least 1s")),
         (("--champion-alias", "the champ"), "invalid_rollout",
          ("--champion-alias", "not an identifier")),

@@ -37,11 +37,22 @@ def test_an_error_rate_exactly_one_point_above_passes_a_one_point_limit(
     assert (result.candidate, result.champion) == (cand / 100, champ / 100)
 
 
-@pytest.mark.parametrize(("cand", "champ", "rows"), [(8, 6, 100), (71, 60, 1000), (2, 0, 100)])
-def test_an_error_rate_just_over_the_limit_fails(cand: int, champ: int, rows: int) -> None:
+@pytest.mark.parametrize(
+    ("cand", "champ", "rows", "scale"), [(8, 6, 100, 100), (71, 60, 1000, 1000), (2, 0, 100, 100)]
+)
+def test_an_error_rate_just_over_the_limit_never_passes_and_fails_once_significant(
+    cand: int, champ: int, rows: int, scale: int
+) -> None:
+    # over the limit on few rows is not proof (95 % one-sided, gates.CONFIDENCE): held; the same
+    # shares on `scale` times the rows are, and fail
     gate = Gate(metric="error_rate", threshold=0.01)
     result = g.error_rate_gate(gate, oks(cand, rows), oks(champ, rows))
-    assert result.verdict == "fail", result.reason
+    assert result.verdict == "inconclusive", result.reason
+    assert result.reason.startswith("over the limit but not yet significant: ")
+    proven = g.error_rate_gate(
+        gate, oks(cand * scale, rows * scale), oks(champ * scale, rows * scale)
+    )
+    assert proven.verdict == "fail", proven.reason
 
 
 # --- durations ------------------------------------------------------------------------------
@@ -113,7 +124,9 @@ def test_a_gate_output_neither_version_has_is_refused(
         )
     fraud_store.models.set_alias("fraud", "champion", 4)
     gate = Gate(metric="prediction_drift", output="score")
-    with pytest.raises(InvalidRollout, match=r"gates\[0\]\.output: version 5 .* no output 'score'"):
+    with pytest.raises(
+        InvalidRollout, match=r"gates: 'prediction_drift' reads output 'score', but version 5"
+    ):
         rollouts.start(short_rollout(candidate=5, gates=(gate,)))
     ok = Gate(metric="prediction_drift", output="probability")
     header = RoutingKey(name="x-user", source="header")
@@ -299,3 +312,54 @@ def test_a_label_metric_below_zero_is_held_relative_to_its_magnitude(
     gate = Gate(metric="label:net_dollars", min_samples=10)
     result = g.label_gate(gate, arms[90], arms[100], threshold=0.5, function=net_dollars)
     assert (result.verdict, result.candidate, result.champion) == (verdict, cand, champ)
+
+
+# --- precision@k on arms of different sizes ------------------------------------------------
+
+
+def test_precision_at_k_compares_the_same_share_of_arms_of_different_sizes() -> None:
+    # A 1 % canary: the candidate has a tenth of the champion's labelled rows. Both rank alike,
+    # so the gate must pass; the top 100 of 300 vs of 3,000 rows failed it every time.
+    rng = np.random.default_rng(3)
+
+    def arm(n: int) -> g.Labelled:
+        y = rng.random(n) < 0.1
+        return g.Labelled(labels=y, scores=np.clip(0.4 * y + 0.6 * rng.random(n), 0, 1))
+
+    gate = Gate(metric="label:precision_at_k", k=100, min_samples=100)
+    ratios = []
+    for _ in range(40):
+        cand, champ = arm(300), arm(3000)
+        result = g.label_gate(gate, cand, champ, threshold=0.5)
+        top_c = np.argsort(-cand.scores)[:100]  # the same share: 100 of 300, 1,000 of 3,000
+        top_h = np.argsort(-champ.scores)[:1000]
+        assert result.candidate == pytest.approx(cand.labels[top_c].mean())
+        assert result.champion == pytest.approx(champ.labels[top_h].mean())
+        ratios.append(result.candidate / result.champion)
+    # unbiased: on average as good as the champion (it was about a quarter of it)
+    assert 0.93 < float(np.mean(ratios)) < 1.07, np.mean(ratios)
+    bad = g.label_gate(
+        gate, g.Labelled(rng.random(300) < 0.1, rng.random(300)), arm(3000), threshold=0.5
+    )
+    assert bad.verdict == "fail"
+    assert g.equal_depth(100, {"candidate": 40, "champion": 40}) == {
+        "candidate": 40,
+        "champion": 40,
+    }
+
+
+def test_also_shadow_versions_given_as_digits_are_versions(rollouts: Rollouts) -> None:
+    assert rollouts.start(short_rollout(also_shadow=["3"])).shadows == (3,)
+    with pytest.raises(InvalidDefinition, match="also_shadow 0: give a version number"):
+        short_rollout(also_shadow=[0])
+
+
+def test_a_champion_alias_deleted_mid_rollout_aborts_and_is_not_recreated(
+    fraud_store: FeatureStore, clock: Clock
+) -> None:
+    rollouts = Rollouts(fraud_store, clock=clock, checker=Scripted())
+    rollouts.start(short_rollout())
+    fraud_store.models.delete_alias("fraud", "champion", reason="retired")
+    (event,) = rollouts.step(now=clock.advance(MINUTE))
+    assert event.kind == "aborted" and "(it names nothing, not the champion 1)" in event.reason
+    assert "champion" not in fraud_store.models.aliases("fraud")

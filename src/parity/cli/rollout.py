@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from parity.cli import rollout_render as view
 from parity.cli.common import RepoOption, command, console, err, store_at
-from parity.definitions.rollout import DEFAULT_STEPS, Rollout
+from parity.definitions.rollout import DEFAULT_STEPS, MAX_COUNT, Rollout
 from parity.errors import InvalidOption, InvalidRollout, RolloutNotFound
 from parity.inference.rollout_http import Loc, rollout_detail, rollout_json, start_arguments
 from parity.timeutil import SPAN_EXAMPLES, parse_span
@@ -81,8 +81,15 @@ def _span(text: str, option: str, *, minimum_s: int = 0) -> str:
 
 def _count(text: str, option: str, *, minimum: int = 0) -> int:
     value = text.strip()
-    if not value.isascii() or not value.isdigit() or int(value) < minimum or len(value) > 12:
-        raise InvalidOption(f"{option} {text!r}: give a whole number of at least {minimum}")
+    if (
+        not value.isascii()
+        or not value.isdigit()
+        or len(value) > 12
+        or not minimum <= int(value) <= MAX_COUNT
+    ):
+        raise InvalidOption(
+            f"{option} {text!r}: give a whole number from {minimum} to {MAX_COUNT:,}"
+        )
     return int(value)
 
 
@@ -394,52 +401,42 @@ def _act(
     console.print(f"{verb} rollout {state.id}: {view.summary(state)}", soft_wrap=True)
 
 
-@rollout_app.command("pause")
-@command
-def rollout_pause(
-    model: ModelArg,
-    reason: ReasonOption = "",
-    as_json: JsonOption = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Hold the rollout at its step: the weight stays, gates are not acted on until resume."""
-    _act("pause", model, reason, repo, "Paused", as_json)
+_ACTIONS = (
+    (
+        "pause",
+        "Paused",
+        "Hold the rollout at its step: the weight stays, gates are not acted on until resume.",
+    ),
+    ("resume", "Resumed", "Resume a paused rollout at the step it was paused at."),
+    (
+        "promote",
+        "Promoted",
+        "Promote now: move the champion alias to the candidate (the reason goes to its history).",
+    ),
+    (
+        "abort",
+        "Aborted",
+        "Abort: the candidate's weight back to 0; the champion alias is not touched.",
+    ),
+)
 
 
-@rollout_app.command("resume")
-@command
-def rollout_resume(
-    model: ModelArg,
-    reason: ReasonOption = "",
-    as_json: JsonOption = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Resume a paused rollout at the step it was paused at."""
-    _act("resume", model, reason, repo, "Resumed", as_json)
+def _action_command(action: str, verb: str, doc: str) -> None:
+    def run(
+        model: ModelArg,
+        reason: ReasonOption = "",
+        as_json: JsonOption = False,
+        repo: RepoOption = Path("."),
+    ) -> None:
+        _act(action, model, reason, repo, verb, as_json)
+
+    run.__doc__ = doc
+    run.__name__ = f"rollout_{action}"
+    rollout_app.command(action)(command(run))
 
 
-@rollout_app.command("promote")
-@command
-def rollout_promote(
-    model: ModelArg,
-    reason: ReasonOption = "",
-    as_json: JsonOption = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Promote now: move the champion alias to the candidate (the reason goes to its history)."""
-    _act("promote", model, reason, repo, "Promoted", as_json)
-
-
-@rollout_app.command("abort")
-@command
-def rollout_abort(
-    model: ModelArg,
-    reason: ReasonOption = "",
-    as_json: JsonOption = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Abort: the candidate's weight back to 0; the champion alias is not touched."""
-    _act("abort", model, reason, repo, "Aborted", as_json)
+for _action, _verb, _doc in _ACTIONS:
+    _action_command(_action, _verb, _doc)
 
 
 @rollout_app.command("history")

@@ -5,7 +5,6 @@ advance, the failure policy). Declared in the repo and applied with plan/apply, 
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from collections.abc import Callable
@@ -15,9 +14,7 @@ from typing import Any, Literal
 from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from parity.definitions.base import Definition, NamedDefinition, check_identifier
-from parity.definitions.monitor import MetricRef
-from parity.definitions.on_demand import code_hash
-from parity.errors import InvalidDefinition
+from parity.definitions.monitor import MetricRef, function_ref
 
 GateFunction = Callable[..., Any]
 FailureMode = Literal["cumulative", "consecutive"]
@@ -48,6 +45,9 @@ DRIFT_MIN_SAMPLES = {"psi": 500, "jensen_shannon": 1000, "wasserstein": 2000, "k
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0, 100.0)
 WEIGHT_STEP = 0.01  # routing splits the key space into 10,000 buckets: weights resolve to 0.01 %
 MAX_COUNT = 2**31 - 1  # sample counts, k and failure limits: what every store and JSON reader holds
+# Canary steps at most: each lasts at least one check, and every server worker re-reads the
+# definition each alias_refresh_seconds (10,000 steps cost 0.18 s of CPU per read).
+MAX_STEPS = 100
 
 
 def _at_most(value: int, field: str) -> int:
@@ -109,8 +109,11 @@ class RoutingKey(Definition):
     def _name(self) -> RoutingKey:
         if self.source == "entity":
             check_identifier(self.name, "routing key")
-        elif not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
-            raise ValueError(f"header name {self.name!r}: use letters, digits, '-' and '_'")
+        elif not self.name or not all(
+            c.isascii() and (c.isalnum() or c in "-_") for c in self.name
+        ):
+            # HTTP header names are ASCII: a name with 'ü' could never arrive, so never route
+            raise ValueError(f"header name {self.name!r}: use ASCII letters, digits, '-' and '_'")
         return self
 
 
@@ -250,12 +253,14 @@ class Rollout(NamedDefinition):
     @field_validator("candidate", mode="before")
     @classmethod
     def _candidate(cls, value: object) -> object:
-        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
-            value = int(value)  # '7' is version 7 (an alias cannot be all digits)
-        if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value < 2**31):
-            raise ValueError(f"candidate {value!r}: give a version number (1, 2, ...) or an alias")
-        if isinstance(value, str) and not value.isdigit():
-            check_identifier(value, "candidate alias")
+        return _version_ref(value, "candidate")
+
+    @field_validator("also_shadow", mode="before")
+    @classmethod
+    def _also_shadow(cls, value: object) -> object:
+        """Versions given as digits ('3', as a command line or JSON body may) are versions."""
+        if isinstance(value, list | tuple):
+            return [_version_ref(item, "also_shadow") for item in value]
         return value
 
     @field_validator("champion_alias")
@@ -274,6 +279,11 @@ class Rollout(NamedDefinition):
 
     @model_validator(mode="after")
     def _ramp(self) -> Rollout:
+        if len(self.steps) > MAX_STEPS:
+            raise ValueError(
+                f"steps' weights: {len(self.steps)} canary steps; give at most {MAX_STEPS} (the "
+                "default ramp has 5)"
+            )
         if self.shadow is not None and self.shadow.weight != 0:
             raise ValueError("the shadow phase answers no request: its weight must be 0")
         if not 0 < self.shadow_fraction <= 1:
@@ -324,27 +334,23 @@ class Rollout(NamedDefinition):
         return dict(self._functions)
 
 
+def _version_ref(value: object, field: str) -> object:
+    """A version number or an alias; digits ('7', as a command line or JSON body may give it)
+    are version 7 (an alias cannot be all digits)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value < 2**31):
+        raise ValueError(f"{field} {value!r}: give a version number (1, 2, ...) or an alias")
+    if isinstance(value, str) and not value.isdigit():
+        check_identifier(value, f"{field} alias")
+    return value
+
+
 def _gate_ref(item: object, functions: dict[str, GateFunction], rollout: object) -> object:
-    if isinstance(item, MetricRef | dict):
-        return item
-    name = getattr(item, "__name__", None)
-    if not callable(item) or not isinstance(name, str) or name == "<lambda>":
-        raise InvalidDefinition(
-            f"Rollout {rollout!r}: custom_gates holds {item!r}; list functions "
-            "f(evidence) -> GateOutcome defined with def in the repo"
-        )
-    try:
-        digest = code_hash(item)
-    except (OSError, TypeError) as error:
-        raise InvalidDefinition(
-            f"Rollout {rollout!r}: the source of gate {name!r} cannot be read ({error}); "
-            "define it with def in a file of the repo"
-        ) from None
-    functions[name] = item
-    module = inspect.getmodule(item)
-    return MetricRef(
-        name=name,
-        function=getattr(item, "__qualname__", name),
-        module=module.__name__ if module is not None else "",
-        code_hash=digest,
+    return function_ref(
+        item,
+        functions,
+        owner=f"Rollout {rollout!r}",
+        holds="custom_gates",
+        contract="f(evidence) -> GateOutcome",
     )

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -219,9 +220,11 @@ class ModelApp:
         self, target: ModelTarget, scope: Scope, raw: bytes
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         request, tensors = parse_request(raw, _json_length(scope), self.server.max_entities)
-        response, deployment, route = await self.server.infer_target(
-            target, request, tensors, _headers(scope)
-        )
+        routed: list[tuple[int, str]] = []
+        with self._naming_the_arm(target, routed):
+            response, deployment, route = await self.server.infer_target(
+                target, request, tensors, _headers(scope), lambda *arm: routed.append(arm)
+            )
         body, json_length = render_response(
             response, binary_output_names(request, deployment.output_names)
         )
@@ -265,13 +268,16 @@ class ModelApp:
             body = PredictRequest.model_validate_json(raw)
         except ValidationError as failure:
             raise BadRequest(_invalid(failure)) from None
-        answer = await self.server.predict_entities(
-            target,
-            _with_context(body.entities, body.request_context),
-            request_id=body.id,
-            return_features=body.return_features,
-            headers=headers,
-        )
+        routed: list[tuple[int, str]] = []
+        with self._naming_the_arm(target, routed):
+            answer = await self.server.predict_entities(
+                target,
+                _with_context(body.entities, body.request_context),
+                request_id=body.id,
+                return_features=body.return_features,
+                headers=headers,
+                on_route=lambda *arm: routed.append(arm),
+            )
         reply: dict[str, Any] = {
             "id": answer.request_id,
             "model_name": answer.version.name,
@@ -284,6 +290,19 @@ class ModelApp:
         if body.return_features:
             reply["features"] = answer.features
         return 200, _dumps(reply), _answered_by(answer.version.version, answer.route)
+
+    @contextmanager
+    def _naming_the_arm(self, target: ModelTarget, routed: list[tuple[int, str]]) -> Iterator[None]:
+        """A failure of a routed request answers with the headers naming the arm that failed
+        (`x-parity-model-version`, `x-parity-route`), as a success does."""
+        try:
+            yield
+        except ParityError as failure:
+            if not routed:
+                raise
+            self.metrics.error(failure.code, target.name)
+            body = error_body(failure.code, failure.message)
+            raise _Reply(status_for(failure), body, _answered_by(*routed[-1])) from None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -146,6 +146,7 @@ def start_arguments(
                 f"{name((required,))} is required: give the model and its candidate version (or "
                 f"alias), or {name(('rollout',))} with the name of a rollout declared in the repo"
             )
+    _check_numbers(body, name)
     data = _with_durations({k: v for k, v in body.items() if k != "rollout"}, name)
     _check_steps(data.get("steps"), name)
     built = {k: v for k, v in data.items() if k not in _PARTS}
@@ -266,6 +267,31 @@ def _duration_advice(where: str, value: object) -> str:
         f"{where}: {value!r} is not a duration; give a whole number and a unit, e.g. "
         f"{SPAN_EXAMPLES} (or seconds as a number)"
     )
+
+
+# The number fields of a start body, by part: JSON numbers only (the definition's lax parsing
+# would read `true` as 1 and "5" as 5).
+_NUMBERS: dict[str, tuple[str, ...]] = {
+    "shadow": ("min_samples",),
+    "steps": ("weight", "min_samples"),
+    "gates": ("threshold", "min_samples", "k"),
+    "failure_policy": ("limit",),
+}
+
+
+def _check_numbers(body: Mapping[str, Any], name: Callable[[Loc], str]) -> None:
+    """InvalidRollout naming the first number field given as a bool or text."""
+    found: list[tuple[Loc, object]] = [(("shadow_fraction",), body.get("shadow_fraction"))]
+    for part, fields in _NUMBERS.items():
+        value = body.get(part)
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for i, item in items:
+            loc: Loc = (part,) if i is None else (part, i)
+            if isinstance(item, dict):
+                found += [((*loc, field), item.get(field)) for field in fields]
+    for loc, value in found:
+        if isinstance(value, bool | str):
+            raise InvalidRollout(f"{name(loc)}: give a number, not {value!r}")
 
 
 def _check_steps(steps: object, name: Callable[[Loc], str]) -> None:

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from parity.online.reads import OnlineResponse
 
 Columns = Mapping[str, Sequence[Any]]
+RouteHook = Callable[[int, str], None]  # (version, "champion" or "canary"): the arm chosen
 
 logger = logging.getLogger(__name__)
 
@@ -277,9 +278,11 @@ class ModelServer:
         alias: str | None = None,
         role: str | None = None,
         logged: tuple[str, datetime] | None = None,
+        champion: Deployment | None = None,
     ) -> InferenceResponse:
         """The model's answer to OIP tensors; `logged` is the (request id, time) its log rows get
-        (a new id and now by default)."""
+        (a new id and now by default). During a rollout (`role`) a failure is logged for the
+        error-rate gate unless `champion` refuses the same tensors (then it is the client's)."""
         started = time.perf_counter()
         wanted = [out.name for out in request.outputs or ()] or list(deployment.output_names)
         unknown = sorted(set(wanted) - set(deployment.output_names))
@@ -294,8 +297,8 @@ class ModelServer:
         try:
             item, rows = deployment.assemble_tensors(tensors)
             result = await deployment.predict(item, rows)
-        except Exception:
-            if role is not None:  # a rollout's error-rate gate counts it
+        except Exception as error:
+            if role is not None and not _refused_by(champion, tensors, error):
                 failed: list[dict[str, Any]] = [{}] * _tensor_rows(tensors)
                 self._log_failed(ref, failed, time.perf_counter() - started, at, role, "error")
             raise
@@ -315,6 +318,7 @@ class ModelServer:
         request: InferenceRequest,
         tensors: dict[str, np.ndarray[Any, Any]],
         headers: Mapping[str, str] | None = None,
+        on_route: RouteHook | None = None,
     ) -> tuple[InferenceResponse, Deployment, str | None]:
         """`infer` for the version `target` means now, routed during a rollout like
         predict_entities (the key from a header, or from the input tensor named like it); also
@@ -327,10 +331,16 @@ class ModelServer:
         chosen = arm(routes, key)
         role = "canary" if chosen == "candidate" else "champion"
         version = routes.candidate if chosen == "candidate" else routes.champion
-        deployment = await self.deployment(ModelTarget(target.name, version))
+        if on_route is not None:
+            on_route(version, role)
         request_id, at = request.id or uuid.uuid4().hex, self._now()
         alias = _alias_of(target, self.default_alias)
-        response = await self.infer(deployment, request, tensors, alias, role, (request_id, at))
+        rows: list[dict[str, Any]] = [{}] * _tensor_rows(tensors)
+        deployment = await self._arm((request_id, target.name, version, alias), rows, at, role)
+        champion = self._loaded.get((target.name, routes.champion))
+        response = await self.infer(
+            deployment, request, tensors, alias, role, (request_id, at), champion
+        )
         if chosen == "champion":
             for shadow in mirrored_versions(routes, key, request_id):
                 self._mirror_tensors((request_id, target.name, shadow, alias), tensors, at)
@@ -371,6 +381,20 @@ class ModelServer:
             return None
         return routes
 
+    async def _arm(
+        self, ref: LogRef, rows: list[dict[str, Any]], at: datetime, role: str
+    ) -> Deployment:
+        """The deployment of a rollout's arm (`ref` names its version); if it cannot be loaded
+        (an artifact the server cannot import, say) the request's rows are logged as errors, so
+        the error-rate gate sees a candidate that never answers instead of holding on no rows."""
+        started = time.perf_counter()
+        _, name, version, _ = ref
+        try:
+            return await self.deployment(ModelTarget(name, version))
+        except Exception:
+            self._log_failed(ref, rows, time.perf_counter() - started, at, role, "error")
+            raise
+
     # --- entity-based prediction ----------------------------------------------------------------
 
     async def predict_entities(
@@ -381,9 +405,11 @@ class ModelServer:
         request_id: str | None = None,
         return_features: bool = False,
         headers: Mapping[str, str] | None = None,
+        on_route: RouteHook | None = None,
     ) -> EntityPrediction:
         """Reads `entities`' features and predicts them; during a rollout the champion alias's
-        requests go to the candidate or the champion by the routing key, and are mirrored."""
+        requests go to the candidate or the champion by the routing key, and are mirrored.
+        `on_route(version, route)` hears the arm chosen before it answers (or fails)."""
         check_entity_rows(_row_count(entities), self.max_entities)
         request_id = request_id or uuid.uuid4().hex
         alias = _alias_of(target, self.default_alias)
@@ -396,6 +422,8 @@ class ModelServer:
         chosen = arm(routes, key)
         role = "canary" if chosen == "candidate" else "champion"
         version = routes.candidate if chosen == "candidate" else routes.champion
+        if on_route is not None:
+            on_route(version, role)
         answer, served = await self._predict(
             ModelTarget(target.name, version), columns, request_id, alias, return_features, role
         )
@@ -414,7 +442,12 @@ class ModelServer:
         role: str | None = None,
     ) -> tuple[EntityPrediction, _Served]:
         started = time.perf_counter()
-        deployment = await self.deployment(target)
+        if role is None or target.version is None:
+            deployment = await self.deployment(target)
+        else:  # a rollout's arm: a version that cannot load fails its error-rate gate
+            ref = (request_id, target.name, target.version, alias)
+            entity_rows = _rows_of(columns, _row_count(columns))
+            deployment = await self._arm(ref, entity_rows, self._now(), role)
         rows = _row_count(columns)
         deployment.check_rows(rows)
         features, service = self._feature_source(deployment, target.name)
@@ -605,6 +638,22 @@ async def _loaded(pending: Coroutine[Any, Any, Deployment]) -> Deployment:
     """`pending`, carried on if the caller gives up (a shadow past its time limit cancelled), so
     a version being loaded is loaded once and kept."""
     return await asyncio.shield(asyncio.ensure_future(pending))
+
+
+def _refused_by(
+    champion: Deployment | None, tensors: Mapping[str, np.ndarray[Any, Any]], error: Exception
+) -> bool:
+    """Whether a routed `/v2` request's failure is the client's: tensors the champion refuses
+    too (a missing input, a wrong datatype), which every arm would refuse. Not counted against the
+    arm the request's key sticks to, so one client retrying it cannot fail a rollout; a candidate
+    refusing what the champion takes is the candidate's error and is counted."""
+    if champion is None or not isinstance(error, InferenceRequestError):
+        return False
+    try:
+        champion.assemble_tensors(tensors)
+    except InferenceRequestError:
+        return True
+    return False
 
 
 def _tensor_rows(tensors: Mapping[str, np.ndarray[Any, Any]]) -> int:

@@ -416,6 +416,8 @@ def read_logged(
         if versions:
             connection.register("parity_versions", _pairs(versions))
             where = "(model, version) IN (SELECT (m, v) FROM parity_versions)"
+            if "role" in _columns(connection, predicted):  # a shadow's row repeats the champion's
+                where += " AND role IS DISTINCT FROM 'shadow'"  # read (or one made after it)
             parts.append(_select(MODEL_SERVER, predicted, request, where, since))
         if not parts:
             return _empty(request)
@@ -425,6 +427,14 @@ def read_logged(
         return connection.sql(sql, params=used).to_arrow_table()
     finally:
         connection.close()
+
+
+def _columns(connection: duckdb.DuckDBPyConnection, files: list[str]) -> set[str]:
+    """The columns of the log files read together (files written before `role` lack it)."""
+    found = connection.execute(
+        "SELECT * FROM read_parquet($files, union_by_name = true) LIMIT 0", {"files": files}
+    )
+    return {str(column[0]) for column in found.description or ()}
 
 
 def _select(
