@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -191,6 +192,8 @@ def test_a_child_killed_mid_traffic_is_restarted_and_the_champion_never_notices(
     # every mirrored request is either predicted (ok) or lost with the killed child
     assert ok + child.lost == child.submitted == len(replies)
     assert child.lost < child.size  # only what the dead child held
+    lost = re.search(r"^parity_shadow_lost_total (\S+)$", text, re.MULTILINE)
+    assert lost is not None and float(lost.group(1)) == child.lost
     shadow_ids = {r["request_id"] for r in logged_rows(store) if r["role"] == "shadow"}
     # rows the killed child had fsynced are recovered: at least every counted one is there
     assert len(shadow_ids) >= ok

@@ -91,6 +91,11 @@ class ModelMetrics:
             ["model", "version", "status"],
             registry=self.registry,
         )
+        self._shadow_lost = Counter(
+            "parity_shadow_lost",
+            "Mirrored requests lost with a shadow process that died (queued or being predicted)",
+            registry=self.registry,
+        )
         if prediction_log is not None:
             self.registry.register(_LogCounts(prediction_log))
 
@@ -112,6 +117,9 @@ class ModelMetrics:
 
     def shadow_request(self, model: str, version: int, status: str) -> None:
         self._shadow_requests.labels(model, str(version), status).inc()
+
+    def shadow_lost(self, count: int) -> None:
+        self._shadow_lost.inc(count)
 
     def observe(self, path: str, seconds: float) -> None:
         """The admission guard's hook; latency is recorded per model instead."""

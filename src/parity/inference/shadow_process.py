@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from parity.inference.shadow import ShadowCounters
 
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnProcess
@@ -26,14 +28,18 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from parity.inference.shadow import ShadowCounters
-
 logger = logging.getLogger(__name__)
 
 RESTART_PAUSE_S = 1.0  # a child that died young waits this long before its restart, doubled
 MAX_RESTART_PAUSE_S = 60.0  # each time it dies young again, up to this
 YOUNG_S = 30.0  # a child that lived longer restarts at once
 WATCH_S = 0.2  # how often the parent's reader checks that the child is alive
+
+
+class ProcessCounters(ShadowCounters, Protocol):
+    """The queue's counters, and the tasks a dead child took with it (ModelMetrics)."""
+
+    def shadow_lost(self, count: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +84,7 @@ class ShadowProcess:
     child when it died (the tasks it held are lost, counted in `lost`). `close()` stops it."""
 
     def __init__(
-        self, settings: ShadowSettings, counters: ShadowCounters, *, size: int = 1_000
+        self, settings: ShadowSettings, counters: ProcessCounters, *, size: int = 1_000
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"shadow queue size must be an int of at least 1, got {size!r}")
@@ -239,6 +245,7 @@ class ShadowProcess:
             self._spawn()
         lost = submitted - self.done - self.lost
         self.lost += lost
+        self._counters.shadow_lost(lost)
         logger.error(
             "the shadow process (pid %s) died with exit code %s and was restarted; %d mirrored "
             "requests it held are lost",
