@@ -5,6 +5,7 @@ no child left after shutdown."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from parity.repo.config import ServingConfig
 from tests.inference.rollout_helpers import (
     CANDIDATE,
     CHAMPION,
+    GATED,
     RAISING,
     SLEEPY,
     expected_trips,
@@ -198,6 +200,29 @@ def test_a_child_killed_mid_traffic_is_restarted_and_the_champion_never_notices(
     # rows the killed child had fsynced are recovered: at least every counted one is there
     assert len(shadow_ids) >= ok
     assert shadow_ids <= {f"req-{n}" for n in range(len(replies))}
+
+
+def test_a_child_stuck_in_a_model_call_is_killed_and_restarted(store: FeatureStore) -> None:
+    """GatedModel waits 10 s for an event the child never sees: a call that does not return
+    within the child's `stuck_s` (here 2 s) gets the child killed and replaced."""
+    routes = trips_routes(0.0, shadows=(Shadow(GATED),))
+    app = create_model_app(
+        store, prediction_log=prediction_logger(store), routes=lambda: {"trips": routes}
+    )
+    with running(app) as url:
+        child = shadow_process_of(app)
+        child.settings = dataclasses.replace(child.settings, stuck_s=2.0)
+        replies = [
+            httpx.post(f"http://{url}/v1/models/trips/predict", json={**body_for(1), "id": f"r{n}"})
+            for n in range(5)
+        ]
+        first = child.pid
+        wait_until(lambda: child.restarts >= 1, timeout=60)
+        text = httpx.get(f"http://{url}/metrics").text
+    assert [r.status_code for r in replies] == [200] * 5
+    assert first is not None and not alive(first)
+    assert child.lost == 5 and child.done == 0  # every task was held by the stuck child
+    assert re.search(r"^parity_shadow_lost_total 5\.0$", text, re.MULTILINE)
 
 
 def test_a_full_queue_drops_and_counts_mirrored_requests(store: FeatureStore) -> None:

@@ -66,8 +66,9 @@ class ShadowTask:
 class ShadowSettings:
     """What the child needs to open the same repo: its path, the prediction log's folder (None:
     no log), the log's flush period, the time limit, the store clock's offset from the wall
-    clock (so a repo served on a shifted clock reads the same features in the child), and how
-    much lower the child's CPU priority is than the server's."""
+    clock (so a repo served on a shifted clock reads the same features in the child), how much
+    lower the child's CPU priority is than the server's, and how long a child holding tasks may
+    report nothing before it is taken for stuck (a model call that never returns) and killed."""
 
     repo: Path
     log_dir: Path | None
@@ -76,6 +77,7 @@ class ShadowSettings:
     clock_offset_s: float = 0.0
     max_batch_jobs: int = 256
     nice: int = 10  # added to the child's niceness: the OS gives live requests the CPU first
+    stuck_s: float = 60.0  # a child holding tasks that reports nothing this long is killed
 
 
 class ShadowProcess:
@@ -105,6 +107,7 @@ class ShadowProcess:
         self.lost = 0  # tasks a dead child took with it (in flight or queued)
         self.restarts = 0
         self._started_at = 0.0
+        self._heard = 0.0  # when the child last reported (or started)
         self._pause = 0.0  # before the next restart of a child that died young
 
     @property
@@ -197,7 +200,7 @@ class ShadowProcess:
         )
         child.start()
         self._child = child
-        self._started_at = time.monotonic()
+        self._started_at = self._heard = time.monotonic()
         logger.info("started the shadow process (pid %s)", child.pid)
 
     def _abandon_queues(self) -> None:
@@ -225,6 +228,24 @@ class ShadowProcess:
                 if self._stopping.is_set():
                     return
                 self._restart(child)
+            elif self._stuck():
+                logger.error(
+                    "the shadow process (pid %s) reported nothing for %.0f s while holding %d "
+                    "mirrored requests (a shadow model call that never returns?): killed",
+                    child.pid,
+                    self.settings.stuck_s,
+                    self.pending,
+                )
+                child.kill()
+
+    def _stuck(self) -> bool:
+        """Whether the child held tasks and reported nothing for `stuck_s` (checked every
+        WATCH_S: an idle child, holding none, is never stuck)."""
+        now = time.monotonic()
+        if self.pending <= 0:
+            self._heard = now
+            return False
+        return now - self._heard > self.settings.stuck_s and not self._stopping.is_set()
 
     def _drain_reports(self, results: Queue[tuple[Any, ...]]) -> None:
         with contextlib.suppress(queue.Empty, OSError, EOFError, ValueError):
@@ -232,7 +253,6 @@ class ShadowProcess:
                 self._apply(results.get_nowait())
 
     def _restart(self, dead: SpawnProcess) -> None:
-        self.restarts += 1
         if time.monotonic() - self._started_at < YOUNG_S:  # a broken repo: do not spin
             self._pause = min(MAX_RESTART_PAUSE_S, max(RESTART_PAUSE_S, 2 * self._pause))
         else:
@@ -246,6 +266,7 @@ class ShadowProcess:
         lost = submitted - self.done - self.lost
         self.lost += lost
         self._counters.shadow_lost(lost)
+        self.restarts += 1
         logger.error(
             "the shadow process (pid %s) died with exit code %s and was restarted; %d mirrored "
             "requests it held are lost",
@@ -255,6 +276,7 @@ class ShadowProcess:
         )
 
     def _apply(self, report: tuple[Any, ...]) -> None:
+        self._heard = time.monotonic()
         kind = report[0]
         if kind == "done":
             _, model, version, status, count = report
