@@ -307,10 +307,10 @@ def test_take_returns_a_batch_and_stops_at_the_sentinel() -> None:
     jobs: Any = queue.Queue()  # the same get/put interface as the multiprocessing queue
     at = datetime(2026, 1, 1, tzinfo=UTC)
     tasks = [ShadowTask("m", 1, f"r{n}", at, None) for n in range(5)]
-    for task in tasks[:3]:
-        jobs.put(task)
+    jobs.put(tasks[:2])  # the server sends lists of tasks
+    jobs.put(tasks[2:3])
     jobs.put(None)
-    jobs.put(tasks[3])
+    jobs.put(tasks[3:4])
     assert take(jobs, 10, 1.0) == tasks[:3]  # up to the sentinel, put back behind the rest
     assert take(jobs, 10, 1.0) == [tasks[3]]
     assert take(jobs, 10, 1.0) is None  # then the sentinel itself

@@ -7,6 +7,7 @@ back. Must not import HTTP code, deploy, or the model server (the server imports
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -34,6 +35,7 @@ RESTART_PAUSE_S = 1.0  # a child that died young waits this long before its rest
 MAX_RESTART_PAUSE_S = 60.0  # each time it dies young again, up to this
 YOUNG_S = 30.0  # a child that lived longer restarts at once
 WATCH_S = 0.2  # how often the parent's reader checks that the child is alive
+FLUSH_S = 0.005  # tasks submitted within this long go to the child together
 
 
 class ProcessCounters(ShadowCounters, Protocol):
@@ -95,7 +97,8 @@ class ShadowProcess:
         self._counters = counters
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self._jobs: Queue[ShadowTask | None] | None = None
+        self._jobs: Queue[list[ShadowTask] | None] | None = None
+        self._outbox: list[ShadowTask] = []  # submitted, not yet sent
         self._results: Queue[tuple[Any, ...]] | None = None
         self._child: SpawnProcess | None = None
         self._reader: threading.Thread | None = None
@@ -133,23 +136,37 @@ class ShadowProcess:
             self._reader.start()
 
     def submit(self, task: ShadowTask) -> bool:
-        """Queue `task` for the child; False (dropped and counted) when the queue is full."""
-        jobs = self._jobs
-        if jobs is None:
-            if self._stopping.is_set():
-                return False
-            self.start()
-            jobs = self._jobs
-        try:
-            jobs.put_nowait(task)  # type: ignore[union-attr]
-        except queue.Full:
-            self.dropped += 1
-            self._counters.shadow_dropped(task.model, task.version)
-            if self.dropped & (self.dropped - 1) == 0:  # at 1, 2, 4, 8, ... drops
-                logger.warning("shadow queue is full: %d mirrored requests dropped", self.dropped)
+        """Queue `task` for the child; False (dropped and counted) when `size` tasks are already
+        waiting or being predicted. On an event loop, tasks are sent together every FLUSH_S (one
+        pickling and one wake-up of the queue's feeder thread per flush, not per request)."""
+        if self._stopping.is_set():
             return False
+        if self._child is None:
+            self.start()
+        if self.pending >= self.size:
+            self._drop(task)
+            return False
+        self._outbox.append(task)  # before the count: a restart never counts it lost twice
         self.submitted += 1
+        if len(self._outbox) == 1:
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_S, self._flush)
+            except RuntimeError:  # no event loop: send it now
+                self._flush()
         return True
+
+    def _flush(self) -> None:
+        with self._lock:  # not while a restart swaps the queues
+            tasks, self._outbox = self._outbox, []
+            jobs = self._jobs
+            if tasks and jobs is not None:
+                jobs.put_nowait(tasks)  # unbounded: `submit` bounds what is pending
+
+    def _drop(self, task: ShadowTask) -> None:
+        self.dropped += 1
+        self._counters.shadow_dropped(task.model, task.version)
+        if self.dropped & (self.dropped - 1) == 0:  # at 1, 2, 4, 8, ... drops
+            logger.warning("shadow queue is full: %d mirrored requests dropped", self.dropped)
 
     @property
     def pending(self) -> int:
@@ -172,6 +189,7 @@ class ShadowProcess:
             child, jobs = self._child, self._jobs
         if child is not None and jobs is not None:
             with contextlib.suppress(Exception):
+                self._flush()  # what was submitted is still predicted and logged
                 jobs.put(None, timeout=1.0)
             child.join(timeout)
             if child.is_alive():
@@ -190,7 +208,7 @@ class ShadowProcess:
         from parity.inference.shadow_worker import main
 
         self._abandon_queues()
-        self._jobs = self._context.Queue(self.size)
+        self._jobs = self._context.Queue()
         self._results = self._context.Queue()
         child = self._context.Process(
             target=main,
@@ -261,7 +279,7 @@ class ShadowProcess:
         with self._lock:
             if self._stopping.is_set():
                 return
-            submitted = self.submitted  # tasks sent to the dead child's queue
+            submitted = self.submitted - len(self._outbox)  # sent to the dead child's queue
             self._spawn()
         lost = submitted - self.done - self.lost
         self.lost += lost

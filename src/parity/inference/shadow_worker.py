@@ -222,31 +222,32 @@ class ShadowWorker:
         return found
 
 
-def take(jobs: Queue[ShadowTask | None], limit: int, wait: float) -> list[ShadowTask] | None:
-    """Up to `limit` queued tasks (waiting at most `wait` seconds for the first); None once the
-    stop sentinel comes (what came before it is returned first)."""
+def take(jobs: Queue[list[ShadowTask] | None], limit: int, wait: float) -> list[ShadowTask] | None:
+    """Queued tasks (the server sends them in lists), about `limit` at most unless one list
+    holds more (waiting at most `wait` seconds for the first); None once the stop sentinel comes
+    (what came before it is returned first)."""
     try:
         first = jobs.get(timeout=wait)
     except queue.Empty:
         return []
     if first is None:
         return None
-    found = [first]
+    found = list(first)
     while len(found) < limit:
         try:
-            task = jobs.get_nowait()
+            tasks = jobs.get_nowait()
         except queue.Empty:
             break
-        if task is None:
+        if tasks is None:
             jobs.put(None)  # seen again by the next take, after this batch
             break
-        found.append(task)
+        found.extend(tasks)
     return found
 
 
 def main(
     settings: ShadowSettings,
-    jobs: Queue[ShadowTask | None],
+    jobs: Queue[list[ShadowTask] | None],
     results: Queue[tuple[Any, ...]],
     parent: int,
 ) -> None:
