@@ -35,7 +35,7 @@ RESTART_PAUSE_S = 1.0  # a child that died young waits this long before its rest
 MAX_RESTART_PAUSE_S = 60.0  # each time it dies young again, up to this
 YOUNG_S = 30.0  # a child that lived longer restarts at once
 WATCH_S = 0.2  # how often the parent's reader checks that the child is alive
-FLUSH_S = 0.005  # tasks submitted within this long go to the child together
+FLUSH_S = 0.02  # tasks submitted within this long go to the child together
 
 
 class ProcessCounters(ShadowCounters, Protocol):
@@ -80,6 +80,7 @@ class ShadowSettings:
     max_batch_jobs: int = 256
     nice: int = 10  # added to the child's niceness: the OS gives live requests the CPU first
     stuck_s: float = 60.0  # a child holding tasks that reports nothing this long is killed
+    cycle_s: float = 0.05  # the child takes a batch at most this often: fewer, bigger batches
 
 
 class ShadowProcess:

@@ -272,7 +272,11 @@ def main(
             if tasks is None:
                 break
             if tasks:
+                started = time.monotonic()
                 worker.run(tasks)
+                # one batch per cycle: its model call, log flush and report serve more tasks, and
+                # the server's reader thread wakes less often
+                time.sleep(max(0.0, settings.cycle_s - (time.monotonic() - started)))
             elif os.getppid() != parent:  # the server died without stopping us
                 break
     finally:
