@@ -1,8 +1,8 @@
-"""Shadow predictions in a process of their own: the serving process only puts a small picklable
-`ShadowTask` on a bounded multiprocessing queue (full: dropped and counted), and a child process
-(`shadow_worker`) predicts, times and logs it, so mirrored work never takes the champion's CPU or
-GIL. Owns the child's lifecycle (lazy start, restart when it dies, stop) and the counts it sends
-back. Must not import HTTP code, deploy, or the model server (the server imports this).
+"""Shadow predictions in a process of their own: the serving process only queues a small picklable
+`ShadowTask` (sent in lists every FLUSH_S; beyond `size` pending: dropped and counted), and a
+child process (`shadow_worker`) predicts, times and logs it, so mirrored work takes neither the
+champion's CPU nor its GIL. Owns the child's lifecycle (lazy start, restart when it dies or is
+stuck, stop) and the counts it sends back. Must not import HTTP code, deploy, or the server.
 """
 
 from __future__ import annotations
