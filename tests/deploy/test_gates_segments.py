@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import numpy as np
 import orjson
 import pytest
 
-from parity import FeatureStore
+from parity import FeatureStore, Gate, Phase
 from parity.deploy.evidence import check_gates, read_window
 from parity.inference import predlog_segment
+from parity.inference.app import create_model_app, prediction_logger
 from parity.inference.predlog import ParquetLogSink, PredictionLogger, PredictionRecord
 from parity.inference.predlog_segment import final_name, live_rows, unrotated
 from parity.monitoring import logs
@@ -30,6 +32,9 @@ from tests.deploy.test_gates_log import (
     state_of,
     store,
 )
+from tests.inference.rollout_helpers import NOW as SERVED_AT
+from tests.inference.rollout_helpers import RAISING, rollout_store
+from tests.inference.serving_helpers import running
 
 __all__ = ["store"]  # the fixture, shared with test_gates_log
 
@@ -302,3 +307,47 @@ def test_an_unreadable_segment_makes_the_gates_inconclusive(store: FeatureStore)
     outcome = check_gates(store, state_of(rollout(ERRORS)), NOW)
     assert outcome.results[0].verdict == "inconclusive"
     assert "could not be read" in outcome.results[0].reason
+
+
+# --- end to end: a live model server, no rotation -----------------------------------------------
+
+
+def test_a_live_servers_failing_canary_is_aborted_without_waiting_for_rotation(
+    tmp_path: Path,
+) -> None:
+    """Real HTTP to the model server (its own logger and sink, rotation after 300 s): one
+    controller tick right after the requests sees the canary's errors and aborts."""
+    served = rollout_store(tmp_path)
+    gate = Gate(metric="error_rate", min_samples=5)
+    steps = (Phase(weight=50, duration=timedelta(hours=1), min_samples=5),)
+    served.rollouts.start(
+        model="trips", candidate=RAISING, shadow=None, steps=steps, gates=(gate,), actor="test"
+    )
+    at = SERVED_AT + timedelta(seconds=30)
+    log = prediction_logger(served)
+    assert log is not None
+    drivers = range(1, 41)
+    with running(create_model_app(served, prediction_log=log, now=lambda: at)) as url:
+        replies = [
+            httpx.post(
+                f"http://{url}/v1/models/trips/predict",
+                json={"entities": {"driver_id": [d], "bonus": [0.5]}},
+            )
+            for d in drivers
+        ]
+        assert log.flush(timeout=10)
+        folder = served.monitoring.prediction_log_folder()
+        assert log_files(folder, SERVED_AT, at + timedelta(minutes=5)) == []  # not rotated
+        events = served.rollouts.step(now=SERVED_AT + timedelta(minutes=2))
+        state = served.rollouts.status("trips")
+    routes = [r.headers.get("x-parity-route") for r in replies]
+    canaries = routes.count("canary")
+    assert 0 < canaries < len(drivers) and routes.count("champion") == len(drivers) - canaries
+    failed = [r.status_code for r, route in zip(replies, routes, strict=True) if route == "canary"]
+    assert failed == [400] * canaries  # predict_failed: the candidate raises
+    assert state.status == "aborted", [(e.kind, e.reason) for e in events]
+    (aborted,) = [e for e in events if e.kind == "aborted"]
+    assert "error_rate" in aborted.reason
+    (result,) = aborted.results
+    assert (result.verdict, result.candidate, result.champion) == ("fail", 1.0, 0.0)
+    assert result.samples == {"candidate": canaries, "champion": len(drivers) - canaries}
