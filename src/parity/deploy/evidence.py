@@ -1,7 +1,8 @@
 """What a rollout's gates judge, read at the edge: both arms' rows of the prediction log in the
-current step's window (DuckDB, `union_by_name`: files from before the `role` column read as role
-null), matured labels (monitoring.labels), the repo's gate functions; and `check_gates`, the
-controller's checker. The verdicts are deploy/gates.py's; this module decides nothing.
+current step's window (DuckDB over the Parquet files and the segments not yet rotated, union by
+name: files from before the `role` column read as role null), matured labels (monitoring.labels),
+the repo's gate functions; and `check_gates`, the controller's checker. The verdicts are
+deploy/gates.py's; this module decides nothing.
 """
 
 from __future__ import annotations
