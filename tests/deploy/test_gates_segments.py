@@ -4,6 +4,7 @@ ones skipped, never the flock taken), each row once even when a segment is conve
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,16 +13,25 @@ from typing import Any
 import httpx2 as httpx
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from parity import FeatureStore, Gate, Phase
 from parity.deploy.evidence import check_gates, read_window
-from parity.inference import predlog_segment
+from parity.inference import predlog_live
 from parity.inference.app import create_model_app, prediction_logger
-from parity.inference.predlog import ParquetLogSink, PredictionLogger, PredictionRecord
-from parity.inference.predlog_segment import final_name, live_rows, unrotated
+from parity.inference.predlog import (
+    ParquetLogSink,
+    PredictionLogger,
+    PredictionRecord,
+    _json_encoder,
+    log_schema,
+)
+from parity.inference.predlog_live import lines_sql, live_lines, unrotated
+from parity.inference.predlog_segment import convert, encode_lines, final_name
 from parity.monitoring import logs
-from parity.monitoring.logs import log_files, log_segments
+from parity.monitoring.logs import connect_duckdb, log_files, log_segments
 from tests.deploy.test_gates_log import (
     ERRORS,
     LATENCY,
@@ -157,9 +167,10 @@ def test_a_partial_trailing_line_or_a_torn_line_is_skipped(
 ) -> None:
     segment = written(store, logger, traffic())
     line = segment.read_bytes().split(b"\n")[0]  # a canary error row of the window
+    inside = str(int((INSIDE - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)))
     with segment.open("ab") as handle:  # what a reader can see of another writer's segment
-        handle.write(b'["torn", 17\n')  # not a row
-        handle.write(b'{"not": "an array"}\n')
+        for bad in BAD_LINES + HUGE:  # not rows, some in the window: skipped, never an error
+            handle.write(bad.replace(b'["a", 1,', b'["a", ' + inside.encode() + b","))
         handle.write(line[:-5])  # a row being appended right now
     outcome = check_gates(store, state_of(rollout(ERRORS)), NOW)
     assert outcome.samples == {"candidate": 10, "champion": 20}
@@ -171,35 +182,76 @@ def test_a_partial_trailing_line_or_a_torn_line_is_skipped(
     assert check_gates(store, state_of(rollout(ERRORS)), NOW).samples["candidate"] == 11
 
 
-def test_live_rows_keep_the_log_schema_and_read_rows_from_before_the_role_column(
-    tmp_path: Path,
-) -> None:
-    from parity.inference.predlog import log_schema
+def decoded(segment: Path) -> list[dict[str, Any]]:
+    """The segment's rows as the gates read them: its complete lines through `lines_sql`."""
+    with connect_duckdb() as connection:
+        connection.register("lines", pa.table({"line": live_lines(segment)}))
+        table = connection.sql(lines_sql("lines")).to_arrow_table()
+    return table.cast(log_schema()).to_pylist()  # type: ignore[no-any-return]
 
-    segment = tmp_path / ".predictions-x.parquet.inprogress"
-    old = ["a", 1_777_636_800_000_000, "fraud", 1, "champion", "{}", "{}", "0.5", 2.5, "ok"]
-    segment.write_bytes(orjson.dumps(old) + b"\n" + orjson.dumps([*old[:9], "error", "canary"]))
-    table = live_rows(segment)  # the second line has no newline: still being written
-    assert table.schema == log_schema()
-    assert table.to_pylist() == [
-        {
-            "request_id": "a",
-            "event_timestamp": datetime(2026, 5, 1, 12, tzinfo=UTC),
-            "model": "fraud",
-            "version": 1,
-            "alias": "champion",
-            "entities": "{}",
-            "features": "{}",
-            "prediction": "0.5",
-            "latency_ms": 2.5,
-            "status": "ok",
-            "role": None,
-        }
+
+def recovered(segment: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """The same segment's rows as recovery writes them to Parquet (the independent decoder)."""
+    copy = tmp_path / "recovered" / segment.name
+    copy.parent.mkdir()
+    shutil.copy(segment, copy)
+    _, unreadable = convert(copy, 1_000)  # never fails on a line: counts it unreadable
+    assert unreadable == len(BAD_LINES) - 1 + len(HUGE)  # (a blank line is not counted)
+    final = final_name(copy)
+    return pq.read_table(final).to_pylist() if final.exists() else []
+
+
+def good_lines() -> list[bytes]:
+    records = [
+        record(0, 2, "canary", prediction={"label": 1, "p": 0.25}, alias="champion"),
+        record(1, 1, "champion", prediction=float("nan"), latency_ms=float("inf")),
+        record(2, 2, "shadow", request_id='ünïcødé "quoted" \\ \n', status="timeout"),
+        record(3, 1, None, entities={"k": [1, 2, {"x": None}]}, at=datetime(1, 1, 1, tzinfo=UTC)),
     ]
-    segment.write_bytes(b"")
-    assert live_rows(segment).num_rows == 0
-    segment.write_bytes(b"\n\n  \n")
-    assert live_rows(segment).num_rows == 0
+    lines = encode_lines(records, _json_encoder())
+    old = ["old", 1_777_636_800_000_000, "fraud", 1, None, "{}", "{}", "0.5", 7, "ok"]
+    return [*lines, orjson.dumps(old) + b"\n"]  # written before the role column
+
+
+BAD_LINES = [
+    b'["torn", 17\n',
+    b'{"not": "an array"}\n',
+    b"5\n",
+    b"\n",
+    b"[]\n",
+    b'["a", 1, "fraud", "2", null, "{}", "{}", "1", 1.0, "ok", "canary"]\n',  # version as text
+    b'["a", 1.5, "fraud", 2, null, "{}", "{}", "1", 1.0, "ok", "canary"]\n',  # time not an int
+    b'["a", 1, "fraud", true, null, "{}", "{}", "1", 1.0, "ok", "canary"]\n',
+    b'["a", 1, null, 2, null, "{}", "{}", "1", 1.0, "ok", "canary"]\n',  # no model
+    b'["a", 1, "fraud", 2, null, "{}", "{}", "1", 1.0, "ok", 5]\n',  # role not text
+    b'["a", 1, "fraud", 2, null, "{}", "{}", "1", 1.0]\n',  # too short
+    b'["a", 1, "fraud", 2, null, "{}", "{}", "1", 1.0, "ok", "canary", 1]\n',  # too long
+    b'["\xff\xfe", 1, "fraud", 2, null, "{}", "{}", "1", 1.0, "ok", "canary"]\n',  # not UTF-8
+]
+HUGE = [  # numbers no log column holds (a time past year 9999): recovery skips them too
+    b'["a", 100000000000000000000, "fraud", 2, null, "{}", "{}", "1", 1.0, "ok", "canary"]\n',
+    b'["a", 9000000000000000000, "fraud", 2, null, "{}", "{}", "1", 1.0, "ok", "canary"]\n',
+    b'["a", 1, "fraud", 18446744073709551615, null, "{}", "{}", "1", 1.0, "ok", "canary"]\n',
+]
+
+
+def test_live_lines_read_like_recovery_reads_them(tmp_path: Path) -> None:
+    segment = tmp_path / ".predictions-x.parquet.inprogress"
+    good = good_lines()
+    segment.write_bytes(b"".join(good[:2] + BAD_LINES + HUGE + good[2:]))
+    expected = recovered(segment, tmp_path)
+    assert len(expected) == len(good)  # the bad lines are not rows to recovery either
+    with segment.open("ab") as handle:
+        handle.write(good[0][:-1])  # a line being appended right now: no newline yet
+    rows = decoded(segment)
+    assert rows == expected
+    assert rows[1]["prediction"] == "null" and rows[1]["latency_ms"] is None  # NaN, inf
+    assert rows[2]["request_id"] == 'ünïcødé "quoted" \\ \n'
+    assert rows[3]["event_timestamp"] == datetime(1, 1, 1, 0, 0, 0, 3000, tzinfo=UTC)  # + 3 ms
+    assert (rows[4]["role"], rows[4]["latency_ms"]) == (None, 7.0)
+    for empty in (b"", b"\n\n", b'["no newline yet"'):
+        segment.write_bytes(empty)
+        assert decoded(segment) == []
 
 
 # --- a segment converted while the gates read ---------------------------------------------------
@@ -236,13 +288,13 @@ def test_rotation_after_the_listings_reads_the_new_parquet_file(
     store: FeatureStore, logger: PredictionLogger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     segment = written(store, logger, traffic())
-    real = predlog_segment.live_rows
+    real = predlog_live.live_lines
 
     def rotating(path: Path) -> Any:  # converted after both listings, before it is read
         logger.close()
         return real(path)
 
-    monkeypatch.setattr(predlog_segment, "live_rows", rotating)
+    monkeypatch.setattr(predlog_live, "live_lines", rotating)
     outcome = check_gates(store, state_of(rollout(ERRORS)), NOW)
     assert outcome.samples == {"candidate": 10, "champion": 20}
     assert not segment.exists()

@@ -37,7 +37,7 @@ SCORED = ("prediction_drift", "custom")  # gate families that read the scores
 DETAIL_COLUMNS = ("request_id", "event_timestamp", "status")  # read only for custom gates
 FULL_STEP = "[at 100 % the champion answers nothing: its rows are from before this step]"
 PARQUET = "read_parquet($files, union_by_name = true)"  # the log's complete files
-LIVE = "parity_live_rows"  # the rows of its in-progress segments, registered for one read
+LIVE = "parity_live_lines"  # the lines of its in-progress segments, registered for one read
 
 
 # --- the step window ----------------------------------------------------------------------------
@@ -82,11 +82,14 @@ def score_sql(key: str | None) -> str:
 
 
 def log_source(files: bool, live: bool) -> str:
-    """What a window read scans: the Parquet files ($files), the in-progress segments' rows
-    (registered on the connection as LIVE), or both unioned by name."""
+    """What a window read scans: the Parquet files ($files), the rows of the in-progress
+    segments' lines (registered on the connection as LIVE), or both unioned by name."""
+    from parity.inference.predlog_live import lines_sql
+
+    rows = f"({lines_sql(LIVE)})"
     if files and live:
-        return f"(SELECT * FROM {PARQUET} UNION ALL BY NAME SELECT * FROM {LIVE})"
-    return PARQUET if files else LIVE
+        return f"(SELECT * FROM {PARQUET} UNION ALL BY NAME SELECT * FROM {rows})"
+    return PARQUET if files else rows
 
 
 def window_sql(
@@ -154,7 +157,7 @@ def read_window(
     champion (`version = champion AND role = 'champion'`) of `model` logged in [start, end), from
     the Parquet files and the in-progress segments (not yet rotated), read on `connection` (left
     open) or on a connection of its own."""
-    from parity.inference.predlog_segment import unrotated
+    from parity.inference.predlog_live import unrotated
     from parity.monitoring.logs import connect_duckdb, log_files, log_segments
 
     scores = dict(scores or {})
@@ -191,17 +194,18 @@ def _query(
     folder: Path,
     sql: str,
     params: dict[str, Any],
-    live: pa.Table | None,
+    live: pa.Array | None,
 ) -> pa.Table | None:
-    """The rows `sql` selects, the live rows registered as LIVE for it; None when the files
-    have no role column and there are no live rows (no rollout was routed)."""
+    """The rows `sql` selects, the live lines registered as LIVE for it; None when the files
+    have no role column and there are no live lines (no rollout was routed)."""
     import duckdb
+    import pyarrow as pa
 
     try:
         if live is None and "role" not in log_columns(connection, params["files"]):
             return None
         if live is not None:
-            connection.register(LIVE, live)
+            connection.register(LIVE, pa.table({"line": live}))
         return connection.sql(sql, params=params).to_arrow_table()
     except duckdb.Error as error:  # truncated, not Parquet, or not the log's columns
         raise PredictionLogUnreadable(

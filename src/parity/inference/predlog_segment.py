@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from parity.durable import fsync_dir
-from parity.errors import PredictionLogUnreadable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,6 +30,7 @@ SEGMENT_SUFFIX = ".inprogress"
 _CONVERTING = ".converting"  # a Parquet file being written from a segment
 _UNREADABLE = ".unreadable"  # a recovered segment that had unreadable lines, kept for inspection
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST_US, LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999  # a line's time: years 1-9999
 _STRINGS = (0, 2, 5, 6, 7)  # positions of request_id, model and the three JSON-text columns
 
 
@@ -203,69 +203,18 @@ def convert(segment: Path, row_group_size: int) -> tuple[int, int]:
 
 def _read_lines(segment: Path) -> Iterator[list[Any] | None]:
     """Each line of the segment as its row, or None for a line that is not a valid row."""
+    import orjson
+
     with segment.open("rb") as lines:
         for line in lines:
-            if line.strip():
-                yield _row(line)
-
-
-def _row(line: bytes) -> list[Any] | None:
-    import orjson
-
-    try:
-        row = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return row if _valid(row) else None
-
-
-def live_rows(segment: Path) -> pa.Table:
-    """The rows a live segment holds so far, as a table of `log_schema()`, read without its lock:
-    only complete lines (a trailing line being appended right now has no newline yet), and an
-    unreadable line is skipped. FileNotFoundError when it was converted (or removed) meanwhile."""
-    data = segment.read_bytes()
-    lines = data[: data.rfind(b"\n") + 1].split(b"\n")
-    return _table(_parsed(lines))
-
-
-def unrotated(segments: Sequence[Path], files: list[str]) -> tuple[list[str], pa.Table | None]:
-    """`files` (complete Parquet files, listed after `segments`) and the rows of the segments not
-    yet converted (None: no rows), each row once: a segment whose Parquet file is in `files` was
-    converted between the two listings and is skipped; one converted since adds its file."""
-    import pyarrow as pa
-
-    listed, files, tables = set(files), list(files), []
-    for segment in segments:
-        final = final_name(segment)
-        if str(final) in listed:
-            continue
-        try:
-            tables.append(live_rows(segment))
-        except FileNotFoundError:  # converted since (its Parquet file is renamed in first)
-            if final.exists():
-                files.append(str(final))
-        except OSError as error:
-            raise PredictionLogUnreadable(
-                f"the prediction log segment {segment} could not be read: {error}; check the "
-                "log folder's permissions"
-            ) from error
-    rows = [table for table in tables if table.num_rows]
-    return files, (pa.concat_tables(rows) if rows else None)
-
-
-def _parsed(lines: list[bytes]) -> list[list[Any]]:
-    """The valid rows of complete lines: one JSON parse of them all, line by line only when a
-    line is torn or not JSON."""
-    import orjson
-
-    lines = [line for line in lines if line.strip()]
-    try:
-        rows: list[Any] = orjson.loads(b"[" + b",".join(lines) + b"]")
-    except orjson.JSONDecodeError:
-        rows = []
-    if len(rows) != len(lines):  # not JSON, or a torn line merged with the next
-        return [row for row in map(_row, lines) if row is not None]
-    return [row for row in rows if _valid(row)]
+            if not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                yield None
+                continue
+            yield row if _valid(row) else None
 
 
 def _valid(row: Any) -> bool:
@@ -275,11 +224,15 @@ def _valid(row: Any) -> bool:
         return False
     if not all(isinstance(row[i], str) for i in _STRINGS):
         return False
-    numbers = (row[1], row[3])
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+    if not (_int64(row[1]) and FIRST_US <= row[1] <= LAST_US and _int64(row[3])):
         return False
-    latency_ok = row[8] is None or isinstance(row[8], int | float)
+    latency_ok = row[8] is None or isinstance(row[8], float) or _int64(row[8])
     return latency_ok and (row[4] is None or isinstance(row[4], str)) and isinstance(row[9], str)
+
+
+def _int64(value: Any) -> bool:
+    """An integer an int64 column holds (a bigger one would stop the whole conversion)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _write_parquet(
