@@ -243,14 +243,8 @@ echo "== safe rollout: a new fraud model reaches traffic through shadow and a st
 echo "   (rollouts.py declares fraud_rollout, applied with the repo: the gates are decided before any rollout)"
 sed -n '/^fraud_rollout = Rollout(/,/^)/p' rollouts.py
 echo
-echo "== the good candidate: the same features, trained on the first 30 days instead of 18"
-parity dataset create \
-  --entities "SELECT transaction_id, account_id, device_id, event_timestamp, amount, is_fraud
-              FROM 'data/chargebacks.parquet' WHERE event_timestamp < now() - INTERVAL 30 DAY" \
-  --features fraud_model_v1 \
-  --out training/fraud_model_v1_30d.parquet \
-  --name fraud_train_v2
-python -m parity.examples.fraud.model --dataset fraud_train_v2 --alias challenger
+echo "== the good candidate: the champion's training set retrained (a new seed, as a scheduled retraining job would)"
+python -m parity.examples.fraud.model --dataset fraud_train_v1 --alias challenger --seed 8
 echo
 echo "== its rollout on simulated time: a real model server (routing, shadow queue, prediction log),"
 echo "   the real controller and gates; each simulated minute sends 200 payments, then one controller tick"
@@ -259,10 +253,16 @@ echo
 echo "== parity models history fraud: the champion alias moved to the candidate, with the rollout's reason"
 parity models history fraud
 echo
-echo "== the bad candidate: the same 30 days, trained WITHOUT the device features (device_risk_score, is_emulator)"
+echo "== the bad candidate: trained on the first 30 days, but WITHOUT the device features (device_risk_score, is_emulator)"
+parity dataset create \
+  --entities "SELECT transaction_id, account_id, device_id, event_timestamp, amount, is_fraud
+              FROM 'data/chargebacks.parquet' WHERE event_timestamp < now() - INTERVAL 30 DAY" \
+  --features fraud_model_v1 \
+  --out training/fraud_model_v1_30d.parquet \
+  --name fraud_train_v2
 python -m parity.examples.fraud.model --dataset fraud_train_v2 --alias challenger --without device
 echo
-echo "== its rollout: the shadow phase compares its decisions with the champion's on the same payments"
+echo "== its rollout: in shadow, both score the same payments; blocking as many as the champion, would it block the same ones?"
 python -m parity.examples.fraud.rollout_sim
 echo
 echo "== parity rollout status fraud: the record kept in the registry database (every check: parity rollout history fraud)"

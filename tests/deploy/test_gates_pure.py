@@ -40,25 +40,35 @@ def test_p99_of_100_values_is_the_99th_smallest_and_of_101_the_100th() -> None:
     assert g.nearest_rank(RNG.permutation(np.arange(1.0, 102.0))) == 100.0  # ceil(99.99) = 100
 
 
-def test_latency_fails_only_above_champion_p99_plus_the_limit() -> None:
+def test_latency_passes_up_to_champion_p99_plus_the_limit_and_holds_above_it() -> None:
     gate = Gate(metric="latency_p99", threshold=0.10, min_samples=100)
     champion = np.arange(1.0, 101.0)  # p99 = 99 ms; bound 108.9 ms
     at_bound = np.r_[np.ones(98), 108.9, 500.0]  # p99 = the 99th smallest = 108.9
     above = np.r_[np.ones(98), 109.0, 500.0]
     passed = g.latency_gate(gate, at_bound, champion)
     assert (passed.verdict, passed.candidate, passed.champion) == ("pass", 108.9, 99.0)
-    failed = g.latency_gate(gate, above, champion)
-    assert (failed.verdict, failed.candidate, failed.limit) == ("fail", 109.0, 0.10)
-    assert "109 ms > 108.9 ms" in failed.reason and "champion p99 99 ms + 10 %" in failed.reason
-    assert failed.samples == {"candidate": 100, "champion": 100}
+    # over the limit, but 100 champion rows give its p99 no 95 % upper bound (299 needed)
+    held = g.latency_gate(gate, above, champion)
+    assert (held.verdict, held.candidate, held.limit) == ("inconclusive", 109.0, 0.10)
+    assert "109 ms > 108.9 ms" in held.reason and "champion p99 99 ms + 10 %" in held.reason
+    assert held.samples == {"candidate": 100, "champion": 100}
+    # ten times the rows: champion 1..1000 (p99 990, 95 % upper bound the 996th: 996); the
+    # candidate's 95 % lower bound is its 985th smallest
+    champion = np.arange(1.0, 1_001.0)
+    failed = g.latency_gate(gate, np.r_[np.ones(984), np.full(16, 1_096.0)], champion)
+    assert (failed.verdict, failed.candidate, failed.champion) == ("fail", 1_096.0, 990.0)
+    assert "candidate p99 >= 1096 ms > 1096 ms" in failed.reason  # 996 * 1.1 = 1095.6
+    at_ceiling = g.latency_gate(gate, np.r_[np.ones(984), np.full(16, 1_095.6)], champion)
+    assert at_ceiling.verdict == "inconclusive"
 
 
 def test_latency_default_threshold_is_ten_percent() -> None:
     result = g.latency_gate(Gate(metric="latency_p99", min_samples=1), [11.0], [10.0])
     assert (result.verdict, result.limit) == ("pass", 0.10)
-    assert g.latency_gate(Gate(metric="latency_p99", min_samples=1), [11.01], [10.0]).verdict == (
-        "fail"
-    )
+    gate = Gate(metric="latency_p99", min_samples=1)
+    assert g.latency_gate(gate, [11.01], [10.0]).verdict == "inconclusive"  # one row each
+    assert g.latency_gate(gate, np.full(299, 11.01), np.full(299, 10.0)).verdict == "fail"
+    assert g.latency_gate(gate, np.full(299, 11.0), np.full(299, 10.0)).verdict == "pass"
 
 
 def test_latency_below_min_samples_is_inconclusive_never_pass() -> None:
@@ -87,13 +97,17 @@ def test_error_rate_compares_shares_of_failed_rows_absolutely() -> None:
     gate = Gate(metric="error_rate", threshold=0.01, min_samples=100)
     champion = np.r_[np.zeros(10, bool), np.ones(990, bool)]  # 1 % failed
     candidate_ok = np.r_[np.zeros(4, bool), np.ones(196, bool)]  # 2 % failed: +1 point
-    candidate_bad = np.r_[np.zeros(5, bool), np.ones(195, bool)]  # 2.5 %: +1.5 points
+    candidate_over = np.r_[np.zeros(5, bool), np.ones(195, bool)]  # 2.5 %: +1.5 points
     passed = g.error_rate_gate(gate, candidate_ok, champion)
     assert passed.verdict == "pass"
     assert (passed.candidate, passed.champion) == (4 / 200, 10 / 1000)
-    failed = g.error_rate_gate(gate, candidate_bad, champion)
+    held = g.error_rate_gate(gate, candidate_over, champion)  # 5 of 200: not significant
+    assert (held.verdict, held.candidate) == ("inconclusive", 5 / 200)
+    assert "(5 of 200)" in held.reason and "(10 of 1,000)" in held.reason
+    # the same shares on 50 times the rows: +1.5 points clears 1 point at 95 %
+    failed = g.error_rate_gate(gate, np.repeat(candidate_over, 50), np.repeat(champion, 50))
     assert (failed.verdict, failed.candidate) == ("fail", 5 / 200)
-    assert "(5 of 200)" in failed.reason and "(10 of 1,000)" in failed.reason
+    assert "(250 of 10,000)" in failed.reason and "(500 of 50,000)" in failed.reason
 
 
 def test_error_rate_below_min_samples_is_inconclusive() -> None:

@@ -96,7 +96,7 @@ def test_the_template_rollout_is_applied_by_plan_and_apply(repo: Path) -> None:
     assert isinstance(applied, Rollout)
     assert applied.model == "fraud" and applied.candidate == "challenger"
     assert applied.shadow is not None and applied.shadow.weight == 0
-    assert [step.weight for step in applied.steps] == [1, 5, 25, 50]
+    assert [step.weight for step in applied.steps] == [1, 5, 25, 50, 100]
     assert applied.routing_key is not None and applied.routing_key.name == "account_id"
     families = sorted(gate.family for gate in applied.gates)
     assert families == ["custom", "error_rate", "latency_p99"]
@@ -121,44 +121,61 @@ def paired(champion: list[float], candidate: list[float], phase: str = "shadow")
     ids = np.array([f"r{i}" for i in range(len(champion))], dtype=object)
     return Evidence(
         phase,
-        0.25,
+        0.2,
         Arm(ids[::-1].copy(), np.array(candidate[::-1])),  # log order differs: paired by id
         Arm(ids, np.array(champion)),
     )
 
 
-def test_the_decision_gate_counts_payments_only_one_model_would_block() -> None:
+def test_the_decision_gate_compares_blocks_at_the_champions_block_rate() -> None:
     gate = template_module()
     n = gate.MIN_PAIRS
+    # The champion blocks 10 payments. The candidate scores on another scale (a recalibrated
+    # retrain: it blocks nothing at 0.5) but ranks 8 of those 10 among its own top 10.
     champion = [0.9] * 10 + [0.1] * (n - 10)
-    # The candidate blocks 8 of the champion's 10 and 1 more: 3 of the 11 blocked by either.
-    candidate = [0.9] * 8 + [0.2, 0.3] + [0.7] + [0.1] * (n - 11)
+    candidate = [0.4] * 8 + [0.01, 0.02] + [0.3, 0.35] + [0.001] * (n - 12)
     verdict, reason = gate.blocked_disagreement(paired(champion, candidate))
-    assert verdict is False  # 3/11 = 27 % > 25 %
-    assert reason.startswith("3 of 11 payments blocked by either model are blocked by only one")
-    assert "candidate blocks 9, champion 10" in reason
-    candidate[10] = 0.1  # now 2 of 10: 20 %
+    assert verdict is True  # 2 of 10 = 20 %: at the limit still passes
+    assert reason == (
+        f"20% <= 20%: of the champion's 10 blocks in {n:,} payments, the candidate lets 2 "
+        "through when it blocks as many"
+    )
+    # A payment the champion passes enters the candidate's top 10 and one of its blocks drops
+    # out: 3 of the champion's 10 now fall below the candidate's 10 highest scores.
+    candidate[12], candidate[7] = 0.5, 0.005
     verdict, reason = gate.blocked_disagreement(paired(champion, candidate))
-    assert verdict is True and "2 of 10" in reason
+    assert verdict is False and reason.startswith("30% > 20%: of the champion's 10 blocks")
+    assert "the candidate lets 3 through" in reason
+
+
+def test_ties_at_the_candidates_cut_count_as_blocked() -> None:
+    gate = template_module()
+    n = gate.MIN_PAIRS
+    champion = [0.9] * 4 + [0.1] * (n - 4)
+    candidate = [0.7] * 2 + [0.2] * 2 + [0.2] * 3 + [0.0] * (n - 7)  # 5 tie at the 4th score
+    verdict, reason = gate.blocked_disagreement(paired(champion, candidate))
+    assert verdict is True and reason.startswith("0% <= 20%") and "lets 0 through" in reason
 
 
 def test_the_decision_gate_waits_for_enough_pairs_and_skips_nan_and_unpaired_rows() -> None:
     gate = template_module()
     n = gate.MIN_PAIRS
-    champion = [0.1] * n
-    candidate = [0.1] * (n - 1) + [float("nan")]
+    champion = [0.9] + [0.1] * (n - 1)
+    candidate = [0.9] + [0.1] * (n - 2) + [float("nan")]
     verdict, reason = gate.blocked_disagreement(paired(champion, candidate))
     assert verdict is None and f"{n - 1:,} shadow pairs of the {n:,} needed" in reason
-    evidence = paired(champion, [0.1] * n)
+    evidence = paired(champion, [0.9] + [0.1] * (n - 1))
     unpaired = Evidence(
         "shadow",
-        0.25,
+        0.2,
         Arm(np.array([f"x{i}" for i in range(n)], dtype=object), evidence.candidate.scores),
         evidence.champion,
     )
     assert gate.blocked_disagreement(unpaired)[0] is None
-    # Nothing blocked by either model: nothing disagrees.
     assert gate.blocked_disagreement(evidence)[0] is True
+    # Nothing blocked by the champion: no evidence either way, so it holds.
+    verdict, reason = gate.blocked_disagreement(paired([0.1] * n, [0.9] * n))
+    assert verdict is None and "blocks none" in reason
 
 
 def test_the_decision_gate_passes_canary_steps_where_nothing_pairs() -> None:

@@ -37,11 +37,22 @@ def test_an_error_rate_exactly_one_point_above_passes_a_one_point_limit(
     assert (result.candidate, result.champion) == (cand / 100, champ / 100)
 
 
-@pytest.mark.parametrize(("cand", "champ", "rows"), [(8, 6, 100), (71, 60, 1000), (2, 0, 100)])
-def test_an_error_rate_just_over_the_limit_fails(cand: int, champ: int, rows: int) -> None:
+@pytest.mark.parametrize(
+    ("cand", "champ", "rows", "scale"), [(8, 6, 100, 100), (71, 60, 1000, 1000), (2, 0, 100, 100)]
+)
+def test_an_error_rate_just_over_the_limit_never_passes_and_fails_once_significant(
+    cand: int, champ: int, rows: int, scale: int
+) -> None:
+    # over the limit on few rows is not proof (95 % one-sided, gates.CONFIDENCE): held; the same
+    # shares on `scale` times the rows are, and fail
     gate = Gate(metric="error_rate", threshold=0.01)
     result = g.error_rate_gate(gate, oks(cand, rows), oks(champ, rows))
-    assert result.verdict == "fail", result.reason
+    assert result.verdict == "inconclusive", result.reason
+    assert result.reason.startswith("over the limit but not yet significant: ")
+    proven = g.error_rate_gate(
+        gate, oks(cand * scale, rows * scale), oks(champ * scale, rows * scale)
+    )
+    assert proven.verdict == "fail", proven.reason
 
 
 # --- durations ------------------------------------------------------------------------------

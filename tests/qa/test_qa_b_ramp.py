@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scipy import stats
 
 from parity import FeatureStore
 from parity.definitions.rollout import FailurePolicy, Gate, Phase, Rollout
@@ -173,6 +174,25 @@ def p99(values: list[float]) -> float:
     return float(np.percentile(np.array(values), 99, method="inverted_cdf"))
 
 
+def p99_proven(cand: list[float], champ: list[float], limit: float) -> bool:
+    """The candidate's one-sided 95 % lower bound of its p99 above the champion's upper bound
+    * (1 + limit): order statistics at binomial ranks (scipy), none for the champion below 299."""
+    n, m = np.arange(1, len(cand) + 1), np.arange(1, len(champ) + 1)
+    lower = n[stats.binom.sf(n - 1, len(cand), 0.99) >= 0.95]
+    upper = m[stats.binom.cdf(m - 1, len(champ), 0.99) >= 0.95]
+    if not lower.size or not upper.size:
+        return False
+    return sorted(cand)[lower.max() - 1] > sorted(champ)[upper.min() - 1] * (1 + limit)
+
+
+def errors_proven(c_err: int, n: int, h_err: int, m: int, limit: float) -> bool:
+    """Newcombe's one-sided 95 % lower bound of the error-rate difference above the limit."""
+    ci_c = stats.binomtest(c_err, n).proportion_ci(confidence_level=0.9, method="wilson")
+    ci_h = stats.binomtest(h_err, m).proportion_ci(confidence_level=0.9, method="wilson")
+    low = c_err / n - h_err / m - float(np.hypot(c_err / n - ci_c.low, ci_h.high - h_err / m))
+    return low > limit
+
+
 def dollar_recall(rows: list[Row]) -> float:
     fraud = sum(r.request.amount for r in rows if r.request.fraud)
     caught = sum(r.request.amount for r in rows if r.request.fraud and r.score >= 0.5)
@@ -206,12 +226,17 @@ def expected_check(
         if min(len(cand), len(champ)) < gate.min_samples:
             found[gate.metric] = ("inconclusive", None, None)
         elif gate.metric == "error_rate":
-            c = sum(not r.ok for r in cand) / len(cand)
-            h = sum(not r.ok for r in champ) / len(champ)
-            found[gate.metric] = ("fail" if c - h > gate.limit + 1e-12 else "pass", c, h)
+            c_err, h_err = sum(not r.ok for r in cand), sum(not r.ok for r in champ)
+            c, h = c_err / len(cand), h_err / len(champ)
+            over = c - h > gate.limit + 1e-12
+            sure = over and errors_proven(c_err, len(cand), h_err, len(champ), gate.limit)
+            found[gate.metric] = ("fail" if sure else "inconclusive" if over else "pass", c, h)
         elif gate.metric == "latency_p99":
-            c, h = p99([r.latency for r in cand if r.ok]), p99([r.latency for r in champ if r.ok])
-            found[gate.metric] = ("fail" if c > h * (1 + gate.limit) else "pass", c, h)
+            c_ms, h_ms = [r.latency for r in cand if r.ok], [r.latency for r in champ if r.ok]
+            c, h = p99(c_ms), p99(h_ms)
+            over = c > h * (1 + gate.limit)
+            sure = over and p99_proven(c_ms, h_ms, gate.limit)
+            found[gate.metric] = ("fail" if sure else "inconclusive" if over else "pass", c, h)
         else:
             found[gate.metric] = ("?", None, None)  # drift: its verdict is checked by scenario
     return found, samples

@@ -401,52 +401,42 @@ def _act(
     console.print(f"{verb} rollout {state.id}: {view.summary(state)}", soft_wrap=True)
 
 
-@rollout_app.command("pause")
-@command
-def rollout_pause(
-    model: ModelArg,
-    reason: ReasonOption = "",
-    as_json: JsonOption = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Hold the rollout at its step: the weight stays, gates are not acted on until resume."""
-    _act("pause", model, reason, repo, "Paused", as_json)
+_ACTIONS = (
+    (
+        "pause",
+        "Paused",
+        "Hold the rollout at its step: the weight stays, gates are not acted on until resume.",
+    ),
+    ("resume", "Resumed", "Resume a paused rollout at the step it was paused at."),
+    (
+        "promote",
+        "Promoted",
+        "Promote now: move the champion alias to the candidate (the reason goes to its history).",
+    ),
+    (
+        "abort",
+        "Aborted",
+        "Abort: the candidate's weight back to 0; the champion alias is not touched.",
+    ),
+)
 
 
-@rollout_app.command("resume")
-@command
-def rollout_resume(
-    model: ModelArg,
-    reason: ReasonOption = "",
-    as_json: JsonOption = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Resume a paused rollout at the step it was paused at."""
-    _act("resume", model, reason, repo, "Resumed", as_json)
+def _action_command(action: str, verb: str, doc: str) -> None:
+    def run(
+        model: ModelArg,
+        reason: ReasonOption = "",
+        as_json: JsonOption = False,
+        repo: RepoOption = Path("."),
+    ) -> None:
+        _act(action, model, reason, repo, verb, as_json)
+
+    run.__doc__ = doc
+    run.__name__ = f"rollout_{action}"
+    rollout_app.command(action)(command(run))
 
 
-@rollout_app.command("promote")
-@command
-def rollout_promote(
-    model: ModelArg,
-    reason: ReasonOption = "",
-    as_json: JsonOption = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Promote now: move the champion alias to the candidate (the reason goes to its history)."""
-    _act("promote", model, reason, repo, "Promoted", as_json)
-
-
-@rollout_app.command("abort")
-@command
-def rollout_abort(
-    model: ModelArg,
-    reason: ReasonOption = "",
-    as_json: JsonOption = False,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Abort: the candidate's weight back to 0; the champion alias is not touched."""
-    _act("abort", model, reason, repo, "Aborted", as_json)
+for _action, _verb, _doc in _ACTIONS:
+    _action_command(_action, _verb, _doc)
 
 
 @rollout_app.command("history")

@@ -213,25 +213,43 @@ class Monitor(NamedDefinition):
 def _metric_ref(
     item: object, functions: dict[str, MetricFunction], monitor: object
 ) -> MetricRef | object:
+    return function_ref(
+        item,
+        functions,
+        owner=f"Monitor {monitor!r}",
+        holds="metrics",
+        contract="f(labels, scores, rows) -> float",
+    )
+
+
+def function_ref(
+    item: object,
+    functions: dict[str, Callable[..., Any]],
+    *,
+    owner: str,
+    holds: str,
+    contract: str,
+) -> MetricRef | object:
+    """A repo function as a `MetricRef` (name, qualified name, module, code hash), kept in
+    `functions` by name; a `MetricRef` or its dict (read back from the registry) as it is."""
     if isinstance(item, MetricRef | dict):
         return item
     if not callable(item):
         raise InvalidDefinition(
-            f"Monitor {monitor!r}: metrics holds {item!r}; list functions "
-            "f(labels, scores, rows) -> float defined in the repo"
+            f"{owner}: {holds} holds {item!r}; list functions {contract} defined in the repo"
         )
     name = getattr(item, "__name__", None)
     if not isinstance(name, str) or name == "<lambda>":
         raise InvalidDefinition(
-            f"Monitor {monitor!r}: a metric must be a named function defined with def in the "
-            "repo (its name is the metric's name), not a lambda"
+            f"{owner}: {holds} must be named functions defined with def in the repo (the name is "
+            "how the definition refers to it), not a lambda"
         )
     try:
         digest = code_hash(item)
     except (OSError, TypeError) as error:
         raise InvalidDefinition(
-            f"Monitor {monitor!r}: the source of metric {name!r} cannot be read ({error}); "
-            "define it with def in a file of the repo"
+            f"{owner}: the source of {name!r} cannot be read ({error}); define it with def in a "
+            "file of the repo"
         ) from None
     functions[name] = item
     module = inspect.getmodule(item)

@@ -5,7 +5,6 @@ advance, the failure policy). Declared in the repo and applied with plan/apply, 
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from collections.abc import Callable
@@ -15,9 +14,7 @@ from typing import Any, Literal
 from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from parity.definitions.base import Definition, NamedDefinition, check_identifier
-from parity.definitions.monitor import MetricRef
-from parity.definitions.on_demand import code_hash
-from parity.errors import InvalidDefinition
+from parity.definitions.monitor import MetricRef, function_ref
 
 GateFunction = Callable[..., Any]
 FailureMode = Literal["cumulative", "consecutive"]
@@ -350,26 +347,10 @@ def _version_ref(value: object, field: str) -> object:
 
 
 def _gate_ref(item: object, functions: dict[str, GateFunction], rollout: object) -> object:
-    if isinstance(item, MetricRef | dict):
-        return item
-    name = getattr(item, "__name__", None)
-    if not callable(item) or not isinstance(name, str) or name == "<lambda>":
-        raise InvalidDefinition(
-            f"Rollout {rollout!r}: custom_gates holds {item!r}; list functions "
-            "f(evidence) -> GateOutcome defined with def in the repo"
-        )
-    try:
-        digest = code_hash(item)
-    except (OSError, TypeError) as error:
-        raise InvalidDefinition(
-            f"Rollout {rollout!r}: the source of gate {name!r} cannot be read ({error}); "
-            "define it with def in a file of the repo"
-        ) from None
-    functions[name] = item
-    module = inspect.getmodule(item)
-    return MetricRef(
-        name=name,
-        function=getattr(item, "__qualname__", name),
-        module=module.__name__ if module is not None else "",
-        code_hash=digest,
+    return function_ref(
+        item,
+        functions,
+        owner=f"Rollout {rollout!r}",
+        holds="custom_gates",
+        contract="f(evidence) -> GateOutcome",
     )

@@ -1,7 +1,7 @@
 """Gate evaluation, pure: one gate's per-arm arrays in (candidate vs champion, same window), a
-`GateResult` out. Latency p99 (nearest rank), error rate, prediction drift (monitoring.stats),
-delayed-label metrics (monitoring.performance), custom gate functions. No I/O, no store imports:
-deploy/evidence.py reads the prediction log and the labels.
+`GateResult` out. Latency p99 (nearest rank) and error rate fail only at CONFIDENCE (bounds.py),
+prediction drift (monitoring.stats), delayed-label metrics (monitoring.performance), custom gate
+functions. No I/O, no store imports: deploy/evidence.py reads the prediction log and the labels.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from parity.definitions.rollout import Gate
+from parity.deploy import bounds
 from parity.deploy.state import GateResult, Verdict
 
 if TYPE_CHECKING:
@@ -24,6 +25,14 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
 CANDIDATE, CHAMPION = "candidate", "champion"
 P99 = 99  # percent: the latency gate's quantile
+CONFIDENCE = 0.95
+"""One-sided confidence a latency_p99 or error_rate gate needs to FAIL. Each check judges a noisy
+window every interval and one failed check aborts by default, so a point estimate over the limit
+is not enough: judged that way a candidate identical to the champion was rolled back in 57 of 60
+default rollouts. Over the limit but not significant at this level is inconclusive: it holds the
+step and gathers rows. 95 % keeps such false fails rare while a clearly worse candidate (p99 50 %
+slower, 5 points more errors) still fails within minutes of its shadow phase."""
+SIGNIFICANT = "over the limit but not yet significant: "  # how an unproven excess's reason begins
 LOWER_IS_BETTER = frozenset({"brier"})  # label metrics where a smaller value is the better model
 GateOutcome = bool | None | tuple[bool | None, str]
 """What a custom gate function returns: True (pass), False (fail), None (inconclusive), or one
@@ -89,8 +98,10 @@ def nearest_rank(values: FloatArray, percent: int = P99) -> float:
 
 
 def latency_gate(gate: Gate, candidate_ms: Any, champion_ms: Any) -> GateResult:
-    """Fail when the candidate's p99 latency is above the champion's by more than `limit`
-    (relative): p99_candidate > p99_champion * (1 + limit). Answered (status 'ok') rows only."""
+    """Pass when the candidate's p99 latency is within the champion's by `limit` (relative):
+    p99_candidate <= p99_champion * (1 + limit). Fail only when the excess holds at CONFIDENCE:
+    the candidate's lower bound of its p99 above the champion's upper bound * (1 + limit)
+    (order statistics, any distribution); else inconclusive. Answered (status 'ok') rows only."""
     cand, cand_bad = finite(candidate_ms)
     champ, champ_bad = finite(champion_ms)
     counts = {CANDIDATE: int(cand.size), CHAMPION: int(champ.size)}
@@ -100,12 +111,48 @@ def latency_gate(gate: Gate, candidate_ms: Any, champion_ms: Any) -> GateResult:
     limit = gate_limit(gate)
     c99, h99 = nearest_rank(cand), nearest_rank(champ)
     bound = h99 * (1.0 + limit)
-    failed = c99 > bound
+    over = c99 > bound
     reason = (
-        f"candidate p99 {c99:.4g} ms {'>' if failed else '<='} {bound:.4g} ms (champion p99 "
-        f"{h99:.4g} ms + {limit * 100:g} %)" + _dropped({CANDIDATE: cand_bad, CHAMPION: champ_bad})
+        f"candidate p99 {c99:.4g} ms {'>' if over else '<='} {bound:.4g} ms (champion p99 "
+        f"{h99:.4g} ms + {limit * 100:g} %)"
     )
-    return _result(gate, failed, c99, h99, limit, counts, reason)
+    dropped = _dropped({CANDIDATE: cand_bad, CHAMPION: champ_bad})
+    if not over:
+        return _judged(gate, "pass", c99, h99, limit, counts, reason + dropped)
+    verdict, why = _p99_significance(cand, champ, limit)
+    prefix = SIGNIFICANT if verdict == "inconclusive" else ""
+    return _judged(gate, verdict, c99, h99, limit, counts, f"{prefix}{reason}; {why}{dropped}")
+
+
+def p99_bounds(values: FloatArray) -> tuple[float | None, float | None]:
+    """The observed latencies that bound the p99 from below and from above at CONFIDENCE (the
+    binomial ranks of bounds.quantile_ranks); None where there are too few values."""
+    lower, upper = bounds.quantile_ranks(values.size, P99 / 100, CONFIDENCE)
+    ranks = [rank - 1 for rank in (lower, upper) if rank is not None]
+    ordered = np.partition(values, ranks) if ranks else values
+    return (
+        None if lower is None else float(ordered[lower - 1]),
+        None if upper is None else float(ordered[upper - 1]),
+    )
+
+
+def _p99_significance(cand: FloatArray, champ: FloatArray, limit: float) -> tuple[Verdict, str]:
+    """'fail' when the candidate's p99 exceeds the champion's * (1 + limit) at CONFIDENCE."""
+    level = f"{CONFIDENCE * 100:g} %"
+    low, _ = p99_bounds(cand)
+    _, high = p99_bounds(champ)
+    if low is None or high is None:
+        fewest = bounds.fewest_for_upper(P99 / 100, CONFIDENCE)
+        return "inconclusive", (
+            f"the champion's {champ.size:,} latencies bound its p99 from above at {level} "
+            f"confidence only from {fewest:,}"
+        )
+    ceiling = high * (1.0 + limit)
+    failed = low > ceiling
+    return ("fail" if failed else "inconclusive"), (
+        f"at {level} confidence candidate p99 >= {low:.4g} ms {'>' if failed else '<='} "
+        f"{ceiling:.4g} ms (champion p99 <= {high:.4g} ms + {limit * 100:g} %)"
+    )
 
 
 def _result(
@@ -118,6 +165,18 @@ def _result(
     reason: str,
 ) -> GateResult:
     verdict: Verdict = "fail" if failed else "pass"
+    return _judged(gate, verdict, candidate, champion, limit, counts, reason)
+
+
+def _judged(
+    gate: Gate,
+    verdict: Verdict,
+    candidate: float | None,
+    champion: float | None,
+    limit: float,
+    counts: Mapping[str, int],
+    reason: str,
+) -> GateResult:
     return GateResult(gate.metric, verdict, candidate, champion, limit, dict(counts), reason)
 
 
@@ -125,8 +184,10 @@ def _result(
 
 
 def error_rate_gate(gate: Gate, candidate_ok: Any, champion_ok: Any) -> GateResult:
-    """Fail when the candidate's share of failed rows (status other than 'ok': errors, shadow
-    timeouts) exceeds the champion's by more than `limit` (absolute, a fraction of rows)."""
+    """Pass when the candidate's share of failed rows (status other than 'ok': errors, shadow
+    timeouts) is within the champion's + `limit` (absolute, a fraction of rows). Fail only when
+    it exceeds that at CONFIDENCE (Newcombe's hybrid score bound of the difference); else
+    inconclusive."""
     cand, champ = np.asarray(candidate_ok, dtype=bool), np.asarray(champion_ok, dtype=bool)
     counts = {CANDIDATE: int(cand.size), CHAMPION: int(champ.size)}
     short = too_few(gate, counts, "requests")
@@ -139,13 +200,25 @@ def error_rate_gate(gate: Gate, candidate_ok: Any, champion_ok: Any) -> GateResu
     # In exact fractions, the limit as written: 7 % vs 6 % is exactly 1 point (0.07 - 0.06 in
     # floats is 0.010000000000000009 and failed a 0.01 limit it meets).
     excess = Fraction(cand_errors, cand.size) - Fraction(champ_errors, champ.size)
-    failed = excess > Fraction(repr(limit))
+    over = excess > Fraction(repr(limit))
     reason = (
         f"candidate error rate {c_rate:.4%} ({cand_errors:,} of {cand.size:,}) "
-        f"{'>' if failed else '<='} champion {h_rate:.4%} ({champ_errors:,} of {champ.size:,}) "
+        f"{'>' if over else '<='} champion {h_rate:.4%} ({champ_errors:,} of {champ.size:,}) "
         f"+ {limit * 100:g} percentage points"
     )
-    return _result(gate, failed, c_rate, h_rate, limit, counts, reason)
+    if not over:
+        return _judged(gate, "pass", c_rate, h_rate, limit, counts, reason)
+    low = bounds.difference_lower(cand_errors, cand.size, champ_errors, champ.size, CONFIDENCE)
+    failed = low > limit
+    why = (
+        f"at {CONFIDENCE * 100:g} % confidence the excess is >= {low * 100:.3g} points "
+        f"{'>' if failed else '<='} {limit * 100:g} (Newcombe's score interval)"
+    )
+    if failed:
+        return _judged(gate, "fail", c_rate, h_rate, limit, counts, f"{reason}; {why}")
+    return _judged(
+        gate, "inconclusive", c_rate, h_rate, limit, counts, f"{SIGNIFICANT}{reason}; {why}"
+    )
 
 
 # --- prediction drift ---------------------------------------------------------------------------

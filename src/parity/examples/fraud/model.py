@@ -83,6 +83,7 @@ def train_and_register(
     name: str = "fraud",
     alias: str | None = "champion",
     drop: tuple[str, ...] = (),
+    seed: int = 7,
 ) -> ModelVersion:
     """Train on the recorded training set `dataset` without the features in `drop`, and register
     the model with its lineage (its signature lists the inputs it uses)."""
@@ -94,7 +95,7 @@ def train_and_register(
     features = tuple(f for f in FEATURES if f not in drop)
     record = store.datasets.get(dataset)
     frame = pd.read_parquet(record.path)
-    scorer, metrics = train(frame, features=features)
+    scorer, metrics = train(frame, features=features, seed=seed)
     tags = {"team": "risk"} | ({"without": ",".join(drop)} if drop else {})
     return store.models.register_model(
         name,
@@ -102,7 +103,7 @@ def train_and_register(
         flavor="pyfunc",
         training_dataset=dataset,
         metrics=metrics,
-        params={"estimator": "HistGradientBoostingClassifier", "max_iter": 150},
+        params={"estimator": "HistGradientBoostingClassifier", "max_iter": 150, "seed": seed},
         tags=tags,
         description="Probability that a card transaction is fraud.",
         sample_input=inputs(frame.head(5), features),
@@ -124,11 +125,14 @@ def main(argv: list[str] | None = None) -> None:
         choices=("device",),
         help="Train without a group of features: 'device' drops " + ", ".join(DEVICE_FEATURES),
     )
+    parser.add_argument(
+        "--seed", type=int, default=7, help="The random seed (early stopping's validation split)."
+    )
     args = parser.parse_args(argv)
     drop = DEVICE_FEATURES if args.without == "device" else ()
     with FeatureStore(args.repo) as store:
         version = model.train_and_register(
-            store, args.dataset, name=args.name, alias=args.alias, drop=drop
+            store, args.dataset, name=args.name, alias=args.alias, drop=drop, seed=args.seed
         )
     shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(version.metrics.items()))
     print(f"Registered {version.ref} as {args.name}@{args.alias} ({shown})")

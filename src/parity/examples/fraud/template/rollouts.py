@@ -12,12 +12,14 @@ import numpy as np
 from parity import FailurePolicy, Gate, Phase, Rollout, RoutingKey
 
 BLOCK_AT = 0.5  # the score at or above which a payment is blocked (monitors.py's THRESHOLD)
-MIN_PAIRS = 1_500  # shadow pairs needed before the decisions are compared
+MIN_PAIRS = 5_000  # shadow pairs needed before the decisions are compared
 
 
 def blocked_disagreement(evidence):
-    """In shadow, candidate and champion score the same payments (paired by request id): of the
-    payments either would block, the share only one of them blocks. Fails above the limit.
+    """In shadow, candidate and champion score the same payments (paired by request id). The
+    champion blocks m of them; blocking as many (its m highest scores), the candidate would let
+    through this share of the champion's blocks. Fails above the limit. At the same block rate,
+    a recalibrated retrain passes and a model blind to a fraud signal does not.
     Canary arms score different accounts, so there is nothing to pair: it passes there, the
     shadow phase having compared the decisions (latency and errors still gate every step)."""
     if evidence.phase != "shadow":
@@ -32,15 +34,18 @@ def blocked_disagreement(evidence):
     if len(pairs) < MIN_PAIRS:
         return None, f"{len(pairs):,} shadow pairs of the {MIN_PAIRS:,} needed"
     candidate, champ = np.array(pairs, dtype=float).T
-    blocked_c, blocked_h = candidate >= BLOCK_AT, champ >= BLOCK_AT
-    either = int(np.count_nonzero(blocked_c | blocked_h))
-    differ = int(np.count_nonzero(blocked_c != blocked_h))
-    share = differ / either if either else 0.0
+    blocked = champ >= BLOCK_AT
+    m = int(np.count_nonzero(blocked))
+    if m == 0:
+        return None, f"the champion blocks none of {len(pairs):,} payments: nothing to compare"
+    cut = np.sort(candidate)[-m]  # the candidate's m-th highest score (ties all count)
+    missed = int(np.count_nonzero(blocked & (candidate < cut)))
+    share = missed / m
     verdict = share <= evidence.limit
     return verdict, (
-        f"{differ} of {either} payments blocked by either model are blocked by only one "
-        f"({share:.0%} {'<=' if verdict else '>'} {evidence.limit:.0%}); candidate blocks "
-        f"{int(blocked_c.sum())}, champion {int(blocked_h.sum())}, of {len(pairs):,} pairs"
+        f"{share:.0%} {'<=' if verdict else '>'} {evidence.limit:.0%}: of the champion's {m} "
+        f"blocks in {len(pairs):,} payments, the candidate lets {missed} through when it "
+        "blocks as many"
     )
 
 
@@ -60,23 +65,23 @@ fraud_rollout = Rollout(
     name="fraud_rollout",
     model="fraud",
     candidate="challenger",  # whichever version `fraud@challenger` names when it starts
-    shadow=Phase(weight=0, duration=timedelta(minutes=10), min_samples=MIN_PAIRS),
+    shadow=Phase(weight=0, duration=timedelta(minutes=25), min_samples=MIN_PAIRS),
     steps=[
         # Few accounts answer at 1 %: it lasts longest and asks for the fewest rows.
         Phase(weight=1, duration=timedelta(minutes=10), min_samples=10),
         Phase(weight=5, duration=timedelta(minutes=5), min_samples=40),
         Phase(weight=25, duration=timedelta(minutes=2), min_samples=100),
         Phase(weight=50, duration=timedelta(minutes=2), min_samples=100),
-        # No 100 % step: there the champion answers nothing, so a gate comparing the two arms
-        # in one window would wait forever. Passing 50 % promotes: the move to 100 %.
+        # At 100 % the champion answers nothing: the gates compare with its rows from before.
+        Phase(weight=100, duration=timedelta(minutes=2), min_samples=100),
     ],
     routing_key=RoutingKey(name="account_id"),  # an account stays on one version
     gates=[
-        Gate(metric="custom:blocked_disagreement", threshold=0.25, min_samples=10),
-        # 3.0: p99 at most 4x the champion's. Wide on purpose: the example's simulation runs
+        Gate(metric="custom:blocked_disagreement", threshold=0.2, min_samples=10),
+        # 9.0: p99 at most 10x the champion's. Wide on purpose: the example's simulation runs
         # both arms in one process on a shared machine, and at 1 % the candidate's p99 is the
         # slowest of a few dozen requests (docs/rollout.md, "The fraud example").
-        Gate(metric="latency_p99", threshold=3.0, min_samples=10),
+        Gate(metric="latency_p99", threshold=9.0, min_samples=10),
         Gate(metric="error_rate", threshold=0.01, min_samples=10),
     ],
     custom_gates=[blocked_disagreement],
