@@ -2,7 +2,7 @@
 bucketed into windows, JSON `features` / `entities` / `prediction` parsed into typed columns.
 
 Reads complete `*.parquet` files only; lists the `.inprogress` segments for readers of the newest
-rows (rollout gates decode them with inference.predlog_segment). Must not import inference.
+rows (rollout gates decode them with inference.predlog_live). Must not import inference.
 """
 
 from __future__ import annotations
