@@ -30,6 +30,8 @@ bench: install
 	$(PY) benchmarks/bench_online.py --size small --no-feast
 	$(PY) benchmarks/bench_windows.py --size small
 	$(PY) benchmarks/bench_models.py --size small --no-mlserver
+	$(PY) benchmarks/bench_gates.py --quick
+	$(PY) benchmarks/bench_shadow.py --quick
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
@@ -40,6 +42,8 @@ bench-full: install
 	$(PY) benchmarks/bench_materialize.py --accounts 10000
 	$(PY) benchmarks/bench_overload.py
 	$(PY) benchmarks/bench_drift.py --rows 1000000 --features 20
+	$(PY) benchmarks/bench_gates.py
+	$(PY) benchmarks/bench_shadow.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -1,7 +1,8 @@
 """What a rollout's gates judge, read at the edge: both arms' rows of the prediction log in the
-current step's window (DuckDB, `union_by_name`: files from before the `role` column read as role
-null), matured labels (monitoring.labels), the repo's gate functions; and `check_gates`, the
-controller's checker. The verdicts are deploy/gates.py's; this module decides nothing.
+current step's window (DuckDB over the Parquet files and the segments not yet rotated, union by
+name: files from before the `role` column read as role null), matured labels (monitoring.labels),
+the repo's gate functions; and `check_gates`, the controller's checker. The verdicts are
+deploy/gates.py's; this module decides nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ CHAMPION_ROLES = ("champion",)  # the champion alias's traffic while the rollout
 SCORED = ("prediction_drift", "custom")  # gate families that read the scores
 DETAIL_COLUMNS = ("request_id", "event_timestamp", "status")  # read only for custom gates
 FULL_STEP = "[at 100 % the champion answers nothing: its rows are from before this step]"
+PARQUET = "read_parquet($files, union_by_name = true)"  # the log's complete files
+LIVE = "parity_live_lines"  # the lines of its in-progress segments, registered for one read
 
 
 # --- the step window ----------------------------------------------------------------------------
@@ -78,15 +81,27 @@ def score_sql(key: str | None) -> str:
     return f"TRY_CAST(json_extract_string(prediction, {path}) AS DOUBLE)"
 
 
+def log_source(files: bool, live: bool) -> str:
+    """What a window read scans: the Parquet files ($files), the rows of the in-progress
+    segments' lines (registered on the connection as LIVE), or both unioned by name."""
+    from parity.inference.predlog_live import lines_sql
+
+    rows = f"({lines_sql(LIVE)})"
+    if files and live:
+        return f"(SELECT * FROM {PARQUET} UNION ALL BY NAME SELECT * FROM {rows})"
+    return PARQUET if files else rows
+
+
 def window_sql(
     candidate: int,
     champion: int,
     scores: Mapping[str | None, tuple[str | None, str | None]],
     detail: bool,
+    source: str = PARQUET,
 ) -> str:
-    """The one query of a check (pure text; $files, $model, $start, $end are parameters): each
-    row of either arm with its arm, ok flag, latency and the asked scores, each score column
-    read with the key of its arm's version (candidate key, champion key)."""
+    """The one query of a check (pure text; $model, $start, $end and, for the Parquet files,
+    $files are parameters): each row of either arm in `source` with its arm, ok flag, latency and
+    the asked scores, each score column read with the key of its arm's version."""
     columns = [
         f"version = {int(candidate)} AS is_candidate",
         "coalesce(status = 'ok', false) AS ok",
@@ -107,7 +122,7 @@ def window_sql(
         f"(version = {int(champion)} AND role IN {_roles(CHAMPION_ROLES)})"
     )
     return (
-        f"SELECT {', '.join(columns)} FROM read_parquet($files, union_by_name = true) "
+        f"SELECT {', '.join(columns)} FROM {source} "
         f"WHERE model = $model AND event_timestamp >= $start AND event_timestamp < $end "
         f"AND ({arms})"
     )
@@ -139,34 +154,30 @@ def read_window(
     connection: duckdb.DuckDBPyConnection | None = None,
 ) -> WindowRead:
     """Rows of the candidate (`version = candidate AND role IN ('shadow', 'canary')`) and of the
-    champion (`version = champion AND role = 'champion'`) of `model` logged in [start, end), read
-    on `connection` (left open) or on a connection of its own."""
-    import duckdb
-
-    from parity.monitoring.logs import connect_duckdb, log_files
+    champion (`version = champion AND role = 'champion'`) of `model` logged in [start, end), from
+    the Parquet files and the in-progress segments (not yet rotated), read on `connection` (left
+    open) or on a connection of its own."""
+    from parity.inference.predlog_live import unrotated
+    from parity.monitoring.logs import connect_duckdb, log_files, log_segments
 
     scores = dict(scores or {})
     if end <= start:
         return empty_read(start, end, "the window is empty")
-    files = log_files(folder, start, end)
-    if not files:
+    segments = log_segments(folder, start, end)  # listed first: see `unrotated`
+    files, live = unrotated(segments, log_files(folder, start, end))
+    if not files and live is None:
         return empty_read(start, end, f"no prediction log files in {folder} for the window")
+    sql = window_sql(*versions, scores, detail, log_source(bool(files), live is not None))
+    params = {"model": model, "start": start, "end": end} | ({"files": files} if files else {})
     own = connection is None
     connection = connect_duckdb() if connection is None else connection
     try:
-        if "role" not in log_columns(connection, files):
-            return empty_read(start, end, "the log has no role column: no rollout was routed")
-        sql = window_sql(versions[0], versions[1], scores, detail)
-        params = {"files": files, "model": model, "start": start, "end": end}
-        table = connection.sql(sql, params=params).to_arrow_table()
-    except duckdb.Error as error:  # truncated, not Parquet, or not the log's columns
-        raise PredictionLogUnreadable(
-            f"the prediction log under {folder} could not be read: {' '.join(str(error).split())}"
-            "; move the damaged file out of the log folder"
-        ) from error
+        table = _query(connection, folder, sql, params, live)
     finally:
         if own:
             connection.close()
+    if table is None:
+        return empty_read(start, end, "the log has no role column: no rollout was routed")
     return WindowRead(
         start=start,
         end=end,
@@ -176,6 +187,34 @@ def read_window(
         scores={key: _floats(table.column(f"s{i}")) for i, key in enumerate(scores)},
         detail=table.select(list(DETAIL_COLUMNS)) if detail else None,
     )
+
+
+def _query(
+    connection: duckdb.DuckDBPyConnection,
+    folder: Path,
+    sql: str,
+    params: dict[str, Any],
+    live: pa.Array | None,
+) -> pa.Table | None:
+    """The rows `sql` selects, the live lines registered as LIVE for it; None when the files
+    have no role column and there are no live lines (no rollout was routed)."""
+    import duckdb
+    import pyarrow as pa
+
+    try:
+        if live is None and "role" not in log_columns(connection, params["files"]):
+            return None
+        if live is not None:
+            connection.register(LIVE, pa.table({"line": live}))
+        return connection.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as error:  # truncated, not Parquet, or not the log's columns
+        raise PredictionLogUnreadable(
+            f"the prediction log under {folder} could not be read: {' '.join(str(error).split())}"
+            "; move the damaged file out of the log folder"
+        ) from error
+    finally:
+        if live is not None:
+            connection.unregister(LIVE)
 
 
 def _bools(column: pa.ChunkedArray) -> np.ndarray[Any, np.dtype[np.bool_]]:

@@ -76,7 +76,6 @@ def resolve(store: FeatureStore, rollout: Rollout) -> Resolved:
         _version(store, rollout.model, item, "also_shadow").version for item in rollout.also_shadow
     )
     _check_also_shadow(rollout, shadows, champion.version, candidate.version)
-    _check_outputs(rollout, (champion, candidate))
     check_gates(store, rollout)
     check_outputs(rollout, (candidate, champion))
     key, source = routing_key(store, rollout, champion)
@@ -197,20 +196,6 @@ def _check_entity_key(
             f"'{name}'; route by one of {known or 'no request field'}, or by a header with "
             "RoutingKey(name='x-user-id', source='header') (--routing-header)"
         )
-
-
-def _check_outputs(rollout: Rollout, versions: tuple[ModelVersion, ...]) -> None:
-    """A gate's `output` is an output of both versions compared (else it could never be read:
-    the gate would fail at the first check instead of the start being refused)."""
-    for gate in rollout.gates:
-        for version in versions if gate.output is not None else ():
-            outputs = [str(o["name"]) for o in (version.signature or {}).get("outputs") or []]
-            if outputs and gate.output not in outputs:
-                raise InvalidRollout(
-                    f"gates: gate {gate.metric!r} reads output '{gate.output}', which version "
-                    f"{version.version} of '{rollout.model}' does not have (its outputs: "
-                    f"{', '.join(outputs)}); name one of them, or leave output out for the first"
-                )
 
 
 def _check_also_shadow(

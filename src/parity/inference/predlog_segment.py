@@ -30,6 +30,7 @@ SEGMENT_SUFFIX = ".inprogress"
 _CONVERTING = ".converting"  # a Parquet file being written from a segment
 _UNREADABLE = ".unreadable"  # a recovered segment that had unreadable lines, kept for inspection
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST_US, LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999  # a line's time: years 1-9999
 _STRINGS = (0, 2, 5, 6, 7)  # positions of request_id, model and the three JSON-text columns
 
 
@@ -223,11 +224,15 @@ def _valid(row: Any) -> bool:
         return False
     if not all(isinstance(row[i], str) for i in _STRINGS):
         return False
-    numbers = (row[1], row[3])
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+    if not (_int64(row[1]) and FIRST_US <= row[1] <= LAST_US and _int64(row[3])):
         return False
-    latency_ok = row[8] is None or isinstance(row[8], int | float)
+    latency_ok = row[8] is None or isinstance(row[8], float) or _int64(row[8])
     return latency_ok and (row[4] is None or isinstance(row[4], str)) and isinstance(row[9], str)
+
+
+def _int64(value: Any) -> bool:
+    """An integer an int64 column holds (a bigger one would stop the whole conversion)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _write_parquet(

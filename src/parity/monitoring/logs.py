@@ -1,7 +1,8 @@
 """Reads the Parquet prediction log with DuckDB, out of core: one model's rows in [since, until),
 bucketed into windows, JSON `features` / `entities` / `prediction` parsed into typed columns.
 
-Reads complete `*.parquet` files only (never `.inprogress` segments). Must not import inference.
+Reads complete `*.parquet` files only; lists the `.inprogress` segments for readers of the newest
+rows (rollout gates decode them with inference.predlog_live). Must not import inference.
 """
 
 from __future__ import annotations
@@ -119,16 +120,36 @@ def log_files(directory: Path, since: datetime, until: datetime) -> list[str]:
             f"the prediction log folder {directory} does not exist; the model server writes it "
             "(models.serving.prediction_log in parity.yaml) once it has served predictions"
         )
-    first, last = _utc(since).date(), (_utc(until) - timedelta(microseconds=1)).date()
     files = []
+    for folder in day_folders(directory, since, until):
+        files += sorted(str(p) for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    return files
+
+
+def log_segments(directory: Path, since: datetime, until: datetime) -> list[Path]:
+    """The in-progress segments (`.NAME.parquet.inprogress`, rows not yet in Parquet) of the days
+    that overlap [since, until); none when the folder does not exist (yet)."""
+    if not directory.is_dir():
+        return []
+    return [
+        path
+        for folder in day_folders(directory, since, until)
+        for path in sorted(folder.glob(".*.parquet.inprogress"))
+    ]
+
+
+def day_folders(directory: Path, since: datetime, until: datetime) -> list[Path]:
+    """The `date=YYYY-MM-DD` folders of the days that overlap [since, until), in date order."""
+    first, last = _utc(since).date(), (_utc(until) - timedelta(microseconds=1)).date()
+    found = []
     for folder in sorted(directory.glob("date=*")):
         try:
             day = date.fromisoformat(folder.name.removeprefix("date="))
         except ValueError:
             continue
         if first <= day <= last:
-            files += sorted(str(p) for p in folder.glob("*.parquet") if not p.name.startswith("."))
-    return files
+            found.append(folder)
+    return found
 
 
 def _struct(columns: Sequence[LogColumn]) -> str:
