@@ -252,7 +252,7 @@ class ParquetLogSink:
         self._closed = False
         _prepare_folder(self.directory)
         self.recovered: Recovery = recover_segments(self.directory, row_group_size)
-        if self.recovered.segments or self.recovered.live:
+        if self.recovered.segments:  # a crash's leftovers: worth a warning
             logger.warning(
                 "prediction log %s: recovered %d rows from %d unfinished segments, %d unreadable "
                 "lines lost; %d segments of running writers left alone",
@@ -260,6 +260,12 @@ class ParquetLogSink:
                 self.recovered.rows,
                 self.recovered.segments,
                 self.recovered.unreadable,
+                self.recovered.live,
+            )
+        elif self.recovered.live:  # other processes writing the same folder (workers, shadows)
+            logger.info(
+                "prediction log %s: %d segments of running writers left alone",
+                self.directory,
                 self.recovered.live,
             )
 
