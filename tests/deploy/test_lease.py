@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from parity.deploy.service import Rollouts
 from parity.deploy.state import RolloutEvent
 from parity.deploy.store import RolloutStore
 from parity.errors import RolloutActive
+from tests.conftest import DRIVER_REPO, write_repo
 from tests.deploy.control_support import (
     MINUTE,
     T0,
@@ -235,3 +237,49 @@ def test_two_processes_starting_the_same_model_one_wins(
     outputs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
     assert outputs == ["RolloutActive", "fraud-1"]
     assert [s.id for s in fraud_store.rollouts.list()] == ["fraud-1"]
+
+
+OPENER = textwrap.dedent(
+    """
+    import os, sys, time
+    from parity import FeatureStore
+    repo, go = sys.argv[1:3]
+    store = FeatureStore(repo)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    store.rollouts.routes()  # creates the rollout tables if missing
+    store.models.models()
+    store.monitoring.alert_gauges()
+    print("ok")
+    store.close()
+    """
+)
+
+
+def test_processes_creating_the_tables_at_once_all_succeed(tmp_path: Path) -> None:
+    """Workers of a fresh SQLite repo starting together each create the tables they need: none
+    may fail with 'database is locked' (a deferred transaction that read the schema and then
+    wrote was refused at once when another process had written in between)."""
+    repo = write_repo(tmp_path / "repo", DRIVER_REPO)
+    script = tmp_path / "opener.py"
+    script.write_text(OPENER)
+    go = tmp_path / "go"
+    for _ in range(3):
+        for leftover in (repo / "data").glob("registry.db*"):  # fresh tables each round
+            leftover.unlink()
+        with FeatureStore(repo) as store:
+            store.apply()
+        go.unlink(missing_ok=True)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), str(repo), str(go)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        time.sleep(1.0)
+        go.write_text("")
+        results = [p.communicate(timeout=120) for p in procs]
+        assert [out.strip() for out, _ in results] == ["ok"] * 6, [err for _, err in results]

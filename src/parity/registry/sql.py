@@ -147,7 +147,13 @@ def create_tables(tables: sa.MetaData, engine: Engine, what: str = "registry") -
     """Create missing tables; tolerate another process creating them at the same moment."""
     for attempt in range(3):
         try:
-            tables.create_all(engine, checkfirst=True)
+            # As a writer from the start (BEGIN IMMEDIATE on SQLite): a deferred transaction that
+            # reads the schema and then writes gets "database is locked" at once, without
+            # waiting, when another process wrote in between (two workers starting together).
+            with engine.connect() as connection:
+                connection.execution_options(parity_write=True)
+                with connection.begin():
+                    tables.create_all(connection, checkfirst=True)
             return
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
             if attempt == 2:
