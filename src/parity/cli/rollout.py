@@ -240,85 +240,97 @@ def _gate_functions(store: FeatureStore) -> dict[str, Callable[..., Any]]:
 # --- commands ------------------------------------------------------------------------------
 
 
+# The start command's options (module level, so the command reads as what it does)
+RolloutArg = Annotated[
+    str | None, typer.Argument(help="A rollout declared in the repo (applied), by name.")
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="The model to roll out.")]
+CandidateOpt = Annotated[
+    str | None, typer.Option("--candidate", help="The new version: a number or an alias.")
+]
+ChampionOpt = Annotated[
+    str | None,
+    typer.Option("--champion-alias", help="The alias the candidate replaces (default champion)."),
+]
+StepsOpt = Annotated[
+    str | None, typer.Option("--steps", help="Canary weights in percent (default 1,5,25,50,100).")
+]
+StepDurationOpt = Annotated[
+    str | None, typer.Option("--step-duration", help="Least time per canary step (default 10m).")
+]
+StepSamplesOpt = Annotated[
+    str | None,
+    typer.Option("--step-min-samples", help="Candidate predictions a step needs (default 100)."),
+]
+ShadowOpt = Annotated[
+    str | None,
+    typer.Option("--shadow", help="Shadow phase duration before the canary (default 30m)."),
+]
+NoShadowOpt = Annotated[bool, typer.Option("--no-shadow", help="Start at the first canary step.")]
+ShadowSamplesOpt = Annotated[
+    str | None,
+    typer.Option("--shadow-min-samples", help="Shadow predictions the shadow needs (default 500)."),
+]
+ShadowFractionOpt = Annotated[
+    str | None,
+    typer.Option("--shadow-fraction", help="Share of requests mirrored, (0, 1] (default 1)."),
+]
+RoutingKeyOpt = Annotated[
+    str | None,
+    typer.Option("--routing-key", help="Entity join key for sticky routing (default the first)."),
+]
+RoutingHeaderOpt = Annotated[
+    str | None, typer.Option("--routing-header", help="Or a request header, e.g. x-user-id.")
+]
+GateOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--gate",
+        help="A gate: metric[:threshold], e.g. latency_p99, error_rate:0.01, "
+        "prediction_drift:0.2, label:precision_at_k:0.05, custom:my_gate; repeatable.",
+    ),
+]
+FailureLimitOpt = Annotated[
+    str | None, typer.Option("--failure-limit", help="Failed checks that abort (default 1).")
+]
+FailureModeOpt = Annotated[
+    str | None,
+    typer.Option("--failure-mode", help="cumulative or consecutive (default cumulative)."),
+]
+IntervalOpt = Annotated[
+    str | None, typer.Option("--interval", help="How often gates are checked (default 1m).")
+]
+
+
 @rollout_app.command("start")
 @command
 def rollout_start(
-    rollout: Annotated[
-        str | None, typer.Argument(help="A rollout declared in the repo (applied), by name.")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="The model to roll out.")] = None,
-    candidate: Annotated[
-        str | None, typer.Option("--candidate", help="The new version: a number or an alias.")
-    ] = None,
-    champion_alias: Annotated[
-        str | None,
-        typer.Option(
-            "--champion-alias", help="The alias the candidate replaces (default champion)."
-        ),
-    ] = None,
-    steps: Annotated[
-        str | None,
-        typer.Option("--steps", help="Canary weights in percent (default 1,5,25,50,100)."),
-    ] = None,
-    step_duration: Annotated[
-        str | None,
-        typer.Option("--step-duration", help="Least time per canary step (default 10m)."),
-    ] = None,
-    step_min_samples: Annotated[
-        str | None,
-        typer.Option(
-            "--step-min-samples", help="Candidate predictions a step needs (default 100)."
-        ),
-    ] = None,
-    shadow: Annotated[
-        str | None,
-        typer.Option("--shadow", help="Shadow phase duration before the canary (default 30m)."),
-    ] = None,
-    no_shadow: Annotated[
-        bool, typer.Option("--no-shadow", help="Start at the first canary step.")
-    ] = False,
-    shadow_min_samples: Annotated[
-        str | None,
-        typer.Option(
-            "--shadow-min-samples", help="Shadow predictions the shadow needs (default 500)."
-        ),
-    ] = None,
-    shadow_fraction: Annotated[
-        str | None,
-        typer.Option("--shadow-fraction", help="Share of requests mirrored, (0, 1] (default 1)."),
-    ] = None,
-    routing_key: Annotated[
-        str | None,
-        typer.Option(
-            "--routing-key", help="Entity join key for sticky routing (default the first)."
-        ),
-    ] = None,
-    routing_header: Annotated[
-        str | None, typer.Option("--routing-header", help="Or a request header, e.g. x-user-id.")
-    ] = None,
-    gate: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--gate",
-            help="A gate: metric[:threshold], e.g. latency_p99, error_rate:0.01, "
-            "prediction_drift:0.2, label:precision_at_k:0.05, custom:my_gate; repeatable.",
-        ),
-    ] = None,
-    failure_limit: Annotated[
-        str | None, typer.Option("--failure-limit", help="Failed checks that abort (default 1).")
-    ] = None,
-    failure_mode: Annotated[
-        str | None,
-        typer.Option("--failure-mode", help="cumulative or consecutive (default cumulative)."),
-    ] = None,
-    interval: Annotated[
-        str | None, typer.Option("--interval", help="How often gates are checked (default 1m).")
-    ] = None,
+    rollout: RolloutArg = None,
+    model: ModelOpt = None,
+    candidate: CandidateOpt = None,
+    champion_alias: ChampionOpt = None,
+    steps: StepsOpt = None,
+    step_duration: StepDurationOpt = None,
+    step_min_samples: StepSamplesOpt = None,
+    shadow: ShadowOpt = None,
+    no_shadow: NoShadowOpt = False,
+    shadow_min_samples: ShadowSamplesOpt = None,
+    shadow_fraction: ShadowFractionOpt = None,
+    routing_key: RoutingKeyOpt = None,
+    routing_header: RoutingHeaderOpt = None,
+    gate: GateOpt = None,
+    failure_limit: FailureLimitOpt = None,
+    failure_mode: FailureModeOpt = None,
+    interval: IntervalOpt = None,
     as_json: JsonOption = False,
     repo: RepoOption = Path("."),
 ) -> None:
     """Start a rollout: a declared one by name, or --model and --candidate with options."""
     gates = gate or []
+    if rollout is not None and no_shadow:
+        raise InvalidRollout(
+            f"ROLLOUT starts the rollout {rollout!r} as declared in the repo; drop --no-shadow"
+        )
     body: dict[str, Any] = {"rollout": rollout, "model": model}
     if candidate is not None:
         body["candidate"] = _candidate(candidate)
@@ -337,11 +349,15 @@ def rollout_start(
         "interval": None if interval is None else _span(interval, "--interval", minimum_s=1),
     }
     body.update({k: v for k, v in optional.items() if v is not None})
-    if rollout is not None and no_shadow:
-        raise InvalidRollout(
-            f"ROLLOUT starts the rollout {rollout!r} as declared in the repo; drop --no-shadow"
-        )
-    store = store_at(repo)
+    state = _start(store_at(repo), body, gates)
+    if as_json:
+        typer.echo(json.dumps({"rollout": rollout_json(state)}, sort_keys=True))
+        return
+    console.print(f"Started rollout {state.id}: {view.summary(state)}", soft_wrap=True)
+
+
+def _start(store: FeatureStore, body: dict[str, Any], gates: list[str]) -> RolloutState:
+    """Start what the options ask for; refusals name the options, not the fields."""
     customs = any(g.get("metric", "").startswith("custom:") for g in body.get("gates", []))
     target = start_arguments(
         {k: v for k, v in body.items() if v is not None or k == "shadow"},
@@ -351,13 +367,9 @@ def rollout_start(
     if isinstance(target, Rollout):
         store.models.versions(target.model)  # ModelNotFound names an unknown model
     try:
-        state = store.rollouts.start(target, actor=_actor())
+        return store.rollouts.start(target, actor=_actor())
     except InvalidRollout as error:  # the controller's checks name fields: name the options
         raise InvalidRollout(_as_options(error.message, gates)) from None
-    if as_json:
-        typer.echo(json.dumps({"rollout": rollout_json(state)}, sort_keys=True))
-        return
-    console.print(f"Started rollout {state.id}: {view.summary(state)}", soft_wrap=True)
 
 
 @rollout_app.command("status")
