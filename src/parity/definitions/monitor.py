@@ -137,10 +137,7 @@ class Monitor(NamedDefinition):
     _functions: dict[str, MetricFunction] = PrivateAttr(default_factory=dict)
 
     def __init__(self, /, **data: Any) -> None:
-        functions: dict[str, MetricFunction] = {}
-        metrics = data.get("metrics")
-        if isinstance(metrics, list | tuple):
-            data["metrics"] = tuple(_metric_ref(m, functions, data.get("name")) for m in metrics)
+        functions = take_functions(data, "metrics", _metric_ref)
         super().__init__(**data)
         self._functions.update(functions)
 
@@ -208,6 +205,20 @@ class Monitor(NamedDefinition):
     def metric_functions(self) -> dict[str, MetricFunction]:
         """The metric functions by name, when this object came from the repo (or was bound)."""
         return dict(self._functions)
+
+
+def take_functions(
+    data: dict[str, Any],
+    field: str,
+    ref: Callable[[object, dict[str, Callable[..., Any]], object], object],
+) -> dict[str, Callable[..., Any]]:
+    """Replace the repo functions listed in `data[field]` by their refs (`ref`), in place, and
+    return the functions by name (a definition keeps them as runtime state, not as its value)."""
+    functions: dict[str, Callable[..., Any]] = {}
+    items = data.get(field)
+    if isinstance(items, list | tuple):
+        data[field] = tuple(ref(item, functions, data.get("name")) for item in items)
+    return functions
 
 
 def _metric_ref(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from parity.definitions.base import Definition, NamedDefinition, check_identifier
-from parity.definitions.monitor import MetricRef, function_ref
+from parity.definitions.monitor import MetricRef, function_ref, take_functions
 
 GateFunction = Callable[..., Any]
 FailureMode = Literal["cumulative", "consecutive"]
@@ -236,10 +236,7 @@ class Rollout(NamedDefinition):
     _functions: dict[str, GateFunction] = PrivateAttr(default_factory=dict)
 
     def __init__(self, /, **data: Any) -> None:
-        functions: dict[str, GateFunction] = {}
-        customs = data.get("custom_gates")
-        if isinstance(customs, list | tuple):
-            data["custom_gates"] = tuple(_gate_ref(g, functions, data.get("name")) for g in customs)
+        functions = take_functions(data, "custom_gates", _gate_ref)
         super().__init__(**data)
         self._functions.update(functions)
 
