@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parity.inference.deployment import BatchSettings
 from parity.inference.http import ModelApp, error_body
@@ -82,36 +82,25 @@ def create_model_app(
     `/v1/rollouts` reads rollouts; its POSTs start and steer them only if
     `enable_rollout_control`; `rollout_controller` runs the rollout controller loop in a thread
     while the app runs."""
-    serving = store.config.models.serving
-    metrics = ModelMetrics(
-        None if prediction_log is None else lambda: (prediction_log.logged, prediction_log.dropped)
-    )
-    drift = DriftGauges(lambda: store.monitoring.latest_drift())  # parity_feature_drift gauges
-    metrics.registry.register(drift)
-    alerts = store.monitoring.alert_gauges()  # parity_alert_firing{monitor,rule}
-    metrics.registry.register(alerts)
+    metrics, drift, alerts = _metrics(store, prediction_log)
     server = ModelServer(
         store.models,
         metrics=metrics,
         features=store,
         prediction_log=prediction_log,
-        default_alias=serving.default_alias,
-        alias_refresh_seconds=serving.alias_refresh_seconds,
-        batching=_settings(serving.batching),
-        batching_by_model={name: _settings(c) for name, c in serving.models.items()},
-        max_entities=serving.max_entities,
         routes=routes or _rollout_routes(store),
         shadow_queue_size=shadow_queue_size,
         shadow_timeout_s=shadow_timeout_s,
         shadow_process=_shadow_process(
             store,
-            shadow_executor or serving.shadow_executor,
+            shadow_executor or store.config.models.serving.shadow_executor,
             prediction_log,
             metrics,
             shadow_queue_size,
             shadow_timeout_s,
         ),
         now=now or utc_now,
+        **_serving_settings(store),
     )
     targets = [ModelTarget.parse(ref) for ref in preload or []]
     controller = ControllerLoop(store.rollouts) if rollout_controller else None
@@ -135,16 +124,11 @@ def create_model_app(
             prediction_log.close()
         await store.close_async()
 
-    fallback: ASGIApp | None = None
-    if with_features:
-        from parity.serving.app import create_app
-
-        fallback = create_app(
-            store,
-            max_in_flight=max_in_flight,
-            max_body_bytes=max_body_bytes,
-            enable_push=enable_push,
-        )
+    fallback = (
+        _feature_server(store, max_in_flight, max_body_bytes, enable_push)
+        if with_features
+        else None
+    )
     rollouts = RolloutRoutes(
         store.rollouts, enabled=enable_rollout_control, check_model=store.models.versions
     )
@@ -157,6 +141,49 @@ def create_model_app(
         max_in_flight=max_in_flight,
         max_body_bytes=max_body_bytes,
         error_body=error_body,
+    )
+
+
+class _Refreshed(Protocol):
+    """Gauges read from the registry database in the background; `refresh` reads them now."""
+
+    def refresh(self) -> None: ...
+
+
+def _metrics(
+    store: FeatureStore, prediction_log: PredictionLogger | None
+) -> tuple[ModelMetrics, DriftGauges, _Refreshed]:
+    """The server's metrics, with the drift and alert gauges read from the registry database."""
+    metrics = ModelMetrics(
+        None if prediction_log is None else lambda: (prediction_log.logged, prediction_log.dropped)
+    )
+    drift = DriftGauges(lambda: store.monitoring.latest_drift())  # parity_feature_drift gauges
+    metrics.registry.register(drift)
+    alerts = store.monitoring.alert_gauges()  # parity_alert_firing{monitor,rule}
+    metrics.registry.register(alerts)
+    return metrics, drift, alerts
+
+
+def _serving_settings(store: FeatureStore) -> dict[str, Any]:
+    """`ModelServer` keywords from `models.serving` in parity.yaml."""
+    serving = store.config.models.serving
+    return {
+        "default_alias": serving.default_alias,
+        "alias_refresh_seconds": serving.alias_refresh_seconds,
+        "batching": _settings(serving.batching),
+        "batching_by_model": {name: _settings(c) for name, c in serving.models.items()},
+        "max_entities": serving.max_entities,
+    }
+
+
+def _feature_server(
+    store: FeatureStore, max_in_flight: int, max_body_bytes: int, enable_push: bool
+) -> ASGIApp:
+    """The feature server's routes, served by the same app (`--with-features`)."""
+    from parity.serving.app import create_app
+
+    return create_app(
+        store, max_in_flight=max_in_flight, max_body_bytes=max_body_bytes, enable_push=enable_push
     )
 
 
