@@ -104,7 +104,7 @@ def test_a_failing_or_slow_shadow_leaves_the_champion_answers_and_latency_alone(
         assert (s_status, status) == (200, 200)
         assert without_route(s_body) == without_route(body)  # identical answers
         assert s_body["route"] == "champion" and headers["x-parity-route"] == "champion"
-        assert seconds < 0.5, seconds  # never waited for the 1 s shadow (a correctness bound)
+        assert seconds < 0.9, seconds  # never waited for the 1 s shadow (a correctness bound)
     for driver, (_, body, _, _) in zip(DRIVERS, shadowed, strict=True):
         assert body["predictions"] == [expected_trips(driver, 0.25, 10)]
     status = "error" if shadow == RAISING else "timeout"

@@ -24,7 +24,7 @@ from parity import FeatureStore
 from parity.errors import ConfigError
 from parity.inference.app import create_model_app, prediction_logger
 from parity.inference.routing import Shadow
-from parity.inference.shadow_process import ShadowProcess, ShadowTask
+from parity.inference.shadow_process import ShadowProcess, ShadowTask, lower_priority_of
 from parity.inference.shadow_worker import take
 from parity.repo.config import ServingConfig
 from tests.inference.rollout_helpers import (
@@ -267,6 +267,24 @@ def test_shutdown_leaves_no_child_process(store: FeatureStore) -> None:
         wait_for_shadows(url, 1)
     assert not alive(pid)
     assert child.pid is None
+
+
+def test_the_parent_lowers_a_new_child_before_it_runs_any_of_its_own_code() -> None:
+    """A spawned interpreter's imports take a second of CPU; they must not compete with live
+    requests, so the parent moves the child to the idle class as soon as it has a pid."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert os.sched_getscheduler(child.pid) != os.SCHED_IDLE
+        lower_priority_of(child.pid, 10)
+        assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE  # at once, no waiting
+        lower_priority_of(None, 10)  # no pid yet: nothing to do, no error
+    finally:
+        child.kill()
+        child.wait()
+    lower_priority_of(child.pid, 10)  # already gone: best effort, no error
 
 
 def test_without_mirroring_routes_no_child_starts(store: FeatureStore) -> None:

@@ -83,6 +83,19 @@ class ShadowSettings:
     cycle_s: float = 0.05  # the child takes a batch at most this often: fewer, bigger batches
 
 
+def lower_priority_of(pid: int | None, nice: int) -> None:
+    """Put a just-spawned child in Linux's idle scheduling class from the parent, before it
+    imports anything: a spawned interpreter's start-up (imports, opening the store) is CPU work
+    that would otherwise compete with live requests for a second or more. Best effort: the child
+    lowers itself again once it runs, and `nice` <= 0 leaves it alone."""
+    if pid is None or nice <= 0:
+        return
+    try:
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or the child already exited
+        return
+
+
 class ShadowProcess:
     """The serving side of the shadow process: `submit` never blocks (a full queue drops the task
     and counts it); a reader thread turns the child's reports into `counters` and restarts the
@@ -218,6 +231,7 @@ class ShadowProcess:
             daemon=True,
         )
         child.start()
+        lower_priority_of(child.pid, self.settings.nice)
         self._child = child
         self._started_at = self._heard = time.monotonic()
         logger.info("started the shadow process (pid %s)", child.pid)

@@ -287,7 +287,9 @@ def main(
 
 def _lower_priority(nice: int) -> None:
     """Linux's idle scheduling class (the child runs only on CPU nothing else wants: mirrored
-    work takes the server's idle time), else `nice` steps lower; 0 keeps the server's priority."""
+    work takes the server's idle time), else `nice` steps lower; 0 keeps the server's priority.
+    The parent already did this right after the spawn (`lower_priority_of`); here it covers a
+    parent that could not."""
     if nice <= 0:
         return
     try:
