@@ -48,7 +48,7 @@ def test_breaking_change_is_refused_unless_allowed(driver_repo: Path) -> None:
     edit(driver_repo, "ttl=timedelta(days=1)", "ttl=timedelta(days=2)")
     with pytest.raises(BreakingChange, match=r"feature_view 'driver_stats': ttl.*new feature view"):
         store.apply()
-    assert store.registry_store.head("demo") == 1
+    assert store.registry.store.head("demo") == 1
     result = store.apply(allow_breaking=True, message="longer ttl", author="bob")
     assert result.version is not None and result.version.version == 2
     assert store.get_feature_view("driver_stats").ttl == timedelta(days=2)
@@ -109,6 +109,9 @@ MOVED_OUT = {
     "snapshot",
     "describe",
     "history",
+    # store.registry.store (the backend); the offline engine is internal (get_historical_features)
+    "registry_store",
+    "offline_engine",
 }
 
 
@@ -119,6 +122,7 @@ def test_feature_store_has_at_most_27_public_methods_and_properties() -> None:
     assert len(public) <= 27, sorted(public)
     assert not public & MOVED_OUT
     assert {"datasets", "models", "registry", "get_feature_view", "list_entities"} <= public
+    assert {"monitoring", "rollouts", "jobs", "triggers"} <= public
 
 
 def test_feature_store_keeps_no_public_state_beyond_path_and_config(driver_repo: Path) -> None:

@@ -26,7 +26,9 @@ from parity.definitions import (
 )
 from parity.definitions.monitor import AlertRule, LabelSource, Monitor
 from parity.definitions.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
+from parity.definitions.retrain import RetrainPolicy
 from parity.definitions.rollout import FailurePolicy, Gate, Phase, Rollout, RoutingKey
+from parity.definitions.training import TrainingJob
 from parity.errors import (
     BreakingChange,
     ConfigError,
@@ -78,10 +80,12 @@ __all__ = [
     "PushSource",
     "RegistryConflict",
     "RequestSource",
+    "RetrainPolicy",
     "Rollout",
     "RoutingKey",
     "StreamSource",
     "String",
+    "TrainingJob",
     "UnixTimestamp",
     "__version__",
     "on_demand_feature_view",

@@ -630,3 +630,44 @@ class RolloutControlDisabled(ParityError, PermissionError):
     --enable-rollout-control (HTTP 403)."""
 
     code = "rollout_control_disabled"
+
+
+# --- raised by jobs/ (training, batch and streaming predictions) and deploy/ (retraining) ---
+
+
+class TrainingJobNotFound(ObjectNotFound):
+    """No training job of this name is applied in the project."""
+
+    code = "training_job_not_found"
+
+
+class RetrainPolicyNotFound(ObjectNotFound):
+    """No retrain policy of this name (or for this model) is applied in the project."""
+
+    code = "retrain_policy_not_found"
+
+
+class JobNotFound(ObjectNotFound):
+    """No job record with this id in the project."""
+
+    code = "job_not_found"
+
+
+class JobStateError(ParityError):
+    """The job is not in a state that allows this action (e.g. cancel of a finished job)."""
+
+    code = "job_state"
+
+
+class TrainingFailed(ParityError):
+    """A training function raised, returned no model, or returned one whose signature does not
+    match the feature service; nothing was registered. The message says which and why."""
+
+    code = "training_failed"
+
+
+class InvalidPredictionInput(ParityError, ValueError):
+    """Batch or streaming prediction input that cannot be scored as given (a missing entity or
+    request column, a bad timestamp); the message names the field."""
+
+    code = "invalid_prediction_input"

@@ -27,7 +27,9 @@ from parity.repo.loader import LoadedRepo, load_repo
 from parity.timeutil import TimeLike, parse_time, to_micros, utcnow
 
 if TYPE_CHECKING:
+    from parity.deploy.retrain import Triggers
     from parity.deploy.service import Rollouts
+    from parity.jobs.service import Jobs
     from parity.materialize.batch import MaterializeResult
     from parity.models.registry import ModelRegistry
     from parity.monitoring.service import Monitoring
@@ -68,13 +70,15 @@ class FeatureStore:
         self._monitoring: Monitoring | None = None
         self._rollouts: Rollouts | None = None
         self._datasets: Datasets | None = None
+        self._jobs: Jobs | None = None
+        self._triggers: Triggers | None = None
 
     @property
     def project(self) -> str:
         return self.config.project
 
     @property
-    def registry_store(self) -> RegistryStore:
+    def _registry_store(self) -> RegistryStore:
         if self._store is None:
             from parity.registry.sql import SqlRegistryStore
 
@@ -87,7 +91,7 @@ class FeatureStore:
         the versioned reads (`snapshot`, `describe`, `history`)."""
         if self._registry is None:
             self._registry = CachedRegistry(
-                self.registry_store,
+                self._registry_store,
                 self.project,
                 refresh_interval=self.config.registry.cache_ttl_seconds,
             )
@@ -122,6 +126,25 @@ class FeatureStore:
         return self._rollouts
 
     @property
+    def jobs(self) -> Jobs:
+        """Durable jobs: training jobs, batch predictions, the runner (see docs/lifecycle.md)."""
+        from parity.jobs.service import Jobs
+
+        if self._jobs is None:
+            self._jobs = Jobs(self)
+        return self._jobs
+
+    @property
+    def triggers(self) -> Triggers:
+        """Retrain triggers: decisions from the monitoring signals, recorded with their evidence
+        (see docs/lifecycle.md)."""
+        from parity.deploy.retrain import Triggers
+
+        if self._triggers is None:
+            self._triggers = Triggers(self)
+        return self._triggers
+
+    @property
     def datasets(self) -> Datasets:
         """Saved training sets (`create`, `get`, `list`), recorded in the registry's database."""
         if self._datasets is None:
@@ -141,7 +164,7 @@ class FeatureStore:
         return self._plan(self._load_repo().catalog, check_sources)
 
     def _plan(self, catalog: Catalog, check_sources: bool) -> Plan:
-        the_plan = plan_against(self.registry_store, catalog)
+        the_plan = plan_against(self._registry_store, catalog)
         if check_sources:
             from parity.offline.sources import check_sources as check
 
@@ -162,7 +185,7 @@ class FeatureStore:
         catalog = self._load_repo().catalog
         the_plan = self._plan(catalog, check_sources)
         result = commit_plan(
-            self.registry_store,
+            self._registry_store,
             catalog,
             the_plan,
             allow_breaking=allow_breaking,
@@ -176,7 +199,7 @@ class FeatureStore:
 
     def teardown(self) -> int:
         """Remove this project from the registry; returns the last version it had."""
-        version = teardown(self.registry_store, self.project)
+        version = teardown(self._registry_store, self.project)
         if self._registry is not None:
             self._registry.refresh()
         return version
@@ -184,7 +207,7 @@ class FeatureStore:
     # --- offline ----------------------------------------------------------------------------
 
     @property
-    def offline_engine(self) -> OfflineEngine:
+    def _offline_engine(self) -> OfflineEngine:
         if self._offline is None:
             from parity.offline.duckdb_engine import DuckDBEngine
 
@@ -207,7 +230,7 @@ class FeatureStore:
         from parity.offline.retrieval import historical_features
 
         return historical_features(
-            self.offline_engine,
+            self._offline_engine,
             self.registry.catalog,
             entity_df,
             features,
@@ -316,7 +339,8 @@ class FeatureStore:
             if progress is not None:
                 progress(view.name, what, done, total)
 
-        common = (self.offline_engine, self.online_store, self._materialization_log(), self.project)
+        log = self._materialization_log()
+        common = (self._offline_engine, self.online_store, log, self.project)
         advance("events" if view.is_aggregated else "rows", 0, None)
         if view.is_aggregated:
             result = materialize_tiles(
@@ -351,7 +375,7 @@ class FeatureStore:
         return views
 
     def _materialization_log(self) -> MaterializationLog:
-        store = self.registry_store
+        store = self._registry_store
         if not isinstance(store, MaterializationLog):
             raise BackendNotInstalled(
                 f"the registry store {type(store).__name__} keeps no materialization history; "
@@ -539,7 +563,7 @@ def _model_registry(store: FeatureStore) -> ModelRegistry:
     from parity.models.registry import ModelRegistry
     from parity.models.sql import SqlModelStore
 
-    backend = store.registry_store
+    backend = store.registry.store
     engine = getattr(backend, "engine", None)
     if engine is None:
         raise BackendNotInstalled(
@@ -564,7 +588,7 @@ def _model_registry(store: FeatureStore) -> ModelRegistry:
 def _datasets(store: FeatureStore) -> Datasets:
     from parity.offline.datasets import Datasets
 
-    backend = store.registry_store
+    backend = store.registry.store
     if not isinstance(backend, DatasetStore):
         raise BackendNotInstalled(
             f"the registry store {type(backend).__name__} cannot record datasets; use the SQL "
@@ -573,7 +597,7 @@ def _datasets(store: FeatureStore) -> Datasets:
     return Datasets(
         backend,
         store.project,
-        engine=lambda: store.offline_engine,
+        engine=lambda: store._offline_engine,
         current=lambda: store.registry.current(),
         default_author=_default_author,
         now=store.now,

@@ -362,7 +362,7 @@ class Clock:
 
 def clocked_registry(store: FeatureStore, clock: Clock) -> ModelRegistry:
     """The repo's model registry (same database, same artifacts) on the given clock."""
-    backend = store.registry_store
+    backend = store.registry.store
     assert isinstance(backend, SqlRegistryStore)
     return ModelRegistry(
         SqlModelStore(backend.engine),

@@ -96,7 +96,7 @@ def make_repo(root: Path, backend: str, project: str, postgres_url: str | None) 
 
 def cleanup(store: FeatureStore) -> None:
     """Leave a shared PostgreSQL database as it was (rollout rows of this project)."""
-    engine: sa.Engine = store.registry_store.engine  # type: ignore[attr-defined]
+    engine: sa.Engine = store.registry.store.engine  # type: ignore[attr-defined]
     RolloutStore(engine, store.project)  # creates the tables if no test got that far
     with engine.begin() as conn:
         for table in (events_table, rollouts_table, lease_table):

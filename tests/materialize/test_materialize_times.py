@@ -14,7 +14,7 @@ from tests.materialize.test_materialize import at, make_store
 
 
 def _watermark(store: FeatureStore, view: str) -> object:
-    log = store.registry_store
+    log = store.registry.store
     assert isinstance(log, MaterializationLog)
     return log.watermark(store.project, view)
 
@@ -50,7 +50,7 @@ def test_incremental_refuses_an_end_before_the_watermark(tmp_path: Path) -> None
 
 def test_a_watermark_left_in_the_future_is_refused_then_recovered(tmp_path: Path) -> None:
     store = make_store(tmp_path / "repo", clock_hours=8)
-    log = store.registry_store
+    log = store.registry.store
     assert isinstance(log, MaterializationLog)
     for view in ("stats", "pair"):  # what an earlier version's `materialize ... 2030-01-01` left
         log.record_materialization(

@@ -68,7 +68,7 @@ def make_store(root: Path, clock: Clock) -> FeatureStore:
 
 
 def table_rows(store: FeatureStore, subject: str) -> list[dict[str, object]]:
-    engine = store.registry_store.engine  # type: ignore[attr-defined]
+    engine = store.registry.store.engine  # type: ignore[attr-defined]
     if not sa.inspect(engine).has_table("parity_monitor_quality"):
         return []
     with engine.connect() as conn:

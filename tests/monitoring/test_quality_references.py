@@ -189,7 +189,7 @@ def test_served_features_per_version_and_window(store: FeatureStore) -> None:
     assert plain["amount"].checks["range"] == "not_checked"
 
     store.monitoring.quality("scorer", since=T, until=T + timedelta(hours=2))  # again: replaced
-    engine = store.registry_store.engine  # type: ignore[attr-defined]
+    engine = store.registry.store.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
         stored = conn.execute(
             sa.text("SELECT count(*) FROM parity_monitor_quality WHERE source = 'served'")

@@ -25,9 +25,12 @@ from parity.cli.common import (
     state,
     store_at,
 )
+from parity.cli.jobs import jobs_app
 from parity.cli.models import models_app, serve_models
 from parity.cli.monitor import monitor_app
+from parity.cli.predict_stream import predict_app
 from parity.cli.rollout import rollout_app
+from parity.cli.triggers import triggers_app
 from parity.errors import BackendNotInstalled
 from parity.timeutil import parse_time
 
@@ -48,6 +51,9 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(models_app, name="models")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(triggers_app, name="triggers")
+app.add_typer(predict_app, name="predict")
 app.command("serve-models")(command(serve_models))
 
 

@@ -68,10 +68,10 @@ class Rollouts:
     def db(self) -> RolloutStore:
         """The rollout tables in the registry's database (created on first use)."""
         if self._rollout_store is None:
-            engine = getattr(self.store.registry_store, "engine", None)
+            engine = getattr(self.store.registry.store, "engine", None)
             if engine is None:
                 raise BackendNotInstalled(
-                    f"the registry store {type(self.store.registry_store).__name__} cannot keep "
+                    f"the registry store {type(self.store.registry.store).__name__} cannot keep "
                     "rollouts; use the SQL registry (sqlite or postgres in parity.yaml)"
                 )
             self._rollout_store = RolloutStore(engine, self.store.project)

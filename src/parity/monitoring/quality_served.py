@@ -195,7 +195,7 @@ def quality_report(
     recorder = store.monitoring.quality_recorder()
     if recorder is None:
         raise BackendNotInstalled(
-            f"the registry store {type(store.registry_store).__name__} keeps no quality records; "
+            f"the registry store {type(store.registry.store).__name__} keeps no quality records; "
             "use the SQL registry (sqlite or postgres in parity.yaml)"
         )
     if name in store.registry.catalog.feature_views:

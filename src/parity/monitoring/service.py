@@ -122,7 +122,7 @@ class Monitoring:
     def _performance_history(self) -> PerformanceHistory:
         from parity.monitoring.performance_history import PerformanceHistory
 
-        engine = getattr(self._store.registry_store, "engine", None)
+        engine = getattr(self._store.registry.store, "engine", None)
         if engine is None:
             raise BackendNotInstalled(
                 "the performance history lives in the SQL registry; use sqlite or postgres "
@@ -144,10 +144,10 @@ class Monitoring:
         from parity.monitoring.drift_history import DriftHistory
         from parity.monitoring.profile_store import ProfileStore
 
-        engine = getattr(self._store.registry_store, "engine", None)
+        engine = getattr(self._store.registry.store, "engine", None)
         if engine is None:
             raise BackendNotInstalled(
-                f"the registry store {type(self._store.registry_store).__name__} cannot keep "
+                f"the registry store {type(self._store.registry.store).__name__} cannot keep "
                 "monitoring profiles; use the SQL registry (sqlite or postgres in parity.yaml)"
             )
         return ProfileStore(engine), DriftHistory(engine)
@@ -290,7 +290,7 @@ class Monitoring:
         """Where materializations, pushes and stream batches report the rows and nulls they
         write (monitoring/quality_store.py); None without a SQL registry."""
         if self._quality is None:
-            engine = getattr(self._store.registry_store, "engine", None)
+            engine = getattr(self._store.registry.store, "engine", None)
             if engine is None:
                 return None
             from parity.monitoring.quality_store import QualityRecorder
@@ -571,10 +571,10 @@ class Monitoring:
         if cached is None:
             from parity.monitoring.alert_store import AlertStore
 
-            engine = getattr(self._store.registry_store, "engine", None)
+            engine = getattr(self._store.registry.store, "engine", None)
             if engine is None:
                 raise BackendNotInstalled(
-                    f"the registry store {type(self._store.registry_store).__name__} cannot keep "
+                    f"the registry store {type(self._store.registry.store).__name__} cannot keep "
                     "alerts; use the SQL registry (sqlite or postgres in parity.yaml)"
                 )
             cached = AlertStore(engine, self._store.project, clock=self._store.now)

@@ -16,7 +16,9 @@ from typing import Any, Literal
 from parity.definitions import Entity, FeatureService, FeatureView, PushSource, StreamSource
 from parity.definitions.monitor import Monitor
 from parity.definitions.on_demand import OnDemandFeatureView
+from parity.definitions.retrain import RetrainPolicy
 from parity.definitions.rollout import Rollout
+from parity.definitions.training import TrainingJob
 from parity.errors import (
     DuplicateDefinition,
     EntityNotFound,
@@ -24,12 +26,21 @@ from parity.errors import (
     FeatureViewNotFound,
     InvalidDefinition,
     MonitorNotFound,
+    RetrainPolicyNotFound,
     RolloutNotFound,
+    TrainingJobNotFound,
 )
 
 FORMAT = 1
 ObjectType = Literal[
-    "entity", "feature_view", "feature_service", "on_demand_feature_view", "monitor", "rollout"
+    "entity",
+    "feature_view",
+    "feature_service",
+    "on_demand_feature_view",
+    "monitor",
+    "rollout",
+    "training_job",
+    "retrain_policy",
 ]
 OBJECT_TYPES: tuple[ObjectType, ...] = (
     "entity",
@@ -38,8 +49,20 @@ OBJECT_TYPES: tuple[ObjectType, ...] = (
     "on_demand_feature_view",
     "monitor",
     "rollout",
+    "training_job",
+    "retrain_policy",
 )
-Definition = Entity | FeatureView | FeatureService | OnDemandFeatureView | Monitor | Rollout
+OPTIONAL_TYPES = ("monitor", "rollout", "training_job", "retrain_policy")
+Definition = (
+    Entity
+    | FeatureView
+    | FeatureService
+    | OnDemandFeatureView
+    | Monitor
+    | Rollout
+    | TrainingJob
+    | RetrainPolicy
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,8 @@ class Catalog:
     on_demand_feature_views: Mapping[str, OnDemandFeatureView] = field(default_factory=dict)
     monitors: Mapping[str, Monitor] = field(default_factory=dict)
     rollouts: Mapping[str, Rollout] = field(default_factory=dict)
+    training_jobs: Mapping[str, TrainingJob] = field(default_factory=dict)
+    retrain_policies: Mapping[str, RetrainPolicy] = field(default_factory=dict)
 
     @classmethod
     def build(cls, project: str, definitions: Iterable[Definition]) -> Catalog:
@@ -71,6 +96,8 @@ class Catalog:
             groups["on_demand_feature_view"],
             groups["monitor"],
             groups["rollout"],
+            groups["training_job"],
+            groups["retrain_policy"],
         )
         catalog.check()
         return catalog
@@ -102,6 +129,7 @@ class Catalog:
                     f"monitors '{other}' and '{monitor.name}' both watch model "
                     f"'{monitor.model}'; declare one Monitor per model"
                 )
+        self._check_lifecycle()
         pushes: dict[str, tuple[str, object]] = {}
         for view in self.feature_views.values():
             if isinstance(view.source, PushSource | StreamSource):
@@ -111,6 +139,46 @@ class Catalog:
                         f"feature views '{seen[0]}' and '{view.name}' declare push or stream "
                         f"source '{view.source.name}' differently; declare it once and share it"
                     )
+
+    def _check_lifecycle(self) -> None:
+        """Training jobs read a declared service and start a declared rollout of their model;
+        a retrain policy runs a declared job of its model; one policy per model."""
+        for job in self.training_jobs.values():
+            if job.feature_service not in self.feature_services:
+                raise InvalidDefinition(
+                    f"training job '{job.name}' uses feature service '{job.feature_service}', "
+                    "which is not in the repo; declare it"
+                )
+            rollout = self.rollouts.get(job.rollout) if job.rollout is not None else None
+            if job.rollout is not None and rollout is None:
+                raise InvalidDefinition(
+                    f"training job '{job.name}' starts rollout '{job.rollout}', which is not in "
+                    "the repo; declare it or leave rollout=None"
+                )
+            if rollout is not None and rollout.model != job.model:
+                raise InvalidDefinition(
+                    f"training job '{job.name}' trains model '{job.model}' but starts rollout "
+                    f"'{rollout.name}' of model '{rollout.model}'; name a rollout of its model"
+                )
+        models: dict[str, str] = {}
+        for policy in self.retrain_policies.values():
+            trained = self.training_jobs.get(policy.job)
+            if trained is None:
+                raise InvalidDefinition(
+                    f"retrain policy '{policy.name}' runs training job '{policy.job}', which is "
+                    "not in the repo; declare it"
+                )
+            if trained.model != policy.model:
+                raise InvalidDefinition(
+                    f"retrain policy '{policy.name}' is for model '{policy.model}' but its job "
+                    f"'{trained.name}' trains model '{trained.model}'"
+                )
+            other = models.setdefault(policy.model, policy.name)
+            if other != policy.name:
+                raise InvalidDefinition(
+                    f"retrain policies '{other}' and '{policy.name}' both decide for model "
+                    f"'{policy.model}'; declare one RetrainPolicy per model"
+                )
 
     def _check_on_demand(self, on_demand: OnDemandFeatureView) -> None:
         """Its sources exist, projected features exist, and no two inputs share a name."""
@@ -160,6 +228,10 @@ class Catalog:
             return self.monitors
         if object_type == "rollout":
             return self.rollouts
+        if object_type == "training_job":
+            return self.training_jobs
+        if object_type == "retrain_policy":
+            return self.retrain_policies
         return self.feature_services
 
     def get(self, object_type: ObjectType, name: str) -> Definition:
@@ -172,6 +244,8 @@ class Catalog:
                 "on_demand_feature_view": FeatureViewNotFound,
                 "monitor": MonitorNotFound,
                 "rollout": RolloutNotFound,
+                "training_job": TrainingJobNotFound,
+                "retrain_policy": RetrainPolicyNotFound,
             }[object_type]
             known = ", ".join(sorted(self.objects(object_type))) or "none"
             raise error(
@@ -202,6 +276,8 @@ class Catalog:
             },
             "monitor": {n: record_of(m) for n, m in sorted(self.monitors.items())},
             "rollout": {n: record_of(r) for n, r in sorted(self.rollouts.items())},
+            "training_job": {n: record_of(j) for n, j in sorted(self.training_jobs.items())},
+            "retrain_policy": {n: record_of(p) for n, p in sorted(self.retrain_policies.items())},
         }
         return records
 
@@ -211,7 +287,7 @@ class Catalog:
     @cached_property
     def _json(self) -> str:
         objects = self.to_records()
-        for optional in ("monitor", "rollout"):  # catalogs without them keep their JSON
+        for optional in OPTIONAL_TYPES:  # catalogs without them keep their JSON
             if not objects[optional]:  # (and fingerprint) from before these types existed
                 del objects[optional]
         body = {"format": FORMAT, "project": self.project, "objects": objects}
@@ -240,7 +316,14 @@ class Catalog:
         }
         monitors = {n: Monitor.model_validate(r) for n, r in objects.get("monitor", {}).items()}
         rollouts = {n: Rollout.model_validate(r) for n, r in objects.get("rollout", {}).items()}
-        return cls(body["project"], entities, views, services, on_demand, monitors, rollouts)
+        jobs = {
+            n: TrainingJob.model_validate(r) for n, r in objects.get("training_job", {}).items()
+        }
+        policies = {
+            n: RetrainPolicy.model_validate(r) for n, r in objects.get("retrain_policy", {}).items()
+        }
+        views_etc = (entities, views, services, on_demand, monitors, rollouts, jobs, policies)
+        return cls(body["project"], *views_etc)
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON: equal fingerprints mean equal catalogs."""

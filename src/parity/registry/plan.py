@@ -38,6 +38,9 @@ _BREAKING_FIELDS: dict[ObjectType, dict[str, str]] = {
     "monitor": {},
     # A rollout definition is a plan for future runs; a running rollout keeps its own copy.
     "rollout": {},
+    # A training job and a retrain policy say what happens next time; past runs keep their records.
+    "training_job": {},
+    "retrain_policy": {},
 }
 _ADVICE = (
     "create a new feature view version (e.g. 'txn_stats_v2') instead, or pass --allow-breaking"

@@ -180,6 +180,31 @@ class MaterializeConfig(_Settings):
     )
 
 
+class JobsConfig(_Settings):
+    """The job runner (`parity jobs run`, `parity monitor run`); docs/lifecycle.md gives each
+    default its reason. `max_concurrent` (default 2): jobs running at once per project across
+    every runner: a training job takes a core or more, and this machine class has two.
+    `heartbeat_seconds` (default 10): how often a running job's runner says it is alive.
+    `stale_after_seconds` (default 60, at least 3 heartbeats): a running job not heard from this
+    long has lost its runner; it is marked failed and its retry policy applies. `poll_seconds`
+    (default 2): how often an idle runner looks for queued jobs."""
+
+    max_concurrent: int = Field(default=2, ge=1, le=1024)
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=3600, allow_inf_nan=False)
+    stale_after_seconds: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    poll_seconds: float = Field(default=2.0, gt=0, le=3600, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _stale_after_heartbeats(self) -> JobsConfig:
+        if self.stale_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                f"jobs.stale_after_seconds ({self.stale_after_seconds}) must be at least 3 x "
+                f"heartbeat_seconds ({self.heartbeat_seconds}), or a slow heartbeat fails a "
+                "healthy job"
+            )
+        return self
+
+
 class RepoConfig(_Settings):
     project: str
     registry: RegistryConfig = RegistryConfig()
@@ -189,6 +214,7 @@ class RepoConfig(_Settings):
     materialize: MaterializeConfig = MaterializeConfig()
     models: ModelsConfig = ModelsConfig()
     feature_server: FeatureServerConfig = FeatureServerConfig()
+    jobs: JobsConfig = JobsConfig()
 
     @field_validator("project")
     @classmethod

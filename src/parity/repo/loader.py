@@ -18,7 +18,9 @@ from types import ModuleType
 from parity.definitions import Entity, FeatureService, FeatureView
 from parity.definitions.monitor import Monitor
 from parity.definitions.on_demand import OnDemandFeatureView
+from parity.definitions.retrain import RetrainPolicy
 from parity.definitions.rollout import Rollout
+from parity.definitions.training import TrainingJob
 from parity.errors import DuplicateDefinition, RepoError
 from parity.registry.catalog import Catalog, Definition
 
@@ -27,7 +29,16 @@ IGNORE_FILE = ".parityignore"
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][\w, ]*?)\s*(?::[^=]+)?=(?!=)")
 _TARGET_NAMES = re.compile(r"[A-Za-z_]\w*")
 _DEFINITION = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)")  # decorated on-demand views
-_KINDS = (Entity, FeatureView, FeatureService, OnDemandFeatureView, Monitor, Rollout)
+_KINDS = (
+    Entity,
+    FeatureView,
+    FeatureService,
+    OnDemandFeatureView,
+    Monitor,
+    Rollout,
+    TrainingJob,
+    RetrainPolicy,
+)
 
 
 @dataclass(frozen=True)
