@@ -28,7 +28,7 @@ from parity.definitions.monitor import AlertRule, LabelSource, Monitor
 from parity.definitions.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
 from parity.definitions.retrain import RetrainPolicy
 from parity.definitions.rollout import FailurePolicy, Gate, Phase, Rollout, RoutingKey
-from parity.definitions.training import TrainingJob
+from parity.definitions.training import TrainedModel, TrainingJob
 from parity.errors import (
     BreakingChange,
     ConfigError,
@@ -85,6 +85,7 @@ __all__ = [
     "RoutingKey",
     "StreamSource",
     "String",
+    "TrainedModel",
     "TrainingJob",
     "UnixTimestamp",
     "__version__",

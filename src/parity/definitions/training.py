@@ -5,7 +5,8 @@ and applied with plan/apply; runs are durable job records in `jobs`. A value onl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,24 @@ DEFAULT_TIMEOUT = timedelta(hours=2)
 # of the job, and retrying it more often only delays the alert.
 DEFAULT_MAX_ATTEMPTS = 2
 DEFAULT_RETRY_DELAY = timedelta(minutes=5)
+
+
+@dataclass
+class TrainedModel:
+    """What a training function returns (a `(model, metrics)` tuple is read as one): the fitted
+    model, its evaluation metrics, and what `register_model` records with it. `importance` maps
+    feature names to weights (recorded as `params["feature_importance"]`; a retrain policy with
+    `weighting="importance"` weights drifted features by it). `sample_input` (a few rows of the
+    model's inputs) gives the version its signature; without it the training set's first rows of
+    the feature service's features are used."""
+
+    model: Any
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    importance: Mapping[str, float] | None = None
+    sample_input: Any = None
+    flavor: str | None = None
+    description: str = ""
 
 
 class TrainingJob(NamedDefinition):

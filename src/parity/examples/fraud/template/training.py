@@ -1,0 +1,51 @@
+"""How the fraud model is retrained: `parity jobs run fraud_training` (or a retrain trigger)
+builds a point-in-time-correct training set from the chargebacks whose labels have matured,
+trains, and registers the new version as fraud@candidate with its lineage.
+
+A payment's label is final 30 days after it (chargebacks arrive 2-20 days later; a legitimate
+payment is known only once none can arrive), so the training set stops 30 days before now:
+younger payments would enter as "not fraud" only because their chargeback has not come yet.
+"""
+
+from datetime import timedelta
+
+from parity import LabelSource, TrainedModel, TrainingJob
+
+
+def train_fraud(frame, context):
+    """Gradient-boosted trees on the features of fraud_model_v1 plus the payment's amount (the
+    same recipe as the champion's, see parity.examples.fraud.model)."""
+    from parity.examples.fraud.model import FEATURES, inputs, train
+
+    scorer, metrics = train(frame)
+    importance = {name: 1.0 for name in FEATURES}  # equal until a model reports its own
+    return TrainedModel(
+        model=scorer,
+        metrics=metrics,
+        params={"estimator": "HistGradientBoostingClassifier", "max_iter": 150, "seed": 7},
+        importance=importance,
+        sample_input=inputs(frame.head(5)),
+        flavor="pyfunc",
+        description="Probability that a card transaction is fraud (retrained by fraud_training).",
+    )
+
+
+fraud_training = TrainingJob(
+    name="fraud_training",
+    model="fraud",
+    feature_service="fraud_model_v1",
+    labels=LabelSource(
+        query=(
+            "SELECT transaction_id, account_id, device_id, event_timestamp, amount, is_fraud, "
+            "label_timestamp FROM 'data/chargebacks.parquet'"
+        ),
+        label="is_fraud",
+        join_keys=("account_id", "device_id"),
+        timestamp_field="event_timestamp",
+        label_timestamp_field="label_timestamp",
+    ),
+    label_delay=timedelta(days=30),
+    train=train_fraud,
+    alias="candidate",
+    rollout="fraud_rollout",
+)
