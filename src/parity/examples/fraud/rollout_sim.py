@@ -162,10 +162,12 @@ async def simulate(
     start: datetime | None = None,
     pool: PaymentPool | None = None,
     stop_at_end: bool = False,
+    started: RolloutState | None = None,
 ) -> SimResult:
     """Start the applied rollout `rollout` at `start` (the next minute by default) and run it
     minute by minute until it is promoted or aborted, or `max_minutes` have passed (then, with
-    `stop_at_end`, abort it, saying so, rather than leave it running)."""
+    `stop_at_end`, abort it, saying so, rather than leave it running). With `started`, drive
+    that already started rollout instead (e.g. one a training job started)."""
     if rate < 1 or max_minutes < 1:
         raise ValueError(f"rate and max_minutes must be at least 1, got {rate}, {max_minutes}")
     from parity.deploy.service import Rollouts
@@ -174,7 +176,7 @@ async def simulate(
     began = time.perf_counter()
     clock = SimClock(start or sim_start(_after_last_rollout(store.now(), store.rollouts.list())))
     rollouts = Rollouts(store, clock=clock.now)
-    state = rollouts.start(rollout, actor=OWNER)
+    state = started or rollouts.start(rollout, actor=OWNER)
     pool = pool or payment_pool(store.repo_path / "data" / "transactions.parquet")
     result = SimResult(state, [], 0)
     await _run(store, rollouts, clock, pool, np.random.default_rng(seed), rate, max_minutes, result)

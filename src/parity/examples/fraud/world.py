@@ -55,12 +55,14 @@ class Shift:
     """The new world's knobs (per day, from `shift_at`): legitimate instant sign-ups, and the
     ring's new accounts, each paying `ring_rate` times a day for `ring_days` days."""
 
-    signups_per_day: float = 25.0
+    signups_per_day: float = 80.0
     ring_per_day: float = 4.0
     ring_rate: tuple[float, float] = (5.0, 9.0)
     ring_days: tuple[float, float] = (2.0, 5.0)
     ring_log_amount: float = 5.2  # about $180 a payment, the owners about $30
     ring_weekly_growth: float = 0.0  # the ring's sign-ups grow by this share each week
+    # Checkout adds buy-now-pay-later with the launch: every basket grows by this factor.
+    amount_factor: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,10 @@ class _World:
         owners = _owner_payments(rng, self, lo, hi)
         bursts = _stream_payments(rng, actors.stack())
         payments = {k: np.concatenate([owners[k], bursts[k]]) for k in owners}
+        larger = (payments["time"] >= at) & (payments["kind"] != RING)  # the ring sets its own
+        payments["log_amount"] = payments["log_amount"] + np.where(
+            larger, np.log(shift.amount_factor), 0.0
+        )
         order = np.argsort(payments["time"], kind="stable")
         return {k: v[order] for k, v in payments.items()}
 

@@ -13,6 +13,7 @@ from parity import FailurePolicy, Gate, Phase, Rollout, RoutingKey
 
 BLOCK_AT = 0.5  # the score at or above which a payment is blocked (monitors.py's THRESHOLD)
 MIN_PAIRS = 5_000  # shadow pairs needed before the decisions are compared
+BLOCK_BUDGET = 0.05  # a retrain may block more than the champion, not over 1 payment in 20
 
 
 def blocked_disagreement(evidence):
@@ -46,6 +47,33 @@ def blocked_disagreement(evidence):
         f"{share:.0%} {'<=' if verdict else '>'} {evidence.limit:.0%}: of the champion's {m} "
         f"blocks in {len(pairs):,} payments, the candidate lets {missed} through when it "
         "blocks as many"
+    )
+
+
+def block_rate(evidence):
+    """For a retrain fired by a label-confirmed regression (fraud_retrain_rollout). Such a candidate
+    is meant to block what the champion misses, and the matured labels that fired it say the
+    champion's decisions are wrong, so agreeing with them is not asked (blocked_disagreement would
+    refuse exactly the fix). In shadow, on the same payments, its block rate must be at least half
+    the champion's (a model that stopped blocking is broken) and at most the gate's limit (the
+    review team's capacity). Canary arms score different accounts: it passes there."""
+    if evidence.phase != "shadow":
+        return True, "paired in shadow only: canary arms score different accounts"
+    champion = _by_request(evidence.champion.request_ids, evidence.champion.scores)
+    pairs = [
+        (score, champion[key])
+        for key, score in _by_request(evidence.candidate.request_ids, evidence.candidate.scores)
+        .items()
+        if key in champion
+    ]
+    if len(pairs) < MIN_PAIRS:
+        return None, f"{len(pairs):,} shadow pairs of the {MIN_PAIRS:,} needed"
+    candidate, champ = np.array(pairs, dtype=float).T
+    own, theirs = float(np.mean(candidate >= BLOCK_AT)), float(np.mean(champ >= BLOCK_AT))
+    verdict = theirs / 2 <= own <= evidence.limit
+    return verdict, (
+        f"the candidate blocks {own:.2%} of {len(pairs):,} payments, the champion {theirs:.2%}: "
+        f"{'within' if verdict else 'outside'} [half the champion's, {evidence.limit:.0%}]"
     )
 
 
@@ -87,4 +115,26 @@ fraud_rollout = Rollout(
     custom_gates=[blocked_disagreement],
     failure_policy=FailurePolicy(mode="cumulative", limit=1),
     interval=timedelta(minutes=1),
+)
+
+
+# A retrain fired by a label-confirmed regression (template/retraining.py) is meant to block what
+# the champion misses, so "does it block the same payments at the same rate" would refuse exactly
+# the fix; the evidence that it is better is the matured labels it was trained and evaluated on.
+# Its shadow phase checks its block rate instead (docs/lifecycle.md, "The loop in the fraud
+# demo"). The steps, routing and the other gates are fraud_rollout's.
+fraud_retrain_rollout = Rollout(
+    name="fraud_retrain_rollout",
+    model="fraud",
+    candidate="candidate",  # what a training job registers (training.py)
+    shadow=fraud_rollout.shadow,
+    steps=fraud_rollout.steps,
+    routing_key=fraud_rollout.routing_key,
+    gates=[
+        Gate(metric="custom:block_rate", threshold=BLOCK_BUDGET, min_samples=10),
+        *fraud_rollout.gates[1:],
+    ],
+    custom_gates=[block_rate],
+    failure_policy=fraud_rollout.failure_policy,
+    interval=fraud_rollout.interval,
 )
