@@ -22,6 +22,7 @@ class JobLog:
 
     def __init__(self, job_id: int, name: str) -> None:
         self.job_id = job_id
+        self.stage = "starting"  # what the job does now; saved with each heartbeat
         self._parts: list[str] = []
         self._size = 0
         self._lock = threading.Lock()

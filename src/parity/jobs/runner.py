@@ -68,8 +68,11 @@ class Runner:
         now: Callable[[], datetime],
         *,
         runner: str | None = None,
+        slots: int | None = None,
     ) -> None:
         self.store = store
+        # jobs this runner runs at once (threads); the project's cap bounds all runners together
+        self.slots = min(slots or config.max_concurrent, config.max_concurrent)
         self.db = db
         self.config = config
         self.now = now
@@ -98,19 +101,27 @@ class Runner:
             failed.append(self.db.get(job.id))
         return failed
 
+    def warm(self) -> None:
+        """Open what the job threads share (the registry's catalog, models, datasets), here in
+        one thread: their first use from several threads at once is not safe."""
+        self.store.registry.refresh()
+        for part in ("models", "datasets", "monitoring", "rollouts"):
+            getattr(self.store, part)
+
     def run_pending(self, max_jobs: int | None = None) -> list[JobRecord]:
         """Sweep, then run due queued jobs, at most `jobs.max_concurrent` at once across every
         runner of the project, until none is due (or `max_jobs` were claimed); the records of
         the jobs this pass ran, as they ended."""
+        self.warm()
         self.sweep()
         cap = self.config.max_concurrent
         finished: list[JobRecord] = []
         claimed = 0
-        with ThreadPoolExecutor(max_workers=cap, thread_name_prefix="parity-job") as pool:
+        with ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="parity-job") as pool:
             running: set[Future[JobRecord]] = set()
             while True:
                 record = None
-                if len(running) < cap and (max_jobs is None or claimed < max_jobs):
+                if len(running) < self.slots and (max_jobs is None or claimed < max_jobs):
                     record = self.db.claim(self.id, self.now(), cap, kinds=("training",))
                 if record is not None:
                     claimed += 1
@@ -149,8 +160,7 @@ class Runner:
         except _Failure as failure:
             self._fail(record, joblog, failure)
         except Exception as error:  # anything unforeseen fails the job, never the runner
-            joblog.write(traceback.format_exc())
-            self._fail(record, joblog, _Failure(f"{type(error).__name__}: {error}", True))
+            self._fail(record, joblog, _classify(error, traceback.format_exc(), joblog))
         finally:
             stop.set()
             beat.join()
@@ -174,7 +184,7 @@ class Runner:
                         now,
                         log=joblog.logger,
                         cancelled=cancelled.is_set,
-                        stage=lambda text: box.__setitem__("stage", text),
+                        stage=lambda text: setattr(joblog, "stage", text),
                     )
                 except BaseException as error:  # handed to the runner's thread
                     box["error"] = error
@@ -189,6 +199,7 @@ class Runner:
                 joblog.note("cancelled: the fit is abandoned and nothing will be registered")
                 return
             if worker.is_alive() and time.monotonic() > deadline:
+                cancelled.set()  # context.cancelled() tells a cooperative fit to stop
                 raise _Failure(
                     f"timed out after {timeout} (the job's timeout); the fit was abandoned and "
                     "nothing was registered",
@@ -199,6 +210,7 @@ class Runner:
         self._register(record, joblog, box["prepared"])
 
     def _register(self, record: JobRecord, joblog: JobLog, prepared: training.Prepared) -> None:
+        joblog.stage = "registering"
         if not self.db.enter_registering(record.id, self.id, self.now(), joblog.text()):
             joblog.note("cancelled before registration: nothing was registered")
             log.info("job %d was cancelled (or failed elsewhere) before registering", record.id)
@@ -244,7 +256,9 @@ class Runner:
         record is no longer ours (cancelled, or failed as stale), set `cancelled`."""
         while not stop.wait(self.config.heartbeat_seconds):
             try:
-                alive = self.db.heartbeat(record.id, self.id, self.now(), joblog.text())
+                alive = self.db.heartbeat(
+                    record.id, self.id, self.now(), joblog.text(), joblog.stage
+                )
             except ParityError as error:  # the database is away: the next beat tries again
                 log.warning("job %d heartbeat failed: %s", record.id, error)
                 continue

@@ -110,25 +110,31 @@ class Jobs:
 
     # --- running ----------------------------------------------------------------------------------
 
-    def runner(self, *, now: Callable[[], datetime] | None = None) -> Runner:
-        """A runner of this project (this process's identity) on clock `now`."""
+    def runner(
+        self, *, now: Callable[[], datetime] | None = None, slots: int | None = None
+    ) -> Runner:
+        """A runner of this project (this process's identity) on clock `now`, running at most
+        `slots` jobs at once itself (default and most: `jobs.max_concurrent`)."""
         from parity.jobs.runner import Runner, runner_id
 
         if self._runner_id is None:
             self._runner_id = runner_id()
         clock = now or self._store.now
-        return Runner(self._store, self.db, self._store.config.jobs, clock, runner=self._runner_id)
+        config = self._store.config.jobs
+        return Runner(self._store, self.db, config, clock, runner=self._runner_id, slots=slots)
 
     def run_pending(
         self,
         *,
         max_jobs: int | None = None,
         now: Callable[[], datetime] | None = None,
+        slots: int | None = None,
     ) -> builtins.list[JobRecord]:
         """One runner pass: fail stale running jobs (their runner is gone) and schedule their
         retries, then run queued jobs, at most `jobs.max_concurrent` at once across every
-        runner of the project, until none is due; the records of the jobs it finished."""
-        return self.runner(now=now).run_pending(max_jobs)
+        runner of the project (and `slots` in this one), until none is due; the records of
+        the jobs it finished."""
+        return self.runner(now=now, slots=slots).run_pending(max_jobs)
 
     def run_job(
         self,
@@ -140,6 +146,7 @@ class Jobs:
         """Run queued job `job_id` in this thread now (`parity jobs run NAME`). While the cap is
         full, wait for a slot (`wait`) or leave it queued for a runner; its record after."""
         runner = self.runner(now=now)
+        runner.warm()
         while True:
             runner.sweep()
             record = self.db.claim(
@@ -152,9 +159,9 @@ class Jobs:
                 return current
             time.sleep(self._store.config.jobs.poll_seconds)
 
-    def run(self, *, until: Callable[[], bool] | None = None) -> None:
+    def run(self, *, until: Callable[[], bool] | None = None, slots: int | None = None) -> None:
         """The runner loop (`parity jobs run --loop`): `run_pending` every `jobs.poll_seconds`."""
-        self.runner().loop(until)
+        self.runner(slots=slots).loop(until)
 
     def _now(self, now: datetime | None) -> datetime:
         return self._store.now() if now is None else now

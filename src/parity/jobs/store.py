@@ -195,8 +195,9 @@ class JobStore:
         """Say the job is alive (and save its logs so far); False when it is no longer running
         under `runner` (cancelled, or failed as stale by another runner)."""
         values: dict[str, Any] = {"heartbeat_at": _text(now), "logs": bound_logs(logs)}
-        if stage is not None:
-            values["stage"] = stage
+        if stage is not None:  # never moves a job back out of registering (cancel would pass)
+            column = jobs_table.c.stage
+            values["stage"] = sa.case((column == REGISTERING, column), else_=sa.literal(stage))
         return self._update_running(job_id, runner, values)
 
     def enter_registering(self, job_id: int, runner: str, now: datetime, logs: str) -> bool:
