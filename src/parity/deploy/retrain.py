@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from parity.deploy.retrain_decide import (
@@ -23,7 +23,13 @@ from parity.deploy.retrain_decide import (
     with_request,
 )
 from parity.deploy.retrain_state import RetrainDecision
-from parity.errors import ParityError, RetrainEvaluationBusy, RetrainPolicyNotFound
+from parity.errors import (
+    InvalidOption,
+    InvalidTime,
+    ParityError,
+    RetrainEvaluationBusy,
+    RetrainPolicyNotFound,
+)
 
 if TYPE_CHECKING:
     from parity.definitions.retrain import RetrainPolicy
@@ -136,6 +142,15 @@ class TriggerEngine:
                 found.append(Observation(None, error=f"{error.code}: {error}"))
         return found[0], found[1]
 
+    def _newest(self, model: str) -> datetime | None:
+        """When the model's newest version was registered; None (schedule not due) when the
+        model has none yet."""
+        try:
+            return self.signals.newest_version_at(model)
+        except ParityError as error:
+            log.warning("retrain %s: no version to age: %s", model, error)
+            return None
+
     def _one(
         self, policy: RetrainPolicy, now: datetime, model_active: tuple[int, ...], total: int
     ) -> RetrainDecision:
@@ -147,7 +162,7 @@ class TriggerEngine:
             model_active=model_active,
             total_active=total,
             overall_cap=self.overall_cap,
-            newest_version_at=self.signals.newest_version_at(policy.model),
+            newest_version_at=self._newest(policy.model),
         )
         for _ in range(_ATTEMPTS):
             stored = self.store.state(policy.model)
@@ -221,6 +236,8 @@ class TriggerEngine:
 
 
 _MIN = datetime.min
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _state(stored: StoredState | None) -> TriggerState:
@@ -245,6 +262,36 @@ def _unrecorded(
         outcome.reasons,
         outcome.evidence,
     )
+
+
+def describe_state(policy: RetrainPolicy, state: TriggerState) -> dict[str, Any]:
+    """A trigger state in words, for `parity triggers status`."""
+
+    def signal(enabled: bool, firing: bool, streak: int) -> str:
+        if not enabled:
+            return "off"
+        return "firing" if firing else f"{streak}/{policy.sustain}"
+
+    last = None
+    if state.last_fire_at is not None:
+        job = "not queued" if state.last_fire_job is None else f"job #{state.last_fire_job}"
+        last = f"{state.last_fire_at.isoformat()} ({job})"
+    pending = None
+    if state.deferred_since is not None:
+        pending = f"deferred since {state.deferred_since.isoformat()}"
+    elif state.request is not None:
+        pending = f"manual request ({state.request.reason}) at {state.request.at.isoformat()}"
+    return {
+        "policy": policy.name,
+        "model": policy.model,
+        "job": policy.job,
+        "drift": signal(policy.drift_fire_at is not None, state.drift.firing, state.drift.streak),
+        "performance": signal(
+            policy.metric is not None, state.performance.firing, state.performance.streak
+        ),
+        "last_retrain": last,
+        "pending": pending,
+    }
 
 
 @dataclass(frozen=True)
@@ -298,6 +345,22 @@ class Triggers:
             )
         return self._engine
 
+    def _moment(self, now: datetime | None) -> datetime:
+        """`now` (the store's clock when None) checked: aware, and within 1970..9000 (the
+        evaluation subtracts windows and adds cooldowns to it)."""
+        when = self._store.now() if now is None else now
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise InvalidTime(
+                f"now={when!r}: give a timezone-aware datetime (UTC), e.g. "
+                "datetime(2026, 6, 1, tzinfo=UTC)"
+            )
+        if not _EARLIEST <= when <= _LATEST:
+            raise InvalidTime(
+                f"now={when.isoformat()} is outside {_EARLIEST.year}..{_LATEST.year}; give the "
+                "time the evaluation stands at"
+            )
+        return when
+
     def policies(self) -> list[RetrainPolicy]:
         """The applied retrain policies, by name."""
         catalog = self._store.registry.catalog
@@ -318,22 +381,22 @@ class Triggers:
     def evaluate(self, *, now: datetime | None = None) -> list[RetrainDecision]:
         """One pass over every applied retrain policy (`parity monitor evaluate`): read its
         signals as of `now`, decide, record, submit; the decisions."""
-        when = self._store.now() if now is None else now
-        return self.engine.evaluate(self.policies(), when)
+        return self.engine.evaluate(self.policies(), self._moment(now))
 
     def request(self, model: str, *, reason: str = "manual", now: datetime | None = None) -> None:
         """A manual retrain request for `model`: taken into account by the next evaluation
         (the cooldown does not apply to it, the caps do)."""
         policy = self.policy_for(model)
-        when = self._store.now() if now is None else now
-        self.engine.request(policy, reason or "manual", when)
+        if not isinstance(reason, str):
+            raise InvalidOption(f"reason {reason!r} is a {type(reason).__name__}: give text")
+        self.engine.request(policy, reason.strip() or "manual", self._moment(now))
 
     def tick(self, *, now: datetime | None = None) -> Tick:
         """One pass of the monitors (drift of the windows ended by `now`, alerts stepped) and
         then of the triggers."""
         from parity.deploy.retrain_signals import monitor_pass
 
-        when = self._store.now() if now is None else now
+        when = self._moment(now)
         notes = monitor_pass(self._store, when)
         return Tick(when, tuple(notes), tuple(self.evaluate(now=when)))
 
@@ -343,20 +406,33 @@ class Triggers:
         interval: float,
         until: Callable[[], bool] | None = None,
         on_tick: Callable[[Tick], None] | None = None,
+        passes: int | None = None,
     ) -> None:
-        """`parity monitor run`: `tick` every `interval` seconds until `until()` says stop. A
-        pass that fails is logged and the loop goes on."""
-        while until is None or not until():
+        """`parity monitor run`: `tick` every `interval` seconds until `until()` says stop or
+        `passes` passes were made. A pass that fails is logged and the loop goes on."""
+        done = 0
+        while (until is None or not until()) and (passes is None or done < passes):
             try:
-                done = self.tick()
+                made = self.tick()
             except ParityError as error:
                 log.error("monitor pass failed: %s", error)
             else:
                 if on_tick is not None:
-                    on_tick(done)
-            if until is not None and until():
+                    on_tick(made)
+            done += 1
+            if passes is not None and done >= passes:
                 return
             self._sleep(interval)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per applied policy, where its trigger stands (`parity triggers status`)."""
+        states = self.engine.store.states()
+        found = []
+        for policy in self.policies():
+            stored = states.get(policy.model)
+            state = TriggerState() if stored is None else stored.state
+            found.append(describe_state(policy, state))
+        return found
 
     def history(self, model: str | None = None, *, limit: int = 100) -> list[RetrainDecision]:
         """Recorded decisions, newest first (`parity triggers history`)."""

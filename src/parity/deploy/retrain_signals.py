@@ -140,10 +140,11 @@ class MonitoringSignals:
         version = self.version(policy.model)
         self.check_reference(version)
         width = self._window(policy.model)
+        oldest = now - width * STALE_WINDOWS  # the oldest window end still evidence
         rows = self._store.monitoring.drift_history(
-            policy.model, version=version.version, since=now - width * STALE_WINDOWS, until=now
+            policy.model, version=version.version, since=oldest - width, until=now
         )
-        newest = newest_complete_window(rows, width, now)
+        newest = newest_complete_window([r for r in rows if r.window_end >= oldest], width, now)
         if not newest:
             return Observation(
                 None, detail={"version": version.version, "why": "no complete drift window"}
