@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -102,7 +102,7 @@ def register(store: FeatureStore, *, dataset: str | None = "train_v1", **extra: 
 
 
 def drift_rows(
-    version: int, start: datetime, run_at: datetime, verdicts: dict[str, bool | None], run: str
+    version: int, start: datetime, run_at: datetime, verdicts: Mapping[str, bool | None], run: str
 ) -> list[DriftRow]:
     kinds = {"bonus": "input", "prediction": "output"}
     return [
