@@ -671,3 +671,13 @@ class InvalidPredictionInput(ParityError, ValueError):
     request column, a bad timestamp); the message names the field."""
 
     code = "invalid_prediction_input"
+
+
+# --- raised by deploy/retrain*.py (retrain triggers) ---------------------------------------------
+
+
+class RetrainEvaluationBusy(ParityError):
+    """Another trigger evaluation of the project held the evaluation lease for longer than this
+    one would wait; nothing was decided."""
+
+    code = "retrain_evaluation_busy"
