@@ -671,3 +671,11 @@ class InvalidPredictionInput(ParityError, ValueError):
     request column, a bad timestamp); the message names the field."""
 
     code = "invalid_prediction_input"
+
+
+class ScoreViewMismatch(ParityError, ValueError):
+    """The feature view named by a batch prediction's `--to-online` cannot hold its scores: not a
+    plain online view reading the batch's output file, or keys and features that are not the
+    model's entity keys and outputs. The message names what differs."""
+
+    code = "score_view_mismatch"
