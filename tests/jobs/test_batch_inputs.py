@@ -38,8 +38,8 @@ def _out(store: FeatureStore, name: str = "scores.parquet") -> str:
     return str(store.repo_path / "out" / name)
 
 
-def _entities(**columns: list[Any]) -> pd.DataFrame:
-    base: dict[str, list[Any]] = {
+def _entities(**columns: list[Any] | None) -> pd.DataFrame:
+    base: dict[str, list[Any] | None] = {
         "driver_id": [1, 2],
         "amount": [1.0, 2.0],
         "event_timestamp": [T0 + timedelta(days=3), T0 + timedelta(days=4)],
@@ -81,7 +81,7 @@ def test_a_missing_column_of_a_parquet_file_is_named(store: FeatureStore) -> Non
 
 
 def test_a_missing_entity_file_is_refused(store: FeatureStore) -> None:
-    with pytest.raises(EntityFrameError, match="nowhere.parquet"):
+    with pytest.raises(EntityFrameError, match=r"nowhere\.parquet"):
         store.jobs.predict_batch(MODEL, "nowhere.parquet", out=_out(store))
 
 
@@ -113,7 +113,7 @@ def test_null_nan_and_inf_request_inputs_are_refused_naming_the_row(
     store: FeatureStore, bad: float | None
 ) -> None:
     entities = _entities(amount=[1.0, bad])
-    with pytest.raises(InvalidPredictionInput, match="'amount'.*entity row 1"):
+    with pytest.raises(InvalidPredictionInput, match=r"'amount'.*entity row 1"):
         store.jobs.predict_batch(MODEL, entities, out=_out(store), batch_size=1)
     assert not Path(_out(store)).exists()  # nothing half-written
 
@@ -161,10 +161,10 @@ def test_nan_and_null_features_reach_the_model_as_the_server_sends_them(
 
 def test_a_future_as_of_or_row_time_is_refused(store: FeatureStore) -> None:
     entities = _entities(event_timestamp=None)
-    with pytest.raises(InvalidPredictionInput, match="as_of .* after the store's clock"):
+    with pytest.raises(InvalidPredictionInput, match=r"as_of .* after the store's clock"):
         store.jobs.predict_batch(MODEL, entities, out=_out(store), as_of=NOW + timedelta(hours=1))
     late = _entities(event_timestamp=[T0, NOW + timedelta(days=1)])
-    with pytest.raises(InvalidPredictionInput, match="entity row 1 .*after the store's clock"):
+    with pytest.raises(InvalidPredictionInput, match=r"entity row 1 .*after the store's clock"):
         store.jobs.predict_batch(MODEL, late, out=_out(store))
     assert not Path(_out(store)).exists()
 
