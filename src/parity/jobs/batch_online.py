@@ -24,11 +24,16 @@ _LOWEST_US, _HIGHEST_US = -(2**62), 2**62  # every row of the file, whatever its
 
 
 def score_view(
-    store: FeatureStore, name: str, out: Path, keys: Sequence[str], outputs: Sequence[str]
+    store: FeatureStore,
+    name: str,
+    out: Path,
+    keys: Sequence[str],
+    outputs: Sequence[str] | None,
 ) -> FeatureView:
     """The applied feature view `name`, checked to hold this batch's scores: a plain online view
     whose FileSource reads `out`, keyed by the model's entity keys, timed by event_timestamp,
-    with features among the model's outputs. Refused (ScoreViewMismatch) before any scoring."""
+    with features among the model's `outputs` (not checked while None: the model is not loaded
+    yet). Refused (ScoreViewMismatch) before any scoring."""
     view = store.get_feature_view(name)
     where = f"feature view '{name}' (--to-online)"
     source = view.batch_source
@@ -53,12 +58,13 @@ def score_view(
             raise ScoreViewMismatch(
                 f"{where}: join key '{key}' is not an entity key of the model ({list(keys)})"
             )
-    for feature in view.feature_names:
-        if source.column_for(feature) not in outputs:
-            raise ScoreViewMismatch(
-                f"{where}: feature '{feature}' is not an output of the model; its outputs are "
-                f"{list(outputs)} (name the view's field after one)"
-            )
+    known = list(outputs or ())
+    unknown = [f for f in view.feature_names if source.column_for(f) not in known]
+    if outputs is not None and unknown:
+        raise ScoreViewMismatch(
+            f"{where}: feature '{unknown[0]}' is not an output of the model; its outputs are "
+            f"{known} (name the view's field after one)"
+        )
     return view
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from parity.errors import InvalidPredictionInput, ParityError, PredictFailed
 from parity.jobs import batch_rows
+from parity.jobs.batch_prefetch import Prefetched
 from parity.jobs.batch_rows import TIMESTAMP, Columns
 from parity.timeutil import parse_time, to_micros
 
@@ -56,11 +57,18 @@ class BatchPredictionResult:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What one batch prediction runs: the model version, its loaded deployment and columns."""
+    """What one batch prediction runs: the model version, its columns and, once loaded, its
+    deployment (the model server's row building and predict)."""
 
     version: ModelVersion
-    deployment: Deployment
     columns: Columns
+    deployment: Deployment | None = None
+
+    @property
+    def model(self) -> Deployment:
+        if self.deployment is None:
+            raise RuntimeError("the model is not loaded yet")  # a bug of this module, not input
+        return self.deployment
 
 
 def predict_batch(
@@ -74,37 +82,36 @@ def predict_batch(
     progress: Progress | None = None,
     batch_size: int = DEFAULT_BATCH_ROWS,
 ) -> BatchPredictionResult:
-    """Score `entities` with model ref `model` (name@alias, name/N or name) and write `out`."""
+    """Score `entities` with model ref `model` (name@alias, name/N or name) and write `out`.
+    The join starts on a thread of its own while the model loads (a library import can take
+    as long as the join of a million rows)."""
     started = time.perf_counter()
     if batch_size < 1:
         raise InvalidPredictionInput(f"batch_size must be at least 1, not {batch_size}")
     now = store.now()
-    moment = None if as_of is None else parse_time(as_of, "as_of", now=store.now)
-    limit_us = to_micros(now + store.config.ingest.max_future_skew)
-    if moment is not None and to_micros(moment) > limit_us:
-        raise InvalidPredictionInput(
-            f"as_of {moment.isoformat()} is after the store's clock {now.isoformat()} (more than "
-            "ingest.max_future_skew): features of the future are not known yet; score as of now "
-            "at the latest"
-        )
+    moment = None if as_of is None else _as_of(store, as_of, now)
     plan = _plan(store, model)
     target = Path(out)
-    view = None
-    if to_online is not None:
+    if to_online is not None:  # the view's path and keys, before any work
         from parity.jobs.batch_online import score_view
 
-        outputs = plan.deployment.output_names
-        view = score_view(store, to_online, target, plan.columns.keys, outputs)
+        score_view(store, to_online, target, plan.columns.keys, None)
     frame, total, schema = _entity_input(store, entities, plan, moment)
     job = store.get_historical_features(frame, plan.version.feature_service or "")
-    metadata = _metadata(store, plan.version, model, moment, now)
-    rows, empty = _write(
-        target,
-        _scored(plan, job.to_batches(batch_size), limit_us),
-        _empty_schema(plan, schema),
-        metadata,
-        lambda done: progress(done, total) if progress is not None else None,
-    )
+    limit_us = to_micros(now + store.config.ingest.max_future_skew)
+    with Prefetched(job.to_batches(batch_size), name="parity-batch-read") as batches:
+        plan = replace(plan, deployment=_load(store, plan.version))
+        view = None
+        if to_online is not None:  # and its features, once the model's outputs are known
+            outputs = plan.model.output_names
+            view = score_view(store, to_online, target, plan.columns.keys, outputs)
+        rows, empty = _write(
+            target,
+            _scored(plan, iter(batches), limit_us),
+            _empty_schema(plan, schema),
+            _metadata(store, plan.version, model, moment, now),
+            lambda done: progress(done, total) if progress is not None else None,
+        )
     written = 0
     if view is not None:
         from parity.jobs.batch_online import write_online
@@ -112,24 +119,28 @@ def predict_batch(
         written = write_online(store, view, target)
     seconds = time.perf_counter() - started
     log.info("batch prediction of %s: %d rows in %.1f s to %s", model, rows, seconds, target)
+    version = plan.version
     return BatchPredictionResult(
-        str(target),
-        rows,
-        plan.version.name,
-        plan.version.version,
-        seconds,
-        empty,
-        moment,
-        to_online,
-        written,
+        str(target), rows, version.name, version.version, seconds, empty, moment, to_online, written
     )
 
 
+def _as_of(store: FeatureStore, as_of: Any, now: datetime) -> datetime:
+    moment = parse_time(as_of, "as_of", now=store.now)
+    if moment > now + store.config.ingest.max_future_skew:
+        raise InvalidPredictionInput(
+            f"as_of {moment.isoformat()} is after the store's clock {now.isoformat()} (more than "
+            "ingest.max_future_skew): features of the future are not known yet; score as of now "
+            "at the latest"
+        )
+    return moment
+
+
 def _plan(store: FeatureStore, model: str) -> _Plan:
-    """Resolve the model ref, load the version once, and derive the columns it needs."""
-    from parity.inference.deployment import BatchSettings, Deployment
-    from parity.inference.metrics import ModelMetrics
+    """Resolve the model ref and derive the columns it needs from its recorded signature (the
+    model itself loads later, while the join runs)."""
     from parity.inference.request_fields import request_schema
+    from parity.models.flavors import Signature
     from parity.offline.request import resolve
 
     version = store.models.resolve(model)
@@ -138,12 +149,21 @@ def _plan(store: FeatureStore, model: str) -> _Plan:
             f"model {version.ref} was registered without a feature service, so its features "
             "cannot be retrieved; register it with feature_service="
         )
+    signature = None if version.signature is None else Signature.from_dict(version.signature)
+    request = resolve(store.registry.catalog, version.feature_service)
+    schema = request_schema(version.ref, request, signature)
+    return _Plan(version, batch_rows.columns_of(request, schema))
+
+
+def _load(store: FeatureStore, version: ModelVersion) -> Deployment:
+    """The version loaded once, as the model server holds it (no adaptive batcher: each Arrow
+    batch is one model call)."""
+    from parity.inference.deployment import BatchSettings, Deployment
+    from parity.inference.metrics import ModelMetrics
+
     loaded = store.models.load(version)
     metrics = ModelMetrics().for_version(version.name, version.version)
-    deployment = Deployment(version, loaded, BatchSettings(max_batch_size=1), metrics)
-    request = resolve(store.registry.catalog, version.feature_service)
-    schema = request_schema(version.ref, request, loaded.signature)
-    return _Plan(version, deployment, batch_rows.columns_of(request, schema))
+    return Deployment(version, loaded, BatchSettings(max_batch_size=1), metrics)
 
 
 def _entity_input(
@@ -237,9 +257,9 @@ def _predict(plan: _Plan, batch: pa.RecordBatch, offset: int) -> dict[str, Any]:
     columns = plan.columns
     values = {name: batch_rows.as_sent(batch.column(name)) for name in columns.features}
     given = {name: batch_rows.as_sent(batch.column(name)) for name in columns.entity}
-    item, rows = plan.deployment.assemble_features(values, given)
+    item, rows = plan.model.assemble_features(values, given)
     try:
-        (outputs,) = plan.deployment.predict_now([item])
+        (outputs,) = plan.model.predict_now([item])
     except Exception as error:
         why = f"[{error.code}] {error.message}" if isinstance(error, ParityError) else error
         raise PredictFailed(
@@ -251,9 +271,9 @@ def _predict(plan: _Plan, batch: pa.RecordBatch, offset: int) -> dict[str, Any]:
 
 
 def _empty_schema(plan: _Plan, entities: pa.Schema) -> pa.Schema:
-    signature = plan.deployment.model.signature
+    signature = plan.model.model.signature
     dtypes = {spec.name: spec.dtype for spec in signature.outputs} if signature else {}
-    names = plan.deployment.output_names
+    names = plan.model.output_names
     outputs = {name: dtypes.get(name, "float64") for name in names}
     return batch_rows.empty_output_schema(entities, plan.columns.keys, outputs)
 
