@@ -17,6 +17,7 @@ from parity import FeatureStore
 from parity.inference.predlog import MemoryLogSink, PredictionLogger
 from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
+from parity.timeutil import to_micros
 from tests.inference.test_stream_predict_support import (
     close,
     expected_scores,
@@ -220,3 +221,25 @@ def test_an_unknown_entity_is_scored_when_asked(world: dict[str, Any]) -> None:
     drain(worker)
     # no features: count, sum and ratio are missing (-1 each), amount 4 -> -1 - 0.01 - 0.1 + 0.004
     assert float(scores(world)[message_id]["score"]) == pytest.approx(-1.106)
+
+
+def test_a_slow_owner_and_a_claimer_publish_a_message_once(world: dict[str, Any]) -> None:
+    """Worker a reads a batch and stalls; b claims it (idle 0 ms) and publishes it. When a
+    resumes, its publish finds the messages no longer pending and adds nothing."""
+    send(world, history(NOW, [1], 3))
+    ingest(world)
+    group = f"parity:{world['store'].project}:predict:{world['sink']}"
+    world["client"].xgroup_create(world["stream"], group, id="$")
+    event = {"account_id": 1, "event_timestamp": NOW - timedelta(seconds=5), "amount": 4.0}
+    ids = send(world, [event, {**event, "amount": 6.0}, {**event, "amount": "bad"}])
+    slow = predictor(world, consumer="a")
+    claimer = predictor(world, consumer="b", claim_idle_ms=0)
+    messages = slow._read()
+    assert [m for m, _ in messages] == ids
+    assert claimer.run_once() == 3 and claimer.stats.scored == 2
+    events, rejected = slow._checked(messages, to_micros(NOW))
+    scored, failed = slow._score(events)
+    assert slow._publish(messages, scored, rejected + failed) == set()
+    assert slow.stats.duplicates == 3 and slow.stats.scored == slow.stats.dead_lettered == 0
+    assert world["client"].xlen(world["sink"]) == 2
+    assert world["client"].xlen(f"{world['sink']}:dead") == 1
