@@ -114,9 +114,8 @@ def assert_exactly_once(world: dict[str, Any]) -> None:
     assert close([by_id[i] for i in world["ids"]], want)
     assert world["client"].xpending(world["stream"], world["group"])["pending"] == 0
     assert world["client"].xlen(f"{world['sink']}:dead") == 0
-    logged = duckdb.sql(
-        f"SELECT request_id FROM read_parquet('{world['root']}/data/prediction_log/**/*.parquet')"
-    ).fetchall()
+    files = f"{world['root']}/data/prediction_log/**/*.parquet"
+    logged = duckdb.connect().execute(f"SELECT request_id FROM read_parquet('{files}')").fetchall()
     requests = [row[0] for row in logged]
     assert len(requests) == len(set(requests))  # a SIGKILL may lose queued rows, never double
     assert set(requests) <= {f"stream-{i}" for i in world["ids"]}

@@ -32,7 +32,8 @@ SPEC = EventSpec(
     inputs={"amount": FieldRule("amount", "Float64", "float", "request source 'txn'")},
 )
 LIMITS = Limits(to_micros(NOW), 3_600_000_000, 300_000_000)
-GOOD = {"account_id": 7, "merchant": "m1", "ts": to_micros(NOW) - 1_000_000, "amount": 2.5}
+TS = to_micros(NOW) - 1_000_000
+GOOD: dict[str, Any] = {"account_id": 7, "merchant": "m1", "ts": TS, "amount": 2.5}
 
 
 def checked(**change: Any) -> Event | Rejection:
@@ -42,10 +43,11 @@ def checked(**change: Any) -> Event | Rejection:
 
 def test_a_good_event_keeps_its_keys_inputs_and_time() -> None:
     event = checked()
-    assert event == Event("5-0", GOOD["ts"], {"account_id": 7, "merchant": "m1"}, {"amount": 2.5})
-    assert checked(amount=3) == Event("5-0", GOOD["ts"], event.keys, {"amount": 3})  # type: ignore[union-attr]
+    assert event == Event("5-0", TS, {"account_id": 7, "merchant": "m1"}, {"amount": 2.5})
+    assert isinstance(event, Event)
+    assert checked(amount=3) == Event("5-0", TS, event.keys, {"amount": 3})
     iso = checked(ts="2026-05-01T13:59:59+02:00")
-    assert isinstance(iso, Event) and iso.event_us == GOOD["ts"]
+    assert isinstance(iso, Event) and iso.event_us == TS
 
 
 @pytest.mark.parametrize(
@@ -108,7 +110,7 @@ def test_output_text_round_trips_floats_and_marks_missing_values() -> None:
 
 
 def test_score_fields_hold_the_source_id_keys_time_model_and_every_output() -> None:
-    event = Event("9-1", GOOD["ts"], {"account_id": 7}, {})
+    event = Event("9-1", TS, {"account_id": 7}, {})
     one = score_fields(event, "fraud", 3, {"p": 0.25}, "p")
     assert one == {
         "source_id": "9-1",
