@@ -258,7 +258,7 @@ def echo(stream: str, sink: str, group: str, batch: int) -> None:
             pipe.execute()
 
 
-def measure_worker(rate: float, seconds: float) -> tuple[Run, str]:
+def measure_worker(rate: float, seconds: float, with_ingest: bool) -> tuple[Run, str]:
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as folder:
         stream = f"parity:bench:stream:{uuid.uuid4().hex[:8]}"
         sink = f"{stream}:scores"
@@ -270,12 +270,18 @@ def measure_worker(rate: float, seconds: float) -> tuple[Run, str]:
             "bench@champion", "--source", "txns", "--sink", sink, "--repo", folder,
         ]  # fmt: skip
         event = transaction
+        ingest = None
+        if with_ingest:  # `parity ingest` of the same source, as in production (its own group)
+            ingest_command = [sys.executable, "-m", "parity.cli.main", "ingest", "--source", "txns"]
+            ingest = start([*ingest_command, "--repo", folder])
         process = start(command)
         try:
             wait_ready(stream, sink, event, process)
             run = open_loop("parity predict stream", stream, sink, rate, seconds, event)
         finally:
             summary = stop(process)
+            if ingest is not None:
+                stop(ingest)
             client.delete(stream, sink, f"{sink}:dead")
             for key in client.scan_iter(match=f"parity:v1:{store.project}:*", count=1000):
                 client.delete(key)
@@ -332,6 +338,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--rate", type=float, default=TARGET_RATE)
     parser.add_argument(
+        "--with-ingest", action="store_true", help="run `parity ingest` of the source alongside"
+    )
+    parser.add_argument(
         "--echo", nargs=3, metavar=("STREAM", "SINK", "GROUP"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -340,7 +349,7 @@ def main() -> None:
         echo(stream, sink, group, batch=256)
         return
     seconds = args.seconds or (5.0 if args.quick else 30.0)
-    worker, summary = measure_worker(args.rate, seconds)
+    worker, summary = measure_worker(args.rate, seconds, args.with_ingest)
     peer = measure_peer(args.rate, seconds)
     report([worker, peer], args.rate, summary)
 
