@@ -126,6 +126,8 @@ class Loop:
         if self.monitor is None:
             raise LoopFailed(f"no applied Monitor watches model '{model}': apply the repo first")
         self.label_delay: timedelta = self.monitor.label_delay or timedelta(0)
+        self._monitor_name: str = self.monitor.name
+        self._seen: set[tuple[str, str, datetime]] = set()
         self._scored: tuple[int, pd.DataFrame] | None = None
         self._sink = TickSink(store.monitoring.prediction_log_folder())
 
@@ -274,9 +276,11 @@ class Loop:
         self._alerts(result, week_end)
 
     def _alerts(self, result: LoopResult, at: datetime) -> None:
-        assert self.monitor is not None  # checked in __init__
-        for event in self.store.monitoring.alerts(monitor=self.monitor.name, limit=20):
-            if event.at == at:
+        """Narrate the monitor's alert transitions evaluated at `at` (each once)."""
+        for event in self.store.monitoring.alerts(monitor=self._monitor_name, limit=20):
+            key = (event.rule, event.state, event.at)
+            if event.at == at and key not in self._seen:
+                self._seen.add(key)
                 self._emit(
                     result,
                     "alert",
@@ -334,7 +338,7 @@ class Loop:
             self._job_done(result, job)
 
     def _job_done(self, result: LoopResult, job: JobRecord) -> None:
-        took = f" in {job.seconds:.1f} s" if job.seconds is not None else ""
+        took = f" in {job.seconds:.1f} simulated s" if job.seconds else ""
         self._emit(
             result,
             "job",

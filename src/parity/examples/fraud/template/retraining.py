@@ -1,11 +1,12 @@
-"""When the fraud model is retrained: `fraud_retrain` runs `fraud_training` (training.py) when the
-payments drift or when matured labels show the model catching less fraud, at most once a week.
+"""When the fraud model is retrained: `fraud_retrain` runs `fraud_training` (training.py) when
+matured labels show the model catching less fraud, at most once per label delay.
 
-Drift is one signal, not one per feature: the share of fraud_model_v1's features whose weekly
-window drifted, each weighted by the importance the version recorded. Precision is read on FINAL
-weekly windows only (30 days after the week, when every chargeback has arrived) and compared with
-the first final window of the version; a provisional window's precision still moves as labels
-arrive and never counts. `parity triggers history fraud` shows every decision and its evidence.
+Recall is read on FINAL weekly windows only (30 days after the week, when every chargeback has
+arrived) and compared with the first final window of the version; a provisional window's recall
+still moves as labels arrive and never counts. Drift does not retrain this model: its labels take
+30 days to mature, so a retrain when the payments drift would train on labels from before the
+drift and learn nothing of it (the monitor's fraud_drift alert still flags it, monitors.py).
+`parity triggers history fraud` shows every decision and its evidence.
 """
 
 from datetime import timedelta
@@ -16,18 +17,20 @@ fraud_retrain = RetrainPolicy(
     name="fraud_retrain",
     model="fraud",
     job="fraud_training",
-    # A third of the importance drifting is a new pattern, not noise; it clears under 15 %.
-    drift_fire_at=0.3,
-    drift_clear_at=0.15,
-    weighting="importance",
-    # 10 % less precision than the version's first matured week fires; within 5 % clears.
-    metric="precision",
-    metric_drop=0.10,
-    metric_clear=0.05,
+    # Flagged by the monitor, not retrained on: the drifted weeks' labels are a month away.
+    drift_fire_at=None,
+    # 30 % less recall than the version's first matured week fires: a week catching 70 %
+    # instead of 80 % is the ordinary spread of a few hundred fraud payments; catching 30 % is
+    # a pattern the model misses. Within 10 % clears.
+    metric="recall",
+    metric_drop=0.30,
+    metric_clear=0.10,
     # No retrain for 90 days is a retrain anyway: the chargeback patterns age.
     schedule=timedelta(days=90),
-    # Windows are weekly (fraud_monitor): one drifted week is evidence enough to act on.
+    # Windows are weekly (fraud_monitor): one matured week that bad is evidence enough.
     sustain=1,
-    cooldown=timedelta(days=7),
+    # A retrain sooner than the label delay after the last would train on mostly the same
+    # matured rows: it could not learn what the last one missed.
+    cooldown=timedelta(days=30),
     max_concurrent=1,
 )
