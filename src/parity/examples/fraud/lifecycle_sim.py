@@ -260,16 +260,15 @@ class Loop:
         if not weeks:
             return
         week = weeks[-1]
-        row = {"start": start, "end": week_end, "share": week.share, "drifted": week.drifted}
-        row |= {"columns": [c.column for c in week.columns if c.drifted]}
+        drifted = [c.column for c in week.columns if c.drifted]
+        row: dict[str, Any] = {"start": start, "end": week_end, "share": week.share}
+        row |= {"drifted": week.drifted, "columns": drifted}
         result.drift_weeks.append(row)
         verdict = "DRIFT" if week.drifted else "no drift"
         share = "n/a" if week.share is None else f"{week.share:.0%}"
         text = f"drift of the week {start:%m-%d}..{week_end:%m-%d}: {share} of columns ({verdict})"
         if week.drifted:
-            text += (
-                ": " + ", ".join(row["columns"][:6]) + ("..." if len(row["columns"]) > 6 else "")
-            )
+            text += ": " + ", ".join(drifted[:6]) + ("..." if len(drifted) > 6 else "")
             if result.drift_html is None:
                 result.drift_html = self.store.monitoring.drift_report_html(report)
         self._emit(result, "drift", text, **_plain_row(row))
@@ -326,11 +325,11 @@ class Loop:
             if decision.model != self.model or decision.action == "hold":
                 continue
             why = "; ".join(decision.reasons)
-            job = f" -> job #{decision.job_id}" if decision.job_id is not None else ""
+            queued = f" -> job #{decision.job_id}" if decision.job_id is not None else ""
             self._emit(
                 result,
                 "decision",
-                f"retrain decision #{decision.id}: {decision.action.upper()}{job}: {why}",
+                f"retrain decision #{decision.id}: {decision.action.upper()}{queued}: {why}",
                 action=decision.action,
                 decision=decision.id,
             )
@@ -351,12 +350,13 @@ class Loop:
             return
         candidate = self.store.models.resolve(f"{self.model}@candidate")
         result.candidate = candidate
+        fingerprint = str(candidate.dataset_fingerprint)[:12]
         self._emit(
             result,
             "registered",
             f"registered {candidate.ref} as {self.model}@candidate: dataset "
-            f"{candidate.training_dataset} (fingerprint {str(candidate.dataset_fingerprint)[:12]}), "
-            f"service {candidate.feature_service}, registry v{candidate.registry_version}",
+            f"{candidate.training_dataset} (fingerprint {fingerprint}), service "
+            f"{candidate.feature_service}, registry v{candidate.registry_version}",
             version=candidate.version,
         )
         result.pattern = self._pattern(result, candidate)
@@ -548,7 +548,8 @@ def summary(result: LoopResult) -> list[str]:
         lines.append(
             f"  {who:<9} on the last week before the retrain: catches "
             f"{_pct(numbers['ring_recall'])} of the ring's fraud payments, "
-            f"{_pct(numbers['other_recall'])} of the other fraud ({int(numbers['blocked']):,} blocked)"
+            f"{_pct(numbers['other_recall'])} of the other fraud "
+            f"({int(numbers['blocked']):,} blocked)"
         )
     return lines
 
