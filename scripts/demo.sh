@@ -2,7 +2,10 @@
 # The main job on the embedded default (SQLite registry, Parquet data): scaffold the fraud-detection
 # repo, generate its data, plan, apply, build a point-in-time-correct training set, materialize, read
 # features in-process and over HTTP, train and register the fraud model as fraud@champion, score
-# transactions with it over HTTP, and stream a burst of transactions (Redis, if running).
+# transactions with it over HTTP, and stream a burst of transactions (Redis, if running); then
+# monitoring, two rollouts, and the closed loop on simulated time (lifecycle_sim: the world shifts,
+# drift is flagged, recall drops on matured labels, one retrain, shadow and canary, promotion),
+# written as one HTML report.
 set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -272,3 +275,16 @@ echo "  wrote rollout_bad.html: parity rollout history fraud --html, the rollbac
 echo
 echo "== parity models list: the champion is still the good candidate; the bad one answered no client"
 parity models list
+
+echo
+echo "== the closed loop on simulated days: the world shifts (a NEW fraud pattern), drift is flagged, labels"
+echo "   mature and recall drops, ONE retrain fires, and the candidate earns its way through shadow and canary"
+echo "   (retraining.py: when to retrain; training.py: how; rollouts.py: fraud_retrain_rollout)"
+sed -n '/^fraud_retrain = RetrainPolicy(/,/^)/p' retraining.py
+python -m parity.examples.fraud.lifecycle_sim --html loop_report.html
+echo
+echo "== parity triggers history fraud: every decision of the loop, with its evidence"
+COLUMNS=160 parity triggers history fraud
+echo
+echo "== parity jobs list: the one training job, queued by the fired decision"
+COLUMNS=160 parity jobs list
