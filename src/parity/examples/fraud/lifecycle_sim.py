@@ -187,7 +187,8 @@ class Loop:
         self._log_traffic(begin, end)
         self.clock.set(end)
         if begin < result.shift_at <= end:
-            self._emit(result, "shift", _shift_text(self.shift), at=result.shift_at.isoformat())
+            text = _shift_text(result.world.shift)
+            self._emit(result, "shift", text, at=result.shift_at.isoformat())
         for week_end in _boundaries(begin, end):
             self._drift(result, week_end)
         for week_end in _boundaries(begin - self.label_delay, end - self.label_delay):
@@ -459,6 +460,14 @@ class Loop:
                 f"ran {len(training)} training job(s): see the decisions "
                 f"(parity triggers history {self.model})"
             )
+        fired = next(d for d in result.decisions if d.action == "fire")
+        matured = result.shift_at + WEEK + self.label_delay
+        if fired.at < matured:
+            raise LoopFailed(
+                f"the retrain fired at {fired.at.isoformat()}, before the first week of the new "
+                f"pattern had matured labels ({matured.isoformat()}): it could not learn it; "
+                "see its evidence (parity triggers history)"
+            )
         if not result.promoted:
             raise LoopFailed(
                 "the retrained candidate was not promoted: "
@@ -516,9 +525,9 @@ def _labels(repo: Path, ids: Any) -> np.ndarray[Any, Any]:
 
 def _shift_text(shift: world.Shift) -> str:
     return (
-        f"SHIFT: instant sign-up opens ({shift.signups_per_day:g} new customers a day), and a "
-        f"bust-out ring with it: {shift.ring_per_day:g} new accounts a day on clean-looking "
-        "devices, spending fast until the chargebacks come"
+        f"SHIFT: instant sign-up opens ({shift.signups_per_day:.0f} new customers a day, baskets "
+        f"x{shift.amount_factor:g}), and a bust-out ring with it: {shift.ring_per_day:.0f} new "
+        "accounts a day on clean-looking devices, spending fast until the chargebacks come"
     )
 
 
@@ -563,7 +572,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repo", default=".")
     parser.add_argument("--model", default="fraud")
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--ring-per-day", type=float, default=world.Shift().ring_per_day)
+    parser.add_argument(
+        "--ring-per-day",
+        type=float,
+        default=world.Shift().ring_per_day,
+        help="The ring's new accounts a day, per 1,000 recorded accounts.",
+    )
     parser.add_argument("--html", help="Write the loop's report (one self-contained page) here.")
     args = parser.parse_args(argv)
     with FeatureStore(args.repo) as probe:

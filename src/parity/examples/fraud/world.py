@@ -15,7 +15,7 @@ generation in functions; `extend` reads and writes the repo's Parquet files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,15 +48,17 @@ from parity.examples.fraud.data import (
 
 RECORDED_DAYS = 60  # data.generate's default: the compromise rate is spread over them
 MIN_CREDIT = 500.0  # instant sign-up opens at the smallest credit limit
+TAKEOVER_RISK = 0.6  # the continued takeovers' devices score at least this (see _takeovers)
 
 
 @dataclass(frozen=True)
 class Shift:
-    """The new world's knobs (per day, from `shift_at`): legitimate instant sign-ups, and the
-    ring's new accounts, each paying `ring_rate` times a day for `ring_days` days."""
+    """The new world's knobs (from `shift_at`, per day and per 1,000 recorded accounts, so a
+    small world shifts in the same proportions): legitimate instant sign-ups, and the ring's new
+    accounts, each paying `ring_rate` times a day for `ring_days` days."""
 
-    signups_per_day: float = 80.0
-    ring_per_day: float = 4.0
+    signups_per_day: float = 40.0
+    ring_per_day: float = 3.0
     ring_rate: tuple[float, float] = (5.0, 9.0)
     ring_days: tuple[float, float] = (2.0, 5.0)
     ring_log_amount: float = 5.2  # about $180 a payment, the owners about $30
@@ -64,10 +66,20 @@ class Shift:
     # Checkout adds buy-now-pay-later with the launch: every basket grows by this factor.
     amount_factor: float = 1.5
 
+    def scaled(self, accounts: int) -> Shift:
+        """The knobs for a world of `accounts` recorded accounts (absolute per-day rates)."""
+        factor = accounts / 1000.0
+        return replace(
+            self,
+            signups_per_day=self.signups_per_day * factor,
+            ring_per_day=self.ring_per_day * factor,
+        )
+
 
 @dataclass(frozen=True)
 class WorldSummary:
-    """What `extend` appended: rows per table, the ring's accounts, and its chargebacks."""
+    """What `extend` appended: rows per table, the ring's accounts, and its payments; `shift`
+    holds the absolute per-day rates used."""
 
     start: datetime
     end: datetime
@@ -78,6 +90,7 @@ class WorldSummary:
     ring_payments: int
     takeover_payments: int
     legit_payments: int
+    shift: Shift = field(default_factory=Shift)
 
 
 @dataclass
@@ -131,7 +144,8 @@ def extend(
     rng = np.random.default_rng(seed)
     lo, hi, at = _micros(start) + 1, _micros(until), _micros(shift_at)
     world = _World.recorded(tables)
-    new = world.continue_days(rng, lo, hi, at, shift or Shift())
+    scaled = (shift or Shift()).scaled(int(world.ids.size))
+    new = world.continue_days(rng, lo, hi, at, scaled)
     appended = world.tables(rng, new, tables, hi)
     for name, table in appended.items():
         data._write(pa.concat_tables([tables[name], table]), path / f"{name}.parquet")
@@ -146,6 +160,7 @@ def extend(
         ring_payments=int(np.count_nonzero(kinds == RING)),
         takeover_payments=int(np.count_nonzero(kinds == TAKEOVER)),
         legit_payments=int(np.count_nonzero(kinds == OWNER)),
+        shift=scaled,
     )
 
 
@@ -224,14 +239,18 @@ class _World:
         return account
 
     def _takeovers(self, rng: np.random.Generator, actors: _Actors, lo: int, hi: int) -> None:
-        """The recorded pattern goes on: hijacked accounts, paying from a risky device."""
+        """The recorded pattern goes on: hijacked accounts paying in bursts from a risky device,
+        as often as before. The device's risk is drawn from the recorded fraud devices' above
+        TAKEOVER_RISK only: a week's fraud comes from a handful of devices, and one of them
+        scored low would swing a small world's weekly recall by half, noise that is not the
+        shift this world is about."""
         per_day = COMPROMISE_P / RECORDED_DAYS * np.where(self.kyc == 1, 1.8, 1.0)
         victims, times = data._arrivals(
             rng, np.full(self.ids.size, lo), np.full(self.ids.size, hi), per_day
         )
         for victim, start in zip(victims, times, strict=True):
             burst = int(rng.uniform(1.0, 6.0) * DAY)
-            risk = float(rng.beta(6.0, 2.5))
+            risk = _risky(rng)
             os = int(rng.choice(len(OSES), p=FRAUD_OS_P))
             device = self._device(
                 start - int(rng.uniform(1, 60) * 60 * SECOND), risk, bool(rng.random() < 0.6), os
@@ -383,6 +402,14 @@ LEFT JOIN usage u1 ON u1.account_id = l.account_id AND u1.rank = 1
 LEFT JOIN usage u2 ON u2.account_id = l.account_id AND u2.rank = 2
 ORDER BY l.account_id
 """
+
+
+def _risky(rng: np.random.Generator) -> float:
+    """A fraud device's risk score as recorded (Beta(6, 2.5)), drawn until >= TAKEOVER_RISK."""
+    while True:
+        risk = float(rng.beta(6.0, 2.5))
+        if risk >= TAKEOVER_RISK:
+            return risk
 
 
 def _owner_payments(rng: np.random.Generator, world: _World, lo: int, hi: int) -> dict[str, Any]:
