@@ -7,11 +7,8 @@ decision)."""
 from __future__ import annotations
 
 import json
-import textwrap
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,78 +24,20 @@ from parity.inference.predlog import PredictionRecord
 from parity.monitoring.drift_history import DATASET, DriftHistory, DriftRow
 from parity.monitoring.performance_history import PerformanceHistory, performance_table
 from parity.monitoring.profile_store import profiles_table
+from tests.deploy.retrain_repo import (
+    HOUR,
+    IMPORTANCE,
+    T0,
+    Clock,
+    clock,
+    drift_repo,
+    register,
+    store,
+)
 from tests.deploy.retrain_support import FakeQueue, policy
-from tests.monitoring.test_drift_runs import HOUR, T0, Scorer, log_window, write_log
-from tests.monitoring.test_drift_runs import repo as drift_repo
+from tests.monitoring.test_drift_runs import Scorer, log_window, write_log
 
-__all__ = ["drift_repo"]
-
-IMPORTANCE = {"conv_rate": 3.0, "trips": 1.0, "bonus": 0.5}
-LIFECYCLE = """
-    from datetime import timedelta
-    from parity import FeatureService, LabelSource, Monitor, RetrainPolicy, TrainingJob
-    from views import driver_stats
-
-    scorer_service = FeatureService(name="scorer_service", features=[driver_stats])
-    scorer_monitor = Monitor(name="scorer_monitor", model="scorer", window=timedelta(hours=1),
-                             min_samples=50)
-
-
-    def train_scorer(frame, context):
-        raise RuntimeError("never run by these tests")
-
-
-    scorer_training = TrainingJob(
-        name="scorer_training", model="scorer", feature_service="scorer_service",
-        labels=LabelSource(path="data/entities.parquet", label="label", join_keys=("driver_id",),
-                           timestamp_field="event_timestamp"),
-        train=train_scorer,
-    )
-    scorer_retrain = RetrainPolicy(name="scorer_retrain", model="scorer", job="scorer_training",
-                                   sustain=1, drift_fire_at=0.5, drift_clear_at=0.2)
-"""
-
-
-@dataclass
-class Clock:
-    now: datetime = T0 + 6 * HOUR
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(drift_repo: Path, clock: Clock) -> Iterator[FeatureStore]:
-    (drift_repo / "lifecycle.py").write_text(textwrap.dedent(LIFECYCLE).lstrip())
-    opened = FeatureStore(drift_repo, clock=clock)
-    opened.apply()
-    opened.datasets.create(
-        "train_v1",
-        str(drift_repo / "data" / "entities.parquet"),
-        ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city"],
-        drift_repo / "data" / "train_v1.parquet",
-    )
-    yield opened
-    opened.close()
-
-
-def register(store: FeatureStore, *, dataset: str | None = "train_v1", **extra: Any) -> int:
-    frame = pd.read_parquet(store.datasets.get("train_v1").path)
-    version = store.models.register_model(
-        "scorer",
-        Scorer(),
-        flavor="pyfunc",
-        training_dataset=dataset,
-        sample_input=frame[["conv_rate", "trips", "bonus"]].head(5),
-        alias="champion",
-        **extra,
-    )
-    return version.version
+__all__ = ["clock", "drift_repo", "store"]
 
 
 def drift_rows(

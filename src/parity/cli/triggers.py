@@ -109,7 +109,10 @@ def triggers_request(
 
 @triggers_app.command("status")
 @command
-def triggers_status(repo: RepoOption = Path("."), as_json: bool = False) -> None:
+def triggers_status(
+    repo: RepoOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Per policy: its signals' states, the last retrain, a pending request or deferred fire."""
     rows = store_at(repo).triggers.status()
     if as_json:

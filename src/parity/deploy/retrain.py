@@ -94,6 +94,8 @@ class TriggerEngine:
     def evaluate(self, policies: Sequence[RetrainPolicy], now: datetime) -> list[RetrainDecision]:
         """One pass over `policies` at `now`, holding the project's evaluation lease (a second
         evaluation waits for it, then sees what this one fired). The decisions, in pass order."""
+        if not policies:
+            return []
         self._take_lease()
         try:
             stored = self.store.states()
