@@ -681,3 +681,11 @@ class RetrainEvaluationBusy(ParityError):
     one would wait; nothing was decided."""
 
     code = "retrain_evaluation_busy"
+
+
+class ScoreViewMismatch(ParityError, ValueError):
+    """The feature view named by a batch prediction's `--to-online` cannot hold its scores: not a
+    plain online view reading the batch's output file, or keys and features that are not the
+    model's entity keys and outputs. The message names what differs."""
+
+    code = "score_view_mismatch"

@@ -4,13 +4,18 @@ durable jobs, run them (a runner with a concurrency cap), training jobs, and bat
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from parity.errors import BackendNotInstalled
+
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
+    from parity.jobs.runner import Runner
     from parity.jobs.state import JobRecord, JobStatus
+    from parity.jobs.store import JobStore
 
 
 class Jobs:
@@ -19,6 +24,23 @@ class Jobs:
 
     def __init__(self, store: FeatureStore) -> None:
         self._store = store
+        self._db: JobStore | None = None
+        self._runner_id: str | None = None
+
+    @property
+    def db(self) -> JobStore:
+        """The job table in the registry's database (created on first use)."""
+        if self._db is None:
+            from parity.jobs.store import JobStore
+
+            engine = getattr(self._store.registry.store, "engine", None)
+            if engine is None:
+                raise BackendNotInstalled(
+                    f"the registry store {type(self._store.registry.store).__name__} cannot keep "
+                    "jobs; use the SQL registry (sqlite or postgres in parity.yaml)"
+                )
+            self._db = JobStore(engine, self._store.project)
+        return self._db
 
     # --- records ----------------------------------------------------------------------------------
 
@@ -30,11 +52,39 @@ class Jobs:
         trigger_decision: int | None = None,
         now: datetime | None = None,
     ) -> JobRecord:
-        """Queue a run of the applied training job `name`; the record (status `queued`)."""
-        raise NotImplementedError
+        """Queue a run of the applied training job `name`; the record (status `queued`).
+        TrainingJobNotFound when no job of that name is applied."""
+        from parity.jobs.store import NewJob
+        from parity.jobs.training import applied_job
+
+        job = applied_job(self._store, name)
+        spec = {
+            "job": job.name,
+            "feature_service": job.feature_service,
+            "train": job.train.name,
+            "code_hash": job.train.code_hash,
+            "label_delay_seconds": job.label_delay.total_seconds(),
+            "lookback_seconds": None if job.lookback is None else job.lookback.total_seconds(),
+            "alias": job.alias,
+            "rollout": job.rollout,
+            "timeout_seconds": job.timeout.total_seconds(),
+            "retry_delay_seconds": job.retry_delay.total_seconds(),
+            "registry_version": self._store.registry.version,
+        }
+        new = NewJob(
+            kind="training",
+            name=job.name,
+            model=job.model,
+            reason=reason,
+            max_attempts=job.max_attempts,
+            spec=spec,
+            trigger_decision=trigger_decision,
+        )
+        return self.db.insert(new, self._now(now))
 
     def get(self, job_id: int) -> JobRecord:
-        raise NotImplementedError
+        """The record of job `job_id`; JobNotFound if the project has none."""
+        return self.db.get(job_id)
 
     def list(
         self,
@@ -44,31 +94,77 @@ class Jobs:
         limit: int = 100,
     ) -> builtins.list[JobRecord]:
         """Newest first."""
-        raise NotImplementedError
+        return self.db.list(
+            statuses=None if status is None else (status,), model=model, limit=limit
+        )
 
     def active(self, model: str | None = None) -> builtins.list[JobRecord]:
         """Queued and running jobs (of `model`, or all): what the retrain caps count."""
-        raise NotImplementedError
+        return self.db.list(statuses=("queued", "running"), model=model, limit=None)
 
     def cancel(self, job_id: int, *, now: datetime | None = None) -> JobRecord:
-        raise NotImplementedError
+        """Cancel a queued job (it never runs) or a running one (marked cancelled at once; its
+        runner abandons the fit at its next heartbeat and registers nothing). JobStateError for
+        a finished job, or one already registering its version (docs/lifecycle.md)."""
+        return self.db.cancel(job_id, self._now(now), "cancelled")
 
     # --- running ----------------------------------------------------------------------------------
+
+    def runner(
+        self, *, now: Callable[[], datetime] | None = None, slots: int | None = None
+    ) -> Runner:
+        """A runner of this project (this process's identity) on clock `now`, running at most
+        `slots` jobs at once itself (default and most: `jobs.max_concurrent`)."""
+        from parity.jobs.runner import Runner, runner_id
+
+        if self._runner_id is None:
+            self._runner_id = runner_id()
+        clock = now or self._store.now
+        config = self._store.config.jobs
+        return Runner(self._store, self.db, config, clock, runner=self._runner_id, slots=slots)
 
     def run_pending(
         self,
         *,
         max_jobs: int | None = None,
         now: Callable[[], datetime] | None = None,
+        slots: int | None = None,
     ) -> builtins.list[JobRecord]:
         """One runner pass: fail stale running jobs (their runner is gone) and schedule their
         retries, then run queued jobs, at most `jobs.max_concurrent` at once across every
-        runner of the project, until none is due; the records of the jobs it finished."""
-        raise NotImplementedError
+        runner of the project (and `slots` in this one), until none is due; the records of
+        the jobs it finished."""
+        return self.runner(now=now, slots=slots).run_pending(max_jobs)
 
-    def run(self, *, until: Callable[[], bool] | None = None) -> None:
+    def run_job(
+        self,
+        job_id: int,
+        *,
+        wait: bool = True,
+        now: Callable[[], datetime] | None = None,
+    ) -> JobRecord:
+        """Run queued job `job_id` in this thread now (`parity jobs run NAME`). While the cap is
+        full, wait for a slot (`wait`) or leave it queued for a runner; its record after."""
+        runner = self.runner(now=now)
+        runner.warm()
+        while True:
+            runner.sweep()
+            record = self.db.claim(
+                runner.id, runner.now(), self._store.config.jobs.max_concurrent, only=job_id
+            )
+            if record is not None:
+                return runner.execute(record)
+            current = self.db.get(job_id)
+            if current.status != "queued" or not wait:
+                return current
+            time.sleep(self._store.config.jobs.poll_seconds)
+
+    def run(self, *, until: Callable[[], bool] | None = None, slots: int | None = None) -> None:
         """The runner loop (`parity jobs run --loop`): `run_pending` every `jobs.poll_seconds`."""
-        raise NotImplementedError
+        self.runner(slots=slots).loop(until)
+
+    def _now(self, now: datetime | None) -> datetime:
+        return self._store.now() if now is None else now
 
     # --- batch predictions ------------------------------------------------------------------------
 
@@ -78,12 +174,25 @@ class Jobs:
         entities: Any,
         *,
         out: str,
-        as_of: datetime | None = None,
+        as_of: datetime | str | None = None,
         to_online: str | None = None,
         progress: Callable[[int, int | None], None] | None = None,
+        batch_size: int | None = None,
     ) -> Any:
         """Score `entities` (a Parquet path, DuckDB SQL, a DataFrame or Arrow table) with model ref
         `model` on point-in-time features from the offline store; write Parquet to `out` with the
         model version and lineage; with `to_online`, also write the scores to the online store as
-        that feature view. Returns a summary (rows, version, seconds, path)."""
-        raise NotImplementedError
+        that feature view. `as_of`: a datetime, ISO 8601 text or 'now'. Returns a
+        BatchPredictionResult (jobs/batch_predict.py)."""
+        from parity.jobs.batch_predict import DEFAULT_BATCH_ROWS, predict_batch
+
+        return predict_batch(
+            self._store,
+            model,
+            entities,
+            out=out,
+            as_of=as_of,
+            to_online=to_online,
+            progress=progress,
+            batch_size=batch_size or DEFAULT_BATCH_ROWS,
+        )

@@ -34,6 +34,7 @@ class JobRecord:
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
     runner: str | None = None
+    stage: str | None = None  # what a running job does now ('training', 'registering', ...)
     error: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)

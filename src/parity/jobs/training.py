@@ -1,0 +1,428 @@
+"""One run of a `TrainingJob`: read its matured labels, build the point-in-time training set
+(recorded with lineage), call the repo's train function, check what it returned, register the new
+version and start the job's rollout. No threads, no job records: the runner (jobs/runner.py) owns
+those and calls `prepare` (timed, cancellable) then `register`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from parity.definitions.training import TrainedModel, TrainingJob
+from parity.errors import (
+    LabelSourceError,
+    ParityError,
+    TrainingFailed,
+    TrainingJobNotFound,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from parity.definitions.monitor import LabelSource
+    from parity.feature_store import FeatureStore
+    from parity.jobs.state import JobRecord
+    from parity.registry.datasets import DatasetRecord
+
+_LOAD_LOCK = threading.Lock()  # the repo loader edits sys.path and sys.modules: one at a time
+DATASET_DIR = Path("data") / "training_sets"  # under the repo: where jobs write training sets
+
+
+class NotRetryable(TrainingFailed):
+    """A failure a retry cannot fix (the repo or the data must change first)."""
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """What the label source held and why rows were left out of the training set."""
+
+    read: int = 0
+    kept: int = 0
+    too_recent: int = 0  # event time after the cutoff: the label has not matured
+    before_lookback: int = 0  # event time before cutoff - lookback
+    label_unknown: int = 0  # label_timestamp after now: not known yet at `now`
+    missing: int = 0  # null label or null event time
+
+    def describe(self) -> str:
+        return (
+            f"{self.read} label rows read, {self.kept} kept; left out: {self.too_recent} younger "
+            f"than the cutoff, {self.before_lookback} before the lookback, {self.label_unknown} "
+            f"whose label was not known yet, {self.missing} with a null label or time"
+        )
+
+
+@dataclass(frozen=True)
+class TrainingContext:
+    """What a train function gets besides the frame: which run this is and what it trains on.
+    `cancelled()` turns true once the job is cancelled (a long fit may check it and stop)."""
+
+    job: str
+    job_id: int
+    attempt: int
+    model: str
+    feature_service: str
+    now: datetime
+    cutoff: datetime
+    since: datetime | None
+    dataset: str
+    dataset_path: str
+    label: str
+    timestamp_field: str
+    features: tuple[str, ...]
+    log: logging.Logger
+    cancelled: Callable[[], bool] = field(default=lambda: False)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A trained model, checked, ready to register."""
+
+    job: TrainingJob
+    trained: TrainedModel
+    dataset: DatasetRecord
+    counts: LabelCounts
+    inputs: tuple[str, ...]
+
+
+def applied_job(store: FeatureStore, name: str) -> TrainingJob:
+    """The applied training job `name`; TrainingJobNotFound naming the applied ones."""
+    job = store.registry.catalog.training_jobs.get(name)
+    if job is None:
+        known = ", ".join(sorted(store.registry.catalog.training_jobs)) or "none"
+        raise TrainingJobNotFound(
+            f"no training job named '{name}' is applied in project '{store.project}' (applied: "
+            f"{known}); declare it in the repo and run 'parity apply'"
+        )
+    return job
+
+
+def bind_train_function(store: FeatureStore, job: TrainingJob) -> Callable[..., Any]:
+    """The repo's train function of `job`, whose code must hash to the applied one."""
+    from parity.repo.loader import load_repo
+
+    if job.train_function is not None:
+        return job.train_function
+    with _LOAD_LOCK:
+        try:
+            repo = load_repo(store.repo_path, store.project).catalog.training_jobs.get(job.name)
+        except ParityError as error:
+            raise NotRetryable(
+                f"the repo could not be loaded to bind '{job.train.name}': {error}"
+            ) from None
+    if repo is None or repo.train_function is None:
+        raise NotRetryable(
+            f"training job '{job.name}' is applied but not in the repo at {store.repo_path}; "
+            "run the job from the repo that applied it, or apply the repo first"
+        )
+    if repo.train.code_hash != job.train.code_hash:
+        raise NotRetryable(
+            f"train function '{job.train.name}' in the repo differs from the applied one: apply "
+            "the repo first ('parity apply'), or check out the applied version"
+        )
+    return repo.train_function
+
+
+# --- labels ------------------------------------------------------------------------------------
+
+
+def read_labels(
+    repo_root: Path,
+    source: LabelSource,
+    now: datetime,
+    cutoff: datetime,
+    since: datetime | None,
+) -> tuple[pa.Table, LabelCounts]:
+    """The label rows with a known label, event time in [since, cutoff] and label time (when
+    declared) at or before `now`; with counts of what was left out and why. LabelColumnNotFound
+    names a declared column the source lacks; LabelSourceError a source that cannot be read."""
+    import duckdb
+
+    from parity.monitoring import labels as label_io
+    from parity.offline.duckdb_sql import quote
+
+    connection = label_io.connect(repo_root)
+    try:
+        sql = label_io.source_sql(source, repo_root)
+        label_io.check_columns(connection, source, sql)
+        ts = f"CAST({quote(source.timestamp_field or '')} AS TIMESTAMPTZ)"
+        why = [
+            f"WHEN {ts} IS NULL OR {quote(source.label)} IS NULL THEN 'missing'",
+            f"WHEN {ts} > {_instant(cutoff)} THEN 'too_recent'",
+        ]
+        if since is not None:
+            why.append(f"WHEN {ts} < {_instant(since)} THEN 'before_lookback'")
+        if source.label_timestamp_field is not None:
+            known = f"CAST({quote(source.label_timestamp_field)} AS TIMESTAMPTZ)"
+            why.append(f"WHEN {known} > {_instant(now)} THEN 'label_unknown'")
+        flagged = f"SELECT *, CASE {' '.join(why)} ELSE 'kept' END AS __why FROM ({sql})"
+        connection.execute(f"CREATE TEMP TABLE __labels AS {flagged}")
+        counts = dict(
+            connection.execute("SELECT __why, count(*) FROM __labels GROUP BY 1").fetchall()
+        )
+        kept = connection.sql(
+            "SELECT * EXCLUDE (__why) FROM __labels WHERE __why = 'kept'"
+        ).to_arrow_table()
+    except duckdb.Error as error:
+        raise LabelSourceError(
+            f"label source {label_io.describe(source)} cannot be read as declared: {error}; "
+            f"check that '{source.timestamp_field}' (and label_timestamp_field) hold times"
+        ) from None
+    finally:
+        connection.close()
+    tally = LabelCounts(
+        read=sum(int(n) for n in counts.values()),
+        kept=int(counts.get("kept", 0)),
+        too_recent=int(counts.get("too_recent", 0)),
+        before_lookback=int(counts.get("before_lookback", 0)),
+        label_unknown=int(counts.get("label_unknown", 0)),
+        missing=int(counts.get("missing", 0)),
+    )
+    return kept, tally
+
+
+def _instant(moment: datetime) -> str:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return f"TIMESTAMPTZ '{aware.astimezone(UTC).isoformat()}'"
+
+
+# --- prepare: labels -> training set -> train -> checked model ---------------------------------
+
+
+def prepare(
+    store: FeatureStore,
+    job: TrainingJob,
+    record: JobRecord,
+    now: datetime,
+    *,
+    log: logging.Logger,
+    cancelled: Callable[[], bool] = lambda: False,
+    stage: Callable[[str], None] = lambda _: None,
+) -> Prepared:
+    """Everything before registration (the part the runner times out and may cancel)."""
+    train = bind_train_function(store, job)
+    cutoff = now - job.label_delay
+    since = None if job.lookback is None else cutoff - job.lookback
+    stage("reading labels")
+    table, counts = read_labels(store.repo_path, job.labels, now, cutoff, since)
+    log.info(
+        "labels as of %s (cutoff %s): %s", now.isoformat(), cutoff.isoformat(), counts.describe()
+    )
+    if counts.kept == 0:
+        raise NotRetryable(
+            f"no matured labelled rows: {counts.describe()}; wait until labels mature "
+            f"(label_delay {job.label_delay}) or widen lookback"
+        )
+    stage("building the training set")
+    dataset = _training_set(store, job, record, table)
+    log.info(
+        "training set '%s': %d rows, fingerprint %s",
+        dataset.name,
+        dataset.row_count,
+        dataset.fingerprint,
+    )
+    features = service_features(store, job.feature_service)
+    context = TrainingContext(
+        job=job.name,
+        job_id=record.id,
+        attempt=record.attempt,
+        model=job.model,
+        feature_service=job.feature_service,
+        now=now,
+        cutoff=cutoff,
+        since=since,
+        dataset=dataset.name,
+        dataset_path=dataset.path,
+        label=job.labels.label,
+        timestamp_field=job.labels.timestamp_field or "",
+        features=features,
+        log=log,
+        cancelled=cancelled,
+    )
+    frame = _read_frame(dataset.path)
+    stage("training")
+    try:
+        returned = train(frame, context)
+    except Exception as error:
+        raise TrainingFailed(
+            f"train function '{job.train.name}' raised {type(error).__name__}: {error}"
+        ) from error
+    trained = as_trained(returned, job.train.name)
+    if trained.sample_input is None:
+        trained = _with_default_sample(trained, frame, features)
+    inputs = check_inputs(trained, features, table.column_names, job)
+    return Prepared(job, trained, dataset, counts, inputs)
+
+
+def _training_set(
+    store: FeatureStore, job: TrainingJob, record: JobRecord, table: pa.Table
+) -> DatasetRecord:
+    name = f"{job.name}_{record.id}"
+    out = store.repo_path / DATASET_DIR / f"{name}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return store.datasets.create(
+        name,
+        table,
+        job.feature_service,
+        out,
+        event_timestamp_column=job.labels.timestamp_field or "event_timestamp",
+        author=f"job {record.id}",
+    )
+
+
+def _read_frame(path: str) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def service_features(store: FeatureStore, service: str) -> tuple[str, ...]:
+    """The feature names the service gives a training set (its columns besides the labels')."""
+    found = store.registry.catalog.feature_services.get(service)
+    if found is None:
+        raise NotRetryable(
+            f"feature service '{service}' is not applied in project '{store.project}'; apply "
+            "the repo first"
+        )
+    names: dict[str, None] = {}
+    for projection in found.features:
+        names.update(dict.fromkeys(projection.features))
+    return tuple(names)
+
+
+def as_trained(returned: Any, function: str) -> TrainedModel:
+    """What a train function returned as a TrainedModel; NotRetryable for no model."""
+    if isinstance(returned, tuple) and len(returned) == 2:
+        model, metrics = returned
+        if not isinstance(metrics, Mapping):
+            raise NotRetryable(
+                f"train function '{function}' returned (model, {type(metrics).__name__}); the "
+                "second item must be a dict of metric name -> number"
+            )
+        returned = TrainedModel(model=model, metrics=metrics)
+    if not isinstance(returned, TrainedModel):
+        kind = "None" if returned is None else type(returned).__name__
+        raise NotRetryable(
+            f"train function '{function}' returned {kind}: it must return "
+            "TrainedModel(model=..., metrics=...) or a (model, metrics) tuple"
+        )
+    if returned.model is None:
+        raise NotRetryable(
+            f"train function '{function}' returned no model (model=None); nothing was registered"
+        )
+    return returned
+
+
+def _with_default_sample(
+    trained: TrainedModel, frame: pd.DataFrame, features: tuple[str, ...]
+) -> TrainedModel:
+    from dataclasses import replace
+
+    present = [name for name in features if name in frame.columns]
+    return replace(trained, sample_input=frame[present].head(5))
+
+
+def check_inputs(
+    trained: TrainedModel,
+    features: tuple[str, ...],
+    label_columns: list[str],
+    job: TrainingJob,
+) -> tuple[str, ...]:
+    """The model's input names (from its sample input); each must be a feature of the job's
+    feature service or a column of the label source (a request-time input such as the amount),
+    and never the label itself."""
+    names = _input_names(trained.sample_input, job.train.name)
+    allowed = set(features) | set(label_columns)
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise NotRetryable(
+            f"the model's inputs {unknown} are neither features of feature service "
+            f"'{job.feature_service}' nor columns of the label source: its signature does not "
+            "match the feature service. Train on the service's features (and request-time "
+            "columns of the labels) only"
+        )
+    if job.labels.label in names:
+        raise NotRetryable(
+            f"the model takes the label '{job.labels.label}' as an input: it would score "
+            "with the answer. Drop it from the model's inputs"
+        )
+    return names
+
+
+def _input_names(sample: Any, function: str) -> tuple[str, ...]:
+    columns = getattr(sample, "columns", None)
+    if columns is None:
+        raise NotRetryable(
+            f"train function '{function}' gave a sample_input of type {type(sample).__name__}: "
+            "give a pandas DataFrame whose columns name the model's inputs, so its signature "
+            "can be checked against the feature service"
+        )
+    return tuple(str(name) for name in columns)
+
+
+# --- register ----------------------------------------------------------------------------------
+
+
+def register(
+    store: FeatureStore, prepared: Prepared, record: JobRecord, *, log: logging.Logger
+) -> dict[str, Any]:
+    """Register the new version (lineage, metrics, params with the importance, job tags, the
+    job's alias), then start the job's rollout; the job's result. A rollout that cannot start
+    does not undo the registration: its error is in the result and the logs."""
+    job, trained = prepared.job, prepared.trained
+    params = dict(trained.params)
+    if trained.importance is not None:
+        params["feature_importance"] = {k: float(v) for k, v in trained.importance.items()}
+    version = store.models.register_model(
+        job.model,
+        trained.model,
+        flavor=trained.flavor,
+        feature_service=job.feature_service,
+        training_dataset=prepared.dataset.name,
+        metrics=trained.metrics,
+        params=params,
+        tags={"job": job.name, "job_id": str(record.id)},
+        description=trained.description,
+        sample_input=trained.sample_input,
+        alias=job.alias,
+    )
+    log.info("registered %s (alias '%s')", version.ref, job.alias)
+    result: dict[str, Any] = {
+        "model": job.model,
+        "version": version.version,
+        "alias": job.alias,
+        "dataset": prepared.dataset.name,
+        "rows": prepared.dataset.row_count,
+        "labels": prepared.counts.__dict__,
+        "metrics": dict(version.metrics),
+        "inputs": list(prepared.inputs),
+    }
+    if job.rollout is not None:
+        result.update(start_rollout(store, job, version.version, log=log))
+    return result
+
+
+def start_rollout(
+    store: FeatureStore, job: TrainingJob, version: int, *, log: logging.Logger
+) -> dict[str, Any]:
+    """Start the job's applied rollout with the new version as its candidate."""
+    rollout = store.registry.catalog.rollouts.get(job.rollout or "")
+    if rollout is None:
+        message = f"rollout '{job.rollout}' is not applied; the version was registered only"
+        log.warning("%s", message)
+        return {"rollout_error": message}
+    try:
+        state = store.rollouts.start(rollout.model_copy(update={"candidate": version}))
+    except ParityError as error:
+        log.warning("rollout '%s' did not start: %s", rollout.name, error)
+        return {"rollout_error": f"[{error.code}] {error.message}"}
+    log.info(
+        "rollout %s started: version %d against champion %d", state.id, version, state.champion
+    )
+    return {"rollout": state.id}
