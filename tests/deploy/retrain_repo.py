@@ -61,17 +61,23 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(drift_repo: Path, clock: Clock) -> Iterator[FeatureStore]:
-    (drift_repo / "lifecycle.py").write_text(textwrap.dedent(LIFECYCLE).lstrip())
-    opened = FeatureStore(drift_repo, clock=clock)
+    opened = open_store(drift_repo, clock)
+    yield opened
+    opened.close()
+
+
+def open_store(repo: Path, clock: Clock, lifecycle: str = LIFECYCLE) -> FeatureStore:
+    """The repo with `lifecycle.py` written, applied, and its training set `train_v1` saved."""
+    (repo / "lifecycle.py").write_text(textwrap.dedent(lifecycle).lstrip())
+    opened = FeatureStore(repo, clock=clock)
     opened.apply()
     opened.datasets.create(
         "train_v1",
-        str(drift_repo / "data" / "entities.parquet"),
+        str(repo / "data" / "entities.parquet"),
         ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city"],
-        drift_repo / "data" / "train_v1.parquet",
+        repo / "data" / "train_v1.parquet",
     )
-    yield opened
-    opened.close()
+    return opened
 
 
 def register(store: FeatureStore, *, dataset: str | None = "train_v1", **extra: Any) -> int:
