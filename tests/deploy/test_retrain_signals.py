@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,13 @@ import sqlalchemy as sa
 from parity import FeatureStore
 from parity.deploy.retrain import Triggers
 from parity.deploy.retrain_signals import MonitoringSignals, relative_drop, weighted_share
-from parity.errors import InvalidTime, ModelNotFound, NoReference, RetrainPolicyNotFound
+from parity.errors import (
+    InvalidOption,
+    InvalidTime,
+    ModelNotFound,
+    NoReference,
+    RetrainPolicyNotFound,
+)
 from parity.inference.predlog import PredictionRecord
 from parity.monitoring.drift_history import DATASET, DriftHistory, DriftRow
 from parity.monitoring.performance_history import PerformanceHistory, performance_table
@@ -27,10 +34,12 @@ from parity.monitoring.profile_store import profiles_table
 from tests.deploy.retrain_repo import (
     HOUR,
     IMPORTANCE,
+    LIFECYCLE,
     T0,
     Clock,
     clock,
     drift_repo,
+    open_store,
     register,
     store,
 )
@@ -311,6 +320,13 @@ def test_requests_and_history_refuse_unknown_models_and_bad_input(store: Feature
         triggers.evaluate(now=datetime(1, 1, 1, tzinfo=T0.tzinfo))
     with pytest.raises(InvalidTime, match="outside"):
         triggers.request("scorer", now=datetime(9999, 1, 1, tzinfo=T0.tzinfo))
+    for limit in (0, -1, 2.5, True, "10"):
+        with pytest.raises(InvalidOption, match="limit"):
+            triggers.history(limit=limit)  # type: ignore[arg-type]
+    for reason in (None, 3, "x" * 1001):
+        with pytest.raises(InvalidOption, match="reason"):
+            triggers.request("scorer", reason=reason)  # type: ignore[arg-type]
+    assert triggers.engine.store.state("scorer").revision == 0  # nothing was recorded
 
 
 def test_a_manual_request_on_a_real_store_fires_once(store: FeatureStore) -> None:
@@ -325,3 +341,35 @@ def test_a_manual_request_on_a_real_store_fires_once(store: FeatureStore) -> Non
     assert "new labels; again" in first[0].reasons[0]
     assert second[0].action != "fire" and len(queue.jobs) == 1
     assert queue.jobs[0].reason == "manual" and queue.jobs[0].trigger_decision == first[0].id
+
+
+def test_the_monitor_pass_records_performance_once_per_window(
+    drift_repo: Path, clock: Clock
+) -> None:
+    labelled = LIFECYCLE.replace(
+        "min_samples=50)",
+        "min_samples=50,\n                             labels=LabelSource(path='data/entities.parquet', "
+        "label='label', join_keys=('driver_id',)))",
+    )
+    opened = open_store(drift_repo, clock, labelled)
+    try:
+        register(opened)
+        records: list[PredictionRecord] = []
+        log_window(records, np.random.default_rng(3), T0, 300)
+        write_log(opened, records)
+        triggers = Triggers(opened, queue=FakeQueue())
+        clock.now = T0 + 2 * HOUR
+        first = [line for line in triggers.tick().monitors if "performance" in line]
+        clock.now = T0 + 2 * HOUR + timedelta(minutes=5)
+        second = [line for line in triggers.tick().monitors if "performance" in line]
+        clock.now = T0 + 3 * HOUR + timedelta(minutes=5)
+        third = [line for line in triggers.tick().monitors if "performance" in line]
+        assert "recorded" in first[0] and "already" not in first[0], first
+        assert "already recorded" in second[0]
+        assert "already" not in third[0]
+        as_of = {
+            row["as_of"] for row in opened.monitoring.performance_history("scorer", latest=False)
+        }
+        assert as_of == {T0 + 2 * HOUR, T0 + 3 * HOUR + timedelta(minutes=5)}
+    finally:
+        opened.close()

@@ -238,6 +238,7 @@ class TriggerEngine:
 
 
 _MIN = datetime.min
+_MAX_REASON = 1000
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
@@ -389,8 +390,9 @@ class Triggers:
         """A manual retrain request for `model`: taken into account by the next evaluation
         (the cooldown does not apply to it, the caps do)."""
         policy = self.policy_for(model)
-        if not isinstance(reason, str):
-            raise InvalidOption(f"reason {reason!r} is a {type(reason).__name__}: give text")
+        if not isinstance(reason, str) or len(reason) > _MAX_REASON:
+            shown = f"{len(reason)} characters" if isinstance(reason, str) else repr(reason)
+            raise InvalidOption(f"reason {shown}: give text of at most {_MAX_REASON} characters")
         self.engine.request(policy, reason.strip() or "manual", self._moment(now))
 
     def tick(self, *, now: datetime | None = None) -> Tick:
@@ -438,6 +440,8 @@ class Triggers:
 
     def history(self, model: str | None = None, *, limit: int = 100) -> list[RetrainDecision]:
         """Recorded decisions, newest first (`parity triggers history`)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidOption(f"limit {limit!r}: give a whole number of decisions, at least 1")
         if model is not None:
             self._store.models.versions(model)  # ModelNotFound, not an empty history
         return self.engine.store.history(model, limit=limit)
