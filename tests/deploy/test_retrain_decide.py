@@ -279,3 +279,28 @@ def test_the_state_machine_matches_the_whole_history_oracle(
     outcomes, _ = run(values, every=HOUR, sustain=sustain, cooldown=cooldown * HOUR)
     fired = [i for i, o in enumerate(outcomes) if o.action == "fire"]
     assert fired == oracle_fires(values, 0.5, 0.3, sustain, cooldown)
+
+
+def test_a_new_champion_starts_its_signals_afresh() -> None:
+    chosen = policy(sustain=1, cooldown=HOUR)
+    old = Observation(0.9, T0, {"version": 1})
+    fired = decide(chosen, TriggerState(), old, NONE, Context(T0))
+    assert fired.action == "fire" and fired.state.drift.version == 1
+    # the retrained version 2 is promoted; it has no complete window yet: no evidence, and the
+    # old version's firing state does not fire a second retrain after the cooldown
+    fresh = Observation(None, None, {"version": 2})
+    later = decide(chosen, fired.state, fresh, NONE, Context(T0 + 2 * HOUR))
+    assert later.action == "hold" and not later.state.drift.firing
+    assert later.evidence["drift"]["reset"].startswith("version 1 -> 2")
+    assert later.state.drift.version == 2
+
+
+def test_a_rollout_in_progress_holds_every_signal_and_request_back() -> None:
+    chosen = policy(sustain=1)
+    state = with_request(TriggerState(), "please", T0)
+    ctx = Context(T0, rollout="fraud-3 (active)")
+    held = decide(chosen, state, seen(0.9, T0), NONE, ctx)
+    assert held.action == "suppress" and "rollout fraud-3 (active)" in held.reasons[0]
+    assert held.state.request is not None  # still pending
+    done = decide(chosen, held.state, NONE, NONE, Context(T0 + HOUR))
+    assert done.action == "fire" and set(done.asking) == {"drift", "manual"}

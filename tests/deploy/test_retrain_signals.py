@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from parity import FeatureStore
+from parity.definitions.rollout import RoutingKey
 from parity.deploy.retrain import Triggers
 from parity.deploy.retrain_signals import MonitoringSignals, relative_drop, weighted_share
 from parity.errors import (
@@ -373,3 +374,23 @@ def test_the_monitor_pass_records_performance_once_per_window(
         assert as_of == {T0 + 2 * HOUR, T0 + 3 * HOUR + timedelta(minutes=5)}
     finally:
         opened.close()
+
+
+def test_a_rollout_of_the_model_in_progress_is_read_and_holds_the_retrain(
+    store: FeatureStore,
+) -> None:
+    register(store)
+    register(store, dataset="train_v1")  # version 2, champion now
+    store.models.set_alias("scorer", "champion", 1)
+    signals = MonitoringSignals(store)
+    assert signals.rollout("scorer") is None
+    key = RoutingKey(name="x-user-id", source="header")
+    started = store.rollouts.start(model="scorer", candidate=2, routing_key=key)
+    assert signals.rollout("scorer") == f"{started.id} ({started.status})"
+    triggers = Triggers(store, queue=FakeQueue())
+    triggers.request("scorer", now=T0)
+    [held] = triggers.evaluate(now=T0 + HOUR)
+    assert held.action == "suppress" and started.id in held.reasons[0]
+    store.rollouts.abort("scorer")
+    [fired] = triggers.evaluate(now=T0 + 2 * HOUR)
+    assert fired.action == "fire"

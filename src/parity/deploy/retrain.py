@@ -76,6 +76,10 @@ class SignalSource(Protocol):
 
     def newest_version_at(self, model: str) -> datetime | None: ...
 
+    def rollout(self, model: str) -> str | None:
+        """The model's rollout in progress (its id and status), if any."""
+        ...
+
 
 @dataclass
 class TriggerEngine:
@@ -153,6 +157,13 @@ class TriggerEngine:
             log.warning("retrain %s: no version to age: %s", model, error)
             return None
 
+    def _rollout(self, model: str) -> str | None:
+        try:
+            return self.signals.rollout(model)
+        except ParityError as error:
+            log.warning("retrain %s: rollouts unreadable: %s", model, error)
+            return None
+
     def _one(
         self, policy: RetrainPolicy, now: datetime, model_active: tuple[int, ...], total: int
     ) -> RetrainDecision:
@@ -165,6 +176,7 @@ class TriggerEngine:
             total_active=total,
             overall_cap=self.overall_cap,
             newest_version_at=self._newest(policy.model),
+            rollout=self._rollout(policy.model),
         )
         for _ in range(_ATTEMPTS):
             stored = self.store.state(policy.model)

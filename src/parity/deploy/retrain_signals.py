@@ -115,6 +115,13 @@ class MonitoringSignals:
         versions = self._store.models.versions(model)
         return max((v.created_at for v in versions), default=None)
 
+    def rollout(self, model: str) -> str | None:
+        """The model's rollout in progress (shadow, canary or paused), as 'id (status)'."""
+        for state in self._store.rollouts.list(active_only=True):
+            if state.model == model:
+                return f"{state.id} ({state.status})"
+        return None
+
     def check_reference(self, version: ModelVersion) -> None:
         """NoReference naming the model and the command to run when the version has no usable
         reference profile of its training set's features."""
