@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from parity.definitions.retrain import RetrainPolicy
+from parity.deploy.retrain import LEASE_SECONDS
 from parity.deploy.retrain_decide import Outcome, TriggerState
 from parity.deploy.retrain_signals import weighted_share
 from parity.deploy.retrain_store import TriggerStore
-from parity.errors import ParityError, TrainingJobNotFound
-from parity.registry.sql import create_registry_engine
+from parity.errors import ParityError, RetrainEvaluationBusy, TrainingJobNotFound
+from parity.registry.sql import create_registry_engine, sqlite_url
 from tests.deploy.retrain_support import (
     DAY,
     HOUR,
@@ -298,3 +299,25 @@ def test_a_signal_error_on_one_model_does_not_stop_the_others(store: TriggerStor
     assert by_model["a"].signals["drift"]["error"].startswith("no_reference")
     assert by_model["b"].action == "fire"
     assert isinstance(signals.errors["a"], ParityError)
+
+
+def test_an_evaluation_that_outlives_its_lease_stops_instead_of_deciding_beside_another(
+    tmp_path: Path,
+) -> None:
+    wall = {"now": 1_000_000.0}
+    engine_ = create_registry_engine(sqlite_url(tmp_path / "registry.db"))
+    slow_store = TriggerStore(engine_, "p", wall=lambda: wall["now"])
+    other_store = TriggerStore(engine_, "p", wall=lambda: wall["now"])
+    queue = FakeQueue()
+    models = [policy("a", sustain=1), policy("b", sustain=1)]
+    other = engine(other_store, queue, Scripted(drift_value=lambda m, now: 0.9))
+
+    def slow(model: str, now: datetime) -> float:
+        if model == "a":  # the first model's read hangs past the lease; another pass starts
+            wall["now"] += LEASE_SECONDS + 1
+            other.evaluate(models, now)
+        return 0.9
+
+    with pytest.raises(RetrainEvaluationBusy, match="took it over"):
+        engine(slow_store, queue, Scripted(drift_value=slow)).evaluate(models, T0)
+    assert sorted(queue.fired_models()) == ["a", "b"]  # each once, by the other evaluation

@@ -180,6 +180,11 @@ def run_loop(repo: Path, interval: str, count: int | None) -> None:
             f"--interval {interval!r}: give a whole number and a unit of at least 1s, e.g. "
             f"{SPAN_EXAMPLES}"
         )
-    store_at(repo).triggers.run(
-        interval=span.total_seconds(), passes=count, on_tick=lambda done: print_tick(done, False)
-    )
+    try:
+        store_at(repo).triggers.run(
+            interval=span.total_seconds(),
+            passes=count,
+            on_tick=lambda done: print_tick(done, False),
+        )
+    except KeyboardInterrupt:
+        console.print("stopped")

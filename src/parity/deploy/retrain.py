@@ -94,6 +94,7 @@ class TriggerEngine:
     sleep: Callable[[float], None] = time.sleep
     wall: Callable[[], float] = time.monotonic
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _renewed_at: float = field(default=0.0, init=False, repr=False)
 
     def evaluate(self, policies: Sequence[RetrainPolicy], now: datetime) -> list[RetrainDecision]:
         """One pass over `policies` at `now`, holding the project's evaluation lease (a second
@@ -111,6 +112,7 @@ class TriggerEngine:
             order = pass_order((p.model, _state(stored.get(p.model))) for p in policies)
             decisions = []
             for model in order:
+                self._renew_lease()
                 mine = tuple(sorted(job.id for job in active if job.model == model))
                 decision = self._one(by_policy[model], now, mine, total)
                 total += decision.action == "fire"
@@ -125,6 +127,7 @@ class TriggerEngine:
 
     def _take_lease(self) -> None:
         deadline = self.wall() + self.wait_seconds
+        self._renewed_at = self.store.wall_time()
         while not self.store.acquire(self.owner, self.lease_seconds):
             if self.wall() >= deadline:
                 raise RetrainEvaluationBusy(
@@ -134,6 +137,20 @@ class TriggerEngine:
                     f"{self.lease_seconds:.0f} s)"
                 )
             self.sleep(_POLL)
+
+    def _renew_lease(self) -> None:
+        """Extend the lease before a model once a third of it has passed; a pass that outlived
+        it (another evaluation took it over) stops rather than decide beside the other one."""
+        moment = self.store.wall_time()
+        if moment - self._renewed_at < self.lease_seconds / 3:
+            return
+        self._renewed_at = moment
+        if not self.store.renew(self.owner, self.lease_seconds):
+            raise RetrainEvaluationBusy(
+                f"this trigger evaluation of project '{self.store.project}' ran past its "
+                f"{self.lease_seconds:.0f} s lease and another one took it over; it stopped. "
+                "The decisions it recorded stand; the other evaluation decides the rest"
+            )
 
     def _read(self, policy: RetrainPolicy, now: datetime) -> tuple[Observation, Observation]:
         found = []

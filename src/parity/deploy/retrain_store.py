@@ -258,11 +258,31 @@ class TriggerStore:
                 continue
         return False
 
+    def wall_time(self) -> float:
+        """The wall clock the lease is measured on (seconds since the epoch)."""
+        return self._wall()
+
+    def renew(self, owner: str, ttl_seconds: float) -> bool:
+        """Extend the lease if `owner` still holds it (even expired, when nobody took it since);
+        False once another owner took it."""
+        table = lease_table
+        with self._connect(write=True) as conn, conn.begin():
+            done = conn.execute(
+                table.update()
+                .where(table.c.project == self.project, table.c.owner == owner)
+                .values(expires_at=self._wall() + ttl_seconds)
+            )
+        return done.rowcount == 1
+
     def release(self, owner: str) -> None:
+        """Free the lease at once; the row keeps its owner, so an evaluation that lost the lease
+        to this one sees it was taken over."""
         table = lease_table
         with self._connect(write=True) as conn, conn.begin():
             conn.execute(
-                table.delete().where(table.c.project == self.project, table.c.owner == owner)
+                table.update()
+                .where(table.c.project == self.project, table.c.owner == owner)
+                .values(expires_at=0.0)
             )
 
     def clear(self) -> None:
