@@ -94,6 +94,8 @@ def test_nan_and_infinite_values_are_no_evidence() -> None:
     outcomes, state = run([float("nan"), float("inf"), float("-inf")], sustain=1)
     assert set(actions(outcomes)) == {"hold"}
     assert not state.drift.firing
+    assert [o.evidence["drift"]["value"] for o in outcomes] == [None, None, None]
+    assert [o.evidence["drift"]["invalid"] for o in outcomes] == ["nan", "inf", "-inf"]
 
 
 def test_the_same_evidence_seen_twice_counts_once() -> None:

@@ -195,8 +195,9 @@ def step_signal(
     if rule is None:
         return state, {"enabled": False}
     value = seen.value
+    finite = value is not None and math.isfinite(value)
     evidence: dict[str, Any] = {
-        "value": value,
+        "value": value if finite else None,  # NaN / inf are no evidence (and not JSON)
         "at": None if seen.at is None else seen.at.isoformat(),
         "fire_at": rule.fire_at,
         "clear_at": rule.clear_at,
@@ -205,6 +206,8 @@ def step_signal(
     }
     if seen.error is not None:
         evidence["error"] = seen.error
+    if value is not None and not finite:
+        evidence["invalid"] = repr(value)
     version = seen.detail.get("version")
     if isinstance(version, int) and not isinstance(version, bool) and version != state.version:
         if state.version is not None:  # a new champion: the old one's evidence says nothing
@@ -212,7 +215,7 @@ def step_signal(
             state = SignalState()
         state = replace(state, version=version)
     fresh = seen.at is None or state.last_at is None or seen.at > state.last_at
-    if value is None or not math.isfinite(value) or not fresh:
+    if value is None or not finite or not fresh:
         evidence["counted"] = False
         after = state
     else:
