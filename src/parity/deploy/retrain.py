@@ -105,7 +105,7 @@ class TriggerEngine:
         try:
             stored = self.store.states()
             for policy in policies:
-                self._repair(policy, stored.get(policy.model))
+                self._repair(policy, stored.get(policy.model), now)
             active = [job for job in self.queue.active() if job.kind == "training"]
             total = len(active)
             by_policy = {policy.model: policy for policy in policies}
@@ -239,34 +239,32 @@ class TriggerEngine:
         log.info("retrain %s: fired (%s), job #%s", policy.model, reason, job.id)
         return _with_job(decision, job.id)
 
-    def _repair(self, policy: RetrainPolicy, stored: StoredState | None) -> None:
+    def _repair(self, policy: RetrainPolicy, stored: StoredState | None, now: datetime) -> None:
         """A fire whose job was never confirmed (the evaluation died between its record and its
-        submission, or the submission failed): link the job it did queue, or queue it now."""
+        submission, or the submission failed): link the job it did queue, or queue it now; after
+        `_KEPT_ERRORS` failed submissions give it up (the model is not blocked forever)."""
         if stored is None:
             return
         state = stored.state
         if state.last_fire_decision is None or state.last_fire_job is not None:
             return
-        decision = state.last_fire_decision
+        ident = state.last_fire_decision
         for job in self.queue.list(model=policy.model, limit=100):
-            if job.trigger_decision == decision:
-                self.store.link(policy.model, decision, job.id)
+            if job.trigger_decision == ident:
+                self.store.link(policy.model, ident, job.id)
                 return
-        if len(self.store.errors(decision)) >= _KEPT_ERRORS:
-            return  # it failed often enough: the history shows why; a person must look
-        recorded = RetrainDecision(
-            decision,
-            self.store.project,
-            policy.model,
-            policy.name,
-            state.last_fire_at or _MIN,
-            "fire",
-            (),
+        if len(self.store.errors(ident)) >= _KEPT_ERRORS:
+            self.store.abandon(policy.model, ident, f"given up after {_KEPT_ERRORS} failures")
+            log.error("retrain %s: fire %s given up (see its evidence)", policy.model, ident)
+            return
+        decision = self.store.decision(ident)
+        asking = tuple(decision.signals.get("asking") or ()) if decision else ()
+        recorded = decision or RetrainDecision(
+            ident, self.store.project, policy.model, policy.name, now, "fire", ()
         )
-        self._submit(policy, recorded, ("retry",), state.last_fire_at or _MIN)
+        self._submit(policy, recorded, asking or ("retry",), now)
 
 
-_MIN = datetime.min
 _MAX_REASON = 1000
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)

@@ -206,6 +206,23 @@ class TriggerStore:
                 linked = replace(stored.state, last_fire_job=job)
                 self._write(conn, model, stored.policy, stored.revision, linked)
 
+    def decision(self, ident: int) -> RetrainDecision | None:
+        table = decisions_table
+        query = sa.select(table).where(table.c.project == self.project, table.c.id == ident)
+        with self._connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _decision(dict(row._mapping))
+
+    def abandon(self, model: str, decision: int, why: str) -> None:
+        """Give up an unconfirmed fire: its state no longer waits for its job (the cooldown from
+        its time still applies), and its evidence says why."""
+        self.link(model, decision, None, why)
+        with self._connect(write=True) as conn, conn.begin():
+            stored = self._read(conn, model, lock=True)
+            if stored.state.last_fire_decision == decision:
+                cleared = replace(stored.state, last_fire_decision=None, last_fire_job=None)
+                self._write(conn, model, stored.policy, stored.revision, cleared)
+
     def errors(self, decision: int) -> list[str]:
         """The submission errors kept in a fire decision's evidence."""
         table = decisions_table
