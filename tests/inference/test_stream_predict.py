@@ -271,3 +271,30 @@ def test_an_event_ingest_applied_first_is_marked_and_its_score_includes_it(
     at = offline_features(world["store"], fresh, [e["event_timestamp"] for e in fresh])
     assert close([float(got[i]["score"]) for i in ids], list(VelocityModel().predict(at)))
     assert not close([float(got[i]["score"]) for i in ids], expected_scores(world["store"], fresh))
+
+
+def test_a_stream_score_equals_the_v1_score_for_the_same_features(world: dict[str, Any]) -> None:
+    """The model server's `/v1` path (ModelServer.predict_entities) reads at the store's clock;
+    an event stamped 1 µs after it is read at that same time: the scores are equal."""
+    import asyncio
+
+    from parity.inference.metrics import ModelMetrics
+    from parity.inference.server import ModelServer, ModelTarget
+
+    send(world, history(NOW, [1, 2, 3], 6))
+    ingest(world)
+    group = f"parity:{world['store'].project}:predict:{world['sink']}"
+    world["client"].xgroup_create(world["stream"], group, id="$")
+    rows = [{"account_id": a, "amount": 4.5 * a} for a in (1, 2, 3)]
+    moment = NOW + timedelta(microseconds=1)
+    ids = send(world, [{**row, "event_timestamp": moment} for row in rows])
+    drain(predictor(world))
+    got = scores(world)
+    server = ModelServer(world["store"].models, metrics=ModelMetrics(), features=world["store"])
+
+    async def v1() -> list[Any]:
+        answer = await server.predict_entities(ModelTarget.parse("velo@champion"), rows)
+        await server.close()
+        return answer.predictions
+
+    assert [float(got[i]["score"]) for i in ids] == asyncio.run(v1())
