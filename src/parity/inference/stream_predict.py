@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CLAIM_EVERY_S = 10.0  # how often a worker looks for messages a dead consumer left
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # waits for an unreachable store, doubling
 SINK, DEAD = 2, 3  # KEYS index of the score stream and of the dead-letter stream in the script
 
 # KEYS: source stream, score stream, dead-letter stream. ARGV: group, then per message its id,
@@ -411,8 +412,22 @@ class StreamPredictor:
     def run(
         self, stop: Callable[[], bool] = lambda: False, until_idle: bool = False
     ) -> StreamStats:
+        """Batches until `stop()` (or, `until_idle`, a read that finds nothing). A store that
+        cannot be reached (Redis down, the online store unavailable) is waited for: the batch
+        in hand stays pending and is re-read, from this consumer's pending list, once it is back."""
+        pause = RETRY_FIRST_S
         while not stop():
-            if self.run_once() == 0 and until_idle:
+            try:
+                handled = self.run_once()
+            except _unreachable() as error:
+                self.stats.retries += 1
+                log.warning("predict stream: %s; retrying in %.1f s", error, pause)
+                self._own_pending = True  # the batch in hand was not acknowledged
+                time.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX_S)
+                continue
+            pause = RETRY_FIRST_S
+            if handled == 0 and until_idle:
                 break
         return self.stats
 
@@ -497,6 +512,17 @@ def _entry(message_id: str, target: int, fields: dict[str, Any]) -> list[Any]:
     for name, value in fields.items():
         flat += [name, value]
     return flat
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """Errors of a store that is down or unreachable: retried, not fatal."""
+    from redis.exceptions import BusyLoadingError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from parity.errors import OnlineStoreUnavailable
+
+    return (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OnlineStoreUnavailable)
 
 
 def _text(value: Any) -> str:

@@ -94,6 +94,7 @@ class StreamStats:
     dead_lettered: int = 0
     duplicates: int = 0  # messages already published by a previous run (only acknowledged)
     ingest_ahead: int = 0  # events `parity ingest` had read before their score read features
+    retries: int = 0  # batches retried after a store was unreachable
     by_reason: dict[str, int] = field(default_factory=dict)
 
     def count(self, reason: str) -> None:
