@@ -95,7 +95,7 @@ def stream(
     err.print(
         f"published {stats.scored} scores in {stats.batches} batches; {stats.dead_lettered} "
         f"dead letters ({reasons}); {stats.duplicates} already published; "
-        f"{stats.ingest_ahead} read after `parity ingest` had read them"
+        f"{stats.ingest_ahead} read after `parity ingest` had read them; {stats.retries} retries"
     )
 
 
