@@ -18,8 +18,12 @@ from parity.jobs.state import JobRecord
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_runner(repo: Path, mode: str, sleep: float = 1.0) -> subprocess.Popen[bytes]:
+def start_runner(
+    repo: Path, mode: str, sleep: float = 1.0, go: Path | None = None
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PARITY_TEST_SLEEP": str(sleep), "PYTHONPATH": str(ROOT)}
+    if go is not None:
+        env["PARITY_TEST_GO"] = str(go)
     return subprocess.Popen(
         [sys.executable, "-m", "tests.jobs.runner_proc", str(repo), mode],
         cwd=ROOT,
@@ -62,7 +66,12 @@ def span(record: JobRecord) -> tuple[float, float]:
 def test_three_runner_processes_never_run_more_than_the_cap(tiny_repo: Path) -> None:
     with FeatureStore(tiny_repo) as store:
         submitted = [store.jobs.submit("slow_job").id for _ in range(6)]
-        runners = [start_runner(tiny_repo, "loop", sleep=1.0) for _ in range(3)]
+        go = tiny_repo / "go"
+        runners = [start_runner(tiny_repo, "loop", sleep=1.0, go=go) for _ in range(3)]
+        deadline = time.monotonic() + 60
+        while len(list(tiny_repo.glob("go.*"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        go.touch()  # all three start together: they compete for the two slots
         outputs = finish(runners)
         assert [proc.returncode for proc in runners] == [0, 0, 0], outputs
         records = [store.jobs.get(job_id) for job_id in submitted]
@@ -107,11 +116,11 @@ def test_a_killed_runner_leaves_its_job_running_until_stale_then_failed_and_retr
         beat = max(lost.heartbeat_at, store.jobs.get(final.id).heartbeat_at or lost.heartbeat_at)
         assert "hanging" in lost.logs  # logs were saved with the heartbeats
         # Not yet stale (1 s): a sweep leaves both running and claims nothing (no queued job).
-        fresh = store.jobs.runner(now=lambda: beat + timedelta(seconds=0.5))
+        fresh = store.jobs.runner(wall=lambda: beat + timedelta(seconds=0.5))
         assert fresh.sweep() == []
         assert store.jobs.get(retried.id).status == "running"
         later = beat + timedelta(seconds=1.5)
-        failed = store.jobs.runner(now=lambda: later).sweep()
+        failed = store.jobs.runner(now=lambda: later, wall=lambda: later).sweep()
         assert sorted(r.id for r in failed) == [retried.id, final.id]
         for record in failed:
             assert record.status == "failed" and "lost: no heartbeat since" in (record.error or "")

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from parity.errors import BackendNotInstalled
+from parity.timeutil import utcnow
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -111,17 +112,30 @@ class Jobs:
     # --- running ----------------------------------------------------------------------------------
 
     def runner(
-        self, *, now: Callable[[], datetime] | None = None, slots: int | None = None
+        self,
+        *,
+        now: Callable[[], datetime] | None = None,
+        slots: int | None = None,
+        wall: Callable[[], datetime] | None = None,
     ) -> Runner:
-        """A runner of this project (this process's identity) on clock `now`, running at most
-        `slots` jobs at once itself (default and most: `jobs.max_concurrent`)."""
+        """A runner of this project (this process's identity) on clock `now` (the records'
+        times), running at most `slots` jobs at once itself (default and most:
+        `jobs.max_concurrent`); `wall` (real time by default) times heartbeats and staleness."""
         from parity.jobs.runner import Runner, runner_id
 
         if self._runner_id is None:
             self._runner_id = runner_id()
         clock = now or self._store.now
         config = self._store.config.jobs
-        return Runner(self._store, self.db, config, clock, runner=self._runner_id, slots=slots)
+        return Runner(
+            self._store,
+            self.db,
+            config,
+            clock,
+            runner=self._runner_id,
+            slots=slots,
+            wall=wall or utcnow,
+        )
 
     def run_pending(
         self,
@@ -149,9 +163,8 @@ class Jobs:
         runner.warm()
         while True:
             runner.sweep()
-            record = self.db.claim(
-                runner.id, runner.now(), self._store.config.jobs.max_concurrent, only=job_id
-            )
+            cap = self._store.config.jobs.max_concurrent
+            record = self.db.claim(runner.id, runner.now, cap, only=job_id, wall=runner.wall)
             if record is not None:
                 return runner.execute(record)
             current = self.db.get(job_id)

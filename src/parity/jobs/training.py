@@ -48,13 +48,13 @@ class LabelCounts:
     too_recent: int = 0  # event time after the cutoff: the label has not matured
     before_lookback: int = 0  # event time before cutoff - lookback
     label_unknown: int = 0  # label_timestamp after now: not known yet at `now`
-    missing: int = 0  # null label or null event time
+    missing: int = 0  # null, NaN or infinite label, or null event time
 
     def describe(self) -> str:
         return (
             f"{self.read} label rows read, {self.kept} kept; left out: {self.too_recent} younger "
             f"than the cutoff, {self.before_lookback} before the lookback, {self.label_unknown} "
-            f"whose label was not known yet, {self.missing} with a null label or time"
+            f"whose label was not known yet, {self.missing} with no label (null, NaN) or no time"
         )
 
 
@@ -152,8 +152,10 @@ def read_labels(
         sql = label_io.source_sql(source, repo_root)
         label_io.check_columns(connection, source, sql)
         ts = f"CAST({quote(source.timestamp_field or '')} AS TIMESTAMPTZ)"
-        why = [
-            f"WHEN {ts} IS NULL OR {quote(source.label)} IS NULL THEN 'missing'",
+        label = quote(source.label)
+        why = [  # a NaN or infinite number is no label either
+            f"WHEN {ts} IS NULL OR {label} IS NULL "
+            f"OR NOT coalesce(isfinite(TRY_CAST({label} AS DOUBLE)), true) THEN 'missing'",
             f"WHEN {ts} > {_instant(cutoff)} THEN 'too_recent'",
         ]
         if since is not None:
