@@ -7,6 +7,7 @@ those and calls `prepare` (timed, cancellable) then `register`.
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from parity.definitions.monitor import LabelSource
     from parity.feature_store import FeatureStore
     from parity.jobs.state import JobRecord
+    from parity.models.store import ModelVersion
     from parity.registry.datasets import DatasetRecord
 
 _LOAD_LOCK = threading.Lock()  # the repo loader edits sys.path and sys.modules: one at a time
@@ -256,9 +258,11 @@ def prepare(
             f"train function '{job.train.name}' raised {type(error).__name__}: {error}"
         ) from error
     trained = as_trained(returned, job.train.name)
+    check_importable(trained.model, store.repo_path)
     if trained.sample_input is None:
         trained = _with_default_sample(trained, frame, features)
     inputs = check_inputs(trained, features, table.column_names, job)
+    check_importance(trained.importance, job.train.name)
     return Prepared(job, trained, dataset, counts, inputs)
 
 
@@ -321,6 +325,22 @@ def as_trained(returned: Any, function: str) -> TrainedModel:
     return returned
 
 
+def check_importable(model: Any, repo_root: Path) -> None:
+    """A model whose class lives in a repo file could not be loaded anywhere else (the model
+    server does not import the repo, and the loader unloads it): refused with the fix."""
+    import sys
+
+    kind = type(model)
+    module = sys.modules.get(kind.__module__)
+    path = getattr(module, "__file__", None) or ""
+    if module is None or Path(path).resolve().is_relative_to(repo_root.resolve()):
+        raise NotRetryable(
+            f"the model's class {kind.__qualname__} is defined in the repo "
+            f"(module '{kind.__module__}'), so the model server could not import it to load the "
+            "model; define it in an installed package (or use a library's estimator)"
+        )
+
+
 def _with_default_sample(
     trained: TrainedModel, frame: pd.DataFrame, features: tuple[str, ...]
 ) -> TrainedModel:
@@ -357,6 +377,20 @@ def check_inputs(
     return names
 
 
+def check_importance(importance: Mapping[str, float] | None, function: str) -> None:
+    """Importance weights are finite, non-negative numbers by feature name (a retrain policy
+    weighs drifted features by them: a NaN would poison the decision)."""
+    import math
+
+    for name, weight in (importance or {}).items():
+        ok = isinstance(weight, int | float) and not isinstance(weight, bool)
+        if not isinstance(name, str) or not ok or not math.isfinite(weight) or weight < 0:
+            raise NotRetryable(
+                f"train function '{function}' gave importance[{name!r}] = {weight!r}: give a "
+                "finite, non-negative number per feature name"
+            )
+
+
 def _input_names(sample: Any, function: str) -> tuple[str, ...]:
     columns = getattr(sample, "columns", None)
     if columns is None:
@@ -381,19 +415,13 @@ def register(
     params = dict(trained.params)
     if trained.importance is not None:
         params["feature_importance"] = {k: float(v) for k, v in trained.importance.items()}
-    version = store.models.register_model(
-        job.model,
-        trained.model,
-        flavor=trained.flavor,
-        feature_service=job.feature_service,
-        training_dataset=prepared.dataset.name,
-        metrics=trained.metrics,
-        params=params,
-        tags={"job": job.name, "job_id": str(record.id)},
-        description=trained.description,
-        sample_input=trained.sample_input,
-        alias=job.alias,
-    )
+    try:
+        version = _register_version(store, prepared, record, params)
+    except pickle.PicklingError as error:
+        raise NotRetryable(
+            f"the model could not be saved ({error}): every object in it must be importable "
+            "from an installed package, not from the repo's files"
+        ) from None
     log.info("registered %s (alias '%s')", version.ref, job.alias)
     result: dict[str, Any] = {
         "model": job.model,
@@ -408,6 +436,25 @@ def register(
     if job.rollout is not None:
         result.update(start_rollout(store, job, version.version, log=log))
     return result
+
+
+def _register_version(
+    store: FeatureStore, prepared: Prepared, record: JobRecord, params: dict[str, Any]
+) -> ModelVersion:
+    job, trained = prepared.job, prepared.trained
+    return store.models.register_model(
+        job.model,
+        trained.model,
+        flavor=trained.flavor,
+        feature_service=job.feature_service,
+        training_dataset=prepared.dataset.name,
+        metrics=trained.metrics,
+        params=params,
+        tags={"job": job.name, "job_id": str(record.id)},
+        description=trained.description,
+        sample_input=trained.sample_input,
+        alias=job.alias,
+    )
 
 
 def start_rollout(
