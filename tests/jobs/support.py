@@ -151,6 +151,19 @@ REPO = {
         timeout_job = job("timeout_job", train_hang, timeout=timedelta(seconds=0.5))
         local_class_job = job("local_class_job", train_local_class)
         bad_importance_job = job("bad_importance_job", train_bad_importance)
+        wrong_keys_job = job(
+            "wrong_keys_job",
+            train_ok,
+            labels=LabelSource(
+                query=(
+                    "SELECT account_id AS acct, event_timestamp, amount, target, label_timestamp "
+                    "FROM 'data/labels.parquet'"
+                ),
+                label="target",
+                join_keys=("acct",),
+                timestamp_field="event_timestamp",
+            ),
+        )
         missing_column_job = job(
             "missing_column_job",
             train_ok,

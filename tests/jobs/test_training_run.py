@@ -66,6 +66,7 @@ def test_a_training_job_registers_a_version_on_matured_labels_only(tiny_repo: Pa
         ("unknown_input_job", "inputs ['zzz'] are neither features", False),
         ("local_class_job", "class Mean is defined in the repo (module 'training')", False),
         ("bad_importance_job", "importance['spend'] = nan", False),
+        ("wrong_keys_job", "no join key column 'account_id', needed by feature view", False),
     ],
 )
 def test_a_bad_training_function_fails_the_job_and_registers_nothing(
@@ -117,3 +118,14 @@ def test_a_train_function_changed_since_apply_is_not_run(tiny_repo: Path) -> Non
         assert "'train_ok' in the repo differs from the applied one: apply" in (done.error or "")
         assert store.models.models() == [] and store.jobs.active() == []
         assert store.datasets.list() == []  # it stopped before building anything
+
+
+def test_a_label_file_not_written_yet_is_retried(tiny_repo: Path) -> None:
+    (tiny_repo / "data" / "labels.parquet").unlink()
+    with open_store(tiny_repo) as store:
+        store.jobs.submit("ok_job")
+        [done] = store.jobs.run_pending(now=lambda: NOW)
+        assert done.status == "failed" and "[label_source_invalid]" in (done.error or "")
+        assert "matches no file" in (done.error or "")
+        [retry] = store.jobs.list(status="queued")
+        assert retry.retry_of == done.id and done.result["retry"] == retry.id

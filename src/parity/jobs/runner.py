@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from parity.errors import (
     JobStateError,
-    LabelColumnNotFound,
+    LabelSourceError,
     ModelRegistrationError,
     ParityError,
-    TrainingJobNotFound,
+    RegistryUnavailable,
+    TrainingFailed,
 )
 from parity.jobs import training
 from parity.jobs.capture import JobLog, capturing
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Errors a retry cannot fix: the repo or the data must change first (docs/lifecycle.md).
-_FINAL = (training.NotRetryable, LabelColumnNotFound, TrainingJobNotFound, ModelRegistrationError)
+# ParityErrors a retry may fix: a label file not written yet, the database briefly away.
+_TRANSIENT = (LabelSourceError, RegistryUnavailable)
 _POLL = 0.05  # real seconds between looks at a running fit (its end, a cancel, its deadline)
 
 
@@ -273,8 +274,16 @@ class Runner:
 
 
 def _classify(error: BaseException, trace: str, joblog: JobLog) -> _Failure:
-    if isinstance(error, _FINAL):
+    """Retried: the train function raised, a transient source or database error, anything
+    unforeseen (its traceback goes to the logs). Final: every other ParityError (the repo or the
+    data must change first)."""
+    if isinstance(error, training.NotRetryable):
         return _Failure(_message(error), False)
+    if isinstance(error, TrainingFailed):  # the train function raised: it may pass next time
+        joblog.write(trace)
+        return _Failure(_message(error), True)
+    if isinstance(error, ParityError):
+        return _Failure(_message(error), isinstance(error, _TRANSIENT))
     joblog.write(trace)
     return _Failure(_message(error), True)
 

@@ -158,7 +158,8 @@ class Jobs:
         now: Callable[[], datetime] | None = None,
     ) -> JobRecord:
         """Run queued job `job_id` in this thread now (`parity jobs run NAME`). While the cap is
-        full, wait for a slot (`wait`) or leave it queued for a runner; its record after."""
+        full, wait for a slot (`wait`) or leave it queued for a runner; if another runner took
+        it, wait for its end (`wait`). Its record after."""
         runner = self.runner(now=now)
         runner.warm()
         while True:
@@ -168,9 +169,9 @@ class Jobs:
             if record is not None:
                 return runner.execute(record)
             current = self.db.get(job_id)
-            if current.status != "queued" or not wait:
+            if not current.active or not wait:
                 return current
-            time.sleep(self._store.config.jobs.poll_seconds)
+            time.sleep(self._store.config.jobs.poll_seconds)  # a slot, or another runner's end
 
     def run(self, *, until: Callable[[], bool] | None = None, slots: int | None = None) -> None:
         """The runner loop (`parity jobs run --loop`): `run_pending` every `jobs.poll_seconds`."""

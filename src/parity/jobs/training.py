@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from parity.definitions.training import TrainedModel, TrainingJob
 from parity.errors import (
+    BackendNotInstalled,
     LabelSourceError,
     ParityError,
+    RegistryUnavailable,
     TrainingFailed,
     TrainingJobNotFound,
 )
@@ -272,14 +274,22 @@ def _training_set(
     name = f"{job.name}_{record.id}"
     out = store.repo_path / DATASET_DIR / f"{name}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
-    return store.datasets.create(
-        name,
-        table,
-        job.feature_service,
-        out,
-        event_timestamp_column=job.labels.timestamp_field or "event_timestamp",
-        author=f"job {record.id}",
-    )
+    try:
+        return store.datasets.create(
+            name,
+            table,
+            job.feature_service,
+            out,
+            event_timestamp_column=job.labels.timestamp_field or "event_timestamp",
+            author=f"job {record.id}",
+        )
+    except (RegistryUnavailable, BackendNotInstalled):
+        raise
+    except ParityError as error:  # the label rows are the entity frame: the repo must change
+        raise NotRetryable(
+            f"the training set could not be built from the label source's rows (the entity "
+            f"frame): [{error.code}] {error.message}"
+        ) from None
 
 
 def _read_frame(path: str) -> pd.DataFrame:
