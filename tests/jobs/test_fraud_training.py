@@ -74,6 +74,9 @@ def test_fraud_training_registers_the_candidate_and_starts_the_rollout(
     assert (rollout.status, rollout.candidate, rollout.champion) == ("active", 2, 1)
     assert rollout.definition.name == "fraud_rollout"
     assert done.result["rollout"] == rollout.id
+    fraud_rate = 100 * oracle.is_fraud.mean()
+    assert f"{len(oracle)} payments up to 2026-01-30 (labels final by 2026-03-01), " in done.logs
+    assert f"{fraud_rate:.2f}% fraud" in done.logs
 
 
 def test_a_rollout_that_cannot_start_does_not_undo_the_registration(

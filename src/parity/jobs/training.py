@@ -253,6 +253,19 @@ def prepare(
     )
     frame = _read_frame(dataset.path)
     stage("training")
+    trained = _train(store, job, train, frame, context)
+    inputs = check_inputs(trained, features, table.column_names, job)
+    return Prepared(job, trained, dataset, counts, inputs)
+
+
+def _train(
+    store: FeatureStore,
+    job: TrainingJob,
+    train: Callable[..., Any],
+    frame: pd.DataFrame,
+    context: TrainingContext,
+) -> TrainedModel:
+    """Call the train function; what it returned as a checked TrainedModel."""
     try:
         returned = train(frame, context)
     except Exception as error:
@@ -261,11 +274,10 @@ def prepare(
         ) from error
     trained = as_trained(returned, job.train.name)
     check_importable(trained.model, store.repo_path)
-    if trained.sample_input is None:
-        trained = _with_default_sample(trained, frame, features)
-    inputs = check_inputs(trained, features, table.column_names, job)
     check_importance(trained.importance, job.train.name)
-    return Prepared(job, trained, dataset, counts, inputs)
+    if trained.sample_input is None:
+        trained = _with_default_sample(trained, frame, context.features)
+    return trained
 
 
 def _training_set(
