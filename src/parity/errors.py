@@ -671,3 +671,21 @@ class InvalidPredictionInput(ParityError, ValueError):
     request column, a bad timestamp); the message names the field."""
 
     code = "invalid_prediction_input"
+
+
+# --- raised by deploy/retrain*.py (retrain triggers) ---------------------------------------------
+
+
+class RetrainEvaluationBusy(ParityError):
+    """Another trigger evaluation of the project held the evaluation lease for longer than this
+    one would wait; nothing was decided."""
+
+    code = "retrain_evaluation_busy"
+
+
+class ScoreViewMismatch(ParityError, ValueError):
+    """The feature view named by a batch prediction's `--to-online` cannot hold its scores: not a
+    plain online view reading the batch's output file, or keys and features that are not the
+    model's entity keys and outputs. The message names what differs."""
+
+    code = "score_view_mismatch"

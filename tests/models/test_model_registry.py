@@ -69,13 +69,13 @@ class Env:
     def open(self, **options: Any) -> ModelRegistry:
         defaults: dict[str, Any] = {
             "project": "shop",
-            "datasets": self.registry.store,
+            "datasets": self.registry_store,
             "trusted": True,
             "clock": self.clock,
             "author": "ann",
             "code_version": lambda: "c0ffee",
         }
-        store = SqlModelStore(self.registry.store.engine)
+        store = SqlModelStore(self.registry_store.engine)
         return ModelRegistry(store, self.artifacts, **{**defaults, **options})
 
     def blobs(self) -> list[Path]:
@@ -168,7 +168,7 @@ def test_signature_params_and_metrics_are_recorded_as_they_read_back(
 
 
 def test_lineage_is_copied_from_the_training_dataset(env: Env, fit: Callable[..., Any]) -> None:
-    env.registry.store.record_dataset(
+    env.registry_store.record_dataset(
         DatasetRecord(
             project="shop",
             name="train_march",

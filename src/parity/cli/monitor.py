@@ -682,3 +682,38 @@ def monitor_report(
     report = _drift_run(store, model, since, until, window, record)
     _write_page("--out", out, store.monitoring.drift_report_html(report, version=version))
     console.print(f"wrote {escape(str(out))} ({len(report.windows)} windows of {report.target})")
+
+
+# --- evaluate and run: the monitors, then the retrain triggers (cli/triggers.py prints) ------
+
+
+@monitor_app.command("evaluate")
+@command
+def monitor_evaluate(
+    repo: RepoOption = Path("."),
+    now: Annotated[
+        str | None, typer.Option(help="Evaluate as of this time (ISO 8601; default: now).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One pass, for cron or Airflow: drift of each monitor's newest window ended (recorded,
+    alerts stepped), performance where labels are declared, then every retrain policy decided
+    and recorded (a fire queues its training job)."""
+    from parity.cli.triggers import evaluate_once
+
+    evaluate_once(repo, now, as_json)
+
+
+@monitor_app.command("run")
+@command
+def monitor_run(
+    repo: RepoOption = Path("."),
+    interval: Annotated[str, typer.Option(help="Time between passes: 30s, 5m, 1h.")] = "5m",
+    count: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many passes (default: never).")
+    ] = None,
+) -> None:
+    """`parity monitor evaluate` every --interval, until stopped (Ctrl-C)."""
+    from parity.cli.triggers import run_loop
+
+    run_loop(repo, interval, count)

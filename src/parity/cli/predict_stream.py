@@ -2,6 +2,112 @@
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from parity.cli.common import RepoOption, command, err, store_at
 from parity.cli.predict import predict_app
 
-__all__ = ["predict_app"]
+
+@predict_app.command("stream")
+@command
+def stream(
+    model: Annotated[str, typer.Option(help="The model: fraud@champion, fraud/3 or fraud.")],
+    source: Annotated[str, typer.Option(help="The stream source whose events to score.")],
+    sink: Annotated[str, typer.Option(help="The Redis stream key the scores are added to.")],
+    repo: RepoOption = Path("."),
+    group: Annotated[
+        str | None,
+        typer.Option(help="Consumer group (default parity:<project>:predict:<sink>)."),
+    ] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="Consumer name in the group (default host-pid).")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Messages per micro-batch, at most.")] = 256,
+    dead_letter: Annotated[
+        str | None, typer.Option(help="Stream of refused events (default <sink>:dead).")
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Redis holding the streams (default: the online store's, or local)."),
+    ] = None,
+    until_idle: Annotated[
+        bool, typer.Option(help="Exit when the stream has nothing new (for scripts and demos).")
+    ] = False,
+    claim_idle_ms: Annotated[
+        int,
+        typer.Option(min=0, help="Claim messages another consumer left pending this long."),
+    ] = 60_000,
+    score_unknown: Annotated[
+        bool,
+        typer.Option(help="Score events of entities no feature view knows (default: dead letter)."),
+    ] = False,
+    model_threads: Annotated[
+        int,
+        typer.Option(min=1, help="Threads the model's library may use (OpenMP, BLAS)."),
+    ] = 1,
+) -> None:
+    """Score each event of a stream source with a model, exactly once (docs/lifecycle.md)."""
+    from parity.inference.app import prediction_logger
+    from parity.inference.stream_predict import StreamPredictor
+
+    store = store_at(repo)
+    client = None
+    if redis_url:
+        from parity.online.redis_store import redis_module
+
+        client = redis_module().Redis.from_url(redis_url)
+    prediction_log = prediction_logger(store)
+    worker = StreamPredictor(
+        store,
+        model,
+        source,
+        sink,
+        group=group,
+        consumer=consumer,
+        dead_letter=dead_letter,
+        batch_size=batch,
+        block_ms=100 if until_idle else 1_000,
+        claim_idle_ms=claim_idle_ms,
+        score_unknown=score_unknown,
+        prediction_log=prediction_log,
+        client=client,
+    )
+    limit_threads(model_threads)
+    err.print(
+        f"Scoring stream source '{source}' with {worker.version.ref} into '{sink}' as consumer "
+        f"'{worker.consumer}' of group '{worker.group}'"
+    )
+    gc.freeze()  # as `parity ingest`: keep start-up's objects out of the collector's passes
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        worker.run(until_idle=until_idle)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if prediction_log is not None:
+            prediction_log.close()
+    stats = worker.stats
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(stats.by_reason.items())) or "none"
+    err.print(
+        f"published {stats.scored} scores in {stats.batches} batches; {stats.dead_lettered} "
+        f"dead letters ({reasons}); {stats.duplicates} already published; "
+        f"{stats.ingest_ahead} read after `parity ingest` had read them"
+    )
+
+
+def limit_threads(count: int) -> None:
+    """Cap the thread pools of the model's libraries (OpenMP, BLAS) for this process. A micro-batch
+    is small: starting a pool's threads costs more than they save (a 50-tree scikit-learn HGB
+    predicting 200 rows: 8.6 ms on its default pool, 1.1 ms on one thread, on 2 cores)."""
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    except ImportError:  # no library with a pool is installed, then
+        return
+    threadpool_limits(limits=count)
+
+
+__all__ = ["predict_app", "stream"]

@@ -15,6 +15,11 @@ from pydantic import field_validator, model_validator
 from parity.definitions.base import NamedDefinition, check_identifier
 
 Weighting = Literal["importance", "equal"]
+Better = Literal["higher", "lower"]
+# The built-in delayed-label metrics (monitoring/performance.py) whose smaller values are better;
+# the others (auc, average_precision, precision_at_k, precision, recall) are better when larger.
+LOWER_IS_BETTER = ("brier", "log_loss", "ece")
+HIGHER_IS_BETTER = ("auc", "average_precision", "precision_at_k", "precision", "recall")
 
 
 class RetrainPolicy(NamedDefinition):
@@ -38,6 +43,9 @@ class RetrainPolicy(NamedDefinition):
     reference_metric: str | None = None
     metric_drop: float = 0.10
     metric_clear: float = 0.05
+    # Which way `metric` improves: None reads it from the built-in metrics' known direction; a
+    # metric of the repo's own (a Monitor metric function) must say.
+    metric_better: Better | None = None
     # Fallback: retrain when the newest version is older than this, signals or not.
     schedule: timedelta | None = None
     sustain: int = 2
@@ -64,6 +72,12 @@ class RetrainPolicy(NamedDefinition):
                 f"metric_drop must be in (0, 1) and metric_clear in [0, metric_drop], got "
                 f"{self.metric_drop} and {self.metric_clear}"
             )
+        known = LOWER_IS_BETTER + HIGHER_IS_BETTER
+        if self.metric is not None and self.metric_better is None and self.metric not in known:
+            raise ValueError(
+                f"metric_better must say whether metric '{self.metric}' is better 'higher' "
+                "or 'lower' (only the built-in metrics' direction is known)"
+            )
         if self.sustain < 1:
             raise ValueError(f"sustain must be at least 1 evaluation, got {self.sustain}")
         if self.cooldown < timedelta(0):
@@ -73,3 +87,10 @@ class RetrainPolicy(NamedDefinition):
         if self.max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, got {self.max_concurrent}")
         return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Which way `metric` improves (the declared `metric_better`, else the built-in's)."""
+        if self.metric_better is not None:
+            return self.metric_better == "higher"
+        return self.metric not in LOWER_IS_BETTER

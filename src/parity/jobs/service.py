@@ -188,12 +188,25 @@ class Jobs:
         entities: Any,
         *,
         out: str,
-        as_of: datetime | None = None,
+        as_of: datetime | str | None = None,
         to_online: str | None = None,
         progress: Callable[[int, int | None], None] | None = None,
+        batch_size: int | None = None,
     ) -> Any:
         """Score `entities` (a Parquet path, DuckDB SQL, a DataFrame or Arrow table) with model ref
         `model` on point-in-time features from the offline store; write Parquet to `out` with the
         model version and lineage; with `to_online`, also write the scores to the online store as
-        that feature view. Returns a summary (rows, version, seconds, path)."""
-        raise NotImplementedError
+        that feature view. `as_of`: a datetime, ISO 8601 text or 'now'. Returns a
+        BatchPredictionResult (jobs/batch_predict.py)."""
+        from parity.jobs.batch_predict import DEFAULT_BATCH_ROWS, predict_batch
+
+        return predict_batch(
+            self._store,
+            model,
+            entities,
+            out=out,
+            as_of=as_of,
+            to_online=to_online,
+            progress=progress,
+            batch_size=batch_size or DEFAULT_BATCH_ROWS,
+        )

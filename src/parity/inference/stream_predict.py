@@ -1,0 +1,508 @@
+"""Streaming predictions (`parity predict stream`): score a stream source's events with a model and
+publish each score to an output Redis stream, exactly once.
+
+A worker reads the source's stream in its own consumer group (not `parity ingest`'s, so both see
+every event) and handles micro-batches:
+
+1. decode and check each event (stream_predict_rules.check_event): bad ones become dead letters;
+2. read the online features of the good ones, each as of 1 µs before its own time (so its own
+   contribution to windowed features is never included; stream_predict_features.read_at), run
+   the on-demand transforms with the event's fields as request data, and predict them in one
+   call of the model (loaded once, rows built as `/v1` builds them: Deployment);
+3. publish the scores and dead letters and acknowledge their source messages in ONE Lua script,
+   which first checks that each message is still pending in the group: a message is published
+   iff it is acknowledged, atomically. A worker killed before the script redoes the batch; after
+   it, the messages are no longer pending and nothing is redelivered. A message that a claimer
+   and a slow owner both handle is published by whichever script runs first only;
+4. log the published scores to the prediction log (role "stream", request id
+   `stream-<message id>`).
+
+A restarted worker first re-reads its own pending messages; one under a new name claims messages
+another consumer left pending for `claim_idle_ms`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from parity.definitions import StreamSource
+from parity.errors import AliasNotFound, BadRequest, ParityError, PushError
+from parity.inference.deployment import BatchSettings, Deployment
+from parity.inference.predlog import PredictionRecord
+from parity.inference.stream_predict_features import read_at
+from parity.inference.stream_predict_rules import (
+    Event,
+    EventSpec,
+    Limits,
+    Rejection,
+    StreamStats,
+    dead_letter_fields,
+    read_time_us,
+    reject,
+    request_id,
+    score_fields,
+    unknown_key,
+)
+from parity.ingest.stream import EVENT_FIELD, decode_event, stream_order
+from parity.online.reads import OnlineResponse, key_types, with_on_demand
+from parity.timeutil import to_micros
+
+if TYPE_CHECKING:
+    from parity.feature_store import FeatureStore
+    from parity.inference.predlog import PredictionLogger
+    from parity.inference.request_fields import RequestSchema
+    from parity.models.store import ModelVersion
+    from parity.offline.request import RetrievalRequest
+
+log = logging.getLogger(__name__)
+CLAIM_EVERY_S = 10.0  # how often a worker looks for messages a dead consumer left
+SINK, DEAD = 2, 3  # KEYS index of the score stream and of the dead-letter stream in the script
+
+# KEYS: source stream, score stream, dead-letter stream. ARGV: group, then per message its id,
+# its target (a KEYS index) and its field count, then the fields. Publishes and acknowledges each
+# message still pending in the group; returns the ids it published.
+PUBLISH_SCRIPT = """
+local group = ARGV[1]
+local done = {}
+local i = 2
+while i <= #ARGV do
+  local id, target, n = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
+  if #redis.call('XPENDING', KEYS[1], group, id, id, 1) > 0 then
+    local args = {'XADD', target, '*'}
+    for j = 1, n do args[#args + 1] = ARGV[i + 2 + j] end
+    redis.call(unpack(args))
+    redis.call('XACK', KEYS[1], group, id)
+    done[#done + 1] = id
+  end
+  i = i + 3 + n
+end
+return done
+"""
+
+
+@dataclass
+class Scored:
+    event: Event
+    outputs: dict[str, Any]
+    entities: dict[str, Any]
+    features: dict[str, Any]
+
+
+Message = tuple[str, dict[bytes, bytes]]
+
+
+class StreamPredictor:
+    """One consumer of the prediction group of a stream source; `run_once` handles one batch."""
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        model: str,
+        source: str,
+        sink: str,
+        *,
+        group: str | None = None,
+        consumer: str | None = None,
+        dead_letter: str | None = None,
+        batch_size: int = 256,
+        block_ms: int = 100,
+        claim_idle_ms: int = 60_000,
+        score_unknown: bool = False,
+        prediction_log: PredictionLogger | None = None,
+        client: Any = None,
+    ) -> None:
+        from parity.ingest.push import views_of
+        from parity.ingest.stream import _redis_client
+
+        _check_positive("batch_size", batch_size)
+        _check_positive("block_ms", block_ms)
+        self.store = store
+        stream_source = views_of(store.registry.catalog, source)[0].source
+        if not isinstance(stream_source, StreamSource):
+            raise PushError(f"'{source}' is a push source, not a stream source")
+        self.source = stream_source
+        self.key = stream_source.stream_key(store.project)
+        self.sink = sink
+        self.dead_letter = dead_letter or f"{sink}:dead"
+        self.group = group or f"parity:{store.project}:predict:{sink}"
+        self.ingest_group = f"parity:{store.project}"  # `parity ingest`'s (StreamWorker)
+        if self.group == self.ingest_group:
+            raise BadRequest(
+                f"group '{self.group}' is `parity ingest`'s: the scores would take events from "
+                "it; choose another --group"
+            )
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch_size, self.block_ms, self.claim_idle_ms = batch_size, block_ms, claim_idle_ms
+        self.score_unknown = score_unknown
+        self.prediction_log = prediction_log
+        self.client = client if client is not None else _redis_client(store)
+        self.version, self.deployment = load_model(store, model)
+        self.alias = _alias_of(store, model)
+        self.request, self.schema = _retrieval(store, self.version, self.deployment)
+        self.spec = _spec(self.version.ref, self.source, self.request, self.schema)
+        self.stats = StreamStats()
+        self._script = self.client.register_script(PUBLISH_SCRIPT)
+        self._own_pending = True
+        self._next_claim = 0.0
+        self._ensure_group()
+
+    def _ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.key, self.group, id="0", mkstream=True)
+        except Exception as error:  # BUSYGROUP: it exists already
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _read(self) -> list[Message]:
+        if not self._own_pending and time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + CLAIM_EVERY_S
+            self._claim_abandoned()
+        start = "0" if self._own_pending else ">"
+        reply = self.client.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.key: start},
+            count=self.batch_size,
+            block=None if self._own_pending else self.block_ms,
+        )
+        messages = [
+            (_text(i), fields or {}) for _, entries in (reply or []) for i, fields in entries
+        ]
+        if self._own_pending and not messages:
+            self._own_pending = False  # caught up with what this consumer was given
+            return self._read()
+        return messages
+
+    def _claim_abandoned(self) -> None:
+        """Take over messages other consumers left pending for `claim_idle_ms` (XCLAIM checks
+        the idle time atomically). No marker is needed: the publish script skips a message no
+        longer pending, so a claimed message that its owner did publish is not published twice."""
+        entries = self.client.xpending_range(
+            self.key, self.group, min="-", max="+", count=self.batch_size, idle=self.claim_idle_ms
+        )
+        ids = [e["message_id"] for e in entries if _text(e["consumer"]) != self.consumer]
+        if ids:
+            claimed = self.client.xclaim(
+                self.key, self.group, self.consumer, self.claim_idle_ms, ids, justid=True
+            )
+            log.info("predict stream %s: claimed %d messages", self.source.name, len(claimed))
+            self._own_pending = self._own_pending or bool(claimed)
+
+    # --- one batch ----------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Read, score and publish one batch; the number of messages handled (0 when idle)."""
+        messages = self._read()
+        if not messages:
+            return 0
+        now_us = to_micros(self.store.now())
+        events, rejected = self._checked(messages, now_us)
+        started = time.perf_counter()
+        self._count_ingest_ahead(events)
+        scored, failed = self._score(events) if events else ([], [])
+        rejected += failed
+        seconds = time.perf_counter() - started
+        _crash_point("before_publish")
+        published = self._publish(messages, scored, rejected)
+        _crash_point("after_publish")
+        self._log(scored, published, seconds)
+        self.stats.batches += 1
+        return len(messages)
+
+    def _checked(self, messages: list[Message], now_us: int) -> tuple[list[Event], list[Rejection]]:
+        from parity.inference.stream_predict_rules import check_event
+
+        skew = self.store.config.ingest.max_future_skew
+        limits = Limits(now_us, _us(self.source.lateness), _us(skew))
+        events: list[Event] = []
+        rejected: list[Rejection] = []
+        for message_id, fields in messages:
+            try:
+                row = decode_event(fields, self.spec.timestamp_field)
+            except PushError as error:
+                rejected.append(reject(message_id, "undecodable", "e", f"message: {error}"))
+                continue
+            checked = check_event(message_id, row, self.spec, limits)
+            (rejected if isinstance(checked, Rejection) else events).append(checked)  # type: ignore[arg-type]
+        return events, rejected
+
+    def _count_ingest_ahead(self, events: list[Event]) -> None:
+        """Count events `parity ingest` had already read: their windows may include them."""
+        if not events:
+            return
+        try:
+            groups = self.client.xinfo_groups(self.key)
+        except Exception:  # a diagnostic only: never fail the batch for it
+            return
+        for group in groups:
+            if _text(group.get("name", b"")) == self.ingest_group:
+                delivered = stream_order(_text(group.get("last-delivered-id", b"0-0")))
+                ahead = sum(1 for e in events if stream_order(e.message_id) <= delivered)
+                self.stats.ingest_ahead += ahead
+
+    def _score(self, events: list[Event]) -> tuple[list[Scored], list[Rejection]]:
+        columns: dict[str, list[Any]] = {k: [e.keys[k] for e in events] for k in self.spec.keys}
+        columns.update({n: [e.inputs[n] for e in events] for n in self.spec.inputs})
+        times = [read_time_us(e.event_us) for e in events]
+        response = read_at(
+            self.store.online_store,
+            self.store.project,
+            self.request,
+            self.schema.for_read(columns),
+            times,
+        )
+        rejected: list[Rejection] = []
+        if not self.score_unknown:
+            keep, rejected = self._known(events, response)
+            if rejected:
+                events = [events[i] for i in keep]
+                columns = {n: [c[i] for i in keep] for n, c in columns.items()}
+                response = _take(response, keep)
+        if not events:
+            return [], rejected
+        response = with_on_demand(response, self.request)
+        outputs, failed = self._predict(events, columns, response)
+        scored = [
+            Scored(
+                event,
+                {name: values[row] for name, values in outputs.items()},
+                {**event.keys},
+                {name: values[row] for name, values in response.values.items()},
+            )
+            for row, event in enumerate(events)
+            if row not in failed
+        ]
+        return scored, rejected + list(failed.values())
+
+    def _known(
+        self, events: list[Event], response: OnlineResponse
+    ) -> tuple[list[int], list[Rejection]]:
+        views = [(v.view.join_keys, v.output_names) for v in self.request.views]
+        keep: list[int] = []
+        rejected: list[Rejection] = []
+        for row, event in enumerate(events):
+            key = unknown_key(views, response.statuses, row)
+            if key is None:
+                keep.append(row)
+                continue
+            text = (
+                f"stream event {event.message_id}: entity {key}={event.keys[key]!r} is unknown "
+                f"to every feature view of '{self.version.feature_service}' that it keys; its "
+                "features would all be null (run with --score-unknown to score it anyway)"
+            )
+            rejected.append(reject(event.message_id, "unknown_entity", key, text))
+        return keep, rejected
+
+    def _predict(
+        self, events: list[Event], columns: dict[str, list[Any]], response: OnlineResponse
+    ) -> tuple[dict[str, list[Any]], dict[int, Rejection]]:
+        """Every row's outputs (None for a failed row), and the rows the model refused: if the
+        whole batch fails, each row is predicted alone, so one bad row fails only itself."""
+        given = {n: response.entities.get(n, columns[n]) for n in columns}
+        try:
+            return self._predict_rows(response.values, given), {}
+        except (ParityError, ValueError, TypeError, ArithmeticError) as batch_error:
+            log.warning("predict stream: batch failed (%s); scoring row by row", batch_error)
+        outputs: dict[str, list[Any]] = {n: [None] * len(events) for n in self.output_names}
+        failed: dict[int, Rejection] = {}
+        for row, event in enumerate(events):
+            one = {n: [v[row]] for n, v in response.values.items()}
+            try:
+                result = self._predict_rows(one, {n: [v[row]] for n, v in given.items()})
+            except (ParityError, ValueError, TypeError, ArithmeticError) as error:
+                text = f"stream event {event.message_id}: model {self.version.ref}: {error}"
+                failed[row] = reject(event.message_id, "predict_failed", "model", text)
+                continue
+            for name, values in result.items():
+                outputs[name][row] = values[0]
+        return outputs, failed
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.deployment.output_names)
+
+    def _predict_rows(
+        self, values: dict[str, list[Any]], given: dict[str, list[Any]]
+    ) -> dict[str, list[Any]]:
+        item, _ = self.deployment.assemble_features(values, given)
+        (result,) = self.deployment.predict_now([item])
+        return {name: output.tolist() for name, output in result.items()}
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    def _publish(
+        self, messages: list[Message], scored: list[Scored], rejected: list[Rejection]
+    ) -> set[str]:
+        """One script: publish every score and dead letter still pending, acknowledge them."""
+        raw = {message_id: fields.get(EVENT_FIELD) for message_id, fields in messages}
+        args: list[Any] = [self.group]
+        first = self.deployment.output_name
+        version = self.version.version
+        for item in scored:
+            fields = score_fields(item.event, self.version.name, version, item.outputs, first)
+            args += _entry(item.event.message_id, SINK, fields)
+        for rejection in rejected:
+            letter = dead_letter_fields(rejection, raw[rejection.message_id])
+            args += _entry(rejection.message_id, DEAD, letter)
+        handled = {item.event.message_id for item in scored} | {r.message_id for r in rejected}
+        for message_id, _ in messages:  # e.g. trimmed from the source: nothing to score
+            if message_id not in handled:
+                text = f"stream message {message_id} has no fields (trimmed from the stream?)"
+                gone = reject(message_id, "undecodable", "e", text)
+                rejected.append(gone)
+                args += _entry(message_id, DEAD, dead_letter_fields(gone, None))
+        keys = [self.key, self.sink, self.dead_letter]
+        published = {_text(i) for i in self._script(keys=keys, args=args)}
+        self.stats.scored += sum(1 for s in scored if s.event.message_id in published)
+        for rejection in rejected:
+            if rejection.message_id in published:
+                self.stats.dead_lettered += 1
+                self.stats.count(rejection.reason)
+                log.warning("predict stream: dead letter %s", rejection.error)
+        self.stats.duplicates += len(messages) - len(published)
+        return published
+
+    def _log(self, scored: list[Scored], published: set[str], seconds: float) -> None:
+        if self.prediction_log is None or not scored:
+            return
+        at = self.store.now()
+        latency = seconds * 1000 / max(1, len(scored))
+        first = self.deployment.output_name
+        for item in scored:
+            if item.event.message_id not in published:
+                continue  # a previous run published (and logged) it
+            outputs = item.outputs
+            prediction = outputs[first] if len(outputs) == 1 else outputs
+            self.prediction_log.log(
+                PredictionRecord(
+                    request_id=request_id(item.event.message_id),
+                    at=at,
+                    model=self.version.name,
+                    version=self.version.version,
+                    entities=item.entities,
+                    features=item.features,
+                    prediction=prediction,
+                    latency_ms=latency,
+                    alias=self.alias,
+                    role="stream",
+                )
+            )
+
+    def run(
+        self, stop: Callable[[], bool] = lambda: False, until_idle: bool = False
+    ) -> StreamStats:
+        while not stop():
+            if self.run_once() == 0 and until_idle:
+                break
+        return self.stats
+
+
+def load_model(store: FeatureStore, ref: str) -> tuple[ModelVersion, Deployment]:
+    """The version `ref` names now (an alias, a version, or the default alias), loaded once."""
+    from parity.inference.metrics import ModelMetrics
+    from parity.inference.server import ModelTarget
+
+    target = ModelTarget.parse(ref)
+    registry = store.models
+    default = store.config.models.serving.default_alias
+    if target.version is not None:
+        version = registry.get_version(target.name, target.version)
+    elif target.alias is not None:
+        version = registry.get_alias(target.name, target.alias)
+    elif default is not None:
+        try:
+            version = registry.get_alias(target.name, default)
+        except AliasNotFound:
+            version = registry.resolve(target.name)
+    else:
+        version = registry.resolve(target.name)
+    model = registry.load(version)
+    metrics = ModelMetrics().for_version(version.name, version.version)
+    return version, Deployment(version, model, BatchSettings(max_batch_size=1), metrics)
+
+
+def _alias_of(store: FeatureStore, ref: str) -> str | None:
+    """The alias the log records: the ref's, or the default alias when it names none."""
+    from parity.inference.server import ModelTarget
+
+    target = ModelTarget.parse(ref)
+    if target.alias is not None or target.version is not None:
+        return target.alias
+    return store.config.models.serving.default_alias
+
+
+def _retrieval(
+    store: FeatureStore, version: ModelVersion, deployment: Deployment
+) -> tuple[RetrievalRequest, RequestSchema]:
+    from parity.inference.request_fields import request_schema
+    from parity.offline.request import resolve
+
+    service = version.feature_service
+    if service is None:
+        raise BadRequest(
+            f"model {version.ref} was registered without a feature service, so a stream cannot "
+            "fetch its features; register it with feature_service="
+        )
+    request = store._online_request(service, False)  # resolved, on-demand functions bound
+    schema = request_schema(
+        version.ref, resolve(store.registry.catalog, service), deployment.model.signature
+    )
+    return request, schema
+
+
+def _spec(
+    model: str, source: StreamSource, request: RetrievalRequest, schema: RequestSchema
+) -> EventSpec:
+    keys: dict[str, str] = {}
+    for view_request in request.views:
+        view = view_request.view
+        keys.update(zip(view.join_keys, key_types(view), strict=True))
+    return EventSpec(model, source.batch_source.timestamp_field, keys, dict(schema.inputs))
+
+
+def _take(response: OnlineResponse, rows: Sequence[int]) -> OnlineResponse:
+    def pick(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {name: [values[r] for r in rows] for name, values in columns.items()}
+
+    return OnlineResponse(
+        pick(response.entities),
+        pick(response.values),
+        pick(response.statuses),
+        pick(response.event_timestamps),
+    )
+
+
+def _entry(message_id: str, target: int, fields: dict[str, Any]) -> list[Any]:
+    flat: list[Any] = [message_id, target, len(fields) * 2]
+    for name, value in fields.items():
+        flat += [name, value]
+    return flat
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _us(span: Any) -> int:
+    return int(span.total_seconds() * 1_000_000)
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadRequest(f"{name} must be a whole number of at least 1, not {value!r}")
+
+
+def _crash_point(name: str) -> None:
+    """Tests of crash safety set PARITY_STREAM_PREDICT_CRASH=<point> to SIGKILL the worker."""
+    if os.environ.get("PARITY_STREAM_PREDICT_CRASH") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)

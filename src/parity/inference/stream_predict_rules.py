@@ -1,0 +1,252 @@
+"""Pure rules of streaming predictions (`parity predict stream`): which events can be scored, at
+what time their features are read, and what the output and dead-letter messages hold.
+
+No I/O: the worker (inference/stream_predict.py) reads, predicts and publishes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from parity.errors import EntityKeyTypeError, InvalidPredictionInput, InvalidRequestField
+from parity.inference.request_fields import FieldRule, RequestSchema
+from parity.online.encoding import entity_keys
+from parity.timeutil import from_micros, to_micros
+
+# An event is scored with its features as of this long before its own time: the event's own
+# contribution to windowed features (and that of any event at the same microsecond or later)
+# is not included, online as offline (docs/lifecycle.md, "Streaming predictions").
+READ_BEFORE_US = 1
+_FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999  # years 1 to 9999
+
+
+def read_time_us(event_us: int) -> int:
+    """When an event's features are read: 1 µs before the event (see READ_BEFORE_US)."""
+    return event_us - READ_BEFORE_US
+
+
+def training_time(event_time: datetime) -> datetime:
+    """The entity-frame timestamp that gives an event, offline (`get_historical_features`), the
+    features its streamed score read: 1 µs before the event."""
+    return from_micros(read_time_us(to_micros(event_time)))
+
+
+def request_id(message_id: str) -> str:
+    """The prediction log's request id of a scored stream message."""
+    return f"stream-{message_id}"
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """What a scorable event must carry: its time, the service's entity keys (with their
+    declared types) and the model's request-time inputs."""
+
+    model: str
+    timestamp_field: str
+    keys: Mapping[str, str]  # join key -> "Int64" or "String"
+    inputs: Mapping[str, FieldRule]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded, checked event: its message id, time (µs), keys and request-time inputs."""
+
+    message_id: str
+    event_us: int
+    keys: dict[str, Any]
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a message gets no score: a reason code, the field at fault and the typed error."""
+
+    message_id: str
+    reason: str  # undecodable, missing_field, wrong_type, future, late, unknown_entity, ...
+    field: str
+    error: InvalidPredictionInput
+
+
+@dataclass
+class Limits:
+    """The accepted event times, relative to the worker's clock (µs)."""
+
+    now_us: int
+    lateness_us: int
+    future_skew_us: int
+
+
+@dataclass
+class StreamStats:
+    batches: int = 0
+    scored: int = 0  # scores published by this worker
+    dead_lettered: int = 0
+    duplicates: int = 0  # messages already published by a previous run (only acknowledged)
+    ingest_ahead: int = 0  # events `parity ingest` had read before their score read features
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def count(self, reason: str) -> None:
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+
+def reject(message_id: str, reason: str, name: str, text: str) -> Rejection:
+    return Rejection(message_id, reason, name, InvalidPredictionInput(text))
+
+
+def check_event(
+    message_id: str, row: Mapping[str, Any], spec: EventSpec, limits: Limits
+) -> Event | Rejection:
+    """The event as `Event`, or the first problem with it as a `Rejection` naming the field."""
+    moment = _event_time(message_id, row, spec.timestamp_field)
+    if isinstance(moment, Rejection):
+        return moment
+    late = _check_time(message_id, spec.timestamp_field, moment, limits)
+    if late is not None:
+        return late
+    keys: dict[str, Any] = {}
+    for name, kind in spec.keys.items():
+        problem = _check_key(message_id, row, name, kind)
+        if problem is not None:
+            return problem
+        keys[name] = row[name]
+    inputs: dict[str, Any] = {}
+    for name, rule in spec.inputs.items():
+        if name not in row:
+            text = (
+                f"stream event {message_id} has no request field '{name}' ({rule.dtype}, "
+                f"declared by {rule.by}); model {spec.model} needs it: add it to the events"
+            )
+            return reject(message_id, "missing_field", name, text)
+        try:
+            RequestSchema(spec.model, (), {name: rule}).check({name: [row[name]]})
+        except InvalidRequestField as error:
+            text = f"stream event {message_id}: {error}".replace(" row 0", "")
+            return reject(message_id, "wrong_type", name, text)
+        inputs[name] = row[name]
+    return Event(message_id, moment, keys, inputs)
+
+
+def _event_time(message_id: str, row: Mapping[str, Any], name: str) -> int | Rejection:
+    """The event's time in µs: an int of µs (how `publish` writes datetimes) or ISO 8601 text."""
+    if name not in row or row[name] is None:
+        text = f"stream event {message_id} has no event time '{name}'; every event needs one"
+        return reject(message_id, "missing_field", name, text)
+    value = row[name]
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return to_micros(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if _FIRST_US <= value <= _LAST_US:
+            return value
+        text = f"stream event {message_id}: '{name}' {value} µs is outside years 1 to 9999"
+        return reject(message_id, "wrong_type", name, text)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return to_micros(moment)
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+    text = (
+        f"stream event {message_id}: '{name}' is {shown} ({type(value).__name__}); send µs since "
+        "the epoch (an integer) or ISO 8601 text with a time zone"
+    )
+    return reject(message_id, "wrong_type", name, text)
+
+
+def _check_time(message_id: str, name: str, moment: int, limits: Limits) -> Rejection | None:
+    shown, clock = from_micros(moment).isoformat(), from_micros(limits.now_us).isoformat()
+    if moment > limits.now_us + limits.future_skew_us:
+        text = (
+            f"stream event {message_id}: '{name}' {shown} is more than max_future_skew after the "
+            f"worker's clock {clock}; fix the producer's timestamps"
+        )
+        return reject(message_id, "future", name, text)
+    if moment < limits.now_us - limits.lateness_us:
+        text = (
+            f"stream event {message_id}: '{name}' {shown} is older than the source's lateness "
+            f"behind the worker's clock {clock}; `parity ingest` drops it too, and the online "
+            "store no longer answers for that time"
+        )
+        return reject(message_id, "late", name, text)
+    return None
+
+
+def _check_key(message_id: str, row: Mapping[str, Any], name: str, kind: str) -> Rejection | None:
+    value = row.get(name)
+    if value is None:
+        text = f"stream event {message_id} has no entity key '{name}' ({kind}); send it"
+        return reject(message_id, "missing_field", name, text)
+    try:
+        entity_keys([name], [[value]], [kind])
+    except EntityKeyTypeError as error:
+        return reject(message_id, "wrong_type", name, f"stream event {message_id}: {error}")
+    return None
+
+
+def unknown_key(
+    views: Sequence[tuple[Sequence[str], Sequence[str]]],
+    statuses: Mapping[str, Sequence[Any]],
+    row: int,
+) -> str | None:
+    """The first join key that no view keyed by it knows (every feature NOT_FOUND) in `row`:
+    `views` are (join keys, output names) of the service's stored views."""
+    known: dict[str, bool] = {}
+    for keys, outputs in views:
+        found = any(str(statuses[o][row]) != "NOT_FOUND" for o in outputs)
+        for key in keys:
+            known[key] = known.get(key, False) or found
+    return next((key for key, seen in known.items() if not seen), None)
+
+
+def text(value: Any) -> str:
+    """A value as output-stream text: floats as their shortest round-trip repr, NaN as 'nan'."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def score_fields(
+    event: Event,
+    model: str,
+    version: int,
+    outputs: Mapping[str, Any],
+    first: str,
+) -> dict[str, str]:
+    """The output message of one scored event (every value as text)."""
+    fields = {
+        "source_id": event.message_id,
+        "request_id": request_id(event.message_id),
+        **{name: text(value) for name, value in event.keys.items()},
+        "event_timestamp": from_micros(event.event_us).isoformat(),
+        "model": model,
+        "version": str(version),
+        "score": text(outputs[first]),
+    }
+    if len(outputs) > 1:
+        fields.update({f"output:{name}": text(value) for name, value in outputs.items()})
+    return fields
+
+
+def dead_letter_fields(rejection: Rejection, raw: bytes | None) -> dict[str, str | bytes]:
+    """The dead-letter message of a rejected event: why, the field, and the event as sent."""
+    fields: dict[str, str | bytes] = {
+        "source_id": rejection.message_id,
+        "reason": rejection.reason,
+        "field": rejection.field,
+        "code": rejection.error.code,
+        "error": str(rejection.error),
+    }
+    if raw is not None:
+        fields["e"] = raw
+    return fields

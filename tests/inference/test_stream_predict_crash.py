@@ -1,0 +1,150 @@
+"""Exactly once for real: a `parity predict stream` subprocess SIGKILLed mid-stream, several times,
+and restarted. Every source event has exactly one score in the output stream, each equal to the
+model on the event's point-in-time features; the prediction log never holds a score twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import redis
+
+from parity import FeatureStore
+from parity.ingest.stream import StreamWorker, publish
+from tests.inference.test_stream_predict_support import (
+    close,
+    expected_scores,
+    history,
+    make_repo,
+    register,
+)
+
+pytestmark = pytest.mark.redis
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: workers import the test model
+
+
+@pytest.fixture
+def world(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
+    root, stream = make_repo(tmp_path / "repo")
+    now = datetime.now(UTC)
+    store = FeatureStore(root)
+    store.apply()
+    register(store)
+    client = redis.Redis.from_url(redis_url)
+    source = store.get_feature_view("velocity").source
+    publish(client, source, history(now, [1, 2, 3], 8), project=store.project)  # type: ignore[arg-type]
+    ingest = StreamWorker(store, "txns", block_ms=1, client=client)
+    while ingest.run_once():
+        pass
+    sink = f"parity:test:scores:{stream.rsplit(':', 1)[1]}"
+    group = f"parity:{store.project}:predict:{sink}"
+    client.xgroup_create(stream, group, id="$")  # score what is published from here on
+    sent = [
+        {
+            "account_id": 1 + i % 3,
+            "event_timestamp": now - timedelta(seconds=90) + timedelta(milliseconds=400 * i),
+            "amount": float(1 + i % 17),
+        }
+        for i in range(120)
+    ]
+    ids = publish(client, source, sent, project=store.project)  # type: ignore[arg-type]
+    yield {"root": root, "store": store, "client": client, "sink": sink, "group": group,
+           "stream": stream, "sent": sent, "ids": ids}  # fmt: skip
+    client.delete(stream, sink, f"{sink}:dead")
+    client.close()
+
+
+def command(world: dict[str, Any], consumer: str = "c1") -> list[str]:
+    claim = ["--claim-idle-ms", "0"] if consumer != "c1" else []
+    return [
+        sys.executable, "-m", "parity.cli.main", "predict", "stream", *claim,
+        "--model", "velo@champion", "--source", "txns", "--sink", world["sink"],
+        "--repo", str(world["root"]), "--batch", "4", "--consumer", consumer, "--until-idle",
+    ]  # fmt: skip
+
+
+def environment(crash: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PARITY_STREAM_PREDICT_CRASH"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if crash:
+        env["PARITY_STREAM_PREDICT_CRASH"] = crash
+    return env
+
+
+def run(world: dict[str, Any], crash: str | None = None, consumer: str = "c1") -> int:
+    done = subprocess.run(
+        command(world, consumer), env=environment(crash), capture_output=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode in (0, -9), done.stderr.decode()[-2000:]
+    return done.returncode
+
+
+def kill_when(world: dict[str, Any], published: int) -> None:
+    """Start a worker and SIGKILL it once the output stream holds `published` scores."""
+    process = subprocess.Popen(
+        command(world), env=environment(), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while world["client"].xlen(world["sink"]) < published:
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the worker published nothing"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    process.stderr.close()  # type: ignore[union-attr]
+
+
+def assert_exactly_once(world: dict[str, Any]) -> None:
+    entries = world["client"].xrange(world["sink"])
+    published = [fields[b"source_id"].decode() for _, fields in entries]
+    assert len(published) == len(set(published)) == len(world["ids"])  # none twice, none lost
+    assert set(published) == set(world["ids"])
+    by_id = {fields[b"source_id"].decode(): float(fields[b"score"]) for _, fields in entries}
+    want = expected_scores(world["store"], world["sent"])
+    assert close([by_id[i] for i in world["ids"]], want)
+    assert world["client"].xpending(world["stream"], world["group"])["pending"] == 0
+    assert world["client"].xlen(f"{world['sink']}:dead") == 0
+    files = f"{world['root']}/data/prediction_log/**/*.parquet"
+    logged = duckdb.connect().execute(f"SELECT request_id FROM read_parquet('{files}')").fetchall()
+    requests = [row[0] for row in logged]
+    assert len(requests) == len(set(requests))  # a SIGKILL may lose queued rows, never double
+    assert set(requests) <= {f"stream-{i}" for i in world["ids"]}
+
+
+@pytest.mark.parametrize("crash", ["before_publish", "after_publish"])
+def test_a_worker_killed_at_each_crash_point_publishes_every_score_once(
+    world: dict[str, Any], crash: str
+) -> None:
+    assert run(world, crash) == -9  # killed in its first batch
+    assert world["client"].xlen(world["sink"]) == (4 if crash == "after_publish" else 0)
+    assert run(world) == 0
+    assert_exactly_once(world)
+
+
+def test_a_worker_killed_mid_stream_three_times_publishes_every_score_once(
+    world: dict[str, Any],
+) -> None:
+    for published in (10, 45, 80):
+        kill_when(world, published)
+    assert world["client"].xlen(world["sink"]) < len(world["ids"])  # the last kill left work
+    assert run(world) == 0
+    assert_exactly_once(world)
+
+
+def test_a_dead_consumers_messages_are_claimed_and_published_once(world: dict[str, Any]) -> None:
+    """c1 dies holding its first batch, unpublished; c2 (another name: a restart elsewhere)
+    claims it and finishes the stream."""
+    assert run(world, "before_publish") == -9
+    assert world["client"].xpending(world["stream"], world["group"])["pending"] == 4
+    assert run(world, None, consumer="c2") == 0
+    assert_exactly_once(world)
