@@ -265,7 +265,7 @@ class Runner:
                 alive = self.db.heartbeat(
                     record.id, self.id, self.wall(), joblog.text(), joblog.stage
                 )
-            except ParityError as error:  # the database is away: the next beat tries again
+            except Exception as error:  # the database is away or busy: the next beat tries again
                 log.warning("job %d heartbeat failed: %s", record.id, error)
                 continue
             if not alive:
