@@ -127,6 +127,12 @@ REPO = {
             return TrainedModel(model=model, importance={"spend": float("nan")})
 
 
+        def train_flaky(frame, context):
+            if context.attempt == 1:  # the first attempt hangs (its runner will be killed)
+                return train_hang(frame, context)
+            return train_ok(frame, context)
+
+
         def job(name, train, **options):
             fields = dict(
                 name=name,
@@ -149,6 +155,7 @@ REPO = {
         hang_job = job("hang_job", train_hang)
         hang_once_job = job("hang_once_job", train_hang, max_attempts=1)
         timeout_job = job("timeout_job", train_hang, timeout=timedelta(seconds=0.5))
+        flaky_job = job("flaky_job", train_flaky, retry_delay=timedelta(0))
         local_class_job = job("local_class_job", train_local_class)
         bad_importance_job = job("bad_importance_job", train_bad_importance)
         wrong_keys_job = job(

@@ -147,3 +147,29 @@ def test_a_retry_runs_when_due_and_is_not_retried_past_max_attempts(tiny_repo: P
         assert second.status == "failed" and second.attempt == 2
         assert "retry" not in second.result
         assert store.jobs.active() == []
+
+
+def test_another_runner_recovers_a_killed_runners_job_in_real_time(tiny_repo: Path) -> None:
+    with FeatureStore(tiny_repo) as store:
+        job = store.jobs.submit("flaky_job")  # retry_delay 0: the retry is due at once
+        first = start_runner(tiny_repo, "once")
+        try:
+            wait_running(store, [job.id])
+        except AssertionError:
+            first.kill()
+            raise AssertionError(finish([first], 30)) from None
+        first.send_signal(signal.SIGKILL)
+        finish([first], 30)
+        second = start_runner(tiny_repo, "loop")  # loops while a job runs or is due
+        output = finish([second], 90)[0]
+        assert second.returncode == 0, output
+        lost = store.jobs.get(job.id)
+        assert lost.status == "failed" and "lost: no heartbeat" in (lost.error or "")
+        assert lost.finished_at is not None and lost.heartbeat_at is not None
+        # failed only once its heartbeat was older than jobs.stale_after_seconds (1 s)
+        assert lost.finished_at - lost.heartbeat_at >= timedelta(seconds=1)
+        retry = store.jobs.get(lost.result["retry"])
+        assert retry.status == "succeeded" and retry.attempt == 2 and retry.retry_of == job.id
+        assert retry.runner != lost.runner
+        assert [v.version for v in store.models.versions("m")] == [1]  # exactly one version
+        assert store.models.get_version("m", 1).tags["job_id"] == str(retry.id)
