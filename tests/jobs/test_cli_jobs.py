@@ -28,6 +28,7 @@ def test_run_list_status_and_cancel(tiny_repo: Path) -> None:
     assert "Job 1 (ok_job): succeeded" in output and "registered m/1 as @candidate" in output
     code, output = run("jobs", "run", "none_job", "--repo", repo)
     assert code == 1 and "Job 2 (none_job): failed" in output and "returned None" in output
+    assert "Its logs: parity jobs status 2 --logs" in output
     code, output = run("jobs", "list", "--repo", repo, "--json")
     assert code == 0
     listed = json.loads(output)["jobs"]
