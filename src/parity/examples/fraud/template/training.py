@@ -14,9 +14,18 @@ from parity import LabelSource, TrainedModel, TrainingJob
 
 def train_fraud(frame, context):
     """Gradient-boosted trees on the features of fraud_model_v1 plus the payment's amount (the
-    same recipe as the champion's, see parity.examples.fraud.model)."""
-    from parity.examples.fraud.model import FEATURES, inputs, train
+    same recipe as the champion's, see parity.examples.fraud.model). `frame` is the training set
+    (the matured chargebacks with their point-in-time features); `context` says which run this is
+    (context.job_id, context.cutoff, context.dataset, ...) and logs to the job (context.log)."""
+    from parity.examples.fraud.model import FEATURES, LABEL, inputs, train
 
+    context.log.info(
+        "%d payments up to %s (labels final by %s), %.2f%% fraud",
+        len(frame),
+        context.cutoff.date(),
+        context.now.date(),
+        100 * float(frame[LABEL].mean()) if len(frame) else 0.0,
+    )
     scorer, metrics = train(frame)
     importance = {name: 1.0 for name in FEATURES}  # equal until a model reports its own
     return TrainedModel(
