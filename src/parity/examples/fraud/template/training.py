@@ -17,7 +17,7 @@ def train_fraud(frame, context):
     same recipe as the champion's, see parity.examples.fraud.model). `frame` is the training set
     (the matured chargebacks with their point-in-time features); `context` says which run this is
     (context.job_id, context.cutoff, context.dataset, ...) and logs to the job (context.log)."""
-    from parity.examples.fraud.model import FEATURES, LABEL, inputs, train
+    from parity.examples.fraud.model import FEATURES, LABEL, REQUEST_INPUTS, inputs, train
 
     context.log.info(
         "%d payments up to %s (labels final by %s), %.2f%% fraud",
@@ -27,7 +27,8 @@ def train_fraud(frame, context):
         100 * float(frame[LABEL].mean()) if len(frame) else 0.0,
     )
     scorer, metrics = train(frame)
-    importance = {name: 1.0 for name in FEATURES}  # equal until a model reports its own
+    # every input counts the same (the request-time amount too) until a model reports its own
+    importance = {name: 1.0 for name in FEATURES + REQUEST_INPUTS}
     return TrainedModel(
         model=scorer,
         metrics=metrics,
