@@ -27,7 +27,6 @@ import argparse
 import json
 import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
