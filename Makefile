@@ -32,6 +32,7 @@ bench: install
 	$(PY) benchmarks/bench_models.py --size small --no-mlserver
 	$(PY) benchmarks/bench_gates.py --quick
 	$(PY) benchmarks/bench_shadow.py --quick
+	$(PY) benchmarks/bench_batch_predict.py --quick
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
@@ -44,6 +45,7 @@ bench-full: install
 	$(PY) benchmarks/bench_drift.py --rows 1000000 --features 20
 	$(PY) benchmarks/bench_gates.py
 	$(PY) benchmarks/bench_shadow.py
+	$(PY) benchmarks/bench_batch_predict.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
