@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -186,7 +187,8 @@ def _entity_input(
     _check_columns(table.schema, plan, as_of)
     table = table.select(list(plan.columns.entity) + ([] if as_of else [TIMESTAMP]))
     if as_of is not None:
-        moment = pa.array([as_of] * table.num_rows, pa.timestamp("us", tz="UTC"))
+        micros = np.full(table.num_rows, to_micros(as_of), dtype=np.int64)
+        moment = pa.array(micros).cast(pa.timestamp("us", tz="UTC"))
         table = table.append_column(TIMESTAMP, moment)
     return table, table.num_rows, table.schema
 
