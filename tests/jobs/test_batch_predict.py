@@ -24,6 +24,7 @@ from tests.jobs.batch_helpers import (
     expected_score,
     make_store,
     point_in_time,
+    register_ratio_model,
     stats_table,
 )
 
@@ -63,6 +64,28 @@ def test_batch_scores_equal_the_model_servers_v1_scores_at_the_same_time(
     assert scored["score"] == pytest.approx(oracle, abs=1e-12)
     assert set(scored["event_timestamp"]) == {AS_OF}
     assert (result.rows, result.version, result.rows_without_features) == (7, 1, 1)
+
+
+def test_on_demand_features_from_request_inputs_score_as_v1_does(store: FeatureStore) -> None:
+    """An on-demand feature (amount / trips) takes the request's amount from the entities."""
+    register_ratio_model(store)
+    store.materialize(T0, AS_OF, ["driver_stats"])
+    drivers, amounts = [1, 2, 3, 4, 99], [30.0, 12.5, 8.0, 0.0, 5.0]
+    body = {"entities": {"driver_id": drivers, "amount": amounts}}
+    with running(create_model_app(store)) as url:
+        reply = httpx.post(f"http://{url}/v1/models/ratio_model/predict", json=body)
+    assert reply.status_code == 200, reply.text
+    entities = pd.DataFrame({"driver_id": drivers, "amount": amounts})
+    out = store.repo_path / "out" / "ratio.parquet"
+    store.jobs.predict_batch("ratio_model@champion", entities, out=str(out), as_of=AS_OF)
+    scores = pq.read_table(out).column("output").to_pylist()
+    assert scores == reply.json()["predictions"]
+    stats = stats_table()
+    for driver, amount, score in zip(drivers, amounts, scores, strict=True):
+        found = point_in_time(stats, driver, AS_OF, TTL)
+        trips, conv = found["trips"], found["conv_rate"]
+        ratio = -1.0 if not trips else amount / trips
+        assert score == pytest.approx(0.5 * ratio + (conv or 0.0), abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
