@@ -105,7 +105,8 @@ def predict_batch(
     frame, total, schema = _entity_input(store, entities, plan, moment)
     job = store.get_historical_features(frame, plan.version.feature_service or "")
     limit_us = to_micros(now + store.config.ingest.max_future_skew)
-    with Prefetched(job.to_batches(batch_size), name="parity-batch-read") as batches:
+    reader = Prefetched(job.to_batches(batch_size), name="parity-batch-read", cancel=_cancel(job))
+    with reader as batches:
         plan = replace(plan, deployment=_load(store, plan.version))
         view = None
         if to_online is not None:  # and its features, once the model's outputs are known
@@ -129,6 +130,14 @@ def predict_batch(
     return BatchPredictionResult(
         str(target), rows, version.name, version.version, seconds, empty, moment, to_online, written
     )
+
+
+def _cancel(job: Any) -> Callable[[], None] | None:
+    """Interrupts the DuckDB query of a retrieval job (or of the one an on-demand job wraps), so
+    a run that fails, or is stopped, while the join runs does not wait for the join to end."""
+    connection = getattr(getattr(job, "inner", job), "_connection", None)
+    interrupt = getattr(connection, "interrupt", None)
+    return interrupt if callable(interrupt) else None
 
 
 def _as_of(store: FeatureStore, as_of: Any, now: datetime) -> datetime:
