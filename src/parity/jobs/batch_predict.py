@@ -102,7 +102,7 @@ def predict_batch(
         from parity.jobs.batch_online import score_view
 
         score_view(store, to_online, target, plan.columns.keys, None)
-    frame, total, schema = _entity_input(store, entities, plan, moment)
+    frame, total, schema = _entity_input(store, entities, plan, moment, progress is not None)
     job = store.get_historical_features(frame, plan.version.feature_service or "")
     limit_us = to_micros(now + store.config.ingest.max_future_skew)
     reader = Prefetched(job.to_batches(batch_size), name="parity-batch-read", cancel=_cancel(job))
@@ -182,12 +182,13 @@ def _load(store: FeatureStore, version: ModelVersion) -> Deployment:
 
 
 def _entity_input(
-    store: FeatureStore, entities: Any, plan: _Plan, as_of: datetime | None
+    store: FeatureStore, entities: Any, plan: _Plan, as_of: datetime | None, count: bool
 ) -> tuple[Any, int | None, pa.Schema]:
     """The entity rows to retrieve for (only the columns the model needs, with the as_of time
-    when given), the number of rows when known up front, and the entities' schema."""
+    when given), the number of rows when known up front (a Parquet file's rows are counted only
+    if `count`: for a progress bar), and the entities' schema."""
     if isinstance(entities, str | Path):
-        return _entity_query(store, entities, plan, as_of)
+        return _entity_query(store, entities, plan, as_of, count)
     from parity.offline import entity_frame
 
     table = entity_frame.from_memory(entities, TIMESTAMP).table
@@ -203,7 +204,7 @@ def _entity_input(
 
 
 def _entity_query(
-    store: FeatureStore, entities: str | Path, plan: _Plan, as_of: datetime | None
+    store: FeatureStore, entities: str | Path, plan: _Plan, as_of: datetime | None, count: bool
 ) -> tuple[str, int | None, pa.Schema]:
     """A Parquet path or SQL query, wrapped in SQL that keeps the needed columns."""
     from parity.offline import entity_frame
@@ -224,7 +225,7 @@ def _entity_query(
     else:
         chosen.append(f"TIMESTAMPTZ {literal(as_of.isoformat())} AS {quote(TIMESTAMP)}")
     total = None
-    if not sql:
+    if count and not sql:
         with engine.connect() as connection:
             found = connection.execute(f"SELECT count(*) FROM {base}").fetchone()
             total = int(found[0]) if found else None
