@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -89,9 +89,8 @@ def predict_batch(
     batch_size: int = DEFAULT_BATCH_ROWS,
 ) -> BatchPredictionResult:
     """Score `entities` with model ref `model` (name@alias, name/N or name) and write `out`.
-    The model loads on a thread of its own from the start, and the join on another as soon as
-    the entities are checked (a library import can take as long as the join of a million
-    rows)."""
+    The join starts on a thread of its own while the model loads (a library import can take
+    as long as the join of a million rows)."""
     started = time.perf_counter()
     if batch_size < 1:
         raise InvalidPredictionInput(f"batch_size must be at least 1, not {batch_size}")
@@ -99,74 +98,38 @@ def predict_batch(
     moment = None if as_of is None else _as_of(store, as_of, now)
     plan = _plan(store, model)
     target = Path(out)
-    loader = ThreadPoolExecutor(1, thread_name_prefix="parity-model-load")
-    try:
-        loading = loader.submit(_load, store, plan.version)
-        if to_online is not None:  # the view's path and keys, before any work
-            from parity.jobs.batch_online import score_view
+    if to_online is not None:  # the view's path and keys, before any work
+        from parity.jobs.batch_online import score_view
 
-            score_view(store, to_online, target, plan.columns.keys, None)
-        frame, total, schema = _entity_input(store, entities, plan, moment, progress is not None)
-        job = store.get_historical_features(frame, plan.version.feature_service or "")
-        reader = Prefetched(
-            job.to_batches(batch_size), name="parity-batch-read", cancel=_cancel(job)
+        score_view(store, to_online, target, plan.columns.keys, None)
+    frame, total, schema = _entity_input(store, entities, plan, moment, progress is not None)
+    job = store.get_historical_features(frame, plan.version.feature_service or "")
+    limit_us = to_micros(now + store.config.ingest.max_future_skew)
+    reader = Prefetched(job.to_batches(batch_size), name="parity-batch-read", cancel=_cancel(job))
+    with reader as batches:
+        plan = replace(plan, deployment=_load(store, plan.version))
+        view = None
+        if to_online is not None:  # and its features, once the model's outputs are known
+            outputs = plan.model.output_names
+            view = score_view(store, to_online, target, plan.columns.keys, outputs)
+        rows, empty = _write(
+            target,
+            _scored(plan, iter(batches), limit_us),
+            _empty_schema(plan, schema),
+            _metadata(store, plan.version, model, moment, now),
+            lambda done: progress(done, total) if progress is not None else None,
         )
-        with reader as batches:
-            plan = replace(plan, deployment=loading.result())
-            run = _Run(store, plan, target, model, moment, now)
-            rows, empty = run.write(batches, schema, to_online, progress, total)
-    finally:
-        loader.shutdown(wait=False, cancel_futures=True)
-    written = run.to_online(to_online)
+    written = 0
+    if view is not None:
+        from parity.jobs.batch_online import write_online
+
+        written = write_online(store, view, target)
     seconds = time.perf_counter() - started
     log.info("batch prediction of %s: %d rows in %.1f s to %s", model, rows, seconds, target)
     version = plan.version
     return BatchPredictionResult(
         str(target), rows, version.name, version.version, seconds, empty, moment, to_online, written
     )
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One batch prediction once its model is loaded: score and write, then the online view."""
-
-    store: FeatureStore
-    plan: _Plan
-    target: Path
-    ref: str
-    as_of: datetime | None
-    now: datetime
-
-    def write(
-        self,
-        batches: Iterable[pa.RecordBatch],
-        schema: pa.Schema,
-        to_online: str | None,
-        progress: Progress | None,
-        total: int | None,
-    ) -> tuple[int, int]:
-        plan = self.plan
-        if to_online is not None:  # the view's features, now that the model's outputs are known
-            from parity.jobs.batch_online import score_view
-
-            outputs = plan.model.output_names
-            score_view(self.store, to_online, self.target, plan.columns.keys, outputs)
-        limit_us = to_micros(self.now + self.store.config.ingest.max_future_skew)
-        return _write(
-            self.target,
-            _scored(plan, iter(batches), limit_us),
-            _empty_schema(plan, schema),
-            _metadata(self.store, plan.version, self.ref, self.as_of, self.now),
-            lambda done: progress(done, total) if progress is not None else None,
-        )
-
-    def to_online(self, view_name: str | None) -> int:
-        """Write the output file's scores to the online view (its rows, newest per entity)."""
-        if view_name is None:
-            return 0
-        from parity.jobs.batch_online import write_online
-
-        return write_online(self.store, self.store.get_feature_view(view_name), self.target)
 
 
 def _cancel(job: Any) -> Callable[[], None] | None:
