@@ -33,6 +33,7 @@ bench: install
 	$(PY) benchmarks/bench_gates.py --quick
 	$(PY) benchmarks/bench_shadow.py --quick
 	$(PY) benchmarks/bench_stream_predict.py --quick
+	$(PY) benchmarks/bench_batch_predict.py --quick
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
@@ -46,6 +47,7 @@ bench-full: install
 	$(PY) benchmarks/bench_gates.py
 	$(PY) benchmarks/bench_shadow.py
 	$(PY) benchmarks/bench_stream_predict.py
+	$(PY) benchmarks/bench_batch_predict.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -2,6 +2,7 @@
 2,000 transactions per second, end-to-end p99 under 100 ms from publish to score, in one run:
 
     .venv/bin/python benchmarks/bench_stream_predict.py [--quick] [--seconds S] [--rate R]
+        [--with-ingest]
 
 1. a repo with a stream source, a windowed view (count 5 min, sum and mean 1 h, 1-minute tiles)
    and an on-demand ratio with the event's amount as request data, on the Redis online store;
@@ -13,6 +14,10 @@
    when each score appears;
 4. peer, same rate and harness: a plain Redis consumer process doing XREADGROUP -> XADD -> XACK
    with no model and no features (the practical limit of the round trip).
+
+With --with-ingest, `parity ingest` of the same source runs alongside the worker (production's
+setup; both share the machine's cores). The worker's model libraries run on one thread
+(`--model-threads`, its default).
 
 Prints p50/p99/max latency, throughput, the lag left at the end, and ratios against the targets.
 Exits 0 even when a target is missed.

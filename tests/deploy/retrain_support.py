@@ -122,6 +122,7 @@ class Scripted:
     performance_value: Callable[[str, datetime], float | None] = lambda model, now: None
     newest: Callable[[str], datetime | None] = lambda model: None
     errors: dict[str, Exception] = field(default_factory=dict)
+    rollouts: dict[str, str] = field(default_factory=dict)
 
     def drift(self, policy: RetrainPolicy, now: datetime) -> Observation:
         if policy.model in self.errors:
@@ -135,6 +136,9 @@ class Scripted:
 
     def newest_version_at(self, model: str) -> datetime | None:
         return self.newest(model)
+
+    def rollout(self, model: str) -> str | None:
+        return self.rollouts.get(model)
 
 
 def sqlite_store(path: Path, project: str = "p") -> TriggerStore:

@@ -4,6 +4,7 @@ requests, dedup; and a Hypothesis property against a whole-history oracle writte
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,6 +95,8 @@ def test_nan_and_infinite_values_are_no_evidence() -> None:
     outcomes, state = run([float("nan"), float("inf"), float("-inf")], sustain=1)
     assert set(actions(outcomes)) == {"hold"}
     assert not state.drift.firing
+    assert [o.evidence["drift"]["value"] for o in outcomes] == [None, None, None]
+    assert [o.evidence["drift"]["invalid"] for o in outcomes] == ["nan", "inf", "-inf"]
 
 
 def test_the_same_evidence_seen_twice_counts_once() -> None:
@@ -279,3 +282,66 @@ def test_the_state_machine_matches_the_whole_history_oracle(
     outcomes, _ = run(values, every=HOUR, sustain=sustain, cooldown=cooldown * HOUR)
     fired = [i for i, o in enumerate(outcomes) if o.action == "fire"]
     assert fired == oracle_fires(values, 0.5, 0.3, sustain, cooldown)
+
+
+def test_a_new_champion_starts_its_signals_afresh() -> None:
+    chosen = policy(sustain=1, cooldown=HOUR)
+    old = Observation(0.9, T0, {"version": 1})
+    fired = decide(chosen, TriggerState(), old, NONE, Context(T0))
+    assert fired.action == "fire" and fired.state.drift.version == 1
+    # the retrained version 2 is promoted; it has no complete window yet: no evidence, and the
+    # old version's firing state does not fire a second retrain after the cooldown
+    fresh = Observation(None, None, {"version": 2})
+    later = decide(chosen, fired.state, fresh, NONE, Context(T0 + 2 * HOUR))
+    assert later.action == "hold" and not later.state.drift.firing
+    assert later.evidence["drift"]["reset"].startswith("version 1 -> 2")
+    assert later.state.drift.version == 2
+
+
+def test_a_rollout_in_progress_holds_every_signal_and_request_back() -> None:
+    chosen = policy(sustain=1)
+    state = with_request(TriggerState(), "please", T0)
+    ctx = Context(T0, rollout="fraud-3 (active)")
+    held = decide(chosen, state, seen(0.9, T0), NONE, ctx)
+    assert held.action == "suppress" and "rollout fraud-3 (active)" in held.reasons[0]
+    assert held.state.request is not None  # still pending
+    done = decide(chosen, held.state, NONE, NONE, Context(T0 + HOUR))
+    assert done.action == "fire" and set(done.asking) == {"drift", "manual"}
+
+
+step_strategy = st.tuples(
+    st.one_of(st.none(), st.floats(0, 1)),  # drift share
+    st.one_of(st.none(), st.floats(-0.5, 0.5)),  # metric drop
+    st.booleans(),  # a manual request before this evaluation
+    st.booleans(),  # the model has a retrain job active
+    st.integers(0, 3),  # retrain jobs active in the project
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(step_strategy, max_size=40), cooldown=st.integers(0, 6))
+def test_invariants_hold_for_any_mix_of_signals_requests_and_jobs(
+    steps: list[tuple[float | None, float | None, bool, bool, int]], cooldown: int
+) -> None:
+    chosen = policy(metric="auc", sustain=1, cooldown=cooldown * HOUR)
+    state = TriggerState()
+    fires: list[tuple[int, tuple[str, ...]]] = []
+    requested = False
+    for index, (drift, drop, request, busy, total) in enumerate(steps):
+        now = T0 + index * HOUR
+        if request:
+            state = with_request(state, f"r{index}", now)
+            requested = True
+        ctx = Context(now, model_active=(1,) if busy else (), total_active=total, overall_cap=2)
+        outcome = decide(chosen, state, seen(drift, now), seen(drop, now), ctx)
+        state = TriggerState.from_json(outcome.state.to_json())
+        if outcome.action == "fire":
+            assert outcome.asking and not busy and total < 2  # never past a cap
+            fires.append((index, outcome.asking))
+            requested = False
+            assert state.request is None and state.deferred_since is None
+        else:
+            assert requested == (state.request is not None)  # a request is never lost
+    for (earlier, _), (later, asking) in itertools.pairwise(fires):
+        owed = any(name in ("manual", "deferred") for name in asking)
+        assert owed or later - earlier >= cooldown  # the cooldown holds unless owed

@@ -7,9 +7,7 @@ decision)."""
 from __future__ import annotations
 
 import json
-import textwrap
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,85 +18,36 @@ import pytest
 import sqlalchemy as sa
 
 from parity import FeatureStore
+from parity.definitions.rollout import RoutingKey
 from parity.deploy.retrain import Triggers
 from parity.deploy.retrain_signals import MonitoringSignals, relative_drop, weighted_share
-from parity.errors import InvalidTime, ModelNotFound, NoReference, RetrainPolicyNotFound
+from parity.errors import (
+    InvalidOption,
+    InvalidTime,
+    ModelNotFound,
+    NoReference,
+    RetrainPolicyNotFound,
+)
 from parity.inference.predlog import PredictionRecord
 from parity.monitoring.drift_history import DATASET, DriftHistory, DriftRow
 from parity.monitoring.performance_history import PerformanceHistory, performance_table
 from parity.monitoring.profile_store import profiles_table
+from tests.deploy.retrain_repo import (
+    HOUR,
+    IMPORTANCE,
+    LIFECYCLE,
+    T0,
+    Clock,
+    clock,
+    drift_repo,
+    open_store,
+    register,
+    store,
+)
 from tests.deploy.retrain_support import FakeQueue, policy
-from tests.monitoring.test_drift_runs import HOUR, T0, Scorer, log_window, write_log
-from tests.monitoring.test_drift_runs import repo as drift_repo
+from tests.monitoring.test_drift_runs import Scorer, log_window, write_log
 
-__all__ = ["drift_repo"]
-
-IMPORTANCE = {"conv_rate": 3.0, "trips": 1.0, "bonus": 0.5}
-LIFECYCLE = """
-    from datetime import timedelta
-    from parity import FeatureService, LabelSource, Monitor, RetrainPolicy, TrainingJob
-    from views import driver_stats
-
-    scorer_service = FeatureService(name="scorer_service", features=[driver_stats])
-    scorer_monitor = Monitor(name="scorer_monitor", model="scorer", window=timedelta(hours=1),
-                             min_samples=50)
-
-
-    def train_scorer(frame, context):
-        raise RuntimeError("never run by these tests")
-
-
-    scorer_training = TrainingJob(
-        name="scorer_training", model="scorer", feature_service="scorer_service",
-        labels=LabelSource(path="data/entities.parquet", label="label", join_keys=("driver_id",),
-                           timestamp_field="event_timestamp"),
-        train=train_scorer,
-    )
-    scorer_retrain = RetrainPolicy(name="scorer_retrain", model="scorer", job="scorer_training",
-                                   sustain=1, drift_fire_at=0.5, drift_clear_at=0.2)
-"""
-
-
-@dataclass
-class Clock:
-    now: datetime = T0 + 6 * HOUR
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(drift_repo: Path, clock: Clock) -> Iterator[FeatureStore]:
-    (drift_repo / "lifecycle.py").write_text(textwrap.dedent(LIFECYCLE).lstrip())
-    opened = FeatureStore(drift_repo, clock=clock)
-    opened.apply()
-    opened.datasets.create(
-        "train_v1",
-        str(drift_repo / "data" / "entities.parquet"),
-        ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:city"],
-        drift_repo / "data" / "train_v1.parquet",
-    )
-    yield opened
-    opened.close()
-
-
-def register(store: FeatureStore, *, dataset: str | None = "train_v1", **extra: Any) -> int:
-    frame = pd.read_parquet(store.datasets.get("train_v1").path)
-    version = store.models.register_model(
-        "scorer",
-        Scorer(),
-        flavor="pyfunc",
-        training_dataset=dataset,
-        sample_input=frame[["conv_rate", "trips", "bonus"]].head(5),
-        alias="champion",
-        **extra,
-    )
-    return version.version
+__all__ = ["clock", "drift_repo", "store"]
 
 
 def drift_rows(
@@ -372,6 +321,13 @@ def test_requests_and_history_refuse_unknown_models_and_bad_input(store: Feature
         triggers.evaluate(now=datetime(1, 1, 1, tzinfo=T0.tzinfo))
     with pytest.raises(InvalidTime, match="outside"):
         triggers.request("scorer", now=datetime(9999, 1, 1, tzinfo=T0.tzinfo))
+    for limit in (0, -1, 2.5, True, "10"):
+        with pytest.raises(InvalidOption, match="limit"):
+            triggers.history(limit=limit)  # type: ignore[arg-type]
+    for reason in (None, 3, "x" * 1001):
+        with pytest.raises(InvalidOption, match="reason"):
+            triggers.request("scorer", reason=reason)  # type: ignore[arg-type]
+    assert triggers.engine.store.state("scorer").revision == 0  # nothing was recorded
 
 
 def test_a_manual_request_on_a_real_store_fires_once(store: FeatureStore) -> None:
@@ -386,3 +342,55 @@ def test_a_manual_request_on_a_real_store_fires_once(store: FeatureStore) -> Non
     assert "new labels; again" in first[0].reasons[0]
     assert second[0].action != "fire" and len(queue.jobs) == 1
     assert queue.jobs[0].reason == "manual" and queue.jobs[0].trigger_decision == first[0].id
+
+
+def test_the_monitor_pass_records_performance_once_per_window(
+    drift_repo: Path, clock: Clock
+) -> None:
+    labelled = LIFECYCLE.replace(
+        "min_samples=50)",
+        "min_samples=50,\n                             labels=LabelSource(path='data/entities.parquet', "
+        "label='label', join_keys=('driver_id',)))",
+    )
+    opened = open_store(drift_repo, clock, labelled)
+    try:
+        register(opened)
+        records: list[PredictionRecord] = []
+        log_window(records, np.random.default_rng(3), T0, 300)
+        write_log(opened, records)
+        triggers = Triggers(opened, queue=FakeQueue())
+        clock.now = T0 + 2 * HOUR
+        first = [line for line in triggers.tick().monitors if "performance" in line]
+        clock.now = T0 + 2 * HOUR + timedelta(minutes=5)
+        second = [line for line in triggers.tick().monitors if "performance" in line]
+        clock.now = T0 + 3 * HOUR + timedelta(minutes=5)
+        third = [line for line in triggers.tick().monitors if "performance" in line]
+        assert "recorded" in first[0] and "already" not in first[0], first
+        assert "already recorded" in second[0]
+        assert "already" not in third[0]
+        as_of = {
+            row["as_of"] for row in opened.monitoring.performance_history("scorer", latest=False)
+        }
+        assert as_of == {T0 + 2 * HOUR, T0 + 3 * HOUR + timedelta(minutes=5)}
+    finally:
+        opened.close()
+
+
+def test_a_rollout_of_the_model_in_progress_is_read_and_holds_the_retrain(
+    store: FeatureStore,
+) -> None:
+    register(store)
+    register(store, dataset="train_v1")  # version 2, champion now
+    store.models.set_alias("scorer", "champion", 1)
+    signals = MonitoringSignals(store)
+    assert signals.rollout("scorer") is None
+    key = RoutingKey(name="x-user-id", source="header")
+    started = store.rollouts.start(model="scorer", candidate=2, routing_key=key)
+    assert signals.rollout("scorer") == f"{started.id} ({started.status})"
+    triggers = Triggers(store, queue=FakeQueue())
+    triggers.request("scorer", now=T0)
+    [held] = triggers.evaluate(now=T0 + HOUR)
+    assert held.action == "suppress" and started.id in held.reasons[0]
+    store.rollouts.abort("scorer")
+    [fired] = triggers.evaluate(now=T0 + 2 * HOUR)
+    assert fired.action == "fire"

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from parity.definitions.retrain import RetrainPolicy
+from parity.deploy.retrain import LEASE_SECONDS
 from parity.deploy.retrain_decide import Outcome, TriggerState
 from parity.deploy.retrain_signals import weighted_share
 from parity.deploy.retrain_store import TriggerStore
-from parity.errors import ParityError, TrainingJobNotFound
-from parity.registry.sql import create_registry_engine
+from parity.errors import ParityError, RetrainEvaluationBusy, TrainingJobNotFound
+from parity.registry.sql import create_registry_engine, sqlite_url
 from tests.deploy.retrain_support import (
     DAY,
     HOUR,
@@ -298,3 +299,59 @@ def test_a_signal_error_on_one_model_does_not_stop_the_others(store: TriggerStor
     assert by_model["a"].signals["drift"]["error"].startswith("no_reference")
     assert by_model["b"].action == "fire"
     assert isinstance(signals.errors["a"], ParityError)
+
+
+def test_an_evaluation_that_outlives_its_lease_stops_instead_of_deciding_beside_another(
+    tmp_path: Path,
+) -> None:
+    wall = {"now": 1_000_000.0}
+    engine_ = create_registry_engine(sqlite_url(tmp_path / "registry.db"))
+    slow_store = TriggerStore(engine_, "p", wall=lambda: wall["now"])
+    other_store = TriggerStore(engine_, "p", wall=lambda: wall["now"])
+    queue = FakeQueue()
+    models = [policy("a", sustain=1), policy("b", sustain=1)]
+    other = engine(other_store, queue, Scripted(drift_value=lambda m, now: 0.9))
+
+    def slow(model: str, now: datetime) -> float:
+        if model == "a":  # the first model's read hangs past the lease; another pass starts
+            wall["now"] += LEASE_SECONDS + 1
+            other.evaluate(models, now)
+        return 0.9
+
+    with pytest.raises(RetrainEvaluationBusy, match="took it over"):
+        engine(slow_store, queue, Scripted(drift_value=slow)).evaluate(models, T0)
+    assert sorted(queue.fired_models()) == ["a", "b"]  # each once, by the other evaluation
+
+
+def test_a_fire_that_cannot_be_queued_is_given_up_after_ten_tries_and_blocks_nothing(
+    store: TriggerStore,
+) -> None:
+    queue = Flaky()
+    queue.failures = 10
+    chosen = policy(sustain=1)
+    runner = engine(store, queue, Scripted(drift_value=lambda m, now: 0.9 if now == T0 else 0.0))
+    [first] = runner.evaluate([chosen], T0)
+    for minute in range(1, 11):
+        [held] = runner.evaluate([chosen], T0 + minute * MINUTE)
+        assert held.action != "fire"
+    assert not queue.jobs
+    assert "given up" in store.errors(first.id or 0)[-1]
+    assert len(store.errors(first.id or 0)) == 11  # ten failed tries, then the note
+    runner.request(chosen, "after the fix", T0 + HOUR)
+    [fired] = runner.evaluate([chosen], T0 + HOUR)
+    assert fired.action == "fire" and fired.id != first.id
+    assert [j.trigger_decision for j in queue.jobs] == [fired.id]
+
+
+def test_a_retried_submission_keeps_the_signals_that_asked_as_its_reason(
+    store: TriggerStore,
+) -> None:
+    queue = Flaky()
+    chosen = policy(sustain=1, metric="auc")
+    runner = engine(
+        store, queue, Scripted(drift_value=lambda m, now: 0.9, performance_value=lambda m, now: 0.5)
+    )
+    runner.evaluate([chosen], T0)
+    runner.evaluate([chosen], T0 + MINUTE)
+    assert [j.reason for j in queue.jobs] == ["drift+performance"]
+    assert queue.jobs[0].created_at == T0 + MINUTE

@@ -19,6 +19,7 @@ from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
 from parity.timeutil import to_micros
 from tests.inference.test_stream_predict_support import (
+    VelocityModel,
     close,
     expected_scores,
     history,
@@ -114,6 +115,7 @@ def test_a_score_reads_features_just_before_its_event_as_offline(world: dict[str
     assert [got[i]["account_id"] for i in ids] == ["1", "2", "3"]
     assert {got[i]["model"] for i in ids} == {"velo"} and {got[i]["version"] for i in ids} == {"1"}
     assert got[ids[0]]["event_timestamp"] == fresh[0]["event_timestamp"].isoformat()
+    assert [got[i]["ingest_ahead"] for i in ids] == ["0", "0", "0"]
 
 
 def test_interleaved_with_ingest_every_score_equals_offline(world: dict[str, Any]) -> None:
@@ -243,3 +245,56 @@ def test_a_slow_owner_and_a_claimer_publish_a_message_once(world: dict[str, Any]
     assert slow.stats.duplicates == 3 and slow.stats.scored == slow.stats.dead_lettered == 0
     assert world["client"].xlen(world["sink"]) == 2
     assert world["client"].xlen(f"{world['sink']}:dead") == 1
+
+
+def test_an_event_ingest_applied_first_is_marked_and_its_score_includes_it(
+    world: dict[str, Any],
+) -> None:
+    """The rule's one leak, made visible: `parity ingest` applied the events before their scores
+    read features, so the current tile holds them. Each score is marked `ingest_ahead` 1, and
+    equals the model on the features AT the event (its own contribution counted)."""
+    send(world, history(NOW, [1, 2, 3], 4))
+    ingest(world)
+    group = f"parity:{world['store'].project}:predict:{world['sink']}"
+    world["client"].xgroup_create(world["stream"], group, id="$")
+    fresh: list[dict[str, Any]] = [
+        {"account_id": a, "event_timestamp": NOW - timedelta(seconds=10 - a), "amount": 3.0 * a}
+        for a in (1, 2, 3)
+    ]
+    ids = send(world, fresh)
+    ingest(world)  # ingest first
+    worker = predictor(world)
+    drain(worker)
+    got = scores(world)
+    assert [got[i]["ingest_ahead"] for i in ids] == ["1", "1", "1"]
+    assert worker.stats.ingest_ahead == 3
+    at = offline_features(world["store"], fresh, [e["event_timestamp"] for e in fresh])
+    assert close([float(got[i]["score"]) for i in ids], list(VelocityModel().predict(at)))
+    assert not close([float(got[i]["score"]) for i in ids], expected_scores(world["store"], fresh))
+
+
+def test_a_stream_score_equals_the_v1_score_for_the_same_features(world: dict[str, Any]) -> None:
+    """The model server's `/v1` path (ModelServer.predict_entities) reads at the store's clock;
+    an event stamped 1 µs after it is read at that same time: the scores are equal."""
+    import asyncio
+
+    from parity.inference.metrics import ModelMetrics
+    from parity.inference.server import ModelServer, ModelTarget
+
+    send(world, history(NOW, [1, 2, 3], 6))
+    ingest(world)
+    group = f"parity:{world['store'].project}:predict:{world['sink']}"
+    world["client"].xgroup_create(world["stream"], group, id="$")
+    rows = [{"account_id": a, "amount": 4.5 * a} for a in (1, 2, 3)]
+    moment = NOW + timedelta(microseconds=1)
+    ids = send(world, [{**row, "event_timestamp": moment} for row in rows])
+    drain(predictor(world))
+    got = scores(world)
+    server = ModelServer(world["store"].models, metrics=ModelMetrics(), features=world["store"])
+
+    async def v1() -> list[Any]:
+        answer = await server.predict_entities(ModelTarget.parse("velo@champion"), rows)
+        await server.close()
+        return answer.predictions
+
+    assert [float(got[i]["score"]) for i in ids] == asyncio.run(v1())

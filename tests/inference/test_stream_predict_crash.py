@@ -148,3 +148,53 @@ def test_a_dead_consumers_messages_are_claimed_and_published_once(world: dict[st
     assert world["client"].xpending(world["stream"], world["group"])["pending"] == 4
     assert run(world, None, consumer="c2") == 0
     assert_exactly_once(world)
+
+
+def test_a_redis_that_stops_answering_is_waited_for_and_nothing_is_lost_or_doubled(
+    tmp_path: Path,
+) -> None:
+    """The worker's Redis (a private redis-server) is SIGSTOPped for 1.5 s while the worker runs:
+    its calls time out, it retries with backoff, and once Redis answers again every event has
+    exactly one score."""
+    import threading
+
+    from parity.inference.stream_predict import StreamPredictor
+    from tests.private_redis import private_redis_server
+
+    now = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    root, stream = make_repo(tmp_path / "repo")
+    store = FeatureStore(root, clock=lambda: now)
+    store.apply()
+    register(store)
+    with private_redis_server(range(6440, 6445)) as (port, server):
+        admin: Any = redis.Redis(port=port)
+        source = store.get_feature_view("velocity").source
+        sent = [
+            {"account_id": i, "event_timestamp": now - timedelta(seconds=5), "amount": 1.0 + i}
+            for i in range(30)
+        ]
+        ids = publish(admin, source, sent, project=store.project)  # type: ignore[arg-type]
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # no retries inside redis-py: the worker's own retry is what is tested
+        client = redis.Redis(port=port, socket_timeout=0.3, retry=Retry(NoBackoff(), 0))
+        worker = StreamPredictor(
+            store, "velo", "txns", "scores", batch_size=5, block_ms=50,
+            score_unknown=True, client=client,
+        )  # fmt: skip
+        server.send_signal(signal.SIGSTOP)
+        done = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(done.is_set,), daemon=True)
+        thread.start()
+        time.sleep(1.5)
+        server.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while admin.xlen("scores") < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done.set()
+        thread.join(10)
+        published = [f[b"source_id"].decode() for _, f in admin.xrange("scores")]
+        assert sorted(published) == sorted(ids)  # each once
+        assert worker.stats.retries >= 1
+        assert admin.xpending(stream, worker.group)["pending"] == 0

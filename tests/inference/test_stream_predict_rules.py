@@ -120,9 +120,11 @@ def test_score_fields_hold_the_source_id_keys_time_model_and_every_output() -> N
         "model": "fraud",
         "version": "3",
         "score": "0.25",
+        "ingest_ahead": "0",
     }
-    two = score_fields(event, "fraud", 3, {"label": 1, "p": 0.75}, "label")
+    two = score_fields(event, "fraud", 3, {"label": 1, "p": 0.75}, "label", True)
     assert (two["score"], two["output:label"], two["output:p"]) == ("1", "1", "0.75")
+    assert two["ingest_ahead"] == "1"
 
 
 def test_an_entity_is_unknown_only_when_every_view_keyed_by_it_lacks_it() -> None:

@@ -43,6 +43,24 @@ REPO = {
             source=FileSource(path="out/scores.parquet"),
         )
     """,
+    "ratio.py": """
+        from drivers import driver_stats
+        from parity import FeatureService, Field, Float64, RequestSource, on_demand_feature_view
+
+        payment = RequestSource(name="payment", schema=[Field(name="amount", dtype=Float64)])
+
+        @on_demand_feature_view(
+            sources=[driver_stats, payment],
+            schema=[Field(name="amount_per_trip", dtype=Float64)],
+        )
+        def amount_ratio(row):
+            trips = row["trips"]
+            return {"amount_per_trip": None if not trips else row["amount"] / trips}
+
+        ratio_service = FeatureService(
+            name="ratio_service", features=[driver_stats[["conv_rate"]], amount_ratio]
+        )
+    """,
 }
 SETTINGS = """
 models:
@@ -60,6 +78,27 @@ class DriverModel:
         conv = frame["conv_rate"].astype("float64").fillna(0.0).to_numpy()
         trips = frame["trips"].astype("float64").fillna(-1.0).to_numpy()
         return 2.0 * conv + 0.1 * trips + frame["amount"].to_numpy() / 1000.0
+
+
+class RatioModel:
+    """0.5 * amount_per_trip (-1 when unknown) + conv_rate (0 when unknown): an on-demand
+    feature computed from the request's amount and a stored feature."""
+
+    def predict(self, frame: Any) -> Any:
+        ratio = frame["amount_per_trip"].astype("float64").fillna(-1.0).to_numpy()
+        return 0.5 * ratio + frame["conv_rate"].astype("float64").fillna(0.0).to_numpy()
+
+
+def register_ratio_model(store: FeatureStore) -> None:
+    sample = pd.DataFrame({"conv_rate": [0.5, 0.1], "amount_per_trip": [2.0, 1.5]})
+    store.models.register_model(
+        "ratio_model",
+        RatioModel(),
+        flavor="pyfunc",
+        feature_service="ratio_service",
+        sample_input=sample,
+        alias="champion",
+    )
 
 
 def expected_score(conv_rate: float | None, trips: int | None, amount: float) -> float:

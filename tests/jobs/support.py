@@ -92,6 +92,7 @@ REPO = {
 
         def train_slow(frame, context):
             started = time.time()
+            print(f"slow job {context.job_id} sleeping")
             time.sleep(float(os.environ.get("PARITY_TEST_SLEEP", "1.0")))
             model, inputs = fit(frame)
             return TrainedModel(
@@ -107,6 +108,29 @@ REPO = {
             while time.time() < deadline and not context.cancelled():
                 time.sleep(0.02)
             return fit(frame)[0], {}
+
+
+        class Mean:
+            def __init__(self, value):
+                self.value = value
+
+            def predict(self, frame):
+                return [self.value] * len(frame)
+
+
+        def train_local_class(frame, context):
+            return Mean(0.5), {}
+
+
+        def train_bad_importance(frame, context):
+            model, inputs = fit(frame)
+            return TrainedModel(model=model, importance={"spend": float("nan")})
+
+
+        def train_flaky(frame, context):
+            if context.attempt == 1:  # the first attempt hangs (its runner will be killed)
+                return train_hang(frame, context)
+            return train_ok(frame, context)
 
 
         def job(name, train, **options):
@@ -131,6 +155,22 @@ REPO = {
         hang_job = job("hang_job", train_hang)
         hang_once_job = job("hang_once_job", train_hang, max_attempts=1)
         timeout_job = job("timeout_job", train_hang, timeout=timedelta(seconds=0.5))
+        flaky_job = job("flaky_job", train_flaky, retry_delay=timedelta(0))
+        local_class_job = job("local_class_job", train_local_class)
+        bad_importance_job = job("bad_importance_job", train_bad_importance)
+        wrong_keys_job = job(
+            "wrong_keys_job",
+            train_ok,
+            labels=LabelSource(
+                query=(
+                    "SELECT account_id AS acct, event_timestamp, amount, target, label_timestamp "
+                    "FROM 'data/labels.parquet'"
+                ),
+                label="target",
+                join_keys=("acct",),
+                timestamp_field="event_timestamp",
+            ),
+        )
         missing_column_job = job(
             "missing_column_job",
             train_ok,

@@ -108,6 +108,33 @@ def test_null_keys_are_refused_naming_the_row(store: FeatureStore) -> None:
         store.jobs.predict_batch(MODEL, table, out=_out(store))
 
 
+def test_null_keys_in_a_parquet_file_are_refused_while_it_is_read(store: FeatureStore) -> None:
+    path = store.repo_path / "ents.parquet"
+    table = pa.table(
+        {
+            "driver_id": pa.array([1, 2, None], pa.int64()),
+            "amount": [1.0, 2.0, 3.0],
+            "event_timestamp": pa.array([T0] * 3, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(table, path)
+    with pytest.raises(EntityFrameError, match="'driver_id' row 2 has a null join key"):
+        store.jobs.predict_batch(MODEL, str(path), out=_out(store))
+    assert not Path(_out(store)).exists()
+
+
+def test_a_real_nan_in_an_arrow_request_input_is_refused(store: FeatureStore) -> None:
+    table = pa.table(
+        {
+            "driver_id": pa.array([1, 2], pa.int64()),
+            "amount": pa.array([1.0, float("nan")]),  # NaN, not null (pandas would make it null)
+            "event_timestamp": pa.array([T0] * 2, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    with pytest.raises(InvalidPredictionInput, match="'amount' is nan at entity row 1"):
+        store.jobs.predict_batch(MODEL, table, out=_out(store))
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
 def test_null_nan_and_inf_request_inputs_are_refused_naming_the_row(
     store: FeatureStore, bad: float | None

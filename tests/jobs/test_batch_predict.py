@@ -5,7 +5,7 @@ file's rows and lineage, and writing the scores to an online view."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx2 as httpx
@@ -24,6 +24,7 @@ from tests.jobs.batch_helpers import (
     expected_score,
     make_store,
     point_in_time,
+    register_ratio_model,
     stats_table,
 )
 
@@ -36,10 +37,21 @@ def store(tmp_path: Path) -> FeatureStore:
     return make_store(tmp_path / "repo", clock=AS_OF)
 
 
+@pytest.mark.parametrize(
+    "moment",
+    [
+        AS_OF,
+        T0 + timedelta(days=2, hours=18),  # driver 3's newest row has a NaN conv_rate
+        T0 + timedelta(days=3, hours=18),  # driver 3's newest row has null trips
+    ],
+)
 def test_batch_scores_equal_the_model_servers_v1_scores_at_the_same_time(
-    store: FeatureStore,
+    tmp_path: Path, moment: datetime
 ) -> None:
-    store.materialize(T0, AS_OF, ["driver_stats"])
+    """The store's clock is `moment`: materialized up to it, the server reads at it, the batch
+    scores as of it."""
+    store = make_store(tmp_path / "repo", clock=moment)
+    store.materialize(T0, moment, ["driver_stats"])
     drivers = [*range(1, DRIVERS + 1), 99]  # 99 has no features anywhere
     amounts = [12.5, 0.0, 999.25, 3.0, 41.0, 7.75, 5.0]
     body = {"entities": {"driver_id": drivers, "amount": amounts}}
@@ -50,19 +62,41 @@ def test_batch_scores_equal_the_model_servers_v1_scores_at_the_same_time(
 
     entities = pd.DataFrame({"driver_id": drivers, "amount": amounts})
     out = store.repo_path / "out" / "batch.parquet"
-    result = store.jobs.predict_batch("driver_model@champion", entities, out=str(out), as_of=AS_OF)
+    result = store.jobs.predict_batch("driver_model@champion", entities, out=str(out), as_of=moment)
     scored = pq.read_table(out).to_pydict()
     assert scored["driver_id"] == drivers
     assert scored["score"] == online  # exactly: the same features, the same row building
     # and both are the hand-worked answer on the point-in-time features
     stats = stats_table()
     oracle = [
-        expected_score(**point_in_time(stats, d, AS_OF, TTL), amount=a)
+        expected_score(**point_in_time(stats, d, moment, TTL), amount=a)
         for d, a in zip(drivers, amounts, strict=True)
     ]
     assert scored["score"] == pytest.approx(oracle, abs=1e-12)
-    assert set(scored["event_timestamp"]) == {AS_OF}
+    assert set(scored["event_timestamp"]) == {moment}
     assert (result.rows, result.version, result.rows_without_features) == (7, 1, 1)
+
+
+def test_on_demand_features_from_request_inputs_score_as_v1_does(store: FeatureStore) -> None:
+    """An on-demand feature (amount / trips) takes the request's amount from the entities."""
+    register_ratio_model(store)
+    store.materialize(T0, AS_OF, ["driver_stats"])
+    drivers, amounts = [1, 2, 3, 4, 99], [30.0, 12.5, 8.0, 0.0, 5.0]
+    body = {"entities": {"driver_id": drivers, "amount": amounts}}
+    with running(create_model_app(store)) as url:
+        reply = httpx.post(f"http://{url}/v1/models/ratio_model/predict", json=body)
+    assert reply.status_code == 200, reply.text
+    entities = pd.DataFrame({"driver_id": drivers, "amount": amounts})
+    out = store.repo_path / "out" / "ratio.parquet"
+    store.jobs.predict_batch("ratio_model@champion", entities, out=str(out), as_of=AS_OF)
+    scores = pq.read_table(out).column("output").to_pylist()
+    assert scores == reply.json()["predictions"]
+    stats = stats_table()
+    for driver, amount, score in zip(drivers, amounts, scores, strict=True):
+        found = point_in_time(stats, driver, AS_OF, TTL)
+        trips, conv = found["trips"], found["conv_rate"]
+        ratio = -1.0 if not trips else amount / trips
+        assert score == pytest.approx(0.5 * ratio + (conv or 0.0), abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -50,3 +50,18 @@ def test_stopping_early_stops_and_closes_the_producer() -> None:
     assert closed.is_set()
     # at most depth items queued, one blocked in put, beyond the six consumed
     assert 6 <= len(produced) <= 6 + 2 + 1
+
+
+def test_closing_cancels_a_producer_still_blocked_in_its_work() -> None:
+    """A join that has not produced its first batch is interrupted, not waited for."""
+    release = threading.Event()
+
+    def blocked() -> Iterator[int]:
+        if not release.wait(timeout=30):
+            raise AssertionError("never cancelled")
+        raise InterruptedError("interrupted")
+        yield 0  # a generator
+
+    reader = Prefetched(blocked(), cancel=release.set)
+    reader.close()  # returns at once: cancel released the producer
+    assert release.is_set()

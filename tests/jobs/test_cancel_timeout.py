@@ -54,7 +54,7 @@ def test_a_cancel_is_refused_once_the_job_registers(tiny_repo: Path) -> None:
     with open_store(tiny_repo) as store:
         job = store.jobs.submit("ok_job")
         db = store.jobs.db
-        claimed = db.claim("runner-a", NOW, 2)
+        claimed = db.claim("runner-a", lambda: NOW, 2)
         assert claimed is not None and claimed.id == job.id
         assert db.enter_registering(job.id, "runner-a", NOW, "")
         assert not db.heartbeat(job.id, "runner-b", NOW, "", "training")  # not its runner

@@ -18,8 +18,12 @@ from parity.jobs.state import JobRecord
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_runner(repo: Path, mode: str, sleep: float = 1.0) -> subprocess.Popen[bytes]:
+def start_runner(
+    repo: Path, mode: str, sleep: float = 1.0, go: Path | None = None
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PARITY_TEST_SLEEP": str(sleep), "PYTHONPATH": str(ROOT)}
+    if go is not None:
+        env["PARITY_TEST_GO"] = str(go)
     return subprocess.Popen(
         [sys.executable, "-m", "tests.jobs.runner_proc", str(repo), mode],
         cwd=ROOT,
@@ -62,7 +66,12 @@ def span(record: JobRecord) -> tuple[float, float]:
 def test_three_runner_processes_never_run_more_than_the_cap(tiny_repo: Path) -> None:
     with FeatureStore(tiny_repo) as store:
         submitted = [store.jobs.submit("slow_job").id for _ in range(6)]
-        runners = [start_runner(tiny_repo, "loop", sleep=1.0) for _ in range(3)]
+        go = tiny_repo / "go"
+        runners = [start_runner(tiny_repo, "loop", sleep=1.0, go=go) for _ in range(3)]
+        deadline = time.monotonic() + 60
+        while len(list(tiny_repo.glob("go.*"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        go.touch()  # all three start together: they compete for the two slots
         outputs = finish(runners)
         assert [proc.returncode for proc in runners] == [0, 0, 0], outputs
         records = [store.jobs.get(job_id) for job_id in submitted]
@@ -107,11 +116,11 @@ def test_a_killed_runner_leaves_its_job_running_until_stale_then_failed_and_retr
         beat = max(lost.heartbeat_at, store.jobs.get(final.id).heartbeat_at or lost.heartbeat_at)
         assert "hanging" in lost.logs  # logs were saved with the heartbeats
         # Not yet stale (1 s): a sweep leaves both running and claims nothing (no queued job).
-        fresh = store.jobs.runner(now=lambda: beat + timedelta(seconds=0.5))
+        fresh = store.jobs.runner(wall=lambda: beat + timedelta(seconds=0.5))
         assert fresh.sweep() == []
         assert store.jobs.get(retried.id).status == "running"
         later = beat + timedelta(seconds=1.5)
-        failed = store.jobs.runner(now=lambda: later).sweep()
+        failed = store.jobs.runner(now=lambda: later, wall=lambda: later).sweep()
         assert sorted(r.id for r in failed) == [retried.id, final.id]
         for record in failed:
             assert record.status == "failed" and "lost: no heartbeat since" in (record.error or "")
@@ -138,3 +147,29 @@ def test_a_retry_runs_when_due_and_is_not_retried_past_max_attempts(tiny_repo: P
         assert second.status == "failed" and second.attempt == 2
         assert "retry" not in second.result
         assert store.jobs.active() == []
+
+
+def test_another_runner_recovers_a_killed_runners_job_in_real_time(tiny_repo: Path) -> None:
+    with FeatureStore(tiny_repo) as store:
+        job = store.jobs.submit("flaky_job")  # retry_delay 0: the retry is due at once
+        first = start_runner(tiny_repo, "once")
+        try:
+            wait_running(store, [job.id])
+        except AssertionError:
+            first.kill()
+            raise AssertionError(finish([first], 30)) from None
+        first.send_signal(signal.SIGKILL)
+        finish([first], 30)
+        second = start_runner(tiny_repo, "loop")  # loops while a job runs or is due
+        output = finish([second], 90)[0]
+        assert second.returncode == 0, output
+        lost = store.jobs.get(job.id)
+        assert lost.status == "failed" and "lost: no heartbeat" in (lost.error or "")
+        assert lost.finished_at is not None and lost.heartbeat_at is not None
+        # failed only once its heartbeat was older than jobs.stale_after_seconds (1 s)
+        assert lost.finished_at - lost.heartbeat_at >= timedelta(seconds=1)
+        retry = store.jobs.get(lost.result["retry"])
+        assert retry.status == "succeeded" and retry.attempt == 2 and retry.retry_of == job.id
+        assert retry.runner != lost.runner
+        assert [v.version for v in store.models.versions("m")] == [1]  # exactly one version
+        assert store.models.get_version("m", 1).tags["job_id"] == str(retry.id)

@@ -64,6 +64,9 @@ def test_a_training_job_registers_a_version_on_matured_labels_only(tiny_repo: Pa
         ("raises_job", "raised RuntimeError: the fit diverged", True),
         ("none_job", "returned None", False),
         ("unknown_input_job", "inputs ['zzz'] are neither features", False),
+        ("local_class_job", "class Mean is defined in the repo (module 'training')", False),
+        ("bad_importance_job", "importance['spend'] = nan", False),
+        ("wrong_keys_job", "no join key column 'account_id', needed by feature view", False),
     ],
 )
 def test_a_bad_training_function_fails_the_job_and_registers_nothing(
@@ -103,3 +106,26 @@ def test_unknown_names_and_ids_are_refused(tiny_repo: Path) -> None:
         with pytest.raises(JobNotFound, match="no job 999"):
             store.jobs.get(999)
         assert store.jobs.list() == []
+
+
+def test_a_train_function_changed_since_apply_is_not_run(tiny_repo: Path) -> None:
+    code = (tiny_repo / "training.py").read_text()
+    (tiny_repo / "training.py").write_text(code.replace('"linear"', '"quadratic"'))
+    with open_store(tiny_repo) as store:
+        store.jobs.submit("ok_job")
+        [done] = store.jobs.run_pending(now=lambda: NOW)
+        assert done.status == "failed"
+        assert "'train_ok' in the repo differs from the applied one: apply" in (done.error or "")
+        assert store.models.models() == [] and store.jobs.active() == []
+        assert store.datasets.list() == []  # it stopped before building anything
+
+
+def test_a_label_file_not_written_yet_is_retried(tiny_repo: Path) -> None:
+    (tiny_repo / "data" / "labels.parquet").unlink()
+    with open_store(tiny_repo) as store:
+        store.jobs.submit("ok_job")
+        [done] = store.jobs.run_pending(now=lambda: NOW)
+        assert done.status == "failed" and "[label_source_invalid]" in (done.error or "")
+        assert "matches no file" in (done.error or "")
+        [retry] = store.jobs.list(status="queued")
+        assert retry.retry_of == done.id and done.result["retry"] == retry.id

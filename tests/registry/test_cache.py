@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -101,3 +103,28 @@ def test_versioned_reads_answer_for_the_version_asked() -> None:
     with pytest.raises(RegistryVersionNotFound):
         cache.snapshot(3)
     assert [(h.version, h.author) for h in cache.history()] == [(1, "ann"), (2, "bob")]
+
+
+class SlowStore(InMemoryRegistryStore):
+    """The reference store, whose first read of a catalog takes a while (a busy database)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()
+
+    def read(self, project: str, version: int | None = None) -> Snapshot:
+        self.reading.set()
+        time.sleep(0.3)
+        return super().read(project, version)
+
+
+def test_a_second_caller_during_the_first_load_waits_for_it_instead_of_seeing_nothing() -> None:
+    store = SlowStore()
+    put(store, Entity(name="driver", join_keys=["driver_id"]))
+    cache = CachedRegistry(store, "p", refresh_interval=60)
+    first = threading.Thread(target=lambda: cache.catalog)
+    first.start()
+    assert store.reading.wait(5)  # the first load is under way
+    assert sorted(cache.catalog.entities) == ["driver"]  # not the empty catalog of version -1
+    first.join()
+    assert cache.version == 1

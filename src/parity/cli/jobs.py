@@ -66,6 +66,7 @@ def jobs_run(
         if final.status == "queued":
             err.print("The concurrency cap is full: the job stays queued for a runner.")
         if final.status in ("failed", "cancelled"):
+            err.print(f"Its logs: parity jobs status {final.id} --logs")
             raise typer.Exit(1)
         return
     if loop:

@@ -3,6 +3,8 @@ here; `stream` is in cli/predict_stream.py and registers itself on `predict_app`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -53,9 +55,25 @@ def predict_batch(
     repo: RepoOption = Path("."),
 ) -> None:
     """Score entities with point-in-time features from the offline store; write Parquet."""
+    store = store_at(repo)
+    with _progress_bar() as advance:
+        result = store.jobs.predict_batch(
+            model,
+            entities,
+            out=str(out),
+            as_of=as_of,
+            to_online=to_online,
+            progress=advance,
+            batch_size=batch_size,
+        )
+    _render(result, as_json)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int | None], None]]:
+    """A bar on stderr fed with (rows done, total or None while unknown), gone when done."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    store = store_at(repo)
     columns = (
         TextColumn("scoring"),
         BarColumn(),
@@ -68,16 +86,7 @@ def predict_batch(
         def advance(done: int, total: int | None) -> None:
             bar.update(task, total=total, completed=done, count=f"{done:,} rows")
 
-        result = store.jobs.predict_batch(
-            model,
-            entities,
-            out=str(out),
-            as_of=as_of,
-            to_online=to_online,
-            progress=advance,
-            batch_size=batch_size,
-        )
-    _render(result, as_json)
+        yield advance
 
 
 def _render(result: BatchPredictionResult, as_json: bool) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from parity.cli.common import RepoOption, command, err, store_at
 from parity.cli.predict import predict_app
+
+if TYPE_CHECKING:
+    from parity.inference.stream_predict_rules import StreamStats
 
 
 @predict_app.command("stream")
@@ -55,11 +58,6 @@ def stream(
     from parity.inference.stream_predict import StreamPredictor
 
     store = store_at(repo)
-    client = None
-    if redis_url:
-        from parity.online.redis_store import redis_module
-
-        client = redis_module().Redis.from_url(redis_url)
     prediction_log = prediction_logger(store)
     worker = StreamPredictor(
         store,
@@ -74,7 +72,7 @@ def stream(
         claim_idle_ms=claim_idle_ms,
         score_unknown=score_unknown,
         prediction_log=prediction_log,
-        client=client,
+        client=_client(redis_url),
     )
     limit_threads(model_threads)
     err.print(
@@ -90,12 +88,24 @@ def stream(
     finally:
         if prediction_log is not None:
             prediction_log.close()
-    stats = worker.stats
+    err.print(summary(worker.stats))
+
+
+def _client(redis_url: str | None) -> Any:
+    """A client of `redis_url`, or None: the online store's Redis (or the local one)."""
+    if not redis_url:
+        return None
+    from parity.online.redis_store import redis_module
+
+    return redis_module().Redis.from_url(redis_url)
+
+
+def summary(stats: StreamStats) -> str:
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(stats.by_reason.items())) or "none"
-    err.print(
+    return (
         f"published {stats.scored} scores in {stats.batches} batches; {stats.dead_lettered} "
         f"dead letters ({reasons}); {stats.duplicates} already published; "
-        f"{stats.ingest_ahead} read after `parity ingest` had read them"
+        f"{stats.ingest_ahead} read after `parity ingest` had read them; {stats.retries} retries"
     )
 
 

@@ -109,7 +109,10 @@ def triggers_request(
 
 @triggers_app.command("status")
 @command
-def triggers_status(repo: RepoOption = Path("."), as_json: bool = False) -> None:
+def triggers_status(
+    repo: RepoOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Per policy: its signals' states, the last retrain, a pending request or deferred fire."""
     rows = store_at(repo).triggers.status()
     if as_json:
@@ -177,6 +180,11 @@ def run_loop(repo: Path, interval: str, count: int | None) -> None:
             f"--interval {interval!r}: give a whole number and a unit of at least 1s, e.g. "
             f"{SPAN_EXAMPLES}"
         )
-    store_at(repo).triggers.run(
-        interval=span.total_seconds(), passes=count, on_tick=lambda done: print_tick(done, False)
-    )
+    try:
+        store_at(repo).triggers.run(
+            interval=span.total_seconds(),
+            passes=count,
+            on_tick=lambda done: print_tick(done, False),
+        )
+    except KeyboardInterrupt:
+        console.print("stopped")

@@ -76,6 +76,10 @@ class SignalSource(Protocol):
 
     def newest_version_at(self, model: str) -> datetime | None: ...
 
+    def rollout(self, model: str) -> str | None:
+        """The model's rollout in progress (its id and status), if any."""
+        ...
+
 
 @dataclass
 class TriggerEngine:
@@ -90,21 +94,25 @@ class TriggerEngine:
     sleep: Callable[[float], None] = time.sleep
     wall: Callable[[], float] = time.monotonic
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _renewed_at: float = field(default=0.0, init=False, repr=False)
 
     def evaluate(self, policies: Sequence[RetrainPolicy], now: datetime) -> list[RetrainDecision]:
         """One pass over `policies` at `now`, holding the project's evaluation lease (a second
         evaluation waits for it, then sees what this one fired). The decisions, in pass order."""
+        if not policies:
+            return []
         self._take_lease()
         try:
             stored = self.store.states()
             for policy in policies:
-                self._repair(policy, stored.get(policy.model))
+                self._repair(policy, stored.get(policy.model), now)
             active = [job for job in self.queue.active() if job.kind == "training"]
             total = len(active)
             by_policy = {policy.model: policy for policy in policies}
             order = pass_order((p.model, _state(stored.get(p.model))) for p in policies)
             decisions = []
             for model in order:
+                self._renew_lease()
                 mine = tuple(sorted(job.id for job in active if job.model == model))
                 decision = self._one(by_policy[model], now, mine, total)
                 total += decision.action == "fire"
@@ -119,6 +127,7 @@ class TriggerEngine:
 
     def _take_lease(self) -> None:
         deadline = self.wall() + self.wait_seconds
+        self._renewed_at = self.store.wall_time()
         while not self.store.acquire(self.owner, self.lease_seconds):
             if self.wall() >= deadline:
                 raise RetrainEvaluationBusy(
@@ -128,6 +137,20 @@ class TriggerEngine:
                     f"{self.lease_seconds:.0f} s)"
                 )
             self.sleep(_POLL)
+
+    def _renew_lease(self) -> None:
+        """Extend the lease before a model once a third of it has passed; a pass that outlived
+        it (another evaluation took it over) stops rather than decide beside the other one."""
+        moment = self.store.wall_time()
+        if moment - self._renewed_at < self.lease_seconds / 3:
+            return
+        self._renewed_at = moment
+        if not self.store.renew(self.owner, self.lease_seconds):
+            raise RetrainEvaluationBusy(
+                f"this trigger evaluation of project '{self.store.project}' ran past its "
+                f"{self.lease_seconds:.0f} s lease and another one took it over; it stopped. "
+                "The decisions it recorded stand; the other evaluation decides the rest"
+            )
 
     def _read(self, policy: RetrainPolicy, now: datetime) -> tuple[Observation, Observation]:
         found = []
@@ -151,6 +174,13 @@ class TriggerEngine:
             log.warning("retrain %s: no version to age: %s", model, error)
             return None
 
+    def _rollout(self, model: str) -> str | None:
+        try:
+            return self.signals.rollout(model)
+        except ParityError as error:
+            log.warning("retrain %s: rollouts unreadable: %s", model, error)
+            return None
+
     def _one(
         self, policy: RetrainPolicy, now: datetime, model_active: tuple[int, ...], total: int
     ) -> RetrainDecision:
@@ -163,6 +193,7 @@ class TriggerEngine:
             total_active=total,
             overall_cap=self.overall_cap,
             newest_version_at=self._newest(policy.model),
+            rollout=self._rollout(policy.model),
         )
         for _ in range(_ATTEMPTS):
             stored = self.store.state(policy.model)
@@ -208,34 +239,33 @@ class TriggerEngine:
         log.info("retrain %s: fired (%s), job #%s", policy.model, reason, job.id)
         return _with_job(decision, job.id)
 
-    def _repair(self, policy: RetrainPolicy, stored: StoredState | None) -> None:
+    def _repair(self, policy: RetrainPolicy, stored: StoredState | None, now: datetime) -> None:
         """A fire whose job was never confirmed (the evaluation died between its record and its
-        submission, or the submission failed): link the job it did queue, or queue it now."""
+        submission, or the submission failed): link the job it did queue, or queue it now; after
+        `_KEPT_ERRORS` failed submissions give it up (the model is not blocked forever)."""
         if stored is None:
             return
         state = stored.state
         if state.last_fire_decision is None or state.last_fire_job is not None:
             return
-        decision = state.last_fire_decision
+        ident = state.last_fire_decision
         for job in self.queue.list(model=policy.model, limit=100):
-            if job.trigger_decision == decision:
-                self.store.link(policy.model, decision, job.id)
+            if job.trigger_decision == ident:
+                self.store.link(policy.model, ident, job.id)
                 return
-        if len(self.store.errors(decision)) >= _KEPT_ERRORS:
-            return  # it failed often enough: the history shows why; a person must look
-        recorded = RetrainDecision(
-            decision,
-            self.store.project,
-            policy.model,
-            policy.name,
-            state.last_fire_at or _MIN,
-            "fire",
-            (),
+        if len(self.store.errors(ident)) >= _KEPT_ERRORS:
+            self.store.abandon(policy.model, ident, f"given up after {_KEPT_ERRORS} failures")
+            log.error("retrain %s: fire %s given up (see its evidence)", policy.model, ident)
+            return
+        decision = self.store.decision(ident)
+        asking = tuple(decision.signals.get("asking") or ()) if decision else ()
+        recorded = decision or RetrainDecision(
+            ident, self.store.project, policy.model, policy.name, now, "fire", ()
         )
-        self._submit(policy, recorded, ("retry",), state.last_fire_at or _MIN)
+        self._submit(policy, recorded, asking or ("retry",), now)
 
 
-_MIN = datetime.min
+_MAX_REASON = 1000
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
@@ -387,8 +417,9 @@ class Triggers:
         """A manual retrain request for `model`: taken into account by the next evaluation
         (the cooldown does not apply to it, the caps do)."""
         policy = self.policy_for(model)
-        if not isinstance(reason, str):
-            raise InvalidOption(f"reason {reason!r} is a {type(reason).__name__}: give text")
+        if not isinstance(reason, str) or len(reason) > _MAX_REASON:
+            shown = f"{len(reason)} characters" if isinstance(reason, str) else repr(reason)
+            raise InvalidOption(f"reason {shown}: give text of at most {_MAX_REASON} characters")
         self.engine.request(policy, reason.strip() or "manual", self._moment(now))
 
     def tick(self, *, now: datetime | None = None) -> Tick:
@@ -436,6 +467,8 @@ class Triggers:
 
     def history(self, model: str | None = None, *, limit: int = 100) -> list[RetrainDecision]:
         """Recorded decisions, newest first (`parity triggers history`)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidOption(f"limit {limit!r}: give a whole number of decisions, at least 1")
         if model is not None:
             self._store.models.versions(model)  # ModelNotFound, not an empty history
         return self.engine.store.history(model, limit=limit)

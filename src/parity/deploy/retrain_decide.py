@@ -51,18 +51,26 @@ class SignalState:
     firing: bool = False
     streak: int = 0
     last_at: datetime | None = None
+    version: int | None = None  # the model version the evidence described
 
     def to_json(self) -> dict[str, Any]:
         last = None if self.last_at is None else self.last_at.isoformat()
-        return {"firing": self.firing, "streak": self.streak, "last_at": last}
+        return {
+            "firing": self.firing,
+            "streak": self.streak,
+            "last_at": last,
+            "version": self.version,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SignalState:
         last = data.get("last_at")
+        version = data.get("version")
         return cls(
             bool(data["firing"]),
             int(data["streak"]),
             None if last is None else datetime.fromisoformat(last),
+            None if version is None else int(version),
         )
 
 
@@ -137,6 +145,7 @@ class Context:
     overall_cap: int = 2
     newest_version_at: datetime | None = None
     unconfirmed_fire: int | None = None  # a fire decision whose job is not known to be queued
+    rollout: str | None = None  # a rollout of the model in progress (its id and status)
 
 
 @dataclass(frozen=True)
@@ -186,8 +195,9 @@ def step_signal(
     if rule is None:
         return state, {"enabled": False}
     value = seen.value
+    finite = value is not None and math.isfinite(value)
     evidence: dict[str, Any] = {
-        "value": value,
+        "value": value if finite else None,  # NaN / inf are no evidence (and not JSON)
         "at": None if seen.at is None else seen.at.isoformat(),
         "fire_at": rule.fire_at,
         "clear_at": rule.clear_at,
@@ -196,13 +206,21 @@ def step_signal(
     }
     if seen.error is not None:
         evidence["error"] = seen.error
+    if value is not None and not finite:
+        evidence["invalid"] = repr(value)
+    version = seen.detail.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version != state.version:
+        if state.version is not None:  # a new champion: the old one's evidence says nothing
+            evidence["reset"] = f"version {state.version} -> {version}: state started afresh"
+            state = SignalState()
+        state = replace(state, version=version)
     fresh = seen.at is None or state.last_at is None or seen.at > state.last_at
-    if value is None or not math.isfinite(value) or not fresh:
+    if value is None or not finite or not fresh:
         evidence["counted"] = False
         after = state
     else:
         moved, _ = step(rule, AlertState(state.firing, state.streak), value)
-        after = SignalState(moved.firing, moved.streak, seen.at or state.last_at)
+        after = SignalState(moved.firing, moved.streak, seen.at or state.last_at, state.version)
         evidence["counted"] = True
     evidence.update(firing=after.firing, streak=after.streak)
     return after, evidence
@@ -306,6 +324,9 @@ def _held_or_fired(
             f"retrain already active for '{policy.model}' (job {jobs}; max_concurrent "
             f"{policy.max_concurrent}): {asked} folded into it"
         )
+        return Outcome("suppress", (why,), evidence, state, asking, changed)
+    if ctx.rollout is not None:
+        why = f"rollout {ctx.rollout} of '{policy.model}' in progress: {asked} waits for it"
         return Outcome("suppress", (why,), evidence, state, asking, changed)
     if cooling and not owed:
         until = state.last_fire_at + policy.cooldown  # type: ignore[operator]

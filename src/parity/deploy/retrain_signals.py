@@ -115,6 +115,13 @@ class MonitoringSignals:
         versions = self._store.models.versions(model)
         return max((v.created_at for v in versions), default=None)
 
+    def rollout(self, model: str) -> str | None:
+        """The model's rollout in progress (shadow, canary or paused), as 'id (status)'."""
+        for state in self._store.rollouts.list(active_only=True):
+            if state.model == model:
+                return f"{state.id} ({state.status})"
+        return None
+
     def check_reference(self, version: ModelVersion) -> None:
         """NoReference naming the model and the command to run when the version has no usable
         reference profile of its training set's features."""
@@ -252,11 +259,16 @@ def _drift_once(store: FeatureStore, model: str, width: timedelta, now: datetime
 
 
 def _performance_once(store: FeatureStore, model: str, monitor: Any, now: datetime) -> str:
+    """Performance of the windows whose labels may have matured by `now`, once per window of
+    time (a pass inside the window of the last recorded run records nothing)."""
     width: timedelta = monitor.window
     since = _floor(now - monitor.label_delay, width) - width * STALE_WINDOWS
     try:
-        ref = MonitoringSignals(store).version(model).ref
-        report = store.monitoring.performance(ref, since=since, until=now, as_of=now)
+        version = MonitoringSignals(store).version(model)
+        done = store.monitoring.performance_history(model, version.version, latest=False)
+        if any(row["as_of"] >= _floor(now, width) and row["as_of"] <= now for row in done):
+            return f"{model}: performance already recorded since {_floor(now, width).isoformat()}"
+        report = store.monitoring.performance(version.ref, since=since, until=now, as_of=now)
     except ParityError as error:
         return f"{model}: performance not run ({error.code}: {error})"
     final = sum(1 for w in report.windows if w.status == "final")

@@ -206,6 +206,23 @@ class TriggerStore:
                 linked = replace(stored.state, last_fire_job=job)
                 self._write(conn, model, stored.policy, stored.revision, linked)
 
+    def decision(self, ident: int) -> RetrainDecision | None:
+        table = decisions_table
+        query = sa.select(table).where(table.c.project == self.project, table.c.id == ident)
+        with self._connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _decision(dict(row._mapping))
+
+    def abandon(self, model: str, decision: int, why: str) -> None:
+        """Give up an unconfirmed fire: its state no longer waits for its job (the cooldown from
+        its time still applies), and its evidence says why."""
+        self.link(model, decision, None, why)
+        with self._connect(write=True) as conn, conn.begin():
+            stored = self._read(conn, model, lock=True)
+            if stored.state.last_fire_decision == decision:
+                cleared = replace(stored.state, last_fire_decision=None, last_fire_job=None)
+                self._write(conn, model, stored.policy, stored.revision, cleared)
+
     def errors(self, decision: int) -> list[str]:
         """The submission errors kept in a fire decision's evidence."""
         table = decisions_table
@@ -258,11 +275,31 @@ class TriggerStore:
                 continue
         return False
 
+    def wall_time(self) -> float:
+        """The wall clock the lease is measured on (seconds since the epoch)."""
+        return self._wall()
+
+    def renew(self, owner: str, ttl_seconds: float) -> bool:
+        """Extend the lease if `owner` still holds it (even expired, when nobody took it since);
+        False once another owner took it."""
+        table = lease_table
+        with self._connect(write=True) as conn, conn.begin():
+            done = conn.execute(
+                table.update()
+                .where(table.c.project == self.project, table.c.owner == owner)
+                .values(expires_at=self._wall() + ttl_seconds)
+            )
+        return done.rowcount == 1
+
     def release(self, owner: str) -> None:
+        """Free the lease at once; the row keeps its owner, so an evaluation that lost the lease
+        to this one sees it was taken over."""
         table = lease_table
         with self._connect(write=True) as conn, conn.begin():
             conn.execute(
-                table.delete().where(table.c.project == self.project, table.c.owner == owner)
+                table.update()
+                .where(table.c.project == self.project, table.c.owner == owner)
+                .values(expires_at=0.0)
             )
 
     def clear(self) -> None:

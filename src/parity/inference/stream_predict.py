@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CLAIM_EVERY_S = 10.0  # how often a worker looks for messages a dead consumer left
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # waits for an unreachable store, doubling
 SINK, DEAD = 2, 3  # KEYS index of the score stream and of the dead-letter stream in the script
 
 # KEYS: source stream, score stream, dead-letter stream. ARGV: group, then per message its id,
@@ -206,12 +207,12 @@ class StreamPredictor:
         now_us = to_micros(self.store.now())
         events, rejected = self._checked(messages, now_us)
         started = time.perf_counter()
-        self._count_ingest_ahead(events)
+        ahead = self._ingest_ahead(events)
         scored, failed = self._score(events) if events else ([], [])
         rejected += failed
         seconds = time.perf_counter() - started
         _crash_point("before_publish")
-        published = self._publish(messages, scored, rejected)
+        published = self._publish(messages, scored, rejected, ahead)
         _crash_point("after_publish")
         self._log(scored, published, seconds)
         self.stats.batches += 1
@@ -234,19 +235,23 @@ class StreamPredictor:
             (rejected if isinstance(checked, Rejection) else events).append(checked)  # type: ignore[arg-type]
         return events, rejected
 
-    def _count_ingest_ahead(self, events: list[Event]) -> None:
-        """Count events `parity ingest` had already read: their windows may include them."""
+    def _ingest_ahead(self, events: list[Event]) -> frozenset[str]:
+        """The events `parity ingest`'s group had been delivered before their features are read:
+        ingest may have applied them, and their windows may then include them (the rule's one
+        leak, see docs/lifecycle.md). Marked in their output; counted in the stats."""
         if not events:
-            return
+            return frozenset()
         try:
             groups = self.client.xinfo_groups(self.key)
         except Exception:  # a diagnostic only: never fail the batch for it
-            return
+            return frozenset()
         for group in groups:
             if _text(group.get("name", b"")) == self.ingest_group:
                 delivered = stream_order(_text(group.get("last-delivered-id", b"0-0")))
-                ahead = sum(1 for e in events if stream_order(e.message_id) <= delivered)
-                self.stats.ingest_ahead += ahead
+                return frozenset(
+                    e.message_id for e in events if stream_order(e.message_id) <= delivered
+                )
+        return frozenset()
 
     def _score(self, events: list[Event]) -> tuple[list[Scored], list[Rejection]]:
         columns: dict[str, list[Any]] = {k: [e.keys[k] for e in events] for k in self.spec.keys}
@@ -339,7 +344,11 @@ class StreamPredictor:
     # --- publishing ---------------------------------------------------------------------------
 
     def _publish(
-        self, messages: list[Message], scored: list[Scored], rejected: list[Rejection]
+        self,
+        messages: list[Message],
+        scored: list[Scored],
+        rejected: list[Rejection],
+        ahead: frozenset[str] = frozenset(),
     ) -> set[str]:
         """One script: publish every score and dead letter still pending, acknowledge them."""
         raw = {message_id: fields.get(EVENT_FIELD) for message_id, fields in messages}
@@ -347,7 +356,10 @@ class StreamPredictor:
         first = self.deployment.output_name
         version = self.version.version
         for item in scored:
-            fields = score_fields(item.event, self.version.name, version, item.outputs, first)
+            late_read = item.event.message_id in ahead
+            fields = score_fields(
+                item.event, self.version.name, version, item.outputs, first, late_read
+            )
             args += _entry(item.event.message_id, SINK, fields)
         for rejection in rejected:
             letter = dead_letter_fields(rejection, raw[rejection.message_id])
@@ -362,6 +374,7 @@ class StreamPredictor:
         keys = [self.key, self.sink, self.dead_letter]
         published = {_text(i) for i in self._script(keys=keys, args=args)}
         self.stats.scored += sum(1 for s in scored if s.event.message_id in published)
+        self.stats.ingest_ahead += sum(1 for i in ahead if i in published)
         for rejection in rejected:
             if rejection.message_id in published:
                 self.stats.dead_lettered += 1
@@ -399,8 +412,22 @@ class StreamPredictor:
     def run(
         self, stop: Callable[[], bool] = lambda: False, until_idle: bool = False
     ) -> StreamStats:
+        """Batches until `stop()` (or, `until_idle`, a read that finds nothing). A store that
+        cannot be reached (Redis down, the online store unavailable) is waited for: the batch
+        in hand stays pending and is re-read, from this consumer's pending list, once it is back."""
+        pause = RETRY_FIRST_S
         while not stop():
-            if self.run_once() == 0 and until_idle:
+            try:
+                handled = self.run_once()
+            except _unreachable() as error:
+                self.stats.retries += 1
+                log.warning("predict stream: %s; retrying in %.1f s", error, pause)
+                self._own_pending = True  # the batch in hand was not acknowledged
+                time.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX_S)
+                continue
+            pause = RETRY_FIRST_S
+            if handled == 0 and until_idle:
                 break
         return self.stats
 
@@ -485,6 +512,17 @@ def _entry(message_id: str, target: int, fields: dict[str, Any]) -> list[Any]:
     for name, value in fields.items():
         flat += [name, value]
     return flat
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """Errors of a store that is down or unreachable: retried, not fatal."""
+    from redis.exceptions import BusyLoadingError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from parity.errors import OnlineStoreUnavailable
+
+    return (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OnlineStoreUnavailable)
 
 
 def _text(value: Any) -> str:

@@ -69,9 +69,12 @@ def _windows_at(
         tiles_store = cast(TileStore, store)
         features = view_request.features
         keys = entity_keys(view.join_keys, [columns[k] for k in view.join_keys], key_types(view))
-        plans: dict[tuple[str, ...], list[int]] = {}
+        by_tile: dict[int, list[int]] = {}  # a plan depends on t only through t's tile
         for row, moment in enumerate(times_us):
-            plans.setdefault(tuple(read_plan(view, features, moment)), []).append(row)
+            by_tile.setdefault(moment - moment % view.tile_us, []).append(row)
+        plans: dict[tuple[str, ...], list[int]] = {}
+        for start, rows in by_tile.items():
+            plans.setdefault(tuple(read_plan(view, features, start)), []).extend(rows)
         prepared = tiles_store.materialized(project, view.name)
         out: list[list[Any]] = [[None] * len(times_us) for _ in features]
         for plan, rows in plans.items():
@@ -97,9 +100,10 @@ def _scatter(
     count: int,
 ) -> OnlineResponse:
     """One response of `count` rows from responses of some rows each."""
-    values: dict[str, list[Any]] = {}
-    statuses: dict[str, list[Any]] = {}
-    stamps: dict[str, list[Any]] = {}
+    first = parts[0][1] if parts else OnlineResponse({}, {}, {}, {})
+    values: dict[str, list[Any]] = {name: [None] * count for name in first.values}
+    statuses: dict[str, list[Any]] = {name: [None] * count for name in first.statuses}
+    stamps: dict[str, list[Any]] = {name: [None] * count for name in first.event_timestamps}
     for rows, part in parts:
         for target, source in (
             (values, part.values),
@@ -107,7 +111,7 @@ def _scatter(
             (stamps, part.event_timestamps),
         ):
             for name, items in source.items():
-                column = target.setdefault(name, [None] * count)
+                column = target[name]
                 for row, item in zip(rows, items, strict=True):
                     column[row] = item
     entities = {k: list(v) for k, v in columns.items()}

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from parity.errors import EntityKeyTypeError, InvalidPredictionInput, InvalidRequestField
@@ -50,6 +51,12 @@ class EventSpec:
     keys: Mapping[str, str]  # join key -> "Int64" or "String"
     inputs: Mapping[str, FieldRule]
 
+    @cached_property
+    def checks(self) -> dict[str, RequestSchema]:
+        """Per request-time input, the `/v1` schema of that one field (its value check)."""
+        rules = self.inputs.items()
+        return {name: RequestSchema(self.model, (), {name: rule}) for name, rule in rules}
+
 
 @dataclass(frozen=True)
 class Event:
@@ -87,6 +94,7 @@ class StreamStats:
     dead_lettered: int = 0
     duplicates: int = 0  # messages already published by a previous run (only acknowledged)
     ingest_ahead: int = 0  # events `parity ingest` had read before their score read features
+    retries: int = 0  # batches retried after a store was unreachable
     by_reason: dict[str, int] = field(default_factory=dict)
 
     def count(self, reason: str) -> None:
@@ -122,7 +130,7 @@ def check_event(
             )
             return reject(message_id, "missing_field", name, text)
         try:
-            RequestSchema(spec.model, (), {name: rule}).check({name: [row[name]]})
+            spec.checks[name].check({name: [row[name]]})
         except InvalidRequestField as error:
             text = f"stream event {message_id}: {error}".replace(" row 0", "")
             return reject(message_id, "wrong_type", name, text)
@@ -222,8 +230,10 @@ def score_fields(
     version: int,
     outputs: Mapping[str, Any],
     first: str,
+    ingest_ahead: bool = False,
 ) -> dict[str, str]:
-    """The output message of one scored event (every value as text)."""
+    """The output message of one scored event (every value as text). `ingest_ahead`: `parity
+    ingest` had read the event before its features were (they may include it)."""
     fields = {
         "source_id": event.message_id,
         "request_id": request_id(event.message_id),
@@ -232,6 +242,7 @@ def score_fields(
         "model": model,
         "version": str(version),
         "score": text(outputs[first]),
+        "ingest_ahead": "1" if ingest_ahead else "0",
     }
     if len(outputs) > 1:
         fields.update({f"output:{name}": text(value) for name, value in outputs.items()})

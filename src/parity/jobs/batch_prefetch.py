@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
@@ -15,10 +15,19 @@ _POLL_S = 0.1  # how often a blocked producer checks whether the consumer has go
 
 class Prefetched(Generic[T]):
     """`iter(Prefetched(items))` yields what `items` yields, in order; `close()` (or leaving a
-    `with` block) stops the producer thread and closes `items` on it."""
+    `with` block) stops the producer thread and closes `items` on it. `cancel`, if given, is
+    called by `close()` while the producer is still running, to interrupt a producer blocked in
+    its work (a join that has not produced its first batch when scoring fails or Ctrl-C comes)."""
 
-    def __init__(self, items: Iterator[T], depth: int = 2, name: str = "parity-prefetch") -> None:
+    def __init__(
+        self,
+        items: Iterator[T],
+        depth: int = 2,
+        name: str = "parity-prefetch",
+        cancel: Callable[[], None] | None = None,
+    ) -> None:
         self._items = items
+        self._cancel = cancel
         self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
@@ -57,6 +66,8 @@ class Prefetched(Generic[T]):
 
     def close(self) -> None:
         self._stop.set()
+        if self._cancel is not None and self._thread.is_alive():
+            self._cancel()
         self._thread.join()
 
     def __enter__(self) -> Prefetched[T]:

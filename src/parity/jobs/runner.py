@@ -1,7 +1,7 @@
 """The job runner: fails stale running jobs (their runner is gone) and queues their retries, claims
 due jobs up to the project's concurrency cap, and runs each with a heartbeat, a timeout, captured
-logs and cancellation. Time for records comes from an injected clock; timeouts and heartbeats
-are measured in real seconds. See docs/lifecycle.md ("Training jobs").
+logs and cancellation. Records take their times from an injected clock (simulated time may drive
+it); liveness (heartbeats, staleness) and timeouts are real time. See docs/lifecycle.md.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from parity.errors import (
     JobStateError,
-    LabelColumnNotFound,
+    LabelSourceError,
     ModelRegistrationError,
     ParityError,
-    TrainingJobNotFound,
+    RegistryUnavailable,
+    TrainingFailed,
 )
 from parity.jobs import training
 from parity.jobs.capture import JobLog, capturing
 from parity.jobs.store import Finish, JobStore
+from parity.timeutil import utcnow
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -37,8 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Errors a retry cannot fix: the repo or the data must change first (docs/lifecycle.md).
-_FINAL = (training.NotRetryable, LabelColumnNotFound, TrainingJobNotFound, ModelRegistrationError)
+# ParityErrors a retry may fix: a label file not written yet, the database briefly away.
+_TRANSIENT = (LabelSourceError, RegistryUnavailable)
 _POLL = 0.05  # real seconds between looks at a running fit (its end, a cancel, its deadline)
 
 
@@ -69,13 +71,15 @@ class Runner:
         *,
         runner: str | None = None,
         slots: int | None = None,
+        wall: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         # jobs this runner runs at once (threads); the project's cap bounds all runners together
         self.slots = min(slots or config.max_concurrent, config.max_concurrent)
         self.db = db
         self.config = config
-        self.now = now
+        self.now = now  # the records' times (created, due, started, finished)
+        self.wall = wall  # real time: heartbeats and staleness (a crash happens in real time)
         self.id = runner or runner_id()
 
     # --- passes ----------------------------------------------------------------------------------
@@ -85,7 +89,7 @@ class Runner:
         queue its retry when its policy allows; the failed records."""
         failed = []
         now = self.now()
-        for job in self.db.stale(now, self.config.stale_after_seconds):
+        for job in self.db.stale(self.wall(), self.config.stale_after_seconds):
             seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
             message = (
                 f"runner {job.runner} lost: no heartbeat since {seen} (jobs.stale_after_seconds "
@@ -93,7 +97,7 @@ class Runner:
             )
             try:
                 retry = self.db.fail_and_retry(
-                    job, now, message, _retry_delay(job), result=job.result
+                    job, lambda: now, message, _retry_delay(job), result=job.result
                 )
             except JobStateError:
                 continue  # it finished, or another runner failed it first
@@ -122,7 +126,9 @@ class Runner:
             while True:
                 record = None
                 if len(running) < self.slots and (max_jobs is None or claimed < max_jobs):
-                    record = self.db.claim(self.id, self.now(), cap, kinds=("training",))
+                    record = self.db.claim(
+                        self.id, self.now, cap, kinds=("training",), wall=self.wall
+                    )
                 if record is not None:
                     claimed += 1
                     running.add(pool.submit(self.execute, record))
@@ -211,7 +217,7 @@ class Runner:
 
     def _register(self, record: JobRecord, joblog: JobLog, prepared: training.Prepared) -> None:
         joblog.stage = "registering"
-        if not self.db.enter_registering(record.id, self.id, self.now(), joblog.text()):
+        if not self.db.enter_registering(record.id, self.id, self.wall(), joblog.text()):
             joblog.note("cancelled before registration: nothing was registered")
             log.info("job %d was cancelled (or failed elsewhere) before registering", record.id)
             return
@@ -220,7 +226,7 @@ class Runner:
         except ModelRegistrationError as error:
             raise _Failure(f"the model could not be registered: {error.message}", False) from None
         end = Finish("succeeded", None, result, joblog.text())
-        if not self.db.finish(record.id, self.id, self.now(), end):
+        if not self.db.finish(record.id, self.id, self.now, end):
             log.warning(
                 "job %d registered %s/%s but its record had changed",
                 record.id,
@@ -234,7 +240,7 @@ class Runner:
         try:
             retry = self.db.fail_and_retry(
                 record,
-                self.now(),
+                self.now,
                 failure.message,
                 delay,
                 logs=joblog.text(),
@@ -257,9 +263,9 @@ class Runner:
         while not stop.wait(self.config.heartbeat_seconds):
             try:
                 alive = self.db.heartbeat(
-                    record.id, self.id, self.now(), joblog.text(), joblog.stage
+                    record.id, self.id, self.wall(), joblog.text(), joblog.stage
                 )
-            except ParityError as error:  # the database is away: the next beat tries again
+            except Exception as error:  # the database is away or busy: the next beat tries again
                 log.warning("job %d heartbeat failed: %s", record.id, error)
                 continue
             if not alive:
@@ -268,8 +274,16 @@ class Runner:
 
 
 def _classify(error: BaseException, trace: str, joblog: JobLog) -> _Failure:
-    if isinstance(error, _FINAL):
+    """Retried: the train function raised, a transient source or database error, anything
+    unforeseen (its traceback goes to the logs). Final: every other ParityError (the repo or the
+    data must change first)."""
+    if isinstance(error, training.NotRetryable):
         return _Failure(_message(error), False)
+    if isinstance(error, TrainingFailed):  # the train function raised: it may pass next time
+        joblog.write(trace)
+        return _Failure(_message(error), True)
+    if isinstance(error, ParityError):
+        return _Failure(_message(error), isinstance(error, _TRANSIENT))
     joblog.write(trace)
     return _Failure(_message(error), True)
 

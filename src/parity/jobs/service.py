@@ -9,7 +9,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from parity.errors import BackendNotInstalled
+from parity.errors import BackendNotInstalled, InvalidOption, InvalidTime, JobNotFound
+from parity.timeutil import utcnow
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -57,6 +58,14 @@ class Jobs:
         from parity.jobs.store import NewJob
         from parity.jobs.training import applied_job
 
+        _check_text(name, "name")
+        _check_text(reason, "reason")
+        if trigger_decision is not None and not _is_int(trigger_decision):
+            raise InvalidOption(
+                f"trigger_decision={trigger_decision!r}: give the decision's id (an integer) "
+                "or None"
+            )
+        when = self._now(now)
         job = applied_job(self._store, name)
         spec = {
             "job": job.name,
@@ -80,11 +89,11 @@ class Jobs:
             spec=spec,
             trigger_decision=trigger_decision,
         )
-        return self.db.insert(new, self._now(now))
+        return self.db.insert(new, when)
 
     def get(self, job_id: int) -> JobRecord:
         """The record of job `job_id`; JobNotFound if the project has none."""
-        return self.db.get(job_id)
+        return self.db.get(_job_id(job_id))
 
     def list(
         self,
@@ -93,10 +102,14 @@ class Jobs:
         model: str | None = None,
         limit: int = 100,
     ) -> builtins.list[JobRecord]:
-        """Newest first."""
-        return self.db.list(
-            statuses=None if status is None else (status,), model=model, limit=limit
-        )
+        """Newest first: at most `limit` (1 to 10,000) of them, in `status` and of `model` when
+        given."""
+        if status is not None and status not in _STATUSES:
+            raise InvalidOption(f"status={status!r}: give one of {', '.join(_STATUSES)} or None")
+        if not _is_int(limit) or not 1 <= limit <= 10_000:
+            raise InvalidOption(f"limit={limit!r}: give a whole number from 1 to 10,000")
+        statuses = None if status is None else (status,)
+        return self.db.list(statuses=statuses, model=model, limit=limit)
 
     def active(self, model: str | None = None) -> builtins.list[JobRecord]:
         """Queued and running jobs (of `model`, or all): what the retrain caps count."""
@@ -106,22 +119,35 @@ class Jobs:
         """Cancel a queued job (it never runs) or a running one (marked cancelled at once; its
         runner abandons the fit at its next heartbeat and registers nothing). JobStateError for
         a finished job, or one already registering its version (docs/lifecycle.md)."""
-        return self.db.cancel(job_id, self._now(now), "cancelled")
+        return self.db.cancel(_job_id(job_id), self._now(now), "cancelled")
 
     # --- running ----------------------------------------------------------------------------------
 
     def runner(
-        self, *, now: Callable[[], datetime] | None = None, slots: int | None = None
+        self,
+        *,
+        now: Callable[[], datetime] | None = None,
+        slots: int | None = None,
+        wall: Callable[[], datetime] | None = None,
     ) -> Runner:
-        """A runner of this project (this process's identity) on clock `now`, running at most
-        `slots` jobs at once itself (default and most: `jobs.max_concurrent`)."""
+        """A runner of this project (this process's identity) on clock `now` (the records'
+        times), running at most `slots` jobs at once itself (default and most:
+        `jobs.max_concurrent`); `wall` (real time by default) times heartbeats and staleness."""
         from parity.jobs.runner import Runner, runner_id
 
         if self._runner_id is None:
             self._runner_id = runner_id()
         clock = now or self._store.now
         config = self._store.config.jobs
-        return Runner(self._store, self.db, config, clock, runner=self._runner_id, slots=slots)
+        return Runner(
+            self._store,
+            self.db,
+            config,
+            clock,
+            runner=self._runner_id,
+            slots=slots,
+            wall=wall or utcnow,
+        )
 
     def run_pending(
         self,
@@ -144,27 +170,35 @@ class Jobs:
         now: Callable[[], datetime] | None = None,
     ) -> JobRecord:
         """Run queued job `job_id` in this thread now (`parity jobs run NAME`). While the cap is
-        full, wait for a slot (`wait`) or leave it queued for a runner; its record after."""
+        full, wait for a slot (`wait`) or leave it queued for a runner; if another runner took
+        it, wait for its end (`wait`). Its record after."""
         runner = self.runner(now=now)
         runner.warm()
         while True:
             runner.sweep()
+            cap = self._store.config.jobs.max_concurrent
             record = self.db.claim(
-                runner.id, runner.now(), self._store.config.jobs.max_concurrent, only=job_id
+                runner.id, runner.now, cap, only=_job_id(job_id), wall=runner.wall
             )
             if record is not None:
                 return runner.execute(record)
             current = self.db.get(job_id)
-            if current.status != "queued" or not wait:
+            if not current.active or not wait:
                 return current
-            time.sleep(self._store.config.jobs.poll_seconds)
+            time.sleep(self._store.config.jobs.poll_seconds)  # a slot, or another runner's end
 
     def run(self, *, until: Callable[[], bool] | None = None, slots: int | None = None) -> None:
         """The runner loop (`parity jobs run --loop`): `run_pending` every `jobs.poll_seconds`."""
         self.runner(slots=slots).loop(until)
 
     def _now(self, now: datetime | None) -> datetime:
-        return self._store.now() if now is None else now
+        when = self._store.now() if now is None else now
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise InvalidTime(
+                f"now={when!r}: give a timezone-aware datetime (UTC), e.g. "
+                "datetime(2026, 6, 1, tzinfo=UTC)"
+            )
+        return when
 
     # --- batch predictions ------------------------------------------------------------------------
 
@@ -196,3 +230,25 @@ class Jobs:
             progress=progress,
             batch_size=batch_size or DEFAULT_BATCH_ROWS,
         )
+
+
+_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+_MAX_ID = 2**63 - 1
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_text(value: object, field: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidOption(f"{field}={value!r}: give non-empty text")
+
+
+def _job_id(job_id: object) -> int:
+    """A job id as the database can look it up: ids outside 1..2^63-1 name no job."""
+    if not isinstance(job_id, int) or isinstance(job_id, bool):
+        raise InvalidOption(f"job id {job_id!r}: give the job's number (see parity jobs list)")
+    if not 1 <= job_id <= _MAX_ID:
+        raise JobNotFound(f"there is no job {job_id}: job ids are 1 and up")
+    return job_id

@@ -9,7 +9,7 @@ import builtins
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -56,6 +56,17 @@ jobs_table = sa.Table(
     sa.Column("trigger_decision", sa.Integer),
     sa.Column("retry_of", sa.Integer),
 )
+
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class _Now:
+    """A time read inside the write transaction (so the order of times is the order of
+    commits, which the concurrency cap is counted in)."""
+
+    clock: Clock
 
 
 @dataclass(frozen=True)
@@ -140,17 +151,20 @@ class JobStore:
     def claim(
         self,
         runner: str,
-        now: datetime,
+        clock: Clock,
         cap: int,
         *,
         kinds: Sequence[JobKind] | None = None,
         only: int | None = None,
+        wall: Clock | None = None,
     ) -> JobRecord | None:
         """Take the oldest due queued job for `runner` (status running), unless `cap` jobs of the
         project are running already: counted and taken in one transaction that holds the
         project's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so several
         runners together never exceed the cap. None when the cap is full or nothing is due.
-        `only`: claim that job or none."""
+        `only`: claim that job or none. The clocks are read under the lock, after the count, so a
+        job's start is never before the end that freed its slot; `wall` (default `clock`) times
+        the first heartbeat."""
         table = jobs_table
         with self._connect(write=True) as conn, conn.begin():
             _lock_project(conn, self.project)
@@ -161,6 +175,7 @@ class JobStore:
             ).scalar()
             if int(running or 0) >= cap:
                 return None
+            now = clock()
             query = sa.select(table.c.id).where(
                 _mine(self.project),
                 table.c.status == "queued",
@@ -181,7 +196,7 @@ class JobStore:
                     stage="starting",
                     runner=runner,
                     started_at=_text(now),
-                    heartbeat_at=_text(now),
+                    heartbeat_at=_text((wall or clock)()),
                 )
             )
             if taken.rowcount != 1:  # cannot happen under the lock; never claim twice anyway
@@ -190,28 +205,29 @@ class JobStore:
         return self.get(int(job_id))
 
     def heartbeat(
-        self, job_id: int, runner: str, now: datetime, logs: str, stage: str | None = None
+        self, job_id: int, runner: str, alive_at: datetime, logs: str, stage: str | None = None
     ) -> bool:
         """Say the job is alive (and save its logs so far); False when it is no longer running
         under `runner` (cancelled, or failed as stale by another runner)."""
-        values: dict[str, Any] = {"heartbeat_at": _text(now), "logs": bound_logs(logs)}
+        values: dict[str, Any] = {"heartbeat_at": _text(alive_at), "logs": bound_logs(logs)}
         if stage is not None:  # never moves a job back out of registering (cancel would pass)
             column = jobs_table.c.stage
             values["stage"] = sa.case((column == REGISTERING, column), else_=sa.literal(stage))
         return self._update_running(job_id, runner, values)
 
-    def enter_registering(self, job_id: int, runner: str, now: datetime, logs: str) -> bool:
+    def enter_registering(self, job_id: int, runner: str, alive_at: datetime, logs: str) -> bool:
         """Compare-and-swap into the registering stage, after which a cancel is refused; False
         when the job was cancelled (or failed as stale) first: then nothing may be registered."""
-        values = {"stage": REGISTERING, "heartbeat_at": _text(now), "logs": bound_logs(logs)}
+        values = {"stage": REGISTERING, "heartbeat_at": _text(alive_at), "logs": bound_logs(logs)}
         return self._update_running(job_id, runner, values)
 
-    def finish(self, job_id: int, runner: str, now: datetime, end: Finish) -> bool:
-        """Write the job's end if it is still running under `runner`; False otherwise."""
+    def finish(self, job_id: int, runner: str, clock: Clock, end: Finish) -> bool:
+        """Write the job's end (`clock` read in the transaction) if it is still running under
+        `runner`; False otherwise."""
         values = {
             "status": end.status,
             "stage": None,
-            "finished_at": _text(now),
+            "finished_at": _Now(clock),
             "error": end.error,
             "result": json.dumps(end.result, default=str),
             "logs": bound_logs(end.logs),
@@ -221,6 +237,7 @@ class JobStore:
     def _update_running(self, job_id: int, runner: str, values: dict[str, Any]) -> bool:
         table = jobs_table
         with self._connect(write=True) as conn, conn.begin():
+            values = {k: _text(v.clock()) if isinstance(v, _Now) else v for k, v in values.items()}
             done = conn.execute(
                 table.update()
                 .where(
@@ -236,7 +253,7 @@ class JobStore:
     def fail_and_retry(
         self,
         job: JobRecord,
-        now: datetime,
+        clock: Clock,
         error: str,
         retry_delay: timedelta | None,
         *,
@@ -252,13 +269,14 @@ class JobStore:
         values: dict[str, Any] = {
             "status": "failed",
             "stage": None,
-            "finished_at": _text(now),
             "error": error,
             "result": json.dumps(result or {}, default=str),
         }
         if logs is not None:
             values["logs"] = bound_logs(logs)
         with self._connect(write=True) as conn, conn.begin():
+            now = clock()
+            values["finished_at"] = _text(now)
             done = conn.execute(
                 table.update()
                 .where(
@@ -281,10 +299,11 @@ class JobStore:
                 )
         return None if retry_id is None else self.get(retry_id)
 
-    def stale(self, now: datetime, after_seconds: float) -> builtins.list[JobRecord]:
-        """Running jobs whose last heartbeat is older than `after_seconds` before `now`."""
+    def stale(self, wall: datetime, after_seconds: float) -> builtins.list[JobRecord]:
+        """Running jobs whose last heartbeat is older than `after_seconds` before `wall` (real
+        time, like the heartbeats)."""
         table = jobs_table
-        limit = _text(now - timedelta(seconds=after_seconds))
+        limit = _text(wall - timedelta(seconds=after_seconds))
         query = (
             sa.select(table)
             .where(_mine(self.project), table.c.status == "running", table.c.heartbeat_at < limit)

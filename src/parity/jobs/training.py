@@ -7,6 +7,7 @@ those and calls `prepare` (timed, cancellable) then `register`.
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from parity.definitions.training import TrainedModel, TrainingJob
 from parity.errors import (
+    BackendNotInstalled,
     LabelSourceError,
     ParityError,
+    RegistryUnavailable,
     TrainingFailed,
     TrainingJobNotFound,
 )
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from parity.definitions.monitor import LabelSource
     from parity.feature_store import FeatureStore
     from parity.jobs.state import JobRecord
+    from parity.models.store import ModelVersion
     from parity.registry.datasets import DatasetRecord
 
 _LOAD_LOCK = threading.Lock()  # the repo loader edits sys.path and sys.modules: one at a time
@@ -48,13 +52,13 @@ class LabelCounts:
     too_recent: int = 0  # event time after the cutoff: the label has not matured
     before_lookback: int = 0  # event time before cutoff - lookback
     label_unknown: int = 0  # label_timestamp after now: not known yet at `now`
-    missing: int = 0  # null label or null event time
+    missing: int = 0  # null, NaN or infinite label, or null event time
 
     def describe(self) -> str:
         return (
             f"{self.read} label rows read, {self.kept} kept; left out: {self.too_recent} younger "
             f"than the cutoff, {self.before_lookback} before the lookback, {self.label_unknown} "
-            f"whose label was not known yet, {self.missing} with a null label or time"
+            f"whose label was not known yet, {self.missing} with no label (null, NaN) or no time"
         )
 
 
@@ -152,8 +156,10 @@ def read_labels(
         sql = label_io.source_sql(source, repo_root)
         label_io.check_columns(connection, source, sql)
         ts = f"CAST({quote(source.timestamp_field or '')} AS TIMESTAMPTZ)"
-        why = [
-            f"WHEN {ts} IS NULL OR {quote(source.label)} IS NULL THEN 'missing'",
+        label = quote(source.label)
+        why = [  # a NaN or infinite number is no label either
+            f"WHEN {ts} IS NULL OR {label} IS NULL "
+            f"OR NOT coalesce(isfinite(TRY_CAST({label} AS DOUBLE)), true) THEN 'missing'",
             f"WHEN {ts} > {_instant(cutoff)} THEN 'too_recent'",
         ]
         if since is not None:
@@ -247,6 +253,19 @@ def prepare(
     )
     frame = _read_frame(dataset.path)
     stage("training")
+    trained = _train(store, job, train, frame, context)
+    inputs = check_inputs(trained, features, table.column_names, job)
+    return Prepared(job, trained, dataset, counts, inputs)
+
+
+def _train(
+    store: FeatureStore,
+    job: TrainingJob,
+    train: Callable[..., Any],
+    frame: pd.DataFrame,
+    context: TrainingContext,
+) -> TrainedModel:
+    """Call the train function; what it returned as a checked TrainedModel."""
     try:
         returned = train(frame, context)
     except Exception as error:
@@ -254,10 +273,11 @@ def prepare(
             f"train function '{job.train.name}' raised {type(error).__name__}: {error}"
         ) from error
     trained = as_trained(returned, job.train.name)
+    check_importable(trained.model, store.repo_path)
+    check_importance(trained.importance, job.train.name)
     if trained.sample_input is None:
-        trained = _with_default_sample(trained, frame, features)
-    inputs = check_inputs(trained, features, table.column_names, job)
-    return Prepared(job, trained, dataset, counts, inputs)
+        trained = _with_default_sample(trained, frame, context.features)
+    return trained
 
 
 def _training_set(
@@ -266,14 +286,22 @@ def _training_set(
     name = f"{job.name}_{record.id}"
     out = store.repo_path / DATASET_DIR / f"{name}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
-    return store.datasets.create(
-        name,
-        table,
-        job.feature_service,
-        out,
-        event_timestamp_column=job.labels.timestamp_field or "event_timestamp",
-        author=f"job {record.id}",
-    )
+    try:
+        return store.datasets.create(
+            name,
+            table,
+            job.feature_service,
+            out,
+            event_timestamp_column=job.labels.timestamp_field or "event_timestamp",
+            author=f"job {record.id}",
+        )
+    except (RegistryUnavailable, BackendNotInstalled):
+        raise
+    except ParityError as error:  # the label rows are the entity frame: the repo must change
+        raise NotRetryable(
+            f"the training set could not be built from the label source's rows (the entity "
+            f"frame): [{error.code}] {error.message}"
+        ) from None
 
 
 def _read_frame(path: str) -> pd.DataFrame:
@@ -319,6 +347,22 @@ def as_trained(returned: Any, function: str) -> TrainedModel:
     return returned
 
 
+def check_importable(model: Any, repo_root: Path) -> None:
+    """A model whose class lives in a repo file could not be loaded anywhere else (the model
+    server does not import the repo, and the loader unloads it): refused with the fix."""
+    import sys
+
+    kind = type(model)
+    module = sys.modules.get(kind.__module__)
+    path = getattr(module, "__file__", None) or ""
+    if module is None or Path(path).resolve().is_relative_to(repo_root.resolve()):
+        raise NotRetryable(
+            f"the model's class {kind.__qualname__} is defined in the repo "
+            f"(module '{kind.__module__}'), so the model server could not import it to load the "
+            "model; define it in an installed package (or use a library's estimator)"
+        )
+
+
 def _with_default_sample(
     trained: TrainedModel, frame: pd.DataFrame, features: tuple[str, ...]
 ) -> TrainedModel:
@@ -355,6 +399,20 @@ def check_inputs(
     return names
 
 
+def check_importance(importance: Mapping[str, float] | None, function: str) -> None:
+    """Importance weights are finite, non-negative numbers by feature name (a retrain policy
+    weighs drifted features by them: a NaN would poison the decision)."""
+    import math
+
+    for name, weight in (importance or {}).items():
+        ok = isinstance(weight, int | float) and not isinstance(weight, bool)
+        if not isinstance(name, str) or not ok or not math.isfinite(weight) or weight < 0:
+            raise NotRetryable(
+                f"train function '{function}' gave importance[{name!r}] = {weight!r}: give a "
+                "finite, non-negative number per feature name"
+            )
+
+
 def _input_names(sample: Any, function: str) -> tuple[str, ...]:
     columns = getattr(sample, "columns", None)
     if columns is None:
@@ -379,19 +437,13 @@ def register(
     params = dict(trained.params)
     if trained.importance is not None:
         params["feature_importance"] = {k: float(v) for k, v in trained.importance.items()}
-    version = store.models.register_model(
-        job.model,
-        trained.model,
-        flavor=trained.flavor,
-        feature_service=job.feature_service,
-        training_dataset=prepared.dataset.name,
-        metrics=trained.metrics,
-        params=params,
-        tags={"job": job.name, "job_id": str(record.id)},
-        description=trained.description,
-        sample_input=trained.sample_input,
-        alias=job.alias,
-    )
+    try:
+        version = _register_version(store, prepared, record, params)
+    except pickle.PicklingError as error:
+        raise NotRetryable(
+            f"the model could not be saved ({error}): every object in it must be importable "
+            "from an installed package, not from the repo's files"
+        ) from None
     log.info("registered %s (alias '%s')", version.ref, job.alias)
     result: dict[str, Any] = {
         "model": job.model,
@@ -406,6 +458,25 @@ def register(
     if job.rollout is not None:
         result.update(start_rollout(store, job, version.version, log=log))
     return result
+
+
+def _register_version(
+    store: FeatureStore, prepared: Prepared, record: JobRecord, params: dict[str, Any]
+) -> ModelVersion:
+    job, trained = prepared.job, prepared.trained
+    return store.models.register_model(
+        job.model,
+        trained.model,
+        flavor=trained.flavor,
+        feature_service=job.feature_service,
+        training_dataset=prepared.dataset.name,
+        metrics=trained.metrics,
+        params=params,
+        tags={"job": job.name, "job_id": str(record.id)},
+        description=trained.description,
+        sample_input=trained.sample_input,
+        alias=job.alias,
+    )
 
 
 def start_rollout(

@@ -7,6 +7,7 @@ Versioned reads (`snapshot`, `history`, `describe` at a version) go to the store
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -39,6 +40,7 @@ class CachedRegistry:
         self._catalog = Catalog(project)
         self._version = -1
         self._next_check = float("-inf")
+        self._first_load = threading.Lock()
         self.reloads = 0
 
     @property
@@ -74,8 +76,13 @@ class CachedRegistry:
         return True
 
     def _maybe_refresh(self) -> None:
-        if self._clock() >= self._next_check:
-            self.refresh()
+        if self._version < 0:  # never loaded: every caller waits for the first read, or a
+            with self._first_load:  # second thread would see an empty catalog meanwhile
+                if self._version < 0:
+                    self.refresh()
+            return
+        if self._clock() >= self._next_check:  # later checks: one caller reads, the others
+            self.refresh()  # go on with the catalog they have (at most one interval old)
 
     def get_entity(self, name: str) -> Entity:
         entity = self.catalog.entities.get(name)

@@ -18,14 +18,24 @@ HOLDOUT = 0.05  # the newest share of the matured rows held out to measure the n
 
 def train_fraud(frame, context):
     """Gradient-boosted trees on the features of fraud_model_v1 plus the payment's amount (the
-    same recipe as the champion's, see parity.examples.fraud.model). The newest matured rows are
-    the ones holding a new fraud pattern, so only the newest 5 % are held out to measure it (in
-    time order, no peeking): the champion's recipe holds out 20 %, which would keep most of a
-    pattern's first matured week out of the fit."""
-    from parity.examples.fraud.model import FEATURES, inputs, train
+    same recipe as the champion's, see parity.examples.fraud.model). `frame` is the training set
+    (the matured chargebacks with their point-in-time features); `context` says which run this is
+    (context.job_id, context.cutoff, context.dataset, ...) and logs to the job (context.log).
+    The newest matured rows are the ones holding a new fraud pattern, so only the newest 5 % are
+    held out to measure it (in time order, no peeking): the champion's recipe holds out 20 %,
+    which would keep most of a pattern's first matured week out of the fit."""
+    from parity.examples.fraud.model import FEATURES, LABEL, REQUEST_INPUTS, inputs, train
 
+    context.log.info(
+        "%d payments up to %s (labels final by %s), %.2f%% fraud",
+        len(frame),
+        context.cutoff.date(),
+        context.now.date(),
+        100 * float(frame[LABEL].mean()) if len(frame) else 0.0,
+    )
     scorer, metrics = train(frame, test_fraction=HOLDOUT)
-    importance = {name: 1.0 for name in FEATURES}  # equal until a model reports its own
+    # every input counts the same (the request-time amount too) until a model reports its own
+    importance = {name: 1.0 for name in FEATURES + REQUEST_INPUTS}
     return TrainedModel(
         model=scorer,
         metrics=metrics,
@@ -53,7 +63,7 @@ fraud_training = TrainingJob(
     ),
     label_delay=timedelta(days=30),
     # Five weeks of matured payments: the newest patterns with a month of the usual ones, and
-    # a fit of seconds on the example's data (older payments add little to 30 features' trees).
+    # a fit of seconds on the example's data.
     lookback=timedelta(days=35),
     train=train_fraud,
     alias="candidate",
