@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from parity.cli.main import app
+from parity.repo.loader import load_repo
 from tests.conftest import write_repo
 
 runner = CliRunner()
@@ -28,9 +29,9 @@ def test_init_plan_apply_list_describe_history_teardown(tmp_path: Path) -> None:
 
     code, output = run("plan", "--repo", str(repo))
     assert code == 0, output
-    assert (
-        "Plan: 11 to add." in output
-    )  # 2 entities, 4 views, 2 services, 1 ODFV, a monitor, a rollout
+    declared = len(load_repo(repo, "fraud").catalog)  # every object the template declares
+    assert declared >= 13  # 2 entities, 4 views, 2 services, 1 ODFV, monitor, rollout, job, policy
+    assert f"Plan: {declared} to add." in output
 
     code, output = run("apply", "--repo", str(repo), "-m", "first")
     assert (code, "Applied: registry version 1." in output) == (0, True), output
