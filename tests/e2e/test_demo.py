@@ -1,5 +1,6 @@
 """`make demo`'s script, run for real on a smaller data size: scaffold, plan, apply, list, serve,
-monitor, and roll out a good candidate (promoted) and a bad one (rolled back in shadow)."""
+monitor, roll out a good candidate (promoted) and a bad one (rolled back in shadow), and close the
+loop on simulated time (a new fraud pattern, drift flagged, recall drops, one retrain, promoted)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,8 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert (
-        "Plan: 11 to add." in out
-    )  # 2 entities, 4 views, 2 services, 1 ODFV, a monitor, a rollout
+    # 2 entities, 4 views, 2 services, 1 ODFV, a monitor, 2 rollouts, a training job, a policy
+    assert "Plan: 14 to add." in out
     assert out.count("Applied: registry version 1.") == 1
     assert "No changes: the registry (version 1) matches the repo." in out
     for name in ("account_profile", "account_txn_stats", "device_profile", "fraud_model_v1"):
@@ -101,7 +101,8 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     )[0]
     assert "final" in performance and "provisional" in performance and "100.0%" in performance
     assert "account_txn_stats" in monitoring.split("== parity monitor quality")[1]
-    assert_rollouts(out.split("== safe rollout")[1])
+    assert_rollouts(out.split("== safe rollout")[1].split("== the closed loop")[0])
+    assert_loop(out.split("== the closed loop")[1])
 
 
 def assert_rollouts(out: str) -> None:
@@ -139,3 +140,36 @@ def assert_rollouts(out: str) -> None:
     assert aborted and aborted[0].split()[1:4] == ["shadow", "0", "%"], aborted
     listed = bad.split("== parity models list")[1]
     assert "champion=2" in listed
+
+
+def assert_loop(out: str) -> None:
+    """The loop's narrative, in order: the shift, drift flagged, the new pattern's week matured
+    with recall halved, exactly one retrain, its job, the candidate promoted; any decision after
+    it suppressed, the report written, one fire in the history and one job in the list."""
+    loop, rest = out.split("== parity triggers history fraud")
+    lines = [line for line in loop.splitlines() if line.startswith("  day ")]
+
+    def first(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    shift, flagged = first("SHIFT: instant sign-up opens"), first("alert fraud_drift fired")
+    fired, job = first("FIRE -> job #1"), first("job #1 (fraud_training")
+    registered, promoted = first("as fraud@candidate"), first("PROMOTED: rollout")
+    assert shift < flagged < fired < job < registered < promoted, loop
+    assert "succeeded" in lines[job]
+    assert sum("FIRE" in line for line in lines) == 1
+    after = [line for line in lines[promoted + 1 :] if "retrain decision" in line]
+    assert all("SUPPRESS: cooldown" in line for line in after), after  # no second retrain
+    recalls = [
+        float(line.split(" recall ")[1].split("%")[0]) for line in lines if "labels final" in line
+    ]
+    assert len(recalls) >= 2 and recalls[-1] < recalls[0] / 2, recalls  # the policy's drop
+    assert "retrains fired: 1 " in loop
+    version = lines[promoted].split("fraud@champion is now version ")[1].strip()
+    assert f"promoted: fraud/{version}" in loop
+    assert "registered fraud/" + version in lines[registered]
+    assert "wrote loop_report.html" in loop
+    history, jobs = rest.split("== parity jobs list")
+    actions = [cell.strip() for line in history.splitlines() for cell in line.split("│")[4:5]]
+    assert actions.count("fire") == 1, history
+    assert jobs.count("fraud_training") == 1 and "succeeded" in jobs
