@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -104,6 +105,58 @@ def test_extend_refuses_a_shift_outside_the_new_days(tmp_path: Path) -> None:
         world.extend(tmp_path / "r" / "data", until=UNTIL, shift_at=UNTIL)
     with pytest.raises(ValueError, match="shift_at"):
         world.extend(tmp_path / "r" / "data", until=UNTIL, shift_at=END - timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    ("knobs", "field"),
+    [
+        ({"signups_per_day": -1.0}, "signups_per_day"),
+        ({"ring_per_day": float("nan")}, "ring_per_day"),
+        ({"ring_per_day": float("inf")}, "ring_per_day"),
+        ({"ring_rate": (9.0, 5.0)}, "ring_rate"),
+        ({"ring_days": (0.0, 2.0)}, "ring_days"),
+        ({"amount_factor": 0.0}, "amount_factor"),
+    ],
+)
+def test_shift_refuses_knobs_that_would_break_the_world(
+    knobs: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        world.Shift(**knobs)  # type: ignore[arg-type]
+
+
+def test_shift_scales_with_the_recorded_accounts() -> None:
+    scaled = world.Shift(signups_per_day=40.0, ring_per_day=3.0).scaled(500)
+    assert (scaled.signups_per_day, scaled.ring_per_day) == (20.0, 1.5)
+    assert scaled.amount_factor == world.Shift().amount_factor
+
+
+def test_extend_refuses_naive_times(tmp_path: Path) -> None:
+    scaffold.scaffold(tmp_path / "r", accounts=20, days=5, end=END)
+    with pytest.raises(ValueError, match="until must be a timezone-aware"):
+        world.extend(tmp_path / "r" / "data", until=datetime(2026, 4, 2), shift_at=SHIFT_AT)
+
+
+def test_fraud_labels_follow_the_chargebacks_and_unknown_ids_are_not_fraud(
+    extended: tuple[Path, world.WorldSummary],
+) -> None:
+    root, _ = extended
+    labels = table(root, "chargebacks")
+    fraud_ids = labels.loc[labels["is_fraud"], "transaction_id"].head(3).tolist()
+    legit_ids = labels.loc[~labels["is_fraud"], "transaction_id"].head(2).tolist()
+    got = world.fraud_labels(root / "data", [*fraud_ids, *legit_ids, 10**12])
+    assert got.tolist() == [True, True, True, False, False, False]
+
+
+def test_catch_rates_by_hand() -> None:
+    scores = np.array([0.9, 0.2, 0.7, 0.1, 0.6])
+    fraud = np.array([True, True, True, False, False])
+    ring = np.array([True, True, False, False, False])
+    amount = np.array([10.0, 30.0, 5.0, 1.0, 1.0])
+    rates = world.catch_rates(scores, fraud, ring, amount)
+    assert rates["ring_recall"] == 0.5 and rates["ring_dollar_recall"] == 0.25
+    assert rates["other_recall"] == 1.0 and rates["all_recall"] == pytest.approx(2 / 3)
+    assert rates["all_dollar_recall"] == pytest.approx(15 / 45) and rates["blocked"] == 3.0
 
 
 def test_the_shift_starts_a_whole_monitoring_week_after_a_full_ordinary_week() -> None:

@@ -222,7 +222,6 @@ class Loop:
     def _log_traffic(self, begin: datetime, end: datetime) -> int:
         """Log the payments in [begin, end) as fraud@champion scored them, request id
         `txn-<transaction_id>` (the monitor's label join), then close the day's log file."""
-        from parity.examples.fraud.traffic import _plain
         from parity.inference.predlog import PredictionRecord
 
         version = self.store.models.resolve(f"{self.model}@champion")
@@ -238,8 +237,8 @@ class Loop:
                 model=version.name,
                 version=version.version,
                 alias="champion",
-                entities={k: _plain(row[k]) for k in keys},
-                features={k: _plain(row[k]) for k in features},
+                entities={k: _json_ready(row[k]) for k in keys},
+                features={k: _json_ready(row[k]) for k in features},
                 prediction=float(row["score"]),
                 latency_ms=0.0,
             )
@@ -437,10 +436,10 @@ class Loop:
         week["candidate"] = np.asarray(
             self.store.models.load(candidate).predict(inputs(week)), dtype=np.float64
         )
-        labels = _labels(self.store.repo_path, week["transaction_id"])
+        labels = world.fraud_labels(self.store.repo_path / "data", week["transaction_id"])
         ring = week["account_id"].isin(set(result.world.ring_accounts)).to_numpy()
         return {
-            who: _catch(week[column].to_numpy(), labels, ring, week["amount"].to_numpy())
+            who: world.catch_rates(week[column].to_numpy(), labels, ring, week["amount"].to_numpy())
             for who, column in (("champion", "score"), ("candidate", "candidate"))
         }
 
@@ -486,49 +485,24 @@ def _boundaries(begin: datetime, end: datetime) -> list[datetime]:
     ]
 
 
-def _catch(
-    scores: np.ndarray[Any, Any],
-    labels: np.ndarray[Any, Any],
-    ring: np.ndarray[Any, Any],
-    amount: np.ndarray[Any, Any],
-    threshold: float = 0.5,
-) -> dict[str, float]:
-    """Share of the fraud (and of its dollars) scored at or above `threshold`: the ring's, the
-    rest's, and in all."""
-    flagged = scores >= threshold
-    out: dict[str, float] = {}
-    for name, part in (("ring", ring), ("other", ~ring), ("all", np.ones_like(ring))):
-        fraud = labels & part
-        out[f"{name}_fraud"] = float(fraud.sum())
-        out[f"{name}_recall"] = (
-            float((flagged & fraud).sum() / fraud.sum()) if fraud.any() else float("nan")
-        )
-        dollars = amount[fraud].sum()
-        out[f"{name}_dollar_recall"] = (
-            float(amount[flagged & fraud].sum() / dollars) if dollars else float("nan")
-        )
-    out["blocked"] = float(flagged.sum())
-    return out
-
-
-def _labels(repo: Path, ids: Any) -> np.ndarray[Any, Any]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(
-        repo / "data" / "chargebacks.parquet", columns=["transaction_id", "is_fraud"]
-    )
-    fraud = dict(
-        zip(table["transaction_id"].to_pylist(), table["is_fraud"].to_pylist(), strict=True)
-    )
-    return np.array([bool(fraud.get(int(i), False)) for i in ids], dtype=bool)
-
-
 def _shift_text(shift: world.Shift) -> str:
     return (
         f"SHIFT: instant sign-up opens ({shift.signups_per_day:.0f} new customers a day, baskets "
         f"x{shift.amount_factor:g}), and a bust-out ring with it: {shift.ring_per_day:.0f} new "
         "accounts a day on clean-looking devices, spending fast until the chargebacks come"
     )
+
+
+def _json_ready(value: Any) -> Any:
+    """A logged value: NaN and pandas' missing values become None, numpy scalars Python's."""
+    import pandas as pd
+
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
 
 
 def _pct(value: Any) -> str:

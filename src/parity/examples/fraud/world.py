@@ -15,6 +15,7 @@ generation in functions; `extend` reads and writes the repo's Parquet files.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +66,22 @@ class Shift:
     ring_weekly_growth: float = 0.0  # the ring's sign-ups grow by this share each week
     # Checkout adds buy-now-pay-later with the launch: every basket grows by this factor.
     amount_factor: float = 1.5
+
+    def __post_init__(self) -> None:
+        for name in ("signups_per_day", "ring_per_day", "ring_weekly_growth"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("ring_rate", "ring_days"):
+            low, high = getattr(self, name)
+            if not (math.isfinite(high) and 0 < low <= high):
+                raise ValueError(
+                    f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}"
+                )
+        if not (math.isfinite(self.amount_factor) and self.amount_factor > 0):
+            raise ValueError(
+                f"amount_factor must be a finite number > 0, got {self.amount_factor!r}"
+            )
 
     def scaled(self, accounts: int) -> Shift:
         """The knobs for a world of `accounts` recorded accounts (absolute per-day rates)."""
@@ -133,6 +150,9 @@ def extend(
 ) -> WorldSummary:
     """Continue the recorded tables in `data_dir` from where they end up to `until`, the new
     pattern from `shift_at`, and rewrite them with the new rows appended."""
+    for name, value in (("until", until), ("shift_at", shift_at)):
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
     path = Path(data_dir)
     tables = {name: pq.read_table(path / f"{name}.parquet") for name in _TABLES}
     start = pc.max(tables["transactions"]["event_timestamp"]).as_py()
@@ -527,3 +547,44 @@ SELECT account_id, day,
 FROM spread WHERE day BETWEEN {first} AND {last}
 GROUP BY account_id, day ORDER BY account_id, day
 """
+
+
+# --- the world's truth, for evaluating models on it --------------------------------------------
+
+
+def catch_rates(
+    scores: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+    ring: np.ndarray[Any, Any],
+    amount: np.ndarray[Any, Any],
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """Share of the fraud (and of its dollars) scored at or above `threshold`: the ring's, the
+    rest's, and in all."""
+    flagged = scores >= threshold
+    out: dict[str, float] = {}
+    for name, part in (("ring", ring), ("other", ~ring), ("all", np.ones_like(ring))):
+        fraud = labels & part
+        out[f"{name}_fraud"] = float(fraud.sum())
+        out[f"{name}_recall"] = (
+            float((flagged & fraud).sum() / fraud.sum()) if fraud.any() else float("nan")
+        )
+        dollars = amount[fraud].sum()
+        out[f"{name}_dollar_recall"] = (
+            float(amount[flagged & fraud].sum() / dollars) if dollars else float("nan")
+        )
+    out["blocked"] = float(flagged.sum())
+    return out
+
+
+def fraud_labels(data_dir: Path, ids: Any) -> np.ndarray[Any, Any]:
+    """Whether each payment of `ids` is fraud, by the world's truth (its chargebacks, whenever
+    they arrive); an id without a label is not fraud."""
+    table = pq.read_table(data_dir / "chargebacks.parquet", columns=["transaction_id", "is_fraud"])
+    found = pc.index_in(pa.array(np.asarray(ids, dtype=np.int64)), table["transaction_id"])
+    fraud = table["is_fraud"].to_numpy(zero_copy_only=False)
+    index = found.to_numpy(zero_copy_only=False)
+    known = ~np.isnan(index.astype(float))
+    out = np.zeros(len(index), dtype=bool)
+    out[known] = fraud[index[known].astype(np.int64)]
+    return out
