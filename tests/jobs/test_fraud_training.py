@@ -1,6 +1,6 @@
 """The fraud example's `fraud_training` job, for real: `parity init fraud_detection --accounts
 200`, applied, with a champion; the job registers fraud/2 on the matured chargebacks only, with
-its lineage, the candidate alias and a reference profile, and starts fraud_rollout. A second run
+its lineage, the candidate alias and a reference profile, and starts fraud_retrain_rollout. A second run
 while that rollout is active still registers, and says why the rollout did not start."""
 
 from __future__ import annotations
@@ -35,10 +35,14 @@ def fraud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStore]:
 
 def matured(root: Path) -> pd.DataFrame:
     """The chargebacks whose label is final at END (event 30 days before it or earlier, label
-    known by END), read with pandas: the oracle of the training set's rows."""
+    known by END) within the job's 35-day lookback, read with pandas: the oracle of the training
+    set's rows."""
     frame = pq.read_table(root / "data" / "chargebacks.parquet").to_pandas()
     cutoff = pd.Timestamp(END - timedelta(days=30))
-    return frame[(frame.event_timestamp <= cutoff) & (frame.label_timestamp <= pd.Timestamp(END))]
+    recent = frame.event_timestamp > cutoff - timedelta(days=35)
+    return frame[
+        (frame.event_timestamp <= cutoff) & recent & (frame.label_timestamp <= pd.Timestamp(END))
+    ]
 
 
 def test_fraud_training_registers_the_candidate_and_starts_the_rollout(
@@ -63,7 +67,7 @@ def test_fraud_training_registers_the_candidate_and_starts_the_rollout(
     assert version.dataset_fingerprint == dataset.fingerprint
     assert version.feature_service == "fraud_model_v1"
     assert version.tags == {"job": "fraud_training", "job_id": str(job.id)}
-    assert set(version.params["feature_importance"]) == set(model.FEATURES)
+    assert set(version.params["feature_importance"]) == {*model.FEATURES, *model.REQUEST_INPUTS}
     assert version.metrics["train_rows"] + version.metrics["test_rows"] == len(oracle)
     assert store.models.get_alias("fraud", "candidate").version == 2
     assert store.models.get_alias("fraud", "champion").version == 1
@@ -72,7 +76,7 @@ def test_fraud_training_registers_the_candidate_and_starts_the_rollout(
     assert all(p.ok and p.rows == len(oracle) for p in profiles.values()), profiles
     rollout = store.rollouts.status("fraud")
     assert (rollout.status, rollout.candidate, rollout.champion) == ("active", 2, 1)
-    assert rollout.definition.name == "fraud_rollout"
+    assert rollout.definition.name == "fraud_retrain_rollout"
     assert done.result["rollout"] == rollout.id
     fraud_rate = 100 * oracle.is_fraud.mean()
     assert f"{len(oracle)} payments up to 2026-01-30 (labels final by 2026-03-01), " in done.logs
