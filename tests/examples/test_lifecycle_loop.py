@@ -196,3 +196,12 @@ def test_a_loop_that_did_not_retrain_exactly_once_fails_loudly(run: Run) -> None
     loop.model = "fraud"
     with pytest.raises(LoopFailed, match="exactly once; it fired 0 retrain"):
         loop._check(quiet)
+
+
+def test_a_second_loop_on_an_already_continued_world_is_refused(run: Run) -> None:
+    clock = SimClock(END + timedelta(hours=1))
+    rows = pq.read_metadata(run.root / "data" / "transactions.parquet").num_rows
+    refused = pytest.raises(LoopFailed, match=r"already run to .* a recorded world once")
+    with FeatureStore(run.root, clock=clock.now) as store, refused:
+        Loop(store, clock).run()
+    assert pq.read_metadata(run.root / "data" / "transactions.parquet").num_rows == rows

@@ -161,6 +161,13 @@ class Loop:
 
     def _begin(self) -> LoopResult:
         store, start = self.store, self.clock.now()
+        recorded = world.data_end(store.repo_path / "data")
+        if recorded > start:
+            raise LoopFailed(
+                f"the repo's payments already run to {recorded.isoformat()}, after the loop's "
+                f"start {start.isoformat()}: the loop continues a recorded world once; run it "
+                "on a fresh repo (parity init fraud_detection)"
+            )
         shift_at = plan_shift(start)
         until = shift_at + 3 * WEEK + self.label_delay
         summary = world.extend(

@@ -184,6 +184,13 @@ def extend(
     )
 
 
+def data_end(data_dir: str | Path) -> datetime:
+    """The time of the newest recorded payment in `data_dir`."""
+    table = pq.read_table(Path(data_dir) / "transactions.parquet", columns=["event_timestamp"])
+    newest: datetime = pc.max(table["event_timestamp"]).as_py()
+    return newest
+
+
 _TABLES = ("accounts", "devices", "transactions", "chargebacks", "account_txn_stats")
 
 
