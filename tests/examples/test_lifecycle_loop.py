@@ -61,10 +61,13 @@ def test_exactly_one_retrain_fires_and_its_version_becomes_the_champion(run: Run
     job = jobs[0]
     assert (job.status, job.kind, job.name) == ("succeeded", "training", "fraud_training")
     assert job.trigger_decision == fired[0].id and fired[0].job_id == job.id
-    # After the fire, the decisions only suppress (the cooldown): no storm.
+    # After the fire, through the rollout and three days more, no second retrain (the cooldown
+    # suppresses a signal still asking; a signal that stopped asking holds).
     later = [d for d in result.decisions if d.at > fired[0].at]
-    assert later and all(d.action == "suppress" for d in later)
-    assert any("cooldown" in reason for d in later for reason in d.reasons)
+    assert all(d.action in ("suppress", "hold") for d in later), [
+        (d.action, d.reasons) for d in later
+    ]
+    assert result.end >= fired[0].at + timedelta(days=3)
     champion = store.models.resolve("fraud@champion")
     assert result.candidate is not None and result.promoted
     assert champion.version == result.candidate.version == job.result["version"]

@@ -50,7 +50,12 @@ VIEWS = ("account_profile", "device_profile", "account_txn_stats")  # what fraud
 
 
 class LoopFailed(RuntimeError):
-    """The loop did not close as it must: not exactly one retrain, or no promotion."""
+    """The loop did not close as it must: not exactly one retrain, or no promotion. `result`
+    holds what it did (for the report), when it got that far."""
+
+    def __init__(self, message: str, result: LoopResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,10 @@ class Loop:
         result.end = self.clock.now()
         result.decisions = self._decisions(result.start)
         result.jobs = self._jobs(result.start)
-        self._check(result)
+        try:
+            self._check(result)
+        except LoopFailed as error:
+            raise LoopFailed(str(error), result) from None
         return result
 
     def _emit(self, result: LoopResult, kind: str, text: str, **data: Any) -> None:
@@ -523,27 +531,6 @@ def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
 # --- the command ------------------------------------------------------------------------------
 
 
-def line(event: LoopEvent, start: datetime) -> str:
-    """One narrative line: simulated day since the start, the date, what happened."""
-    day = (event.at - start) / DAY
-    return f"  day {day:5.1f}  {event.at:%Y-%m-%d %H:%M}  {event.text}"
-
-
-def summary(result: LoopResult) -> list[str]:
-    """The closing lines: the retrain count, the promoted version, and the new pattern."""
-    lines = [f"retrains fired: {result.retrains} (decisions recorded: {len(result.decisions)})"]
-    if result.candidate is not None:
-        lines.append(f"promoted: {result.candidate.ref}" if result.promoted else "not promoted")
-    for who, numbers in result.pattern.items():
-        lines.append(
-            f"  {who:<9} on the last week before the retrain: catches "
-            f"{_pct(numbers['ring_recall'])} of the ring's fraud payments, "
-            f"{_pct(numbers['other_recall'])} of the other fraud "
-            f"({int(numbers['blocked']):,} blocked)"
-        )
-    return lines
-
-
 def main(argv: list[str] | None = None) -> None:
     from parity.errors import ParityError
     from parity.examples.fraud.rollout_sim import _after_last_rollout
@@ -561,34 +548,48 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--html", help="Write the loop's report (one self-contained page) here.")
     args = parser.parse_args(argv)
-    with FeatureStore(args.repo) as probe:
-        begin = _after_last_rollout(probe.now(), probe.rollouts.list())
-    clock = SimClock(begin.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
-    start = clock.now()
     try:
+        shift = world.Shift(ring_per_day=args.ring_per_day)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        with FeatureStore(args.repo) as probe:
+            begin = _after_last_rollout(probe.now(), probe.rollouts.list())
+        clock = SimClock(begin.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
         with FeatureStore(args.repo, clock=clock.now) as store:
-            loop = Loop(
-                store,
-                clock,
-                model=args.model,
-                shift=world.Shift(ring_per_day=args.ring_per_day),
-                seed=args.seed,
-                narrate=lambda event: print(line(event, start), flush=True),
-            )
-            try:
-                result = loop.run()
-            except LoopFailed as error:
-                print(f"LOOP FAILED: {error}", file=sys.stderr)
-                raise SystemExit(1) from None
-            print("\n".join(summary(result)))
-            if args.html:
-                from parity.examples.fraud.loop_view import loop_report
-
-                Path(args.html).write_text(loop_report(store, result))
-                print(f"wrote {args.html}: the loop's report (one page, opens offline)")
+            _run(store, clock, args, shift)
     except ParityError as error:
         print(f"Error [{error.code}]: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _run(store: FeatureStore, clock: SimClock, args: argparse.Namespace, shift: Any) -> None:
+    """Run the loop, print its narrative and summary, write the report (also when it failed)."""
+    from parity.examples.fraud.loop_view import line, loop_report, summary
+
+    start = clock.now()
+    loop = Loop(
+        store,
+        clock,
+        model=args.model,
+        shift=shift,
+        seed=args.seed,
+        narrate=lambda event: print(line(event, start), flush=True),
+    )
+    result: LoopResult | None = None
+    failure: LoopFailed | None = None
+    try:
+        result = loop.run()
+    except LoopFailed as error:
+        result, failure = error.result, error
+    if result is not None:
+        print("\n".join(summary(result)))
+        if args.html:
+            Path(args.html).write_text(loop_report(store, result))
+            print(f"wrote {args.html}: the loop's report (one page, opens offline)")
+    if failure is not None:
+        print(f"LOOP FAILED: {failure}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""The fraud loop's report: what lifecycle_sim recorded, read back from the registry (decisions,
-the job, the version, the rollout) and shaped for deploy/lifecycle_report.py."""
+"""The fraud loop as told: its narrative lines and closing summary (what lifecycle_sim prints),
+and its report, read back from the registry (decisions, the job, the version, the rollout) and
+shaped for deploy/lifecycle_report.py."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from parity.deploy.lifecycle_report import (
@@ -15,12 +16,33 @@ from parity.deploy.lifecycle_report import (
 )
 
 if TYPE_CHECKING:
-    from parity.examples.fraud.lifecycle_sim import LoopResult
+    from parity.examples.fraud.lifecycle_sim import LoopEvent, LoopResult
     from parity.feature_store import FeatureStore
     from parity.jobs.state import JobRecord
     from parity.models.store import ModelVersion
 
 DRIFT_ALERT = 0.5  # the monitor's fraud_drift rule fires at half the columns (monitors.py)
+
+
+def line(event: LoopEvent, start: datetime) -> str:
+    """One narrative line: simulated day since the start, the date, what happened."""
+    day = (event.at - start) / timedelta(days=1)
+    return f"  day {day:5.1f}  {event.at:%Y-%m-%d %H:%M}  {event.text}"
+
+
+def summary(result: LoopResult) -> list[str]:
+    """The closing lines: the retrain count, the promoted version, and the new pattern."""
+    lines = [f"retrains fired: {result.retrains} (decisions recorded: {len(result.decisions)})"]
+    if result.candidate is not None:
+        lines.append(f"promoted: {result.candidate.ref}" if result.promoted else "not promoted")
+    for who, numbers in result.pattern.items():
+        lines.append(
+            f"  {who:<9} on the last week before the retrain: catches "
+            f"{_pct(numbers['ring_recall'])} of the ring's fraud payments, "
+            f"{_pct(numbers['other_recall'])} of the other fraud "
+            f"({int(numbers['blocked']):,} blocked)"
+        )
+    return lines
 
 
 def loop_report(store: FeatureStore, result: LoopResult) -> str:
