@@ -81,7 +81,7 @@ def render_lifecycle_report(view: LifecycleView) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(view.title)}</title><style>{styles}{_CSS}</style></head><body><main>",
         f"<h1>{_e(view.title)}</h1>",
-        _table_card("Summary", view.summary),
+        _table_card("Summary", _with_time(view.summary, view.generated_at)),
     ]
     parts.extend(f'<p class="note">{_e(note)}</p>' for note in view.notes)
     if view.series:
@@ -119,6 +119,10 @@ section.embedded h1{font-size:18px}
 margin:0 6px 3px 14px;vertical-align:middle}.legend .s-drift{background:#9a6700}
 .legend .s-perf{background:#8250df}pre{white-space:pre-wrap;margin:0;font-size:12px}
 """
+
+
+def _with_time(rows: Sequence[tuple[str, str]], at: datetime | None) -> Sequence[tuple[str, str]]:
+    return [*rows, ("Written at", _time(at))] if at is not None else rows
 
 
 def _table_card(title: str, rows: Sequence[tuple[str, str]], css: str = "") -> str:
