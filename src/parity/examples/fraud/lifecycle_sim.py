@@ -308,7 +308,7 @@ class Loop:
         """The week whose labels just matured: its performance, final, recorded."""
         start = week_end - WEEK
         if start < result.start:
-            return  # before the loop: no traffic of this champion in it
+            return  # before the loop: it measures the weeks it logged
         report = self.store.monitoring.performance(
             f"{self.model}@champion", since=start, until=week_end, window=WEEK
         )
