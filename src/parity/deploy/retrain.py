@@ -469,6 +469,6 @@ class Triggers:
         """Recorded decisions, newest first (`parity triggers history`)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidOption(f"limit {limit!r}: give a whole number of decisions, at least 1")
-        if model is not None:
+        if model is not None and all(p.model != model for p in self.policies()):
             self._store.models.versions(model)  # ModelNotFound, not an empty history
         return self.engine.store.history(model, limit=limit)

@@ -1,0 +1,75 @@
+"""Retrain triggers replayed as a user would (QA of issue 15): each test is a defect found by
+using `store.triggers` and `parity triggers | monitor evaluate | run` on a real repo, and fails
+without its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from parity import FeatureStore
+from parity.cli.main import app
+from parity.deploy.retrain import Triggers
+from parity.deploy.retrain_decide import Context, Observation, TriggerState, decide
+from tests.deploy.retrain_repo import T0, clock, drift_repo, store
+from tests.deploy.retrain_support import DAY, FakeQueue, policy
+
+__all__ = ["clock", "drift_repo", "store"]
+
+runner = CliRunner()
+
+
+def invoke(repo: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--repo", str(repo)])
+    return result.exit_code, result.output
+
+
+def test_a_stale_firing_drift_signal_does_not_retrain_again_after_the_cooldown() -> None:
+    # docs: "a monitor that stopped running cannot keep a model firing". Drift fired once; the
+    # monitor then stopped, so every later read is stale (no value). Before the fix the kept
+    # firing state asked again once the cooldown ended: a retrain a week, on no evidence.
+    chosen = policy(sustain=1, cooldown=DAY)
+    fired = decide(chosen, TriggerState(), Observation(0.9, T0, {"version": 1}), NO, Context(T0))
+    assert fired.action == "fire"
+    stale = Observation(None, None, {"version": 1, "why": "no complete drift window"})
+    state = fired.state
+    for day in range(2, 30, 7):
+        later = decide(chosen, state, stale, NO, Context(T0 + day * DAY))
+        assert later.action == "hold", later.reasons
+        assert "without current evidence" in later.reasons[0]
+        state = later.state
+    assert state.drift.firing  # the state is kept: neither fired nor cleared
+    # the monitor runs again and the window still drifts: it asks again
+    again = Observation(0.9, T0 + 40 * DAY, {"version": 1})
+    assert decide(chosen, state, again, NO, Context(T0 + 40 * DAY)).action == "fire"
+
+
+def test_a_new_champion_without_a_reference_does_not_fire_on_the_old_ones_drift() -> None:
+    # version 1 drifted and was retrained; version 2 (registered without a training set) is
+    # promoted: its drift cannot be read (no_reference, no version in the detail). The firing
+    # state of version 1 must not fire a retrain of version 2.
+    chosen = policy(sustain=1, cooldown=DAY)
+    fired = decide(chosen, TriggerState(), Observation(0.9, T0, {"version": 1}), NO, Context(T0))
+    broken = Observation(None, error="no_reference: model scorer/2 has no reference profile")
+    later = decide(chosen, fired.state, broken, NO, Context(T0 + 3 * DAY))
+    assert later.action == "suppress" and "drift unavailable: no_reference" in later.reasons[0]
+
+
+NO = Observation(None)
+
+
+def test_history_of_a_model_with_a_policy_but_no_version_yet(store: FeatureStore) -> None:
+    # docs: "A model with a policy but no version yet may be requested". Its request is
+    # decided and recorded; `parity triggers history scorer` refused it as an unknown model.
+    triggers = Triggers(store, queue=FakeQueue(models={"scorer_training": "scorer"}))
+    triggers.request("scorer", reason="first version", now=T0)
+    [fired] = triggers.evaluate(now=T0)
+    assert fired.action == "fire"
+    assert [d.id for d in triggers.history("scorer")] == [fired.id]
+    code, output = invoke(store.repo_path, "triggers", "history", "scorer", "--json")
+    assert code == 0, output
+    assert [d["id"] for d in json.loads(output)] == [fired.id]
+    code, output = invoke(store.repo_path, "triggers", "history", "nope")
+    assert code == 1 and "[model_not_found]" in output
