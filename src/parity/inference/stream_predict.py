@@ -29,7 +29,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from parity.definitions import StreamSource
 from parity.errors import AliasNotFound, BadRequest, ParityError, PushError
@@ -44,6 +44,7 @@ from parity.inference.stream_predict_rules import (
     StreamStats,
     dead_letter_fields,
     read_time_us,
+    refused_window,
     reject,
     request_id,
     score_fields,
@@ -51,7 +52,7 @@ from parity.inference.stream_predict_rules import (
 )
 from parity.ingest.stream import EVENT_FIELD, decode_event, stream_order
 from parity.online.reads import OnlineResponse, key_types, with_on_demand
-from parity.timeutil import to_micros
+from parity.timeutil import from_micros, to_micros
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from parity.inference.request_fields import RequestSchema
     from parity.models.store import ModelVersion
     from parity.offline.request import RetrievalRequest
+    from parity.online.store import TileStore
 
 log = logging.getLogger(__name__)
 CLAIM_EVERY_S = 10.0  # how often a worker looks for messages a dead consumer left
@@ -265,9 +267,11 @@ class StreamPredictor:
             times,
         )
         rejected: list[Rejection] = []
-        if not self.score_unknown:
-            keep, rejected = self._known(events, response)
-            if rejected:
+        checks = [self._answered] + ([] if self.score_unknown else [self._known])
+        for check in checks:
+            keep, refused = check(events, response)
+            if refused:
+                rejected += refused
                 events = [events[i] for i in keep]
                 columns = {n: [c[i] for i in keep] for n, c in columns.items()}
                 response = _take(response, keep)
@@ -286,6 +290,45 @@ class StreamPredictor:
             if row not in failed
         ]
         return scored, rejected + list(failed.values())
+
+    def _answered(
+        self, events: list[Event], response: OnlineResponse
+    ) -> tuple[list[int], list[Rejection]]:
+        """Events stamped before a materialization of a windowed view of the service: its stored
+        tiles answer reads from the run's end on, so the event's windows come back refused
+        (null); scored, they would be a silent guess. Dead-lettered `late`."""
+        windowed = [
+            (v.view.name, v.output_names) for v in self.request.views if v.view.is_aggregated
+        ]
+        statuses = [str(s) for _, names in windowed for n in names for s in response.statuses[n]]
+        if "OUTSIDE_MAX_AGE" not in statuses:
+            return list(range(len(events))), []
+        online = cast("TileStore", self.store.online_store)
+        before = {}
+        for name, _ in windowed:
+            prepared = online.materialized(self.store.project, name)
+            if prepared is not None:
+                before[name] = prepared[1]
+        keep: list[int] = []
+        rejected: list[Rejection] = []
+        for row, event in enumerate(events):
+            found = refused_window(
+                windowed, response.statuses, row, before, read_time_us(event.event_us)
+            )
+            if found is None:
+                keep.append(row)
+                continue
+            view, names = found
+            text = (
+                f"stream event {event.message_id}: '{self.spec.timestamp_field}' "
+                f"{from_micros(event.event_us).isoformat()} is before the last materialization "
+                f"of view '{view}' (its tiles answer reads from "
+                f"{from_micros(before[view]).isoformat()} on): its windows {names} cannot be "
+                "read as of the event, and it is not scored on null windows (the worker was "
+                "behind `parity materialize`)"
+            )
+            rejected.append(reject(event.message_id, "late", self.spec.timestamp_field, text))
+        return keep, rejected
 
     def _known(
         self, events: list[Event], response: OnlineResponse

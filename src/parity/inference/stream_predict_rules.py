@@ -211,6 +211,26 @@ def unknown_key(
     return next((key for key, seen in known.items() if not seen), None)
 
 
+def refused_window(
+    views: Sequence[tuple[str, Sequence[str]]],
+    statuses: Mapping[str, Sequence[Any]],
+    row: int,
+    before: Mapping[str, int],
+    read_us: int,
+) -> tuple[str, list[str]] | None:
+    """The first aggregated view whose windows the online store refused (OUTSIDE_MAX_AGE) for
+    `row` because it reads at `read_us`, before the view's materialized tiles answer reads
+    (`before[view]`, its prepared `since`), and those windows: such an event would be scored on
+    null windows that offline has. `views` are (view name, window output names)."""
+    for name, outputs in views:
+        if name not in before or read_us >= before[name]:
+            continue
+        refused = [o for o in outputs if str(statuses[o][row]) == "OUTSIDE_MAX_AGE"]
+        if refused:
+            return name, refused
+    return None
+
+
 def text(value: Any) -> str:
     """A value as output-stream text: floats as their shortest round-trip repr, NaN as 'nan'."""
     if isinstance(value, bool):
