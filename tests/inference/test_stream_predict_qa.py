@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import redis
 
@@ -15,6 +16,7 @@ from parity import FeatureStore
 from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
 from tests.inference.test_stream_predict_support import (
+    SERVICE,
     close,
     expected_scores,
     history,
@@ -51,6 +53,12 @@ def send(world: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     return publish(world["client"], source, rows, project=world["store"].project)
 
 
+def ingest(world: dict[str, Any]) -> None:
+    worker = StreamWorker(world["store"], "txns", block_ms=1, client=world["client"])
+    while worker.run_once():
+        pass
+
+
 def entries(world: dict[str, Any], key: str) -> dict[str, dict[str, str]]:
     return {
         fields[b"source_id"].decode(): {
@@ -70,9 +78,7 @@ def test_an_event_before_the_last_materialization_is_dead_lettered_not_scored_on
     # with and that nothing flagged. Now it is a `late` dead letter; one after the run is scored.
     store, client = world["store"], world["client"]
     send(world, history(NOW, [1, 2], 6))
-    ingest = StreamWorker(store, "txns", block_ms=1, client=client)
-    while ingest.run_once():
-        pass
+    ingest(world)
     store.materialize_incremental(NOW)
     group = f"parity:{store.project}:predict:{world['sink']}"
     client.xgroup_create(world["stream"], group, id="$")
@@ -91,3 +97,47 @@ def test_an_event_before_the_last_materialization_is_dead_lettered_not_scored_on
     assert "materialization of view 'velocity'" in dead[old_id]["error"]
     assert close([float(scores[new_id]["score"])], expected_scores(store, [after]))
     assert worker.stats.by_reason == {"late": 1} and worker.stats.scored == 1
+
+
+class PickyModel:
+    """amount / 1000, but a RuntimeError on the amount 13.37: a model bug on one event."""
+
+    def predict(self, frame: Any) -> Any:
+        amounts = frame["amount"].to_numpy(float)
+        if (amounts == 13.37).any():
+            raise RuntimeError("cannot score 13.37")
+        return amounts / 1000
+
+
+def test_a_model_raising_any_exception_dead_letters_its_row_and_never_crashes_the_worker(
+    world: dict[str, Any],
+) -> None:
+    # A pyfunc raising RuntimeError (not ValueError/TypeError) ended the worker with a
+    # traceback, its batch left pending: every restart re-read the batch and crashed again.
+    store, client = world["store"], world["client"]
+    sample = pd.DataFrame(
+        {"amount_count_5m": [1.0], "amount_sum_1h": [2.0], "amount_to_mean": [1.0], "amount": [3.0]}
+    )
+    store.models.register_model(
+        "picky", PickyModel(), flavor="pyfunc", feature_service=SERVICE, sample_input=sample,
+        alias="champion",
+    )  # fmt: skip
+    send(world, history(NOW, [1], 3))
+    ingest(world)
+    group = f"parity:{store.project}:predict:{world['sink']}"
+    client.xgroup_create(world["stream"], group, id="$")
+    at = NOW - timedelta(seconds=5)
+    ids = send(
+        world, [{"account_id": 1, "event_timestamp": at, "amount": a} for a in (1.0, 13.37, 2.0)]
+    )
+    worker = StreamPredictor(
+        store, "picky@champion", "txns", world["sink"], block_ms=1, client=client
+    )
+    while worker.run_once():
+        pass
+    scores = entries(world, world["sink"])
+    dead = entries(world, f"{world['sink']}:dead")
+    assert {i: scores[i]["score"] for i in scores} == {ids[0]: "0.001", ids[2]: "0.002"}
+    assert sorted(dead) == [ids[1]] and dead[ids[1]]["reason"] == "predict_failed"
+    assert "RuntimeError: cannot score 13.37" in dead[ids[1]]["error"]
+    assert client.xpending(world["stream"], group)["pending"] == 0

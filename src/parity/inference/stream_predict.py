@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from parity.definitions import StreamSource
-from parity.errors import AliasNotFound, BadRequest, ParityError, PushError
+from parity.errors import AliasNotFound, BadRequest, PushError
 from parity.inference.deployment import BatchSettings, Deployment
 from parity.inference.predlog import PredictionRecord
 from parity.inference.stream_predict_features import read_at
@@ -357,16 +357,17 @@ class StreamPredictor:
         given = {n: response.entities.get(n, columns[n]) for n in columns}
         try:
             return self._predict_rows(response.values, given), {}
-        except (ParityError, ValueError, TypeError, ArithmeticError) as batch_error:
-            log.warning("predict stream: batch failed (%s); scoring row by row", batch_error)
+        except Exception as batch_error:  # any model failure, as the model server: never a crash
+            log.warning("predict stream: batch failed (%r); scoring row by row", batch_error)
         outputs: dict[str, list[Any]] = {n: [None] * len(events) for n in self.output_names}
         failed: dict[int, Rejection] = {}
         for row, event in enumerate(events):
             one = {n: [v[row]] for n, v in response.values.items()}
             try:
                 result = self._predict_rows(one, {n: [v[row]] for n, v in given.items()})
-            except (ParityError, ValueError, TypeError, ArithmeticError) as error:
-                text = f"stream event {event.message_id}: model {self.version.ref}: {error}"
+            except Exception as error:
+                why = f"{type(error).__name__}: {error}"
+                text = f"stream event {event.message_id}: model {self.version.ref}: {why}"
                 failed[row] = reject(event.message_id, "predict_failed", "model", text)
                 continue
             for name, values in result.items():
