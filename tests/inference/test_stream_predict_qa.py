@@ -3,6 +3,7 @@ running `parity predict stream` against a real repo, and fails without its fix."
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 import pandas as pd
 import pytest
 import redis
+from typer.testing import CliRunner
 
 from parity import FeatureStore
+from parity.cli.main import app
 from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
 from tests.inference.test_stream_predict_support import (
@@ -141,3 +144,40 @@ def test_a_model_raising_any_exception_dead_letters_its_row_and_never_crashes_th
     assert sorted(dead) == [ids[1]] and dead[ids[1]]["reason"] == "predict_failed"
     assert "RuntimeError: cannot score 13.37" in dead[ids[1]]["error"]
     assert client.xpending(world["stream"], group)["pending"] == 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "names"),
+    [
+        # Redis not there at start: a traceback before; now one typed line, no password
+        (("--redis-url", "redis://:s3cret@127.0.0.1:{port}/0"), "online_store_unavailable", ""),
+        (("--redis-url", "nota://:s3cret@host"), "invalid_option", "--redis-url"),
+        # an empty key, and the source's own stream (a dead letter keeps its event `e`: added
+        # to the source it was read back and dead-lettered again, forever)
+        (("--sink", ""), "bad_request", "--sink is empty"),
+        (("--sink", "{stream}"), "bad_request", "--sink '"),
+        (("--dead-letter", "{stream}"), "bad_request", "--dead-letter '"),
+    ],
+)
+def test_start_up_errors_are_one_typed_line_without_credentials(
+    world: dict[str, Any], options: tuple[str, ...], code: str, names: str
+) -> None:
+    args = {"--sink": world["sink"]}
+    given = [o.format(port=free_port(), stream=world["stream"]) for o in options]
+    args.update(zip(given[::2], given[1::2], strict=True))
+    result = CliRunner().invoke(
+        app,
+        ["predict", "stream", "--model", "velo@champion", "--source", "txns", "--until-idle",
+         "--repo", str(world["store"].repo_path), *[x for kv in args.items() for x in kv]],
+        env={"COLUMNS": "300"},
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"Error [{code}]" in result.output and names in result.output
+    assert "Traceback" not in result.output and "s3cret" not in result.output
+    assert world["client"].xlen(world["stream"]) == 0  # nothing written to the source

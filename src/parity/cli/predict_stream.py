@@ -95,9 +95,14 @@ def _client(redis_url: str | None) -> Any:
     """A client of `redis_url`, or None: the online store's Redis (or the local one)."""
     if not redis_url:
         return None
+    from parity.errors import InvalidOption
     from parity.online.redis_store import redis_module
+    from parity.redaction import redact
 
-    return redis_module().Redis.from_url(redis_url)
+    try:
+        return redis_module().Redis.from_url(redis_url)
+    except ValueError as error:
+        raise InvalidOption(f"--redis-url {redact(redis_url)!r}: {error}") from None
 
 
 def summary(stats: StreamStats) -> str:

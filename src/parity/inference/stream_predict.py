@@ -42,8 +42,10 @@ from parity.inference.stream_predict_rules import (
     Limits,
     Rejection,
     StreamStats,
+    check_keys,
     dead_letter_fields,
     read_time_us,
+    redis_location,
     refused_window,
     reject,
     request_id,
@@ -132,7 +134,8 @@ class StreamPredictor:
         self.source = stream_source
         self.key = stream_source.stream_key(store.project)
         self.sink = sink
-        self.dead_letter = dead_letter or f"{sink}:dead"
+        self.dead_letter = f"{sink}:dead" if dead_letter is None else dead_letter
+        check_keys(self.key, sink, self.dead_letter)
         self.group = group or f"parity:{store.project}:predict:{sink}"
         self.ingest_group = f"parity:{store.project}"  # `parity ingest`'s (StreamWorker)
         if self.group == self.ingest_group:
@@ -156,8 +159,16 @@ class StreamPredictor:
         self._ensure_group()
 
     def _ensure_group(self) -> None:
+        from parity.errors import OnlineStoreUnavailable
+
         try:
             self.client.xgroup_create(self.key, self.group, id="0", mkstream=True)
+        except _unreachable() as error:  # Redis down, or refusing the credentials, at start
+            where = redis_location(self.client)
+            raise OnlineStoreUnavailable(
+                f"the Redis holding stream '{self.key}' at {where} did not answer: "
+                f"{type(error).__name__}: {error}; start it, or pass --redis-url"
+            ) from None
         except Exception as error:  # BUSYGROUP: it exists already
             if "BUSYGROUP" not in str(error):
                 raise

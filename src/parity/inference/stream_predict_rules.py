@@ -13,7 +13,12 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from parity.errors import EntityKeyTypeError, InvalidPredictionInput, InvalidRequestField
+from parity.errors import (
+    BadRequest,
+    EntityKeyTypeError,
+    InvalidPredictionInput,
+    InvalidRequestField,
+)
 from parity.inference.request_fields import FieldRule, RequestSchema
 from parity.online.encoding import entity_keys
 from parity.timeutil import from_micros, to_micros
@@ -281,3 +286,24 @@ def dead_letter_fields(rejection: Rejection, raw: bytes | None) -> dict[str, str
     if raw is not None:
         fields["e"] = raw
     return fields
+
+
+def redis_location(client: Any) -> str:
+    """host:port/db of a Redis client, never its credentials."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+
+def check_keys(source: str, sink: str, dead_letter: str) -> None:
+    """The score and dead-letter streams: named, and not the source stream itself (a dead letter
+    keeps its event: added to the source, it would be read and dead-lettered again, forever)."""
+    for option, key in (("--sink", sink), ("--dead-letter", dead_letter)):
+        if not key:
+            raise BadRequest(f"{option} is empty: give the Redis stream key to add to")
+        if key == source:
+            raise BadRequest(
+                f"{option} '{key}' is the source's own stream: its entries would be read back "
+                "as events; give another key"
+            )
