@@ -181,3 +181,25 @@ def test_start_up_errors_are_one_typed_line_without_credentials(
     assert f"Error [{code}]" in result.output and names in result.output
     assert "Traceback" not in result.output and "s3cret" not in result.output
     assert world["client"].xlen(world["stream"]) == 0  # nothing written to the source
+
+
+def test_a_group_lost_under_a_running_worker_is_created_again_not_a_crash(
+    world: dict[str, Any],
+) -> None:
+    # Redis restarted without its data (or the group deleted) under a running worker: every
+    # read said NOGROUP and the worker ended with a traceback. Now it creates the group again,
+    # as a new worker would, and scores what arrives.
+    store, client = world["store"], world["client"]
+    send(world, history(NOW, [1], 3))
+    ingest(world)
+    worker = StreamPredictor(
+        store, "velo@champion", "txns", world["sink"], block_ms=1, client=client
+    )
+    client.xgroup_destroy(world["stream"], worker.group)
+    event = {"account_id": 1, "event_timestamp": NOW - timedelta(seconds=1), "amount": 3.0}
+    [new] = send(world, [event])
+    stats = worker.run(until_idle=True)
+    scores = entries(world, world["sink"])
+    assert new in scores and len(scores) == 4  # the history (the group starts at 0) and it
+    assert close([float(scores[new]["score"])], expected_scores(store, [event]))
+    assert stats.retries == 1 and client.xpending(world["stream"], worker.group)["pending"] == 0

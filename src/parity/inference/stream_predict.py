@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,12 +44,14 @@ from parity.inference.stream_predict_rules import (
     StreamStats,
     check_keys,
     dead_letter_fields,
+    entry_args,
     read_time_us,
     redis_location,
     refused_window,
     reject,
     request_id,
     score_fields,
+    take_rows,
     unknown_key,
 )
 from parity.ingest.stream import EVENT_FIELD, decode_event, stream_order
@@ -285,7 +287,7 @@ class StreamPredictor:
                 rejected += refused
                 events = [events[i] for i in keep]
                 columns = {n: [c[i] for i in keep] for n, c in columns.items()}
-                response = _take(response, keep)
+                response = take_rows(response, keep)
         if not events:
             return [], rejected
         response = with_on_demand(response, self.request)
@@ -415,17 +417,17 @@ class StreamPredictor:
             fields = score_fields(
                 item.event, self.version.name, version, item.outputs, first, late_read
             )
-            args += _entry(item.event.message_id, SINK, fields)
+            args += entry_args(item.event.message_id, SINK, fields)
         for rejection in rejected:
             letter = dead_letter_fields(rejection, raw[rejection.message_id])
-            args += _entry(rejection.message_id, DEAD, letter)
+            args += entry_args(rejection.message_id, DEAD, letter)
         handled = {item.event.message_id for item in scored} | {r.message_id for r in rejected}
         for message_id, _ in messages:  # e.g. trimmed from the source: nothing to score
             if message_id not in handled:
                 text = f"stream message {message_id} has no fields (trimmed from the stream?)"
                 gone = reject(message_id, "undecodable", "e", text)
                 rejected.append(gone)
-                args += _entry(message_id, DEAD, dead_letter_fields(gone, None))
+                args += entry_args(message_id, DEAD, dead_letter_fields(gone, None))
         keys = [self.key, self.sink, self.dead_letter]
         published = {_text(i) for i in self._script(keys=keys, args=args)}
         self.stats.scored += sum(1 for s in scored if s.event.message_id in published)
@@ -480,6 +482,19 @@ class StreamPredictor:
                 self._own_pending = True  # the batch in hand was not acknowledged
                 time.sleep(pause)
                 pause = min(pause * 2, RETRY_MAX_S)
+                continue
+            except _response_error() as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                log.warning(  # Redis restarted without its data, or the group was deleted
+                    "predict stream: group '%s' of '%s' is gone; created again at the stream's "
+                    "start, as a new worker would",
+                    self.group,
+                    self.key,
+                )
+                self.stats.retries += 1
+                self._ensure_group()
+                self._own_pending = True
                 continue
             pause = RETRY_FIRST_S
             if handled == 0 and until_idle:
@@ -550,25 +565,6 @@ def _spec(
     return EventSpec(model, source.batch_source.timestamp_field, keys, dict(schema.inputs))
 
 
-def _take(response: OnlineResponse, rows: Sequence[int]) -> OnlineResponse:
-    def pick(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        return {name: [values[r] for r in rows] for name, values in columns.items()}
-
-    return OnlineResponse(
-        pick(response.entities),
-        pick(response.values),
-        pick(response.statuses),
-        pick(response.event_timestamps),
-    )
-
-
-def _entry(message_id: str, target: int, fields: dict[str, Any]) -> list[Any]:
-    flat: list[Any] = [message_id, target, len(fields) * 2]
-    for name, value in fields.items():
-        flat += [name, value]
-    return flat
-
-
 def _unreachable() -> tuple[type[BaseException], ...]:
     """Errors of a store that is down or unreachable: retried, not fatal."""
     from redis.exceptions import BusyLoadingError
@@ -578,6 +574,12 @@ def _unreachable() -> tuple[type[BaseException], ...]:
     from parity.errors import OnlineStoreUnavailable
 
     return (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OnlineStoreUnavailable)
+
+
+def _response_error() -> type[BaseException]:
+    from redis.exceptions import ResponseError
+
+    return ResponseError
 
 
 def _text(value: Any) -> str:

@@ -21,6 +21,7 @@ from parity.errors import (
 )
 from parity.inference.request_fields import FieldRule, RequestSchema
 from parity.online.encoding import entity_keys
+from parity.online.reads import OnlineResponse
 from parity.timeutil import from_micros, to_micros
 
 # An event is scored with its features as of this long before its own time: the event's own
@@ -307,3 +308,25 @@ def check_keys(source: str, sink: str, dead_letter: str) -> None:
                 f"{option} '{key}' is the source's own stream: its entries would be read back "
                 "as events; give another key"
             )
+
+
+def take_rows(response: OnlineResponse, rows: Sequence[int]) -> OnlineResponse:
+    """The rows `rows` of a response, in that order."""
+
+    def pick(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {name: [values[r] for r in rows] for name, values in columns.items()}
+
+    return OnlineResponse(
+        pick(response.entities),
+        pick(response.values),
+        pick(response.statuses),
+        pick(response.event_timestamps),
+    )
+
+
+def entry_args(message_id: str, target: int, fields: dict[str, Any]) -> list[Any]:
+    """One message's arguments of the publish script: id, target, field count, fields."""
+    flat: list[Any] = [message_id, target, len(fields) * 2]
+    for name, value in fields.items():
+        flat += [name, value]
+    return flat
