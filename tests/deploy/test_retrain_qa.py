@@ -5,16 +5,30 @@ without its fix."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from typer.testing import CliRunner
 
 from parity import FeatureStore
 from parity.cli.main import app
 from parity.deploy.retrain import Triggers
 from parity.deploy.retrain_decide import Context, Observation, TriggerState, decide
-from tests.deploy.retrain_repo import T0, clock, drift_repo, store
+from tests.deploy.retrain_repo import (
+    HOUR,
+    LIFECYCLE,
+    T0,
+    Clock,
+    clock,
+    drift_repo,
+    open_store,
+    store,
+)
+from tests.deploy.retrain_repo import register as register_scorer
 from tests.deploy.retrain_support import DAY, FakeQueue, policy
+from tests.monitoring.test_drift_runs import log_window, write_log
 
 __all__ = ["clock", "drift_repo", "store"]
 
@@ -73,3 +87,55 @@ def test_history_of_a_model_with_a_policy_but_no_version_yet(store: FeatureStore
     assert [d["id"] for d in json.loads(output)] == [fired.id]
     code, output = invoke(store.repo_path, "triggers", "history", "nope")
     assert code == 1 and "[model_not_found]" in output
+
+
+def test_a_monitor_that_breaks_is_one_line_and_the_pass_still_decides(
+    drift_repo: Path, clock: Clock
+) -> None:
+    # A damaged file in the prediction log (a copy cut short): the performance query raised
+    # DuckDB's own InvalidInputException, not a ParityError, and `parity monitor evaluate`
+    # ended with a traceback before any retrain policy was decided (and `monitor run` died).
+    labelled = LIFECYCLE.replace(
+        "min_samples=50)",
+        "min_samples=50,\n                             labels=LabelSource(path='data/entities.parquet', "
+        "label='label', join_keys=('driver_id',)))",
+    )
+    opened = open_store(drift_repo, clock, labelled)
+    try:
+        register_scorer(opened)
+        records: list[Any] = []
+        log_window(records, np.random.default_rng(3), T0, 300)
+        write_log(opened, records)
+        damaged = opened.repo_path / "data" / "prediction_log" / "date=2026-03-02" / "cut.parquet"
+        damaged.write_bytes(b"PAR1 not really")
+        triggers = Triggers(opened, queue=FakeQueue(models={"scorer_training": "scorer"}))
+        triggers.request("scorer", reason="after the damage", now=T0)
+        clock.now = T0 + 2 * HOUR + timedelta(minutes=5)
+        tick = triggers.tick()
+        broken = [line for line in tick.monitors if "not run" in line]
+        assert broken and all(line.count("\n") == 0 for line in broken), tick.monitors
+        assert [d.action for d in tick.decisions] == ["fire"]  # the request is still decided
+    finally:
+        opened.close()
+
+
+class BrokenOnce(FakeQueue):
+    """A queue whose first `active()` fails the way a database outside Parity's errors does."""
+
+    calls: int = 0
+
+    def active(self, model: str | None = None) -> list[Any]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("database is locked")
+        return super().active(model)
+
+
+def test_monitor_run_logs_a_failed_pass_of_any_kind_and_goes_on(store: FeatureStore) -> None:
+    # docs: "a failed pass is logged and the loop goes on"; only ParityError was caught.
+    register_scorer(store)
+    naps: list[float] = []
+    triggers = Triggers(store, queue=BrokenOnce(), sleep=naps.append)
+    ticks: list[Any] = []
+    triggers.run(interval=60.0, passes=2, on_tick=ticks.append)
+    assert len(ticks) == 1 and naps == [60.0]
