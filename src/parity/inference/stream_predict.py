@@ -222,8 +222,8 @@ class StreamPredictor:
         now_us = to_micros(self.store.now())
         events, rejected = self._checked(messages, now_us)
         started = time.perf_counter()
-        ahead = self._ingest_ahead(events)
         scored, failed = self._score(events) if events else ([], [])
+        ahead = self._ingest_ahead(events)  # after the read: delivered by then may be counted
         rejected += failed
         seconds = time.perf_counter() - started
         _crash_point("before_publish")
@@ -251,9 +251,10 @@ class StreamPredictor:
         return events, rejected
 
     def _ingest_ahead(self, events: list[Event]) -> frozenset[str]:
-        """The events `parity ingest`'s group had been delivered before their features are read:
-        ingest may have applied them, and their windows may then include them (the rule's one
-        leak, see docs/lifecycle.md). Marked in their output; counted in the stats."""
+        """The events `parity ingest`'s group had been delivered by the end of their feature
+        read: ingest may have applied them before it, and their windows may then include them
+        (the rule's one leak, see docs/lifecycle.md). Read after the features, so an event not
+        yet delivered then cannot have been applied: a 0 is a promise. Marked in the output."""
         if not events:
             return frozenset()
         try:
@@ -431,7 +432,9 @@ class StreamPredictor:
         keys = [self.key, self.sink, self.dead_letter]
         published = {_text(i) for i in self._script(keys=keys, args=args)}
         self.stats.scored += sum(1 for s in scored if s.event.message_id in published)
-        self.stats.ingest_ahead += sum(1 for i in ahead if i in published)
+        self.stats.ingest_ahead += sum(
+            1 for s in scored if s.event.message_id in ahead and s.event.message_id in published
+        )
         for rejection in rejected:
             if rejection.message_id in published:
                 self.stats.dead_lettered += 1
