@@ -4,6 +4,7 @@ running `parity predict stream` against a real repo, and fails without its fix."
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,9 @@ from parity import FeatureStore
 from parity.cli.main import app
 from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
+from tests.conftest import write_repo
 from tests.inference.test_stream_predict_support import (
+    DEFS,
     SERVICE,
     close,
     expected_scores,
@@ -247,3 +250,47 @@ def test_a_score_whose_event_ingest_applied_before_the_read_is_marked_ingest_ahe
 
 
 US = timedelta(microseconds=1)
+
+
+def test_an_on_demand_function_raising_on_one_event_dead_letters_it_not_the_worker(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # The repo's on-demand function raises on one event's request data (a bug for amount
+    # 13.37): OnDemandError left run_once, the worker ended and its batch stayed pending, so
+    # every restart re-read the same batch and ended again. Now that event is a dead letter
+    # (`transform_failed`, field: the view) and the rest of its batch is scored.
+    stream = f"parity:test:{uuid.uuid4().hex}"
+    defs = DEFS.format(stream=stream).replace(
+        'mean = row["amount_mean_1h"]',
+        'mean = row["amount_mean_1h"]\n        assert row["amount"] != 13.37, "no 13.37"',
+    )
+    root = write_repo(
+        tmp_path / "repo", {"defs.py": defs}, project=f"p{uuid.uuid4().hex[:10]}",
+        extra="models: {trusted: true}\n",
+    )  # fmt: skip
+    store = FeatureStore(root, clock=lambda: NOW)
+    store.apply()
+    register(store)
+    client = redis.Redis.from_url(redis_url)
+    sink = f"parity:test:qa-scores:{stream.rsplit(':', 1)[1]}"
+    world = {"store": store, "client": client, "stream": stream, "sink": sink}
+    try:
+        send(world, history(NOW, [1], 3))
+        ingest(world)
+        client.xgroup_create(stream, f"parity:{store.project}:predict:{sink}", id="$")
+        at = NOW - timedelta(seconds=2)
+        rows = [{"account_id": 1, "event_timestamp": at, "amount": a} for a in (1.0, 13.37, 2.0)]
+        ids = send(world, rows)
+        worker = StreamPredictor(store, "velo@champion", "txns", sink, block_ms=1, client=client)
+        while worker.run_once():
+            pass
+        scores, dead = entries(world, sink), entries(world, f"{sink}:dead")
+        assert sorted(scores) == sorted([ids[0], ids[2]])
+        assert close([float(scores[i]["score"]) for i in (ids[0], ids[2])],
+                     expected_scores(store, [rows[0], rows[2]]))  # fmt: skip
+        assert sorted(dead) == [ids[1]] and dead[ids[1]]["reason"] == "transform_failed"
+        assert dead[ids[1]]["field"] == "ratio" and "no 13.37" in dead[ids[1]]["error"]
+    finally:
+        client.delete(stream, sink, f"{sink}:dead")
+        client.close()
+        store.close()

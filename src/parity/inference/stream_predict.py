@@ -52,10 +52,11 @@ from parity.inference.stream_predict_rules import (
     request_id,
     score_fields,
     take_rows,
+    transformed,
     unknown_key,
 )
 from parity.ingest.stream import EVENT_FIELD, decode_event, stream_order
-from parity.online.reads import OnlineResponse, key_types, with_on_demand
+from parity.online.reads import OnlineResponse, key_types
 from parity.timeutil import from_micros, to_micros
 
 if TYPE_CHECKING:
@@ -291,7 +292,14 @@ class StreamPredictor:
                 response = take_rows(response, keep)
         if not events:
             return [], rejected
-        response = with_on_demand(response, self.request)
+        ids = [e.message_id for e in events]
+        response, keep, refused = transformed(response, self.request, ids)
+        if refused:
+            rejected += refused
+            events = [events[i] for i in keep]
+            columns = {n: [c[i] for i in keep] for n, c in columns.items()}
+            if not events:
+                return [], rejected
         outputs, failed = self._predict(events, columns, response)
         scored = [
             Scored(

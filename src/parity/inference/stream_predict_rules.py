@@ -7,6 +7,7 @@ No I/O: the worker (inference/stream_predict.py) reads, predicts and publishes.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,10 +19,11 @@ from parity.errors import (
     EntityKeyTypeError,
     InvalidPredictionInput,
     InvalidRequestField,
+    OnDemandError,
 )
 from parity.inference.request_fields import FieldRule, RequestSchema
 from parity.online.encoding import entity_keys
-from parity.online.reads import OnlineResponse
+from parity.online.reads import OnlineResponse, with_on_demand
 from parity.timeutil import from_micros, to_micros
 
 # An event is scored with its features as of this long before its own time: the event's own
@@ -330,3 +332,44 @@ def entry_args(message_id: str, target: int, fields: dict[str, Any]) -> list[Any
     for name, value in fields.items():
         flat += [name, value]
     return flat
+
+
+def transformed(
+    response: OnlineResponse, request: Any, message_ids: Sequence[str]
+) -> tuple[OnlineResponse, list[int], list[Rejection]]:
+    """The response with the on-demand features, the rows kept and the rejected ones: when the
+    repo's function fails on the batch, row by row, so an event whose request data it refuses is
+    a dead letter (`transform_failed`, field: the view) and the others are still scored."""
+    try:
+        return with_on_demand(response, request), list(range(len(message_ids))), []
+    except OnDemandError:
+        pass
+    keep: list[int] = []
+    parts: list[OnlineResponse] = []
+    rejected: list[Rejection] = []
+    for row, message_id in enumerate(message_ids):
+        try:
+            parts.append(with_on_demand(take_rows(response, [row]), request))
+        except OnDemandError as error:
+            found = re.search(r"on-demand feature view '(\w+)'", str(error))
+            name = found.group(1) if found else "on_demand"
+            text = f"stream event {message_id}: {error}"
+            rejected.append(reject(message_id, "transform_failed", name, text))
+            continue
+        keep.append(row)
+    return concat_rows(parts), keep, rejected
+
+
+def concat_rows(parts: Sequence[OnlineResponse]) -> OnlineResponse:
+    """Responses of a few rows each, one after the other, as one."""
+
+    def joined(pick: Any) -> dict[str, list[Any]]:
+        names = pick(parts[0]) if parts else {}
+        return {name: [v for part in parts for v in pick(part)[name]] for name in names}
+
+    return OnlineResponse(
+        joined(lambda p: p.entities),
+        joined(lambda p: p.values),
+        joined(lambda p: p.statuses),
+        joined(lambda p: p.event_timestamps),
+    )
