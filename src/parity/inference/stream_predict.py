@@ -45,9 +45,9 @@ from parity.inference.stream_predict_rules import (
     check_keys,
     dead_letter_fields,
     entry_args,
+    late_windows,
     read_time_us,
     redis_location,
-    refused_window,
     reject,
     request_id,
     score_fields,
@@ -57,7 +57,7 @@ from parity.inference.stream_predict_rules import (
 )
 from parity.ingest.stream import EVENT_FIELD, decode_event, stream_order
 from parity.online.reads import OnlineResponse, key_types
-from parity.timeutil import from_micros, to_micros
+from parity.timeutil import to_micros
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -331,26 +331,7 @@ class StreamPredictor:
             prepared = online.materialized(self.store.project, name)
             if prepared is not None:
                 before[name] = prepared[1]
-        keep: list[int] = []
-        rejected: list[Rejection] = []
-        for row, event in enumerate(events):
-            found = refused_window(
-                windowed, response.statuses, row, before, read_time_us(event.event_us)
-            )
-            if found is None:
-                keep.append(row)
-                continue
-            view, names = found
-            text = (
-                f"stream event {event.message_id}: '{self.spec.timestamp_field}' "
-                f"{from_micros(event.event_us).isoformat()} is before the last materialization "
-                f"of view '{view}' (its tiles answer reads from "
-                f"{from_micros(before[view]).isoformat()} on): its windows {names} cannot be "
-                "read as of the event, and it is not scored on null windows (the worker was "
-                "behind `parity materialize`)"
-            )
-            rejected.append(reject(event.message_id, "late", self.spec.timestamp_field, text))
-        return keep, rejected
+        return late_windows(events, windowed, response.statuses, before, self.spec.timestamp_field)
 
     def _known(
         self, events: list[Event], response: OnlineResponse

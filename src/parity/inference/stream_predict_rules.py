@@ -239,6 +239,34 @@ def refused_window(
     return None
 
 
+def late_windows(
+    events: Sequence[Event],
+    windowed: Sequence[tuple[str, Sequence[str]]],
+    statuses: Mapping[str, Sequence[Any]],
+    before: Mapping[str, int],
+    timestamp_field: str,
+) -> tuple[list[int], list[Rejection]]:
+    """The events whose windows were refused because they read before a materialization of
+    the view (`refused_window`), as `late` rejections, and the rows kept."""
+    keep: list[int] = []
+    rejected: list[Rejection] = []
+    for row, event in enumerate(events):
+        found = refused_window(windowed, statuses, row, before, read_time_us(event.event_us))
+        if found is None:
+            keep.append(row)
+            continue
+        view, names = found
+        text = (
+            f"stream event {event.message_id}: '{timestamp_field}' "
+            f"{from_micros(event.event_us).isoformat()} is before the last materialization of "
+            f"view '{view}' (its tiles answer reads from {from_micros(before[view]).isoformat()} "
+            f"on): its windows {names} cannot be read as of the event, and it is not scored on "
+            "null windows (the worker was behind `parity materialize`)"
+        )
+        rejected.append(reject(event.message_id, "late", timestamp_field, text))
+    return keep, rejected
+
+
 def text(value: Any) -> str:
     """A value as output-stream text: floats as their shortest round-trip repr, NaN as 'nan'."""
     if isinstance(value, bool):
