@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from parity import FeatureStore
 from parity.cli.main import app
 from parity.deploy.retrain import Triggers
 from parity.deploy.retrain_decide import Context, Observation, TriggerState, decide
+from parity.errors import InvalidDefinition
 from tests.deploy.retrain_repo import (
     HOUR,
     LIFECYCLE,
@@ -139,3 +141,15 @@ def test_monitor_run_logs_a_failed_pass_of_any_kind_and_goes_on(store: FeatureSt
     ticks: list[Any] = []
     triggers.run(interval=60.0, passes=2, on_tick=ticks.append)
     assert len(ticks) == 1 and naps == [60.0]
+
+
+def test_a_huge_cooldown_is_refused_at_definition_not_an_overflow_at_every_evaluation() -> None:
+    # cooldown=timedelta(days=999_999_999) ("never again") was accepted; the evaluation after
+    # the first fire computed last_fire_at + cooldown and raised OverflowError, failing the
+    # whole pass (every model) from then on.
+    with pytest.raises(InvalidDefinition, match="cooldown must be between 0 and 36500 days"):
+        policy(cooldown=timedelta(days=999_999_999))
+    chosen = policy(sustain=1, cooldown=timedelta(days=36_500))  # the longest accepted
+    fired = decide(chosen, TriggerState(), Observation(0.9, T0, {"version": 1}), NO, Context(T0))
+    later = decide(chosen, fired.state, Observation(0.9, T0, {"version": 1}), NO, Context(T0))
+    assert later.action == "suppress" and "cooldown until 2126" in later.reasons[0]
