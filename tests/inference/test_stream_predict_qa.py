@@ -19,7 +19,7 @@ from parity import FeatureStore
 from parity.cli.main import app
 from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
-from tests.conftest import write_repo
+from tests.conftest import write_parquet, write_repo
 from tests.inference.test_stream_predict_support import (
     DEFS,
     SERVICE,
@@ -290,6 +290,67 @@ def test_an_on_demand_function_raising_on_one_event_dead_letters_it_not_the_work
                      expected_scores(store, [rows[0], rows[2]]))  # fmt: skip
         assert sorted(dead) == [ids[1]] and dead[ids[1]]["reason"] == "transform_failed"
         assert dead[ids[1]]["field"] == "ratio" and "no 13.37" in dead[ids[1]]["error"]
+    finally:
+        client.delete(stream, sink, f"{sink}:dead")
+        client.close()
+        store.close()
+
+
+PROFILE_DEFS = """
+    profile = FeatureView(
+        name="profile", entities=[account], schema=[Field(name="limit", dtype=Float64)],
+        source=FileSource(path="data/profile.parquet"), ttl=timedelta(days=30),
+    )
+    with_profile = FeatureService(name="with_profile", features=[profile])
+"""
+
+
+class LimitModel:
+    """limit + amount / 1000 (a missing limit counts -1)."""
+
+    def predict(self, frame: Any) -> Any:
+        limit = pd.to_numeric(frame["limit"], errors="coerce").fillna(-1).to_numpy(float)
+        return limit + frame["amount"].to_numpy(float) / 1000
+
+
+def test_an_event_before_its_entitys_stored_plain_row_is_dead_lettered_not_scored_on_null(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # A profile row re-stamped after the event (the limit raised 5 s later) and materialized:
+    # the online store keeps only that newest row, so the event's read 1 µs before it got
+    # null (OUTSIDE_MAX_AGE) and was scored on it (-1 + amount), while offline, and the truth,
+    # is the older row's 100. Now it is a `late` dead letter; an event after the row is scored.
+    stream = f"parity:test:{uuid.uuid4().hex}"
+    defs = DEFS.format(stream=stream) + PROFILE_DEFS
+    root = write_repo(
+        tmp_path / "repo", {"defs.py": defs},
+        project=f"p{uuid.uuid4().hex[:10]}", extra="models: {trusted: true}\n",
+    )  # fmt: skip
+    rows = {"account_id": [1, 1], "limit": [100.0, 250.0]}
+    stamps = [NOW - timedelta(hours=1), NOW - timedelta(seconds=5)]
+    write_parquet(root / "data" / "profile.parquet", {**rows, "event_timestamp": stamps})
+    store = FeatureStore(root, clock=lambda: NOW)
+    store.apply()
+    store.materialize_incremental(NOW, ["profile"])
+    sample = pd.DataFrame({"limit": [1.0], "amount": [2.0]})
+    store.models.register_model(
+        "limits", LimitModel(), flavor="pyfunc", feature_service="with_profile",
+        sample_input=sample, alias="champion",
+    )  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    sink = f"parity:test:qa-scores:{stream.rsplit(':', 1)[1]}"
+    world = {"store": store, "client": client, "stream": stream, "sink": sink}
+    try:
+        before = {"account_id": 1, "event_timestamp": NOW - timedelta(seconds=10), "amount": 3.0}
+        after = {"account_id": 1, "event_timestamp": NOW - timedelta(seconds=1), "amount": 4.0}
+        old_id, new_id = send(world, [before, after])
+        worker = StreamPredictor(store, "limits@champion", "txns", sink, block_ms=1, client=client)
+        while worker.run_once():
+            pass
+        scores, dead = entries(world, sink), entries(world, f"{sink}:dead")
+        assert sorted(scores) == [new_id] and float(scores[new_id]["score"]) == 250.004
+        assert sorted(dead) == [old_id] and dead[old_id]["reason"] == "late"
+        assert "row of view 'profile'" in dead[old_id]["error"]
     finally:
         client.delete(stream, sink, f"{sink}:dead")
         client.close()

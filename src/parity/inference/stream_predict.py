@@ -45,6 +45,7 @@ from parity.inference.stream_predict_rules import (
     check_keys,
     dead_letter_fields,
     entry_args,
+    late_rows,
     late_windows,
     read_time_us,
     redis_location,
@@ -316,22 +317,27 @@ class StreamPredictor:
     def _answered(
         self, events: list[Event], response: OnlineResponse
     ) -> tuple[list[int], list[Rejection]]:
-        """Events stamped before a materialization of a windowed view of the service: its stored
-        tiles answer reads from the run's end on, so the event's windows come back refused
-        (null); scored, they would be a silent guess. Dead-lettered `late`."""
-        windowed = [
-            (v.view.name, v.output_names) for v in self.request.views if v.view.is_aggregated
-        ]
-        statuses = [str(s) for _, names in windowed for n in names for s in response.statuses[n]]
-        if "OUTSIDE_MAX_AGE" not in statuses:
+        """Events stamped before a materialization of a windowed view (its tiles answer reads
+        from the run's end on) or before the stored row of a plain view (only the newest is
+        kept): refused (null) features, a silent guess if scored. Dead-lettered `late`."""
+        views = [(v.view, v.output_names) for v in self.request.views]
+        found = {str(s) for _, names in views for n in names for s in response.statuses[n]}
+        if "OUTSIDE_MAX_AGE" not in found:
             return list(range(len(events))), []
+        windowed = [(view.name, names) for view, names in views if view.is_aggregated]
+        plain = [(view.name, names) for view, names in views if not view.is_aggregated]
         online = cast("TileStore", self.store.online_store)
         before = {}
         for name, _ in windowed:
             prepared = online.materialized(self.store.project, name)
             if prepared is not None:
                 before[name] = prepared[1]
-        return late_windows(events, windowed, response.statuses, before, self.spec.timestamp_field)
+        field = self.spec.timestamp_field
+        kept, rejected = late_windows(events, windowed, response.statuses, before, field)
+        rows, stale = late_rows(events, plain, response.statuses, response.event_timestamps, field)
+        gone = {r.message_id for r in rejected}
+        rejected += [r for r in stale if r.message_id not in gone]
+        return sorted(set(kept) & set(rows)), rejected
 
     def _known(
         self, events: list[Event], response: OnlineResponse

@@ -267,6 +267,42 @@ def late_windows(
     return keep, rejected
 
 
+def late_rows(
+    events: Sequence[Event],
+    plain: Sequence[tuple[str, Sequence[str]]],
+    statuses: Mapping[str, Sequence[Any]],
+    stamps: Mapping[str, Sequence[Any]],
+    timestamp_field: str,
+) -> tuple[list[int], list[Rejection]]:
+    """The events for which a plain view's row is refused (OUTSIDE_MAX_AGE) because the online
+    store's row for the entity is stamped after the event's read time: it keeps only a view's
+    newest row, so the value as of the event (which offline has) is gone. `late` rejections."""
+    keep: list[int] = []
+    rejected: list[Rejection] = []
+    for row, event in enumerate(events):
+        read = from_micros(read_time_us(event.event_us))
+        newer = [
+            (view, stamps[names[0]][row])
+            for view, names in plain
+            if names
+            and str(statuses[names[0]][row]) == "OUTSIDE_MAX_AGE"
+            and isinstance(stamps[names[0]][row], datetime)
+            and stamps[names[0]][row] > read
+        ]
+        if not newer:
+            keep.append(row)
+            continue
+        view, stamp = newer[0]
+        text = (
+            f"stream event {event.message_id}: '{timestamp_field}' "
+            f"{from_micros(event.event_us).isoformat()} is before the row of view '{view}' "
+            f"the online store holds for it (stamped {stamp.isoformat()}): the store keeps only "
+            "the newest row, so the value as of the event is gone, and it is not scored on null"
+        )
+        rejected.append(reject(event.message_id, "late", timestamp_field, text))
+    return keep, rejected
+
+
 def text(value: Any) -> str:
     """A value as output-stream text: floats as their shortest round-trip repr, NaN as 'nan'."""
     if isinstance(value, bool):
