@@ -3,13 +3,19 @@ running `parity predict stream` against a real repo, and fails without its fix."
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pytest
 import redis
@@ -355,3 +361,56 @@ def test_an_event_before_its_entitys_stored_plain_row_is_dead_lettered_not_score
         client.delete(stream, sink, f"{sink}:dead")
         client.close()
         store.close()
+
+
+def test_sigterm_stops_the_worker_with_its_prediction_log_flushed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # SIGTERM is how a process manager stops a worker (systemd, docker stop, Kubernetes). It
+    # ended the process at once, like SIGKILL: the scores were published, but the prediction
+    # log rows still queued were lost (here: all 40), so monitoring missed every stop's last
+    # moments. Now SIGTERM ends it as Ctrl-C does: exit 0, every score logged.
+    root, stream = make_repo(tmp_path / "repo")
+    store = FeatureStore(root)
+    store.apply()
+    register(store)
+    client = redis.Redis.from_url(redis_url)
+    sink = f"parity:test:qa-scores:{stream.rsplit(':', 1)[1]}"
+    world = {"store": store, "client": client, "stream": stream, "sink": sink}
+    now = datetime.now(UTC)
+    try:
+        send(world, history(now, [1, 2], 4))
+        ingest(world)
+        client.xgroup_create(stream, f"parity:{store.project}:predict:{sink}", id="$")
+        events = [
+            {"account_id": 1 + i % 2, "event_timestamp": now - timedelta(seconds=40 - i),
+             "amount": float(i + 1)}
+            for i in range(40)
+        ]  # fmt: skip
+        ids = send(world, events)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "parity.cli.main", "predict", "stream", "--model",
+             "velo@champion", "--source", "txns", "--sink", sink, "--repo", str(root)],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while client.xlen(sink) < len(ids):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, process.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]
+        files = f"{root}/data/prediction_log/**/*.parquet"
+        logged = duckdb.connect().execute(f"SELECT request_id FROM read_parquet('{files}')")
+        assert sorted(row[0] for row in logged.fetchall()) == sorted(f"stream-{i}" for i in ids)
+    finally:
+        client.delete(stream, sink, f"{sink}:dead")
+        client.close()
+        store.close()
+
+
+ROOT = Path(__file__).resolve().parents[2]

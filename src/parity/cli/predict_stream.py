@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -81,11 +83,14 @@ def stream(
     )
     gc.freeze()  # as `parity ingest`: keep start-up's objects out of the collector's passes
     gc.set_threshold(100_000, 50, 100)
+    stop = threading.Event()  # SIGTERM (a process manager's stop) ends as Ctrl-C does: the
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # log is flushed, not lost
     try:
-        worker.run(until_idle=until_idle)
+        worker.run(stop=stop.is_set, until_idle=until_idle)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if prediction_log is not None:
             prediction_log.close()
     err.print(summary(worker.stats))
