@@ -5,6 +5,10 @@ without its fix."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -153,3 +157,25 @@ def test_a_huge_cooldown_is_refused_at_definition_not_an_overflow_at_every_evalu
     fired = decide(chosen, TriggerState(), Observation(0.9, T0, {"version": 1}), NO, Context(T0))
     later = decide(chosen, fired.state, Observation(0.9, T0, {"version": 1}), NO, Context(T0))
     assert later.action == "suppress" and "cooldown until 2126" in later.reasons[0]
+
+
+def test_sigterm_stops_monitor_run_as_ctrl_c_does(store: FeatureStore, tmp_path: Path) -> None:
+    # SIGTERM (a process manager's stop) ended `parity monitor run` at once (exit -15): a pass
+    # cut inside its evaluation kept the project's lease, and the next evaluation waited up to
+    # 300 s for it. Now it ends as Ctrl-C: the pass's `finally` releases the lease, exit 0.
+    register_scorer(store)
+    out = tmp_path / "out.txt"
+    root = Path(__file__).resolve().parents[2]
+    with out.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "parity.cli.main", "monitor", "run", "--interval", "1h",
+             "--repo", str(store.repo_path)],
+            cwd=root, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while "pass at" not in out.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, out.read_text()
+    assert "stopped" in out.read_text() and "Traceback" not in out.read_text()
