@@ -319,8 +319,9 @@ class LimitModel:
         return limit + frame["amount"].to_numpy(float) / 1000
 
 
+@pytest.mark.parametrize("online", ["sqlite", "redis"])
 def test_an_event_before_its_entitys_stored_plain_row_is_dead_lettered_not_scored_on_null(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, online: str
 ) -> None:
     # A profile row re-stamped after the event (the limit raised 5 s later) and materialized:
     # the online store keeps only that newest row, so the event's read 1 µs before it got
@@ -328,10 +329,11 @@ def test_an_event_before_its_entitys_stored_plain_row_is_dead_lettered_not_score
     # is the older row's 100. Now it is a `late` dead letter; an event after the row is scored.
     stream = f"parity:test:{uuid.uuid4().hex}"
     defs = DEFS.format(stream=stream) + PROFILE_DEFS
-    root = write_repo(
-        tmp_path / "repo", {"defs.py": defs},
-        project=f"p{uuid.uuid4().hex[:10]}", extra="models: {trusted: true}\n",
-    )  # fmt: skip
+    extra = "models: {trusted: true}\n"
+    if online == "redis":
+        extra += f"online:\n  type: redis\n  connection_string: {redis_url}\n"
+    project = f"p{uuid.uuid4().hex[:10]}"
+    root = write_repo(tmp_path / "repo", {"defs.py": defs}, project=project, extra=extra)
     rows = {"account_id": [1, 1], "limit": [100.0, 250.0]}
     stamps = [NOW - timedelta(hours=1), NOW - timedelta(seconds=5)]
     write_parquet(root / "data" / "profile.parquet", {**rows, "event_timestamp": stamps})
@@ -359,6 +361,8 @@ def test_an_event_before_its_entitys_stored_plain_row_is_dead_lettered_not_score
         assert "row of view 'profile'" in dead[old_id]["error"]
     finally:
         client.delete(stream, sink, f"{sink}:dead")
+        for key in client.scan_iter(match=f"parity:v1:{project}:*", count=1000):
+            client.delete(key)
         client.close()
         store.close()
 
