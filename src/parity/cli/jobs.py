@@ -244,6 +244,10 @@ def _short(record: JobRecord) -> str:
             text += f", rollout {result['rollout']} started"
         if "rollout_error" in result:
             text += f"; rollout not started: {result['rollout_error']}"
+        profile = result.get("reference_profile") or {}
+        missing = sorted(subject for subject, state in profile.items() if state != "ok")
+        if missing:
+            text += f"; reference profile missing for {', '.join(missing)} (see its logs)"
         return text
     text = record.error or ""
     if "retry" in result:

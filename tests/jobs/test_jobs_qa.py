@@ -1,0 +1,239 @@
+"""Defects found by replaying training jobs as a user would (issue 15 QA): what a train function
+returns that cannot be served (a model failing on its own sample input, a sample without
+columns, the label's time as an input, importance naming no input, a builtin object as the
+model), the reference profile a job's version got, and a looping runner across a database
+outage. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from parity import FeatureStore
+from parity.cli.main import app
+from tests.jobs.support import NOW, cleanup, open_store, write_tiny_repo
+
+# More train functions for the tiny repo (appended to its training.py, which defines `fit`,
+# `TrainedModel` and the `job` helper).
+EXTRA = """
+
+def train_short_sample(frame, context):  # fitted on spend and amount, sampled on spend only
+    model, inputs = fit(frame)
+    return TrainedModel(model=model, sample_input=inputs[["spend"]].head(3))
+
+
+def train_no_columns(frame, context):
+    model, inputs = fit(frame)
+    return TrainedModel(model=model, sample_input=inputs.iloc[:, :0].head(3))
+
+
+def train_label_time(frame, context):
+    from sklearn.linear_model import LinearRegression
+
+    inputs = frame[["spend"]].assign(label_timestamp=frame["label_timestamp"].astype("int64"))
+    model = LinearRegression().fit(inputs.astype("float64"), frame["target"])
+    return TrainedModel(model=model, sample_input=inputs.astype("float64").head(3))
+
+
+def train_misspelt_importance(frame, context):
+    model, inputs = fit(frame)
+    return TrainedModel(
+        model=model, sample_input=inputs.head(3), importance={"spend": 0.5, "amnt": 0.5}
+    )
+
+
+def train_lambda(frame, context):
+    return (lambda rows: rows), {}
+
+
+short_sample_job = job("short_sample_job", train_short_sample)
+no_columns_job = job("no_columns_job", train_no_columns)
+label_time_job = job("label_time_job", train_label_time)
+misspelt_importance_job = job("misspelt_importance_job", train_misspelt_importance)
+lambda_job = job("lambda_job", train_lambda)
+"""
+
+
+def qa_repo(root: Path, project: str, registry: str = "") -> Path:
+    write_tiny_repo(root, project, registry)
+    with (root / "parity.yaml").open("a") as handle:  # the output profile loads the pickle
+        handle.write("models:\n  trusted: true\n")
+    with (root / "training.py").open("a") as handle:
+        handle.write(textwrap.dedent(EXTRA))
+    with FeatureStore(root) as store:
+        store.apply(message="qa jobs")
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path, project_name: str) -> Path:
+    return qa_repo(tmp_path / "repo", project_name)
+
+
+def run_once(root: Path, name: str) -> tuple[str, str, bool, list[str]]:
+    """Submit and run job `name` at NOW: its status, error, whether a retry was queued, and
+    the models registered."""
+    with open_store(root) as store:
+        store.jobs.submit(name)
+        [done] = store.jobs.run_pending(now=lambda: NOW)
+        retried = bool(store.jobs.list(status="queued"))
+        return done.status, done.error or "", retried, store.models.models()
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("short_sample_job", "the model failed on its own sample input (ValueError"),
+        ("no_columns_job", "gave a sample_input with no columns"),
+        ("label_time_job", "takes the label's time 'label_timestamp'"),
+        ("misspelt_importance_job", "gave importance['amnt'], which is not one of the model's"),
+        ("lambda_job", "[unknown_flavor] cannot tell how to save a function"),
+    ],
+)
+def test_a_model_that_cannot_be_served_fails_unretried_and_registers_nothing(
+    repo: Path, name: str, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(repo)  # as `parity jobs run` is run, in the repo
+    status, error, retried, models = run_once(repo, name)
+    assert status == "failed"
+    assert reason in error, error
+    assert "defined in the repo" not in error  # a builtin is not a repo class
+    assert not retried  # the same function would fail the same way
+    assert models == []
+
+
+def test_the_result_says_whether_the_reference_profile_was_stored(repo: Path) -> None:
+    status, error, _, _ = run_once(repo, "ok_job")
+    assert status == "succeeded", error
+    with open_store(repo) as store:
+        [done] = store.jobs.list(status="succeeded")
+        expected = {s.subject: "ok" for s in store.monitoring.profiles(done.result["dataset"])}
+    assert set(expected) == {"features", "model:m/1:outputs", "model:m/1:inputs"}
+    assert done.result["reference_profile"] == expected
+    # a model that fails on some rows of its training set (NaN amounts after the first rows,
+    # which the sample input does not hold) gets no output profile: the result says so
+    labels = repo / "data" / "labels.parquet"
+    table = pq.read_table(labels).to_pandas()
+    table.loc[table.index[10:], "amount"] = float("nan")
+    table.to_parquet(labels)
+    ran = CliRunner().invoke(app, ["jobs", "run", "ok_job", "--repo", str(repo)])
+    output = ran.output
+    assert ran.exit_code == 0, output
+    assert "reference profile missing for model:m/2:outputs" in output
+    with open_store(repo) as store:
+        second = store.jobs.list(status="succeeded")[0]
+    profile = second.result["reference_profile"]
+    assert profile["features"] == "ok"
+    assert "NaN" in profile["model:m/2:outputs"]
+    assert "reference profile model:m/2:outputs" in second.logs
+
+
+class Proxy:
+    """A TCP proxy to PostgreSQL that can be cut (every connection closed) and restored: a
+    database outage seen from the runner, with the real server untouched."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._sockets: list[socket.socket] = []
+        self._server: socket.socket | None = None
+
+    def start(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(64)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def cut(self) -> None:
+        for sock in [self._server, *self._sockets]:
+            if sock is not None:
+                _close(sock)
+        self._server, self._sockets = None, []
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                return
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _close(source)
+        _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+@pytest.mark.postgres
+def test_a_looping_runner_survives_a_database_outage(
+    tmp_path: Path, project_name: str, postgres_url: str
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.start()
+    text = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    root = qa_repo(tmp_path / "repo", project_name, f"registry:\n  type: postgres\n  url: {text}\n")
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+    try:
+        with open_store(root) as store:
+            runner = store.jobs.runner(now=lambda: NOW)
+
+            def loop() -> None:
+                try:
+                    runner.loop(until=stop.is_set)
+                except BaseException as error:  # the defect: the loop ended on the outage
+                    crashed.append(error)
+
+            thread = threading.Thread(target=loop, daemon=True)
+            thread.start()
+            time.sleep(0.3)
+            proxy.cut()  # the database is away for a few polls (poll_seconds is 0.05)
+            time.sleep(0.5)
+            proxy.start()
+            with open_store(root) as other:
+                queued = other.jobs.submit("ok_job")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and store.jobs.get(queued.id).active:
+                time.sleep(0.05)
+            stop.set()
+            thread.join(30)
+            assert crashed == []
+            assert store.jobs.get(queued.id).status == "succeeded"
+    finally:
+        stop.set()
+        if proxy._server is None:
+            proxy.start()
+        with FeatureStore(root) as store:
+            cleanup(store)
+        proxy.cut()
