@@ -7,7 +7,10 @@ outage. Each test failed before its fix."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -237,3 +240,30 @@ def test_a_looping_runner_survives_a_database_outage(
         with FeatureStore(root) as store:
             cleanup(store)
         proxy.cut()
+
+
+def test_ctrl_c_of_jobs_run_name_cancels_its_job(repo: Path) -> None:
+    """Interrupted, `parity jobs run NAME` left its job running; stale a minute later, it was
+    failed and retried by any runner: the fit the user stopped registered a version after all."""
+    parity = Path(sys.executable).parent / "parity"
+    command = [str(parity), "jobs", "run", "hang_job", "--repo", str(repo)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        with FeatureStore(repo) as store:
+            deadline = time.monotonic() + 60
+            while not store.jobs.list(status="running") and time.monotonic() < deadline:
+                assert proc.poll() is None
+                time.sleep(0.05)
+            [running] = store.jobs.list(status="running")
+            proc.send_signal(signal.SIGINT)
+            output = proc.communicate(timeout=60)[0].decode()
+            assert proc.returncode == 130, output
+            assert f"Interrupted: job {running.id} cancelled" in output
+            assert "Traceback" not in output
+            assert store.jobs.get(running.id).status == "cancelled"
+            assert store.jobs.active() == []  # nothing left to go stale and be retried
+            assert store.models.models() == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
