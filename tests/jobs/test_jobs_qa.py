@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from parity import FeatureStore
 from parity.cli.main import app
+from parity.errors import InvalidTime
 from tests.jobs.support import NOW, cleanup, open_store, write_tiny_repo
 
 # More train functions for the tiny repo (appended to its training.py, which defines `fit`,
@@ -267,3 +268,17 @@ def test_ctrl_c_of_jobs_run_name_cancels_its_job(repo: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.mark.parametrize("bad", [NOW.replace(tzinfo=None), "2026-03-01", None])
+def test_a_runner_clock_giving_no_aware_time_is_refused_and_runs_nothing(
+    repo: Path, bad: object
+) -> None:
+    """`submit(now=naive)` was refused, but a runner's naive clock was read as UTC and a text
+    one failed with AttributeError mid-claim."""
+    with open_store(repo) as store:
+        queued = store.jobs.submit("ok_job")
+        with pytest.raises(InvalidTime, match="the jobs clock gave"):
+            store.jobs.run_pending(now=lambda: bad)  # type: ignore[arg-type, return-value]
+        assert store.jobs.get(queued.id).status == "queued"
+        assert store.models.models() == []
