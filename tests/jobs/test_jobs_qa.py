@@ -282,3 +282,16 @@ def test_a_runner_clock_giving_no_aware_time_is_refused_and_runs_nothing(
             store.jobs.run_pending(now=lambda: bad)  # type: ignore[arg-type, return-value]
         assert store.jobs.get(queued.id).status == "queued"
         assert store.models.models() == []
+
+
+def test_a_training_set_file_left_behind_fails_the_job_naming_the_file(repo: Path) -> None:
+    """A registry recreated next to an old data/training_sets/ (job ids start at 1 again): the
+    job failed blaming 'the label source's rows' for a file collision."""
+    stale = repo / "data" / "training_sets" / "ok_job_1.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older registry's training set")
+    status, error, retried, models = run_once(repo, "ok_job")
+    assert status == "failed" and not retried and models == []
+    assert "training set 'ok_job_1' could not be built on feature service 'svc'" in error
+    assert f"[dataset_exists] {stale} already exists" in error
+    assert stale.read_bytes() == b"an older registry's training set"  # never overwritten

@@ -299,10 +299,11 @@ def _training_set(
         )
     except (RegistryUnavailable, BackendNotInstalled):
         raise
-    except ParityError as error:  # the label rows are the entity frame: the repo must change
+    except ParityError as error:  # the repo or its data must change first
         raise NotRetryable(
-            f"the training set could not be built from the label source's rows (the entity "
-            f"frame): [{error.code}] {error.message}"
+            f"training set '{name}' could not be built on feature service "
+            f"'{job.feature_service}' (the label rows are its entity frame): "
+            f"[{error.code}] {error.message}"
         ) from None
 
 
