@@ -295,3 +295,17 @@ def test_a_training_set_file_left_behind_fails_the_job_naming_the_file(repo: Pat
     assert "training set 'ok_job_1' could not be built on feature service 'svc'" in error
     assert f"[dataset_exists] {stale} already exists" in error
     assert stale.read_bytes() == b"an older registry's training set"  # never overwritten
+
+
+def test_a_time_column_of_numbers_fails_once_not_retried(repo: Path) -> None:
+    """Epoch seconds where times are declared: the same values fail the same way, yet the
+    failure was retried as if the file were still being written."""
+    labels = repo / "data" / "labels.parquet"
+    table = pq.read_table(labels).to_pandas()
+    table["event_timestamp"] = table["event_timestamp"].astype("int64") // 10**9
+    table.to_parquet(labels)
+    status, error, retried, models = run_once(repo, "ok_job")
+    assert status == "failed" and models == []
+    assert error.startswith("[label_source_invalid] label source path 'data/labels.parquet'")
+    assert "BIGINT -> TIMESTAMP WITH TIME ZONE" in error
+    assert not retried

@@ -45,6 +45,11 @@ class NotRetryable(TrainingFailed):
     """A failure a retry cannot fix (the repo or the data must change first)."""
 
 
+class LabelValuesInvalid(LabelSourceError, NotRetryable):
+    """A label source whose values cannot be read as declared (a time column holding numbers):
+    a LabelSourceError, but unlike a file not written yet, no retry reads it differently."""
+
+
 @dataclass(frozen=True)
 class LabelCounts:
     """What the label source held and why rows were left out of the training set."""
@@ -178,7 +183,9 @@ def read_labels(
             "SELECT * EXCLUDE (__why) FROM __labels WHERE __why = 'kept'"
         ).to_arrow_table()
     except duckdb.Error as error:
-        raise LabelSourceError(
+        # a value that does not convert stays so; a file being written may read next time
+        kind = LabelValuesInvalid if isinstance(error, duckdb.DataError) else LabelSourceError
+        raise kind(
             f"label source {label_io.describe(source)} cannot be read as declared: {error}; "
             f"check that '{source.timestamp_field}' (and label_timestamp_field) hold times"
         ) from None
