@@ -14,15 +14,17 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from parity import FeatureStore
+from parity import FeatureStore, LabelSource, TrainingJob
 from parity.cli.main import app
-from parity.errors import InvalidTime
+from parity.errors import InvalidDefinition, InvalidTime
 from tests.jobs.support import NOW, cleanup, open_store, write_tiny_repo
 
 # More train functions for the tiny repo (appended to its training.py, which defines `fit`,
@@ -309,3 +311,27 @@ def test_a_time_column_of_numbers_fails_once_not_retried(repo: Path) -> None:
     assert error.startswith("[label_source_invalid] label source path 'data/labels.parquet'")
     assert "BIGINT -> TIMESTAMP WITH TIME ZONE" in error
     assert not retried
+
+
+def _train(frame: object, context: object) -> None:
+    return None
+
+
+@pytest.mark.parametrize("field", ["label_delay", "lookback", "timeout", "retry_delay"])
+def test_spans_beyond_a_century_are_refused_at_definition(field: str) -> None:
+    """retry_delay=timedelta(days=3_000_000) made `now + delay` overflow inside the runner's
+    failure transaction: the pass crashed, the job stayed running, and once stale every later
+    sweep crashed on it, so the project's runner ran nothing again."""
+    labels = LabelSource(
+        path="data/labels.parquet", label="y", join_keys=("k",), timestamp_field="t"
+    )
+    fields: dict[str, Any] = {
+        "name": "far",
+        "model": "m",
+        "feature_service": "svc",
+        "labels": labels,
+        "train": _train,
+    }
+    TrainingJob(**fields, **{field: timedelta(days=36_500)})  # a century is allowed
+    with pytest.raises(InvalidDefinition, match=f"{field} must be at most 36500 days"):
+        TrainingJob(**fields, **{field: timedelta(days=3_000_000)})
