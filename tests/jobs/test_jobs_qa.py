@@ -60,11 +60,26 @@ def train_lambda(frame, context):
     return (lambda rows: rows), {}
 
 
+def train_params_list(frame, context):
+    model, inputs = fit(frame)
+    return TrainedModel(model=model, sample_input=inputs.head(3), params=[("alpha", 1.0)])
+
+
+def train_locked(frame, context):
+    import threading
+
+    model, inputs = fit(frame)
+    model.lock = threading.Lock()  # cannot be pickled: TypeError, not PicklingError
+    return TrainedModel(model=model, sample_input=inputs.head(3))
+
+
 short_sample_job = job("short_sample_job", train_short_sample)
 no_columns_job = job("no_columns_job", train_no_columns)
 label_time_job = job("label_time_job", train_label_time)
 misspelt_importance_job = job("misspelt_importance_job", train_misspelt_importance)
 lambda_job = job("lambda_job", train_lambda)
+params_list_job = job("params_list_job", train_params_list)
+locked_job = job("locked_job", train_locked)
 """
 
 
@@ -97,11 +112,13 @@ def run_once(root: Path, name: str) -> tuple[str, str, bool, list[str]]:
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("short_sample_job", "the model failed on its own sample input (ValueError"),
+        ("short_sample_job", "or failed on its own sample input (ValueError"),
         ("no_columns_job", "gave a sample_input with no columns"),
         ("label_time_job", "takes the label's time 'label_timestamp'"),
         ("misspelt_importance_job", "gave importance['amnt'], which is not one of the model's"),
         ("lambda_job", "[unknown_flavor] cannot tell how to save a function"),
+        ("params_list_job", "gave TrainedModel.params of type list: give a Mapping"),
+        ("locked_job", "could not be saved, or failed on its own sample input (TypeError"),
     ],
 )
 def test_a_model_that_cannot_be_served_fails_unretried_and_registers_nothing(

@@ -354,7 +354,28 @@ def as_trained(returned: Any, function: str) -> TrainedModel:
         raise NotRetryable(
             f"train function '{function}' returned no model (model=None); nothing was registered"
         )
+    check_fields(returned, function)
     return returned
+
+
+def check_fields(trained: TrainedModel, function: str) -> None:
+    """The TrainedModel's fields have the types it declares (a list of params failed later as an
+    untyped TypeError, and was retried)."""
+    expected: dict[str, tuple[type, ...]] = {
+        "metrics": (Mapping,),
+        "params": (Mapping,),
+        "importance": (Mapping, type(None)),
+        "flavor": (str, type(None)),
+        "description": (str,),
+    }
+    for name, types in expected.items():
+        value = getattr(trained, name)
+        if not isinstance(value, types):
+            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise NotRetryable(
+                f"train function '{function}' gave TrainedModel.{name} of type "
+                f"{type(value).__name__}: give a {wanted}"
+            )
 
 
 def check_importable(model: Any, repo_root: Path) -> None:
@@ -477,11 +498,12 @@ def register(
         ) from None
     except (ParityError, OSError, SQLAlchemyError):
         raise  # typed, or the artifact store or database: classified by the runner
-    except Exception as error:  # the model itself failed on its sample input while saved
+    except Exception as error:  # the model itself: pickling it, or predicting its sample
         raise NotRetryable(
-            f"the model failed on its own sample input ({type(error).__name__}: {error}); "
-            "nothing was registered. Give sample_input with exactly the columns the model was "
-            "fitted on (without one, only the feature service's features are used)"
+            f"the model could not be saved, or failed on its own sample input "
+            f"({type(error).__name__}: {error}); nothing was registered. It must pickle, and "
+            "sample_input must hold exactly the columns it was fitted on (without one, only the "
+            "feature service's features are used)"
         ) from None
     log.info("registered %s (alias '%s')", version.ref, job.alias)
     result: dict[str, Any] = {
