@@ -63,7 +63,7 @@ def test_fraud_training_registers_the_candidate_and_starts_the_rollout(
     assert version.dataset_fingerprint == dataset.fingerprint
     assert version.feature_service == "fraud_model_v1"
     assert version.tags == {"job": "fraud_training", "job_id": str(job.id)}
-    assert set(version.params["feature_importance"]) == set(model.FEATURES)
+    assert set(version.params["feature_importance"]) == {*model.FEATURES, *model.REQUEST_INPUTS}
     assert version.metrics["train_rows"] + version.metrics["test_rows"] == len(oracle)
     assert store.models.get_alias("fraud", "candidate").version == 2
     assert store.models.get_alias("fraud", "champion").version == 1
