@@ -241,7 +241,8 @@ def oracle_fires(
     """Fire indexes from the whole history: classify each evidence as F (at or past fire), C
     (at or below clear, not F) or B (between); the signal starts firing where a run of `sustain`
     F's ends and stops where a later run of `sustain` C's ends (string search); a retrain fires
-    at each firing index at least `cooldown` indexes after the previous retrain."""
+    at each firing index that has evidence (a firing signal without current evidence does not
+    ask) at least `cooldown` indexes after the previous retrain."""
     kept = [(i, v) for i, v in enumerate(values) if v is not None]
     text = "".join("F" if v >= fire_at else "C" if v <= clear_at else "B" for _, v in kept)
     firing_from: list[tuple[int, int]] = []  # [start, end) over the evidence positions
@@ -263,7 +264,8 @@ def oracle_fires(
             firing[index] = True
     fires: list[int] = []
     for index, on in enumerate(firing):
-        if on and (not fires or index - fires[-1] >= cooldown):
+        current = values[index] is not None
+        if on and current and (not fires or index - fires[-1] >= cooldown):
             fires.append(index)
     return fires
 
@@ -305,7 +307,7 @@ def test_a_rollout_in_progress_holds_every_signal_and_request_back() -> None:
     held = decide(chosen, state, seen(0.9, T0), NONE, ctx)
     assert held.action == "suppress" and "rollout fraud-3 (active)" in held.reasons[0]
     assert held.state.request is not None  # still pending
-    done = decide(chosen, held.state, NONE, NONE, Context(T0 + HOUR))
+    done = decide(chosen, held.state, seen(0.9, T0), NONE, Context(T0 + HOUR))  # re-read
     assert done.action == "fire" and set(done.asking) == {"drift", "manual"}
 
 

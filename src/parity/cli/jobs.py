@@ -4,7 +4,9 @@ calls `store.jobs` (parity.jobs.service) and prints; the logic lives in the jobs
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from parity.cli.common import RepoOption, command, console, err, store_at
-from parity.errors import InvalidOption
+from parity.errors import InvalidOption, ParityError
 
 if TYPE_CHECKING:
     from parity.jobs.state import JobRecord, JobStatus
@@ -61,7 +63,15 @@ def jobs_run(
             raise InvalidOption("--loop runs the queue: give it without a job NAME")
         record = jobs.submit(name, reason=reason)
         err.print(f"Job {record.id} queued ({record.name}); running it.")
-        final = jobs.run_job(record.id, wait=wait)
+        try:
+            final = jobs.run_job(record.id, wait=wait)
+        except KeyboardInterrupt:
+            _interrupted(jobs, record.id)
+            # the abandoned fit may be inside native code (DuckDB, a C++ fit): a normal exit
+            # would end its thread there and abort the process (SIGABRT) instead of exiting 130
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         _outcome(final)
         if final.status == "queued":
             err.print("The concurrency cap is full: the job stays queued for a runner.")
@@ -79,6 +89,17 @@ def jobs_run(
         _outcome(record)
     if any(record.status == "failed" for record in finished):
         raise typer.Exit(1)
+
+
+def _interrupted(jobs: Any, job_id: int) -> None:
+    """Ctrl-C of `parity jobs run NAME`: cancel its job, which would otherwise stay running until
+    stale and then be retried by some runner (registering what the user stopped)."""
+    try:
+        jobs.cancel(job_id)
+    except ParityError as error:
+        err.print(f"Interrupted; job {job_id} could not be cancelled: {escape(error.message)}")
+        return
+    err.print(f"Interrupted: job {job_id} cancelled; nothing was registered.")
 
 
 def _run_loop(jobs: Any) -> None:
@@ -244,6 +265,10 @@ def _short(record: JobRecord) -> str:
             text += f", rollout {result['rollout']} started"
         if "rollout_error" in result:
             text += f"; rollout not started: {result['rollout_error']}"
+        profile = result.get("reference_profile") or {}
+        missing = sorted(subject for subject, state in profile.items() if state != "ok")
+        if missing:
+            text += f"; reference profile missing for {', '.join(missing)} (see its logs)"
         return text
     text = record.error or ""
     if "retry" in result:

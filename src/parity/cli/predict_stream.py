@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -81,11 +83,14 @@ def stream(
     )
     gc.freeze()  # as `parity ingest`: keep start-up's objects out of the collector's passes
     gc.set_threshold(100_000, 50, 100)
+    stop = threading.Event()  # SIGTERM (a process manager's stop) ends as Ctrl-C does: the
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # log is flushed, not lost
     try:
-        worker.run(until_idle=until_idle)
+        worker.run(stop=stop.is_set, until_idle=until_idle)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if prediction_log is not None:
             prediction_log.close()
     err.print(summary(worker.stats))
@@ -95,9 +100,14 @@ def _client(redis_url: str | None) -> Any:
     """A client of `redis_url`, or None: the online store's Redis (or the local one)."""
     if not redis_url:
         return None
+    from parity.errors import InvalidOption
     from parity.online.redis_store import redis_module
+    from parity.redaction import redact
 
-    return redis_module().Redis.from_url(redis_url)
+    try:
+        return redis_module().Redis.from_url(redis_url)
+    except ValueError as error:
+        raise InvalidOption(f"--redis-url {redact(redis_url)!r}: {error}") from None
 
 
 def summary(stats: StreamStats) -> str:

@@ -5,9 +5,11 @@ monitors and the triggers, printed."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -180,6 +182,11 @@ def run_loop(repo: Path, interval: str, count: int | None) -> None:
             f"--interval {interval!r}: give a whole number and a unit of at least 1s, e.g. "
             f"{SPAN_EXAMPLES}"
         )
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # a process manager's stop ends as Ctrl-C: the lease released
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         store_at(repo).triggers.run(
             interval=span.total_seconds(),
@@ -188,3 +195,5 @@ def run_loop(repo: Path, interval: str, count: int | None) -> None:
         )
     except KeyboardInterrupt:
         console.print("stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -20,6 +20,8 @@ Better = Literal["higher", "lower"]
 # the others (auc, average_precision, precision_at_k, precision, recall) are better when larger.
 LOWER_IS_BETTER = ("brier", "log_loss", "ece")
 HIGHER_IS_BETTER = ("auc", "average_precision", "precision_at_k", "precision", "recall")
+# A century: a retrain time plus the cooldown stays a date (evaluations run up to year 9000).
+MAX_COOLDOWN = timedelta(days=36_500)
 
 
 class RetrainPolicy(NamedDefinition):
@@ -80,8 +82,11 @@ class RetrainPolicy(NamedDefinition):
             )
         if self.sustain < 1:
             raise ValueError(f"sustain must be at least 1 evaluation, got {self.sustain}")
-        if self.cooldown < timedelta(0):
-            raise ValueError(f"cooldown must not be negative, got {self.cooldown}")
+        if not timedelta(0) <= self.cooldown <= MAX_COOLDOWN:
+            raise ValueError(
+                f"cooldown must be between 0 and {MAX_COOLDOWN.days} days, got {self.cooldown} "
+                "(to stop retraining on signals, set drift_fire_at=None and metric=None)"
+            )
         if self.schedule is not None and self.schedule <= timedelta(0):
             raise ValueError(f"schedule must be positive (or None), got {self.schedule}")
         if self.max_concurrent < 1:

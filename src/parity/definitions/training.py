@@ -23,6 +23,9 @@ DEFAULT_TIMEOUT = timedelta(hours=2)
 # of the job, and retrying it more often only delays the alert.
 DEFAULT_MAX_ATTEMPTS = 2
 DEFAULT_RETRY_DELAY = timedelta(minutes=5)
+# The longest span a job's fields may hold: a century is beyond any label delay, history or
+# retry wait, and keeps now +/- span a representable date (a larger one failed the runner pass).
+MAX_SPAN = timedelta(days=36_500)
 
 
 @dataclass
@@ -103,6 +106,12 @@ class TrainingJob(NamedDefinition):
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.retry_delay < timedelta(0):
             raise ValueError(f"retry_delay must not be negative, got {self.retry_delay}")
+        for name in ("label_delay", "lookback", "timeout", "retry_delay"):
+            span = getattr(self, name)
+            if span is not None and span > MAX_SPAN:
+                raise ValueError(
+                    f"{name} must be at most {MAX_SPAN.days} days (a century), got {span}"
+                )
         if self.labels.timestamp_field is None:
             raise ValueError(
                 "labels.timestamp_field is required: the training set is built as of each row's "

@@ -30,6 +30,7 @@ from parity.errors import (
     RetrainEvaluationBusy,
     RetrainPolicyNotFound,
 )
+from parity.redaction import redact
 
 if TYPE_CHECKING:
     from parity.definitions.retrain import RetrainPolicy
@@ -445,8 +446,9 @@ class Triggers:
         while (until is None or not until()) and (passes is None or done < passes):
             try:
                 made = self.tick()
-            except ParityError as error:
-                log.error("monitor pass failed: %s", error)
+            except Exception as error:  # logged; the loop goes on (docs/lifecycle.md)
+                kind = error.code if isinstance(error, ParityError) else type(error).__name__
+                log.error("monitor pass failed: %s: %s", kind, redact(str(error)))
             else:
                 if on_tick is not None:
                     on_tick(made)
@@ -469,6 +471,6 @@ class Triggers:
         """Recorded decisions, newest first (`parity triggers history`)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidOption(f"limit {limit!r}: give a whole number of decisions, at least 1")
-        if model is not None:
+        if model is not None and all(p.model != model for p in self.policies()):
             self._store.models.versions(model)  # ModelNotFound, not an empty history
         return self.engine.store.history(model, limit=limit)

@@ -257,7 +257,7 @@ def decide(
         state.performance.firing,
         state.performance.streak,
     )
-    asking = _asking(policy, after, ctx)
+    asking = _asking(policy, after, ctx, evidence)
     evidence["asking"] = list(asking)
     if not asking:
         action, reasons = _quiet(evidence)
@@ -265,11 +265,16 @@ def decide(
     return _held_or_fired(policy, after, ctx, asking, evidence, changed)
 
 
-def _asking(policy: RetrainPolicy, state: TriggerState, ctx: Context) -> tuple[str, ...]:
+def _asking(
+    policy: RetrainPolicy, state: TriggerState, ctx: Context, evidence: dict[str, Any]
+) -> tuple[str, ...]:
+    """The signals asking for a retrain. A firing drift or performance signal asks only while
+    it has current evidence (a value this evaluation, counted before or not): a stale window or
+    an unreadable signal keeps its state but cannot keep a model retraining."""
     found = []
-    if state.drift.firing:
+    if state.drift.firing and evidence[DRIFT].get("value") is not None:
         found.append(DRIFT)
-    if state.performance.firing:
+    if state.performance.firing and evidence[PERFORMANCE].get("value") is not None:
         found.append(PERFORMANCE)
     if schedule_due(policy, ctx):
         found.append(SCHEDULE)
@@ -282,12 +287,16 @@ def _asking(policy: RetrainPolicy, state: TriggerState, ctx: Context) -> tuple[s
 
 def _quiet(evidence: dict[str, Any]) -> tuple[Action, tuple[str, ...]]:
     """Nothing asks: suppress when a signal is past its fire threshold but not yet sustained, or
-    when a signal cannot be read (so the problem shows in the history); hold otherwise."""
+    when a signal cannot be read (so the problem shows in the history); hold otherwise (saying
+    so when a firing signal has no current evidence)."""
     reasons: list[str] = []
+    idle: list[str] = []
     for name in (DRIFT, PERFORMANCE):
         entry = evidence[name]
         if entry.get("error"):
             reasons.append(f"{name} unavailable: {entry['error']}")
+        elif entry.get("firing"):
+            idle.append(f"{name} firing but without current evidence (stale or none): not asking")
         elif _building(entry):
             value = entry["value"]
             shown = "no new evidence" if value is None else f"{value:.4g}"
@@ -297,7 +306,7 @@ def _quiet(evidence: dict[str, Any]) -> tuple[Action, tuple[str, ...]]:
             )
     if reasons:
         return "suppress", tuple(reasons)
-    return "hold", ("no signal asks for a retrain",)
+    return "hold", tuple(idle) or ("no signal asks for a retrain",)
 
 
 def _building(entry: dict[str, Any]) -> bool:

@@ -250,8 +250,8 @@ def _drift_once(store: FeatureStore, model: str, width: timedelta, now: datetime
         if any(r.window_end == end and r.run_at >= end for r in done):
             return f"{model}: drift of [{since.isoformat()}, {end.isoformat()}) already recorded"
         report = store.monitoring.drift(model, since=since, until=end, window=width)
-    except ParityError as error:
-        return f"{model}: drift not run ({error.code}: {error})"
+    except Exception as error:  # one broken monitor (a corrupt log file) must not stop the pass
+        return f"{model}: drift not run ({_why(error)})"
     flagged = sum(1 for w in report.windows if w.drifted)
     return (
         f"{model}: drift of [{since.isoformat()}, {end.isoformat()}) recorded ({flagged} flagged)"
@@ -269,10 +269,19 @@ def _performance_once(store: FeatureStore, model: str, monitor: Any, now: dateti
         if any(row["as_of"] >= _floor(now, width) and row["as_of"] <= now for row in done):
             return f"{model}: performance already recorded since {_floor(now, width).isoformat()}"
         report = store.monitoring.performance(version.ref, since=since, until=now, as_of=now)
-    except ParityError as error:
-        return f"{model}: performance not run ({error.code}: {error})"
+    except Exception as error:
+        return f"{model}: performance not run ({_why(error)})"
     final = sum(1 for w in report.windows if w.status == "final")
     return f"{model}: performance of {len(report.windows)} windows recorded ({final} final)"
+
+
+def _why(error: Exception) -> str:
+    """A monitor's failure in one line: the typed error's code, else the exception's type; any
+    URL password redacted (a database error may quote its connection)."""
+    from parity.redaction import redact
+
+    kind = error.code if isinstance(error, ParityError) else type(error).__name__
+    return redact(f"{kind}: {error}".splitlines()[0])
 
 
 def _floor(moment: datetime, width: timedelta) -> datetime:

@@ -27,12 +27,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from parity.definitions import StreamSource
-from parity.errors import AliasNotFound, BadRequest, ParityError, PushError
+from parity.errors import AliasNotFound, BadRequest, PushError
 from parity.inference.deployment import BatchSettings, Deployment
 from parity.inference.predlog import PredictionRecord
 from parity.inference.stream_predict_features import read_at
@@ -42,15 +42,22 @@ from parity.inference.stream_predict_rules import (
     Limits,
     Rejection,
     StreamStats,
+    check_keys,
     dead_letter_fields,
+    entry_args,
+    late_rows,
+    late_windows,
     read_time_us,
+    redis_location,
     reject,
     request_id,
     score_fields,
+    take_rows,
+    transformed,
     unknown_key,
 )
 from parity.ingest.stream import EVENT_FIELD, decode_event, stream_order
-from parity.online.reads import OnlineResponse, key_types, with_on_demand
+from parity.online.reads import OnlineResponse, key_types
 from parity.timeutil import to_micros
 
 if TYPE_CHECKING:
@@ -59,6 +66,7 @@ if TYPE_CHECKING:
     from parity.inference.request_fields import RequestSchema
     from parity.models.store import ModelVersion
     from parity.offline.request import RetrievalRequest
+    from parity.online.store import TileStore
 
 log = logging.getLogger(__name__)
 CLAIM_EVERY_S = 10.0  # how often a worker looks for messages a dead consumer left
@@ -130,7 +138,8 @@ class StreamPredictor:
         self.source = stream_source
         self.key = stream_source.stream_key(store.project)
         self.sink = sink
-        self.dead_letter = dead_letter or f"{sink}:dead"
+        self.dead_letter = f"{sink}:dead" if dead_letter is None else dead_letter
+        check_keys(self.key, sink, self.dead_letter)
         self.group = group or f"parity:{store.project}:predict:{sink}"
         self.ingest_group = f"parity:{store.project}"  # `parity ingest`'s (StreamWorker)
         if self.group == self.ingest_group:
@@ -154,8 +163,16 @@ class StreamPredictor:
         self._ensure_group()
 
     def _ensure_group(self) -> None:
+        from parity.errors import OnlineStoreUnavailable
+
         try:
             self.client.xgroup_create(self.key, self.group, id="0", mkstream=True)
+        except _unreachable() as error:  # Redis down, or refusing the credentials, at start
+            where = redis_location(self.client)
+            raise OnlineStoreUnavailable(
+                f"the Redis holding stream '{self.key}' at {where} did not answer: "
+                f"{type(error).__name__}: {error}; start it, or pass --redis-url"
+            ) from None
         except Exception as error:  # BUSYGROUP: it exists already
             if "BUSYGROUP" not in str(error):
                 raise
@@ -207,8 +224,8 @@ class StreamPredictor:
         now_us = to_micros(self.store.now())
         events, rejected = self._checked(messages, now_us)
         started = time.perf_counter()
-        ahead = self._ingest_ahead(events)
         scored, failed = self._score(events) if events else ([], [])
+        ahead = self._ingest_ahead(events)  # after the read: delivered by then may be counted
         rejected += failed
         seconds = time.perf_counter() - started
         _crash_point("before_publish")
@@ -236,9 +253,10 @@ class StreamPredictor:
         return events, rejected
 
     def _ingest_ahead(self, events: list[Event]) -> frozenset[str]:
-        """The events `parity ingest`'s group had been delivered before their features are read:
-        ingest may have applied them, and their windows may then include them (the rule's one
-        leak, see docs/lifecycle.md). Marked in their output; counted in the stats."""
+        """The events `parity ingest`'s group had been delivered by the end of their feature
+        read: ingest may have applied them before it, and their windows may then include them
+        (the rule's one leak, see docs/lifecycle.md). Read after the features, so an event not
+        yet delivered then cannot have been applied: a 0 is a promise. Marked in the output."""
         if not events:
             return frozenset()
         try:
@@ -265,15 +283,24 @@ class StreamPredictor:
             times,
         )
         rejected: list[Rejection] = []
-        if not self.score_unknown:
-            keep, rejected = self._known(events, response)
-            if rejected:
+        checks = [self._answered] + ([] if self.score_unknown else [self._known])
+        for check in checks:
+            keep, refused = check(events, response)
+            if refused:
+                rejected += refused
                 events = [events[i] for i in keep]
                 columns = {n: [c[i] for i in keep] for n, c in columns.items()}
-                response = _take(response, keep)
+                response = take_rows(response, keep)
         if not events:
             return [], rejected
-        response = with_on_demand(response, self.request)
+        ids = [e.message_id for e in events]
+        response, keep, refused = transformed(response, self.request, ids)
+        if refused:
+            rejected += refused
+            events = [events[i] for i in keep]
+            columns = {n: [c[i] for i in keep] for n, c in columns.items()}
+            if not events:
+                return [], rejected
         outputs, failed = self._predict(events, columns, response)
         scored = [
             Scored(
@@ -286,6 +313,31 @@ class StreamPredictor:
             if row not in failed
         ]
         return scored, rejected + list(failed.values())
+
+    def _answered(
+        self, events: list[Event], response: OnlineResponse
+    ) -> tuple[list[int], list[Rejection]]:
+        """Events stamped before a materialization of a windowed view (its tiles answer reads
+        from the run's end on) or before the stored row of a plain view (only the newest is
+        kept): refused (null) features, a silent guess if scored. Dead-lettered `late`."""
+        views = [(v.view, v.output_names) for v in self.request.views]
+        found = {str(s) for _, names in views for n in names for s in response.statuses[n]}
+        if "OUTSIDE_MAX_AGE" not in found:
+            return list(range(len(events))), []
+        windowed = [(view.name, names) for view, names in views if view.is_aggregated]
+        plain = [(view.name, names) for view, names in views if not view.is_aggregated]
+        online = cast("TileStore", self.store.online_store)
+        before = {}
+        for name, _ in windowed:
+            prepared = online.materialized(self.store.project, name)
+            if prepared is not None:
+                before[name] = prepared[1]
+        field = self.spec.timestamp_field
+        kept, rejected = late_windows(events, windowed, response.statuses, before, field)
+        rows, stale = late_rows(events, plain, response.statuses, response.event_timestamps, field)
+        gone = {r.message_id for r in rejected}
+        rejected += [r for r in stale if r.message_id not in gone]
+        return sorted(set(kept) & set(rows)), rejected
 
     def _known(
         self, events: list[Event], response: OnlineResponse
@@ -314,16 +366,17 @@ class StreamPredictor:
         given = {n: response.entities.get(n, columns[n]) for n in columns}
         try:
             return self._predict_rows(response.values, given), {}
-        except (ParityError, ValueError, TypeError, ArithmeticError) as batch_error:
-            log.warning("predict stream: batch failed (%s); scoring row by row", batch_error)
+        except Exception as batch_error:  # any model failure, as the model server: never a crash
+            log.warning("predict stream: batch failed (%r); scoring row by row", batch_error)
         outputs: dict[str, list[Any]] = {n: [None] * len(events) for n in self.output_names}
         failed: dict[int, Rejection] = {}
         for row, event in enumerate(events):
             one = {n: [v[row]] for n, v in response.values.items()}
             try:
                 result = self._predict_rows(one, {n: [v[row]] for n, v in given.items()})
-            except (ParityError, ValueError, TypeError, ArithmeticError) as error:
-                text = f"stream event {event.message_id}: model {self.version.ref}: {error}"
+            except Exception as error:
+                why = f"{type(error).__name__}: {error}"
+                text = f"stream event {event.message_id}: model {self.version.ref}: {why}"
                 failed[row] = reject(event.message_id, "predict_failed", "model", text)
                 continue
             for name, values in result.items():
@@ -360,21 +413,23 @@ class StreamPredictor:
             fields = score_fields(
                 item.event, self.version.name, version, item.outputs, first, late_read
             )
-            args += _entry(item.event.message_id, SINK, fields)
+            args += entry_args(item.event.message_id, SINK, fields)
         for rejection in rejected:
             letter = dead_letter_fields(rejection, raw[rejection.message_id])
-            args += _entry(rejection.message_id, DEAD, letter)
+            args += entry_args(rejection.message_id, DEAD, letter)
         handled = {item.event.message_id for item in scored} | {r.message_id for r in rejected}
         for message_id, _ in messages:  # e.g. trimmed from the source: nothing to score
             if message_id not in handled:
                 text = f"stream message {message_id} has no fields (trimmed from the stream?)"
                 gone = reject(message_id, "undecodable", "e", text)
                 rejected.append(gone)
-                args += _entry(message_id, DEAD, dead_letter_fields(gone, None))
+                args += entry_args(message_id, DEAD, dead_letter_fields(gone, None))
         keys = [self.key, self.sink, self.dead_letter]
         published = {_text(i) for i in self._script(keys=keys, args=args)}
         self.stats.scored += sum(1 for s in scored if s.event.message_id in published)
-        self.stats.ingest_ahead += sum(1 for i in ahead if i in published)
+        self.stats.ingest_ahead += sum(
+            1 for s in scored if s.event.message_id in ahead and s.event.message_id in published
+        )
         for rejection in rejected:
             if rejection.message_id in published:
                 self.stats.dead_lettered += 1
@@ -425,6 +480,19 @@ class StreamPredictor:
                 self._own_pending = True  # the batch in hand was not acknowledged
                 time.sleep(pause)
                 pause = min(pause * 2, RETRY_MAX_S)
+                continue
+            except _response_error() as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                log.warning(  # Redis restarted without its data, or the group was deleted
+                    "predict stream: group '%s' of '%s' is gone; created again at the stream's "
+                    "start, as a new worker would",
+                    self.group,
+                    self.key,
+                )
+                self.stats.retries += 1
+                self._ensure_group()
+                self._own_pending = True
                 continue
             pause = RETRY_FIRST_S
             if handled == 0 and until_idle:
@@ -495,25 +563,6 @@ def _spec(
     return EventSpec(model, source.batch_source.timestamp_field, keys, dict(schema.inputs))
 
 
-def _take(response: OnlineResponse, rows: Sequence[int]) -> OnlineResponse:
-    def pick(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        return {name: [values[r] for r in rows] for name, values in columns.items()}
-
-    return OnlineResponse(
-        pick(response.entities),
-        pick(response.values),
-        pick(response.statuses),
-        pick(response.event_timestamps),
-    )
-
-
-def _entry(message_id: str, target: int, fields: dict[str, Any]) -> list[Any]:
-    flat: list[Any] = [message_id, target, len(fields) * 2]
-    for name, value in fields.items():
-        flat += [name, value]
-    return flat
-
-
 def _unreachable() -> tuple[type[BaseException], ...]:
     """Errors of a store that is down or unreachable: retried, not fatal."""
     from redis.exceptions import BusyLoadingError
@@ -523,6 +572,12 @@ def _unreachable() -> tuple[type[BaseException], ...]:
     from parity.errors import OnlineStoreUnavailable
 
     return (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OnlineStoreUnavailable)
+
+
+def _response_error() -> type[BaseException]:
+    from redis.exceptions import ResponseError
+
+    return ResponseError
 
 
 def _text(value: Any) -> str:

@@ -7,15 +7,23 @@ No I/O: the worker (inference/stream_predict.py) reads, predicts and publishes.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from parity.errors import EntityKeyTypeError, InvalidPredictionInput, InvalidRequestField
+from parity.errors import (
+    BadRequest,
+    EntityKeyTypeError,
+    InvalidPredictionInput,
+    InvalidRequestField,
+    OnDemandError,
+)
 from parity.inference.request_fields import FieldRule, RequestSchema
 from parity.online.encoding import entity_keys
+from parity.online.reads import OnlineResponse, with_on_demand
 from parity.timeutil import from_micros, to_micros
 
 # An event is scored with its features as of this long before its own time: the event's own
@@ -211,6 +219,90 @@ def unknown_key(
     return next((key for key, seen in known.items() if not seen), None)
 
 
+def refused_window(
+    views: Sequence[tuple[str, Sequence[str]]],
+    statuses: Mapping[str, Sequence[Any]],
+    row: int,
+    before: Mapping[str, int],
+    read_us: int,
+) -> tuple[str, list[str]] | None:
+    """The first aggregated view whose windows the online store refused (OUTSIDE_MAX_AGE) for
+    `row` because it reads at `read_us`, before the view's materialized tiles answer reads
+    (`before[view]`, its prepared `since`), and those windows: such an event would be scored on
+    null windows that offline has. `views` are (view name, window output names)."""
+    for name, outputs in views:
+        if name not in before or read_us >= before[name]:
+            continue
+        refused = [o for o in outputs if str(statuses[o][row]) == "OUTSIDE_MAX_AGE"]
+        if refused:
+            return name, refused
+    return None
+
+
+def late_windows(
+    events: Sequence[Event],
+    windowed: Sequence[tuple[str, Sequence[str]]],
+    statuses: Mapping[str, Sequence[Any]],
+    before: Mapping[str, int],
+    timestamp_field: str,
+) -> tuple[list[int], list[Rejection]]:
+    """The events whose windows were refused because they read before a materialization of
+    the view (`refused_window`), as `late` rejections, and the rows kept."""
+    keep: list[int] = []
+    rejected: list[Rejection] = []
+    for row, event in enumerate(events):
+        found = refused_window(windowed, statuses, row, before, read_time_us(event.event_us))
+        if found is None:
+            keep.append(row)
+            continue
+        view, names = found
+        text = (
+            f"stream event {event.message_id}: '{timestamp_field}' "
+            f"{from_micros(event.event_us).isoformat()} is before the last materialization of "
+            f"view '{view}' (its tiles answer reads from {from_micros(before[view]).isoformat()} "
+            f"on): its windows {names} cannot be read as of the event, and it is not scored on "
+            "null windows (the worker was behind `parity materialize`)"
+        )
+        rejected.append(reject(event.message_id, "late", timestamp_field, text))
+    return keep, rejected
+
+
+def late_rows(
+    events: Sequence[Event],
+    plain: Sequence[tuple[str, Sequence[str]]],
+    statuses: Mapping[str, Sequence[Any]],
+    stamps: Mapping[str, Sequence[Any]],
+    timestamp_field: str,
+) -> tuple[list[int], list[Rejection]]:
+    """The events for which a plain view's row is refused (OUTSIDE_MAX_AGE) because the online
+    store's row for the entity is stamped after the event's read time: it keeps only a view's
+    newest row, so the value as of the event (which offline has) is gone. `late` rejections."""
+    keep: list[int] = []
+    rejected: list[Rejection] = []
+    for row, event in enumerate(events):
+        read = from_micros(read_time_us(event.event_us))
+        newer = [
+            (view, stamps[names[0]][row])
+            for view, names in plain
+            if names
+            and str(statuses[names[0]][row]) == "OUTSIDE_MAX_AGE"
+            and isinstance(stamps[names[0]][row], datetime)
+            and stamps[names[0]][row] > read
+        ]
+        if not newer:
+            keep.append(row)
+            continue
+        view, stamp = newer[0]
+        text = (
+            f"stream event {event.message_id}: '{timestamp_field}' "
+            f"{from_micros(event.event_us).isoformat()} is before the row of view '{view}' "
+            f"the online store holds for it (stamped {stamp.isoformat()}): the store keeps only "
+            "the newest row, so the value as of the event is gone, and it is not scored on null"
+        )
+        rejected.append(reject(event.message_id, "late", timestamp_field, text))
+    return keep, rejected
+
+
 def text(value: Any) -> str:
     """A value as output-stream text: floats as their shortest round-trip repr, NaN as 'nan'."""
     if isinstance(value, bool):
@@ -261,3 +353,87 @@ def dead_letter_fields(rejection: Rejection, raw: bytes | None) -> dict[str, str
     if raw is not None:
         fields["e"] = raw
     return fields
+
+
+def redis_location(client: Any) -> str:
+    """host:port/db of a Redis client, never its credentials."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+
+def check_keys(source: str, sink: str, dead_letter: str) -> None:
+    """The score and dead-letter streams: named, and not the source stream itself (a dead letter
+    keeps its event: added to the source, it would be read and dead-lettered again, forever)."""
+    for option, key in (("--sink", sink), ("--dead-letter", dead_letter)):
+        if not key:
+            raise BadRequest(f"{option} is empty: give the Redis stream key to add to")
+        if key == source:
+            raise BadRequest(
+                f"{option} '{key}' is the source's own stream: its entries would be read back "
+                "as events; give another key"
+            )
+
+
+def take_rows(response: OnlineResponse, rows: Sequence[int]) -> OnlineResponse:
+    """The rows `rows` of a response, in that order."""
+
+    def pick(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {name: [values[r] for r in rows] for name, values in columns.items()}
+
+    return OnlineResponse(
+        pick(response.entities),
+        pick(response.values),
+        pick(response.statuses),
+        pick(response.event_timestamps),
+    )
+
+
+def entry_args(message_id: str, target: int, fields: dict[str, Any]) -> list[Any]:
+    """One message's arguments of the publish script: id, target, field count, fields."""
+    flat: list[Any] = [message_id, target, len(fields) * 2]
+    for name, value in fields.items():
+        flat += [name, value]
+    return flat
+
+
+def transformed(
+    response: OnlineResponse, request: Any, message_ids: Sequence[str]
+) -> tuple[OnlineResponse, list[int], list[Rejection]]:
+    """The response with the on-demand features, the rows kept and the rejected ones: when the
+    repo's function fails on the batch, row by row, so an event whose request data it refuses is
+    a dead letter (`transform_failed`, field: the view) and the others are still scored."""
+    try:
+        return with_on_demand(response, request), list(range(len(message_ids))), []
+    except OnDemandError:
+        pass
+    keep: list[int] = []
+    parts: list[OnlineResponse] = []
+    rejected: list[Rejection] = []
+    for row, message_id in enumerate(message_ids):
+        try:
+            parts.append(with_on_demand(take_rows(response, [row]), request))
+        except OnDemandError as error:
+            found = re.search(r"on-demand feature view '(\w+)'", str(error))
+            name = found.group(1) if found else "on_demand"
+            text = f"stream event {message_id}: {error}"
+            rejected.append(reject(message_id, "transform_failed", name, text))
+            continue
+        keep.append(row)
+    return concat_rows(parts), keep, rejected
+
+
+def concat_rows(parts: Sequence[OnlineResponse]) -> OnlineResponse:
+    """Responses of a few rows each, one after the other, as one."""
+
+    def joined(pick: Any) -> dict[str, list[Any]]:
+        names = pick(parts[0]) if parts else {}
+        return {name: [v for part in parts for v in pick(part)[name]] for name in names}
+
+    return OnlineResponse(
+        joined(lambda p: p.entities),
+        joined(lambda p: p.values),
+        joined(lambda p: p.statuses),
+        joined(lambda p: p.event_timestamps),
+    )

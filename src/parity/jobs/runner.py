@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import OperationalError
+
 from parity.errors import (
     JobStateError,
     LabelSourceError,
@@ -139,9 +141,16 @@ class Runner:
                 finished.extend(future.result() for future in done)
 
     def loop(self, until: Callable[[], bool] | None = None) -> None:
-        """`run_pending` every `jobs.poll_seconds` (real time) until `until()` is true."""
+        """`run_pending` every `jobs.poll_seconds` (real time) until `until()` is true. A pass
+        that cannot reach the registry database is logged and tried again at the next poll: a
+        database restart must not stop the project's runner."""
         while until is None or not until():
-            self.run_pending()
+            try:
+                self.run_pending()
+            except (RegistryUnavailable, OperationalError) as error:  # the database is away
+                log.warning(
+                    "runner pass failed, trying again in %gs: %s", self.config.poll_seconds, error
+                )
             if until is not None and until():
                 return
             time.sleep(self.config.poll_seconds)

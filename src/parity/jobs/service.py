@@ -137,7 +137,7 @@ class Jobs:
 
         if self._runner_id is None:
             self._runner_id = runner_id()
-        clock = now or self._store.now
+        clock = self._checked_clock(now or self._store.now)
         config = self._store.config.jobs
         return Runner(
             self._store,
@@ -190,6 +190,21 @@ class Jobs:
     def run(self, *, until: Callable[[], bool] | None = None, slots: int | None = None) -> None:
         """The runner loop (`parity jobs run --loop`): `run_pending` every `jobs.poll_seconds`."""
         self.runner(slots=slots).loop(until)
+
+    def _checked_clock(self, clock: Callable[[], datetime]) -> Callable[[], datetime]:
+        """`clock`, refusing what is not a timezone-aware datetime (as `now=` is refused), before
+        it reaches a record or a label cutoff."""
+
+        def checked() -> datetime:
+            when = clock()
+            if not isinstance(when, datetime) or when.tzinfo is None:
+                raise InvalidTime(
+                    f"the jobs clock gave {when!r}: give a clock returning timezone-aware "
+                    "datetimes (UTC), e.g. now=lambda: datetime(2026, 6, 1, tzinfo=UTC)"
+                )
+            return when
+
+        return checked
 
     def _now(self, now: datetime | None) -> datetime:
         when = self._store.now() if now is None else now

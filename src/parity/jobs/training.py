@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from parity.definitions.training import TrainedModel, TrainingJob
 from parity.errors import (
     BackendNotInstalled,
@@ -41,6 +43,11 @@ DATASET_DIR = Path("data") / "training_sets"  # under the repo: where jobs write
 
 class NotRetryable(TrainingFailed):
     """A failure a retry cannot fix (the repo or the data must change first)."""
+
+
+class LabelValuesInvalid(LabelSourceError, NotRetryable):
+    """A label source whose values cannot be read as declared (a time column holding numbers):
+    a LabelSourceError, but unlike a file not written yet, no retry reads it differently."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,9 @@ def read_labels(
             "SELECT * EXCLUDE (__why) FROM __labels WHERE __why = 'kept'"
         ).to_arrow_table()
     except duckdb.Error as error:
-        raise LabelSourceError(
+        # a value that does not convert stays so; a file being written may read next time
+        kind = LabelValuesInvalid if isinstance(error, duckdb.DataError) else LabelSourceError
+        raise kind(
             f"label source {label_io.describe(source)} cannot be read as declared: {error}; "
             f"check that '{source.timestamp_field}' (and label_timestamp_field) hold times"
         ) from None
@@ -255,6 +264,7 @@ def prepare(
     stage("training")
     trained = _train(store, job, train, frame, context)
     inputs = check_inputs(trained, features, table.column_names, job)
+    check_importance(trained.importance, job.train.name, inputs)
     return Prepared(job, trained, dataset, counts, inputs)
 
 
@@ -274,7 +284,6 @@ def _train(
         ) from error
     trained = as_trained(returned, job.train.name)
     check_importable(trained.model, store.repo_path)
-    check_importance(trained.importance, job.train.name)
     if trained.sample_input is None:
         trained = _with_default_sample(trained, frame, context.features)
     return trained
@@ -297,10 +306,11 @@ def _training_set(
         )
     except (RegistryUnavailable, BackendNotInstalled):
         raise
-    except ParityError as error:  # the label rows are the entity frame: the repo must change
+    except ParityError as error:  # the repo or its data must change first
         raise NotRetryable(
-            f"the training set could not be built from the label source's rows (the entity "
-            f"frame): [{error.code}] {error.message}"
+            f"training set '{name}' could not be built on feature service "
+            f"'{job.feature_service}' (the label rows are its entity frame): "
+            f"[{error.code}] {error.message}"
         ) from None
 
 
@@ -344,7 +354,28 @@ def as_trained(returned: Any, function: str) -> TrainedModel:
         raise NotRetryable(
             f"train function '{function}' returned no model (model=None); nothing was registered"
         )
+    check_fields(returned, function)
     return returned
+
+
+def check_fields(trained: TrainedModel, function: str) -> None:
+    """The TrainedModel's fields have the types it declares (a list of params failed later as an
+    untyped TypeError, and was retried)."""
+    expected: dict[str, tuple[type, ...]] = {
+        "metrics": (Mapping,),
+        "params": (Mapping,),
+        "importance": (Mapping, type(None)),
+        "flavor": (str, type(None)),
+        "description": (str,),
+    }
+    for name, types in expected.items():
+        value = getattr(trained, name)
+        if not isinstance(value, types):
+            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise NotRetryable(
+                f"train function '{function}' gave TrainedModel.{name} of type "
+                f"{type(value).__name__}: give a {wanted}"
+            )
 
 
 def check_importable(model: Any, repo_root: Path) -> None:
@@ -354,8 +385,8 @@ def check_importable(model: Any, repo_root: Path) -> None:
 
     kind = type(model)
     module = sys.modules.get(kind.__module__)
-    path = getattr(module, "__file__", None) or ""
-    if module is None or Path(path).resolve().is_relative_to(repo_root.resolve()):
+    path = getattr(module, "__file__", None)  # none for builtins: the flavor judges those
+    if module is None or (path and Path(path).resolve().is_relative_to(repo_root.resolve())):
         raise NotRetryable(
             f"the model's class {kind.__qualname__} is defined in the repo "
             f"(module '{kind.__module__}'), so the model server could not import it to load the "
@@ -396,12 +427,22 @@ def check_inputs(
             f"the model takes the label '{job.labels.label}' as an input: it would score "
             "with the answer. Drop it from the model's inputs"
         )
+    known_at = job.labels.label_timestamp_field
+    if known_at is not None and known_at in names:
+        raise NotRetryable(
+            f"the model takes the label's time '{known_at}' (labels.label_timestamp_field) as an "
+            "input: when a label became known tells the label, and no request has it. Drop it "
+            "from the model's inputs"
+        )
     return names
 
 
-def check_importance(importance: Mapping[str, float] | None, function: str) -> None:
-    """Importance weights are finite, non-negative numbers by feature name (a retrain policy
-    weighs drifted features by them: a NaN would poison the decision)."""
+def check_importance(
+    importance: Mapping[str, float] | None, function: str, inputs: tuple[str, ...]
+) -> None:
+    """Importance weights are finite, non-negative numbers by input name (a retrain policy
+    weighs drifted features by them: a NaN would poison the decision, and a misspelt name would
+    silently weigh the real feature zero)."""
     import math
 
     for name, weight in (importance or {}).items():
@@ -410,6 +451,12 @@ def check_importance(importance: Mapping[str, float] | None, function: str) -> N
             raise NotRetryable(
                 f"train function '{function}' gave importance[{name!r}] = {weight!r}: give a "
                 "finite, non-negative number per feature name"
+            )
+        if name not in inputs:
+            raise NotRetryable(
+                f"train function '{function}' gave importance[{name!r}], which is not one of "
+                f"the model's inputs {list(inputs)}: a retrain policy would match it to no "
+                "input. Name the inputs as the sample input does"
             )
 
 
@@ -420,6 +467,11 @@ def _input_names(sample: Any, function: str) -> tuple[str, ...]:
             f"train function '{function}' gave a sample_input of type {type(sample).__name__}: "
             "give a pandas DataFrame whose columns name the model's inputs, so its signature "
             "can be checked against the feature service"
+        )
+    if len(columns) == 0:
+        raise NotRetryable(
+            f"train function '{function}' gave a sample_input with no columns: give a pandas "
+            "DataFrame whose columns name the model's inputs"
         )
     return tuple(str(name) for name in columns)
 
@@ -444,6 +496,15 @@ def register(
             f"the model could not be saved ({error}): every object in it must be importable "
             "from an installed package, not from the repo's files"
         ) from None
+    except (ParityError, OSError, SQLAlchemyError):
+        raise  # typed, or the artifact store or database: classified by the runner
+    except Exception as error:  # the model itself: pickling it, or predicting its sample
+        raise NotRetryable(
+            f"the model could not be saved, or failed on its own sample input "
+            f"({type(error).__name__}: {error}); nothing was registered. It must pickle, and "
+            "sample_input must hold exactly the columns it was fitted on (without one, only the "
+            "feature service's features are used)"
+        ) from None
     log.info("registered %s (alias '%s')", version.ref, job.alias)
     result: dict[str, Any] = {
         "model": job.model,
@@ -454,6 +515,7 @@ def register(
         "labels": prepared.counts.__dict__,
         "metrics": dict(version.metrics),
         "inputs": list(prepared.inputs),
+        "reference_profile": reference_profile(store, version, prepared.dataset.name, log=log),
     }
     if job.rollout is not None:
         result.update(start_rollout(store, job, version.version, log=log))
@@ -477,6 +539,40 @@ def _register_version(
         sample_input=trained.sample_input,
         alias=job.alias,
     )
+
+
+def reference_profile(
+    store: FeatureStore, version: ModelVersion, dataset: str, *, log: logging.Logger
+) -> dict[str, str]:
+    """What registering stored as the version's reference profile (drift compares serving with
+    it): 'ok' or why not, by subject. A failure never undoes the registration; it is logged and
+    recorded, and 'parity monitor profile --dataset NAME' computes it again."""
+    from parity.monitoring.profile_store import FEATURES, model_subject
+
+    try:
+        stored = {profile.subject: profile for profile in store.monitoring.profiles(dataset)}
+    except ParityError as error:
+        stored, why = {}, f"[{error.code}] {error.message}"
+    else:
+        why = "not computed"
+    mine = model_subject(version.name, version.version, "")
+    subjects = [FEATURES, model_subject(version.name, version.version)]
+    subjects += sorted(name for name in stored if name.startswith(mine) and name not in subjects)
+    status: dict[str, str] = {}
+    for subject in subjects:
+        profile = stored.get(subject)
+        status[subject] = why if profile is None else "ok" if profile.ok else profile.error
+    for subject, state in status.items():
+        if state != "ok":
+            log.warning(
+                "reference profile %s of dataset %s: %s; drift cannot compare it until "
+                "'parity monitor profile --dataset %s' computes it",
+                subject,
+                dataset,
+                state,
+                dataset,
+            )
+    return status
 
 
 def start_rollout(
