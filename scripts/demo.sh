@@ -7,6 +7,7 @@
 # drift is flagged, recall drops on matured labels, one retrain, shadow and canary, promotion),
 # written as one HTML report.
 set -euo pipefail
+reports=${DEMO_REPORTS:-$PWD/demo-reports}  # where the HTML pages are kept (the rest is removed)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -288,3 +289,8 @@ COLUMNS=160 parity triggers history fraud
 echo
 echo "== parity jobs list: the one training job, queued by the fired decision"
 COLUMNS=160 parity jobs list
+echo
+mkdir -p "$reports"
+cp loop_report.html drift_report.html rollout_good.html rollout_bad.html "$reports"/
+echo "== the pages, kept in $reports: loop_report.html (the closed loop, one self-contained page),"
+echo "   drift_report.html, rollout_good.html, rollout_bad.html"

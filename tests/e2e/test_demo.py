@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
+def test_demo_script_scaffolds_applies_once_and_lists_the_registry(tmp_path: Path) -> None:
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -21,6 +21,7 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
         # and the candidates cannot be told apart (docs/rollout.md, "The fraud example").
         "DEMO_ACCOUNTS": "1000",
         "COLUMNS": "120",
+        "DEMO_REPORTS": str(tmp_path / "reports"),
     }
     done = subprocess.run(
         ["bash", str(ROOT / "scripts" / "demo.sh")],
@@ -103,6 +104,16 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry() -> None:
     assert "account_txn_stats" in monitoring.split("== parity monitor quality")[1]
     assert_rollouts(out.split("== safe rollout")[1].split("== the closed loop")[0])
     assert_loop(out.split("== the closed loop")[1])
+    kept = sorted(p.name for p in (tmp_path / "reports").iterdir())
+    assert kept == [
+        "drift_report.html",
+        "loop_report.html",
+        "rollout_bad.html",
+        "rollout_good.html",
+    ]
+    page = (tmp_path / "reports" / "loop_report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "default-src 'none'" in page
+    assert "<script" not in page and "Lineage of the retrained version" in page
 
 
 def assert_rollouts(out: str) -> None:
