@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from parity import FeatureStore
 from parity.cli.main import app
+from parity.errors import BadRequest
 from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
 from tests.conftest import write_parquet, write_repo
@@ -418,3 +419,19 @@ def test_sigterm_stops_the_worker_with_its_prediction_log_flushed(
 
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"claim_idle_ms": -5}, {"claim_idle_ms": 1.5}, {"group": ""}, {"consumer": ""}],
+)
+def test_the_api_refuses_options_the_cli_refuses(
+    world: dict[str, Any], options: dict[str, Any]
+) -> None:
+    # StreamPredictor(claim_idle_ms=-5) was accepted (XPENDING IDLE -5 later), and an empty
+    # group or consumer silently became the default one.
+    with pytest.raises(BadRequest):
+        StreamPredictor(
+            world["store"], "velo@champion", "txns", world["sink"], client=world["client"],
+            **options,
+        )  # fmt: skip
