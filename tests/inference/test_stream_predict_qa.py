@@ -19,6 +19,8 @@ import duckdb
 import pandas as pd
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from typer.testing import CliRunner
 
 from parity import FeatureStore
@@ -435,3 +437,22 @@ def test_the_api_refuses_options_the_cli_refuses(
             world["store"], "velo@champion", "txns", world["sink"], client=world["client"],
             **options,
         )  # fmt: skip
+
+
+def test_a_stop_while_waiting_for_an_unreachable_redis_is_not_delayed_by_the_backoff(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wait for an unreachable Redis (doubling up to 30 s) was one sleep: a SIGTERM (stop)
+    # arriving in it waited for the rest, past a process manager's grace period (Kubernetes:
+    # 30 s), which then SIGKILLs the worker and loses its queued log rows.
+    import parity.inference.stream_predict as module
+
+    worker = StreamPredictor(
+        world["store"], "velo@champion", "txns", world["sink"], client=world["client"]
+    )
+    nothing = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    worker.client = nothing  # nothing listens there
+    monkeypatch.setattr(module, "RETRY_FIRST_S", 20.0)
+    started = time.monotonic()
+    stats = worker.run(stop=lambda: time.monotonic() - started > 0.5)
+    assert time.monotonic() - started < 3.0 and stats.retries >= 1

@@ -481,7 +481,9 @@ class StreamPredictor:
                 self.stats.retries += 1
                 log.warning("predict stream: %s; retrying in %.1f s", error, pause)
                 self._own_pending = True  # the batch in hand was not acknowledged
-                time.sleep(pause)
+                deadline = time.monotonic() + pause  # waited in steps: a stop is not delayed
+                while not stop() and time.monotonic() < deadline:
+                    time.sleep(min(0.1, pause))
                 pause = min(pause * 2, RETRY_MAX_S)
                 continue
             except _response_error() as error:
