@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -25,7 +26,7 @@ from typer.testing import CliRunner
 from parity import FeatureStore, LabelSource, TrainingJob
 from parity.cli.main import app
 from parity.errors import InvalidDefinition, InvalidTime
-from tests.jobs.support import NOW, cleanup, open_store, write_tiny_repo
+from tests.jobs.support import LABEL_DELAY, NOW, cleanup, open_store, write_tiny_repo
 
 # More train functions for the tiny repo (appended to its training.py, which defines `fit`,
 # `TrainedModel` and the `job` helper).
@@ -352,3 +353,25 @@ def test_spans_beyond_a_century_are_refused_at_definition(field: str) -> None:
     TrainingJob(**fields, **{field: timedelta(days=36_500)})  # a century is allowed
     with pytest.raises(InvalidDefinition, match=f"{field} must be at most 36500 days"):
         TrainingJob(**fields, **{field: timedelta(days=3_000_000)})
+
+
+def test_the_result_records_the_label_window_that_rebuilds_the_training_set(repo: Path) -> None:
+    """The label cutoff was only in a log line, which a chatty fit pushes out of the 64 KiB the
+    logs keep: a version's training set could not be told apart from the label window."""
+    status, error, _, _ = run_once(repo, "ok_job")
+    assert status == "succeeded", error
+    with open_store(repo) as store:
+        [done] = store.jobs.list(status="succeeded")
+        window = done.result["labels_as_of"]
+        assert window == {
+            "now": NOW.isoformat(),
+            "cutoff": (NOW - LABEL_DELAY).isoformat(),
+            "since": None,
+        }
+        # an independent rebuild from the raw labels with that window gives the same rows
+        raw = pq.read_table(repo / "data" / "labels.parquet").to_pandas()
+        cutoff, now = pd.Timestamp(window["cutoff"]), pd.Timestamp(window["now"])
+        kept = raw[(raw.event_timestamp <= cutoff) & (raw.label_timestamp <= now)]
+        built = pd.read_parquet(store.datasets.get(done.result["dataset"]).path)
+        assert sorted(built.event_timestamp) == sorted(kept.event_timestamp)
+        assert (built.label_timestamp <= now).all() and len(built) == len(kept) > 0

@@ -32,6 +32,7 @@ from parity.errors import (
 from parity.jobs import training
 from parity.jobs.capture import JobLog, capturing
 from parity.jobs.store import Finish, JobStore
+from parity.jobs.trained import NotRetryable
 from parity.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ def _classify(error: BaseException, trace: str, joblog: JobLog) -> _Failure:
     """Retried: the train function raised, a transient source or database error, anything
     unforeseen (its traceback goes to the logs). Final: every other ParityError (the repo or the
     data must change first)."""
-    if isinstance(error, training.NotRetryable):
+    if isinstance(error, NotRetryable):
         return _Failure(_message(error), False)
     if isinstance(error, TrainingFailed):  # the train function raised: it may pass next time
         joblog.write(trace)
