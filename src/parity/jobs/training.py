@@ -269,12 +269,12 @@ def prepare(
     trained = _train(store, job, train, frame, context)
     inputs = check_inputs(trained, features, table.column_names, job)
     check_importance(trained.importance, job.train.name, inputs)
-    window = {
-        "now": now.isoformat(),
-        "cutoff": cutoff.isoformat(),
-        "since": None if since is None else since.isoformat(),
-    }
-    return Prepared(job, trained, dataset, counts, inputs, window)
+    return Prepared(job, trained, dataset, counts, inputs, _window(now, cutoff, since))
+
+
+def _window(now: datetime, cutoff: datetime, since: datetime | None) -> dict[str, str | None]:
+    iso = None if since is None else since.isoformat()
+    return {"now": now.isoformat(), "cutoff": cutoff.isoformat(), "since": iso}
 
 
 def _train(
