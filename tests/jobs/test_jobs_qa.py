@@ -7,6 +7,7 @@ outage. Each test failed before its fix."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -375,3 +376,30 @@ def test_the_result_records_the_label_window_that_rebuilds_the_training_set(repo
         built = pd.read_parquet(store.datasets.get(done.result["dataset"]).path)
         assert sorted(built.event_timestamp) == sorted(kept.event_timestamp)
         assert (built.label_timestamp <= now).all() and len(built) == len(kept) > 0
+
+
+def test_sigterm_stops_a_looping_runner_taking_new_jobs(repo: Path) -> None:
+    """SIGTERM was noticed only between passes, and a pass drains the queue: with more due jobs
+    than slots, a stopped runner went on taking every one of them."""
+    with open_store(repo) as store:
+        ids = [store.jobs.submit("slow_job").id for _ in range(4)]
+    env = {**os.environ, "PARITY_TEST_SLEEP": "2.0"}
+    command = [str(Path(sys.executable).parent / "parity"), "jobs", "run", "--loop"]
+    proc = subprocess.Popen(
+        [*command, "--repo", str(repo)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        with FeatureStore(repo) as store:
+            deadline = time.monotonic() + 60
+            while len(store.jobs.list(status="running")) < 2 and time.monotonic() < deadline:
+                assert proc.poll() is None
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=60)[0].decode()
+            assert proc.returncode == 0, output
+            statuses = [store.jobs.get(job_id).status for job_id in ids]
+        assert statuses == ["succeeded", "succeeded", "queued", "queued"], output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -115,10 +115,13 @@ class Runner:
         for part in ("models", "datasets", "monitoring", "rollouts"):
             getattr(self.store, part)
 
-    def run_pending(self, max_jobs: int | None = None) -> list[JobRecord]:
+    def run_pending(
+        self, max_jobs: int | None = None, stop: Callable[[], bool] | None = None
+    ) -> list[JobRecord]:
         """Sweep, then run due queued jobs, at most `jobs.max_concurrent` at once across every
-        runner of the project, until none is due (or `max_jobs` were claimed); the records of
-        the jobs this pass ran, as they ended."""
+        runner of the project, until none is due (or `max_jobs` were claimed, or `stop()` is
+        true: then the running ones finish and no other is taken); the records of the jobs this
+        pass ran, as they ended."""
         self.warm()
         self.sweep()
         cap = self.config.max_concurrent
@@ -128,7 +131,8 @@ class Runner:
             running: set[Future[JobRecord]] = set()
             while True:
                 record = None
-                if len(running) < self.slots and (max_jobs is None or claimed < max_jobs):
+                wanted = max_jobs is None or claimed < max_jobs
+                if len(running) < self.slots and wanted and not (stop is not None and stop()):
                     record = self.db.claim(
                         self.id, self.now, cap, kinds=("training",), wall=self.wall
                     )
@@ -147,7 +151,7 @@ class Runner:
         database restart must not stop the project's runner."""
         while until is None or not until():
             try:
-                self.run_pending()
+                self.run_pending(stop=until)
             except (RegistryUnavailable, OperationalError) as error:  # the database is away
                 log.warning(
                     "runner pass failed, trying again in %gs: %s", self.config.poll_seconds, error
