@@ -399,6 +399,8 @@ def test_sigterm_stops_a_looping_runner_taking_new_jobs(repo: Path) -> None:
             assert proc.returncode == 0, output
             statuses = [store.jobs.get(job_id).status for job_id in ids]
         assert statuses == ["succeeded", "succeeded", "queued", "queued"], output
+        for job_id in ids[:2]:  # the loop says what it ran (it printed nothing per job)
+            assert f"Job {job_id} (slow_job): succeeded" in output
     finally:
         if proc.poll() is None:
             proc.kill()
