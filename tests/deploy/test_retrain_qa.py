@@ -21,7 +21,7 @@ from parity import FeatureStore
 from parity.cli.main import app
 from parity.deploy.retrain import Triggers
 from parity.deploy.retrain_decide import Context, Observation, TriggerState, decide
-from parity.errors import InvalidDefinition
+from parity.errors import InvalidDefinition, InvalidOption
 from tests.deploy.retrain_repo import (
     HOUR,
     LIFECYCLE,
@@ -179,3 +179,13 @@ def test_sigterm_stops_monitor_run_as_ctrl_c_does(store: FeatureStore, tmp_path:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, out.read_text()
     assert "stopped" in out.read_text() and "Traceback" not in out.read_text()
+
+
+@pytest.mark.parametrize("interval", [float("nan"), float("inf"), 0.0, -1.0, True, "5m"])
+def test_run_refuses_an_interval_that_is_not_a_positive_number(
+    store: FeatureStore, interval: Any
+) -> None:
+    # store.triggers.run(interval=nan) passed the first pass, then time.sleep raised a bare
+    # ValueError; a negative or zero interval ran passes back to back.
+    with pytest.raises(InvalidOption, match="interval"):
+        Triggers(store, queue=FakeQueue()).run(interval=interval, passes=2)

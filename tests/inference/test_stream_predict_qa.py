@@ -19,10 +19,13 @@ import duckdb
 import pandas as pd
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from typer.testing import CliRunner
 
 from parity import FeatureStore
 from parity.cli.main import app
+from parity.errors import BadRequest
 from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
 from tests.conftest import write_parquet, write_repo
@@ -418,3 +421,38 @@ def test_sigterm_stops_the_worker_with_its_prediction_log_flushed(
 
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"claim_idle_ms": -5}, {"claim_idle_ms": 1.5}, {"group": ""}, {"consumer": ""}],
+)
+def test_the_api_refuses_options_the_cli_refuses(
+    world: dict[str, Any], options: dict[str, Any]
+) -> None:
+    # StreamPredictor(claim_idle_ms=-5) was accepted (XPENDING IDLE -5 later), and an empty
+    # group or consumer silently became the default one.
+    with pytest.raises(BadRequest):
+        StreamPredictor(
+            world["store"], "velo@champion", "txns", world["sink"], client=world["client"],
+            **options,
+        )  # fmt: skip
+
+
+def test_a_stop_while_waiting_for_an_unreachable_redis_is_not_delayed_by_the_backoff(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wait for an unreachable Redis (doubling up to 30 s) was one sleep: a SIGTERM (stop)
+    # arriving in it waited for the rest, past a process manager's grace period (Kubernetes:
+    # 30 s), which then SIGKILLs the worker and loses its queued log rows.
+    import parity.inference.stream_predict as module
+
+    worker = StreamPredictor(
+        world["store"], "velo@champion", "txns", world["sink"], client=world["client"]
+    )
+    nothing = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    worker.client = nothing  # nothing listens there
+    monkeypatch.setattr(module, "RETRY_FIRST_S", 20.0)
+    started = time.monotonic()
+    stats = worker.run(stop=lambda: time.monotonic() - started > 0.5)
+    assert time.monotonic() - started < 3.0 and stats.retries >= 1

@@ -7,6 +7,7 @@ outage. Each test failed before its fix."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -25,7 +27,7 @@ from typer.testing import CliRunner
 from parity import FeatureStore, LabelSource, TrainingJob
 from parity.cli.main import app
 from parity.errors import InvalidDefinition, InvalidTime
-from tests.jobs.support import NOW, cleanup, open_store, write_tiny_repo
+from tests.jobs.support import LABEL_DELAY, NOW, cleanup, open_store, write_tiny_repo
 
 # More train functions for the tiny repo (appended to its training.py, which defines `fit`,
 # `TrainedModel` and the `job` helper).
@@ -352,3 +354,54 @@ def test_spans_beyond_a_century_are_refused_at_definition(field: str) -> None:
     TrainingJob(**fields, **{field: timedelta(days=36_500)})  # a century is allowed
     with pytest.raises(InvalidDefinition, match=f"{field} must be at most 36500 days"):
         TrainingJob(**fields, **{field: timedelta(days=3_000_000)})
+
+
+def test_the_result_records_the_label_window_that_rebuilds_the_training_set(repo: Path) -> None:
+    """The label cutoff was only in a log line, which a chatty fit pushes out of the 64 KiB the
+    logs keep: a version's training set could not be told apart from the label window."""
+    status, error, _, _ = run_once(repo, "ok_job")
+    assert status == "succeeded", error
+    with open_store(repo) as store:
+        [done] = store.jobs.list(status="succeeded")
+        window = done.result["labels_as_of"]
+        assert window == {
+            "now": NOW.isoformat(),
+            "cutoff": (NOW - LABEL_DELAY).isoformat(),
+            "since": None,
+        }
+        # an independent rebuild from the raw labels with that window gives the same rows
+        raw = pq.read_table(repo / "data" / "labels.parquet").to_pandas()
+        cutoff, now = pd.Timestamp(window["cutoff"]), pd.Timestamp(window["now"])
+        kept = raw[(raw.event_timestamp <= cutoff) & (raw.label_timestamp <= now)]
+        built = pd.read_parquet(store.datasets.get(done.result["dataset"]).path)
+        assert sorted(built.event_timestamp) == sorted(kept.event_timestamp)
+        assert (built.label_timestamp <= now).all() and len(built) == len(kept) > 0
+
+
+def test_sigterm_stops_a_looping_runner_taking_new_jobs(repo: Path) -> None:
+    """SIGTERM was noticed only between passes, and a pass drains the queue: with more due jobs
+    than slots, a stopped runner went on taking every one of them."""
+    with open_store(repo) as store:
+        ids = [store.jobs.submit("slow_job").id for _ in range(4)]
+    env = {**os.environ, "PARITY_TEST_SLEEP": "2.0"}
+    command = [str(Path(sys.executable).parent / "parity"), "jobs", "run", "--loop"]
+    proc = subprocess.Popen(
+        [*command, "--repo", str(repo)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        with FeatureStore(repo) as store:
+            deadline = time.monotonic() + 60
+            while len(store.jobs.list(status="running")) < 2 and time.monotonic() < deadline:
+                assert proc.poll() is None
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=60)[0].decode()
+            assert proc.returncode == 0, output
+            statuses = [store.jobs.get(job_id).status for job_id in ids]
+        assert statuses == ["succeeded", "succeeded", "queued", "queued"], output
+        for job_id in ids[:2]:  # the loop says what it ran (it printed nothing per job)
+            assert f"Job {job_id} (slow_job): succeeded" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

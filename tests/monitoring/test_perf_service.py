@@ -21,6 +21,7 @@ from parity.errors import (
     ModelNotFound,
     ModelVersionNotFound,
     MonitorNotFound,
+    PredictionLogUnreadable,
 )
 from parity.examples.fraud import scaffold
 from parity.monitoring.service import bind_metrics
@@ -225,3 +226,25 @@ def test_a_recorded_performance_run_steps_metric_alerts_on_final_windows_only(
         assert expected, "the fixture should breach the rule in a final window"
         got = [(e.rule, e.state, e.at) for e in reversed(store.monitoring.alerts())]
         assert got == expected
+
+
+@pytest.mark.parametrize("damage", ["garbage", "foreign"])
+def test_a_damaged_log_file_is_a_typed_error_for_performance_too(
+    tmp_path: Path, damage: str
+) -> None:
+    """As for drift (test_qa_a_damaged_log): a truncated or foreign file in the log folder is
+    PredictionLogUnreadable naming the fix, not DuckDB's own exception."""
+    repo = fraud_repo(tmp_path / "repo")
+    folder = next((repo / "data" / "prediction_log").glob("date=*"))
+    bad = folder / "zz-bad.parquet"
+    if damage == "garbage":
+        bad.write_bytes(b"not parquet")
+    else:
+        pq.write_table(pa.table({"x": [1, 2]}), bad)
+    with FeatureStore(repo) as store:
+        store.apply()
+        register(store)
+        with pytest.raises(PredictionLogUnreadable, match=r"could not be read.*move the damaged"):
+            store.monitoring.performance(
+                "fraud@champion", since=T0, until=T0 + DAY, as_of=T0 + 40 * DAY, record=False
+            )

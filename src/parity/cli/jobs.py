@@ -111,7 +111,7 @@ def _run_loop(jobs: Any) -> None:
     previous = signal.signal(signal.SIGTERM, on_signal)
     err.print("Job runner running; Ctrl-C stops it.")
     try:
-        jobs.run(until=stop.is_set)
+        jobs.run(until=stop.is_set, on_finish=_outcome)
     except KeyboardInterrupt:
         pass
     finally:

@@ -442,6 +442,12 @@ class Triggers:
     ) -> None:
         """`parity monitor run`: `tick` every `interval` seconds until `until()` says stop or
         `passes` passes were made. A pass that fails is logged and the loop goes on."""
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not (0 < interval < float("inf"))
+        ):
+            raise InvalidOption(f"interval {interval!r}: give a positive number of seconds")
         done = 0
         while (until is None or not until()) and (passes is None or done < passes):
             try:

@@ -131,6 +131,7 @@ class StreamPredictor:
 
         _check_positive("batch_size", batch_size)
         _check_positive("block_ms", block_ms)
+        _check_positive("claim_idle_ms", claim_idle_ms, least=0)  # 0: claim at once
         self.store = store
         stream_source = views_of(store.registry.catalog, source)[0].source
         if not isinstance(stream_source, StreamSource):
@@ -140,6 +141,8 @@ class StreamPredictor:
         self.sink = sink
         self.dead_letter = f"{sink}:dead" if dead_letter is None else dead_letter
         check_keys(self.key, sink, self.dead_letter)
+        if group == "" or consumer == "":
+            raise BadRequest("group and consumer, when given, must not be empty")
         self.group = group or f"parity:{store.project}:predict:{sink}"
         self.ingest_group = f"parity:{store.project}"  # `parity ingest`'s (StreamWorker)
         if self.group == self.ingest_group:
@@ -478,7 +481,9 @@ class StreamPredictor:
                 self.stats.retries += 1
                 log.warning("predict stream: %s; retrying in %.1f s", error, pause)
                 self._own_pending = True  # the batch in hand was not acknowledged
-                time.sleep(pause)
+                deadline = time.monotonic() + pause  # waited in steps: a stop is not delayed
+                while not stop() and time.monotonic() < deadline:
+                    time.sleep(min(0.1, pause))
                 pause = min(pause * 2, RETRY_MAX_S)
                 continue
             except _response_error() as error:
@@ -588,9 +593,9 @@ def _us(span: Any) -> int:
     return int(span.total_seconds() * 1_000_000)
 
 
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadRequest(f"{name} must be a whole number of at least 1, not {value!r}")
+def _check_positive(name: str, value: int, least: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise BadRequest(f"{name} must be a whole number of at least {least}, not {value!r}")
 
 
 def _crash_point(name: str) -> None:

@@ -32,6 +32,7 @@ from parity.errors import (
 from parity.jobs import training
 from parity.jobs.capture import JobLog, capturing
 from parity.jobs.store import Finish, JobStore
+from parity.jobs.trained import NotRetryable
 from parity.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -114,10 +115,16 @@ class Runner:
         for part in ("models", "datasets", "monitoring", "rollouts"):
             getattr(self.store, part)
 
-    def run_pending(self, max_jobs: int | None = None) -> list[JobRecord]:
+    def run_pending(
+        self,
+        max_jobs: int | None = None,
+        stop: Callable[[], bool] | None = None,
+        on_finish: Callable[[JobRecord], None] | None = None,
+    ) -> list[JobRecord]:
         """Sweep, then run due queued jobs, at most `jobs.max_concurrent` at once across every
-        runner of the project, until none is due (or `max_jobs` were claimed); the records of
-        the jobs this pass ran, as they ended."""
+        runner of the project, until none is due (or `max_jobs` were claimed, or `stop()` is
+        true: then the running ones finish and no other is taken); the records of the jobs this
+        pass ran, as they ended (each also handed to `on_finish` then)."""
         self.warm()
         self.sweep()
         cap = self.config.max_concurrent
@@ -127,7 +134,8 @@ class Runner:
             running: set[Future[JobRecord]] = set()
             while True:
                 record = None
-                if len(running) < self.slots and (max_jobs is None or claimed < max_jobs):
+                wanted = max_jobs is None or claimed < max_jobs
+                if len(running) < self.slots and wanted and not (stop is not None and stop()):
                     record = self.db.claim(
                         self.id, self.now, cap, kinds=("training",), wall=self.wall
                     )
@@ -138,15 +146,23 @@ class Runner:
                 if not running:
                     return finished
                 done, running = wait(running, return_when=FIRST_COMPLETED)
-                finished.extend(future.result() for future in done)
+                for future in done:
+                    finished.append(future.result())
+                    if on_finish is not None:
+                        on_finish(finished[-1])
 
-    def loop(self, until: Callable[[], bool] | None = None) -> None:
+    def loop(
+        self,
+        until: Callable[[], bool] | None = None,
+        on_finish: Callable[[JobRecord], None] | None = None,
+    ) -> None:
         """`run_pending` every `jobs.poll_seconds` (real time) until `until()` is true. A pass
         that cannot reach the registry database is logged and tried again at the next poll: a
-        database restart must not stop the project's runner."""
+        database restart must not stop the project's runner. `on_finish` gets each job this
+        runner ran, as it ends."""
         while until is None or not until():
             try:
-                self.run_pending()
+                self.run_pending(stop=until, on_finish=on_finish)
             except (RegistryUnavailable, OperationalError) as error:  # the database is away
                 log.warning(
                     "runner pass failed, trying again in %gs: %s", self.config.poll_seconds, error
@@ -286,7 +302,7 @@ def _classify(error: BaseException, trace: str, joblog: JobLog) -> _Failure:
     """Retried: the train function raised, a transient source or database error, anything
     unforeseen (its traceback goes to the logs). Final: every other ParityError (the repo or the
     data must change first)."""
-    if isinstance(error, training.NotRetryable):
+    if isinstance(error, NotRetryable):
         return _Failure(_message(error), False)
     if isinstance(error, TrainingFailed):  # the train function raised: it may pass next time
         joblog.write(trace)

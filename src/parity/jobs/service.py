@@ -187,9 +187,16 @@ class Jobs:
                 return current
             time.sleep(self._store.config.jobs.poll_seconds)  # a slot, or another runner's end
 
-    def run(self, *, until: Callable[[], bool] | None = None, slots: int | None = None) -> None:
-        """The runner loop (`parity jobs run --loop`): `run_pending` every `jobs.poll_seconds`."""
-        self.runner(slots=slots).loop(until)
+    def run(
+        self,
+        *,
+        until: Callable[[], bool] | None = None,
+        slots: int | None = None,
+        on_finish: Callable[[JobRecord], None] | None = None,
+    ) -> None:
+        """The runner loop (`parity jobs run --loop`): `run_pending` every `jobs.poll_seconds`;
+        `on_finish` gets each job it ran."""
+        self.runner(slots=slots).loop(until, on_finish)
 
     def _checked_clock(self, clock: Callable[[], datetime]) -> Callable[[], datetime]:
         """`clock`, refusing what is not a timezone-aware datetime (as `now=` is refused), before

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,13 @@ from parity.errors import (
     TrainingFailed,
     TrainingJobNotFound,
 )
+from parity.jobs.trained import (
+    NotRetryable,
+    as_trained,
+    check_importable,
+    check_importance,
+    check_inputs,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,10 +46,6 @@ if TYPE_CHECKING:
 
 _LOAD_LOCK = threading.Lock()  # the repo loader edits sys.path and sys.modules: one at a time
 DATASET_DIR = Path("data") / "training_sets"  # under the repo: where jobs write training sets
-
-
-class NotRetryable(TrainingFailed):
-    """A failure a retry cannot fix (the repo or the data must change first)."""
 
 
 class LabelValuesInvalid(LabelSourceError, NotRetryable):
@@ -100,6 +103,7 @@ class Prepared:
     dataset: DatasetRecord
     counts: LabelCounts
     inputs: tuple[str, ...]
+    window: dict[str, str | None] = field(default_factory=dict)  # now, cutoff, since (ISO)
 
 
 def applied_job(store: FeatureStore, name: str) -> TrainingJob:
@@ -265,7 +269,12 @@ def prepare(
     trained = _train(store, job, train, frame, context)
     inputs = check_inputs(trained, features, table.column_names, job)
     check_importance(trained.importance, job.train.name, inputs)
-    return Prepared(job, trained, dataset, counts, inputs)
+    return Prepared(job, trained, dataset, counts, inputs, _window(now, cutoff, since))
+
+
+def _window(now: datetime, cutoff: datetime, since: datetime | None) -> dict[str, str | None]:
+    iso = None if since is None else since.isoformat()
+    return {"now": now.isoformat(), "cutoff": cutoff.isoformat(), "since": iso}
 
 
 def _train(
@@ -334,66 +343,6 @@ def service_features(store: FeatureStore, service: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def as_trained(returned: Any, function: str) -> TrainedModel:
-    """What a train function returned as a TrainedModel; NotRetryable for no model."""
-    if isinstance(returned, tuple) and len(returned) == 2:
-        model, metrics = returned
-        if not isinstance(metrics, Mapping):
-            raise NotRetryable(
-                f"train function '{function}' returned (model, {type(metrics).__name__}); the "
-                "second item must be a dict of metric name -> number"
-            )
-        returned = TrainedModel(model=model, metrics=metrics)
-    if not isinstance(returned, TrainedModel):
-        kind = "None" if returned is None else type(returned).__name__
-        raise NotRetryable(
-            f"train function '{function}' returned {kind}: it must return "
-            "TrainedModel(model=..., metrics=...) or a (model, metrics) tuple"
-        )
-    if returned.model is None:
-        raise NotRetryable(
-            f"train function '{function}' returned no model (model=None); nothing was registered"
-        )
-    check_fields(returned, function)
-    return returned
-
-
-def check_fields(trained: TrainedModel, function: str) -> None:
-    """The TrainedModel's fields have the types it declares (a list of params failed later as an
-    untyped TypeError, and was retried)."""
-    expected: dict[str, tuple[type, ...]] = {
-        "metrics": (Mapping,),
-        "params": (Mapping,),
-        "importance": (Mapping, type(None)),
-        "flavor": (str, type(None)),
-        "description": (str,),
-    }
-    for name, types in expected.items():
-        value = getattr(trained, name)
-        if not isinstance(value, types):
-            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
-            raise NotRetryable(
-                f"train function '{function}' gave TrainedModel.{name} of type "
-                f"{type(value).__name__}: give a {wanted}"
-            )
-
-
-def check_importable(model: Any, repo_root: Path) -> None:
-    """A model whose class lives in a repo file could not be loaded anywhere else (the model
-    server does not import the repo, and the loader unloads it): refused with the fix."""
-    import sys
-
-    kind = type(model)
-    module = sys.modules.get(kind.__module__)
-    path = getattr(module, "__file__", None)  # none for builtins: the flavor judges those
-    if module is None or (path and Path(path).resolve().is_relative_to(repo_root.resolve())):
-        raise NotRetryable(
-            f"the model's class {kind.__qualname__} is defined in the repo "
-            f"(module '{kind.__module__}'), so the model server could not import it to load the "
-            "model; define it in an installed package (or use a library's estimator)"
-        )
-
-
 def _with_default_sample(
     trained: TrainedModel, frame: pd.DataFrame, features: tuple[str, ...]
 ) -> TrainedModel:
@@ -401,79 +350,6 @@ def _with_default_sample(
 
     present = [name for name in features if name in frame.columns]
     return replace(trained, sample_input=frame[present].head(5))
-
-
-def check_inputs(
-    trained: TrainedModel,
-    features: tuple[str, ...],
-    label_columns: list[str],
-    job: TrainingJob,
-) -> tuple[str, ...]:
-    """The model's input names (from its sample input); each must be a feature of the job's
-    feature service or a column of the label source (a request-time input such as the amount),
-    and never the label itself."""
-    names = _input_names(trained.sample_input, job.train.name)
-    allowed = set(features) | set(label_columns)
-    unknown = [name for name in names if name not in allowed]
-    if unknown:
-        raise NotRetryable(
-            f"the model's inputs {unknown} are neither features of feature service "
-            f"'{job.feature_service}' nor columns of the label source: its signature does not "
-            "match the feature service. Train on the service's features (and request-time "
-            "columns of the labels) only"
-        )
-    if job.labels.label in names:
-        raise NotRetryable(
-            f"the model takes the label '{job.labels.label}' as an input: it would score "
-            "with the answer. Drop it from the model's inputs"
-        )
-    known_at = job.labels.label_timestamp_field
-    if known_at is not None and known_at in names:
-        raise NotRetryable(
-            f"the model takes the label's time '{known_at}' (labels.label_timestamp_field) as an "
-            "input: when a label became known tells the label, and no request has it. Drop it "
-            "from the model's inputs"
-        )
-    return names
-
-
-def check_importance(
-    importance: Mapping[str, float] | None, function: str, inputs: tuple[str, ...]
-) -> None:
-    """Importance weights are finite, non-negative numbers by input name (a retrain policy
-    weighs drifted features by them: a NaN would poison the decision, and a misspelt name would
-    silently weigh the real feature zero)."""
-    import math
-
-    for name, weight in (importance or {}).items():
-        ok = isinstance(weight, int | float) and not isinstance(weight, bool)
-        if not isinstance(name, str) or not ok or not math.isfinite(weight) or weight < 0:
-            raise NotRetryable(
-                f"train function '{function}' gave importance[{name!r}] = {weight!r}: give a "
-                "finite, non-negative number per feature name"
-            )
-        if name not in inputs:
-            raise NotRetryable(
-                f"train function '{function}' gave importance[{name!r}], which is not one of "
-                f"the model's inputs {list(inputs)}: a retrain policy would match it to no "
-                "input. Name the inputs as the sample input does"
-            )
-
-
-def _input_names(sample: Any, function: str) -> tuple[str, ...]:
-    columns = getattr(sample, "columns", None)
-    if columns is None:
-        raise NotRetryable(
-            f"train function '{function}' gave a sample_input of type {type(sample).__name__}: "
-            "give a pandas DataFrame whose columns name the model's inputs, so its signature "
-            "can be checked against the feature service"
-        )
-    if len(columns) == 0:
-        raise NotRetryable(
-            f"train function '{function}' gave a sample_input with no columns: give a pandas "
-            "DataFrame whose columns name the model's inputs"
-        )
-    return tuple(str(name) for name in columns)
 
 
 # --- register ----------------------------------------------------------------------------------
@@ -513,6 +389,7 @@ def register(
         "dataset": prepared.dataset.name,
         "rows": prepared.dataset.row_count,
         "labels": prepared.counts.__dict__,
+        "labels_as_of": prepared.window,  # the training set's label window, to rebuild it
         "metrics": dict(version.metrics),
         "inputs": list(prepared.inputs),
         "reference_profile": reference_profile(store, version, prepared.dataset.name, log=log),

@@ -6,13 +6,20 @@ metrics live in monitoring.performance. Must not import the registry or the mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parity.errors import InvalidLabelValue, LabelColumnNotFound, LabelSourceError
+from parity.errors import (
+    InvalidLabelValue,
+    LabelColumnNotFound,
+    LabelSourceError,
+    PredictionLogUnreadable,
+)
+from parity.monitoring.logs import check_log_files
 from parity.offline.duckdb_sql import literal, quote
 
 if TYPE_CHECKING:
@@ -364,6 +371,37 @@ def _predictions_table(
         return
     start, end = windows[0].start, windows[-1].end
     width_us = (windows[0].end - start) // timedelta(microseconds=1)
+    with _unreadable_log(scope.log_dir):
+        check_log_files(connection, files)
+        _create_predictions(connection, scope, files, keys, start, end, as_of, width_us)
+
+
+@contextmanager
+def _unreadable_log(log_dir: Path) -> Iterator[None]:
+    """A truncated or non-Parquet file in the log folder: PredictionLogUnreadable naming the
+    folder and the fix, as the drift path says it (not DuckDB's own exception)."""
+    import duckdb
+
+    try:
+        yield
+    except (duckdb.IOException, duckdb.InvalidInputException) as error:
+        raise PredictionLogUnreadable(
+            f"the prediction log under {log_dir} could not be read: "
+            f"{' '.join(str(error).split())}; move the damaged file out of the log folder "
+            "(only complete *.parquet files are read)"
+        ) from error
+
+
+def _create_predictions(
+    connection: duckdb.DuckDBPyConnection,
+    scope: LogScope,
+    files: list[str],
+    keys: str,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    width_us: int,
+) -> None:
     connection.execute(
         f"""CREATE OR REPLACE TEMP TABLE __preds AS
             SELECT (epoch_us(event_timestamp) - $start_us) // $width_us AS window_index,
