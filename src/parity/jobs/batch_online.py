@@ -42,7 +42,7 @@ def score_view(
             f"{where} must be a plain online view with a FileSource reading the batch output "
             "(docs/lifecycle.md, Batch predictions)"
         )
-    if not _reads(source, store.repo_path, out):
+    if not reads_file(source, store.repo_path, out):
         raise ScoreViewMismatch(
             f"{where} reads '{source.path}', which does not include --out '{out}'; write the "
             "batch there or point the view's FileSource at it, so its offline and online values "
@@ -68,7 +68,7 @@ def score_view(
     return view
 
 
-def _reads(source: FileSource, repo_root: Path, out: Path) -> bool:
+def reads_file(source: FileSource, repo_root: Path, out: Path) -> bool:
     """Whether the source's path (a file, a folder or a glob) takes in the file `out`."""
     if "://" in source.path:
         return False

@@ -8,12 +8,14 @@ Imports no HTTP code; the model server's row building comes from inference/deplo
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from parity.definitions import FileSource
 from parity.errors import InvalidPredictionInput, ParityError, PredictFailed
 from parity.jobs import batch_rows
 from parity.jobs.batch_prefetch import Prefetched
@@ -98,6 +101,7 @@ def predict_batch(
     moment = None if as_of is None else _as_of(store, as_of, now)
     plan = _plan(store, model)
     target = Path(out)
+    _check_out(store, target, entities, plan.version.feature_service or "", to_online)
     if to_online is not None:  # the view's path and keys, before any work
         from parity.jobs.batch_online import score_view
 
@@ -132,6 +136,43 @@ def predict_batch(
     )
 
 
+def _check_out(
+    store: FeatureStore, target: Path, entities: Any, service: str, to_online: str | None
+) -> None:
+    """Refuse, before any work, an `out` that is a folder or that would replace data the run
+    reads: an entity file (a path or a glob's match) or a file a view of the model's feature
+    service reads (the rename at the end would destroy it), unless it is the --to-online view,
+    whose checks (batch_online.score_view) decide."""
+    if target.is_dir():
+        raise InvalidPredictionInput(
+            f"out '{target}' is a folder; give the path of a Parquet file, such as "
+            f"'{target / 'scores.parquet'}'"
+        )
+    from parity.jobs.batch_online import reads_file
+    from parity.offline import entity_frame
+    from parity.offline.request import resolve
+
+    resolved = target.resolve()
+    if isinstance(entities, str | Path) and not entity_frame.is_sql(str(entities)):
+        roots = (Path.cwd(), store.repo_path)
+        matches = {Path(m).resolve() for r in roots for m in glob.glob(str(r / str(entities)))}
+        if resolved in matches:
+            raise InvalidPredictionInput(
+                f"out '{target}' is the entities file itself: the scores would replace the "
+                "input; write them to another file"
+            )
+    for request in resolve(store.registry.catalog, service).views:
+        source = request.view.batch_source
+        if request.view.name == to_online:
+            continue
+        if isinstance(source, FileSource) and reads_file(source, store.repo_path, target):
+            raise InvalidPredictionInput(
+                f"out '{target}' is read by feature view '{request.view.name}' of the model's "
+                f"feature service '{service}' (its source '{source.path}'): the scores would "
+                "become its data; write them to another file"
+            )
+
+
 def _cancel(job: Any) -> Callable[[], None] | None:
     """Interrupts the DuckDB query of a retrieval job (or of the one an on-demand job wraps), so
     a run that fails, or is stopped, while the join runs does not wait for the join to end."""
@@ -141,6 +182,10 @@ def _cancel(job: Any) -> Callable[[], None] | None:
 
 
 def _as_of(store: FeatureStore, as_of: Any, now: datetime) -> datetime:
+    if as_of != as_of:  # pandas' NaT (a datetime that equals nothing): not a time
+        raise InvalidPredictionInput(
+            f"as_of is {as_of!r}, not a time; give an ISO 8601 time or 'now'"
+        )
     moment = parse_time(as_of, "as_of", now=store.now)
     if moment > now + store.config.ingest.max_future_skew:
         raise InvalidPredictionInput(
@@ -305,7 +350,8 @@ def _write(
     """Write the batches to a temporary file beside `target`, renamed over it once complete (a
     failed run leaves no partial output). Returns (rows, rows without features). Each batch is
     encoded on a writer thread while the next one is scored."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.parent / f".{target.name}.{os.getpid()}.tmp"
     tags = {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()}
     writer: pq.ParquetWriter | None = None
@@ -314,28 +360,43 @@ def _write(
         with ThreadPoolExecutor(1, thread_name_prefix="parity-batch-write") as pool:
             pending: Future[None] | None = None
             for batch, without in batches:
-                if writer is None:
-                    schema = batch.schema.with_metadata(tags)
-                    writer = pq.ParquetWriter(temporary, schema, compression=COMPRESSION)
-                if pending is not None:
-                    pending.result()
+                with _file_errors(target):
+                    if writer is None:
+                        schema = batch.schema.with_metadata(tags)
+                        writer = pq.ParquetWriter(temporary, schema, compression=COMPRESSION)
+                    if pending is not None:
+                        pending.result()
                 pending = pool.submit(writer.write_batch, batch)
                 rows, empty = rows + batch.num_rows, empty + without
                 progress(rows)
+        with _file_errors(target):
             if pending is not None:
                 pending.result()
-        if writer is None:  # no entity rows: an empty file with the columns, not a crash
-            pq.write_table(empty_schema.with_metadata(tags).empty_table(), temporary)
-        else:
-            writer.close()
-            writer = None
-        os.replace(temporary, target)
+            if writer is None:  # no entity rows: an empty file with the columns, not a crash
+                pq.write_table(empty_schema.with_metadata(tags).empty_table(), temporary)
+            else:
+                writer.close()
+                writer = None
+            os.replace(temporary, target)
     finally:
         if writer is not None:
             writer.close()
         temporary.unlink(missing_ok=True)
     progress(rows)
     return rows, empty
+
+
+@contextmanager
+def _file_errors(target: Path) -> Iterator[None]:
+    """An OS error while writing the output (no such folder, no permission, disk full) as a
+    typed error naming `out`."""
+    try:
+        yield
+    except OSError as error:
+        why = error.strerror or str(error)
+        raise InvalidPredictionInput(
+            f"out '{target}' cannot be written: {why}; give a path in a folder you can write"
+        ) from None
 
 
 def _metadata(

@@ -66,7 +66,7 @@ def _from_pandas(frame: Any, timestamp_column: str) -> pa.Table:
         )
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as error:  # ValueError: duplicate names
         raise EntityFrameError(f"entity_df cannot be converted to Arrow: {error}") from None
 
 

@@ -1,0 +1,121 @@
+"""Batch predictions, replayed as a user would (QA of issue 15): each test is a defect found that
+way, failing before its fix. Output paths that would destroy the run's own data or cannot be
+written, a zero batch size, a NaT as_of, a DataFrame with duplicate column names."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from parity import FeatureStore
+from parity.cli.main import app
+from parity.errors import EntityFrameError, InvalidPredictionInput
+from tests.jobs.batch_helpers import T0, make_store
+
+MODEL = "driver_model@champion"
+runner = CliRunner()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    return make_store(tmp_path / "repo")
+
+
+def _entities(days: tuple[int, ...] = (2, 3, 4)) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "driver_id": [1 + i % 3 for i in range(len(days))],
+            "amount": [5.0 + i for i in range(len(days))],
+            "event_timestamp": [T0 + timedelta(days=d) for d in days],
+        }
+    )
+
+
+def test_out_equal_to_the_entities_file_is_refused_and_the_file_kept(store: FeatureStore) -> None:
+    # Before: the scores were renamed over the input, silently destroying it.
+    path = store.repo_path / "entities.parquet"
+    _entities().to_parquet(path)
+    before = path.read_bytes()
+    for given in (str(path), str(store.repo_path / "ent*.parquet")):
+        with pytest.raises(InvalidPredictionInput, match="entities file itself"):
+            store.jobs.predict_batch(MODEL, given, out=str(path))
+    assert path.read_bytes() == before
+
+
+def test_out_read_by_a_view_of_the_models_features_is_refused(store: FeatureStore) -> None:
+    # Before: --out data/driver_stats.parquet replaced the feature data the model reads.
+    source = store.repo_path / "data" / "driver_stats.parquet"
+    before = source.read_bytes()
+    with pytest.raises(InvalidPredictionInput, match="feature view 'driver_stats'"):
+        store.jobs.predict_batch(MODEL, _entities(), out=str(source))
+    assert source.read_bytes() == before
+    # a score view outside the model's features may be written (its documented use)
+    scores = store.repo_path / "out" / "scores.parquet"
+    assert store.jobs.predict_batch(MODEL, _entities(), out=str(scores)).rows == 3
+
+
+def test_out_that_is_a_folder_is_refused_before_any_work(store: FeatureStore) -> None:
+    # Before: IsADirectoryError from os.replace, after the whole run.
+    folder = store.repo_path / "out"
+    folder.mkdir()
+    with pytest.raises(InvalidPredictionInput, match="is a folder"):
+        store.jobs.predict_batch(MODEL, _entities(), out=str(folder))
+
+
+def test_out_that_cannot_be_written_is_a_typed_error(store: FeatureStore, tmp_path: Path) -> None:
+    # Before: a bare FileNotFoundError / NotADirectoryError (a traceback in the CLI).
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InvalidPredictionInput, match="cannot be written"):
+        store.jobs.predict_batch(MODEL, _entities(), out=str(blocker / "scores.parquet"))
+    assert blocker.read_text() == "not a folder"
+
+
+def test_cli_output_path_errors_are_one_line(store: FeatureStore, tmp_path: Path) -> None:
+    entities = tmp_path / "ents.parquet"
+    _entities().to_parquet(entities)
+    base = ["predict", "batch", "--model", MODEL, "--entities", str(entities)]
+    for out in (str(tmp_path), str(entities), str(tmp_path / "ents.parquet" / "x.parquet")):
+        result = runner.invoke(app, [*base, "--out", out, "--repo", str(store.repo_path)])
+        assert result.exit_code == 1, result.output
+        assert "[invalid_prediction_input]" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_zero_batch_size_is_refused_not_read_as_the_default(store: FeatureStore) -> None:
+    # Before: store.jobs.predict_batch(batch_size=0) (and --batch-size 0) silently used 65,536.
+    out = str(store.repo_path / "out" / "scores.parquet")
+    with pytest.raises(InvalidPredictionInput, match="batch_size must be at least 1"):
+        store.jobs.predict_batch(MODEL, _entities(), out=out, batch_size=0)
+    assert not Path(out).exists()
+
+
+def test_a_nat_as_of_is_a_typed_error(store: FeatureStore) -> None:
+    # Before: ValueError "NaTType does not support astimezone".
+    frame = _entities().drop(columns="event_timestamp")
+    with pytest.raises(InvalidPredictionInput, match="not a time"):
+        store.jobs.predict_batch(MODEL, frame, out=str(store.repo_path / "o.parquet"), as_of=pd.NaT)
+
+
+def test_duplicate_column_names_in_a_dataframe_are_a_typed_error(store: FeatureStore) -> None:
+    # Before: pyarrow's bare ValueError "Duplicate column names found".
+    frame = _entities()
+    frame.columns = ["driver_id", "driver_id", "event_timestamp"]
+    with pytest.raises(EntityFrameError, match="Duplicate column names"):
+        store.jobs.predict_batch(MODEL, frame, out=str(store.repo_path / "o.parquet"))
+
+
+def test_scores_are_right_after_the_checks(store: FeatureStore) -> None:
+    """The checks refuse only what they must: a normal run to a new file in a new folder still
+    writes one score per entity row, in order."""
+    out = store.repo_path / "new" / "deeper" / "scores.parquet"
+    frame = _entities((2, 3, 4, 2))
+    result = store.jobs.predict_batch(MODEL, frame, out=str(out))
+    table = pq.read_table(out)
+    assert result.rows == table.num_rows == 4
+    assert table.column("driver_id").to_pylist() == frame["driver_id"].tolist()
