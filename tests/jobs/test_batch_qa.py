@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from parity import FeatureStore
 from parity.cli.main import app
-from parity.errors import EntityFrameError, InvalidPredictionInput
+from parity.errors import EntityFrameError, InvalidPredictionInput, ScoreViewMismatch
 from tests.jobs.batch_helpers import T0, make_store
 
 MODEL = "driver_model@champion"
@@ -119,3 +119,26 @@ def test_scores_are_right_after_the_checks(store: FeatureStore) -> None:
     table = pq.read_table(out)
     assert result.rows == table.num_rows == 4
     assert table.column("driver_id").to_pylist() == frame["driver_id"].tolist()
+
+
+def test_a_score_view_typed_other_than_the_output_is_refused(store: FeatureStore) -> None:
+    # Before: an Int64 score view took the float scores truncated to 0, online and offline alike.
+    (store.repo_path / "int_scores.py").write_text(
+        "from drivers import driver\n"
+        "from parity import FeatureView, Field, FileSource, Int64\n"
+        "int_scores = FeatureView(name='int_scores', entities=[driver],\n"
+        "    schema=[Field(name='score', dtype=Int64)], source=FileSource(path='out/int.parquet'))\n"
+    )
+    store.apply(check_sources=False)
+    out = store.repo_path / "out" / "int.parquet"
+    with pytest.raises(ScoreViewMismatch, match="'score' is declared Int64"):
+        store.jobs.predict_batch(MODEL, _entities(), out=str(out), to_online="int_scores")
+    assert not out.exists()
+    # the Float64 view of the same output is taken
+    result = store.jobs.predict_batch(
+        MODEL,
+        _entities(),
+        out=str(store.repo_path / "out" / "scores.parquet"),
+        to_online="driver_scores",
+    )
+    assert result.online_rows == 3

@@ -115,7 +115,9 @@ def predict_batch(
         view = None
         if to_online is not None:  # and its features, once the model's outputs are known
             outputs = plan.model.output_names
-            view = score_view(store, to_online, target, plan.columns.keys, outputs)
+            view = score_view(
+                store, to_online, target, plan.columns.keys, outputs, _output_types(plan)
+            )
         rows, empty = _write(
             target,
             _scored(plan, iter(batches), limit_us),
@@ -330,6 +332,19 @@ def _predict(plan: _Plan, batch: pa.RecordBatch, offset: int) -> dict[str, Any]:
             "model server would refuse these rows too)"
         ) from error
     return outputs
+
+
+def _output_types(plan: _Plan) -> dict[str, pa.DataType]:
+    """The Arrow type of each output of one value per row whose dtype the signature records."""
+    signature = plan.model.model.signature
+    types = {}
+    for spec in signature.outputs if signature is not None else ():
+        if len([n for n in spec.shape[1:] if n != 1]) == 0 and spec.dtype:
+            try:
+                types[spec.name] = pa.from_numpy_dtype(np.dtype(spec.dtype))
+            except (TypeError, pa.ArrowNotImplementedError):
+                continue
+    return types
 
 
 def _empty_schema(plan: _Plan, entities: pa.Schema) -> pa.Schema:
