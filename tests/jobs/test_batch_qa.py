@@ -4,6 +4,7 @@ written, a zero batch size, a NaT as_of, a DataFrame with duplicate column names
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,12 @@ from typer.testing import CliRunner
 
 from parity import FeatureStore
 from parity.cli.main import app
-from parity.errors import EntityFrameError, InvalidPredictionInput, ScoreViewMismatch
+from parity.errors import (
+    EntityFrameError,
+    InvalidPredictionInput,
+    OnlineStoreUnavailable,
+    ScoreViewMismatch,
+)
 from tests.jobs.batch_helpers import T0, make_store
 
 MODEL = "driver_model@champion"
@@ -142,3 +148,24 @@ def test_a_score_view_typed_other_than_the_output_is_refused(store: FeatureStore
         to_online="driver_scores",
     )
     assert result.online_rows == 3
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:  # bound then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_an_online_store_that_fails_leaves_the_previous_output(tmp_path: Path) -> None:
+    # Before: the file was renamed over --out, then the online write failed (exit 1): the
+    # "failed run leaves the previous output untouched" promise broken, offline ahead of online.
+    extra = f"online:\n  type: redis\n  connection_string: redis://127.0.0.1:{_closed_port()}/0\n"
+    store = make_store(tmp_path / "repo", extra=extra)
+    out = store.repo_path / "out" / "scores.parquet"
+    out.parent.mkdir()
+    out.write_bytes(b"previous run")
+    with pytest.raises(OnlineStoreUnavailable):
+        store.jobs.predict_batch(MODEL, _entities(), out=str(out), to_online="driver_scores")
+    assert out.read_bytes() == b"previous run"
+    assert [p.name for p in out.parent.iterdir()] == ["scores.parquet"]  # no temporary left

@@ -33,6 +33,7 @@ from parity.jobs.batch_rows import TIMESTAMP, Columns
 from parity.timeutil import parse_time, to_micros
 
 if TYPE_CHECKING:
+    from parity.definitions import FeatureView
     from parity.feature_store import FeatureStore
     from parity.inference.deployment import Deployment
     from parity.models.store import ModelVersion
@@ -118,18 +119,16 @@ def predict_batch(
             view = score_view(
                 store, to_online, target, plan.columns.keys, outputs, _output_types(plan)
             )
+        online: list[int] = []  # entities written to the view, from the complete file
         rows, empty = _write(
             target,
             _scored(plan, iter(batches), limit_us),
             _empty_schema(plan, schema),
             _metadata(store, plan.version, model, moment, now),
             lambda done: progress(done, total) if progress is not None else None,
+            None if view is None else lambda path: online.append(_to_online(store, view, path)),
         )
-    written = 0
-    if view is not None:
-        from parity.jobs.batch_online import write_online
-
-        written = write_online(store, view, target)
+    written = sum(online)
     seconds = time.perf_counter() - started
     log.info("batch prediction of %s: %d rows in %.1f s to %s", model, rows, seconds, target)
     version = plan.version
@@ -173,6 +172,12 @@ def _check_out(
                 f"feature service '{service}' (its source '{source.path}'): the scores would "
                 "become its data; write them to another file"
             )
+
+
+def _to_online(store: FeatureStore, view: FeatureView, path: Path) -> int:
+    from parity.jobs.batch_online import write_online
+
+    return write_online(store, view, path)
 
 
 def _cancel(job: Any) -> Callable[[], None] | None:
@@ -361,10 +366,12 @@ def _write(
     empty_schema: pa.Schema,
     metadata: dict[str, Any],
     progress: Callable[[int], None],
+    complete: Callable[[Path], None] | None = None,
 ) -> tuple[int, int]:
     """Write the batches to a temporary file beside `target`, renamed over it once complete (a
-    failed run leaves no partial output). Returns (rows, rows without features). Each batch is
-    encoded on a writer thread while the next one is scored."""
+    failed run leaves no partial output) and once `complete` (the online write) has taken the
+    complete file. Returns (rows, rows without features). Each batch is encoded on a writer
+    thread while the next one is scored."""
     with _file_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.parent / f".{target.name}.{os.getpid()}.tmp"
@@ -392,6 +399,9 @@ def _write(
             else:
                 writer.close()
                 writer = None
+        if complete is not None:  # an online store that fails leaves the old output in place
+            complete(temporary)
+        with _file_errors(target):
             os.replace(temporary, target)
     finally:
         if writer is not None:
