@@ -4,8 +4,9 @@ written, a zero batch size, a NaT as_of, a DataFrame with duplicate column names
 
 from __future__ import annotations
 
+import json
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ from parity.errors import (
     OnlineStoreUnavailable,
     ScoreViewMismatch,
 )
+from parity.jobs.batch_predict import read_metadata
 from tests.jobs.batch_helpers import T0, make_store
 
 MODEL = "driver_model@champion"
@@ -169,3 +171,22 @@ def test_an_online_store_that_fails_leaves_the_previous_output(tmp_path: Path) -
         store.jobs.predict_batch(MODEL, _entities(), out=str(out), to_online="driver_scores")
     assert out.read_bytes() == b"previous run"
     assert [p.name for p in out.parent.iterdir()] == ["scores.parquet"]  # no temporary left
+
+
+def test_as_of_now_is_the_runs_clock_reading_in_json_and_lineage(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    # Before: "now" read the clock a second time (as_of later than created_at), and --json
+    # printed as_of as str(datetime) ("2026-01-11 00:00:00+00:00"), not ISO 8601.
+    entities = tmp_path / "ents.parquet"
+    _entities().drop(columns="event_timestamp").to_parquet(entities)
+    out = tmp_path / "now.parquet"
+    args = ["predict", "batch", "--model", MODEL, "--entities", str(entities), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--as-of", "now", "--json", "--repo", str(store.repo_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    lineage = read_metadata(out)
+    assert summary["as_of"] == lineage["as_of"] == lineage["created_at"]
+    assert datetime.fromisoformat(summary["as_of"]).tzinfo is not None
+    times = pq.read_table(out).column("event_timestamp").to_pylist()
+    assert {t.isoformat() for t in times} == {summary["as_of"]}

@@ -193,7 +193,7 @@ def _as_of(store: FeatureStore, as_of: Any, now: datetime) -> datetime:
         raise InvalidPredictionInput(
             f"as_of is {as_of!r}, not a time; give an ISO 8601 time or 'now'"
         )
-    moment = parse_time(as_of, "as_of", now=store.now)
+    moment = parse_time(as_of, "as_of", now=lambda: now)  # "now" is the run's clock reading
     if moment > now + store.config.ingest.max_future_skew:
         raise InvalidPredictionInput(
             f"as_of {moment.isoformat()} is after the store's clock {now.isoformat()} (more than "
