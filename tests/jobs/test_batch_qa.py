@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -190,3 +190,25 @@ def test_as_of_now_is_the_runs_clock_reading_in_json_and_lineage(
     assert datetime.fromisoformat(summary["as_of"]).tzinfo is not None
     times = pq.read_table(out).column("event_timestamp").to_pylist()
     assert {t.isoformat() for t in times} == {summary["as_of"]}
+
+
+def test_times_in_different_zones_are_the_same_instants_as_in_utc(store: FeatureStore) -> None:
+    # Before: an object column of aware datetimes (or ISO texts) whose zones differ was refused,
+    # "Give datetimes of one kind: all timezone-aware, or all naive", though all were aware.
+    frame = _entities((2, 3, 4))
+    zones = [timezone(timedelta(hours=h)) for h in (0, 2, -5)]
+    moments = [
+        t.to_pydatetime().astimezone(z) for t, z in zip(frame.event_timestamp, zones, strict=True)
+    ]
+    utc = store.repo_path / "utc.parquet"
+    expected = store.jobs.predict_batch(MODEL, frame, out=str(utc))
+    assert expected.rows == 3
+    for column in (pd.Series(moments, dtype=object), [m.isoformat() for m in moments]):
+        out = store.repo_path / "zones.parquet"
+        store.jobs.predict_batch(MODEL, frame.assign(event_timestamp=column), out=str(out))
+        assert pq.read_table(out).to_pydict() == pq.read_table(utc).to_pydict()
+    naive_and_aware = pd.Series([moments[0].replace(tzinfo=None), *moments[1:]], dtype=object)
+    with pytest.raises(EntityFrameError, match="one kind"):
+        store.jobs.predict_batch(
+            MODEL, frame.assign(event_timestamp=naive_and_aware), out=str(store.repo_path / "x")
+        )
