@@ -9,7 +9,9 @@ import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -212,3 +214,26 @@ def test_times_in_different_zones_are_the_same_instants_as_in_utc(store: Feature
         store.jobs.predict_batch(
             MODEL, frame.assign(event_timestamp=naive_and_aware), out=str(store.repo_path / "x")
         )
+
+
+def test_an_arrow_table_with_a_key_twice_is_a_typed_error(store: FeatureStore) -> None:
+    # Before: KeyError 'Field "driver_id" exists 2 times in schema' from Table.select.
+    frame = _entities()
+    table = pa.table(
+        [pa.array(frame[c]) for c in ("driver_id", "amount", "amount", "event_timestamp")],
+        names=["driver_id", "driver_id", "amount", "event_timestamp"],  # amount as a second key
+    )
+    with pytest.raises(InvalidPredictionInput, match="2 columns named 'driver_id'"):
+        store.jobs.predict_batch(MODEL, table, out=str(store.repo_path / "o.parquet"))
+
+
+def test_a_half_float_request_input_scores_as_its_exact_value(store: FeatureStore) -> None:
+    # Before: DuckDB's NotImplementedException "Unsupported Internal Arrow Type e" (a traceback).
+    frame = _entities()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    half = pa.array(frame.amount.to_numpy().astype(np.float16))
+    table = table.set_column(table.schema.get_field_index("amount"), "amount", half)
+    out, reference = store.repo_path / "half.parquet", store.repo_path / "double.parquet"
+    store.jobs.predict_batch(MODEL, table, out=str(out))
+    store.jobs.predict_batch(MODEL, frame, out=str(reference))  # 5.0, 6.0, 7.0 are exact halves
+    assert pq.read_table(out).to_pydict() == pq.read_table(reference).to_pydict()

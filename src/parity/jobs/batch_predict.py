@@ -248,6 +248,9 @@ def _entity_input(
         raise InvalidPredictionInput("entities could not be read as a table")
     _check_columns(table.schema, plan, as_of)
     table = table.select(list(plan.columns.entity) + ([] if as_of else [TIMESTAMP]))
+    for index, field in enumerate(table.schema):  # DuckDB reads no half floats; float32 is exact
+        if pa.types.is_float16(field.type):
+            table = table.set_column(index, field.name, table.column(index).cast(pa.float32()))
     if as_of is not None:
         micros = np.full(table.num_rows, to_micros(as_of), dtype=np.int64)
         moment = pa.array(micros).cast(pa.timestamp("us", tz="UTC"))
@@ -286,6 +289,12 @@ def _entity_query(
 
 def _check_columns(schema: pa.Schema, plan: _Plan, as_of: datetime | None) -> None:
     batch_rows.missing_columns(plan.columns, schema.names, plan.version.ref)
+    for name in (*plan.columns.entity, TIMESTAMP):
+        if schema.names.count(name) > 1:
+            raise InvalidPredictionInput(
+                f"the entities have {schema.names.count(name)} columns named '{name}': which one "
+                "to read is ambiguous; rename or drop the others"
+            )
     if as_of is not None and TIMESTAMP in schema.names:
         raise InvalidPredictionInput(
             f"the entities have an '{TIMESTAMP}' column and as_of was given: score each row at "
