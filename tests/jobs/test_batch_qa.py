@@ -8,6 +8,7 @@ import json
 import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from parity.errors import (
     EntityFrameError,
     InvalidPredictionInput,
     OnlineStoreUnavailable,
+    PredictFailed,
     ScoreViewMismatch,
 )
 from parity.jobs.batch_predict import read_metadata
@@ -237,3 +239,27 @@ def test_a_half_float_request_input_scores_as_its_exact_value(store: FeatureStor
     store.jobs.predict_batch(MODEL, table, out=str(out))
     store.jobs.predict_batch(MODEL, frame, out=str(reference))  # 5.0, 6.0, 7.0 are exact halves
     assert pq.read_table(out).to_pydict() == pq.read_table(reference).to_pydict()
+
+
+class MixedOutputModel:
+    """Answers a number for some rows and text for others (an object array of both)."""
+
+    def predict(self, frame: Any) -> Any:
+        return np.array([1.0 if i % 2 else "high" for i in range(len(frame))], dtype=object)
+
+
+def test_a_model_output_of_mixed_types_fails_the_run_typed(store: FeatureStore) -> None:
+    # Before: pyarrow's bare ArrowInvalid "Could not convert 'high' with type str".
+    sample = pd.DataFrame({"conv_rate": [0.5, 0.1], "trips": [3.0, 4.0], "amount": [1.0, 2.0]})
+    store.models.register_model(
+        "mixed",
+        MixedOutputModel(),
+        flavor="pyfunc",
+        feature_service="driver_service",
+        sample_input=sample,
+        alias="champion",
+    )
+    out = store.repo_path / "mixed.parquet"
+    with pytest.raises(PredictFailed, match="model output 'output' cannot be stored"):
+        store.jobs.predict_batch("mixed@champion", _entities(), out=str(out))
+    assert not out.exists()
