@@ -263,3 +263,14 @@ def test_a_model_output_of_mixed_types_fails_the_run_typed(store: FeatureStore) 
     with pytest.raises(PredictFailed, match="model output 'output' cannot be stored"):
         store.jobs.predict_batch("mixed@champion", _entities(), out=str(out))
     assert not out.exists()
+
+
+def test_empty_entities_text_is_refused(store: FeatureStore, tmp_path: Path) -> None:
+    # Before: "" was the working folder, so every Parquet file under it was read as entities.
+    out = str(store.repo_path / "o.parquet")
+    for text in ("", "  "):
+        with pytest.raises(InvalidPredictionInput, match="entities is empty"):
+            store.jobs.predict_batch(MODEL, text, out=out)
+    args = ["predict", "batch", "--model", MODEL, "--entities", "", "--out", out]
+    result = runner.invoke(app, [*args, "--repo", str(store.repo_path)])
+    assert result.exit_code == 1 and "entities is empty" in result.output

@@ -240,6 +240,10 @@ def _entity_input(
     when given), the number of rows when known up front (a Parquet file's rows are counted only
     if `count`: for a progress bar), and the entities' schema."""
     if isinstance(entities, str | Path):
+        if not str(entities).strip():  # Path("") is the working folder: every file in it
+            raise InvalidPredictionInput(
+                "entities is empty: give a Parquet file or glob, or a SQL query"
+            )
         return _entity_query(store, entities, plan, as_of, count)
     from parity.offline import entity_frame
 
