@@ -30,6 +30,7 @@ from parity.jobs.batch_predict import read_metadata
 from tests.jobs.batch_helpers import T0, make_store
 
 MODEL = "driver_model@champion"
+VIEW = "driver_scores"  # batch_helpers: a Float64 field "score" reading out/scores.parquet
 runner = CliRunner()
 
 
@@ -274,3 +275,35 @@ def test_empty_entities_text_is_refused(store: FeatureStore, tmp_path: Path) -> 
     args = ["predict", "batch", "--model", MODEL, "--entities", "", "--out", out]
     result = runner.invoke(app, [*args, "--repo", str(store.repo_path)])
     assert result.exit_code == 1 and "entities is empty" in result.output
+
+
+class TwoClassModel:
+    """predict_proba: [1 - p, p] per row with p = amount / 100 (predict: p)."""
+
+    def predict(self, frame: Any) -> Any:
+        return self.predict_proba(frame)[:, 1]
+
+    def predict_proba(self, frame: Any) -> Any:
+        p = frame["amount"].to_numpy(dtype="float64") / 100.0
+        return np.stack([1.0 - p, p], axis=1)
+
+
+def test_a_list_output_into_a_scalar_score_view_is_refused(store: FeatureStore) -> None:
+    # Before: DuckDB's ConversionException (DOUBLE[] -> DOUBLE), a traceback after scoring.
+    sample = pd.DataFrame({"conv_rate": [0.5, 0.1], "trips": [3.0, 4.0], "amount": [1.0, 2.0]})
+    store.models.register_model(
+        "two_class",
+        TwoClassModel(),
+        flavor="pyfunc",
+        feature_service="driver_service",
+        sample_input=sample,
+        predict_method={"score": "predict_proba"},
+        alias="champion",
+    )
+    out = store.repo_path / "out" / "scores.parquet"
+    with pytest.raises(ScoreViewMismatch, match=r"'score' is declared Float64.*list<"):
+        store.jobs.predict_batch("two_class@champion", _entities(), out=str(out), to_online=VIEW)
+    assert not out.exists()
+    written = store.jobs.predict_batch("two_class@champion", _entities(), out=str(out))
+    scores = pq.read_table(out).column("score").to_pylist()
+    assert written.rows == 3 and scores == [[1 - a / 100, a / 100] for a in (5.0, 6.0, 7.0)]

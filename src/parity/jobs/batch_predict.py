@@ -353,15 +353,20 @@ def _predict(plan: _Plan, batch: pa.RecordBatch, offset: int) -> dict[str, Any]:
 
 
 def _output_types(plan: _Plan) -> dict[str, pa.DataType]:
-    """The Arrow type of each output of one value per row whose dtype the signature records."""
+    """The Arrow type of each output whose dtype the signature records, as the output file holds
+    it: one value per row, or a list per row for a 2-D output (e.g. predict_proba)."""
     signature = plan.model.model.signature
     types = {}
     for spec in signature.outputs if signature is not None else ():
-        if len([n for n in spec.shape[1:] if n != 1]) == 0 and spec.dtype:
-            try:
-                types[spec.name] = pa.from_numpy_dtype(np.dtype(spec.dtype))
-            except (TypeError, pa.ArrowNotImplementedError):
-                continue
+        wide = [n for n in spec.shape[1:] if n != 1]
+        try:
+            kind = pa.from_numpy_dtype(np.dtype(spec.dtype))
+        except (TypeError, pa.ArrowNotImplementedError):
+            continue
+        if not wide:
+            types[spec.name] = kind
+        elif len(wide) == 1:
+            types[spec.name] = pa.list_(kind)
     return types
 
 
