@@ -171,10 +171,11 @@ def test_an_online_store_that_fails_leaves_the_previous_output(tmp_path: Path) -
     store = make_store(tmp_path / "repo", extra=extra)
     out = store.repo_path / "out" / "scores.parquet"
     out.parent.mkdir()
-    out.write_bytes(b"previous run")
+    pq.write_table(pa.table({"previous": ["run"]}), out)
+    before = out.read_bytes()
     with pytest.raises(OnlineStoreUnavailable):
         store.jobs.predict_batch(MODEL, _entities(), out=str(out), to_online="driver_scores")
-    assert out.read_bytes() == b"previous run"
+    assert out.read_bytes() == before
     assert [p.name for p in out.parent.iterdir()] == ["scores.parquet"]  # no temporary left
 
 
@@ -307,3 +308,18 @@ def test_a_list_output_into_a_scalar_score_view_is_refused(store: FeatureStore) 
     written = store.jobs.predict_batch("two_class@champion", _entities(), out=str(out))
     scores = pq.read_table(out).column("score").to_pylist()
     assert written.rows == 3 and scores == [[1 - a / 100, a / 100] for a in (5.0, 6.0, 7.0)]
+
+
+def test_out_that_is_an_existing_file_other_than_parquet_is_refused(store: FeatureStore) -> None:
+    # Before: --out data/registry.db (or parity.yaml) was replaced by the scores.
+    registry = store.repo_path / "data" / "registry.db"
+    config = store.repo_path / "parity.yaml"
+    for path in (registry, config):
+        before = path.read_bytes()
+        with pytest.raises(InvalidPredictionInput, match="not a Parquet file"):
+            store.jobs.predict_batch(MODEL, _entities(), out=str(path))
+        assert path.read_bytes() == before
+    assert store.models.resolve(MODEL).version == 1  # the registry still answers
+    empty = store.repo_path / "touched.parquet"  # an empty file (`touch`) may be written
+    empty.touch()
+    assert store.jobs.predict_batch(MODEL, _entities(), out=str(empty)).rows == 3

@@ -149,6 +149,11 @@ def _check_out(
             f"out '{target}' is a folder; give the path of a Parquet file, such as "
             f"'{target / 'scores.parquet'}'"
         )
+    if target.is_file() and target.stat().st_size and not _is_parquet(target):
+        raise InvalidPredictionInput(
+            f"out '{target}' exists and is not a Parquet file (a database, a config?): the "
+            "scores would replace it; remove it or write them to another file"
+        )
     from parity.jobs.batch_online import reads_file
     from parity.offline import entity_frame
     from parity.offline.request import resolve
@@ -172,6 +177,11 @@ def _check_out(
                 f"feature service '{service}' (its source '{source.path}'): the scores would "
                 "become its data; write them to another file"
             )
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(4) == b"PAR1"
 
 
 def _to_online(store: FeatureStore, view: FeatureView, path: Path) -> int:
