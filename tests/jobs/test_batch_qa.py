@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -323,3 +324,20 @@ def test_out_that_is_an_existing_file_other_than_parquet_is_refused(store: Featu
     empty = store.repo_path / "touched.parquet"  # an empty file (`touch`) may be written
     empty.touch()
     assert store.jobs.predict_batch(MODEL, _entities(), out=str(empty)).rows == 3
+
+
+def test_two_runs_of_one_process_to_the_same_out_both_finish(store: FeatureStore) -> None:
+    # Before: both wrote the temporary file .NAME.PID.tmp; one removed the other's, which then
+    # failed ("cannot be written"), or renamed a file the other was still writing.
+    frame = pd.concat([_entities((2, 3, 4, 5))] * 2_000, ignore_index=True)
+    out = store.repo_path / "same.parquet"
+
+    def run(_: int) -> int:
+        result = store.jobs.predict_batch(MODEL, frame, out=str(out), batch_size=500)
+        return int(result.rows)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(run, range(2))) == [8_000, 8_000]
+    single = store.repo_path / "single.parquet"
+    store.jobs.predict_batch(MODEL, frame, out=str(single))
+    assert pq.read_table(out).to_pydict() == pq.read_table(single).to_pydict()

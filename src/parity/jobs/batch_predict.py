@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -402,7 +403,8 @@ def _write(
     thread while the next one is scored."""
     with _file_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    # unique per run, not only per process: two runs of one process may write the same out
+    temporary = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     tags = {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()}
     writer: pq.ParquetWriter | None = None
     rows = empty = 0
