@@ -341,3 +341,23 @@ def test_two_runs_of_one_process_to_the_same_out_both_finish(store: FeatureStore
     single = store.repo_path / "single.parquet"
     store.jobs.predict_batch(MODEL, frame, out=str(single))
     assert pq.read_table(out).to_pydict() == pq.read_table(single).to_pydict()
+
+
+def test_an_empty_run_writes_the_columns_a_run_with_rows_writes(store: FeatureStore) -> None:
+    # Before: a 2-D output's column was float64 in an empty file and a list with rows, so a
+    # folder or glob of batch files mixed two types for one column.
+    sample = pd.DataFrame({"conv_rate": [0.5, 0.1], "trips": [3.0, 4.0], "amount": [1.0, 2.0]})
+    store.models.register_model(
+        "two_class",
+        TwoClassModel(),
+        flavor="pyfunc",
+        feature_service="driver_service",
+        sample_input=sample,
+        predict_method={"label": "predict", "score": "predict_proba"},
+        alias="champion",
+    )
+    full, empty = store.repo_path / "full.parquet", store.repo_path / "empty.parquet"
+    store.jobs.predict_batch("two_class@champion", _entities(), out=str(full))
+    store.jobs.predict_batch("two_class@champion", _entities().head(0), out=str(empty))
+    assert pq.read_table(empty).num_rows == 0
+    assert pq.read_schema(empty).remove_metadata() == pq.read_schema(full).remove_metadata()

@@ -382,10 +382,10 @@ def _output_types(plan: _Plan) -> dict[str, pa.DataType]:
 
 
 def _empty_schema(plan: _Plan, entities: pa.Schema) -> pa.Schema:
-    signature = plan.model.model.signature
-    dtypes = {spec.name: spec.dtype for spec in signature.outputs} if signature else {}
-    names = plan.model.output_names
-    outputs = {name: dtypes.get(name, "float64") for name in names}
+    """The columns of an output without rows: what a run with rows writes (a list per row for a
+    2-D output), float64 where the signature records no dtype."""
+    types = _output_types(plan)
+    outputs = {name: types.get(name, pa.float64()) for name in plan.model.output_names}
     return batch_rows.empty_output_schema(entities, plan.columns.keys, outputs)
 
 

@@ -210,16 +210,11 @@ def _output_array(name: str, values: np.ndarray[Any, Any]) -> pa.Array:
 
 
 def empty_output_schema(
-    entity: pa.Schema, keys: Sequence[str], outputs: Mapping[str, str]
+    entity: pa.Schema, keys: Sequence[str], outputs: Mapping[str, pa.DataType]
 ) -> pa.Schema:
     """The output file's columns when there is no row: keys as the entities type them, the
-    timestamp as UTC microseconds, outputs by the signature's dtype (float64 when unknown)."""
+    timestamp as UTC microseconds, then each output with its Arrow type."""
     fields = [entity.field(k) for k in keys]
     fields.append(pa.field(TIMESTAMP, pa.timestamp("us", tz="UTC")))
-    for name, dtype in outputs.items():
-        try:
-            kind = pa.from_numpy_dtype(np.dtype(dtype))
-        except (TypeError, pa.ArrowNotImplementedError):
-            kind = pa.float64()
-        fields.append(pa.field(name, kind))
+    fields += [pa.field(name, kind) for name, kind in outputs.items()]
     return pa.schema(fields)
