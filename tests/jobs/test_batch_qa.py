@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -361,3 +361,17 @@ def test_an_empty_run_writes_the_columns_a_run_with_rows_writes(store: FeatureSt
     store.jobs.predict_batch("two_class@champion", _entities().head(0), out=str(empty))
     assert pq.read_table(empty).num_rows == 0
     assert pq.read_schema(empty).remove_metadata() == pq.read_schema(full).remove_metadata()
+
+
+def test_as_of_is_recorded_in_utc_to_the_microsecond_the_rows_hold(store: FeatureStore) -> None:
+    # Before: a +05:00 or nanosecond as_of was recorded as given (lineage and summary differed
+    # from the rows' event_timestamp), and one before year 1 in UTC raised OverflowError.
+    frame = _entities().drop(columns="event_timestamp")
+    out = store.repo_path / "o.parquet"
+    given = pd.Timestamp("2026-01-05T05:00:00.123456789+05:00")
+    result = store.jobs.predict_batch(MODEL, frame, out=str(out), as_of=given)
+    stamped = pq.read_table(out).column("event_timestamp")[0].as_py()
+    assert result.as_of == stamped == datetime(2026, 1, 5, 0, 0, 0, 123456, tzinfo=UTC)
+    assert read_metadata(out)["as_of"] == "2026-01-05T00:00:00.123456+00:00"
+    with pytest.raises(InvalidPredictionInput, match="before 0001-01-01"):
+        store.jobs.predict_batch(MODEL, frame, out=str(out), as_of="0001-01-01T00:00:00+05:00")

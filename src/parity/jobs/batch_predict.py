@@ -31,7 +31,7 @@ from parity.errors import InvalidPredictionInput, ParityError, PredictFailed
 from parity.jobs import batch_rows
 from parity.jobs.batch_prefetch import Prefetched
 from parity.jobs.batch_rows import TIMESTAMP, Columns
-from parity.timeutil import parse_time, to_micros
+from parity.timeutil import from_micros, parse_time, to_micros
 
 if TYPE_CHECKING:
     from parity.definitions import FeatureView
@@ -211,7 +211,12 @@ def _as_of(store: FeatureStore, as_of: Any, now: datetime) -> datetime:
             "ingest.max_future_skew): features of the future are not known yet; score as of now "
             "at the latest"
         )
-    return moment
+    try:
+        return from_micros(to_micros(moment))  # in UTC, to the µs the rows are stamped with
+    except OverflowError:
+        raise InvalidPredictionInput(
+            f"as_of {moment.isoformat()} is before 0001-01-01 in UTC, which no timestamp holds"
+        ) from None
 
 
 def _plan(store: FeatureStore, model: str) -> _Plan:
