@@ -27,6 +27,20 @@ RepoOption = Annotated[
         "--repo", "-r", help="Feature repo folder (holds parity.yaml).", envvar="PARITY_REPO"
     ),
 ]
+# Options the stream workers share (`parity ingest`, `parity predict stream`).
+ConsumerOption = Annotated[
+    str | None, typer.Option(help="Consumer name in the group (default host-pid).")
+]
+RedisUrlOption = Annotated[
+    str | None,
+    typer.Option(help="Redis holding the stream (default: the online store's, or local)."),
+]
+UntilIdleOption = Annotated[
+    bool, typer.Option(help="Exit when the stream has nothing new (for scripts and demos).")
+]
+ClaimIdleOption = Annotated[
+    int, typer.Option(min=0, help="Claim messages another consumer left pending this long.")
+]
 
 
 @contextmanager

@@ -15,7 +15,11 @@ import typer
 
 from parity.cli import render
 from parity.cli.common import (
+    ClaimIdleOption,
+    ConsumerOption,
+    RedisUrlOption,
     RepoOption,
+    UntilIdleOption,
     check_port,
     command,
     console,
@@ -246,21 +250,11 @@ def materialize(
 def ingest(
     source: Annotated[str, typer.Option(help="The stream source to consume.")],
     repo: RepoOption = Path("."),
-    consumer: Annotated[
-        str | None, typer.Option(help="Consumer name in the group (default host-pid).")
-    ] = None,
+    consumer: ConsumerOption = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Messages per batch.")] = 1_000,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(help="Redis holding the stream (default: the online store's, or local)."),
-    ] = None,
-    until_idle: Annotated[
-        bool, typer.Option(help="Exit when the stream has nothing new (for scripts and demos).")
-    ] = False,
-    claim_idle_ms: Annotated[
-        int,
-        typer.Option(min=0, help="Claim messages another consumer left pending this long."),
-    ] = 60_000,
+    redis_url: RedisUrlOption = None,
+    until_idle: UntilIdleOption = False,
+    claim_idle_ms: ClaimIdleOption = 60_000,
 ) -> None:
     """Consume a stream source into its aggregated views' tiles (exactly once; see docs)."""
     from parity.ingest.stream import StreamWorker

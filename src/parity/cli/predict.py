@@ -94,7 +94,9 @@ def _render(result: BatchPredictionResult, as_json: bool) -> None:
     import json
 
     if as_json:
-        console.print_json(json.dumps(dataclasses.asdict(result), default=str))
+        summary = dataclasses.asdict(result)
+        summary["as_of"] = None if result.as_of is None else result.as_of.isoformat()
+        console.print_json(json.dumps(summary))
         return
     when = "each row's event_timestamp" if result.as_of is None else result.as_of.isoformat()
     console.print(

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from parity.cli.common import RepoOption, command, err, store_at
+from parity.cli.common import (
+    ClaimIdleOption,
+    ConsumerOption,
+    RedisUrlOption,
+    RepoOption,
+    UntilIdleOption,
+    command,
+    err,
+    store_at,
+)
 from parity.cli.predict import predict_app
 
 if TYPE_CHECKING:
@@ -28,24 +37,14 @@ def stream(
         str | None,
         typer.Option(help="Consumer group (default parity:<project>:predict:<sink>)."),
     ] = None,
-    consumer: Annotated[
-        str | None, typer.Option(help="Consumer name in the group (default host-pid).")
-    ] = None,
+    consumer: ConsumerOption = None,
     batch: Annotated[int, typer.Option(min=1, help="Messages per micro-batch, at most.")] = 256,
     dead_letter: Annotated[
         str | None, typer.Option(help="Stream of refused events (default <sink>:dead).")
     ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(help="Redis holding the streams (default: the online store's, or local)."),
-    ] = None,
-    until_idle: Annotated[
-        bool, typer.Option(help="Exit when the stream has nothing new (for scripts and demos).")
-    ] = False,
-    claim_idle_ms: Annotated[
-        int,
-        typer.Option(min=0, help="Claim messages another consumer left pending this long."),
-    ] = 60_000,
+    redis_url: RedisUrlOption = None,
+    until_idle: UntilIdleOption = False,
+    claim_idle_ms: ClaimIdleOption = 60_000,
     score_unknown: Annotated[
         bool,
         typer.Option(help="Score events of entities no feature view knows (default: dead letter)."),

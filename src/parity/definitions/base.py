@@ -26,6 +26,14 @@ def check_identifier(value: str, what: str = "name") -> str:
     return value
 
 
+def check_model_name(value: str, why: str) -> str:
+    """A registered model's bare name (`fraud`): definitions that concern every version of a
+    model take no `@alias` or `/version`; `why` says so for the definition at hand."""
+    if not value or "@" in value or "/" in value:
+        raise ValueError(f"model {value!r}: give a registered model's name (e.g. 'fraud'); {why}")
+    return value
+
+
 def describe_validation_error(kind: str, name: object, error: ValidationError) -> str:
     """One readable line per problem: `FeatureView 'x': field 'ttl': must be positive ...`."""
     label = f"{kind} {name!r}" if isinstance(name, str) and name else kind

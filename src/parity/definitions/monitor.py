@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field as PydanticField
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from parity.definitions.base import Definition, NamedDefinition, check_identifier
+from parity.definitions.base import Definition, NamedDefinition, check_identifier, check_model_name
 from parity.definitions.on_demand import code_hash
 from parity.errors import InvalidDefinition
 
@@ -144,12 +144,7 @@ class Monitor(NamedDefinition):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
-        if not value or "@" in value or "/" in value:
-            raise ValueError(
-                f"model {value!r}: give a registered model's name (e.g. 'fraud'); a Monitor "
-                "watches every version, so no '@alias' or '/version'"
-            )
-        return value
+        return check_model_name(value, "a Monitor watches every version: no '@alias' or '/version'")
 
     @field_validator("window")
     @classmethod

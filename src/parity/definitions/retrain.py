@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from parity.definitions.base import NamedDefinition, check_identifier
+from parity.definitions.base import NamedDefinition, check_identifier, check_model_name
 
 Weighting = Literal["importance", "equal"]
 Better = Literal["higher", "lower"]
@@ -53,6 +53,11 @@ class RetrainPolicy(NamedDefinition):
     sustain: int = 2
     cooldown: timedelta = timedelta(days=1)
     max_concurrent: int = 1
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_model_name(value, "a retrain policy decides for every version of it")
 
     @field_validator("job")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from parity.definitions.base import Definition, NamedDefinition, check_identifier
+from parity.definitions.base import Definition, NamedDefinition, check_identifier, check_model_name
 from parity.definitions.monitor import MetricRef, function_ref, take_functions
 
 GateFunction = Callable[..., Any]
@@ -243,9 +243,7 @@ class Rollout(NamedDefinition):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
-        if not value or "@" in value or "/" in value:
-            raise ValueError(f"model {value!r}: give a registered model's name, e.g. 'fraud'")
-        return value
+        return check_model_name(value, "the candidate and champion alias name its versions")
 
     @field_validator("candidate", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from parity.definitions.base import NamedDefinition, check_identifier
+from parity.definitions.base import NamedDefinition, check_identifier, check_model_name
 from parity.definitions.monitor import LabelSource, MetricRef, function_ref
 
 TrainFunction = Callable[..., Any]
@@ -82,12 +82,7 @@ class TrainingJob(NamedDefinition):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
-        if not value or "@" in value or "/" in value:
-            raise ValueError(
-                f"model {value!r}: give the registered model's name (e.g. 'fraud'), without "
-                "'@alias' or '/version': a training job registers a new version of it"
-            )
-        return value
+        return check_model_name(value, "a training job registers a new version of it")
 
     @field_validator("feature_service", "alias")
     @classmethod

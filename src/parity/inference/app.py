@@ -10,7 +10,7 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -105,25 +105,9 @@ def create_model_app(
     targets = [ModelTarget.parse(ref) for ref in preload or []]
     controller = ControllerLoop(store.rollouts) if rollout_controller else None
 
-    async def startup() -> None:
-        await asyncio.to_thread(drift.refresh)  # the first scrape already shows stored drift
-        await asyncio.to_thread(alerts.refresh)  # and the alerts firing
-        await asyncio.to_thread(server.refresh_routes)  # the first request is already routed
-        server.keep_routes_fresh()  # and routes never go stale while no request comes
-        await asyncio.to_thread(server.start_shadow_process)  # when a route mirrors already
-        await server.preload(targets)
-        if controller is not None:
-            controller.start()
-        if freeze_heap:  # what is loaded now lives as long as the process: keep it out of the
-            gc.freeze()  # collector's full passes, which pause serving ~100 ms under load
-
-    async def shutdown() -> None:
-        if controller is not None:
-            await asyncio.to_thread(controller.stop)
-        if prediction_log is not None:
-            prediction_log.close()
-        await store.close_async()
-
+    startup, shutdown = _lifecycle(
+        store, server, prediction_log, (drift, alerts), targets, controller, freeze_heap
+    )
     fallback = (
         _feature_server(store, max_in_flight, max_body_bytes, enable_push)
         if with_features
@@ -142,6 +126,40 @@ def create_model_app(
         max_body_bytes=max_body_bytes,
         error_body=error_body,
     )
+
+
+def _lifecycle(
+    store: FeatureStore,
+    server: ModelServer,
+    prediction_log: PredictionLogger | None,
+    gauges: tuple[_Refreshed, _Refreshed],
+    targets: list[ModelTarget],
+    controller: ControllerLoop | None,
+    freeze_heap: bool,
+) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """The app's start-up (gauges, routes and the shadow process before the first request, the
+    preloaded models, the rollout controller) and shutdown (the log written, stores closed)."""
+
+    async def startup() -> None:
+        for gauge in gauges:  # the first scrape already shows stored drift and firing alerts
+            await asyncio.to_thread(gauge.refresh)
+        await asyncio.to_thread(server.refresh_routes)  # the first request is already routed
+        server.keep_routes_fresh()  # and routes never go stale while no request comes
+        await asyncio.to_thread(server.start_shadow_process)  # when a route mirrors already
+        await server.preload(targets)
+        if controller is not None:
+            controller.start()
+        if freeze_heap:  # what is loaded now lives as long as the process: keep it out of the
+            gc.freeze()  # collector's full passes, which pause serving ~100 ms under load
+
+    async def shutdown() -> None:
+        if controller is not None:
+            await asyncio.to_thread(controller.stop)
+        if prediction_log is not None:
+            prediction_log.close()
+        await store.close_async()
+
+    return startup, shutdown
 
 
 class _Refreshed(Protocol):

@@ -56,7 +56,7 @@ from parity.inference.stream_predict_rules import (
     transformed,
     unknown_key,
 )
-from parity.ingest.stream import EVENT_FIELD, decode_event, stream_order
+from parity.ingest.stream import EVENT_FIELD, decode_event, read_group, stream_order
 from parity.online.reads import OnlineResponse, key_types
 from parity.timeutil import to_micros
 
@@ -186,17 +186,16 @@ class StreamPredictor:
         if not self._own_pending and time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + CLAIM_EVERY_S
             self._claim_abandoned()
-        start = "0" if self._own_pending else ">"
-        reply = self.client.xreadgroup(
+        read = read_group(
+            self.client,
+            self.key,
             self.group,
             self.consumer,
-            {self.key: start},
+            own_pending=self._own_pending,
             count=self.batch_size,
-            block=None if self._own_pending else self.block_ms,
+            block_ms=self.block_ms,
         )
-        messages = [
-            (_text(i), fields or {}) for _, entries in (reply or []) for i, fields in entries
-        ]
+        messages = [(i, fields or {}) for i, fields in read]  # deleted: undecodable, dead-lettered
         if self._own_pending and not messages:
             self._own_pending = False  # caught up with what this consumer was given
             return self._read()

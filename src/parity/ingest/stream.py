@@ -92,6 +92,33 @@ def decode_event(fields: Mapping[bytes, bytes], timestamp_field: str) -> dict[st
     return row
 
 
+def read_group(
+    client: Any,
+    key: str,
+    group: str,
+    consumer: str,
+    *,
+    own_pending: bool,
+    count: int,
+    block_ms: int,
+) -> list[tuple[str, Any]]:
+    """One XREADGROUP of up to `count` messages: this consumer's own pending ones from the start
+    ("0") after a restart or a claim, else new ones (">", waiting up to `block_ms`). Message ids
+    as text; the fields as Redis gave them (None for a message deleted since it was delivered)."""
+    reply = client.xreadgroup(
+        group,
+        consumer,
+        {key: "0" if own_pending else ">"},
+        count=count,
+        block=None if own_pending else block_ms,
+    )
+    return [
+        (i.decode() if isinstance(i, bytes) else str(i), fields)
+        for _, entries in (reply or [])
+        for i, fields in entries
+    ]
+
+
 def stream_order(message_id: str) -> int:
     """Ingestion order of a stream message: its id `<ms>-<seq>` as one integer."""
     millis, _, sequence = message_id.partition("-")
@@ -252,20 +279,16 @@ class StreamWorker:
         if not self._own_pending and time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + CLAIM_EVERY_S
             self._claim_abandoned()
-        start = "0" if self._own_pending else ">"
-        reply = self.client.xreadgroup(
+        read = read_group(
+            self.client,
+            self.key,
             self.group,
             self.consumer,
-            {self.key: start},
+            own_pending=self._own_pending,
             count=self.batch_size,
-            block=None if self._own_pending else self.block_ms,
+            block_ms=self.block_ms,
         )
-        messages = [
-            (i.decode() if isinstance(i, bytes) else str(i), fields)
-            for _, entries in (reply or [])
-            for i, fields in entries
-            if fields is not None
-        ]
+        messages = [(i, fields) for i, fields in read if fields is not None]  # None: deleted
         if self._own_pending and not messages:
             self._own_pending = False  # caught up with what this consumer was given: read new
             return self._read()

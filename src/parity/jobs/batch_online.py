@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pyarrow as pa
 
 from parity.definitions import FeatureView, FileSource
 from parity.errors import ScoreViewMismatch
@@ -29,11 +31,14 @@ def score_view(
     out: Path,
     keys: Sequence[str],
     outputs: Sequence[str] | None,
+    types: Mapping[str, pa.DataType] | None = None,
 ) -> FeatureView:
     """The applied feature view `name`, checked to hold this batch's scores: a plain online view
     whose FileSource reads `out`, keyed by the model's entity keys, timed by event_timestamp,
     with features among the model's `outputs` (not checked while None: the model is not loaded
-    yet). Refused (ScoreViewMismatch) before any scoring."""
+    yet), each typed as the model's output when `types` knows it (a Float64 score in an Int64
+    view would be truncated, online and offline alike). Refused (ScoreViewMismatch) before any
+    scoring."""
     view = store.get_feature_view(name)
     where = f"feature view '{name}' (--to-online)"
     source = view.batch_source
@@ -42,7 +47,7 @@ def score_view(
             f"{where} must be a plain online view with a FileSource reading the batch output "
             "(docs/lifecycle.md, Batch predictions)"
         )
-    if not _reads(source, store.repo_path, out):
+    if not reads_file(source, store.repo_path, out):
         raise ScoreViewMismatch(
             f"{where} reads '{source.path}', which does not include --out '{out}'; write the "
             "batch there or point the view's FileSource at it, so its offline and online values "
@@ -65,10 +70,18 @@ def score_view(
             f"{where}: feature '{unknown[0]}' is not an output of the model; its outputs are "
             f"{known} (name the view's field after one)"
         )
+    for feature in view.features:
+        wanted = (types or {}).get(source.column_for(feature.name))
+        if wanted is not None and feature.dtype.to_arrow() != wanted:
+            raise ScoreViewMismatch(
+                f"{where}: feature '{feature.name}' is declared {feature.dtype}, but the model's "
+                f"output is {wanted}; declare the field with the output's type, so the scores "
+                "are stored unchanged"
+            )
     return view
 
 
-def _reads(source: FileSource, repo_root: Path, out: Path) -> bool:
+def reads_file(source: FileSource, repo_root: Path, out: Path) -> bool:
     """Whether the source's path (a file, a folder or a glob) takes in the file `out`."""
     if "://" in source.path:
         return False

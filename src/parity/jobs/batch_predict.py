@@ -8,12 +8,15 @@ Imports no HTTP code; the model server's row building comes from inference/deplo
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -23,13 +26,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from parity.definitions import FileSource
 from parity.errors import InvalidPredictionInput, ParityError, PredictFailed
 from parity.jobs import batch_rows
 from parity.jobs.batch_prefetch import Prefetched
 from parity.jobs.batch_rows import TIMESTAMP, Columns
-from parity.timeutil import parse_time, to_micros
+from parity.timeutil import from_micros, parse_time, to_micros
 
 if TYPE_CHECKING:
+    from parity.definitions import FeatureView
     from parity.feature_store import FeatureStore
     from parity.inference.deployment import Deployment
     from parity.models.store import ModelVersion
@@ -98,6 +103,7 @@ def predict_batch(
     moment = None if as_of is None else _as_of(store, as_of, now)
     plan = _plan(store, model)
     target = Path(out)
+    _check_out(store, target, entities, plan.version.feature_service or "", to_online)
     if to_online is not None:  # the view's path and keys, before any work
         from parity.jobs.batch_online import score_view
 
@@ -111,25 +117,78 @@ def predict_batch(
         view = None
         if to_online is not None:  # and its features, once the model's outputs are known
             outputs = plan.model.output_names
-            view = score_view(store, to_online, target, plan.columns.keys, outputs)
+            view = score_view(
+                store, to_online, target, plan.columns.keys, outputs, _output_types(plan)
+            )
+        online: list[int] = []  # entities written to the view, from the complete file
         rows, empty = _write(
             target,
             _scored(plan, iter(batches), limit_us),
             _empty_schema(plan, schema),
             _metadata(store, plan.version, model, moment, now),
             lambda done: progress(done, total) if progress is not None else None,
+            None if view is None else lambda path: online.append(_to_online(store, view, path)),
         )
-    written = 0
-    if view is not None:
-        from parity.jobs.batch_online import write_online
-
-        written = write_online(store, view, target)
+    written = sum(online)
     seconds = time.perf_counter() - started
     log.info("batch prediction of %s: %d rows in %.1f s to %s", model, rows, seconds, target)
     version = plan.version
     return BatchPredictionResult(
         str(target), rows, version.name, version.version, seconds, empty, moment, to_online, written
     )
+
+
+def _check_out(
+    store: FeatureStore, target: Path, entities: Any, service: str, to_online: str | None
+) -> None:
+    """Refuse, before any work, an `out` that is a folder or that would replace data the run
+    reads: an entity file (a path or a glob's match) or a file a view of the model's feature
+    service reads (the rename at the end would destroy it), unless it is the --to-online view,
+    whose checks (batch_online.score_view) decide."""
+    if target.is_dir():
+        raise InvalidPredictionInput(
+            f"out '{target}' is a folder; give the path of a Parquet file, such as "
+            f"'{target / 'scores.parquet'}'"
+        )
+    if target.is_file() and target.stat().st_size and not _is_parquet(target):
+        raise InvalidPredictionInput(
+            f"out '{target}' exists and is not a Parquet file (a database, a config?): the "
+            "scores would replace it; remove it or write them to another file"
+        )
+    from parity.jobs.batch_online import reads_file
+    from parity.offline import entity_frame
+    from parity.offline.request import resolve
+
+    resolved = target.resolve()
+    if isinstance(entities, str | Path) and not entity_frame.is_sql(str(entities)):
+        roots = (Path.cwd(), store.repo_path)
+        matches = {Path(m).resolve() for r in roots for m in glob.glob(str(r / str(entities)))}
+        if resolved in matches:
+            raise InvalidPredictionInput(
+                f"out '{target}' is the entities file itself: the scores would replace the "
+                "input; write them to another file"
+            )
+    for request in resolve(store.registry.catalog, service).views:
+        source = request.view.batch_source
+        if request.view.name == to_online:
+            continue
+        if isinstance(source, FileSource) and reads_file(source, store.repo_path, target):
+            raise InvalidPredictionInput(
+                f"out '{target}' is read by feature view '{request.view.name}' of the model's "
+                f"feature service '{service}' (its source '{source.path}'): the scores would "
+                "become its data; write them to another file"
+            )
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(4) == b"PAR1"
+
+
+def _to_online(store: FeatureStore, view: FeatureView, path: Path) -> int:
+    from parity.jobs.batch_online import write_online
+
+    return write_online(store, view, path)
 
 
 def _cancel(job: Any) -> Callable[[], None] | None:
@@ -141,14 +200,23 @@ def _cancel(job: Any) -> Callable[[], None] | None:
 
 
 def _as_of(store: FeatureStore, as_of: Any, now: datetime) -> datetime:
-    moment = parse_time(as_of, "as_of", now=store.now)
+    if as_of != as_of:  # pandas' NaT (a datetime that equals nothing): not a time
+        raise InvalidPredictionInput(
+            f"as_of is {as_of!r}, not a time; give an ISO 8601 time or 'now'"
+        )
+    moment = parse_time(as_of, "as_of", now=lambda: now)  # "now" is the run's clock reading
     if moment > now + store.config.ingest.max_future_skew:
         raise InvalidPredictionInput(
             f"as_of {moment.isoformat()} is after the store's clock {now.isoformat()} (more than "
             "ingest.max_future_skew): features of the future are not known yet; score as of now "
             "at the latest"
         )
-    return moment
+    try:
+        return from_micros(to_micros(moment))  # in UTC, to the µs the rows are stamped with
+    except OverflowError:
+        raise InvalidPredictionInput(
+            f"as_of {moment.isoformat()} is before 0001-01-01 in UTC, which no timestamp holds"
+        ) from None
 
 
 def _plan(store: FeatureStore, model: str) -> _Plan:
@@ -188,6 +256,10 @@ def _entity_input(
     when given), the number of rows when known up front (a Parquet file's rows are counted only
     if `count`: for a progress bar), and the entities' schema."""
     if isinstance(entities, str | Path):
+        if not str(entities).strip():  # Path("") is the working folder: every file in it
+            raise InvalidPredictionInput(
+                "entities is empty: give a Parquet file or glob, or a SQL query"
+            )
         return _entity_query(store, entities, plan, as_of, count)
     from parity.offline import entity_frame
 
@@ -196,6 +268,9 @@ def _entity_input(
         raise InvalidPredictionInput("entities could not be read as a table")
     _check_columns(table.schema, plan, as_of)
     table = table.select(list(plan.columns.entity) + ([] if as_of else [TIMESTAMP]))
+    for index, field in enumerate(table.schema):  # DuckDB reads no half floats; float32 is exact
+        if pa.types.is_float16(field.type):
+            table = table.set_column(index, field.name, table.column(index).cast(pa.float32()))
     if as_of is not None:
         micros = np.full(table.num_rows, to_micros(as_of), dtype=np.int64)
         moment = pa.array(micros).cast(pa.timestamp("us", tz="UTC"))
@@ -234,6 +309,12 @@ def _entity_query(
 
 def _check_columns(schema: pa.Schema, plan: _Plan, as_of: datetime | None) -> None:
     batch_rows.missing_columns(plan.columns, schema.names, plan.version.ref)
+    for name in (*plan.columns.entity, TIMESTAMP):
+        if schema.names.count(name) > 1:
+            raise InvalidPredictionInput(
+                f"the entities have {schema.names.count(name)} columns named '{name}': which one "
+                "to read is ambiguous; rename or drop the others"
+            )
     if as_of is not None and TIMESTAMP in schema.names:
         raise InvalidPredictionInput(
             f"the entities have an '{TIMESTAMP}' column and as_of was given: score each row at "
@@ -287,11 +368,29 @@ def _predict(plan: _Plan, batch: pa.RecordBatch, offset: int) -> dict[str, Any]:
     return outputs
 
 
-def _empty_schema(plan: _Plan, entities: pa.Schema) -> pa.Schema:
+def _output_types(plan: _Plan) -> dict[str, pa.DataType]:
+    """The Arrow type of each output whose dtype the signature records, as the output file holds
+    it: one value per row, or a list per row for a 2-D output (e.g. predict_proba)."""
     signature = plan.model.model.signature
-    dtypes = {spec.name: spec.dtype for spec in signature.outputs} if signature else {}
-    names = plan.model.output_names
-    outputs = {name: dtypes.get(name, "float64") for name in names}
+    types = {}
+    for spec in signature.outputs if signature is not None else ():
+        wide = [n for n in spec.shape[1:] if n != 1]
+        try:
+            kind = pa.from_numpy_dtype(np.dtype(spec.dtype))
+        except (TypeError, pa.ArrowNotImplementedError):
+            continue
+        if not wide:
+            types[spec.name] = kind
+        elif len(wide) == 1:
+            types[spec.name] = pa.list_(kind)
+    return types
+
+
+def _empty_schema(plan: _Plan, entities: pa.Schema) -> pa.Schema:
+    """The columns of an output without rows: what a run with rows writes (a list per row for a
+    2-D output), float64 where the signature records no dtype."""
+    types = _output_types(plan)
+    outputs = {name: types.get(name, pa.float64()) for name in plan.model.output_names}
     return batch_rows.empty_output_schema(entities, plan.columns.keys, outputs)
 
 
@@ -301,12 +400,16 @@ def _write(
     empty_schema: pa.Schema,
     metadata: dict[str, Any],
     progress: Callable[[int], None],
+    complete: Callable[[Path], None] | None = None,
 ) -> tuple[int, int]:
     """Write the batches to a temporary file beside `target`, renamed over it once complete (a
-    failed run leaves no partial output). Returns (rows, rows without features). Each batch is
-    encoded on a writer thread while the next one is scored."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    failed run leaves no partial output) and once `complete` (the online write) has taken the
+    complete file. Returns (rows, rows without features). Each batch is encoded on a writer
+    thread while the next one is scored."""
+    with _file_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    # unique per run, not only per process: two runs of one process may write the same out
+    temporary = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     tags = {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()}
     writer: pq.ParquetWriter | None = None
     rows = empty = 0
@@ -314,28 +417,46 @@ def _write(
         with ThreadPoolExecutor(1, thread_name_prefix="parity-batch-write") as pool:
             pending: Future[None] | None = None
             for batch, without in batches:
-                if writer is None:
-                    schema = batch.schema.with_metadata(tags)
-                    writer = pq.ParquetWriter(temporary, schema, compression=COMPRESSION)
-                if pending is not None:
-                    pending.result()
+                with _file_errors(target):
+                    if writer is None:
+                        schema = batch.schema.with_metadata(tags)
+                        writer = pq.ParquetWriter(temporary, schema, compression=COMPRESSION)
+                    if pending is not None:
+                        pending.result()
                 pending = pool.submit(writer.write_batch, batch)
                 rows, empty = rows + batch.num_rows, empty + without
                 progress(rows)
+        with _file_errors(target):
             if pending is not None:
                 pending.result()
-        if writer is None:  # no entity rows: an empty file with the columns, not a crash
-            pq.write_table(empty_schema.with_metadata(tags).empty_table(), temporary)
-        else:
-            writer.close()
-            writer = None
-        os.replace(temporary, target)
+            if writer is None:  # no entity rows: an empty file with the columns, not a crash
+                pq.write_table(empty_schema.with_metadata(tags).empty_table(), temporary)
+            else:
+                writer.close()
+                writer = None
+        if complete is not None:  # an online store that fails leaves the old output in place
+            complete(temporary)
+        with _file_errors(target):
+            os.replace(temporary, target)
     finally:
         if writer is not None:
             writer.close()
         temporary.unlink(missing_ok=True)
     progress(rows)
     return rows, empty
+
+
+@contextmanager
+def _file_errors(target: Path) -> Iterator[None]:
+    """An OS error while writing the output (no such folder, no permission, disk full) as a
+    typed error naming `out`."""
+    try:
+        yield
+    except OSError as error:
+        why = error.strerror or str(error)
+        raise InvalidPredictionInput(
+            f"out '{target}' cannot be written: {why}; give a path in a folder you can write"
+        ) from None
 
 
 def _metadata(

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from parity.errors import InvalidPredictionInput
+from parity.errors import InvalidPredictionInput, PredictFailed
 
 if TYPE_CHECKING:
     from parity.inference.request_fields import FieldRule, RequestSchema
@@ -193,10 +193,16 @@ def output_batch(
 def _output_array(name: str, values: np.ndarray[Any, Any]) -> pa.Array:
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
-    if values.ndim == 1:
-        return pa.array(values, from_pandas=False)
-    if values.ndim == 2:  # e.g. predict_proba: one list of class scores per row
-        return pa.array(list(values))
+    try:
+        if values.ndim == 1:
+            return pa.array(values, from_pandas=False)
+        if values.ndim == 2:  # e.g. predict_proba: one list of class scores per row
+            return pa.array(list(values))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+        raise PredictFailed(
+            f"model output '{name}' cannot be stored as one column ({error}): its values must be "
+            "of one type (numbers, booleans or text); no output was written"
+        ) from None
     raise InvalidPredictionInput(
         f"model output '{name}' has shape {list(values.shape)}; batch predictions write one "
         "value or one list per row"
@@ -204,16 +210,11 @@ def _output_array(name: str, values: np.ndarray[Any, Any]) -> pa.Array:
 
 
 def empty_output_schema(
-    entity: pa.Schema, keys: Sequence[str], outputs: Mapping[str, str]
+    entity: pa.Schema, keys: Sequence[str], outputs: Mapping[str, pa.DataType]
 ) -> pa.Schema:
     """The output file's columns when there is no row: keys as the entities type them, the
-    timestamp as UTC microseconds, outputs by the signature's dtype (float64 when unknown)."""
+    timestamp as UTC microseconds, then each output with its Arrow type."""
     fields = [entity.field(k) for k in keys]
     fields.append(pa.field(TIMESTAMP, pa.timestamp("us", tz="UTC")))
-    for name, dtype in outputs.items():
-        try:
-            kind = pa.from_numpy_dtype(np.dtype(dtype))
-        except (TypeError, pa.ArrowNotImplementedError):
-            kind = pa.float64()
-        fields.append(pa.field(name, kind))
+    fields += [pa.field(name, kind) for name, kind in outputs.items()]
     return pa.schema(fields)

@@ -250,7 +250,7 @@ class Jobs:
             as_of=as_of,
             to_online=to_online,
             progress=progress,
-            batch_size=batch_size or DEFAULT_BATCH_ROWS,
+            batch_size=DEFAULT_BATCH_ROWS if batch_size is None else batch_size,
         )
 
 

@@ -66,7 +66,7 @@ def _from_pandas(frame: Any, timestamp_column: str) -> pa.Table:
         )
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as error:  # ValueError: duplicate names
         raise EntityFrameError(f"entity_df cannot be converted to Arrow: {error}") from None
 
 
@@ -84,6 +84,8 @@ def _pandas_utc(column: Any, name: str) -> Any:
     try:
         if pd.api.types.is_datetime64_dtype(column.dtype):
             return column.dt.tz_localize("UTC")
+        if _all_aware(column):  # time zones that differ: one instant each, read as UTC
+            return pd.to_datetime(column, utc=True, format="ISO8601")
         return pd.to_datetime(column, utc=False, format="ISO8601").pipe(_localize)
     except (ValueError, TypeError) as error:
         # pandas adds lines of format advice after its first sentence
@@ -92,6 +94,23 @@ def _pandas_utc(column: Any, name: str) -> Any:
             f"entity frame column '{name}' is not a usable timestamp column ({first}). Give "
             "datetimes of one kind: all timezone-aware, or all naive (read as UTC)"
         ) from None
+
+
+def _all_aware(column: Any) -> bool:
+    """Whether every value of an object column is a time with a zone (a datetime with tzinfo, or
+    ISO 8601 text with an offset or Z), so that mixed zones are not mistaken for mixed kinds."""
+    from datetime import datetime
+
+    values = column.dropna().tolist()
+    for value in values:
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                return False
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            return False
+    return bool(values)
 
 
 def _numbers(column: Any) -> bool:
