@@ -340,7 +340,11 @@ def test_a_later_event_of_the_entity_in_the_same_tile_applied_first_is_counted_t
     ingest(world)
     group = f"parity:{world['store'].project}:predict:{world['sink']}"
     world["client"].xgroup_create(world["stream"], group, id="$")
-    first = {"account_id": 1, "event_timestamp": NOW - timedelta(seconds=40), "amount": 3.0}
+    first: dict[str, Any] = {
+        "account_id": 1,
+        "event_timestamp": NOW - timedelta(seconds=40),
+        "amount": 3.0,
+    }
     second = {**first, "event_timestamp": NOW - timedelta(seconds=30), "amount": 8.0}
     ids = send(world, [first, second])
     ingest(world)
