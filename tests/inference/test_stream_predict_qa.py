@@ -384,7 +384,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     "options",
-    [{"claim_idle_ms": -5}, {"claim_idle_ms": 1.5}, {"group": ""}, {"consumer": ""}],
+    [
+        {"claim_idle_ms": -5},
+        {"claim_idle_ms": 1.5},
+        {"group": ""},
+        {"consumer": ""},
+        {"ingest_wait_ms": -1},
+        {"ingest_wait_ms": 0.5},
+        {"ingest_wait_ms": True},
+        {"ingest_wait_ms": None},
+    ],
 )
 def test_the_api_refuses_options_the_cli_refuses(
     world: dict[str, Any], options: dict[str, Any]

@@ -5,13 +5,11 @@ A worker reads the source's stream in its own consumer group (not `parity ingest
 every event) and handles micro-batches:
 
 1. decode and check each event (stream_predict_rules.check_event): bad ones become dead letters;
-2. wait (at most `ingest_wait_ms`) until `parity ingest`'s group has applied the batch's events
-   (stream_predict_ingest), then read the online features of the good ones, each at its own
-   time, so a score includes its own event as a training row at the event's time does
-   (stream_predict_features.read_at); events ingest had not applied are marked `ingest_behind`;
-   run
-   the on-demand transforms with the event's fields as request data, and predict them in one
-   call of the model (loaded once, rows built as `/v1` builds them: Deployment);
+2. wait (up to `ingest_wait_ms`) for `parity ingest` to apply the batch (stream_predict_ingest;
+   events it had not applied are marked `ingest_behind`), read the good ones' online features at
+   each event's own time, itself included, as a training row at that time (read_at), run the
+   on-demand transforms with the event's fields as request data, and predict them in one call
+   of the model (loaded once, rows built as `/v1` builds them: Deployment);
 3. publish the scores and dead letters and acknowledge their source messages in ONE Lua script,
    which first checks that each message is still pending in the group: a message is published
    iff it is acknowledged, atomically. A worker killed before the script redoes the batch; after

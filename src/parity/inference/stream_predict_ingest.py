@@ -66,8 +66,8 @@ def wait_for_ingest(
     while True:
         try:
             delivered, lowest = ingest_state(client, key, group, last)
-        except Exception as error:  # the group was deleted between the two commands
-            if "NOGROUP" not in str(error):
+        except Exception as error:  # the group (or the stream) was deleted under the poll
+            if "NOGROUP" not in str(error) and "no such key" not in str(error):
                 raise
             delivered, lowest = None, None
         behind = not_applied(ids, delivered, lowest)
