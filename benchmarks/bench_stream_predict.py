@@ -16,8 +16,10 @@
    with no model and no features (the practical limit of the round trip).
 
 With --with-ingest, `parity ingest` of the same source runs alongside the worker (production's
-setup; both share the machine's cores). The worker's model libraries run on one thread
-(`--model-threads`, its default).
+setup; both share the machine's cores) and the worker waits for it to apply each batch before
+reading features (scores include their own event). Without it, no ingest group exists: the worker
+does not wait, and every score is marked `ingest_behind`. The worker's model libraries run on one
+thread (`--model-threads`, its default).
 
 Prints p50/p99/max latency, throughput, the lag left at the end, and ratios against the targets.
 Exits 0 even when a target is missed.
@@ -276,6 +278,8 @@ def measure_worker(rate: float, seconds: float, with_ingest: bool) -> tuple[Run,
         ]  # fmt: skip
         event = transaction
         ingest = None
+        if not with_ingest:  # no `parity ingest` on the source: its group (made by the history's
+            client.xgroup_destroy(stream, f"parity:{store.project}")  # ingest) goes too
         if with_ingest:  # `parity ingest` of the same source, as in production (its own group)
             ingest_command = [sys.executable, "-m", "parity.cli.main", "ingest", "--source", "txns"]
             ingest = start([*ingest_command, "--repo", folder])

@@ -1,9 +1,12 @@
 """`parity predict stream`: each event's score equals the model on its point-in-time features
-(read 1 µs before the event, as offline), bad events are dead-lettered naming the field, and the
+(at the event's own time, the event included, as offline and as TrainingJob's training rows,
+once `parity ingest` has applied it), bad events are dead-lettered naming the field, and the
 prediction log gets one row per score."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,10 +90,10 @@ def scores(world: dict[str, Any], key: str | None = None) -> dict[str, dict[str,
     }
 
 
-def test_a_score_reads_features_just_before_its_event_as_offline(world: dict[str, Any]) -> None:
-    """History ingested; then one new event per account is scored before ingest applies it.
-    Each score equals the model on get_historical_features 1 µs before the event, and the
-    event's own contribution is not in it (offline AT the event, count_5m is one more)."""
+def test_a_score_includes_its_own_event_as_offline_at_the_event(world: dict[str, Any]) -> None:
+    """History ingested; then one new event per account, applied by `parity ingest` first (as
+    it usually is). Each score equals the model on get_historical_features AT the event (its
+    own contribution counted: one more than just before it), and is not marked."""
     send(world, history(NOW, [1, 2, 3], 12))
     ingest(world)
     worker = predictor(world)  # its group starts at the stream's beginning: history too
@@ -101,8 +104,8 @@ def test_a_score_reads_features_just_before_its_event_as_offline(world: dict[str
         for a in (1, 2, 3)
     ]
     ids = send(world, fresh)
+    ingest(world)
     drain(worker)
-    ingest(world)  # the events are now in the store and offline: the rule must exclude them
     got = scores(world)
     assert sorted(got) == sorted(ids)
     want = expected_scores(world["store"], fresh)
@@ -112,35 +115,115 @@ def test_a_score_reads_features_just_before_its_event_as_offline(world: dict[str
     )
     at = offline_features(world["store"], fresh, [e["event_timestamp"] for e in fresh])
     assert (at["amount_count_5m"] - before["amount_count_5m"]).tolist() == [1, 1, 1]
+    assert not close([float(got[i]["score"]) for i in ids], list(VelocityModel().predict(before)))
     assert [got[i]["account_id"] for i in ids] == ["1", "2", "3"]
     assert {got[i]["model"] for i in ids} == {"velo"} and {got[i]["version"] for i in ids} == {"1"}
     assert got[ids[0]]["event_timestamp"] == fresh[0]["event_timestamp"].isoformat()
-    assert [got[i]["ingest_ahead"] for i in ids] == ["0", "0", "0"]
+    assert [got[i]["ingest_behind"] for i in ids] == ["0", "0", "0"]
+    assert worker.stats.ingest_behind == 0
 
 
-def test_interleaved_with_ingest_every_score_equals_offline(world: dict[str, Any]) -> None:
-    """Events of two accounts one by one, each scored and then ingested: every score sees all
-    earlier events and not its own, exactly as offline at 1 µs before it."""
+def test_with_ingest_running_alongside_every_score_equals_offline(world: dict[str, Any]) -> None:
+    """`parity ingest` runs in a thread (a real StreamWorker) while events of two accounts
+    arrive one by one; the scorer waits for it before each read. Every score sees all earlier
+    events and its own, exactly as offline at the event's time, and none is marked."""
     send(world, history(NOW, [1, 2], 3))
     ingest(world)
     world["client"].xgroup_create(
         world["stream"], f"parity:{world['store'].project}:predict:{world['sink']}", id="$"
     )
     worker = predictor(world)
+    stop = threading.Event()
+    ingester = StreamWorker(world["store"], "txns", block_ms=5, client=world["client"])
+    thread = threading.Thread(target=ingester.run, args=(stop.is_set,))
+    thread.start()
     sent, ids = [], []
-    for i in range(12):
-        event = {
-            "account_id": 1 + i % 2,
-            "event_timestamp": NOW - timedelta(seconds=200) + timedelta(seconds=15 * i),
-            "amount": float(7 + 3 * i),
-        }
-        ids += send(world, [event])
-        sent.append(event)
-        drain(worker)
-        ingest(world)
+    try:
+        for i in range(12):
+            event = {
+                "account_id": 1 + i % 2,
+                "event_timestamp": NOW - timedelta(seconds=200) + timedelta(seconds=15 * i),
+                "amount": float(7 + 3 * i),
+            }
+            ids += send(world, [event])
+            sent.append(event)
+            drain(worker)
+    finally:
+        stop.set()
+        thread.join(10)
     got = scores(world)
     assert sorted(got) == sorted(ids)
     assert close([float(got[i]["score"]) for i in ids], expected_scores(world["store"], sent))
+    assert {got[i]["ingest_behind"] for i in ids} == {"0"} and worker.stats.ingest_behind == 0
+
+
+def test_without_an_ingest_group_scores_are_marked_behind_at_once(world: dict[str, Any]) -> None:
+    """No `parity ingest` on the source (its group does not exist): nothing will apply the
+    events, so the scorer does not wait for it (not even its 5 s), and marks every score
+    `ingest_behind`: each misses its own event (offline just before it, here)."""
+    send(world, history(NOW, [1, 2], 4))
+    ingest(world)
+    world["client"].xgroup_destroy(world["stream"], f"parity:{world['store'].project}")
+    world["client"].xgroup_create(
+        world["stream"], f"parity:{world['store'].project}:predict:{world['sink']}", id="$"
+    )
+    fresh: list[dict[str, Any]] = [
+        {"account_id": a, "event_timestamp": NOW - timedelta(seconds=4 - a), "amount": 2.0 * a}
+        for a in (1, 2)
+    ]
+    ids = send(world, fresh)
+    worker = predictor(world, ingest_wait_ms=5_000)
+    started = time.monotonic()
+    drain(worker)
+    assert time.monotonic() - started < 2.5
+    got = scores(world)
+    assert [got[i]["ingest_behind"] for i in ids] == ["1", "1"]
+    assert worker.stats.ingest_behind == 2
+    before = offline_features(
+        world["store"], fresh, [e["event_timestamp"] - timedelta(microseconds=1) for e in fresh]
+    )
+    assert close([float(got[i]["score"]) for i in ids], list(VelocityModel().predict(before)))
+
+
+def test_ingest_stopped_mid_way_marks_what_it_had_not_applied_after_the_wait(
+    world: dict[str, Any],
+) -> None:
+    """Ingest applied the first two of four events, was delivered the third and stopped
+    before acknowledging it (pending), and never read the fourth. After waiting its 300 ms the
+    scorer scores all four: the first two exact (as offline at their time), the last two marked
+    `ingest_behind`. A second batch for the same stuck ingest waits again, bounded."""
+    send(world, history(NOW, [1, 2], 4))
+    ingest(world)
+    group = f"parity:{world['store'].project}"
+    world["client"].xgroup_create(world["stream"], f"{group}:predict:{world['sink']}", id="$")
+    fresh: list[dict[str, Any]] = [
+        {"account_id": a, "event_timestamp": NOW - timedelta(seconds=60 * (4 - i)), "amount": a}
+        for i, a in enumerate((1, 2, 1, 2))
+    ]
+    ids = send(world, fresh)
+    applied = StreamWorker(world["store"], "txns", batch_size=2, block_ms=1, client=world["client"])
+    assert applied.run_once() == 2
+    stuck = world["client"].xreadgroup(group, "stuck", {world["stream"]: ">"}, count=1)
+    assert stuck[0][1][0][0].decode() == ids[2]
+    worker = predictor(world, ingest_wait_ms=300)
+    started = time.monotonic()
+    drain(worker)
+    waited = time.monotonic() - started
+    assert 0.3 <= waited < 3
+    got = scores(world)
+    assert [got[i]["ingest_behind"] for i in ids] == ["0", "0", "1", "1"]
+    assert worker.stats.ingest_behind == 2
+    assert close(
+        [float(got[i]["score"]) for i in ids[:2]], expected_scores(world["store"], fresh[:2])
+    )
+    claimer = StreamWorker(
+        world["store"], "txns", block_ms=1, claim_idle_ms=0, client=world["client"]
+    )
+    while claimer.run_once():
+        pass  # the rest applied now, the stuck one claimed: the marked scores missed them
+    assert not close(
+        [float(got[i]["score"]) for i in ids[2:]], expected_scores(world["store"], fresh[2:])
+    )
 
 
 def test_bad_events_are_dead_lettered_naming_the_field_and_the_rest_scored(
@@ -247,35 +330,37 @@ def test_a_slow_owner_and_a_claimer_publish_a_message_once(world: dict[str, Any]
     assert world["client"].xlen(f"{world['sink']}:dead") == 1
 
 
-def test_an_event_ingest_applied_first_is_marked_and_its_score_includes_it(
+def test_a_later_event_of_the_entity_in_the_same_tile_applied_first_is_counted_too(
     world: dict[str, Any],
 ) -> None:
-    """The rule's one leak, made visible: `parity ingest` applied the events before their scores
-    read features, so the current tile holds them. Each score is marked `ingest_ahead` 1, and
-    equals the model on the features AT the event (its own contribution counted)."""
-    send(world, history(NOW, [1, 2, 3], 4))
+    """What still differs from offline, made visible: two events of one account in one tile,
+    both applied by ingest before the first is scored. The online tile merges them, so the
+    first score counts the second too (= offline at the second's time, not at its own)."""
+    send(world, history(NOW, [1], 4))
     ingest(world)
     group = f"parity:{world['store'].project}:predict:{world['sink']}"
     world["client"].xgroup_create(world["stream"], group, id="$")
-    fresh: list[dict[str, Any]] = [
-        {"account_id": a, "event_timestamp": NOW - timedelta(seconds=10 - a), "amount": 3.0 * a}
-        for a in (1, 2, 3)
-    ]
-    ids = send(world, fresh)
-    ingest(world)  # ingest first
-    worker = predictor(world)
-    drain(worker)
+    first: dict[str, Any] = {
+        "account_id": 1,
+        "event_timestamp": NOW - timedelta(seconds=40),
+        "amount": 3.0,
+    }
+    second = {**first, "event_timestamp": NOW - timedelta(seconds=30), "amount": 8.0}
+    ids = send(world, [first, second])
+    ingest(world)
+    drain(predictor(world))
     got = scores(world)
-    assert [got[i]["ingest_ahead"] for i in ids] == ["1", "1", "1"]
-    assert worker.stats.ingest_ahead == 3
-    at = offline_features(world["store"], fresh, [e["event_timestamp"] for e in fresh])
-    assert close([float(got[i]["score"]) for i in ids], list(VelocityModel().predict(at)))
-    assert not close([float(got[i]["score"]) for i in ids], expected_scores(world["store"], fresh))
+    assert [got[i]["ingest_behind"] for i in ids] == ["0", "0"]
+    both = offline_features(world["store"], [first], [second["event_timestamp"]])
+    assert close([float(got[ids[0]]["score"])], list(VelocityModel().predict(both)))
+    assert not close([float(got[ids[0]]["score"])], expected_scores(world["store"], [first]))
+    assert close([float(got[ids[1]]["score"])], expected_scores(world["store"], [second]))
 
 
 def test_a_stream_score_equals_the_v1_score_for_the_same_features(world: dict[str, Any]) -> None:
     """The model server's `/v1` path (ModelServer.predict_entities) reads at the store's clock;
-    an event stamped 1 µs after it is read at that same time: the scores are equal."""
+    an event stamped at that time, once ingested, is read at that same time: the scores are
+    equal."""
     import asyncio
 
     from parity.inference.metrics import ModelMetrics
@@ -286,8 +371,8 @@ def test_a_stream_score_equals_the_v1_score_for_the_same_features(world: dict[st
     group = f"parity:{world['store'].project}:predict:{world['sink']}"
     world["client"].xgroup_create(world["stream"], group, id="$")
     rows = [{"account_id": a, "amount": 4.5 * a} for a in (1, 2, 3)]
-    moment = NOW + timedelta(microseconds=1)
-    ids = send(world, [{**row, "event_timestamp": moment} for row in rows])
+    ids = send(world, [{**row, "event_timestamp": NOW} for row in rows])
+    ingest(world)
     drain(predictor(world))
     got = scores(world)
     server = ModelServer(world["store"].models, metrics=ModelMetrics(), features=world["store"])

@@ -53,11 +53,13 @@ def test_a_run_until_idle_scores_every_event_and_says_so(repo: dict[str, Any]) -
     publish(repo["client"], source, [fresh, unknown], project=repo["store"].project)
     code, output = run(
         "--model", "velo@champion", "--source", "txns", "--sink", repo["sink"],
-        "--repo", str(repo["root"]), "--until-idle",
+        "--repo", str(repo["root"]), "--until-idle", "--ingest-wait-ms", "200",
     )  # fmt: skip
     assert code == 0, output
-    # every event of the stream: 4 history events and the new one scored, account 5 unknown
+    # every event of the stream: 4 history events and the new one scored, account 5 unknown;
+    # the new one was not ingested (after the 200 ms wait): marked
     assert "published 5 scores" in output and "1 dead letters (1 unknown_entity)" in output
+    assert "1 scored before `parity ingest` had applied them (ingest_behind)" in output
     assert repo["client"].xlen(repo["sink"]) == 5
 
 
@@ -92,3 +94,11 @@ def test_a_model_without_a_feature_service_is_refused(repo: dict[str, Any]) -> N
         "--model", "bare", "--source", "txns", "--sink", repo["sink"], "--repo", str(repo["root"])
     )
     assert code == 1 and "feature service" in output, output
+
+
+def test_a_negative_ingest_wait_is_refused(repo: dict[str, Any]) -> None:
+    code, output = run(
+        "--model", "velo", "--source", "txns", "--sink", repo["sink"],
+        "--repo", str(repo["root"]), "--ingest-wait-ms", "-1",
+    )  # fmt: skip
+    assert code == 2 and "ingest-wait-ms" in output, output

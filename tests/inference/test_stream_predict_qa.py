@@ -100,6 +100,7 @@ def test_an_event_before_the_last_materialization_is_dead_lettered_not_scored_on
     before = {"account_id": 1, "event_timestamp": NOW - timedelta(minutes=3), "amount": 9.0}
     after = {"account_id": 2, "event_timestamp": NOW + timedelta(seconds=1), "amount": 4.0}
     old_id, new_id = send(world, [before, after])
+    ingest(world)
     worker = StreamPredictor(
         store, "velo@champion", "txns", world["sink"], block_ms=1, client=client
     )
@@ -210,55 +211,12 @@ def test_a_group_lost_under_a_running_worker_is_created_again_not_a_crash(
     client.xgroup_destroy(world["stream"], worker.group)
     event = {"account_id": 1, "event_timestamp": NOW - timedelta(seconds=1), "amount": 3.0}
     [new] = send(world, [event])
+    ingest(world)
     stats = worker.run(until_idle=True)
     scores = entries(world, world["sink"])
     assert new in scores and len(scores) == 4  # the history (the group starts at 0) and it
     assert close([float(scores[new]["score"])], expected_scores(store, [event]))
     assert stats.retries == 1 and client.xpending(world["stream"], worker.group)["pending"] == 0
-
-
-class IngestDuringRead(StreamPredictor):
-    """A real worker whose feature read is preceded by a real `parity ingest` pass: the
-    interleaving of two processes where ingest is delivered and applies the batch's events
-    just as the score reads their features."""
-
-    ingest_world: dict[str, Any]
-
-    def _score(self, events: Any) -> Any:
-        ingest(self.ingest_world)
-        return super()._score(events)
-
-
-def test_a_score_whose_event_ingest_applied_before_the_read_is_marked_ingest_ahead(
-    world: dict[str, Any],
-) -> None:
-    # The flag was computed from XINFO GROUPS *before* the feature read: ingest delivered and
-    # applied the event in between, its own contribution entered its score, and the score said
-    # ingest_ahead 0, the promise that the rule (nothing at or after the event) held.
-    store, client = world["store"], world["client"]
-    send(world, history(NOW, [1, 2], 3))
-    ingest(world)
-    client.xgroup_create(world["stream"], f"parity:{store.project}:predict:{world['sink']}", id="$")
-    worker = IngestDuringRead(store, "velo@champion", "txns", world["sink"], client=client)
-    worker.ingest_world = world
-    times = {a: NOW - timedelta(seconds=3 - a) for a in (1, 2)}
-    events: list[dict[str, Any]] = [
-        {"account_id": a, "event_timestamp": t, "amount": 2.0 * a} for a, t in times.items()
-    ]
-    ids = send(world, events)
-    while worker.run_once():
-        pass
-    scores = entries(world, world["sink"])
-    # the leak happened: each score is the model on the features AT the event (itself counted)
-    at_event = expected_scores(
-        store, [{**e, "event_timestamp": times[e["account_id"]] + US} for e in events]
-    )
-    assert close([float(scores[i]["score"]) for i in ids], at_event)
-    assert [scores[i]["ingest_ahead"] for i in ids] == ["1", "1"]  # and it says so
-    assert worker.stats.ingest_ahead == 2
-
-
-US = timedelta(microseconds=1)
 
 
 def test_an_on_demand_function_raising_on_one_event_dead_letters_it_not_the_worker(
@@ -290,6 +248,7 @@ def test_an_on_demand_function_raising_on_one_event_dead_letters_it_not_the_work
         at = NOW - timedelta(seconds=2)
         rows = [{"account_id": 1, "event_timestamp": at, "amount": a} for a in (1.0, 13.37, 2.0)]
         ids = send(world, rows)
+        ingest(world)
         worker = StreamPredictor(store, "velo@champion", "txns", sink, block_ms=1, client=client)
         while worker.run_once():
             pass
@@ -327,7 +286,7 @@ def test_an_event_before_its_entitys_stored_plain_row_is_dead_lettered_not_score
     tmp_path: Path, redis_url: str, online: str
 ) -> None:
     # A profile row re-stamped after the event (the limit raised 5 s later) and materialized:
-    # the online store keeps only that newest row, so the event's read 1 µs before it got
+    # the online store keeps only that newest row, so the event's read at its own time got
     # null (OUTSIDE_MAX_AGE) and was scored on it (-1 + amount), while offline, and the truth,
     # is the older row's 100. Now it is a `late` dead letter; an event after the row is scored.
     stream = f"parity:test:{uuid.uuid4().hex}"
@@ -425,7 +384,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     "options",
-    [{"claim_idle_ms": -5}, {"claim_idle_ms": 1.5}, {"group": ""}, {"consumer": ""}],
+    [
+        {"claim_idle_ms": -5},
+        {"claim_idle_ms": 1.5},
+        {"group": ""},
+        {"consumer": ""},
+        {"ingest_wait_ms": -1},
+        {"ingest_wait_ms": 0.5},
+        {"ingest_wait_ms": True},
+        {"ingest_wait_ms": None},
+    ],
 )
 def test_the_api_refuses_options_the_cli_refuses(
     world: dict[str, Any], options: dict[str, Any]

@@ -4,22 +4,21 @@ time, output text and the unknown-entity rule, against hand-worked expectations.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from parity.inference.request_fields import FieldRule
+from parity.inference.stream_predict_ingest import not_applied
 from parity.inference.stream_predict_rules import (
     Event,
     EventSpec,
     Limits,
     Rejection,
     check_event,
-    read_time_us,
     score_fields,
     text,
-    training_time,
     unknown_key,
 )
 from parity.timeutil import to_micros
@@ -95,12 +94,6 @@ def test_the_edges_of_the_accepted_times_are_inclusive() -> None:
     assert isinstance(checked(ts=LIMITS.now_us - LIMITS.lateness_us - 1), Rejection)
 
 
-def test_the_read_time_is_one_microsecond_before_the_event() -> None:
-    assert read_time_us(1_000_000) == 999_999
-    moment = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))
-    assert training_time(moment) == moment - timedelta(microseconds=1)
-
-
 def test_output_text_round_trips_floats_and_marks_missing_values() -> None:
     for value in (0.1, 1 / 3, -2.5e-300, 1e308):
         assert float(text(value)) == value
@@ -120,11 +113,11 @@ def test_score_fields_hold_the_source_id_keys_time_model_and_every_output() -> N
         "model": "fraud",
         "version": "3",
         "score": "0.25",
-        "ingest_ahead": "0",
+        "ingest_behind": "0",
     }
     two = score_fields(event, "fraud", 3, {"label": 1, "p": 0.75}, "label", True)
     assert (two["score"], two["output:label"], two["output:p"]) == ("1", "1", "0.75")
-    assert two["ingest_ahead"] == "1"
+    assert two["ingest_behind"] == "1"
 
 
 def test_an_entity_is_unknown_only_when_every_view_keyed_by_it_lacks_it() -> None:
@@ -138,3 +131,20 @@ def test_an_entity_is_unknown_only_when_every_view_keyed_by_it_lacks_it() -> Non
     assert unknown_key(views, statuses, 0) == "a"  # d is known (w), a by none of its views
     assert unknown_key(views, statuses, 1) == "d"
     assert unknown_key(views, statuses, 2) is None  # z found (null value): both keys known
+
+
+def order(message_id: str) -> int:
+    millis, _, sequence = message_id.partition("-")
+    return int(millis) * 2**20 + int(sequence)  # as Redis orders ids: ms, then the sequence
+
+
+def test_an_event_is_applied_when_delivered_to_ingest_and_no_longer_pending_there() -> None:
+    ids = ["5-0", "5-1", "7-0", "10-2"]
+    assert not_applied(ids, None, None) == set(ids)  # no ingest group: none applied
+    assert not_applied(ids, order("10-2"), None) == set()  # all delivered, none pending
+    assert not_applied(ids, order("7-0"), None) == {"10-2"}  # not yet delivered
+    assert not_applied(ids, order("10-2"), order("5-1")) == {"5-1", "7-0", "10-2"}
+    # a pending event before the batch: every event of the batch may miss it
+    assert not_applied(ids, order("10-2"), order("1-0")) == set(ids)
+    assert not_applied(ids, order("5-0"), order("5-0")) == set(ids)
+    assert not_applied([], None, None) == set()

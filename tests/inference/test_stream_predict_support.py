@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from parity import FeatureStore
-from parity.inference.stream_predict_rules import training_time
 from tests.conftest import write_repo
 
 SERVICE = "scoring"
@@ -95,13 +94,14 @@ def register(store: FeatureStore) -> None:
 
 
 def expected_scores(store: FeatureStore, events: Sequence[dict[str, Any]]) -> list[float]:
-    """The oracle: features from get_historical_features at 1 µs before each event (the rule of
-    docs/lifecycle.md), then the model's formula by hand."""
+    """The oracle: features from get_historical_features at each event's own time (the rule of
+    docs/lifecycle.md: a score includes its event, as a training row does), then the model's
+    formula by hand."""
     frame = pd.DataFrame(
         {
             "account_id": [e["account_id"] for e in events],
             "amount": [e["amount"] for e in events],
-            "event_timestamp": [training_time(e["event_timestamp"]) for e in events],
+            "event_timestamp": [e["event_timestamp"] for e in events],
         }
     )
     offline = store.get_historical_features(frame, SERVICE).to_pandas()

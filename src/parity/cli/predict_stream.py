@@ -45,6 +45,14 @@ def stream(
     redis_url: RedisUrlOption = None,
     until_idle: UntilIdleOption = False,
     claim_idle_ms: ClaimIdleOption = 60_000,
+    ingest_wait_ms: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Wait at most this long per batch for `parity ingest` to apply its events "
+            "before reading features; then score them marked ingest_behind (0: never wait).",
+        ),
+    ] = 1_000,
     score_unknown: Annotated[
         bool,
         typer.Option(help="Score events of entities no feature view knows (default: dead letter)."),
@@ -71,6 +79,7 @@ def stream(
         batch_size=batch,
         block_ms=100 if until_idle else 1_000,
         claim_idle_ms=claim_idle_ms,
+        ingest_wait_ms=ingest_wait_ms,
         score_unknown=score_unknown,
         prediction_log=prediction_log,
         client=_client(redis_url),
@@ -114,7 +123,8 @@ def summary(stats: StreamStats) -> str:
     return (
         f"published {stats.scored} scores in {stats.batches} batches; {stats.dead_lettered} "
         f"dead letters ({reasons}); {stats.duplicates} already published; "
-        f"{stats.ingest_ahead} read after `parity ingest` had read them; {stats.retries} retries"
+        f"{stats.ingest_behind} scored before `parity ingest` had applied them (ingest_behind); "
+        f"{stats.retries} retries"
     )
 
 

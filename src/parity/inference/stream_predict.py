@@ -5,10 +5,11 @@ A worker reads the source's stream in its own consumer group (not `parity ingest
 every event) and handles micro-batches:
 
 1. decode and check each event (stream_predict_rules.check_event): bad ones become dead letters;
-2. read the online features of the good ones, each as of 1 µs before its own time (so its own
-   contribution to windowed features is never included; stream_predict_features.read_at), run
-   the on-demand transforms with the event's fields as request data, and predict them in one
-   call of the model (loaded once, rows built as `/v1` builds them: Deployment);
+2. wait (up to `ingest_wait_ms`) for `parity ingest` to apply the batch (stream_predict_ingest;
+   events it had not applied are marked `ingest_behind`), read the good ones' online features at
+   each event's own time, itself included, as a training row at that time (read_at), run the
+   on-demand transforms with the event's fields as request data, and predict them in one call
+   of the model (loaded once, rows built as `/v1` builds them: Deployment);
 3. publish the scores and dead letters and acknowledge their source messages in ONE Lua script,
    which first checks that each message is still pending in the group: a message is published
    iff it is acknowledged, atomically. A worker killed before the script redoes the batch; after
@@ -36,6 +37,7 @@ from parity.errors import AliasNotFound, BadRequest, PushError
 from parity.inference.deployment import BatchSettings, Deployment
 from parity.inference.predlog import PredictionRecord
 from parity.inference.stream_predict_features import read_at
+from parity.inference.stream_predict_ingest import wait_for_ingest
 from parity.inference.stream_predict_rules import (
     Event,
     EventSpec,
@@ -47,7 +49,6 @@ from parity.inference.stream_predict_rules import (
     entry_args,
     late_rows,
     late_windows,
-    read_time_us,
     redis_location,
     reject,
     request_id,
@@ -56,7 +57,7 @@ from parity.inference.stream_predict_rules import (
     transformed,
     unknown_key,
 )
-from parity.ingest.stream import EVENT_FIELD, decode_event, read_group, stream_order
+from parity.ingest.stream import EVENT_FIELD, decode_event, read_group
 from parity.online.reads import OnlineResponse, key_types
 from parity.timeutil import to_micros
 
@@ -122,6 +123,7 @@ class StreamPredictor:
         batch_size: int = 256,
         block_ms: int = 100,
         claim_idle_ms: int = 60_000,
+        ingest_wait_ms: int = 1_000,
         score_unknown: bool = False,
         prediction_log: PredictionLogger | None = None,
         client: Any = None,
@@ -132,6 +134,7 @@ class StreamPredictor:
         _check_positive("batch_size", batch_size)
         _check_positive("block_ms", block_ms)
         _check_positive("claim_idle_ms", claim_idle_ms, least=0)  # 0: claim at once
+        _check_positive("ingest_wait_ms", ingest_wait_ms, least=0)  # 0: never wait
         self.store = store
         stream_source = views_of(store.registry.catalog, source)[0].source
         if not isinstance(stream_source, StreamSource):
@@ -145,6 +148,7 @@ class StreamPredictor:
             raise BadRequest("group and consumer, when given, must not be empty")
         self.group = group or f"parity:{store.project}:predict:{sink}"
         self.ingest_group = f"parity:{store.project}"  # `parity ingest`'s (StreamWorker)
+        self.ingest_wait_ms = ingest_wait_ms
         if self.group == self.ingest_group:
             raise BadRequest(
                 f"group '{self.group}' is `parity ingest`'s: the scores would take events from "
@@ -159,6 +163,10 @@ class StreamPredictor:
         self.alias = _alias_of(store, model)
         self.request, self.schema = _retrieval(store, self.version, self.deployment)
         self.spec = _spec(self.version.ref, self.source, self.request, self.schema)
+        self.waits_for_ingest = any(  # the model reads windows `parity ingest` updates
+            r.view.is_aggregated and r.view.source.name == self.source.name
+            for r in self.request.views
+        )
         self.stats = StreamStats()
         self._script = self.client.register_script(PUBLISH_SCRIPT)
         self._own_pending = True
@@ -226,12 +234,12 @@ class StreamPredictor:
         now_us = to_micros(self.store.now())
         events, rejected = self._checked(messages, now_us)
         started = time.perf_counter()
+        behind = self._wait_for_ingest(events)
         scored, failed = self._score(events) if events else ([], [])
-        ahead = self._ingest_ahead(events)  # after the read: delivered by then may be counted
         rejected += failed
         seconds = time.perf_counter() - started
         _crash_point("before_publish")
-        published = self._publish(messages, scored, rejected, ahead)
+        published = self._publish(messages, scored, rejected, behind)
         _crash_point("after_publish")
         self._log(scored, published, seconds)
         self.stats.batches += 1
@@ -254,29 +262,20 @@ class StreamPredictor:
             (rejected if isinstance(checked, Rejection) else events).append(checked)  # type: ignore[arg-type]
         return events, rejected
 
-    def _ingest_ahead(self, events: list[Event]) -> frozenset[str]:
-        """The events `parity ingest`'s group had been delivered by the end of their feature
-        read: ingest may have applied them before it, and their windows may then include them
-        (the rule's one leak, see docs/lifecycle.md). Read after the features, so an event not
-        yet delivered then cannot have been applied: a 0 is a promise. Marked in the output."""
-        if not events:
+    def _wait_for_ingest(self, events: list[Event]) -> frozenset[str]:
+        """The events `parity ingest` had still not applied after waiting up to
+        `ingest_wait_ms` (all of them at once when its group does not exist): their scores may
+        miss their own event and recent ones. Marked `ingest_behind` in the output."""
+        if not events or not self.waits_for_ingest:
             return frozenset()
-        try:
-            groups = self.client.xinfo_groups(self.key)
-        except Exception:  # a diagnostic only: never fail the batch for it
-            return frozenset()
-        for group in groups:
-            if _text(group.get("name", b"")) == self.ingest_group:
-                delivered = stream_order(_text(group.get("last-delivered-id", b"0-0")))
-                return frozenset(
-                    e.message_id for e in events if stream_order(e.message_id) <= delivered
-                )
-        return frozenset()
+        ids = [e.message_id for e in events]
+        wait = self.ingest_wait_ms
+        return frozenset(wait_for_ingest(self.client, self.key, self.ingest_group, ids, wait))
 
     def _score(self, events: list[Event]) -> tuple[list[Scored], list[Rejection]]:
         columns: dict[str, list[Any]] = {k: [e.keys[k] for e in events] for k in self.spec.keys}
         columns.update({n: [e.inputs[n] for e in events] for n in self.spec.inputs})
-        times = [read_time_us(e.event_us) for e in events]
+        times = [e.event_us for e in events]  # the event's own time: it counts itself
         response = read_at(
             self.store.online_store,
             self.store.project,
@@ -403,7 +402,7 @@ class StreamPredictor:
         messages: list[Message],
         scored: list[Scored],
         rejected: list[Rejection],
-        ahead: frozenset[str] = frozenset(),
+        behind: frozenset[str] = frozenset(),
     ) -> set[str]:
         """One script: publish every score and dead letter still pending, acknowledge them."""
         raw = {message_id: fields.get(EVENT_FIELD) for message_id, fields in messages}
@@ -411,9 +410,9 @@ class StreamPredictor:
         first = self.deployment.output_name
         version = self.version.version
         for item in scored:
-            late_read = item.event.message_id in ahead
+            unapplied = item.event.message_id in behind
             fields = score_fields(
-                item.event, self.version.name, version, item.outputs, first, late_read
+                item.event, self.version.name, version, item.outputs, first, unapplied
             )
             args += entry_args(item.event.message_id, SINK, fields)
         for rejection in rejected:
@@ -429,8 +428,8 @@ class StreamPredictor:
         keys = [self.key, self.sink, self.dead_letter]
         published = {_text(i) for i in self._script(keys=keys, args=args)}
         self.stats.scored += sum(1 for s in scored if s.event.message_id in published)
-        self.stats.ingest_ahead += sum(
-            1 for s in scored if s.event.message_id in ahead and s.event.message_id in published
+        self.stats.ingest_behind += sum(
+            1 for s in scored if s.event.message_id in behind and s.event.message_id in published
         )
         for rejection in rejected:
             if rejection.message_id in published:

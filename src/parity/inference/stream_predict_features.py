@@ -1,5 +1,6 @@
-"""Online features of a micro-batch of stream events, each read at its own time (1 µs before the
-event, see stream_predict_rules.read_time_us), in one store read per view and tile plan.
+"""Online features of a micro-batch of stream events, each read at the event's own time (the
+score includes the event, as a training row at that time does), in one store read per view and
+tile plan.
 
 The online read (online/reads.py) reads every row at one time; here each row has its own. Rows
 whose times share a tile plan (the same tiles: events of one tile interval) share one tile read,

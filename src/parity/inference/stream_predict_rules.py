@@ -26,22 +26,7 @@ from parity.online.encoding import entity_keys
 from parity.online.reads import OnlineResponse, with_on_demand
 from parity.timeutil import from_micros, to_micros
 
-# An event is scored with its features as of this long before its own time: the event's own
-# contribution to windowed features (and that of any event at the same microsecond or later)
-# is not included, online as offline (docs/lifecycle.md, "Streaming predictions").
-READ_BEFORE_US = 1
 _FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999  # years 1 to 9999
-
-
-def read_time_us(event_us: int) -> int:
-    """When an event's features are read: 1 µs before the event (see READ_BEFORE_US)."""
-    return event_us - READ_BEFORE_US
-
-
-def training_time(event_time: datetime) -> datetime:
-    """The entity-frame timestamp that gives an event, offline (`get_historical_features`), the
-    features its streamed score read: 1 µs before the event."""
-    return from_micros(read_time_us(to_micros(event_time)))
 
 
 def request_id(message_id: str) -> str:
@@ -101,7 +86,7 @@ class StreamStats:
     scored: int = 0  # scores published by this worker
     dead_lettered: int = 0
     duplicates: int = 0  # messages already published by a previous run (only acknowledged)
-    ingest_ahead: int = 0  # events `parity ingest` had read before their score read features
+    ingest_behind: int = 0  # scores read before `parity ingest` had applied their event
     retries: int = 0  # batches retried after a store was unreachable
     by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -251,7 +236,7 @@ def late_windows(
     keep: list[int] = []
     rejected: list[Rejection] = []
     for row, event in enumerate(events):
-        found = refused_window(windowed, statuses, row, before, read_time_us(event.event_us))
+        found = refused_window(windowed, statuses, row, before, event.event_us)
         if found is None:
             keep.append(row)
             continue
@@ -280,7 +265,7 @@ def late_rows(
     keep: list[int] = []
     rejected: list[Rejection] = []
     for row, event in enumerate(events):
-        read = from_micros(read_time_us(event.event_us))
+        read = from_micros(event.event_us)
         newer = [
             (view, stamps[names[0]][row])
             for view, names in plain
@@ -322,10 +307,11 @@ def score_fields(
     version: int,
     outputs: Mapping[str, Any],
     first: str,
-    ingest_ahead: bool = False,
+    ingest_behind: bool = False,
 ) -> dict[str, str]:
-    """The output message of one scored event (every value as text). `ingest_ahead`: `parity
-    ingest` had read the event before its features were (they may include it)."""
+    """The output message of one scored event (every value as text). `ingest_behind`: `parity
+    ingest` had not applied the event (or an earlier one) when its features were read: they
+    may miss it."""
     fields = {
         "source_id": event.message_id,
         "request_id": request_id(event.message_id),
@@ -334,7 +320,7 @@ def score_fields(
         "model": model,
         "version": str(version),
         "score": text(outputs[first]),
-        "ingest_ahead": "1" if ingest_ahead else "0",
+        "ingest_behind": "1" if ingest_behind else "0",
     }
     if len(outputs) > 1:
         fields.update({f"output:{name}": text(value) for name, value in outputs.items()})
