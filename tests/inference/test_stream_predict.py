@@ -14,9 +14,7 @@ from typing import Any
 
 import msgpack
 import pytest
-import redis
 
-from parity import FeatureStore
 from parity.inference.predlog import MemoryLogSink, PredictionLogger
 from parity.inference.stream_predict import StreamPredictor
 from parity.ingest.stream import StreamWorker, publish
@@ -26,9 +24,8 @@ from tests.inference.test_stream_predict_support import (
     close,
     expected_scores,
     history,
-    make_repo,
     offline_features,
-    register,
+    stream_world,
 )
 
 pytestmark = pytest.mark.redis
@@ -40,20 +37,8 @@ SINK_PREFIX = "parity:test:scores:"
 def world(
     request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
 ) -> Iterator[dict[str, Any]]:
-    extra = ""
-    if request.param == "redis":
-        extra = f"online:\n  type: redis\n  connection_string: {redis_url}\n"
-    root, stream = make_repo(tmp_path / "repo", extra)
-    store = FeatureStore(root, clock=lambda: NOW)
-    store.apply()
-    register(store)
-    client = redis.Redis.from_url(redis_url)
-    sink = f"{SINK_PREFIX}{stream.rsplit(':', 1)[1]}"
-    yield {"store": store, "client": client, "stream": stream, "sink": sink}
-    client.delete(stream, sink, f"{sink}:dead")
-    for key in client.scan_iter(match=f"parity:v1:{store.project}:*", count=1000):
-        client.delete(key)
-    client.close()
+    with stream_world(request.param, tmp_path / "repo", redis_url, SINK_PREFIX, NOW) as world:
+        yield world
 
 
 def ingest(world: dict[str, Any]) -> StreamWorker:

@@ -37,6 +37,7 @@ from tests.inference.test_stream_predict_support import (
     history,
     make_repo,
     register,
+    stream_world,
 )
 
 pytestmark = pytest.mark.redis
@@ -47,20 +48,10 @@ NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 def world(
     request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
 ) -> Iterator[dict[str, Any]]:
-    extra = ""
-    if request.param == "redis":
-        extra = f"online:\n  type: redis\n  connection_string: {redis_url}\n"
-    root, stream = make_repo(tmp_path / "repo", extra)
-    store = FeatureStore(root, clock=lambda: NOW)
-    store.apply()
-    register(store)
-    client = redis.Redis.from_url(redis_url)
-    sink = f"parity:test:qa-scores:{stream.rsplit(':', 1)[1]}"
-    yield {"store": store, "client": client, "stream": stream, "sink": sink}
-    client.delete(stream, sink, f"{sink}:dead")
-    for key in client.scan_iter(match=f"parity:v1:{store.project}:*", count=1000):
-        client.delete(key)
-    client.close()
+    with stream_world(
+        request.param, tmp_path / "repo", redis_url, "parity:test:qa-scores:", NOW
+    ) as world:
+        yield world
 
 
 def send(world: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:

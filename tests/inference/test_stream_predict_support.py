@@ -5,7 +5,8 @@ and an on-demand ratio, a model whose score anyone can compute by hand, and even
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,30 @@ def history(now: datetime, accounts: Sequence[int], per_account: int) -> list[di
 
 def close(got: Sequence[float], want: Sequence[float]) -> bool:
     return bool(np.allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-9))
+
+
+@contextmanager
+def stream_world(
+    online: str, root: Path, redis_url: str, sink_prefix: str, now: datetime
+) -> Iterator[dict[str, Any]]:
+    """The repo above on the `online` store ("sqlite" or "redis"), applied, with the model
+    registered; its stream, an output stream named `sink_prefix` + the stream's id, and a Redis
+    client. Every key the test made is deleted afterwards."""
+    import redis
+
+    extra = (
+        f"online:\n  type: redis\n  connection_string: {redis_url}\n" if online == "redis" else ""
+    )
+    repo, stream = make_repo(root, extra)
+    store = FeatureStore(repo, clock=lambda: now)
+    store.apply()
+    register(store)
+    client = redis.Redis.from_url(redis_url)
+    sink = f"{sink_prefix}{stream.rsplit(':', 1)[1]}"
+    try:
+        yield {"store": store, "client": client, "stream": stream, "sink": sink}
+    finally:
+        client.delete(stream, sink, f"{sink}:dead")
+        for key in client.scan_iter(match=f"parity:v1:{store.project}:*", count=1000):
+            client.delete(key)
+        client.close()
