@@ -25,13 +25,7 @@ def blocked_disagreement(evidence):
     shadow phase having compared the decisions (latency and errors still gate every step)."""
     if evidence.phase != "shadow":
         return True, "paired in shadow only: canary arms score different accounts"
-    champion = _by_request(evidence.champion.request_ids, evidence.champion.scores)
-    pairs = [
-        (score, champion[key])
-        for key, score in _by_request(evidence.candidate.request_ids, evidence.candidate.scores)
-        .items()
-        if key in champion
-    ]
+    pairs = _shadow_pairs(evidence)
     if len(pairs) < MIN_PAIRS:
         return None, f"{len(pairs):,} shadow pairs of the {MIN_PAIRS:,} needed"
     candidate, champ = np.array(pairs, dtype=float).T
@@ -59,13 +53,7 @@ def block_rate(evidence):
     review team's capacity). Canary arms score different accounts: it passes there."""
     if evidence.phase != "shadow":
         return True, "paired in shadow only: canary arms score different accounts"
-    champion = _by_request(evidence.champion.request_ids, evidence.champion.scores)
-    pairs = [
-        (score, champion[key])
-        for key, score in _by_request(evidence.candidate.request_ids, evidence.candidate.scores)
-        .items()
-        if key in champion
-    ]
+    pairs = _shadow_pairs(evidence)
     if len(pairs) < MIN_PAIRS:
         return None, f"{len(pairs):,} shadow pairs of the {MIN_PAIRS:,} needed"
     candidate, champ = np.array(pairs, dtype=float).T
@@ -75,6 +63,13 @@ def block_rate(evidence):
         f"the candidate blocks {own:.2%} of {len(pairs):,} payments, the champion {theirs:.2%}: "
         f"{'within' if verdict else 'outside'} [half the champion's, {evidence.limit:.0%}]"
     )
+
+
+def _shadow_pairs(evidence):
+    """(candidate score, champion score) of each payment both scored in shadow."""
+    champion = _by_request(evidence.champion.request_ids, evidence.champion.scores)
+    candidate = _by_request(evidence.candidate.request_ids, evidence.candidate.scores)
+    return [(score, champion[key]) for key, score in candidate.items() if key in champion]
 
 
 def _by_request(request_ids, scores):
