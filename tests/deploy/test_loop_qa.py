@@ -22,7 +22,7 @@ def test_a_request_held_by_the_models_active_job_says_it_stays_owed_and_does() -
     state = with_request(TriggerState(), "labels backfilled", T0)
     held = decide(_policy(), state, NONE, NONE, Context(T0, model_active=(5,)))
     assert held.action == "suppress" and "#5" in held.reasons[0]
-    assert "manual kept owed: fires once it ends" in held.reasons[0]
+    assert "manual kept owed: retrains once it ends" in held.reasons[0]
     assert held.state.request is not None
     later = decide(_policy(), held.state, NONE, NONE, Context(T0 + timedelta(hours=1)))
     assert later.action == "fire" and later.asking == ("manual",)

@@ -369,7 +369,7 @@ def _kept_owed(asking: Sequence[str]) -> str:
     """What an active retrain does NOT absorb: a manual request or a deferred fire stays owed
     (it may ask for data the active job did not see) and fires once the job ends."""
     owed = [name for name in asking if name in OWED]
-    return f" ({' and '.join(owed)} kept owed: fires once it ends)" if owed else ""
+    return f" ({' and '.join(owed)} kept owed: retrains once it ends)" if owed else ""
 
 
 def describe(asking: Sequence[str], evidence: dict[str, Any], state: TriggerState) -> str:
