@@ -331,7 +331,7 @@ def _held_or_fired(
         jobs = ", ".join([f"#{job}" for job in ctx.model_active] + pending)
         why = (
             f"retrain already active for '{policy.model}' (job {jobs}; max_concurrent "
-            f"{policy.max_concurrent}): {asked} folded into it"
+            f"{policy.max_concurrent}): {asked} folded into it{_kept_owed(asking)}"
         )
         return Outcome("suppress", (why,), evidence, state, asking, changed)
     if ctx.rollout is not None:
@@ -363,6 +363,13 @@ def _held_or_fired(
         deferred_reasons=(),
     )
     return Outcome("fire", (f"retrain: {asked}",), evidence, fired, asking, True)
+
+
+def _kept_owed(asking: Sequence[str]) -> str:
+    """What an active retrain does NOT absorb: a manual request or a deferred fire stays owed
+    (it may ask for data the active job did not see) and fires once the job ends."""
+    owed = [name for name in asking if name in OWED]
+    return f" ({' and '.join(owed)} kept owed: retrains once it ends)" if owed else ""
 
 
 def describe(asking: Sequence[str], evidence: dict[str, Any], state: TriggerState) -> str:

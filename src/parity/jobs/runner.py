@@ -99,8 +99,11 @@ class Runner:
                 f"= {self.config.stale_after_seconds:g})"
             )
             try:
+                # the lost runner's last saved lines, then why the job ended (a runner killed
+                # before its first heartbeat saved nothing: the log would otherwise be empty)
+                logs = f"{job.logs.rstrip()}\n{now.isoformat()} sweep: {message}".lstrip()
                 retry = self.db.fail_and_retry(
-                    job, lambda: now, message, _retry_delay(job), result=job.result
+                    job, lambda: now, message, _retry_delay(job), logs=logs, result=job.result
                 )
             except JobStateError:
                 continue  # it finished, or another runner failed it first
