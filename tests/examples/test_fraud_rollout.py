@@ -144,8 +144,17 @@ def test_the_decision_gate_compares_blocks_at_the_champions_block_rate() -> None
     # out: 3 of the champion's 10 now fall below the candidate's 10 highest scores.
     candidate[12], candidate[7] = 0.5, 0.005
     verdict, reason = gate.blocked_disagreement(paired(champion, candidate))
-    assert verdict is False and reason.startswith("30% > 20%: of the champion's 10 blocks")
+    # 3 of 10 is over the limit, but 10 blocks cannot tell 30 % from 20 %: it waits for more
+    assert verdict is None and reason.startswith("30% > 20%, not significant yet: of the champ")
     assert "the candidate lets 3 through" in reason
+    # Its top 10 keeps only 3 of the champion's blocks: 7 of 10 let through, significant.
+    candidate = [0.4] * 3 + [0.001] * 7 + [0.6] * 7 + [0.001] * (n - 17)
+    verdict, reason = gate.blocked_disagreement(paired(champion, candidate))
+    z, share, m = 1.645, 0.7, 10  # Wilson's lower bound by hand: about 0.44
+    centre = (share + z * z / (2 * m)) / (1 + z * z / m)
+    half = z / (1 + z * z / m) * (share * (1 - share) / m + z * z / (4 * m * m)) ** 0.5
+    assert verdict is False
+    assert reason.startswith(f"70% > 20% (95 % bound {centre - half:.0%}): of the champion's 10")
 
 
 def test_ties_at_the_candidates_cut_count_as_blocked() -> None:

@@ -10,9 +10,11 @@ from datetime import timedelta
 import numpy as np
 
 from parity import FailurePolicy, Gate, Phase, Rollout, RoutingKey
+from parity.deploy.bounds import wilson
 
 BLOCK_AT = 0.5  # the score at or above which a payment is blocked (monitors.py's THRESHOLD)
 MIN_PAIRS = 5_000  # shadow pairs needed before the decisions are compared
+CONFIDENCE_Z = 1.645  # a one-sided 95 % bound: a share over the limit fails once it is significant
 BLOCK_BUDGET = 0.05  # a retrain may block more than the champion, not over 1 payment in 20
 
 
@@ -36,12 +38,19 @@ def blocked_disagreement(evidence):
     cut = np.sort(candidate)[-m]  # the candidate's m-th highest score (ties all count)
     missed = int(np.count_nonzero(blocked & (candidate < cut)))
     share = missed / m
-    verdict = share <= evidence.limit
-    return verdict, (
-        f"{share:.0%} {'<=' if verdict else '>'} {evidence.limit:.0%}: of the champion's {m} "
-        f"blocks in {len(pairs):,} payments, the candidate lets {missed} through when it "
-        "blocks as many"
+    told = (
+        f"of the champion's {m} blocks in {len(pairs):,} payments, the candidate lets {missed} "
+        "through when it blocks as many"
     )
+    if share <= evidence.limit:
+        return True, f"{share:.0%} <= {evidence.limit:.0%}: {told}"
+    # Blocks are rare (a few per thousand payments), so a share over a few dozen blocks is noisy:
+    # fail only when even its one-sided 95 % lower bound is over the limit, as the built-in
+    # latency and error gates do; until then wait for more pairs.
+    lower, _ = wilson(missed, m, CONFIDENCE_Z)
+    if lower > evidence.limit:
+        return False, f"{share:.0%} > {evidence.limit:.0%} (95 % bound {lower:.0%}): {told}"
+    return None, f"{share:.0%} > {evidence.limit:.0%}, not significant yet: {told}"
 
 
 def block_rate(evidence):
