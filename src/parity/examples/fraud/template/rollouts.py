@@ -134,9 +134,13 @@ fraud_retrain_rollout = Rollout(
     shadow=fraud_rollout.shadow,
     steps=fraud_rollout.steps,
     routing_key=fraud_rollout.routing_key,
+    # No latency gate here: the loop runs this rollout in the demo's in-process simulation, where
+    # a shadow's predictions are timed with their wait in the shadow queue, so its p99 measures
+    # the queue (a CI run measured 15x the champion's), not the model; fraud_rollout's widened
+    # bound (9.0) only hides that. Declare one for a rollout served by a real model server.
     gates=[
         Gate(metric="custom:block_rate", threshold=BLOCK_BUDGET, min_samples=10),
-        *fraud_rollout.gates[1:],
+        *[gate for gate in fraud_rollout.gates[1:] if gate.metric != "latency_p99"],
     ],
     custom_gates=[block_rate],
     failure_policy=fraud_rollout.failure_policy,
