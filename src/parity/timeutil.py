@@ -80,6 +80,17 @@ SPAN_EXAMPLES = "90s, 30m, 1h, 1d or 2w"
 _MAX_SPAN_SECONDS = 100 * 365 * 86400  # a century: anything longer is a typo
 
 
+def sortable_text(moment: datetime) -> str:
+    """UTC ISO 8601 with microseconds (naive read as UTC): one fixed width, so text order is time
+    order where a database keeps times as text."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_sortable_text(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
 def parse_span(text: str) -> timedelta | None:
     """'90s', '30m', '1h', '1d', '2w' (also '0s') as a timedelta; None when `text` is not one."""
     text = text.strip()

@@ -20,6 +20,8 @@ from parity.definitions.rollout import Rollout
 from parity.deploy.state import ACTIVE, GateResult, RolloutEvent, RolloutState
 from parity.errors import RegistryConflict, RolloutActive
 from parity.registry.sql import connect, create_tables
+from parity.timeutil import from_sortable_text as _time
+from parity.timeutil import sortable_text as _text
 
 log = logging.getLogger(__name__)
 
@@ -388,15 +390,6 @@ def _event(row: Any) -> RolloutEvent:
         reason=row["reason"],
         actor=row["actor"],
     )
-
-
-def _text(moment: datetime) -> str:
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _epoch(moment: datetime) -> float:

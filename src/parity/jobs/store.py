@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -20,6 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from parity.errors import JobNotFound, JobStateError
 from parity.jobs.state import ACTIVE, JobKind, JobRecord, JobStatus
 from parity.registry.sql import connect, create_tables
+from parity.timeutil import from_sortable_text as _time
+from parity.timeutil import sortable_text as _text
 
 log = logging.getLogger(__name__)
 
@@ -441,16 +443,6 @@ def _record(row: Any) -> JobRecord:
         trigger_decision=row["trigger_decision"],
         retry_of=row["retry_of"],
     )
-
-
-def _text(moment: datetime) -> str:
-    """UTC ISO 8601 with microseconds: one fixed width, so text order is time order in SQL."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _maybe(text: str | None) -> datetime | None:
