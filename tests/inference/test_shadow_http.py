@@ -182,7 +182,7 @@ def test_a_full_shadow_queue_drops_copies_and_counts_them(store: FeatureStore) -
         prediction_log=prediction_logger(store),
         routes=lambda: {"trips": routes},
         shadow_queue_size=1,
-        shadow_timeout_s=5.0,
+        shadow_timeout_s=120.0,  # none may time out (and free its worker) while the gate is shut
         shadow_executor="inline",  # GATE is an Event of this process
     )
     requests = 40
