@@ -209,9 +209,9 @@ class FeatureStore:
     @property
     def _offline_engine(self) -> OfflineEngine:
         if self._offline is None:
-            from parity.offline.duckdb_engine import DuckDBEngine
+            from parity.offline.engines import open_engine
 
-            self._offline = DuckDBEngine(self.repo_path, self.config.offline)
+            self._offline = open_engine(self.repo_path, self.config.offline)
         return self._offline
 
     def get_historical_features(
@@ -246,26 +246,9 @@ class FeatureStore:
     @property
     def online_store(self) -> OnlineStore:
         if self._online is None:
-            settings = self.config.online
-            if settings.type == "redis":
-                from parity.online.breaker import CircuitBreaker
-                from parity.online.redis_store import RedisOnlineStore
+            from parity.online.open import open_online_store
 
-                self._online = RedisOnlineStore(
-                    settings.connection_string or "redis://127.0.0.1:6379/0",
-                    expire=settings.expire,
-                    read_timeout_seconds=settings.timeout_seconds,
-                    breaker=CircuitBreaker(
-                        settings.breaker_failures, settings.breaker_cool_down_seconds
-                    ),
-                )
-            else:
-                from parity.online.sqlite import SqliteOnlineStore
-
-                path = Path(settings.path)
-                self._online = SqliteOnlineStore(
-                    path if path.is_absolute() else self.repo_path / path, expire=settings.expire
-                )
+            self._online = open_online_store(self.config.online, self.repo_path)
         return self._online
 
     def materialize(

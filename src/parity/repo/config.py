@@ -66,16 +66,23 @@ class RegistryConfig(_Settings):
 
 
 class OfflineConfig(_Settings):
-    type: Literal["duckdb"] = "duckdb"
+    """`type: duckdb` (embedded, the default) or `type: spark` (PySpark, the `spark` extra, Java
+    17): `master` is the Spark master URL and `conf` extra Spark settings (docs/scale.md).
+    `memory_limit` and `temp_directory` are DuckDB's."""
+
+    type: Literal["duckdb", "spark"] = "duckdb"
     memory_limit: str | None = None
     temp_directory: str | None = None
+    # local[2]: two cores of this machine; a cluster's URL (spark://, yarn, k8s://) scales out.
+    master: str = "local[2]"
+    conf: dict[str, str] = Field(default_factory=dict)
 
 
 class OnlineConfig(_Settings):
     """`expire: true` drops an entity's row once its view's ttl has passed since its event time
     (in Redis, a key once every view it holds has expired); reads then answer NOT_FOUND."""
 
-    type: Literal["sqlite", "redis"] = "sqlite"
+    type: Literal["sqlite", "redis", "redis_cluster"] = "sqlite"
     path: str = "data/online.db"
     connection_string: str | None = Field(default=None, repr=False)  # may hold a password
     expire: bool = False
