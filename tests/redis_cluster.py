@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,7 +199,9 @@ def _slot_range(text: str) -> tuple[int, int]:
     return int(low), int(high or low)
 
 
-def _start_node(port: int, directory: Path, node_timeout_ms: int) -> subprocess.Popen[bytes]:
+def _start_node(
+    port: int, directory: Path, node_timeout_ms: int, options: Sequence[str]
+) -> subprocess.Popen[bytes]:
     node_dir = directory / str(port)
     node_dir.mkdir()
     return subprocess.Popen(
@@ -213,6 +215,7 @@ def _start_node(port: int, directory: Path, node_timeout_ms: int) -> subprocess.
             "--cluster-node-timeout", str(node_timeout_ms),
             "--save", "",
             "--appendonly", "no",
+            *options,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -235,7 +238,9 @@ def _wait_ping(port: int, process: subprocess.Popen[bytes], seconds: float = 10)
     return False
 
 
-def _start_nodes(cluster: LocalRedisCluster, count: int, node_timeout_ms: int) -> None:
+def _start_nodes(
+    cluster: LocalRedisCluster, count: int, node_timeout_ms: int, options: Sequence[str]
+) -> None:
     """Start `count` nodes, probing again for any whose port another process took first."""
     tried: set[int] = set()
     for _attempt in range(10):
@@ -244,7 +249,7 @@ def _start_nodes(cluster: LocalRedisCluster, count: int, node_timeout_ms: int) -
             return
         for port in _free_ports(missing, tried):
             tried.update((port, port + BUS_OFFSET))
-            process = _start_node(port, cluster.directory, node_timeout_ms)
+            process = _start_node(port, cluster.directory, node_timeout_ms, options)
             if _wait_ping(port, process):
                 cluster.ports.append(port)
                 cluster.processes[port] = process
@@ -256,10 +261,14 @@ def _start_nodes(cluster: LocalRedisCluster, count: int, node_timeout_ms: int) -
 
 @contextmanager
 def local_redis_cluster(
-    masters: int = 3, replicas: int = 1, node_timeout_ms: int = NODE_TIMEOUT_MS
+    masters: int = 3,
+    replicas: int = 1,
+    node_timeout_ms: int = NODE_TIMEOUT_MS,
+    options: Sequence[str] = (),
 ) -> Iterator[LocalRedisCluster]:
     """A fresh cluster of `masters` masters with `replicas` replicas each (six nodes by
-    default), keeping nothing on disk; every process stopped at the end. With CI=true a missing
+    default), keeping nothing on disk; every process stopped at the end. `options` go to every
+    redis-server (e.g. `--cluster-require-full-coverage no`). With CI=true a missing
     redis-server or redis-cli fails the test instead of skipping."""
     for program in ("redis-server", "redis-cli"):
         if shutil.which(program) is None:
@@ -267,7 +276,7 @@ def local_redis_cluster(
     directory = Path(tempfile.mkdtemp(prefix="parity-redis-cluster-"))
     cluster = LocalRedisCluster(ports=[], directory=directory)
     try:
-        _start_nodes(cluster, masters * (1 + replicas), node_timeout_ms)
+        _start_nodes(cluster, masters * (1 + replicas), node_timeout_ms, options)
         addresses = [f"127.0.0.1:{port}" for port in cluster.ports]
         created = subprocess.run(
             [

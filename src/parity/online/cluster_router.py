@@ -113,6 +113,8 @@ class _Batch:
     asking: dict[int, str] = field(default_factory=dict)
     moved: bool = False
     load: dict[str, set[str]] = field(default_factory=dict)  # node -> script bodies to load
+    last: str = ""  # the last redirection or refusal, for the message when they never end
+    rounds: int = 0
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.calls)
@@ -148,7 +150,7 @@ class _Batch:
                 self.results[index] = reply
                 continue
             self.pending.append(index)
-            text = str(reply)
+            text = self.last = str(reply)
             if text.startswith("MOVED"):
                 self.moved = True
             elif text.startswith("ASK"):
@@ -177,6 +179,7 @@ class ClusterRouter:
         self.clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._refreshed = -REFRESH_SECONDS
+        self.redirects = 0  # commands sent again (MOVED, ASK, TRYAGAIN, ...): for tests, metrics
 
     def client(self, node: str) -> Any:
         found = self.clients.get(node)
@@ -256,10 +259,7 @@ class ClusterRouter:
             if not batch.pending:
                 return batch.results
             self._prepare_retry(batch)
-        raise OnlineStoreUnavailable(
-            f"Redis Cluster kept redirecting {len(batch.pending)} commands after {MAX_ROUNDS} "
-            "tries; the cluster is resharding or failing over, try again"
-        )
+        raise _unsettled(batch)
 
     def _targets(self, batch: _Batch) -> dict[str, list[int]]:
         try:
@@ -270,13 +270,17 @@ class ClusterRouter:
             ) from None
 
     def _prepare_retry(self, batch: _Batch) -> None:
+        """Before the next round: load missing scripts, reload a moved slot map, or wait a
+        little (TRYAGAIN: a slot's keys are half migrated; CLUSTERDOWN: a failover)."""
+        self.redirects += len(batch.pending)
+        batch.rounds += 1
         for node, bodies in batch.load.items():
             for body in bodies:
                 self.client(node).script_load(body)
         if batch.moved:
             self.refresh(force=True)
         elif not batch.load and not batch.asking:
-            time.sleep(0.05)  # TRYAGAIN / CLUSTERDOWN: a migration or failover in progress
+            time.sleep(min(0.025 * 2**batch.rounds, 0.5))
 
     def _pipeline(self, node: str, commands: list[tuple[Any, ...]]) -> list[Any]:
         pipe = self.client(node).pipeline(transaction=False)
@@ -288,6 +292,14 @@ class ClusterRouter:
         for client in self.clients.values():
             client.close()
         self.clients = {}
+
+
+def _unsettled(batch: _Batch) -> OnlineStoreUnavailable:
+    return OnlineStoreUnavailable(
+        f"Redis Cluster still refused or redirected {len(batch.pending)} commands after "
+        f"{MAX_ROUNDS} tries (last: {redact(batch.last)}); a resharding or failover is under "
+        "way, or the cluster is down: try again"
+    )
 
 
 def _node_errors() -> tuple[type[BaseException], ...]:
@@ -344,9 +356,7 @@ class AsyncClusterRouter:
             if not batch.pending:
                 return batch.results
             await asyncio.to_thread(self.router._prepare_retry, batch)
-        raise OnlineStoreUnavailable(
-            f"Redis Cluster kept redirecting {len(batch.pending)} commands after {MAX_ROUNDS} tries"
-        )
+        raise _unsettled(batch)
 
     async def _pipeline(self, node: str, commands: list[tuple[Any, ...]]) -> list[Any]:
         pipe = self.client(node).pipeline(transaction=False)
@@ -376,3 +386,27 @@ def by_slot(keys: Sequence[bytes]) -> dict[int, list[int]]:
     for index, key in enumerate(keys):
         groups.setdefault(key_slot(key), []).append(index)
     return groups
+
+
+def one_slot_keys(client: Any, **keys: str) -> None:
+    """On a Redis Cluster client, refuse keys one script must touch that do not share a hash
+    slot (the cluster would answer CROSSSLOT), suggesting names that do; no-op elsewhere."""
+    if type(client).__name__ != "RedisCluster":
+        return
+    first_name, first = next(iter(keys.items()))
+    for name, key in keys.items():
+        if key_slot(key.encode()) != key_slot(first.encode()):
+            from parity.errors import BadRequest
+
+            raise BadRequest(
+                f"on a Redis Cluster the {name.replace('_', '-')} stream '{key}' must share a hash "
+                f"slot with the {first_name} stream '{first}' (one script writes both): give it "
+                f"the same hash tag, e.g. '{{{_tag(first)}}}:{name}'"
+            )
+
+
+def _tag(key: str) -> str:
+    """What a key hashes by: its hash tag if it has one, else the whole key."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else key
