@@ -689,3 +689,13 @@ class ScoreViewMismatch(ParityError, ValueError):
     model's entity keys and outputs. The message names what differs."""
 
     code = "score_view_mismatch"
+
+
+# --- raised by offline/spark_session.py (the Spark offline engine) -------------------------------
+
+
+class SparkUnavailable(ParityError):
+    """The Spark offline engine cannot start: Java (17) is missing or not runnable, or the JVM
+    gateway failed to start. The message names what to install or set (JAVA_HOME, PATH)."""
+
+    code = "spark_unavailable"
