@@ -278,9 +278,9 @@ def measure_http(
             raise RuntimeError("models_load.py failed")
         answer = json.loads(result.read_text())
     rate = float(answer["rps"])
-    errors = sum(answer.get("errors", {}).values())
-    if errors:
-        print(f"  ({errors} errors: {answer.get('error_samples')})")
+    timed_errors = {k: v for k, v in answer["errors"].items() if "warm-up" not in k}
+    if answer["errors"]:
+        print(f"  {path}: errors {answer['errors']} (timed: {sum(timed_errors.values())})")
     n = rate * wall  # requests in the CPU window, at the timed phase's rate
     return per_core(int(n), wall, cpu, redis_cpu)
 
