@@ -342,6 +342,36 @@ def measure_redis_benchmark(port: int) -> dict[str, float]:
     return figures
 
 
+def measure_sizes(store: Any, port: int, entities: int) -> dict[str, float]:
+    """Bytes behind one 1 x 50 read: the entity's Redis hash (its 5 view fields), Redis's memory
+    per entity, and the feature server's JSON request and response bodies."""
+    import redis
+
+    from parity.serving.app import create_app
+
+    client = redis.Redis(port=port)
+    keys = [k for k in client.scan_iter(match=f"parity:v1:{store.project}:{{*", count=1000)]
+    keys = [k for k in keys if b":tiles:" not in k][:200]
+    values = [sum(len(v) for v in client.hgetall(k).values()) for k in keys]
+    memory = [int(client.memory_usage(k) or 0) for k in keys]
+    used = int(client.info("memory")["used_memory"]) - int(
+        client.info("memory")["used_memory_startup"]
+    )
+    client.close()
+    body = json.dumps({"features": feature_refs(), "entities": {"driver_id": [1]}})
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(store)) as http:
+        answer = http.post("/get-online-features", content=body)
+    return {
+        "redis value bytes per entity (5 views, 50 float64)": statistics.mean(values),
+        "redis MEMORY USAGE per entity key": statistics.mean(memory),
+        "redis used_memory per materialized entity": used / entities,
+        "HTTP request body bytes (1 x 50)": len(body),
+        "HTTP response body bytes (1 x 50)": len(answer.content),
+    }
+
+
 def one_repeat(args: argparse.Namespace, store: Any, redis: tuple[int, Any]) -> dict[str, float]:
     port, redis_process = redis
     rid = redis_process.pid
@@ -412,7 +442,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 repeat, 4 s phases")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds of each load phase")
-    parser.add_argument("--clients", type=int, default=16, help="HTTP connections")
+    parser.add_argument("--clients", type=int, default=8, help="HTTP connections")
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=50_000, help="stream events per repeat")
     args = parser.parse_args()
@@ -424,6 +454,8 @@ def main() -> None:
     with private_redis() as redis:
         store = make_repo(WORK / "repo", redis[0], args.entities)
         try:
+            for what, value in measure_sizes(store, redis[0], args.entities).items():
+                print(f"{what}: {value:,.0f}")
             for i in range(args.repeats):
                 before = load_average()
                 print(f"repeat {i + 1}/{args.repeats}, load average {before}", flush=True)
