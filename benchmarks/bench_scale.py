@@ -372,6 +372,44 @@ def measure_sizes(store: Any, port: int, entities: int) -> dict[str, float]:
     }
 
 
+def measure_catalog(views: int = 500, per_view: int = 20) -> dict[str, float]:
+    """A catalog of views x per_view Float64 features (10,000 by default, Michelangelo's count):
+    its JSON in the registry, the time a server takes to parse it on a refresh, the memory."""
+    import gzip
+    import tracemalloc
+
+    from parity import Entity, FeatureView, Field, FileSource, Float64
+    from parity.registry.catalog import Catalog
+
+    driver = Entity(name="driver", join_keys=["driver_id"])
+    definitions = [
+        FeatureView(  # type: ignore[call-arg]  # schema: a pydantic alias
+            name=f"view_{i}",
+            entities=[driver],
+            schema=[Field(name=f"f_{i}_{j}", dtype=Float64) for j in range(per_view)],
+            source=FileSource(path=f"data/view_{i}.parquet"),
+        )
+        for i in range(views)
+    ]
+    text = Catalog.build("scale", [driver, *definitions]).to_json()
+    timings = []
+    for _ in range(5):
+        began = time.perf_counter()
+        Catalog.from_json(text)
+        timings.append(time.perf_counter() - began)
+    tracemalloc.start()
+    kept = Catalog.from_json(text)
+    memory = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del kept
+    return {
+        f"catalog of {views * per_view:,} features: JSON bytes": len(text),
+        "catalog JSON bytes, gzip": len(gzip.compress(text.encode())),
+        "catalog parse (refresh) ms, median of 5": statistics.median(timings) * 1e3,
+        "catalog in memory, bytes (tracemalloc)": memory,
+    }
+
+
 def one_repeat(args: argparse.Namespace, store: Any, redis: tuple[int, Any]) -> dict[str, float]:
     port, redis_process = redis
     rid = redis_process.pid
@@ -454,7 +492,8 @@ def main() -> None:
     with private_redis() as redis:
         store = make_repo(WORK / "repo", redis[0], args.entities)
         try:
-            for what, value in measure_sizes(store, redis[0], args.entities).items():
+            sizes = measure_sizes(store, redis[0], args.entities) | measure_catalog()
+            for what, value in sizes.items():
                 print(f"{what}: {value:,.0f}")
             for i in range(args.repeats):
                 before = load_average()
