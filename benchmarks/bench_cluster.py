@@ -74,7 +74,8 @@ def make_data(rows: int, keys: int) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     features = ", ".join(f"round(random() * 100, 3) AS s{j}" for j in range(PER_VIEW))
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute("SELECT setseed(0.16)")
     con.execute(
         f"COPY (SELECT i % {keys} + 1 AS driver_id, "
