@@ -158,6 +158,7 @@ def fleet(
     root = tmp_path_factory.mktemp("horizontal")
     now = datetime.now(UTC).replace(microsecond=0)
     project = f"t_{uuid.uuid4().hex[:12]}"
+    print(f"horizontal serving project: {project}")
     store = FeatureStore(_repo(root / "repo", postgres_url, redis_url, project, now))
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
