@@ -410,6 +410,54 @@ def measure_catalog(views: int = 500, per_view: int = 20) -> dict[str, float]:
     }
 
 
+def measure_breakdown(store: Any, entities: int, requests: int = 4_000) -> dict[str, float]:
+    """Where a prediction's CPU goes, without HTTP: CPU per /v1 prediction through a ModelServer
+    in this process (16 requests at a time, the prediction log on), and CPU per online read of
+    the same 1 x 50 (`get_online_features_async`, 16 at a time). Best of 3."""
+    import asyncio
+
+    from parity.inference.app import prediction_logger
+    from parity.inference.metrics import ModelMetrics
+    from parity.inference.server import ModelServer, ModelTarget
+
+    service = store.get_feature_service("all50")
+    server = ModelServer(
+        store.models,
+        metrics=ModelMetrics(),
+        features=store,
+        prediction_log=prediction_logger(store),
+        alias_refresh_seconds=1.0,
+    )
+    target = ModelTarget.parse("scale")
+
+    async def cpu_per(call: Callable[[int], Any]) -> float:
+        started = time.process_time()
+        for first in range(0, requests, 16):
+            await asyncio.gather(*(call(1 + (first + n) % entities) for n in range(16)))
+        return 1e6 * (time.process_time() - started) / requests
+
+    async def run() -> dict[str, float]:
+        def predict(key: int) -> Any:
+            return server.predict_entities(target, {"driver_id": [key]})
+
+        def read(key: int) -> Any:
+            return store.get_online_features_async(service, {"driver_id": [key]})
+
+        await cpu_per(predict)  # warm-up: the model, caches, connections
+        found = {
+            "in-process prediction CPU µs (ModelServer, no HTTP)": min(
+                [await cpu_per(predict) for _ in range(3)]
+            ),
+            "in-process online read CPU µs (1 x 50, async)": min(
+                [await cpu_per(read) for _ in range(3)]
+            ),
+        }
+        await server.close()
+        return found
+
+    return asyncio.run(run())
+
+
 def one_repeat(args: argparse.Namespace, store: Any, redis: tuple[int, Any]) -> dict[str, float]:
     port, redis_process = redis
     rid = redis_process.pid
@@ -493,6 +541,7 @@ def main() -> None:
         store = make_repo(WORK / "repo", redis[0], args.entities)
         try:
             sizes = measure_sizes(store, redis[0], args.entities) | measure_catalog()
+            sizes |= measure_breakdown(store, args.entities)
             for what, value in sizes.items():
                 print(f"{what}: {value:,.0f}")
             for i in range(args.repeats):
