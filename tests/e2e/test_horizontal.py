@@ -207,6 +207,16 @@ def _predict(url: str, driver: int) -> dict[str, Any]:
     return answer
 
 
+def _trips(fleet: Fleet, driver: int) -> int:
+    """Driver's trips as the test process reads them (the store API, not the servers)."""
+    found = fleet.store.get_online_features(["driver_stats:trips"], {"driver_id": [driver]})
+    return int(found.to_dict()["trips"][0])
+
+
+def _champion(fleet: Fleet) -> int:
+    return fleet.store.models.aliases("ranker")["champion"]
+
+
 def _record(fleet: Fleet, what: str, seconds: float) -> None:
     fleet.delays.setdefault(what, []).append(seconds)
     print(f"propagation {what}: {seconds:.3f} s (interval {REFRESH} s)")
@@ -263,17 +273,20 @@ def test_a_materialization_written_once_is_seen_by_both_at_once(fleet: Fleet) ->
 def test_moving_the_champion_alias_reaches_both_model_servers_within_alias_refresh(
     fleet: Fleet,
 ) -> None:
-    trips = 7  # driver 1 after the materialization above
+    trips, before = _trips(fleet, 1), _champion(fleet)
     for url in fleet.models:
         answer = _predict(url, 1)
-        assert (answer["model_version"], answer["predictions"]) == (1, [trips * 10.0 + 0.5])
-    fleet.store.models.set_alias("ranker", "champion", 2, reason="horizontal test")
+        expected = [trips * SCALES[before] + 0.5]
+        assert (answer["model_version"], answer["predictions"]) == (before, expected)
+    after = 2 if before == 1 else 1
+    fleet.store.models.set_alias("ranker", "champion", after, reason="horizontal test")
     moved = time.monotonic()
     for url in fleet.models:
-        wait_for(lambda u=url: _predict(u, 1)["model_version"] == 2, 30)  # type: ignore[misc]
+        wait_for(lambda u=url: _predict(u, 1)["model_version"] == after, 30)  # type: ignore[misc]
         _record(fleet, "alias -> model server", time.monotonic() - moved)
     assert max(fleet.delays["alias -> model server"]) <= REFRESH + SLACK
-    assert [_predict(url, 1)["predictions"] for url in fleet.models] == [[trips * 100 + 0.5]] * 2
+    answers = [_predict(url, 1)["predictions"] for url in fleet.models]
+    assert answers == [[trips * SCALES[after] + 0.5]] * 2
 
 
 def test_a_rollout_routes_each_key_to_the_same_arm_on_both_model_servers(fleet: Fleet) -> None:
@@ -296,7 +309,7 @@ def test_a_rollout_routes_each_key_to_the_same_arm_on_both_model_servers(fleet: 
             _record(fleet, "rollout -> model server", time.monotonic() - started)
         assert max(fleet.delays["rollout -> model server"]) <= REFRESH + SLACK
         arms = [{k: _predict(url, k)["model_version"] for k in keys} for url in fleet.models]
-        by_hand = {k: 3 if k in canary else 2 for k in keys}
+        by_hand = {k: 3 if k in canary else state.champion for k in keys}
         assert arms == [by_hand, by_hand]
     finally:
         fleet.store.rollouts.abort("ranker", reason="horizontal test done")
@@ -343,19 +356,23 @@ def _kill_one_and_hammer_the_other(
 
 
 def test_sigkill_one_feature_server_and_the_other_keeps_answering(fleet: Fleet) -> None:
+    trips = _trips(fleet, 1)
+
     def call(url: str) -> bool:
         reply = _features(url, ["driver_stats:trips"], [1])
-        return reply.status_code == 200 and reply.json()["results"][1]["values"] == [7]
+        return reply.status_code == 200 and reply.json()["results"][1]["values"] == [trips]
 
     hammer = _kill_one_and_hammer_the_other(fleet, fleet.features, call)
     assert hammer.failed == [], hammer.failed[:3]
 
 
 def test_sigkill_one_model_server_and_the_other_keeps_answering(fleet: Fleet) -> None:
+    expected = [_trips(fleet, 1) * SCALES[_champion(fleet)] + 0.5]
+
     def call(url: str) -> bool:
         body = {"entities": {"driver_id": [1], "bonus": [0.5]}}
         reply = httpx.post(f"{url}/v1/models/ranker/predict", json=body, timeout=10)
-        return reply.status_code == 200 and reply.json()["predictions"] == [7 * 100 + 0.5]
+        return reply.status_code == 200 and reply.json()["predictions"] == expected
 
     hammer = _kill_one_and_hammer_the_other(fleet, fleet.models, call)
     assert hammer.failed == [], hammer.failed[:3]
