@@ -38,6 +38,8 @@ bench: install
 	$(PY) benchmarks/bench_shadow.py --quick
 	$(PY) benchmarks/bench_stream_predict.py --quick
 	$(PY) benchmarks/bench_batch_predict.py --quick
+	$(PY) benchmarks/bench_scale.py --quick
+	$(PY) benchmarks/bench_cluster.py
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
@@ -52,6 +54,8 @@ bench-full: install
 	$(PY) benchmarks/bench_shadow.py
 	$(PY) benchmarks/bench_stream_predict.py
 	$(PY) benchmarks/bench_batch_predict.py
+	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_cluster.py --rows 10000000 --keys 100000
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

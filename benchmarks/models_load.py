@@ -98,7 +98,7 @@ class Connection(asyncio.Protocol):
         timed = self.sent_ns >= self.load.timed_from_ns
         status = int(self.buffer[9:12])
         if status != 200:
-            body = bytes(self.buffer[end + 4 : total]).decode("replace")
+            body = bytes(self.buffer[end + 4 : total]).decode(errors="replace")
             self.load.error(f"HTTP {status}", body, timed)
         elif timed:
             self.load.latencies_ns.append(now - self.sent_ns)
