@@ -152,13 +152,12 @@ class SparkEngine:
         joined = self._join(request, left)
         names = [n for n in joined.columns if n not in ("__rid", "__ts")]
         stamp = F.timestamp_micros(col("__ts")).alias(timestamp_column)
-        frame = joined.orderBy("__rid").select(
-            *(stamp if n == timestamp_column else col(n) for n in names)
-        )
+        output = [stamp if n == timestamp_column else col(n) for n in names]
         fields = {f.name: _plain(f.type) for f in entity.schema}
         fields[timestamp_column] = UTC_US
         fields.update(_feature_types(request))
-        return SparkJob(frame, _arrow_schema(frame, fields))
+        schema = _arrow_schema(joined.select(*output), fields)
+        return SparkJob(joined.select(*output, col("__rid")), schema, order="__rid")
 
     def interval(
         self, request: RetrievalRequest, start: datetime, end: datetime, timestamp_column: str
@@ -189,10 +188,10 @@ class SparkEngine:
             F.monotonically_increasing_id().alias("__rid"),
             col("__ts"),
         )
-        joined = self._join(request, left)
-        frame = joined.orderBy("__rid").drop("__rid", "__ts")
+        joined = self._join(request, left).drop("__ts")
         fields = {timestamp_column: UTC_US, **_feature_types(request)}
-        return SparkJob(frame, _arrow_schema(frame, fields))
+        schema = _arrow_schema(joined.drop("__rid"), fields)
+        return SparkJob(joined, schema, order="__rid")
 
 
 def _feature_types(request: RetrievalRequest) -> dict[str, pa.DataType]:

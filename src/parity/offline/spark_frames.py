@@ -76,8 +76,53 @@ def with_file_order(frame: DataFrame, files: Sequence[Path], name: str, dense: b
 
 
 def read_parquet(session: SparkSession, files: Sequence[Path]) -> DataFrame:
-    """The files' rows, their columns merged by name (DuckDB's union_by_name)."""
-    return session.read.option("mergeSchema", "true").parquet(*(str(f) for f in files))
+    """The files' rows, their columns merged by name (DuckDB's union_by_name). The schema comes
+    from the footers read here, which spares Spark a job per read to infer it."""
+    schema = footer_schema(files)
+    reader = session.read if schema is None else session.read.schema(schema)
+    return reader.option("mergeSchema", "true").parquet(*(str(f) for f in files))
+
+
+def footer_schema(files: Sequence[Path]) -> T.StructType | None:
+    """The Spark schema of the files' merged footers; None when a type needs Spark's own
+    reading of Parquet (unsigned integers, nanosecond times, nested structs...)."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    try:
+        merged = pa.unify_schemas([pq.read_schema(f) for f in files])
+    except (pa.ArrowInvalid, OSError):
+        return None  # Spark reports it, naming the file
+    if not all(_plainly_read(f.type) for f in merged):
+        return None
+    fields = [pa.field(f.name, _plain_type(f.type)) for f in merged]
+    return from_arrow_schema(pa.schema(fields), prefer_timestamp_ntz=True)
+
+
+def _plainly_read(kind: pa.DataType) -> bool:
+    if pat.is_list(kind):
+        return _plainly_read(kind.value_type)
+    if pat.is_timestamp(kind):
+        return str(kind.unit) in ("ms", "us")
+    if pat.is_dictionary(kind):
+        return bool(pat.is_string(kind.value_type))
+    return bool(
+        pat.is_boolean(kind)
+        or (pat.is_signed_integer(kind))
+        or pat.is_float32(kind)
+        or pat.is_float64(kind)
+        or pat.is_string(kind)
+        or pat.is_binary(kind)
+        or pat.is_date32(kind)
+    )
+
+
+def _plain_type(kind: pa.DataType) -> pa.DataType:
+    if pat.is_dictionary(kind):
+        return kind.value_type
+    if pat.is_list(kind):
+        return pa.list_(_plain_type(kind.value_type))
+    return kind
 
 
 def source_frame(

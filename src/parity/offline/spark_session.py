@@ -34,6 +34,8 @@ def default_conf(master: str) -> dict[str, str]:
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         # The web UI binds a port per session; off unless asked for.
         "spark.ui.enabled": "false",
+        # The console progress bar writes over the CLI's own output and logs.
+        "spark.ui.showConsoleProgress": "false",
     }
     if master.startswith("local"):
         # Spark's default of 200 shuffle partitions suits a cluster; on one machine each join
