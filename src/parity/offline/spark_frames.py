@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 from parity.definitions import DType, FeatureView
 from parity.errors import EntityFrameError
 from parity.offline.request import ViewRequest
+from parity.offline.spark_transfer import collect_rows
 from parity.timeutil import NO_CREATED
 
 ORDER_SHIFT = 40  # __ord = file position << 40 + row index, as offline/duckdb_sql.py
@@ -55,15 +56,18 @@ def micros(column: Column) -> Column:
 
 def with_file_order(frame: DataFrame, files: Sequence[Path], name: str, dense: bool) -> DataFrame:
     """`frame` (read straight from `files`) plus column `name`: the row's place in the files
-    read in list order. `dense`: 0, 1, 2... (row counts from the footers); else
-    position << 40 + row index, as DuckDB's __ord."""
+    read in list order. `dense`: 0, 1, 2... (row counts from the footers); else DuckDB's __ord:
+    the row index in a single file, else (1-based file position) << 40 + row index."""
     import pyarrow.parquet as pq
 
     starts: list[int] = []
     total = 0
     for position, file in enumerate(files):
-        starts.append(total if dense else position << ORDER_SHIFT)
-        total += pq.read_metadata(file).num_rows if dense else 0
+        if dense:
+            starts.append(total)
+            total += pq.read_metadata(file).num_rows
+        else:
+            starts.append(0 if len(files) == 1 else (position + 1) << ORDER_SHIFT)
     index = F.col("_metadata.row_index")
     if len(files) == 1:
         return frame.withColumn(name, index + F.lit(starts[0]))
@@ -253,7 +257,7 @@ def dense_ids(frame: DataFrame, name: str) -> DataFrame:
     """`frame` with `name` = 0, 1, 2... in its partitions' order. Materializes `frame` first
     (localCheckpoint), so the ids are the same however often the plan is read."""
     fixed = frame.localCheckpoint(eager=True)
-    parts = fixed.groupBy(F.spark_partition_id().alias("p")).count().collect()
+    parts = collect_rows(fixed.groupBy(F.spark_partition_id().alias("p")).count())
     counts = {int(row["p"]): int(row["count"]) for row in parts}
     starts: dict[int, int] = {}
     total = 0

@@ -69,11 +69,11 @@ class SparkJob:
                 rows += batch.num_rows
                 while rows >= batch_size:
                     table = pa.Table.from_batches(pending)
-                    yield from conform(table.slice(0, batch_size), self.schema).to_batches()
+                    yield from _one_batch(conform(table.slice(0, batch_size), self.schema))
                     rest = table.slice(batch_size)
                     pending, rows = rest.to_batches(), rest.num_rows
         if rows:
-            yield from conform(pa.Table.from_batches(pending), self.schema).to_batches()
+            yield from _one_batch(conform(pa.Table.from_batches(pending), self.schema))
 
     def to_parquet(self, path: str | Path, progress: Callable[[float], None] | None = None) -> int:
         """Spark's executors write part files into a folder beside the target; they are then
@@ -93,6 +93,11 @@ class SparkJob:
             partial.unlink(missing_ok=True)
         report(1.0)
         return rows
+
+
+def _one_batch(table: pa.Table) -> list[pa.RecordBatch]:
+    batches: list[pa.RecordBatch] = table.combine_chunks().to_batches()
+    return batches
 
 
 def _to_ipc(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:

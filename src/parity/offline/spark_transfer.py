@@ -65,3 +65,19 @@ def local_rows(frame: DataFrame) -> Iterator[Any]:
                 pass
         sockfile.close()
         sock.close()
+
+
+def collect_rows(frame: DataFrame) -> list[Any]:
+    """Every Row of `frame`'s result (DataFrame.collect, closing its socket)."""
+    jframe: Any = frame._jdf
+    port, secret, server = jframe.collectToPython()
+    sockfile, sock = _gateway.local_connect_and_auth(port, secret)
+    try:
+        sock.settimeout(None)
+        serializer = _serializers.BatchedSerializer(_serializers.CPickleSerializer())
+        rows = list(serializer.load_stream(sockfile))
+    finally:
+        sockfile.close()
+        sock.close()
+    server.getResult()
+    return rows
