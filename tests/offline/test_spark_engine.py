@@ -157,9 +157,8 @@ def test_parquet_entity_frame_over_files_keeps_file_order(
     store: FeatureStore, tmp_path: Path
 ) -> None:
     folder = tmp_path / "frames"
-    entities([(1, "d1", at(6)), (2, "d1", at(2))]).to_parquet(
-        folder.mkdir() or folder / "0.parquet"
-    )
+    folder.mkdir()
+    entities([(1, "d1", at(6)), (2, "d1", at(2))]).to_parquet(folder / "0.parquet")
     entities([(1, "d1", at(0))]).to_parquet(folder / "1.parquet")
     glob = str(folder / "*.parquet")
     out = store.get_historical_features(glob, ["stats:amount"]).to_arrow()
