@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from parity.offline.engine import OfflineEngine
 from parity.repo.config import OfflineConfig
 
 SPARK_TEST_CONFIG = OfflineConfig(
@@ -22,7 +23,7 @@ SPARK_TEST_CONFIG = OfflineConfig(
 )
 
 
-def spark_engine(repo_root: Path) -> object:
+def spark_engine(repo_root: Path) -> OfflineEngine:
     """A SparkEngine on the process's test session (started on first use)."""
     from parity.offline.spark_engine import SparkEngine
 

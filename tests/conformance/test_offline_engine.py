@@ -2,6 +2,7 @@
 
 Hypothesis draws tables with duplicate event times, equal event and created times, ttl edges,
 null values and created times, entities with no rows and out-of-order input, split over files.
+Spark runs fewer examples (SPARK_EXAMPLES: each costs a few Spark jobs, ~1-3 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -26,10 +27,25 @@ from parity.offline.request import resolve
 from parity.offline.retrieval import historical_features
 from parity.testing import reference_historical_features
 from parity.timeutil import NO_CREATED, from_micros, to_micros
+from tests.spark_support import spark_engine
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 US = pa.timestamp("us", tz="UTC")
-ENGINES: dict[str, Callable[[Path], OfflineEngine]] = {"duckdb": DuckDBEngine}
+ENGINES: dict[str, Callable[[Path], OfflineEngine]] = {
+    "duckdb": DuckDBEngine,
+    "spark": spark_engine,
+}
+MARKS = {"spark": [pytest.mark.spark]}
+ENGINE_NAMES = [pytest.param(name, marks=MARKS.get(name, [])) for name in sorted(ENGINES)]
+# Hypothesis examples per test: Spark's are 20-50x slower than DuckDB's (JVM jobs per example),
+# so it runs fewer to keep `make test` within budget on two cores.
+SPARK_EXAMPLES = {"reference": 20, "latest": 15, "same": 15}
+
+
+def examples(engine_name: str, duckdb: int, test: str) -> settings:
+    count = SPARK_EXAMPLES[test] if engine_name == "spark" else duckdb
+    return settings(max_examples=count, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 
 account = Entity(name="account", join_keys=["account_id"])
 device = Entity(name="device", join_keys=["device_id"], value_type=String)
@@ -133,10 +149,12 @@ def comparable(frame: pd.DataFrame) -> list[list[object]]:
     ]
 
 
-@pytest.mark.parametrize("engine_name", sorted(ENGINES))
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(s=scenarios())
-def test_engine_equals_the_reference_join(engine_name: str, s: dict[str, Any]) -> None:
+@pytest.mark.parametrize("engine_name", ENGINE_NAMES)
+def test_engine_equals_the_reference_join(engine_name: str) -> None:
+    examples(engine_name, 120, "reference")(given(s=scenarios())(check_reference_join))(engine_name)
+
+
+def check_reference_join(engine_name: str, s: dict[str, Any]) -> None:
     single, pair = build_views(s)
     catalog = Catalog.build("p", [account, device, single, pair])
     refs = ["single:x", "single:n", "pair:m", "pair:y"]
@@ -178,13 +196,14 @@ def reference_latest(
     )
 
 
-@pytest.mark.parametrize("engine_name", sorted(ENGINES))
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(s=scenarios(), bounds=st.tuples(times, times))
-def test_latest_equals_the_reference(
-    engine_name: str, s: dict[str, Any], bounds: tuple[datetime, datetime]
-) -> None:
+@pytest.mark.parametrize("engine_name", ENGINE_NAMES)
+def test_latest_equals_the_reference(engine_name: str) -> None:
     """What materialization reads: the newest row per entity in an interval."""
+    check = given(s=scenarios(), bounds=st.tuples(times, times))(check_latest)
+    examples(engine_name, 80, "latest")(check)(engine_name)
+
+
+def check_latest(engine_name: str, s: dict[str, Any], bounds: tuple[datetime, datetime]) -> None:
     single, pair = build_views(s)
     start, end = (to_micros(b) for b in sorted(bounds))
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,3 +233,45 @@ def test_latest_equals_the_reference(
                 )
             )
             assert got == reference_latest(rows, list(view.join_keys), mapping, start, end)
+
+
+@pytest.mark.spark
+@settings(
+    max_examples=SPARK_EXAMPLES["same"],
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(s=scenarios(), bounds=st.tuples(times, times))
+def test_spark_and_duckdb_answer_the_same_scenarios_identically(
+    s: dict[str, Any], bounds: tuple[datetime, datetime]
+) -> None:
+    """Arrow results compared directly (names, types, row order, nulls): the point-in-time join,
+    the rows of an interval, and the newest row per entity."""
+    single, pair = build_views(s)
+    catalog = Catalog.build("p", [account, device, single, pair])
+    refs = ["single:x", "single:n", "pair:m", "pair:y"]
+    entity_df = pd.DataFrame(s["entities"], columns=["account_id", "device_id", "event_timestamp"])
+    start, end = sorted(bounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_split(source_table(s["single"], False), root / "single", s["split"])
+        write_split(source_table(s["pair"], True), root / "pair", s["split"])
+        answers = []
+        for engine in (DuckDBEngine(root), spark_engine(root)):
+            joined = historical_features(engine, catalog, entity_df, refs).to_arrow()
+            rows = historical_features(
+                engine, catalog, None, ["single:x", "single:n"], start=start, end=end
+            ).to_arrow()
+            newest = [newest_rows(engine.latest(v, start, end)) for v in (single, pair)]
+            answers.append((joined, rows, newest))
+    (duck_joined, duck_rows, duck_newest), (spark_joined, spark_rows, spark_newest) = answers
+    assert spark_joined.equals(duck_joined), (spark_joined, duck_joined)
+    assert spark_rows.equals(duck_rows), (spark_rows, duck_rows)
+    assert spark_newest == duck_newest
+
+
+def newest_rows(batches: Any) -> tuple[set[str], list[dict[str, Any]]]:
+    """latest()'s schemas (of non-empty batches) and rows, sorted (its row order is free)."""
+    batches = [b for b in batches if b.num_rows]
+    rows = [row for b in batches for row in b.to_pylist()]
+    return {str(b.schema) for b in batches}, sorted(rows, key=lambda r: list(map(str, r.values())))

@@ -10,6 +10,9 @@ from parity.repo.config import OfflineConfig
 
 def open_engine(repo_root: Path, config: OfflineConfig) -> OfflineEngine:
     if config.type == "spark":
+        from parity.offline.spark_session import require_pyspark
+
+        require_pyspark()  # before spark_engine, which imports pyspark
         from parity.offline.spark_engine import SparkEngine
 
         return SparkEngine(repo_root, config)

@@ -3,14 +3,16 @@ on a SparkSession, for data that outgrows one machine (docs/scale.md). Imports p
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyarrow.types as pat
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -106,7 +108,14 @@ class SparkEngine:
             raise EntityFrameError(f"{what} cannot be read: {first}") from None
 
     def describe(self, text: str, *, sql: bool) -> pa.Schema:
-        return to_arrow_schema(self._entity_reader(text, sql=sql).schema)
+        """Spark's schema of the frame; for Parquet, the files' own (types and nullability as
+        written, which DuckDB also reports) when their footers merge."""
+        frame = self._entity_reader(text, sql=sql)
+        if not sql:
+            with contextlib.suppress(pa.ArrowInvalid, OSError):
+                files = glob.glob(self._entity_path(text), recursive=True)
+                return pa.unify_schemas([pq.read_schema(f) for f in sorted(files)])
+        return to_arrow_schema(frame.schema)
 
     def _entity(
         self, entity: EntityFrame, timestamp_column: str, request: RetrievalRequest
@@ -152,13 +161,15 @@ class SparkEngine:
         joined = self._join(request, left)
         names = [n for n in joined.columns if n not in ("__rid", "__ts")]
         stamp = F.timestamp_micros(col("__ts")).alias(timestamp_column)
-        frame = joined.orderBy("__rid").select(
-            *(stamp if n == timestamp_column else col(n) for n in names)
-        )
-        fields = {f.name: _plain(f.type) for f in entity.schema}
-        fields[timestamp_column] = UTC_US
+        output = [stamp if n == timestamp_column else col(n) for n in names]
+        fields: dict[str, pa.DataType | pa.Field] = {
+            f.name: f.with_type(_plain(f.type)) for f in entity.schema
+        }
+        if fields[timestamp_column].type != UTC_US:  # rewritten, as DuckDB's make_timestamp
+            fields[timestamp_column] = pa.field(timestamp_column, UTC_US)
         fields.update(_feature_types(request))
-        return SparkJob(frame, _arrow_schema(frame, fields))
+        schema = _arrow_schema(joined.select(*output), fields)
+        return SparkJob(joined.select(*output, col("__rid")), schema, order="__rid")
 
     def interval(
         self, request: RetrievalRequest, start: datetime, end: datetime, timestamp_column: str
@@ -189,10 +200,10 @@ class SparkEngine:
             F.monotonically_increasing_id().alias("__rid"),
             col("__ts"),
         )
-        joined = self._join(request, left)
-        frame = joined.orderBy("__rid").drop("__rid", "__ts")
+        joined = self._join(request, left).drop("__ts")
         fields = {timestamp_column: UTC_US, **_feature_types(request)}
-        return SparkJob(frame, _arrow_schema(frame, fields))
+        schema = _arrow_schema(joined.drop("__rid"), fields)
+        return SparkJob(joined, schema, order="__rid")
 
 
 def _feature_types(request: RetrievalRequest) -> dict[str, pa.DataType]:
@@ -218,7 +229,11 @@ def _plain(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
-def _arrow_schema(frame: DataFrame, fields: dict[str, pa.DataType]) -> pa.Schema:
-    """The Arrow schema of `frame`'s result: `fields` where given, else Spark's own mapping."""
-    spark = to_arrow_schema(frame.schema)
-    return pa.schema([pa.field(f.name, fields.get(f.name, f.type)) for f in spark])
+def _arrow_schema(frame: DataFrame, fields: Mapping[str, pa.DataType | pa.Field]) -> pa.Schema:
+    """The Arrow schema of `frame`'s result: `fields` where given (a field keeps its
+    nullability, as DuckDB keeps the entity frame's), else Spark's own mapping."""
+    out = []
+    for field in to_arrow_schema(frame.schema):
+        given = fields.get(field.name, field.type)
+        out.append(given if isinstance(given, pa.Field) else pa.field(field.name, given))
+    return pa.schema(out)

@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 from parity.definitions import DType, FeatureView
 from parity.errors import EntityFrameError
 from parity.offline.request import ViewRequest
+from parity.offline.spark_transfer import collect_rows
 from parity.timeutil import NO_CREATED
 
 ORDER_SHIFT = 40  # __ord = file position << 40 + row index, as offline/duckdb_sql.py
@@ -55,15 +56,18 @@ def micros(column: Column) -> Column:
 
 def with_file_order(frame: DataFrame, files: Sequence[Path], name: str, dense: bool) -> DataFrame:
     """`frame` (read straight from `files`) plus column `name`: the row's place in the files
-    read in list order. `dense`: 0, 1, 2... (row counts from the footers); else
-    position << 40 + row index, as DuckDB's __ord."""
+    read in list order. `dense`: 0, 1, 2... (row counts from the footers); else DuckDB's __ord:
+    the row index in a single file, else (1-based file position) << 40 + row index."""
     import pyarrow.parquet as pq
 
     starts: list[int] = []
     total = 0
     for position, file in enumerate(files):
-        starts.append(total if dense else position << ORDER_SHIFT)
-        total += pq.read_metadata(file).num_rows if dense else 0
+        if dense:
+            starts.append(total)
+            total += pq.read_metadata(file).num_rows
+        else:
+            starts.append(0 if len(files) == 1 else (position + 1) << ORDER_SHIFT)
     index = F.col("_metadata.row_index")
     if len(files) == 1:
         return frame.withColumn(name, index + F.lit(starts[0]))
@@ -76,8 +80,53 @@ def with_file_order(frame: DataFrame, files: Sequence[Path], name: str, dense: b
 
 
 def read_parquet(session: SparkSession, files: Sequence[Path]) -> DataFrame:
-    """The files' rows, their columns merged by name (DuckDB's union_by_name)."""
-    return session.read.option("mergeSchema", "true").parquet(*(str(f) for f in files))
+    """The files' rows, their columns merged by name (DuckDB's union_by_name). The schema comes
+    from the footers read here, which spares Spark a job per read to infer it."""
+    schema = footer_schema(files)
+    reader = session.read if schema is None else session.read.schema(schema)
+    return reader.option("mergeSchema", "true").parquet(*(str(f) for f in files))
+
+
+def footer_schema(files: Sequence[Path]) -> T.StructType | None:
+    """The Spark schema of the files' merged footers; None when a type needs Spark's own
+    reading of Parquet (unsigned integers, nanosecond times, nested structs...)."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    try:
+        merged = pa.unify_schemas([pq.read_schema(f) for f in files])
+    except (pa.ArrowInvalid, OSError):
+        return None  # Spark reports it, naming the file
+    if not all(_plainly_read(f.type) for f in merged):
+        return None
+    fields = [pa.field(f.name, _plain_type(f.type)) for f in merged]
+    return from_arrow_schema(pa.schema(fields), prefer_timestamp_ntz=True)
+
+
+def _plainly_read(kind: pa.DataType) -> bool:
+    if pat.is_list(kind):
+        return _plainly_read(kind.value_type)
+    if pat.is_timestamp(kind):
+        return str(kind.unit) in ("ms", "us")
+    if pat.is_dictionary(kind):
+        return bool(pat.is_string(kind.value_type))
+    return bool(
+        pat.is_boolean(kind)
+        or (pat.is_signed_integer(kind))
+        or pat.is_float32(kind)
+        or pat.is_float64(kind)
+        or pat.is_string(kind)
+        or pat.is_binary(kind)
+        or pat.is_date32(kind)
+    )
+
+
+def _plain_type(kind: pa.DataType) -> pa.DataType:
+    if pat.is_dictionary(kind):
+        return kind.value_type
+    if pat.is_list(kind):
+        return pa.list_(_plain_type(kind.value_type))
+    return kind
 
 
 def source_frame(
@@ -208,7 +257,7 @@ def dense_ids(frame: DataFrame, name: str) -> DataFrame:
     """`frame` with `name` = 0, 1, 2... in its partitions' order. Materializes `frame` first
     (localCheckpoint), so the ids are the same however often the plan is read."""
     fixed = frame.localCheckpoint(eager=True)
-    parts = fixed.groupBy(F.spark_partition_id().alias("p")).count().collect()
+    parts = collect_rows(fixed.groupBy(F.spark_partition_id().alias("p")).count())
     counts = {int(row["p"]): int(row["count"]) for row in parts}
     starts: dict[int, int] = {}
     total = 0

@@ -9,36 +9,48 @@ import re
 import shutil
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from parity.errors import EntityFrameError, SourceSchemaError
+from parity.offline.spark_transfer import collect_arrow, local_rows
 
 log = logging.getLogger(__name__)
 
 _ENTITY_ERROR = re.compile(r"entity frame column '.*?' row \d+ has .*?: drop the row or fill it in")
+_IPC_SCHEMA = T.StructType([T.StructField("ipc", T.BinaryType())])
 WRITE_SHARE = 0.9  # share of to_parquet's progress given to Spark's write; the rest is the merge
 
 
 class SparkJob:
-    """A retrieval as a Spark DataFrame ordered as the output; `schema` is the Arrow schema of
-    the result (the one DuckDB gives), applied to whatever Spark hands back."""
+    """A retrieval as a Spark DataFrame; `schema` is the Arrow schema of the result (the one
+    DuckDB gives), applied to whatever Spark hands back. `order`, if given, is a column of
+    `frame` (not in the output) whose ascending values are the output's row order."""
 
-    def __init__(self, frame: DataFrame, schema: pa.Schema) -> None:
-        self.frame = frame
+    def __init__(self, frame: DataFrame, schema: pa.Schema, order: str | None = None) -> None:
         self.schema = schema
+        self._unordered = frame
+        self._order = order
+        self.frame = frame.orderBy(order).drop(order) if order else frame
 
     def to_arrow(self) -> pa.Table:
-        batches = run(lambda: self.frame._collect_as_arrow())
+        """Collected unsorted and sorted here: the rows come to the driver anyway, and a global
+        sort in Spark costs a sampling job and a shuffle."""
+        batches = run(lambda: collect_arrow(self._unordered))
         if not batches:
             return self.schema.empty_table()
-        return conform(pa.Table.from_batches(batches), self.schema)
+        table = pa.Table.from_batches(batches)
+        if self._order:
+            table = table.take(pc.sort_indices(table[self._order])).drop_columns([self._order])
+        return conform(table, self.schema)
 
     def to_pandas(self) -> Any:
         return self.to_arrow().to_pandas()
@@ -46,20 +58,22 @@ class SparkJob:
     def to_batches(self, batch_size: int = 131_072) -> Iterator[pa.RecordBatch]:
         """Streamed: the executors turn each partition into Arrow IPC bytes, which the driver
         fetches one partition at a time (toLocalIterator), in order."""
-        blobs = self.frame.mapInArrow(_to_ipc, T.StructType([T.StructField("ipc", T.BinaryType())]))
+        with warnings.catch_warnings():  # PySpark checks pyarrow's version with distutils
+            warnings.simplefilter("ignore", DeprecationWarning)
+            blobs = self.frame.mapInArrow(_to_ipc, _IPC_SCHEMA)
         pending: list[pa.RecordBatch] = []
         rows = 0
-        for row in run(lambda: blobs.toLocalIterator()):
+        for row in checked(local_rows(blobs)):
             for batch in pa.ipc.open_stream(row[0]):
                 pending.append(batch)
                 rows += batch.num_rows
                 while rows >= batch_size:
                     table = pa.Table.from_batches(pending)
-                    yield from conform(table.slice(0, batch_size), self.schema).to_batches()
+                    yield from _one_batch(conform(table.slice(0, batch_size), self.schema))
                     rest = table.slice(batch_size)
                     pending, rows = rest.to_batches(), rest.num_rows
         if rows:
-            yield from conform(pa.Table.from_batches(pending), self.schema).to_batches()
+            yield from _one_batch(conform(pa.Table.from_batches(pending), self.schema))
 
     def to_parquet(self, path: str | Path, progress: Callable[[float], None] | None = None) -> int:
         """Spark's executors write part files into a folder beside the target; they are then
@@ -79,6 +93,11 @@ class SparkJob:
             partial.unlink(missing_ok=True)
         report(1.0)
         return rows
+
+
+def _one_batch(table: pa.Table) -> list[pa.RecordBatch]:
+    batches: list[pa.RecordBatch] = table.combine_chunks().to_batches()
+    return batches
 
 
 def _to_ipc(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
@@ -167,13 +186,26 @@ def run(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except Exception as error:
-        text = str(error)
-        refused = _ENTITY_ERROR.search(text)
-        if refused:
-            raise EntityFrameError(refused.group(0)) from None
-        if "PATH_NOT_FOUND" in text or "FileNotFoundException" in text:
-            raise SourceSchemaError(f"a source could not be read: {_first_line(text)}") from None
+        _translate(error)
         raise
+
+
+def checked(items: Iterator[Any]) -> Iterator[Any]:
+    """`items` as they come, with `run`'s translation of Spark errors."""
+    try:
+        yield from items
+    except Exception as error:
+        _translate(error)
+        raise
+
+
+def _translate(error: Exception) -> None:
+    text = str(error)
+    refused = _ENTITY_ERROR.search(text)
+    if refused:
+        raise EntityFrameError(refused.group(0)) from None
+    if "PATH_NOT_FOUND" in text or "FileNotFoundException" in text:
+        raise SourceSchemaError(f"a source could not be read: {_first_line(text)}") from None
 
 
 def _first_line(text: str) -> str:

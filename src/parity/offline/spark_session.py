@@ -34,6 +34,8 @@ def default_conf(master: str) -> dict[str, str]:
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         # The web UI binds a port per session; off unless asked for.
         "spark.ui.enabled": "false",
+        # The console progress bar writes over the CLI's own output and logs.
+        "spark.ui.showConsoleProgress": "false",
     }
     if master.startswith("local"):
         # Spark's default of 200 shuffle partitions suits a cluster; on one machine each join
@@ -55,15 +57,22 @@ def _local_cores(master: str) -> int:
     return int(inside) if inside.isdigit() else 2
 
 
-def spark_session(config: OfflineConfig) -> SparkSession:
-    """The process's SparkSession, started on first use with `config`'s master and conf (a
-    session already running is reused as it is: Spark allows one per process)."""
+def require_pyspark() -> None:
+    """BackendNotInstalled, naming the extra and Java, when PySpark cannot be imported."""
     try:
-        from pyspark.sql import SparkSession
+        import pyspark.sql  # noqa: F401
     except ImportError:
         raise BackendNotInstalled(
             f"offline.type 'spark' needs PySpark and {JAVA}: run {INSTALL}"
         ) from None
+
+
+def spark_session(config: OfflineConfig) -> SparkSession:
+    """The process's SparkSession, started on first use with `config`'s master and conf (a
+    session already running is reused as it is: Spark allows one per process)."""
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
     global _session
     with _lock:
         if _session is not None and _session.sparkContext._jsc is not None:  # not stopped
