@@ -25,14 +25,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Window, WindowSpec
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from parity.definitions import Aggregation, DType
 from parity.offline.request import ViewRequest
 
 _TILE = "__pw_tile"  # the tile index of an event or a marker: floor(__ts / tile)
-_MARK = "__pw_mark"  # true on the marker rows of the tile table
+_BLOCK = "__pw_block"  # a tile's block: floor(tile index / tiles in the longest window)
 _SEEN = "__pw_seen"  # the event count (values or not) of the view's longest window
 _SUM_TYPES = {"Int64": "bigint", "Float64": "double"}
 
@@ -61,27 +61,19 @@ def add_windows(left: DataFrame, events: DataFrame, view_request: ViewRequest) -
     ]
     seen = F.count("__pw_ts")
     marks = left.select(*keys, "__ts").distinct().withColumn(_TILE, _tile_expr("__ts", tile))
-    current = _current_tile(marks, plain, keys, [*partials, seen])
-    whole = _whole_tiles(marks, plain, keys, [*partials, seen])
-    frames = [_frame(keys, a.window_us, tile) for a in wanted]
-    merged = whole.select(
-        *keys,
-        _TILE,
-        _MARK,
-        *[
-            _over(a, F.col(f"__pw_p{i}"), frame).alias(f"__pw_w{i}")
-            for i, (a, frame) in enumerate(zip(wanted, frames, strict=True))
-            if frame is not None
-        ],
-        _seen_over(_frame(keys, longest, tile)),
-    ).where(F.col(_MARK))
-    joined = current.join(merged.drop(_MARK), on=[*keys, _TILE], how="left")
+    joined = _current_tile(marks, plain, keys, [*partials, seen])
+    spans = [a.window_us // tile for a in wanted]
+    if longest > tile:
+        whole = _whole_tiles(marks, plain, keys, wanted, partials, tile, longest // tile)
+        joined = joined.join(whole, on=[*keys, _TILE], how="left")
+    else:  # one-tile windows only: no whole tiles
+        joined = joined.withColumn(_SEEN, F.lit(None).cast("bigint"))
     outputs = []
-    for i, (aggregation, frame, name) in enumerate(
-        zip(wanted, frames, view_request.output_names, strict=True)
+    for i, (aggregation, span, name) in enumerate(
+        zip(wanted, spans, view_request.output_names, strict=True)
     ):
         part = F.col(f"__pw_p{i}")
-        if frame is not None:
+        if span > 1:
             part = _merge(aggregation, F.col(f"__pw_w{i}"), part)
         dtype = view.input(aggregation.column).dtype
         value = _finish(aggregation, dtype, part)
@@ -123,31 +115,50 @@ def _current_tile(
 
 
 def _whole_tiles(
-    marks: DataFrame, plain: DataFrame, keys: Sequence[str], partials: Sequence[Column]
+    marks: DataFrame,
+    plain: DataFrame,
+    keys: Sequence[str],
+    wanted: Sequence[Aggregation],
+    partials: Sequence[Column],
+    tile: int,
+    span: int,
 ) -> DataFrame:
-    """The partials per (keys, tile) of every tile with events, plus one row per marker tile
-    (_MARK true, null partials) for the tile windows to be evaluated at."""
+    """Per marker tile k (keys, _TILE): for each window of m > 1 tiles, the merged partial of
+    the whole tiles k - m + 1 .. k - 1 (`__pw_w<i>`), and the event count of the longest window
+    (`span` tiles) in _SEEN.
+
+    The events' per-tile partials are joined to the marker tiles in blocks of `span` tiles: the
+    tiles a marker tile reads lie in its own block or the one before, so the join is on (keys,
+    block), and a marker tile meets at most 2 x span tiles of its entity."""
     groups = [F.col(f"__pw_e{i}").alias(k) for i, k in enumerate(keys)]
     tiles = plain.groupBy(*groups, _TILE).agg(
-        *[p.alias(f"__pw_p{i}") for i, p in enumerate(partials[:-1])],
+        *[p.alias(f"__pw_p{i}") for i, p in enumerate(partials)],
         F.count(F.lit(1)).alias(_SEEN),
     )
-    marked = marks.select(*keys, _TILE).distinct().withColumn(_MARK, F.lit(True))
-    return tiles.withColumn(_MARK, F.lit(False)).unionByName(marked, allowMissingColumns=True)
-
-
-def _frame(keys: Sequence[str], window_us: int, tile_us: int) -> WindowSpec | None:
-    """The whole tiles before a row's tile in a window, or None for a one-tile window."""
-    size = window_us // tile_us
-    if size == 1:
-        return None
-    return Window.partitionBy(*keys).orderBy(_TILE).rangeBetween(-(size - 1), -1)
-
-
-def _seen_over(frame: WindowSpec | None) -> Column:
-    if frame is None:
-        return F.lit(0).cast("bigint").alias(_SEEN)
-    return F.sum(_SEEN).over(frame).alias(_SEEN)
+    block = _tile_expr(_TILE, span)
+    tiles = tiles.withColumn(_BLOCK, block)
+    marked = marks.select(*keys, _TILE).distinct()
+    marked = marked.withColumn(_BLOCK, F.explode(F.array(block, block - 1)))
+    back = F.col(f"m.{_TILE}") - F.col(f"t.{_TILE}")  # how many tiles before the marker's
+    condition = reduce(
+        lambda a, b: a & b,
+        [
+            *[F.col(f"m.`{k}`") == F.col(f"t.`{k}`") for k in keys],
+            F.col(f"m.{_BLOCK}") == F.col(f"t.{_BLOCK}"),
+            back >= 1,
+            back < span,
+        ],
+    )
+    joined = marked.alias("m").join(tiles.alias("t"), condition)
+    merged = [
+        _over(a, F.when(back < a.window_us // tile, F.col(f"t.__pw_p{i}"))).alias(f"__pw_w{i}")
+        for i, a in enumerate(wanted)
+        if a.window_us > tile
+    ]
+    groups = [F.col(f"m.`{k}`").alias(k) for k in keys]
+    return joined.groupBy(*groups, F.col(f"m.{_TILE}").alias(_TILE)).agg(
+        *merged, F.sum(F.col(f"t.{_SEEN}")).alias(_SEEN)
+    )
 
 
 # Partials per function, the shapes of aggregation/partials.py as Spark values:
@@ -187,20 +198,18 @@ def _newest(entries: Column, n: int | None) -> Column:
     return F.slice(F.sort_array(entries, asc=False), 1, n or 0)
 
 
-def _over(aggregation: Aggregation, partial: Column, frame: WindowSpec) -> Column:
-    """The merge of the partials of the tiles in `frame` (null partials ignored)."""
+def _over(aggregation: Aggregation, partial: Column) -> Column:
+    """The aggregate merging a group's partials (null partials ignored)."""
     function = aggregation.function
     if function in ("count", "sum"):
-        return F.sum(partial).over(frame)
+        return F.sum(partial)
     if function == "min":
-        return F.min(partial).over(frame)
+        return F.min(partial)
     if function in ("max", "last"):
-        return F.max(partial).over(frame)
+        return F.max(partial)
     if function == "mean":
-        return F.struct(
-            F.sum(partial["n"]).over(frame).alias("n"), F.sum(partial["s"]).over(frame).alias("s")
-        )
-    listed = F.collect_list(partial).over(frame)
+        return F.struct(F.sum(partial["n"]).alias("n"), F.sum(partial["s"]).alias("s"))
+    listed = F.collect_list(partial)
     if function == "stddev":
         zero = F.struct(
             F.lit(0).cast("bigint").alias("n"),
