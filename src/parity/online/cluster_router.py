@@ -100,6 +100,7 @@ class NodeDown(Exception):
     def __init__(self, node: str, error: BaseException, batch: _Batch) -> None:
         super().__init__(f"{node}: {type(error).__name__}: {error}")
         self.node, self.error, self.batch = node, error, batch
+        self.slots = node  # what the node served, as ClusterRouter.describe says it
 
 
 @dataclass
@@ -150,14 +151,14 @@ class _Batch:
                 self.results[index] = reply
                 continue
             self.pending.append(index)
-            text = self.last = str(reply)
-            if text.startswith("MOVED"):
+            self.last = f"{type(reply).__name__}: {reply}"
+            if isinstance(reply, errors.MovedError):  # (a subclass of AskError)
                 self.moved = True
-            elif text.startswith("ASK"):
-                self.asking[index] = text.split()[2]
+            elif isinstance(reply, errors.AskError):
+                self.asking[index] = f"{reply.host}:{reply.port}"
             elif isinstance(reply, errors.NoScriptError) and self.calls[index].script:
                 self.load.setdefault(node, set()).add(self.calls[index].script or "")
-            elif not text.startswith(("TRYAGAIN", "CLUSTERDOWN")):
+            elif not isinstance(reply, errors.TryAgainError | errors.ClusterDownError):
                 raise reply
 
 
@@ -179,6 +180,7 @@ class ClusterRouter:
         self.clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._refreshed = -REFRESH_SECONDS
+        self.refresh_error: str | None = None  # why the last reload of the slot map failed
         self.redirects = 0  # commands sent again (MOVED, ASK, TRYAGAIN, ...): for tests, metrics
 
     def client(self, node: str) -> Any:
@@ -211,9 +213,11 @@ class ClusterRouter:
             for node in known:
                 try:
                     reply = self.client(node).execute_command("CLUSTER SLOTS")
-                except redis_module().exceptions.RedisError:
+                except redis_module().exceptions.RedisError as error:
+                    self.refresh_error = f"{node}: {type(error).__name__}: {redact(str(error))}"
                     continue
                 self._load(reply, node)
+                self.refresh_error = None
                 return
 
     def _load(self, reply: Any, asked: str) -> None:
@@ -254,17 +258,31 @@ class ClusterRouter:
                     continue
                 batch.absorb(node, indexes, replies)
             if failed is not None:
-                self.refresh()
-                raise failed
+                self.after_failure(failed)
+                continue
             if not batch.pending:
                 return batch.results
             self._prepare_retry(batch)
         raise _unsettled(batch)
 
+    def after_failure(self, failed: NodeDown) -> None:
+        """A node failed: reload the slot map; raise `failed` (naming the slots the node had)
+        unless another node serves them now (a failover happened): then the caller goes on."""
+        failed.slots = self.describe(failed.node)
+        self.refresh()
+        if failed.node in self.ranges or failed.batch.rounds >= MAX_ROUNDS - 1:
+            raise failed
+        failed.batch.rounds += 1
+
     def _targets(self, batch: _Batch) -> dict[str, list[int]]:
         try:
             return batch.targets()
         except LookupError as missing:
+            if self.refresh_error is not None:
+                raise OnlineStoreUnavailable(
+                    f"no node of the Redis Cluster ({', '.join(self.seeds)}) answered CLUSTER "
+                    f"SLOTS; last: {self.refresh_error}"
+                ) from None
             raise OnlineStoreUnavailable(
                 f"Redis Cluster slot {missing.args[0]} is served by no node (cluster down?)"
             ) from None
@@ -351,8 +369,8 @@ class AsyncClusterRouter:
                 else:
                     batch.absorb(node, indexes, outcome)
             if failed is not None:
-                await asyncio.to_thread(self.router.refresh)
-                raise failed
+                await asyncio.to_thread(self.router.after_failure, failed)
+                continue
             if not batch.pending:
                 return batch.results
             await asyncio.to_thread(self.router._prepare_retry, batch)

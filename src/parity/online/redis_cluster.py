@@ -97,7 +97,7 @@ class RedisClusterOnlineStore(RedisOnlineStore):
             except NodeDown as down:
                 if time.monotonic() >= deadline:
                     raise OnlineStoreUnavailable(
-                        f"{self.writer.describe(down.node)} unreachable for "
+                        f"{down.slots} unreachable for "
                         f"{self.failover_wait_seconds:g} s: {redact(str(down.error))}"
                     ) from None
                 resume = down.batch
@@ -250,7 +250,7 @@ class RedisClusterOnlineStore(RedisOnlineStore):
 
     def _unavailable(self, down: NodeDown) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(
-            f"{self.reader.describe(down.node)} unreachable: {type(down.error).__name__}: "
+            f"{down.slots} unreachable: {type(down.error).__name__}: "
             f"{redact(str(down.error))}; reads of entities in other slots still work"
         )
 
