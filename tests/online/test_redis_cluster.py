@@ -79,10 +79,12 @@ def test_reads_and_writes_follow_slots_resharded_during_traffic(cluster: LocalRe
     writer = threading.Thread(target=traffic)
     writer.start()
     try:
+        ids = ("--cluster-from", node_id(cluster, source), "--cluster-to", node_id(cluster, target))
         resharded = subprocess.run(
-            ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{source}"]
-            + ["--cluster-from", node_id(cluster, source), "--cluster-to", node_id(cluster, target)]
-            + ["--cluster-slots", "1000", "--cluster-yes", "--cluster-pipeline", "5"],
+            [
+                *("redis-cli", "--cluster", "reshard", f"127.0.0.1:{source}", *ids),
+                *("--cluster-slots", "1000", "--cluster-yes", "--cluster-pipeline", "5"),
+            ],
             capture_output=True,
             text=True,
             timeout=120,
