@@ -170,3 +170,47 @@ def test_a_score_stream_outside_the_source_streams_slot_is_refused_naming_a_slot
     with pytest.raises(BadRequest, match=r"'\{parity:p:stream:txns\}:sink'"):
         one_slot_keys(client, source=source, sink="scores")
     client.close()
+
+
+def test_merges_meeting_a_half_migrated_slot_count_every_increment_once(
+    cluster: LocalRedisCluster,
+) -> None:
+    """Slots of one node travel in one script call; when one key of it has already been
+    MIGRATEd away (its slot MIGRATING), the call must fail before writing anything, so that
+    re-sending its parts slot by slot (ASK-redirected) adds each increment exactly once."""
+    from parity.online.encoding import decode_payload, encode_payload, tile_name
+    from parity.online.redis_store import tiles_key
+    from parity.online.store import TileMerge
+
+    store = RedisClusterOnlineStore(cluster.url)
+    project, name = f"t{uuid.uuid4().hex[:8]}", tile_name(3_600_000_000, 0)
+
+    def increments(entities: range) -> list[TileMerge]:
+        def fold(stored: dict[str, bytes]) -> dict[str, bytes]:
+            count = decode_payload(stored[name])["c"] if name in stored else 0
+            return {name: encode_payload({"c": count + 1})}
+
+        return [TileMerge("v", key(n), (name,), fold, 0, 10**12) for n in entities]
+
+    entities = range(120)
+    store.merge_tiles(project, increments(entities))
+    source, target = cluster.masters()[:2]
+    on_source = [n for n in entities if cluster.master_of_slot(slot_of(project, n)) == source]
+    moving = on_source[-1]  # the last part of the node's call: the others come before it
+    slot, moved_key = slot_of(project, moving), tiles_key(project, "v", key(moving))
+    cluster.command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", node_id(cluster, source))
+    cluster.command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", node_id(cluster, target))
+    migrated = subprocess.run(
+        ["redis-cli", "-p", str(source), "MIGRATE", "127.0.0.1", str(target), "", "0", "5000"]
+        + ["KEYS", moved_key.decode()],
+        capture_output=True,
+        text=True,
+    )
+    assert migrated.stdout.strip() == "OK"
+    store.merge_tiles(project, increments(entities))  # the node's call meets the moved key
+    assert store.writer.redirects >= 1  # its part was ASK-redirected to the importing node
+    for port in cluster.masters():
+        cluster.command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", node_id(cluster, target))
+    found = store.read_tiles(project, "v", [key(n) for n in entities], [name])
+    assert [decode_payload(tiles[name])["c"] for tiles in found] == [2] * len(entities)
+    store.close()

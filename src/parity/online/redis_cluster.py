@@ -172,9 +172,9 @@ class RedisClusterOnlineStore(RedisOnlineStore):
         for slot, indexes in todo.items():
             wanted = [[*merges[i].names, "_v", "_swept"] for i in indexes]
             packed = packb(wanted, use_bin_type=False)
-            reads.append(
-                script_call(slot, single._READ_FOR_MERGE, [keys[i] for i in indexes], [packed])
-            )
+            slot_keys = [keys[i] for i in indexes]
+            body = single._READ_FOR_MERGE
+            reads.append(script_call(slot, body, slot_keys, [packed], writes=False))
         writes = []
         for (slot, indexes), reply in zip(todo.items(), self._write(reads), strict=True):
             stored = unpackb(reply, raw=True)
@@ -297,7 +297,7 @@ class RedisClusterOnlineStore(RedisOnlineStore):
         hashed = [tiles_key(project, view, key) for key in keys]
         groups = by_slot(hashed)
         calls = [
-            script_call(slot, single._READ_TILES, [hashed[i] for i in indexes], list(names))
+            script_call(slot, single._READ_TILES, [hashed[i] for i in indexes], names, writes=False)
             for slot, indexes in groups.items()
         ]
         used: list[str] = []
@@ -339,7 +339,8 @@ def _read_calls(
             views = grouped[entities[index]]
             args.append(len(views))
             args.extend(views)
-        calls.append(script_call(slot, single._READ, [hashed[i] for i in indexes], args))
+        keys = [hashed[i] for i in indexes]
+        calls.append(script_call(slot, single._READ, keys, args, writes=False))
         order.append([(i, len(grouped[entities[i]])) for i in indexes])
     return calls, order
 
