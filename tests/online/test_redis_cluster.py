@@ -200,13 +200,8 @@ def test_merges_meeting_a_half_migrated_slot_count_every_increment_once(
     slot, moved_key = slot_of(project, moving), tiles_key(project, "v", key(moving))
     cluster.command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", node_id(cluster, source))
     cluster.command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", node_id(cluster, target))
-    migrated = subprocess.run(
-        ["redis-cli", "-p", str(source), "MIGRATE", "127.0.0.1", str(target), "", "0", "5000"]
-        + ["KEYS", moved_key.decode()],
-        capture_output=True,
-        text=True,
-    )
-    assert migrated.stdout.strip() == "OK"
+    migrate = ("MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", moved_key.decode())
+    assert cluster.command(source, *migrate).strip() == "OK"
     store.merge_tiles(project, increments(entities))  # the node's call meets the moved key
     assert store.writer.redirects >= 1  # its part was ASK-redirected to the importing node
     for port in cluster.masters():
