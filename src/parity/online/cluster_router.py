@@ -518,15 +518,39 @@ class AsyncClusterRouter:
         raise _unsettled(batch)
 
     async def _pipeline(self, node: str, commands: list[tuple[Any, ...]]) -> list[Any]:
-        pipe = self.client(node).pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+        """The node's commands as one pipeline on a pooled connection: replies in order, error
+        replies in place (redis.asyncio's own pipeline packs in pure Python: 3x slower here)."""
+        errors = redis_module().exceptions
+        pool = self.client(node).connection_pool
+        connection = await pool.get_connection()
+        replies: list[Any] = []
+        try:
+            await connection.send_packed_command(_packed(connection, commands))
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except errors.ResponseError as error:
+                    replies.append(error)
+        except BaseException:
+            await connection.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            await pool.release(connection)
+        return replies
 
     async def close(self) -> None:
         for client in self.clients.values():
             await client.aclose()
         self.clients = {}
+
+
+def _packed(connection: Any, commands: list[tuple[Any, ...]]) -> Any:
+    """RESP bytes of the commands: hiredis's packer where installed, else the connection's."""
+    try:
+        from hiredis import pack_command
+    except ModuleNotFoundError:
+        return connection.pack_commands(commands)
+    return b"".join(pack_command(command) for command in commands)
 
 
 def key_slot(key: bytes) -> int:
