@@ -209,3 +209,24 @@ def test_merges_meeting_a_half_migrated_slot_count_every_increment_once(
     found = store.read_tiles(project, "v", [key(n) for n in entities], [name])
     assert [decode_payload(tiles[name])["c"] for tiles in found] == [2] * len(entities)
     store.close()
+
+
+def test_a_cluster_connection_string_names_one_or_more_nodes_and_refuses_a_database() -> None:
+    from pydantic import ValidationError
+
+    from parity.errors import ConfigError
+    from parity.online.cluster_router import cluster_urls
+    from parity.repo.config import OnlineConfig
+
+    nodes = "redis://127.0.0.1:7000, redis://u:pw@127.0.0.1:7001"
+    assert OnlineConfig(type="redis_cluster", connection_string=nodes).connection_string == nodes
+    assert cluster_urls(nodes) == ["redis://127.0.0.1:7000", "redis://u:pw@127.0.0.1:7001"]
+    with pytest.raises((ValidationError, ConfigError)):  # one Redis takes one URL
+        OnlineConfig(type="redis", connection_string=nodes)
+    with pytest.raises((ValidationError, ConfigError), match="port"):
+        OnlineConfig(type="redis_cluster", connection_string="redis://127.0.0.1:7000,x:y:z")
+    with pytest.raises(ConfigError, match=r"online\.connection_string: .*database 0"):
+        cluster_urls("redis://127.0.0.1:7000/2")
+    with pytest.raises(ConfigError, match=r"online\.connection_string: .*\*\*\*") as refused:
+        cluster_urls("redis://u:s3cret@127.0.0.1:7000/2")
+    assert "s3cret" not in str(refused.value)

@@ -269,8 +269,9 @@ class _Batch:
 
 class ClusterRouter:
     """The slot map (from CLUSTER SLOTS) and a client per node; sends grouped calls, one pipeline
-    per node, following MOVED/ASK. `timeout` bounds each command; `attempts` of 0 never retries
-    a node within redis-py (serving reads), else redis-py retries its own way (writes)."""
+    per node, following MOVED/ASK. `timeout` bounds each command. Grouped calls are never
+    retried within redis-py (a failed node is NodeDown at once: the caller decides); with
+    `retries` false the node clients' own commands (CLUSTER SLOTS, SCRIPT LOAD) are not either."""
 
     def __init__(self, urls: list[str], *, timeout: float, retries: bool) -> None:
         self.seeds = [f"{urlsplit(u).hostname}:{urlsplit(u).port or 6379}" for u in urls]
