@@ -16,9 +16,16 @@ import pytest
 
 from parity.errors import BadRequest, OnlineStoreUnavailable
 from parity.online.cluster_router import key_slot, one_slot_keys
-from parity.online.encoding import OnlineRow, entity_key
+from parity.online.encoding import (
+    OnlineRow,
+    decode_payload,
+    encode_payload,
+    entity_key,
+    tile_name,
+)
 from parity.online.redis_cluster import RedisClusterOnlineStore
-from parity.online.redis_store import redis_key
+from parity.online.redis_store import redis_key, tiles_key
+from parity.online.store import TileMerge
 from tests.redis_cluster import LocalRedisCluster, local_redis_cluster
 
 pytestmark = pytest.mark.redis
@@ -178,20 +185,8 @@ def test_merges_meeting_a_half_migrated_slot_count_every_increment_once(
     """Slots of one node travel in one script call; when one key of it has already been
     MIGRATEd away (its slot MIGRATING), the call must fail before writing anything, so that
     re-sending its parts slot by slot (ASK-redirected) adds each increment exactly once."""
-    from parity.online.encoding import decode_payload, encode_payload, tile_name
-    from parity.online.redis_store import tiles_key
-    from parity.online.store import TileMerge
-
     store = RedisClusterOnlineStore(cluster.url)
-    project, name = f"t{uuid.uuid4().hex[:8]}", tile_name(3_600_000_000, 0)
-
-    def increments(entities: range) -> list[TileMerge]:
-        def fold(stored: dict[str, bytes]) -> dict[str, bytes]:
-            count = decode_payload(stored[name])["c"] if name in stored else 0
-            return {name: encode_payload({"c": count + 1})}
-
-        return [TileMerge("v", key(n), (name,), fold, 0, 10**12) for n in entities]
-
+    project = f"t{uuid.uuid4().hex[:8]}"
     entities = range(120)
     store.merge_tiles(project, increments(entities))
     source, target = cluster.masters()[:2]
@@ -206,8 +201,50 @@ def test_merges_meeting_a_half_migrated_slot_count_every_increment_once(
     assert store.writer.redirects >= 1  # its part was ASK-redirected to the importing node
     for port in cluster.masters():
         cluster.command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", node_id(cluster, target))
-    found = store.read_tiles(project, "v", [key(n) for n in entities], [name])
-    assert [decode_payload(tiles[name])["c"] for tiles in found] == [2] * len(entities)
+    assert counts(store, project, entities) == [2] * len(entities)
+    store.close()
+
+
+TILE = tile_name(3_600_000_000, 0)
+
+
+def increments(entities: range) -> list[TileMerge]:
+    """Merges adding one to the count kept in tile TILE of each entity."""
+
+    def fold(stored: dict[str, bytes]) -> dict[str, bytes]:
+        count = decode_payload(stored[TILE])["c"] if TILE in stored else 0
+        return {TILE: encode_payload({"c": count + 1})}
+
+    return [TileMerge("v", key(n), (TILE,), fold, 0, 10**12) for n in entities]
+
+
+def counts(store: RedisClusterOnlineStore, project: str, entities: range) -> list[int]:
+    found = store.read_tiles(project, "v", [key(n) for n in entities], [TILE])
+    return [decode_payload(tiles[TILE])["c"] if TILE in tiles else 0 for tiles in found]
+
+
+def test_a_batch_redone_after_a_crash_between_slots_is_applied_once_in_every_slot(
+    redis_cluster_url: str,
+) -> None:
+    """A stream worker's merge is atomic per slot, not across slots: killed after writing some
+    slots and before its marker, it redoes the same batch; the slots already written hold the
+    batch in their slot marker and are skipped."""
+    from parity.online.cluster_router import by_slot
+    from parity.online.redis_cluster import _batch_marker
+
+    store = RedisClusterOnlineStore(redis_cluster_url)
+    project, entities = f"x{uuid.uuid4().hex[:8]}", range(80)
+    marker = ("stream:txns:parity:x:c1", ["1700000000000-0", "1700000000000-1"])
+    keys = [tiles_key(project, "v", key(n)) for n in entities]
+    slots = list(by_slot(keys).items())
+    crashed = dict(slots[: len(slots) // 2])  # what the killed worker had written
+    store._merge_round(increments(entities), keys, crashed, _batch_marker(project, marker))
+    assert store.read_marker(project, marker[0]) == []  # killed before its marker
+    store.merge_tiles(project, increments(entities), marker)  # the restarted worker's redo
+    assert counts(store, project, entities) == [1] * len(entities)
+    assert store.read_marker(project, marker[0]) == marker[1]
+    store.merge_tiles(project, increments(entities), (marker[0], ["1700000000001-0"]))
+    assert counts(store, project, entities) == [2] * len(entities)  # a new batch: applied
     store.close()
 
 
