@@ -79,18 +79,23 @@ class Call:
     NOSCRIPT), keys and arguments: calls of one script bound for one node travel together."""
 
     slot: int
-    args: tuple[Any, ...]
+    command: tuple[Any, ...] = ()  # a plain command; a script call's is built when sent alone
     script: str | None = None
     keys: Sequence[Any] = ()
     argv: Sequence[Any] = ()
     writes: bool = True
 
+    @property
+    def args(self) -> tuple[Any, ...]:
+        if self.script is None:
+            return self.command
+        return ("EVALSHA", _sha(self.script), len(self.keys), *self.keys, *self.argv)
+
 
 def script_call(
     slot: int, body: str, keys: Sequence[Any], args: Sequence[Any], *, writes: bool = True
 ) -> Call:
-    command = ("EVALSHA", _sha(body), len(keys), *keys, *args)
-    return Call(slot, command, body, keys, args, writes)
+    return Call(slot, (), body, keys, args, writes)
 
 
 _SHAS: dict[str, str] = {}
@@ -421,7 +426,7 @@ class ClusterRouter:
                 try:
                     pool = self.client(node).connection_pool
                     opened[node] = (pool, pool.get_connection())
-                    opened[node][1].send_packed_command(opened[node][1].pack_commands(commands))
+                    opened[node][1].send_packed_command(_packed(opened[node][1], commands))
                 except _node_errors() as error:
                     outcomes[node] = error
             for node, (_, connection) in opened.items():
@@ -551,7 +556,7 @@ def _packed(connection: Any, commands: list[tuple[Any, ...]]) -> Any:
         from hiredis import pack_command
     except ModuleNotFoundError:
         return connection.pack_commands(commands)
-    return b"".join(pack_command(command) for command in commands)
+    return [b"".join([pack_command(command) for command in commands])]  # one write
 
 
 def key_slot(key: bytes) -> int:
@@ -568,7 +573,15 @@ def by_slot(keys: Sequence[bytes]) -> dict[int, list[int]]:
     """Indexes of `keys` by slot, in order."""
     groups: dict[int, list[int]] = {}
     for index, key in enumerate(keys):
-        groups.setdefault(key_slot(key), []).append(index)
+        start = key.find(b"{")  # key_slot, inlined: this runs once per row written or read
+        end = key.find(b"}", start + 1) if start >= 0 else -1
+        tag = key[start + 1 : end] if end > start + 1 else key
+        slot = crc_hqx(tag, 0) % SLOTS
+        group = groups.get(slot)
+        if group is None:
+            groups[slot] = [index]
+        else:
+            group.append(index)
     return groups
 
 

@@ -109,15 +109,19 @@ class RedisClusterOnlineStore(RedisOnlineStore):
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
         keys = [redis_key(project, row.entity_key) for row in rows]
-        calls = []
+        body, calls = single._WRITE_IF_NEWER, []
         for slot, indexes in by_slot(keys).items():
+            if len(indexes) == 1:  # the common case: most rows of a batch have a slot each
+                row = rows[indexes[0]]
+                args = (row.view.encode(), encode_value(row), self._expiry(row))
+                calls.append(script_call(slot, body, (keys[indexes[0]],), args))
+                continue
             for start in range(0, len(indexes), single._BATCH):
                 chunk = indexes[start : start + single._BATCH]
-                args: list[bytes] = []
+                many: list[bytes] = []
                 for row in (rows[i] for i in chunk):
-                    args.extend((row.view.encode(), encode_value(row), self._expiry(row)))
-                body = single._WRITE_IF_NEWER
-                calls.append(script_call(slot, body, [keys[i] for i in chunk], args))
+                    many.extend((row.view.encode(), encode_value(row), self._expiry(row)))
+                calls.append(script_call(slot, body, [keys[i] for i in chunk], many))
         return sum(int(applied) for applied in self._write(calls))
 
     def write_tiles(
