@@ -5,6 +5,8 @@ ridden out by writes, a node down refusing only the reads of its slots (503 nami
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from parity.online.breaker import CircuitBreaker
 from parity.online.cluster_router import (
     FAILOVER_WAIT_SECONDS,
     REFRESH_SECONDS,
+    SLOTS,
     WRITE_TIMEOUT_SECONDS,
     AsyncClusterRouter,
     Call,
@@ -97,7 +100,7 @@ class RedisClusterOnlineStore(RedisOnlineStore):
             except NodeDown as down:
                 if time.monotonic() >= deadline:
                     raise OnlineStoreUnavailable(
-                        f"{self.writer.describe(down.node)} unreachable for "
+                        f"{down.slots} unreachable for "
                         f"{self.failover_wait_seconds:g} s: {redact(str(down.error))}"
                     ) from None
                 resume = down.batch
@@ -106,15 +109,19 @@ class RedisClusterOnlineStore(RedisOnlineStore):
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
         keys = [redis_key(project, row.entity_key) for row in rows]
-        calls = []
+        body, calls = single._WRITE_IF_NEWER, []
         for slot, indexes in by_slot(keys).items():
+            if len(indexes) == 1:  # the common case: most rows of a batch have a slot each
+                row = rows[indexes[0]]
+                args = (row.view.encode(), encode_value(row), self._expiry(row))
+                calls.append(script_call(slot, body, (keys[indexes[0]],), args))
+                continue
             for start in range(0, len(indexes), single._BATCH):
                 chunk = indexes[start : start + single._BATCH]
-                args: list[bytes] = []
+                many: list[bytes] = []
                 for row in (rows[i] for i in chunk):
-                    args.extend((row.view.encode(), encode_value(row), self._expiry(row)))
-                body = single._WRITE_IF_NEWER
-                calls.append(script_call(slot, body, [keys[i] for i in chunk], args))
+                    many.extend((row.view.encode(), encode_value(row), self._expiry(row)))
+                calls.append(script_call(slot, body, [keys[i] for i in chunk], many))
         return sum(int(applied) for applied in self._write(calls))
 
     def write_tiles(
@@ -146,13 +153,17 @@ class RedisClusterOnlineStore(RedisOnlineStore):
         marker: tuple[str, Sequence[str]] | None = None,
     ) -> None:
         """As the single store, but atomic per slot: each slot's tiles are read, folded and
-        written back (if no version moved, else again); the marker is set after every slot."""
+        written back (if no version moved, else again); the marker is set after every slot.
+        With a marker, each slot's write also records the batch in a per-slot marker of the
+        same name, and a slot that already holds this batch is skipped: the same batch, redone
+        after a crash between two slots' writes, is applied once in every slot."""
         keys = [tiles_key(project, m.view, m.entity_key) for m in merges]
         todo = by_slot(keys)
+        batch = None if marker is None else _batch_marker(project, marker)
         for _ in range(single._MERGE_ATTEMPTS):
             if not todo:
                 break
-            todo = self._merge_round(merges, keys, todo)
+            todo = self._merge_round(merges, keys, todo, batch)
         else:
             raise OnlineStoreUnavailable(
                 f"tiles of {len(merges)} entities kept changing under "
@@ -164,26 +175,44 @@ class RedisClusterOnlineStore(RedisOnlineStore):
             self._write([Call(key_slot(name), ("SET", name, value))])
 
     def _merge_round(
-        self, merges: Sequence[TileMerge], keys: list[bytes], todo: dict[int, list[int]]
+        self,
+        merges: Sequence[TileMerge],
+        keys: list[bytes],
+        todo: dict[int, list[int]],
+        batch: tuple[bytes, bytes] | None,
     ) -> dict[int, list[int]]:
         """One read-fold-write of the slots in `todo`; the slots whose write found a version
-        moved (to do again)."""
+        moved (to do again). `batch`: the slot markers' key prefix and this batch's digest."""
         reads = []
         for slot, indexes in todo.items():
             wanted = [[*merges[i].names, "_v", "_swept"] for i in indexes]
+            slot_keys = [keys[i] for i in indexes]
+            if batch is not None:
+                wanted.append(["b", "_v", "_swept"])
+                slot_keys.append(_slot_marker(batch[0], slot))
             packed = packb(wanted, use_bin_type=False)
-            reads.append(
-                script_call(slot, single._READ_FOR_MERGE, [keys[i] for i in indexes], [packed])
-            )
-        writes = []
+            body = single._READ_FOR_MERGE
+            reads.append(script_call(slot, body, slot_keys, [packed], writes=False))
+        writes, sent = [], []
         for (slot, indexes), reply in zip(todo.items(), self._write(reads), strict=True):
             stored = unpackb(reply, raw=True)
-            entries = [self.merge_entry(merges[i], r) for i, r in zip(indexes, stored, strict=True)]
-            batch = packb([False, entries], use_bin_type=False)
+            entries = [
+                self.merge_entry(merges[i], r) for i, r in zip(indexes, stored, strict=False)
+            ]
             slot_keys = [keys[i] for i in indexes]
-            writes.append(script_call(slot, single._WRITE_MERGE, slot_keys, [batch]))
+            if batch is not None:
+                done, version = stored[-1][0], stored[-1][1]
+                if done == batch[1]:
+                    continue  # this slot already holds this batch (a redo after a crash)
+                next_version = 1 if version is False else int(version) + 1
+                expiry = int(time.time() * 1000) + SLOT_MARKER_MS
+                entries.append([version, ["b", batch[1], "_v", next_version], False, expiry])
+                slot_keys.append(_slot_marker(batch[0], slot))
+            packed = packb([False, entries], use_bin_type=False)
+            writes.append(script_call(slot, single._WRITE_MERGE, slot_keys, [packed]))
+            sent.append((slot, indexes))
         written = self._write(writes)
-        return {slot: idx for (slot, idx), ok in zip(todo.items(), written, strict=True) if not ok}
+        return {slot: idx for (slot, idx), ok in zip(sent, written, strict=True) if not ok}
 
     def read_marker(self, project: str, name: str) -> list[str]:
         key = marker_key(project, name)
@@ -250,7 +279,7 @@ class RedisClusterOnlineStore(RedisOnlineStore):
 
     def _unavailable(self, down: NodeDown) -> OnlineStoreUnavailable:
         return OnlineStoreUnavailable(
-            f"{self.reader.describe(down.node)} unreachable: {type(down.error).__name__}: "
+            f"{down.slots} unreachable: {type(down.error).__name__}: "
             f"{redact(str(down.error))}; reads of entities in other slots still work"
         )
 
@@ -297,7 +326,7 @@ class RedisClusterOnlineStore(RedisOnlineStore):
         hashed = [tiles_key(project, view, key) for key in keys]
         groups = by_slot(hashed)
         calls = [
-            script_call(slot, single._READ_TILES, [hashed[i] for i in indexes], list(names))
+            script_call(slot, single._READ_TILES, [hashed[i] for i in indexes], names, writes=False)
             for slot, indexes in groups.items()
         ]
         used: list[str] = []
@@ -339,7 +368,8 @@ def _read_calls(
             views = grouped[entities[index]]
             args.append(len(views))
             args.extend(views)
-        calls.append(script_call(slot, single._READ, [hashed[i] for i in indexes], args))
+        keys = [hashed[i] for i in indexes]
+        calls.append(script_call(slot, single._READ, keys, args, writes=False))
         order.append([(i, len(grouped[entities[i]])) for i in indexes])
     return calls, order
 
@@ -353,3 +383,34 @@ def _flatten(order: list[list[tuple[int, int]]], replies: list[Any]) -> list[Any
             values[index] = reply[position : position + count]
             position += count
     return [value for entity in values for value in entity]
+
+
+# A per-slot marker lives this long after its batch: long enough for any crashed worker to be
+# restarted and redo its batch, short enough that the markers of consumers that are gone (a
+# consumer per host and process) do not pile up.
+SLOT_MARKER_MS = 7 * 86_400_000
+
+
+def _batch_marker(project: str, marker: tuple[str, Sequence[str]]) -> tuple[bytes, bytes]:
+    """The per-slot markers' key prefix of a marker name, and a digest of the batch's ids."""
+    digest = hashlib.sha1(packb(list(marker[1]), use_bin_type=False)).hexdigest()[:20]
+    return marker_key(project, marker[0]) + b":slot:", digest.encode()
+
+
+def _slot_marker(prefix: bytes, slot: int) -> bytes:
+    return prefix + b"{" + _slot_tags()[slot] + b"}"
+
+
+@functools.cache
+def _slot_tags() -> list[bytes]:
+    """For each slot, a short hash tag in it (the first integer, as text, that hashes there)."""
+    tags: list[bytes | None] = [None] * SLOTS
+    missing, number = SLOTS, 0
+    while missing:
+        text = str(number).encode()
+        slot = key_slot(text)
+        if tags[slot] is None:
+            tags[slot] = text
+            missing -= 1
+        number += 1
+    return [tag or b"" for tag in tags]
