@@ -337,7 +337,14 @@ class FeatureStore:
         else:
             watch = self.monitoring.materialize_watch(view)  # data quality of the rows written
             result = materialize_view(
-                *common, view, start, end, now=self._clock, progress=advance, observe=watch.add
+                *common,
+                view,
+                start,
+                end,
+                now=self._clock,
+                progress=advance,
+                observe=watch.add,
+                online_settings=self.config.online,  # Spark writes Redis from its executors
             )
             watch.done(start, end)
         advance("done", result.rows, result.rows)
