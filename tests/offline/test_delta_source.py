@@ -18,13 +18,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parity import Catalog, DeltaSource, Entity, FeatureStore, FeatureView, Field, Float64, Int64
+from parity import (
+    Bool,
+    Catalog,
+    DeltaSource,
+    Entity,
+    FeatureStore,
+    FeatureView,
+    Field,
+    Float64,
+    Int64,
+    String,
+)
 from parity.errors import BackendNotInstalled, DeltaSourceError, SourceSchemaError
 from parity.offline.duckdb_engine import DuckDBEngine
 from parity.offline.engine import OfflineEngine
 from parity.offline.request import resolve
 from parity.offline.retrieval import historical_features
-from parity.offline.sources import read_source_schema, source_files
+from parity.offline.sources import read_source_schema, source_files, source_layout
 from parity.registry.catalog import Catalog as RegistryCatalog
 from parity.testing import reference_historical_features
 from tests.conftest import write_repo
@@ -250,7 +261,49 @@ def test_the_catalog_json_round_trips_a_delta_source() -> None:
     assert again.fingerprint() == catalog.fingerprint()
 
 
-def test_a_partitioned_table_is_refused_naming_its_partition_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_partition_values_are_supplied_to_the_rows_of_each_file(
+    engine_name: str, tmp_path: Path
+) -> None:
+    # partitioned by the join key and by a feature with nulls and characters paths escape
+    rows = [(1, 0, 1.0, 1, 0), (2, 0, 2.0, None, 0), (1, 1, 3.0, 3, 1), (3, 2, 5.0, 4, 2)]
+    more = [(1, 0, 10.0, 10, 3), (2, 1, 20.0, 5, 1), (3, 2, 30.0, 7, 1), (4, 1, 9.0, 3, 0)]
+    tables = [with_city(table_of(rows)), with_city(table_of(more))]
+    deltalake.write_deltalake(tmp_path / "t", tables[0], partition_by=["account_id", "city"])
+    deltalake.write_deltalake(tmp_path / "t", tables[1], mode="append")
+    assert len(source_layout(DeltaSource(path="t"), tmp_path)[0]) == 8  # 4 files a commit
+    view = FeatureView(
+        name="stats",
+        entities=[account],
+        schema=[
+            Field(name="x", dtype=Float64),
+            Field(name="n", dtype=Int64),
+            Field(name="city", dtype=String),
+        ],
+        source=DeltaSource(
+            path="t",
+            timestamp_field="ts",
+            created_timestamp_column="created",
+            field_mapping={"amount": "x"},
+        ),
+    )
+    frame = entities([0, 1, 2.5])
+    catalog = Catalog.build("p", [account, view])
+    refs = [*REFS, "stats:city"]
+    engine = ENGINES[engine_name](tmp_path)
+    actual = comparable(historical_features(engine, catalog, frame, refs).to_pandas())
+    raw = pa.concat_tables(tables).to_pandas()
+    reference = reference_historical_features(frame, resolve(catalog, refs), {"stats": raw})
+    assert actual == comparable(reference)
+    assert actual[2][2:] == [3.0, 3, "b c/d"]  # account 1 at hour 2.5: hour 1's row
+
+
+def with_city(table: pa.Table) -> pa.Table:
+    cities = ["a", None, "b c/d", "a", "b c/d", None, "a", "z=1"][: table.num_rows]
+    return table.append_column("city", pa.array(cities[: table.num_rows], pa.string()))
+
+
+def test_engines_reading_only_files_refuse_a_partitioned_table(tmp_path: Path) -> None:
     deltalake.write_deltalake(tmp_path / "t", table_of(FIRST), partition_by=["account_id"])
     with pytest.raises(DeltaSourceError, match=r"partitioned by \['account_id'\].*partition_by"):
         source_files(DeltaSource(path="t"), tmp_path)
@@ -300,3 +353,34 @@ def test_without_deltalake_the_error_names_the_extra(
     monkeypatch.setitem(sys.modules, "deltalake", None)
     with pytest.raises(BackendNotInstalled, match=r"pip install 'parity\[delta\]'"):
         source_files(DeltaSource(path="t"), tmp_path)
+
+
+def test_boolean_and_timestamp_partition_values_keep_their_types(tmp_path: Path) -> None:
+    rows = [(1, 0, 1.0, 1, 2), (1, 0, 2.0, 2, 1), (2, 1, 3.0, 3, None), (2, 1, 4.0, 4, None)]
+    table = table_of(rows).append_column("flag", pa.array([True, False, None, True]))
+    deltalake.write_deltalake(tmp_path / "t", table, partition_by=["flag", "created"])
+    view = FeatureView(
+        name="stats",
+        entities=[account],
+        schema=[Field(name="x", dtype=Float64), Field(name="flag", dtype=Bool)],
+        source=DeltaSource(
+            path="t",
+            timestamp_field="ts",
+            created_timestamp_column="created",
+            field_mapping={"amount": "x"},
+        ),
+    )
+    frame = entities([1.5], range(1, 3))
+    catalog = Catalog.build("p", [account, view])
+    refs = ["stats:x", "stats:flag"]
+    actual = comparable(
+        historical_features(DuckDBEngine(tmp_path), catalog, frame, refs).to_pandas()
+    )
+    # account 1: the created time (a partition value) picks 1.0; account 2: no created times,
+    # so the last file the log added wins
+    files = source_layout(view.batch_source, tmp_path)[0]
+    order = [f"{p.parent.parent.name}/{p.parent.name}" for p in files]
+    null = "__HIVE_DEFAULT_PARTITION__"
+    later = order.index(f"flag=true/created={null}") > order.index(f"flag={null}/created={null}")
+    last = 4.0 if later else 3.0
+    assert actual == [[1, at(1.5), 1.0, True], [2, at(1.5), last, last == 4.0 or None]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -39,13 +40,26 @@ _WHAT_TO_DO = {
 
 
 @dataclass(frozen=True)
+class FileConstant:
+    """A column that is not in the files but the same for every row of each file (a Delta
+    partition column): its name, Arrow type, and per file (in the snapshot's order) its value as
+    text an engine casts to the type (ISO dates and times, `nan`, `true`), None for null."""
+
+    name: str
+    type: pa.DataType
+    values: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
 class DeltaSnapshot:
-    """One version of a table: its live Parquet files in ingestion order and its schema."""
+    """One version of a table: its live Parquet files in ingestion order, the partition values
+    of each, and its schema."""
 
     table: str  # the table folder, absolute
     version: int
     files: tuple[Path, ...]
-    schema: pa.Schema  # the table's logical schema
+    constants: tuple[FileConstant, ...]
+    schema: pa.Schema  # the table's logical schema, partition columns included
 
 
 def delta_table_path(source: DeltaSource, repo_root: Path) -> Path:
@@ -73,13 +87,54 @@ def delta_snapshot(source: DeltaSource, repo_root: Path) -> DeltaSnapshot:
     paths = [str(p) for p in adds.column("path").to_pylist()]
     modified = [int(m or 0) for m in adds.column("modification_time").to_pylist()]
     order = add_order(folder / "_delta_log", version)
-    ranked = sorted(
-        zip(paths, modified, strict=True), key=lambda item: file_rank(order, item[0], item[1])
-    )
-    files = tuple(_local_file(folder, path) for path, _ in ranked)
+    ranked = sorted(range(len(paths)), key=lambda i: file_rank(order, paths[i], modified[i]))
+    files = tuple(_local_file(folder, paths[i]) for i in ranked)
     schema = pa.schema(table.schema().to_arrow())
+    partitions = list(table.metadata().partition_columns)
+    constants = tuple(
+        _constant(str(folder), name, schema.field(name).type, adds, ranked) for name in partitions
+    )
     log.debug("Delta table %s version %d: %d files", folder, version, len(files))
-    return DeltaSnapshot(str(folder), version, files, schema)
+    return DeltaSnapshot(str(folder), version, files, constants, schema)
+
+
+# Partition column types whose values an engine can cast from text.
+_CONSTANT_TYPES = (
+    "is_integer",
+    "is_floating",
+    "is_string",
+    "is_large_string",
+    "is_boolean",
+    "is_date32",
+    "is_timestamp",
+    "is_decimal",
+)
+
+
+def _constant(
+    table: str, name: str, kind: pa.DataType, adds: pa.Table, ranked: list[int]
+) -> FileConstant:
+    """One partition column's values, as text, for the files in snapshot order."""
+    import pyarrow.types as t
+
+    if not any(getattr(t, test)(kind) for test in _CONSTANT_TYPES):
+        raise DeltaSourceError(
+            f"Delta table '{table}' is partitioned by '{name}' of type {kind}, which parity "
+            "cannot supply to the rows of its files; partition by a number, string, boolean, "
+            "date or timestamp column, or not at all"
+        )
+    values = adds.column(f"partition.{name}").to_pylist()
+    return FileConstant(name, kind, tuple(_text(values[i]) for i in ranked))
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def _open(folder: Path, version: int | None) -> Any:
@@ -114,8 +169,8 @@ def _latest_version(deltalake: Any, folder: Path) -> str:
 
 
 def check_readable(name: str, table: Any) -> None:
-    """Refuse tables whose Parquet files alone do not hold the snapshot's rows: deletion
-    vectors, column mapping, partition columns (not in the files), unknown reader features."""
+    """Refuse tables whose Parquet files (plus partition values) do not hold the snapshot's
+    rows: deletion vectors, column mapping, unknown reader features."""
     protocol = table.protocol()
     features = set(protocol.reader_features or ())
     mode = table.metadata().configuration.get("delta.columnMapping.mode", "none")
@@ -131,13 +186,6 @@ def check_readable(name: str, table: Any) -> None:
         raise DeltaSourceError(
             f"Delta table '{name}' needs reader version {protocol.min_reader_version}; parity "
             "reads versions 1 to 3. Write the table with an older protocol"
-        )
-    partitions = list(table.metadata().partition_columns)
-    if partitions:
-        raise DeltaSourceError(
-            f"Delta table '{name}' is partitioned by {partitions}: those columns are not in its "
-            "Parquet files, and parity reads only the files. Rewrite the table without "
-            "partition_by (or copy the partition columns into the data) and read that"
         )
 
 

@@ -19,10 +19,12 @@ from parity.definitions import (
     PushSource,
     StreamSource,
 )
-from parity.errors import SourceSchemaError
+from parity.errors import DeltaSourceError, SourceSchemaError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from parity.offline.delta import FileConstant
 
 
 def resolve_path(source: BatchSource, repo_root: Path) -> str:
@@ -34,17 +36,36 @@ def resolve_path(source: BatchSource, repo_root: Path) -> str:
 
 def source_files(source: BatchSource, repo_root: Path) -> list[Path]:
     """Parquet files of a local source, in ingestion order: the file, the files under a folder,
-    or a glob's matches (sorted by path); a Delta table's snapshot in the log's order of adds."""
+    or a glob's matches (sorted by path); a Delta table's snapshot in the log's order of adds.
+
+    For engines that read only files: a partitioned Delta table (whose partition columns are not
+    in its files) is refused; engines that supply them call `source_layout`."""
+    files, constants = source_layout(source, repo_root)
+    if constants:
+        raise DeltaSourceError(
+            f"Delta table '{source.path}' is partitioned by {[c.name for c in constants]}: "
+            "those columns are not in its Parquet files and this engine reads only the files; "
+            "read it with the DuckDB engine, or rewrite the table without partition_by"
+        )
+    return files
+
+
+def source_layout(
+    source: BatchSource, repo_root: Path
+) -> tuple[list[Path], tuple[FileConstant, ...]]:
+    """`source_files`, plus the columns not in the files: per file, the values of a Delta
+    table's partition columns (FileConstant, in file order)."""
     if isinstance(source, DeltaSource):
         from parity.offline.delta import delta_snapshot
 
-        return list(delta_snapshot(source, repo_root).files)
+        snapshot = delta_snapshot(source, repo_root)
+        return list(snapshot.files), snapshot.constants
     path = Path(resolve_path(source, repo_root))
     if path.is_dir():
-        return sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        return sorted(p for p in path.rglob("*.parquet") if p.is_file()), ()
     if path.is_file():
-        return [path]
-    return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        return [path], ()
+    return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()), ()
 
 
 def read_source_schema(source: BatchSource, repo_root: Path) -> pa.Schema:
@@ -57,7 +78,7 @@ def read_source_schema(source: BatchSource, repo_root: Path) -> pa.Schema:
 
         return delta_snapshot(source, repo_root).schema
 
-    files = source_files(source, repo_root)
+    files, _ = source_layout(source, repo_root)
     if not files:
         raise SourceSchemaError(
             f"source path '{source.path}' matches no Parquet files under {repo_root}; "
