@@ -127,3 +127,13 @@ def write_repo(
 @pytest.fixture
 def driver_repo(tmp_path: Path) -> Iterator[Path]:
     yield write_repo(tmp_path / "repo", DRIVER_REPO)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A local Redis Cluster (six nodes) shared by the session's tests that kill no node: its
+    node URLs, comma-separated. Tests that stop nodes start a cluster of their own."""
+    from tests.redis_cluster import local_redis_cluster
+
+    with local_redis_cluster() as cluster:
+        yield cluster.url

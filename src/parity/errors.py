@@ -691,13 +691,24 @@ class ScoreViewMismatch(ParityError, ValueError):
     code = "score_view_mismatch"
 
 
+# --- raised by offline/spark_session.py (the Spark offline engine) -------------------------------
+
+
+class SparkUnavailable(ParityError):
+    """The Spark offline engine cannot start: Java (17) is missing or not runnable, or the JVM
+    gateway failed to start. The message names what to install or set (JAVA_HOME, PATH)."""
+
+    code = "spark_unavailable"
+
+
 # --- raised by offline/delta.py and materialize/spark_writer.py (scale-out, part D) ---------------
 
 
 class DeltaSourceError(SourceSchemaError):
     """A Delta Lake source that cannot be read: no table at the path, no such version, or a
-    table feature (deletion vectors, column mapping, partition columns) that plain Parquet
-    files do not carry; the message names the table, the feature and what to do."""
+    table feature (deletion vectors, column mapping, a partition column where the engine reads
+    only files) that plain Parquet files do not carry; the message names the table, the
+    feature and what to do."""
 
     code = "invalid_delta_source"
 

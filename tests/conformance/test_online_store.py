@@ -1,4 +1,5 @@
-"""OnlineStore conformance: SQLite and Redis run the same suite over real files and connections."""
+"""OnlineStore conformance: SQLite, Redis and Redis Cluster (six local nodes) run the same suite over
+real files and connections."""
 
 from __future__ import annotations
 
@@ -14,11 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parity.online.encoding import OnlineRow, decode_payload, encode_payload, entity_key, tile_name
+from parity.online.redis_cluster import RedisClusterOnlineStore
 from parity.online.redis_store import RedisOnlineStore, redis_key
 from parity.online.sqlite import SqliteOnlineStore
 from parity.online.store import AsyncReads, OnlineStore, TileMerge, TileStore
 
-KINDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+KINDS = [
+    "sqlite",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis_cluster", marks=pytest.mark.redis),
+]
 
 
 def _open(
@@ -26,6 +32,9 @@ def _open(
 ) -> Iterator[OnlineStore]:
     if request.param == "sqlite":
         opened: OnlineStore = SqliteOnlineStore(tmp_path / "online.db", expire=expire)
+    elif request.param == "redis_cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        opened = RedisClusterOnlineStore(url, expire=expire)
     else:
         opened = RedisOnlineStore(request.getfixturevalue("redis_url"), expire=expire)
     yield opened
@@ -326,6 +335,9 @@ def test_the_materialization_record_is_shared_cached_briefly_and_forgotten_with_
     def opened() -> TileStore:
         if kind == "sqlite":
             return SqliteOnlineStore(tmp_path / "online.db", monotonic=lambda: seconds[0])
+        if kind == "redis_cluster":
+            url = request.getfixturevalue("redis_cluster_url")
+            return RedisClusterOnlineStore(url, monotonic=lambda: seconds[0])
         url = request.getfixturevalue("redis_url")
         return RedisOnlineStore(url, monotonic=lambda: seconds[0])
 

@@ -33,10 +33,12 @@ NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 SINK_PREFIX = "parity:test:scores:"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis_cluster"])
 def world(
     request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
 ) -> Iterator[dict[str, Any]]:
+    if request.param == "redis_cluster":  # scores in the source stream's slot: {<stream>}:scores
+        redis_url = request.getfixturevalue("redis_cluster_url")
     with stream_world(request.param, tmp_path / "repo", redis_url, SINK_PREFIX, NOW) as world:
         yield world
 

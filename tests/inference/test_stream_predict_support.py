@@ -143,20 +143,26 @@ def close(got: Sequence[float], want: Sequence[float]) -> bool:
 def stream_world(
     online: str, root: Path, redis_url: str, sink_prefix: str, now: datetime
 ) -> Iterator[dict[str, Any]]:
-    """The repo above on the `online` store ("sqlite" or "redis"), applied, with the model
-    registered; its stream, an output stream named `sink_prefix` + the stream's id, and a Redis
-    client. Every key the test made is deleted afterwards."""
+    """The repo above on the `online` store ("sqlite", "redis", or "redis_cluster" with
+    `redis_url` the cluster's), applied, with the model registered; its stream, an output
+    stream named `sink_prefix` + the stream's id (on a cluster `{<stream>}:scores`, in the
+    stream's slot, as the publish script needs), and a Redis client. Every key the test made is
+    deleted afterwards."""
     import redis
 
-    extra = (
-        f"online:\n  type: redis\n  connection_string: {redis_url}\n" if online == "redis" else ""
-    )
-    repo, stream = make_repo(root, extra)
+    from parity.online.cluster_router import cluster_client
+
+    extra = f"online:\n  type: {online}\n  connection_string: '{redis_url}'\n"
+    repo, stream = make_repo(root, extra if online != "sqlite" else "")
     store = FeatureStore(repo, clock=lambda: now)
     store.apply()
     register(store)
-    client = redis.Redis.from_url(redis_url)
-    sink = f"{sink_prefix}{stream.rsplit(':', 1)[1]}"
+    if online == "redis_cluster":
+        client = cluster_client(redis_url)
+        sink = f"{{{stream}}}:scores"
+    else:
+        client = redis.Redis.from_url(redis_url)
+        sink = f"{sink_prefix}{stream.rsplit(':', 1)[1]}"
     try:
         yield {"store": store, "client": client, "stream": stream, "sink": sink}
     finally:

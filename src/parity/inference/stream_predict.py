@@ -130,6 +130,7 @@ class StreamPredictor:
     ) -> None:
         from parity.ingest.push import views_of
         from parity.ingest.stream import _redis_client
+        from parity.online.cluster_router import one_slot_keys
 
         _check_positive("batch_size", batch_size)
         _check_positive("block_ms", block_ms)
@@ -159,6 +160,7 @@ class StreamPredictor:
         self.score_unknown = score_unknown
         self.prediction_log = prediction_log
         self.client = client if client is not None else _redis_client(store)
+        one_slot_keys(self.client, source=self.key, sink=sink, dead_letter=self.dead_letter)
         self.version, self.deployment = load_model(store, model)
         self.alias = _alias_of(store, model)
         self.request, self.schema = _retrieval(store, self.version, self.deployment)

@@ -416,6 +416,10 @@ def _redis_client(store: FeatureStore) -> Any:
     from parity.online.redis_store import redis_module
 
     settings = store.config.online
+    if settings.type == "redis_cluster":  # streams live in the cluster too: it follows MOVED
+        from parity.online.cluster_router import cluster_client
+
+        return cluster_client(settings.connection_string or "redis://127.0.0.1:7000")
     url = settings.connection_string or "redis://127.0.0.1:6379/0"
     return redis_module().Redis.from_url(url)
 

@@ -12,7 +12,7 @@ def open_engine(repo_root: Path, config: OfflineConfig) -> OfflineEngine:
     if config.type == "spark":
         from parity.offline.spark_engine import SparkEngine
 
-        return SparkEngine(repo_root, config)  # type: ignore[return-value]  # being built
+        return SparkEngine(repo_root, config)
     from parity.offline.duckdb_engine import DuckDBEngine
 
     return DuckDBEngine(repo_root, config)

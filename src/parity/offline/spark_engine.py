@@ -1,12 +1,224 @@
-"""The Spark offline engine (issue 16, being built): same OfflineEngine protocol as DuckDB."""
+"""The Spark offline engine: the OfflineEngine protocol of DuckDB (same rule, same output schema)
+on a SparkSession, for data that outgrows one machine (docs/scale.md). Imports pyspark."""
 
 from __future__ import annotations
 
+import glob
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.types as pat
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
+
+from parity.definitions import DType, FeatureView
+from parity.errors import EntityFrameError, RetrievalError, SourceSchemaError
+from parity.offline import entity_frame
+from parity.offline.entity_frame import EntityFrame
+from parity.offline.request import RetrievalRequest
+from parity.offline.sources import source_files
+from parity.offline.spark_frames import (
+    col,
+    dense_ids,
+    entity_micros,
+    frame_from_arrow,
+    latest_frame,
+    point_in_time,
+    read_parquet,
+    refusing_nulls,
+    source_frame,
+    with_file_order,
+)
+from parity.offline.spark_job import SparkJob
+from parity.offline.spark_session import spark_session
 from parity.repo.config import OfflineConfig
+from parity.timeutil import to_micros
+
+log = logging.getLogger(__name__)
+UTC_US = pa.timestamp("us", tz="UTC")
 
 
 class SparkEngine:
-    def __init__(self, repo_root: Path, config: OfflineConfig) -> None:
-        raise NotImplementedError("the Spark engine is being built (issue 16)")
+    """OfflineEngine on the process's SparkSession (never stopped by the engine)."""
+
+    def __init__(self, repo_root: Path, config: OfflineConfig | None = None) -> None:
+        self.repo_root = repo_root
+        self.config = config or OfflineConfig(type="spark")
+        self.session: SparkSession = spark_session(self.config)
+
+    # --- sources ------------------------------------------------------------------------------
+
+    def _files(self, view: FeatureView) -> list[Path]:
+        files = source_files(view.batch_source, self.repo_root)
+        if not files:
+            raise SourceSchemaError(
+                f"feature view '{view.name}': source path '{view.batch_source.path}' matches "
+                "no Parquet files; generate the data or fix the path"
+            )
+        return files
+
+    def source_frame(self, view: FeatureView, columns: Sequence[str]) -> DataFrame:
+        """The view's rows: join keys, __ts, __created, __ord (ingestion order) and `columns`."""
+        return source_frame(self.session, view, columns, self._files(view))
+
+    def latest_frame(self, view: FeatureView, start: datetime, end: datetime) -> DataFrame:
+        """Per entity, the newest row of `view` with event time in [start, end]."""
+        source = self.source_frame(view, view.feature_names)
+        return latest_frame(source, view, to_micros(start), to_micros(end))
+
+    def latest(
+        self, view: FeatureView, start: datetime, end: datetime, batch_size: int = 50_000
+    ) -> Iterator[pa.RecordBatch]:
+        frame = self.latest_frame(view, start, end)
+        schema = _arrow_schema(frame, {f.name: _stored(f.dtype) for f in view.features})
+        yield from SparkJob(frame, schema).to_batches(batch_size)
+
+    def events(
+        self, view: FeatureView, start: datetime, end: datetime, batch_size: int = 50_000
+    ) -> Iterator[pa.RecordBatch]:
+        inputs = [f.name for f in view.inputs]
+        rows = self.source_frame(view, inputs).where(
+            col("__ts").between(to_micros(start), to_micros(end))
+        )
+        frame = rows.drop("__created").orderBy("__ord")
+        schema = _arrow_schema(frame, {f.name: f.dtype.to_arrow() for f in view.inputs})
+        yield from SparkJob(frame, schema).to_batches(batch_size)
+
+    # --- entity frames ------------------------------------------------------------------------
+
+    def _entity_path(self, text: str) -> str:
+        path = Path(text)
+        return str(path if path.is_absolute() else self.repo_root / path)
+
+    def _entity_reader(self, text: str, *, sql: bool) -> DataFrame:
+        try:
+            if sql:
+                return self.session.sql(text)
+            return read_parquet(self.session, [Path(self._entity_path(text))])
+        except Exception as error:  # Spark's parse and analysis errors
+            what = "SQL entity query" if sql else f"entity Parquet path '{text}'"
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise EntityFrameError(f"{what} cannot be read: {first}") from None
+
+    def describe(self, text: str, *, sql: bool) -> pa.Schema:
+        return to_arrow_schema(self._entity_reader(text, sql=sql).schema)
+
+    def _entity(
+        self, entity: EntityFrame, timestamp_column: str, request: RetrievalRequest
+    ) -> DataFrame:
+        """The entity rows with __rid (their order) and __ts (µs UTC)."""
+        if entity.table is not None:
+            rows = pa.array(np.arange(entity.table.num_rows, dtype=np.int64))
+            frame = frame_from_arrow(self.session, entity.table.append_column("__rid", rows))
+            return frame.withColumn("__ts", entity_micros(frame, timestamp_column))
+        if entity.path is not None:
+            files = sorted(
+                Path(p) for p in glob.glob(self._entity_path(entity.path), recursive=True)
+            )
+            frame = with_file_order(read_parquet(self.session, files), files, "__rid", dense=True)
+        else:
+            frame = dense_ids(self._entity_reader(str(entity.sql), sql=True), "__rid")
+        frame = frame.withColumn("__ts", entity_micros(frame, timestamp_column))
+        checks = [(timestamp_column, entity_frame.NO_TIME)]
+        checks += [(k, entity_frame.NULL_KEY) for k in entity_frame.join_keys(request)]
+        return refusing_nulls(frame, checks)
+
+    # --- retrieval ----------------------------------------------------------------------------
+
+    def _join(self, request: RetrievalRequest, left: DataFrame) -> DataFrame:
+        for view_request in request.views:
+            view = view_request.view
+            if view.is_aggregated:
+                from parity.offline.spark_windows import (  # type: ignore[import-not-found,unused-ignore]
+                    add_windows,
+                )
+
+                columns = list(dict.fromkeys(a.column for a in view.aggregations))
+                left = add_windows(left, self.source_frame(view, columns), view_request)
+            else:
+                events = self.source_frame(view, view_request.features)
+                left = point_in_time(left, view_request, events)
+        return left
+
+    def historical(
+        self, request: RetrievalRequest, entity: EntityFrame, timestamp_column: str
+    ) -> SparkJob:
+        left = self._entity(entity, timestamp_column, request)
+        joined = self._join(request, left)
+        names = [n for n in joined.columns if n not in ("__rid", "__ts")]
+        stamp = F.timestamp_micros(col("__ts")).alias(timestamp_column)
+        frame = joined.orderBy("__rid").select(
+            *(stamp if n == timestamp_column else col(n) for n in names)
+        )
+        fields = {f.name: _plain(f.type) for f in entity.schema}
+        fields[timestamp_column] = UTC_US
+        fields.update(_feature_types(request))
+        return SparkJob(frame, _arrow_schema(frame, fields))
+
+    def interval(
+        self, request: RetrievalRequest, start: datetime, end: datetime, timestamp_column: str
+    ) -> SparkJob:
+        keys = request.join_keys
+        for view_request in request.views:
+            if set(view_request.view.join_keys) != set(keys):
+                raise RetrievalError(
+                    "retrieval without an entity frame needs views with the same join keys; "
+                    f"'{view_request.view.name}' has {list(view_request.view.join_keys)}, the "
+                    f"request needs {list(keys)}. Request those views separately"
+                )
+        lo, hi = to_micros(start), to_micros(end)
+        parts = [
+            self.source_frame(v.view, ())
+            .where(col("__ts").between(lo, hi))
+            .select(*map(col, keys), col("__ts"))
+            for v in request.views
+        ]
+        rows = parts[0]
+        for part in parts[1:]:
+            rows = rows.unionByName(part)
+        ordered = rows.distinct().orderBy(col("__ts"), *map(col, keys))
+        # After a total order, these ids rise with it and are the same on every read.
+        left = ordered.select(
+            *map(col, keys),
+            F.timestamp_micros(col("__ts")).alias(timestamp_column),
+            F.monotonically_increasing_id().alias("__rid"),
+            col("__ts"),
+        )
+        joined = self._join(request, left)
+        frame = joined.orderBy("__rid").drop("__rid", "__ts")
+        fields = {timestamp_column: UTC_US, **_feature_types(request)}
+        return SparkJob(frame, _arrow_schema(frame, fields))
+
+
+def _feature_types(request: RetrievalRequest) -> dict[str, pa.DataType]:
+    types = {}
+    for view_request in request.views:
+        view = view_request.view
+        for feature, output in zip(view_request.features, view_request.output_names, strict=True):
+            types[output] = view.feature(feature).dtype.to_arrow()
+    return types
+
+
+def _stored(dtype: DType) -> pa.DataType:
+    """A feature's Arrow type in latest(): UnixTimestamp as µs integers."""
+    return pa.int64() if dtype.kind == "UnixTimestamp" else dtype.to_arrow()
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """The type DuckDB hands back for an entity column of `kind` (no large variants)."""
+    if pat.is_large_string(kind):
+        return pa.string()
+    if pat.is_large_binary(kind):
+        return pa.binary()
+    return kind
+
+
+def _arrow_schema(frame: DataFrame, fields: dict[str, pa.DataType]) -> pa.Schema:
+    """The Arrow schema of `frame`'s result: `fields` where given, else Spark's own mapping."""
+    spark = to_arrow_schema(frame.schema)
+    return pa.schema([pa.field(f.name, fields.get(f.name, f.type)) for f in spark])

@@ -10,7 +10,17 @@ from parity.repo.config import OnlineConfig
 
 
 def open_online_store(settings: OnlineConfig, repo_root: Path) -> OnlineStore:
-    if settings.type in ("redis", "redis_cluster"):
+    if settings.type == "redis_cluster":
+        from parity.online.breaker import CircuitBreaker
+        from parity.online.redis_cluster import RedisClusterOnlineStore
+
+        return RedisClusterOnlineStore(
+            settings.connection_string or "redis://127.0.0.1:7000",
+            expire=settings.expire,
+            read_timeout_seconds=settings.timeout_seconds,
+            breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cool_down_seconds),
+        )
+    if settings.type == "redis":
         from parity.online.breaker import CircuitBreaker
         from parity.online.redis_store import RedisOnlineStore
 

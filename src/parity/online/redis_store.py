@@ -371,27 +371,10 @@ class RedisOnlineStore:
         with self._reachable():
             for _ in range(_MERGE_ATTEMPTS):
                 replies = unpackb(self._read_for_merge(keys=keys, args=[wanted]), raw=True)
-                entries = []
-                for merge, reply in zip(merges, replies, strict=True):
-                    count = len(merge.names)
-                    stored = {
-                        name: value
-                        for name, value in zip(merge.names, reply, strict=False)
-                        if value is not False
-                    }
-                    updated = merge.fold(stored)
-                    version, swept = reply[count], reply[count + 1]
-                    fields: list[str | bytes | int] = [
-                        part for item in updated.items() for part in item
-                    ]
-                    fields += ("_v", 1 if version is False else int(version) + 1)
-                    sweep = merge.drop_before_us - merge.drop_before_us % SWEEP_US
-                    cutoff: int | bool = False
-                    if swept is False or int(swept) < sweep:
-                        fields += ("_swept", sweep)
-                        cutoff = sweep if version is not False else False  # new hash: no scan
-                    expiry = self._tiles_expiry(merge, updated)
-                    entries.append([version, fields, cutoff, expiry])
+                entries = [
+                    self.merge_entry(merge, reply)
+                    for merge, reply in zip(merges, replies, strict=True)
+                ]
                 batch = packb([marker_value, entries], use_bin_type=False)
                 if self._write_merge(keys=[*keys, marker_name], args=[batch]):
                     return
@@ -399,6 +382,26 @@ class RedisOnlineStore:
             f"tiles of {len(merges)} entities kept changing under {_MERGE_ATTEMPTS} attempts to "
             "merge into them; too many writers on the same entities"
         )
+
+    def merge_entry(self, merge: TileMerge, reply: list[Any]) -> list[Any]:
+        """One tile hash's entry of the merge-write script, from its merge-read reply (the
+        tiles, then '_v' and '_swept'): [version read, fields to set, cutoff, expiry]."""
+        count = len(merge.names)
+        stored = {
+            name: value
+            for name, value in zip(merge.names, reply, strict=False)
+            if value is not False
+        }
+        updated = merge.fold(stored)
+        version, swept = reply[count], reply[count + 1]
+        fields: list[str | bytes | int] = [part for item in updated.items() for part in item]
+        fields += ("_v", 1 if version is False else int(version) + 1)
+        sweep = merge.drop_before_us - merge.drop_before_us % SWEEP_US
+        cutoff: int | bool = False
+        if swept is False or int(swept) < sweep:
+            fields += ("_swept", sweep)
+            cutoff = sweep if version is not False else False  # new hash: no scan
+        return [version, fields, cutoff, self._tiles_expiry(merge, updated)]
 
     def _tiles_expiry(self, merge: TileMerge, updated: Mapping[str, bytes]) -> int | bool:
         """With expiry on, a tile hash outlives its newest tile by the view's horizon."""

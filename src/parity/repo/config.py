@@ -95,10 +95,13 @@ class OnlineConfig(_Settings):
 
     @field_validator("connection_string")
     @classmethod
-    def _connection_string(cls, value: str | None) -> str | None:
-        # Checked whatever the type: stream workers read Redis Streams at this URL too.
+    def _connection_string(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Checked whatever the type: stream workers read Redis Streams at this URL too. A
+        # cluster's is one or more node URLs, comma-separated.
         if value is not None:
-            _refuse(redis_url_problem(value))
+            cluster = info.data.get("type") == "redis_cluster"
+            for url in value.split(",") if cluster else [value]:
+                _refuse(redis_url_problem(url.strip()))
         return value
 
 

@@ -1,0 +1,114 @@
+"""The one SparkSession of a process for the Spark offline engine: defaults, user conf, and the
+errors when PySpark or Java is missing. Imports pyspark only inside `spark_session`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from parity.errors import BackendNotInstalled, SparkUnavailable
+from parity.repo.config import OfflineConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+INSTALL = "pip install 'parity[spark]'"
+JAVA = "Java 17 (a JDK or JRE on PATH, or JAVA_HOME pointing at it)"
+_lock = threading.Lock()
+_session: SparkSession | None = None
+
+
+def default_conf(master: str) -> dict[str, str]:
+    """Settings Parity gives every session unless `offline.conf` overrides them (docs/scale.md)."""
+    conf = {
+        # Parity compares instants in UTC; Spark would otherwise render and parse in local time.
+        "spark.sql.session.timeZone": "UTC",
+        # Arrow moves entity frames in and results out without per-row Python objects.
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Parquet written by to_parquet gets int64 microsecond timestamps, not legacy INT96.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        # The web UI binds a port per session; off unless asked for.
+        "spark.ui.enabled": "false",
+    }
+    if master.startswith("local"):
+        # Spark's default of 200 shuffle partitions suits a cluster; on one machine each join
+        # or sort would run 200 mostly empty tasks. Twice the local cores keeps both busy.
+        conf["spark.sql.shuffle.partitions"] = str(2 * _local_cores(master))
+        # A laptop's hostname may not resolve; local sessions only talk to themselves.
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    return conf
+
+
+def _local_cores(master: str) -> int:
+    """The N of local[N] (local[*] and local: the machine's cores; local is one)."""
+    inside = master.partition("[")[2].partition("]")[0].partition(",")[0].strip()
+    if master.strip() == "local":
+        return 1
+    if inside in ("", "*"):
+        return os.cpu_count() or 2
+    return int(inside) if inside.isdigit() else 2
+
+
+def spark_session(config: OfflineConfig) -> SparkSession:
+    """The process's SparkSession, started on first use with `config`'s master and conf (a
+    session already running is reused as it is: Spark allows one per process)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise BackendNotInstalled(
+            f"offline.type 'spark' needs PySpark and {JAVA}: run {INSTALL}"
+        ) from None
+    global _session
+    with _lock:
+        if _session is not None and _session.sparkContext._jsc is not None:  # not stopped
+            return _session
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            _session = active
+            return active
+        _check_java()
+        # Python workers must run this interpreter (the one with Parity and pyarrow installed).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = SparkSession.builder.master(config.master).appName("parity")
+        for key, value in {**default_conf(config.master), **config.conf}.items():
+            builder = builder.config(key, value)
+        try:
+            _session = builder.getOrCreate()
+            return _session
+        except Exception as error:  # the JVM gateway failed to start: Java is the usual cause
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise SparkUnavailable(
+                f"Spark could not start ({first}); it needs {JAVA} and {INSTALL}"
+            ) from None
+
+
+def java_executable() -> str | None:
+    """The java that PySpark will run: $JAVA_HOME/bin/java if JAVA_HOME is set, else PATH's."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        candidate = Path(home) / "bin" / "java"
+        return str(candidate) if candidate.is_file() else None
+    return shutil.which("java")
+
+
+def _check_java() -> None:
+    java = java_executable()
+    where = f"JAVA_HOME={os.environ['JAVA_HOME']}" if os.environ.get("JAVA_HOME") else "PATH"
+    if java is None:
+        raise SparkUnavailable(
+            f"offline.type 'spark' needs {JAVA}; no java found via {where}. Install Java 17 "
+            f"and {INSTALL}"
+        )
+    try:
+        subprocess.run([java, "-version"], capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise SparkUnavailable(
+            f"offline.type 'spark' needs {JAVA}; {java} (via {where}) does not run "
+            f"({type(error).__name__}). Install Java 17 and {INSTALL}"
+        ) from None
