@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 
 # Online store types an executor can open by itself (SQLite is one file on the driver's disk).
 EXECUTOR_STORES = frozenset({"redis", "redis_cluster"})
-# Rows per Arrow batch the driver builds for the quality hook: the engine's streaming batch size.
-OBSERVE_BATCH_ROWS = 50_000
-_COUNT_SCHEMA = "rows long, failure string"
+# Rows per OnlineStore.write on an executor, and per batch the quality hook sees: the driver
+# path's batch size, so the store gets calls of the same size (a cluster groups each by slot:
+# larger calls put more rows in each slot's script call).
+CHUNK_ROWS = 50_000
+_ANSWER = "rows long, failure string"
 
 
 @dataclass(frozen=True)
@@ -39,16 +41,17 @@ class PartitionWrite:
     view: FeatureView
     online: OnlineConfig
     repo_root: str
+    schema: pa.Schema  # the batches' types as the engine's latest() gives them
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """mapInArrow: write every batch of the partition, then answer one row
-        (rows written, the failure's text or null). A failure stops the partition's writes;
-        what it wrote stays (write-if-newer: a re-run converges)."""
+        """mapInArrow: write the partition, then answer one row (rows written, the failure's
+        text or null). A failure stops the partition's writes; what it wrote stays
+        (write-if-newer: a re-run converges)."""
         import pyarrow as pa
 
         written, failure = 0, None
         try:
-            for count in write_batches(self, batches):
+            for count in write_chunks(self, batches):
                 written = count
         except Exception as error:  # answered to the driver, which raises MaterializationFailed
             failure = f"{type(error).__name__}: {error}"
@@ -58,22 +61,57 @@ class PartitionWrite:
         )
 
 
-def write_batches(task: PartitionWrite, batches: Iterator[pa.RecordBatch]) -> Iterator[int]:
-    """Open the store here and write each batch (one `OnlineStore.write`, which chunks it into
-    write-if-newer script calls); yields the rows written so far after each batch."""
+def write_chunks(task: PartitionWrite, batches: Iterable[pa.RecordBatch]) -> Iterator[int]:
+    """Open the store here and write the batches in chunks of CHUNK_ROWS (each one
+    `OnlineStore.write`: the write-if-newer script); yields the rows written so far."""
+    from parity.offline.spark_job import conform
     from parity.online.encoding import rows_from_columns
     from parity.online.open import open_online_store
 
     store = open_online_store(task.online, Path(task.repo_root))
     written = 0
     try:
-        for batch in batches:
-            if batch.num_rows:
-                store.write(task.project, rows_from_columns(task.view, batch.to_pydict()))
-                written += batch.num_rows
-                yield written
+        for chunk in chunks(batches, CHUNK_ROWS):
+            columns = conform(chunk, task.schema).to_pydict()
+            store.write(task.project, rows_from_columns(task.view, columns))
+            written += chunk.num_rows
+            yield written
     finally:
         store.close()
+
+
+def chunks(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """The batches regrouped into tables of `size` rows (the last one smaller)."""
+    import pyarrow as pa
+
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if batch.num_rows:
+            pending.append(batch)
+            rows += batch.num_rows
+        while rows >= size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(pending)
+
+
+def latest_schema(frame: Any, view: FeatureView) -> pa.Schema:
+    """The Arrow schema of the engine's latest(): Spark's own types, features as declared
+    (UnixTimestamp as µs integers), so that both paths encode the same values."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    stored = {
+        f.name: pa.int64() if f.dtype.kind == "UnixTimestamp" else f.dtype.to_arrow()
+        for f in view.features
+    }
+    return pa.schema(
+        [pa.field(f.name, stored.get(f.name, f.type)) for f in to_arrow_schema(frame.schema)]
+    )
 
 
 def write_frame(
@@ -85,22 +123,25 @@ def write_frame(
     *,
     observe: Callable[[pa.RecordBatch], None] | None = None,
 ) -> int:
-    """Write `frame` (a view's newest rows: join keys, __ts, __created, features as the online
-    encoding takes them) from the executors; returns the rows written. `observe` sees every row
-    on the driver, in Arrow batches, after the write (from the same cached rows). A failed
-    partition raises MaterializationFailed once every partition has answered."""
+    """Write `frame` (a view's newest rows: join keys, __ts, __created, features, as the
+    Spark engine's latest_frame gives them) from the executors; returns the rows written.
+    `observe` then sees every row on the driver, streamed from the cached frame in batches of
+    CHUNK_ROWS. A failed partition raises MaterializationFailed once every partition answered."""
+    from parity.offline.spark_job import SparkJob
+
     if online.type not in EXECUTOR_STORES:
         raise MaterializationFailed(
             f"online store type '{online.type}' cannot be written from Spark executors; only "
             f"{sorted(EXECUTOR_STORES)} can (the driver writes the others)"
         )
-    task = PartitionWrite(project, view, online, str(repo_root))
+    schema = latest_schema(frame, view)
+    task = PartitionWrite(project, view, online, str(repo_root), schema)
     cached = frame.persist()
     try:
         with quiet_pyspark():
-            answers = cached.mapInArrow(task, _COUNT_SCHEMA).collect()
-        failures = [a["failure"] for a in answers if a["failure"] is not None]
+            answers = cached.mapInArrow(task, _ANSWER).collect()
         written = sum(int(a["rows"]) for a in answers)
+        failures = [a["failure"] for a in answers if a["failure"] is not None]
         if failures:
             raise MaterializationFailed(
                 f"materializing view '{view.name}' from Spark: {len(failures)} of "
@@ -108,35 +149,19 @@ def write_frame(
                 f"so a re-run converges); first failure: {failures[0]}"
             )
         if observe is not None:
-            for batch in arrow_batches(cached, OBSERVE_BATCH_ROWS):
-                observe(batch)
+            with quiet_pyspark():
+                for batch in SparkJob(cached, schema).to_batches(CHUNK_ROWS):
+                    observe(batch)
     finally:
         cached.unpersist()
     log.info("wrote %d rows of %s from %d Spark partitions", written, view.name, len(answers))
     return written
 
 
-def arrow_batches(frame: Any, size: int) -> Iterator[pa.RecordBatch]:
-    """The frame's rows streamed to the driver one partition at a time, as Arrow batches."""
-    import pyarrow as pa
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    schema = to_arrow_schema(frame.schema)
-    rows: list[dict[str, Any]] = []
-    with quiet_pyspark():
-        for row in frame.toLocalIterator():
-            rows.append(row.asDict(recursive=True))
-            if len(rows) >= size:
-                yield pa.RecordBatch.from_pylist(rows, schema=schema)
-                rows = []
-    if rows:
-        yield pa.RecordBatch.from_pylist(rows, schema=schema)
-
-
 @contextmanager
 def quiet_pyspark() -> Iterator[None]:
     """pyspark 3.5 checks pandas with distutils' LooseVersion (DeprecationWarning) and leaves
-    the sockets of collect and toLocalIterator for the garbage collector (ResourceWarning)."""
+    the sockets of collect and toLocalIterator to the garbage collector (ResourceWarning)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", ResourceWarning)
