@@ -136,7 +136,8 @@ def write_frame(
         )
     schema = latest_schema(frame, view)
     task = PartitionWrite(project, view, online, str(repo_root), schema)
-    cached = frame.persist()
+    # Kept for the quality pass after the write, so that it reads the rows written, not a rerun.
+    cached = frame.persist() if observe is not None else frame
     try:
         with quiet_pyspark():
             answers = cached.mapInArrow(task, _ANSWER).collect()
@@ -153,7 +154,8 @@ def write_frame(
                 for batch in SparkJob(cached, schema).to_batches(CHUNK_ROWS):
                     observe(batch)
     finally:
-        cached.unpersist()
+        if observe is not None:
+            cached.unpersist()
     log.info("wrote %d rows of %s from %d Spark partitions", written, view.name, len(answers))
     return written
 
