@@ -275,7 +275,10 @@ def test_the_catalog_json_round_trips_a_delta_source() -> None:
     assert again.fingerprint() == catalog.fingerprint()
 
 
-def test_partition_values_are_supplied_to_the_rows_of_each_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_partition_values_are_supplied_to_the_rows_of_each_file(
+    engine_name: str, tmp_path: Path
+) -> None:
     # partitioned by the join key and by a feature with nulls and characters paths escape
     rows = [(1, 0, 1.0, 1, 0), (2, 0, 2.0, None, 0), (1, 1, 3.0, 3, 1), (3, 2, 5.0, 4, 2)]
     more = [(1, 0, 10.0, 10, 3), (2, 1, 20.0, 5, 1), (3, 2, 30.0, 7, 1), (4, 1, 9.0, 3, 0)]
@@ -301,7 +304,7 @@ def test_partition_values_are_supplied_to_the_rows_of_each_file(tmp_path: Path) 
     frame = entities([0, 1, 2.5])
     catalog = Catalog.build("p", [account, view])
     refs = [*REFS, "stats:city"]
-    engine = DuckDBEngine(tmp_path)
+    engine = engine_for(engine_name, tmp_path)
     actual = comparable(historical_features(engine, catalog, frame, refs).to_pandas())
     raw = pa.concat_tables(tables).to_pandas()
     reference = reference_historical_features(frame, resolve(catalog, refs), {"stats": raw})
@@ -314,18 +317,10 @@ def with_city(table: pa.Table) -> pa.Table:
     return table.append_column("city", pa.array(cities[: table.num_rows], pa.string()))
 
 
-def test_engines_reading_only_files_refuse_a_partitioned_table(tmp_path: Path) -> None:
+def test_source_files_alone_refuses_a_partitioned_table(tmp_path: Path) -> None:
     deltalake.write_deltalake(tmp_path / "t", table_of(FIRST), partition_by=["account_id"])
     with pytest.raises(DeltaSourceError, match=r"partitioned by \['account_id'\].*partition_by"):
         source_files(DeltaSource(path="t"), tmp_path)
-
-
-@pytest.mark.spark
-@SPARK_SOCKETS
-def test_the_spark_engine_refuses_a_partitioned_table_by_name(tmp_path: Path) -> None:
-    deltalake.write_deltalake(tmp_path / "t", table_of(FIRST), partition_by=["account_id"])
-    with pytest.raises(DeltaSourceError, match=r"partitioned by \['account_id'\]"):
-        retrieve(engine_for("spark", tmp_path), stats_view("t"), entities([1]))
 
 
 def test_column_mapping_is_refused_naming_the_feature(tmp_path: Path) -> None:
@@ -374,7 +369,10 @@ def test_without_deltalake_the_error_names_the_extra(
         source_files(DeltaSource(path="t"), tmp_path)
 
 
-def test_boolean_and_timestamp_partition_values_keep_their_types(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_boolean_and_timestamp_partition_values_keep_their_types(
+    engine_name: str, tmp_path: Path
+) -> None:
     rows = [(1, 0, 1.0, 1, 2), (1, 0, 2.0, 2, 1), (2, 1, 3.0, 3, None), (2, 1, 4.0, 4, None)]
     table = table_of(rows).append_column("flag", pa.array([True, False, None, True]))
     deltalake.write_deltalake(tmp_path / "t", table, partition_by=["flag", "created"])
@@ -392,9 +390,8 @@ def test_boolean_and_timestamp_partition_values_keep_their_types(tmp_path: Path)
     frame = entities([1.5], range(1, 3))
     catalog = Catalog.build("p", [account, view])
     refs = ["stats:x", "stats:flag"]
-    actual = comparable(
-        historical_features(DuckDBEngine(tmp_path), catalog, frame, refs).to_pandas()
-    )
+    engine = engine_for(engine_name, tmp_path)
+    actual = comparable(historical_features(engine, catalog, frame, refs).to_pandas())
     # account 1: the created time (a partition value) picks 1.0; account 2: no created times,
     # so the last file the log added wins
     files = source_layout(view.batch_source, tmp_path)[0]

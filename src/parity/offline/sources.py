@@ -44,8 +44,8 @@ def source_files(source: BatchSource, repo_root: Path) -> list[Path]:
     if constants:
         raise DeltaSourceError(
             f"Delta table '{source.path}' is partitioned by {[c.name for c in constants]}: "
-            "those columns are not in its Parquet files and this engine reads only the files; "
-            "read it with the DuckDB engine, or rewrite the table without partition_by"
+            "those columns are not in its Parquet files and this reader takes only the files; "
+            "read it with the DuckDB or Spark engine, or rewrite the table without partition_by"
         )
     return files
 
