@@ -4,6 +4,7 @@ failing the run (typed) until a re-run converges."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -265,8 +266,13 @@ REPO = {
 
 
 def test_a_spark_project_materializes_redis_from_the_executors(
-    tmp_path: Path, spark_engine_of: Any, redis_url: str, project_name: str
+    tmp_path: Path,
+    spark_engine_of: Any,
+    redis_url: str,
+    project_name: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="parity.materialize.spark_writer")
     spark_engine_of(tmp_path)  # the process's one test session, started with the test config
     conf = "offline: {type: spark, master: 'local[2]'}\n"
     stores = {}
@@ -285,3 +291,5 @@ def test_a_spark_project_materializes_redis_from_the_executors(
     spark = stores["spark"].get_online_features(refs, ids).to_dict()
     assert spark == stores["duckdb"].get_online_features(refs, ids).to_dict()
     assert spark["amount"][0] == 150.0 and spark["amount"][-1] is None
+    wrote = [r.getMessage() for r in caplog.records if r.name.endswith("spark_writer")]
+    assert len(wrote) == 1 and wrote[0].startswith(f"wrote {ENTITIES} rows of stats from")
