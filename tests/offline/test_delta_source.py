@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -400,3 +401,75 @@ def test_boolean_and_timestamp_partition_values_keep_their_types(
     later = order.index(f"flag=true/created={null}") > order.index(f"flag={null}/created={null}")
     last = 4.0 if later else 3.0
     assert actual == [[1, at(1.5), 1.0, True], [2, at(1.5), last, last == 4.0 or None]]
+
+
+def test_files_known_only_from_a_checkpoint_come_first_in_write_order(tmp_path: Path) -> None:
+    folder = tmp_path / "t"
+    added: list[Path] = []
+    for index in range(4):
+        if index == 3:  # commits 0 and 1 survive only in the checkpoint of version 2
+            deltalake.DeltaTable(str(folder)).create_checkpoint()
+            for commit in ("00000000000000000000.json", "00000000000000000001.json"):
+                (folder / "_delta_log" / commit).unlink()
+        before = set(folder.glob("*.parquet"))
+        mode = "append" if index else "error"
+        deltalake.write_deltalake(folder, table_of([(index, index, 1.0, 1, None)]), mode=mode)
+        added.extend(sorted(set(folder.glob("*.parquet")) - before))
+        time.sleep(0.01)  # distinct modification times (ms) for the checkpoint's files
+    assert source_files(DeltaSource(path="t"), tmp_path) == added
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    commits=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(1, 3),
+                st.integers(0, 3),
+                st.one_of(st.none(), st.floats(-5, 5, allow_nan=False)),
+                st.one_of(st.none(), st.integers(-3, 3)),
+                st.sampled_from(["a", "b/c", "d e", None]),
+            ),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    by=st.sampled_from([["account_id"], ["city"], ["city", "account_id"]]),
+)
+def test_random_partitioned_appends_equal_the_reference_join(
+    commits: list[list[Any]], by: list[str]
+) -> None:
+    view = FeatureView(
+        name="stats",
+        entities=[account],
+        schema=[
+            Field(name="x", dtype=Float64),
+            Field(name="n", dtype=Int64),
+            Field(name="city", dtype=String),
+        ],
+        source=DeltaSource(
+            path="t",
+            timestamp_field="ts",
+            created_timestamp_column="created",  # unique per row: file order never decides
+            field_mapping={"amount": "x"},
+        ),
+    )
+    tables, number = [], 0
+    for rows in commits:
+        numbered = [(a, h, x, n, (number := number + 1) / 100) for a, h, x, n, _ in rows]
+        cities = pa.array([row[4] for row in rows], pa.string())
+        tables.append(table_of(numbered).append_column("city", cities))
+    frame = entities([0, 1, 2, 3, 3.5])
+    catalog = Catalog.build("p", [account, view])
+    refs = [*REFS, "stats:city"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for index, table in enumerate(tables):
+            mode = "append" if index else "error"
+            deltalake.write_deltalake(root / "t", table, mode=mode, partition_by=by)
+        actual = historical_features(DuckDBEngine(root), catalog, frame, refs).to_pandas()
+    raw = pa.concat_tables(tables).to_pandas()
+    reference = reference_historical_features(frame, resolve(catalog, refs), {"stats": raw})
+    assert comparable(actual) == comparable(reference)
