@@ -27,6 +27,7 @@ from parity import (
 from parity.definitions import Array, Bool, Float32
 from parity.errors import MaterializationFailed
 from parity.materialize.batch import ParallelMaterialize, materialize_view
+from parity.materialize.spark_writer import spark_cause, write_frame
 from parity.offline.duckdb_engine import DuckDBEngine
 from parity.online.encoding import OnlineRow, entity_key
 from parity.online.open import open_online_store
@@ -293,3 +294,43 @@ def test_a_spark_project_materializes_redis_from_the_executors(
     assert spark["amount"][0] == 150.0 and spark["amount"][-1] is None
     wrote = [r.getMessage() for r in caplog.records if r.name.endswith("spark_writer")]
     assert len(wrote) == 1 and wrote[0].startswith(f"wrote {ENTITIES} rows of stats from")
+
+
+def test_a_job_failing_before_the_writes_is_a_typed_error(
+    tmp_path: Path, spark_engine_of: Any, redis_url: str, project_name: str
+) -> None:
+    from pyspark.sql import functions as F
+
+    write_source(tmp_path)
+    frame = spark_engine_of(tmp_path).latest_frame(stats, at(-1), at(3))
+    failing = frame.where(F.raise_error(F.lit("the rows' query broke")).isNull())
+    settings = OnlineConfig(type="redis", connection_string=redis_url)
+    with pytest.raises(MaterializationFailed, match=r"'stats'.*before its partitions.*query broke"):
+        write_frame(failing, stats, project_name, settings, tmp_path)
+    store = open_online_store(settings, tmp_path)
+    try:
+        assert online_rows(store, project_name) == [None] * (ENTITIES + 1)
+    finally:
+        store.close()
+
+
+def test_the_cause_of_a_spark_failure_is_its_telling_line() -> None:
+    java = (
+        "An error occurred while calling o49.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 failed 1 "
+        "times, most recent failure: Lost task 0.0 (TID 0) (host executor driver): "
+        "java.lang.RuntimeException: the rows' query broke\n"
+        "\tat org.apache.spark.sql.Generated.processNext(Unknown Source)\n"
+    )
+    assert spark_cause(java) == "java.lang.RuntimeException: the rows' query broke"
+    python = (
+        "An error occurred while calling o9.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted: "
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        '  File "/worker.py", line 1, in main\n'
+        "    import parity\n"
+        "ModuleNotFoundError: No module named 'parity'\n"
+        "\n\tat org.apache.spark.api.python.BasePythonRunner.handle(PythonRunner.scala:572)\n"
+        "Driver stacktrace:\n"
+    )
+    assert spark_cause(python) == "ModuleNotFoundError: No module named 'parity'"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from parity.definitions import FeatureView
-from parity.errors import MaterializationFailed
+from parity.errors import MaterializationFailed, ParityError
 from parity.repo.config import OnlineConfig
 
 if TYPE_CHECKING:
@@ -139,8 +139,7 @@ def write_frame(
     # Kept for the quality pass after the write, so that it reads the rows written, not a rerun.
     cached = frame.persist() if observe is not None else frame
     try:
-        with quiet_pyspark():
-            answers = cached.mapInArrow(task, _ANSWER).collect()
+        answers = _run_writes(cached, task)
         written = sum(int(a["rows"]) for a in answers)
         failures = [a["failure"] for a in answers if a["failure"] is not None]
         if failures:
@@ -158,6 +157,44 @@ def write_frame(
             cached.unpersist()
     log.info("wrote %d rows of %s from %d Spark partitions", written, view.name, len(answers))
     return written
+
+
+def _run_writes(frame: Any, task: PartitionWrite) -> list[Any]:
+    """The partitions' answers; a job that fails before they answer (the rows' query, or an
+    executor that cannot run the writer) raises MaterializationFailed with Spark's first line."""
+    from parity.offline.spark_job import run
+
+    try:
+        with quiet_pyspark():
+            return list(run(lambda: frame.mapInArrow(task, _ANSWER).collect()))
+    except ParityError:
+        raise
+    except Exception as error:
+        cause = spark_cause(str(error)) or type(error).__name__
+        raise MaterializationFailed(
+            f"materializing view '{task.view.name}' from Spark: the job failed before its "
+            f"partitions answered: {cause}. Executors need parity installed (with its redis "
+            "extra) and must reach the online store; nothing was recorded, run it again"
+        ) from None
+
+
+def spark_cause(text: str) -> str:
+    """The line of a Spark error that says what went wrong: a Python traceback's last line, else
+    the innermost `...: message` of the job's failure line (Java frames and py4j's preamble
+    dropped); at most 300 characters."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if any("Traceback (most recent call last)" in line for line in lines):
+        skip = (":", "An error occurred", "org.", "java.", "Caused by", "Driver stacktrace")
+        tail = [
+            line
+            for line in lines
+            if not line[0].isspace() and not line.startswith(skip) and "Traceback" not in line
+        ]
+        return tail[-1][:300] if tail else ""
+    for line in lines:
+        if line.startswith(": ") or "Exception: " in line or "Error: " in line:
+            return line.rpartition("): ")[2].removeprefix(": ")[:300]
+    return lines[0][:300] if lines else ""
 
 
 @contextmanager
