@@ -699,3 +699,23 @@ class SparkUnavailable(ParityError):
     gateway failed to start. The message names what to install or set (JAVA_HOME, PATH)."""
 
     code = "spark_unavailable"
+
+
+# --- raised by offline/delta.py and materialize/spark_writer.py (scale-out, part D) ---------------
+
+
+class DeltaSourceError(SourceSchemaError):
+    """A Delta Lake source that cannot be read: no table at the path, no such version, or a
+    table feature (deletion vectors, column mapping, a partition column where the engine reads
+    only files) that plain Parquet files do not carry; the message names the table, the
+    feature and what to do."""
+
+    code = "invalid_delta_source"
+
+
+class MaterializationFailed(ParityError):
+    """A materialization written from Spark executors failed part-way (a partition's write to
+    the online store raised); no watermark was recorded, and a re-run converges (writes are
+    write-if-newer). The message names the view and the first cause."""
+
+    code = "materialization_failed"

@@ -62,6 +62,8 @@ class FeatureStore:
         self._registry: CachedRegistry | None = None
         self._offline: OfflineEngine | None = offline_engine
         self._online: OnlineStore | None = online_store
+        # Spark executors open the configured store themselves: only when it is the one used.
+        self._online_settings = self.config.online if online_store is None else None
         self._clock = clock
         self._pushed: dict[str, datetime] = {}  # view -> when this process last pushed to it
         self._refused: Refusals | None = None  # window values answered OUTSIDE_MAX_AGE
@@ -337,7 +339,14 @@ class FeatureStore:
         else:
             watch = self.monitoring.materialize_watch(view)  # data quality of the rows written
             result = materialize_view(
-                *common, view, start, end, now=self._clock, progress=advance, observe=watch.add
+                *common,
+                view,
+                start,
+                end,
+                now=self._clock,
+                progress=advance,
+                observe=watch.add,
+                online_settings=self._online_settings,  # Spark writes from its executors
             )
             watch.done(start, end)
         advance("done", result.rows, result.rows)

@@ -7,7 +7,7 @@ from parity.definitions.aggregation import Aggregation
 from parity.definitions.entity import Entity
 from parity.definitions.feature_service import FeatureService
 from parity.definitions.feature_view import FeatureView, FeatureViewProjection, Field
-from parity.definitions.source import FileSource, PushSource, StreamSource
+from parity.definitions.source import BatchSource, DeltaSource, FileSource, PushSource, StreamSource
 from parity.definitions.types import (
     Array,
     Bool,
@@ -24,9 +24,11 @@ from parity.definitions.types import (
 __all__ = [
     "Aggregation",
     "Array",
+    "BatchSource",
     "Bool",
     "Bytes",
     "DType",
+    "DeltaSource",
     "Entity",
     "FeatureService",
     "FeatureView",

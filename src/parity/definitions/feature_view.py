@@ -13,7 +13,7 @@ from pydantic import field_validator, model_validator
 from parity.definitions.aggregation import Aggregation
 from parity.definitions.base import Definition, NamedDefinition, check_identifier
 from parity.definitions.entity import Entity
-from parity.definitions.source import FileSource, PushSource, StreamSource
+from parity.definitions.source import BatchSource, DeltaSource, FileSource, PushSource, StreamSource
 from parity.definitions.types import DType
 from parity.errors import FeatureNotFound, InvalidDefinition
 
@@ -53,7 +53,9 @@ class FeatureView(NamedDefinition):
 
     entities: tuple[Entity, ...]
     fields: tuple[Field, ...] = PydanticField(alias="schema")
-    source: FileSource | PushSource | StreamSource = PydanticField(discriminator="type")
+    source: FileSource | DeltaSource | PushSource | StreamSource = PydanticField(
+        discriminator="type"
+    )
     ttl: timedelta | None = None
     online: bool = True
     aggregations: tuple[Aggregation, ...] = ()
@@ -137,9 +139,11 @@ class FeatureView(NamedDefinition):
             outputs.add(aggregation.output_name)
 
     @property
-    def batch_source(self) -> FileSource:
+    def batch_source(self) -> BatchSource:
         """Where the view's rows are offline: the source, or a push source's batch source."""
-        return self.source if isinstance(self.source, FileSource) else self.source.batch_source
+        if isinstance(self.source, FileSource | DeltaSource):
+            return self.source
+        return self.source.batch_source
 
     @cached_property
     def join_keys(self) -> tuple[str, ...]:

@@ -14,15 +14,10 @@ from pydantic import field_validator, model_validator
 from parity.definitions.base import Definition, check_identifier
 
 
-class FileSource(Definition):
-    """Parquet data: a file, a directory of files, or a glob; relative paths start at the repo.
+class _TableSource(Definition):
+    """What every offline table source declares: where it is, its time columns, its renames."""
 
-    `field_mapping` renames source columns to feature names (`{"amt": "amount"}`).
-    """
-
-    kind = "file_source"
-
-    type: Literal["file"] = "file"
+    type: str
     path: str
     timestamp_field: str = "event_timestamp"
     created_timestamp_column: str | None = None
@@ -34,7 +29,9 @@ class FileSource(Definition):
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("path is empty: give a Parquet file, directory or glob")
+            raise ValueError(
+                "path is empty: give a Parquet file, directory or glob, or a Delta table folder"
+            )
         return value
 
     @field_validator("timestamp_field")
@@ -54,7 +51,7 @@ class FileSource(Definition):
         return value
 
     @model_validator(mode="after")
-    def _distinct_time_columns(self) -> FileSource:
+    def _distinct_time_columns(self) -> _TableSource:
         if self.created_timestamp_column == self.timestamp_field:
             raise ValueError(
                 "created_timestamp_column must differ from timestamp_field (it breaks ties "
@@ -68,6 +65,40 @@ class FileSource(Definition):
             if target == name:
                 return source_column
         return name
+
+
+class FileSource(_TableSource):
+    """Parquet data: a file, a directory of files, or a glob; relative paths start at the repo.
+
+    `field_mapping` renames source columns to feature names (`{"amt": "amount"}`).
+    """
+
+    kind = "file_source"
+
+    type: Literal["file"] = "file"
+
+
+class DeltaSource(_TableSource):
+    """A Delta Lake table (its folder, holding `_delta_log`); relative paths start at the repo.
+
+    Read as its snapshot's Parquet files (parity.offline.delta): the latest version, or `version`
+    to pin one (time travel). Rows ingested later win ties in the log's order of adds; a rewrite
+    (OPTIMIZE, DELETE) re-adds rows in new files, so give tied rows a `created_timestamp_column`.
+    """
+
+    kind = "delta_source"
+
+    type: Literal["delta"] = "delta"
+    version: int | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError(
+                f"version must be a table version >= 0, got {value}; leave it out for the latest"
+            )
+        return value
 
 
 class PushSource(Definition):
@@ -125,6 +156,8 @@ class StreamSource(Definition):
         return self.stream or f"parity:{project}:stream:{self.name}"
 
 
-DataSource = FileSource | PushSource | StreamSource
+DataSource = FileSource | DeltaSource | PushSource | StreamSource
+# Where a view's rows are offline: a table source read by the offline engines.
+BatchSource = FileSource | DeltaSource
 # Sources whose rows arrive at run time and land offline in a batch folder.
 ArrivingSource = PushSource | StreamSource

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from parity.definitions import FeatureView
 from parity.errors import EndBeforeWatermark, EndInFuture
@@ -21,6 +22,7 @@ from parity.offline.engine import OfflineEngine
 from parity.online.encoding import OnlineRow, rows_from_columns
 from parity.online.store import OnlineStore
 from parity.registry.materializations import MaterializationLog, MaterializationRecord
+from parity.repo.config import OnlineConfig
 from parity.timeutil import EPOCH
 
 if TYPE_CHECKING:
@@ -46,6 +48,15 @@ class MaterializeResult:
         return self.tiles or self.entities
 
 
+@runtime_checkable
+class ParallelMaterialize(Protocol):
+    """An engine whose newest rows are a distributed frame (Spark's `latest_frame`): a Redis or
+    Redis Cluster store is then written from its executors (materialize/spark_writer.py)
+    instead of through this process."""
+
+    def latest_frame(self, view: FeatureView, start: datetime, end: datetime) -> Any: ...
+
+
 def interval_start(view: FeatureView, start: datetime, end: datetime) -> datetime:
     """Where a run for [start, end] reads from, so that no entity still valid at `end` is lost:
     the epoch for a view without a ttl, else the earlier of `start` and `end - ttl`."""
@@ -66,20 +77,47 @@ def materialize_view(
     now: Callable[[], datetime],
     progress: Progress | None = None,
     observe: Callable[[pa.RecordBatch], None] | None = None,
+    online_settings: OnlineConfig | None = None,
 ) -> MaterializeResult:
     """`observe(batch)` sees each batch of rows before it is written (data quality counts them:
-    monitoring hands it in, so this layer imports none of it)."""
-    written = 0
-    for rows in _batches(engine, view, start, end, observe):
-        online.write(project, rows)
-        written += len(rows)
+    monitoring hands it in, so this layer imports none of it). With `online_settings` naming
+    Redis or Redis Cluster and an engine that can (ParallelMaterialize), the engine's executors
+    write the rows; `observe` then sees them after the write, and progress once at the end."""
+    from parity.materialize.spark_writer import EXECUTOR_STORES, write_frame
+
+    if isinstance(engine, ParallelMaterialize) and (
+        online_settings is not None and online_settings.type in EXECUTOR_STORES
+    ):
+        frame = engine.latest_frame(view, start, end)
+        written = write_frame(frame, view, project, online_settings, Path("."), observe=observe)
         if progress is not None:
             progress("rows", written, None)
+    else:
+        written = _stream(engine, online, project, view, (start, end), progress, observe)
     history.record_materialization(
         MaterializationRecord(project, view.name, start, end, written, now())
     )
     log.info("materialized %d rows of %s for [%s, %s]", written, view.name, start, end)
     return MaterializeResult(view.name, start, end, written)
+
+
+def _stream(
+    engine: OfflineEngine,
+    online: OnlineStore,
+    project: str,
+    view: FeatureView,
+    interval: tuple[datetime, datetime],
+    progress: Progress | None,
+    observe: Callable[[pa.RecordBatch], None] | None,
+) -> int:
+    """Write the engine's newest rows through this process, batch by batch; the rows written."""
+    written = 0
+    for rows in _batches(engine, view, *interval, observe):
+        online.write(project, rows)
+        written += len(rows)
+        if progress is not None:
+            progress("rows", written, None)
+    return written
 
 
 def _batches(

@@ -32,7 +32,7 @@ from parity.offline.duckdb_sql import (
 )
 from parity.offline.entity_frame import EntityFrame
 from parity.offline.request import RetrievalRequest, ViewRequest
-from parity.offline.sources import source_files
+from parity.offline.sources import source_layout
 from parity.repo.config import OfflineConfig
 from parity.timeutil import to_micros
 
@@ -147,13 +147,13 @@ class DuckDBEngine:
         scans = {}
         for view_request in request.views:
             source = view_request.view.batch_source
-            files = source_files(source, self.repo_root)
+            files, constants = source_layout(source, self.repo_root)
             if not files:
                 raise SourceSchemaError(
                     f"feature view '{view_request.view.name}': source path '{source.path}' matches "
                     "no Parquet files; generate the data or fix the path"
                 )
-            scans[view_request.view.name] = SourceScan(tuple(str(f) for f in files))
+            scans[view_request.view.name] = SourceScan(tuple(str(f) for f in files), constants)
         return scans
 
     def latest(

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from parity.definitions import DType, FeatureView
 from parity.offline.request import RetrievalRequest, ViewRequest
 from parity.timeutil import NO_CREATED
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from parity.offline.delta import FileConstant
 
 _DUCK_TYPES = {
     "Int32": "INTEGER",
@@ -42,14 +48,41 @@ def duck_type(dtype: DType) -> str:
 
 @dataclass(frozen=True)
 class SourceScan:
-    """How to read one view's source: its files, and whether its time columns are strings."""
+    """How to read one view's source: its files, and the columns not in them (a Delta table's
+    partition values, one per file)."""
 
     files: tuple[str, ...]
+    constants: tuple[FileConstant, ...] = ()
 
 
 def scan_sql(scan: SourceScan) -> str:
     files = ", ".join(literal(f) for f in scan.files)
-    return f"read_parquet([{files}], file_row_number = true, filename = true, union_by_name = true)"
+    read = f"read_parquet([{files}], file_row_number = true, filename = true, union_by_name = true"
+    if not scan.constants:
+        return read + ")"
+    read += ", hive_partitioning = false)"  # the log's values, not DuckDB's reading of the paths
+    position = f"list_position([{files}], filename)"
+    added = ", ".join(
+        f"CAST([{', '.join('NULL' if v is None else literal(v) for v in c.values)}][{position}] "
+        f"AS {arrow_duck_type(c.type)}) AS {quote(c.name)}"
+        for c in scan.constants
+    )
+    return f"(SELECT *, {added} FROM {read})"
+
+
+def arrow_duck_type(kind: pa.DataType) -> str:
+    """The DuckDB type of a partition column (types offline/delta.py lets through)."""
+    import pyarrow.types as t
+
+    if t.is_timestamp(kind):
+        return "TIMESTAMPTZ" if kind.tz else "TIMESTAMP"
+    if t.is_decimal(kind):
+        return f"DECIMAL({kind.precision}, {kind.scale})"
+    names = {"int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT"}
+    names |= {"uint8": "UTINYINT", "uint16": "USMALLINT", "uint32": "UINTEGER"}
+    names |= {"uint64": "UBIGINT", "float": "FLOAT", "double": "DOUBLE", "bool": "BOOLEAN"}
+    names |= {"string": "VARCHAR", "large_string": "VARCHAR", "date32[day]": "DATE"}
+    return names[str(kind)]
 
 
 def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> str:

@@ -1,6 +1,7 @@
-"""Resolve FileSource paths and check that a source's columns match the views that read it.
+"""Resolve sources into Parquet files (FileSource paths, Delta snapshots) and check that a source's
+columns match the views that read it.
 
-Reads only Parquet metadata (schemas), never the data.
+Reads only Parquet metadata (schemas) and Delta logs, never the data.
 """
 
 from __future__ import annotations
@@ -10,35 +11,74 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity.definitions import DType, FeatureView, FileSource, PushSource, StreamSource
-from parity.errors import SourceSchemaError
+from parity.definitions import (
+    BatchSource,
+    DeltaSource,
+    DType,
+    FeatureView,
+    PushSource,
+    StreamSource,
+)
+from parity.errors import DeltaSourceError, SourceSchemaError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from parity.offline.delta import FileConstant
 
-def resolve_path(source: FileSource, repo_root: Path) -> str:
+
+def resolve_path(source: BatchSource, repo_root: Path) -> str:
     """The source path made absolute against the repo root (URLs are left alone)."""
     if "://" in source.path or Path(source.path).is_absolute():
         return source.path
     return str(repo_root / source.path)
 
 
-def source_files(source: FileSource, repo_root: Path) -> list[Path]:
-    """Parquet files of a local source: the file, the files under a folder, or a glob's matches."""
+def source_files(source: BatchSource, repo_root: Path) -> list[Path]:
+    """Parquet files of a local source, in ingestion order: the file, the files under a folder,
+    or a glob's matches (sorted by path); a Delta table's snapshot in the log's order of adds.
+
+    For engines that read only files: a partitioned Delta table (whose partition columns are not
+    in its files) is refused; engines that supply them call `source_layout`."""
+    files, constants = source_layout(source, repo_root)
+    if constants:
+        raise DeltaSourceError(
+            f"Delta table '{source.path}' is partitioned by {[c.name for c in constants]}: "
+            "those columns are not in its Parquet files and this reader takes only the files; "
+            "read it with the DuckDB or Spark engine, or rewrite the table without partition_by"
+        )
+    return files
+
+
+def source_layout(
+    source: BatchSource, repo_root: Path
+) -> tuple[list[Path], tuple[FileConstant, ...]]:
+    """`source_files`, plus the columns not in the files: per file, the values of a Delta
+    table's partition columns (FileConstant, in file order)."""
+    if isinstance(source, DeltaSource):
+        from parity.offline.delta import delta_snapshot
+
+        snapshot = delta_snapshot(source, repo_root)
+        return list(snapshot.files), snapshot.constants
     path = Path(resolve_path(source, repo_root))
     if path.is_dir():
-        return sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        return sorted(p for p in path.rglob("*.parquet") if p.is_file()), ()
     if path.is_file():
-        return [path]
-    return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        return [path], ()
+    return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()), ()
 
 
-def read_source_schema(source: FileSource, repo_root: Path) -> pa.Schema:
-    """The Arrow schema of a local source (from its first file's footer)."""
+def read_source_schema(source: BatchSource, repo_root: Path) -> pa.Schema:
+    """The Arrow schema of a local source: a Delta table's from its log, else from the first
+    file's footer."""
     import pyarrow.parquet as pq
 
-    files = source_files(source, repo_root)
+    if isinstance(source, DeltaSource):
+        from parity.offline.delta import delta_snapshot
+
+        return delta_snapshot(source, repo_root).schema
+
+    files, _ = source_layout(source, repo_root)
     if not files:
         raise SourceSchemaError(
             f"source path '{source.path}' matches no Parquet files under {repo_root}; "
@@ -74,7 +114,7 @@ def check_view_against_schema(view: FeatureView, schema: pa.Schema) -> None:
 
 
 def _check_column(
-    where: str, source: FileSource, columns: dict[str, pa.DataType], name: str, dtype: DType | None
+    where: str, source: BatchSource, columns: dict[str, pa.DataType], name: str, dtype: DType | None
 ) -> None:
     column = source.column_for(name)
     if column not in columns:
@@ -92,14 +132,16 @@ def _check_column(
 
 def check_sources(views: Iterable[FeatureView], repo_root: Path) -> None:
     """Check every local source once; remote sources (URLs) are checked when read."""
-    schemas: dict[str, pa.Schema] = {}
+    schemas: dict[tuple[str, int | None], pa.Schema] = {}
     for view in views:
-        if "://" in view.batch_source.path:
+        source = view.batch_source
+        if "://" in source.path:
             continue
         arriving = isinstance(view.source, PushSource | StreamSource)
-        if arriving and not source_files(view.batch_source, repo_root):
+        if arriving and not source_files(source, repo_root):
             continue  # nothing pushed yet: the first push creates the files
-        key = resolve_path(view.batch_source, repo_root)
+        version = source.version if isinstance(source, DeltaSource) else None
+        key = (resolve_path(source, repo_root), version)
         if key not in schemas:
             schemas[key] = read_source_schema(view.batch_source, repo_root)
         check_view_against_schema(view, schemas[key])

@@ -21,9 +21,10 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from parity.definitions import DType, FeatureView
 from parity.errors import EntityFrameError, RetrievalError, SourceSchemaError
 from parity.offline import entity_frame
+from parity.offline.delta import FileConstant
 from parity.offline.entity_frame import EntityFrame
 from parity.offline.request import RetrievalRequest
-from parity.offline.sources import source_files
+from parity.offline.sources import source_layout
 from parity.offline.spark_frames import (
     col,
     dense_ids,
@@ -55,18 +56,19 @@ class SparkEngine:
 
     # --- sources ------------------------------------------------------------------------------
 
-    def _files(self, view: FeatureView) -> list[Path]:
-        files = source_files(view.batch_source, self.repo_root)
+    def _files(self, view: FeatureView) -> tuple[list[Path], tuple[FileConstant, ...]]:
+        files, constants = source_layout(view.batch_source, self.repo_root)
         if not files:
             raise SourceSchemaError(
                 f"feature view '{view.name}': source path '{view.batch_source.path}' matches "
                 "no Parquet files; generate the data or fix the path"
             )
-        return files
+        return files, constants
 
     def source_frame(self, view: FeatureView, columns: Sequence[str]) -> DataFrame:
         """The view's rows: join keys, __ts, __created, __ord (ingestion order) and `columns`."""
-        return source_frame(self.session, view, columns, self._files(view))
+        files, constants = self._files(view)
+        return source_frame(self.session, view, columns, files, constants)
 
     def latest_frame(self, view: FeatureView, start: datetime, end: datetime) -> DataFrame:
         """Per entity, the newest row of `view` with event time in [start, end]."""

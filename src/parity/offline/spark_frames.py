@@ -18,8 +18,10 @@ from pyspark.sql import types as T
 
 from parity.definitions import DType, FeatureView
 from parity.errors import EntityFrameError
+from parity.offline.delta import FileConstant
 from parity.offline.request import ViewRequest
 from parity.offline.spark_transfer import collect_rows
+from parity.offline.spark_constants import with_constants
 from parity.timeutil import NO_CREATED
 
 ORDER_SHIFT = 40  # __ord = file position << 40 + row index, as offline/duckdb_sql.py
@@ -130,12 +132,19 @@ def _plain_type(kind: pa.DataType) -> pa.DataType:
 
 
 def source_frame(
-    session: SparkSession, view: FeatureView, columns: Sequence[str], files: Sequence[Path]
+    session: SparkSession,
+    view: FeatureView,
+    columns: Sequence[str],
+    files: Sequence[Path],
+    constants: Sequence[FileConstant] = (),
 ) -> DataFrame:
     """A view's rows: keys, __ts, __created, __ord and `columns` cast to their dtypes; rows with
-    a null event time or join key dropped (offline/duckdb_sql.py source_sql)."""
+    a null event time or join key dropped (offline/duckdb_sql.py source_sql). `constants` are
+    columns not in the files (a Delta table's partition values, one per file)."""
     source = view.batch_source
     frame = with_file_order(read_parquet(session, files), files, "__ord", dense=False)
+    if constants:
+        frame = with_constants(frame, constants, "__ord")
     created: Column = F.lit(NO_CREATED).cast(T.LongType())
     if source.created_timestamp_column:
         created = F.coalesce(micros(col(source.created_timestamp_column)), created)
