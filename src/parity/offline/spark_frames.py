@@ -20,8 +20,8 @@ from parity.definitions import DType, FeatureView
 from parity.errors import EntityFrameError
 from parity.offline.delta import FileConstant
 from parity.offline.request import ViewRequest
-from parity.offline.spark_transfer import collect_rows
 from parity.offline.spark_constants import with_constants
+from parity.offline.spark_transfer import collect_rows
 from parity.timeutil import NO_CREATED
 
 ORDER_SHIFT = 40  # __ord = file position << 40 + row index, as offline/duckdb_sql.py
