@@ -17,21 +17,18 @@ from msgpack import packb, unpackb
 from parity.errors import OnlineStoreCircuitOpen, OnlineStoreUnavailable
 from parity.online import redis_store as single
 from parity.online.breaker import CircuitBreaker
+from parity.online.cluster_calls import Call, NodeDown, _Batch, script_call
 from parity.online.cluster_router import (
     FAILOVER_WAIT_SECONDS,
     REFRESH_SECONDS,
     SLOTS,
     WRITE_TIMEOUT_SECONDS,
     AsyncClusterRouter,
-    Call,
     ClusterRouter,
-    NodeDown,
-    _Batch,
     by_slot,
     cluster_client,
     cluster_urls,
     key_slot,
-    script_call,
 )
 from parity.online.encoding import (
     OnlineRow,
