@@ -78,6 +78,12 @@ class RedisClusterOnlineStore(RedisOnlineStore):
                 self._cluster = cluster_client(self.url)
         return self._cluster
 
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Each node's circuit breaker by `host:port` (for /metrics: `breaker` is only the
+        settings they copy)."""
+        return dict(self._breakers)
+
     def node_breaker(self, node: str) -> CircuitBreaker:
         found = self._breakers.get(node)
         if found is None:
