@@ -182,3 +182,51 @@ def test_materializing_into_the_cluster_reads_as_materializing_into_one_redis(
             client.delete(found)
         on_single.close()
         on_cluster.close()
+
+
+def test_a_hung_master_times_its_slots_out_at_the_read_timeout_and_they_recover(
+    masters_only: LocalRedisCluster,
+) -> None:
+    """SIGSTOP: the node holds its connections and answers nothing. Its slots' reads fail after
+    `timeout_seconds` (sync and async), the other slots' answer at once; after SIGCONT all do."""
+    import asyncio
+    import time
+
+    from parity.errors import OnlineStoreUnavailable
+    from parity.online.breaker import CircuitBreaker
+    from parity.online.encoding import OnlineRow
+    from parity.online.redis_cluster import RedisClusterOnlineStore
+
+    project = f"z{uuid.uuid4().hex[:8]}"
+    store = RedisClusterOnlineStore(
+        masters_only.url, read_timeout_seconds=0.3, breaker=CircuitBreaker(100, 5.0)
+    )
+    key = {n: entity_key(["account_id"], [n]) for n in range(40)}
+    store.write(project, [OnlineRow("v", key[n], 1, 0, {"n": n}) for n in key])
+    victim = masters_only.masters()[1]
+    low, high = masters_only.slots_of(victim)[0]
+    lost = [n for n in key if low <= key_slot(redis_key(project, key[n])) <= high]
+    kept = [n for n in key if n not in lost]
+
+    async def read_async(entities: list[int]) -> list[Any]:
+        try:
+            return await store.read_async(project, [("v", key[n]) for n in entities])
+        finally:
+            await store.close_async()
+
+    masters_only.pause(victim)
+    try:
+        for read in (lambda: store.read(project, [("v", key[lost[0]])]),
+                     lambda: asyncio.run(read_async([lost[0]]))):  # fmt: skip
+            started = time.monotonic()
+            with pytest.raises(OnlineStoreUnavailable, match=f"slots {low}-{high} .*Timeout"):
+                read()
+            assert 0.25 < time.monotonic() - started < 3
+        started = time.monotonic()
+        found = store.read(project, [("v", key[n]) for n in kept])
+        assert [r.values["n"] for r in found if r is not None] == kept
+        assert time.monotonic() - started < 0.25
+    finally:
+        masters_only.resume(victim)
+    assert [r.values["n"] for r in asyncio.run(read_async(lost)) if r is not None] == lost
+    store.close()

@@ -17,21 +17,18 @@ from msgpack import packb, unpackb
 from parity.errors import OnlineStoreCircuitOpen, OnlineStoreUnavailable
 from parity.online import redis_store as single
 from parity.online.breaker import CircuitBreaker
+from parity.online.cluster_calls import Call, NodeDown, _Batch, script_call
 from parity.online.cluster_router import (
     FAILOVER_WAIT_SECONDS,
     REFRESH_SECONDS,
     SLOTS,
     WRITE_TIMEOUT_SECONDS,
     AsyncClusterRouter,
-    Call,
     ClusterRouter,
-    NodeDown,
-    _Batch,
     by_slot,
     cluster_client,
     cluster_urls,
     key_slot,
-    script_call,
 )
 from parity.online.encoding import (
     OnlineRow,
@@ -80,6 +77,12 @@ class RedisClusterOnlineStore(RedisOnlineStore):
             with self._reachable():
                 self._cluster = cluster_client(self.url)
         return self._cluster
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Each node's circuit breaker by `host:port` (for /metrics: `breaker` is only the
+        settings they copy)."""
+        return dict(self._breakers)
 
     def node_breaker(self, node: str) -> CircuitBreaker:
         found = self._breakers.get(node)
