@@ -2,22 +2,21 @@
 values as offline/duckdb_windows.py. Spark's RANGE frames take literal bounds only, and a window's
 start depends on its row's tile, so each window is split into whole tiles and the current one.
 
-For a marker (keys, t) in tile k and a window of W = m tiles, the events that count are those of
+For a marker (keys, t) in tile k and a window of m tiles, the events that count are those of
 tiles k - m + 1 .. k - 1 (whole) plus those of tile k up to t (parity.aggregation.windows):
 
 - whole tiles: the events are grouped per (keys, tile) into mergeable partials (the online
-  tiles' partials, aggregation/partials.py), then a window over the tile index
-  `RANGE BETWEEN m - 1 PRECEDING AND 1 PRECEDING` (literal bounds, in tiles) merges them;
-- the current tile: the markers are joined to their tile's events at or before t on
-  (keys, tile), and grouped per marker into the same partials;
-- the two partials are merged (count and sum add, min/max, mean from count and sum, stddev by
-  Chan et al.'s update, last/last_n by (event time, ingestion order), count_distinct by set
-  union) and finished into the value.
+  tiles' partials, aggregation/partials.py); each distinct marker tile is joined to the partials
+  of its entity's tiles k - m + 1 .. k - 1 (an equi-join on keys and a block of as many tiles as
+  the longest window, the block of k and the one before) and grouped into one partial;
+- the current tile: each distinct marker is joined to its own tile's events at or before t, on
+  (keys, tile), and grouped into the same partials;
+- the two are merged (count and sum add, min/max, mean from count and sum, stddev by Chan et
+  al.'s update, last/last_n by (event time, ingestion order), count_distinct by set union) and
+  finished into the value; an entity with no event in the longest window gets nulls.
 
-Cost: one group-by of the events per (keys, tile); one window over the tiles per entity, whose
-frames Spark re-aggregates for each tile row (O(tiles in the window) per marker tile, not events);
-and a join of each marker to its own tile's events (O(markers x events) within one tile only).
-stddev, last_n and count_distinct merge per-tile lists (Chan's fold, the n newest, the value sets).
+Cost: a group-by of the events per (keys, tile); per marker tile, at most 2 x (longest window in
+tiles) tile partials of its entity; per marker, the events of its own tile. See docs/scale.md.
 """
 
 from __future__ import annotations
