@@ -61,28 +61,30 @@ def add_windows(left: DataFrame, events: DataFrame, view_request: ViewRequest) -
     seen = F.count("__pw_ts")
     marks = left.select(*keys, "__ts").distinct().withColumn(_TILE, _tile_expr("__ts", tile))
     joined = _current_tile(marks, plain, keys, [*partials, seen])
-    spans = [a.window_us // tile for a in wanted]
     if longest > tile:
         whole = _whole_tiles(marks, plain, keys, wanted, partials, tile, longest // tile)
         joined = joined.join(whole, on=[*keys, _TILE], how="left")
     else:  # one-tile windows only: no whole tiles
         joined = joined.withColumn(_SEEN, F.lit(None).cast("bigint"))
-    outputs = []
-    for i, (aggregation, span, name) in enumerate(
-        zip(wanted, spans, view_request.output_names, strict=True)
-    ):
-        part = F.col(f"__pw_p{i}")
-        if span > 1:
-            part = _merge(aggregation, F.col(f"__pw_w{i}"), part)
-        dtype = view.input(aggregation.column).dtype
-        value = _finish(aggregation, dtype, part)
-        outputs.append(F.when(F.col(_SEEN) > 0, value).alias(name))
-    seen_total = F.coalesce(F.col(f"__pw_p{len(wanted)}"), F.lit(0)) + F.coalesce(
-        F.col(_SEEN), F.lit(0)
-    )
-    result = joined.withColumn(_SEEN, seen_total).select(*keys, "__ts", *outputs)
+    result = joined.select(*keys, "__ts", *_outputs(view_request, wanted))
     appended = left.join(result, on=[*keys, "__ts"], how="left")
     return appended.select(*left.columns, *view_request.output_names)
+
+
+def _outputs(view_request: ViewRequest, wanted: Sequence[Aggregation]) -> list[Column]:
+    """Each feature: the current tile's partial `__pw_p<i>` merged with the whole tiles'
+    `__pw_w<i>` (windows of more than one tile), finished; null unless the entity is seen (an
+    event in the longest window: `__pw_p<last>` of the current tile plus _SEEN of the others)."""
+    view = view_request.view
+    seen = F.coalesce(F.col(f"__pw_p{len(wanted)}"), F.lit(0)) + F.coalesce(F.col(_SEEN), F.lit(0))
+    outputs = []
+    for i, (aggregation, name) in enumerate(zip(wanted, view_request.output_names, strict=True)):
+        part = F.col(f"__pw_p{i}")
+        if aggregation.window_us > view.tile_us:
+            part = _merge(aggregation, F.col(f"__pw_w{i}"), part)
+        value = _finish(aggregation, view.input(aggregation.column).dtype, part)
+        outputs.append(F.when(seen > 0, value).alias(name))
+    return outputs
 
 
 def _tile_expr(column: str, tile: int) -> Column:
