@@ -299,7 +299,7 @@ def same(a: Any, b: Any) -> bool:
 # no shrinking (minutes); a failure names the feature and both columns.
 @pytest.mark.spark
 @settings(
-    max_examples=20,
+    max_examples=15,
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow],
