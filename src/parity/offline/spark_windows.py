@@ -27,7 +27,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from parity.definitions import Aggregation, DType
+from parity.definitions import Aggregation, DType, FeatureView
 from parity.offline.request import ViewRequest
 
 _TILE = "__pw_tile"  # the tile index of an event or a marker: floor(__ts / tile)
@@ -55,9 +55,7 @@ def add_windows(left: DataFrame, events: DataFrame, view_request: ViewRequest) -
         _tile_index("__ts", tile),
         *[F.col(c).alias(values[c]) for c in columns],
     )
-    partials = [
-        _partial(a, F.col(values[a.column]), F.col("__pw_ts"), F.col("__pw_ord")) for a in wanted
-    ]
+    partials = [_partial(a, _value(view, a, values[a.column])) for a in wanted]
     seen = F.count("__pw_ts")
     marks = left.select(*keys, "__ts").distinct().withColumn(_TILE, _tile_expr("__ts", tile))
     joined = _current_tile(marks, plain, keys, [*partials, seen])
@@ -171,8 +169,21 @@ def _entry(value: Column, ts: Column, order: Column) -> Column:
     return F.when(value.isNotNull(), F.struct(ts.alias("t"), order.alias("o"), value.alias("v")))
 
 
-def _partial(aggregation: Aggregation, value: Column, ts: Column, order: Column) -> Column:
-    """The aggregate of a group of events into one partial."""
+def _value(view: FeatureView, aggregation: Aggregation, column: str) -> Column:
+    """The aggregated column; for count_distinct of floats -0.0 is 0.0 (they are equal, and
+    DuckDB counts them once, but Spark's collect_set keeps both)."""
+    value = F.col(column)
+    if aggregation.function == "count_distinct" and view.input(aggregation.column).dtype.kind in (
+        "Float32",
+        "Float64",
+    ):
+        return F.when(value == 0, F.abs(value)).otherwise(value)
+    return value
+
+
+def _partial(aggregation: Aggregation, value: Column) -> Column:
+    """The aggregate of a group of events (columns __pw_ts, __pw_ord) into one partial."""
+    ts, order = F.col("__pw_ts"), F.col("__pw_ord")
     function = aggregation.function
     number = value.cast("double")
     if function == "count":
