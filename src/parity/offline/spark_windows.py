@@ -2,22 +2,21 @@
 values as offline/duckdb_windows.py. Spark's RANGE frames take literal bounds only, and a window's
 start depends on its row's tile, so each window is split into whole tiles and the current one.
 
-For a marker (keys, t) in tile k and a window of W = m tiles, the events that count are those of
+For a marker (keys, t) in tile k and a window of m tiles, the events that count are those of
 tiles k - m + 1 .. k - 1 (whole) plus those of tile k up to t (parity.aggregation.windows):
 
 - whole tiles: the events are grouped per (keys, tile) into mergeable partials (the online
-  tiles' partials, aggregation/partials.py), then a window over the tile index
-  `RANGE BETWEEN m - 1 PRECEDING AND 1 PRECEDING` (literal bounds, in tiles) merges them;
-- the current tile: the markers are joined to their tile's events at or before t on
-  (keys, tile), and grouped per marker into the same partials;
-- the two partials are merged (count and sum add, min/max, mean from count and sum, stddev by
-  Chan et al.'s update, last/last_n by (event time, ingestion order), count_distinct by set
-  union) and finished into the value.
+  tiles' partials, aggregation/partials.py); each distinct marker tile is joined to the partials
+  of its entity's tiles k - m + 1 .. k - 1 (an equi-join on keys and a block of as many tiles as
+  the longest window, the block of k and the one before) and grouped into one partial;
+- the current tile: each distinct marker is joined to its own tile's events at or before t, on
+  (keys, tile), and grouped into the same partials;
+- the two are merged (count and sum add, min/max, mean from count and sum, stddev by Chan et
+  al.'s update, last/last_n by (event time, ingestion order), count_distinct by set union) and
+  finished into the value; an entity with no event in the longest window gets nulls.
 
-Cost: one group-by of the events per (keys, tile); one window over the tiles per entity, whose
-frames Spark re-aggregates for each tile row (O(tiles in the window) per marker tile, not events);
-and a join of each marker to its own tile's events (O(markers x events) within one tile only).
-stddev, last_n and count_distinct merge per-tile lists (Chan's fold, the n newest, the value sets).
+Cost: a group-by of the events per (keys, tile); per marker tile, at most 2 x (longest window in
+tiles) tile partials of its entity; per marker, the events of its own tile. See docs/scale.md.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from parity.definitions import Aggregation, DType
+from parity.definitions import Aggregation, DType, FeatureView
 from parity.offline.request import ViewRequest
 
 _TILE = "__pw_tile"  # the tile index of an event or a marker: floor(__ts / tile)
@@ -56,34 +55,34 @@ def add_windows(left: DataFrame, events: DataFrame, view_request: ViewRequest) -
         _tile_index("__ts", tile),
         *[F.col(c).alias(values[c]) for c in columns],
     )
-    partials = [
-        _partial(a, F.col(values[a.column]), F.col("__pw_ts"), F.col("__pw_ord")) for a in wanted
-    ]
+    partials = [_partial(a, _value(view, a, values[a.column])) for a in wanted]
     seen = F.count("__pw_ts")
     marks = left.select(*keys, "__ts").distinct().withColumn(_TILE, _tile_expr("__ts", tile))
     joined = _current_tile(marks, plain, keys, [*partials, seen])
-    spans = [a.window_us // tile for a in wanted]
     if longest > tile:
         whole = _whole_tiles(marks, plain, keys, wanted, partials, tile, longest // tile)
         joined = joined.join(whole, on=[*keys, _TILE], how="left")
     else:  # one-tile windows only: no whole tiles
         joined = joined.withColumn(_SEEN, F.lit(None).cast("bigint"))
-    outputs = []
-    for i, (aggregation, span, name) in enumerate(
-        zip(wanted, spans, view_request.output_names, strict=True)
-    ):
-        part = F.col(f"__pw_p{i}")
-        if span > 1:
-            part = _merge(aggregation, F.col(f"__pw_w{i}"), part)
-        dtype = view.input(aggregation.column).dtype
-        value = _finish(aggregation, dtype, part)
-        outputs.append(F.when(F.col(_SEEN) > 0, value).alias(name))
-    seen_total = F.coalesce(F.col(f"__pw_p{len(wanted)}"), F.lit(0)) + F.coalesce(
-        F.col(_SEEN), F.lit(0)
-    )
-    result = joined.withColumn(_SEEN, seen_total).select(*keys, "__ts", *outputs)
+    result = joined.select(*keys, "__ts", *_outputs(view_request, wanted))
     appended = left.join(result, on=[*keys, "__ts"], how="left")
     return appended.select(*left.columns, *view_request.output_names)
+
+
+def _outputs(view_request: ViewRequest, wanted: Sequence[Aggregation]) -> list[Column]:
+    """Each feature: the current tile's partial `__pw_p<i>` merged with the whole tiles'
+    `__pw_w<i>` (windows of more than one tile), finished; null unless the entity is seen (an
+    event in the longest window: `__pw_p<last>` of the current tile plus _SEEN of the others)."""
+    view = view_request.view
+    seen = F.coalesce(F.col(f"__pw_p{len(wanted)}"), F.lit(0)) + F.coalesce(F.col(_SEEN), F.lit(0))
+    outputs = []
+    for i, (aggregation, name) in enumerate(zip(wanted, view_request.output_names, strict=True)):
+        part = F.col(f"__pw_p{i}")
+        if aggregation.window_us > view.tile_us:
+            part = _merge(aggregation, F.col(f"__pw_w{i}"), part)
+        value = _finish(aggregation, view.input(aggregation.column).dtype, part)
+        outputs.append(F.when(seen > 0, value).alias(name))
+    return outputs
 
 
 def _tile_expr(column: str, tile: int) -> Column:
@@ -170,8 +169,21 @@ def _entry(value: Column, ts: Column, order: Column) -> Column:
     return F.when(value.isNotNull(), F.struct(ts.alias("t"), order.alias("o"), value.alias("v")))
 
 
-def _partial(aggregation: Aggregation, value: Column, ts: Column, order: Column) -> Column:
-    """The aggregate of a group of events into one partial."""
+def _value(view: FeatureView, aggregation: Aggregation, column: str) -> Column:
+    """The aggregated column; for count_distinct of floats -0.0 is 0.0 (they are equal, and
+    DuckDB counts them once, but Spark's collect_set keeps both)."""
+    value = F.col(column)
+    if aggregation.function == "count_distinct" and view.input(aggregation.column).dtype.kind in (
+        "Float32",
+        "Float64",
+    ):
+        return F.when(value == 0, F.abs(value)).otherwise(value)
+    return value
+
+
+def _partial(aggregation: Aggregation, value: Column) -> Column:
+    """The aggregate of a group of events (columns __pw_ts, __pw_ord) into one partial."""
+    ts, order = F.col("__pw_ts"), F.col("__pw_ord")
     function = aggregation.function
     number = value.cast("double")
     if function == "count":
