@@ -44,10 +44,7 @@ deltalake = pytest.importorskip("deltalake")
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 US = pa.timestamp("us", tz="UTC")
-# Until the Spark engine closes the sockets PySpark leaves to the garbage collector (its
-# spark_transfer module, in progress), their ResourceWarning is not this module's to fail on.
-SPARK_SOCKETS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-ENGINES = ["duckdb", pytest.param("spark", marks=[pytest.mark.spark, SPARK_SOCKETS])]
+ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.spark)]
 
 
 def engine_for(name: str, root: Path) -> OfflineEngine:
