@@ -229,11 +229,6 @@ def test_a_stopped_redis_fails_the_run_typed_and_a_rerun_converges(
     assert written == ENTITIES and history.watermark(project_name, "stats") == at(3)
 
 
-# The driver path streams through SparkEngine.latest(), whose mapInArrow runs pyspark 3.5's
-# pandas version check (distutils LooseVersion) and whose toLocalIterator leaves its socket to
-# the garbage collector: the Spark engine's warnings (being fixed there), not this module's.
-@pytest.mark.filterwarnings("ignore:distutils Version classes are deprecated:DeprecationWarning")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_sqlite_stays_on_the_driver_path(
     tmp_path: Path, spark_engine_of: Any, project_name: str
 ) -> None:
@@ -323,6 +318,16 @@ def test_the_cause_of_a_spark_failure_is_its_telling_line() -> None:
         "\tat org.apache.spark.sql.Generated.processNext(Unknown Source)\n"
     )
     assert spark_cause(java) == "java.lang.RuntimeException: the rows' query broke"
+    awaited = (
+        "An error occurred while calling o52.getResult.\n"
+        ": org.apache.spark.SparkException: Exception thrown in awaitResult: \n"
+        "\tat org.apache.spark.util.SparkThreadUtils$.awaitResult(SparkThreadUtils.scala:56)\n"
+        "Caused by: org.apache.spark.SparkException: Job aborted due to stage failure: Lost "
+        "task 0.0 (TID 0) (host executor driver): java.lang.RuntimeException: it broke\n"
+        "Driver stacktrace:\n"
+        "Caused by: java.lang.RuntimeException: it broke\n"
+    )
+    assert spark_cause(awaited) == "java.lang.RuntimeException: it broke"
     python = (
         "An error occurred while calling o9.collectToPython.\n"
         ": org.apache.spark.SparkException: Job aborted: "

@@ -44,10 +44,7 @@ deltalake = pytest.importorskip("deltalake")
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 US = pa.timestamp("us", tz="UTC")
-# Until the Spark engine closes the sockets PySpark leaves to the garbage collector (its
-# spark_transfer module, in progress), their ResourceWarning is not this module's to fail on.
-SPARK_SOCKETS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-ENGINES = ["duckdb", pytest.param("spark", marks=[pytest.mark.spark, SPARK_SOCKETS])]
+ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.spark)]
 
 
 def engine_for(name: str, root: Path) -> OfflineEngine:
@@ -473,3 +470,13 @@ def test_random_partitioned_appends_equal_the_reference_join(
     raw = pa.concat_tables(tables).to_pandas()
     reference = reference_historical_features(frame, resolve(catalog, refs), {"stats": raw})
     assert comparable(actual) == comparable(reference)
+
+
+def test_a_version_whose_files_were_vacuumed_is_refused(tmp_path: Path) -> None:
+    deltalake.write_deltalake(tmp_path / "t", table_of(FIRST))
+    deltalake.write_deltalake(tmp_path / "t", table_of(SECOND), mode="overwrite")
+    table = deltalake.DeltaTable(str(tmp_path / "t"))
+    table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    with pytest.raises(DeltaSourceError, match=r"version 0 lists .*not on disk .*VACUUM"):
+        source_files(DeltaSource(path="t", version=0), tmp_path)
+    assert len(source_files(DeltaSource(path="t"), tmp_path)) == 1

@@ -89,6 +89,7 @@ def materialize_view(
         online_settings is not None and online_settings.type in EXECUTOR_STORES
     ):
         frame = engine.latest_frame(view, start, end)
+        # The repo root locates only SQLite files, which executors never open.
         written = write_frame(frame, view, project, online_settings, Path("."), observe=observe)
         if progress is not None:
             progress("rows", written, None)

@@ -162,11 +162,15 @@ def write_frame(
 def _run_writes(frame: Any, task: PartitionWrite) -> list[Any]:
     """The partitions' answers; a job that fails before they answer (the rows' query, or an
     executor that cannot run the writer) raises MaterializationFailed with Spark's first line."""
+    import pyarrow as pa
+
     from parity.offline.spark_job import run
+    from parity.offline.spark_transfer import collect_arrow
 
     try:
         with quiet_pyspark():
-            return list(run(lambda: frame.mapInArrow(task, _ANSWER).collect()))
+            batches = run(lambda: collect_arrow(frame.mapInArrow(task, _ANSWER)))
+        return pa.Table.from_batches(batches).to_pylist() if batches else []
     except ParityError:
         raise
     except Exception as error:
@@ -180,8 +184,8 @@ def _run_writes(frame: Any, task: PartitionWrite) -> list[Any]:
 
 def spark_cause(text: str) -> str:
     """The line of a Spark error that says what went wrong: a Python traceback's last line, else
-    the innermost `...: message` of the job's failure line (Java frames and py4j's preamble
-    dropped); at most 300 characters."""
+    the innermost Java cause (`Caused by: ...`, or the failure line's last `...: message`), Java
+    frames and py4j's preamble dropped; at most 300 characters."""
     lines = [line for line in text.splitlines() if line.strip()]
     if any("Traceback (most recent call last)" in line for line in lines):
         skip = (":", "An error occurred", "org.", "java.", "Caused by", "Driver stacktrace")
@@ -191,7 +195,8 @@ def spark_cause(text: str) -> str:
             if not line[0].isspace() and not line.startswith(skip) and "Traceback" not in line
         ]
         return tail[-1][:300] if tail else ""
-    for line in lines:
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    for line in [*causes[-1:], *lines]:  # the innermost cause, if Java names one
         if line.startswith(": ") or "Exception: " in line or "Error: " in line:
             return line.rpartition("): ")[2].removeprefix(": ")[:300]
     return lines[0][:300] if lines else ""
@@ -199,9 +204,8 @@ def spark_cause(text: str) -> str:
 
 @contextmanager
 def quiet_pyspark() -> Iterator[None]:
-    """pyspark 3.5 checks pandas with distutils' LooseVersion (DeprecationWarning) and leaves
-    the sockets of collect and toLocalIterator to the garbage collector (ResourceWarning)."""
+    """pyspark 3.5's mapInArrow checks pandas with distutils' LooseVersion (a
+    DeprecationWarning on every call)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", ResourceWarning)
         yield

@@ -89,6 +89,12 @@ def delta_snapshot(source: DeltaSource, repo_root: Path) -> DeltaSnapshot:
     order = add_order(folder / "_delta_log", version)
     ranked = sorted(range(len(paths)), key=lambda i: file_rank(order, paths[i], modified[i]))
     files = tuple(_local_file(folder, paths[i]) for i in ranked)
+    missing = next((f for f in files if not f.is_file()), None)
+    if missing is not None:
+        raise DeltaSourceError(
+            f"Delta table '{folder}' version {version} lists {missing.name}, which is not on "
+            "disk (removed by VACUUM?); pin a later version, or leave version out for the latest"
+        )
     schema = pa.schema(table.schema().to_arrow())
     partitions = list(table.metadata().partition_columns)
     constants = tuple(

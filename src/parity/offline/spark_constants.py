@@ -15,16 +15,18 @@ if TYPE_CHECKING:
 
 
 def with_constants(frame: DataFrame, constants: Sequence[FileConstant], order: str) -> DataFrame:
-    """`frame` plus one column per constant: the value of the row's file, found by the file
-    position in column `order` (position << 40 + row index) and cast from its text."""
+    """`frame` plus one column per constant: the value of the row's file, cast from its text.
+    The file is found from column `order`, DuckDB's __ord: (1-based file position) << 40 + row
+    index when there are several files, the row index alone when there is one."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_type
 
     from parity.offline.spark_frames import ORDER_SHIFT
 
-    position = F.shiftright(F.col(order), ORDER_SHIFT) + F.lit(1)  # element_at counts from 1
+    # element_at counts from 1, as the file positions do; one file's rows have position 0.
+    position = F.greatest(F.shiftright(F.col(order), ORDER_SHIFT), F.lit(1)).cast("int")
     for constant in constants:
         values = F.array(*(F.lit(v).cast("string") for v in constant.values))
-        value = F.element_at(values, position.cast("int")).cast(from_arrow_type(constant.type))
+        value = F.element_at(values, position).cast(from_arrow_type(constant.type))
         frame = frame.withColumn(constant.name, value)
     return frame
