@@ -5,8 +5,9 @@ data, in one run: time, peak memory (the driver and Spark's JVM), ratios, and a 
         [--driver-memory 2g] [--timeout 900]
 
 Each measurement runs in a process of its own (this file with --worker), which makes one call on
-1,000 entity rows (the first call: class loading, code generation), times a second one (the
-engine's fixed cost per retrieval, "fixed s") and then the whole entity frame ("seconds"),
+1,000 entity rows against a 1,000-row view (the first call: class loading), times a second one
+(the engine's fixed cost per retrieval, "fixed s"), then times the whole entity frame twice: the
+first ("cold s": Spark's JVM compiles the hot code of the plan) and the second ("seconds"),
 for two shapes: pandas in, Arrow out ("frame"), and a Parquet entity path in, one Parquet file out
 ("parquet"). Peak memory is each process's high-water mark (VmHWM in /proc) read at its end: the
 Python driver's, and for Spark also the JVM's (the `java` child PySpark starts) and the Python
@@ -35,6 +36,7 @@ WORK = BENCH_DIR / ".work" / "retrieval"
 OUT = BENCH_DIR / ".work" / "spark"
 VIEW = "driver_stats"
 WARM_ROWS = 1_000
+TINY_ROWS = 1_000
 RUNS = (
     "asof/frame",
     "duckdb/frame",
@@ -118,12 +120,13 @@ def worker(argv: list[str]) -> int:
         store = FeatureStore(config["repos"][engine])
         store._offline_engine  # starts the engine (for Spark: the JVM and its session)  # noqa: B018
         warm = entity_df.head(WARM_ROWS)
+        tiny = [f"{VIEW}_tiny:{name}" for name in config["features"]]
 
         def run(frame: Any = None) -> Any:
-            if shape == "frame" or frame is not None:
-                return store.get_historical_features(
-                    entity_df if frame is None else frame, refs
-                ).to_arrow()
+            if frame is not None:  # the fixed cost: a small frame against the tiny view
+                return store.get_historical_features(frame, tiny).to_arrow()
+            if shape == "frame":
+                return store.get_historical_features(entity_df, refs).to_arrow()
             return store.get_historical_features(config["entity_path"], refs).to_parquet(out)
 
     start_s = time.perf_counter() - started
@@ -136,6 +139,9 @@ def worker(argv: list[str]) -> int:
         run(warm)
         warm_s = time.perf_counter() - begin
     begin = time.perf_counter()
+    result = run()  # the first full-size call: the JVM compiles the plan's hot code now
+    cold_s = time.perf_counter() - begin
+    begin = time.perf_counter()
     result = run()
     seconds = time.perf_counter() - begin
     memory = _memory()
@@ -145,6 +151,7 @@ def worker(argv: list[str]) -> int:
         json.dumps(
             {
                 "seconds": seconds,
+                "cold_s": cold_s,
                 "start_s": start_s,
                 "first_s": first_s,
                 "warm_s": warm_s,
@@ -159,7 +166,14 @@ def worker(argv: list[str]) -> int:
 
 
 def repo(root: Path, feature_path: Path, offline: str) -> Path:
+    """A repo with the benchmark's view and `driver_stats_tiny`: the same on the first
+    TINY_ROWS feature rows, which measures what a retrieval costs before any data."""
     root.mkdir(parents=True, exist_ok=True)
+    tiny = root / "tiny.parquet"
+    if not tiny.exists():
+        import pyarrow.parquet as pq
+
+        pq.write_table(pq.ParquetFile(feature_path).read_row_group(0).slice(0, TINY_ROWS), tiny)
     (root / "parity.yaml").write_text(f"project: bench\noffline:\n{offline}")
     fields = "\n".join(
         f'        Field(name="{name}", dtype={kind.capitalize()}),' for name, kind in data.FEATURES
@@ -171,6 +185,11 @@ def repo(root: Path, feature_path: Path, offline: str) -> Path:
         f'driver_stats = FeatureView(\n    name="{VIEW}",\n    entities=[driver],\n'
         f"    schema=[\n{fields}\n    ],\n"
         f'    source=FileSource(path="{feature_path}", timestamp_field="event_timestamp",\n'
+        '                      created_timestamp_column="created"),\n'
+        f"    ttl=timedelta(days={data.TTL_DAYS}),\n)\n\n"
+        f'driver_stats_tiny = FeatureView(\n    name="{VIEW}_tiny",\n    entities=[driver],\n'
+        f"    schema=[\n{fields}\n    ],\n"
+        f'    source=FileSource(path="{tiny}", timestamp_field="event_timestamp",\n'
         '                      created_timestamp_column="created"),\n'
         f"    ttl=timedelta(days={data.TTL_DAYS}),\n)\n"
     )
@@ -199,9 +218,17 @@ def same_rows(a_path: str, b_path: str) -> str:
     import pyarrow.parquet as pq
 
     a, b = pq.read_table(a_path), pq.read_table(b_path)
+    what = f"equal row for row ({a.num_rows:,} rows, {a.num_columns} columns"
     if a.equals(b):
-        return f"equal row for row ({a.num_rows:,} rows, {a.num_columns} columns)"
-    return f"DIFFERENT: {a.num_rows} vs {b.num_rows} rows, schemas {a.schema} / {b.schema}"
+        return what + ")"
+    if (
+        a.schema.names == b.schema.names
+        and a.schema.types == b.schema.types
+        and a.cast(b.schema).equals(b)
+    ):  # DuckDB's Parquet writer marks columns it knows have no nulls as required
+        return what + "; only the files' not-null flags differ)"
+    names = [n for n in a.schema.names if not a[n].equals(b[n])] if a.num_rows == b.num_rows else []
+    return f"DIFFERENT: {a.num_rows:,} vs {b.num_rows:,} rows; columns differing: {names}"
 
 
 def asof_agrees(asof_path: str, parity_path: str, features: list[str]) -> str:
@@ -222,7 +249,7 @@ def mib(kib: int) -> str:
 
 def report(results: dict[str, dict[str, Any]], entity_rows: int) -> None:
     print(
-        f"\n{'run':<16}{'seconds':>9}{'rows/s':>11}{'fixed s':>9}{'driver MiB':>12}"
+        f"\n{'run':<16}{'seconds':>9}{'cold s':>8}{'rows/s':>11}{'fixed s':>9}{'driver MiB':>12}"
         f"{'JVM MiB':>9}{'workers':>9}{'total MiB':>11}{'x time':>8}{'x mem':>7}"
     )
     for shape in ("frame", "parquet"):
@@ -232,14 +259,14 @@ def report(results: dict[str, dict[str, Any]], entity_rows: int) -> None:
             r = results[f"{engine}/{shape}"]
             total = r["driver_kib"] + r["jvm_kib"] + r["workers_kib"]
             print(
-                f"{engine + '/' + shape:<16}{r['seconds']:>9.2f}"
+                f"{engine + '/' + shape:<16}{r['seconds']:>9.2f}{r['cold_s']:>8.2f}"
                 f"{entity_rows / r['seconds']:>11,.0f}"
                 f"{r['warm_s']:>9.2f}{mib(r['driver_kib']):>12}{mib(r['jvm_kib']):>9}"
                 f"{mib(r['workers_kib']):>9}{mib(total):>11}"
                 f"{r['seconds'] / base['seconds']:>8.2f}{total / base_mem:>7.2f}"
             )
-    print("(x time, x mem: over DuckDB's Parity engine in the same shape; fixed s: the same call")
-    print(f" on {WARM_ROWS:,} entity rows, what a retrieval costs before its rows count)")
+    print("(x time, x mem: over DuckDB's Parity engine in the same shape; fixed s: a call with")
+    print(f" {WARM_ROWS:,} entity rows on a {TINY_ROWS:,}-row view: cost before any data)")
     for engine in ("duckdb", "spark"):
         r = results[f"{engine}/frame"]
         print(
@@ -248,31 +275,28 @@ def report(results: dict[str, dict[str, Any]], entity_rows: int) -> None:
         )
 
 
-def crossover(results: dict[str, dict[str, Any]], feature_rows: int) -> None:
-    """Fixed cost a and per-row cost b of each engine from the warm-up and the full call; Spark
-    spread over N machines like this one takes about a_s + b_s / N per row (ideal scaling), so it
-    matches DuckDB on one machine at N = b_s / (T_duck - a_s) * rows, and DuckDB cannot grow past
-    one machine's disk and memory."""
-    duck, spark = results["duckdb/parquet"], results["spark/parquet"]
-    a_s = spark["warm_s"]
-    per_row_s = max(spark["seconds"] - a_s, 1e-9)
-    need = per_row_s / max(duck["seconds"] - a_s, 1e-9) if duck["seconds"] > a_s else float("inf")
-    print(
-        f"\ncrossover: Spark's fixed cost {a_s:.1f} s per retrieval, variable {per_row_s:.1f} s "
-        f"vs DuckDB's {duck['seconds']:.1f} s in all for {feature_rows:,} feature rows."
-    )
-    if need == float("inf"):
+def crossover(results: dict[str, dict[str, Any]], size: str) -> None:
+    """Model: a retrieval costs Spark a fixed `a` (its time on 1,000 entity rows against a
+    1,000-row view) plus `v` that grows with the data; DuckDB costs `d`, all growing with it.
+    With the data k times this size and N machines like this one (ideal scaling), Spark takes
+    a + k*v/N and DuckDB, on one machine, k*d: Spark is faster once N > v/d and
+    k > a / (d - v/N)."""
+    print("\ncrossover (model in bench_spark.py crossover(); ideal scaling, same machines):")
+    for shape in ("frame", "parquet"):
+        d = results[f"duckdb/{shape}"]["seconds"]
+        spark = results[f"spark/{shape}"]
+        a = spark["warm_s"]
+        v = max(spark["seconds"] - a, 1e-9)
+        least = v / d
+        cases = []
+        for machines in (2, 4, 8, 16, 64):
+            if machines > least:
+                k = a / (d - v / machines)
+                cases.append(f"{machines} machines: data > {max(k, 1):,.1f}x {size}")
         print(
-            "  at this size DuckDB finishes inside Spark's fixed cost alone: no number of "
-            "machines makes Spark faster here; Spark pays off only once DuckDB's time grows "
-            "past that fixed cost by the work Spark can spread."
-        )
-    else:
-        print(
-            f"  Spark would match DuckDB with about {need:.1f}x this machine's cores (ideal "
-            "scaling); DuckDB's time grows with the data on one machine while Spark's "
-            "variable part divides by the executors, so the crossover is where the data no "
-            "longer fits one machine's memory and disk, or one machine's time budget."
+            f"  {shape}: fixed {a:.1f} s, variable {v:.1f} s, DuckDB {d:.2f} s; Spark needs "
+            f"> {least:.1f} machines like this one at any size; "
+            + ("; ".join(cases) or "none of 2-64 machines suffice")
         )
 
 
@@ -321,7 +345,7 @@ def main(argv: list[str]) -> int:
         print(f"check {shape}: Spark vs DuckDB: {same_rows(spark_out, duck)}; ", end="")
         asof = asof_agrees(results[f"asof/{shape}"]["out"], duck, data.FEATURE_NAMES)
         print(f"ASOF limit vs DuckDB: {asof}")
-    crossover(results, data.SIZES[args.size]["feature_rows"])
+    crossover(results, args.size)
     print(f"load after: {os.getloadavg()}")
     return 0
 

@@ -130,6 +130,23 @@ def test_output_equals_duckdb_with_passthrough_columns_and_two_views(
     assert values(out.to_pandas(), "amount") == [7.0, 50.0, 7.0, 11.0]
 
 
+def test_pandas_columns_of_every_kind_pass_through_as_on_duckdb(store: FeatureStore) -> None:
+    frame = pd.DataFrame(
+        {
+            "account_id": pd.array([1, 2], dtype="Int32"),
+            "event_timestamp": [at(6), at(2)],
+            "nothing": [None, None],
+            "category": pd.Categorical(["a", "b"]),
+            "small": pd.array([1, 2], dtype="uint8"),
+            "text": ["x", None],
+        }
+    )
+    out = store.get_historical_features(frame, ["stats:amount"]).to_arrow()
+    assert out.equals(duckdb_answer(store, frame, ["stats:amount"]))
+    assert out.schema.field("category").type == pa.string()
+    assert values(out.to_pandas(), "amount") == [50.0, 7.0]
+
+
 def test_arrow_parquet_sql_and_table_entity_frames_agree(
     store: FeatureStore, tmp_path: Path
 ) -> None:

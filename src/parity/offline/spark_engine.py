@@ -223,7 +223,10 @@ def _stored(dtype: DType) -> pa.DataType:
 
 
 def _plain(kind: pa.DataType) -> pa.DataType:
-    """The type DuckDB hands back for an entity column of `kind` (no large variants)."""
+    """The type DuckDB hands back for an entity column of `kind` (no large variants, categories
+    as their values)."""
+    if pat.is_dictionary(kind):
+        return _plain(kind.value_type)
     if pat.is_large_string(kind):
         return pa.string()
     if pat.is_large_binary(kind):
