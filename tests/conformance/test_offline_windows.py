@@ -63,7 +63,6 @@ def spark() -> Iterator[Any]:
     """The process's one small local session (never stopped: other modules reuse it)."""
     try:
         from parity.offline.spark_session import spark_session
-
         from tests.spark_support import SPARK_TEST_CONFIG
     except ImportError:  # the Spark engine (issue 16, part A) not merged here yet
         session = _own_session()
