@@ -88,7 +88,7 @@ def test_a_master_down_answers_503_naming_its_slots_and_other_entities_still_ans
         status, body = post(address, DRIVERS)
         assert status == 200 and body["results"][1]["values"] == [10 * d for d in DRIVERS]
         masters_only.kill(victim)
-        for _ in range(3):  # a refused connection, then (breaker open) refused at once
+        for _ in range(6):  # refused connections, then (breaker open: 5 failures) refused at once
             status, body = post(address, [kept[0], lost[0]])
             assert status == 503
             message = body["error"]["message"]
@@ -97,6 +97,15 @@ def test_a_master_down_answers_503_naming_its_slots_and_other_entities_still_ans
         assert status == 200
         assert body["results"][1]["values"] == [10 * d for d in kept]
         assert body["results"][1]["statuses"] == ["PRESENT"] * len(kept)
+        # /metrics names each node's breaker: the dead master's open, the others closed
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        for port in masters_only.masters():
+            state = "open" if port == victim else "closed"
+            label = f'store="redis_cluster:127.0.0.1:{port}"'
+            assert f'parity_online_circuit_state{{state="{state}",{label}}} 1.0' in text or (
+                f'parity_online_circuit_state{{{label},state="{state}"}} 1.0' in text
+            ), (port, state)
     store.close()
 
 

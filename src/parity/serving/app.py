@@ -189,9 +189,14 @@ def create_app(
 
 
 def _breakers(store: FeatureStore) -> dict[str, CircuitBreaker]:
-    """The online store's circuit breaker by store type (Redis has one; SQLite, local, none).
-    Reads the config first, so a scrape never opens a SQLite file."""
-    if store.config.online.type != "redis":
+    """The online store's circuit breakers by store type: Redis has one, a Redis Cluster one per
+    node (`redis_cluster:host:port`), SQLite (local) none. Reads the config first, so a scrape
+    never opens a SQLite file."""
+    kind = store.config.online.type
+    if kind == "redis_cluster":
+        per_node = getattr(store.online_store, "breakers", {})
+        return {f"redis_cluster:{node}": b for node, b in per_node.items()}
+    if kind != "redis":
         return {}
     breaker = getattr(store.online_store, "breaker", None)
     return {"redis": breaker} if isinstance(breaker, CircuitBreaker) else {}
