@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.types as pat
 
 from parity.definitions import FeatureView
-from parity.errors import EntityFrameError, RetrievalError, SourceSchemaError
+from parity.errors import EntityFrameError, SourceSchemaError
 from parity.offline import entity_frame
 from parity.offline.duckdb_sql import (
     SourceScan,
@@ -31,7 +31,7 @@ from parity.offline.duckdb_sql import (
     source_sql,
 )
 from parity.offline.entity_frame import EntityFrame
-from parity.offline.request import RetrievalRequest, ViewRequest
+from parity.offline.request import RetrievalRequest, ViewRequest, interval_keys
 from parity.offline.sources import source_layout
 from parity.repo.config import OfflineConfig
 from parity.timeutil import to_micros
@@ -221,14 +221,7 @@ class DuckDBEngine:
     def interval(
         self, request: RetrievalRequest, start: datetime, end: datetime, timestamp_column: str
     ) -> DuckDBJob:
-        keys = request.join_keys
-        for view_request in request.views:
-            if set(view_request.view.join_keys) != set(keys):
-                raise RetrievalError(
-                    "retrieval without an entity frame needs views with the same join keys; "
-                    f"'{view_request.view.name}' has {list(view_request.view.join_keys)}, the "
-                    f"request needs {list(keys)}. Request those views separately"
-                )
+        keys = interval_keys(request)
         scans = self._scans(request)
         lo, hi = to_micros(start), to_micros(end)
         rows = " UNION ".join(

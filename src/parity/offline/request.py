@@ -195,3 +195,16 @@ def _check_collisions(requests: tuple[ViewRequest, ...]) -> None:
                     f"'{request.view.name}{FULL_NAME_SEPARATOR}{name}'"
                 )
             seen[name] = request.view.name
+
+
+def interval_keys(request: RetrievalRequest) -> list[str]:
+    """The join keys of a retrieval without an entity frame; every view must have the same."""
+    keys = request.join_keys
+    for view_request in request.views:
+        if set(view_request.view.join_keys) != set(keys):
+            raise RetrievalError(
+                "retrieval without an entity frame needs views with the same join keys; "
+                f"'{view_request.view.name}' has {list(view_request.view.join_keys)}, the "
+                f"request needs {list(keys)}. Request those views separately"
+            )
+    return list(keys)

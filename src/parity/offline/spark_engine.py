@@ -19,11 +19,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from parity.definitions import DType, FeatureView
-from parity.errors import EntityFrameError, RetrievalError, SourceSchemaError
+from parity.errors import EntityFrameError, SourceSchemaError
 from parity.offline import entity_frame
 from parity.offline.delta import FileConstant
 from parity.offline.entity_frame import EntityFrame
-from parity.offline.request import RetrievalRequest
+from parity.offline.request import RetrievalRequest, interval_keys
 from parity.offline.sources import source_layout
 from parity.offline.spark_frames import (
     col,
@@ -176,14 +176,7 @@ class SparkEngine:
     def interval(
         self, request: RetrievalRequest, start: datetime, end: datetime, timestamp_column: str
     ) -> SparkJob:
-        keys = request.join_keys
-        for view_request in request.views:
-            if set(view_request.view.join_keys) != set(keys):
-                raise RetrievalError(
-                    "retrieval without an entity frame needs views with the same join keys; "
-                    f"'{view_request.view.name}' has {list(view_request.view.join_keys)}, the "
-                    f"request needs {list(keys)}. Request those views separately"
-                )
+        keys = interval_keys(request)
         lo, hi = to_micros(start), to_micros(end)
         parts = [
             self.source_frame(v.view, ())

@@ -135,11 +135,7 @@ class RedisClusterOnlineStore(RedisOnlineStore):
         now_us: int,
         horizon_us: int,
     ) -> int:
-        by_entity: dict[bytes, list[bytes | str]] = {}
-        ends: dict[bytes, int] = {}
-        for (key, name), payload in tiles.items():
-            by_entity.setdefault(key, []).extend((name, payload))
-            ends[key] = max(ends.get(key, 0), single._end(name, payload, now_us))
+        by_entity, ends = single.tiles_by_entity(tiles, now_us)
         calls = []
         for key, fields in by_entity.items():
             expiry = str((ends[key] + horizon_us) // 1000) if self.expire else ""

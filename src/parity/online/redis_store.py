@@ -324,11 +324,7 @@ class RedisOnlineStore:
         now_us: int,
         horizon_us: int,
     ) -> int:
-        by_entity: dict[bytes, list[bytes | str]] = {}
-        ends: dict[bytes, int] = {}
-        for (key, name), payload in tiles.items():
-            by_entity.setdefault(key, []).extend((name, payload))
-            ends[key] = max(ends.get(key, 0), _end(name, payload, now_us))
+        by_entity, ends = tiles_by_entity(tiles, now_us)
         with self._reachable():
             pipe = self.client.pipeline(transaction=False)
             for key, fields in by_entity.items():
@@ -492,3 +488,15 @@ def _end(name: str, payload: bytes, now_us: int) -> int:
     if name != PENDING:
         return tile_end(name)
     return 0 if payload == b"\x80" else now_us + DAY_US
+
+
+def tiles_by_entity(
+    tiles: Mapping[tuple[bytes, str], bytes], now_us: int
+) -> tuple[dict[bytes, list[bytes | str]], dict[bytes, int]]:
+    """Tiles to write, per entity key: its field/value pairs, and the end of its newest tile."""
+    by_entity: dict[bytes, list[bytes | str]] = {}
+    ends: dict[bytes, int] = {}
+    for (key, name), payload in tiles.items():
+        by_entity.setdefault(key, []).extend((name, payload))
+        ends[key] = max(ends.get(key, 0), _end(name, payload, now_us))
+    return by_entity, ends
