@@ -40,6 +40,7 @@ bench: install
 	$(PY) benchmarks/bench_batch_predict.py --quick
 	$(PY) benchmarks/bench_scale.py --quick
 	$(PY) benchmarks/bench_cluster.py
+	$(PY) benchmarks/bench_spark.py --size small
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
@@ -56,6 +57,7 @@ bench-full: install
 	$(PY) benchmarks/bench_batch_predict.py
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_cluster.py --rows 10000000 --keys 100000
+	$(PY) benchmarks/bench_spark.py --size large
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
