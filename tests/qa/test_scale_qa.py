@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -322,3 +323,27 @@ def test_spark_setting_spark_refuses_is_an_error_naming_the_setting(tmp_path: Pa
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert "spark.sql.shuffle.partitions" in last and "invalid_entity_frame" not in last
+
+
+@pytest.mark.spark
+@pytest.mark.xfail(
+    strict=True,
+    reason="offline/spark_session.py default_conf: Spark 3.5 refuses Parquet timestamps before "
+    "1900 (SparkUpgradeException READ_ANCIENT_DATETIME, a Java stack trace) unless "
+    "spark.sql.parquet.datetimeRebaseModeInRead is CORRECTED; pyarrow/pandas files are "
+    "proleptic Gregorian, so CORRECTED is the right default",
+)
+def test_spark_reads_source_times_before_1900_as_duckdb(tmp_path: Path) -> None:
+    store = _repo(tmp_path, spark=True)
+    path = store.repo_path / "data" / "stats.parquet"
+    table = pq.read_table(path)
+    ancient = pa.array([datetime(1, 1, 1, tzinfo=UTC)] * table.num_rows, US)
+    table = table.set_column(table.schema.get_field_index("created"), "created", ancient)
+    pq.write_table(table, path)
+    frame = _entities()
+    expected = duckdb_answer(store, frame, ["stats:amount", "stats:n"])
+    assert (
+        store.get_historical_features(frame, ["stats:amount", "stats:n"])
+        .to_arrow()
+        .equals(expected)
+    )
