@@ -144,6 +144,27 @@ def test_spark_conf_yaml_numbers_and_booleans_are_read_as_spark_text(tmp_path: P
         load_config(root)
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://:s3cret@127.0.0.1:7000/3", "only database 0"),
+        ("redis://127.0.0.1:7000,unix:///tmp/redis.sock", "over TCP"),
+    ],
+)
+def test_redis_cluster_url_a_cluster_cannot_use_is_refused_by_plan_not_only_at_open(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    # Before: `parity plan`/`apply` accepted these and the error came at the first read or
+    # write, with "expected redis://...[/db] or unix:///path" hints that a cluster refuses.
+    (tmp_path / "parity.yaml").write_text(
+        f"project: demo\nonline:\n  type: redis_cluster\n  connection_string: '{url}'\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path)
+    assert problem in str(raised.value) and "online.connection_string" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+
+
 # --- open: files of other parts (see the QA report) -------------------------------------------
 
 
