@@ -438,3 +438,50 @@ def test_categorical_entity_column_has_the_same_type_on_both_engines(tmp_path: P
     duck = duckdb_answer(store, frame, ["stats:amount"])
     spark = store.get_historical_features(frame, ["stats:amount"]).to_arrow()
     assert spark.schema.equals(duck.schema), (spark.schema, duck.schema)
+
+
+@pytest.mark.spark
+@pytest.mark.xfail(
+    strict=True,
+    reason="SILENT WRONG ANSWER. offline/spark_constants.py with_constants reads the file "
+    "position as (__ord >> 40) + 1, but spark_frames.with_file_order already stores DuckDB's "
+    "1-based position: every file of a multi-file partitioned Delta table gets the NEXT file's "
+    "partition values (retrieval and Spark materialization alike)",
+)
+def test_spark_partitioned_delta_table_answers_as_duckdb(tmp_path: Path) -> None:
+    from deltalake import write_deltalake
+
+    table = tmp_path / "table"
+    rows = pd.DataFrame(
+        {
+            "account_id": [1, 2, 3],
+            "event_timestamp": [at(0)] * 3,
+            "amount": [1.0, 2.0, 3.0],
+            "n": [1, 2, 3],
+        }
+    ).astype({"event_timestamp": "datetime64[us, UTC]"})
+    write_deltalake(table, rows, partition_by=["account_id"])
+    write_deltalake(
+        table, rows.assign(amount=rows.amount * 10), mode="append", partition_by=["account_id"]
+    )
+    defs = (
+        REPO["defs.py"]
+        .replace(
+            'source=FileSource(path="data/stats.parquet", created_timestamp_column="created")',
+            f'source=DeltaSource(path="{table}")',
+        )
+        .replace("FileSource, Float64", "FileSource, DeltaSource, Float64")
+    )
+    root = write_repo(tmp_path / "repo", {"defs.py": defs}, extra=spark_yaml())
+    _stats(root)
+    store = FeatureStore(root)
+    store.apply()
+    frame = pd.DataFrame({"account_id": [1, 2, 3], "event_timestamp": [at(1)] * 3})
+    # Hand-worked: one row per account per commit at the same time: the later commit wins.
+    assert values(duckdb_answer(store, frame, ["stats:amount"]).to_pandas(), "amount") == [
+        10.0,
+        20.0,
+        30.0,
+    ]
+    out = store.get_historical_features(frame, ["stats:amount", "stats:n"]).to_arrow()
+    assert out.equals(duckdb_answer(store, frame, ["stats:amount", "stats:n"]))
