@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -163,6 +164,49 @@ def test_redis_cluster_url_a_cluster_cannot_use_is_refused_by_plan_not_only_at_o
         load_config(tmp_path)
     assert problem in str(raised.value) and "online.connection_string" in str(raised.value)
     assert "s3cret" not in str(raised.value)
+
+
+@pytest.mark.redis
+def test_streamed_events_of_a_source_with_a_created_column_are_applied(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # publish() sends every datetime as µs; the worker turned only the event time back, so with
+    # a created_timestamp_column every event was dropped as invalid (found running
+    # `parity ingest` on the fraud example with created_timestamp declared).
+    import redis
+
+    from parity.ingest.stream import StreamWorker, publish
+    from tests.ingest.test_stream import compare_online_offline, events, repo_files
+
+    stream, project = f"parity:test:{uuid.uuid4().hex}", f"s{uuid.uuid4().hex[:10]}"
+    files = repo_files(stream)
+    files["defs.py"] = files["defs.py"].replace(
+        'FileSource(path="data/txns/")',
+        'FileSource(path="data/txns/", created_timestamp_column="created")',
+    )
+    extra = f"online:\n  type: redis\n  connection_string: {redis_url}\n"
+    root = write_repo(tmp_path / "repo", files, project=project, extra=extra)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+        store = FeatureStore(root, clock=lambda: now)
+        store.apply()
+        sent = [{**e, "created": now} for e in events(now, 20)]
+        source = store.get_feature_view("velocity").source
+        publish(client, source, sent, project=store.project)  # type: ignore[arg-type]
+        worker = StreamWorker(store, "txns", block_ms=1, client=client)
+        while worker.run_once():
+            pass
+        assert (worker.stats.applied, worker.stats.invalid) == (20, 0)
+        written = pq.read_table(root / "data" / "txns")
+        assert written.schema.field("created").type == US
+        assert set(written.column("created").to_pylist()) == {now}
+        compare_online_offline(store, now)
+    finally:
+        client.delete(stream)
+        for key in client.scan_iter(match=f"parity:v1:{project}:*", count=1000):
+            client.delete(key)
+        client.close()
 
 
 # --- open: files of other parts (see the QA report) -------------------------------------------
