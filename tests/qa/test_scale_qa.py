@@ -212,15 +212,21 @@ def test_streamed_events_of_a_source_with_a_created_column_are_applied(
 # --- open: files of other parts (see the QA report) -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/duckdb_sql.py source_sql: epoch_us() has no TIMESTAMPTZ_NS overload "
-    "(pandas writes nanosecond Parquet by default): DuckDB BinderException",
-)
 def test_duckdb_reads_a_source_with_nanosecond_timestamps(tmp_path: Path) -> None:
+    # pandas writes tz-aware times as timestamp[ns, UTC]; DuckDB 2 reads them as TIMESTAMPTZ_NS,
+    # which epoch_us() refused (BinderException, untyped) for the event and created columns.
     store = _repo(tmp_path, spark=False, stamp_type=NS)
-    out = store.get_historical_features(_entities(), ["stats:amount"]).to_pandas()
-    assert values(out, "amount") == [11.0, 50.0, 7.0]
+    out = store.get_historical_features(_entities(), ["stats:amount", "stats:n"]).to_pandas()
+    assert values(out, "amount") == [11.0, 50.0, 7.0]  # the worked example: created breaks ties
+    assert values(out, "n") == [2, 3, 4]
+    from parity.offline.duckdb_engine import DuckDBEngine
+
+    view = store.get_feature_view("stats")
+    latest = pa.Table.from_batches(list(DuckDBEngine(store.repo_path).latest(view, at(-9), at(9))))
+    assert sorted(zip(latest["account_id"].to_pylist(), latest["n"].to_pylist(), strict=True)) == [
+        (1, 5),
+        (2, 4),
+    ]
 
 
 @pytest.mark.spark
