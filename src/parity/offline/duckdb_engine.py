@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.types as pat
 
 from parity.definitions import FeatureView
+from parity.definitions.source import BatchSource
 from parity.errors import EntityFrameError, SourceSchemaError
 from parity.offline import entity_frame
 from parity.offline.duckdb_sql import (
@@ -153,7 +154,9 @@ class DuckDBEngine:
                     f"feature view '{view_request.view.name}': source path '{source.path}' matches "
                     "no Parquet files; generate the data or fix the path"
                 )
-            scans[view_request.view.name] = SourceScan(tuple(str(f) for f in files), constants)
+            scans[view_request.view.name] = SourceScan(
+                tuple(str(f) for f in files), constants, _aware_ns(source, files)
+            )
         return scans
 
     def latest(
@@ -262,10 +265,32 @@ def _utc_output(schema: pa.Schema, column: str) -> str | None:
     return f"make_timestamp(__ts)::TIMESTAMPTZ AS {quote(column)}"
 
 
+def _aware_ns(source: BatchSource, files: Sequence[Path]) -> frozenset[str]:
+    """The source's time columns stored as timestamp[ns, tz] in any of its files (footers)."""
+    import pyarrow.parquet as pq
+
+    stamps = {source.timestamp_field}
+    if source.created_timestamp_column:
+        stamps.add(source.created_timestamp_column)
+    found: set[str] = set()
+    for file in files:
+        schema = pq.read_schema(file)
+        for name in stamps - found:
+            index = schema.get_field_index(name)
+            kind = schema.field(index).type if index >= 0 else None
+            if kind is not None and pat.is_timestamp(kind) and kind.unit == "ns" and kind.tz:
+                found.add(name)
+    return frozenset(found)
+
+
 def _epoch_us(schema: pa.Schema, column: str) -> str:
     """SQL for the entity timestamp as µs since the epoch, UTC (naive values are UTC)."""
     kind = schema.field(column).type
     name = quote(column)
+    if pat.is_timestamp(kind) and kind.unit == "ns" and kind.tz is not None:
+        # epoch_us has no TIMESTAMPTZ_NS overload (pandas writes nanoseconds); as UTC wall time
+        # it is a TIMESTAMP_NS, whose epoch_us truncates to µs (docs/retrieval.md)
+        return f"epoch_us(timezone('UTC', {name}))"
     if pat.is_timestamp(kind):
         return f"epoch_us({name})"
     if pat.is_date(kind):

@@ -53,6 +53,15 @@ class SourceScan:
 
     files: tuple[str, ...]
     constants: tuple[FileConstant, ...] = ()
+    # columns stored as timestamp[ns, tz] (pandas' default): DuckDB reads them as TIMESTAMPTZ_NS,
+    # which epoch_us() does not take (see `epoch_sql`)
+    aware_ns: frozenset[str] = frozenset()
+
+    def epoch_sql(self, column: str) -> str:
+        """µs since the epoch of a source timestamp column (ns truncated, as docs/retrieval.md)."""
+        if column in self.aware_ns:  # as UTC wall time it is a TIMESTAMP_NS, which epoch_us takes
+            return f"epoch_us(timezone('UTC', {quote(column)}))"
+        return f"epoch_us({quote(column)})"
 
 
 def scan_sql(scan: SourceScan) -> str:
@@ -89,9 +98,9 @@ def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> 
     """One view's rows: keys, __ts (µs UTC), __created, __ord (ingestion order) and features."""
     source = view.batch_source
     keys = [f"{quote(source.column_for(k))} AS {quote(k)}" for k in view.join_keys]
-    ts = f"epoch_us({quote(source.timestamp_field)})"
+    ts = scan.epoch_sql(source.timestamp_field)
     created = (
-        f"coalesce(epoch_us({quote(source.created_timestamp_column)}), {NO_CREATED})"
+        f"coalesce({scan.epoch_sql(source.created_timestamp_column)}, {NO_CREATED})"
         if source.created_timestamp_column
         else str(NO_CREATED)
     )
