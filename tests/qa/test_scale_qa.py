@@ -475,13 +475,6 @@ def test_spark_cli_refusal_prints_no_java_stack_trace(tmp_path: Path) -> None:
 
 
 @pytest.mark.spark
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dictionary (pandas Categorical) column passed through the entity frame comes back "
-    "as dictionary<string> from Spark (offline/spark_engine.py _arrow_schema keeps the frame's "
-    "type) and as plain string from DuckDB: the engines' schemas differ (retrieval.md says "
-    "extra columns pass through unchanged, so DuckDB's cast may be the one to change)",
-)
 def test_categorical_entity_column_has_the_same_type_on_both_engines(tmp_path: Path) -> None:
     store = _repo(tmp_path, spark=True)
     frame = _entities().assign(segment=pd.Categorical(["a", "b", "a"]))
@@ -491,13 +484,6 @@ def test_categorical_entity_column_has_the_same_type_on_both_engines(tmp_path: P
 
 
 @pytest.mark.spark
-@pytest.mark.xfail(
-    strict=True,
-    reason="SILENT WRONG ANSWER. offline/spark_constants.py with_constants reads the file "
-    "position as (__ord >> 40) + 1, but spark_frames.with_file_order already stores DuckDB's "
-    "1-based position: every file of a multi-file partitioned Delta table gets the NEXT file's "
-    "partition values (retrieval and Spark materialization alike)",
-)
 def test_spark_partitioned_delta_table_answers_as_duckdb(tmp_path: Path) -> None:
     from deltalake import write_deltalake
 
