@@ -266,6 +266,10 @@ def _epoch_us(schema: pa.Schema, column: str) -> str:
     """SQL for the entity timestamp as µs since the epoch, UTC (naive values are UTC)."""
     kind = schema.field(column).type
     name = quote(column)
+    if pat.is_timestamp(kind) and kind.unit == "ns" and kind.tz is not None:
+        # epoch_us has no TIMESTAMPTZ_NS overload (pandas writes nanoseconds); as UTC wall time
+        # it is a TIMESTAMP_NS, whose epoch_us truncates to µs (docs/retrieval.md)
+        return f"epoch_us(timezone('UTC', {name}))"
     if pat.is_timestamp(kind):
         return f"epoch_us({name})"
     if pat.is_date(kind):

@@ -146,6 +146,8 @@ def normalize_timestamp(column: Any, name: str) -> Any:
     if t.is_timestamp(kind):
         if kind.tz is None:
             column = pc.assume_timezone(column, "UTC")
+        if kind.unit == "ns":  # truncated to µs (docs/retrieval.md), earlier in time as DuckDB does
+            column = pc.floor_temporal(column, unit="microsecond")
         return column.cast(pa.timestamp("us", tz="UTC"))
     if t.is_date(kind):
         return column.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))

@@ -77,6 +77,44 @@ class OfflineConfig(_Settings):
     master: str = "local[2]"
     conf: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        # Checked here, not by Spark: a JVM refusing it prints a Java stack trace and the error
+        # that comes back blames the Java install instead of this field.
+        if not _SPARK_MASTER.fullmatch(value.strip()):
+            raise ValueError(
+                f"{value!r} is not a Spark master URL; use local[N] or local[*] (this machine), "
+                "spark://host:port, yarn, or k8s://https://host:port"
+            )
+        return value.strip()
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf(cls, value: Any) -> Any:
+        # YAML reads `spark.sql.shuffle.partitions: 2` and `spark.ui.enabled: false` as an int
+        # and a bool; Spark takes every setting as text, so scalars are written as Spark would.
+        if not isinstance(value, Mapping):
+            return value
+        return {key: _spark_text(key, item) for key, item in value.items()}
+
+
+_SPARK_MASTER = re.compile(
+    r"local(\[(\d+|\*)(,\s*\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]"
+    r"|spark://[^\s/,:]+:\d+(,[^\s/,:]+:\d+)*|yarn|k8s://\S+|mesos://\S+"
+)
+
+
+def _spark_text(key: Any, item: Any) -> Any:
+    """A Spark setting's value as text (booleans lower-case, as Spark writes them)."""
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    if isinstance(item, int | float):
+        return str(item)
+    if not isinstance(item, str):
+        raise ValueError(f"setting {key!r} must be text or a number, got {type(item).__name__}")
+    return item
+
 
 class OnlineConfig(_Settings):
     """`expire: true` drops an entity's row once its view's ttl has passed since its event time
