@@ -147,11 +147,6 @@ def test_spark_conf_yaml_numbers_and_booleans_are_read_as_spark_text(tmp_path: P
 # --- open: files of other parts (see the QA report) -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/duckdb_sql.py source_sql: epoch_us() has no TIMESTAMPTZ_NS overload "
-    "(pandas writes nanosecond Parquet by default): DuckDB BinderException",
-)
 def test_duckdb_reads_a_source_with_nanosecond_timestamps(tmp_path: Path) -> None:
     store = _repo(tmp_path, spark=False, stamp_type=NS)
     out = store.get_historical_features(_entities(), ["stats:amount"]).to_pandas()

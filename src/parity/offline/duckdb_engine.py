@@ -32,7 +32,7 @@ from parity.offline.duckdb_sql import (
 )
 from parity.offline.entity_frame import EntityFrame
 from parity.offline.request import RetrievalRequest, ViewRequest, interval_keys
-from parity.offline.sources import source_layout
+from parity.offline.sources import source_layout, zoned_nanosecond_columns
 from parity.repo.config import OfflineConfig
 from parity.timeutil import to_micros
 
@@ -153,7 +153,9 @@ class DuckDBEngine:
                     f"feature view '{view_request.view.name}': source path '{source.path}' matches "
                     "no Parquet files; generate the data or fix the path"
                 )
-            scans[view_request.view.name] = SourceScan(tuple(str(f) for f in files), constants)
+            scans[view_request.view.name] = SourceScan(
+                tuple(str(f) for f in files), constants, zoned_nanosecond_columns(files)
+            )
         return scans
 
     def latest(
