@@ -154,11 +154,6 @@ def test_duckdb_reads_a_source_with_nanosecond_timestamps(tmp_path: Path) -> Non
 
 
 @pytest.mark.spark
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/spark_frames.py read_parquet: Spark 3.5 refuses TIMESTAMP(NANOS) Parquet "
-    "with a Java stack trace and an untyped Py4JJavaError",
-)
 def test_spark_reads_a_source_with_nanosecond_timestamps(tmp_path: Path) -> None:
     store = _repo(tmp_path, spark=True, stamp_type=NS)
     out = store.get_historical_features(_entities(), ["stats:amount"]).to_pandas()
@@ -166,11 +161,6 @@ def test_spark_reads_a_source_with_nanosecond_timestamps(tmp_path: Path) -> None
 
 
 @pytest.mark.spark
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/spark_frames.py footer_schema unifies every column of every file: a column "
-    "no view reads, int64 in one file and timestamp in another, raises ArrowTypeError",
-)
 def test_spark_source_files_differing_in_an_unread_column_answer_as_duckdb(
     tmp_path: Path,
 ) -> None:
@@ -343,13 +333,6 @@ def test_spark_setting_spark_refuses_is_an_error_naming_the_setting(tmp_path: Pa
 
 
 @pytest.mark.spark
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/spark_session.py default_conf: Spark 3.5 refuses Parquet timestamps before "
-    "1900 (SparkUpgradeException READ_ANCIENT_DATETIME, a Java stack trace) unless "
-    "spark.sql.parquet.datetimeRebaseModeInRead is CORRECTED; pyarrow/pandas files are "
-    "proleptic Gregorian, so CORRECTED is the right default",
-)
 def test_spark_reads_source_times_before_1900_as_duckdb(tmp_path: Path) -> None:
     store = _repo(tmp_path, spark=True)
     path = store.repo_path / "data" / "stats.parquet"

@@ -35,7 +35,6 @@ from parity.offline.spark_frames import (
     read_parquet,
     refusing_nulls,
     source_frame,
-    with_file_order,
 )
 from parity.offline.spark_job import SparkJob
 from parity.offline.spark_session import spark_session
@@ -131,7 +130,7 @@ class SparkEngine:
             files = sorted(
                 Path(p) for p in glob.glob(self._entity_path(entity.path), recursive=True)
             )
-            frame = with_file_order(read_parquet(self.session, files), files, "__rid", dense=True)
+            frame = read_parquet(self.session, files, order=("__rid", True))
         else:
             frame = dense_ids(self._entity_reader(str(entity.sql), sql=True), "__rid")
         frame = frame.withColumn("__ts", entity_micros(frame, timestamp_column))

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'parity[spark]'"
 JAVA = "Java 17 (a JDK or JRE on PATH, or JAVA_HOME pointing at it)"
+_REBASE_MODES = (
+    "datetimeRebaseModeInRead",
+    "datetimeRebaseModeInWrite",
+    "int96RebaseModeInRead",
+    "int96RebaseModeInWrite",
+)
 _lock = threading.Lock()
 _session: SparkSession | None = None
 
@@ -36,6 +42,13 @@ def default_conf(master: str) -> dict[str, str]:
         "spark.ui.enabled": "false",
         # The console progress bar writes over the CLI's own output and logs.
         "spark.ui.showConsoleProgress": "false",
+        # Spark 3.5 has no nanosecond time type and refuses TIMESTAMP(NANOS) Parquet (pandas'
+        # default); read as longs, the engine floors them to µs (spark_frames.read_parquet).
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
+        # pyarrow, pandas, DuckDB and Spark 3 write proleptic Gregorian times; Spark 3.5 would
+        # refuse times before 1900 (READ_ANCIENT_DATETIME) in case a file came from Spark 2.x or
+        # Hive's hybrid calendar. CORRECTED reads and writes the values as they are.
+        **{f"spark.sql.parquet.{mode}": "CORRECTED" for mode in _REBASE_MODES},
     }
     if master.startswith("local"):
         # Spark's default of 200 shuffle partitions suits a cluster; on one machine each join
