@@ -94,9 +94,9 @@ def read_source_schema(source: BatchSource, repo_root: Path) -> pa.Schema:
     import pyarrow.parquet as pq
 
     if isinstance(source, DeltaSource):
-        from parity.offline.delta import delta_snapshot
+        from parity.offline.delta import delta_schema
 
-        return delta_snapshot(source, repo_root).schema
+        return delta_schema(source, repo_root)
 
     files, _ = source_layout(source, repo_root)
     if not files:
