@@ -208,12 +208,6 @@ def test_spark_sql_entity_query_reads_relative_paths_from_the_repo_root(tmp_path
 
 
 @pytest.mark.spark
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/spark_job.py to_parquet vs DuckDB's: for a Parquet-path or SQL entity frame "
-    "DuckDB writes the entity columns NOT NULL, Spark nullable, so `parity dataset create` "
-    "records different fingerprints for the same rows on the two engines",
-)
 def test_spark_parquet_result_of_a_sql_entity_frame_has_duckdbs_schema(tmp_path: Path) -> None:
     store = _repo(tmp_path, spark=True)
     labels = store.repo_path / "data" / "labels.parquet"

@@ -162,10 +162,10 @@ def retrieval_sql(
     request: RetrievalRequest,
     entity_sql: str,
     scans: dict[str, SourceScan],
-    timestamp_sql: str | None = None,
+    replace_sql: str | None = None,
 ) -> str:
     """The whole retrieval. `entity_sql` must yield the entity columns plus __rid and __ts;
-    `timestamp_sql`, if given, replaces the entity timestamp column in the output."""
+    `replace_sql`, if given, rewrites entity columns in the output (`expr AS name, ...`)."""
     ctes = [f"entity AS MATERIALIZED ({entity_sql})"]
     left = "entity"
     for index, view_request in enumerate(request.views):
@@ -177,7 +177,7 @@ def retrieval_sql(
         else:
             ctes.extend(_view_ctes(index, view_request, scan, left))
         left = f"view_{index}"
-    replace = f" REPLACE ({timestamp_sql})" if timestamp_sql else ""
+    replace = f" REPLACE ({replace_sql})" if replace_sql else ""
     return (
         f"WITH {', '.join(ctes)} SELECT * EXCLUDE (__rid, __ts){replace} FROM {left} ORDER BY __rid"
     )

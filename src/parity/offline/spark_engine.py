@@ -163,11 +163,8 @@ class SparkEngine:
         names = [n for n in joined.columns if n not in ("__rid", "__ts")]
         stamp = F.timestamp_micros(col("__ts")).alias(timestamp_column)
         output = [stamp if n == timestamp_column else col(n) for n in names]
-        fields: dict[str, pa.DataType | pa.Field] = {
-            f.name: f.with_type(_plain(f.type)) for f in entity.schema
-        }
-        if fields[timestamp_column].type != UTC_US:  # rewritten, as DuckDB's make_timestamp
-            fields[timestamp_column] = pa.field(timestamp_column, UTC_US)
+        fields = {f.name: _plain(f.type) for f in entity.schema}
+        fields[timestamp_column] = UTC_US  # rewritten, as DuckDB's make_timestamp
         fields.update(_feature_types(request))
         schema = _arrow_schema(joined.select(*output), fields)
         return SparkJob(joined.select(*output, col("__rid")), schema, order="__rid")
@@ -226,11 +223,9 @@ def _plain(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
-def _arrow_schema(frame: DataFrame, fields: Mapping[str, pa.DataType | pa.Field]) -> pa.Schema:
-    """The Arrow schema of `frame`'s result: `fields` where given (a field keeps its
-    nullability, as DuckDB keeps the entity frame's), else Spark's own mapping."""
-    out = []
-    for field in to_arrow_schema(frame.schema):
-        given = fields.get(field.name, field.type)
-        out.append(given if isinstance(given, pa.Field) else pa.field(field.name, given))
-    return pa.schema(out)
+def _arrow_schema(frame: DataFrame, fields: Mapping[str, pa.DataType]) -> pa.Schema:
+    """The Arrow schema of `frame`'s result: `fields`' types where given, else Spark's own
+    mapping; every field nullable, as DuckDB's results are (docs/retrieval.md)."""
+    return pa.schema(
+        pa.field(f.name, fields.get(f.name, f.type)) for f in to_arrow_schema(frame.schema)
+    )
