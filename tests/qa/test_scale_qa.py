@@ -190,11 +190,6 @@ def test_spark_source_files_differing_in_an_unread_column_answer_as_duckdb(
 
 
 @pytest.mark.spark
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/spark_engine.py _entity_reader: a SQL entity query's relative paths are "
-    "read from the process's working directory, not the repo root as on DuckDB",
-)
 def test_spark_sql_entity_query_reads_relative_paths_from_the_repo_root(tmp_path: Path) -> None:
     store = _repo(tmp_path, spark=True)
     pq.write_table(

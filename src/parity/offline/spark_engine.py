@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import glob
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +44,7 @@ from parity.repo.config import OfflineConfig
 from parity.timeutil import to_micros
 
 log = logging.getLogger(__name__)
+_working_directory = threading.Lock()  # one SQL entity query analyzed at a time (see below)
 UTC_US = pa.timestamp("us", tz="UTC")
 
 
@@ -101,12 +104,30 @@ class SparkEngine:
     def _entity_reader(self, text: str, *, sql: bool) -> DataFrame:
         try:
             if sql:
-                return self.session.sql(text)
+                return self._sql_from_repo_root(text)
             return read_parquet(self.session, [Path(self._entity_path(text))])
         except Exception as error:  # Spark's parse and analysis errors
             what = "SQL entity query" if sql else f"entity Parquet path '{text}'"
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise EntityFrameError(f"{what} cannot be read: {first}") from None
+
+    def _sql_from_repo_root(self, text: str) -> DataFrame:
+        """`text` analyzed with relative paths (parquet.`data/x.parquet`) resolved from the repo
+        root, as DuckDB's file_search_path does: the local file system's working directory is
+        the repo root while Spark analyzes the query (which qualifies every path it reads)."""
+        jvm: Any = self.session._jvm
+        local = jvm.org.apache.hadoop.fs.FileSystem.getLocal(
+            self.session._jsc.hadoopConfiguration()
+        )
+        with _working_directory:
+            before = local.getWorkingDirectory()
+            local.setWorkingDirectory(
+                jvm.org.apache.hadoop.fs.Path(self.repo_root.resolve().as_uri())
+            )
+            try:
+                return self.session.sql(text)
+            finally:
+                local.setWorkingDirectory(before)
 
     def describe(self, text: str, *, sql: bool) -> pa.Schema:
         """Spark's schema of the frame; for Parquet, the files' own (types and nullability as
