@@ -285,12 +285,6 @@ def _cli(
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/spark_session.py / spark_engine.py: a Spark setting Spark refuses "
-    "(spark.sql.shuffle.partitions: '0') surfaces as invalid_entity_frame 'entity Parquet path "
-    "cannot be read: Error while instantiating SessionStateBuilder', not naming the setting",
-)
 def test_spark_setting_spark_refuses_is_an_error_naming_the_setting(tmp_path: Path) -> None:
     yaml = spark_yaml().replace(
         "spark.sql.shuffle.partitions: '2'", "spark.sql.shuffle.partitions: '0'"
@@ -315,7 +309,8 @@ def test_spark_setting_spark_refuses_is_an_error_naming_the_setting(tmp_path: Pa
     )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert "spark.sql.shuffle.partitions" in last and "invalid_entity_frame" not in last
+    assert "spark.sql.shuffle.partitions" in last and "invalid_entity_frame" not in last, last
+    assert "must be positive" in last
 
 
 @pytest.mark.spark

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity.errors import BackendNotInstalled, SparkUnavailable
+from parity.errors import BackendNotInstalled, ConfigError, SparkUnavailable
 from parity.repo.config import OfflineConfig
 
 if TYPE_CHECKING:
@@ -101,13 +101,35 @@ def spark_session(config: OfflineConfig) -> SparkSession:
         for key, value in {**default_conf(config.master), **config.conf}.items():
             builder = builder.config(key, value)
         try:
-            _session = builder.getOrCreate()
-            return _session
+            session = builder.getOrCreate()
         except Exception as error:  # the JVM gateway failed to start: Java is the usual cause
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise SparkUnavailable(
                 f"Spark could not start ({first}); it needs {JAVA} and {INSTALL}"
             ) from None
+        _check_settings(session, config)
+        _session = session
+        return session
+
+
+def _check_settings(session: SparkSession, config: OfflineConfig) -> None:
+    """Spark checks SQL settings only when a session first uses them (later, as an error
+    about whatever ran first): use them now, and refuse one Spark refuses as a ConfigError
+    naming it. The broken session is stopped, so a corrected config can start another."""
+    try:
+        session.conf.get("spark.sql.session.timeZone")
+    except Exception as error:
+        text = str(error)
+        session.stop()
+        named = [key for key in config.conf if key in text]
+        cause = next(
+            (line.split(":", 1)[1].strip() for line in text.splitlines() if "Caused by:" in line),
+            (text.strip().splitlines() or [type(error).__name__])[0],
+        )
+        which = ", ".join(f"offline.conf '{k}'" for k in named) or "a setting in offline.conf"
+        raise ConfigError(
+            f"Spark refuses {which}: {cause.split(': ', 1)[-1]}; fix it in parity.yaml"
+        ) from None
 
 
 def java_executable() -> str | None:
