@@ -311,6 +311,7 @@ def test_spark_setting_spark_refuses_is_an_error_naming_the_setting(tmp_path: Pa
     last = done.stderr.strip().splitlines()[-1]
     assert "spark.sql.shuffle.partitions" in last and "invalid_entity_frame" not in last, last
     assert "must be positive" in last
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # no Spark log before it
 
 
 @pytest.mark.spark
@@ -332,12 +333,6 @@ def test_spark_reads_source_times_before_1900_as_duckdb(tmp_path: Path) -> None:
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline/spark_session.py: Spark's log4j writes executor ERRORs with Java stack "
-    "traces (and its banner) to the CLI's stderr before parity's one-line error, e.g. for an "
-    "entity Parquet file with a null key",
-)
 def test_spark_cli_refusal_prints_no_java_stack_trace(tmp_path: Path) -> None:
     store = _repo(tmp_path, spark=True)
     frame = pa.Table.from_pandas(_entities(), preserve_index=False)

@@ -50,6 +50,12 @@ def default_conf(master: str) -> dict[str, str]:
         # Hive's hybrid calendar. CORRECTED reads and writes the values as they are.
         **{f"spark.sql.parquet.{mode}": "CORRECTED" for mode in _REBASE_MODES},
     }
+    logging = _log_config()
+    if logging is not None:
+        # Spark's console log (a banner, WARNs, a Java stack trace per failed task) would print
+        # before Parity's one-line error; parity's log4j2 file sends it nowhere. Your own
+        # $SPARK_CONF_DIR/log4j2.properties, or this setting in offline.conf, takes precedence.
+        conf["spark.driver.extraJavaOptions"] = f'-Dlog4j2.configurationFile="{logging}"'
     if master.startswith("local"):
         # Spark's default of 200 shuffle partitions suits a cluster; on one machine each join
         # or sort would run 200 mostly empty tasks. Twice the local cores keeps both busy.
@@ -58,6 +64,20 @@ def default_conf(master: str) -> dict[str, str]:
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     return conf
+
+
+def _log_config() -> str | None:
+    """Parity's log4j2 file for the driver JVM, or None when the user has one of their own in
+    $SPARK_CONF_DIR (or $SPARK_HOME/conf), which Spark then reads."""
+    for folder in (os.environ.get("SPARK_CONF_DIR"), _spark_home_conf()):
+        if folder and (Path(folder) / "log4j2.properties").is_file():
+            return None
+    return str(Path(__file__).with_name("spark_log4j2.properties"))
+
+
+def _spark_home_conf() -> str | None:
+    home = os.environ.get("SPARK_HOME")
+    return str(Path(home) / "conf") if home else None
 
 
 def _local_cores(master: str) -> int:
