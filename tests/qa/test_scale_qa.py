@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -144,13 +145,88 @@ def test_spark_conf_yaml_numbers_and_booleans_are_read_as_spark_text(tmp_path: P
         load_config(root)
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://:s3cret@127.0.0.1:7000/3", "only database 0"),
+        ("redis://127.0.0.1:7000,unix:///tmp/redis.sock", "over TCP"),
+    ],
+)
+def test_redis_cluster_url_a_cluster_cannot_use_is_refused_by_plan_not_only_at_open(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    # Before: `parity plan`/`apply` accepted these and the error came at the first read or
+    # write, with "expected redis://...[/db] or unix:///path" hints that a cluster refuses.
+    (tmp_path / "parity.yaml").write_text(
+        f"project: demo\nonline:\n  type: redis_cluster\n  connection_string: '{url}'\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path)
+    assert problem in str(raised.value) and "online.connection_string" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+
+
+@pytest.mark.redis
+def test_streamed_events_of_a_source_with_a_created_column_are_applied(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # publish() sends every datetime as µs; the worker turned only the event time back, so with
+    # a created_timestamp_column every event was dropped as invalid (found running
+    # `parity ingest` on the fraud example with created_timestamp declared).
+    import redis
+
+    from parity.ingest.stream import StreamWorker, publish
+    from tests.ingest.test_stream import compare_online_offline, events, repo_files
+
+    stream, project = f"parity:test:{uuid.uuid4().hex}", f"s{uuid.uuid4().hex[:10]}"
+    files = repo_files(stream)
+    files["defs.py"] = files["defs.py"].replace(
+        'FileSource(path="data/txns/")',
+        'FileSource(path="data/txns/", created_timestamp_column="created")',
+    )
+    extra = f"online:\n  type: redis\n  connection_string: {redis_url}\n"
+    root = write_repo(tmp_path / "repo", files, project=project, extra=extra)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+        store = FeatureStore(root, clock=lambda: now)
+        store.apply()
+        sent = [{**e, "created": now} for e in events(now, 20)]
+        source = store.get_feature_view("velocity").source
+        publish(client, source, sent, project=store.project)  # type: ignore[arg-type]
+        worker = StreamWorker(store, "txns", block_ms=1, client=client)
+        while worker.run_once():
+            pass
+        assert (worker.stats.applied, worker.stats.invalid) == (20, 0)
+        written = pq.read_table(root / "data" / "txns")
+        assert written.schema.field("created").type == US
+        assert set(written.column("created").to_pylist()) == {now}
+        compare_online_offline(store, now)
+    finally:
+        client.delete(stream)
+        for key in client.scan_iter(match=f"parity:v1:{project}:*", count=1000):
+            client.delete(key)
+        client.close()
+
+
 # --- open: files of other parts (see the QA report) -------------------------------------------
 
 
 def test_duckdb_reads_a_source_with_nanosecond_timestamps(tmp_path: Path) -> None:
+    # pandas writes tz-aware times as timestamp[ns, UTC]; DuckDB 2 reads them as TIMESTAMPTZ_NS,
+    # which epoch_us() refused (BinderException, untyped) for the event and created columns.
     store = _repo(tmp_path, spark=False, stamp_type=NS)
-    out = store.get_historical_features(_entities(), ["stats:amount"]).to_pandas()
-    assert values(out, "amount") == [11.0, 50.0, 7.0]
+    out = store.get_historical_features(_entities(), ["stats:amount", "stats:n"]).to_pandas()
+    assert values(out, "amount") == [11.0, 50.0, 7.0]  # the worked example: created breaks ties
+    assert values(out, "n") == [2, 3, 4]
+    from parity.offline.duckdb_engine import DuckDBEngine
+
+    view = store.get_feature_view("stats")
+    latest = pa.Table.from_batches(list(DuckDBEngine(store.repo_path).latest(view, at(-9), at(9))))
+    assert sorted(zip(latest["account_id"].to_pylist(), latest["n"].to_pylist(), strict=True)) == [
+        (1, 5),
+        (2, 4),
+    ]
 
 
 @pytest.mark.spark
@@ -367,3 +443,50 @@ def test_categorical_entity_column_has_the_same_type_on_both_engines(tmp_path: P
     # docs/retrieval.md: a category column comes back as its values, on both engines.
     assert spark.schema.field("segment").type == pa.string()
     assert spark.column("segment").to_pylist() == ["a", "b", "a"]
+
+
+@pytest.mark.spark
+@pytest.mark.xfail(
+    strict=True,
+    reason="SILENT WRONG ANSWER. offline/spark_constants.py with_constants reads the file "
+    "position as (__ord >> 40) + 1, but spark_frames.with_file_order already stores DuckDB's "
+    "1-based position: every file of a multi-file partitioned Delta table gets the NEXT file's "
+    "partition values (retrieval and Spark materialization alike)",
+)
+def test_spark_partitioned_delta_table_answers_as_duckdb(tmp_path: Path) -> None:
+    from deltalake import write_deltalake
+
+    table = tmp_path / "table"
+    rows = pd.DataFrame(
+        {
+            "account_id": [1, 2, 3],
+            "event_timestamp": [at(0)] * 3,
+            "amount": [1.0, 2.0, 3.0],
+            "n": [1, 2, 3],
+        }
+    ).astype({"event_timestamp": "datetime64[us, UTC]"})
+    write_deltalake(table, rows, partition_by=["account_id"])
+    write_deltalake(
+        table, rows.assign(amount=rows.amount * 10), mode="append", partition_by=["account_id"]
+    )
+    defs = (
+        REPO["defs.py"]
+        .replace(
+            'source=FileSource(path="data/stats.parquet", created_timestamp_column="created")',
+            f'source=DeltaSource(path="{table}")',
+        )
+        .replace("FileSource, Float64", "FileSource, DeltaSource, Float64")
+    )
+    root = write_repo(tmp_path / "repo", {"defs.py": defs}, extra=spark_yaml())
+    _stats(root)
+    store = FeatureStore(root)
+    store.apply()
+    frame = pd.DataFrame({"account_id": [1, 2, 3], "event_timestamp": [at(1)] * 3})
+    # Hand-worked: one row per account per commit at the same time: the later commit wins.
+    assert values(duckdb_answer(store, frame, ["stats:amount"]).to_pandas(), "amount") == [
+        10.0,
+        20.0,
+        30.0,
+    ]
+    out = store.get_historical_features(frame, ["stats:amount", "stats:n"]).to_arrow()
+    assert out.equals(duckdb_answer(store, frame, ["stats:amount", "stats:n"]))

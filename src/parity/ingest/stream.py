@@ -73,7 +73,9 @@ def publish(
     return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.execute()]
 
 
-def decode_event(fields: Mapping[bytes, bytes], timestamp_field: str) -> dict[str, Any]:
+def decode_event(
+    fields: Mapping[bytes, bytes], timestamp_field: str, created_field: str | None = None
+) -> dict[str, Any]:
     """A stream message's event: its field `e`, a msgpack map, with the time in µs (how
     `publish` writes it) as a UTC datetime. PushError if it is missing or not a msgpack map.
     `parity ingest` and `parity predict stream` read events with it."""
@@ -84,11 +86,13 @@ def decode_event(fields: Mapping[bytes, bytes], timestamp_field: str) -> dict[st
         raise PushError(f"not msgpack: {error}") from None
     if not isinstance(row, dict):
         raise PushError(f"field '{EVENT_FIELD.decode()}' is not a map")
-    moment = row.get(timestamp_field)
-    if isinstance(moment, int) and not isinstance(moment, bool):
-        # beyond datetime's range it is left as the integer: validation refuses it, naming it
-        with contextlib.suppress(OverflowError, ValueError):
-            row[timestamp_field] = from_micros(moment)
+    # publish() sends every datetime as µs, so the created time comes as an integer too
+    for name in (timestamp_field, created_field):
+        moment = row.get(name) if name else None
+        if name and isinstance(moment, int) and not isinstance(moment, bool):
+            # beyond datetime's range it is left as the integer: validation refuses it, naming it
+            with contextlib.suppress(OverflowError, ValueError):
+                row[name] = from_micros(moment)
     return row
 
 
@@ -391,7 +395,8 @@ class StreamWorker:
 
     def _decode(self, message_id: str, fields: dict[bytes, bytes]) -> dict[str, Any] | None:
         try:
-            return decode_event(fields, self.source.batch_source.timestamp_field)
+            batch = self.source.batch_source
+            return decode_event(fields, batch.timestamp_field, batch.created_timestamp_column)
         except PushError as error:
             self._reject(message_id, "invalid", str(error))
             return None

@@ -140,7 +140,24 @@ class OnlineConfig(_Settings):
             cluster = info.data.get("type") == "redis_cluster"
             for url in value.split(",") if cluster else [value]:
                 _refuse(redis_url_problem(url.strip()))
+                if cluster:
+                    _refuse(_cluster_node_problem(url.strip()))
         return value
+
+
+def _cluster_node_problem(url: str) -> str | None:
+    """What a Redis Cluster node URL may not have (online/cluster_router.py refuses the same when
+    the store opens; checked here too so `plan` and `apply` refuse it, naming the file)."""
+    from urllib.parse import urlsplit
+
+    from parity.redaction import redact
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return f"{redact(url)!r}: a cluster node is reached over TCP (redis:// or rediss://)"
+    if parts.path.strip("/") not in ("", "0"):
+        return f"{redact(url)!r}: Redis Cluster has only database 0; remove '/<db>'"
+    return None
 
 
 class FeatureServerConfig(_Settings):
