@@ -446,13 +446,6 @@ def test_categorical_entity_column_has_the_same_type_on_both_engines(tmp_path: P
 
 
 @pytest.mark.spark
-@pytest.mark.xfail(
-    strict=True,
-    reason="SILENT WRONG ANSWER. offline/spark_constants.py with_constants reads the file "
-    "position as (__ord >> 40) + 1, but spark_frames.with_file_order already stores DuckDB's "
-    "1-based position: every file of a multi-file partitioned Delta table gets the NEXT file's "
-    "partition values (retrieval and Spark materialization alike)",
-)
 def test_spark_partitioned_delta_table_answers_as_duckdb(tmp_path: Path) -> None:
     from deltalake import write_deltalake
 
