@@ -399,3 +399,30 @@ def test_ttl_cut_is_exact_to_the_microsecond(store: FeatureStore) -> None:
     frame = entities([(2, "d1", at(1) + ttl), (2, "d1", at(1) + ttl + timedelta(microseconds=1))])
     out = store.get_historical_features(frame, ["stats:amount"]).to_pandas()
     assert values(out, "amount") == [7.0, None]
+
+
+def test_nanosecond_source_times_are_floored_to_microseconds_as_on_duckdb(
+    store: FeatureStore,
+) -> None:
+    # pandas writes timestamp[ns, UTC]; Spark 3.5 has no such type. 999 ns past hour 0 is hour 0
+    # (floored, as entity times are); 1 ns before hour 5 is 1 µs before it, so at hour 5 minus
+    # 1 µs that row already counts, and 1 µs earlier still it does not.
+    ns = pa.timestamp("ns", tz="UTC")
+    stamps = [to_micros(at(h)) * 1000 for h in (0, 0, 5, 1, 8)]
+    stamps[1] += 999
+    stamps[2] -= 1
+    path = store.repo_path / "data" / "stats.parquet"
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("event_timestamp")
+    table = table.set_column(index, pa.field("event_timestamp", ns), pa.array(stamps, ns))
+    pq.write_table(table, path)
+    five = at(5) - timedelta(microseconds=1)
+    frame = pd.DataFrame(
+        {
+            "account_id": [1, 1, 1],
+            "event_timestamp": [at(0), five, five - timedelta(microseconds=1)],
+        }
+    ).astype({"event_timestamp": "datetime64[us, UTC]"})
+    out = store.get_historical_features(frame, ["stats:amount"]).to_arrow()
+    assert out.column("amount").to_pylist() == [11.0, 50.0, 11.0]
+    assert out.equals(duckdb_answer(store, frame, ["stats:amount"]))

@@ -89,12 +89,7 @@ def delta_snapshot(source: DeltaSource, repo_root: Path) -> DeltaSnapshot:
     order = add_order(folder / "_delta_log", version)
     ranked = sorted(range(len(paths)), key=lambda i: file_rank(order, paths[i], modified[i]))
     files = tuple(_local_file(folder, paths[i]) for i in ranked)
-    missing = next((f for f in files if not f.is_file()), None)
-    if missing is not None:
-        raise DeltaSourceError(
-            f"Delta table '{folder}' version {version} lists {missing.name}, which is not on "
-            "disk (removed by VACUUM?); pin a later version, or leave version out for the latest"
-        )
+    _check_files_exist(folder, version, files, pinned=source.version is not None)
     schema = pa.schema(table.schema().to_arrow())
     partitions = list(table.metadata().partition_columns)
     constants = tuple(
@@ -102,6 +97,39 @@ def delta_snapshot(source: DeltaSource, repo_root: Path) -> DeltaSnapshot:
     )
     log.debug("Delta table %s version %d: %d files", folder, version, len(files))
     return DeltaSnapshot(str(folder), version, files, constants, schema)
+
+
+def delta_schema(source: DeltaSource, repo_root: Path) -> pa.Schema:
+    """The table's schema at `source`'s version, from the log alone (apply checks a view's
+    columns against it; whether the version's files are still on disk is checked on reading)."""
+    import pyarrow as pa
+
+    folder = delta_table_path(source, repo_root)
+    table = _open(folder, source.version)
+    check_readable(str(folder), table)
+    return pa.schema(table.schema().to_arrow())
+
+
+def _check_files_exist(
+    folder: Path, version: int, files: tuple[Path, ...], *, pinned: bool
+) -> None:
+    """Refuse a snapshot whose files are gone (VACUUM removes the files of old versions),
+    naming the latest version when a pinned one is stale."""
+    missing = next((f for f in files if not f.is_file()), None)
+    if missing is None:
+        return
+    what = f"Delta table '{folder}' version {version} lists {missing.name}, which is not on disk"
+    if pinned:
+        import deltalake
+
+        latest = _latest_version(deltalake, folder)
+        raise DeltaSourceError(
+            f"{what} (removed by VACUUM?); its latest version is {latest}: pin version "
+            f"{latest} (or another whose files are kept), or leave version out for the latest"
+        )
+    raise DeltaSourceError(
+        f"{what}, though it is the latest version: restore the file or repair the table"
+    )
 
 
 # Partition column types whose values an engine can cast from text.

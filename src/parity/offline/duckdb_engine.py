@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.types as pat
 
 from parity.definitions import FeatureView
-from parity.definitions.source import BatchSource
 from parity.errors import EntityFrameError, SourceSchemaError
 from parity.offline import entity_frame
 from parity.offline.duckdb_sql import (
@@ -33,7 +32,7 @@ from parity.offline.duckdb_sql import (
 )
 from parity.offline.entity_frame import EntityFrame
 from parity.offline.request import RetrievalRequest, ViewRequest, interval_keys
-from parity.offline.sources import source_layout
+from parity.offline.sources import source_layout, zoned_nanosecond_columns
 from parity.repo.config import OfflineConfig
 from parity.timeutil import to_micros
 
@@ -155,7 +154,7 @@ class DuckDBEngine:
                     "no Parquet files; generate the data or fix the path"
                 )
             scans[view_request.view.name] = SourceScan(
-                tuple(str(f) for f in files), constants, _aware_ns(source, files)
+                tuple(str(f) for f in files), constants, zoned_nanosecond_columns(files)
             )
         return scans
 
@@ -215,9 +214,8 @@ class DuckDBEngine:
                 timestamp_column,
                 request,
             )
-        sql = retrieval_sql(
-            request, entity_sql, self._scans(request), _utc_output(entity.schema, timestamp_column)
-        )
+        outputs = _nullable_outputs(entity.schema.names, timestamp_column, entity.schema)
+        sql = retrieval_sql(request, entity_sql, self._scans(request), outputs)
         log.debug("retrieval SQL: %s", sql)
         return DuckDBJob(connection, sql)
 
@@ -238,8 +236,10 @@ class DuckDBEngine:
             f"(row_number() OVER (ORDER BY __ts, {key_list})) - 1 AS __rid, __ts "
             f"FROM (SELECT DISTINCT * FROM ({rows}))"
         )
+        stamp = pa.schema([pa.field(timestamp_column, pa.timestamp("us", tz="UTC"))])
+        outputs = _nullable_outputs([*keys, timestamp_column], timestamp_column, stamp)
         connection = self.connect()
-        return DuckDBJob(connection, retrieval_sql(request, entity_sql, scans))
+        return DuckDBJob(connection, retrieval_sql(request, entity_sql, scans, outputs))
 
 
 def _refusing_nulls(entity_sql: str, timestamp_column: str, request: RetrievalRequest) -> str:
@@ -256,31 +256,26 @@ def _refusing_nulls(entity_sql: str, timestamp_column: str, request: RetrievalRe
     return f"SELECT * REPLACE (CASE {' '.join(cases)} ELSE __ts END AS __ts) FROM ({entity_sql})"
 
 
-def _utc_output(schema: pa.Schema, column: str) -> str | None:
-    """SQL that rewrites the entity timestamp as timestamp[us, UTC] for the output; None when it
-    already is one (converting a million values costs a noticeable share of a retrieval)."""
-    kind = schema.field(column).type
-    if pat.is_timestamp(kind) and kind.unit == "us" and kind.tz is not None:
-        return None
-    return f"make_timestamp(__ts)::TIMESTAMPTZ AS {quote(column)}"
+def _nullable_outputs(columns: list[str], timestamp_column: str, schema: pa.Schema) -> str:
+    """SQL that rewrites the entity columns for the output: each one nullable, and the timestamp
+    as timestamp[us, UTC] (unless `schema` says it already is one: converting a million values
+    costs a noticeable share of a retrieval).
 
-
-def _aware_ns(source: BatchSource, files: Sequence[Path]) -> frozenset[str]:
-    """The source's time columns stored as timestamp[ns, tz] in any of its files (footers)."""
-    import pyarrow.parquet as pq
-
-    stamps = {source.timestamp_field}
-    if source.created_timestamp_column:
-        stamps.add(source.created_timestamp_column)
-    found: set[str] = set()
-    for file in files:
-        schema = pq.read_schema(file)
-        for name in stamps - found:
-            index = schema.get_field_index(name)
-            kind = schema.field(index).type if index >= 0 else None
-            if kind is not None and pat.is_timestamp(kind) and kind.unit == "ns" and kind.tz:
-                found.add(name)
-    return frozenset(found)
+    DuckDB writes a column NOT NULL to Parquet when its statistics show no nulls (an entity
+    Parquet file's footer, a source filtered on IS NOT NULL); Spark cannot know that, so the
+    same rows gave different files and dataset fingerprints. The CASE (a no-op on the values)
+    drops that knowledge: every output column is nullable on both engines (docs/retrieval.md).
+    """
+    parts = []
+    for column in columns:
+        name = quote(column)
+        value = name
+        if column == timestamp_column:
+            kind = schema.field(column).type
+            if not (pat.is_timestamp(kind) and kind.unit == "us" and kind.tz is not None):
+                value = "make_timestamp(__ts)::TIMESTAMPTZ"
+        parts.append(f"CASE WHEN {value} IS NULL THEN NULL ELSE {value} END AS {name}")
+    return ", ".join(parts)
 
 
 def _epoch_us(schema: pa.Schema, column: str) -> str:

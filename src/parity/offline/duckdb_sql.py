@@ -53,15 +53,9 @@ class SourceScan:
 
     files: tuple[str, ...]
     constants: tuple[FileConstant, ...] = ()
-    # columns stored as timestamp[ns, tz] (pandas' default): DuckDB reads them as TIMESTAMPTZ_NS,
-    # which epoch_us() does not take (see `epoch_sql`)
-    aware_ns: frozenset[str] = frozenset()
-
-    def epoch_sql(self, column: str) -> str:
-        """µs since the epoch of a source timestamp column (ns truncated, as docs/retrieval.md)."""
-        if column in self.aware_ns:  # as UTC wall time it is a TIMESTAMP_NS, which epoch_us takes
-            return f"epoch_us(timezone('UTC', {quote(column)}))"
-        return f"epoch_us({quote(column)})"
+    # Columns some file holds as timestamp[ns] with a zone (pandas' default Parquet): DuckDB
+    # reads them as TIMESTAMPTZ_NS, which epoch_us() has no overload for.
+    zoned_nanos: frozenset[str] = frozenset()
 
 
 def scan_sql(scan: SourceScan) -> str:
@@ -94,13 +88,28 @@ def arrow_duck_type(kind: pa.DataType) -> str:
     return names[str(kind)]
 
 
+def epoch_us_sql(column: str, scan: SourceScan) -> str:
+    """A source time column as µs since the epoch, UTC. Nanoseconds are truncated (floored) to
+    µs, as entity times are (docs/retrieval.md): as UTC wall time a TIMESTAMPTZ_NS is a
+    TIMESTAMP_NS, whose epoch_us floors (a cast to TIMESTAMPTZ would round)."""
+    if column in scan.zoned_nanos:
+        return f"epoch_us(timezone('UTC', {quote(column)}))"
+    return f"epoch_us({quote(column)})"
+
+
+def _value_sql(column: str, dtype: DType, scan: SourceScan) -> str:
+    if dtype.kind == "UnixTimestamp" and dtype.element is None and column in scan.zoned_nanos:
+        return f"make_timestamp({epoch_us_sql(column, scan)})::TIMESTAMPTZ"
+    return f"CAST({quote(column)} AS {duck_type(dtype)})"
+
+
 def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> str:
     """One view's rows: keys, __ts (µs UTC), __created, __ord (ingestion order) and features."""
     source = view.batch_source
     keys = [f"{quote(source.column_for(k))} AS {quote(k)}" for k in view.join_keys]
-    ts = scan.epoch_sql(source.timestamp_field)
+    ts = epoch_us_sql(source.timestamp_field, scan)
     created = (
-        f"coalesce({scan.epoch_sql(source.created_timestamp_column)}, {NO_CREATED})"
+        f"coalesce({epoch_us_sql(source.created_timestamp_column, scan)}, {NO_CREATED})"
         if source.created_timestamp_column
         else str(NO_CREATED)
     )
@@ -110,8 +119,7 @@ def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> 
     else:
         order = "file_row_number"
     values = [
-        f"CAST({quote(source.column_for(name))} AS {duck_type(view.input(name).dtype)}) "
-        f"AS {quote(name)}"
+        f"{_value_sql(source.column_for(name), view.input(name).dtype, scan)} AS {quote(name)}"
         for name in features
     ]
     columns = ", ".join(
@@ -154,10 +162,10 @@ def retrieval_sql(
     request: RetrievalRequest,
     entity_sql: str,
     scans: dict[str, SourceScan],
-    timestamp_sql: str | None = None,
+    replace_sql: str | None = None,
 ) -> str:
     """The whole retrieval. `entity_sql` must yield the entity columns plus __rid and __ts;
-    `timestamp_sql`, if given, replaces the entity timestamp column in the output."""
+    `replace_sql`, if given, rewrites entity columns in the output (`expr AS name, ...`)."""
     ctes = [f"entity AS MATERIALIZED ({entity_sql})"]
     left = "entity"
     for index, view_request in enumerate(request.views):
@@ -169,7 +177,7 @@ def retrieval_sql(
         else:
             ctes.extend(_view_ctes(index, view_request, scan, left))
         left = f"view_{index}"
-    replace = f" REPLACE ({timestamp_sql})" if timestamp_sql else ""
+    replace = f" REPLACE ({replace_sql})" if replace_sql else ""
     return (
         f"WITH {', '.join(ctes)} SELECT * EXCLUDE (__rid, __ts){replace} FROM {left} ORDER BY __rid"
     )

@@ -7,7 +7,7 @@ Reads only Parquet metadata (schemas) and Delta logs, never the data.
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,15 +68,35 @@ def source_layout(
     return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()), ()
 
 
+def zoned_nanosecond_columns(files: Sequence[Path]) -> frozenset[str]:
+    """Columns some file holds as timestamp[ns] with a zone (pandas' default Parquet), from the
+    footers; an unreadable footer is skipped (the engine's read reports it)."""
+    import pyarrow.parquet as pq
+    import pyarrow.types as t
+
+    found: set[str] = set()
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+        except Exception:
+            continue
+        found.update(
+            f.name
+            for f in schema
+            if t.is_timestamp(f.type) and f.type.unit == "ns" and f.type.tz is not None
+        )
+    return frozenset(found)
+
+
 def read_source_schema(source: BatchSource, repo_root: Path) -> pa.Schema:
     """The Arrow schema of a local source: a Delta table's from its log, else from the first
     file's footer."""
     import pyarrow.parquet as pq
 
     if isinstance(source, DeltaSource):
-        from parity.offline.delta import delta_snapshot
+        from parity.offline.delta import delta_schema
 
-        return delta_snapshot(source, repo_root).schema
+        return delta_schema(source, repo_root)
 
     files, _ = source_layout(source, repo_root)
     if not files:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import glob
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +37,6 @@ from parity.offline.spark_frames import (
     read_parquet,
     refusing_nulls,
     source_frame,
-    with_file_order,
 )
 from parity.offline.spark_job import SparkJob
 from parity.offline.spark_session import spark_session
@@ -43,6 +44,7 @@ from parity.repo.config import OfflineConfig
 from parity.timeutil import to_micros
 
 log = logging.getLogger(__name__)
+_working_directory = threading.Lock()  # one SQL entity query analyzed at a time (see below)
 UTC_US = pa.timestamp("us", tz="UTC")
 
 
@@ -102,12 +104,30 @@ class SparkEngine:
     def _entity_reader(self, text: str, *, sql: bool) -> DataFrame:
         try:
             if sql:
-                return self.session.sql(text)
+                return self._sql_from_repo_root(text)
             return read_parquet(self.session, [Path(self._entity_path(text))])
         except Exception as error:  # Spark's parse and analysis errors
             what = "SQL entity query" if sql else f"entity Parquet path '{text}'"
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise EntityFrameError(f"{what} cannot be read: {first}") from None
+
+    def _sql_from_repo_root(self, text: str) -> DataFrame:
+        """`text` analyzed with relative paths (parquet.`data/x.parquet`) resolved from the repo
+        root, as DuckDB's file_search_path does: the local file system's working directory is
+        the repo root while Spark analyzes the query (which qualifies every path it reads)."""
+        jvm: Any = self.session._jvm
+        local = jvm.org.apache.hadoop.fs.FileSystem.getLocal(
+            self.session._jsc.hadoopConfiguration()
+        )
+        with _working_directory:
+            before = local.getWorkingDirectory()
+            local.setWorkingDirectory(
+                jvm.org.apache.hadoop.fs.Path(self.repo_root.resolve().as_uri())
+            )
+            try:
+                return self.session.sql(text)
+            finally:
+                local.setWorkingDirectory(before)
 
     def describe(self, text: str, *, sql: bool) -> pa.Schema:
         """Spark's schema of the frame; for Parquet, the files' own (types and nullability as
@@ -131,7 +151,7 @@ class SparkEngine:
             files = sorted(
                 Path(p) for p in glob.glob(self._entity_path(entity.path), recursive=True)
             )
-            frame = with_file_order(read_parquet(self.session, files), files, "__rid", dense=True)
+            frame = read_parquet(self.session, files, order=("__rid", True))
         else:
             frame = dense_ids(self._entity_reader(str(entity.sql), sql=True), "__rid")
         frame = frame.withColumn("__ts", entity_micros(frame, timestamp_column))
@@ -164,11 +184,8 @@ class SparkEngine:
         names = [n for n in joined.columns if n not in ("__rid", "__ts")]
         stamp = F.timestamp_micros(col("__ts")).alias(timestamp_column)
         output = [stamp if n == timestamp_column else col(n) for n in names]
-        fields: dict[str, pa.DataType | pa.Field] = {
-            f.name: f.with_type(_plain(f.type)) for f in entity.schema
-        }
-        if fields[timestamp_column].type != UTC_US:  # rewritten, as DuckDB's make_timestamp
-            fields[timestamp_column] = pa.field(timestamp_column, UTC_US)
+        fields = {f.name: _plain(f.type) for f in entity.schema}
+        fields[timestamp_column] = UTC_US  # rewritten, as DuckDB's make_timestamp
         fields.update(_feature_types(request))
         schema = _arrow_schema(joined.select(*output), fields)
         return SparkJob(joined.select(*output, col("__rid")), schema, order="__rid")
@@ -227,11 +244,9 @@ def _plain(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
-def _arrow_schema(frame: DataFrame, fields: Mapping[str, pa.DataType | pa.Field]) -> pa.Schema:
-    """The Arrow schema of `frame`'s result: `fields` where given (a field keeps its
-    nullability, as DuckDB keeps the entity frame's), else Spark's own mapping."""
-    out = []
-    for field in to_arrow_schema(frame.schema):
-        given = fields.get(field.name, field.type)
-        out.append(given if isinstance(given, pa.Field) else pa.field(field.name, given))
-    return pa.schema(out)
+def _arrow_schema(frame: DataFrame, fields: Mapping[str, pa.DataType]) -> pa.Schema:
+    """The Arrow schema of `frame`'s result: `fields`' types where given, else Spark's own
+    mapping; every field nullable, as DuckDB's results are (docs/retrieval.md)."""
+    return pa.schema(
+        pa.field(f.name, fields.get(f.name, f.type)) for f in to_arrow_schema(frame.schema)
+    )

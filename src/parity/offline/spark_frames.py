@@ -81,27 +81,83 @@ def with_file_order(frame: DataFrame, files: Sequence[Path], name: str, dense: b
     return frame.withColumn(name, start.cast(T.LongType()) + index)
 
 
-def read_parquet(session: SparkSession, files: Sequence[Path]) -> DataFrame:
-    """The files' rows, their columns merged by name (DuckDB's union_by_name). The schema comes
-    from the footers read here, which spares Spark a job per read to infer it."""
-    schema = footer_schema(files)
+NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
+
+
+def read_parquet(
+    session: SparkSession,
+    files: Sequence[Path],
+    columns: Sequence[str] | None = None,
+    order: tuple[str, bool] | None = None,
+) -> DataFrame:
+    """The files' rows (only `columns` when given, else all), their columns merged by name
+    (DuckDB's union_by_name); `order` = (name, dense) adds with_file_order's column. The schema
+    comes from the footers read here, which spares Spark a job per read to infer it.
+
+    Spark 3.5 has no nanosecond time type and refuses TIMESTAMP(NANOS) columns (pandas' default
+    Parquet): they are read as longs (spark.sql.legacy.parquet.nanosAsLong) and floored to µs
+    timestamps, as DuckDB and entity frames truncate nanoseconds (docs/retrieval.md)."""
+    footers = _footers(files)
+    nanos = {
+        f.name
+        for schema in footers
+        for f in schema
+        if _nanos(f.type) and (columns is None or f.name in columns)
+    }
+    if nanos and session.conf.get(NANOS_AS_LONG, "false") != "true":
+        session.conf.set(NANOS_AS_LONG, "true")  # a session parity did not start
+    schema = footer_schema(footers, columns)
     reader = session.read if schema is None else session.read.schema(schema)
-    return reader.option("mergeSchema", "true").parquet(*(str(f) for f in files))
+    frame = reader.option("mergeSchema", "true").parquet(*(str(f) for f in files))
+    if order is not None:
+        frame = with_file_order(frame, files, *order)
+    for name in sorted(nanos & set(frame.columns)):
+        frame = frame.withColumn(name, _floor_nanos(name))
+    return frame
 
 
-def footer_schema(files: Sequence[Path]) -> T.StructType | None:
-    """The Spark schema of the files' merged footers; None when a type needs Spark's own
-    reading of Parquet (unsigned integers, nanosecond times, nested structs...)."""
+def _nanos(kind: pa.DataType) -> bool:
+    return bool(pat.is_timestamp(kind) and kind.unit == "ns")
+
+
+def _floor_nanos(name: str) -> Column:
+    """A column of ns-since-epoch longs as timestamps, floored to the µs."""
+    quoted = "`" + name.replace("`", "``") + "`"
+    return F.timestamp_micros(F.expr(f"({quoted} - pmod({quoted}, 1000)) div 1000"))
+
+
+def _footers(files: Sequence[Path]) -> list[pa.Schema]:
+    """The files' footer schemas ([] when one cannot be read: Spark reports it, naming it)."""
     import pyarrow.parquet as pq
-    from pyspark.sql.pandas.types import from_arrow_schema
 
     try:
-        merged = pa.unify_schemas([pq.read_schema(f) for f in files])
+        return [pq.read_schema(f) for f in files]
     except (pa.ArrowInvalid, OSError):
-        return None  # Spark reports it, naming the file
-    if not all(_plainly_read(f.type) for f in merged):
+        return []
+
+
+def footer_schema(
+    footers: Sequence[pa.Schema], columns: Sequence[str] | None = None
+) -> T.StructType | None:
+    """The Spark schema of the footers merged, limited to `columns` when given (a column no
+    view reads may differ in type between files, as DuckDB allows); None when they do not
+    merge or a type needs Spark's own reading of Parquet (unsigned integers, nested structs...).
+    Nanosecond times are longs here (see read_parquet)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    if not footers:
         return None
+    wanted = None if columns is None else set(columns)
+    kept = [pa.schema([f for f in s if wanted is None or f.name in wanted]) for s in footers]
+    try:
+        merged = pa.unify_schemas(kept)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None  # Spark reports it, naming the file
     fields = [pa.field(f.name, _plain_type(f.type)) for f in merged]
+    # read as longs (spark.sql.legacy.parquet.nanosAsLong); nested ones stay Spark's to refuse
+    fields = [f.with_type(pa.int64()) if _nanos(f.type) else f for f in fields]
+    if not all(_plainly_read(f.type) for f in fields):
+        return None
     return from_arrow_schema(pa.schema(fields), prefer_timestamp_ntz=True)
 
 
@@ -142,7 +198,10 @@ def source_frame(
     a null event time or join key dropped (offline/duckdb_sql.py source_sql). `constants` are
     columns not in the files (a Delta table's partition values, one per file)."""
     source = view.batch_source
-    frame = with_file_order(read_parquet(session, files), files, "__ord", dense=False)
+    needed = [source.column_for(k) for k in view.join_keys]
+    needed += [source.column_for(n) for n in columns]
+    needed += [c for c in (source.timestamp_field, source.created_timestamp_column) if c]
+    frame = read_parquet(session, files, needed, order=("__ord", False))
     if constants:
         frame = with_constants(frame, constants, "__ord")
     created: Column = F.lit(NO_CREATED).cast(T.LongType())

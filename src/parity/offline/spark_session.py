@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity.errors import BackendNotInstalled, SparkUnavailable
+from parity.errors import BackendNotInstalled, ConfigError, SparkUnavailable
 from parity.repo.config import OfflineConfig
 
 if TYPE_CHECKING:
@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'parity[spark]'"
 JAVA = "Java 17 (a JDK or JRE on PATH, or JAVA_HOME pointing at it)"
+_REBASE_MODES = (
+    "datetimeRebaseModeInRead",
+    "datetimeRebaseModeInWrite",
+    "int96RebaseModeInRead",
+    "int96RebaseModeInWrite",
+)
 _lock = threading.Lock()
 _session: SparkSession | None = None
 
@@ -36,7 +42,20 @@ def default_conf(master: str) -> dict[str, str]:
         "spark.ui.enabled": "false",
         # The console progress bar writes over the CLI's own output and logs.
         "spark.ui.showConsoleProgress": "false",
+        # Spark 3.5 has no nanosecond time type and refuses TIMESTAMP(NANOS) Parquet (pandas'
+        # default); read as longs, the engine floors them to µs (spark_frames.read_parquet).
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
+        # pyarrow, pandas, DuckDB and Spark 3 write proleptic Gregorian times; Spark 3.5 would
+        # refuse times before 1900 (READ_ANCIENT_DATETIME) in case a file came from Spark 2.x or
+        # Hive's hybrid calendar. CORRECTED reads and writes the values as they are.
+        **{f"spark.sql.parquet.{mode}": "CORRECTED" for mode in _REBASE_MODES},
     }
+    logging = _log_config()
+    if logging is not None:
+        # Spark's console log (a banner, WARNs, a Java stack trace per failed task) would print
+        # before Parity's one-line error; parity's log4j2 file sends it nowhere. Your own
+        # $SPARK_CONF_DIR/log4j2.properties, or this setting in offline.conf, takes precedence.
+        conf["spark.driver.extraJavaOptions"] = f'-Dlog4j2.configurationFile="{logging}"'
     if master.startswith("local"):
         # Spark's default of 200 shuffle partitions suits a cluster; on one machine each join
         # or sort would run 200 mostly empty tasks. Twice the local cores keeps both busy.
@@ -45,6 +64,20 @@ def default_conf(master: str) -> dict[str, str]:
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     return conf
+
+
+def _log_config() -> str | None:
+    """Parity's log4j2 file for the driver JVM, or None when the user has one of their own in
+    $SPARK_CONF_DIR (or $SPARK_HOME/conf), which Spark then reads."""
+    for folder in (os.environ.get("SPARK_CONF_DIR"), _spark_home_conf()):
+        if folder and (Path(folder) / "log4j2.properties").is_file():
+            return None
+    return str(Path(__file__).with_name("spark_log4j2.properties"))
+
+
+def _spark_home_conf() -> str | None:
+    home = os.environ.get("SPARK_HOME")
+    return str(Path(home) / "conf") if home else None
 
 
 def _local_cores(master: str) -> int:
@@ -88,13 +121,35 @@ def spark_session(config: OfflineConfig) -> SparkSession:
         for key, value in {**default_conf(config.master), **config.conf}.items():
             builder = builder.config(key, value)
         try:
-            _session = builder.getOrCreate()
-            return _session
+            session = builder.getOrCreate()
         except Exception as error:  # the JVM gateway failed to start: Java is the usual cause
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise SparkUnavailable(
                 f"Spark could not start ({first}); it needs {JAVA} and {INSTALL}"
             ) from None
+        _check_settings(session, config)
+        _session = session
+        return session
+
+
+def _check_settings(session: SparkSession, config: OfflineConfig) -> None:
+    """Spark checks SQL settings only when a session first uses them (later, as an error
+    about whatever ran first): use them now, and refuse one Spark refuses as a ConfigError
+    naming it. The broken session is stopped, so a corrected config can start another."""
+    try:
+        session.conf.get("spark.sql.session.timeZone")
+    except Exception as error:
+        text = str(error)
+        session.stop()
+        named = [key for key in config.conf if key in text]
+        cause = next(
+            (line.split(":", 1)[1].strip() for line in text.splitlines() if "Caused by:" in line),
+            (text.strip().splitlines() or [type(error).__name__])[0],
+        )
+        which = ", ".join(f"offline.conf '{k}'" for k in named) or "a setting in offline.conf"
+        raise ConfigError(
+            f"Spark refuses {which}: {cause.split(': ', 1)[-1]}; fix it in parity.yaml"
+        ) from None
 
 
 def java_executable() -> str | None:
