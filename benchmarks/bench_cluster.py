@@ -23,17 +23,19 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from private_servers import private_redis
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -94,19 +96,6 @@ def make_data(rows: int, keys: int) -> Path:
     return folder
 
 
-def free_port() -> int:
-    """A free port from a random spot of 23000-29999 (others run servers here at the same time)."""
-    start = random.randrange(23_000, 29_000)
-    for port in range(start, start + 1_000):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 23000-29999")
-
-
 def redis_cli(port: int, *args: str) -> str:
     done = subprocess.run(
         ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=60
@@ -131,15 +120,8 @@ class Target:
 
 @contextmanager
 def single_redis() -> Iterator[tuple[str, list[int]]]:
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    process = subprocess.Popen([*command, "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: "PONG" in redis_cli(port, "ping"), 10)
+    with private_redis() as (port, _):
         yield f"redis://127.0.0.1:{port}/0", [port]
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @contextmanager
@@ -149,14 +131,6 @@ def cluster_redis() -> Iterator[tuple[str, list[int]]]:
 
     with local_redis_cluster() as cluster:
         yield cluster.url, list(cluster.ports)
-
-
-def wait_until(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out waiting")
-        time.sleep(0.05)
 
 
 def make_store(name: str, online: str, data: Path) -> Any:

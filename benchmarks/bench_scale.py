@@ -31,18 +31,19 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from private_servers import free_port, private_redis, wait_until
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "scale"
@@ -110,51 +111,6 @@ def tree_cpu(pid: int) -> float:
 def load_average() -> str:
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
     return f"{one} {five} {fifteen}"
-
-
-def free_port() -> int:
-    """A free port from a random spot of 20000-29999 (others run servers here at the same time)."""
-    start = random.randrange(20_000, 29_000)
-    for port in range(start, start + 1_000):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-29999")
-
-
-@contextmanager
-def private_redis() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server is not installed")
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    process = subprocess.Popen([*command, "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: redis_ping(port), 10)
-        yield port, process
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def wait_until(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out waiting")
-        time.sleep(0.05)
 
 
 def make_repo(folder: Path, redis_port: int, entities: int) -> Any:
