@@ -33,7 +33,10 @@ ConsumerOption = Annotated[
 ]
 RedisUrlOption = Annotated[
     str | None,
-    typer.Option(help="Redis holding the stream (default: the online store's, or local)."),
+    typer.Option(
+        help="Redis holding the stream (default: the online store's, or local). One server's "
+        "URL: on a Redis Cluster leave it out, and the online store's nodes are used."
+    ),
 ]
 UntilIdleOption = Annotated[
     bool, typer.Option(help="Exit when the stream has nothing new (for scripts and demos).")
