@@ -91,15 +91,17 @@ def test_cached_reader_sees_another_writers_apply_after_refresh(driver_repo: Pat
 def test_teardown_removes_the_project(driver_repo: Path) -> None:
     store = FeatureStore(driver_repo)
     store.apply()
-    assert store.teardown() == 1
+    assert store.registry.teardown() == 1
     assert store.registry.history() == []
     with pytest.raises(ProjectNotFound):
-        store.teardown()
+        store.registry.teardown()
 
 
 MOVED_OUT = {
     # parity.repo.loader.load_repo(store.repo_path, store.project)
     "load_repo",
+    # store.registry.teardown() (issue 17 made room for store.access)
+    "teardown",
     # store.datasets.create / get / list
     "create_dataset",
     "get_dataset",
@@ -122,7 +124,7 @@ def test_feature_store_has_at_most_27_public_methods_and_properties() -> None:
     assert len(public) <= 27, sorted(public)
     assert not public & MOVED_OUT
     assert {"datasets", "models", "registry", "get_feature_view", "list_entities"} <= public
-    assert {"monitoring", "rollouts", "jobs", "triggers"} <= public
+    assert {"monitoring", "rollouts", "jobs", "triggers", "access"} <= public
 
 
 def test_feature_store_keeps_no_public_state_beyond_path_and_config(driver_repo: Path) -> None:
@@ -151,5 +153,5 @@ def test_repo_on_a_postgres_registry(tmp_path: Path, postgres_url: str, project_
         assert service.refs == ("driver_stats:trips",)
         assert not store.plan().has_changes
     finally:
-        store.teardown()
+        store.registry.teardown()
         store.close()

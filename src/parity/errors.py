@@ -719,3 +719,42 @@ class MaterializationFailed(ParityError):
     write-if-newer). The message names the view and the first cause."""
 
     code = "materialization_failed"
+
+
+# --- raised by serving/auth (access control, issue 17) -------------------------------------------
+
+
+class Unauthenticated(ParityError, PermissionError):
+    """A request to a server with auth on carried no token, or one that is unknown, malformed,
+    revoked or expired (HTTP 401 with `WWW-Authenticate: Bearer`). The message says which and
+    what to do; it never repeats the token."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(ParityError, PermissionError):
+    """A valid token lacks the scope a request needs (HTTP 403). The message names the missing
+    scope (and the model, service or view it must cover); `scope` holds it for the metrics."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str, scope: str = "") -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+class RateLimited(ParityError):
+    """A client went over its token's rate or in-flight limit (HTTP 429 with Retry-After)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TokenError(ParityError, ValueError):
+    """A token cannot be created or revoked as asked (a bad scope, a name in use, an unknown
+    token, an expiry in the past); the message names the field."""
+
+    code = "invalid_token_request"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from parity.definitions import Entity, FeatureService, FeatureView
 from parity.errors import BackendNotInstalled, InvalidTime, NothingToMaterialize, PushError
-from parity.registry.apply import ApplyResult, commit_plan, plan_against, teardown
+from parity.registry.apply import ApplyResult, commit_plan, plan_against
 from parity.registry.cache import CachedRegistry
 from parity.registry.catalog import Catalog
 from parity.registry.datasets import DatasetStore
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from parity.offline.retrieval import FeaturesArg
     from parity.online.reads import OnlineResponse, Refusals
     from parity.online.store import OnlineStore
+    from parity.serving.auth.service import Access
 
 
 class FeatureStore:
@@ -74,6 +75,7 @@ class FeatureStore:
         self._datasets: Datasets | None = None
         self._jobs: Jobs | None = None
         self._triggers: Triggers | None = None
+        self._access: Access | None = None
 
     @property
     def project(self) -> str:
@@ -147,6 +149,16 @@ class FeatureStore:
         return self._triggers
 
     @property
+    def access(self) -> Access:
+        """Access control: API tokens (`create`, `list`, `revoke`, `authenticate`) and the audit
+        trail of every write (see docs/security.md)."""
+        from parity.serving.auth.service import Access
+
+        if self._access is None:
+            self._access = Access(self)
+        return self._access
+
+    @property
     def datasets(self) -> Datasets:
         """Saved training sets (`create`, `get`, `list`), recorded in the registry's database."""
         if self._datasets is None:
@@ -198,13 +210,6 @@ class FeatureStore:
         if result.version is not None and self._registry is not None:
             self._registry.refresh()
         return result
-
-    def teardown(self) -> int:
-        """Remove this project from the registry; returns the last version it had."""
-        version = teardown(self._registry_store, self.project)
-        if self._registry is not None:
-            self._registry.refresh()
-        return version
 
     # --- offline ----------------------------------------------------------------------------
 

@@ -72,7 +72,7 @@ def test_teardown_forgets_datasets(store: FeatureStore, tmp_path: Path) -> None:
     store.datasets.create(
         "a", str(entity_file(tmp_path)), ["driver_stats:trips"], tmp_path / "a.pq"
     )
-    store.teardown()
+    store.registry.teardown()
     assert store.datasets.list() == []
 
 

@@ -53,5 +53,5 @@ def test_health_answers_fast_while_the_registry_database_hangs(
             assert reply.json()["registry_version"] == 1
     finally:
         engine.dispose()
-        store.teardown()
+        store.registry.teardown()
         store.close()

@@ -165,7 +165,7 @@ def teardown(
     store = store_at(repo)
     if not yes and not typer.confirm(f"Remove project '{store.project}' from the registry?"):
         raise typer.Exit(1)
-    version = store.teardown()
+    version = store.registry.teardown()
     console.print(f"Removed project '{store.project}' (it was at registry version {version}).")
 
 

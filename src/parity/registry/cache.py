@@ -75,6 +75,15 @@ class CachedRegistry:
         self.reloads += 1
         return True
 
+    def teardown(self) -> int:
+        """Remove this project from the registry (its head and every version, guarded by the
+        same compare-and-swap as a commit); returns the last version it had."""
+        from parity.registry.apply import teardown
+
+        version = teardown(self.store, self.project)
+        self.refresh()
+        return version
+
     def _maybe_refresh(self) -> None:
         if self._version < 0:  # never loaded: every caller waits for the first read, or a
             with self._first_load:  # second thread would see an empty catalog meanwhile

@@ -270,6 +270,50 @@ class JobsConfig(_Settings):
         return self
 
 
+class OidcConfig(_Settings):
+    """JWTs from an OIDC provider (`auth.oidc`): verified against the provider's keys (`jwks`: a
+    JSON Web Key Set file, relative to the repo, or an https URL, re-read every
+    `jwks_refresh_seconds`), with this `audience` and, when set, this `issuer`. The token's
+    `scopes_claim` (a space-separated string or a list) holds Parity scopes; `scope_map` maps
+    other claim values (groups, roles) to scopes. The caller's name is `name_claim`. Reasons in
+    docs/security.md."""
+
+    jwks: str
+    audience: str
+    issuer: str | None = None
+    algorithms: list[str] = ["RS256", "ES256"]
+    scopes_claim: str = "scope"
+    scope_map: dict[str, str] = {}
+    name_claim: str = "sub"
+    jwks_refresh_seconds: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    leeway_seconds: float = Field(default=30.0, ge=0, le=300, allow_inf_nan=False)
+
+
+class ClientLimitsConfig(_Settings):
+    """Per-client limits (`auth.limits`), the defaults for a token created without its own: a
+    token bucket of `rate_per_second` refilled requests holding at most `burst` (None: no rate
+    limit), and at most `max_in_flight` requests at once per server process (None: half the
+    server's --max-in-flight, so one caller can never hold every slot). 429 with Retry-After
+    beyond them. Reasons in docs/security.md."""
+
+    rate_per_second: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    burst: int | None = Field(default=None, ge=1)
+    max_in_flight: int | None = Field(default=None, ge=1)
+
+
+class AuthConfig(_Settings):
+    """Access control for both servers (`auth`): off by default (an embedded laptop setup; the
+    servers then bind 127.0.0.1 unless told otherwise). On: every route but the health probes
+    needs a bearer token (Parity API tokens from `parity auth token create`, or OIDC JWTs when
+    `oidc` is set). A verified token is trusted for `cache_seconds` (so a revoke takes effect
+    within that long on every server). Reasons in docs/security.md."""
+
+    enabled: bool = False
+    cache_seconds: float = Field(default=5.0, ge=0, le=300, allow_inf_nan=False)
+    oidc: OidcConfig | None = None
+    limits: ClientLimitsConfig = ClientLimitsConfig()
+
+
 class RepoConfig(_Settings):
     project: str
     registry: RegistryConfig = RegistryConfig()
@@ -280,6 +324,7 @@ class RepoConfig(_Settings):
     models: ModelsConfig = ModelsConfig()
     feature_server: FeatureServerConfig = FeatureServerConfig()
     jobs: JobsConfig = JobsConfig()
+    auth: AuthConfig = AuthConfig()
 
     @field_validator("project")
     @classmethod

@@ -9,11 +9,13 @@ from parity.errors import (
     BodyTooLarge,
     BreakingChange,
     DatasetExists,
+    Forbidden,
     NoRollbackTarget,
     ObjectNotFound,
     OnlineStoreUnavailable,
     ParityError,
     PushDisabled,
+    RateLimited,
     RegistryConflict,
     RegistryUnavailable,
     RolloutActive,
@@ -21,10 +23,14 @@ from parity.errors import (
     RolloutStateError,
     ServerOverloaded,
     TooManyEntities,
+    Unauthenticated,
     VersionAliased,
 )
 
 _STATUS: list[tuple[type[ParityError], int]] = [
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (RateLimited, 429),
     (ObjectNotFound, 404),
     (RegistryConflict, 409),
     (DatasetExists, 409),
@@ -52,9 +58,13 @@ def status_for(error: ParityError) -> int:
 
 
 def headers_for(error: ParityError) -> dict[str, str]:
-    """`Retry-After` (whole seconds, at least 1) on every 503: when the overload or the online
-    store's open circuit is expected to let a request through again."""
-    if status_for(error) != 503:
+    """`Retry-After` (whole seconds, at least 1) on every 503 and 429: when the overload, the
+    online store's open circuit or the client's limit is expected to let a request through
+    again; `WWW-Authenticate: Bearer` on a 401."""
+    status = status_for(error)
+    if status == 401:
+        return {"www-authenticate": 'Bearer realm="parity"'}
+    if status not in (503, 429):
         return {}
     seconds = getattr(error, "retry_after_seconds", 1.0)
     return {"retry-after": str(max(1, math.ceil(seconds)))}
