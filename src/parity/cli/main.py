@@ -19,8 +19,12 @@ from parity.cli.common import (
     ConsumerOption,
     RedisUrlOption,
     RepoOption,
+    TlsCertOption,
+    TlsKeyOption,
     UntilIdleOption,
+    base_url,
     check_port,
+    check_tls,
     command,
     console,
     err,
@@ -336,6 +340,8 @@ def serve(
             "only where trusted clients alone reach the port). Off: /push answers 403.",
         ),
     ] = False,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /push)."""
     try:
@@ -344,10 +350,11 @@ def serve(
         raise BackendNotInstalled(
             f"the feature server needs {error.name}: pip install 'parity[serve]'"
         ) from None
+    tls = check_tls(tls_cert, tls_key)
     check_port(host, port)
     store = store_at(repo)
     err.print(
-        f"Serving project '{store.project}' on http://{host}:{port} "
+        f"Serving project '{store.project}' on {base_url(host, port, tls)} "
         f"({workers} worker{'s' if workers > 1 else ''}; {push_note(enable_push)})",
         soft_wrap=True,  # one line whatever the terminal's width
     )
@@ -358,7 +365,7 @@ def serve(
         PARITY_SERVE_ENABLE_PUSH="1" if enable_push else "0",
     )
     store.close()
-    run_server(serving.app_from_environment, host=host, port=port, workers=workers)
+    run_server(serving.app_from_environment, host=host, port=port, workers=workers, tls=tls)
 
 
 @dataset_app.command("create")

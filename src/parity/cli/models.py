@@ -13,7 +13,11 @@ from rich.table import Table
 
 from parity.cli.common import (
     RepoOption,
+    TlsCertOption,
+    TlsKeyOption,
+    base_url,
     check_port,
+    check_tls,
     command,
     console,
     err,
@@ -249,6 +253,8 @@ def serve_models(
             "elsewhere). By default each worker runs it; a lease lets one act.",
         ),
     ] = False,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Serve the registry's models: Open Inference Protocol v2 and entity-based /v1 predict."""
     try:
@@ -261,6 +267,7 @@ def serve_models(
         raise InvalidOption(
             "--enable-push needs --with-features (the model server alone has no /push)"
         )
+    tls = check_tls(tls_cert, tls_key)
     check_port(host, port)
     store = store_at(repo)
     for ref in preload or []:
@@ -268,7 +275,7 @@ def serve_models(
     features = f" (and its features; {push_note(enable_push)})" if with_features else ""
     rollouts = _rollout_note(enable_rollout_control, not no_rollout_controller)
     err.print(
-        f"Serving the models of project '{store.project}' on http://{host}:{port}{features}"
+        f"Serving the models of project '{store.project}' on {base_url(host, port, tls)}{features}"
         f"; {rollouts}",
         soft_wrap=True,  # one line whatever the terminal's width
     )
@@ -283,7 +290,7 @@ def serve_models(
         PARITY_SERVE_ROLLOUT_CONTROLLER="0" if no_rollout_controller else "1",
     )
     store.close()
-    run_server(model_app.app_from_environment, host=host, port=port, workers=workers)
+    run_server(model_app.app_from_environment, host=host, port=port, workers=workers, tls=tls)
 
 
 def _rollout_note(control: bool, controller: bool) -> str:
