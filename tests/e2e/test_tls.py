@@ -353,6 +353,21 @@ def test_unreadable_or_mismatched_tls_files(
     message = refusal(kind, "--tls-cert", str(missing), "--tls-key", str(a.key))
     assert f"--tls-cert {missing}: cannot read it" in message
     message = refusal(kind, "--tls-cert", str(a.cert), "--tls-key", str(b.key))
-    assert "do not load" in message and "KEY_VALUES_MISMATCH" in message
+    assert f"--tls-key {b.key} is not the key of --tls-cert {a.cert}" in message
+    assert "KEY_VALUES_MISMATCH" in message
     message = refusal(kind, "--tls-cert", str(a.key), "--tls-key", str(a.key))
-    assert "do not load" in message
+    assert f"--tls-cert {a.key}: not a PEM certificate" in message
+    message = refusal(kind, "--tls-cert", str(a.cert), "--tls-key", str(a.cert))
+    assert f"--tls-key {a.cert}: not a PEM private key" in message
+
+
+def test_an_encrypted_key_is_refused_with_the_fix(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "encrypted.key"
+    encryption = serialization.BestAvailableEncryption(b"secret")
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    )
+    cert = self_signed(tmp_path).cert
+    message = refusal("serve", "--tls-cert", str(cert), "--tls-key", str(path))
+    assert f"--tls-key {path}: the key is encrypted; give it unencrypted" in message

@@ -140,18 +140,36 @@ def check_tls(cert: Path | None, key: Path | None) -> Tls | None:
         raise InvalidOption(f"{given} needs {missing}: give both to serve HTTPS, or neither")
     for option, path in (("--tls-cert", cert), ("--tls-key", key)):
         try:
-            path.open("rb").close()
+            text = path.read_bytes()
         except OSError as error:
             raise InvalidOption(f"{option} {path}: cannot read it ({error.strerror})") from None
+        _check_pem(option, path, text)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(cert, key, password=lambda: b"")
     except (ssl.SSLError, ValueError) as error:
         raise InvalidOption(
-            f"--tls-cert {cert} with --tls-key {key} do not load ({error.args[-1]}): give a PEM "
-            "certificate and its unencrypted PEM private key"
+            f"--tls-key {key} is not the key of --tls-cert {cert} ({error.args[-1]}): give the "
+            "certificate's own private key"
         ) from None
     return Tls(cert.resolve(), key.resolve())
+
+
+def _check_pem(option: str, path: Path, text: bytes) -> None:
+    """InvalidOption unless `text` is what `option` takes: a PEM certificate, or a PEM private
+    key that is not encrypted (the server could only ask for its password on a terminal)."""
+    if option == "--tls-cert" and b"-----BEGIN CERTIFICATE-----" not in text:
+        raise InvalidOption(f"{option} {path}: not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    if option == "--tls-key":
+        if b"BEGIN ENCRYPTED PRIVATE KEY" in text or b"Proc-Type: 4,ENCRYPTED" in text:
+            raise InvalidOption(
+                f"{option} {path}: the key is encrypted; give it unencrypted (e.g. openssl pkey "
+                "-in KEY -out PLAIN.key) and readable only by the server's user"
+            )
+        if b"PRIVATE KEY-----" not in text:
+            raise InvalidOption(
+                f"{option} {path}: not a PEM private key (-----BEGIN PRIVATE KEY-----)"
+            )
 
 
 def base_url(host: str, port: int, tls: Tls | None) -> str:
