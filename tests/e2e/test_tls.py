@@ -5,6 +5,8 @@ online store calls) and tritonclient; plain http and an unknown CA are refused."
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import ssl
 import subprocess
 import sys
@@ -179,6 +181,7 @@ class Servers:
     models: Server
     pair: Pair
     other_ca: Pair
+    repo: Path
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +207,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         )
         wait_ready(started[0], pair.cert, "/health")
         wait_ready(started[1], pair.cert, "/v2/health/ready")
-        yield Servers(started[0], started[1], pair, other)
+        yield Servers(started[0], started[1], pair, other, repo)
     finally:
         stop(started)
 
@@ -285,6 +288,89 @@ def test_tritonclient_infers_over_https(servers: Servers) -> None:
         assert result.as_numpy("output").tolist() == pytest.approx(by_hand)
     finally:
         client.close()
+
+
+# --- Feast's own client (opt-in: only where benchmarks/.feast-venv holds Feast) ----------------
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+FEAST_PYTHON = BENCHMARKS / ".feast-venv" / "bin" / "python"
+FEAST_DEFINITIONS = """
+from feast import Entity, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64
+
+driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+driver_stats = FeatureView(
+    name="driver_stats",
+    entities=[driver],
+    schema=[Field(name="trips", dtype=Int64), Field(name="conv_rate", dtype=Float64)],
+    source=FileSource(name="driver_stats_source", path=PATH, timestamp_field="event_timestamp"),
+    online=True,
+)
+"""
+
+
+def feast_remote_repo(root: Path, url: str, ca: Path, parquet: Path, auth: str = "") -> Path:
+    """A Feast repo whose online store is Parity's feature server at `url`, trusting `ca`."""
+    root.mkdir(parents=True)
+    (root / "feature_store.yaml").write_text(
+        "project: demo\nprovider: local\n"
+        "registry:\n  registry_type: file\n  path: data/registry.db\n"
+        f"online_store:\n  type: remote\n  path: {url}\n  cert: {ca}\n"
+        "offline_store:\n  type: file\nentity_key_serialization_version: 3\n" + auth
+    )
+    (root / "definitions.py").write_text(FEAST_DEFINITIONS.replace("PATH", repr(str(parquet))))
+    return root
+
+
+def run_feast_client(repo: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`feast apply`, then benchmarks/online_feast_client.py (direct mode) under Feast's Python."""
+    env = {**os.environ, "FEAST_USAGE": "False", "PYTHONWARNINGS": "ignore", **(env or {})}
+    feast = [str(FEAST_PYTHON), "-m", "feast.cli.cli"]
+    done = subprocess.run(
+        [*feast, "apply"], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    config = {"repo": str(repo), "refs": FEAST_BODY["features"], "ids": [1, 3, 99]}
+    (repo / "client.json").write_text(json.dumps(config))
+    client = [str(FEAST_PYTHON), str(BENCHMARKS / "online_feast_client.py")]
+    done = subprocess.run(
+        [*client, str(repo / "client.json"), str(repo / "out.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer: dict[str, Any] = json.loads((repo / "out.json").read_text())
+    return answer
+
+
+feast_venv = pytest.mark.skipif(
+    not FEAST_PYTHON.exists(), reason="Feast is installed only by the benchmarks (.feast-venv)"
+)
+
+
+@feast_venv
+def test_feasts_remote_online_store_reads_over_https(servers: Servers, tmp_path: Path) -> None:
+    parquet = servers.repo / "data" / "driver_stats.parquet"
+    repo = feast_remote_repo(tmp_path / "feast", servers.features.url, servers.pair.cert, parquet)
+    out = run_feast_client(repo)
+    assert out["error"] == ""
+    assert out["values"] == {
+        "driver_id": [1, 3, 99],
+        "trips": [7, 21, None],
+        "conv_rate": [0.1, 0.3, None],
+    }
+
+
+@feast_venv
+def test_feasts_remote_online_store_refuses_an_unknown_ca(servers: Servers, tmp_path: Path) -> None:
+    parquet = servers.repo / "data" / "driver_stats.parquet"
+    wrong = servers.other_ca.cert
+    repo = feast_remote_repo(tmp_path / "feast", servers.features.url, wrong, parquet)
+    out = run_feast_client(repo)
+    assert "CERTIFICATE_VERIFY_FAILED" in out["error"]
+    assert out["values"] is None
 
 
 # --- refused -----------------------------------------------------------------------------------
