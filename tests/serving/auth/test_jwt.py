@@ -485,6 +485,16 @@ def test_idp_answering_an_error_or_not_a_key_set(tmp_path: Path, rsa_key: Any) -
         missing.authenticate(sign(rsa_key, "rsa-1"))
 
 
+def test_a_short_rsa_key_in_the_set_is_refused(tmp_path: Path) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    write_jwks(tmp_path / "keys" / "jwks.json", jwk(weak, "weak"))
+    auth = JwtAuthenticator(oidc(), tmp_path, clock=Clock())
+    with pytest.warns(jwt.InsecureKeyLengthWarning):  # PyJWT warns when signing with it
+        token = sign(weak, "weak")
+    message = refused(auth, token)
+    assert "key cannot be trusted" in message and "1024 bits" in message
+
+
 def test_symmetric_and_encryption_keys_in_the_set_are_ignored(tmp_path: Path, rsa_key: Any) -> None:
     secret = {"kty": "oct", "kid": "rsa-1", "k": b64(b"0" * 32), "alg": "HS256"}
     encryption = {**jwk(rsa_key, "enc-1"), "use": "enc"}

@@ -104,6 +104,7 @@ class JwtAuthenticator:
     def _decode(self, token: str, key: dict[str, Any], alg: str) -> dict[str, Any]:
         jwt = self._jwt
         options: dict[str, Any] = {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
+        options["enforce_minimum_key_length"] = True  # RSA under 2048 bits is refused
         options["require"] = _REQUIRED + (["iss"] if self._config.issuer else [])
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -127,6 +128,8 @@ class JwtAuthenticator:
             raise Unauthenticated(
                 f"wrong issuer: the JWT was not issued by '{self._config.issuer}'"
             ) from None
+        except jwt.InvalidKeyError as error:
+            raise Unauthenticated(f"the IdP's key cannot be trusted: {_reason(error)}") from None
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"invalid JWT: {_reason(error)}") from None
         return claims
