@@ -290,6 +290,12 @@ class OidcConfig(_Settings):
     - `jwks_refresh_seconds` (300): keys the IdP adds or withdraws take effect within 5 minutes;
       a token with an unknown key id re-reads the set at once (at most once per 10 s).
     - `leeway_seconds` (30): clock skew allowed between the IdP and this server on `exp`/`nbf`.
+
+    A key set URL is fetched with a 3 s timeout (a hung IdP holds a request no longer), read again
+    at most once per 10 s whatever the refresh interval. When a re-read fails the keys already read
+    stay in use; with none read yet a JWT gets 503 with Retry-After (identity_provider_unavailable:
+    the token may be fine, the server cannot check it now), not a 401 that would send clients to
+    fetch new tokens in a loop.
     """
 
     jwks: str

@@ -46,7 +46,7 @@ class JwtAuthenticator:
             config.jwks_refresh_seconds,
             clock,
         )
-        self._where = "the IdP's key set" if jwks.is_url(config.jwks) else f"{config.jwks}"
+        self._where = "the IdP's key set" if jwks.is_url(config.jwks) else config.jwks
         self._built: dict[tuple[int, str], Any] = {}  # (id of a JWK dict, alg) → PyJWK
 
     def authenticate(self, token: str) -> Principal:
