@@ -146,15 +146,17 @@ class AuditTrail:
         detail: Mapping[str, Any] | None = None,
         *,
         actor: Actor | None = None,
+        at: datetime | None = None,
     ) -> AuditRecord:
         """Record one write that succeeded (callers record after the write, so the trail never
-        holds a write that did not happen). The JSON line is logged first; a database that
-        cannot take the row is logged as an error and does not undo or fail the write."""
+        holds a write that did not happen), by `actor` (default: the current one) at `at`
+        (default: now; writers pass the time they stored). A database that cannot take the row
+        is logged as an error with the record and does not undo or fail the write."""
         who = actor or current_actor()
         clean = _clean_detail(detail)
         row = {
             "project": self.project,
-            "at": sortable_text(self._clock()),
+            "at": sortable_text(self._clock() if at is None else at),
             "actor": who.name[:255],
             "actor_kind": who.kind,
             "origin": who.origin[:255],

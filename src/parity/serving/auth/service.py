@@ -110,7 +110,7 @@ class Tokens:
                     "scopes": text_scopes,
                     "expires_at": _iso(record.expires_at),
                 }
-                self._audit.record("auth.token.create", name, detail)
+                self._audit.record("auth.token.create", name, detail, at=now)
                 return record, new.text
         raise TokenError(f"name '{name}': could not draw a free token id; create it again")
 
@@ -140,7 +140,7 @@ class Tokens:
         now, who = self._clock(), current_actor().name
         if not self.db.revoke(record.id, now, who):
             raise TokenError(f"token {name_or_id!r}: already revoked")
-        self._audit.record("auth.token.revoke", record.name, {"id": record.id})
+        self._audit.record("auth.token.revoke", record.name, {"id": record.id}, at=now)
         return replace(record, revoked_at=now, revoked_by=who)
 
     def authenticate(self, text: str, now: datetime) -> Principal:
