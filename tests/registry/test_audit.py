@@ -109,6 +109,15 @@ def test_a_no_op_apply_records_nothing(store: FeatureStore) -> None:
     assert len(store.access.audit.query(action="registry.apply")) == 1
 
 
+def test_teardown_is_recorded_and_the_trail_outlives_it(store: FeatureStore) -> None:
+    store.apply()
+    with acting_as(CI):
+        store.registry.teardown()
+    record = only(store, "registry.teardown")
+    assert (record.target, record.detail, record.actor) == (store.project, {"version": 1}, CI)
+    assert len(store.access.audit.query(action="registry")) == 2
+
+
 def test_push_is_recorded_with_rows_and_destination(store: FeatureStore) -> None:
     store.apply()
     rows = pd.DataFrame(

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import re
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -278,3 +279,36 @@ def test_bad_limits_are_refused_naming_them(
 def test_a_bad_name_is_refused_naming_it(store: FeatureStore, name: str) -> None:
     with pytest.raises(TokenError, match=r"^name "):
         store.access.tokens.create(name, "admin")
+
+
+def test_of_concurrent_creates_of_one_name_exactly_one_wins(store: FeatureStore) -> None:
+    tokens = store.access.tokens
+    start = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def create() -> None:
+        start.wait()
+        try:
+            record, _ = tokens.create("ci-bot", "admin")
+            outcomes.append(record.id)
+        except TokenError as error:
+            outcomes.append(error.message.split(":")[0])
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [o for o in outcomes if o != "name 'ci-bot'"]
+    assert len(outcomes) == 6 and len(winners) == 1
+    assert [t.id for t in tokens.list(include_revoked=True)] == winners
+
+
+def test_an_expired_token_keeps_its_name_until_revoked(store: FeatureStore, clock: Clock) -> None:
+    store.access.tokens.create("ci-bot", "admin", expires_in="1h")
+    clock.advance(timedelta(hours=2))
+    with pytest.raises(TokenError, match="revoke it first"):
+        store.access.tokens.create("ci-bot", "admin")
+    store.access.tokens.revoke("ci-bot")
+    record, _ = store.access.tokens.create("ci-bot", "admin")
+    assert record.created_at == T0 + timedelta(hours=2)
