@@ -155,8 +155,9 @@ def test_a_revoked_token_is_refused_and_its_name_is_free_again(store: FeatureSto
     first, text = store.access.tokens.create("ci-bot", "admin")
     revoked = store.access.tokens.revoke("ci-bot")
     assert revoked.id == first.id and revoked.revoked_at == T0
-    with pytest.raises(Unauthenticated, match="revoked"):
+    with pytest.raises(Unauthenticated, match="revoked") as caught:
         store.access.tokens.authenticate(text, T0)
+    assert text.split("_", 2)[2] not in str(caught.value)
     second, other = store.access.tokens.create("ci-bot", "models:read")
     assert store.access.tokens.authenticate(other, T0).key == f"token:{second.id}"
     assert [t.id for t in store.access.tokens.list()] == [second.id]
@@ -178,8 +179,9 @@ def test_revoke_by_id_and_twice(store: FeatureStore) -> None:
 def test_a_token_expires_at_its_expiry(store: FeatureStore) -> None:
     _, text = store.access.tokens.create("short", "admin", expires_in="1h")
     store.access.tokens.authenticate(text, T0 + timedelta(minutes=59, seconds=59))
-    with pytest.raises(Unauthenticated, match="expired at 2026-03-01T13:00:00"):
+    with pytest.raises(Unauthenticated, match="expired at 2026-03-01T13:00:00") as caught:
         store.access.tokens.authenticate(text, T0 + timedelta(hours=1))
+    assert text.split("_", 2)[2] not in str(caught.value)
 
 
 def test_a_name_is_unique_among_live_tokens(store: FeatureStore) -> None:
@@ -312,3 +314,23 @@ def test_an_expired_token_keeps_its_name_until_revoked(store: FeatureStore, cloc
     store.access.tokens.revoke("ci-bot")
     record, _ = store.access.tokens.create("ci-bot", "admin")
     assert record.created_at == T0 + timedelta(hours=2)
+
+
+def test_a_token_of_another_project_is_unknown_here(
+    store: FeatureStore, tmp_path: Path, clock: Clock
+) -> None:
+    _, text = store.access.tokens.create("ci-bot", "admin")
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    config = (store.repo_path / "parity.yaml").read_text().replace(store.project, "other_proj")
+    registry = store.config.registry.database_url(store.repo_path)
+    if registry.startswith("sqlite"):  # the same database file, another project
+        config += f"registry:\n  path: {registry.removeprefix('sqlite:///')}\n"
+    (other_root / "parity.yaml").write_text(config)
+    other = FeatureStore(other_root, clock=clock)
+    assert other.config.registry.database_url(other_root) == registry  # one database
+    try:
+        with pytest.raises(Unauthenticated, match="unknown token"):
+            other.access.tokens.authenticate(text, T0)
+    finally:
+        other.close()
