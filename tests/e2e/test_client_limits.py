@@ -194,7 +194,7 @@ class SlowRequest:
 def _hold(server: Server, token: str, count: int) -> list[SlowRequest]:
     time.sleep(0.2)  # an earlier test's last requests have left (leave runs after the answer)
     held = [SlowRequest(server.port, server.tokens[token]) for _ in range(count)]
-    time.sleep(0.5)  # the server reads their headers and admits them
+    time.sleep(1.0)  # the server reads their headers and admits them (a busy machine: slack)
     return held
 
 
