@@ -295,3 +295,39 @@ def test_records_survive_a_new_store_on_the_same_registry(store: FeatureStore) -
         assert [r.actor for r in again.access.audit.query(action="test.keep")] == [CI]
     finally:
         again.close()
+
+
+def test_without_a_sql_registry_records_are_log_lines_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from parity.errors import BackendNotInstalled
+    from parity.testing import InMemoryRegistryStore
+
+    root = write_repo(tmp_path / "repo", DRIVER_REPO)
+    store = FeatureStore(root, registry_store=InMemoryRegistryStore(), clock=lambda: T0)
+    with caplog.at_level(logging.INFO, logger="parity.audit"):
+        store.apply(author="ann")
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "parity.audit"]
+    assert (line["action"], line["actor"], line["seq"]) == ("registry.apply", "ann", 0)
+    with pytest.raises(BackendNotInstalled, match="SQL registry"):
+        store.access.audit.query()
+
+
+def test_a_row_the_database_refuses_is_logged_and_does_not_fail_the_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from parity.registry.audit import AuditTrail
+    from parity.registry.sql import create_registry_engine
+
+    engine = create_registry_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    trail = AuditTrail(engine, "p", lambda: T0)
+    trail.record("test.first", "x", actor=CI)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE parity_audit"))  # the database loses the table
+    with caplog.at_level(logging.INFO):
+        record = trail.record("test.second", "x", {"n": 2}, actor=CI)
+    assert (record.seq, record.action, record.detail) == (0, "test.second", {"n": 2})
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.name == "parity.registry.audit" and '"action": "test.second"' in error.getMessage()
+    assert any(r.name == "parity.audit" for r in caplog.records)  # the JSON line still goes out
+    engine.dispose()
