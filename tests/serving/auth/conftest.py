@@ -1,0 +1,3 @@
+from tests.serving.auth.standins import install
+
+install()
