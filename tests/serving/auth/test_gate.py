@@ -61,7 +61,9 @@ class Tokens:
         try:
             return self.known[text]
         except KeyError:
-            raise Unauthenticated("unknown token: ask for one with parity auth token create") from None
+            raise Unauthenticated(
+                "unknown token: ask for one with parity auth token create"
+            ) from None
 
 
 class Limits:
