@@ -16,7 +16,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 
 from parity import __version__
-from parity.errors import BadRequest, InferenceRequestError, InvalidRequestField, ParityError
+from parity.errors import (
+    BadRequest,
+    Forbidden,
+    InferenceRequestError,
+    InvalidRequestField,
+    ParityError,
+)
 from parity.inference.oip import (
     HEADER_LENGTH,
     ServerMetadata,
@@ -132,6 +138,8 @@ class ModelApp:
         except ParityError as failure:
             model = parts[2] if len(parts) > 2 else ""
             self.metrics.error(failure.code, model)
+            if isinstance(failure, Forbidden):  # the model a rollout start names, say
+                self.metrics.denied(failure.scope, "forbidden")
             status, extra = status_for(failure), []
             body = _dumps(error_body(failure.code, failure.message))
         except Exception as failure:  # a bug, not the caller's fault: log it, answer 500

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 
 from parity.errors import (
     BadRequest,
+    Forbidden,
     ParityError,
     PushDisabled,
     RegistryUnavailable,
@@ -102,6 +103,8 @@ class _Answers:
         return _Json(body_for(code, message), status, headers)
 
     def failed(self, failure: ParityError) -> _Json:
+        if isinstance(failure, Forbidden):  # a name in the body the token may not use
+            self.metrics.denied(failure.scope, "forbidden")
         return self.error(status_for(failure), failure.code, failure.message, headers_for(failure))
 
     def invalid(self, problems: list[ErrorDetails] | list[Any]) -> _Json:

@@ -333,6 +333,7 @@ def test_lookups_by_view_need_every_view_and_a_service_is_covered_by_its_views(
         body = {"entities": {"driver_id": [1]}, **body}
         return httpx.post(url, json=body, headers=headers, timeout=30).status_code
 
+    before = _denied(servers, "forbidden", "features:read")
     refs = {"features": ["driver_stats:trips", "driver_stats:conv_rate"]}
     assert lookup("features:read:driver_stats", **refs) == 200
     assert lookup("features:read:driver_stats", feature_service="driver_service") == 200
@@ -340,6 +341,15 @@ def test_lookups_by_view_need_every_view_and_a_service_is_covered_by_its_views(
     assert lookup("features:read:click_stats", **refs) == 403
     assert lookup("features:read:driver_service", feature_service="no_such_service") == 403
     assert lookup("features:read", feature_service="no_such_service") == 400  # as without auth
+    # the handler's refusals (names in the body) are counted as the gate's are
+    assert _denied(servers, "forbidden", "features:read") == before + 3
+
+
+def _denied(servers: Servers, reason: str, scope: str) -> float:
+    headers = {"authorization": f"Bearer {servers.mint('metrics:read')}"}
+    text = httpx.get(f"{servers.features}/metrics", headers=headers, timeout=30).text
+    line = f'parity_auth_denied_total{{reason="{reason}",scope="{scope}"}} '
+    return float(text.split(line, 1)[1].split()[0]) if line in text else 0.0
 
 
 def test_writes_are_recorded_as_the_token_that_made_them(servers: Servers) -> None:
@@ -389,3 +399,29 @@ def test_the_specs_declare_the_bearer_scheme_on_protected_routes(servers: Server
         metrics = spec["paths"]["/metrics"]["get"]
         assert metrics["security"] == [{"bearer": []}]
         assert {"401", "403", "429"} <= set(metrics["responses"])
+
+
+def test_a_model_server_with_features_gates_the_feature_routes_too(servers: Servers) -> None:
+    store = FeatureStore(servers.store.repo_path)
+    try:
+        with running(create_model_app(store, with_features=True)) as address:
+            url = f"http://{address}"
+            push = {"push_source_name": "clicks", "df": PUSH_ROW}
+
+            def post(path: str, body: Any, scopes: str | None) -> httpx.Response:
+                headers = (
+                    {} if scopes is None else {"authorization": f"Bearer {servers.mint(scopes)}"}
+                )
+                return httpx.post(f"{url}{path}", json=body, headers=headers, timeout=30)
+
+            assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+            assert post("/push", push, None).status_code == 401
+            assert post("/push", push, "features:push:other").status_code == 403
+            assert post("/push", push, "features:push:clicks").status_code == 200
+            lookup = {"feature_service": "driver_service", "entities": {"driver_id": [1]}}
+            assert post("/get-online-features", lookup, "models:read").status_code == 403
+            refused = post("/get-online-features", lookup, "features:read:click_stats")
+            assert refused.status_code == 403 and "driver_service" in refused.text
+            assert post("/get-online-features", lookup, "features:read").status_code == 200
+    finally:
+        store.close()
