@@ -425,3 +425,47 @@ def test_a_model_server_with_features_gates_the_feature_routes_too(servers: Serv
             assert post("/get-online-features", lookup, "features:read").status_code == 200
     finally:
         store.close()
+
+
+def test_jwts_from_the_configured_provider_and_parity_tokens_both_work(tmp_path: Path) -> None:
+    """With `auth.oidc`, a JWT (three dot-separated parts) is verified against the provider's
+    keys (a JWKS file made here), and the project's API tokens still work beside it."""
+    import json
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public: dict[str, Any] = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    oidc = "{jwks: keys.json, audience: parity-api, issuer: https://idp.example.test}"
+    path = write_repo(
+        tmp_path / "repo", DRIVER_REPO, extra=f"auth: {{enabled: true, oidc: {oidc}}}\n"
+    )
+    (path / "keys.json").write_text(json.dumps({"keys": [{**public, "kid": "k1", "use": "sig"}]}))
+
+    def signed(scope: str, audience: str = "parity-api") -> str:
+        now = int(time.time())
+        claims = {"iss": "https://idp.example.test", "aud": audience, "sub": "ada", "iat": now,
+                  "exp": now + 600, "scope": scope}  # fmt: skip
+        return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
+
+    store = FeatureStore(path)
+    store.apply()
+    _, token = store.access.tokens.create("scraper", "metrics:read")
+    try:
+        with running(create_app(store)) as address:
+
+            def status(credential: str) -> int:
+                headers = {"authorization": f"Bearer {credential}"}
+                return httpx.get(
+                    f"http://{address}/metrics", headers=headers, timeout=30
+                ).status_code
+
+            assert status(signed("openid metrics:read")) == 200
+            assert status(signed("openid features:read")) == 403
+            assert status(signed("metrics:read", audience="someone-else")) == 401
+            assert status(token) == 200
+    finally:
+        store.close()
