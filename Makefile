@@ -34,6 +34,7 @@ bench: install
 	$(PY) benchmarks/bench_online.py --size small --no-feast
 	$(PY) benchmarks/bench_windows.py --size small
 	$(PY) benchmarks/bench_models.py --size small --no-mlserver
+	$(PY) benchmarks/bench_auth.py --number 20000 --repeat 3
 	$(PY) benchmarks/bench_gates.py --quick
 	$(PY) benchmarks/bench_shadow.py --quick
 	$(PY) benchmarks/bench_stream_predict.py --quick
@@ -48,6 +49,7 @@ bench-full: install
 	$(PY) benchmarks/bench_online.py --size full
 	$(PY) benchmarks/bench_windows.py --size full
 	$(PY) benchmarks/bench_models.py --size full
+	$(PY) benchmarks/bench_auth.py
 	$(PY) benchmarks/bench_materialize.py --accounts 10000
 	$(PY) benchmarks/bench_overload.py
 	$(PY) benchmarks/bench_drift.py --rows 1000000 --features 20

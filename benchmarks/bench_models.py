@@ -2,7 +2,7 @@
 MLServer, on the same scikit-learn models, the same machine and the same client, in one run.
 
     .venv/bin/python benchmarks/bench_models.py [--size small|full] [--duration S] [--clients N]
-        [--rf-trees N] [--max-latency-ms MS] [--no-mlserver]
+        [--rf-trees N] [--max-latency-ms MS] [--no-mlserver] [--auth-rounds N] [--no-auth]
 
 Three parts: (1) server overhead: one sequential client, 1-row LogisticRegression requests, p50
 against LoadedModel.predict's p50 on the same rows; (2) adaptive batching: a RandomForest served
@@ -10,6 +10,10 @@ twice by one server, batching on and off, under N concurrent 1-row clients; (3) 
 LogisticRegression served by `parity serve-models` and by MLServer (its own venv,
 benchmarks/.mlserver-venv), one after the other, under the same load. The load comes from
 models_load.py, a process of its own; MLServer's venv and repository from models_mlserver.py.
+(4, issue 17) auth on against off: the LogisticRegression served from the repo and from a twin
+with `auth.enabled`, called with a `models:predict:lr` token, both servers up at once, the same
+load alternating between them for --auth-rounds rounds (auth_compare.py): the difference in the
+server's CPU time per request, against the 20 µs target.
 
 Prints one block per part, then one PASS/MISS line per target of the issue. Exits 0 even when a
 target is missed; non-zero only when something failed to run. See benchmarks/README.md.
@@ -36,6 +40,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import auth_compare  # noqa: E402
 import models_mlserver as mls  # noqa: E402
 from models_report import InProcess, LoadRun, Results, report  # noqa: E402
 from online_http import Server, free_port  # noqa: E402
@@ -50,8 +55,22 @@ FEATURES = 8
 ROWS = 256  # distinct request rows, sent in turn
 SIZES: dict[str, dict[str, float]] = {
     # seconds: each concurrent load; sequential: part 1's load; warmup: before each load
-    "small": {"seconds": 3.0, "sequential": 2.0, "warmup": 1.0, "calls": 1_000, "rf_calls": 40},
-    "full": {"seconds": 10.0, "sequential": 5.0, "warmup": 2.0, "calls": 10_000, "rf_calls": 200},
+    "small": {
+        "seconds": 3.0,
+        "sequential": 2.0,
+        "warmup": 1.0,
+        "calls": 1_000,
+        "rf_calls": 40,
+        "auth_rounds": 2,
+    },
+    "full": {
+        "seconds": 10.0,
+        "sequential": 5.0,
+        "warmup": 2.0,
+        "calls": 10_000,
+        "rf_calls": 200,
+        "auth_rounds": 3,
+    },
 }
 MAX_WARMUP_S = 60.0  # the warm-up also waits for every connection's first answer, this long
 
@@ -182,9 +201,14 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return error.code, error.read().decode(errors="replace")
 
 
-def http_post(url: str, body: str, timeout: float = 30.0) -> tuple[int, str]:
+def http_post(
+    url: str, body: str, timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
     request = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
+        url,
+        data=body.encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
@@ -239,11 +263,13 @@ def infer_body(row: Any) -> str:
     return json.dumps({"inputs": [tensor]}, separators=(",", ":"))
 
 
-def check_answers(server: Server, model: str, models: Models, expected: Any) -> None:
+def check_answers(
+    server: Server, model: str, models: Models, expected: Any, headers: dict[str, str] | None = None
+) -> None:
     """Before any load: 8 rows answer 200 with the in-process prediction."""
     for index in range(8):
         path = f"/v2/models/{model}/infer"
-        status, text = http_post(server.url + path, infer_body(models.rows[index]))
+        status, text = http_post(server.url + path, infer_body(models.rows[index]), headers=headers)
         if status != 200:
             raise BenchFailure(f"{server.name}: POST {path} answered {status}: {text[:1000]}")
         outputs = json.loads(text).get("outputs") or [{}]
@@ -263,6 +289,7 @@ def drive(
     label: str,
     clients: int | None = None,
     seconds: float | None = None,
+    headers: dict[str, str] | None = None,
 ) -> LoadRun:
     """One run of models_load.py (a process of its own) against `model`'s infer route: warm-up on
     the same connections, then the timed phase; mean batch rows from /metrics when Parity."""
@@ -283,7 +310,8 @@ def drive(
         "seconds": seconds,
         "warmup": args.warmup,
         "max_warmup": MAX_WARMUP_S,
-        "metrics_path": "/metrics" if label.startswith("parity") else None,
+        "metrics_path": "/metrics" if label.startswith("parity") and not headers else None,
+        "headers": headers or {},
     }
     config_path.write_text(json.dumps(config))
     command = [str(PARITY_PYTHON), str(LOAD), str(config_path), str(result_path)]
@@ -312,6 +340,7 @@ def drive(
         out["error_samples"],
         out["ramp_s"],
         out["silent_at_start"],
+        answered=out.get("answered", 0),
     )
     before, after = (
         batch_rows(out["metrics_before"], model),
@@ -374,6 +403,63 @@ def parity_parts(
     return results
 
 
+def auth_part(
+    args: argparse.Namespace, models: Models, repo: Path
+) -> list[auth_compare.Comparison]:
+    """Part 4: `lr` with auth off and on (see the module docstring)."""
+    twin = auth_compare.auth_twin(repo, WORK / "repo-auth")
+    token = auth_compare.create_token(twin, "models:predict:lr")
+    bearer = {"Authorization": f"Bearer {token}"}
+    ports = {"off": free_port(), "on": free_port()}
+    roots = {"off": repo, "on": twin}
+    base: list[str | Path] = [PARITY_CLI, "serve-models", "--repo"]
+    commands = {
+        mode: [*base, roots[mode], "--model", "lr", "--port", str(ports[mode])] for mode in ports
+    }
+    shapes = [("lr, 1 sequential client", 1, args.sequential), ("lr", args.clients, args.duration)]
+    comparisons = [auth_compare.Comparison(f"{label}, {n} client(s)") for label, n, _ in shapes]
+    log(
+        f"4. auth on against off: {args.auth_rounds} round(s) per mode, a models:predict:lr "
+        f"token; {load_average()}"
+    )
+    with contextlib.ExitStack() as stack:
+        servers = {
+            mode: stack.enter_context(
+                serving(
+                    f"parity auth {mode}",
+                    commands[mode],
+                    ports[mode],
+                    ["/v2/health/ready"],
+                    WORK / "logs" / f"parity-serve-auth-{mode}.log",
+                )
+            )
+            for mode in ports
+        }
+        heads = {"off": None, "on": bearer}
+        for mode, server in servers.items():
+            check_answers(server, "lr", models, models.lr_labels, heads[mode])
+        for mode in auth_compare.modes(args.auth_rounds):
+            server = servers[mode]
+            for comparison, (label, clients, seconds) in zip(comparisons, shapes, strict=True):
+                before = auth_compare.tree_cpu(server.process.pid)
+                run = drive(
+                    server,
+                    "lr",
+                    models,
+                    args,
+                    f"auth {mode} {label}",
+                    clients,
+                    seconds,
+                    heads[mode],
+                )
+                cpu = auth_compare.tree_cpu(server.process.pid) - before
+                errors = sum(run.errors.values())
+                # the CPU window holds the warm-up too: per answer, warm-up included
+                phase = auth_compare.Phase(run.answered, cpu, run.rps, run.p50, run.p99, errors)
+                comparison.add(mode, phase)
+    return comparisons
+
+
 def mlserver_part(args: argparse.Namespace, models: Models, results: Results) -> list[str]:
     """MLServer's configurations under the same load; failures to run it are returned as text."""
     import joblib
@@ -425,12 +511,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-latency-ms", type=float, default=5.0, help="rf_on's max_latency_ms (batching on)"
     )
     parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer")
+    parser.add_argument("--no-auth", action="store_true", help="skip auth on against off")
+    parser.add_argument("--auth-rounds", type=int, help="rounds of auth off and on (part 4)")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     if args.duration is None:
         args.duration = size["seconds"]
     args.sequential = min(size["sequential"], args.duration)
     args.warmup = size["warmup"]
+    if args.auth_rounds is None:
+        args.auth_rounds = int(size["auth_rounds"])
     return args
 
 
@@ -444,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     failures: list[str] = []
     lines: list[str] = []
+    auth: list[auth_compare.Comparison] = []
     try:
         models = train(args.rf_trees)
         repo = WORK / "repo"
@@ -452,11 +543,17 @@ def main(argv: list[str] | None = None) -> int:
         log("in-process predict timings ...")
         inproc = time_in_process(loaded, models, SIZES[args.size])
         results = parity_parts(args, models, repo, inproc)
+        auth = [] if args.no_auth else auth_part(args, models, repo)
         if args.no_mlserver:
             results.mlserver_note = "skipped (--no-mlserver)"
         else:
             failures += mlserver_part(args, models, results)
         lines = report(results, args)
+        if auth:
+            lines += ["", "auth on against off (part 4, issue 17)"]
+            for comparison in auth:
+                lines += comparison.lines()
+            lines += ["", "target (issue 17):", *("  " + c.target() for c in auth)]
     except BenchFailure as error:
         failures.append(str(error))
     for line in lines:

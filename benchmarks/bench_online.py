@@ -4,11 +4,15 @@ server, Parity against Feast on the same data, the same machine and the same Red
     .venv/bin/python benchmarks/bench_online.py [--size small|full] [--no-feast] [--repeat N]
         [--wrk-seconds S] [--parity-workers N] [--feast-offline duckdb|file]
         [--http-stores redis[,sqlite]] [--materialize-repeat N] [--feast-materialize-repeat N]
+        [--auth-rounds N] [--no-auth]
 
 Data comes from online_data.py (cached under benchmarks/.work/online/<size>/), repos from
 online_repos.py, in-process latencies from online_reads.py, HTTP load from wrk (online_http.py),
 the Feast-client check from online_feast_client.py, tables and verdicts from online_report.py.
-Every timing-sensitive step runs alone.
+Every timing-sensitive step runs alone. Issue 17: `parity serve` with auth off and on (a twin
+repo with `auth.enabled` and a `features:read` token, auth_compare.py), both up at once, the same
+wrk load alternating between them for --auth-rounds rounds: the difference in the server's CPU
+time per request, against the 20 µs target.
 Redis keys are under project names unique to the benchmark and are deleted at the end.
 
 Prints one table per part, then one PASS/MISS line per target of the issue. Exits 0 even when a
@@ -34,6 +38,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import auth_compare  # noqa: E402
 import bench_registry  # noqa: E402
 import bench_retrieval  # noqa: E402
 import online_data as data  # noqa: E402
@@ -78,6 +83,7 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
         "calls": {"1x10": (1_000, 100), "100x50": (200, 20)},
         "materialize_repeat": 3,
         "feast_materialize_repeat": 1,
+        "auth_rounds": 2,
     },
     "full": {
         "repeat": 3,
@@ -85,6 +91,7 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
         "calls": {"1x10": (2_000, 200), "100x50": (500, 50)},
         "materialize_repeat": 3,
         "feast_materialize_repeat": 1,
+        "auth_rounds": 3,
     },
 }
 # Feast's servers: its defaults (1 worker, access log, workers recycled every ~1,000 requests,
@@ -499,10 +506,17 @@ def serving(spec: ServerSpec, setup: Setup) -> Iterator[http.Server]:
         server.stop()
 
 
-def check_answer(server: http.Server, setup: Setup, refs: list[str], entities: int) -> None:
+def check_answer(
+    server: http.Server,
+    setup: Setup,
+    refs: list[str],
+    entities: int,
+    headers: dict[str, str] | None = None,
+) -> None:
     """One request before the load: 200, and one result column per entity key and feature."""
     ids = [setup.ids[0] + i for i in range(entities)]
-    status, text = http.post(server.url, {"features": refs, "entities": {"driver_id": ids}})
+    body = {"features": refs, "entities": {"driver_id": ids}}
+    status, text = http.post(server.url, body, headers=headers)
     if status != 200:
         raise http.ServerError(f"{server.name} answered {status}: {text[:2000]}")
     results = json.loads(text).get("results", [])
@@ -532,6 +546,76 @@ def load_server(
                 + (f", {run.errors} errors" if run.errors else "")
             )
     return figures
+
+
+# --- auth on against off (issue 17) -------------------------------------------------------------
+
+
+def measure_auth(
+    setup: Setup, args: argparse.Namespace
+) -> tuple[list[auth_compare.Comparison], list[str]]:
+    """`parity serve` on the first of --http-stores, auth off and on, the same wrk load."""
+    store = args.http_stores[0]
+    twin = auth_compare.auth_twin(setup.parity[store], setup.base / f"parity_{store}_auth")
+    bearer = {"Authorization": f"Bearer {auth_compare.create_token(twin, 'features:read')}"}
+    heads: dict[str, dict[str, str] | None] = {"off": None, "on": bearer}
+    roots = {"off": setup.parity[store], "on": twin}
+    extra = ["--workers", str(args.parity_workers)] if parity_serve_supports_workers() else []
+    log(
+        f"auth on against off: parity serve ({store}, {' '.join(extra) or '1 process'}), "
+        f"{args.auth_rounds} round(s) per mode, a features:read token; {load_average()}"
+    )
+    comparisons = {shape: auth_compare.Comparison(f"{store} {shape}") for shape in HTTP_SHAPES}
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = {
+                mode: stack.enter_context(
+                    serving(
+                        ServerSpec(
+                            f"parity auth {mode}",
+                            "parity",
+                            store,
+                            [PARITY_CLI, "serve", "--repo", roots[mode], *extra],
+                        ),
+                        setup,
+                    )
+                )
+                for mode in roots
+            }
+            scripts = auth_scripts(setup, servers, heads)
+            for mode in auth_compare.modes(args.auth_rounds):
+                for shape, comparison in comparisons.items():
+                    comparison.add(mode, auth_phase(servers[mode], scripts[mode][shape], args))
+    except http.ServerError as error:
+        return [], [f"auth on against off: {error}"]
+    return list(comparisons.values()), []
+
+
+def auth_scripts(
+    setup: Setup, servers: dict[str, http.Server], heads: dict[str, dict[str, str] | None]
+) -> dict[str, dict[str, Path]]:
+    """Each mode's wrk script per shape (the same bodies), after a check and a warm-up."""
+    scripts: dict[str, dict[str, Path]] = {mode: {} for mode in servers}
+    for shape, (refs, entities) in HTTP_SHAPES.items():
+        payloads = http.bodies(refs, entities, setup.ids, 1_000 if entities == 1 else 200, seed=11)
+        for mode, server in servers.items():
+            check_answer(server, setup, refs, entities, heads[mode])
+            path = setup.base / "results" / f"wrk-auth-{mode}-{shape}.lua"
+            scripts[mode][shape] = http.lua_script(path, payloads, heads[mode])
+            http.run_wrk(server.url, scripts[mode][shape], seconds=2)  # warm-up, not counted
+    return scripts
+
+
+def auth_phase(server: http.Server, script: Path, args: argparse.Namespace) -> auth_compare.Phase:
+    print(f"  {server.name} {script.stem} ...", end=" ", flush=True)
+    before = auth_compare.tree_cpu(server.process.pid)
+    run = http.run_wrk(server.url, script, seconds=args.wrk_seconds)
+    cpu = auth_compare.tree_cpu(server.process.pid) - before
+    phase = auth_compare.Phase(
+        run.requests, cpu, run.rps, run.latency_ms["50"], run.latency_ms["99"], run.errors
+    )
+    log(f"{run.rps:,.0f} req/s, p50 {phase.p50_ms:.2f} ms, {phase.cpu_us:.1f} µs CPU/request")
+    return phase
 
 
 # --- Feast's HTTP client against Parity's server ------------------------------------------------
@@ -661,6 +745,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--http-stores", default="redis", help="online stores behind the servers: redis,sqlite"
     )
     parser.add_argument("--materialize-repeat", type=int, help="parity materializations per store")
+    parser.add_argument("--auth-rounds", type=int, help="rounds of auth off and on (issue 17)")
+    parser.add_argument("--no-auth", action="store_true", help="skip auth on against off")
     parser.add_argument(
         "--feast-materialize-repeat", type=int, help="feast materializations per store"
     )
@@ -700,6 +786,8 @@ def main(argv: list[str] | None = None) -> int:
         figures, specs, checks, http_failures = measure_http(setup, args, expected, dump_ids)
         failures += http_failures
         save_exchange(checks, feast_version)
+        auth, auth_failures = ([], []) if args.no_auth else measure_auth(setup, args)
+        failures += auth_failures
 
         text, lines = materialization_report(setup.drivers, setup.rows, materialized)
         report += [
@@ -738,6 +826,11 @@ def main(argv: list[str] | None = None) -> int:
         if checks:
             targets.append(f"info  exchange saved to {EXCHANGE_FILE.relative_to(BENCH_DIR.parent)}")
         report += ["", "targets (issue 4):", *("  " + line for line in targets)]
+        if auth:
+            report += ["", f"auth on against off, wrk -t2 -c8 -d{args.wrk_seconds:g}s (issue 17)"]
+            for comparison in auth:
+                report += comparison.lines()
+            report += ["", "target (issue 17):", *("  " + c.target() for c in auth)]
         report += ["", f"the issue's Feast figures: {ISSUE_FEAST}"]
     except FAILURES as error:
         failures.append(str(error))

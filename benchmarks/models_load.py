@@ -5,7 +5,8 @@ percentiles and errors as JSON.
     python models_load.py CONFIG.json RESULT.json
 
 CONFIG: {"host", "port", "path", "bodies": [str, ...], "clients", "seconds", "warmup",
-"max_warmup", "metrics_path" (optional)}. Each connection starts at its own offset in `bodies` and
+"max_warmup", "metrics_path" (optional), "headers" (optional: {name: value} sent with every
+request, e.g. Authorization)}. Each connection starts at its own offset in `bodies` and
 sends them in turn. The warm-up lasts `warmup` seconds and until every connection has had an
 answer (at most `max_warmup` seconds; `ramp_s` in the result says how long that took). Timed: the
 requests sent in the `seconds` after the warm-up. With `metrics_path`, that page is fetched when
@@ -34,9 +35,10 @@ class Load:
 
     def __init__(self, config: dict[str, Any]) -> None:
         host, port, path = config["host"], int(config["port"]), config["path"]
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (config.get("headers") or {}).items())
         self.requests = [
             (
-                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}"
                 f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n"
             ).encode()
             + body.encode()
@@ -48,6 +50,7 @@ class Load:
         self.timed_from_ns = math.inf  # requests sent from then on are timed
         self.deadline = math.inf  # no request is sent after it (perf_counter seconds)
         self.last_ns = 0  # when the last timed answer arrived
+        self.answered = 0  # every whole answer, warm-up included (server work per request)
 
     def error(self, what: str, sample: str, timed: bool) -> None:
         what = what if timed else f"{what} (warm-up)"
@@ -95,6 +98,7 @@ class Connection(asyncio.Protocol):
             return
         now = time.perf_counter_ns()
         self.answered = True
+        self.load.answered += 1
         timed = self.sent_ns >= self.load.timed_from_ns
         status = int(self.buffer[9:12])
         if status != 200:
@@ -188,6 +192,7 @@ def summary(load: Load, seconds: float) -> dict[str, Any]:
         "max_ms": latencies[-1] / 1e6 if latencies else float("nan"),
         "errors": load.errors,
         "error_samples": load.samples,
+        "answered": load.answered,
     }
 
 

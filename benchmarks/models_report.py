@@ -32,6 +32,7 @@ class LoadRun:
     ramp_s: float  # warm-up, until every connection had an answer
     silent_at_start: int  # connections still without an answer when the timed phase began
     batch_rows: float | None = None  # mean rows per model call in the timed phase (Parity only)
+    answered: int = 0  # every answer, warm-up included (the server's work in the whole run)
 
     def line(self) -> str:
         errors = sum(self.errors.values())

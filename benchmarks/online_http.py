@@ -107,12 +107,15 @@ def start_server(
     raise ServerError(f"{name}: no answer on /health after {timeout:.0f} s:\n{server.tail()}")
 
 
-def post(url: str, body: dict[str, Any], timeout: float = 30.0) -> tuple[int, str]:
-    """POST JSON; (status, body text) whatever the status."""
+def post(
+    url: str, body: dict[str, Any], timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """POST JSON (with `headers` too, e.g. Authorization); (status, body text) whatever the
+    status."""
     request = urllib.request.Request(
         url + PATH,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
         method="POST",
     )
     try:
@@ -140,15 +143,18 @@ def bodies(
     ]
 
 
-def lua_script(path: Path, payloads: list[str]) -> Path:
-    """A wrk script that POSTs the payloads in turn (each thread from its own offset)."""
+def lua_script(path: Path, payloads: list[str], headers: dict[str, str] | None = None) -> Path:
+    """A wrk script that POSTs the payloads in turn (each thread from its own offset), with
+    `headers` on every request (e.g. Authorization)."""
     items = ",\n".join(f"[==[{p}]==]" for p in payloads)
+    extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     path.write_text(
         f"local bodies = {{\n{items}\n}}\n"
         "local n = #bodies\n"
         "local i = 0\n"
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        f"{extra}"
         "function setup(thread)\n"
         "  thread:set('offset', math.random(n))\n"
         "end\n"

@@ -209,6 +209,17 @@ class FeatureStore:
         )
         if result.version is not None and self._registry is not None:
             self._registry.refresh()
+        if result.version is not None:  # audited once committed; a no-op apply wrote nothing
+            from parity.registry.audit import actor_for
+
+            detail = {"version": result.version.version, "changes": len(the_plan.changes)}
+            self.access.audit.record(
+                "registry.apply",
+                self.project,
+                detail,
+                actor=actor_for(author),
+                at=result.version.committed_at,
+            )
         return result
 
     # --- offline ----------------------------------------------------------------------------
@@ -496,6 +507,8 @@ class FeatureStore:
         if (quality := self.monitoring.quality_recorder()) is not None:  # rows and nulls
             for view in views:
                 quality.ingested(view, table)
+        detail = {"rows": int(table.num_rows), "to": to}  # audited once written
+        self.access.audit.record("features.push", name, detail)
         return int(table.num_rows)
 
     def _online_freshness(self) -> dict[str, datetime | None]:
@@ -579,6 +592,7 @@ def _model_registry(store: FeatureStore) -> ModelRegistry:
         clock=store.now,  # versions, alias moves and "now" in alias_at read the store's clock
         # monitoring profiles a new version's training set (reference for drift)
         on_register=[lambda version: store.monitoring.on_model_registered(version)],
+        audit=lambda *record, **at: store.access.audit.record(*record, **at),
     )
 
 

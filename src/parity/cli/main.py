@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from parity.cli import render
+from parity.cli.auth import audit, auth_app
 from parity.cli.common import (
     ClaimIdleOption,
     ConsumerOption,
@@ -59,6 +60,8 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(triggers_app, name="triggers")
 app.add_typer(predict_app, name="predict")
 app.command("serve-models")(command(serve_models))
+app.add_typer(auth_app, name="auth")
+app.command("audit")(audit)
 
 
 @app.callback()

@@ -13,10 +13,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from parity.deploy.decide import Decision, apply, decide, step_label
 from parity.deploy.state import CheckOutcome, GateResult, RolloutEvent, RolloutState
 from parity.deploy.store import RolloutStore, StoredRollout
+from parity.registry.audit import acting_as, actor_for
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,8 @@ Checker = Callable[[RolloutState, datetime], CheckOutcome]
 Promoter = Callable[[RolloutState, str], "str | None"]
 # The version the rollout's champion alias names now (None: not set).
 AliasReader = Callable[[RolloutState], "int | None"]
+# Records a decision once written: (action, model, detail, at=) -> store.access.audit.record.
+Auditor = Callable[..., object]
 
 # With no rollout running the lease lasts 3 x the default interval (1 minute): a crashed idle
 # controller is replaced within 3 minutes, and nothing waits on it meanwhile.
@@ -71,8 +75,10 @@ class Controller:
         promoter: Promoter,
         owner: str,
         alias_now: AliasReader | None = None,
+        audit: Auditor | None = None,
     ) -> None:
         self.store = store
+        self.audit = audit
         self.checker = checker
         self.promoter = promoter
         self.alias_now = alias_now
@@ -84,6 +90,11 @@ class Controller:
         """Take or renew the lease; if held, evaluate every due rollout. The events recorded.
         A naive `now` is UTC."""
         now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        # Its decisions (and the alias moves they make) are audited as the system's own.
+        with acting_as(actor_for(self.actor, "system")):
+            return self._tick(now)
+
+    def _tick(self, now: datetime) -> list[RolloutEvent]:
         running = self.store.list(running_only=True)
         self.poll = poll_seconds(running)
         lease = self.store.acquire(self.owner, now, lease_seconds(running))
@@ -127,6 +138,8 @@ class Controller:
         after = apply(state, decision, now)
         events = [check, *_follow_up(state, after, decision, outcome, now, self.actor)]
         written = self.store.write(item, after, events, checked_at=now)
+        if written is not None and decision.action in ("advance", "abort"):
+            self._record(decision.action, after, decision.reason)
         return [] if written is None else events
 
     def promote(
@@ -145,6 +158,7 @@ class Controller:
         if self.store.write(item, after, [event]) is None:
             log.warning("rollout %s changed while it was promoted; alias event kept", state.id)
             return []
+        self._record("promote" if problem is None else "abort", after, after.reason)
         return [event]
 
     def run(
@@ -188,7 +202,16 @@ class Controller:
         )
         after = replace(state, status="aborted", reason=reason, updated_at=now)
         event = RolloutEvent(state.id, now, "aborted", state.step, 0.0, (), reason, self.actor)
-        return [] if self.store.write(item, after, [event], checked_at=now) is None else [event]
+        if self.store.write(item, after, [event], checked_at=now) is None:
+            return []
+        self._record("abort", after, reason)
+        return [event]
+
+    def _record(self, kind: str, after: RolloutState, reason: str) -> None:
+        """Audit a decision once written (`rollouts.<kind>`), as whoever acts now."""
+        if self.audit is not None:
+            detail = audit_detail(after, reason)
+            self.audit(f"rollouts.{kind}", after.model, detail, at=after.updated_at)
 
     def _check(self, state: RolloutState, now: datetime) -> CheckOutcome:
         try:
@@ -221,6 +244,12 @@ class Controller:
             if self.store.write(item, replace(state, updated_at=now), [event]) is not None:
                 events.append(event)
         return events
+
+
+def audit_detail(state: RolloutState, reason: str) -> dict[str, Any]:
+    """A rollout write for the audit trail: which rollout, where it stands, why."""
+    detail = {"rollout": state.id, "status": state.status, "step": state.step}
+    return {**detail, "weight": state.weight, "reason": reason}
 
 
 def _follow_up(

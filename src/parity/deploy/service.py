@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from parity.definitions.rollout import GateFunction, Rollout
 from parity.deploy import validate
-from parity.deploy.controller import Controller, owner_id
+from parity.deploy.controller import Controller, audit_detail, owner_id
 from parity.deploy.state import (
     ACTIVE,
     CheckOutcome,
@@ -36,6 +36,7 @@ from parity.errors import (
     RolloutStateError,
 )
 from parity.inference.routing import Routes
+from parity.registry.audit import acting_as, actor_for
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -117,7 +118,9 @@ class Rollouts:
             f"'{resolved.routing_key}'"
         )
         event = RolloutEvent("", now, "started", 0, state.weight, (), reason, actor)
-        return self.db.insert(state, resolved.routing_key, resolved.key_source, event)
+        started = self.db.insert(state, resolved.routing_key, resolved.key_source, event)
+        self._record("start", started, reason, actor)
+        return started
 
     def status(self, model: str) -> RolloutState:
         """The model's latest rollout (active or finished); RolloutNotFound if it never had one."""
@@ -143,7 +146,8 @@ class Rollouts:
         why = reason or "promoted by hand"
         for _ in range(_ATTEMPTS):
             item = self._running(model, "promote")
-            done = self._controller().promote(item, why, self._clock(), actor)
+            with acting_as(actor_for(actor)):  # the controller audits the promotion as the caller
+                done = self._controller().promote(item, why, self._clock(), actor)
             if done:
                 state = self._latest(model).state
                 if state.status != "promoted":
@@ -236,6 +240,7 @@ class Rollouts:
             promoter=self._move_alias,
             owner=owner or self._owner,
             alias_now=self._alias_now,
+            audit=lambda *record, **at: self.store.access.audit.record(*record, **at),
         )
 
     def _alias_now(self, state: RolloutState) -> int | None:
@@ -323,8 +328,16 @@ class Rollouts:
             weight = 0.0 if status == "aborted" else item.state.weight
             event = RolloutEvent(after.id, now, kind, after.step, weight, (), reason, actor)
             if self.db.write(item, after, [event]) is not None:
+                self._record(action, after, reason, actor)
                 return after
         raise _busy(model)
+
+    def _record(self, action: str, state: RolloutState, reason: str, actor: str) -> None:
+        """Audit a user's rollout action once written (`rollouts.<action>`)."""
+        detail = audit_detail(state, reason)
+        self.store.access.audit.record(
+            f"rollouts.{action}", state.model, detail, actor=actor_for(actor), at=state.updated_at
+        )
 
 
 _KINDS: dict[str, EventKind] = {"pause": "paused", "resume": "resumed", "abort": "aborted"}

@@ -182,11 +182,14 @@ class ModelRegistry:
         author: str | None = None,
         code_version: Callable[[], str | None] | None = None,
         on_register: Sequence[Callable[[ModelVersion], None]] = (),
+        audit: Callable[..., object] | None = None,
     ) -> None:
         self.store = store
         # Called with each new version once stored (monitoring profiles its training set); a
         # failing hook is logged and never undoes the registration.
         self.on_register = list(on_register)
+        # (action, model, detail, at=) after each write succeeded: store.access.audit.record
+        self._audit = audit or (lambda *record, **at: None)
         self.artifacts = artifacts
         self.project = project
         self.trusted = trusted
@@ -238,6 +241,8 @@ class ModelRegistry:
             **asdict(lineage),
         )
         version = self.store.add_version(draft)
+        detail = {"version": version.version, "flavor": version.flavor}
+        self._audit("models.register", name, detail, at=version.created_at)
         if alias is not None:
             self.set_alias(name, alias, version.version, reason=f"registered {version.ref}")
         for hook in self.on_register:
@@ -369,6 +374,7 @@ class ModelRegistry:
     def delete_version(self, name: str, version: int) -> None:
         """Delete a version no alias points at; its artifact is kept (others may share it)."""
         self.store.delete_version(self.project, name, version)
+        self._audit("models.delete", name, {"version": version})  # at: now
 
     def set_alias(
         self,
@@ -384,7 +390,7 @@ class ModelRegistry:
         if the alias still points there, with `moves_seen` only if its history still has that
         many moves; otherwise AliasMoved and nothing changes."""
         check_alias(alias)
-        return self.store.set_alias(
+        event = self.store.set_alias(
             self.project,
             name,
             alias,
@@ -395,11 +401,15 @@ class ModelRegistry:
             expected=expected,
             moves_seen=moves_seen,
         )
+        self._audit("models.alias", name, _alias_detail(event), at=event.moved_at)
+        return event
 
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> AliasEvent:
-        return self.store.delete_alias(
+        event = self.store.delete_alias(
             self.project, name, alias, author=self.author, reason=reason, at=self._clock()
         )
+        self._audit("models.alias", name, _alias_detail(event), at=event.moved_at)
+        return event
 
     def get_alias(self, name: str, alias: str) -> ModelVersion:
         return self.get_version(name, self.store.get_alias(self.project, name, alias))
@@ -467,3 +477,13 @@ class ModelRegistry:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _alias_detail(event: AliasEvent) -> dict[str, Any]:
+    """An alias move for the audit trail (version None: the alias was deleted)."""
+    return {
+        "alias": event.alias,
+        "version": event.version,
+        "previous": event.previous,
+        "reason": event.reason,
+    }

@@ -79,9 +79,13 @@ class CachedRegistry:
         """Remove this project from the registry (its head and every version, guarded by the
         same compare-and-swap as a commit); returns the last version it had."""
         from parity.registry.apply import teardown
+        from parity.registry.audit import AuditTrail
+        from parity.timeutil import utcnow
 
         version = teardown(self.store, self.project)
         self.refresh()
+        trail = AuditTrail(getattr(self.store, "engine", None), self.project, utcnow)
+        trail.record("registry.teardown", self.project, {"version": version})  # once removed
         return version
 
     def _maybe_refresh(self) -> None:

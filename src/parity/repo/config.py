@@ -290,11 +290,21 @@ class OidcConfig(_Settings):
 
 
 class ClientLimitsConfig(_Settings):
-    """Per-client limits (`auth.limits`), the defaults for a token created without its own: a
-    token bucket of `rate_per_second` refilled requests holding at most `burst` (None: no rate
-    limit), and at most `max_in_flight` requests at once per server process (None: half the
-    server's --max-in-flight, so one caller can never hold every slot). 429 with Retry-After
-    beyond them. Reasons in docs/security.md."""
+    """Per-client limits (`auth.limits`), the defaults for a token created without its own (a
+    token's own values win, field by field): a token bucket refilled at `rate_per_second`
+    holding at most `burst` requests, and at most `max_in_flight` requests at once per server
+    process. 429 with Retry-After beyond them, on top of the server's own overload guard (503).
+
+    - `rate_per_second` None (default): no rate limit. No single rate suits every caller (a
+      scraper sends one request a minute, a batch scorer thousands a second), and the in-flight
+      cap already keeps one caller from starving the others whatever its requests cost.
+    - `burst` None: one second's worth of the rate (`ceil(rate)`, at least 1), so a caller may
+      send a second's requests at once after a pause, and never more than that above its rate.
+    - `max_in_flight` None: half the server's --max-in-flight (at least 1), so one caller can
+      never hold every slot: the others always find room while it is at its cap.
+
+    Each server process keeps its own counts (a caller may get N times the limits from N
+    workers or replicas). Reasons in docs/security.md."""
 
     rate_per_second: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     burst: int | None = Field(default=None, ge=1)
