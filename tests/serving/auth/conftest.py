@@ -1,3 +1,0 @@
-from tests.serving.auth.standins import install
-
-install()
