@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     print("\n2. the parts, µs per call")
     for name, us in parts(args.number, args.repeat):
-        print(f"  {name:45} {us:6.3f}")
+        print(f"  {name:52} {us:6.3f}")
     apps = [] if args.no_apps else whole_apps(args)
     print(f"\ntarget (issue 17): checking a token < {LIMIT_US:g} µs per request (cached)")
     worst = max(results)
