@@ -478,8 +478,6 @@ def jwt_for(key: Any, scope: str, audience: str = AUDIENCE) -> str:
 def oidc_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Servers, Any]]:
     from jwt.algorithms import ECAlgorithm
 
-    # until workstream B's gate is merged, auth: {enabled: true} enforces nothing
-    pytest.importorskip("parity.serving.auth.gate", reason="the auth gate is not merged yet")
     root = tmp_path_factory.mktemp("oidc")
     now = datetime.now(UTC).replace(microsecond=0)
     idp_key = ec.generate_private_key(ec.SECP256R1())

@@ -33,8 +33,22 @@ NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A model server with an ndarray model (`affine`) and a feature-backed one (`trips`)."""
-    root = Path(tmp_path_factory.mktemp("fuzz"))
-    repo = write_repo(root / "repo", DRIVER_REPO, extra="models: {trusted: true}\n")
+    store = _fuzz_store(Path(tmp_path_factory.mktemp("fuzz")))
+    with running(create_model_app(store)) as address:
+        yield f"http://{address}"
+
+
+@pytest.fixture(scope="module")
+def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The same server with auth on, and an admin token's text."""
+    store = _fuzz_store(Path(tmp_path_factory.mktemp("fuzz-auth")), "auth: {enabled: true}\n")
+    _, token = store.access.tokens.create("fuzz", "admin")
+    with running(create_model_app(store)) as address:
+        yield f"http://{address}", token
+
+
+def _fuzz_store(root: Path, extra: str = "") -> FeatureStore:
+    repo = write_repo(root / "repo", DRIVER_REPO, extra=f"models: {{trusted: true}}\n{extra}")
     store = FeatureStore(repo, clock=lambda: NOW)
     store.apply()
     store.materialize(datetime(2025, 12, 31, tzinfo=UTC), NOW)
@@ -51,8 +65,7 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         sample_input=sample,
         alias="champion",
     )
-    with running(create_model_app(store)) as address:
-        yield f"http://{address}"
+    return store
 
 
 SPEC = model_server_spec(__version__)
@@ -68,6 +81,7 @@ def _for_model(name: str) -> Any:
 
 
 affine_schema, trips_schema = _for_model("affine"), _for_model("trips")
+secured_schema = schemathesis.openapi.from_dict(model_server_spec(__version__, secured=True))
 
 
 def test_the_server_serves_its_spec(model_server: str) -> None:
@@ -91,6 +105,27 @@ def _call_and_validate(case: Any, base_url: str) -> None:
 @BOUNDED
 def test_model_server_answers_as_its_spec_says(case: Any, model_server: str) -> None:
     _call_and_validate(case, model_server)
+
+
+@secured_schema.parametrize()
+@BOUNDED
+def test_with_auth_on_the_server_answers_as_its_spec_says(
+    case: Any, secured_server: tuple[str, str]
+) -> None:
+    """Every operation with an admin token; the spec declares the 401s schemathesis' ignored_auth
+    check provokes by leaving the token out."""
+    base_url, token = secured_server
+    excluded = [positive_data_acceptance] if case.method == "POST" else []
+    case.call_and_validate(
+        base_url=base_url, headers={"Authorization": f"Bearer {token}"}, excluded_checks=excluded
+    )
+
+
+def test_with_auth_on_the_server_serves_its_secured_spec(secured_server: tuple[str, str]) -> None:
+    base_url, token = secured_server
+    assert httpx.get(f"{base_url}/openapi.json").status_code == 401
+    reply = httpx.get(f"{base_url}/openapi.json", headers={"Authorization": f"Bearer {token}"})
+    assert reply.json() == model_server_spec(__version__, secured=True)
 
 
 @affine_schema.parametrize()

@@ -37,6 +37,33 @@ _CONFIG = SchemathesisConfig.from_dict({"parameters": {"path.model_name": "ranke
 rollouts = schemathesis.openapi.from_dict(SPEC, config=_CONFIG).include(path_regex="^/v1/rollouts")
 
 
+@pytest.fixture(scope="module")
+def secured_control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A model server with auth on (rollout control needs no flag then) and a token that may
+    steer and read the rollouts."""
+    root = Path(tmp_path_factory.mktemp("rollout-fuzz-auth"))
+    _, store = rollout_store(root, registry="auth: {enabled: true}\n")
+    _, token = store.access.tokens.create("fuzz", "rollouts:admin models:read")
+    with running(create_model_app(store)) as address:
+        yield f"http://{address}", token
+
+
+secured_rollouts = schemathesis.openapi.from_dict(
+    model_server_spec(__version__, secured=True), config=_CONFIG
+).include(path_regex="^/v1/rollouts")
+
+
+@secured_rollouts.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_with_auth_on_rollout_routes_answer_as_the_spec_says(
+    case: Any, secured_control_server: tuple[str, str]
+) -> None:
+    base_url, token = secured_control_server
+    excluded = [positive_data_acceptance] if case.method == "POST" else []
+    headers = {"Authorization": f"Bearer {token}"}
+    case.call_and_validate(base_url=base_url, headers=headers, excluded_checks=excluded)
+
+
 @rollouts.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_rollout_routes_answer_as_the_spec_says(case: Any, control_server: str) -> None:

@@ -41,10 +41,27 @@ def store(tmp_path: Path) -> FeatureStore:
     return feature_store
 
 
-@pytest.mark.parametrize("enable_push", [True, False])
+def _secured(tmp_path: Path) -> tuple[FeatureStore, str]:
+    """The fuzzed repo with auth on, and an admin token's text."""
+    files = {**DRIVER_REPO, "push_defs.py": PUSH_REPO["defs.py"]}
+    path = write_repo(tmp_path / "secured", files, extra="auth: {enabled: true}\n")
+    feature_store = FeatureStore(path, clock=lambda: NOW)
+    feature_store.apply()
+    feature_store.materialize(datetime(2025, 12, 31, tzinfo=UTC), NOW, ["driver_stats"])
+    _, token = feature_store.access.tokens.create("fuzz", "admin")
+    return feature_store, token
+
+
+@pytest.mark.parametrize(("enable_push", "auth"), [(True, False), (False, False), (False, True)])
 def test_schemathesis_finds_no_5xx_and_no_spec_violation(
-    store: FeatureStore, tmp_path: Path, enable_push: bool
+    store: FeatureStore, tmp_path: Path, enable_push: bool, auth: bool
 ) -> None:
+    """With auth on, every request carries an admin token (schemathesis' `ignored_auth` check
+    also sends them without one, and expects the 401 the spec declares)."""
+    headers: list[str] = []
+    if auth:
+        store, token = _secured(tmp_path)
+        headers = ["--header", f"Authorization: Bearer {token}"]
     app = create_app(store, max_body_bytes=64_000, enable_push=enable_push)
     with running(app) as address:
         done = subprocess.run(
@@ -55,6 +72,7 @@ def test_schemathesis_finds_no_5xx_and_no_spec_violation(
                 *("--phases", "examples,coverage,fuzzing,stateful"),
                 *("--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED)),
                 *("--workers", "1", "--request-timeout", "10"),
+                *headers,
             ],
             cwd=tmp_path,  # its cache folder goes there
             capture_output=True,

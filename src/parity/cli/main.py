@@ -29,7 +29,6 @@ from parity.cli.common import (
     command,
     console,
     err,
-    push_note,
     run_server,
     state,
     store_at,
@@ -39,6 +38,7 @@ from parity.cli.models import models_app, serve_models
 from parity.cli.monitor import monitor_app
 from parity.cli.predict_stream import predict_app
 from parity.cli.rollout import rollout_app
+from parity.cli.serve_notes import access_note, open_warning
 from parity.cli.triggers import triggers_app
 from parity.errors import BackendNotInstalled
 from parity.timeutil import parse_time
@@ -339,8 +339,9 @@ def serve(
         bool,
         typer.Option(
             "--enable-push",
-            help="Accept POST /push (writes online and training data; no authentication yet: "
-            "only where trusted clients alone reach the port). Off: /push answers 403.",
+            help="Accept POST /push (writes online and training data) with auth off: only "
+            "where trusted clients alone reach the port. Off: /push answers 403. With auth on "
+            "(parity.yaml) it is not needed: tokens with features:push may push.",
         ),
     ] = False,
     tls_cert: TlsCertOption = None,
@@ -356,11 +357,15 @@ def serve(
     tls = check_tls(tls_cert, tls_key)
     check_port(host, port)
     store = store_at(repo)
+    secured = store.config.auth.enabled
     err.print(
         f"Serving project '{store.project}' on {base_url(host, port, tls)} "
-        f"({workers} worker{'s' if workers > 1 else ''}; {push_note(enable_push)})",
+        f"({workers} worker{'s' if workers > 1 else ''}; {access_note(secured, enable_push)})",
         soft_wrap=True,  # one line whatever the terminal's width
     )
+    warning = open_warning(secured, host, port)
+    if warning is not None:
+        err.print(warning, style="bold yellow", markup=False, soft_wrap=True)
     os.environ.update(
         PARITY_SERVE_REPO=str(store.repo_path),
         PARITY_SERVE_MAX_IN_FLIGHT=str(max_in_flight),

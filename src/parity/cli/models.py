@@ -25,6 +25,7 @@ from parity.cli.common import (
     run_server,
     store_at,
 )
+from parity.cli.serve_notes import open_warning
 from parity.errors import BackendNotInstalled, InvalidOption
 from parity.timeutil import parse_time
 
@@ -225,9 +226,10 @@ def serve_models(
         bool,
         typer.Option(
             "--enable-push",
-            help="With --with-features: accept POST /push (writes online and training data; no "
-            "authentication yet: only where trusted clients alone reach the port). Off: /push "
-            "answers 403.",
+            help="With --with-features and auth off: accept POST /push (writes online and "
+            "training data): only where trusted clients alone reach the port. Off: /push "
+            "answers 403. With auth on (parity.yaml) it is not needed: tokens with "
+            "features:push may push.",
         ),
     ] = False,
     max_in_flight: Annotated[
@@ -240,9 +242,10 @@ def serve_models(
         bool,
         typer.Option(
             "--enable-rollout-control",
-            help="Accept POST /v1/rollouts... (start, pause, resume, promote, abort rollouts; no "
-            "authentication yet: only where trusted clients alone reach the port). Off: they "
-            "answer 403 and GET /v1/rollouts still reads.",
+            help="With auth off: accept POST /v1/rollouts... (start, pause, resume, promote, "
+            "abort rollouts): only where trusted clients alone reach the port. Off: they answer "
+            "403 and GET /v1/rollouts still reads. With auth on (parity.yaml) it is not needed: "
+            "tokens with rollouts:admin may steer rollouts.",
         ),
     ] = False,
     no_rollout_controller: Annotated[
@@ -272,8 +275,10 @@ def serve_models(
     store = store_at(repo)
     for ref in preload or []:
         store.models.resolve(ref)  # an unknown model or alias: one line now, not a traceback
+    secured = store.config.auth.enabled
     features = f" (and its features; {push_note(enable_push)})" if with_features else ""
-    rollouts = _rollout_note(enable_rollout_control, not no_rollout_controller)
+    features = " (and its features)" if with_features and secured else features
+    rollouts = _rollout_note(enable_rollout_control or secured, not no_rollout_controller, secured)
     err.print(
         f"Serving the models of project '{store.project}' on {base_url(host, port, tls)}{features}"
         f"; {rollouts}",
@@ -289,15 +294,24 @@ def serve_models(
         PARITY_SERVE_ENABLE_ROLLOUT_CONTROL="1" if enable_rollout_control else "0",
         PARITY_SERVE_ROLLOUT_CONTROLLER="0" if no_rollout_controller else "1",
     )
+    warning = open_warning(secured, host, port)
+    if warning is not None:
+        err.print(warning, style="bold yellow", markup=False, soft_wrap=True)
     store.close()
     run_server(model_app.app_from_environment, host=host, port=port, workers=workers, tls=tls)
 
 
-def _rollout_note(control: bool, controller: bool) -> str:
-    """What a model server's start-up line says about rollouts."""
+def _rollout_note(control: bool, controller: bool, secured: bool = False) -> str:
+    """What a model server's start-up line says about auth and rollouts."""
     loop = "controller loop on" if controller else "controller loop off (--no-rollout-controller)"
+    if secured:
+        return (
+            "auth on: every route but the health probes needs a token (rollout control: "
+            f"rollouts:admin; /push: features:push); {loop}"
+        )
     if control:
         return (
-            f"rollout control on: anyone who reaches the port can start and stop rollouts; {loop}"
+            "auth off; rollout control on: anyone who reaches the port can start and stop "
+            f"rollouts; {loop}"
         )
-    return f"rollout control off: --enable-rollout-control turns it on; {loop}"
+    return f"auth off; rollout control off: --enable-rollout-control turns it on; {loop}"

@@ -15,13 +15,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from parity.definitions.rollout import Rollout
 from parity.inference.deployment import BatchSettings
 from parity.inference.http import ModelApp, error_body
 from parity.inference.metrics import DriftGauges, ModelMetrics
 from parity.inference.rollout_http import ControllerLoop, RolloutRoutes
+from parity.inference.routes import MODEL_ROUTES
 from parity.inference.server import ModelServer, ModelTarget, utc_now
 from parity.inference.shadow import DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT_S
 from parity.inference.shadow_process import ShadowProcess, ShadowSettings
+from parity.serving.auth.gate import AuthGate, gate_for
+from parity.serving.auth.rules import RouteRule
 from parity.serving.guard import ASGIApp, Guard
 
 logger = logging.getLogger(__name__)
@@ -67,21 +71,22 @@ def create_model_app(
     now: Callable[[], datetime] | None = None,
     enable_rollout_control: bool = False,
     rollout_controller: bool = False,
-) -> Guard:
+) -> Guard | AuthGate:
     """The model server of `store`'s project as one ASGI app. `preload` names the models (refs
     such as `fraud@champion`) to load before the server reports ready; others load on first use.
     The prediction log is closed (everything queued written) when the app shuts down.
     `freeze_heap` (server processes only) moves everything loaded by start-up out of the
     garbage collector's reach. `with_features` also serves the feature server's routes, with
-    /push only if `enable_push` (it has no authentication yet). `routes` reads the active
+    /push only if `enable_push` or auth is on. `routes` reads the active
     rollouts' routes (default: `store.rollouts.routes`, refreshed like aliases); mirrored
     requests wait in a queue of `shadow_queue_size` and get `shadow_timeout_s` each, in a child
     process or on the event loop (`shadow_executor`: "process" or "inline"; default
     `models.serving.shadow_executor`). `now`
     stamps the prediction log's rows (UTC wall clock by default; the demo simulates time).
     `/v1/rollouts` reads rollouts; its POSTs start and steer them only if
-    `enable_rollout_control`; `rollout_controller` runs the rollout controller loop in a thread
-    while the app runs."""
+    `enable_rollout_control` or auth is on; `rollout_controller` runs the rollout controller
+    loop in a thread while the app runs. With `auth.enabled` in parity.yaml, the gate
+    (serving/auth/gate.py) is outermost and enforces inference/routes.py's table."""
     metrics, drift, alerts = _metrics(store, prediction_log)
     server = ModelServer(
         store.models,
@@ -108,24 +113,58 @@ def create_model_app(
     startup, shutdown = _lifecycle(
         store, server, prediction_log, (drift, alerts), targets, controller, freeze_heap
     )
+    secured = store.config.auth.enabled
     fallback = (
         _feature_server(store, max_in_flight, max_body_bytes, enable_push)
         if with_features
         else None
     )
     rollouts = RolloutRoutes(
-        store.rollouts, enabled=enable_rollout_control, check_model=store.models.versions
+        store.rollouts,
+        enabled=enable_rollout_control,
+        check_model=store.models.versions,
+        declared_model=lambda name: _declared_model(store, name),
     )
     app = ModelApp(
-        server, on_startup=startup, on_shutdown=shutdown, fallback=fallback, rollouts=rollouts
+        server,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        fallback=fallback,
+        rollouts=rollouts,
+        secured=secured,
     )
-    return Guard(
+    guard = Guard(
         app,
         metrics=metrics,
         max_in_flight=max_in_flight,
         max_body_bytes=max_body_bytes,
         error_body=error_body,
     )
+    if not secured:
+        return guard
+    rules = model_server_rules(with_features)
+    return gate_for(
+        store, guard, rules, metrics=metrics, error_body=error_body, max_in_flight=max_in_flight
+    )
+
+
+def model_server_rules(with_features: bool) -> tuple[RouteRule, ...]:
+    """The model server's route table, and the feature server's routes it also serves with
+    `--with-features` (its own /metrics and the spec it forwards already have rules)."""
+    if not with_features:
+        return MODEL_ROUTES
+    from parity.serving.routes import FEATURE_ROUTES
+
+    own = {(rule.method, rule.path) for rule in MODEL_ROUTES}
+    return MODEL_ROUTES + tuple(r for r in FEATURE_ROUTES if (r.method, r.path) not in own)
+
+
+def _declared_model(store: FeatureStore, name: str) -> str:
+    """The model of the rollout `name` declared in the repo (RolloutNotFound for none)."""
+    rollout = store.registry.catalog.get("rollout", name)
+    if not isinstance(rollout, Rollout):  # the catalog holds rollouts under "rollout"
+        raise TypeError(f"{name!r} is not a rollout")
+    return rollout.model
 
 
 def _lifecycle(
@@ -197,11 +236,16 @@ def _serving_settings(store: FeatureStore) -> dict[str, Any]:
 def _feature_server(
     store: FeatureStore, max_in_flight: int, max_body_bytes: int, enable_push: bool
 ) -> ASGIApp:
-    """The feature server's routes, served by the same app (`--with-features`)."""
+    """The feature server's routes, served by the same app (`--with-features`); with auth on,
+    this app's gate guards them."""
     from parity.serving.app import create_app
 
     return create_app(
-        store, max_in_flight=max_in_flight, max_body_bytes=max_body_bytes, enable_push=enable_push
+        store,
+        max_in_flight=max_in_flight,
+        max_body_bytes=max_body_bytes,
+        enable_push=enable_push,
+        gated=False,
     )
 
 
@@ -244,7 +288,7 @@ def _rollout_routes(store: FeatureStore) -> RoutesReader:
     return read
 
 
-def app_from_environment() -> Guard:
+def app_from_environment() -> Guard | AuthGate:
     """The app each `parity serve-models --workers N` worker process builds (uvicorn factory)."""
     from parity.feature_store import FeatureStore
 

@@ -16,7 +16,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 
 from parity import __version__
-from parity.errors import BadRequest, InferenceRequestError, InvalidRequestField, ParityError
+from parity.errors import (
+    BadRequest,
+    Forbidden,
+    InferenceRequestError,
+    InvalidRequestField,
+    ParityError,
+)
 from parity.inference.oip import (
     HEADER_LENGTH,
     ServerMetadata,
@@ -24,8 +30,11 @@ from parity.inference.oip import (
     parse_request,
     render_response,
 )
-from parity.inference.rollout_http import RolloutRoutes, rollout_methods
+from parity.inference.rollout_http import RolloutRoutes
+from parity.inference.routes import methods_at
 from parity.inference.server import ModelServer, ModelTarget
+from parity.serving.auth.gate import principal_of
+from parity.serving.auth.scopes import Principal
 from parity.serving.errors import status_for
 from parity.serving.guard import ASGIApp, Receive, Scope, Send, read_body
 
@@ -56,22 +65,9 @@ class _Reply(Exception):
 
 
 def allowed_methods(parts: list[str]) -> tuple[str, ...]:
-    """The methods the route at path `parts` answers; () for no route (a 404)."""
-    if parts in (["metrics"], ["openapi.json"], ["v2"], ["v1", "models"]):
-        return ("GET",)
-    if parts in (["v2", "health", "live"], ["v2", "health", "ready"]):
-        return ("GET",)
-    if parts[:2] == ["v1", "rollouts"]:
-        return rollout_methods(parts[2:])
-    if len(parts) < 3 or parts[1] != "models" or parts[0] not in ("v1", "v2"):
-        return ()
-    rest = parts[3:]
-    if rest[:1] == ["versions"] and len(rest) >= 2:
-        rest = rest[2:]
-    if not rest:
-        return ("GET",)
-    action = {"v2": {"ready": "GET", "infer": "POST"}, "v1": {"predict": "POST"}}[parts[0]]
-    return (action[rest[0]],) if len(rest) == 1 and rest[0] in action else ()
+    """The methods the route at path `parts` answers; () for no route (a 404). Read from the
+    route table (inference/routes.py), so every route has an access rule."""
+    return methods_at(tuple(parts))
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
@@ -102,8 +98,10 @@ class ModelApp:
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         fallback: ASGIApp | None = None,
         rollouts: RolloutRoutes | None = None,
+        secured: bool = False,
     ) -> None:
         self.server = server
+        self.secured = secured  # auth is on: the spec declares the bearer scheme
         self.rollouts = rollouts or RolloutRoutes(None)
         self.metrics = server.metrics
         self.fallback = fallback
@@ -140,6 +138,8 @@ class ModelApp:
         except ParityError as failure:
             model = parts[2] if len(parts) > 2 else ""
             self.metrics.error(failure.code, model)
+            if isinstance(failure, Forbidden):  # the model a rollout start names, say
+                self.metrics.denied(failure.scope, "forbidden")
             status, extra = status_for(failure), []
             body = _dumps(error_body(failure.code, failure.message))
         except Exception as failure:  # a bug, not the caller's fault: log it, answer 500
@@ -173,7 +173,11 @@ class ModelApp:
         if parts[:2] == ["v1", "rollouts"]:
             raw = await read_body(receive) if method == "POST" else b""
             client = scope.get("client") or ("", 0)
-            status, answer = await self.rollouts.handle(method, parts[2:], raw, f"http:{client[0]}")
+            principal = principal_of(scope)
+            actor = f"http:{client[0]}" if principal is None else principal.name
+            status, answer = await self.rollouts.handle(
+                method, parts[2:], raw, actor, principal=principal
+            )
             return status, _dumps(answer), []
         if parts[:1] == ["v1"] and parts[1:2] == ["models"]:
             return await self._v1(method, parts[2:], scope, receive)
@@ -204,7 +208,7 @@ class ModelApp:
         if self._spec_bytes is None:
             from parity.inference.openapi import model_server_spec
 
-            self._spec_bytes = _dumps(model_server_spec(__version__))
+            self._spec_bytes = _dumps(model_server_spec(__version__, secured=self.secured))
         return self._spec_bytes
 
     def _health(self, which: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -241,7 +245,7 @@ class ModelApp:
         self, method: str, parts: list[str], scope: Scope, receive: Receive
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if not parts and method == "GET":
-            return 200, _dumps({"models": self._catalog()}), []
+            return 200, _dumps({"models": self._catalog(principal_of(scope))}), []
         target, rest = _target(parts)
         if rest == [] and method == "GET":
             version = self.server.registry.get_version(target.name, self.server.version_of(target))
@@ -250,7 +254,8 @@ class ModelApp:
             return await self._predict(target, await read_body(receive), _headers(scope))
         raise _Reply(404, error_body("not_found", _NOT_FOUND))
 
-    def _catalog(self) -> list[dict[str, Any]]:
+    def _catalog(self, principal: Principal | None) -> list[dict[str, Any]]:
+        """Every model with its versions and aliases (with auth on: those `principal` may read)."""
         registry = self.server.registry
         return [
             {
@@ -259,6 +264,7 @@ class ModelApp:
                 "aliases": registry.aliases(name),
             }
             for name in registry.models()
+            if principal is None or principal.allows("models:read", name)
         ]
 
     async def _predict(

@@ -79,6 +79,13 @@ class ModelMetrics:
             ["model", "code"],
             registry=self.registry,
         )
+        self._denied = Counter(
+            "parity_auth_denied",
+            "Requests refused by the auth gate, by the scope the route needs (`authenticated`: "
+            "any valid token) and reason (unauthenticated, forbidden, rate_limited)",
+            ["scope", "reason"],
+            registry=self.registry,
+        )
         self._shadow_dropped = Counter(
             "parity_shadow_dropped",
             "Mirrored requests dropped because the shadow queue was full, by shadow model/version",
@@ -108,6 +115,10 @@ class ModelMetrics:
             batch_seconds=self._batch_seconds.labels(model, label),
             rows=self._rows.labels(model, label),
         )
+
+    def denied(self, scope: str, reason: str) -> None:
+        """The auth gate refused a request (`parity_auth_denied_total{scope,reason}`)."""
+        self._denied.labels(scope, reason).inc()
 
     def error(self, code: str, model: str = "") -> None:
         self._errors.labels(model, code).inc()

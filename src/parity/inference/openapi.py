@@ -501,8 +501,9 @@ def _rollout_paths() -> dict[str, Any]:
     return paths
 
 
-def model_server_spec(version: str) -> dict[str, Any]:
-    """The OpenAPI document of the model server (served at GET /openapi.json)."""
+def model_server_spec(version: str, *, secured: bool = False) -> dict[str, Any]:
+    """The OpenAPI document of the model server (served at GET /openapi.json); `secured` (auth
+    on): with the bearer scheme and the 401/403/429 answers of inference/routes.py's table."""
     text = {"description": "Prometheus text format.", "content": {"text/plain": {"schema": _STR}}}
     live = _obj({"live": {"type": "boolean"}}, ("live",))
     ready = _obj({"ready": {"type": "boolean"}}, ("ready",))
@@ -523,7 +524,7 @@ def model_server_spec(version: str) -> dict[str, Any]:
         ),
         **_rollout_paths(),
     }
-    return {
+    spec = {
         "openapi": "3.1.0",
         "info": {
             "title": "Parity model server",
@@ -535,3 +536,9 @@ def model_server_spec(version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": {**SCHEMAS, **_ROLLOUT_SCHEMAS}},
     }
+    if not secured:
+        return spec
+    from parity.inference.routes import MODEL_ROUTES
+    from parity.serving.routes import secure_openapi
+
+    return secure_openapi(spec, MODEL_ROUTES, "#/components/schemas/Error")

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from parity.definitions.base import Definition
 from parity.definitions.rollout import FailurePolicy, Gate, Phase, Rollout, RoutingKey
 from parity.errors import InvalidDefinition, InvalidRollout, RolloutControlDisabled, RolloutNotFound
+from parity.serving.auth.scopes import Principal
 from parity.timeutil import SPAN_EXAMPLES, parse_span
 
 logger = logging.getLogger(__name__)
@@ -345,20 +346,13 @@ def _name_for(model: object) -> str:
 # --- the routes --------------------------------------------------------------------------------
 
 
-def rollout_methods(parts: list[str]) -> tuple[str, ...]:
-    """Methods of `/v1/rollouts` + `parts`; () for no such route."""
-    if not parts:
-        return ("GET", "POST")
-    if len(parts) == 1:
-        return ("GET",)
-    if len(parts) == 2 and parts[1] in ACTIONS:
-        return ("POST",)
-    return ()
-
-
 class RolloutRoutes:
-    """`/v1/rollouts...` over `control`; POSTs answer 403 unless `enabled`. `check_model(name)`
-    raises ModelNotFound (404) for a model the registry does not have."""
+    """`/v1/rollouts...` over `control`. Without auth, POSTs answer 403 unless `enabled`; with
+    auth (a `principal` per request) the scopes decide: `rollouts:admin` for the model a start
+    body names (the gate checks the model in the path of the other POSTs), and the list shows
+    the rollouts of the models the caller may read. `check_model(name)` raises ModelNotFound
+    (404) for a model the registry does not have; `declared_model(name)` is the model of a
+    rollout declared in the repo (RolloutNotFound for none)."""
 
     def __init__(
         self,
@@ -366,22 +360,29 @@ class RolloutRoutes:
         *,
         enabled: bool = False,
         check_model: Callable[[str], object] | None = None,
+        declared_model: Callable[[str], str] | None = None,
     ) -> None:
         self.control = control
         self.enabled = enabled
         self.check_model = check_model
+        self.declared_model = declared_model
 
     async def handle(
-        self, method: str, parts: list[str], body: bytes, actor: str
+        self,
+        method: str,
+        parts: list[str],
+        body: bytes,
+        actor: str,
+        principal: Principal | None = None,
     ) -> tuple[int, Any]:
         """(status, JSON body) for `method` on `/v1/rollouts/` + `parts` (a known route)."""
         if method == "GET":
-            return 200, await self._get(parts)
-        if not self.enabled or self.control is None:
+            return 200, await self._get(parts, principal)
+        if (not self.enabled and principal is None) or self.control is None:
             raise RolloutControlDisabled(
                 "rollout control is off on this server: start it with parity serve-models "
-                "--enable-rollout-control (no authentication yet: only where trusted clients "
-                "alone reach the port), or use parity rollout on the command line"
+                "--enable-rollout-control, or turn auth on in parity.yaml (then the "
+                "rollouts:admin scope guards it), or use parity rollout on the command line"
             )
         control = self.control
         payload = _json_object(body)
@@ -389,6 +390,8 @@ class RolloutRoutes:
             target = start_arguments(payload)
 
             def start() -> Any:
+                if principal is not None:
+                    principal.require(("rollouts:admin",), self._model_of(target), "model")
                 if isinstance(target, Rollout) and self.check_model is not None:
                     self.check_model(target.model)
                 return control.start(target, actor=actor)
@@ -400,12 +403,24 @@ class RolloutRoutes:
         state = await asyncio.to_thread(act, parts[0], reason=reason, actor=actor)
         return 200, {"rollout": rollout_json(state)}
 
-    async def _get(self, parts: list[str]) -> dict[str, Any]:
+    def _model_of(self, target: Rollout | str) -> str:
+        if isinstance(target, Rollout):
+            return target.model
+        try:
+            if self.declared_model is not None:
+                return self.declared_model(target)
+        except RolloutNotFound:
+            pass  # start() says so, if the token may start a rollout of that name at all
+        return target
+
+    async def _get(self, parts: list[str], principal: Principal | None) -> dict[str, Any]:
         control = self.control
         if not parts:
             if control is None:
                 return {"rollouts": []}
             states = await asyncio.to_thread(control.list, active_only=True)
+            if principal is not None:
+                states = [s for s in states if principal.allows("models:read", s.model)]
             return {"rollouts": [rollout_json(s) for s in states]}
         if control is None:
             raise RolloutNotFound(f"model {parts[0]!r} has no rollout on this server")

@@ -29,15 +29,19 @@ from starlette.exceptions import HTTPException
 
 from parity.errors import (
     BadRequest,
+    Forbidden,
     ParityError,
     PushDisabled,
     RegistryUnavailable,
     TooManyEntities,
+    Unauthenticated,
 )
 from parity.feature_store import FeatureStore
 from parity.monitoring.served_log import ServedLog, served_log
 from parity.online.breaker import CircuitBreaker
 from parity.serving.admission import Admission
+from parity.serving.auth.gate import AuthGate, gate_for, principal_of
+from parity.serving.auth.scopes import Principal
 from parity.serving.errors import body_for, headers_for, status_for
 from parity.serving.feast_json import (
     ErrorBody,
@@ -50,13 +54,14 @@ from parity.serving.feast_json import (
 )
 from parity.serving.guard import ASGIApp, Guard, Message, Receive, Scope, Send
 from parity.serving.metrics import ServerMetrics
+from parity.serving.routes import FEATURE_ROUTES, may_read, secure_openapi
 
 logger = logging.getLogger(__name__)
 
 PUSH_DISABLED = (
-    "/push is off on this server: it writes the online store and the training data and has no "
-    "authentication yet. Start the server with 'parity serve --enable-push' (or "
-    "create_app(..., enable_push=True)) where only trusted clients can reach it"
+    "/push is off on this server: it writes the online store and the training data. Turn auth "
+    "on in parity.yaml (auth: {enabled: true}; then a token with features:push may push), or "
+    "start the server with 'parity serve --enable-push' where only trusted clients reach it"
 )
 
 
@@ -85,6 +90,7 @@ class _Answers:
         served_log: ServedLog | None = None,
     ) -> None:
         self.store = store
+        self.secured = store.config.auth.enabled  # the gate admitted a principal: check names
         self.metrics = metrics
         self.admission = admission
         self.max_entities = max_entities
@@ -97,6 +103,8 @@ class _Answers:
         return _Json(body_for(code, message), status, headers)
 
     def failed(self, failure: ParityError) -> _Json:
+        if isinstance(failure, Forbidden):  # a name in the body the token may not use
+            self.metrics.denied(failure.scope, "forbidden")
         return self.error(status_for(failure), failure.code, failure.message, headers_for(failure))
 
     def invalid(self, problems: list[ErrorDetails] | list[Any]) -> _Json:
@@ -109,15 +117,16 @@ class _Answers:
         logger.exception("feature server failed on %s", where)
         return self.error(500, "internal", f"internal error ({type(failure).__name__})")
 
-    async def online(self, raw: bytes) -> _Json:
+    async def online(self, raw: bytes, scope: Scope) -> _Json:
         """The whole of /get-online-features, from body bytes to the response, run on a read
         thread (a fast 503 when none is free within the queueing budget)."""
+        principal = principal_of(scope)
         try:
-            return await self.admission.run(lambda: self.lookup(raw))
+            return await self.admission.run(lambda: self.lookup(raw, principal))
         except ParityError as failure:
             return self.failed(failure)
 
-    def lookup(self, raw: bytes) -> _Json:
+    def lookup(self, raw: bytes, principal: Principal | None = None) -> _Json:
         try:
             body = OnlineRequest.model_validate_json(raw)
         except ValidationError as failure:
@@ -125,6 +134,8 @@ class _Answers:
         try:
             if (body.features is None) == (body.feature_service is None):
                 raise BadRequest("give exactly one of 'features' and 'feature_service'")
+            if self.secured:
+                may_read(_admitted(principal), self.store, body.features, body.feature_service)
             rows = max((len(column) for column in body.entities.values()), default=0)
             if rows > self.max_entities:
                 raise TooManyEntities(
@@ -155,14 +166,17 @@ def create_app(
     max_entities: int | None = None,
     read_threads: int | None = None,
     max_queue_ms: float | None = None,
-) -> Guard:
-    """The server as one ASGI app: the admission guard around the FastAPI app (`.app`).
+    gated: bool = True,
+) -> Guard | AuthGate:
+    """The server as one ASGI app: the admission guard around the FastAPI app (`.app`), and,
+    with `auth.enabled` in parity.yaml, the auth gate around both (serving/auth/gate.py,
+    enforcing serving/routes.py's table; `gated=False` for a server that gates in front).
 
-    The guard is outermost, so the lookup's fast path skips every framework layer (routing,
+    The guard is the lookup's fast path, which skips every framework layer (routing,
     dependencies, exception and telemetry middleware). `/push` writes the online store and the
-    training data and has no authentication yet, so it answers 403 unless `enable_push`.
-    `max_entities`, `read_threads` and `max_queue_ms` default to the repo's `feature_server`
-    settings."""
+    training data: without auth it answers 403 unless `enable_push`; with auth it needs a token
+    with features:push. `max_entities`, `read_threads` and `max_queue_ms` default to the repo's
+    `feature_server` settings."""
     _ = store.online_store  # built now: a URL it cannot take stops start-up, not every lookup
     settings = store.config.feature_server
     admission = Admission(
@@ -179,13 +193,30 @@ def create_app(
     metrics.watch(admission, lambda: _breakers(store))
     served = served_log(store.repo_path, settings.served_log, settings.log_sample_percent)
     answers = _Answers(store, metrics, admission, max_entities or settings.max_entities, served)
-    return Guard(
-        _fastapi_app(store, metrics, answers, enable_push),
+    guard = Guard(
+        _fastapi_app(store, metrics, answers, enable_push or answers.secured),
         metrics=metrics,
         max_in_flight=max_in_flight,
         max_body_bytes=max_body_bytes,
         fast_routes={("POST", "/get-online-features"): answers.online},
     )
+    if not (answers.secured and gated):
+        return guard
+    return gate_for(
+        store,
+        guard,
+        FEATURE_ROUTES,
+        metrics=metrics,
+        error_body=body_for,
+        max_in_flight=max_in_flight,
+    )
+
+
+def _admitted(principal: Principal | None) -> Principal:
+    """The principal the gate admitted (auth is on); Unauthenticated if none did."""
+    if principal is None:
+        raise Unauthenticated("this server needs a token: send 'Authorization: Bearer <token>'")
+    return principal
 
 
 def _breakers(store: FeatureStore) -> dict[str, CircuitBreaker]:
@@ -241,7 +272,20 @@ def _fastapi_app(
 
     app.add_middleware(_Internal, answers=answers)
     _add_routes(app, store, metrics, answers, enable_push)
+    if answers.secured:
+        _secure_spec(app)
     return app
+
+
+def _secure_spec(app: FastAPI) -> None:
+    """The spec declares the bearer scheme, and 401/403/429 on the routes that need a token."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = build()  # FastAPI caches it; securing it twice changes nothing
+        return secure_openapi(spec, FEATURE_ROUTES, "#/components/schemas/ErrorBody")
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class _Internal:
@@ -307,7 +351,7 @@ def _add_lookup_routes(app: FastAPI, store: FeatureStore, answers: _Answers) -> 
     async def get_online_features(request: Request) -> Response:
         # The guard's fast path serves this; the route documents it (and serves it if the fast
         # path is taken out).
-        return await answers.online(await request.body())
+        return await answers.online(await request.body(), request.scope)
 
 
 def _add_push_route(
@@ -328,6 +372,9 @@ def _add_push_route(
             body = PushRequest.model_validate_json(await request.body())
         except ValidationError as failure:
             return answers.invalid(failure.errors())
+        if answers.secured:
+            principal = _admitted(principal_of(request.scope))
+            principal.require(("features:push",), body.push_source_name, "push source")
         rows = await run_in_threadpool(
             store.push,
             body.push_source_name,
@@ -393,7 +440,7 @@ _WHY = {
     400: "Malformed JSON, or a request that cannot be answered (one of 'features' and "
     "'feature_service' missing, a missing or wrongly typed entity key, an entity column that is "
     "neither a join key nor a request field of the requested views, rows that do not fit)",
-    403: "/push is off: start the server with --enable-push",
+    403: "/push is off: start the server with --enable-push (or turn auth on)",
     404: "An unknown feature view, feature, feature service or push source",
     413: "The body is over the server's --max-body-bytes, or a lookup has more entity rows than "
     "feature_server.max_entities",
@@ -409,7 +456,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": _WHY[status]} for status in statuses}
 
 
-def app_from_environment() -> Guard:
+def app_from_environment() -> Guard | AuthGate:
     """The app each `parity serve --workers N` worker process builds (uvicorn factory)."""
     store = FeatureStore(os.environ["PARITY_SERVE_REPO"])
     return create_app(

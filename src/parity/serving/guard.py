@@ -31,7 +31,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-FastRoute = Callable[[bytes], Awaitable["Response"]]
+FastRoute = Callable[[bytes, Scope], Awaitable["Response"]]  # the body, and the scope
 ErrorBody = Callable[[str, str], Any]
 
 
@@ -94,7 +94,7 @@ class Guard:
             if fast is None:
                 await self.app(scope, counting_receive, watching_send)
             else:
-                response = await fast(await read_body(counting_receive))
+                response = await fast(await read_body(counting_receive), scope)
                 await response(scope, counting_receive, watching_send)
         except BodyTooLarge as failure:
             if not responded:

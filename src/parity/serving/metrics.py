@@ -54,6 +54,13 @@ class ServerMetrics:
             ["code"],
             registry=self.registry,
         )
+        self._denied = Counter(
+            "parity_auth_denied",
+            "Requests refused by the auth gate, by the scope the route needs (`authenticated`: "
+            "any valid token) and reason (unauthenticated, forbidden, rate_limited)",
+            ["scope", "reason"],
+            registry=self.registry,
+        )
         self.registry.register(_Freshness(freshness, clock, slos or dict, values or freshness))
         if refused is not None:
             self.registry.register(_Refused(refused))
@@ -71,6 +78,10 @@ class ServerMetrics:
 
     def observe(self, path: str, seconds: float) -> None:
         self._by_path.get(path, self._other).observe(seconds)
+
+    def denied(self, scope: str, reason: str) -> None:
+        """The auth gate refused a request (`parity_auth_denied_total{scope,reason}`)."""
+        self._denied.labels(scope, reason).inc()
 
     def error(self, code: str) -> None:
         counter = self._error_counters.get(code)  # labels() costs more than the increment
