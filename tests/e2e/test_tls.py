@@ -545,3 +545,25 @@ def test_oidc_jwt_over_https_predicts_with_the_model_scope(
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["predictions"] == [7 * 10 + 0.0]
     assert predict("models:predict:churn").status_code == 403
+
+
+@feast_venv
+def test_feasts_remote_online_store_sends_a_bearer_token_over_https(
+    oidc_servers: tuple[Servers, Any], tmp_path: Path
+) -> None:
+    """Feast's client with `auth: {type: oidc, token_env_var: ...}` sends the JWT as a bearer
+    token; without it the server answers 401 and Feast raises."""
+    servers, idp_key = oidc_servers
+    parquet = servers.repo / "data" / "driver_stats.parquet"
+    url, ca = servers.features.url, servers.pair.cert
+    auth = "auth:\n  type: oidc\n  token_env_var: PARITY_TOKEN\n"
+    repo = feast_remote_repo(tmp_path / "feast", url, ca, parquet, auth)
+    out = run_feast_client(repo, {"PARITY_TOKEN": jwt_for(idp_key, "features:read")})
+    assert out["error"] == ""
+    assert out["values"] == {
+        "driver_id": [1, 3, 99],
+        "trips": [7, 21, None],
+        "conv_rate": [0.1, 0.3, None],
+    }
+    anonymous = run_feast_client(feast_remote_repo(tmp_path / "anonymous", url, ca, parquet))
+    assert anonymous["values"] is None and "401" in anonymous["error"]
