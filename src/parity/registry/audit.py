@@ -194,7 +194,8 @@ class AuditTrail:
         if actor is not None:
             query = query.where(t.actor == actor)
         if action is not None:
-            query = query.where(sa.or_(t.action == action, t.action.startswith(f"{action}.")))
+            prefix = t.action.startswith(f"{action}.", autoescape=True)  # `_`, `%` taken literally
+            query = query.where(sa.or_(t.action == action, prefix))
         if target is not None:
             query = query.where(t.target == target)
         with connect(self._engine(), what=_WHAT) as conn:

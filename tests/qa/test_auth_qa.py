@@ -1,0 +1,115 @@
+"""QA pass of issue 17 (access control): defects found by using the servers with auth on, as real
+processes over real HTTP, and the audit trail and token CLI on real registries. A test marked
+xfail(strict=True) shows a defect still open; the others guard defects fixed in this pass."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from parity import FeatureStore
+from tests.e2e.test_auth_servers import ROW, _bearer, _repo, _serving
+
+PREDICT = {"entities": [{"driver_id": 1}], "request_context": {"bonus": [0.5]}}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="QA: a token with only models:predict reads feature values through return_features",
+)
+def test_a_predict_only_token_cannot_read_features_through_return_features(
+    tmp_path: Path,
+) -> None:
+    """`features:read` guards feature values; a caller holding only `models:predict:ranker` gets
+    the model's feature-service values back with `return_features: true` (the same values
+    /get-online-features refuses it)."""
+    repo = _repo(tmp_path)
+    with FeatureStore(repo) as store:
+        _, caller = store.access.tokens.create("caller", "models:predict:ranker")
+    with _serving("serve-models", repo, "/v2/health/ready", "--with-features") as served:
+        lookup = {"feature_service": "driver_service", "entities": {"driver_id": [1]}}
+        refused = httpx.post(
+            f"{served.url}/get-online-features", json=lookup, headers=_bearer(caller)
+        )
+        assert refused.status_code == 403  # no features:read: the feature route says so
+        body = {**PREDICT, "return_features": True}
+        answer = httpx.post(
+            f"{served.url}/v1/models/ranker/predict", json=body, headers=_bearer(caller)
+        )
+        # Either refused naming features:read, or answered without the feature values.
+        assert answer.status_code == 403 or "features" not in answer.json(), answer.text
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="QA: with --with-features, denials by the feature routes' body check are not counted "
+    "in parity_auth_denied_total on the server's /metrics",
+)
+def test_denials_of_the_feature_routes_behind_the_model_server_are_counted(
+    tmp_path: Path,
+) -> None:
+    """A 403 for a push source or feature service the token may not use (decided from the body)
+    counts on the combined server's /metrics, as it does on `parity serve`'s."""
+    repo = _repo(tmp_path)
+    with FeatureStore(repo) as store:
+        _, pusher = store.access.tokens.create("pusher", "features:push:elsewhere")
+        _, scraper = store.access.tokens.create("scraper", "metrics:read")
+    with _serving("serve-models", repo, "/v2/health/ready", "--with-features") as served:
+        push = {"push_source_name": "clicks", "df": ROW}
+        for _ in range(3):
+            denied = httpx.post(f"{served.url}/push", json=push, headers=_bearer(pusher))
+            assert denied.status_code == 403, denied.text
+        text = httpx.get(f"{served.url}/metrics", headers=_bearer(scraper)).text
+    counted = [
+        line
+        for line in text.splitlines()
+        if line.startswith("parity_auth_denied_total{")
+        and 'scope="features:push"' in line
+        and 'reason="forbidden"' in line
+    ]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) == 3.0, counted
+
+
+def test_parity_audit_action_filter_takes_underscore_and_percent_literally(
+    tmp_path: Path,
+) -> None:
+    """`parity audit --action auth_token` must not match `auth.token.*` (`_` is not a wildcard),
+    nor `--action %` every action."""
+    repo = _repo(tmp_path)
+    with FeatureStore(repo) as store:
+        store.access.tokens.create("bot", "metrics:read")
+        trail = store.access.audit
+        assert [r.action for r in trail.query(action="auth.token")] == ["auth.token.create"]
+        assert trail.query(action="auth_token") == []
+        assert trail.query(action="%") == []
+        assert trail.query(action="auth%") == []
+        assert len(trail.query(action="models")) == 3  # two registrations and an alias
+
+
+def test_a_push_over_http_is_audited_as_the_token_from_the_client_address(tmp_path: Path) -> None:
+    """Works (kept as a guard): the audit record of a push names the token, its kind and the
+    client's address, not a header the client sends (X-Forwarded-For)."""
+    repo = _repo(tmp_path)
+    with FeatureStore(repo) as store:
+        _, pusher = store.access.tokens.create("pusher", "features:push:clicks")
+    with _serving("serve", repo, "/health") as served:
+        headers = {**_bearer(pusher), "x-forwarded-for": "6.6.6.6"}
+        row = {**ROW, "event_timestamp": [datetime.now(UTC).isoformat()]}
+        pushed = httpx.post(
+            f"{served.url}/push", json={"push_source_name": "clicks", "df": row}, headers=headers
+        )
+        assert pushed.status_code == 200, pushed.text
+    with FeatureStore(repo) as store:
+        [record] = store.access.audit.query(action="features.push")
+    assert (record.actor.name, record.actor.kind, record.actor.origin) == (
+        "pusher",
+        "token",
+        "127.0.0.1",
+    )
+    assert (record.target, record.detail["rows"]) == ("clicks", 1)
+    assert pusher not in served.said
