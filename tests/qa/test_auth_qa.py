@@ -113,3 +113,41 @@ def test_a_push_over_http_is_audited_as_the_token_from_the_client_address(tmp_pa
     )
     assert (record.target, record.detail["rows"]) == ("clicks", 1)
     assert pusher not in served.said
+
+
+CLASH = """
+from parity import FeatureService
+from views import driver_stats
+
+# a feature service that shares its name with the push repo's feature view 'click_stats'
+click_stats_service = FeatureService(name="click_stats", features=[driver_stats])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="QA: a features:read grant narrowed to a view also grants the feature service of the "
+    "same name, whatever views that service reads",
+)
+def test_a_grant_for_a_view_does_not_open_a_feature_service_of_the_same_name(
+    tmp_path: Path,
+) -> None:
+    """Views and feature services may share a name; `features:read:click_stats`, given for the
+    view click_stats, must not read driver_stats through a service named click_stats."""
+    repo = _repo(tmp_path)
+    (repo / "clash.py").write_text(CLASH)
+    with FeatureStore(repo) as store:
+        store.apply()
+        assert "click_stats" in store.registry.catalog.feature_views
+        assert "click_stats" in store.registry.catalog.feature_services
+        _, reader = store.access.tokens.create("clicks-reader", "features:read:click_stats")
+    with _serving("serve", repo, "/health") as served:
+        url = f"{served.url}/get-online-features"
+        direct = {"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}}
+        assert httpx.post(url, json=direct, headers=_bearer(reader)).status_code == 403
+        own = {"features": ["click_stats:clicks_1h"], "entities": {"account_id": [7]}}
+        assert httpx.post(url, json=own, headers=_bearer(reader)).status_code == 200
+        service = {"feature_service": "click_stats", "entities": {"driver_id": [1]}}
+        through = httpx.post(url, json=service, headers=_bearer(reader))
+        assert through.status_code == 403, through.text  # driver_stats is not granted
