@@ -45,11 +45,6 @@ def test_a_predict_only_token_cannot_read_features_through_return_features(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="QA: with --with-features, denials by the feature routes' body check are not counted "
-    "in parity_auth_denied_total on the server's /metrics",
-)
 def test_denials_of_the_feature_routes_behind_the_model_server_are_counted(
     tmp_path: Path,
 ) -> None:

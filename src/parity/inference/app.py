@@ -115,7 +115,7 @@ def create_model_app(
     )
     secured = store.config.auth.enabled
     fallback = (
-        _feature_server(store, max_in_flight, max_body_bytes, enable_push)
+        _feature_server(store, max_in_flight, max_body_bytes, enable_push, metrics)
         if with_features
         else None
     )
@@ -234,10 +234,14 @@ def _serving_settings(store: FeatureStore) -> dict[str, Any]:
 
 
 def _feature_server(
-    store: FeatureStore, max_in_flight: int, max_body_bytes: int, enable_push: bool
+    store: FeatureStore,
+    max_in_flight: int,
+    max_body_bytes: int,
+    enable_push: bool,
+    metrics: ModelMetrics,
 ) -> ASGIApp:
     """The feature server's routes, served by the same app (`--with-features`); with auth on,
-    this app's gate guards them."""
+    this app's gate guards them, and their denials count on this server's /metrics."""
     from parity.serving.app import create_app
 
     return create_app(
@@ -246,6 +250,7 @@ def _feature_server(
         max_body_bytes=max_body_bytes,
         enable_push=enable_push,
         gated=False,
+        denied=metrics.denied,
     )
 
 

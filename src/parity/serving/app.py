@@ -14,7 +14,7 @@ import asyncio
 import base64
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -88,8 +88,10 @@ class _Answers:
         admission: Admission,
         max_entities: int,
         served_log: ServedLog | None = None,
+        denied: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
+        self.denied = denied or metrics.denied  # the counter of the server's /metrics
         self.secured = store.config.auth.enabled  # the gate admitted a principal: check names
         self.metrics = metrics
         self.admission = admission
@@ -104,7 +106,7 @@ class _Answers:
 
     def failed(self, failure: ParityError) -> _Json:
         if isinstance(failure, Forbidden):  # a name in the body the token may not use
-            self.metrics.denied(failure.scope, "forbidden")
+            self.denied(failure.scope, "forbidden")
         return self.error(status_for(failure), failure.code, failure.message, headers_for(failure))
 
     def invalid(self, problems: list[ErrorDetails] | list[Any]) -> _Json:
@@ -167,10 +169,12 @@ def create_app(
     read_threads: int | None = None,
     max_queue_ms: float | None = None,
     gated: bool = True,
+    denied: Callable[[str, str], None] | None = None,
 ) -> Guard | AuthGate:
     """The server as one ASGI app: the admission guard around the FastAPI app (`.app`), and,
     with `auth.enabled` in parity.yaml, the auth gate around both (serving/auth/gate.py,
-    enforcing serving/routes.py's table; `gated=False` for a server that gates in front).
+    enforcing serving/routes.py's table; `gated=False` for a server that gates in front, and
+    `denied` its denial counter, so the 403s this app decides count on that server's /metrics).
 
     The guard is the lookup's fast path, which skips every framework layer (routing,
     dependencies, exception and telemetry middleware). `/push` writes the online store and the
@@ -192,7 +196,9 @@ def create_app(
     )
     metrics.watch(admission, lambda: _breakers(store))
     served = served_log(store.repo_path, settings.served_log, settings.log_sample_percent)
-    answers = _Answers(store, metrics, admission, max_entities or settings.max_entities, served)
+    answers = _Answers(
+        store, metrics, admission, max_entities or settings.max_entities, served, denied
+    )
     guard = Guard(
         _fastapi_app(store, metrics, answers, enable_push or answers.secured),
         metrics=metrics,
