@@ -146,3 +146,35 @@ def test_a_grant_for_a_view_does_not_open_a_feature_service_of_the_same_name(
         service = {"feature_service": "click_stats", "entities": {"driver_id": [1]}}
         through = httpx.post(url, json=service, headers=_bearer(reader))
         assert through.status_code == 403, through.text  # driver_stats is not granted
+
+
+def test_a_jwt_inside_its_exp_leeway_passes_the_gate_as_the_authenticator_accepts_it(
+    tmp_path: Path,
+) -> None:
+    """docs/security.md: `exp` is checked with `leeway_seconds` (30 s) of clock skew. The
+    authenticator accepts a JWT 10 s past its exp; the gate in front of it must agree (and its
+    refusal of an expired JWT must not send the caller to parity auth token create)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from parity.serving.auth.gate import AuthGate
+    from parity.serving.auth.jwt import JwtAuthenticator
+    from parity.serving.errors import body_for
+    from tests.serving.auth.test_gate import RULES, App, Denials, Limits, Setup
+    from tests.serving.auth.test_jwt import NOW, Clock, jwk, oidc, sign, write_jwks
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write_jwks(tmp_path / "keys" / "jwks.json", jwk(key, "k1"))
+    wall = Clock(NOW + 610)  # the JWT's exp is NOW + 600: 10 s ago, inside the 30 s leeway
+    authenticator = JwtAuthenticator(oidc(leeway_seconds=30), tmp_path, clock=wall)
+    token = sign(key, "k1", scope="models:read")
+    assert authenticator.authenticate(token).name == "ada"  # accepted on its own
+    setup = Setup()
+    setup.gate = AuthGate(
+        App(), RULES, authenticator.authenticate, Limits(), Denials(), body_for, 5.0, wall=wall
+    )
+    status, _, body = setup.call("GET", "/models/fraud", token)
+    assert status == 200, body
+    wall.now = NOW + 640  # past the leeway: refused, with advice that fits a JWT
+    setup.gate.cache = type(setup.gate.cache)(5.0)  # a fresh cache: verified again
+    status, _, body = setup.call("GET", "/models/fraud", token)
+    assert status == 401 and "parity auth token create" not in body["error"]["message"]

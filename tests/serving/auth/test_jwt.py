@@ -135,7 +135,7 @@ def test_valid_rsa_token_gives_a_principal_with_its_parity_scopes(
         kind="jwt",
         grants=(Grant("features:read"), Grant("models:predict", frozenset({"fraud"}))),
         key="jwt:user-123",
-        expires_at=NOW + 600,
+        expires_at=NOW + 600 + 30,  # exp and the default leeway: the gate refuses after
     )
     assert principal.allows("models:predict", "fraud")
     assert not principal.allows("models:predict", "churn")
@@ -166,7 +166,9 @@ def test_audience_list_containing_ours_is_accepted(auth: JwtAuthenticator, rsa_k
 
 def test_exp_within_leeway_is_still_accepted(repo: Path, rsa_key: Any) -> None:
     auth = JwtAuthenticator(oidc(leeway_seconds=30), repo, clock=Clock(NOW + 620))
-    assert auth.authenticate(sign(rsa_key, "rsa-1")).expires_at == NOW + 600
+    assert (
+        auth.authenticate(sign(rsa_key, "rsa-1")).expires_at == NOW + 630
+    )  # the gate keeps it until exp + leeway
 
 
 # --- refused, each with its reason ------------------------------------------------------------

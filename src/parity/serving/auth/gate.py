@@ -201,9 +201,8 @@ class AuthGate:
             raise Unauthenticated(answer.message)
         expires = answer.expires_at
         if expires is not None and self._wall() >= expires:
-            raise Unauthenticated(
-                f"token '{answer.name}' has expired; ask for a new one (parity auth token create)"
-            )
+            where = "the IdP" if answer.kind == "jwt" else "parity auth token create"
+            raise Unauthenticated(f"token '{answer.name}' has expired; ask for a new one ({where})")
         return answer
 
     async def _verify(self, token: str) -> Principal | _Refusal:

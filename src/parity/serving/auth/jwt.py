@@ -174,7 +174,8 @@ class JwtAuthenticator:
             kind="jwt",
             grants=grants,
             key=f"jwt:{subject}",
-            expires_at=float(claims["exp"]),
+            # the gate refuses a cached principal from here: exp with the same clock-skew leeway
+            expires_at=float(claims["exp"]) + self._config.leeway_seconds,
         )
 
     def _grants(self, claims: dict[str, Any]) -> tuple[Grant, ...]:
