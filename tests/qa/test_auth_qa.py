@@ -12,6 +12,7 @@ import pytest
 
 from parity import FeatureStore
 from tests.e2e.test_auth_servers import ROW, _bearer, _repo, _serving
+from tests.inference.test_rollout_http import SAMPLE, TripsModel
 
 PREDICT = {"entities": [{"driver_id": 1}], "request_context": {"bonus": [0.5]}}
 
@@ -178,3 +179,56 @@ def test_a_jwt_inside_its_exp_leeway_passes_the_gate_as_the_authenticator_accept
     setup.gate.cache = type(setup.gate.cache)(5.0)  # a fresh cache: verified again
     status, _, body = setup.call("GET", "/models/fraud", token)
     assert status == 401 and "parity auth token create" not in body["error"]["message"]
+
+
+@pytest.mark.slow
+def test_path_tricks_and_header_variants_do_not_widen_a_narrowed_token(tmp_path: Path) -> None:
+    """Works (kept as a guard): a token for `ranker` only, against `parity serve-models`, through
+    empty segments, trailing slashes, percent-encoding, case, HEAD, versions and aliases of
+    another model; and Authorization headers that are not exactly one bearer token."""
+    repo = _repo(tmp_path)
+    with FeatureStore(repo) as store:
+        _, caller = store.access.tokens.create("caller", "models:predict:ranker")
+        store.models.register_model(
+            "other", TripsModel(1.0), flavor="pyfunc", sample_input=SAMPLE, alias="champion"
+        )
+    with _serving("serve-models", repo, "/v2/health/ready") as served:
+        url = served.url
+        ok = [
+            "/v1/models/ranker/predict",
+            "//v1//models//ranker//predict/",
+            "/v1/models/ranker%40champion/predict",
+        ]
+        for path in ok:
+            answer = httpx.post(f"{url}{path}", json=PREDICT, headers=_bearer(caller))
+            assert answer.status_code == 200, (path, answer.text)
+        refused = [
+            ("POST", "/v1/models/other/predict"),
+            ("POST", "/v1/models/Ranker/predict"),
+            ("POST", "/v1/models/other%40champion/predict"),
+            ("POST", "//v1/models/other/versions/1/predict"),
+            ("POST", "/v2/models/other/versions/1/infer"),
+            ("GET", "/v1/models/ranker"),  # metadata and lineage need models:read
+            ("HEAD", "/v1/models/ranker"),
+            ("GET", "/v1/models"),
+            ("GET", "/metrics"),
+        ]
+        for method, path in refused:
+            answer = httpx.request(method, f"{url}{path}", json=PREDICT, headers=_bearer(caller))
+            assert answer.status_code == 403, (method, path, answer.status_code)
+        predict = f"{url}/v1/models/ranker/predict"
+        assert httpx.post(predict, json=PREDICT, headers={"authorization": f"bearer {caller}"})
+        for value in (
+            f"Bearer\t{caller}",
+            f"Basic {caller}",
+            f"Bearer {caller} x",
+            "Bearer " + "a" * 5000,
+        ):
+            answer = httpx.post(predict, json=PREDICT, headers={"authorization": value})
+            assert answer.status_code == 401, value[:20]
+            assert caller not in answer.text
+        two = [("authorization", f"Bearer {caller}"), ("authorization", f"Bearer {caller}")]
+        assert httpx.post(predict, json=PREDICT, headers=two).status_code == 401
+        latin = httpx.post(predict, json=PREDICT, headers={"authorization": b"Bearer \xe9\xff"})
+        assert latin.status_code == 401
+    assert caller not in served.said
