@@ -232,3 +232,30 @@ def test_path_tricks_and_header_variants_do_not_widen_a_narrowed_token(tmp_path:
         latin = httpx.post(predict, json=PREDICT, headers={"authorization": b"Bearer \xe9\xff"})
         assert latin.status_code == 401
     assert caller not in served.said
+
+
+def test_a_large_jwt_the_authenticator_accepts_is_not_refused_by_the_gate(tmp_path: Path) -> None:
+    """IdPs put groups and roles in their JWTs, and such tokens pass 4 KiB; the JWT authenticator
+    takes up to 16 KiB, so the gate in front of it must not refuse them as 'not a token'."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from parity.serving.auth.gate import AuthGate
+    from parity.serving.auth.jwt import JwtAuthenticator
+    from parity.serving.errors import body_for
+    from tests.serving.auth.test_gate import RULES, App, Denials, Limits, Setup
+    from tests.serving.auth.test_jwt import NOW, Clock, jwk, oidc, sign, write_jwks
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write_jwks(tmp_path / "keys" / "jwks.json", jwk(key, "k1"))
+    authenticator = JwtAuthenticator(oidc(), tmp_path, clock=Clock(NOW))
+    groups = [f"team-{i:04d}-with-a-long-directory-name" for i in range(120)]
+    token = sign(key, "k1", scope="models:read", groups=groups)
+    assert 5_000 < len(token) < 16 * 1024
+    assert authenticator.authenticate(token).name == "ada"  # accepted on its own
+    setup = Setup()
+    setup.gate = AuthGate(
+        App(), RULES, authenticator.authenticate, Limits(), Denials(), body_for, 5.0,
+        wall=Clock(NOW),
+    )  # fmt: skip
+    status, _, body = setup.call("GET", "/models/fraud", token)
+    assert status == 200, body

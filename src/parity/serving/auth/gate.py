@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PRINCIPAL_KEY = "parity.principal"
-MAX_TOKEN_CHARS = 4096  # longer than any Parity token or sane JWT: refused without a lookup
+# Longer than any Parity token or JWT the authenticator takes (IdPs put groups and roles in
+# theirs, past 4 KiB): refused without a lookup.
+MAX_TOKEN_CHARS = 16 * 1024
 MAX_CACHED = 10_000  # verified tokens kept (one entry per distinct token seen in cache_seconds)
 MAX_REFUSALS_CACHED = 1_000  # refused tokens kept apart, so garbage cannot evict good tokens
 MAX_ROUTES_CACHED = 4_096  # (method, path) → rule remembered; cleared when full
