@@ -259,3 +259,23 @@ def test_a_large_jwt_the_authenticator_accepts_is_not_refused_by_the_gate(tmp_pa
     )  # fmt: skip
     status, _, body = setup.call("GET", "/models/fraud", token)
     assert status == 200, body
+
+
+@pytest.mark.parametrize("bad", [None, "", 5])
+def test_get_or_revoke_without_a_name_is_a_typed_error_not_some_revoked_token(
+    tmp_path: Path, bad: object
+) -> None:
+    """`active_name` is NULL on revoked tokens, so a None name matched one of them: `get(None)`
+    returned a revoked token's record and `revoke(None)` said 'already revoked'."""
+    from parity.errors import TokenError
+
+    repo = _repo(tmp_path)
+    with FeatureStore(repo) as store:
+        tokens = store.access.tokens
+        tokens.create("gone", "metrics:read")
+        tokens.revoke("gone")
+        for call in (tokens.get, tokens.revoke):
+            with pytest.raises(TokenError) as caught:
+                call(bad)  # type: ignore[arg-type]
+            assert "give a token's name or id" in str(caught.value)
+        assert [t.name for t in tokens.list(include_revoked=True)] == ["gone"]

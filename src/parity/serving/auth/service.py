@@ -120,6 +120,8 @@ class Tokens:
 
     def get(self, name_or_id: str) -> TokenRecord:
         """The live token of this name, else the token with this id; TokenError otherwise."""
+        if not isinstance(name_or_id, str) or not name_or_id:  # None would match NULL names
+            raise TokenError(f"token {name_or_id!r}: give a token's name or id")
         found = self.db.active(name_or_id)
         if found is None:
             hit = self.db.lookup(name_or_id) if _looks_like_id(name_or_id) else None
