@@ -279,3 +279,14 @@ def test_get_or_revoke_without_a_name_is_a_typed_error_not_some_revoked_token(
                 call(bad)  # type: ignore[arg-type]
             assert "give a token's name or id" in str(caught.value)
         assert [t.name for t in tokens.list(include_revoked=True)] == ["gone"]
+
+
+@pytest.mark.parametrize("bad", [None, 5])
+def test_scopes_of_the_wrong_type_are_a_token_error_naming_scopes(bad: object) -> None:
+    """The Python API's `tokens.create(name, scopes)` with scopes that are no string or list: a
+    TokenError naming `scopes` (it was a TypeError)."""
+    from parity.errors import TokenError
+    from parity.serving.auth.scopes import parse_scopes
+
+    with pytest.raises(TokenError, match="scopes"):
+        parse_scopes(bad)  # type: ignore[arg-type]

@@ -45,6 +45,8 @@ class Grant:
 def parse_scopes(text: str | Iterable[str]) -> tuple[Grant, ...]:
     """Grants from `features:read models:predict:fraud,churn` (or a list of such items).
     TokenError naming the item and the known scopes for anything else."""
+    if not isinstance(text, str | Iterable):
+        raise TokenError(f"scopes: give a space-separated string or a list, not {text!r}")
     items = text.split() if isinstance(text, str) else [i for t in text for i in str(t).split()]
     if not items:
         raise TokenError(f"scopes: give at least one of {', '.join(SCOPES)}")
