@@ -290,3 +290,23 @@ def test_scopes_of_the_wrong_type_are_a_token_error_naming_scopes(bad: object) -
 
     with pytest.raises(TokenError, match="scopes"):
         parse_scopes(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_with_auth_off_a_push_over_http_is_audited_as_its_client_not_the_servers_user(
+    tmp_path: Path,
+) -> None:
+    """With auth off (`--enable-push`), anyone who reaches the port may push; the record must say
+    so (`http:<client address>`, as rollout actions over HTTP do), not name the OS user the
+    server runs as, at the server's host, as if the operator had pushed."""
+    from parity.registry.audit import local_actor
+
+    repo = _repo(tmp_path, auth="")
+    with _serving("serve", repo, "/health", "--enable-push") as served:
+        row = {**ROW, "event_timestamp": [datetime.now(UTC).isoformat()]}
+        pushed = httpx.post(f"{served.url}/push", json={"push_source_name": "clicks", "df": row})
+        assert pushed.status_code == 200, pushed.text
+    with FeatureStore(repo) as store:
+        [record] = store.access.audit.query(action="features.push")
+    assert (record.actor.name, record.actor.origin) == ("http:127.0.0.1", "127.0.0.1")
+    assert record.actor != local_actor()

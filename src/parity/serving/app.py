@@ -15,7 +15,7 @@ import base64
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import orjson
@@ -39,6 +39,7 @@ from parity.errors import (
 from parity.feature_store import FeatureStore
 from parity.monitoring.served_log import ServedLog, served_log
 from parity.online.breaker import CircuitBreaker
+from parity.registry.audit import Actor, acting_as
 from parity.serving.admission import Admission
 from parity.serving.auth.gate import AuthGate, gate_for, principal_of
 from parity.serving.auth.scopes import Principal
@@ -218,6 +219,16 @@ def create_app(
     )
 
 
+def _pushing_as(request: Request) -> AbstractContextManager[Any]:
+    """Who a push over HTTP is audited as: the gate's principal (auth on, already in effect), or,
+    with auth off, the client's address (`http:<address>`, as rollout actions over HTTP), not
+    the OS user the server runs as."""
+    if principal_of(request.scope) is not None:
+        return nullcontext()
+    address = request.client.host if request.client is not None else ""
+    return acting_as(Actor(f"http:{address}", "user", address))
+
+
 def _admitted(principal: Principal | None) -> Principal:
     """The principal the gate admitted (auth is on); Unauthenticated if none did."""
     if principal is None:
@@ -381,13 +392,14 @@ def _add_push_route(
         if answers.secured:
             principal = _admitted(principal_of(request.scope))
             principal.require(("features:push",), body.push_source_name, "push source")
-        rows = await run_in_threadpool(
-            store.push,
-            body.push_source_name,
-            body.df,
-            to=body.to,
-            bytes_as_base64=True,  # JSON carries Bytes features as base64 text, as answered
-        )
+        with _pushing_as(request):
+            rows = await run_in_threadpool(
+                store.push,
+                body.push_source_name,
+                body.df,
+                to=body.to,
+                bytes_as_base64=True,  # JSON carries Bytes features as base64 text, as answered
+            )
         return _Json({"pushed": rows})
 
 
