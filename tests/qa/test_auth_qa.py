@@ -310,3 +310,24 @@ def test_with_auth_off_a_push_over_http_is_audited_as_its_client_not_the_servers
         [record] = store.access.audit.query(action="features.push")
     assert (record.actor.name, record.actor.origin) == ("http:127.0.0.1", "127.0.0.1")
     assert record.actor != local_actor()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="QA: with auth off, a rollout action over HTTP is audited as http:<client> but with "
+    "the server's host name as its origin",
+)
+def test_with_auth_off_a_rollout_action_over_http_is_audited_from_the_client_address(
+    tmp_path: Path,
+) -> None:
+    """The actor of a rollout started over HTTP with auth off is `http:<client address>`; its
+    origin ('from where') must be that address too, not the host the server runs on."""
+    repo = _repo(tmp_path, auth="")
+    with _serving("serve-models", repo, "/v2/health/ready", "--enable-rollout-control") as served:
+        start = {"model": "ranker", "candidate": 2, "shadow": None}
+        started = httpx.post(f"{served.url}/v1/rollouts", json=start)
+        assert started.status_code == 201, started.text
+    with FeatureStore(repo) as store:
+        [record] = store.access.audit.query(action="rollouts.start")
+    assert (record.actor.name, record.actor.origin) == ("http:127.0.0.1", "127.0.0.1")
