@@ -37,6 +37,7 @@ from parity.serving.auth.gate import principal_of
 from parity.serving.auth.scopes import Principal
 from parity.serving.errors import status_for
 from parity.serving.guard import ASGIApp, Receive, Scope, Send, read_body
+from parity.serving.routes import may_read
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +252,8 @@ class ModelApp:
             version = self.server.registry.get_version(target.name, self.server.version_of(target))
             return 200, _dumps(dataclasses.asdict(version)), []
         if rest == ["predict"] and method == "POST":
-            return await self._predict(target, await read_body(receive), _headers(scope))
+            raw = await read_body(receive)
+            return await self._predict(target, raw, _headers(scope), principal_of(scope))
         raise _Reply(404, error_body("not_found", _NOT_FOUND))
 
     def _catalog(self, principal: Principal | None) -> list[dict[str, Any]]:
@@ -268,12 +270,19 @@ class ModelApp:
         ]
 
     async def _predict(
-        self, target: ModelTarget, raw: bytes, headers: dict[str, str]
+        self,
+        target: ModelTarget,
+        raw: bytes,
+        headers: dict[str, str],
+        principal: Principal | None = None,
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
             body = PredictRequest.model_validate_json(raw)
         except ValidationError as failure:
             raise BadRequest(_invalid(failure)) from None
+        if body.return_features and principal is not None:  # feature values need features:read
+            version = self.server.registry.get_version(target.name, self.server.version_of(target))
+            self._may_see_features(principal, version.feature_service)
         routed: list[tuple[int, str]] = []
         with self._naming_the_arm(target, routed):
             answer = await self.server.predict_entities(
@@ -294,8 +303,16 @@ class ModelApp:
             "route": answer.route,
         }
         if body.return_features:
+            if principal is not None:  # a canary arm may read another service
+                self._may_see_features(principal, answer.version.feature_service)
             reply["features"] = answer.features
         return 200, _dumps(reply), _answered_by(answer.version.version, answer.route)
+
+    def _may_see_features(self, principal: Principal, service: str | None) -> None:
+        """Forbidden unless `principal` may read the feature values `return_features` would
+        answer: `features:read` for the model's feature service (or all of its views)."""
+        if service is not None and self.server.features is not None:
+            may_read(principal, self.server.features, None, service)
 
     @contextmanager
     def _naming_the_arm(self, target: ModelTarget, routed: list[tuple[int, str]]) -> Iterator[None]:

@@ -96,14 +96,21 @@ def may_read(
     service: str | None,
 ) -> None:
     """Forbidden unless `principal` may read the lookup's features: every view the `features`
-    refs name, or the `service` (granted by name, or every one of its views granted)."""
+    refs name, or the `service` (granted by name, or every one of its views granted). A name
+    that is both a view's and a service's names the view in a grant (the narrower reading: a
+    grant given for the view never opens the service's other views)."""
     if features is not None:
         named = {ref.split(":", 1)[0] for ref in features}
         principal.require_all("features:read", named, "feature view")
         return
-    if service is None or principal.allows("features:read", service):
+    catalog = store.registry.catalog
+    if service is None:
         return
-    found = store.registry.catalog.feature_services.get(service)
+    if principal.allows("features:read", service) and service not in catalog.feature_views:
+        return
+    found = catalog.feature_services.get(service)
     views = [projection.view for projection in found.features] if found is not None else []
-    if not views or not all(principal.allows("features:read", view) for view in views):
+    if not views:
         principal.require(("features:read",), service, "feature service")
+        return  # granted by name (a name only a view has): the lookup answers its own 404
+    principal.require_all("features:read", views, f"feature service '{service}': feature view")
