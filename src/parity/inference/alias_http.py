@@ -100,7 +100,7 @@ def event_json(event: AliasEvent) -> dict[str, Any]:
 
 def put_arguments(payload: Mapping[str, Any]) -> tuple[int, Expected, str]:
     """(version, expected, reason) of a PUT body; BadRequest naming the field otherwise. JSON
-    numbers only: `"3"` and `true` are refused, not read as 3 and 1."""
+    integers only: `"3"`, `true` and `2.5` are refused, not read as 3, 1 and 2."""
     unknown = [key for key in payload if key not in PUT_FIELDS]
     if unknown:
         raise BadRequest(
@@ -126,6 +126,10 @@ def delete_reason(payload: Mapping[str, Any]) -> str:
 
 
 def _version(value: object, field: str) -> int:
+    """A JSON integer (`3`, or `3.0`: the same number in JSON and to JSON Schema); never text
+    or a bool."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
         raise BadRequest(
             f"{field}: give a version number (a JSON integer from 1 to {MAX_VERSION}), "
