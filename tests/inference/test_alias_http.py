@@ -432,3 +432,39 @@ def test_moves_and_the_race_on_postgresql(
             assert store.models.aliases("ranker").keys() == {"champion"}
     finally:
         store.close()
+
+
+def test_a_ci_bot_promotes_through_parity_serve_models_with_auth_on(tmp_path: Path) -> None:
+    """The whole story in a real `parity serve-models` process: a token with models:write:ranker
+    moves the champion (no --enable-rollout-control), the server then serves the new version, and
+    the audit trail names the bot."""
+    from tests.inference.test_rollout_http_serve import _serve_models, _stop
+
+    store = alias_store(tmp_path, auth=True)
+    _, bot = store.access.tokens.create("ci-bot", "models:write:ranker models:predict:ranker")
+    server, line, url = _serve_models(store.repo_path, "--no-rollout-controller")
+    try:
+        assert "auth on" in line, line
+        client = Server(url, store, bot)
+        assert _served(client) == (1, -1 * SCALES[1] + 0.5)
+        moved = client.put("champion", {"version": 2, "expected": 1, "reason": "nightly eval"})
+        assert moved.status_code == 200, moved.text
+        assert_error(
+            client.put("champion", {"version": 3, "reason": "r"}, "lonely"), 403, "forbidden"
+        )
+        start = time.monotonic()
+        while _served(client)[0] != 2:
+            assert time.monotonic() - start < REFRESH + 2.0, "the move was not seen in time"
+            time.sleep(0.05)
+        assert _served(client) == (2, -1 * SCALES[2] + 0.5)
+    finally:
+        _stop(server)
+    (record,) = store.access.audit.query(action="models.alias", actor="ci-bot")
+    assert record.detail == {
+        "alias": "champion",
+        "version": 2,
+        "previous": 1,
+        "reason": "nightly eval",
+    }
+    assert store.models.aliases("ranker") == {"champion": 2}
+    store.close()

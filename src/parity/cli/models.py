@@ -239,9 +239,10 @@ def serve_models(
         typer.Option(
             "--enable-rollout-control",
             help="With auth off: accept POST /v1/rollouts... (start, pause, resume, promote, "
-            "abort rollouts): only where trusted clients alone reach the port. Off: they answer "
-            "403 and GET /v1/rollouts still reads. With auth on (parity.yaml) it is not needed: "
-            "tokens with rollouts:admin may steer rollouts.",
+            "abort rollouts) and PUT/DELETE /v1/models/{m}/aliases/{alias} (move aliases): only "
+            "where trusted clients alone reach the port. Off: they answer 403 and the GETs still "
+            "read. With auth on (parity.yaml) it is not needed: tokens with rollouts:admin may "
+            "steer rollouts, with models:write move aliases.",
         ),
     ] = False,
     no_rollout_controller: Annotated[
@@ -305,6 +306,6 @@ def _rollout_note(control: bool, controller: bool, secured: bool = False) -> str
     if control:
         return (
             "auth off; rollout control on: anyone who reaches the port can start and stop "
-            f"rollouts; {loop}"
+            f"rollouts and move aliases; {loop}"
         )
     return f"auth off; rollout control off: --enable-rollout-control turns it on; {loop}"
