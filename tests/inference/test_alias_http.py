@@ -222,6 +222,7 @@ GOOD = {"version": 2, "reason": "r"}
         ({"version": 2, "reason": ""}, "reason"),
         ({"version": 2, "reason": 5}, "reason"),
         ({"version": 2, "reason": "x" * 1001}, "reason"),
+        ({"version": 2, "reason": "a\x00b"}, "NUL"),
         ({**GOOD, "alias": "prod"}, "alias: not a field"),
         ({**GOOD, "Version": 3}, "Version: not a field"),
         ([GOOD], "body"),
@@ -252,6 +253,8 @@ def test_bodies_that_are_not_json_are_400(control: Server) -> None:
     for raw in (b"{", b"\xff\xfe", b"[" * 100_000):
         reply = control.call("PUT", path, content=raw)
         assert_error(reply, 400, "bad_request", "body")
+    lone = control.call("PUT", path, content=b'{"version": 2, "reason": "\\ud800"}')
+    assert_error(lone, 400, "bad_request", "reason", "surrogates")  # JSON allows it; SQL does not
     reply = control.call("DELETE", path, content=b'{"reason": "r", "version": 1}')
     assert_error(reply, 400, "bad_request", "version: not a field")
 

@@ -141,10 +141,20 @@ def _version(value: object, field: str) -> int:
 def _reason(value: object, *, required: bool) -> str:
     if value is None and not required:
         return ""
-    if not isinstance(value, str) or len(value) > MAX_REASON or (required and not value.strip()):
+    if not isinstance(value, str) or len(value) > MAX_REASON or (required and not value):
         need = "a non-empty text" if required else "a text"
         raise BadRequest(f"reason: give {need} of at most {MAX_REASON} characters")
+    if "\x00" in value or not _encodable(value):  # PostgreSQL text holds neither
+        raise BadRequest("reason: NUL characters and unpaired surrogates cannot be stored")
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -46,7 +46,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), _ERRORS[s]) for s in statuses}
 
 
-_REASON: dict[str, Any] = {"type": "string", "maxLength": MAX_REASON}
+# no NUL character (PostgreSQL text cannot hold one)
+_REASON: dict[str, Any] = {"type": "string", "maxLength": MAX_REASON, "pattern": "^[^\\x00]*$"}
 ALIAS_SCHEMAS: dict[str, Any] = {
     "AliasEvent": _obj(
         {
@@ -94,7 +95,7 @@ ALIAS_SCHEMAS: dict[str, Any] = {
         },
         ("version", "reason"),
     ),
-    "AliasDelete": _obj({"reason": {"type": ["string", "null"], "maxLength": MAX_REASON}}, ()),
+    "AliasDelete": _obj({"reason": {**_REASON, "type": ["string", "null"]}}, ()),
 }
 
 _MODEL = {
@@ -109,7 +110,7 @@ _ALIAS = {
     "in": "path",
     "required": True,
     "description": "The alias (any name but `latest`).",
-    "schema": {"type": "string", "pattern": f"^{_NAME}$"},
+    "schema": {"type": "string", "pattern": f"^{_NAME}$", "not": {"const": "latest"}},
 }
 _MOVE_EXAMPLE = {"version": 4, "expected": 3, "reason": "better AUC on November"}
 _CONTROL = "needs --enable-rollout-control, or auth on and models:write on the model"
