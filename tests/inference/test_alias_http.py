@@ -426,6 +426,8 @@ def test_moves_and_the_race_on_postgresql(
         with running(create_model_app(store, enable_rollout_control=True)) as address:
             server = Server(f"http://{address}", store)
             assert server.put("staging", {"version": 2, "reason": "pg"}).status_code == 200
+            nul = server.put("staging", {"version": 3, "reason": "a\x00b"})
+            assert_error(nul, 400, "bad_request", "NUL")  # refused before PostgreSQL sees it
             _race(server)
             listed = server.call("GET", "/v1/models/ranker/aliases").json()["aliases"]
             assert {a["alias"]: a["version"] for a in listed} == store.models.aliases("ranker")
