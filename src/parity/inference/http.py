@@ -1,5 +1,5 @@
 """The model server over HTTP, as a plain ASGI app: Open Inference Protocol v2 REST (`/v2/...`),
-entity-based prediction (`POST /v1/models/{m}/predict`), `/metrics`; errors are 4xx
+entity-based prediction (`POST /v1/models/{m}/predict`), alias moves, rollouts, `/metrics`; errors are 4xx
 `{"error": message, "code": code}` bodies. Routing is a split of the path: no framework layers.
 """
 
@@ -43,10 +43,8 @@ logger = logging.getLogger(__name__)
 
 _JSON = [(b"content-type", b"application/json")]
 _NOT_FOUND = "no such route; the model server answers /v2/... (Open Inference Protocol), "
-_NOT_FOUND += (
-    "/v1/models[/{model}[/predict|/aliases[/{alias}]]], /v1/rollouts[/{model}[/{action}]] "
-)
-_NOT_FOUND += "and /metrics"
+_NOT_FOUND += "/v1/models[/{model}[/predict|/aliases[/{alias}]]], "
+_NOT_FOUND += "/v1/rollouts[/{model}[/{action}]] and /metrics"
 
 
 class PredictRequest(BaseModel):
