@@ -1,6 +1,7 @@
 """The model server over HTTP, as a plain ASGI app: Open Inference Protocol v2 REST (`/v2/...`),
-entity-based prediction (`POST /v1/models/{m}/predict`), alias moves, rollouts, `/metrics`; errors are 4xx
-`{"error": message, "code": code}` bodies. Routing is a split of the path: no framework layers.
+entity-based prediction (`POST /v1/models/{m}/predict`), alias moves, rollouts, `/metrics`;
+errors are 4xx `{"error": message, "code": code}` bodies. Routing is a split of the path: no
+framework layers.
 """
 
 from __future__ import annotations
