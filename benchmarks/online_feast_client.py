@@ -10,6 +10,12 @@ keeping each exchange (method, path, content type, request body, response status
 `FeatureStore(repo).get_online_features(features=refs, entity_rows=[{"driver_id": id}, ...])
 .to_dict()` runs through Feast's RemoteOnlineStore, the client Feast users have.
 RESULT: {"feast_version", "values" (to_dict, or null), "error" (or ""), "exchanges": [...]}.
+
+Direct (opt-in, e.g. over TLS): CONFIG without "proxy_port" runs no proxy; the repo's remote store
+then names the server itself, e.g. `path: https://127.0.0.1:PORT` with `cert: CA.pem` (Feast
+passes it to requests as `verify=`), and `auth: {type: oidc, token_env_var: NAME}` sends
+`Authorization: Bearer $NAME` (Feast 0.5x+). "exchanges" is then empty. tests/e2e/test_tls.py
+runs it this way when benchmarks/.feast-venv exists.
 """
 
 from __future__ import annotations
@@ -76,7 +82,9 @@ def recording_proxy(port: int, target: str, exchanges: list[dict[str, Any]]) -> 
 def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[0]).read_text())
     exchanges: list[dict[str, Any]] = []
-    proxy = recording_proxy(config["proxy_port"], config["target"], exchanges)
+    proxy = None
+    if "proxy_port" in config:
+        proxy = recording_proxy(config["proxy_port"], config["target"], exchanges)
     out: dict[str, Any] = {"values": None, "error": "", "exchanges": exchanges}
     try:
         import feast
@@ -90,7 +98,8 @@ def main(argv: list[str]) -> int:
     except Exception:
         out["error"] = traceback.format_exc(limit=4)
     finally:
-        proxy.shutdown()
+        if proxy is not None:
+            proxy.shutdown()
     with open(argv[1], "w") as result:
         json.dump(out, result, indent=1, default=str)
     return 0

@@ -743,6 +743,17 @@ class Forbidden(ParityError, PermissionError):
         self.scope = scope
 
 
+class IdentityProviderUnavailable(ParityError):
+    """The OIDC provider's key set has not been read (unreachable, or not a key set), so no JWT
+    can be checked now (HTTP 503 with Retry-After: the token may be fine; retry later)."""
+
+    code = "identity_provider_unavailable"
+
+    def __init__(self, message: str, retry_after_seconds: float = 10.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class RateLimited(ParityError):
     """A client went over its token's rate or in-flight limit (HTTP 429 with Retry-After)."""
 

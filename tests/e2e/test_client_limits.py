@@ -1,7 +1,8 @@
-"""Per-client limits over real HTTP: `parity serve` with auth on (a uvicorn subprocess) and real
-tokens. A greedy token flooding the server gets 429 with Retry-After while a second token loses
-no request; a token holding its in-flight slots with slow requests is refused more, others are
-not; the global overload guard (503) still answers on top of the per-client limits."""
+"""Per-client limits over real HTTP: `parity serve` and `parity serve-models` with auth on
+(uvicorn subprocesses) and real tokens. A greedy token flooding the server gets 429 with
+Retry-After while a second token loses no request; a token holding its in-flight slots with slow
+requests is refused more, others are not; the global overload guard (503) still answers on top
+of the per-client limits."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 
 from parity import FeatureStore
 from tests.conftest import BASE_TIME, DRIVER_REPO, write_repo
-from tests.inference.serving_helpers import free_port
+from tests.inference.serving_helpers import Affine, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -58,18 +61,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "third": create("third", "features:read")[1],
     }
     store.close()
+    flags = ["--max-in-flight", str(SERVER_MAX_IN_FLIGHT)]
+    yield from _serving("serve", root, flags, "/health", tokens)
+
+
+def _serving(
+    kind: str, root: Path, flags: list[str], ready: str, tokens: dict[str, str]
+) -> Iterator[Server]:
+    """`parity <kind>` on a free port (1 worker), until the module's tests are done."""
     port = free_port()
-    command = [sys.executable, "-m", "parity.cli.main", "serve", "--repo", str(root)]
-    command += ["--port", str(port), "--max-in-flight", str(SERVER_MAX_IN_FLIGHT)]
-    log = root / "serve.log"
+    command = [sys.executable, "-m", "parity.cli.main", kind, "--repo", str(root)]
+    log = root / f"{kind}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*command, "--port", str(port), *flags], stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not _healthy(url):
+        while not _ready(url + ready):
             assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"no /health after 60 s: {log.read_text()}"
+            assert time.monotonic() < deadline, f"no {ready} after 60 s: {log.read_text()}"
             time.sleep(0.1)
         yield Server(url, port, tokens)
     finally:
@@ -81,9 +93,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             process.wait(5)
 
 
-def _healthy(url: str) -> bool:
+def _ready(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -182,7 +194,7 @@ class SlowRequest:
 def _hold(server: Server, token: str, count: int) -> list[SlowRequest]:
     time.sleep(0.2)  # an earlier test's last requests have left (leave runs after the answer)
     held = [SlowRequest(server.port, server.tokens[token]) for _ in range(count)]
-    time.sleep(0.5)  # the server reads their headers and admits them
+    time.sleep(1.0)  # the server reads their headers and admits them (a busy machine: slack)
     return held
 
 
@@ -223,3 +235,54 @@ def test_global_overload_guard_still_answers_503_on_top(server: Server) -> None:
     assert statuses == [200] * len(held)
     with httpx.Client() as client:
         assert _lookup(client, server.url, server.tokens["third"]).status_code == 200
+
+
+# --- the model server ---------------------------------------------------------------------------
+
+INFER = {"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 2], "data": [1.0, 1.0]}]}
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    extra = (
+        "auth:\n  enabled: true\nmodels:\n  trusted: true\n  serving:\n    prediction_log: null\n"
+    )
+    root = write_repo(tmp_path_factory.mktemp("model-limits") / "repo", REPO, extra=extra)
+    store = FeatureStore(root)
+    store.models.register_model(
+        "affine", Affine([1.0, 2.0], 0.5), flavor="pyfunc", sample_input=np.ones((2, 2))
+    )
+    create = store.access.tokens.create
+    tokens = {
+        "greedy": create("greedy", "models:predict:affine", rate_per_second=2.0, burst=2)[1],
+        "polite": create("polite", "models:predict:affine")[1],
+    }
+    store.close()
+    flags = ["--model", "affine", "--no-rollout-controller"]
+    yield from _serving("serve-models", root, flags, "/v2/health/ready", tokens)
+
+
+def _infer(client: httpx.Client, server: Server, token: str) -> httpx.Response:
+    return client.post(
+        f"{server.url}/v2/models/affine/infer",
+        json=INFER,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
+def test_model_server_limits_a_greedy_token_and_not_a_polite_one(model_server: Server) -> None:
+    with httpx.Client() as client:
+        started = time.monotonic()
+        greedy = [_infer(client, model_server, model_server.tokens["greedy"]) for _ in range(20)]
+        elapsed = time.monotonic() - started
+        polite = [_infer(client, model_server, model_server.tokens["polite"]) for _ in range(20)]
+    admitted = [r for r in greedy if r.status_code == 200]
+    refused = [r for r in greedy if r.status_code == 429]
+    assert len(admitted) + len(refused) == 20
+    assert 2 <= len(admitted) <= 2 + 2.0 * elapsed  # burst 2, then 2 a second
+    assert {r.headers["retry-after"] for r in refused} == {"1"}
+    assert "token 'greedy'" in refused[0].text and "--rate/--burst" in refused[0].text
+    assert [r.status_code for r in polite] == [200] * 20
+    # 1 x 1 + 1 x 2 + 0.5, computed by hand
+    assert {tuple(r.json()["outputs"][0]["data"]) for r in polite + admitted} == {(3.5,)}

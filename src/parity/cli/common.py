@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from parity.errors import BackendNotInstalled, ParityError, PortInUse
+from parity.errors import BackendNotInstalled, InvalidOption, ParityError, PortInUse
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
@@ -36,6 +37,21 @@ RedisUrlOption = Annotated[
     typer.Option(
         help="Redis holding the stream (default: the online store's, or local). One server's "
         "URL: on a Redis Cluster leave it out, and the online store's nodes are used."
+    ),
+]
+# TLS for both servers (`parity serve`, `parity serve-models`): give both or neither.
+TlsCertOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+        dir_okay=False,
+    ),
+]
+TlsKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key", help="The certificate's PEM private key (unencrypted).", dir_okay=False
     ),
 ]
 UntilIdleOption = Annotated[
@@ -103,9 +119,70 @@ def push_note(enable_push: bool) -> str:
     return "/push off: --enable-push turns it on"
 
 
-def run_server(factory: Callable[[], Any], *, host: str, port: int, workers: int) -> None:
+@dataclass(frozen=True)
+class Tls:
+    """A server's certificate and key files (absolute paths), checked to load as a pair."""
+
+    cert: Path
+    key: Path
+
+
+def check_tls(cert: Path | None, key: Path | None) -> Tls | None:
+    """The TLS files of --tls-cert/--tls-key (None: neither given, plain HTTP). InvalidOption
+    naming the option for one without the other, an unreadable file, or a pair that does not
+    load (a key of another certificate, not PEM, or encrypted: there is no password prompt)."""
+    import ssl
+
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise InvalidOption(f"{given} needs {missing}: give both to serve HTTPS, or neither")
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            text = path.read_bytes()
+        except OSError as error:
+            raise InvalidOption(f"{option} {path}: cannot read it ({error.strerror})") from None
+        _check_pem(option, path, text)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except (ssl.SSLError, ValueError) as error:
+        raise InvalidOption(
+            f"--tls-key {key} is not the key of --tls-cert {cert} ({error.args[-1]}): give the "
+            "certificate's own private key"
+        ) from None
+    return Tls(cert.resolve(), key.resolve())
+
+
+def _check_pem(option: str, path: Path, text: bytes) -> None:
+    """InvalidOption unless `text` is what `option` takes: a PEM certificate, or a PEM private
+    key that is not encrypted (the server could only ask for its password on a terminal)."""
+    if option == "--tls-cert" and b"-----BEGIN CERTIFICATE-----" not in text:
+        raise InvalidOption(f"{option} {path}: not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    if option == "--tls-key":
+        if b"BEGIN ENCRYPTED PRIVATE KEY" in text or b"Proc-Type: 4,ENCRYPTED" in text:
+            raise InvalidOption(
+                f"{option} {path}: the key is encrypted; give it unencrypted (e.g. openssl pkey "
+                "-in KEY -out PLAIN.key) and readable only by the server's user"
+            )
+        if b"PRIVATE KEY-----" not in text:
+            raise InvalidOption(
+                f"{option} {path}: not a PEM private key (-----BEGIN PRIVATE KEY-----)"
+            )
+
+
+def base_url(host: str, port: int, tls: Tls | None) -> str:
+    """What a server's start-up line says it serves on: https:// with TLS files."""
+    return f"{'https' if tls is not None else 'http'}://{host}:{port}"
+
+
+def run_server(
+    factory: Callable[[], Any], *, host: str, port: int, workers: int, tls: Tls | None = None
+) -> None:
     """Run an app factory (a module-level function, which each worker process imports) with
-    uvicorn's fastest settings: httptools, uvloop, no access log."""
+    uvicorn's fastest settings: httptools, uvloop, no access log; HTTPS with `tls` (TLS 1.2 or
+    later, Python's default for a server context)."""
     import sys
 
     try:
@@ -128,4 +205,6 @@ def run_server(factory: Callable[[], Any], *, host: str, port: int, workers: int
         proxy_headers=False,
         http="httptools",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
+        ssl_certfile=None if tls is None else str(tls.cert),
+        ssl_keyfile=None if tls is None else str(tls.key),
     )

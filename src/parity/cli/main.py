@@ -20,8 +20,12 @@ from parity.cli.common import (
     ConsumerOption,
     RedisUrlOption,
     RepoOption,
+    TlsCertOption,
+    TlsKeyOption,
     UntilIdleOption,
+    base_url,
     check_port,
+    check_tls,
     command,
     console,
     err,
@@ -340,6 +344,8 @@ def serve(
             "(parity.yaml) it is not needed: tokens with features:push may push.",
         ),
     ] = False,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /push)."""
     try:
@@ -348,11 +354,12 @@ def serve(
         raise BackendNotInstalled(
             f"the feature server needs {error.name}: pip install 'parity[serve]'"
         ) from None
+    tls = check_tls(tls_cert, tls_key)
     check_port(host, port)
     store = store_at(repo)
     secured = store.config.auth.enabled
     err.print(
-        f"Serving project '{store.project}' on http://{host}:{port} "
+        f"Serving project '{store.project}' on {base_url(host, port, tls)} "
         f"({workers} worker{'s' if workers > 1 else ''}; {access_note(secured, enable_push)})",
         soft_wrap=True,  # one line whatever the terminal's width
     )
@@ -366,7 +373,7 @@ def serve(
         PARITY_SERVE_ENABLE_PUSH="1" if enable_push else "0",
     )
     store.close()
-    run_server(serving.app_from_environment, host=host, port=port, workers=workers)
+    run_server(serving.app_from_environment, host=host, port=port, workers=workers, tls=tls)
 
 
 @dataset_app.command("create")

@@ -13,7 +13,11 @@ from rich.table import Table
 
 from parity.cli.common import (
     RepoOption,
+    TlsCertOption,
+    TlsKeyOption,
+    base_url,
     check_port,
+    check_tls,
     command,
     console,
     err,
@@ -253,6 +257,8 @@ def serve_models(
             "elsewhere). By default each worker runs it; a lease lets one act.",
         ),
     ] = False,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Serve the registry's models: Open Inference Protocol v2 and entity-based /v1 predict."""
     try:
@@ -265,6 +271,7 @@ def serve_models(
         raise InvalidOption(
             "--enable-push needs --with-features (the model server alone has no /push)"
         )
+    tls = check_tls(tls_cert, tls_key)
     check_port(host, port)
     store = store_at(repo)
     for ref in preload or []:
@@ -274,7 +281,7 @@ def serve_models(
     features = " (and its features)" if with_features and secured else features
     rollouts = _rollout_note(enable_rollout_control or secured, not no_rollout_controller, secured)
     err.print(
-        f"Serving the models of project '{store.project}' on http://{host}:{port}{features}"
+        f"Serving the models of project '{store.project}' on {base_url(host, port, tls)}{features}"
         f"; {rollouts}",
         soft_wrap=True,  # one line whatever the terminal's width
     )
@@ -292,7 +299,7 @@ def serve_models(
     if warning is not None:
         err.print(warning, style="bold yellow", markup=False, soft_wrap=True)
     store.close()
-    run_server(model_app.app_from_environment, host=host, port=port, workers=workers)
+    run_server(model_app.app_from_environment, host=host, port=port, workers=workers, tls=tls)
 
 
 def _rollout_note(control: bool, controller: bool, secured: bool = False) -> str:

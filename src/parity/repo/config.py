@@ -271,22 +271,67 @@ class JobsConfig(_Settings):
 
 
 class OidcConfig(_Settings):
-    """JWTs from an OIDC provider (`auth.oidc`): verified against the provider's keys (`jwks`: a
-    JSON Web Key Set file, relative to the repo, or an https URL, re-read every
-    `jwks_refresh_seconds`), with this `audience` and, when set, this `issuer`. The token's
-    `scopes_claim` (a space-separated string or a list) holds Parity scopes; `scope_map` maps
-    other claim values (groups, roles) to scopes. The caller's name is `name_claim`. Reasons in
-    docs/security.md."""
+    """JWTs from an OIDC provider (`auth.oidc`), verified against the provider's keys (`jwks`: a
+    JSON Web Key Set file, relative to the repo, or an https URL; plain http only to this machine,
+    since anyone on the path could swap the keys). Reasons for each default:
+
+    - `audience` is required (a token the IdP issued for another application is refused) and
+      `issuer`, when set, must match `iss` (set it when the key set is shared by several issuers).
+    - `algorithms`: RS256 and ES256, what IdPs sign with. Only asymmetric algorithms are accepted
+      (RS*, PS*, ES*, EdDSA): `none` and HS* are refused, so a token "signed" with the public key
+      as an HMAC secret (algorithm confusion) can never verify.
+    - `scopes_claim` (`scope`, as OAuth puts it): its space-separated string or list holds Parity
+      scopes; other items (`openid`, `email`) are ignored. `scope_map` maps values of the claims
+      named in `scope_map_claims` (`groups`, `roles`; a dotted path reaches a nested claim such as
+      `realm_access.roles`) and items of `scopes_claim` to Parity scopes. Only those claims are
+      read, never profile claims a user may edit (`name`, `email`), so nobody can grant themselves
+      a scope by renaming themselves.
+    - `name_claim` (`sub`) names the caller in the audit trail and 403s; falls back to `sub`.
+    - `jwks_refresh_seconds` (300): keys the IdP adds or withdraws take effect within 5 minutes;
+      a token with an unknown key id re-reads the set at once (at most once per 10 s).
+    - `leeway_seconds` (30): clock skew allowed between the IdP and this server on `exp`/`nbf`.
+
+    A key set URL is fetched with a 3 s timeout (a hung IdP holds a request no longer), read again
+    at most once per 10 s whatever the refresh interval. When a re-read fails the keys already read
+    stay in use; with none read yet a JWT gets 503 with Retry-After (identity_provider_unavailable:
+    the token may be fine, the server cannot check it now), not a 401 that would send clients to
+    fetch new tokens in a loop.
+    """
 
     jwks: str
-    audience: str
+    audience: str = Field(min_length=1)
     issuer: str | None = None
     algorithms: list[str] = ["RS256", "ES256"]
     scopes_claim: str = "scope"
     scope_map: dict[str, str] = {}
+    scope_map_claims: list[str] = ["groups", "roles"]
     name_claim: str = "sub"
     jwks_refresh_seconds: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     leeway_seconds: float = Field(default=30.0, ge=0, le=300, allow_inf_nan=False)
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give the key set's file path or https URL")
+        if value.startswith(("http://", "https://")):
+            _refuse(jwks_url_problem(value))
+        elif "://" in value:
+            raise ValueError(f"jwks {value!r}: give an https:// URL or a file path")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        allowed = [f"{family}{bits}" for family in ("RS", "PS", "ES") for bits in (256, 384, 512)]
+        allowed.append("EdDSA")
+        bad = [alg for alg in value if alg not in allowed]
+        if bad or not value:
+            raise ValueError(
+                f"algorithms {bad or value}: give one or more of {', '.join(allowed)} (never "
+                "'none' or HS*: a token must be signed with the IdP's private key)"
+            )
+        return value
 
 
 class ClientLimitsConfig(_Settings):
@@ -340,6 +385,27 @@ class RepoConfig(_Settings):
     @classmethod
     def _project(cls, value: str) -> str:
         return check_identifier(value, "project name")
+
+
+def jwks_url_problem(url: str) -> str | None:
+    """Why a key set cannot come from `url`: only https, or plain http to this machine."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme == "http" and loopback:
+        return None
+    return (
+        f"jwks {url!r}: give an https:// URL (plain http only to localhost or 127.0.0.1: "
+        "anyone on the path could swap the keys) or a file path"
+    )
 
 
 def _refuse(problem: str | None) -> None:

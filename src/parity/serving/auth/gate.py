@@ -29,6 +29,7 @@ PRINCIPAL_KEY = "parity.principal"
 MAX_TOKEN_CHARS = 4096  # longer than any Parity token or sane JWT: refused without a lookup
 MAX_CACHED = 10_000  # verified tokens kept (one entry per distinct token seen in cache_seconds)
 MAX_REFUSALS_CACHED = 1_000  # refused tokens kept apart, so garbage cannot evict good tokens
+MAX_ROUTES_CACHED = 4_096  # (method, path) → rule remembered; cleared when full
 ANY_TOKEN = "authenticated"  # the metrics' `scope` label of a route that needs any valid token
 
 Authenticator = Callable[[str], Principal]
@@ -136,6 +137,7 @@ class AuthGate:
         self.cache = TokenCache(cache_seconds, clock=monotonic)
         self._wall = wall
         self._pending: dict[str, asyncio.Future[Principal | _Refusal]] = {}
+        self._routes: dict[tuple[str, str], tuple[RouteRule | None, dict[str, str]]] = {}
         from parity.registry.audit import Actor, acting_as
 
         self._actor, self._acting_as = Actor, acting_as
@@ -144,9 +146,7 @@ class AuthGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = "GET" if scope["method"] == "HEAD" else scope["method"]
-        found = find_rule(self.rules, method, _normal(scope["path"]))
-        rule, params = found if found is not None else (None, {})
+        rule, params = self._rule(scope["method"], scope["path"])
         if rule is not None and rule.access == OPEN:
             await self.app(scope, receive, send)
             return
@@ -178,6 +178,19 @@ class AuthGate:
                 await self.app(scope, receive, send)
         finally:
             self.limits.leave(principal)
+
+    def _rule(self, method: str, path: str) -> tuple[RouteRule | None, dict[str, str]]:
+        """The rule of (`method`, `path`) and its parameters, remembered (a server sees the same
+        few paths again and again, so the table's patterns are matched once per path)."""
+        key = (method, path)
+        known = self._routes.get(key)
+        if known is None:
+            found = find_rule(self.rules, "GET" if method == "HEAD" else method, _normal(path))
+            known = found if found is not None else (None, {})
+            if len(self._routes) >= MAX_ROUTES_CACHED:
+                self._routes.clear()  # many distinct paths (names in them): start again
+            self._routes[key] = known
+        return known
 
     async def _principal(self, scope: Scope) -> Principal:
         token = _bearer(scope["headers"])
