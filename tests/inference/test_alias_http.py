@@ -169,6 +169,8 @@ def test_expected_is_a_compare_and_swap(control: Server) -> None:
     absent = control.put("champion", {"version": 3, "expected": None, "reason": "r"})
     assert_error(absent, 409, "alias_moved")
     assert control.store.models.aliases("ranker") == {"champion": 2}  # neither changed it
+    missing = control.put("staging", {"version": 3, "expected": 2, "reason": "r"})
+    assert_error(missing, 409, "alias_moved")  # expected 2, but there is no staging yet
     new = control.put("staging", {"version": 3, "expected": None, "reason": "first"})
     assert new.status_code == 200 and new.json()["previous"] is None, new.text
     assert control.store.models.aliases("ranker") == {"champion": 2, "staging": 3}
