@@ -308,7 +308,7 @@ def _rollout_note(control: bool, controller: bool, secured: bool = False) -> str
     if secured:
         return (
             "auth on: every route but the health probes needs a token (rollout control: "
-            f"rollouts:admin; /push: features:push); {loop}"
+            f"rollouts:admin; alias moves: models:write; /push: features:push); {loop}"
         )
     if control:
         return (
