@@ -405,6 +405,9 @@ def test_with_auth_models_write_on_the_model_decides_and_the_token_is_the_actor(
         ("ci-bot", "token", 2),
         (secured.store.access.audit.query(action="models.register")[0].actor.name, "user", 1),
     ]  # the last: set by register_model in this process, as its local user
+    # The alias's own history names the token too, not the server process's user.
+    moves = secured.store.models.history("ranker", "champion")
+    assert [(m.version, m.author) for m in moves[-2:]] == [(2, "ci-bot"), (None, "ci-bot")]
 
 
 def test_the_spec_declares_the_alias_routes() -> None:
