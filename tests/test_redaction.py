@@ -296,3 +296,18 @@ except RuntimeError:
     assert done.stderr.count("redis://:***@h:1/0") == 2
     assert "RuntimeError: postgresql://u:***@db/x" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_api_token_secrets_and_bearer_credentials_are_redacted_everywhere() -> None:
+    """A Parity API token keeps its public id and loses its secret; any bearer credential (an
+    API token or a JWT in a quoted header) is hidden; names that merely start with parity_
+    are left alone."""
+    secret = "Zm9vYmFyYmF6cXV4cXV1eC1hYmNkZWZnaGlqa2xtbm9w"
+    text = f"token parity_0123456789ab_{secret} refused; header 'Authorization: Bearer eyJ.a.b'"
+    assert redact(text) == (
+        "token parity_0123456789ab_*** refused; header 'Authorization: Bearer ***'"
+    )
+    assert redact("table parity_audit, project parity_demo") == (
+        "table parity_audit, project parity_demo"
+    )
+    assert str(ParityError(f"bad parity_abcdef012345_{secret}")) == "bad parity_abcdef012345_***"

@@ -1,5 +1,6 @@
-"""The one credential redaction of Parity: passwords in URLs (`scheme://user:PASSWORD@host`) and
-secret query parameters (`?password=...`) become `***` in any text. Every ParityError's message
+"""The one credential redaction of Parity: passwords in URLs (`scheme://user:PASSWORD@host`),
+secret query parameters (`?password=...`), Parity API tokens' secrets (`parity_<id>_***`) and
+bearer credentials (`Bearer ***`) become `***` in any text. Every ParityError's message
 passes through `redact`; servers' log handlers get `RedactingFilter`. Imports nothing of Parity.
 """
 
@@ -24,9 +25,19 @@ _QUERY = re.compile(
 )
 
 
+# A Parity API token (serving/auth/tokens.py): its id is public, its secret is not.
+_TOKEN = re.compile(r"\bparity_(?P<id>[0-9a-f]{12})_[A-Za-z0-9_\-]+")
+_BEARER = re.compile(r"(?P<head>\bbearer\s+)[^\s'\"<>,]+", re.IGNORECASE)
+
+
 def redact(text: str) -> str:
-    """`text` with every URL password and secret query parameter replaced by `***`."""
-    if "://" not in text and "=" not in text:  # the common case costs one scan
+    """`text` with every URL password, secret query parameter, API token secret and bearer
+    credential replaced by `***`."""
+    if "parity_" in text:
+        text = _TOKEN.sub(lambda m: f"parity_{m['id']}_{HIDDEN}", text)
+    if "earer" in text:
+        text = _BEARER.sub(lambda m: f"{m['head']}{HIDDEN}", text)
+    if "://" not in text and "=" not in text:  # the common case costs a few scans
         return text
     text = _USERINFO.sub(lambda m: f"{m['head']}:{HIDDEN}@", text)
     return _QUERY.sub(lambda m: f"{m['head']}{HIDDEN}", text)

@@ -6,6 +6,7 @@ auth.cache_seconds; with auth off on a non-loopback address, the server warns.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ def _repo(root: Path, auth: str = "auth: {enabled: true, cache_seconds: 0.5}\n")
 @dataclass
 class Served:
     url: str
-    said: str = ""  # what the server printed, once it stopped
+    said: str = ""  # what the server printed on stderr, once it stopped
+    out: str = ""  # ... and on stdout (the audit trail's JSON lines)
 
 
 @contextmanager
@@ -65,7 +67,9 @@ def _serving(
     port = free_port()
     args = [sys.executable, "-m", "parity.cli.main", command, "--repo", str(repo)]
     server = subprocess.Popen(
-        [*args, "--host", host, "--port", str(port), *flags], stderr=subprocess.PIPE
+        [*args, "--host", host, "--port", str(port), *flags],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     served = Served(f"http://127.0.0.1:{port}")
     try:
@@ -78,6 +82,9 @@ def _serving(
         assert server.stderr is not None
         served.said = server.stderr.read().decode()
         server.stderr.close()
+        assert server.stdout is not None
+        served.out = server.stdout.read().decode()
+        server.stdout.close()
 
 
 def _answers(url: str) -> bool:
@@ -132,6 +139,13 @@ def test_parity_serve_with_auth_on_enforces_scopes_and_pushes_without_enable_pus
     said = served.said
     assert "auth on" in said and "WARNING" not in said
     assert pusher not in said and reader not in said
+    # The push's audit record, exported as one JSON line on the server's stdout.
+    lines = [json.loads(line) for line in served.out.splitlines() if line.startswith("{")]
+    pushes = [line for line in lines if line["action"] == "features.push"]
+    assert len(pushes) == 1, served.out
+    assert (pushes[0]["actor"], pushes[0]["actor_kind"]) == ("pusher", "token")
+    assert (pushes[0]["target"], pushes[0]["origin"]) == ("clicks", "127.0.0.1")
+    assert pusher not in served.out and pusher.split("_")[2] not in served.out
 
 
 @pytest.mark.slow

@@ -177,6 +177,28 @@ def base_url(host: str, port: int, tls: Tls | None) -> str:
     return f"{'https' if tls is not None else 'http'}://{host}:{port}"
 
 
+def with_audit_lines(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of uvicorn's logging config that also writes the audit trail's records (logger
+    `parity.audit`, one JSON object per line) to standard output, apart from the server's own
+    log on standard error, so a log shipper can collect them as they are."""
+    return {
+        **config,
+        "formatters": {**config["formatters"], "audit": {"format": "%(message)s"}},
+        "handlers": {
+            **config["handlers"],
+            "audit": {
+                "class": "logging.StreamHandler",
+                "formatter": "audit",
+                "stream": "ext://sys.stdout",
+            },
+        },
+        "loggers": {
+            **config["loggers"],
+            "parity.audit": {"handlers": ["audit"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
 def run_server(
     factory: Callable[[], Any], *, host: str, port: int, workers: int, tls: Tls | None = None
 ) -> None:
@@ -196,7 +218,7 @@ def run_server(
     uvicorn.run(
         f"{factory.__module__}:{factory.__name__}",
         factory=True,
-        log_config=redacted_log_config(LOGGING_CONFIG),  # no credentials in any log line
+        log_config=redacted_log_config(with_audit_lines(LOGGING_CONFIG)),  # no credentials
         host=host,
         port=port,
         workers=workers,

@@ -243,9 +243,10 @@ def serve_models(
         typer.Option(
             "--enable-rollout-control",
             help="With auth off: accept POST /v1/rollouts... (start, pause, resume, promote, "
-            "abort rollouts): only where trusted clients alone reach the port. Off: they answer "
-            "403 and GET /v1/rollouts still reads. With auth on (parity.yaml) it is not needed: "
-            "tokens with rollouts:admin may steer rollouts.",
+            "abort rollouts) and PUT/DELETE /v1/models/{m}/aliases/{alias} (move aliases): only "
+            "where trusted clients alone reach the port. Off: they answer 403 and the GETs still "
+            "read. With auth on (parity.yaml) it is not needed: tokens with rollouts:admin may "
+            "steer rollouts, with models:write move aliases.",
         ),
     ] = False,
     no_rollout_controller: Annotated[
@@ -307,11 +308,11 @@ def _rollout_note(control: bool, controller: bool, secured: bool = False) -> str
     if secured:
         return (
             "auth on: every route but the health probes needs a token (rollout control: "
-            f"rollouts:admin; /push: features:push); {loop}"
+            f"rollouts:admin; alias moves: models:write; /push: features:push); {loop}"
         )
     if control:
         return (
             "auth off; rollout control on: anyone who reaches the port can start and stop "
-            f"rollouts; {loop}"
+            f"rollouts and move aliases; {loop}"
         )
     return f"auth off; rollout control off: --enable-rollout-control turns it on; {loop}"

@@ -1,6 +1,7 @@
 """The model server over HTTP, as a plain ASGI app: Open Inference Protocol v2 REST (`/v2/...`),
-entity-based prediction (`POST /v1/models/{m}/predict`), `/metrics`; errors are 4xx
-`{"error": message, "code": code}` bodies. Routing is a split of the path: no framework layers.
+entity-based prediction (`POST /v1/models/{m}/predict`), alias moves, rollouts, `/metrics`;
+errors are 4xx `{"error": message, "code": code}` bodies. Routing is a split of the path: no
+framework layers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from parity.errors import (
     InvalidRequestField,
     ParityError,
 )
+from parity.inference.alias_http import AliasRoutes
 from parity.inference.oip import (
     HEADER_LENGTH,
     ServerMetadata,
@@ -43,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 _JSON = [(b"content-type", b"application/json")]
 _NOT_FOUND = "no such route; the model server answers /v2/... (Open Inference Protocol), "
-_NOT_FOUND += "/v1/models[/{model}[/predict]], /v1/rollouts[/{model}[/{action}]] and /metrics"
+_NOT_FOUND += "/v1/models[/{model}[/predict|/aliases[/{alias}]]], "
+_NOT_FOUND += "/v1/rollouts[/{model}[/{action}]] and /metrics"
 
 
 class PredictRequest(BaseModel):
@@ -104,6 +107,8 @@ class ModelApp:
         self.server = server
         self.secured = secured  # auth is on: the spec declares the bearer scheme
         self.rollouts = rollouts or RolloutRoutes(None)
+        # alias moves follow the rollout control switch (a promote moves an alias already)
+        self.aliases = AliasRoutes(server.registry, enabled=self.rollouts.enabled)
         self.metrics = server.metrics
         self.fallback = fallback
         self._on_startup = on_startup
@@ -178,6 +183,13 @@ class ModelApp:
             actor = f"http:{client[0]}" if principal is None else principal.name
             status, answer = await self.rollouts.handle(
                 method, parts[2:], raw, actor, principal=principal
+            )
+            return status, _dumps(answer), []
+        if parts[:2] == ["v1", "models"] and parts[3:4] == ["aliases"]:
+            raw = await read_body(receive) if method in ("PUT", "DELETE") else b""
+            client = (scope.get("client") or ("", 0))[0]
+            status, answer = await self.aliases.handle(
+                method, parts[2:], raw, principal=principal_of(scope), client=client
             )
             return status, _dumps(answer), []
         if parts[:1] == ["v1"] and parts[1:2] == ["models"]:

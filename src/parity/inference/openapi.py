@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from parity.inference.oip import DATATYPES, MAX_DIMS
+from parity.inference.openapi_aliases import ALIAS_SCHEMAS, alias_paths
 from parity.inference.server import MAX_VERSION
 
 _NAME = "[A-Za-z][A-Za-z0-9_-]{0,199}"  # a model or alias name (models/registry.py)
@@ -522,6 +523,7 @@ def model_server_spec(version: str, *, secured: bool = False) -> dict[str, Any]:
         **_model_paths(
             "{model_name}/versions/{model_version}", [_MODEL_NAME, _VERSION], pinned=True
         ),
+        **alias_paths(),
         **_rollout_paths(),
     }
     spec = {
@@ -530,11 +532,11 @@ def model_server_spec(version: str, *, secured: bool = False) -> dict[str, Any]:
             "title": "Parity model server",
             "version": version,
             "description": "Open Inference Protocol v2 (KServe v2, Triton) REST, entity-based "
-            "prediction and rollouts (`/v1/rollouts`). Every error is a JSON body "
-            '{"error": message, "code": code}.',
+            "prediction, alias moves (`/v1/models/{model}/aliases`) and rollouts "
+            '(`/v1/rollouts`). Every error is a JSON body {"error": message, "code": code}.',
         },
         "paths": paths,
-        "components": {"schemas": {**SCHEMAS, **_ROLLOUT_SCHEMAS}},
+        "components": {"schemas": {**SCHEMAS, **_ROLLOUT_SCHEMAS, **ALIAS_SCHEMAS}},
     }
     if not secured:
         return spec

@@ -35,6 +35,13 @@ MODEL_ROUTES: tuple[RouteRule, ...] = (
     RouteRule("GET", "/v1/models", SCOPED, ("models:read",), what="model"),
     *_model_rules("{model}"),
     *_model_rules("{model}/versions/{version}"),
+    # alias moves (inference/alias_http.py): promote and roll back over HTTP
+    RouteRule("GET", "/v1/models/{model}/aliases", SCOPED, ("models:read",), "model", what="model"),
+    *(
+        RouteRule(method, "/v1/models/{model}/aliases/{alias}", SCOPED, ("models:write",), "model",
+                  what="model")
+        for method in ("PUT", "DELETE")
+    ),
     RouteRule("GET", "/v1/rollouts", SCOPED, ("models:read",), what="model"),  # filtered too
     RouteRule("POST", "/v1/rollouts", SCOPED, ("rollouts:admin",), name_from=BODY, what="model"),
     RouteRule("GET", "/v1/rollouts/{model}", SCOPED, ("models:read",), "model", what="model"),

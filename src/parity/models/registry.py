@@ -275,7 +275,7 @@ class ModelRegistry:
             name="",
             version=0,
             created_at=self._clock(),
-            author=self.author,
+            author=self._author(),
             flavor=header.flavor,
             artifact=stored.sha256,
             artifact_size=stored.size,
@@ -371,6 +371,13 @@ class ModelRegistry:
     def get_version(self, name: str, version: int) -> ModelVersion:
         return self.store.get_version(self.project, name, version)
 
+    def _author(self) -> str:
+        """Who a write is by in the alias history and version records: the caller the server's
+        gate admitted (a token's name), else this registry's author."""
+        from parity.registry.audit import actor_for
+
+        return actor_for(self.author).name
+
     def delete_version(self, name: str, version: int) -> None:
         """Delete a version no alias points at; its artifact is kept (others may share it)."""
         self.store.delete_version(self.project, name, version)
@@ -395,7 +402,7 @@ class ModelRegistry:
             name,
             alias,
             version,
-            author=self.author,
+            author=self._author(),
             reason=reason,
             at=self._clock(),
             expected=expected,
@@ -406,7 +413,7 @@ class ModelRegistry:
 
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> AliasEvent:
         event = self.store.delete_alias(
-            self.project, name, alias, author=self.author, reason=reason, at=self._clock()
+            self.project, name, alias, author=self._author(), reason=reason, at=self._clock()
         )
         self._audit("models.alias", name, _alias_detail(event), at=event.moved_at)
         return event

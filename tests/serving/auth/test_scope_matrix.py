@@ -108,6 +108,14 @@ MODEL_EXAMPLES = {
     ("POST", "/v1/models/{model}/versions/{version}/predict"): Example(
         "/v1/models/ranker/versions/2/predict", PREDICT, "ranker"
     ),
+    ("GET", "/v1/models/{model}/aliases"): Example("/v1/models/ranker/aliases", name="ranker"),
+    # an alias of its own (the rollout examples need the champion where it is); PUT runs first
+    ("PUT", "/v1/models/{model}/aliases/{alias}"): Example(
+        "/v1/models/ranker/aliases/matrix", {"version": 1, "reason": "matrix"}, "ranker"
+    ),
+    ("DELETE", "/v1/models/{model}/aliases/{alias}"): Example(
+        "/v1/models/ranker/aliases/matrix", {"reason": "matrix"}, "ranker", _ok(200, 404)
+    ),
     ("GET", "/v1/rollouts"): Example("/v1/rollouts", name="ranker"),
     ("POST", "/v1/rollouts"): Example(
         "/v1/rollouts", {"model": "ranker", "candidate": 2, "shadow": None}, "ranker", _ok(201)
@@ -311,14 +319,14 @@ def test_every_model_server_route_is_a_rule_of_its_table() -> None:
     from parity.inference.openapi import model_server_spec
 
     for rule in MODEL_ROUTES:
-        path = rule.path.replace("{model}", "m").replace("{version}", "1")
+        path = rule.path.replace("{model}", "m").replace("{version}", "1").replace("{alias}", "a")
         parts = [p for p in path.split("/") if p]
         expected = {r.method for r in MODEL_ROUTES if r.match(path) is not None}
         assert set(allowed_methods(parts)) == expected
     spec = model_server_spec(__version__, secured=True)  # raises for an operation without rule
     for path, item in spec["paths"].items():
         for method in item:
-            if method in ("get", "post"):
+            if method in ("get", "post", "put", "delete"):
                 assert find_rule(MODEL_ROUTES, method.upper(), path), f"{method} {path}"
 
 
