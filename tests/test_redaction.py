@@ -303,10 +303,12 @@ def test_api_token_secrets_and_bearer_credentials_are_redacted_everywhere() -> N
     API token or a JWT in a quoted header) is hidden; names that merely start with parity_
     are left alone."""
     secret = "Zm9vYmFyYmF6cXV4cXV1eC1hYmNkZWZnaGlqa2xtbm9w"
-    text = f"token parity_0123456789ab_{secret} refused; header 'Authorization: Bearer eyJ.a.b'"
+    jwt = "eyJhbGciOi.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    text = f"token parity_0123456789ab_{secret} refused; header 'Authorization: Bearer {jwt}'"
     assert redact(text) == (
         "token parity_0123456789ab_*** refused; header 'Authorization: Bearer ***'"
     )
+    assert redact("malformed bearer token: send one") == "malformed bearer token: send one"
     assert redact("table parity_audit, project parity_demo") == (
         "table parity_audit, project parity_demo"
     )

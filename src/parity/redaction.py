@@ -27,7 +27,8 @@ _QUERY = re.compile(
 
 # A Parity API token (serving/auth/tokens.py): its id is public, its secret is not.
 _TOKEN = re.compile(r"\bparity_(?P<id>[0-9a-f]{12})_[A-Za-z0-9_\-]+")
-_BEARER = re.compile(r"(?P<head>\bbearer\s+)[^\s'\"<>,]+", re.IGNORECASE)
+# A bearer credential (RFC 6750's token68 characters, 12 or more: not an English word).
+_BEARER = re.compile(r"(?P<head>\bbearer\s+)[A-Za-z0-9._~+/\-]{12,}=*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:

@@ -311,11 +311,6 @@ def test_with_auth_off_a_push_over_http_is_audited_as_its_client_not_the_servers
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="QA: with auth off, a rollout action over HTTP is audited as http:<client> but with "
-    "the server's host name as its origin",
-)
 def test_with_auth_off_a_rollout_action_over_http_is_audited_from_the_client_address(
     tmp_path: Path,
 ) -> None:

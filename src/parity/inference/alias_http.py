@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from contextlib import nullcontext
 from typing import Any
 
 from parity.errors import BadRequest, InvalidModelRef, RolloutControlDisabled
@@ -15,7 +14,6 @@ from parity.inference.rollout_http import plain
 from parity.inference.server import MAX_VERSION
 from parity.models.registry import ModelRegistry, check_alias, check_name
 from parity.models.store import UNCHECKED, AliasEvent, Expected
-from parity.registry.audit import Actor, acting_as
 from parity.serving.auth.scopes import Principal
 
 HISTORY = 10  # moves shown per alias by GET: enough to see the last promotions and rollbacks
@@ -40,7 +38,6 @@ class AliasRoutes:
         body: bytes,
         *,
         principal: Principal | None = None,
-        client: str = "",
     ) -> tuple[int, Any]:
         """(status, JSON body) for `method` on `/v1/models/` + `parts`, where `parts` is
         `[model, "aliases"]` or `[model, "aliases", alias]` (a route of the table)."""
@@ -55,21 +52,15 @@ class AliasRoutes:
             )
         alias = check_alias(parts[2])
         payload = _json_object(body)
-        # with auth on, the gate already runs the request as the token; without, the caller is
-        # recorded by its address, as a rollout action over HTTP is
-        who = nullcontext() if principal is not None else acting_as(_anonymous(client))
-        with who:
-            if method == "PUT":
-                version, expected, reason = put_arguments(payload)
-                event = await asyncio.to_thread(
-                    self.registry.set_alias, model, alias, version, reason=reason,
-                    expected=expected,
-                )  # fmt: skip
-            else:
-                reason = delete_reason(payload)
-                event = await asyncio.to_thread(
-                    self.registry.delete_alias, model, alias, reason=reason
-                )
+        # the caller runs as the audit actor (serving.auth.gate.as_caller, set by the server)
+        if method == "PUT":
+            version, expected, reason = put_arguments(payload)
+            event = await asyncio.to_thread(
+                self.registry.set_alias, model, alias, version, reason=reason, expected=expected
+            )
+        else:
+            reason = delete_reason(payload)
+            event = await asyncio.to_thread(self.registry.delete_alias, model, alias, reason=reason)
         return 200, event_json(event)
 
     def _read(self, model: str) -> dict[str, Any]:
@@ -167,8 +158,3 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest(f"body: a JSON object is expected, got {type(value).__name__}")
     return value
-
-
-def _anonymous(client: str) -> Actor:
-    """The actor of a write without auth: the caller's address, as rollout actions record it."""
-    return Actor(f"http:{client}", "user", client or "unknown")

@@ -35,7 +35,7 @@ from parity.inference.oip import (
 from parity.inference.rollout_http import RolloutRoutes
 from parity.inference.routes import methods_at
 from parity.inference.server import ModelServer, ModelTarget
-from parity.serving.auth.gate import principal_of
+from parity.serving.auth.gate import as_caller, principal_of
 from parity.serving.auth.scopes import Principal
 from parity.serving.errors import status_for
 from parity.serving.guard import ASGIApp, Receive, Scope, Send, read_body
@@ -181,16 +181,17 @@ class ModelApp:
             client = scope.get("client") or ("", 0)
             principal = principal_of(scope)
             actor = f"http:{client[0]}" if principal is None else principal.name
-            status, answer = await self.rollouts.handle(
-                method, parts[2:], raw, actor, principal=principal
-            )
+            with as_caller(scope):  # the audit trail's actor and origin
+                status, answer = await self.rollouts.handle(
+                    method, parts[2:], raw, actor, principal=principal
+                )
             return status, _dumps(answer), []
         if parts[:2] == ["v1", "models"] and parts[3:4] == ["aliases"]:
             raw = await read_body(receive) if method in ("PUT", "DELETE") else b""
-            client = (scope.get("client") or ("", 0))[0]
-            status, answer = await self.aliases.handle(
-                method, parts[2:], raw, principal=principal_of(scope), client=client
-            )
+            with as_caller(scope):  # the audit trail's and the alias history's actor
+                status, answer = await self.aliases.handle(
+                    method, parts[2:], raw, principal=principal_of(scope)
+                )
             return status, _dumps(answer), []
         if parts[:1] == ["v1"] and parts[1:2] == ["models"]:
             return await self._v1(method, parts[2:], scope, receive)

@@ -15,7 +15,7 @@ import base64
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -39,9 +39,8 @@ from parity.errors import (
 from parity.feature_store import FeatureStore
 from parity.monitoring.served_log import ServedLog, served_log
 from parity.online.breaker import CircuitBreaker
-from parity.registry.audit import Actor, acting_as
 from parity.serving.admission import Admission
-from parity.serving.auth.gate import AuthGate, gate_for, principal_of
+from parity.serving.auth.gate import AuthGate, as_caller, gate_for, principal_of
 from parity.serving.auth.scopes import Principal
 from parity.serving.errors import body_for, headers_for, status_for
 from parity.serving.feast_json import (
@@ -219,16 +218,6 @@ def create_app(
     )
 
 
-def _pushing_as(request: Request) -> AbstractContextManager[Any]:
-    """Who a push over HTTP is audited as: the gate's principal (auth on, already in effect), or,
-    with auth off, the client's address (`http:<address>`, as rollout actions over HTTP), not
-    the OS user the server runs as."""
-    if principal_of(request.scope) is not None:
-        return nullcontext()
-    address = request.client.host if request.client is not None else ""
-    return acting_as(Actor(f"http:{address}", "user", address))
-
-
 def _admitted(principal: Principal | None) -> Principal:
     """The principal the gate admitted (auth is on); Unauthenticated if none did."""
     if principal is None:
@@ -392,7 +381,7 @@ def _add_push_route(
         if answers.secured:
             principal = _admitted(principal_of(request.scope))
             principal.require(("features:push",), body.push_source_name, "push source")
-        with _pushing_as(request):
+        with as_caller(request.scope):
             rows = await run_in_threadpool(
                 store.push,
                 body.push_source_name,

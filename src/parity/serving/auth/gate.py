@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,6 +55,18 @@ def principal_of(scope: Scope) -> Principal | None:
     """Who the gate admitted this request as (None: auth is off, or an open route)."""
     found = scope.get(PRINCIPAL_KEY)
     return found if isinstance(found, Principal) else None
+
+
+def as_caller(scope: Scope) -> AbstractContextManager[object]:
+    """The audit actor of a write over HTTP: with auth on, the gate already runs the request as
+    its principal (nothing to do); with auth off, the client's address (`http:<address>`, kind
+    user, from that address), never the OS user the server runs as."""
+    if principal_of(scope) is not None:
+        return nullcontext()
+    from parity.registry.audit import Actor, acting_as
+
+    address = str((scope.get("client") or ("", 0))[0])
+    return acting_as(Actor(f"http:{address}", "user", address or "unknown"))
 
 
 @dataclass(frozen=True)
