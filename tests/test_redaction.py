@@ -309,6 +309,9 @@ def test_api_token_secrets_and_bearer_credentials_are_redacted_everywhere() -> N
         "token parity_0123456789ab_*** refused; header 'Authorization: Bearer ***'"
     )
     assert redact("malformed bearer token: send one") == "malformed bearer token: send one"
+    underscored = "eyJhbGciOi.eyJzdWIi_OiJ4In0.c2lnbmF0-dXJl"  # base64url has _ and -
+    assert redact(f"Bearer {underscored}") == "Bearer ***"
+    assert redact(f"Bearer parity_0123456789ab_{secret}") == "Bearer parity_0123456789ab_***"
     assert redact("table parity_audit, project parity_demo") == (
         "table parity_audit, project parity_demo"
     )

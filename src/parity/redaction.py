@@ -27,8 +27,11 @@ _QUERY = re.compile(
 
 # A Parity API token (serving/auth/tokens.py): its id is public, its secret is not.
 _TOKEN = re.compile(r"\bparity_(?P<id>[0-9a-f]{12})_[A-Za-z0-9_\-]+")
-# A bearer credential (RFC 6750's token68 characters, 12 or more: not an English word).
-_BEARER = re.compile(r"(?P<head>\bbearer\s+)[A-Za-z0-9._~+/\-]{12,}=*", re.IGNORECASE)
+# A bearer credential (RFC 6750's token68 characters, 12 or more: not an English word); a
+# Parity token there keeps its public id (its secret is hidden by _TOKEN first).
+_BEARER = re.compile(
+    r"(?P<head>\bbearer\s+)(?!parity_[0-9a-f]{12}_)[A-Za-z0-9._~+/\-]{12,}=*", re.IGNORECASE
+)
 
 
 def redact(text: str) -> str:
