@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from parity.errors import BadRequest, InvalidModelRef, RolloutControlDisabled
-from parity.inference.rollout_http import plain
+from parity.inference.rollout_http import json_object, plain
 from parity.inference.server import MAX_VERSION
 from parity.models.registry import ModelRegistry, check_alias, check_name
 from parity.models.store import UNCHECKED, AliasEvent, Expected
@@ -51,7 +51,7 @@ class AliasRoutes:
                 "models:write scope guards it), or use parity models alias on the command line"
             )
         alias = check_alias(parts[2])
-        payload = _json_object(body)
+        payload = json_object(body, BadRequest)
         # the caller runs as the audit actor (serving.auth.gate.as_caller, set by the server)
         if method == "PUT":
             version, expected, reason = put_arguments(payload)
@@ -146,15 +146,3 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
-        raise BadRequest("body: not JSON; send a JSON object") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"body: a JSON object is expected, got {type(value).__name__}")
-    return value

@@ -20,7 +20,13 @@ from pydantic import BaseModel
 
 from parity.definitions.base import Definition
 from parity.definitions.rollout import FailurePolicy, Gate, Phase, Rollout, RoutingKey
-from parity.errors import InvalidDefinition, InvalidRollout, RolloutControlDisabled, RolloutNotFound
+from parity.errors import (
+    InvalidDefinition,
+    InvalidRollout,
+    ParityError,
+    RolloutControlDisabled,
+    RolloutNotFound,
+)
 from parity.serving.auth.scopes import Principal
 from parity.timeutil import SPAN_EXAMPLES, parse_span
 
@@ -385,7 +391,7 @@ class RolloutRoutes:
                 "rollouts:admin scope guards it), or use parity rollout on the command line"
             )
         control = self.control
-        payload = _json_object(body)
+        payload = json_object(body)
         if not parts:
             target = start_arguments(payload)
 
@@ -433,15 +439,16 @@ class RolloutRoutes:
         return await asyncio.to_thread(read)
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes, error: type[ParityError] = InvalidRollout) -> dict[str, Any]:
+    """A request body as a JSON object ({} for none); `error` (400) naming what is wrong."""
     if not body.strip():
         return {}
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
-        raise InvalidRollout("body: not JSON; send a JSON object") from None
+        raise error("body: not JSON; send a JSON object") from None
     if not isinstance(value, dict):
-        raise InvalidRollout(f"body: a JSON object is expected, got {type(value).__name__}")
+        raise error(f"body: a JSON object is expected, got {type(value).__name__}")
     return value
 
 
