@@ -153,9 +153,10 @@ class AuthGate:
         self._wall = wall
         self._pending: dict[str, asyncio.Future[Principal | _Refusal]] = {}
         self._routes: dict[tuple[str, str], tuple[RouteRule | None, dict[str, str]]] = {}
-        from parity.registry.audit import Actor, acting_as
+        from parity.registry.audit import Actor, reset_actor, set_actor
 
-        self._actor, self._acting_as = Actor, acting_as
+        self._actor, self._set_actor, self._reset_actor = Actor, set_actor, reset_actor
+        self._actors: dict[tuple[str, str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,13 +187,25 @@ class AuthGate:
             return
         try:
             scope[PRINCIPAL_KEY] = principal
-            client = scope.get("client") or ("", 0)
-            with self._acting_as(
-                self._actor(principal.name, principal.kind, origin=str(client[0]))
-            ):
+            reset = self._set_actor(self._actor_of(principal, scope.get("client")))
+            try:
                 await self.app(scope, receive, send)
+            finally:
+                self._reset_actor(reset)
         finally:
             self.limits.leave(principal)
+
+    def _actor_of(self, principal: Principal, client: tuple[str, int] | None) -> Any:
+        """The audit actor of `principal` calling from `client` (kept: one per caller and
+        address, so a request builds none)."""
+        origin = str(client[0]) if client else ""
+        key = (principal.key, principal.name, origin)
+        actor = self._actors.get(key)
+        if actor is None:
+            if len(self._actors) >= MAX_CACHED:
+                self._actors.clear()
+            actor = self._actors[key] = self._actor(principal.name, principal.kind, origin=origin)
+        return actor
 
     def _rule(self, method: str, path: str) -> tuple[RouteRule | None, dict[str, str]]:
         """The rule of (`method`, `path`) and its parameters, remembered (a server sees the same
