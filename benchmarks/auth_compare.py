@@ -8,7 +8,6 @@ Both servers run at once (one per repo) and the load alternates between them, ro
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import uuid
@@ -16,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LIMIT_US = 20.0
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def auth_twin(repo: Path, twin: Path) -> Path:
@@ -42,28 +40,6 @@ def create_token(repo: Path, scopes: str) -> str:
         return str(text)
     finally:
         store.close()
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of `pid` and its descendants (uvicorn's workers), /proc."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / TICK
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        total += times.get(current, 0.0)
-        todo.extend(child for child, parent in parents.items() if parent == current)
-    return total
 
 
 def modes(rounds: int) -> list[str]:

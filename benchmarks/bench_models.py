@@ -42,6 +42,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import auth_compare  # noqa: E402
 import models_mlserver as mls  # noqa: E402
+import proc_cpu  # noqa: E402
 from models_report import InProcess, LoadRun, Results, report  # noqa: E402
 from online_http import Server, free_port  # noqa: E402
 
@@ -441,7 +442,7 @@ def auth_part(
         for mode in auth_compare.modes(args.auth_rounds):
             server = servers[mode]
             for comparison, (label, clients, seconds) in zip(comparisons, shapes, strict=True):
-                before = auth_compare.tree_cpu(server.process.pid)
+                before = proc_cpu.tree_cpu(server.process.pid)
                 run = drive(
                     server,
                     "lr",
@@ -452,7 +453,7 @@ def auth_part(
                     seconds,
                     heads[mode],
                 )
-                cpu = auth_compare.tree_cpu(server.process.pid) - before
+                cpu = proc_cpu.tree_cpu(server.process.pid) - before
                 errors = sum(run.errors.values())
                 # the CPU window holds the warm-up too: per answer, warm-up included
                 phase = auth_compare.Phase(run.answered, cpu, run.rps, run.p50, run.p99, errors)

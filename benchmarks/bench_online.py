@@ -44,6 +44,7 @@ import bench_retrieval  # noqa: E402
 import online_data as data  # noqa: E402
 import online_http as http  # noqa: E402
 import online_repos as repos  # noqa: E402
+import proc_cpu  # noqa: E402
 from bench_retrieval import (  # noqa: E402
     FEAST_PYTHON,
     FEAST_VENV,
@@ -608,9 +609,9 @@ def auth_scripts(
 
 def auth_phase(server: http.Server, script: Path, args: argparse.Namespace) -> auth_compare.Phase:
     print(f"  {server.name} {script.stem} ...", end=" ", flush=True)
-    before = auth_compare.tree_cpu(server.process.pid)
+    before = proc_cpu.tree_cpu(server.process.pid)
     run = http.run_wrk(server.url, script, seconds=args.wrk_seconds)
-    cpu = auth_compare.tree_cpu(server.process.pid) - before
+    cpu = proc_cpu.tree_cpu(server.process.pid) - before
     phase = auth_compare.Phase(
         run.requests, cpu, run.rps, run.latency_ms["50"], run.latency_ms["99"], run.errors
     )

@@ -44,11 +44,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from private_servers import free_port, private_redis, wait_until
+from proc_cpu import tree_cpu
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "scale"
 VIEWS, PER_VIEW = 5, 10  # 50 features per request, the plan's unit
-TICK = os.sysconf("SC_CLK_TCK")
 
 DEFS = """
 from datetime import timedelta
@@ -84,28 +84,6 @@ velocity = FeatureView(
 
 def feature_refs() -> list[str]:
     return [f"v{i}:f{i}_{j}" for i in range(VIEWS) for j in range(PER_VIEW)]
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of `pid` and its descendants, from /proc."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / TICK
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        total += times.get(current, 0.0)
-        todo.extend(child for child, parent in parents.items() if parent == current)
-    return total
 
 
 def load_average() -> str:
