@@ -19,11 +19,11 @@ SCOPES: dict[str, str] = {
     "features:push": "push rows online and to the training data (narrow to push sources)",
     "models:predict": "call models: /v1 predict and /v2 infer (narrow to models)",
     "models:read": "read model metadata, lineage and rollouts (narrow to models)",
-    "models:write": "register versions and move aliases (narrow to models)",
+    "models:write": "move and delete aliases over HTTP (narrow to models)",
     "rollouts:admin": "start, pause, resume, promote and abort rollouts (narrow to models)",
-    "registry:apply": "apply feature definitions to the registry",
+    "registry:apply": "apply feature definitions (no HTTP route needs it yet)",
     "metrics:read": "scrape /metrics",
-    "admin": "everything above, and managing tokens",
+    "admin": "everything above",
 }
 ADMIN = "admin"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
