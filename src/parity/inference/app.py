@@ -88,25 +88,8 @@ def create_model_app(
     loop in a thread while the app runs. With `auth.enabled` in parity.yaml, the gate
     (serving/auth/gate.py) is outermost and enforces inference/routes.py's table."""
     metrics, drift, alerts = _metrics(store, prediction_log)
-    server = ModelServer(
-        store.models,
-        metrics=metrics,
-        features=store,
-        prediction_log=prediction_log,
-        routes=routes or _rollout_routes(store),
-        shadow_queue_size=shadow_queue_size,
-        shadow_timeout_s=shadow_timeout_s,
-        shadow_process=_shadow_process(
-            store,
-            shadow_executor or store.config.models.serving.shadow_executor,
-            prediction_log,
-            metrics,
-            shadow_queue_size,
-            shadow_timeout_s,
-        ),
-        now=now or utc_now,
-        **_serving_settings(store),
-    )
+    shadows = (shadow_queue_size, shadow_timeout_s, shadow_executor)
+    server = _model_server(store, metrics, prediction_log, routes, shadows, now)
     targets = [ModelTarget.parse(ref) for ref in preload or []]
     controller = ControllerLoop(store.rollouts) if rollout_controller else None
 
@@ -145,6 +128,38 @@ def create_model_app(
     rules = model_server_rules(with_features)
     return gate_for(
         store, guard, rules, metrics=metrics, error_body=error_body, max_in_flight=max_in_flight
+    )
+
+
+def _model_server(
+    store: FeatureStore,
+    metrics: ModelMetrics,
+    prediction_log: PredictionLogger | None,
+    routes: RoutesReader | None,
+    shadows: tuple[int, float, str | None],
+    now: Callable[[], datetime] | None,
+) -> ModelServer:
+    """The ModelServer of `store`: `shadows` is (queue size, timeout, executor or None for
+    `models.serving.shadow_executor`)."""
+    size, timeout_s, executor = shadows
+    return ModelServer(
+        store.models,
+        metrics=metrics,
+        features=store,
+        prediction_log=prediction_log,
+        routes=routes or _rollout_routes(store),
+        shadow_queue_size=size,
+        shadow_timeout_s=timeout_s,
+        shadow_process=_shadow_process(
+            store,
+            executor or store.config.models.serving.shadow_executor,
+            prediction_log,
+            metrics,
+            size,
+            timeout_s,
+        ),
+        now=now or utc_now,
+        **_serving_settings(store),
     )
 
 
