@@ -40,6 +40,7 @@ from parity.cli.predict_stream import predict_app
 from parity.cli.rollout import rollout_app
 from parity.cli.serve_notes import access_note, open_warning
 from parity.cli.triggers import triggers_app
+from parity.cli.ui import ui
 from parity.errors import BackendNotInstalled
 from parity.timeutil import parse_time
 
@@ -65,6 +66,7 @@ app.add_typer(triggers_app, name="triggers")
 app.add_typer(predict_app, name="predict")
 app.command("serve-models")(command(serve_models))
 app.add_typer(auth_app, name="auth")
+app.command("ui")(ui)
 app.command("audit")(audit)
 
 

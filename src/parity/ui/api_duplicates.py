@@ -1,0 +1,7 @@
+"""/ui/api routes of the duplicates part (filled by its owner)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["duplicates"])

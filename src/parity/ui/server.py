@@ -1,0 +1,38 @@
+"""The UI as a server process: `parity ui`'s uvicorn factory, and the UI mounted under /ui in
+front of the feature server (`parity serve --ui`): paths under /ui go to the UI (with its own
+gate), everything else to the feature server, untouched."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from parity.ui.routes import PREFIX
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class WithUi:
+    """ASGI dispatch by path: `/ui` and below to `ui`, the rest to `app`. Lifespan events go to
+    `app` (the feature server's start-up and shutdown); the UI needs none."""
+
+    def __init__(self, app: ASGIApp, ui: ASGIApp) -> None:
+        self.app = app
+        self.ui = ui
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == PREFIX or path.startswith(PREFIX + "/"):
+            await self.ui(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def ui_from_environment() -> ASGIApp:
+    """The app of `parity ui` (a uvicorn factory: settings from the environment `parity ui` set)."""
+    from parity.feature_store import FeatureStore
+    from parity.ui.app import create_ui_app
+
+    store = FeatureStore(os.environ["PARITY_UI_REPO"])
+    return create_ui_app(store, enable_actions=os.environ.get("PARITY_UI_ENABLE_ACTIONS") == "1")
