@@ -196,12 +196,12 @@ def counted(world: World, start: str, end: str, row: sqlite3.Row) -> tuple[int, 
 # --- triggers and alerts ----------------------------------------------------------------------
 
 
-def test_trigger_decisions_are_the_loops_newest_first_with_their_job(
+def test_trigger_decisions_are_the_loops_oldest_first_with_their_job(
     client: TestClient, fraud_world: World
 ) -> None:
     body = client.get(f"{API}/monitoring/fraud/triggers").json()
     assert body["policy"] == "fraud_retrain"
-    expected = sorted(fraud_world.result.decisions, key=lambda d: d.id or 0, reverse=True)
+    expected = sorted(fraud_world.result.decisions, key=lambda d: d.id or 0)
     shown = body["decisions"]
     assert [d["id"] for d in shown] == [d.id for d in expected]
     for decision, made in zip(shown, expected, strict=True):
@@ -223,7 +223,7 @@ def test_alerts_are_the_stored_states_and_events(client: TestClient, fraud_world
     assert sorted((s["rule"], s["firing"], s["streak"]) for s in body["statuses"]) == [
         (s["rule"], bool(s["firing"]), s["streak"]) for s in states
     ]
-    events = sql(fraud_world, "SELECT * FROM parity_monitor_alert_events ORDER BY id DESC")
+    events = sql(fraud_world, "SELECT * FROM parity_monitor_alert_events ORDER BY at, id")
     assert [(e["rule"], e["kind"], at(e["at"])) for e in body["events"]] == [
         (e["rule"], e["state"], at(e["at"])) for e in events
     ]

@@ -19,7 +19,7 @@ from parity.ui.tasks import TaskState
 
 router = APIRouter(tags=["monitoring"])
 MODELS, FEATURES = "models:read", "features:read"
-EVENTS = 200  # alert events shown, newest first
+EVENTS = 200  # alert events shown: the newest
 CONSISTENCY = "consistency"  # the background task's kind
 DEFAULT_SPAN = timedelta(hours=24)
 
@@ -122,6 +122,8 @@ class Decision(BaseModel):
 
 
 class Decisions(BaseModel):
+    """The retrain policy deciding for the model and its newest 100 decisions, oldest first."""
+
     model: str
     policy: str | None
     decisions: list[Decision]
@@ -151,6 +153,8 @@ class AlertEventView(BaseModel):
 
 
 class Alerts(BaseModel):
+    """Where every evaluated rule stands, and the newest 200 fire/clear events, oldest first."""
+
     statuses: list[AlertStatusView]
     events: list[AlertEventView]
 
@@ -248,7 +252,7 @@ def triggers(request: Request, model: str) -> Decisions:
     store = context(request).store
     store.models.versions(model)  # ModelNotFound (404) naming it
     policy = next((p.name for p in store.triggers.policies() if p.model == model), None)
-    found = store.triggers.history(model) if policy is not None else []
+    found = store.triggers.history(model)[::-1] if policy is not None else []  # oldest first
     decisions = [view.decision(d, job_status(store, d.job_id)) for d in found]
     return Decisions.model_validate({"model": model, "policy": policy, "decisions": decisions})
 
@@ -272,11 +276,11 @@ def alerts(request: Request, monitor: str | None = None) -> Alerts:
         ui.require(request, MODELS, monitoring.get_monitor(monitor).model, "model")
     readable = {m.name for m in monitoring.monitors() if ui.can(request, MODELS, m.model)}
     statuses = [s for s in monitoring.alert_statuses(monitor=monitor) if s.monitor in readable]
-    events = [e for e in monitoring.alerts(monitor=monitor) if e.monitor in readable]
+    events = [e for e in monitoring.alerts(monitor=monitor) if e.monitor in readable][:EVENTS]
     return Alerts.model_validate(
         {
             "statuses": [view.alert_status(s) for s in statuses],
-            "events": [view.alert_event(e) for e in events[:EVENTS]],
+            "events": [view.alert_event(e) for e in events[::-1]],  # oldest first
         }
     )
 
