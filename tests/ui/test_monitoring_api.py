@@ -306,3 +306,16 @@ def test_every_monitoring_route_is_in_the_spec_with_its_response_model(
         schema = operation["responses"][status]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/" + model)
         assert "404" in operation["responses"]
+
+
+def test_a_real_server_answers_the_same_json(client: TestClient, fraud_world: World) -> None:
+    import urllib.request
+
+    from tests.inference.serving_helpers import running
+
+    paths = ["/monitoring", "/monitoring/fraud/drift?column=amount", "/alerts"]
+    with running(create_ui_app(fraud_world.store)) as address:
+        for path in paths:
+            with urllib.request.urlopen(f"http://{address}{API}{path}", timeout=30) as answer:
+                assert answer.status == 200
+                assert json.loads(answer.read()) == client.get(API + path).json()
