@@ -88,7 +88,8 @@ def versions_at(
     """The version each of `aliases` named at `at` (None: it did not exist then)."""
     found: dict[str, int | None] = dict.fromkeys(aliases)
     for segment in segments:
-        if segment.start <= at and (segment.end is None or at < segment.end):
+        held = segment.start <= at and (segment.end is None or at < segment.end)
+        if held and segment.alias in found:
             found[segment.alias] = segment.version
     return found
 
