@@ -233,7 +233,9 @@ def test_a_bad_at_is_a_422_naming_the_field(client: TestClient, value: str) -> N
     assert body["error"]["message"].startswith("query.at: ")
 
 
-@pytest.mark.parametrize("path", ["/models/nope", "/models/nope/aliases", "/models/%00"])
+@pytest.mark.parametrize(
+    "path", ["/models/nope", "/models/nope/aliases", "/models/%00", "/models/" + "m" * 5000]
+)
 def test_an_unknown_model_is_a_404(client: TestClient, path: str) -> None:
     body = get(client, path, 404)
     assert body["error"]["code"] == "model_not_found"

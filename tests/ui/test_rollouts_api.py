@@ -140,6 +140,8 @@ def test_rollout_by_id_and_the_refusals(client: TestClient) -> None:
     assert get(client, "/rollouts/fraud?id=fraud-1") == get(client, "/rollouts/fraud")
     assert get(client, "/rollouts/fraud?id=fraud-9", 404)["error"]["code"] == "rollout_not_found"
     assert get(client, "/rollouts/nope", 404)["error"]["code"] == "rollout_not_found"
+    assert get(client, "/rollouts/fraud?id=", 404)["error"]["code"] == "rollout_not_found"
+    assert get(client, "/rollouts/" + "m" * 5000, 404)["error"]["code"] == "rollout_not_found"
     body = get(client, "/rollouts/fraud?id=" + "x" * 301, 422)
     assert body["error"]["message"].startswith("query.id: ")
     for bad in ("maybe", "2", "", "null"):

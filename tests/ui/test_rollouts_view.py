@@ -4,6 +4,7 @@ decision history."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -246,3 +247,10 @@ def test_the_newest_check_is_the_one_shown_and_history_splits_the_action() -> No
 def test_a_paused_state_keeps_its_step_current() -> None:
     paused = replace(state(step=1), status="paused")
     assert [s["current"] for s in step_rows(paused)] == [False, True, False]
+
+
+def test_a_value_that_is_not_finite_shows_as_none() -> None:
+    (row,) = gate_rows(GATES[1:2], [result("error_rate", "fail", math.inf)])
+    assert (row["value"], row["champion_value"]) == (None, 0.5)
+    (row,) = gate_rows(GATES[1:2], [result("error_rate", "inconclusive", math.nan)])
+    assert row["value"] is None

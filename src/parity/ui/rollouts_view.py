@@ -4,6 +4,7 @@ Reads the rollout tables only; pure functions shape the values. Must not import 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +100,11 @@ def gate_op(gate: Gate) -> str:
     return f"custom function {gate.argument}(evidence) decides; threshold passed to it"
 
 
+def finite(value: float | None) -> float | None:
+    """A number JSON can carry: NaN and infinities (no value) as None."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def passed(verdict: str | None) -> bool | None:
     """pass: True, fail: False, inconclusive or never checked: None."""
     return {"pass": True, "fail": False}.get(verdict or "")
@@ -114,8 +120,8 @@ def gate_row(gate: Gate | None, name: str, result: GateResult | None) -> dict[st
         "op": gate_op(gate) if gate is not None else "",
         "threshold": threshold,
         "min_samples": gate.min_samples if gate is not None else None,
-        "value": result.candidate if result is not None else None,
-        "champion_value": result.champion if result is not None else None,
+        "value": finite(result.candidate) if result is not None else None,
+        "champion_value": finite(result.champion) if result is not None else None,
         "samples": dict(result.samples) if result is not None else {},
         "verdict": result.verdict if result is not None else None,
         "passed": passed(result.verdict if result is not None else None),
