@@ -88,7 +88,7 @@ def search_items(catalog: Catalog) -> list[Item]:
     ]
     for view in all_views(catalog).values():
         items.append(Item("view", view.name, None, view.description, view.owner, view.tags, None))
-        for f in _features(view):
+        for f in features_of(view):
             tags = {**view.tags, **f.tags}
             items.append(
                 Item("feature", f.name, view.name, f.description, view.owner, tags, str(f.dtype))
@@ -128,7 +128,7 @@ def parse_query(q: str) -> Query:
 def _word_match(item: Item, word: str) -> tuple[int, list[str]] | None:
     """(tier, fields) of one word on one item: tier 0 exact name, 1 name prefix, 2 name
     contains, 3 another field; None when nothing matches."""
-    names = (item.name.lower(), item.ref.lower())
+    names = (item.ref.lower(),) if ":" in word else (item.name.lower(),)
     fields: list[str] = []
     tier = 3
     if any(word in n for n in names):
@@ -179,7 +179,7 @@ _FIELD_ORDER = ["name", "description", "tag", "owner"]
 # --- details -------------------------------------------------------------------------------
 
 
-def _features(view: FeatureView | OnDemandFeatureView) -> Sequence[Any]:
+def features_of(view: FeatureView | OnDemandFeatureView) -> Sequence[Any]:
     return view.features if isinstance(view, FeatureView) else view.fields
 
 
@@ -276,7 +276,7 @@ def view_detail(catalog: Catalog, name: str, freshness: Json, may: May = everyth
                 "description": f.description,
                 "url": url_of("feature", f.name, name),
             }
-            for f in _features(view)
+            for f in features_of(view)
         ],
         "freshness": freshness,
         "services": [s for s in services_using(catalog, name) if may("features:read", s)],
@@ -338,7 +338,7 @@ def service_detail(catalog: Catalog, name: str, usage: Usage, may: May = everyth
 
 
 def _dtype(view: FeatureView | OnDemandFeatureView | None, feature: str) -> str | None:
-    known = {f.name: f for f in _features(view)} if view is not None else {}
+    known = {f.name: f for f in features_of(view)} if view is not None else {}
     return str(known[feature].dtype) if feature in known else None
 
 
@@ -455,7 +455,7 @@ def feature_detail(
     """The feature page: `facts` holds its `freshness`, `quality` and `profile` (read by the
     caller from stored records)."""
     view = find_view(catalog, view_name)
-    fields = {f.name: f for f in _features(view)}
+    fields = {f.name: f for f in features_of(view)}
     if feature not in fields:
         raise FeatureNotFound(
             f"feature view '{view_name}' has no feature '{feature}' (it has {', '.join(fields)})"
