@@ -87,8 +87,12 @@ def test_narrowed_tokens_see_only_their_names(secured: FeatureStore) -> None:
         assert "features:read" in response.json()["error"]["message"]
     lineage = _get(client, "/lineage").json()
     shown = {n["id"] for n in lineage["nodes"]}
-    assert shown == {"view:account_txn_stats", "source:data/account_txn_stats.parquet"}
-    assert lineage["hidden"] == len(_all_nodes(secured)) - 2
+    assert shown == {
+        "view:account_txn_stats",
+        "source:data/account_txn_stats.parquet",
+        "entity:account",
+    }
+    assert lineage["hidden"] == len(_all_nodes(secured)) - 3
     assert _get(client, "/lineage", node="view:device_profile").status_code == 403
     assert _get(client, "/lineage", node="view:account_txn_stats", depth=2).json()["hidden"] > 0
 
@@ -114,3 +118,18 @@ def test_without_a_token_every_catalog_route_is_401(secured: FeatureStore) -> No
     client = TestClient(create_ui_app(secured))
     for path in ("/search", "/views/account_profile", "/lineage", "/registry/versions"):
         assert _get(client, path).status_code == 401, path
+
+
+def test_the_spec_describes_every_catalog_route(fraud_world: World) -> None:
+    spec = TestClient(create_ui_app(fraud_world.store)).get(f"{API}/openapi.json").json()
+    for path in SCOPES:
+        operation = spec["paths"][f"{API}{path}"]["get"]
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema["$ref"].startswith("#/components/schemas/")
+        assert "422" in operation["responses"]
+    assert set(spec["components"]["schemas"]["FeaturePage"]["required"]) >= {
+        "freshness",
+        "quality",
+        "profile",
+        "used_by",
+    }

@@ -4,7 +4,6 @@ filters by what the caller may read, and answers with the response models below.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -252,7 +251,6 @@ class VersionPage(BaseModel):
 
 class CatalogCache:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.index: tuple[int, list[cat.Item]] = (-1, [])
         self.profiles = cat.ProfileCache()
         self.versions: dict[int, tuple[dict[str, Any], Catalog]] = {}
@@ -377,14 +375,15 @@ def lineage_graph(
     catalog, usage = lineage.read_graph(ui.store)
     may = _may(request)
     if node is not None:
-        owner = lineage.node_owner(catalog, usage, node)
-        if owner is None:
+        readers = lineage.node_readers(catalog, usage, node)
+        if readers is None:
             raise HTTPException(
                 404,
                 f"no lineage node '{node}': ids are kind:name, such as "
                 "'view:account_txn_stats' or 'model_version:fraud/1'",
             )
-        ui.require(request, owner[0], owner[1], node.split(":", 1)[0])
+        if not any(may(scope, name) for scope, name in readers):
+            ui.require(request, readers[0][0], readers[0][1], node.split(":", 1)[0])
     return LineagePage(**lineage.lineage(catalog, usage, node, depth, may))
 
 

@@ -4,8 +4,8 @@ alias / rollout, plus entities, and a node's neighbourhood both ways. `graph` an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from parity.registry.catalog import Catalog
@@ -20,14 +20,15 @@ May = Callable[[str, str], bool]
 
 @dataclass(frozen=True)
 class Node:
-    """`id` is `kind:name`; `owner` is what decides who may see it: (scope, name)."""
+    """`id` is `kind:name`; `readers`: (scope, name) pairs, any of which lets a caller see it
+    (a source read by two views is seen by who may read either)."""
 
     id: str
     kind: str
     name: str
     label: str
     url: str | None
-    owner: tuple[str, str] = ("features:read", "")
+    readers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -36,15 +37,20 @@ class Graph:
     edges: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, node: Node) -> str:
-        self.nodes.setdefault(node.id, node)
+        known = self.nodes.get(node.id)
+        if known is None:
+            self.nodes[node.id] = node
+        elif not set(node.readers) <= set(known.readers):
+            readers = tuple(dict.fromkeys((*known.readers, *node.readers)))
+            self.nodes[node.id] = replace(known, readers=readers)
         return node.id
 
     def link(self, source: str, target: str) -> None:
         self.edges.add((source, target))
 
 
-def _features(name: str) -> tuple[str, str]:
-    return ("features:read", name)
+def _features(*names: str) -> tuple[tuple[str, str], ...]:
+    return tuple(("features:read", name) for name in names)
 
 
 def graph(catalog: Catalog, usage: Usage) -> Graph:
@@ -56,8 +62,8 @@ def graph(catalog: Catalog, usage: Usage) -> Graph:
         vid = g.add(_view(view.name))
         source = source_name(view)
         g.link(g.add(_node("source", source, None, _features(view.name))), vid)
-        for key in view.entity_names:
-            g.link(f"entity:{key}", vid)
+        for key in view.entity_names:  # an entity is seen by who may read a view of it
+            g.link(g.add(_node("entity", key, f"#/entity/{key}", _features(key, view.name))), vid)
     for on_demand in catalog.on_demand_feature_views.values():
         vid = g.add(_view(on_demand.name))
         for source in on_demand.sources:
@@ -80,20 +86,25 @@ def _view(name: str) -> Node:
 
 
 def _node(
-    kind: str, name: str, url: str | None, owner: tuple[str, str], label: str | None = None
+    kind: str,
+    name: str,
+    url: str | None,
+    readers: tuple[tuple[str, str], ...],
+    label: str | None = None,
 ) -> Node:
-    return Node(f"{kind}:{name}", kind, name, label or name, url, owner)
+    return Node(f"{kind}:{name}", kind, name, label or name, url, readers)
 
 
-def _dataset_owner(dataset: DatasetRecord) -> tuple[str, str]:
-    """A training set is as readable as the service it was built from (else its first view)."""
-    views = sorted({r.split(":")[0] for r in dataset.feature_refs})
-    return _features(dataset.feature_service or (views[0] if views else ""))
+def _dataset_readers(dataset: DatasetRecord) -> tuple[tuple[str, str], ...]:
+    """A training set is as readable as the service it was built from (else any of its views)."""
+    if dataset.feature_service is not None:
+        return _features(dataset.feature_service)
+    return _features(*sorted({r.split(":")[0] for r in dataset.feature_refs}))
 
 
 def _add_models(g: Graph, usage: Usage) -> None:
     for dataset in usage.datasets:
-        did = g.add(_node("dataset", dataset.name, None, _dataset_owner(dataset)))
+        did = g.add(_node("dataset", dataset.name, None, _dataset_readers(dataset)))
         if dataset.feature_service is not None:
             g.link(f"service:{dataset.feature_service}", did)
         else:
@@ -103,8 +114,8 @@ def _add_models(g: Graph, usage: Usage) -> None:
     for version in usage.versions:
         ref = version.ref
         label = f"{version.name} v{version.version}"
-        owner = ("models:read", version.name)
-        mid = g.add(_node("model_version", ref, model_url(version.name), owner, label))
+        readers = (("models:read", version.name),)
+        mid = g.add(_node("model_version", ref, model_url(version.name), readers, label))
         if version.training_dataset in datasets:
             g.link(f"dataset:{version.training_dataset}", mid)
         elif version.feature_service is not None:
@@ -112,11 +123,11 @@ def _add_models(g: Graph, usage: Usage) -> None:
     for model, aliases in usage.aliases.items():
         for alias, number in aliases.items():
             name = f"{model}@{alias}"
-            aid = g.add(_node("alias", name, model_url(model), ("models:read", model)))
+            aid = g.add(_node("alias", name, model_url(model), (("models:read", model),)))
             g.link(f"model_version:{model}/{number}", aid)
     for rollout in usage.rollouts:
         url = f"#/rollout/{rollout.model}"
-        rid = g.add(_node("rollout", rollout.id, url, ("models:read", rollout.model)))
+        rid = g.add(_node("rollout", rollout.id, url, (("models:read", rollout.model),)))
         for number in sorted({rollout.candidate, rollout.champion}):
             g.link(f"model_version:{rollout.model}/{number}", rid)
     _drop_dangling(g)
@@ -153,8 +164,7 @@ def visible(g: Graph, may: May = everything) -> tuple[Graph, int]:
 
 
 def _may_see(node: Node, may: May) -> bool:
-    scope, name = node.owner
-    return may(scope, name)
+    return any(may(scope, name) for scope, name in node.readers)
 
 
 def as_json(g: Graph, focus: str | None, hidden: int) -> dict[str, object]:
@@ -186,17 +196,13 @@ def lineage(
     return as_json(shown, focus, hidden)
 
 
-def node_owner(catalog: Catalog, usage: Usage, node: str) -> tuple[str, str] | None:
-    """(scope, name) that decides who may see `node`; None when there is no such node."""
+def node_readers(catalog: Catalog, usage: Usage, node: str) -> tuple[tuple[str, str], ...] | None:
+    """The (scope, name) pairs that let a caller see `node`; None when there is no such node."""
     found = graph(catalog, usage).nodes.get(node)
-    return None if found is None else found.owner
+    return None if found is None else found.readers
 
 
 def read_graph(store: FeatureStore) -> tuple[Catalog, Usage]:
     """The values the graph is built from: the current catalog and what uses it."""
     catalog, _ = store.registry.current()
     return catalog, read_usage(store)
-
-
-def node_ids(g: Graph) -> Iterable[str]:
-    return sorted(g.nodes)
