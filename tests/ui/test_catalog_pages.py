@@ -122,10 +122,17 @@ def test_service_page(client: TestClient, fraud_world: World) -> None:
 
 
 def _newest_profiled_dataset(world: World, ref: str) -> tuple[str, str]:
-    holders = {d.name: d.path for d in world.store.datasets.list() if ref in d.feature_refs}
-    profiled = [p for p in world.store.monitoring.profiles() if p.subject == "features" and p.ok]
-    newest = max((p for p in profiled if p.dataset in holders), key=lambda p: p.created_at)
-    return newest.dataset, holders[newest.dataset]
+    """The newest training set (by creation) holding `ref` with a stored feature profile."""
+    profiled = {
+        p.fingerprint for p in world.store.monitoring.profiles() if p.subject == "features" and p.ok
+    }
+    holders = [
+        d
+        for d in world.store.datasets.list()
+        if ref in d.feature_refs and d.fingerprint in profiled
+    ]
+    newest = max(holders, key=lambda d: d.created_at)
+    return newest.name, newest.path
 
 
 def test_numeric_feature_profile_matches_the_training_set(

@@ -552,22 +552,24 @@ class ProfileCache:
         self._levels: Sequence[float] | None = None
 
     def feature(self, store: FeatureStore, view: str, feature: str, usage: Usage) -> Json | None:
-        """The profile of `view:feature` in the newest stored reference profile of a training
-        set that holds it; None when no such profile is stored."""
+        """The profile of `view:feature` in the stored reference profile of the newest training
+        set (by creation) that holds it and has one; None when there is none. Reads the
+        profiles of one dataset at a time, newest first (usually one)."""
         from parity.monitoring.profile_store import FEATURES
 
         ref = f"{view}:{feature}"
-        holders = {d.name for d in usage.datasets if ref in d.feature_refs}
-        stored = [
-            p
-            for p in store.monitoring.profiles()
-            if p.subject == FEATURES and p.ok and p.dataset in holders and p.profile
-        ]
-        for record in sorted(stored, key=lambda p: p.created_at, reverse=True):
-            profile = self._parse(record.fingerprint, record.profile or "")
-            column = profile.columns.get(feature) or profile.columns.get(f"{view}__{feature}")
-            if column is not None:
-                return profile_json(column, record.dataset, self.levels())
+        holders = [d for d in usage.datasets if ref in d.feature_refs]
+        for dataset in sorted(holders, key=lambda d: d.created_at, reverse=True):
+            stored = [
+                p
+                for p in store.monitoring.profiles(dataset.name)
+                if p.subject == FEATURES and p.ok and p.profile
+            ]
+            for record in stored:
+                profile = self._parse(record.fingerprint, record.profile or "")
+                column = profile.columns.get(feature) or profile.columns.get(f"{view}__{feature}")
+                if column is not None:
+                    return profile_json(column, dataset.name, self.levels())
         return None
 
     def levels(self) -> Sequence[float]:
