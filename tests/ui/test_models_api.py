@@ -162,14 +162,18 @@ def test_alias_timeline_segments_run_from_move_to_move_in_time_order(
 ) -> None:
     body = get(client, "/models/fraud/aliases")
     registered = datetime.fromisoformat(body["events"][0]["at"])
-    # by time, champion went to 2 at the retrain's promotion, back to 1 at the rollback, and
-    # was set to 1 again when fraud/1's wall-clock registration time comes
-    champion = [
-        (2, RETRAIN_AT, ROLLBACK_AT, "rollout fraud-1"),
-        (1, ROLLBACK_AT, registered, ROLLBACK_REASON),
-        (1, registered, None, "registered fraud/1"),
-    ]
-    assert registered > ROLLBACK_AT  # the world registers fraud/1 on the wall clock
+    # champion's three moves, by time: each holds until the next. The world registers fraud/1
+    # before opening its simulated clock, so that move carries the wall clock's time (after the
+    # simulated weeks today; before them if the world is ever built on its simulated clock).
+    moves = sorted(
+        [
+            (registered, 1, "registered fraud/1"),
+            (RETRAIN_AT, 2, "rollout fraud-1"),
+            (ROLLBACK_AT, 1, ROLLBACK_REASON),
+        ]
+    )
+    ends: list[datetime | None] = [m[0] for m in moves[1:]]
+    champion = [(v, t, end, why) for (t, v, why), end in zip(moves, [*ends, None], strict=True)]
     timeline = body["timeline"]
     assert [s["alias"] for s in timeline] == ["candidate", "champion", "champion", "champion"]
     assert (timeline[0]["version"], timeline[0]["start"], timeline[0]["end"]) == (
@@ -180,8 +184,9 @@ def test_alias_timeline_segments_run_from_move_to_move_in_time_order(
     for segment, (version, start, end, reason) in zip(timeline[1:], champion, strict=True):
         assert segment["version"] == version
         assert datetime.fromisoformat(segment["start"]) == start
-        assert segment["end"] == (None if end is None else segment["end"])
-        if end is not None:
+        if end is None:
+            assert segment["end"] is None
+        else:
             assert datetime.fromisoformat(segment["end"]) == end
         assert segment["reason"].startswith(reason)
 
@@ -206,11 +211,15 @@ def test_at_answers_which_version_each_alias_named_as_alias_at_does(
             assert answer["at_versions"][alias] == (None if found is None else found.version)
 
 
-def test_at_on_hand_picked_dates(client: TestClient) -> None:
+def test_at_on_hand_picked_dates(client: TestClient, fraud_world: World) -> None:
     def at(text: str) -> dict[str, Any]:
         return get(client, f"/models/fraud/aliases?at={text}")["at_versions"]  # type: ignore[no-any-return]
 
-    assert at("2026-03-15") == {"champion": None, "candidate": None}  # before any recorded move
+    # mid-March, during the loop: champion is 1 only if fraud/1's registration is recorded
+    # before it (the world registers it on the wall clock)
+    registered = fraud_world.result.champion.created_at
+    early = 1 if registered <= datetime(2026, 3, 15, tzinfo=UTC) else None
+    assert at("2026-03-15") == {"champion": early, "candidate": None}
     assert at("2026-04-19T12:00:00Z") == {"champion": 2, "candidate": 2}  # after the promotion
     assert at("2026-04-21T08:47:59Z") == {"champion": 2, "candidate": 2}
     assert at("2026-04-21T08:48:00Z") == {"champion": 1, "candidate": 2}  # the rollback
