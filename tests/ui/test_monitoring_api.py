@@ -319,3 +319,19 @@ def test_a_real_server_answers_the_same_json(client: TestClient, fraud_world: Wo
             with urllib.request.urlopen(f"http://{address}{API}{path}", timeout=30) as answer:
                 assert answer.status == 200
                 assert json.loads(answer.read()) == client.get(API + path).json()
+
+
+def test_limit_keeps_the_newest_rows_and_says_so(client: TestClient, fraud_world: World) -> None:
+    full = client.get(f"{API}/monitoring/fraud/drift").json()
+    assert full["truncated"] is False
+    newest = client.get(f"{API}/monitoring/fraud/drift", params={"limit": 13}).json()
+    rows = drift_rows(fraud_world)[-13:]  # the last run: one window, 12 columns and its share
+    assert newest["truncated"] is True
+    assert [(c["column"], len(c["series"])) for c in newest["columns"]] == [
+        (r["column_name"], 1) for r in rows if r["column_name"] != "__dataset__"
+    ]
+    assert newest["columns"][0]["series"] == [full["columns"][0]["series"][-1]]
+    for bad in ("0", "-1", "x", "1.5", str(10**12), ""):
+        response = client.get(f"{API}/monitoring/fraud/drift", params={"limit": bad})
+        assert response.status_code == 422, bad
+        assert response.json()["error"]["message"].startswith("query.limit")

@@ -5,9 +5,9 @@ background. Reads the store and hands values to monitoring_view.py; computes not
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +22,7 @@ MODELS, FEATURES = "models:read", "features:read"
 EVENTS = 200  # alert events shown: the newest
 CONSISTENCY = "consistency"  # the background task's kind
 DEFAULT_SPAN = timedelta(hours=24)
+ROWS, MAX_ROWS = 20_000, 200_000  # drift rows read per page by default, and at most
 
 
 # --- response models -------------------------------------------------------------------------
@@ -77,10 +78,12 @@ class DriftShare(BaseModel):
 
 class Drift(BaseModel):
     """`columns`: each column's statistic per window against its test's threshold (the latest
-    run's judgement of each window). `drift_share`: the share of columns drifted per window."""
+    run's judgement of each window). `drift_share`: the share of columns drifted per window.
+    `truncated`: only the newest `limit` stored rows were read (ask for a narrower since/until)."""
 
     model: str
     monitor: str | None
+    truncated: bool
     columns: list[DriftColumn]
     drift_share: DriftShare
 
@@ -225,15 +228,17 @@ def drift(
     since: str | None = None,
     until: str | None = None,
     column: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = ROWS,
 ) -> Drift:
     ui = context(request)
     monitoring = ui.store.monitoring
     start, end = window(ui.store.now, since, until)
-    rows = monitoring.drift_history(model, column=column, since=start, until=end)
+    rows = monitoring.drift_history(model, column=column, since=start, until=end, limit=limit)
     monitor = monitoring.monitor_for(model)
     shaped = view.drift_columns(rows)
     name = None if monitor is None else monitor.name
-    return Drift.model_validate({"model": model, "monitor": name, **shaped})
+    truncated = len(rows) == limit
+    return Drift.model_validate({"model": model, "monitor": name, "truncated": truncated, **shaped})
 
 
 @router.get("/monitoring/{model}/performance", response_model=Performance, responses=ERRORS)
