@@ -20,6 +20,7 @@ from parity.ui.app import create_ui_app
 from tests.ui.world import World, copy_world
 
 API = "/ui/api"
+WEEK = timedelta(days=7)
 
 
 def wait_done(client: TestClient, path: str, **headers: str) -> dict[str, Any]:
@@ -189,3 +190,28 @@ def test_narrowed_tokens_see_only_their_models_and_services(secured: World) -> N
         assert client.post(f"{API}/consistency/fraud_model_v2", headers=fraud).status_code == 403
         assert client.get(f"{API}/consistency/fraud_model_v1", headers=other).status_code == 403
         assert client.get(f"{API}/monitoring").status_code == 401
+
+
+def test_a_long_history_shows_its_newest_100_windows_unless_asked(fresh_world: World) -> None:
+    """120 older weekly windows recorded after the loop's (a backfill): the page's default is
+    the 100 windows up to the newest window's end, whenever they were recorded."""
+    from dataclasses import replace
+
+    from parity.monitoring.drift_history import DriftHistory
+
+    store = fresh_world.store
+    newest = store.monitoring.drift_history("fraud", column="amount")
+    last = newest[-1]
+    backfill = [
+        replace(last, run_id="backfill", window_start=r - WEEK, window_end=r)
+        for r in (newest[0].window_start - k * WEEK for k in range(120))
+    ]
+    DriftHistory(store.registry.store.engine).record(backfill)
+    with TestClient(create_ui_app(store)) as client:
+        path = f"{API}/monitoring/fraud/drift"
+        shown = client.get(path, params={"column": "amount"}).json()["columns"][0]["series"]
+        every = client.get(path, params={"column": "amount", "since": "1970-01-01"}).json()
+    starts = sorted([r.window_start for r in newest] + [r.window_start for r in backfill])
+    assert [datetime.fromisoformat(p["window_start"]) for p in shown] == starts[-100:]
+    assert len(every["columns"][0]["series"]) == len(starts) == 127
+    assert shown[-1]["window_end"] == last.window_end.isoformat()

@@ -23,6 +23,7 @@ EVENTS = 200  # alert events shown: the newest
 CONSISTENCY = "consistency"  # the background task's kind
 DEFAULT_SPAN = timedelta(hours=24)
 ROWS, MAX_ROWS = 20_000, 200_000  # drift rows read per page by default, and at most
+WINDOWS = 100  # drift windows a page shows when it names no `since`
 
 
 # --- response models -------------------------------------------------------------------------
@@ -79,7 +80,8 @@ class DriftShare(BaseModel):
 class Drift(BaseModel):
     """`columns`: each column's statistic per window against its test's threshold (the latest
     run's judgement of each window). `drift_share`: the share of columns drifted per window.
-    `truncated`: only the newest `limit` stored rows were read (ask for a narrower since/until)."""
+    Without `since`: the 100 windows up to the newest (or to `until`). `truncated`: only the
+    newest `limit` stored rows were read (ask for a narrower since/until)."""
 
     model: str
     monitor: str | None
@@ -233,8 +235,10 @@ def drift(
     ui = context(request)
     monitoring = ui.store.monitoring
     start, end = window(ui.store.now, since, until)
-    rows = monitoring.drift_history(model, column=column, since=start, until=end, limit=limit)
     monitor = monitoring.monitor_for(model)
+    if start is None:
+        start = default_since(monitoring, model, monitor, end)
+    rows = monitoring.drift_history(model, column=column, since=start, until=end, limit=limit)
     shaped = view.drift_columns(rows)
     name = None if monitor is None else monitor.name
     truncated = len(rows) == limit
@@ -260,6 +264,23 @@ def triggers(request: Request, model: str) -> Decisions:
     found = store.triggers.history(model)[::-1] if policy is not None else []  # oldest first
     decisions = [view.decision(d, job_status(store, d.job_id)) for d in found]
     return Decisions.model_validate({"model": model, "policy": policy, "decisions": decisions})
+
+
+def default_since(
+    monitoring: Any, model: str, monitor: Any, until: datetime | None
+) -> datetime | None:
+    """`WINDOWS` windows of the model's monitor (else of its newest stored window) before
+    `until`, or before the newest stored window's end: what a drift page shows unless asked."""
+    newest = [r for r in monitoring.latest_drift() if r.model == model]
+    if not newest:
+        return None
+    row = max(newest, key=lambda r: r.window_end)
+    width: timedelta = row.window_end - row.window_start if monitor is None else monitor.window
+    end: datetime = row.window_end if until is None else until
+    try:
+        return end - WINDOWS * width
+    except OverflowError:
+        return None
 
 
 def job_status(store: Any, job: int | None) -> str | None:

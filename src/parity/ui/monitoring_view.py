@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,7 +25,12 @@ LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
+    return None if moment is None else _iso(moment)
+
+
+@lru_cache(maxsize=4096)  # a drift history repeats each window's times once per column
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
 
 
 def finite(value: float | None) -> float | None:
