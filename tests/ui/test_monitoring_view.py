@@ -133,3 +133,29 @@ def test_evidence_becomes_json() -> None:
     shaped = view.jsonable(evidence)
     assert shaped["a"] is None and shaped["b"] == [1, T.isoformat()]
     assert shaped["c"] == WEEK.total_seconds() and isinstance(shaped["d"]["e"], str)
+
+
+def test_performance_keeps_the_newest_windows_of_every_version() -> None:
+    def window(week: int, version: int) -> dict[str, object]:
+        start = T + week * WEEK
+        return {
+            "window_start": start,
+            "window_end": start + WEEK,
+            "version": version,
+            "as_of": T,
+            "status": "final",
+            "predictions": 1,
+            "labelled": 1,
+            "coverage": 1.0,
+            "metrics": {"auc": week / 10},
+        }
+
+    found = [window(w, 1) for w in range(5)] + [window(3, 2), window(4, 2)]
+    [auc] = view.performance_series(found, keep=2)
+    assert [(p["value"], p["version"]) for p in auc["points"]] == [
+        (0.3, 1),
+        (0.3, 2),
+        (0.4, 1),
+        (0.4, 2),
+    ]
+    assert view.performance_series([], keep=2) == []

@@ -109,6 +109,9 @@ class MetricSeries(BaseModel):
 
 
 class Performance(BaseModel):
+    """One series per metric over the newest 100 windows (every version), each point with its
+    label coverage and whether it is final."""
+
     model: str
     monitor: str | None
     series: list[MetricSeries]

@@ -148,13 +148,20 @@ def drift_columns(rows: Sequence[DriftRow]) -> dict[str, Any]:
 # --- delayed-label performance ---------------------------------------------------------------
 
 
-def performance_series(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def newest_windows(ordered: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+    """Of windows in start order, those of the newest `keep` window starts."""
+    starts = sorted({w["window_start"] for w in ordered})[-keep:]
+    return [w for w in ordered if starts and w["window_start"] >= starts[0]]
+
+
+def performance_series(windows: Sequence[dict[str, Any]], keep: int = 100) -> list[dict[str, Any]]:
     """Stored performance windows (`performance_history`, newest run of each) as one series per
     metric, each point with its window's label coverage and whether it is final (every label
-    due has had its delay) or provisional (its value still moves as labels arrive)."""
+    due has had its delay) or provisional (its value still moves as labels arrive); the
+    newest `keep` windows."""
     series: dict[str, list[dict[str, Any]]] = {}
     ordered = sorted(windows, key=lambda w: (w["window_start"], w["version"]))
-    for window in ordered:
+    for window in newest_windows(ordered, keep):
         for metric, value in sorted(window.get("metrics", {}).items()):
             series.setdefault(metric, []).append(
                 {
