@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 
-from parity.errors import FeatureServiceNotFound, InvalidTime
+from parity.errors import FeatureServiceNotFound, InvalidTime, ObjectNotFound
 from parity.timeutil import parse_time
 from parity.ui import monitoring_view as view
 from parity.ui.api_session import ERRORS, context
@@ -287,8 +287,6 @@ def default_since(
 
 
 def job_status(store: Any, job: int | None) -> str | None:
-    from parity.errors import ObjectNotFound
-
     if job is None:
         return None
     try:
@@ -303,9 +301,12 @@ def alerts(request: Request, monitor: str | None = None) -> Alerts:
     monitoring = ui.store.monitoring
     if monitor is not None:
         ui.require(request, MODELS, monitoring.get_monitor(monitor).model, "model")
-    readable = {m.name for m in monitoring.monitors() if ui.can(request, MODELS, m.model)}
+    monitors = monitoring.monitors()
+    readable = {m.name for m in monitors if ui.can(request, MODELS, m.model)}
     statuses = [s for s in monitoring.alert_statuses(monitor=monitor) if s.monitor in readable]
-    events = [e for e in monitoring.alerts(monitor=monitor) if e.monitor in readable][:EVENTS]
+    limit = EVENTS if len(readable) == len(monitors) else None  # else: filtered, then cut
+    found = monitoring.alerts(monitor=monitor, limit=limit)
+    events = [e for e in found if e.monitor in readable][:EVENTS]
     return Alerts.model_validate(
         {
             "statuses": [view.alert_status(s) for s in statuses],
