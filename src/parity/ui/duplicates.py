@@ -139,6 +139,8 @@ def equal_counts(values: npt.NDArray[Any], valid: Bools) -> Ints:
     columns = values.shape[1]
     counts = np.zeros((columns, columns), dtype=np.int64)
     floating = np.issubdtype(values.dtype, np.floating)
+    if floating:
+        values = np.where(valid, values, 0.0)  # inf - inf: no warning, and masked anyway
     for i in range(columns):
         rest = values[:, i:]
         if floating:

@@ -1,5 +1,5 @@
 """Seeded synthetic fraud-detection data: accounts, devices, transactions, nightly per-account
-aggregates, the growth team's daily spend and chargeback labels, each written as one Parquet file."""
+aggregates (the risk team's and the growth team's) and chargeback labels, one Parquet file each."""
 
 from __future__ import annotations
 
