@@ -203,3 +203,23 @@ def _finish_as(client: TestClient, token: str) -> dict[str, Any]:
             return body
         time.sleep(0.05)
     raise AssertionError("the scan did not finish")
+
+
+def test_a_view_without_its_data_is_skipped_with_the_reason(fresh_world: World) -> None:
+    (fresh_world.root / "data" / "account_spend.parquet").unlink()
+    result = scan(fresh_world.store, sample_rows=1000)
+    assert result.pairs == []  # the planted view is gone; the real features stay apart
+    assert "account_spend_daily: no offline data at data/account_spend.parquet" in result.skipped
+    assert result.features == 13
+
+
+def test_a_view_whose_source_lost_a_column_is_skipped_and_the_others_compared(
+    fresh_world: World,
+) -> None:
+    path = fresh_world.root / "data" / "account_spend.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["active_days_7d"]), path)
+    result = scan(fresh_world.store, sample_rows=1000)
+    (note,) = [n for n in result.skipped if n.startswith("account_spend_daily:")]
+    assert "active_days_7d" in note
+    assert result.features == 13 and result.pairs == []

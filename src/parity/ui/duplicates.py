@@ -55,6 +55,7 @@ class Column:
     kind: str  # "numeric" | "String" | "Bool"
     values: npt.NDArray[Any]
     shown: npt.NDArray[Any] | None = None  # the values themselves, for codes
+    integral: bool = False  # an integer feature (its sample points are shown as integers)
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def _numeric_pairs(columns: Sequence[Column], entity: str, min_correlation: floa
                 intercept,
                 verdict,
                 numeric_evidence(verdict, a.name, b.name, rows, share, r, slope, intercept),
-                _points(a.values, b.values, np.isfinite(a.values) & np.isfinite(b.values)),
+                _points(a, b, np.isfinite(a.values) & np.isfinite(b.values)),
             )
         )
     return found
@@ -250,9 +251,7 @@ def _categorical_pairs(columns: Sequence[Column], entity: str) -> list[Pair]:
             f"({'true/false' if a.kind == 'Bool' else 'text'} values)"
         )
         both = (a.values >= 0) & (b.values >= 0)
-        shown_a = a.values if a.shown is None else a.shown
-        shown_b = b.values if b.shown is None else b.shown
-        sample = _points(shown_a, shown_b, both)
+        sample = _points(a, b, both)
         found.append(
             Pair(a.name, b.name, entity, n, None, share, None, None, "equal", evidence, sample)
         )
@@ -300,13 +299,16 @@ def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _points(a: npt.NDArray[Any], b: npt.NDArray[Any], both: Bools) -> list[list[Any]]:
+def _points(a: Column, b: Column, both: Bools) -> list[list[Any]]:
+    """The first SAMPLE_POINTS rows both have, as JSON-ready (a, b) values."""
     where = np.flatnonzero(both)[:SAMPLE_POINTS]
-    return [[_plain(a[k]), _plain(b[k])] for k in where]
+    return [[_plain(a, k), _plain(b, k)] for k in where]
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+def _plain(column: Column, row: int) -> Any:
+    value = (column.values if column.shown is None else column.shown)[row]
+    value = value.item() if isinstance(value, np.generic) else value
+    return int(value) if column.integral else value
 
 
 # --- the scan: the one function doing I/O --------------------------------------------------------
@@ -388,10 +390,16 @@ def _read_group(
         entity = _sample(connection, store, keys, live, lo, hi, sample_rows)
     finally:
         connection.close()
+    from parity.errors import ParityError
+
     columns: list[Column] = []
     for n, view in enumerate(live):
         report("reading", done + n, total)
-        columns += _fetch(store, view, entity)
+        try:
+            columns += _fetch(store, view, entity)
+        except (ParityError, duckdb.Error) as failure:  # one unreadable view: the others go on
+            first = str(failure).splitlines()[0] if str(failure) else repr(failure)
+            notes.append(f"{view.name}: its features cannot be read ({first})")
     return _encode(columns), notes
 
 
@@ -409,6 +417,8 @@ def _ranges(
     connection: Any, store: FeatureStore, views: list[FeatureView]
 ) -> tuple[dict[str, tuple[int, int]], list[str]]:
     """Per view, the first and last event time (µs) of its offline rows."""
+    import duckdb
+
     from parity.offline.duckdb_sql import source_sql
 
     found: dict[str, tuple[int, int]] = {}
@@ -418,9 +428,13 @@ def _ranges(
         if scan_ is None:
             notes.append(f"{view.name}: no offline data at {view.batch_source.path}")
             continue
-        lo, hi = connection.sql(
-            f"SELECT min(__ts), max(__ts) FROM ({source_sql(view, (), scan_)})"
-        ).fetchall()[0]
+        try:
+            lo, hi = connection.sql(
+                f"SELECT min(__ts), max(__ts) FROM ({source_sql(view, (), scan_)})"
+            ).fetchall()[0]
+        except duckdb.Error as failure:
+            notes.append(f"{view.name}: its source cannot be read ({failure})")
+            continue
         if lo is None:
             notes.append(f"{view.name}: no offline rows")
             continue
@@ -466,7 +480,11 @@ def _fetch(store: FeatureStore, view: FeatureView, entity: pa.Table) -> list[Col
     ).to_arrow()
     return [
         Column(
-            f"{view.name}:{name}", view.name, _kind(view, name), _raw(table, f"{view.name}__{name}")
+            f"{view.name}:{name}",
+            view.name,
+            _kind(view, name),
+            _raw(table, f"{view.name}__{name}"),
+            integral=str(view.feature(name).dtype) in ("Int32", "Int64"),
         )
         for name in names
     ]
