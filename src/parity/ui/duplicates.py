@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from parity.errors import ParityError
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -390,8 +392,6 @@ def _read_group(
         entity = _sample(connection, store, keys, live, lo, hi, sample_rows)
     finally:
         connection.close()
-    from parity.errors import ParityError
-
     columns: list[Column] = []
     for n, view in enumerate(live):
         report("reading", done + n, total)
