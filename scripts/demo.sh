@@ -319,7 +319,8 @@ print(f"  project {overview['project']}: {overview['feature_views']} feature vie
 models = get("/ui/api/models")["models"]
 print("  models: " + ", ".join(f"{m['name']} (versions {m['versions']}, aliases {m['aliases']})" for m in models))
 found = get("/ui/api/search?q=txn_count")["results"]
-print("  search 'txn_count': " + ", ".join(r["name"] for r in found[:5]))
+print("  search 'txn_count': " + ", ".join(
+    f"{r['view']}:{r['name']}" if r["view"] else r["name"] for r in found[:5]))
 PY
 echo
 echo "  The UI is at http://127.0.0.1:$uport/ui/ ; the pages to open:"

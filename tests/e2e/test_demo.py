@@ -33,8 +33,9 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    # 2 entities, 4 views, 2 services, 1 ODFV, a monitor, 2 rollouts, a training job, a policy
-    assert "Plan: 14 to add." in out
+    # 2 entities, 5 views (one the growth team's, planted for the UI's duplicate detection),
+    # 2 services, 1 ODFV, a monitor, 2 rollouts, a training job, a policy
+    assert "Plan: 15 to add." in out
     assert out.count("Applied: registry version 1.") == 1
     assert "No changes: the registry (version 1) matches the repo." in out
     for name in ("account_profile", "account_txn_stats", "device_profile", "fraud_model_v1"):
@@ -104,9 +105,11 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry(tmp_path: Pat
     assert "account_txn_stats" in monitoring.split("== parity monitor quality")[1]
     assert_rollouts(out.split("== safe rollout")[1].split("== the closed loop")[0])
     assert_loop(out.split("== the closed loop")[1])
+    assert_ui(out.split("== the web UI over this repo")[1])
     kept = sorted(p.name for p in (tmp_path / "reports").iterdir())
     assert kept == [
         "drift_report.html",
+        "fraud_detection",  # the repo, for `parity ui --repo` after the demo
         "loop_report.html",
         "rollout_bad.html",
         "rollout_good.html",
@@ -184,3 +187,14 @@ def assert_loop(out: str) -> None:
     actions = [cell.strip() for line in history.splitlines() for cell in line.split("│")[4:5]]
     assert actions.count("fire") == 1, history
     assert jobs.count("fraud_training") == 1 and "succeeded" in jobs
+
+
+def assert_ui(ui: str) -> None:
+    """The demo ends with the UI up over its repo: its data answered, its pages listed."""
+    assert "models: fraud (versions " in ui and "'champion'" in ui
+    found = ui.split("search 'txn_count': ")[1].splitlines()[0]
+    assert "account_txn_stats:txn_count_1d" in found and "account_txn_stats:txn_count_7d" in found
+    assert "The UI is at http://127.0.0.1:" in ui
+    for page in ("#/catalog", "#/lineage", "#/duplicates", "#/history", "#/model/fraud",
+                 "#/rollouts", "#/monitoring/fraud"):  # fmt: skip
+        assert page in ui, page
