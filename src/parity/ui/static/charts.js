@@ -38,6 +38,7 @@ const Charts = (() => {
   function fmt(value) {
     if (value === null || value === undefined || !Number.isFinite(value)) return "–";
     const abs = Math.abs(value);
+    if (abs < 1e-9) return "0"; // float noise (an intercept of -7e-14)
     if (abs !== 0 && (abs < 0.001 || abs >= 1e6)) return value.toExponential(2);
     return String(Number(value.toPrecision(3)));
   }
@@ -186,7 +187,8 @@ const Charts = (() => {
         const b = clamp(sx(seg.end));
         const box = svg("rect", { x: a, y: y + 4, width: Math.max(b - a, 2), height: laneHeight - 8,
           class: `segment v${seg.version % 6}`, "data-testid": "timeline-segment",
-          "data-alias": lane.alias, "data-version": seg.version });
+          "data-alias": lane.alias, "data-version": seg.version,
+          "data-start": new Date(seg.start).toISOString() });
         box.append(svg("title", {}, `${lane.alias}: version ${seg.version} from ` +
           `${new Date(seg.start).toISOString()}${seg.reason ? ` (${seg.reason})` : ""}`));
         root.append(box);

@@ -8,7 +8,7 @@
   const NS = "http://www.w3.org/2000/svg";
   const ORDER = ["entity", "source", "request_source", "view", "service", "dataset", "job",
     "model_version", "alias", "rollout"];
-  const BOX = { width: 170, height: 28, column: 210, row: 40, top: 30 };
+  const BOX = { width: 150, height: 28, column: 176, row: 40, top: 30 };
 
   function svg(tag, attrs, text) {
     const node = document.createElementNS(NS, tag);
@@ -88,7 +88,7 @@
         "data-testid": "lineage-node", "data-node-id": n.id, "data-kind": n.kind });
       g.append(svg("rect", { width: BOX.width, height: BOX.height, rx: 5 }));
       const label = n.label || n.name;
-      g.append(svg("text", { x: 8, y: 18 }, label.length > 24 ? `${label.slice(0, 23)}…` : label));
+      g.append(svg("text", { x: 8, y: 18 }, label.length > 21 ? `${label.slice(0, 20)}…` : label));
       g.append(svg("title", {}, `${n.id} (click to focus)`));
       g.addEventListener("click", () => onFocus(n.id));
       g.addEventListener("keydown", (event) => {

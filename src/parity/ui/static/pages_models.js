@@ -6,6 +6,8 @@
 (() => {
   const { el, link, badge, table, facts, section, empty, when, num, api, query } = UI;
   const ACTIVE = ["active", "paused"];
+  const ACTIONS = ["pause", "resume", "promote", "abort"];
+  const BY_STATUS = { pause: ["active"], resume: ["paused"], promote: ACTIVE, abort: ACTIVE };
   const modelUrl = (m) => `#/model/${encodeURIComponent(m)}`;
 
   function aliasBadges(aliases) {
@@ -169,7 +171,11 @@
         `champion v${r.champion}`], ["Phase", el("span", { testid: "rollout-phase" }, r.phase)],
       ["Step", el("span", { testid: "rollout-step", "data-step": r.step },
         `${r.step + 1} of ${r.steps.length}${current ? ` (${current.kind})` : ""}`)],
-      ["Mirrored", `${num(r.mirror_percent)} %`]]),
+      ["Mirrored", `${num(r.mirror_percent)} %`],
+      ["Failed checks", r.failure_limit !== undefined
+        ? `${r.failures} of ${r.failure_limit} (${r.failure_mode})` : undefined],
+      ["Last check", r.checked_at !== undefined ? when(r.checked_at) : undefined],
+      ["Why", r.reason || undefined]]),
       Charts.weights(r.candidate_weight, r.champion_weight),
       stepsList(r),
       section("Gates", gatesTable(r.gates, "gates")),
@@ -181,7 +187,11 @@
 
   function actionBar(model, r, message, onDone) {
     const who = UI.who() || {};
-    const allowed = ["pause", "resume", "promote", "abort"].filter((a) => r.actions && r.actions[a]);
+    // `actions`: what the state allows and this caller may. A caller who may not act still
+    // sees the buttons the state allows, marked, so pressing one shows the server's refusal.
+    const granted = ACTIONS.filter((a) => r.actions && r.actions[a]);
+    const allowed = granted.length ? granted
+      : ACTIONS.filter((a) => BY_STATUS[a].includes(r.status));
     if (!allowed.length) return null;
     const reason = el("input", { type: "text", placeholder: "reason (recorded)", testid: "action-reason",
       size: 32 });
@@ -197,11 +207,13 @@
         message.replaceChildren(UI.banner(failure));
       }
     };
-    const note = who.actions ? null : el("p", { class: "small muted", testid: "action-note" },
-      who.secured ? "Your token lacks rollouts:admin: the server will refuse these actions."
-        : "Actions are off on this server (parity ui --enable-actions): it will refuse them.");
+    const note = granted.length ? null : el("p", { class: "small muted", testid: "action-note" },
+      who.secured ? "Your token may not act on this rollout (it needs rollouts:admin): the " +
+        "server will refuse." : "Actions are off in this UI (parity ui --enable-actions): " +
+        "the server will refuse them.");
     return el("div", { class: "actions", testid: "rollout-actions" },
-      allowed.map((a) => el("button", { type: "button", class: `action ${a}`, testid: `action-${a}`,
+      allowed.map((a) => el("button", { type: "button", class: `action ${a}${granted.length ? "" : " refused"}`,
+        testid: `action-${a}`,
         onclick: () => press(a) }, a[0].toUpperCase() + a.slice(1))), " ", reason, note);
   }
 
