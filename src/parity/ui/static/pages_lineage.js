@@ -169,7 +169,16 @@
           `(registry v${scan.registry_version}): ${scan.pairs.length} pair(s).`,
         failed: `The scan failed: ${scan.error}`,
       }[scan.state] || scan.state;
+      if (scan.state === "done" && current !== null && scan.registry_version < current) {
+        status.append(el("span", { class: "badge late", testid: "scan-stale" },
+          `stale: the registry is at v${current} now; scan again`));
+      }
       pairs.replaceChildren(...(scan.pairs || []).map(pairCard));
+      if ((scan.skipped || []).length) {
+        pairs.append(el("details", { testid: "scan-skipped" },
+          el("summary", {}, `${scan.skipped.length} view(s) left out`),
+          el("ul", {}, scan.skipped.map((s) => el("li", {}, typeof s === "string" ? s : JSON.stringify(s))))));
+      }
       if (scan.state === "done" && !scan.pairs.length) {
         pairs.append(empty("No two features of different views carry the same values."));
       }
@@ -204,7 +213,8 @@
       }
     }
 
-    const scan = await api("/duplicates");
+    const [scan, overview] = await Promise.all([api("/duplicates"), api("/overview")]);
+    const current = overview.registry_version;
     UI.fill(view, el("h1", {}, "Duplicate features"),
       el("p", {}, "Features of different views compared by their values on a sample of " +
         "entity rows over the same time range: reuse one instead of writing it again."),

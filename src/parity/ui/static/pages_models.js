@@ -52,7 +52,7 @@
     if (l.feature_service) {
       parts.push(link(`#/service/${encodeURIComponent(l.feature_service)}`, l.feature_service));
     }
-    if (l.job) parts.push(`job ${l.job}`);
+    if (l.job) parts.push(typeof l.job === "object" ? `job ${l.job.name || ""} #${l.job.id}` : `job ${l.job}`);
     if (l.training_fingerprint) parts.push(el("code", {}, String(l.training_fingerprint).slice(0, 10)));
     return el("span", { class: "small" }, parts.map((p, i) => [i ? " · " : "", p]));
   }

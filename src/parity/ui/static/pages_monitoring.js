@@ -13,20 +13,34 @@
       data.models.length ? table([
         ["Model", (m) => link(m.url || `#/monitoring/${enc(m.model)}`, m.model)],
         ["Monitor", (m) => m.monitor], ["Window", (m) => UI.duration(m.window_seconds)],
-        ["Latest window", (m) => when(m.latest_window)], ["Columns", (m) => num(m.columns)],
+        ["Latest window", (m) => latestWindow(m.latest_window)], ["Columns", (m) => num(m.columns)],
         ["Drifted", (m) => (m.drifted_columns ? badge(`${m.drifted_columns} drifted`, "late")
           : badge("none drifted", "ok"))],
         ["Firing alerts", (m) => (m.firing_alerts ? badge(`${m.firing_alerts} firing`, "late") : "0")]],
       data.models, "monitored-models", "monitored-row") : empty("No model is monitored."));
   }
 
-  function driftColumn(c) {
+  /* The newest drift window: an ISO time, or (as the server sends it) an object with its end,
+     its version and the share of drifted columns. */
+  function latestWindow(w) {
+    if (!w || typeof w !== "object") return when(w);
+    return el("span", {}, `${when(w.window_end)} (v${w.version}) `,
+      badge(`drift share ${percent(w.drift_share)}`, w.drifted ? "late" : "ok"));
+  }
+
+  function driftShare(share) {
+    if (!share || !share.series || !share.series.length) return null;
+    return driftColumn({ column: "dataset drift share", role: "dataset", test: "share of drifted columns",
+      threshold: share.threshold, series: share.series }, "drift-share");
+  }
+
+  function driftColumn(c, testid) {
     const points = c.series.map((p) => ({ x: Date.parse(p.window_end), y: p.statistic,
       cls: p.drifted ? "drifted" : "" }));
     const drifted = c.series.filter((p) => p.drifted).length;
     const chart = Charts.line([{ name: c.column, points }],
-      { threshold: c.threshold, testid: "drift-chart", width: 440, height: 160, yMin: 0 });
-    return el("div", { class: "card chart-card", testid: "drift-column", "data-column": c.column },
+      { threshold: c.threshold, testid: "drift-chart", width: 360, height: 160, yMin: 0 });
+    return el("div", { class: "card chart-card", testid: testid || "drift-column", "data-column": c.column },
       el("h3", {}, `${c.column} `, badge(c.role, "muted"), " ",
         drifted ? badge(`drifted in ${drifted} of ${c.series.length}`, "late") : badge("no drift", "ok")),
       el("p", { class: "small muted" }, `${c.test}, threshold ${num(c.threshold)}`),
@@ -40,7 +54,7 @@
       const chart = Charts.line([
         { name: s.metric, points: s.points.map((p) => ({ x: at(p), y: p.value })) },
         { name: "label coverage", points: s.points.map((p) => ({ x: at(p), y: p.coverage })) }],
-      { testid: "performance-chart", width: 440, height: 160 });
+      { testid: "performance-chart", width: 360, height: 160 });
       const lastPoint = s.points[s.points.length - 1];
       return el("div", { class: "card chart-card", testid: "performance-metric", "data-metric": s.metric },
         el("h3", {}, s.metric), chart,
@@ -51,12 +65,18 @@
     }));
   }
 
+  function jobText(job, status) {
+    if (job === null || job === undefined) return "–";
+    const name = typeof job === "object" ? `${job.name || "job"} #${job.id}` : String(job);
+    return status ? `${name} (${status})` : name;
+  }
+
   function triggersTable(t) {
     if (!t.decisions.length) return empty("No trigger decision yet.");
     return table([["When", (d) => when(d.at)], ["Policy", (d) => d.policy],
       ["Action", (d) => badge(d.action, `action-${d.action}`)],
       ["Reasons", (d) => (d.reasons || []).join("; ")],
-      ["Job", (d) => (d.job ? (d.url ? link(d.url, d.job) : d.job) : "–")]],
+      ["Job", (d) => jobText(d.job, d.job_status)]],
     [...t.decisions].reverse(), "trigger-decisions", "trigger-row");
   }
 
@@ -81,7 +101,8 @@
     UI.fill(view, el("h1", {}, `Monitoring of `, link(`#/model/${enc(model)}`, model)),
       facts([["Monitor", drift.monitor]]),
       section("Drift per column", drift.columns.length
-        ? el("div", { class: "grid", testid: "drift" }, drift.columns.map(driftColumn))
+        ? el("div", { class: "grid", testid: "drift" }, driftShare(drift.drift_share),
+          drift.columns.map((c) => driftColumn(c)))
         : empty("No drift run yet.")),
       section("Performance (delayed labels)", performanceBlock(perf)),
       section("Alerts", alertsBlock(alerts)),
@@ -112,6 +133,7 @@
           `checked ${when(c.finished_at)}.`,
         failed: `The check failed: ${c.error}`,
       }[c.state] || c.state;
+      if (c.message) status.append(el("span", { class: "muted" }, ` ${c.message}`));
       result.replaceChildren();
       if (c.features && c.features.length) {
         result.append(table([["Feature", (f) => f.feature], ["Compared", (f) => num(f.compared)],
