@@ -115,7 +115,7 @@
 
   function sourceText(source) {
     if (!source) return "–";
-    const where = source.path ? ` (${source.path})` : "";
+    const where = source.path && source.path !== source.name ? ` (${source.path})` : "";
     const ts = source.timestamp_field ? `, time ${source.timestamp_field}` : "";
     return `${source.kind} ${source.name}${where}${ts}`;
   }
@@ -128,7 +128,7 @@
       ok: `fresh: ${age} old, SLO ${slo}`,
       late: `late: ${age} old, SLO ${slo}`,
       no_data: "no data online",
-      no_slo: `${age} old, no SLO`,
+      no_slo: f.age_seconds === null || f.age_seconds === undefined ? "no SLO" : `${age} old, no SLO`,
     }[f.status] || f.status;
     const node = badge(text, `fresh-${f.status}`, "freshness");
     node.dataset.status = f.status;
