@@ -294,3 +294,41 @@ mkdir -p "$reports"
 cp loop_report.html drift_report.html rollout_good.html rollout_bad.html "$reports"/
 echo "== the pages, kept in $reports: loop_report.html (the closed loop, one self-contained page),"
 echo "   drift_report.html, rollout_good.html, rollout_bad.html"
+
+echo
+echo "== the web UI over this repo: parity ui (catalog, lineage, duplicates, history, models, rollouts, monitoring)"
+# The repo is kept beside the reports, so the UI can be opened again after the demo ends.
+rm -rf "$reports/fraud_detection"
+cp -r . "$reports/fraud_detection"
+uport=${DEMO_UI_PORT:-$(free_port)}
+parity ui --repo "$reports/fraud_detection" --port "$uport" 2>/dev/null &
+ui_server=$!
+trap 'kill $ui_server 2>/dev/null || true; rm -rf "$work"' EXIT
+wait_until_up "http://127.0.0.1:$uport/ui/api/health"
+python - "$uport" <<'PY'
+import json, sys, urllib.request
+
+base = f"http://127.0.0.1:{sys.argv[1]}"
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=30) as reply:
+        return json.load(reply)
+overview = get("/ui/api/overview")
+print(f"  project {overview['project']}: {overview['feature_views']} feature views, "
+      f"{overview['features']} features, {overview['models']} model(s), registry version "
+      f"{overview['registry_version']}")
+models = get("/ui/api/models")["models"]
+print("  models: " + ", ".join(f"{m['name']} (versions {m['versions']}, aliases {m['aliases']})" for m in models))
+found = get("/ui/api/search?q=txn_count")["results"]
+print("  search 'txn_count': " + ", ".join(r["name"] for r in found[:5]))
+PY
+echo
+echo "  The UI is at http://127.0.0.1:$uport/ui/ ; the pages to open:"
+for page in "catalog?q=amount" "feature/account_txn_stats/txn_count_7d" "lineage?node=service:fraud_model_v1" \
+            "duplicates" "history" "model/fraud" "rollouts" "monitoring/fraud"; do
+  echo "    http://127.0.0.1:$uport/ui/#/$page"
+done
+echo "  Run it again later: parity ui --repo $reports/fraud_detection"
+if [ -t 0 ] && [ -t 1 ] && [ "${DEMO_UI_WAIT:-1}" = 1 ]; then
+  echo "  (serving until Ctrl-C)"
+  wait $ui_server || true
+fi

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,7 +42,7 @@ from parity.cli.rollout import rollout_app
 from parity.cli.serve_notes import access_note, open_warning
 from parity.cli.triggers import triggers_app
 from parity.cli.ui import ui
-from parity.errors import BackendNotInstalled
+from parity.errors import BackendNotInstalled, InvalidOption
 from parity.timeutil import parse_time
 
 if TYPE_CHECKING:
@@ -346,6 +347,14 @@ def serve(
             "(parity.yaml) it is not needed: tokens with features:push may push.",
         ),
     ] = False,
+    with_ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui",
+            help="Also serve the web UI under /ui on the same port (docs/ui.md; one worker "
+            "only: its background scans live in the process). `parity ui` serves it alone.",
+        ),
+    ] = False,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
 ) -> None:
@@ -356,6 +365,11 @@ def serve(
         raise BackendNotInstalled(
             f"the feature server needs {error.name}: pip install 'parity[serve]'"
         ) from None
+    if with_ui and workers > 1:
+        raise InvalidOption(
+            "--ui: the UI runs in one process (its scans and their progress live there); "
+            "drop --workers, or run `parity ui` beside `parity serve --workers N`"
+        )
     tls = check_tls(tls_cert, tls_key)
     check_port(host, port)
     store = store_at(repo)
@@ -374,8 +388,15 @@ def serve(
         PARITY_SERVE_MAX_BODY_BYTES=str(max_body_bytes),
         PARITY_SERVE_ENABLE_PUSH="1" if enable_push else "0",
     )
+    if with_ui:
+        err.print(f"  web UI: {base_url(host, port, tls)}/ui/", soft_wrap=True, markup=False)
     store.close()
-    run_server(serving.app_from_environment, host=host, port=port, workers=workers, tls=tls)
+    factory: Callable[[], object] = serving.app_from_environment
+    if with_ui:
+        from parity.ui.server import features_with_ui_from_environment
+
+        factory = features_with_ui_from_environment
+    run_server(factory, host=host, port=port, workers=workers, tls=tls)
 
 
 @dataset_app.command("create")

@@ -12,6 +12,8 @@ from parity.ui.routes import PREFIX
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
+    from parity.feature_store import FeatureStore
+
 
 class WithUi:
     """ASGI dispatch by path: `/ui` and below to `ui`, the rest to `app`. Lifespan events go to
@@ -29,10 +31,24 @@ class WithUi:
             await self.app(scope, receive, send)
 
 
-def ui_from_environment() -> ASGIApp:
-    """The app of `parity ui` (a uvicorn factory: settings from the environment `parity ui` set)."""
-    from parity.feature_store import FeatureStore
+def features_with_ui_from_environment() -> ASGIApp:
+    """The app of `parity serve --ui` (a uvicorn factory): the feature server as `parity serve`
+    builds it, with the UI over the same store mounted under /ui."""
+    from parity.serving.app import app_from_environment
     from parity.ui.app import create_ui_app
 
-    store = FeatureStore(os.environ["PARITY_UI_REPO"])
+    return WithUi(app_from_environment(), create_ui_app(_store("PARITY_SERVE_REPO")))
+
+
+def _store(variable: str) -> FeatureStore:
+    from parity.feature_store import FeatureStore
+
+    return FeatureStore(os.environ[variable])
+
+
+def ui_from_environment() -> ASGIApp:
+    """The app of `parity ui` (a uvicorn factory: settings from the environment `parity ui` set)."""
+    from parity.ui.app import create_ui_app
+
+    store = _store("PARITY_UI_REPO")
     return create_ui_app(store, enable_actions=os.environ.get("PARITY_UI_ENABLE_ACTIONS") == "1")

@@ -15,12 +15,13 @@ from parity.errors import Forbidden, TokenError
 
 # What each scope allows, for `parity auth token create --help` and docs/security.md.
 SCOPES: dict[str, str] = {
-    "features:read": "read online features (narrow to feature services or views)",
+    "features:read": "read online features and the UI's catalog (narrow to services or views)",
     "features:push": "push rows online and to the training data (narrow to push sources)",
     "models:predict": "call models: /v1 predict and /v2 infer (narrow to models)",
-    "models:read": "read model metadata, lineage and rollouts (narrow to models)",
+    "models:read": "read models, lineage, rollouts, the UI's monitoring (narrow to models)",
     "models:write": "move and delete aliases over HTTP (narrow to models)",
-    "rollouts:admin": "start, pause, resume, promote and abort rollouts (narrow to models)",
+    "rollouts:admin": "start, pause, resume, promote and abort rollouts, in the UI too "
+    "(narrow to models)",
     "registry:apply": "apply feature definitions (no HTTP route needs it yet)",
     "metrics:read": "scrape /metrics",
     "admin": "everything above",
