@@ -32,7 +32,10 @@ const Charts = (() => {
   function extent(values) {
     const finite = values.filter((v) => v !== null && Number.isFinite(v));
     if (!finite.length) return [0, 1];
-    return [Math.min(...finite), Math.max(...finite)];
+    const low = Math.min(...finite);
+    const high = Math.max(...finite);
+    if (high > low) return [low, high];
+    return low === 0 ? [0, 1] : [low - Math.abs(low) / 2, high + Math.abs(high) / 2];
   }
 
   function fmt(value) {
@@ -95,14 +98,14 @@ const Charts = (() => {
         pen = "L";
         count += 1;
       }
-      const cls = `series s${i} ${s.cls || ""}`;
+      const cls = `series s${i % 4} ${s.cls || ""}`;
       const path = svg("path", { d: d.trim() || "M0,0", class: cls, "data-testid": "series",
         "data-series": s.name, "data-points": count });
       root.append(path);
       for (const p of s.points) {
         if (p.y === null || !Number.isFinite(p.y)) continue;
         const dot = svg("circle", { cx: sx(p.x), cy: sy(p.y), r: 2.5,
-          class: `dot s${i} ${p.cls || ""}` });
+          class: `dot s${i % 4} ${p.cls || ""}` });
         dot.append(svg("title", {}, `${s.name} ${new Date(p.x).toISOString()}: ${fmt(p.y)}`));
         root.append(dot);
       }
@@ -113,7 +116,7 @@ const Charts = (() => {
 
   function legend(root, names, x, y) {
     names.forEach((name, i) => {
-      root.append(svg("rect", { x, y: y + i * 14, width: 10, height: 3, class: `key s${i}` }));
+      root.append(svg("rect", { x, y: y + i * 14, width: 10, height: 3, class: `key s${i % 4}` }));
       root.append(svg("text", { x: x + 14, y: y + i * 14 + 5, class: "tick" }, name));
     });
   }
