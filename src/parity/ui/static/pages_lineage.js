@@ -89,8 +89,11 @@
       g.append(svg("rect", { width: BOX.width, height: BOX.height, rx: 5 }));
       const label = n.label || n.name;
       g.append(svg("text", { x: 8, y: 18 }, label.length > 21 ? `${label.slice(0, 20)}…` : label));
-      g.append(svg("title", {}, `${n.id} (click to focus)`));
+      g.append(svg("title", {}, `${n.id} (click: focus; double-click: open its page)`));
       g.addEventListener("click", () => onFocus(n.id));
+      g.addEventListener("dblclick", () => {
+        if (n.url) window.location.hash = n.url;
+      });
       g.addEventListener("keydown", (event) => {
         if (event.key === "Enter") onFocus(n.id);
       });

@@ -181,8 +181,15 @@
       section("Gates", gatesTable(r.gates, "gates")),
       section("Decisions", r.history.length ? table([["When", (h) => when(h.at)],
         ["Event", (h) => badge(h.kind, `event-${h.kind}`)], ["Step", (h) => h.step + 1],
-        ["Who", (h) => h.actor || "–"], ["Why", (h) => h.reason || ""]],
+        ["Who", (h) => h.actor || "–"], ["Why", (h) => whyWithGates(h)]],
       [...r.history].reverse(), "rollout-history", "history-row") : empty("No decision yet.")));
+  }
+
+  /* A decision's reason, and the gates it checked (folded). */
+  function whyWithGates(h) {
+    if (!h.gates || !h.gates.length) return h.reason || "";
+    return el("div", {}, h.reason || "", el("details", {},
+      el("summary", {}, `${h.gates.length} gate(s)`), gatesTable(h.gates)));
   }
 
   function actionBar(model, r, message, onDone) {
