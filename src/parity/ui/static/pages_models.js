@@ -149,8 +149,10 @@
     if (!gates || !gates.length) return empty("No gates.");
     const verdict = (g) => (g.passed === true ? badge("pass", "ok")
       : g.passed === false ? badge("fail", "late") : badge("pending", "muted"));
-    return table([["Gate", (g) => g.name], ["Value", (g) => num(g.value)],
-      ["Threshold", (g) => `${g.op || ""} ${num(g.threshold)}`], ["Samples", (g) => keyValues(
+    return table([["Gate", (g) => el("div", {}, g.name, g.op ? el("div", { class: "small muted" }, g.op) : null)],
+      ["Value", (g) => num(g.value)],
+      ["Champion", (g) => (g.champion_value === undefined ? "–" : num(g.champion_value))],
+      ["Threshold", (g) => num(g.threshold)], ["Samples", (g) => keyValues(
         typeof g.samples === "object" ? g.samples : { rows: g.samples })],
       ["Verdict", verdict], ["Why", (g) => g.reason || ""]], gates, testid, "gate-row");
   }
