@@ -164,7 +164,24 @@
         s.min_seconds ? `, ≥ ${UI.duration(s.min_seconds)}` : "")));
   }
 
-  function rolloutBody(r) {
+  /* The decisions, newest first; with `allChecks` off, only the newest of the routine
+     checks (a rollout checks its gates every interval) beside every other event. */
+  function decisions(r, allChecks, onToggle) {
+    const newest = [...r.history].reverse();
+    const latestCheck = newest.find((h) => h.kind === "check");
+    const rows = allChecks ? newest : newest.filter((h) => h.kind !== "check" || h === latestCheck);
+    const toggle = el("input", { type: "checkbox", testid: "show-checks",
+      onchange: (event) => onToggle(event.target.checked) });
+    toggle.checked = allChecks;
+    return el("div", {},
+      el("label", { class: "small" }, toggle, ` show every check (${r.history.length} events)`),
+      rows.length ? table([["When", (h) => when(h.at)],
+        ["Event", (h) => badge(h.kind, `event-${h.kind}`)], ["Step", (h) => h.step + 1],
+        ["Who", (h) => h.actor || "–"], ["Why", (h) => whyWithGates(h)]],
+      rows, "rollout-history", "history-row") : empty("No decision yet."));
+  }
+
+  function rolloutBody(r, allChecks, onToggle) {
     const current = r.steps.find((s) => s.current);
     return el("div", { testid: "rollout-body" },
       el("h1", {}, `Rollout ${r.id} of `, link(modelUrl(r.model), r.model), " ",
@@ -181,10 +198,7 @@
       Charts.weights(r.candidate_weight, r.champion_weight),
       stepsList(r),
       section("Gates", gatesTable(r.gates, "gates")),
-      section("Decisions", r.history.length ? table([["When", (h) => when(h.at)],
-        ["Event", (h) => badge(h.kind, `event-${h.kind}`)], ["Step", (h) => h.step + 1],
-        ["Who", (h) => h.actor || "–"], ["Why", (h) => whyWithGates(h)]],
-      [...r.history].reverse(), "rollout-history", "history-row") : empty("No decision yet.")));
+      section("Decisions", decisions(r, allChecks, onToggle)));
   }
 
   /* A decision's reason, and the gates it checked (folded). */
@@ -234,9 +248,13 @@
     const refreshed = el("p", { class: "small muted", testid: "refreshed" });
     let last = null;
     let barKey = null;
+    let allChecks = false;
     const show = (r) => {
       last = r;
-      body.replaceChildren(rolloutBody(r));
+      body.replaceChildren(rolloutBody(r, allChecks, (on) => {
+        allChecks = on;
+        show(last);
+      }));
       const key = JSON.stringify(r.actions || {});
       if (key !== barKey) { // rebuilt only when the allowed actions change (keeps the reason)
         barKey = key;
