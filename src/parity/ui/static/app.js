@@ -286,8 +286,10 @@ const UI = (() => {
     view.append(section("Sign in",
       why ? el("p", { class: "banner warn", testid: "login-why" },
         `The server asked for a token: ${why}`) : null,
-      el("p", {}, "This server has authentication on. Paste an API token (created with " +
-        "`parity token create`); it is kept in this tab only (sessionStorage)."),
+      who && !who.secured && !who.failed
+        ? el("p", { class: "banner ok" }, "Authentication is off on this server: no token is needed.")
+        : el("p", {}, "This server has authentication on. Paste an API token (created with " +
+          "`parity auth token create`); it is kept in this tab only (sessionStorage)."),
       el("form", { onsubmit: submit, testid: "login-form" },
         el("label", { for: "token" }, "Token "), input, " ",
         el("button", { type: "submit", testid: "sign-in-button" }, "Sign in")),
