@@ -37,7 +37,20 @@ def features_with_ui_from_environment() -> ASGIApp:
     from parity.serving.app import app_from_environment
     from parity.ui.app import create_ui_app
 
-    return WithUi(app_from_environment(), create_ui_app(_store("PARITY_SERVE_REPO")))
+    store = _store("PARITY_SERVE_REPO")
+    warm_up(store)
+    return WithUi(app_from_environment(), create_ui_app(store))
+
+
+def warm_up(store: FeatureStore) -> None:
+    """Open what the pages read (the model registry, rollouts, monitoring's tables) before the
+    first request, so no visitor waits for it (about a second on a cold process)."""
+    store.registry.refresh()
+    store.models.models()
+    store.rollouts.list(active_only=True)
+    store.monitoring.alert_statuses()
+    store.monitoring.freshness_slo()
+    store.datasets.list()
 
 
 def _store(variable: str) -> FeatureStore:
@@ -51,4 +64,5 @@ def ui_from_environment() -> ASGIApp:
     from parity.ui.app import create_ui_app
 
     store = _store("PARITY_UI_REPO")
+    warm_up(store)
     return create_ui_app(store, enable_actions=os.environ.get("PARITY_UI_ENABLE_ACTIONS") == "1")
