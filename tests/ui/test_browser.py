@@ -226,11 +226,13 @@ def test_search_finds_a_feature_and_its_page_lists_the_models_using_it(page: Any
     assert versions, "the world's fraud versions were trained from fraud_model_v1"
 
     visit(page, ui.server, "#/catalog")
+    page.get_by_test_id("search-input").fill("txn")  # live: results as one types
+    expect(page.get_by_test_id("search-result").nth(2)).to_be_visible()
+    shoot(page, "catalog")
     page.get_by_test_id("search-input").fill(feature)
     hit = page.locator(f"[data-testid=search-result][data-name='{view}:{feature}']")
     expect(hit).to_have_count(1)
     expect(page).to_have_url(re.compile(rf"#/catalog\?q={feature}"))
-    shoot(page, "catalog")
     hit.get_by_test_id("result-link").click()
     expect(page).to_have_url(re.compile(rf"#/feature/{view}/{feature}$"))
     expect(page.get_by_test_id("feature-title")).to_contain_text(f"{view}:{feature}")

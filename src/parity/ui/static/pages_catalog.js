@@ -88,7 +88,7 @@
       r.dtype ? el("span", { class: "dtype" }, ` ${r.dtype}`) : null,
       r.description ? el("div", { class: "muted" }, r.description) : null,
       el("div", { class: "small" },
-        r.owner ? `owner ${r.owner} ` : "", tags(r.tags),
+        r.owner ? `owner ${r.owner} ` : "", Object.keys(r.tags || {}).length ? tags(r.tags) : null,
         (r.matched || []).length ? el("span", { class: "muted" }, ` matched: ${r.matched.join(", ")}`)
           : null));
   }
