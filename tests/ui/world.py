@@ -38,7 +38,8 @@ class World:
 
 def build_world(root: Path, accounts: int = ACCOUNTS) -> World:
     scaffold.scaffold(root, accounts=accounts, days=60, end=END)
-    with FeatureStore(root) as store:
+    clock = SimClock(END)  # everything on simulated time, from the first apply on
+    with FeatureStore(root, clock=clock.now) as store:
         store.apply(message="first")
         labels = pq.read_table(root / "data" / "chargebacks.parquet").to_pandas()
         first = labels[labels["event_timestamp"] < pd.Timestamp(END) - timedelta(days=42)]
@@ -48,7 +49,7 @@ def build_world(root: Path, accounts: int = ACCOUNTS) -> World:
             "fraud_train_v1", entities, "fraud_model_v1", root / "training" / "v1.parquet"
         )
         model.train_and_register(store, "fraud_train_v1", alias="champion")
-    clock = SimClock(END + timedelta(hours=1))
+    clock.set(END + timedelta(hours=1))
     store = FeatureStore(root, clock=clock.now)
     result = Loop(store, clock, seed=5).run()
     clock.set(clock.now() + timedelta(hours=1))
