@@ -75,7 +75,7 @@
       cls: e.kind === "rollback" ? "rollback" : "event",
       label: `${when(e.at)} @${e.alias} ${e.kind}: v${e.previous ?? "–"} → v${e.version ?? "–"}` +
         (e.reason ? ` (${e.reason})` : "") }));
-    return Charts.timeline(lanes, marks, { from, to, at });
+    return Charts.timeline(lanes, marks, { from, to, at, width: 1180 });
   }
 
   function eventsTable(events) {
