@@ -1,6 +1,11 @@
 /* Parity UI core: DOM helpers, the JSON client of /ui/api (bearer token from sessionStorage),
    error banners, the hash router, the header and the sign-in page. The pages live in
-   pages_*.js and register themselves with UI.route(). Text is only ever set with textContent. */
+   pages_*.js and register themselves with UI.route(). Text is only ever set with textContent.
+
+   Adding a page: in a pages_*.js file write `async function myPage(view, params, query)` that
+   fetches with `await UI.api("/path")` and fills `view` with `UI.fill(view, UI.el(...), ...)`;
+   register it with `UI.route(/^#\/my\/([^/]+)$/, myPage, "navKey")`; a new file also goes in
+   index.html (after app.js). A thrown ApiError becomes the page's banner (401: sign-in). */
 "use strict";
 
 const UI = (() => {
