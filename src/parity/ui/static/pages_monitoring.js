@@ -100,6 +100,8 @@
     const alerts = await api(`/alerts${query({ monitor: drift.monitor })}`);
     UI.fill(view, el("h1", {}, `Monitoring of `, link(`#/model/${enc(model)}`, model)),
       facts([["Monitor", drift.monitor]]),
+      drift.truncated ? el("p", { class: "banner warn", testid: "drift-truncated" },
+        "Only the newest windows are drawn: the older ones are left out.") : null,
       section("Drift per column", drift.columns.length
         ? el("div", { class: "grid", testid: "drift" }, driftShare(drift.drift_share),
           drift.columns.map((c) => driftColumn(c)))
