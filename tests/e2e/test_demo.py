@@ -33,8 +33,9 @@ def test_demo_script_scaffolds_applies_once_and_lists_the_registry(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    # 2 entities, 4 views, 2 services, 1 ODFV, a monitor, 2 rollouts, a training job, a policy
-    assert "Plan: 14 to add." in out
+    # 2 entities, 5 views (one the growth team's, planted for the UI's duplicate detection),
+    # 2 services, 1 ODFV, a monitor, 2 rollouts, a training job, a policy
+    assert "Plan: 15 to add." in out
     assert out.count("Applied: registry version 1.") == 1
     assert "No changes: the registry (version 1) matches the repo." in out
     for name in ("account_profile", "account_txn_stats", "device_profile", "fraud_model_v1"):

@@ -61,6 +61,16 @@ SCHEMAS = {
             ("distinct_devices_7d", pa.int64()),
         ]
     ),
+    "account_spend": pa.schema(
+        [
+            ("account_id", pa.int64()),
+            ("event_timestamp", TS),
+            ("created_timestamp", TS),
+            ("purchases_1d", pa.int64()),
+            ("spend_cents_1d", pa.int64()),
+            ("active_days_7d", pa.int64()),
+        ]
+    ),
     "chargebacks": pa.schema(
         [
             ("transaction_id", pa.int64()),

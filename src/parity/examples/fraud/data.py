@@ -1,5 +1,5 @@
 """Seeded synthetic fraud-detection data: accounts, devices, transactions, nightly per-account
-aggregates and chargeback labels, each written as one Parquet file."""
+aggregates (the risk team's and the growth team's) and chargeback labels, one Parquet file each."""
 
 from __future__ import annotations
 
@@ -111,6 +111,7 @@ def generate(
     stats = _stats_table(txns, transactions["amount"].to_numpy(), int(accounts), window)
     tables = {"accounts": account_rows, "devices": device_rows, "transactions": transactions}
     tables |= {"account_txn_stats": stats, "chargebacks": chargebacks}
+    tables["account_spend"] = _spend_table(stats)
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=len(tables)) as pool:  # pyarrow writes without the GIL
@@ -426,6 +427,48 @@ def _stats_table(tx: _Txns, amount: Floats, accounts: int, w: _Window) -> pa.Tab
             "distinct_devices_7d": pa.array(_POPCOUNT[_rows(devices_7d, keep)], type=pa.int64()),
         }
     )
+
+
+def _spend_table(stats: pa.Table) -> pa.Table:
+    """The growth team's nightly spend per account, written an hour after the risk team's stats.
+    Planted for the UI's duplicate detection: `purchases_1d` is txn_count_1d and `spend_cents_1d`
+    is txn_amount_1d in cents, under other names; `active_days_7d` is its own feature."""
+    count = stats["txn_count_1d"].to_numpy()
+    account = stats["account_id"].to_numpy()
+    stamp = stats["event_timestamp"].cast(pa.int64()).to_numpy()
+    return pa.table(
+        {
+            "account_id": stats["account_id"],
+            "event_timestamp": stats["event_timestamp"],
+            "created_timestamp": _timestamps(stamp + 2 * HOUR),
+            "purchases_1d": stats["txn_count_1d"],
+            "spend_cents_1d": pa.array(
+                np.round(stats["txn_amount_1d"].to_numpy() * 100.0).astype(np.int64)
+            ),
+            "active_days_7d": pa.array(_active_days(account, stamp, count), type=pa.int64()),
+        }
+    )
+
+
+def _active_days(account: Ints, stamp: Ints, count: Ints) -> Ints:
+    """Per (account, night) row: the days of the seven ending that night with a purchase."""
+    day = stamp // DAY
+    active = np.zeros(account.size, dtype=np.int64)
+    order = np.lexsort((day, account))
+    account, day, busy = account[order], day[order], (count[order] > 0).astype(np.int64)
+    for lag in range(7):  # rows of one account are a few nights apart at most, so look back 7 rows
+        if lag >= account.size:
+            break
+        same = np.zeros(account.size, dtype=bool)
+        same[lag:] = (account[lag:] == account[: account.size - lag]) & (
+            day[lag:] - day[: day.size - lag] < 7
+        )
+        shifted = np.zeros(account.size, dtype=np.int64)
+        shifted[lag:] = busy[: busy.size - lag]
+        active += np.where(same, shifted, 0)
+    out = np.empty_like(active)
+    out[order] = active
+    return out
 
 
 def _write(table: pa.Table, path: Path) -> None:
