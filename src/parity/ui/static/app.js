@@ -55,11 +55,11 @@ const UI = (() => {
     return el("span", { class: `badge ${kind || ""}`, testid }, text);
   }
 
-  /* A table: columns [[header, row => cell]]; rows []. */
-  function table(columns, rows, testid, rowTestid) {
+  /* A table: columns [[header, row => cell]]; rows []; rowAttrs(row) more attributes of a row. */
+  function table(columns, rows, testid, rowTestid, rowAttrs) {
     const head = el("tr", {}, columns.map(([name]) => el("th", {}, name)));
-    const body = rows.map((row) =>
-      el("tr", { testid: rowTestid }, columns.map(([, cell]) => el("td", {}, cell(row)))));
+    const body = rows.map((row) => el("tr", { testid: rowTestid, ...(rowAttrs ? rowAttrs(row) : {}) },
+      columns.map(([, cell]) => el("td", {}, cell(row)))));
     return el("table", { testid }, el("thead", {}, head), el("tbody", {}, body));
   }
 

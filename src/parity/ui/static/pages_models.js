@@ -108,7 +108,7 @@
     holder.replaceChildren("Which version was it on ", date, " at ", time, " UTC? ", answer);
   }
 
-  async function modelPage(view, [name]) {
+  async function modelPage(view, [name], q) {
     const [model, aliases] = await Promise.all([api(`/models/${encodeURIComponent(name)}`),
       api(`/models/${encodeURIComponent(name)}/aliases`)]);
     const chart = el("div", { class: "scroll" }, timelineChart(name, aliases, null));
@@ -125,7 +125,11 @@
         ["Aliases", (v) => (v.aliases || []).map((a) => badge(`@${a}`, "alias"))],
         ["Metrics", (v) => keyValues(v.metrics)], ["Signature", (v) => signature(v.signature)],
         ["Lineage", (v) => lineageCell(v.lineage)], ["Description", (v) => v.description || ""]],
-      [...model.versions].reverse(), "model-versions", "model-version-row")));
+      [...model.versions].reverse(), "model-versions", "model-version-row", (v) => ({
+        "data-version": v.version, class: String(v.version) === q.get("version") ? "selected" : null,
+      }))));
+    const chosen = view.querySelector("tr.selected");
+    if (chosen) chosen.scrollIntoView({ block: "center" });
   }
 
   // --- rollouts ----------------------------------------------------------------------------
