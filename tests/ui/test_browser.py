@@ -427,6 +427,16 @@ def test_every_nav_page_loads_without_errors(page: Any, ui: Ui) -> None:
         "#/rollouts",
         "#/monitoring",
         "#/service/fraud_model_v1",
+        "#/history/1",
+        "#/consistency/fraud_model_v1",
     ):
         visit(page, ui.server, route)
     expect(page.get_by_test_id("project")).to_have_text(ui.world.store.project)
+    # The loop's promoted rollout, with its gates and every decision.
+    promoted = ui.world.result.rollout
+    assert promoted is not None and promoted.state.status == "promoted"
+    visit(page, ui.server, f"#/rollout/fraud?id={promoted.state.id}")
+    expect(page.get_by_test_id("rollout-status")).to_have_text("promoted")
+    gates = page.locator("[data-testid=gates] [data-testid=gate-row]")
+    expect(gates).to_have_count(len(promoted.state.definition.gates))
+    shoot(page, "rollout_gates")
