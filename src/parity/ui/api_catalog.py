@@ -299,6 +299,18 @@ def search(
     return SearchPage(query=q, total=len(found), results=results)
 
 
+def catalog_counts(request: Request) -> dict[str, int]:
+    """How many entities, views, features and services the catalog page lists for the caller
+    (on-demand views included; a narrowed token counts what it may read): the overview's tiles."""
+    catalog, version = context(request).store.registry.current()
+    may = _may(request)
+    counts = dict.fromkeys(("entity", "view", "feature", "service"), 0)
+    for item in _cache(request).items(catalog, version):
+        if _item_visible(catalog, item, may):
+            counts[item.kind] += 1
+    return counts
+
+
 def _item_visible(catalog: Catalog, item: cat.Item, may: cat.May) -> bool:
     if item.kind == "entity":
         views = [v.name for v in catalog.feature_views.values() if item.name in v.entity_names]

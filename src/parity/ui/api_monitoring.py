@@ -242,6 +242,8 @@ def drift(
     if start is None:
         start = default_since(monitoring, model, monitor, end)
     rows = monitoring.drift_history(model, column=column, since=start, until=end, limit=limit)
+    if column is not None and not rows:
+        known_column(monitoring, model, column)
     shaped = view.drift_columns(rows)
     name = None if monitor is None else monitor.name
     truncated = len(rows) == limit
@@ -369,6 +371,18 @@ def task_window(request: Request, task: TaskState) -> tuple[datetime, datetime] 
     if task.result is not None:
         return task.result.since, task.result.until
     return windows(request).get(task.id)
+
+
+def known_column(monitoring: Any, model: str, column: str) -> None:
+    """422 naming `column` unless some drift run of `model` judged it (an unknown column must
+    not read as a column that never drifted)."""
+    known = sorted({r.column for r in monitoring.latest_drift() if r.model == model})
+    if column not in known:
+        columns = ", ".join(known) or "none yet (no drift run recorded)"
+        raise invalid(
+            ("query", "column"),
+            f"model '{model}' has no drift column {column!r}; columns: {columns}",
+        )
 
 
 def known_service(store: Any, service: str) -> None:

@@ -87,19 +87,23 @@ def whoami(request: Request) -> WhoAmI:
 
 @router.get("/overview", response_model=Overview, responses=ERRORS)
 def overview(request: Request) -> Overview:
+    from parity.ui.api_catalog import catalog_counts  # its router imports this module
+
     ui = context(request)
     store = ui.store
     _, version = store.registry.current()
     models = [m for m in store.models.models() if ui.can(request, "models:read", m)]
     rollouts = [r for r in store.rollouts.list(active_only=True) if r.model in models]
-    firing = [s for s in store.monitoring.alert_statuses() if s.firing]
+    watched = {m.name for m in store.monitoring.monitors() if m.model in models}
+    firing = [s for s in store.monitoring.alert_statuses() if s.firing and s.monitor in watched]
+    counts = catalog_counts(request)
     return Overview(
         project=store.project,
         registry_version=version,
-        entities=len(store.list_entities()),
-        feature_views=len(store.list_feature_views()),
-        features=sum(len(v.features) for v in store.list_feature_views()),
-        feature_services=len(store.list_feature_services()),
+        entities=counts["entity"],
+        feature_views=counts["view"],
+        features=counts["feature"],
+        feature_services=counts["service"],
         models=len(models),
         active_rollouts=len(rollouts),
         firing_alerts=len(firing),
