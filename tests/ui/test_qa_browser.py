@@ -1,0 +1,79 @@
+"""QA in the browser: text a user controls (descriptions, owners, tags, apply messages, alias
+reasons, very long names) stays text on every page that shows it, and no page runs it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import pytest
+
+from parity.ui.app import create_ui_app
+from tests.ui.test_browser import LiveServer, browser, visit, watched_page  # noqa: F401
+from tests.ui.world import World, copy_world
+
+XSS = "<img src=x onerror=alert(1)>"
+LONG = "hostile_view_" + "x" * 80
+HOSTILE = f'''"""QA: a second team's view whose texts are markup."""
+from datetime import timedelta
+from entities import account
+from parity import FeatureService, FeatureView, Field, FileSource, Int64
+
+XSS = {XSS!r}
+hostile_view = FeatureView(
+    name={LONG!r},
+    entities=[account],
+    schema=[Field(name="spend_again", dtype=Int64, description=XSS)],
+    source=FileSource(path="data/hostile.parquet", timestamp_field="event_timestamp"),
+    description=XSS + " & 'quoted' \u00e9 \u65e5\u672c",
+    owner=XSS,
+    tags={{"team": XSS, XSS: "v"}},
+)
+hostile_service = FeatureService(name="hostile_service", features=[hostile_view], description=XSS)
+'''
+
+
+@pytest.fixture(scope="module")
+def hostile(fraud_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A copy of the world with the hostile view applied (its source then removed: a view with
+    no data) and the champion rolled back with a hostile reason."""
+    world = copy_world(fraud_world, tmp_path_factory.mktemp("ui-qa-xss") / "fraud_detection")
+    data = world.root / "data"
+    duckdb.sql(
+        f"COPY (SELECT account_id, event_timestamp, spend_cents_1d AS spend_again "
+        f"FROM '{data / 'account_spend.parquet'}') TO '{data / 'hostile.parquet'}' (FORMAT parquet)"
+    )
+    (world.root / "hostile.py").write_text(HOSTILE)
+    world.store.apply(message=XSS)
+    (data / "hostile.parquet").unlink()
+    world.store.models.set_alias("fraud", "champion", 2, reason=XSS)
+    with LiveServer(create_ui_app(world.store)) as server:
+        yield server
+    world.store.close()
+
+
+PAGES = [  # (route, text it must show)
+    ("#/catalog?q=%3Cimg", XSS),
+    (f"#/view/{LONG}", XSS),
+    (f"#/feature/{LONG}/spend_again", XSS),
+    ("#/service/hostile_service", XSS),
+    (f"#/lineage?node=view:{LONG}", LONG),  # the graph shows names only
+    ("#/history", XSS),
+    ("#/history/2", XSS),
+    ("#/model/fraud", XSS),
+    ("#/entity/account", LONG),
+]
+
+
+@pytest.mark.parametrize(("route", "text"), PAGES)
+def test_markup_from_the_registry_is_shown_as_text(
+    browser: Any,  # noqa: F811
+    hostile: LiveServer,
+    route: str,
+    text: str,
+) -> None:
+    with watched_page(browser) as page:  # a dialog (alert) fails it
+        visit(page, hostile, route)
+        assert page.locator("img").count() == 0
+        assert text in page.get_by_test_id("view").inner_text()
