@@ -112,7 +112,7 @@ def _view(request: Request, task: TaskState | None) -> DuplicateScan:
     scan.registry_version = result.registry_version
     scan.features = result.features
     scan.pairs = [_pair(p) for p in readable]
-    scan.skipped = result.skipped
+    scan.skipped = [s for s in result.skipped if ui.can(request, "features:read", _view_of(s))]
     return scan
 
 

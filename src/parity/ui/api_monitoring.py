@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 
-from parity.errors import FeatureServiceNotFound, InvalidTime, ObjectNotFound
+from parity.errors import FeatureServiceNotFound, InvalidTime, MonitorNotFound, ObjectNotFound
 from parity.timeutil import parse_time
 from parity.ui import monitoring_view as view
 from parity.ui.api_session import ERRORS, context
@@ -302,7 +302,7 @@ def alerts(request: Request, monitor: str | None = None) -> Alerts:
     ui = context(request)
     monitoring = ui.store.monitoring
     if monitor is not None:
-        ui.require(request, MODELS, monitoring.get_monitor(monitor).model, "model")
+        ui.require(request, MODELS, monitor_model(request, monitoring, monitor), "model")
     monitors = monitoring.monitors()
     readable = {m.name for m in monitors if ui.can(request, MODELS, m.model)}
     statuses = [s for s in monitoring.alert_statuses(monitor=monitor) if s.monitor in readable]
@@ -371,6 +371,18 @@ def task_window(request: Request, task: TaskState) -> tuple[datetime, datetime] 
     if task.result is not None:
         return task.result.since, task.result.until
     return windows(request).get(task.id)
+
+
+def monitor_model(request: Request, monitoring: Any, monitor: str) -> str:
+    """The model `monitor` watches; unknown: 404 listing the monitors, but to a token narrowed
+    to some models a 403 like a known one of another model's (no list of names it may not read)."""
+    ui = context(request)
+    try:
+        return str(monitoring.get_monitor(monitor).model)
+    except MonitorNotFound:
+        if ui.can(request, MODELS):
+            raise
+    raise MonitorNotFound(f"no monitor named '{monitor}' watches a model this token may read")
 
 
 def known_column(monitoring: Any, model: str, column: str) -> None:
