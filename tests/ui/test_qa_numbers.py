@@ -137,3 +137,30 @@ def test_a_teardown_and_re_apply_to_the_same_version_is_seen_by_a_running_ui(
     assert overview["feature_views"] == 5
     assert _total(client, "view") == 5
     assert client.get(f"{API}/views/account_spend_daily").status_code == 404
+
+
+# --- the alias timeline's `at` ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("at", "utc", "champion"),
+    [
+        ("2026-04-18T09:00:00+02:00", "2026-04-18T07:00:00Z", 2),  # the promotion's instant
+        ("2026-04-18T08:59:59+02:00", "2026-04-18T06:59:59Z", 1),  # a second before it
+        ("0001-01-01T00:00:00-14:00", "0001-01-01T14:00:00Z", None),  # before anything
+    ],
+)
+def test_alias_timeline_at_is_answered_in_utc(
+    fraud_world: World, at: str, utc: str, champion: int | None
+) -> None:
+    client = TestClient(create_ui_app(fraud_world.store))
+    found = client.get(f"{API}/models/fraud/aliases", params={"at": at}).json()
+    assert (found["at"], found["at_versions"]["champion"]) == (utc, champion)
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_alias_timeline_at_beyond_the_utc_calendar_is_refused(fraud_world: World, at: str) -> None:
+    client = TestClient(create_ui_app(fraud_world.store), raise_server_exceptions=False)
+    response = client.get(f"{API}/models/fraud/aliases", params={"at": at})
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("query.at:")

@@ -4,7 +4,7 @@ models_view and rollouts_view compute. Must not read Parquet."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
@@ -326,16 +326,15 @@ def _moment(text: str | None, now: Any) -> datetime:
     if text is None:
         return now()  # type: ignore[no-any-return]
     try:
-        return parse_time(text, "at", now=now)
-    except InvalidTime as error:
+        return parse_time(text, "at", now=now).astimezone(UTC)  # answered in UTC, as every time
+    except (InvalidTime, OverflowError) as error:
+        message = (
+            f"{text!r} is out of range in UTC"
+            if isinstance(error, OverflowError)
+            else error.message
+        )
         raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "at"),
-                    "msg": error.message.removeprefix("at: "),
-                    "type": "value_error",
-                }
-            ]
+            [{"loc": ("query", "at"), "msg": message.removeprefix("at: "), "type": "value_error"}]
         ) from None
 
 
