@@ -3,6 +3,7 @@ the token may not read (duplicates' skipped views, an unknown monitor's 404)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -75,3 +76,33 @@ def test_an_unknown_monitor_is_not_answered_with_the_monitors_of_other_models(
     assert status == 404 and "fraud_monitor" not in text
     status, text = secured.get("other_model", "/alerts", monitor="fraud_monitor")
     assert status == 403 and "models:read" in text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="/registry/versions counts every added/changed/removed object of a version while "
+    "/registry/versions/{n} lists only the changes a narrowed token may read: version 1 reads "
+    "'+15' in the list and 2 rows on its page (the counts of objects it may not read leak, and "
+    "the two pages disagree)",
+)
+def test_a_narrowed_token_s_version_list_counts_the_changes_its_version_page_shows(
+    secured: Secured,
+) -> None:
+    _, listed = secured.get("profile_only", "/registry/versions")
+    _, page = secured.get("profile_only", "/registry/versions/1")
+
+    (first,) = [v for v in json.loads(listed)["versions"] if v["version"] == 1]
+    changes = json.loads(page)["changes"]
+    assert first["added"] == len([c for c in changes if c["action"] == "added"])
+
+
+def test_a_narrowed_token_s_version_page_names_only_the_entities_the_catalog_shows_it(
+    secured: Secured,
+) -> None:
+
+    _, page = secured.get("profile_only", "/registry/versions/1")
+    shown = {(c["kind"], c["name"]) for c in json.loads(page)["changes"]}
+    # account_profile and its entity account; not device (device_profile's entity), which the
+    # catalog hides from this token and whose page refuses it.
+    assert shown == {("entity", "account"), ("view", "account_profile")}
+    assert secured.get("profile_only", "/entities/device")[0] == 403

@@ -86,7 +86,8 @@ def version_json(
 
 def readable(changes: list[Json], catalog: Catalog, may: May) -> list[Json]:
     """The changes a narrowed token may see: views and services it may read, model objects
-    (monitors, rollouts, jobs, policies) of models it may read; entities always."""
+    (monitors, rollouts, jobs, policies) of models it may read; entities of a view it may read
+    (as the catalog shows them)."""
     models = {
         name: getattr(obj, "model", "")
         for kind in _MODEL_OBJECTS
@@ -99,8 +100,15 @@ def readable(changes: list[Json], catalog: Catalog, may: May) -> list[Json]:
             continue
         if kind in _MODEL_OBJECTS and not may("models:read", models.get(name, "")):
             continue
+        if kind == "entity" and not _entity_readable(catalog, name, may):
+            continue
         kept.append(change)
     return kept
+
+
+def _entity_readable(catalog: Catalog, name: str, may: May) -> bool:
+    views = [v.name for v in catalog.feature_views.values() if name in v.entity_names]
+    return may("features:read", name) or any(may("features:read", v) for v in views)
 
 
 def check_version(version: int, head: int) -> None:
