@@ -42,6 +42,8 @@ bench: install
 	$(PY) benchmarks/bench_scale.py --quick
 	$(PY) benchmarks/bench_cluster.py
 	$(PY) benchmarks/bench_spark.py --size small
+	$(PY) benchmarks/bench_ui.py --accounts 10000 --requests 20
+	$(PY) benchmarks/bench_ui_duplicates.py
 
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
@@ -60,6 +62,8 @@ bench-full: install
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_cluster.py --rows 10000000 --keys 100000
 	$(PY) benchmarks/bench_spark.py --size large
+	$(PY) benchmarks/bench_ui.py
+	$(PY) benchmarks/bench_ui_duplicates.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
