@@ -136,11 +136,16 @@ def test_the_overview_counts_what_the_registry_holds(fraud_world: World) -> None
     store = fraud_world.store
     with TestClient(create_ui_app(store)) as test_client:
         body = test_client.get("/ui/api/overview").json()
-    views = list(store.registry.catalog.feature_views.values())
+    catalog = store.registry.catalog
+    # on-demand views too: the tile links to the catalog's list of views, which holds them
+    views, on_demand = catalog.feature_views.values(), catalog.on_demand_feature_views.values()
     assert body["project"] == store.project
     assert body["registry_version"] == store.registry.version
-    assert body["feature_views"] == len(store.list_feature_views()) == len(views)
-    assert body["features"] == sum(len(v.features) for v in views)
+    assert (
+        body["feature_views"] == len(views) + len(on_demand) == len(store.list_feature_views()) + 1
+    )
+    features = sum(len(v.features) for v in views) + sum(len(v.fields) for v in on_demand)
+    assert body["features"] == features
     assert body["feature_services"] == len(store.list_feature_services())
     assert body["entities"] == 2 and body["models"] == 1  # account, device; fraud
     assert body["active_rollouts"] == 0  # the loop's rollout was promoted

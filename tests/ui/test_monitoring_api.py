@@ -148,8 +148,9 @@ def test_drift_filters_by_column_and_by_window_start(
     ]
     assert len(expected) == 3
     assert body["drift_share"]["series"] == []  # one column asked: not the dataset row
-    nothing = client.get(f"{API}/monitoring/fraud/drift", params={"column": "no_such"}).json()
-    assert nothing["columns"] == [] and nothing["drift_share"]["series"] == []
+    unknown = client.get(f"{API}/monitoring/fraud/drift", params={"column": "no_such"})
+    assert unknown.status_code == 422  # not an empty answer, read as "never drifted"
+    assert unknown.json()["error"]["message"].startswith("query.column:")
 
 
 # --- performance ------------------------------------------------------------------------------
