@@ -164,3 +164,20 @@ def test_alias_timeline_at_beyond_the_utc_calendar_is_refused(fraud_world: World
     response = client.get(f"{API}/models/fraud/aliases", params={"at": at})
     assert response.status_code == 422
     assert response.json()["error"]["message"].startswith("query.at:")
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/monitoring/fraud/drift?since=abc", "since"),
+        ("/monitoring/fraud/drift?until=", "until"),
+    ],
+)
+def test_a_bad_time_is_refused_naming_the_field_once(
+    fraud_world: World, path: str, field: str
+) -> None:
+    client = TestClient(create_ui_app(fraud_world.store))
+    response = client.get(API + path)
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert message.startswith(f"query.{field}: '") and f"{field}: {field}:" not in message

@@ -415,7 +415,7 @@ def window(
         try:
             parsed[name] = None if text is None else parse_time(text, name, now=clock)
         except (InvalidTime, OverflowError) as failure:
-            raise invalid((where, name), str(failure)) from None
+            raise invalid((where, name), str(failure).removeprefix(f"{name}: ")) from None
     problem = view.check_window(parsed["since"], parsed["until"])
     if problem is not None:
         raise invalid((where, problem[0]), problem[1])
