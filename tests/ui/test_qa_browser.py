@@ -1,5 +1,6 @@
 """QA in the browser: text a user controls (descriptions, owners, tags, apply messages, alias
-reasons, very long names) stays text on every page that shows it, and no page runs it."""
+reasons, very long names) stays text on every page that shows it, and no page runs it; a model
+no monitor watches is not shown another model's alerts."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 
 from parity.ui.app import create_ui_app
+from tests.inference.serving_helpers import Affine
 from tests.ui.test_browser import LiveServer, browser, visit, watched_page  # noqa: F401
 from tests.ui.world import World, copy_world
 
@@ -48,6 +51,8 @@ def hostile(fraud_world: World, tmp_path_factory: pytest.TempPathFactory) -> Ite
     world.store.apply(message=XSS)
     (data / "hostile.parquet").unlink()
     world.store.models.set_alias("fraud", "champion", 2, reason=XSS)
+    sample = np.ones((2, 1))
+    world.store.models.register_model("unwatched", Affine([1.0], 0.0), sample_input=sample)
     with LiveServer(create_ui_app(world.store)) as server:
         yield server
     world.store.close()
@@ -77,3 +82,14 @@ def test_markup_from_the_registry_is_shown_as_text(
         visit(page, hostile, route)
         assert page.locator("img").count() == 0
         assert text in page.get_by_test_id("view").inner_text()
+
+
+def test_a_model_no_monitor_watches_shows_no_alert_of_another_model(
+    browser: Any,  # noqa: F811
+    hostile: LiveServer,
+) -> None:
+    with watched_page(browser) as page:
+        visit(page, hostile, "#/monitoring/unwatched")
+        text = page.get_by_test_id("view").inner_text()
+        assert "No alert rule." in text
+        assert "fraud_drift" not in text and "fraud_dollars_missed" not in text  # fraud's rules

@@ -97,7 +97,8 @@
     const base = `/monitoring/${enc(model)}`;
     const [drift, perf, triggers] = await Promise.all([api(`${base}/drift`),
       api(`${base}/performance`), api(`${base}/triggers`)]);
-    const alerts = await api(`/alerts${query({ monitor: drift.monitor })}`);
+    const alerts = drift.monitor === null ? { statuses: [], events: [] } // no monitor: no rule
+      : await api(`/alerts${query({ monitor: drift.monitor })}`); // (no monitor= reads them all)
     UI.fill(view, el("h1", {}, `Monitoring of `, link(`#/model/${enc(model)}`, model)),
       facts([["Monitor", drift.monitor]]),
       drift.truncated ? el("p", { class: "banner warn", testid: "drift-truncated" },
