@@ -93,3 +93,22 @@ def test_a_model_no_monitor_watches_shows_no_alert_of_another_model(
         text = page.get_by_test_id("view").inner_text()
         assert "No alert rule." in text
         assert "fraud_drift" not in text and "fraud_dollars_missed" not in text  # fraud's rules
+
+
+def test_a_model_page_links_only_to_pages_that_exist(
+    browser: Any,  # noqa: F811
+    hostile: LiveServer,
+) -> None:
+    from playwright.sync_api import expect
+
+    with watched_page(browser) as page:
+        visit(page, hostile, "#/model/fraud")  # a champion and a rollout: both links
+        view = page.get_by_test_id("view")
+        expect(view.get_by_role("link", name="rollout", exact=True)).to_have_count(1)
+        # unwatched: no alias, no rollout; its lineage link centres on its version
+        visit(page, hostile, "#/model/unwatched")
+        expect(view.get_by_role("link", name="rollout", exact=True)).to_have_count(0)
+        view.get_by_role("link", name="lineage", exact=True).click()
+        expect(page.get_by_test_id("loading")).to_have_count(0)
+        expect(page.get_by_test_id("error-banner")).to_have_count(0)
+        assert "model_version:unwatched/1" in page.get_by_test_id("view").inner_text()

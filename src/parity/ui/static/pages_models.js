@@ -109,15 +109,19 @@
   }
 
   async function modelPage(view, [name], q) {
-    const [model, aliases] = await Promise.all([api(`/models/${encodeURIComponent(name)}`),
-      api(`/models/${encodeURIComponent(name)}/aliases`)]);
+    const [model, aliases, rollouts] = await Promise.all([api(`/models/${encodeURIComponent(name)}`),
+      api(`/models/${encodeURIComponent(name)}/aliases`), api("/rollouts")]);
+    const hasRollout = rollouts.rollouts.some((r) => r.model === name);
+    const newest = Math.max(...model.versions.map((v) => v.version));
+    const node = model.aliases.champion !== undefined ? `alias:${name}@champion`
+      : `model_version:${name}/${newest}`; // a model with no champion: its newest version
     const chart = el("div", { class: "scroll" }, timelineChart(name, aliases, null));
     const picker = el("p", { class: "toolbar" });
     datePicker(name, picker, chart, aliases);
     UI.fill(view, el("h1", {}, `Model ${model.name} `, aliasBadges(model.aliases)),
       el("p", {}, link(`#/monitoring/${encodeURIComponent(name)}`, "monitoring"), " · ",
-        link(`#/rollout/${encodeURIComponent(name)}`, "rollout"), " · ",
-        link(`#/lineage${query({ node: `alias:${name}@champion` })}`, "lineage")),
+        hasRollout ? [link(`#/rollout/${encodeURIComponent(name)}`, "rollout"), " · "] : null,
+        link(`#/lineage${query({ node })}`, "lineage")),
       section("Alias timeline", chart, picker, eventsTable(aliases.events)),
       section("Versions", table([
         ["Version", (v) => el("span", {}, `v${v.version}`, v.deleted ? badge("deleted", "muted") : null)],
