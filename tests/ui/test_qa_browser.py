@@ -1,6 +1,7 @@
 """QA in the browser: text a user controls (descriptions, owners, tags, apply messages, alias
-reasons, very long names) stays text on every page that shows it, and no page runs it; a model
-no monitor watches is not shown another model's alerts."""
+reasons, very long names) stays text on every page that shows it, and no page runs it; links
+lead to pages that exist; a model no monitor watches is not shown another model's alerts; every
+page of an empty registry says so."""
 
 from __future__ import annotations
 
@@ -112,3 +113,38 @@ def test_a_model_page_links_only_to_pages_that_exist(
         expect(page.get_by_test_id("loading")).to_have_count(0)
         expect(page.get_by_test_id("error-banner")).to_have_count(0)
         assert "model_version:unwatched/1" in page.get_by_test_id("view").inner_text()
+
+
+EMPTY_PAGES = [  # (route, what it must say)
+    ("#/", "Nothing is applied yet"),
+    ("#/catalog", "Nothing matches."),
+    ("#/lineage", "No lineage yet."),
+    ("#/history", "Nothing applied yet."),
+    ("#/models", "No model is registered."),
+    ("#/rollouts", "No rollout has run."),
+    ("#/monitoring", "No model is monitored."),
+    ("#/duplicates", "No scan has run yet."),
+]
+
+
+@pytest.fixture(scope="module")
+def empty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A feature repo where nothing was ever applied."""
+    from parity import FeatureStore
+
+    root = tmp_path_factory.mktemp("ui-qa-empty")
+    (root / "parity.yaml").write_text("project: empty_project\n")
+    with FeatureStore(root) as store, LiveServer(create_ui_app(store)) as server:
+        yield server
+
+
+@pytest.mark.parametrize(("route", "text"), EMPTY_PAGES)
+def test_every_page_of_an_empty_registry_says_so(
+    browser: Any,  # noqa: F811
+    empty: LiveServer,
+    route: str,
+    text: str,
+) -> None:
+    with watched_page(browser) as page:
+        visit(page, empty, route)
+        assert text in page.get_by_test_id("view").inner_text()

@@ -21,8 +21,11 @@
     const tile = (label, value, href, testid) =>
       el("a", { class: "tile", href, testid }, el("span", { class: "big" }, num(value)), label);
     UI.fill(view, el("h1", {}, `Project ${data.project}`),
-      el("p", {}, `Registry version ${data.registry_version}. Search the catalog before ` +
-        "writing a feature: it may exist under another name (see Duplicates)."),
+      data.registry_version === 0
+        ? el("p", { class: "banner warn", testid: "nothing-applied" }, "Nothing is applied " +
+          "yet: run parity apply in the feature repo, then reload.")
+        : el("p", {}, `Registry version ${data.registry_version}. Search the catalog before ` +
+          "writing a feature: it may exist under another name (see Duplicates)."),
       el("div", { class: "tiles", testid: "overview" },
         tile("entities", data.entities, "#/catalog?kind=entity"),
         tile("feature views", data.feature_views, "#/catalog?kind=view"),
