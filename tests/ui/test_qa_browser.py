@@ -79,20 +79,24 @@ def test_markup_from_the_registry_is_shown_as_text(
     route: str,
     text: str,
 ) -> None:
+    from playwright.sync_api import expect
+
     with watched_page(browser) as page:  # a dialog (alert) fails it
         visit(page, hostile, route)
         assert page.locator("img").count() == 0
-        assert text in page.get_by_test_id("view").inner_text()
+        expect(page.get_by_test_id("view")).to_contain_text(text)  # waits for late parts
 
 
 def test_a_model_no_monitor_watches_shows_no_alert_of_another_model(
     browser: Any,  # noqa: F811
     hostile: LiveServer,
 ) -> None:
+    from playwright.sync_api import expect
+
     with watched_page(browser) as page:
         visit(page, hostile, "#/monitoring/unwatched")
+        expect(page.get_by_test_id("view")).to_contain_text("No alert rule.")
         text = page.get_by_test_id("view").inner_text()
-        assert "No alert rule." in text
         assert "fraud_drift" not in text and "fraud_dollars_missed" not in text  # fraud's rules
 
 
@@ -112,7 +116,7 @@ def test_a_model_page_links_only_to_pages_that_exist(
         view.get_by_role("link", name="lineage", exact=True).click()
         expect(page.get_by_test_id("loading")).to_have_count(0)
         expect(page.get_by_test_id("error-banner")).to_have_count(0)
-        assert "model_version:unwatched/1" in page.get_by_test_id("view").inner_text()
+        expect(page.get_by_test_id("view")).to_contain_text("model_version:unwatched/1")
 
 
 EMPTY_PAGES = [  # (route, what it must say)
@@ -145,6 +149,8 @@ def test_every_page_of_an_empty_registry_says_so(
     route: str,
     text: str,
 ) -> None:
+    from playwright.sync_api import expect
+
     with watched_page(browser) as page:
         visit(page, empty, route)
-        assert text in page.get_by_test_id("view").inner_text()
+        expect(page.get_by_test_id("view")).to_contain_text(text)  # waits for late parts
