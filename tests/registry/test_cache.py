@@ -10,7 +10,7 @@ from parity import Catalog, Entity, FeatureViewNotFound
 from parity.errors import RegistryVersionNotFound
 from parity.registry.cache import CachedRegistry
 from parity.registry.catalog import Definition
-from parity.registry.store import Snapshot
+from parity.registry.store import Snapshot, VersionInfo
 from parity.testing import InMemoryRegistryStore
 
 
@@ -25,6 +25,10 @@ class CountingStore(InMemoryRegistryStore):
     def head(self, project: str) -> int:
         self.heads += 1
         return super().head(project)
+
+    def head_info(self, project: str) -> VersionInfo | None:
+        self.heads += 1
+        return super().head_info(project)
 
     def read(self, project: str, version: int | None = None) -> Snapshot:
         self.reads += 1
@@ -128,3 +132,29 @@ def test_a_second_caller_during_the_first_load_waits_for_it_instead_of_seeing_no
     assert sorted(cache.catalog.entities) == ["driver"]  # not the empty catalog of version -1
     first.join()
     assert cache.version == 1
+
+
+def test_a_teardown_and_a_re_apply_on_the_same_version_number_are_seen() -> None:
+    """Version 1 after a teardown is another catalog: readers reload it (they once kept the old
+    one, since only the number was compared)."""
+    from parity.registry.apply import teardown
+
+    store, clock = CountingStore(), Clock()
+    put(store, Entity(name="old"))
+    cache = CachedRegistry(store, "p", refresh_interval=10, clock=clock)
+    assert cache.get_entity("old").name == "old" and cache.version == 1
+    teardown(store, "p")
+    store.commit(
+        Catalog.build("p", [Entity(name="new")]),
+        expected_version=0,
+        changes=(),
+        author="b",
+        message="again",
+        committed_at=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+    assert store.head("p") == 1
+    clock.now = 10
+    assert cache.get_entity("new").name == "new" and cache.version == 1
+    with pytest.raises(KeyError):
+        cache.get_entity("old")
+    assert cache.reloads == 2

@@ -114,13 +114,6 @@ def test_drift_of_a_known_column_outside_its_windows_is_an_empty_answer(
 # --- teardown + re-apply while the UI runs ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CachedRegistry (registry/cache.py) reloads only when the head version number moves, "
-    "and the UI's catalog cache is keyed by it too: after a teardown and a re-apply that lands "
-    "on the same version number, every reader (the UI, the feature server) keeps the old "
-    "catalog; the fix is to compare the head's fingerprint or created_at (head_info) as well",
-)
 def test_a_teardown_and_re_apply_to_the_same_version_is_seen_by_a_running_ui(
     fresh_world: World,
 ) -> None:

@@ -1,7 +1,8 @@
-"""CachedRegistry: a reader's in-memory catalog, refreshed by comparing version numbers.
+"""CachedRegistry: a reader's in-memory catalog, refreshed by comparing the head version.
 
 Lookups of the current catalog never touch the database; at most once per `refresh_interval` the
-head version is checked, and the catalog is re-read only when it moved. The clock is injected.
+head version (number, commit time, fingerprint) is checked, and the catalog is re-read only when it
+moved: a teardown and a re-apply landing on the same number count as a move. The clock is injected.
 Versioned reads (`snapshot`, `history`, `describe` at a version) go to the store each time.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from parity.definitions import Entity, FeatureService, FeatureView
 from parity.errors import (
@@ -39,6 +41,7 @@ class CachedRegistry:
         self._clock = clock
         self._catalog = Catalog(project)
         self._version = -1
+        self._stamp: tuple[int, datetime | None, str] = (-1, None, "")
         self._next_check = float("-inf")
         self._first_load = threading.Lock()
         self.reloads = 0
@@ -59,19 +62,24 @@ class CachedRegistry:
         return self._catalog, self._version
 
     def refresh(self) -> bool:
-        """Check the head version now; re-read the catalog only if it changed. True if reloaded."""
+        """Check the head version now; re-read the catalog only if it changed (its number, or,
+        after a teardown and a re-apply, its commit time or fingerprint). True if reloaded."""
         self._next_check = self._clock() + self.refresh_interval
-        head = self.store.head(self.project)
-        if head == self._version:
+        info = self.store.head_info(self.project)
+        stamp = (
+            (0, None, "") if info is None else (info.version, info.committed_at, info.fingerprint)
+        )
+        if stamp == self._stamp:
             return False
         try:
-            snapshot = self.store.read(self.project, head) if head else None
+            snapshot = self.store.read(self.project, stamp[0]) if stamp[0] else None
         except ProjectNotFound:  # torn down between the two reads
             snapshot = None
         if snapshot is None:
-            self._catalog, self._version = Catalog(self.project), 0
+            self._catalog, self._version, self._stamp = Catalog(self.project), 0, (0, None, "")
         else:
             self._catalog, self._version = snapshot.catalog, snapshot.version
+            self._stamp = (snapshot.version, snapshot.info.committed_at, snapshot.info.fingerprint)
         self.reloads += 1
         return True
 

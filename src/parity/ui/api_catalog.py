@@ -250,15 +250,25 @@ class VersionPage(BaseModel):
 
 
 class CatalogCache:
+    """Kept per catalog object, not per version number: a teardown and a re-apply can land on
+    the same number with other contents, and the registry's reader then loads a new catalog."""
+
     def __init__(self) -> None:
-        self.index: tuple[int, list[cat.Item]] = (-1, [])
+        self.index: tuple[Catalog | None, list[cat.Item]] = (None, [])
         self.profiles = cat.ProfileCache()
         self.versions: dict[int, tuple[dict[str, Any], Catalog]] = {}
+        self.versions_of: Catalog | None = None
 
     def items(self, catalog: Catalog, version: int) -> list[cat.Item]:
-        if self.index[0] != version:
-            self.index = (version, cat.search_items(catalog))
+        if self.index[0] is not catalog:
+            self.index = (catalog, cat.search_items(catalog))
         return self.index[1]
+
+    def version_pages(self, current: Catalog) -> dict[int, tuple[dict[str, Any], Catalog]]:
+        """The cached version pages, emptied when the registry loaded another catalog."""
+        if self.versions_of is not current:
+            self.versions, self.versions_of = {}, current
+        return self.versions
 
 
 def _cache(request: Request) -> CatalogCache:
@@ -401,20 +411,33 @@ def lineage_graph(
 
 @router.get("/registry/versions", response_model=VersionList, responses=ERRORS)
 def versions(request: Request) -> VersionList:
-    return VersionList(**history.read_versions(context(request).store))
+    """Newest first. A narrowed token's counts are those of the changes it may read (as each
+    version's page shows them), never the whole version's."""
+    ui = context(request)
+    listed = history.read_versions(ui.store)
+    if ui.sees_all(request, "features:read", "models:read"):
+        return VersionList(**listed)
+    current = ui.store.registry.current()[0]
+    pages = _cache(request).version_pages(current)
+    for row in listed["versions"]:
+        if row["version"] not in pages:
+            pages[row["version"]] = history.read_version(ui.store, row["version"])
+        page, catalog = pages[row["version"]]
+        shown = history.readable(page["changes"], catalog, _may(request))
+        for action in ("added", "changed", "removed"):
+            row[action] = sum(1 for change in shown if change["action"] == action)
+    return VersionList(**listed)
 
 
 @router.get("/registry/versions/{version}", response_model=VersionPage, responses=ERRORS)
 def version(request: Request, version: int) -> VersionPage:
     """Version `version` and its changes against the one before it."""
     store = context(request).store
-    cache = _cache(request)
-    head = store.registry.store.head(store.project)
+    current, head = store.registry.current()
     history.check_version(version, head)
-    if any(v > head for v in cache.versions):  # the project was torn down and applied again
-        cache.versions.clear()
-    if version not in cache.versions:
-        cache.versions[version] = history.read_version(store, version)
-    page, catalog = cache.versions[version]
+    pages = _cache(request).version_pages(current)
+    if version not in pages:
+        pages[version] = history.read_version(store, version)
+    page, catalog = pages[version]
     changes = history.readable(page["changes"], catalog, _may(request))
     return VersionPage(**{**page, "changes": changes})
