@@ -24,18 +24,9 @@ import pytest
 from parity import FeatureStore, Phase, Rollout
 from parity.monitoring.drift_history import DATASET
 from parity.ui.app import create_ui_app
+from tests.browser_support import chromium
 from tests.ui.world import World, copy_world
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1280, "height": 800}
 ROOT = Path(__file__).resolve().parents[2]
 ACTOR = "ui-browser-test"
@@ -49,12 +40,6 @@ PLANTED = {
     ),
 }
 WAIT_MS = 15_000  # the longest a page may take to show what the test waits for
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: the browser test must not skip)", pytrace=False)
-    pytest.skip(reason)
 
 
 def screenshots() -> Path:
@@ -102,16 +87,8 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install -e '.[dev]'")
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing: apt-get install -y chromium (make test does)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @dataclass
