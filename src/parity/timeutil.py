@@ -44,6 +44,8 @@ def parse_time(value: object, argument: str, *, now: Callable[[], datetime] = ut
 def _advice(value: object, argument: str) -> str:
     example = "such as 2026-11-26, 2026-11-26T12:00:00Z or now"
     shown = repr(value) if not isinstance(value, str) else f"'{value}'"
+    if len(shown) > 80:  # a huge value is not echoed back whole
+        shown = f"{shown[:60]}... ({len(shown)} characters)"
     if (isinstance(value, int | float) and not isinstance(value, bool)) or (
         isinstance(value, str) and _numeric(value)
     ):

@@ -262,3 +262,13 @@ def test_parity_serve_with_ui_refuses_several_workers(driver_repo: Path) -> None
     )
     assert result.exit_code != 0
     assert "--ui" in result.output and "parity ui" in result.output
+
+
+def test_the_api_answers_are_not_kept_by_caches_and_huge_values_are_not_echoed(
+    client: TestClient,
+) -> None:
+    reply = client.get("/ui/api/overview")
+    assert reply.headers["cache-control"] == "no-store"
+    reply = client.post("/ui/api/consistency/driver_service", json={"since": "x" * 100_000})
+    assert reply.status_code == 422, reply.text[:300]
+    assert "since" in reply.json()["error"]["message"] and len(reply.text) < 2_000

@@ -109,6 +109,14 @@ def _fastapi_app(context: UiContext, metrics: UiMetrics) -> FastAPI:
         )
         return error(422, "invalid_request", text)
 
+    @app.middleware("http")
+    async def no_store(request: Request, call_next: Any) -> Any:
+        # The data may be a token's to read only: no browser or proxy keeps a copy.
+        response = await call_next(request)
+        if request.url.path.startswith(API):
+            response.headers["cache-control"] = "no-store"
+        return response
+
     _add_pages(app)
     for router in _routers():
         app.include_router(router, prefix=API)
