@@ -13,6 +13,7 @@ from parity.definitions import Entity, FeatureService, FeatureView
 from parity.definitions.on_demand import OnDemandFeatureView
 from parity.errors import FeatureNotFound, FeatureViewNotFound
 from parity.registry.catalog import Catalog
+from parity.ui.models_view import model_url
 
 if TYPE_CHECKING:
     from parity.deploy.state import RolloutState
@@ -38,10 +39,6 @@ def everything(_: str, __: str) -> bool:
 
 def url_of(kind: str, name: str, view: str | None = None) -> str:
     return f"#/feature/{view}/{name}" if kind == "feature" else f"#/{kind}/{name}"
-
-
-def model_url(model: str) -> str:
-    return f"#/model/{model}"
 
 
 # --- search --------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from parity.registry.catalog import Catalog
-from parity.ui.catalog import Usage, everything, model_url, read_usage, source_name
+from parity.ui.catalog import Usage, everything, read_usage, source_name
+from parity.ui.models_view import model_url
 
 if TYPE_CHECKING:
     from parity.feature_store import FeatureStore
