@@ -339,6 +339,10 @@ def measure_materialization(
     results: dict[tuple[str, str], Materialized] = {}
     for store in STORES:
         for system, repeat in systems:
+            if "materialize" not in args.parts:
+                materialize(setup, system, store, [data.STATS_VIEW], "(untimed: --parts)")
+                materialize(setup, system, store, list(data.EXTRA_VIEWS), "(for the reads)")
+                continue
             entry = results.setdefault((system, store), Materialized())
             for index in range(repeat):
                 clear_online(setup, system, store)
@@ -732,6 +736,9 @@ def save_exchange(checks: list[ClientCheck], feast_version: str) -> None:
 # --- main ---------------------------------------------------------------------------------------
 
 
+PARTS = ("materialize", "reads", "http", "auth")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=tuple(data.SIZES), default="full")
@@ -751,7 +758,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--feast-materialize-repeat", type=int, help="feast materializations per store"
     )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="a subset of " + ",".join(PARTS) + " (without materialize, it is run once untimed)",
+    )
     args = parser.parse_args(argv)
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if set(args.parts) - set(PARTS):
+        parser.error("--parts takes " + ",".join(PARTS))
     for name, value in SIZE_DEFAULTS[args.size].items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
@@ -782,12 +797,18 @@ def main(argv: list[str] | None = None) -> int:
         setup.feast_version = feast_version
         materialized = measure_materialization(setup, args)
         dump_ids = [setup.ids[0] + i * (setup.drivers // 7) for i in range(6)] + [setup.ids[0] - 1]
-        latencies, dumps = measure_reads(setup, args, dump_ids)
+        latencies, dumps = measure_reads(setup, args, dump_ids) if "reads" in args.parts else ({}, {})
         expected = dumps.get("parity-redis")
-        figures, specs, checks, http_failures = measure_http(setup, args, expected, dump_ids)
+        figures, specs, checks, http_failures = (
+            measure_http(setup, args, expected, dump_ids)
+            if "http" in args.parts
+            else ({}, [], [], [])
+        )
         failures += http_failures
         save_exchange(checks, feast_version)
-        auth, auth_failures = ([], []) if args.no_auth else measure_auth(setup, args)
+        auth, auth_failures = (
+            ([], []) if args.no_auth or "auth" not in args.parts else measure_auth(setup, args)
+        )
         failures += auth_failures
 
         text, lines = materialization_report(setup.drivers, setup.rows, materialized)
