@@ -167,6 +167,57 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
     return decoded
 
 
+def decode_payloads(payloads: Sequence[bytes]) -> list[dict[str, Any]]:
+    """decode_payload of each, in one msgpack call: the payloads are framed as one array (a
+    call per payload costs more than decoding a small map). Any failure falls back to one call
+    each, so a bad payload raises what decode_payload raises."""
+    count = len(payloads)
+    if count < 2:
+        return [decode_payload(p) for p in payloads]
+    try:
+        decoded = msgpack.unpackb(
+            _ARRAY32 + count.to_bytes(4, "big") + b"".join(payloads),
+            raw=False,
+            strict_map_key=True,
+        )
+    except Exception:  # decoded again one by one below, to raise the real error
+        decoded = None
+    if type(decoded) is not list or len(decoded) != count:
+        return [decode_payload(p) for p in payloads]
+    if any(type(values) is not dict for values in decoded):
+        return [decode_payload(p) for p in payloads]
+    return decoded
+
+
+_ARRAY32 = b"\xdd"  # msgpack's array 32 header; a 4-byte big-endian count follows
+
+Latest = tuple[int, Mapping[str, Any]]
+"""A stored row as reads use it: its event time (µs) and its values by feature name."""
+
+
+def decode_latest(data: Sequence[bytes | None]) -> list[Latest | None]:
+    """Stored values (header plus payload, as one Redis hash field holds) -> (event time,
+    values) each, None where `data` has None; one msgpack call for them all."""
+    present = [value for value in data if value is not None]
+    payloads = iter(decode_payloads([value[HEADER_CHARS:] for value in present]))
+    return [
+        None if value is None else (int(value[:16], 16) - _OFFSET, next(payloads)) for value in data
+    ]
+
+
+def latest_by_view(
+    plain: Sequence[tuple[str, Sequence[bytes]]], rows: Sequence[OnlineRow | None]
+) -> list[list[Latest | None]]:
+    """`OnlineStore.read`'s answer to the (view, key) pairs of `plain`, in order, per view."""
+    found = [None if row is None else (row.event_ts, row.values) for row in rows]
+    out: list[list[Latest | None]] = []
+    start = 0
+    for _, keys in plain:
+        out.append(found[start : start + len(keys)])
+        start += len(keys)
+    return out
+
+
 def decode_value(view: str, key: bytes, data: bytes) -> OnlineRow:
     event = int(data[:16], 16) - _OFFSET
     created = int(data[16:HEADER_CHARS], 16) - _OFFSET

@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, cast
+from operator import itemgetter
+from typing import Any, Protocol, cast
 
 from parity.aggregation.tiles import read_plan, stale_outputs, window_values
 from parity.definitions import FeatureView
 from parity.errors import BackendNotInstalled, EntityFrameError
 from parity.offline.request import RetrievalRequest
-from parity.online.encoding import PENDING, OnlineRow, decode_payload, entity_keys
+from parity.online.encoding import (
+    PENDING,
+    Latest,
+    OnlineRow,
+    decode_payload,
+    entity_keys,
+    latest_by_view,
+)
 from parity.online.store import OnlineStore, Prepared, TileStore
 from parity.timeutil import from_micros
 
@@ -83,10 +91,12 @@ def read_online(
 ) -> OnlineResponse:
     """`refused`, when given, counts per view the window values answered OUTSIDE_MAX_AGE
     because the stored tiles do not cover the read (see read_windows)."""
-    entities, wanted = plan_read(request, entity_rows)
+    entities = columnar(entity_rows)
+    _check_columns(request, entities)
+    plain = plain_keys(request, entities)
     windows = read_windows(store, project, request, entities, now_us, refused)
-    response = shape(request, entities, store.read(project, wanted), now_us, windows)
-    return with_on_demand(response, request)
+    found = read_latest(store, project, plain)
+    return with_on_demand(shape_latest(request, entities, found, now_us, windows), request)
 
 
 async def read_online_async(
@@ -147,12 +157,47 @@ def plan_read(
     (aggregated views read tiles instead; see read_windows)."""
     entities = columnar(entity_rows)
     _check_columns(request, entities)
-    wanted: list[tuple[str, bytes]] = []
+    plain = plain_keys(request, entities)
+    return entities, [(name, key) for name, keys in plain for key in keys]
+
+
+def plain_keys(
+    request: RetrievalRequest, entities: dict[str, list[Any]]
+) -> list[tuple[str, list[bytes]]]:
+    """Each requested plain (non-aggregated) view with the entity keys of the rows to read, in
+    row order. Views keyed alike share one list (the same object): stores read them together."""
+    shared: dict[tuple[tuple[str, ...], tuple[str, ...]], list[bytes]] = {}
+    plain: list[tuple[str, list[bytes]]] = []
     for view_request in request.views:
-        if not view_request.view.is_aggregated:
-            name = view_request.view.name
-            wanted.extend((name, key) for key in _view_keys(view_request.view, entities))
-    return entities, wanted
+        view = view_request.view
+        if view.is_aggregated:
+            continue
+        alike = (tuple(view.join_keys), key_types(view))
+        keys = shared.get(alike)
+        if keys is None:
+            keys = shared[alike] = _view_keys(view, entities)
+        plain.append((view.name, keys))
+    return plain
+
+
+class ViewReads(Protocol):
+    """A store that reads plain views straight into `Latest` rows (Redis, SQLite): per view of
+    `plain`, the row of each key in order (None where there is none)."""
+
+    def read_views(
+        self, project: str, plain: Sequence[tuple[str, Sequence[bytes]]]
+    ) -> list[list[Latest | None]]: ...
+
+
+def read_latest(
+    store: OnlineStore, project: str, plain: Sequence[tuple[str, Sequence[bytes]]]
+) -> list[list[Latest | None]]:
+    """Per view of `plain`, its rows (`ViewReads` where the store has it, else `read`)."""
+    fast = getattr(store, "read_views", None)  # getattr: a runtime Protocol check costs more
+    if fast is not None:
+        return cast(ViewReads, store).read_views(project, plain)
+    wanted = [(name, key) for name, keys in plain for key in keys]
+    return latest_by_view(plain, store.read(project, wanted))
 
 
 def _check_columns(request: RetrievalRequest, entities: dict[str, list[Any]]) -> None:
@@ -298,44 +343,69 @@ def shape(
     now_us: int,
     windows: dict[str, list[Any]] | None = None,
 ) -> OnlineResponse:
+    """shape_latest for `OnlineStore.read`'s answer to plan_read's (view, key) pairs."""
+    count = len(next(iter(entities.values()), []))
+    plain = [(v.view.name, [b""] * count) for v in request.views if not v.view.is_aggregated]
+    return shape_latest(request, entities, latest_by_view(plain, found), now_us, windows)
+
+
+def shape_latest(
+    request: RetrievalRequest,
+    entities: dict[str, list[Any]],
+    found: Sequence[Sequence[Latest | None]],
+    now_us: int,
+    windows: dict[str, list[Any]] | None = None,
+) -> OnlineResponse:
+    """The response from each plain view's rows (`found`, in request order) and the aggregated
+    views' window values (read_windows)."""
     count = len(next(iter(entities.values()), []))
     response = OnlineResponse(dict(entities), {}, {}, {})
-    index = 0
+    plain = iter(found)
     for view_request in request.views:
         if view_request.view.is_aggregated:
-            for output in view_request.output_names:
-                values = (windows or {})[output]
-                response.statuses[output] = [
-                    Status.NOT_FOUND
-                    if v is _UNKNOWN
-                    else Status.NULL_VALUE
-                    if v is None
-                    else Status.OUTSIDE_MAX_AGE
-                    if v is _REFUSED
-                    else Status.PRESENT
-                    for v in values
-                ]
-                response.values[output] = [
-                    None if v is _UNKNOWN or v is _REFUSED else v for v in values
-                ]
-                response.event_timestamps[output] = [None] * count
-            continue
-        rows = found[index * count : (index + 1) * count]
-        index += 1
-        ttl = view_request.view.ttl
-        cutoff = None if ttl is None else now_us - int(ttl.total_seconds() * 1_000_000)
-        # Per row, once per view: the row if it is within max age and not after the read time
-        # (a row pushed ahead of the clock replaced one offline still answers at t), and the
-        # status it forces.
-        live = [
-            row
-            if row is not None
-            and row.event_ts <= now_us
-            and (cutoff is None or row.event_ts >= cutoff)
-            else None
-            for row in rows
+            _shape_windows(view_request.output_names, (windows or {}), count, response)
+        else:
+            _shape_plain(view_request, next(plain), now_us, response)
+    return response
+
+
+def _shape_windows(
+    outputs: Sequence[str], windows: dict[str, list[Any]], count: int, response: OnlineResponse
+) -> None:
+    for output in outputs:
+        values = windows[output]
+        response.statuses[output] = [
+            Status.NOT_FOUND
+            if v is _UNKNOWN
+            else Status.NULL_VALUE
+            if v is None
+            else Status.OUTSIDE_MAX_AGE
+            if v is _REFUSED
+            else Status.PRESENT
+            for v in values
         ]
-        forced = [
+        response.values[output] = [None if v is _UNKNOWN or v is _REFUSED else v for v in values]
+        response.event_timestamps[output] = [None] * count
+
+
+def _shape_plain(
+    view_request: Any, rows: Sequence[Latest | None], now_us: int, response: OnlineResponse
+) -> None:
+    """One plain view's features: a row counts if it is within max age and not after the read
+    time (a row pushed ahead of the clock replaced one offline still answers at t)."""
+    ttl = view_request.view.ttl
+    cutoff = None if ttl is None else now_us - int(ttl.total_seconds() * 1_000_000)
+    live = [
+        row[1]
+        if row is not None and row[0] <= now_us and (cutoff is None or row[0] >= cutoff)
+        else None
+        for row in rows
+    ]
+    # The status each row forces (None: the value decides), or None when every row is live.
+    forced = (
+        None
+        if None not in live
+        else [
             Status.NOT_FOUND
             if row is None
             else None
@@ -343,10 +413,12 @@ def shape(
             else Status.OUTSIDE_MAX_AGE
             for row, kept in zip(rows, live, strict=True)
         ]
-        stamps = [None if row is None else _moment(row.event_ts) for row in rows]
-        for feature, output in zip(view_request.features, view_request.output_names, strict=True):
-            values = [None if row is None else row.values.get(feature) for row in live]
-            response.values[output] = values
+    )
+    stamps = [None if row is None else _moment(row[0]) for row in rows]
+    columns = _columns(view_request.features, live)
+    for output, values in zip(view_request.output_names, columns, strict=True):
+        response.values[output] = values
+        if forced is not None:
             response.statuses[output] = [
                 status
                 if status is not None
@@ -355,8 +427,31 @@ def shape(
                 else Status.PRESENT
                 for status, value in zip(forced, values, strict=True)
             ]
-            response.event_timestamps[output] = stamps.copy()
-    return response
+        elif None in values:
+            response.statuses[output] = [
+                Status.NULL_VALUE if value is None else Status.PRESENT for value in values
+            ]
+        else:
+            response.statuses[output] = [Status.PRESENT] * len(values)
+        response.event_timestamps[output] = stamps.copy()
+
+
+def _columns(features: Sequence[str], rows: Sequence[Mapping[str, Any] | None]) -> list[list[Any]]:
+    """Per feature, its value in each row (None for a row that is None or lacks it)."""
+    if len(features) < 2:
+        if not features:
+            return []
+        feature = features[0]
+        return [[None if row is None else row.get(feature) for row in rows]]
+    if not rows:
+        return [[] for _ in features]
+    empty = (None,) * len(features)
+    pick = itemgetter(*features)
+    try:
+        picked = [empty if row is None else pick(row) for row in rows]
+    except KeyError:  # a row written before a feature existed: slower, per value
+        picked = [empty if row is None else tuple(row.get(f) for f in features) for row in rows]
+    return [list(column) for column in zip(*picked, strict=True)]
 
 
 _moment = lru_cache(maxsize=65_536)(from_micros)  # rows share a few event times

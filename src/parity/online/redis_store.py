@@ -29,11 +29,14 @@ from parity.online.breaker import CircuitBreaker
 from parity.online.encoding import (
     HEADER_CHARS,
     PENDING,
+    Latest,
     OnlineRow,
+    decode_latest,
     decode_payload,
     decode_value,
     encode_payload,
     encode_value,
+    latest_by_view,
     prepared_marker,
     tile_end,
 )
@@ -101,6 +104,16 @@ if ARGV[2] ~= '' then
   redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 end
 return 1
+"""
+# The same views (ARGV) of each entity hash KEYS[i], flat: a serving read, whose entities all want
+# the same views (arguments and replies: one per key and per view, not per pair).
+_READ_VIEWS = """
+local out = {}
+for i = 1, #KEYS do
+  local values = redis.call('HMGET', KEYS[i], unpack(ARGV))
+  for j = 1, #ARGV do out[#out + 1] = values[j] end
+end
+return out
 """
 # The same tiles (ARGV) of each tile hash KEYS[i]: one command for every entity of a read.
 _READ_TILES = """
@@ -213,6 +226,7 @@ class RedisOnlineStore:
         self._reader_client = reader
         self._script = self.client.register_script(_WRITE_IF_NEWER)
         self._read = reader.register_script(_READ)
+        self._read_views = reader.register_script(_READ_VIEWS)
         self._write_tiles = self.client.register_script(_WRITE_TILES)
         self._read_for_merge = self.client.register_script(_READ_FOR_MERGE)
         self._write_merge = self.client.register_script(_WRITE_MERGE)
@@ -289,6 +303,27 @@ class RedisOnlineStore:
         with self._serving():
             replies = self._read(keys=redis_keys, args=args)
         return _decoded(keys, grouped, replies)
+
+    def read_views(
+        self, project: str, plain: Sequence[tuple[str, Sequence[bytes]]]
+    ) -> list[list[Latest | None]]:
+        """Per view, the row of each of its keys (reads.ViewReads): one HMGET of the views per
+        distinct entity when every view has the same keys (one entity type), else `read`."""
+        if not plain:
+            return []
+        keys = plain[0][1]
+        script = getattr(self, "_read_views", None)  # a subclass (cluster) may read otherwise
+        if script is None or any(other is not keys and other != keys for _, other in plain[1:]):
+            return latest_by_view(
+                plain, self.read(project, [(v, k) for v, ks in plain for k in ks])
+            )
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return [[] for _ in plain]
+        views = [view for view, _ in plain]
+        with self._serving():
+            replies = script(keys=[redis_key(project, k) for k in unique], args=views)
+        return by_view(decode_latest(replies), len(views), keys, unique)
 
     async def read_async(
         self, project: str, keys: Sequence[tuple[str, bytes]]
@@ -467,6 +502,18 @@ def _read_arguments(
         args.append(len(views))
         args.extend(views)
     return redis_keys, args
+
+
+def by_view(
+    found: list[Latest | None], views: int, keys: Sequence[bytes], unique: list[bytes]
+) -> list[list[Latest | None]]:
+    """Per view, the rows of `keys`, from `found`: entity by entity over `unique` (the distinct
+    keys, in first-seen order), `views` rows each."""
+    if len(unique) == len(keys):
+        return [found[view::views] for view in range(views)]
+    where = {key: index * views for index, key in enumerate(unique)}
+    starts = [where[key] for key in keys]
+    return [[found[start + view] for start in starts] for view in range(views)]
 
 
 def _decoded(

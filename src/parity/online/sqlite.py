@@ -15,8 +15,10 @@ from operator import itemgetter
 from pathlib import Path
 
 from parity.online.encoding import (
+    Latest,
     OnlineRow,
     decode_payload,
+    decode_payloads,
     encode_payload,
     prepared_marker,
     tile_end,
@@ -172,6 +174,31 @@ class SqliteOnlineStore:
                 for key, event, created, payload in cursor:
                     rows[key] = OnlineRow(view, key, event, created, decode_payload(payload))
         return [found[view].get(key) for view, key in keys]
+
+    def read_views(
+        self, project: str, plain: Sequence[tuple[str, Sequence[bytes]]]
+    ) -> list[list[Latest | None]]:
+        """Per view, the row of each of its keys (reads.ViewReads): one query per view (and
+        per 900 distinct keys), the payloads decoded in one msgpack call."""
+        conn = self._connection()
+        now = self._now_us()
+        out: list[list[Latest | None]] = []
+        for view, keys in plain:
+            unique = list(dict.fromkeys(keys))
+            stored: list[tuple[bytes, int, bytes]] = []
+            for start in range(0, len(unique), _MAX_PARAMS):
+                chunk = unique[start : start + _MAX_PARAMS]
+                marks = ",".join("?" * len(chunk))
+                stored += conn.execute(
+                    "SELECT entity_key, event_ts, payload FROM parity_online "
+                    f"WHERE project = ? AND view = ? AND entity_key IN ({marks}) "
+                    "AND (expires_at IS NULL OR expires_at > ?)",
+                    (project, view, *chunk, now),
+                ).fetchall()
+            values = decode_payloads([payload for _, _, payload in stored])
+            found = {key: (event, row) for (key, event, _), row in zip(stored, values, strict=True)}
+            out.append([found.get(key) for key in keys])
+        return out
 
     def write_tiles(
         self,
