@@ -14,11 +14,13 @@ All state is changed on the event loop only; `/metrics` reads `waiting`, `busy` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from parity.errors import ServerOverloaded
 
@@ -46,7 +48,7 @@ class Admission:
         self.threads = threads
         self.max_wait_seconds = max_wait_seconds
         self._clock = clock
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="parity-read")
+        self._readers = _Readers(threads)
         self._free = threads
         self._waiters: deque[tuple[float, asyncio.Future[bool]]] = deque()
         self.waiting = 0  # requests waiting for a thread now
@@ -64,7 +66,7 @@ class Admission:
         else:
             await self._queue()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+            return await self._readers.run(work)
         finally:
             self._release()
 
@@ -109,4 +111,72 @@ class Admission:
             waiters.pop()[1].set_result(True)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._readers.close()
+
+
+_Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+class _Readers:
+    """The read threads: a queue of (work, future, loop) they take turns on, each answer handed
+    back with one call_soon_threadsafe. (A ThreadPoolExecutor's submit, its future and the
+    chaining of that future to the loop's cost as much as a small lookup.) Started on first
+    use; closed, they drop the queued work (its futures are cancelled) and end."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._started = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        if self._closed:
+            raise RuntimeError("the read threads are closed")
+        if not self._started:
+            self._start()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((work, answer, loop))
+        return answer
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            for index in range(self.threads):
+                name = f"parity-read_{index}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+            self._started = True
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            work, answer, loop = job
+            if self._closed:
+                _hand_back(loop, answer.cancel)
+                continue
+            try:
+                result, failure = work(), None
+            except BaseException as error:  # handed to the awaiting request, as an executor does
+                result, failure = None, error
+            _hand_back(loop, _settle, answer, result, failure)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._started:
+            for _ in range(self.threads):
+                self._jobs.put(None)
+
+
+def _hand_back(loop: asyncio.AbstractEventLoop, call: Callable[..., Any], *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(call, *args)
+
+
+def _settle(answer: asyncio.Future[Any], result: Any, failure: BaseException | None) -> None:
+    if answer.cancelled():  # the request went away meanwhile
+        return
+    if failure is None:
+        answer.set_result(result)
+    else:
+        answer.set_exception(failure)

@@ -50,7 +50,8 @@ from parity.serving.feast_json import (
     OnlineResponseBody,
     PushRequest,
     PushResponse,
-    response_body,
+    parse_online,
+    response_json,
 )
 from parity.serving.guard import ASGIApp, Guard, Message, Receive, Scope, Send
 from parity.serving.metrics import ServerMetrics
@@ -76,6 +77,16 @@ class _Json(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, default=_encode_other, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _encode_values(values: list[Any]) -> bytes:
+    return orjson.dumps(values, default=_encode_other, option=orjson.OPT_NON_STR_KEYS)
+
+
+class _Encoded(Response):
+    """A JSON answer whose bytes are already made (serving/feast_json.py's response_json)."""
+
+    media_type = "application/json"
 
 
 class _Answers:
@@ -119,7 +130,7 @@ class _Answers:
         logger.exception("feature server failed on %s", where)
         return self.error(500, "internal", f"internal error ({type(failure).__name__})")
 
-    async def online(self, raw: bytes, scope: Scope) -> _Json:
+    async def online(self, raw: bytes, scope: Scope) -> Response:
         """The whole of /get-online-features, from body bytes to the response, run on a read
         thread (a fast 503 when none is free within the queueing budget)."""
         principal = principal_of(scope)
@@ -128,11 +139,13 @@ class _Answers:
         except ParityError as failure:
             return self.failed(failure)
 
-    def lookup(self, raw: bytes, principal: Principal | None = None) -> _Json:
-        try:
-            body = OnlineRequest.model_validate_json(raw)
-        except ValidationError as failure:
-            return self.invalid(failure.errors())
+    def lookup(self, raw: bytes, principal: Principal | None = None) -> Response:
+        body = parse_online(raw)  # the common, valid request, cheaply; else pydantic says why
+        if body is None:
+            try:
+                body = OnlineRequest.model_validate_json(raw)
+            except ValidationError as failure:
+                return self.invalid(failure.errors())
         try:
             if (body.features is None) == (body.feature_service is None):
                 raise BadRequest("give exactly one of 'features' and 'feature_service'")
@@ -152,7 +165,7 @@ class _Answers:
             )
             if at is not None and self.served_log is not None and not body.full_feature_names:
                 self.served_log.log_lookup(self.store.registry.catalog, wanted, response, at)
-            return _Json(response_body(response))
+            return _Encoded(response_json(response, _encode_values))
         except ParityError as failure:
             return self.failed(failure)
         except Exception as failure:  # the fast path has no framework to catch it

@@ -7,10 +7,12 @@ The response has one result per output column (entity columns first), each with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from parity.online.reads import OnlineResponse, Status
@@ -31,6 +33,40 @@ class OnlineRequest(BaseModel):
     # Sent by Feast's RemoteOnlineStore (0.5x+); Parity views have no version numbers to report.
     include_feature_view_version_metadata: bool = False
     api_version: int | None = None
+
+
+_FLAGS = ("full_feature_names", "include_feature_view_version_metadata")
+_FIELDS = frozenset(OnlineRequest.model_fields)
+
+
+def parse_online(raw: bytes) -> OnlineRequest | None:
+    """The request, if `raw` is plainly valid (orjson, and the checks OnlineRequest makes), else
+    None: then OnlineRequest.model_validate_json decides, and words the 4xx, as it always has.
+    (Pydantic's validation costs more than the rest of a small lookup's parsing.)"""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(body) is not dict or not _FIELDS.issuperset(body):
+        return None
+    features = body.get("features")
+    service = body.get("feature_service")
+    entities = body.get("entities")
+    version = body.get("api_version")
+    if not (
+        (features is None or (type(features) is list and features and _all_str(features)))
+        and (service is None or (type(service) is str and service))
+        and type(entities) is dict
+        and all(type(column) is list for column in entities.values())
+        and all(type(body.get(flag, False)) is bool for flag in _FLAGS)
+        and (version is None or type(version) is int)
+    ):
+        return None
+    return OnlineRequest.model_construct(**body)
+
+
+def _all_str(values: list[Any]) -> bool:
+    return all(type(value) is str for value in values)
 
 
 class PushRequest(BaseModel):
@@ -105,6 +141,44 @@ def response_body(response: OnlineResponse) -> dict[str, Any]:
             }
         )
     return {"metadata": {"feature_names": names}, "results": results}
+
+
+_Encode = Callable[[Any], bytes]
+
+
+def response_json(response: OnlineResponse, encode: _Encode) -> bytes:
+    """The bytes of `encode(response_body(response))` (orjson, compact), put together column by
+    column: the statuses and event times of a view's features are alike, so each distinct list
+    is encoded once. `encode` encodes one list of values."""
+    done: dict[tuple[Any, ...], bytes] = {}
+    results = []
+    for values in response.entities.values():
+        count = len(values)
+        statuses = done.get(("PRESENT",) * count) or done.setdefault(
+            ("PRESENT",) * count, orjson.dumps(["PRESENT"] * count)
+        )
+        stamps = done.get((None,) * count) or done.setdefault(
+            (None,) * count, orjson.dumps([EPOCH_TEXT] * count)
+        )
+        results.append(_result(encode(values), statuses, stamps))
+    for name in response.feature_names:
+        status = tuple(response.statuses[name])
+        moments = tuple(response.event_timestamps[name])
+        statuses = done.get(status) or done.setdefault(status, orjson.dumps(status))
+        stamps = done.get(moments) or done.setdefault(
+            moments, orjson.dumps([_stamp(t) for t in moments])
+        )
+        results.append(_result(encode(response.values[name]), statuses, stamps))
+    names = orjson.dumps([*response.entities, *response.feature_names])
+    return b"".join(
+        (b'{"metadata":{"feature_names":', names, b'},"results":[', b",".join(results), b"]}")
+    )
+
+
+def _result(values: bytes, statuses: bytes, stamps: bytes) -> bytes:
+    return b"".join(
+        (b'{"values":', values, b',"statuses":', statuses, b',"event_timestamps":', stamps, b"}")
+    )
 
 
 @lru_cache(maxsize=65_536)  # materialized rows share a few event times
