@@ -12,7 +12,9 @@ Redis keeps failing. Writes keep redis-py's own timeouts and retries.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -224,6 +226,11 @@ class RedisOnlineStore:
         self.breaker = breaker or CircuitBreaker()
         reader = client if client is not None else self._reader(redis_module())
         self._reader_client = reader
+        # Serving reads of a store that made its reader: one connection per read thread, used
+        # directly (redis-py's pool and command layers cost as much as the round trip).
+        self._own_reader = client is None
+        self._thread = threading.local()
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # a dead thread's goes
         self._script = self.client.register_script(_WRITE_IF_NEWER)
         self._read = reader.register_script(_READ)
         self._read_views = reader.register_script(_READ_VIEWS)
@@ -322,8 +329,33 @@ class RedisOnlineStore:
             return [[] for _ in plain]
         views = [view for view, _ in plain]
         with self._serving():
-            replies = script(keys=[redis_key(project, k) for k in unique], args=views)
+            replies = self._call(script, [redis_key(project, k) for k in unique], views)
         return by_view(decode_latest(replies), len(views), keys, unique)
+
+    def _call(self, script: Any, keys: list[bytes], args: Sequence[str | int]) -> Any:
+        """A read script on this thread's own connection (the same timeouts, no retries), or
+        through the client when it was given."""
+        if not self._own_reader:
+            return script(keys=keys, args=args)
+        connection = getattr(self._thread, "connection", None)
+        if connection is None:
+            connection = self._reader_client.connection_pool.make_connection()
+            self._thread.connection = connection
+            self._connections.add(connection)
+        exceptions = redis_module().exceptions
+        try:
+            try:
+                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return connection.read_response()
+            except exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+                self._reader_client.script_load(script.script)
+                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return connection.read_response()
+        except exceptions.ResponseError:
+            raise  # Redis answered: the connection is still in step
+        except BaseException:
+            connection.disconnect()  # a reply may still come: the next call reconnects
+            raise
 
     async def read_async(
         self, project: str, keys: Sequence[tuple[str, bytes]]
@@ -475,6 +507,8 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         self.client.close()
+        for connection in list(self._connections):
+            connection.disconnect()
         if self._reader_client is not self.client:
             self._reader_client.close()
         self._async = None
