@@ -58,6 +58,7 @@ from bench_retrieval import (  # noqa: E402
 from online_report import (  # noqa: E402
     HTTP_SHAPES,
     ISSUE_FEAST,
+    ONE_CONNECTION,
     READ_SHAPES,
     STORES,
     ClientCheck,
@@ -540,10 +541,22 @@ def load_server(
         scripts[shape] = http.lua_script(setup.base / "results" / f"wrk-{shape}.lua", payloads)
         http.run_wrk(server.url, scripts[shape], seconds=2)  # warm-up, not counted
     figures: dict[str, HttpFigures] = {shape: HttpFigures() for shape in HTTP_SHAPES}
+    # Issue 19: the 1x50 shape at 1 connection too (latency alone), for Parity and Feast tuned.
+    alone = spec.system == "parity" or spec.label.startswith("feast tuned")
+    if alone:
+        figures[ONE_CONNECTION] = HttpFigures()
     for index in range(args.repeat):
-        for shape, script in scripts.items():
+        runs = [(shape, script, 8) for shape, script in scripts.items()]
+        runs += [(ONE_CONNECTION, scripts["1x50"], 1)] if alone else []
+        for shape, script, connections in runs:
             print(f"  {spec.label} {shape} run {index + 1}/{args.repeat} ...", end=" ", flush=True)
-            run = http.run_wrk(server.url, script, seconds=args.wrk_seconds)
+            run = http.run_wrk(
+                server.url,
+                script,
+                seconds=args.wrk_seconds,
+                threads=min(2, connections),
+                connections=connections,
+            )
             figures[shape].add(run)
             log(
                 f"{run.rps:,.0f} req/s, p50 {run.latency_ms['50']:.2f} ms, "

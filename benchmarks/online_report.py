@@ -15,6 +15,7 @@ from bench_retrieval import verdict
 STORES = ("sqlite", "redis")
 READ_SHAPES = {"1x10": (repos.REFS_10, 1), "100x50": (repos.REFS_50, 100)}
 HTTP_SHAPES = {"1x50": (repos.REFS_50, 1), "100x50": (repos.REFS_50, 100)}
+ONE_CONNECTION = "1x50 c1"  # the 1x50 shape at 1 connection (wrk -t1 -c1), issue 19
 
 # Targets of issue 4.
 MAX_P99_1X10_OVER_FEAST = 0.5  # in-process, 1 entity x 10 features: parity p99 <= half Feast's
@@ -22,6 +23,9 @@ MIN_FEAST_OVER_PARITY_100X50 = 10.0  # in-process, 100 x 50: Feast's p50 and p99
 MIN_RPS_OVER_FEAST = 5.0  # HTTP 1 x 50, 8 connections: Parity's requests/s >= 5x Feast's
 MAX_HTTP_P99_MS = {"1x50": 2.0, "100x50": 10.0}
 MIN_MATERIALIZE_OVER_FEAST = 20.0  # entities/s, on Redis and on SQLite
+# Targets of issue 19 (HTTP): p99 of 1x50 at 1 connection, of 100x50 at 8; req/s vs Feast tuned.
+MAX_HTTP_P99_MS_19 = {ONE_CONNECTION: 1.0, "100x50": 25.0}
+FEAST_TUNED = "feast tuned"
 
 # The issue's Feast figures (Feast 0.67, 2 cores, 100k drivers x 10 features), for reference.
 ISSUE_FEAST = (
@@ -250,7 +254,7 @@ def http_report(
     """servers: (label, system, store) in the order they ran."""
     rows, lines = [], []
     for label, _, _ in servers:
-        for shape in HTTP_SHAPES:
+        for shape in (*HTTP_SHAPES, ONE_CONNECTION):
             entry = found.get((label, shape))
             if entry is None:
                 continue
@@ -291,6 +295,7 @@ def http_report(
                     + (f" ({entry.errors} errors)" if entry.errors else ""),
                 )
             )
+        lines += issue19_lines(found, parity_label, store)
         parity = found.get((parity_label, "1x50"))
         feasts = {
             label: found[(label, "1x50")]
@@ -315,6 +320,43 @@ def http_report(
             )
         )
     return table(header, rows), lines
+
+
+def issue19_lines(
+    found: dict[tuple[str, str], HttpFigures], parity_label: str, store: str
+) -> list[str]:
+    """Issue 19's HTTP targets for one Parity server: the p99 bounds, and req/s of 1x50 at 8
+    connections against Feast tuned on the same store (when it ran)."""
+    lines = []
+    for shape, bound in MAX_HTTP_P99_MS_19.items():
+        entry = found.get((parity_label, shape))
+        if entry is None:
+            lines.append(verdict(False, f"HTTP {parity_label} {shape}: not measured (issue 19)"))
+            continue
+        p99 = entry.p("99")
+        feast = found.get((f"{FEAST_TUNED} {store}", shape))
+        peer = f"; feast tuned {feast.p('99'):.2f} ms" if feast is not None else ""
+        lines.append(
+            verdict(
+                p99 < bound and entry.errors == 0,
+                f"HTTP {parity_label} {shape} p99 = {p99:.2f} ms < {bound:g} ms (issue 19)"
+                + peer
+                + (f" ({entry.errors} errors)" if entry.errors else ""),
+            )
+        )
+    parity = found.get((parity_label, "1x50"))
+    tuned = found.get((f"{FEAST_TUNED} {store}", "1x50"))
+    if parity is not None and tuned is not None:
+        r = med(parity.rps) / med(tuned.rps)
+        lines.append(
+            verdict(
+                r >= MIN_RPS_OVER_FEAST,
+                f"HTTP {store} 1x50 at 8 connections req/s parity/feast tuned = "
+                f"{med(parity.rps):,.0f}/{med(tuned.rps):,.0f} = "
+                f"{ratio_text(r, MIN_RPS_OVER_FEAST, True)} (issue 19)",
+            )
+        )
+    return lines
 
 
 def client_report(checks: list[ClientCheck], no_feast: bool) -> list[str]:

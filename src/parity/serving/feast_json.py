@@ -7,6 +7,7 @@ The response has one result per output column (entity columns first), each with 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -36,6 +37,7 @@ class OnlineRequest(BaseModel):
 
 
 _FLAGS = ("full_feature_names", "include_feature_view_version_metadata")
+_LONG_NUMBER = re.compile(rb"\d{19}")
 _FIELDS = frozenset(OnlineRequest.model_fields)
 
 
@@ -43,6 +45,8 @@ def parse_online(raw: bytes) -> OnlineRequest | None:
     """The request, if `raw` is plainly valid (orjson, and the checks OnlineRequest makes), else
     None: then OnlineRequest.model_validate_json decides, and words the 4xx, as it always has.
     (Pydantic's validation costs more than the rest of a small lookup's parsing.)"""
+    if _LONG_NUMBER.search(raw):  # orjson reads an integer past 64 bits as a float
+        return None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -148,26 +152,27 @@ _Encode = Callable[[Any], bytes]
 
 def response_json(response: OnlineResponse, encode: _Encode) -> bytes:
     """The bytes of `encode(response_body(response))` (orjson, compact), put together column by
-    column: the statuses and event times of a view's features are alike, so each distinct list
-    is encoded once. `encode` encodes one list of values."""
-    done: dict[tuple[Any, ...], bytes] = {}
+    column: the statuses and event times of a view's features are alike, so a run of equal
+    lists is encoded once. `encode` encodes one list of values."""
     results = []
     for values in response.entities.values():
         count = len(values)
-        statuses = done.get(("PRESENT",) * count) or done.setdefault(
-            ("PRESENT",) * count, orjson.dumps(["PRESENT"] * count)
+        results.append(
+            _result(
+                encode(values),
+                orjson.dumps(["PRESENT"] * count),
+                orjson.dumps([EPOCH_TEXT] * count),
+            )
         )
-        stamps = done.get((None,) * count) or done.setdefault(
-            (None,) * count, orjson.dumps([EPOCH_TEXT] * count)
-        )
-        results.append(_result(encode(values), statuses, stamps))
-    for name in response.feature_names:
-        status = tuple(response.statuses[name])
-        moments = tuple(response.event_timestamps[name])
-        statuses = done.get(status) or done.setdefault(status, orjson.dumps(status))
-        stamps = done.get(moments) or done.setdefault(
-            moments, orjson.dumps([_stamp(t) for t in moments])
-        )
+    status: list[Any] | None = None
+    moments: list[Any] | None = None
+    for name in response.feature_names:  # a view's features are together, their lists alike
+        if response.statuses[name] != status:
+            status = response.statuses[name]
+            statuses = orjson.dumps(status)
+        if response.event_timestamps[name] != moments:
+            moments = response.event_timestamps[name]
+            stamps = orjson.dumps([_stamp(t) for t in moments])
         results.append(_result(encode(response.values[name]), statuses, stamps))
     names = orjson.dumps([*response.entities, *response.feature_names])
     return b"".join(
