@@ -233,8 +233,18 @@ def _view_keys(view: FeatureView, entities: dict[str, list[Any]]) -> list[bytes]
 def key_types(view: FeatureView) -> tuple[str, ...]:
     """The declared type of each join key of `view` (its entity's value type), in order: reads
     refuse a key of another type rather than look up a key no row can have."""
+    known = _KEY_TYPES.get(id(view))
+    if known is not None and known[0] is view:  # views are frozen: the answer stays right
+        return known[1]
     types = {key: str(entity.value_type) for entity in view.entities for key in entity.join_keys}
-    return tuple(types[key] for key in view.join_keys)
+    answer = tuple(types[key] for key in view.join_keys)
+    if len(_KEY_TYPES) > 4096:  # registry reloads bring new view objects
+        _KEY_TYPES.clear()
+    _KEY_TYPES[id(view)] = (view, answer)
+    return answer
+
+
+_KEY_TYPES: dict[int, tuple[FeatureView, tuple[str, ...]]] = {}
 
 
 # The window value of an entity without any event in the view's longest window: NOT_FOUND.
@@ -388,6 +398,11 @@ def _shape_windows(
         response.event_timestamps[output] = [None] * count
 
 
+# Module constants: an enum member read from its class costs a lookup per value on the hot path.
+_PRESENT, _NULL_VALUE = Status.PRESENT, Status.NULL_VALUE
+_NOT_FOUND, _OUTSIDE_MAX_AGE = Status.NOT_FOUND, Status.OUTSIDE_MAX_AGE
+
+
 def _shape_plain(
     view_request: Any, rows: Sequence[Latest | None], now_us: int, response: OnlineResponse
 ) -> None:
@@ -406,11 +421,7 @@ def _shape_plain(
         None
         if None not in live
         else [
-            Status.NOT_FOUND
-            if row is None
-            else None
-            if kept is not None
-            else Status.OUTSIDE_MAX_AGE
+            _NOT_FOUND if row is None else None if kept is not None else _OUTSIDE_MAX_AGE
             for row, kept in zip(rows, live, strict=True)
         ]
     )
@@ -420,19 +431,15 @@ def _shape_plain(
         response.values[output] = values
         if forced is not None:
             response.statuses[output] = [
-                status
-                if status is not None
-                else Status.NULL_VALUE
-                if value is None
-                else Status.PRESENT
+                status if status is not None else _NULL_VALUE if value is None else _PRESENT
                 for status, value in zip(forced, values, strict=True)
             ]
         elif None in values:
             response.statuses[output] = [
-                Status.NULL_VALUE if value is None else Status.PRESENT for value in values
+                _NULL_VALUE if value is None else _PRESENT for value in values
             ]
         else:
-            response.statuses[output] = [Status.PRESENT] * len(values)
+            response.statuses[output] = [_PRESENT] * len(values)
         response.event_timestamps[output] = stamps.copy()
 
 
