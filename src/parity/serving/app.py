@@ -3,9 +3,10 @@
 Bad input never yields a 500: ParityError maps to a 4xx JSON body (serving/errors.py), malformed
 JSON to 400, a body over the limit to 413, and more than `max_in_flight` requests to a fast 503
 (serving/guard.py). A lookup runs on one of a few read threads (serving/admission.py), so the
-event loop never waits for the store: parse and validate the body with pydantic's JSON parser,
-check the entity limit, read, encode the answer with orjson. One that cannot get a thread within
-the queueing budget is a fast 503.
+event loop never waits for the store: parse the body (orjson and the model's checks by hand for a
+plainly valid one, else pydantic, which words the 4xx), check the entity limit, read, put the
+answer's bytes together column by column (feast_json.response_json). One that cannot get a
+thread within the queueing budget is a fast 503.
 """
 
 from __future__ import annotations
