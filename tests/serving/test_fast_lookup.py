@@ -392,3 +392,31 @@ def test_bodies_the_cheap_parser_leaves_to_pydantic_are_read_as_pydantic_reads_t
         return
     if parsed is not None:
         assert repr(parsed.model_dump()) == repr(expected.model_dump())
+
+
+def test_read_views_through_a_given_client_equals_the_per_pair_read(
+    redis_url: str, project_name: str
+) -> None:
+    import redis
+
+    from parity.online.redis_store import RedisOnlineStore
+
+    client = redis.Redis.from_url(redis_url)
+    given = RedisOnlineStore(redis_url, client=client)
+    rows = [
+        OnlineRow(view, entity_key(["driver_id"], [i]), NOW_US, NOW_US, {"f": i, "g": [view]})
+        for view in ("a", "b")
+        for i in (1, 2, 3)
+    ]
+    try:
+        given.write(project_name, rows)
+        for ids in ([1], [2, 1, 2, 999], [999], []):
+            keys = [entity_key(["driver_id"], [i]) for i in ids]
+            plain = [("a", keys), ("b", keys), ("c", keys)]
+            pairs = [(name, key) for name, ks in plain for key in ks]
+            expected = latest_by_view(plain, given.read(project_name, pairs))
+            assert given.read_views(project_name, plain) == expected
+    finally:
+        for key in client.scan_iter(match=f"parity:v1:{project_name}*", count=1000):
+            client.delete(key)
+        given.close()
