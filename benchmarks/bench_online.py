@@ -810,7 +810,9 @@ def main(argv: list[str] | None = None) -> int:
         setup.feast_version = feast_version
         materialized = measure_materialization(setup, args)
         dump_ids = [setup.ids[0] + i * (setup.drivers // 7) for i in range(6)] + [setup.ids[0] - 1]
-        latencies, dumps = measure_reads(setup, args, dump_ids) if "reads" in args.parts else ({}, {})
+        latencies, dumps = (
+            measure_reads(setup, args, dump_ids) if "reads" in args.parts else ({}, {})
+        )
         expected = dumps.get("parity-redis")
         figures, specs, checks, http_failures = (
             measure_http(setup, args, expected, dump_ids)
