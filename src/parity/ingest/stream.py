@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-from msgpack import packb, unpackb
+from msgpack import unpackb
 
 from parity.aggregation.partials import Merge
 from parity.aggregation.tiles import (
@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 EVENT_FIELD = b"e"
 CLAIM_EVERY_S = 10.0  # how often a worker looks for messages a dead consumer left
+# Decoded partials a worker keeps of the tiles it wrote: about three per entity touched (its
+# newest tile of each level), for the ~20k entities a worker touches between two events of one
+# entity at a few thousand events per batch; ~0.5 kB each, so ~30 MB at most.
+DECODED_TILES = 64_000
 
 
 def publish(
@@ -130,9 +134,14 @@ def stream_order(message_id: str) -> int:
 
 
 def tile_merges(
-    view: FeatureView, table: pa.Table, orders: Sequence[int], now_us: int
+    view: FeatureView,
+    table: pa.Table,
+    orders: Sequence[int],
+    now_us: int,
+    decoded: DecodedTiles | None = None,
 ) -> list[TileMerge]:
-    """One TileMerge per entity: fold these events (validated rows, UTC times) into its tiles."""
+    """One TileMerge per entity: fold these events (validated rows, UTC times) into its tiles.
+    `decoded` remembers the partials of tiles this caller wrote, to skip decoding them again."""
     source = view.batch_source
     moments = micros(table[source.timestamp_field])
     keys = entity_keys(
@@ -143,8 +152,12 @@ def tile_merges(
     horizon = max(a.window_us for a in view.aggregations) + levels(view)[-1]
     mergers = view_mergers(view)
     drop = now_us - horizon
+    pack = msgpack.Packer(use_bin_type=True).pack  # one per batch: folds run in its thread
+    memo = DecodedTiles(0) if decoded is None else decoded
     return [
-        TileMerge(view.name, key, tuple(named), _folder(mergers, named, drop), drop, horizon)
+        TileMerge(
+            view.name, key, tuple(named), _folder(mergers, named, drop, pack, memo), drop, horizon
+        )
         for key, named in tiles.items()
     ]
 
@@ -157,8 +170,35 @@ def micros(column: pa.ChunkedArray) -> list[Any]:
     return list(column.cast(unit).cast(pa.int64()).to_pylist())
 
 
+class DecodedTiles:
+    """The partials of the tile payloads a worker wrote last, by payload (the very bytes the
+    store's tile cache hands back), so that the next merge into them skips decoding. An entry
+    is taken out when used (the merge updates the partials in place); the oldest go first past
+    `size` entries."""
+
+    def __init__(self, size: int = DECODED_TILES) -> None:
+        self.size = size
+        self._by_payload: dict[bytes, dict[str, Any]] = {}
+
+    def take(self, payload: bytes) -> dict[str, Any]:
+        partials = self._by_payload.pop(payload, None)
+        return unpackb(payload, raw=False) if partials is None else partials
+
+    def keep(self, payload: bytes, partials: dict[str, Any]) -> None:
+        if self.size <= 0:
+            return
+        remembered = self._by_payload
+        remembered[payload] = partials
+        if len(remembered) > self.size:
+            del remembered[next(iter(remembered))]
+
+
 def _folder(
-    mergers: Mapping[str, Merge], fresh: dict[str, dict[str, Any]], drop_before_us: int
+    mergers: Mapping[str, Merge],
+    fresh: dict[str, dict[str, Any]],
+    drop_before_us: int,
+    pack: Callable[[Any], bytes],
+    decoded: DecodedTiles,
 ) -> Callable[[dict[str, bytes]], dict[str, bytes]]:
     """stored tiles -> the same tiles with this batch's partials merged in (and its future
     events added to the pending record)."""
@@ -171,8 +211,12 @@ def _folder(
                 old = {} if data is None else unpackb(data, raw=False)
                 partials = merge_pending(old, partials, drop_before_us)
             elif data is not None:
-                partials = merge_partials(mergers, unpackb(data, raw=False), partials)
-            updated[name] = packb(partials, use_bin_type=True)
+                partials = merge_partials(mergers, decoded.take(data), partials)
+            else:
+                partials = dict(partials)  # kept below: never the batch's own (a retry reuses it)
+            updated[name] = payload = pack(partials)
+            if name != PENDING:
+                decoded.keep(payload, partials)
         return updated
 
     return fold
@@ -231,6 +275,7 @@ class StreamWorker:
         self._next_claim = 0.0  # monotonic time of the next look for abandoned messages
         self.client = client if client is not None else _redis_client(store)
         self.stats = IngestStats()
+        self.decoded = DecodedTiles()
         self.quality = store.monitoring.quality_recorder()  # rows and nulls per batch (monitoring)
         self._own_pending = True  # after a restart, first finish what this consumer was given
         self._ensure_group()
@@ -359,7 +404,9 @@ class StreamWorker:
             _crash_point("after_offline")
             orders = [stream_order(i) for i in ids]
             merges = [
-                m for view in self.views for m in tile_merges(view, batch, orders, to_micros(now))
+                m
+                for view in self.views
+                for m in tile_merges(view, batch, orders, to_micros(now), self.decoded)
             ]
         else:
             merges = []

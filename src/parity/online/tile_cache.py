@@ -1,0 +1,104 @@
+"""A writer's memory of the tile hashes it last read or wrote, valid while a hash's version
+(`_v`, bumped by every write) is the one remembered. Pure; no I/O.
+
+Tile merges are read-modify-write. With the tiles a worker wrote itself still at hand, a merge
+skips the read: it sends the write with the version it expects, and the store's write script
+refuses the whole batch if any version moved (another writer, an expiry, a deletion), after
+which the caller forgets those hashes and reads them again. So a stale memory costs a retry,
+never a wrong tile.
+
+What is known of a hash: the bytes of some tiles, and, for a hash this process created (the read
+found no version), that every other tile newer than `floor` is absent. Tiles older than
+`retain_us` before the hash's newest are forgotten (a later merge of such a late event reads
+them again), which bounds the memory of a long-running worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from parity.online.encoding import PENDING, tile_end
+
+MAX_HASHES = 100_000  # ~10k-30k tiles' bytes per 10k hashes: tens of MB at most
+RETAIN_US = 15 * 60 * 1_000_000  # event-time span of tiles kept per hash behind its newest
+PRUNE_AT = 32  # tiles known of one hash before the retention is applied
+
+
+@dataclass(slots=True)
+class Known:
+    version: Any  # the hash's `_v` as the store answers it (False: no hash)
+    swept: Any  # its `_swept` (False: none)
+    tiles: dict[str, bytes] = field(default_factory=dict)
+    complete: bool = False  # every tile newer than `floor` is in `tiles`
+    floor: int = -(1 << 62)
+
+
+class TileCache:
+    """Known tile hashes by key, least recently used first; at most `max_hashes`."""
+
+    def __init__(self, max_hashes: int = MAX_HASHES, retain_us: int = RETAIN_US) -> None:
+        self.max_hashes = max_hashes
+        self.retain_us = retain_us
+        self._known: dict[bytes, Known] = {}
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def reply(self, key: bytes, names: Sequence[str]) -> list[Any] | None:
+        """What the store's merge read would answer for these tiles of `key` (their bytes or
+        False, then `_v` and `_swept`), or None when some tile is not known."""
+        known = self._known.get(key)
+        if known is None:
+            return None
+        tiles, values = known.tiles, []
+        for name in names:
+            data = tiles.get(name)
+            if data is None:
+                if not known.complete or tile_end(name) <= known.floor:
+                    return None
+                values.append(False)
+            else:
+                values.append(data)
+        values += (known.version, known.swept)
+        return values
+
+    def read(self, key: bytes, names: Sequence[str], reply: Sequence[Any]) -> None:
+        """Remember a merge read's reply for `names` of `key` (replacing what was known)."""
+        version, swept = reply[len(names)], reply[len(names) + 1]
+        tiles = {n: v for n, v in zip(names, reply, strict=False) if v is not False}
+        self._put(key, Known(version, swept, tiles, complete=version is False))
+
+    def wrote(
+        self, key: bytes, version: Any, swept: Any, updated: Mapping[str, bytes], cutoff: int
+    ) -> None:
+        """After a write of `updated` tiles that set `_v`/`_swept` and deleted the tiles ending
+        at or before `cutoff`: remember the new state, forgetting tiles beyond the retention."""
+        known = self._known.pop(key, None)
+        if known is None:
+            return  # never read: nothing of the rest is known
+        known.version, known.swept = version, swept
+        tiles = known.tiles
+        tiles.update(updated)
+        if cutoff > known.floor or len(tiles) > PRUNE_AT:
+            newest = max((_start(n) for n in tiles), default=known.floor)
+            known.floor = max(known.floor, cutoff, newest - self.retain_us)
+            known.tiles = {n: v for n, v in tiles.items() if tile_end(n) > known.floor}
+        self._put(key, known)
+
+    def forget(self, keys: Sequence[bytes]) -> None:
+        for key in keys:
+            self._known.pop(key, None)
+
+    def _put(self, key: bytes, known: Known) -> None:
+        self._known.pop(key, None)
+        self._known[key] = known
+        if len(self._known) > self.max_hashes:
+            del self._known[next(iter(self._known))]
+
+
+def _start(name: str) -> int:
+    if name == PENDING:
+        return -(1 << 62)
+    return int(name.partition(":")[2])
