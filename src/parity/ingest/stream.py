@@ -83,6 +83,11 @@ def decode_event(
     """A stream message's event: its field `e`, a msgpack map, with the time in µs (how
     `publish` writes it) as a UTC datetime. PushError if it is missing or not a msgpack map.
     `parity ingest` and `parity predict stream` read events with it."""
+    return with_datetimes(decode_map(fields), timestamp_field, created_field)
+
+
+def decode_map(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """A stream message's field `e` as a map, times left as sent (µs from `publish`)."""
     data = fields.get(EVENT_FIELD)
     try:
         row = msgpack.unpackb(data, raw=False) if data is not None else None
@@ -90,6 +95,13 @@ def decode_event(
         raise PushError(f"not msgpack: {error}") from None
     if not isinstance(row, dict):
         raise PushError(f"field '{EVENT_FIELD.decode()}' is not a map")
+    return row
+
+
+def with_datetimes(
+    row: dict[str, Any], timestamp_field: str, created_field: str | None = None
+) -> dict[str, Any]:
+    """`row` with its times in µs (integers) as UTC datetimes."""
     # publish() sends every datetime as µs, so the created time comes as an integer too
     for name in (timestamp_field, created_field):
         moment = row.get(name) if name else None
@@ -368,33 +380,10 @@ class StreamWorker:
         skew = self.store.config.ingest.max_future_skew
         ahead = to_micros(now) + int(skew.total_seconds() * 1_000_000)
         decoded = [(i, row) for i, f in messages if (row := self._decode(i, f)) is not None]
-        timestamp = self.source.batch_source.timestamp_field
         rows, ids = [], []
         for table, table_ids in self._validated(decoded):
-            keep = []
-            for index, (message_id, moment) in enumerate(
-                zip(table_ids, micros(table[timestamp]), strict=True)
-            ):
-                if moment is None:
-                    self._reject(message_id, "invalid", f"no '{timestamp}'")
-                elif moment < cutoff:
-                    self.stats.late += 1
-                    self._count("late")
-                elif moment > ahead:
-                    self.stats.future += 1
-                    self._count("future")
-                    log.warning(
-                        "stream %s message %s dropped: event time %s is more than "
-                        "max_future_skew (%s) after the worker's clock %s",
-                        self.source.name,
-                        message_id,
-                        from_micros(moment).isoformat(),
-                        skew,
-                        now.isoformat(),
-                    )
-                else:
-                    keep.append(index)
-                    ids.append(message_id)
+            keep = self._in_time(table, table_ids, to_micros(now), cutoff, ahead)
+            ids += [table_ids[i] for i in keep]
             if keep:
                 rows.append(table.take(keep) if len(keep) < table.num_rows else table)
         if rows:
@@ -416,6 +405,43 @@ class StreamWorker:
             for view in self.views:
                 self.quality.ingested(view, batch)
 
+    def _in_time(
+        self, table: pa.Table, ids: list[str], now_us: int, cutoff: int, ahead: int
+    ) -> list[int]:
+        """The rows to apply: those with an event time from `cutoff` (the lateness) up to
+        `ahead` (the future skew); the others are counted (and a future one logged)."""
+        import pyarrow.compute as pc
+
+        if table.num_rows == 0:
+            return []
+        timestamp = self.source.batch_source.timestamp_field
+        moments = table[timestamp].cast(_int64())
+        bounds = pc.min_max(moments).as_py()
+        if moments.null_count == 0 and cutoff <= bounds["min"] and bounds["max"] <= ahead:
+            return list(range(table.num_rows))  # the usual batch: all of it in time
+        keep = []
+        for index, (message_id, moment) in enumerate(zip(ids, moments.to_pylist(), strict=True)):
+            if moment is None:
+                self._reject(message_id, "invalid", f"no '{timestamp}'")
+            elif moment < cutoff:
+                self.stats.late += 1
+                self._count("late")
+            elif moment > ahead:
+                self.stats.future += 1
+                self._count("future")
+                log.warning(
+                    "stream %s message %s dropped: event time %s is more than max_future_skew "
+                    "(%s) after the worker's clock %s",
+                    self.source.name,
+                    message_id,
+                    from_micros(moment).isoformat(),
+                    self.store.config.ingest.max_future_skew,
+                    from_micros(now_us).isoformat(),
+                )
+            else:
+                keep.append(index)
+        return keep
+
     def _validated(
         self, decoded: list[tuple[str, dict[str, Any]]]
     ) -> list[tuple[pa.Table, list[str]]]:
@@ -427,14 +453,25 @@ class StreamWorker:
         if not decoded:
             return []
         problems = (ParityError, pa.ArrowException, TypeError, ValueError)
+        rows = [row for _, row in decoded]
+        batch = self.source.batch_source
+        stamps = [n for n in (batch.timestamp_field, batch.created_timestamp_column) if n]
         try:
-            table = pa.Table.from_pylist([row for _, row in decoded])
+            if all(type(row.get(n)) is int for n in stamps for row in rows):  # as published
+                table = pa.Table.from_pylist(rows)  # times as µs: cast, not per-row datetimes
+                for name in stamps:
+                    index = table.column_names.index(name)
+                    table = table.set_column(index, name, table[name].cast(_utc_micros()))
+            else:
+                rows = [with_datetimes(row, *stamps) for row in rows]
+                table = pa.Table.from_pylist(rows)
             return [(validate(self.views, table), [i for i, _ in decoded])]
         except problems:
             pass  # some row is bad: find it
         tables = []
         for message_id, row in decoded:
             try:
+                row = with_datetimes(row, *stamps)
                 tables.append((validate(self.views, pa.Table.from_pylist([row])), [message_id]))
             except problems as error:
                 self._reject(message_id, "invalid", str(error))
@@ -442,8 +479,7 @@ class StreamWorker:
 
     def _decode(self, message_id: str, fields: dict[bytes, bytes]) -> dict[str, Any] | None:
         try:
-            batch = self.source.batch_source
-            return decode_event(fields, batch.timestamp_field, batch.created_timestamp_column)
+            return decode_map(fields)
         except PushError as error:
             self._reject(message_id, "invalid", str(error))
             return None
@@ -474,6 +510,18 @@ def _redis_client(store: FeatureStore) -> Any:
         return cluster_client(settings.connection_string or "redis://127.0.0.1:7000")
     url = settings.connection_string or "redis://127.0.0.1:6379/0"
     return redis_module().Redis.from_url(url)
+
+
+def _utc_micros() -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.timestamp("us", tz="UTC")
+
+
+def _int64() -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.int64()
 
 
 def _crash_point(name: str) -> None:
