@@ -29,6 +29,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -251,6 +252,7 @@ class StreamWorker:
         self.quality = store.monitoring.quality_recorder()  # rows and nulls per batch (monitoring)
         self._own_pending = True  # after a restart, first finish what this consumer was given
         self._reread = True  # the last read was of pending messages (delivered before)
+        self._offline_writer: ThreadPoolExecutor | None = None
         self._ensure_group()
 
     def _ensure_group(self) -> None:
@@ -345,8 +347,8 @@ class StreamWorker:
 
         now = self.store.now()
         cutoff = to_micros(now) - int(self.source.lateness.total_seconds() * 1_000_000)
-        skew = self.store.config.ingest.max_future_skew
-        ahead = to_micros(now) + int(skew.total_seconds() * 1_000_000)
+        skew = self.store.config.ingest.max_future_skew.total_seconds()
+        ahead = to_micros(now) + int(skew * 1_000_000)
         decoded = [(i, row) for i, f in messages if (row := self._decode(i, f)) is not None]
         rows, ids = [], []
         for table, table_ids in self._validated(decoded):
@@ -357,12 +359,21 @@ class StreamWorker:
         if rows:
             batch = pa.concat_tables(rows, promote_options="permissive")
             name = f"stream-{stream_order(ids[0]):020d}.parquet"
-            append_offline(self.views[0], batch, self.store.repo_path, now, file_name=name)
-            _crash_point("after_offline")
+            # The durable append (a file and a folder fsync, milliseconds) runs in a thread while
+            # this one folds the batch; both are done before the tiles are written.
+            offline = self._writer().submit(
+                append_offline, self.views[0], batch, self.store.repo_path, now, file_name=name
+            )
             orders = [stream_order(i) for i in ids]
-            merges = [
-                m for view in self.views for m in tile_merges(view, batch, orders, to_micros(now))
-            ]
+            try:
+                merges = [
+                    m
+                    for view in self.views
+                    for m in tile_merges(view, batch, orders, to_micros(now))
+                ]
+            finally:
+                offline.result()
+            _crash_point("after_offline")
         else:
             merges = []
         self.online.merge_tiles(self.store.project, merges, (self.marker, [i for i, _ in messages]))
@@ -370,6 +381,11 @@ class StreamWorker:
         if rows and self.quality is not None:
             for view in self.views:
                 self.quality.ingested(view, batch)
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._offline_writer is None:
+            self._offline_writer = ThreadPoolExecutor(1, thread_name_prefix="parity-offline")
+        return self._offline_writer
 
     def _in_time(
         self, table: pa.Table, ids: list[str], now_us: int, cutoff: int, ahead: int

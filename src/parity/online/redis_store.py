@@ -12,6 +12,7 @@ Redis keeps failing. Writes keep redis-py's own timeouts and retries.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -109,7 +110,7 @@ local out = {}
 for i = 1, #KEYS do out[i] = redis.call('HMGET', KEYS[i], unpack(ARGV)) end
 return out
 """
-# Tile hashes also hold '_v', a version bumped by every write (merges compare it to detect a
+# Tile hashes also hold '_v', a version changed by every write (merges compare it to detect a
 # concurrent writer), and '_swept', the drop-before time of the last scan for stale tiles.
 #
 # Both merge scripts take their arguments as one msgpack value and answer one, so that a batch
@@ -372,13 +373,13 @@ class RedisOnlineStore:
             for _ in range(_MERGE_ATTEMPTS):
                 replies = self._merge_read(keys, merges)
                 entries = [
-                    self.merge_entry(merge, reply)
+                    self._merge_entry(merge, reply)
                     for merge, reply in zip(merges, replies, strict=True)
                 ]
                 batch = packb([marker_value, [e[:4] for e in entries]], use_bin_type=False)
                 if self._write_merge(keys=[*keys, marker_name], args=[batch]):
                     for key, entry in zip(keys, entries, strict=True):
-                        cache.wrote(key, *entry[4:])
+                        cache.wrote(key, entry[0], *entry[4:])
                     return
                 cache.forget(keys)  # some hash moved: read them all again
         raise OnlineStoreUnavailable(
@@ -407,8 +408,14 @@ class RedisOnlineStore:
 
     def merge_entry(self, merge: TileMerge, reply: list[Any]) -> list[Any]:
         """One tile hash's entry of the merge-write script, from its merge-read reply (the
-        tiles, then '_v' and '_swept'): [version read, fields to set, cutoff, expiry], then
-        what the cache remembers after the write: [new version, new swept, tiles, cutoff]."""
+        tiles, then '_v' and '_swept'): [version read, fields to set, cutoff, expiry]."""
+        return self._merge_entry(merge, reply)[:4]
+
+    def _merge_entry(self, merge: TileMerge, reply: list[Any]) -> list[Any]:
+        """merge_entry's entry, then what the tile cache remembers once it is written: the new
+        version, the new `_swept`, the tiles written and the sweep's cutoff. A new version is
+        a random token, not the old one plus one, so a hash deleted and written again never
+        comes back to a version a cache remembers."""
         count = len(merge.names)
         stored = {
             name: value
@@ -417,7 +424,7 @@ class RedisOnlineStore:
         }
         updated = merge.fold(stored)
         version, swept = reply[count], reply[count + 1]
-        written = b"%d" % (1 if version is False else int(version) + 1)
+        written = b"%d" % random.getrandbits(62)
         fields: list[str | bytes | int] = [part for item in updated.items() for part in item]
         fields += ("_v", written)
         sweep = merge.drop_before_us - merge.drop_before_us % SWEEP_US

@@ -1,5 +1,5 @@
 """A writer's memory of the tile hashes it last read or wrote, valid while a hash's version
-(`_v`, bumped by every write) is the one remembered. Pure; no I/O.
+(`_v`, changed by every write) is the one remembered. Pure; no I/O.
 
 Tile merges are read-modify-write. With the tiles a worker wrote itself still at hand, a merge
 skips the read: it sends the write with the version it expects, and the store's write script
@@ -15,6 +15,7 @@ them again), which bounds the memory of a long-running worker.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class TileCache:
         self.max_hashes = max_hashes
         self.retain_us = retain_us
         self._known: dict[bytes, Known] = {}
+        self._lock = threading.Lock()  # one store may merge from several threads
 
     def __len__(self) -> int:
         return len(self._known)
@@ -49,47 +51,60 @@ class TileCache:
     def reply(self, key: bytes, names: Sequence[str]) -> list[Any] | None:
         """What the store's merge read would answer for these tiles of `key` (their bytes or
         False, then `_v` and `_swept`), or None when some tile is not known."""
-        known = self._known.get(key)
-        if known is None:
-            return None
-        tiles, values = known.tiles, []
-        for name in names:
-            data = tiles.get(name)
-            if data is None:
-                if not known.complete or tile_end(name) <= known.floor:
-                    return None
-                values.append(False)
-            else:
-                values.append(data)
-        values += (known.version, known.swept)
-        return values
+        with self._lock:
+            known = self._known.get(key)
+            if known is None:
+                return None
+            tiles = known.tiles
+            values: list[Any] = []
+            for name in names:
+                data = tiles.get(name)
+                if data is None:
+                    if not known.complete or tile_end(name) <= known.floor:
+                        return None
+                    values.append(False)
+                else:
+                    values.append(data)
+            values += (known.version, known.swept)
+            return values
 
     def read(self, key: bytes, names: Sequence[str], reply: Sequence[Any]) -> None:
         """Remember a merge read's reply for `names` of `key` (replacing what was known)."""
         version, swept = reply[len(names)], reply[len(names) + 1]
         tiles = {n: v for n, v in zip(names, reply, strict=False) if v is not False}
-        self._put(key, Known(version, swept, tiles, complete=version is False))
+        with self._lock:
+            self._put(key, Known(version, swept, tiles, complete=version is False))
 
     def wrote(
-        self, key: bytes, version: Any, swept: Any, updated: Mapping[str, bytes], cutoff: int
+        self,
+        key: bytes,
+        before: Any,
+        version: Any,
+        swept: Any,
+        updated: Mapping[str, bytes],
+        cutoff: int,
     ) -> None:
-        """After a write of `updated` tiles that set `_v`/`_swept` and deleted the tiles ending
-        at or before `cutoff`: remember the new state, forgetting tiles beyond the retention."""
-        known = self._known.pop(key, None)
-        if known is None:
-            return  # never read: nothing of the rest is known
-        known.version, known.swept = version, swept
-        tiles = known.tiles
-        tiles.update(updated)
-        if cutoff > known.floor or len(tiles) > PRUNE_AT:
-            newest = max((_start(n) for n in tiles), default=known.floor)
-            known.floor = max(known.floor, cutoff, newest - self.retain_us)
-            known.tiles = {n: v for n, v in tiles.items() if tile_end(n) > known.floor}
-        self._put(key, known)
+        """After a write of `updated` tiles over version `before` that set `_v`/`_swept` and
+        deleted the tiles ending at or before `cutoff`: remember the new state, forgetting
+        tiles beyond the retention. What is known of another version is forgotten (another
+        thread of this process wrote it meanwhile)."""
+        with self._lock:
+            known = self._known.pop(key, None)
+            if known is None or known.version != before:
+                return
+            known.version, known.swept = version, swept
+            tiles = known.tiles
+            tiles.update(updated)
+            if cutoff > known.floor or len(tiles) > PRUNE_AT:
+                newest = max((_start(n) for n in tiles), default=known.floor)
+                known.floor = max(known.floor, cutoff, newest - self.retain_us)
+                known.tiles = {n: v for n, v in tiles.items() if tile_end(n) > known.floor}
+            self._put(key, known)
 
     def forget(self, keys: Sequence[bytes]) -> None:
-        for key in keys:
-            self._known.pop(key, None)
+        with self._lock:
+            for key in keys:
+                self._known.pop(key, None)
 
     def _put(self, key: bytes, known: Known) -> None:
         self._known.pop(key, None)
