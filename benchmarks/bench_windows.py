@@ -229,6 +229,7 @@ def part_ingest(base: Path, size: dict[str, Any], res: Results, tag: str) -> Pat
         f"peak RSS {full.peak_rss_mib:.0f} MiB; {summary}"
     )
     applied = int(m.group(1)) if (m := re.search(r"applied (\d+)", summary)) else -1
+    limit = read_limit(client, source.stream_key(store.project), count)
     with_start, net = count / full.seconds, count / drain
     files = list((root / "data" / "events").glob("*.parquet"))
     res.lines += [
@@ -237,6 +238,9 @@ def part_ingest(base: Path, size: dict[str, Any], res: Results, tag: str) -> Pat
         f"{empty.seconds:.2f} s, drain {drain:.2f} s; peak RSS {full.peak_rss_mib:.0f} MiB",
         f"  {net:,.0f} events/s net of start-up, {with_start:,.0f} events/s including it; "
         f"applied {applied:,}, {len(files)} Parquet files",
+        f"  practical limit, the same stream only read, decoded and acknowledged in batches of "
+        f"1,000 by one Python consumer (no fold, no writes): {limit:,.0f} events/s "
+        f"(the worker at {net / limit:.0%} of it); {load_average()}",
     ]
     res.targets.append(
         verdict(
@@ -248,6 +252,29 @@ def part_ingest(base: Path, size: dict[str, Any], res: Results, tag: str) -> Pat
     )
     client.close()
     return root
+
+
+def read_limit(client: Any, stream: str, count: int) -> float:
+    """Events/s of a consumer that only reads the stream (XREADGROUP of 1,000, as the worker),
+    decodes each message's msgpack and acknowledges the batch: what any Python worker on this
+    machine pays before it folds or writes anything."""
+    import msgpack
+
+    group = "parity:bench-limit"
+    client.xgroup_create(stream, group, id="0")
+    started, seen = time.perf_counter(), 0
+    while seen < count:
+        reply = client.xreadgroup(group, "limit", {stream: ">"}, count=1_000, block=100)
+        entries = [e for _, batch in (reply or []) for e in batch]
+        if not entries:
+            break
+        for _, fields in entries:
+            msgpack.unpackb(fields[b"e"], raw=False)
+        client.xack(stream, group, *[i for i, _ in entries])
+        seen += len(entries)
+    elapsed = time.perf_counter() - started
+    client.xgroup_destroy(stream, group)
+    return seen / elapsed
 
 
 # --- 2. freshness -------------------------------------------------------------------------------
