@@ -378,8 +378,7 @@ class RedisOnlineStore:
                 ]
                 batch = packb([marker_value, [e[:4] for e in entries]], use_bin_type=False)
                 if self._write_merge(keys=[*keys, marker_name], args=[batch]):
-                    for key, entry in zip(keys, entries, strict=True):
-                        cache.wrote(key, entry[0], *entry[4:])
+                    cache.wrote_all([(k, e[0], *e[4:]) for k, e in zip(keys, entries, strict=True)])
                     return
                 cache.forget(keys)  # some hash moved: read them all again
         raise OnlineStoreUnavailable(
@@ -391,7 +390,7 @@ class RedisOnlineStore:
         """Each merge's stored tiles, then `_v` and `_swept`: from the cache where it knows
         them all, else from one read script call for the rest (remembered)."""
         cache = self.tile_cache
-        replies = [cache.reply(k, m.names) for k, m in zip(keys, merges, strict=True)]
+        replies = cache.replies(keys, [m.names for m in merges])
         missing = [i for i, reply in enumerate(replies) if reply is None]
         if missing:
             wanted = [[*merges[i].names, "_v", "_swept"] for i in missing]

@@ -24,6 +24,7 @@ from parity.online.encoding import PENDING, tile_end
 
 MAX_HASHES = 100_000  # ~10k-30k tiles' bytes per 10k hashes: tens of MB at most
 RETAIN_US = 15 * 60 * 1_000_000  # event-time span of tiles kept per hash behind its newest
+_NEVER_PRUNED = -(1 << 62)
 PRUNE_AT = 32  # tiles known of one hash before the retention is applied
 
 
@@ -33,7 +34,7 @@ class Known:
     swept: Any  # its `_swept` (False: none)
     tiles: dict[str, bytes] = field(default_factory=dict)
     complete: bool = False  # every tile newer than `floor` is in `tiles`
-    floor: int = -(1 << 62)
+    floor: int = _NEVER_PRUNED  # tiles ending at or before it are not known
 
 
 class TileCache:
@@ -51,22 +52,31 @@ class TileCache:
     def reply(self, key: bytes, names: Sequence[str]) -> list[Any] | None:
         """What the store's merge read would answer for these tiles of `key` (their bytes or
         False, then `_v` and `_swept`), or None when some tile is not known."""
+        return self.replies([key], [names])[0]
+
+    def replies(
+        self, keys: Sequence[bytes], names: Sequence[Sequence[str]]
+    ) -> list[list[Any] | None]:
+        """`reply` for each key and its tile names: one lock for a whole batch."""
         with self._lock:
-            known = self._known.get(key)
-            if known is None:
+            return [self._reply(k, n) for k, n in zip(keys, names, strict=True)]
+
+    def _reply(self, key: bytes, names: Sequence[str]) -> list[Any] | None:
+        known = self._known.get(key)
+        if known is None:
+            return None
+        tiles, floor = known.tiles, known.floor
+        values: list[Any] = []
+        for name in names:
+            data = tiles.get(name)
+            if data is not None:
+                values.append(data)
+            elif known.complete and (floor == _NEVER_PRUNED or tile_end(name) > floor):
+                values.append(False)
+            else:
                 return None
-            tiles = known.tiles
-            values: list[Any] = []
-            for name in names:
-                data = tiles.get(name)
-                if data is None:
-                    if not known.complete or tile_end(name) <= known.floor:
-                        return None
-                    values.append(False)
-                else:
-                    values.append(data)
-            values += (known.version, known.swept)
-            return values
+        values += (known.version, known.swept)
+        return values
 
     def read(self, key: bytes, names: Sequence[str], reply: Sequence[Any]) -> None:
         """Remember a merge read's reply for `names` of `key` (replacing what was known)."""
@@ -88,18 +98,38 @@ class TileCache:
         deleted the tiles ending at or before `cutoff`: remember the new state, forgetting
         tiles beyond the retention. What is known of another version is forgotten (another
         thread of this process wrote it meanwhile)."""
+        self.wrote_all([(key, before, version, swept, updated, cutoff)])
+
+    def wrote_all(
+        self, writes: Sequence[tuple[bytes, Any, Any, Any, Mapping[str, bytes], int]]
+    ) -> None:
+        """`wrote` for each write of a batch: one lock for all of them."""
         with self._lock:
-            known = self._known.pop(key, None)
-            if known is None or known.version != before:
-                return
-            known.version, known.swept = version, swept
-            tiles = known.tiles
-            tiles.update(updated)
-            if cutoff > known.floor or len(tiles) > PRUNE_AT:
-                newest = max((_start(n) for n in tiles), default=known.floor)
-                known.floor = max(known.floor, cutoff, newest - self.retain_us)
-                known.tiles = {n: v for n, v in tiles.items() if tile_end(n) > known.floor}
-            self._put(key, known)
+            for key, before, version, swept, updated, cutoff in writes:
+                self._wrote(key, before, version, swept, updated, cutoff)
+
+    def _wrote(
+        self,
+        key: bytes,
+        before: Any,
+        version: Any,
+        swept: Any,
+        updated: Mapping[str, bytes],
+        cutoff: int,
+    ) -> None:
+        known = self._known.pop(key, None)
+        if known is None or known.version != before:
+            return
+        known.version, known.swept = version, swept
+        tiles = known.tiles
+        tiles.update(updated)
+        if cutoff > known.floor or len(tiles) > PRUNE_AT:
+            newest = max((_start(n) for n in tiles), default=known.floor)
+            known.floor = max(known.floor, cutoff, newest - self.retain_us)
+            known.tiles = {n: v for n, v in tiles.items() if tile_end(n) > known.floor}
+        self._known[key] = known  # popped above: now the most recently used
+        if len(self._known) > self.max_hashes:
+            del self._known[next(iter(self._known))]
 
     def forget(self, keys: Sequence[bytes]) -> None:
         with self._lock:
