@@ -433,7 +433,8 @@ class RedisOnlineStore:
             swept = b"%d" % sweep
             cutoff = sweep if version is not False else False  # new hash: no scan
         expiry = self._tiles_expiry(merge, updated)
-        return [version, fields, cutoff, expiry, written, swept, updated, cutoff or _NO_CUTOFF]
+        swept_to = _NO_CUTOFF if cutoff is False else cutoff
+        return [version, fields, cutoff, expiry, written, swept, updated, swept_to]
 
     def _tiles_expiry(self, merge: TileMerge, updated: Mapping[str, bytes]) -> int | bool:
         """With expiry on, a tile hash outlives its newest tile by the view's horizon."""
