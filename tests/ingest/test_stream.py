@@ -228,3 +228,43 @@ def test_a_dead_consumers_pending_batch_is_claimed_and_applied_once(
     assert worker.stats.applied == (12 if crash == "after_offline" else 7)
     assert worker.stats.replayed == 0
     assert_every_event_applied_once(setup, store, now, sent)
+
+
+def test_an_awkward_batch_reads_the_same_online_and_offline(setup: dict[str, Any]) -> None:
+    """The batch path (times cast per column, lateness checked on the column) and the row path
+    it falls back to agree with the offline computation: NaN and null values, a missing
+    column, ties, out-of-order, late and future events, and times of the wrong kind."""
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    store = FeatureStore(setup["root"], clock=lambda: now)
+    store.apply()
+    source = store.get_feature_view("velocity").source
+
+    def at(minutes: float, account: int = 1, amount: Any = 2.0, **extra: Any) -> dict[str, Any]:
+        moment = now - timedelta(minutes=minutes)
+        row = {"account_id": account, "event_timestamp": moment, "amount": amount, "device": 1}
+        return row | extra
+
+    batches = [
+        # all times as published (µs): the batch path
+        [at(3, device=1), at(1, 2, 5.0, device=2), at(3, amount=float("nan"), device=1)],
+        [at(0.5, amount=None, device=3), at(3, 3, 7.5), at(9, device=2), at(3, device=1)],
+        [at(90, device=1), at(-1, device=4), at(-20, device=4), at(2, 2, 1.0, device=2)],
+        # a time of another kind: the row path for the whole batch
+        [at(2, 2, 4.0, device=1) | {"event_timestamp": (now - timedelta(minutes=2)).isoformat()}],
+        [at(1) | {"event_timestamp": True}, at(1) | {"event_timestamp": 2**62}, {"account_id": 1}],
+        [at(1, amount=float("inf")), at(4, 3, 1.5, device=9)],
+    ]
+    for batch in batches:
+        publish(setup["client"], source, batch, project=store.project)  # type: ignore[arg-type]
+    worker = StreamWorker(store, "txns", batch_size=4, block_ms=1, client=setup["client"])
+    while worker.run_once():
+        pass
+    stats = worker.stats
+    # late: 90 min back (lateness 1 h); future: 20 min ahead (skew 5 min); invalid: a bool, a
+    # time past year 9999, no time, an infinity
+    assert (stats.late, stats.future, stats.invalid) == (1, 1, 4)
+    assert stats.applied == 11  # of 17
+    values = compare_online_offline(store, now)
+    # account 1 in the 5-min window at 12:00: the events 3, 3 (NaN: not counted), 0.5 (null
+    # amount: not counted) and 3 minutes back; the event a minute ahead is pending
+    assert values["amount_count_5m"][0] == 2

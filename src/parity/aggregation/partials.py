@@ -13,6 +13,7 @@ merging tiles in any grouping gives the value of folding every event (floats up 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import operator
 from collections.abc import Callable, Iterable
@@ -100,8 +101,13 @@ def _rank(entry: Any) -> tuple[Any, Any]:
 
 
 def _count_distinct(a: Any, b: Any) -> Any:
-    if len(b) == 1 and b[0] in a:  # the common case: one more event of a value seen before
-        return a
+    if len(b) == 1:  # the common case: one more event
+        value = b[0]
+        if value in a:  # of a value seen before
+            return a
+        merged = list(a)  # a is sorted and distinct: insert in place of sorting the union
+        bisect.insort(merged, value, key=_order)
+        return merged
     return sorted(set(a) | set(b), key=_order)
 
 

@@ -184,24 +184,26 @@ def fold_events(
     tiles: Tiles = {} if into is None else into
     sizes = levels(view) if sizes is None else sizes
     parts = [
-        (a.output_name, singler(a.function), merger(a.function, a.n), columns[a.column])
+        (a.output_name, singler(a.function), columns[a.column])
         for a in view.aggregations
         if outputs is None or a.output_name in outputs
     ]
+    mergers = {a.output_name: merger(a.function, a.n) for a in view.aggregations}
     names: dict[tuple[int, int], str] = {}
+    future = (1 << 63) if now_us is None else now_us
     for index, key in enumerate(keys):
         moment, order = moments[index], orders[index]
-        singles = [
-            (output, single(value, moment, order), merge)
-            for output, single, merge, column in parts
+        singles = {
+            output: single(value, moment, order)
+            for output, single, column in parts
             if (value := column[index]) is not None
-        ]
+        }
         entity = tiles.get(key)
         if entity is None:
             tiles[key] = entity = {}
-        if now_us is not None and moment > now_us:
+        if moment > future:
             pending = entity.setdefault(PENDING, {"events": []})
-            pending["events"].append([moment, order, {o: p for o, p, _ in singles}])
+            pending["events"].append([moment, order, singles])
             continue
         for size in sizes:
             start = moment - moment % size
@@ -210,10 +212,11 @@ def fold_events(
                 names[(size, start)] = name = tile_name(size, start)
             partials = entity.get(name)
             if partials is None:
-                entity[name] = partials = {}
-            for output, partial, merge in singles:
+                entity[name] = dict(singles)  # partials are never changed in place: share them
+                continue
+            for output, partial in singles.items():
                 old = partials.get(output)
-                partials[output] = partial if old is None else merge(old, partial)
+                partials[output] = partial if old is None else mergers[output](old, partial)
     return tiles
 
 

@@ -12,6 +12,7 @@ Redis keeps failing. Writes keep redis-py's own timeouts and retries.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 import weakref
@@ -43,6 +44,7 @@ from parity.online.encoding import (
     tile_end,
 )
 from parity.online.store import PREPARED_CACHE_SECONDS, Prepared, Remembered, TileMerge
+from parity.online.tile_cache import TileCache
 from parity.redaction import redact
 from parity.store_urls import redis_url_problem
 
@@ -123,7 +125,7 @@ local out = {}
 for i = 1, #KEYS do out[i] = redis.call('HMGET', KEYS[i], unpack(ARGV)) end
 return out
 """
-# Tile hashes also hold '_v', a version bumped by every write (merges compare it to detect a
+# Tile hashes also hold '_v', a version changed by every write (merges compare it to detect a
 # concurrent writer), and '_swept', the drop-before time of the last scan for stale tiles.
 #
 # Both merge scripts take their arguments as one msgpack value and answer one, so that a batch
@@ -176,6 +178,7 @@ _MERGE_ATTEMPTS = 100
 DAY_US = 86_400_000_000
 SWEEP_US = 3_600_000_000  # sweep a tile hash of stale tiles at most once an hour of time
 _BATCH = 500
+_NO_CUTOFF = -(1 << 62)
 
 
 def redis_key(project: str, entity_key: bytes) -> bytes:
@@ -239,6 +242,7 @@ class RedisOnlineStore:
         self._write_merge = self.client.register_script(_WRITE_MERGE)
         self._read_tiles = reader.register_script(_READ_TILES)
         self._async: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
+        self.tile_cache = TileCache()  # tiles this store merged last, while their version holds
 
     def _reader(self, module: Any) -> Any:
         """A client (`redis`, or `redis.asyncio`) for serving reads: one try, short timeouts."""
@@ -431,31 +435,60 @@ class RedisOnlineStore:
         merges: Sequence[TileMerge],
         marker: tuple[str, Sequence[str]] | None = None,
     ) -> None:
-        """Optimistic, two script calls: read the tiles with their versions, fold them here,
-        then write them and the marker in one script that first checks no version moved (else
-        read again). A tile hash is swept of stale tiles once per `SWEEP_US` of its drop time."""
+        """Optimistic: read the tiles with their versions (unless this store wrote or read them
+        last and remembers them: `tile_cache`), fold them here, then write them and the marker
+        in one script that first checks no version moved (else forget them and read again).
+        A tile hash is swept of stale tiles once per `SWEEP_US` of its drop time."""
         keys = [tiles_key(project, m.view, m.entity_key) for m in merges]
-        wanted = packb([[*m.names, "_v", "_swept"] for m in merges], use_bin_type=False)
         marker_value = False if marker is None else encode_payload({"ids": list(marker[1])})
         marker_name = marker_key(project, marker[0] if marker is not None else "")
+        cache = self.tile_cache
         with self._reachable():
             for _ in range(_MERGE_ATTEMPTS):
-                replies = unpackb(self._read_for_merge(keys=keys, args=[wanted]), raw=True)
+                replies = self._merge_read(keys, merges)
                 entries = [
-                    self.merge_entry(merge, reply)
+                    self._merge_entry(merge, reply)
                     for merge, reply in zip(merges, replies, strict=True)
                 ]
-                batch = packb([marker_value, entries], use_bin_type=False)
+                batch = packb([marker_value, [e[:4] for e in entries]], use_bin_type=False)
                 if self._write_merge(keys=[*keys, marker_name], args=[batch]):
+                    cache.wrote_all([(k, e[0], *e[4:]) for k, e in zip(keys, entries, strict=True)])
                     return
+                cache.forget(keys)  # some hash moved: read them all again
         raise OnlineStoreUnavailable(
             f"tiles of {len(merges)} entities kept changing under {_MERGE_ATTEMPTS} attempts to "
             "merge into them; too many writers on the same entities"
         )
 
+    def _merge_read(self, keys: Sequence[bytes], merges: Sequence[TileMerge]) -> list[Any]:
+        """Each merge's stored tiles, then `_v` and `_swept`: from the cache where it knows
+        them all, else from one read script call for the rest (remembered)."""
+        cache = self.tile_cache
+        replies = cache.replies(keys, [m.names for m in merges])
+        missing = [i for i, reply in enumerate(replies) if reply is None]
+        if missing:
+            wanted = [[*merges[i].names, "_v", "_swept"] for i in missing]
+            read = unpackb(
+                self._read_for_merge(
+                    keys=[keys[i] for i in missing], args=[packb(wanted, use_bin_type=False)]
+                ),
+                raw=True,
+            )
+            for i, reply in zip(missing, read, strict=True):
+                replies[i] = reply
+                cache.read(keys[i], merges[i].names, reply)
+        return replies
+
     def merge_entry(self, merge: TileMerge, reply: list[Any]) -> list[Any]:
         """One tile hash's entry of the merge-write script, from its merge-read reply (the
         tiles, then '_v' and '_swept'): [version read, fields to set, cutoff, expiry]."""
+        return self._merge_entry(merge, reply)[:4]
+
+    def _merge_entry(self, merge: TileMerge, reply: list[Any]) -> list[Any]:
+        """merge_entry's entry, then what the tile cache remembers once it is written: the new
+        version, the new `_swept`, the tiles written and the sweep's cutoff. A new version is
+        a random token, not the old one plus one, so a hash deleted and written again never
+        comes back to a version a cache remembers."""
         count = len(merge.names)
         stored = {
             name: value
@@ -464,14 +497,18 @@ class RedisOnlineStore:
         }
         updated = merge.fold(stored)
         version, swept = reply[count], reply[count + 1]
+        written = b"%d" % random.getrandbits(62)
         fields: list[str | bytes | int] = [part for item in updated.items() for part in item]
-        fields += ("_v", 1 if version is False else int(version) + 1)
+        fields += ("_v", written)
         sweep = merge.drop_before_us - merge.drop_before_us % SWEEP_US
         cutoff: int | bool = False
         if swept is False or int(swept) < sweep:
             fields += ("_swept", sweep)
+            swept = b"%d" % sweep
             cutoff = sweep if version is not False else False  # new hash: no scan
-        return [version, fields, cutoff, self._tiles_expiry(merge, updated)]
+        expiry = self._tiles_expiry(merge, updated)
+        swept_to = _NO_CUTOFF if cutoff is False else cutoff
+        return [version, fields, cutoff, expiry, written, swept, updated, swept_to]
 
     def _tiles_expiry(self, merge: TileMerge, updated: Mapping[str, bytes]) -> int | bool:
         """With expiry on, a tile hash outlives its newest tile by the view's horizon."""
