@@ -84,9 +84,9 @@ class FeatureStore:
     @property
     def _registry_store(self) -> RegistryStore:
         if self._store is None:
-            from parity.registry.sql import SqlRegistryStore
+            from parity.registry.sqlite_read import open_registry_store
 
-            self._store = SqlRegistryStore(self.config.registry.database_url(self.repo_path))
+            self._store = open_registry_store(self.config.registry.database_url(self.repo_path))
         return self._store
 
     @property
