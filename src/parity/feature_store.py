@@ -84,9 +84,9 @@ class FeatureStore:
     @property
     def _registry_store(self) -> RegistryStore:
         if self._store is None:
-            from parity.registry.sql import SqlRegistryStore
+            from parity.registry.sqlite_read import open_registry_store
 
-            self._store = SqlRegistryStore(self.config.registry.database_url(self.repo_path))
+            self._store = open_registry_store(self.config.registry.database_url(self.repo_path))
         return self._store
 
     @property
@@ -209,6 +209,8 @@ class FeatureStore:
         )
         if result.version is not None and self._registry is not None:
             self._registry.refresh()
+        if check_sources:
+            self._prove_untied(catalog)
         if result.version is not None:  # audited once committed; a no-op apply wrote nothing
             from parity.registry.audit import actor_for
 
@@ -221,6 +223,19 @@ class FeatureStore:
                 at=result.version.committed_at,
             )
         return result
+
+    def _prove_untied(self, catalog: Catalog) -> None:
+        """Prove, for the plain views whose source files changed since, that no two rows share
+        keys and event time: retrieval then skips its tie-breaking pass (offline/ties.py)."""
+        if self.config.offline.type != "duckdb":
+            return  # Spark breaks ties as always
+        from parity.offline.duckdb_engine import DuckDBEngine
+
+        engine = self._offline_engine
+        if isinstance(engine, DuckDBEngine):
+            for view in catalog.feature_views.values():
+                if not view.is_aggregated:
+                    engine.prove_untied(view)
 
     # --- offline ----------------------------------------------------------------------------
 

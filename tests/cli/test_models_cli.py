@@ -19,6 +19,7 @@ from parity.models.artifacts import artifact_store
 from parity.models.registry import ModelRegistry
 from parity.models.sql import SqlModelStore
 from parity.registry.sql import SqlRegistryStore
+from parity.registry.sqlite_read import SqliteRegistryStore
 from tests.conftest import DRIVER_REPO, write_repo
 
 runner = CliRunner()
@@ -363,7 +364,7 @@ class Clock:
 def clocked_registry(store: FeatureStore, clock: Clock) -> ModelRegistry:
     """The repo's model registry (same database, same artifacts) on the given clock."""
     backend = store.registry.store
-    assert isinstance(backend, SqlRegistryStore)
+    assert isinstance(backend, SqlRegistryStore | SqliteRegistryStore)
     return ModelRegistry(
         SqlModelStore(backend.engine),
         artifact_store(store.config.models.artifacts_url(store.repo_path)),

@@ -13,6 +13,7 @@ from parity import Catalog, Entity, FeatureView, Field, FileSource, Float64, Reg
 from parity.errors import ProjectNotFound, RegistryVersionNotFound
 from parity.registry.plan import plan
 from parity.registry.sql import SqlRegistryStore
+from parity.registry.sqlite_read import open_registry_store
 from parity.registry.store import RegistryStore
 from parity.testing import InMemoryRegistryStore
 
@@ -35,16 +36,22 @@ def catalog_with(project: str, *views: str) -> Catalog:
     return Catalog.build(project, items)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["memory", "sqlite", "sqlite-read", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "memory":
         return "memory"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
+    if request.param == "sqlite-read":  # the sqlite3 reader in front (registry/sqlite_read.py)
+        return f"sqlite-read:///{tmp_path / 'registry.db'}"
     return str(request.getfixturevalue("postgres_url"))
 
 
 def open_store(url: str) -> RegistryStore:
+    if url.startswith("sqlite-read:"):
+        return open_registry_store("sqlite:" + url.removeprefix("sqlite-read:"))
     return InMemoryRegistryStore() if url == "memory" else SqlRegistryStore(url)
 
 
@@ -188,6 +195,8 @@ def _race(url: str, project: str, view: str, barrier: Callable[[], object], out:
 def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
+    if request.param == "sqlite-read":  # the sqlite3 reader in front (registry/sqlite_read.py)
+        return f"sqlite-read:///{tmp_path / 'registry.db'}"
     return str(request.getfixturevalue("postgres_url"))
 
 

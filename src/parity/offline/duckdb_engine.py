@@ -21,7 +21,7 @@ import pyarrow.types as pat
 
 from parity.definitions import FeatureView
 from parity.errors import EntityFrameError, SourceSchemaError
-from parity.offline import entity_frame
+from parity.offline import entity_frame, ties
 from parity.offline.duckdb_sql import (
     SourceScan,
     latest_sql,
@@ -153,10 +153,39 @@ class DuckDBEngine:
                     f"feature view '{view_request.view.name}': source path '{source.path}' matches "
                     "no Parquet files; generate the data or fix the path"
                 )
+            names = tuple(str(f) for f in files)
+            untied = not view_request.view.is_aggregated and ties.is_proven(
+                self.repo_root, view_request.view, names
+            )
             scans[view_request.view.name] = SourceScan(
-                tuple(str(f) for f in files), constants, zoned_nanosecond_columns(files)
+                names, constants, zoned_nanosecond_columns(files), untied
             )
         return scans
+
+    def prove_untied(self, view: FeatureView) -> bool:
+        """Check that no two rows of the view's source share join keys and event time, and keep
+        the proof for these files (offline/ties.py). False, and nothing kept, when some do or
+        the source cannot be read (retrieval then breaks ties as always)."""
+        request = RetrievalRequest((ViewRequest(view, (), ()),), False)
+        try:
+            scan = self._scans(request)[view.name]
+        except SourceSchemaError:  # no files yet
+            return False
+        key = ties.fingerprint(view, scan.files)
+        if key is None or scan.untied:
+            return scan.untied
+        keys = [quote(k) for k in view.join_keys]
+        sql = ties.no_ties_sql(source_sql(view, (), scan), keys)
+        try:
+            with self.connect() as connection:
+                row = connection.execute(sql).fetchone()
+        except duckdb.Error as error:
+            log.warning("feature view %s: no-ties check failed: %s", view.name, error)
+            return False
+        untied = bool(row and row[0])
+        if untied:
+            ties.record(self.repo_root, key)
+        return untied
 
     def latest(
         self, view: FeatureView, start: datetime, end: datetime, batch_size: int = 50_000

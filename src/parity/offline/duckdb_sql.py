@@ -56,6 +56,9 @@ class SourceScan:
     # Columns some file holds as timestamp[ns] with a zone (pandas' default Parquet): DuckDB
     # reads them as TIMESTAMPTZ_NS, which epoch_us() has no overload for.
     zoned_nanos: frozenset[str] = frozenset()
+    # Proven at apply to have no two rows with the same keys and event time (offline/ties.py):
+    # the join is then one ASOF join, without the tie-breaking pass.
+    untied: bool = False
 
 
 def scan_sql(scan: SourceScan) -> str:
@@ -133,7 +136,9 @@ def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> 
 
 
 def _view_ctes(index: int, request: ViewRequest, scan: SourceScan, left: str) -> list[str]:
-    """Two CTEs adding one view's features to the rows of `left` (which carry __rid and __ts)."""
+    """CTEs adding one view's features to the rows of `left` (which carry __rid and __ts)."""
+    if scan.untied:
+        return _untied_ctes(index, request, scan, left)
     view = request.view
     keys = view.join_keys
     key_list = ", ".join(quote(k) for k in keys)
@@ -155,6 +160,28 @@ def _view_ctes(index: int, request: ViewRequest, scan: SourceScan, left: str) ->
         f"view_{index} AS (SELECT h.* EXCLUDE (__hit), {outputs} FROM hit_{index} h "
         f"LEFT JOIN src_{index} s ON {back} AND s.__ts = h.__hit{fresh} QUALIFY row_number() "
         f"OVER (PARTITION BY h.__rid ORDER BY s.__created DESC, s.__ord DESC) = 1)",
+    ]
+
+
+def _untied_ctes(index: int, request: ViewRequest, scan: SourceScan, left: str) -> list[str]:
+    """One ASOF join, for a source proven to have no ties: the newest row at or before t is the
+    only row with its time, so no created time or ingestion order can change the answer. The
+    ttl nulls the features of a row too old, as the two-pass join's LEFT JOIN does."""
+    view = request.view
+    on = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.join_keys)
+    fresh = None
+    if view.ttl is not None:
+        fresh = f"s.__ts >= e.__ts - {int(view.ttl.total_seconds() * 1_000_000)}"
+    outputs = ", ".join(
+        f"CASE WHEN {fresh} THEN s.{quote(f)} END AS {quote(o)}"
+        if fresh
+        else f"s.{quote(f)} AS {quote(o)}"
+        for f, o in zip(request.features, request.output_names, strict=True)
+    )
+    return [
+        f"src_{index} AS NOT MATERIALIZED ({source_sql(view, request.features, scan)})",
+        f"view_{index} AS (SELECT e.*, {outputs} FROM {left} e ASOF LEFT JOIN src_{index} s "
+        f"ON {on} AND e.__ts >= s.__ts)",
     ]
 
 

@@ -29,6 +29,7 @@ from parity.registry.catalog import Catalog
 from parity.registry.datasets import DatasetRecord
 from parity.registry.materializations import MaterializationRecord
 from parity.registry.plan import ObjectChange
+from parity.registry.sqlite_read import version_info as _info
 from parity.registry.store import Snapshot, VersionInfo
 from parity.store_urls import registry_url_problem
 
@@ -386,16 +387,3 @@ def _dataset(row: Any) -> DatasetRecord:
     values["created_at"] = datetime.fromisoformat(values["created_at"])
     values["feature_refs"] = tuple(json.loads(values["feature_refs"]))
     return DatasetRecord(**values)
-
-
-def _info(row: Any) -> VersionInfo:
-    changes = tuple(ObjectChange.from_record(r) for r in json.loads(row["changes"]))
-    return VersionInfo(
-        project=row["project"],
-        version=int(row["version"]),
-        committed_at=datetime.fromisoformat(row["committed_at"]),
-        author=row["author"],
-        message=row["message"],
-        changes=changes,
-        fingerprint=row["fingerprint"],
-    )
