@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from parity import FeatureStore
+from parity.online.columns import EncodedRows
 from parity.online.encoding import OnlineRow
 from parity.online.reads import OnlineResponse, Status
 from parity.online.sqlite import SqliteOnlineStore
@@ -149,6 +151,15 @@ class CrashingStore(SqliteOnlineStore):
             raise RuntimeError("killed")
         self.budget -= len(rows)
         return super().write(project, rows)
+
+    def write_encoded(self, project: str, rows: EncodedRows) -> int:  # materialization's path
+        if self.budget < len(rows):
+            lists = ("entity_keys", "event_ts", "created_ts", "expires_at", "payloads", "values")
+            head = replace(rows, **{name: getattr(rows, name)[: self.budget] for name in lists})
+            super().write_encoded(project, head)
+            raise RuntimeError("killed")
+        self.budget -= len(rows)
+        return super().write_encoded(project, rows)
 
 
 def dump(path: Path) -> list[tuple[object, ...]]:

@@ -22,9 +22,9 @@ import pyarrow.types as pat
 from parity.definitions import FeatureView
 from parity.errors import EntityFrameError, SourceSchemaError
 from parity.offline import entity_frame
+from parity.offline.duckdb_latest import WINNERS, newest_rows_sql, rows_filter, winners_sql
 from parity.offline.duckdb_sql import (
     SourceScan,
-    latest_sql,
     literal,
     quote,
     retrieval_sql,
@@ -165,10 +165,19 @@ class DuckDBEngine:
         request = RetrievalRequest(
             (ViewRequest(view, view.feature_names, view.feature_names),), False
         )
-        sql = latest_sql(view, self._scans(request)[view.name], to_micros(start), to_micros(end))
+        scan = self._scans(request)[view.name]
         connection = self.connect()
         try:
-            yield from connection.sql(sql).to_arrow_reader(batch_size)
+            winners = connection.sql(
+                winners_sql(view, scan, to_micros(start), to_micros(end))
+            ).to_arrow_table()
+            if winners.num_rows == 0:
+                return
+            connection.register(WINNERS, winners)
+            rows = rows_filter(scan, winners.column(0).to_numpy())
+            yield from connection.sql(newest_rows_sql(view, scan, rows)).to_arrow_reader(
+                batch_size
+            )
         finally:
             connection.close()
 

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parity.online.encoding import (
     OnlineRow,
@@ -22,6 +23,9 @@ from parity.online.encoding import (
     tile_end,
 )
 from parity.online.store import PREPARED_CACHE_SECONDS, Prepared, Remembered, TileMerge
+
+if TYPE_CHECKING:
+    from parity.online.columns import EncodedRows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS parity_online (
@@ -116,8 +120,6 @@ class SqliteOnlineStore:
         return conn
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
-        conn = self._connection()
-        before = conn.total_changes
         # In key order (stable, so repeated keys keep their write order): B-tree pages are
         # visited once each instead of at random.
         params = sorted(
@@ -135,6 +137,12 @@ class SqliteOnlineStore:
             ),
             key=itemgetter(1, 2),
         )
+        return self._upsert(project, params)
+
+    def _upsert(self, project: str, params: Sequence[tuple[object, ...]]) -> int:
+        """Upsert rows (tuples in _UPSERT's column order) in one transaction; how many applied."""
+        conn = self._connection()
+        before = conn.total_changes
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_UPSERT, params)
@@ -149,6 +157,17 @@ class SqliteOnlineStore:
             conn.execute("ROLLBACK")
             raise
         return applied
+
+    def write_encoded(self, project: str, rows: EncodedRows) -> int:
+        """As `write`, for rows already encoded (materialization's batches)."""
+        expires = rows.expires_at if self.expire else [None] * len(rows)
+        keys = rows.entity_keys
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # see `write`
+        view, events, created, payloads = rows.view, rows.event_ts, rows.created_ts, rows.payloads
+        params = [
+            (project, view, keys[i], events[i], created[i], payloads[i], expires[i]) for i in order
+        ]
+        return self._upsert(project, params)
 
     def read(self, project: str, keys: Sequence[tuple[str, bytes]]) -> list[OnlineRow | None]:
         by_view: dict[str, list[bytes]] = defaultdict(list)
