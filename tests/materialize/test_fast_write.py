@@ -78,7 +78,10 @@ def source(seed: int, count: int, hours: tuple[int, int], first_key: int = 0) ->
     keys = rng.integers(first_key, first_key + 60, count)
     stamps = rng.integers(*hours, count)
     a = rng.choice([1.5, math.nan, math.inf, -math.inf, -0.0, 3.0], count).tolist()
-    a = [None if (k >= first_key + 55 or rng.random() < 0.1) else v for k, v in zip(keys, a)]
+    a = [
+        None if (k >= first_key + 55 or rng.random() < 0.1) else v
+        for k, v in zip(keys, a, strict=True)
+    ]
     created = [
         None if rng.random() < 0.3 else at(int(h) + int(c))
         for h, c in zip(stamps, rng.integers(0, 2, count), strict=True)
@@ -185,7 +188,9 @@ def test_incremental_runs_take_in_a_late_file_and_equal_offline(
     online = store.get_online_features(REFS, {"account_id": keys})
     frame = pd.DataFrame({"account_id": keys, "event_timestamp": at(12)})
     offline = store.get_historical_features(frame, REFS).to_pandas()
-    stamped = list(zip(late["account_id"].to_pylist(), late["event_timestamp"].to_pylist()))
+    stamped = list(
+        zip(late["account_id"].to_pylist(), late["event_timestamp"].to_pylist(), strict=True)
+    )
     before = {k for k, t in stamped if t < at(6)} - {k for k, t in stamped if t >= at(6)}
     # A late row stamped before the watermark is not picked up when it is the key's newest
     # (incremental runs go by event time: docs/online.md); every other key equals offline.

@@ -4,6 +4,7 @@ small row groups, so that pass 2's row-group skipping is exercised, with every a
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,7 +88,7 @@ def write_files(root: Path, frame: pd.DataFrame, cuts: list[int], group: int) ->
         ]
     )
     bounds = [0, *cuts, len(frame)]
-    for index, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
         rows = frame.iloc[start:stop]
         # From Python lists, not from_pandas: NaN stays NaN and None becomes null.
         arrays = [pa.array(list(rows[f.name].astype(object)), f.type) for f in schema]

@@ -37,8 +37,14 @@ def view_of(
 def oracle(view: FeatureView, batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
     rows = rows_from_columns(view, batch.to_pydict())
     return [
-        (r.entity_key, r.event_ts, r.created_ts, r.expires_at, encode_payload(r.values))
-        + (encode_value(r),)
+        (
+            r.entity_key,
+            r.event_ts,
+            r.created_ts,
+            r.expires_at,
+            encode_payload(r.values),
+            encode_value(r),
+        )
         for r in rows
     ]
 
@@ -88,7 +94,9 @@ def test_float_features_encode_as_row_by_row(
         "account_id": pa.array(keys[:n], pa.int64()),
         "__ts": pa.array(stamps[:n], pa.int64()),
         "__created": pa.array(stamps[40 : 40 + n], pa.int64()),
-        **{name: pa.array([row[i] for row in values], pa.float64()) for i, name in enumerate("abc")},
+        **{
+            name: pa.array([row[i] for row in values], pa.float64()) for i, name in enumerate("abc")
+        },
     }
     batch = batch_of(columns)
     assert encoded(encode_rows(view, batch)) == oracle(view, batch)
@@ -99,7 +107,10 @@ def test_float32_and_many_features_take_the_vectorized_path_with_equal_bytes() -
     names = {f"f{i:02d}": (Float32 if i % 2 else Float64) for i in range(20)}
     view = view_of(names)
     n = 9
-    columns: dict[str, pa.Array] = {"account_id": pa.array(range(-4, n - 4), pa.int32()), **times(n)}
+    columns: dict[str, pa.Array] = {
+        "account_id": pa.array(range(-4, n - 4), pa.int32()),
+        **times(n),
+    }
     for i, name in enumerate(names):
         kind = pa.float32() if i % 2 else pa.float64()
         columns[name] = pa.array([SPECIAL[(i + j) % len(SPECIAL)] for j in range(n)], kind)

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.types as pat
 
+from parity.arrays import numpy_of
 from parity.definitions import FeatureView
 from parity.errors import EntityFrameError, SourceSchemaError
 from parity.offline import entity_frame
@@ -174,10 +175,8 @@ class DuckDBEngine:
             if winners.num_rows == 0:
                 return
             connection.register(WINNERS, winners)
-            rows = rows_filter(scan, winners.column(0).to_numpy())
-            yield from connection.sql(newest_rows_sql(view, scan, rows)).to_arrow_reader(
-                batch_size
-            )
+            rows = rows_filter(scan, numpy_of(winners.column(0).combine_chunks()))
+            yield from connection.sql(newest_rows_sql(view, scan, rows)).to_arrow_reader(batch_size)
         finally:
             connection.close()
 

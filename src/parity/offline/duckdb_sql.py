@@ -103,9 +103,7 @@ def _value_sql(column: str, dtype: DType, scan: SourceScan) -> str:
     return f"CAST({quote(column)} AS {duck_type(dtype)})"
 
 
-def source_sql(
-    view: FeatureView, features: Sequence[str], scan: SourceScan, rows: str = ""
-) -> str:
+def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan, rows: str = "") -> str:
     """One view's rows: keys, __ts (µs UTC), __created, __ord (ingestion order) and features.
     `rows`, a condition on the scan's `filename` and `file_row_number`, keeps only those rows
     (DuckDB then skips the row groups outside it)."""

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.types as pat
 
+from parity.arrays import numpy_of
 from parity.definitions import FeatureView
 from parity.online.encoding import encode_payload, entity_keys, header
 
@@ -41,15 +42,15 @@ class EncodedRows:
         return len(self.entity_keys)
 
     def hex_keys(self) -> list[bytes]:
-        """Each entity key as lowercase hex ASCII (bytes.hex), vectorized when they share a width."""
+        """Each entity key as lowercase hex ASCII (bytes.hex); vectorized for keys of one width."""
         return hex_of(self.entity_keys)
 
 
 def encode_rows(view: FeatureView, batch: pa.RecordBatch) -> EncodedRows:
     """The rows of `batch` (join keys, __ts, __created µs, the view's features, as the engine's
     `latest` answers) encoded as rows_from_columns + encode_value would encode them."""
-    events = batch.column("__ts").to_numpy(zero_copy_only=False).astype(np.int64)
-    created = batch.column("__created").to_numpy(zero_copy_only=False).astype(np.int64)
+    events = numpy_of(batch.column("__ts")).astype(np.int64)
+    created = numpy_of(batch.column("__created")).astype(np.int64)
     keys = _entity_keys(view, batch)
     ttl = None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000)
     event_list, created_list = events.tolist(), created.tolist()
@@ -102,7 +103,7 @@ def _entity_keys(view: FeatureView, batch: pa.RecordBatch) -> list[bytes]:
     column = batch.column(names[0])
     if len(names) == 1 and pat.is_signed_integer(column.type) and column.null_count == 0:
         prefix = entity_keys(names, [[0]])[0][:-8]  # b"\x01", the name, b"i"; then the int64
-        numbers = column.to_numpy().astype(">i8").view(np.uint8).reshape(len(column), 8)
+        numbers = numpy_of(column).astype(">i8").view(np.uint8).reshape(len(column), 8)
         template = np.frombuffer(prefix, dtype=np.uint8)
         matrix = np.concatenate([np.broadcast_to(template, (len(column), len(prefix))), numbers], 1)
         return _split(matrix)
@@ -123,7 +124,7 @@ def _fixed_payloads(view: FeatureView, batch: pa.RecordBatch) -> np.ndarray | No
     for name, column in zip(names, columns, strict=True):
         label = np.frombuffer(msgpack.packb(name) + _DOUBLE, dtype=np.uint8)
         parts.append(np.broadcast_to(label, (rows, len(label))))
-        doubles = column.to_numpy().astype(">f8")
+        doubles = numpy_of(column).astype(">f8")
         parts.append(doubles.view(np.uint8).reshape(rows, 8))
     return np.concatenate(parts, axis=1)
 
@@ -140,4 +141,6 @@ def _row_payloads(view: FeatureView, batch: pa.RecordBatch) -> list[bytes]:
     if not names:
         return [encode_payload({})] * batch.num_rows
     features = [batch.column(name).to_pylist() for name in names]
-    return [encode_payload(dict(zip(names, row, strict=True))) for row in zip(*features)]
+    return [
+        encode_payload(dict(zip(names, row, strict=True))) for row in zip(*features, strict=True)
+    ]
