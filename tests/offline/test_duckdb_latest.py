@@ -18,7 +18,7 @@ import pytest
 
 from parity import Entity, FeatureView, Field, FileSource, Float64, Int64, UnixTimestamp
 from parity.offline.duckdb_engine import DuckDBEngine
-from parity.offline.duckdb_latest import rows_filter
+from parity.offline.duckdb_latest import Packing, packing, rows_filter
 from parity.offline.duckdb_sql import SourceScan, latest_sql
 from parity.timeutil import NO_CREATED, to_micros
 
@@ -43,7 +43,7 @@ def view(ttl: timedelta | None = None, created: str | None = "created") -> Featu
     )
 
 
-def awkward_rows(seed: int, count: int) -> pd.DataFrame:
+def awkward_rows(seed: int, count: int, created_days: int = 0) -> pd.DataFrame:
     """Times crowd onto few hours (exact (key, event, created) ties), created times are often
     null, values are NaN, inf or null, some keys only ever have null features, some rows come
     after the end, keys are out of order."""
@@ -56,8 +56,10 @@ def awkward_rows(seed: int, count: int) -> pd.DataFrame:
             "ts": [T0 + timedelta(hours=int(h)) for h in hours],
             "created": pd.Series(
                 [
-                    None if rng.random() < 0.3 else T0 + timedelta(hours=int(h) + int(c))
-                    for h, c in zip(hours, rng.integers(0, 2, count), strict=True)
+                    None
+                    if rng.random() < 0.3
+                    else T0 + timedelta(hours=int(h) + int(c), days=created_days * int(c))
+                    for h, c in zip(hours, rng.integers(-1, 2, count), strict=True)
                 ],
                 dtype=object,
             ),
@@ -200,3 +202,28 @@ def test_rows_filter_names_each_file_s_span_of_rows() -> None:
         "file_row_number BETWEEN 3 AND 7"
     )
     assert rows_filter(scan, np.array([], dtype=np.int64)) == "false"
+
+
+@pytest.mark.parametrize("created_days", [1_000, -1_000])
+def test_created_times_too_far_to_pack_fall_back_to_structs(
+    tmp_path: Path, created_days: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """From the epoch, 2 files leave 42 bits (±25 days) for created - event: rows 1,000 days
+    apart do not fit, and pass 1 runs again unpacked, with the same answer as pandas."""
+    frame = awkward_rows(5, 600, created_days)
+    write_files(tmp_path, frame, [300], group=25)
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), T0 + timedelta(days=1)
+    how = packing(SourceScan(("a", "b")), 0, to_micros(end))
+    assert how == Packing(0, 42, 2)
+    with caplog.at_level("INFO", logger="parity.offline.duckdb_engine"):
+        rows = table_rows(two_pass(DuckDBEngine(tmp_path), view(), start, end))
+    assert "pass 1 again" in caplog.text
+    assert rows == sorted(pandas_newest(frame, start, end), key=repr)
+
+
+def test_packing_leaves_bits_for_created_times_or_declines() -> None:
+    one, many = SourceScan(("a",)), SourceScan(tuple(str(i) for i in range(1000)))
+    assert packing(one, 0, (1 << 51) - 1) == Packing(0, 127 - 51 - 32, 0)
+    assert packing(many, 5, 5 + (1 << 40)) == Packing(5, 127 - 41 - 10 - 32, 10)
+    assert packing(one, -(1 << 62), 1 << 62) is None  # 64 bits of event time
+    assert packing(many, 0, 1 << 61) is None  # 62 + 10 + 32 bits: 23 left, too few

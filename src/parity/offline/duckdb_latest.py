@@ -8,10 +8,13 @@ entity. Pass 2 reads the features of those rows only, skipping the row groups th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from parity.definitions import FeatureView
 from parity.offline.duckdb_sql import SourceScan, literal, quote, source_sql
+from parity.timeutil import NO_CREATED
 
 WINNERS = "__winners"
 """The name under which the engine registers pass 1's answer (one column, __ord) for pass 2."""
@@ -22,16 +25,89 @@ MAX_FILE_RANGES = 256
 grow long) and scans every row group, keeping the rows by the join alone."""
 
 
-def winners_sql(view: FeatureView, scan: SourceScan, start_us: int, end_us: int) -> str:
+@dataclass(frozen=True)
+class Packing:
+    """How pass 1 packs (event, created, __ord) into one signed 128-bit integer whose order is
+    their order, most significant first: the event time less the interval's start, then the
+    created time less the event time (offset; 0 for none, below any other), then the file
+    position and the row number. Rows whose fields do not fit are counted, not packed."""
+
+    start_us: int
+    created_bits: int
+    position_bits: int
+
+    @property
+    def fits(self) -> str:
+        """The condition a row meets when its fields fit their bits."""
+        half = 1 << (self.created_bits - 1)
+        apart = f"__created::HUGEINT - __ts BETWEEN {1 - half} AND {half - 1}"  # no overflow
+        return (
+            f"({_ROW} < {1 << PACKED_ROW_BITS} AND "
+            f"CASE WHEN __created = {NO_CREATED} THEN true ELSE {apart} END)"
+        )
+
+    @property
+    def packed(self) -> str:
+        low = self.position_bits + PACKED_ROW_BITS
+        created = (
+            f"CASE WHEN __created = {NO_CREATED} THEN 0 "
+            f"ELSE __created - __ts + {1 << (self.created_bits - 1)} END"
+        )
+        parts = [
+            f"((__ts - {self.start_us})::HUGEINT << {self.created_bits + low})",
+            f"(({created})::HUGEINT << {low})",
+            f"{_ROW}::HUGEINT",
+        ]
+        if self.position_bits:
+            parts.insert(2, f"((__ord >> {ROW_BITS})::HUGEINT << {PACKED_ROW_BITS})")
+        return " | ".join(parts)
+
+    def unpacked(self, column: str) -> str:
+        """__ord back from a packed value."""
+        row = f"({column} & {(1 << PACKED_ROW_BITS) - 1})::BIGINT"
+        if not self.position_bits:
+            return row
+        mask = (1 << self.position_bits) - 1
+        return f"((({column} >> {PACKED_ROW_BITS}) & {mask})::BIGINT << {ROW_BITS}) | {row}"
+
+
+_ROW = f"(__ord & {(1 << ROW_BITS) - 1})"  # the row number within its file
+PACKED_ROW_BITS = 32
+"""Row numbers up to 2**32 - 1 per file pack; a larger one falls back to the struct."""
+MIN_CREATED_BITS = 24
+"""Fewer bits left for created - event (a very long interval with very many files): no packing."""
+
+
+def packing(scan: SourceScan, start_us: int, end_us: int) -> Packing | None:
+    """The packing for an interval and a scan, None when too few bits are left for created
+    times (see Packing)."""
+    event_bits = max(end_us - start_us, 0).bit_length()
+    position_bits = len(scan.files).bit_length() if len(scan.files) > 1 else 0
+    created_bits = 127 - event_bits - position_bits - PACKED_ROW_BITS
+    if created_bits < MIN_CREATED_BITS or event_bits > 62:  # __ts - start stays a BIGINT
+        return None
+    return Packing(start_us, created_bits, position_bits)
+
+
+def winners_sql(
+    view: FeatureView, scan: SourceScan, start_us: int, end_us: int, how: Packing | None
+) -> str:
     """Pass 1: per entity, the __ord of its newest row with event time in [start, end].
 
-    The largest (event, created, __ord) as one struct: DuckDB orders structs field by field, and
-    none of the three is null (null created times are coalesced to the lowest)."""
+    With a Packing, the largest packed integer (a cheap hash aggregate), and __fits, false where
+    some row of the entity did not fit: then run this again without one. Without, the largest
+    (event, created, __ord) as one struct, which DuckDB orders field by field (none of the three
+    is null: null created times are coalesced to the lowest), at about 1.5x the cost."""
     keys = ", ".join(quote(k) for k in view.join_keys)
-    newest = "max(struct_pack(t := __ts, c := __created, o := __ord)).o"
+    rows = f"({source_sql(view, (), scan)}) "
+    where = f"WHERE __ts BETWEEN {start_us} AND {end_us} GROUP BY {keys}"
+    if how is None:
+        newest = "max(struct_pack(t := __ts, c := __created, o := __ord)).o"
+        return f"SELECT {newest} AS __ord, true AS __fits FROM {rows}{where}"
+    largest = f"max(CASE WHEN {how.fits} THEN {how.packed} END)"
     return (
-        f"SELECT {newest} AS __ord FROM ({source_sql(view, (), scan)}) "
-        f"WHERE __ts BETWEEN {start_us} AND {end_us} GROUP BY {keys}"
+        f"SELECT {how.unpacked(largest)} AS __ord, bool_and({how.fits}) AS __fits "
+        f"FROM {rows}{where}"
     )
 
 
