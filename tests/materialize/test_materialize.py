@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -154,9 +153,7 @@ class CrashingStore(SqliteOnlineStore):
 
     def write_encoded(self, project: str, rows: EncodedRows) -> int:  # materialization's path
         if self.budget < len(rows):
-            lists = ("entity_keys", "event_ts", "created_ts", "expires_at", "payloads", "values")
-            head = replace(rows, **{name: getattr(rows, name)[: self.budget] for name in lists})
-            super().write_encoded(project, head)
+            super().write_encoded(project, rows.head(self.budget))
             raise RuntimeError("killed")
         self.budget -= len(rows)
         return super().write_encoded(project, rows)

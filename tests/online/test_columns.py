@@ -50,14 +50,18 @@ def oracle(view: FeatureView, batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
 
 
 def encoded(rows: EncodedRows) -> list[tuple[Any, ...]]:
+    keys = rows.entity_keys()
+    assert rows.hex_keys(b"<", b">") == [b"<" + key.hex().encode() + b">" for key in keys]
+    assert len(rows.head(2)) == min(2, len(rows))
+    assert rows.head(2).values() == rows.values()[:2]
     return list(
         zip(
-            rows.entity_keys,
+            keys,
             rows.event_ts,
             rows.created_ts,
             rows.expires_at,
-            rows.payloads,
-            rows.values,
+            rows.payloads(),
+            rows.values(),
             strict=True,
         )
     )

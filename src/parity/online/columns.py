@@ -8,6 +8,7 @@ row by row through encoding.py otherwise. Imports numpy and pyarrow: load it onl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import msgpack
 import numpy as np
@@ -24,26 +25,61 @@ _SIGN = np.uint64(1 << 63)
 _DOUBLE = b"\xcb"  # msgpack's float 64 marker: how msgpack packs every Python float
 
 
+Bytes: TypeAlias = np.ndarray | list[bytes]
+"""A column of byte strings: a 2-D uint8 array (one row each, all of one width) or a list."""
+
+
 @dataclass(frozen=True)
 class EncodedRows:
-    """One view's rows ready for a store's batch write: entity keys, versions (µs), expiry (µs,
-    None for never) and the msgpack payloads, in the batch's order. `values` are the header plus
-    the payload: the bytes encoding.encode_value gives, what a Redis hash field holds."""
+    """One view's rows ready for a store's batch write, in the batch's order: versions (µs),
+    expiry (µs, None for never), and as bytes, built when a store asks (a store needs two of
+    the four): entity keys, Redis keys, msgpack payloads, and values (the header plus the
+    payload, what encoding.encode_value gives and a Redis hash field holds)."""
 
     view: str
-    entity_keys: list[bytes]
     event_ts: list[int]
     created_ts: list[int]
     expires_at: list[int | None]
-    payloads: list[bytes]
-    values: list[bytes]
+    keys: Bytes
+    headers: Bytes
+    payload_column: Bytes
 
     def __len__(self) -> int:
-        return len(self.entity_keys)
+        return len(self.event_ts)
 
-    def hex_keys(self) -> list[bytes]:
-        """Each entity key as lowercase hex ASCII (bytes.hex); vectorized for keys of one width."""
-        return hex_of(self.entity_keys)
+    def entity_keys(self) -> list[bytes]:
+        return _listed(self.keys)
+
+    def payloads(self) -> list[bytes]:
+        return _listed(self.payload_column)
+
+    def values(self) -> list[bytes]:
+        if isinstance(self.headers, np.ndarray) and isinstance(self.payload_column, np.ndarray):
+            return _split(np.concatenate([self.headers, self.payload_column], axis=1))
+        pairs = zip(_listed(self.headers), _listed(self.payload_column), strict=True)
+        return [head + payload for head, payload in pairs]
+
+    def hex_keys(self, head: bytes = b"", tail: bytes = b"") -> list[bytes]:
+        """`head` + each entity key in lowercase hex ASCII (bytes.hex) + `tail`."""
+        if isinstance(self.keys, np.ndarray):
+            rows = len(self.keys)
+            ends = [
+                np.broadcast_to(np.frombuffer(b, np.uint8), (rows, len(b))) for b in (head, tail)
+            ]
+            return _split(np.concatenate([ends[0], _hex_digits(self.keys), ends[1]], axis=1))
+        return [head + key.hex().encode() + tail for key in self.keys]
+
+    def head(self, count: int) -> EncodedRows:
+        """The first `count` rows."""
+        return EncodedRows(
+            self.view,
+            self.event_ts[:count],
+            self.created_ts[:count],
+            self.expires_at[:count],
+            self.keys[:count],
+            self.headers[:count],
+            self.payload_column[:count],
+        )
 
 
 def encode_rows(view: FeatureView, batch: pa.RecordBatch) -> EncodedRows:
@@ -51,23 +87,31 @@ def encode_rows(view: FeatureView, batch: pa.RecordBatch) -> EncodedRows:
     `latest` answers) encoded as rows_from_columns + encode_value would encode them."""
     events = numpy_of(batch.column("__ts")).astype(np.int64)
     created = numpy_of(batch.column("__created")).astype(np.int64)
-    keys = _entity_keys(view, batch)
     ttl = None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000)
     event_list, created_list = events.tolist(), created.tolist()
     expires: list[int | None] = (
         [None] * len(event_list) if ttl is None else [e + ttl for e in event_list]
     )
-    fixed = _fixed_payloads(view, batch)
-    if fixed is not None:
-        matrix = np.concatenate([_headers(events, created), fixed], axis=1)
-        values = _split(matrix)
-        payloads = [value[32:] for value in values]
-    else:
+    payloads: Bytes | None = _fixed_payloads(view, batch)
+    headers: Bytes
+    if payloads is None:
         payloads = _row_payloads(view, batch)
-        values = [
-            header(e, c) + p for e, c, p in zip(event_list, created_list, payloads, strict=True)
-        ]
-    return EncodedRows(view.name, keys, event_list, created_list, expires, payloads, values)
+        headers = [header(e, c) for e, c in zip(event_list, created_list, strict=True)]
+    else:
+        headers = _headers(events, created)
+    keys = _entity_keys(view, batch)
+    return EncodedRows(view.name, event_list, created_list, expires, keys, headers, payloads)
+
+
+def _listed(column: Bytes) -> list[bytes]:
+    return _split(column) if isinstance(column, np.ndarray) else column
+
+
+def _hex_digits(raw: np.ndarray) -> np.ndarray:
+    digits = np.empty((raw.shape[0], raw.shape[1] * 2), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[raw >> 4]
+    digits[:, 1::2] = _HEX[raw & 0x0F]
+    return digits
 
 
 def hex_of(items: list[bytes]) -> list[bytes]:
@@ -76,10 +120,7 @@ def hex_of(items: list[bytes]) -> list[bytes]:
     if not items or any(len(item) != width for item in items):
         return [item.hex().encode() for item in items]
     raw = np.frombuffer(b"".join(items), dtype=np.uint8).reshape(len(items), width)
-    digits = np.empty((len(items), width * 2), dtype=np.uint8)
-    digits[:, 0::2] = _HEX[raw >> 4]
-    digits[:, 1::2] = _HEX[raw & 0x0F]
-    return _split(digits)
+    return _split(_hex_digits(raw))
 
 
 def _split(matrix: np.ndarray) -> list[bytes]:
@@ -98,15 +139,14 @@ def _headers(events: np.ndarray, created: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def _entity_keys(view: FeatureView, batch: pa.RecordBatch) -> list[bytes]:
+def _entity_keys(view: FeatureView, batch: pa.RecordBatch) -> Bytes:
     names = view.join_keys
     column = batch.column(names[0])
     if len(names) == 1 and pat.is_signed_integer(column.type) and column.null_count == 0:
         prefix = entity_keys(names, [[0]])[0][:-8]  # b"\x01", the name, b"i"; then the int64
         numbers = numpy_of(column).astype(">i8").view(np.uint8).reshape(len(column), 8)
         template = np.frombuffer(prefix, dtype=np.uint8)
-        matrix = np.concatenate([np.broadcast_to(template, (len(column), len(prefix))), numbers], 1)
-        return _split(matrix)
+        return np.concatenate([np.broadcast_to(template, (len(column), len(prefix))), numbers], 1)
     return entity_keys(names, [batch.column(k).to_pylist() for k in names])
 
 

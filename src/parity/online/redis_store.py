@@ -266,12 +266,11 @@ class RedisOnlineStore:
         self, project: str, rows: EncodedRows
     ) -> tuple[list[bytes], bytes, list[bytes], Sequence[bytes]]:
         """The Redis keys, the field (view), the values and the expiry arguments of `rows`."""
-        head = b"parity:v1:" + project.encode() + b":{"
-        keys = [head + hexed + b"}" for hexed in rows.hex_keys()]
+        keys = rows.hex_keys(b"parity:v1:" + project.encode() + b":{", b"}")  # redis_key's
         expiries = (
             [self._expiry_at(at) for at in rows.expires_at] if self.expire else [b""] * len(keys)
         )
-        return keys, rows.view.encode(), rows.values, expiries
+        return keys, rows.view.encode(), rows.values(), expiries
 
     @contextmanager
     def _reachable(self) -> Iterator[None]:

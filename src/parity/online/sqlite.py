@@ -177,9 +177,9 @@ class SqliteOnlineStore:
     def write_encoded(self, project: str, rows: EncodedRows) -> int:
         """As `write`, for rows already encoded (materialization's batches)."""
         expires = rows.expires_at if self.expire else [None] * len(rows)
-        keys = rows.entity_keys
+        keys = rows.entity_keys()
         order = sorted(range(len(keys)), key=keys.__getitem__)  # see `write`
-        view, events, created, payloads = rows.view, rows.event_ts, rows.created_ts, rows.payloads
+        view, events, created, payloads = rows.view, rows.event_ts, rows.created_ts, rows.payloads()
         params = [
             (project, view, keys[i], events[i], created[i], payloads[i], expires[i]) for i in order
         ]
