@@ -226,4 +226,4 @@ def test_packing_leaves_bits_for_created_times_or_declines() -> None:
     assert packing(one, 0, (1 << 51) - 1) == Packing(0, 127 - 51 - 32, 0)
     assert packing(many, 5, 5 + (1 << 40)) == Packing(5, 127 - 41 - 10 - 32, 10)
     assert packing(one, -(1 << 62), 1 << 62) is None  # 64 bits of event time
-    assert packing(many, 0, 1 << 61) is None  # 62 + 10 + 32 bits: 23 left, too few
+    assert packing(many, 0, 1 << 46) is None  # 47 + 10 + 32 bits: 38 left, too few

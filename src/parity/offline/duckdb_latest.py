@@ -74,8 +74,10 @@ class Packing:
 _ROW = f"(__ord & {(1 << ROW_BITS) - 1})"  # the row number within its file
 PACKED_ROW_BITS = 32
 """Row numbers up to 2**32 - 1 per file pack; a larger one falls back to the struct."""
-MIN_CREATED_BITS = 24
-"""Fewer bits left for created - event (a very long interval with very many files): no packing."""
+MIN_CREATED_BITS = 40
+"""Fewer bits left for created - event (±6 days; a long interval over many files): no packing.
+Rows that do not fit cost a second pass 1 (about 2.5x in all), so packing is tried only when
+created times within days of their event times fit."""
 
 
 def packing(scan: SourceScan, start_us: int, end_us: int) -> Packing | None:
