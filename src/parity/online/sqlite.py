@@ -11,7 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,13 +176,10 @@ class SqliteOnlineStore:
 
     def write_encoded(self, project: str, rows: EncodedRows) -> int:
         """As `write`, for rows already encoded (materialization's batches)."""
-        expires = rows.expires_at if self.expire else [None] * len(rows)
-        keys = rows.entity_keys()
-        order = sorted(range(len(keys)), key=keys.__getitem__)  # see `write`
-        view, events, created, payloads = rows.view, rows.event_ts, rows.created_ts, rows.payloads()
-        params = [
-            (project, view, keys[i], events[i], created[i], payloads[i], expires[i]) for i in order
-        ]
+        expires = rows.expires_at if self.expire else repeat(None)
+        columns = (rows.entity_keys(), rows.event_ts, rows.created_ts, rows.payloads(), expires)
+        params = list(zip(repeat(project), repeat(rows.view), *columns))
+        params.sort(key=itemgetter(2))  # by entity key, stably: see `write`
         return self._upsert(project, params)
 
     def read(self, project: str, keys: Sequence[tuple[str, bytes]]) -> list[OnlineRow | None]:
