@@ -150,12 +150,15 @@ def state(store: FeatureStore) -> list[tuple[Any, ...]]:
         client.close()
 
 
+@pytest.mark.parametrize("expire", [True, False])
 def test_the_fast_path_writes_what_the_row_path_writes(
-    tmp_path: Path, online_extra: str, project_name: str
+    tmp_path: Path, online_extra: str, project_name: str, expire: bool
 ) -> None:
+    """With expiry on and off: Redis then uses its one-field script for the fast path."""
+    extra = online_extra if expire else online_extra.replace("  expire: true\n", "")
     tables = [source(1, 400, (0, 6)), source(2, 300, (3, 12), first_key=30)]
-    fast = make(tmp_path / "fast", project_name, online_extra, tables)
-    rows = make(tmp_path / "rows", project_name + "_rows", online_extra, tables)
+    fast = make(tmp_path / "fast", project_name, extra, tables)
+    rows = make(tmp_path / "rows", project_name + "_rows", extra, tables)
     rows._online = RowPath(rows.online_store)  # type: ignore[assignment]
     for store in (fast, rows):
         store.materialize(at(4), at(9))
