@@ -19,17 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.types as pat
 
-from parity.arrays import numpy_of
 from parity.definitions import FeatureView
 from parity.errors import EntityFrameError, SourceSchemaError
 from parity.offline import entity_frame
-from parity.offline.duckdb_latest import (
-    WINNERS,
-    newest_rows_sql,
-    packing,
-    rows_filter,
-    winners_sql,
-)
 from parity.offline.duckdb_sql import (
     SourceScan,
     literal,
@@ -44,22 +36,6 @@ from parity.repo.config import OfflineConfig
 from parity.timeutil import to_micros
 
 log = logging.getLogger(__name__)
-
-
-def _winners(
-    connection: duckdb.DuckDBPyConnection,
-    view: FeatureView,
-    scan: SourceScan,
-    start_us: int,
-    end_us: int,
-) -> pa.Table:
-    """Pass 1 of `latest` (duckdb_latest.py): packed when every row fits, else as structs."""
-    how = packing(scan, start_us, end_us)
-    winners = connection.sql(winners_sql(view, scan, start_us, end_us, how)).to_arrow_table()
-    if how is not None and winners.column("__fits").combine_chunks().false_count:
-        log.info("%s: created times too far from event times to pack; pass 1 again", view.name)
-        winners = connection.sql(winners_sql(view, scan, start_us, end_us, None)).to_arrow_table()
-    return winners.select(["__ord"])
 
 
 class DuckDBJob:
@@ -188,6 +164,9 @@ class DuckDBEngine:
         request = RetrievalRequest(
             (ViewRequest(view, view.feature_names, view.feature_names),), False
         )
+        from parity.arrays import numpy_of
+        from parity.offline.duckdb_latest import WINNERS, newest_rows_sql, rows_filter
+
         scan = self._scans(request)[view.name]
         connection = self.connect()
         try:
@@ -323,3 +302,21 @@ def _epoch_us(schema: pa.Schema, column: str) -> str:
     raise EntityFrameError(
         f"entity frame column '{column}' is {kind}, not a timestamp; convert it to timestamps"
     )
+
+
+def _winners(
+    connection: duckdb.DuckDBPyConnection,
+    view: FeatureView,
+    scan: SourceScan,
+    start_us: int,
+    end_us: int,
+) -> pa.Table:
+    """Pass 1 of `latest` (duckdb_latest.py): packed when every row fits, else as structs."""
+    from parity.offline.duckdb_latest import packing, winners_sql
+
+    how = packing(scan, start_us, end_us)
+    winners = connection.sql(winners_sql(view, scan, start_us, end_us, how)).to_arrow_table()
+    if how is not None and winners.column("__fits").combine_chunks().false_count:
+        log.info("%s: created times too far from event times to pack; pass 1 again", view.name)
+        winners = connection.sql(winners_sql(view, scan, start_us, end_us, None)).to_arrow_table()
+    return winners.select(["__ord"])
