@@ -162,7 +162,7 @@ def materialization_report(
                 f"info  materialize {store}: parity takes {parity.median / floor.median:.2f}x the "
                 f"limit's wall time, {med(parity.cpu) / med(floor.cpu):.2f}x its CPU (limit: a "
                 "fresh interpreter reading keys and times of every row with one DuckDB hash "
-                "aggregate, then writing 100k raw rows; no features, no tie rule)"
+                "aggregate, then writing one raw row per driver; no features, no tie rule)"
             )
         if feast is None:
             lines.append(
