@@ -95,7 +95,7 @@ def write_files(root: Path, frame: pd.DataFrame, cuts: list[int], group: int) ->
         # From Python lists, not from_pandas: NaN stays NaN and None becomes null.
         arrays = [pa.array(list(rows[f.name].astype(object)), f.type) for f in schema]
         part = pa.Table.from_arrays(arrays, schema=schema)
-        pq.write_table(part, folder / f"part-{index}.parquet", row_group_size=group)
+        pq.write_table(part, folder / f"part-{index:02d}.parquet", row_group_size=group)
 
 
 def pandas_newest(frame: pd.DataFrame, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
@@ -227,3 +227,29 @@ def test_packing_leaves_bits_for_created_times_or_declines() -> None:
     assert packing(many, 5, 5 + (1 << 40)) == Packing(5, 127 - 41 - 10 - 32, 10)
     assert packing(one, -(1 << 62), 1 << 62) is None  # 64 bits of event time
     assert packing(many, 0, 1 << 46) is None  # 47 + 10 + 32 bits: 38 left, too few
+
+
+def test_only_the_entities_with_rows_too_far_to_pack_are_aggregated_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Keys below 20 have created times 1,000 days off; the others fit: both answers merge."""
+    frame = awkward_rows(6, 600, 1_000)
+    fitting = frame["account_id"] >= 20
+    frame.loc[fitting, "created"] = frame.loc[fitting, "ts"].astype(object)
+    write_files(tmp_path, frame, [300], group=25)
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), T0 + timedelta(days=1)
+    with caplog.at_level("INFO", logger="parity.offline.duckdb_engine"):
+        rows = table_rows(two_pass(DuckDBEngine(tmp_path), view(), start, end))
+    assert "pass 1 again" in caplog.text
+    assert rows == sorted(pandas_newest(frame, start, end), key=repr)
+
+
+def test_many_files_from_the_epoch_take_the_struct_at_once(tmp_path: Path) -> None:
+    """16 files leave too few bits to pack from the epoch: pass 1 runs as structs only."""
+    frame = awkward_rows(7, 640)
+    write_files(tmp_path, frame, list(range(40, 640, 40)), group=13)
+    files = tuple(str(p) for p in sorted((tmp_path / "data").glob("*.parquet")))
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), T0 + timedelta(days=1)
+    assert len(files) == 16 and packing(SourceScan(files), 0, to_micros(end)) is None
+    rows = table_rows(two_pass(DuckDBEngine(tmp_path), view(), start, end))
+    assert rows == sorted(pandas_newest(frame, start, end), key=repr)

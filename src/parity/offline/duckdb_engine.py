@@ -311,12 +311,16 @@ def _winners(
     start_us: int,
     end_us: int,
 ) -> pa.Table:
-    """Pass 1 of `latest` (duckdb_latest.py): packed when every row fits, else as structs."""
-    from parity.offline.duckdb_latest import packing, winners_sql
+    """Pass 1 of `latest` (duckdb_latest.py): packed where every row of an entity fits; the
+    entities with a row that does not, again as structs."""
+    from parity.offline.duckdb_latest import UNFIT, packing, winners_sql
 
     how = packing(scan, start_us, end_us)
     winners = connection.sql(winners_sql(view, scan, start_us, end_us, how)).to_arrow_table()
-    if how is not None and winners.column("__fits").combine_chunks().false_count:
-        log.info("%s: created times too far from event times to pack; pass 1 again", view.name)
-        winners = connection.sql(winners_sql(view, scan, start_us, end_us, None)).to_arrow_table()
-    return winners.select(["__ord"])
+    if how is None or not winners.column("__fits").combine_chunks().false_count:
+        return winners.select(["__ord"])
+    log.info("%s: created times too far from event times to pack; pass 1 again", view.name)
+    connection.register(UNFIT, winners)
+    fitting = connection.sql(f"SELECT __ord FROM {UNFIT} WHERE __fits").to_arrow_table()
+    again = winners_sql(view, scan, start_us, end_us, None, UNFIT)
+    return pa.concat_tables([fitting, connection.sql(again).to_arrow_table().select(["__ord"])])

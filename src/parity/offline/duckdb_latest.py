@@ -76,8 +76,8 @@ PACKED_ROW_BITS = 32
 """Row numbers up to 2**32 - 1 per file pack; a larger one falls back to the struct."""
 MIN_CREATED_BITS = 40
 """Fewer bits left for created - event (±6 days; a long interval over many files): no packing.
-Rows that do not fit cost a second pass 1 (about 2.5x in all), so packing is tried only when
-created times within days of their event times fit."""
+Entities with a row that does not fit are aggregated again as structs (a second scan: up to
+about 2.5x pass 1 when most do), so packing is tried only when a few days' distance fits."""
 
 
 def packing(scan: SourceScan, start_us: int, end_us: int) -> Packing | None:
@@ -92,25 +92,39 @@ def packing(scan: SourceScan, start_us: int, end_us: int) -> Packing | None:
 
 
 def winners_sql(
-    view: FeatureView, scan: SourceScan, start_us: int, end_us: int, how: Packing | None
+    view: FeatureView,
+    scan: SourceScan,
+    start_us: int,
+    end_us: int,
+    how: Packing | None,
+    unfit: str | None = None,
 ) -> str:
-    """Pass 1: per entity, the __ord of its newest row with event time in [start, end].
+    """Pass 1: per entity, its join keys and the __ord of its newest row with event time in
+    [start, end].
 
     With a Packing, the largest packed integer (a cheap hash aggregate), and __fits, false where
-    some row of the entity did not fit: then run this again without one. Without, the largest
-    (event, created, __ord) as one struct, which DuckDB orders field by field (none of the three
-    is null: null created times are coalesced to the lowest), at about 1.5x the cost."""
-    keys = ", ".join(quote(k) for k in view.join_keys)
-    rows = f"({source_sql(view, (), scan)}) "
+    some row of the entity did not fit. Without, the largest (event, created, __ord) as one
+    struct, which DuckDB orders field by field (none of the three is null: null created times are
+    coalesced to the lowest), at about 1.5x the cost; `unfit` then names a registered answer of
+    the packed query, and only its entities with __fits false are aggregated again."""
+    keys = ", ".join(f"s.{quote(k)}" for k in view.join_keys)
+    rows = f"({source_sql(view, (), scan)}) s "
+    if unfit is not None:
+        same = " AND ".join(f"s.{quote(k)} = u.{quote(k)}" for k in view.join_keys)
+        rows += f"SEMI JOIN (SELECT * FROM {unfit} WHERE NOT __fits) u ON {same} "
     where = f"WHERE __ts BETWEEN {start_us} AND {end_us} GROUP BY {keys}"
     if how is None:
         newest = "max(struct_pack(t := __ts, c := __created, o := __ord)).o"
-        return f"SELECT {newest} AS __ord, true AS __fits FROM {rows}{where}"
+        return f"SELECT {keys}, {newest} AS __ord, true AS __fits FROM {rows}{where}"
     largest = f"max(CASE WHEN {how.fits} THEN {how.packed} END)"
     return (
-        f"SELECT {how.unpacked(largest)} AS __ord, bool_and({how.fits}) AS __fits "
+        f"SELECT {keys}, {how.unpacked(largest)} AS __ord, bool_and({how.fits}) AS __fits "
         f"FROM {rows}{where}"
     )
+
+
+UNFIT = "__unfit"
+"""The name under which the engine registers a packed pass 1 whose rows did not all fit."""
 
 
 def rows_filter(scan: SourceScan, ords: np.ndarray) -> str:
