@@ -160,6 +160,14 @@ def materialization_report(
         parity, feast = found.get(("parity", store)), found.get(("feast", store))
         if parity is None:
             continue
+        floor = found.get(("limit", store))
+        if floor is not None:
+            lines.append(
+                f"info  materialize {store}: parity takes {parity.median / floor.median:.2f}x the "
+                f"limit's wall time, {med(parity.cpu) / med(floor.cpu):.2f}x its CPU (limit: a "
+                "fresh interpreter reading keys and times of every row with one DuckDB hash "
+                "aggregate, then writing one raw row per driver; no features, no tie rule)"
+            )
         if feast is None:
             lines.append(
                 f"info  materialize {store}: parity {drivers / parity.median:,.0f} "

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from parity import FeatureStore
+from parity.online.columns import EncodedRows
 from parity.online.encoding import OnlineRow
 from parity.online.reads import OnlineResponse, Status
 from parity.online.sqlite import SqliteOnlineStore
@@ -149,6 +150,13 @@ class CrashingStore(SqliteOnlineStore):
             raise RuntimeError("killed")
         self.budget -= len(rows)
         return super().write(project, rows)
+
+    def write_encoded(self, project: str, rows: EncodedRows) -> int:  # materialization's path
+        if self.budget < len(rows):
+            super().write_encoded(project, rows.head(self.budget))
+            raise RuntimeError("killed")
+        self.budget -= len(rows)
+        return super().write_encoded(project, rows)
 
 
 def dump(path: Path) -> list[tuple[object, ...]]:

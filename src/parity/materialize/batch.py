@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from parity.definitions import FeatureView
 from parity.errors import EndBeforeWatermark, EndInFuture
 from parity.offline.engine import OfflineEngine
-from parity.online.encoding import OnlineRow, rows_from_columns
+from parity.online.encoding import rows_from_columns
 from parity.online.store import OnlineStore
 from parity.registry.materializations import MaterializationLog, MaterializationRecord
 from parity.repo.config import OnlineConfig
@@ -27,6 +27,8 @@ from parity.timeutil import EPOCH
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from parity.online.columns import EncodedRows
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,14 @@ def materialize_view(
     return MaterializeResult(view.name, start, end, written)
 
 
+@runtime_checkable
+class EncodedWrites(Protocol):
+    """A store that also takes rows encoded column by column (online/columns.py): the same
+    write-if-newer as `write`, without an OnlineRow per entity."""
+
+    def write_encoded(self, project: str, rows: EncodedRows) -> int: ...
+
+
 def _stream(
     engine: OfflineEngine,
     online: OnlineStore,
@@ -112,10 +122,15 @@ def _stream(
     observe: Callable[[pa.RecordBatch], None] | None,
 ) -> int:
     """Write the engine's newest rows through this process, batch by batch; the rows written."""
+    from parity.online.columns import encode_rows
+
     written = 0
-    for rows in _batches(engine, view, *interval, observe):
-        online.write(project, rows)
-        written += len(rows)
+    for batch in _batches(engine, view, *interval, observe):
+        if isinstance(online, EncodedWrites):
+            online.write_encoded(project, encode_rows(view, batch))
+        else:
+            online.write(project, rows_from_columns(view, batch.to_pydict()))
+        written += batch.num_rows
         if progress is not None:
             progress("rows", written, None)
     return written
@@ -127,12 +142,12 @@ def _batches(
     start: datetime,
     end: datetime,
     observe: Callable[[pa.RecordBatch], None] | None,
-) -> Iterator[list[OnlineRow]]:
+) -> Iterator[pa.RecordBatch]:
     for batch in engine.latest(view, start, end):
         if batch.num_rows:
             if observe is not None:
                 observe(batch)
-            yield rows_from_columns(view, batch.to_pydict())
+            yield batch
 
 
 def check_end(end: datetime, now: datetime, skew: timedelta) -> None:

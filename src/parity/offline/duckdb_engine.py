@@ -24,7 +24,6 @@ from parity.errors import EntityFrameError, SourceSchemaError
 from parity.offline import entity_frame, ties
 from parity.offline.duckdb_sql import (
     SourceScan,
-    latest_sql,
     literal,
     quote,
     retrieval_sql,
@@ -194,10 +193,18 @@ class DuckDBEngine:
         request = RetrievalRequest(
             (ViewRequest(view, view.feature_names, view.feature_names),), False
         )
-        sql = latest_sql(view, self._scans(request)[view.name], to_micros(start), to_micros(end))
+        from parity.arrays import numpy_of
+        from parity.offline.duckdb_latest import WINNERS, newest_rows_sql, rows_filter
+
+        scan = self._scans(request)[view.name]
         connection = self.connect()
         try:
-            yield from connection.sql(sql).to_arrow_reader(batch_size)
+            winners = _winners(connection, view, scan, to_micros(start), to_micros(end))
+            if winners.num_rows == 0:
+                return
+            connection.register(WINNERS, winners)
+            rows = rows_filter(scan, numpy_of(winners.column(0).combine_chunks()))
+            yield from connection.sql(newest_rows_sql(view, scan, rows)).to_arrow_reader(batch_size)
         finally:
             connection.close()
 
@@ -324,3 +331,25 @@ def _epoch_us(schema: pa.Schema, column: str) -> str:
     raise EntityFrameError(
         f"entity frame column '{column}' is {kind}, not a timestamp; convert it to timestamps"
     )
+
+
+def _winners(
+    connection: duckdb.DuckDBPyConnection,
+    view: FeatureView,
+    scan: SourceScan,
+    start_us: int,
+    end_us: int,
+) -> pa.Table:
+    """Pass 1 of `latest` (duckdb_latest.py): packed where every row of an entity fits; the
+    entities with a row that does not, again as structs."""
+    from parity.offline.duckdb_latest import UNFIT, packing, winners_sql
+
+    how = packing(scan, start_us, end_us)
+    winners = connection.sql(winners_sql(view, scan, start_us, end_us, how)).to_arrow_table()
+    if how is None or not winners.column("__fits").combine_chunks().false_count:
+        return winners.select(["__ord"])
+    log.info("%s: created times too far from event times to pack; pass 1 again", view.name)
+    connection.register(UNFIT, winners)
+    fitting = connection.sql(f"SELECT __ord FROM {UNFIT} WHERE __fits").to_arrow_table()
+    again = winners_sql(view, scan, start_us, end_us, None, UNFIT)
+    return pa.concat_tables([fitting, connection.sql(again).to_arrow_table().select(["__ord"])])

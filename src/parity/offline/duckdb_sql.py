@@ -106,8 +106,10 @@ def _value_sql(column: str, dtype: DType, scan: SourceScan) -> str:
     return f"CAST({quote(column)} AS {duck_type(dtype)})"
 
 
-def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> str:
-    """One view's rows: keys, __ts (µs UTC), __created, __ord (ingestion order) and features."""
+def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan, rows: str = "") -> str:
+    """One view's rows: keys, __ts (µs UTC), __created, __ord (ingestion order) and features.
+    `rows`, a condition on the scan's `filename` and `file_row_number`, keeps only those rows
+    (DuckDB then skips the row groups outside it)."""
     source = view.batch_source
     keys = [f"{quote(source.column_for(k))} AS {quote(k)}" for k in view.join_keys]
     ts = epoch_us_sql(source.timestamp_field, scan)
@@ -132,6 +134,7 @@ def source_sql(view: FeatureView, features: Sequence[str], scan: SourceScan) -> 
     return (
         f"SELECT {columns} FROM {scan_sql(scan)} "
         f"WHERE {quote(source.timestamp_field)} IS NOT NULL AND {not_null}"
+        + (f" AND ({rows})" if rows else "")
     )
 
 

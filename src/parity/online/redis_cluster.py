@@ -10,7 +10,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msgpack import packb, unpackb
 
@@ -40,6 +40,9 @@ from parity.online.encoding import (
 from parity.online.redis_store import RedisOnlineStore, marker_key, redis_key, tiles_key
 from parity.online.store import PREPARED_CACHE_SECONDS, Prepared, Remembered, TileMerge
 from parity.redaction import redact
+
+if TYPE_CHECKING:
+    from parity.online.columns import EncodedRows
 
 
 class RedisClusterOnlineStore(RedisOnlineStore):
@@ -112,18 +115,26 @@ class RedisClusterOnlineStore(RedisOnlineStore):
 
     def write(self, project: str, rows: Sequence[OnlineRow]) -> int:
         keys = [redis_key(project, row.entity_key) for row in rows]
+        fields = [(row.view.encode(), encode_value(row), self._expiry(row)) for row in rows]
+        return self._write_if_newer(keys, fields)
+
+    def write_encoded(self, project: str, rows: EncodedRows) -> int:
+        keys, view, values, expiries = self._encoded(project, rows)
+        fields = [(view, value, expiry) for value, expiry in zip(values, expiries, strict=True)]
+        return self._write_if_newer(keys, fields)
+
+    def _write_if_newer(
+        self, keys: Sequence[bytes], fields: Sequence[tuple[bytes, bytes, bytes]]
+    ) -> int:
+        """_WRITE_IF_NEWER's calls, by slot: KEYS[i] gets its (field, value, expiry) triple."""
         body, calls = single._WRITE_IF_NEWER, []
         for slot, indexes in by_slot(keys).items():
             if len(indexes) == 1:  # the common case: most rows of a batch have a slot each
-                row = rows[indexes[0]]
-                args = (row.view.encode(), encode_value(row), self._expiry(row))
-                calls.append(script_call(slot, body, (keys[indexes[0]],), args))
+                calls.append(script_call(slot, body, (keys[indexes[0]],), fields[indexes[0]]))
                 continue
             for start in range(0, len(indexes), single._BATCH):
                 chunk = indexes[start : start + single._BATCH]
-                many: list[bytes] = []
-                for row in (rows[i] for i in chunk):
-                    many.extend((row.view.encode(), encode_value(row), self._expiry(row)))
+                many = [part for i in chunk for part in fields[i]]
                 calls.append(script_call(slot, body, [keys[i] for i in chunk], many))
         return sum(int(applied) for applied in self._write(calls))
 
