@@ -347,15 +347,6 @@ def limit_run(setup: Setup, store: str, attempt: str) -> bench_registry.Run:
     return run
 
 
-def byte_compile_parity() -> None:
-    """Byte-compile Parity's sources once, untimed, as pip does when it installs a package (and
-    did for Feast's): under PYTHONDONTWRITEBYTECODE=1 an editable install otherwise compiles every
-    module it imports in every timed CLI run (0.15-0.3 s of CPU here)."""
-    import compileall
-
-    compileall.compile_dir(BENCH_DIR.parent / "src" / "parity", quiet=1)
-
-
 def measure_materialization(
     setup: Setup, args: argparse.Namespace
 ) -> dict[tuple[str, str], Materialized]:
@@ -363,7 +354,7 @@ def measure_materialization(
         f"materialization: {data.STATS_VIEW} ({setup.drivers:,} entities over {setup.rows:,} "
         f"rows); {load_average()}"
     )
-    byte_compile_parity()
+    bench_retrieval.byte_compile_parity()
     systems = [("parity", args.materialize_repeat)]
     if not args.no_feast:
         systems.append(("feast", args.feast_materialize_repeat))
