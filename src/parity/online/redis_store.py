@@ -342,14 +342,10 @@ class RedisOnlineStore:
             if command is not None:
                 return self._reader_client.hmget(keys[0], views)
             return script(keys=keys, args=views)
-        connection = getattr(self._thread, "connection", None)
-        if connection is None:
-            connection = self._reader_client.connection_pool.make_connection()
-            self._thread.connection = connection
-            self._connections.add(connection)
         if command is None:
             command = ("EVALSHA", script.sha, len(keys), *keys, *views)
         exceptions = redis_module().exceptions
+        connection = self._thread_connection(exceptions)
         try:
             try:
                 connection.send_command(*command)
@@ -363,6 +359,24 @@ class RedisOnlineStore:
         except BaseException:
             connection.disconnect()  # a reply may still come: the next call reconnects
             raise
+
+    def _thread_connection(self, exceptions: Any) -> Any:
+        """This read thread's own connection, checked before use as redis-py's pool checks one:
+        a connection Redis closed (a restart, its idle timeout) or with a reply left on it is
+        dropped, so the next command reconnects instead of failing one read per thread."""
+        connection = getattr(self._thread, "connection", None)
+        if connection is None:
+            connection = self._reader_client.connection_pool.make_connection()
+            self._thread.connection = connection
+            self._connections.add(connection)
+        elif getattr(connection, "_sock", None) is not None:  # connected: poll, never connect
+            try:
+                stale = connection.can_read()
+            except exceptions.ConnectionError:
+                stale = True
+            if stale:
+                connection.disconnect()
+        return connection
 
     async def read_async(
         self, project: str, keys: Sequence[tuple[str, bytes]]
