@@ -169,27 +169,31 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
 
 def decode_payloads(payloads: Sequence[bytes]) -> list[dict[str, Any]]:
     """decode_payload of each, in one msgpack call: the payloads are framed as one array (a
-    call per payload costs more than decoding a small map). Any failure falls back to one call
-    each, so a bad payload raises what decode_payload raises."""
+    call per payload costs more than decoding a small map), each followed by a nil. Any failure
+    falls back to one call each, so a bad payload raises what decode_payload raises. (The nils
+    catch a corrupt payload read across its neighbour's bytes: a truncated bytes value would
+    otherwise end inside the next payload and shift other rows' values into place.)"""
     count = len(payloads)
     if count < 2:
         return [decode_payload(p) for p in payloads]
     try:
         decoded = msgpack.unpackb(
-            _ARRAY32 + count.to_bytes(4, "big") + b"".join(payloads),
+            _ARRAY32 + (2 * count).to_bytes(4, "big") + _NIL.join(payloads) + _NIL,
             raw=False,
             strict_map_key=True,
         )
     except Exception:  # decoded again one by one below, to raise the real error
         decoded = None
-    if type(decoded) is not list or len(decoded) != count:
+    if type(decoded) is not list or len(decoded) != 2 * count:
         return [decode_payload(p) for p in payloads]
-    if any(type(values) is not dict for values in decoded):
+    maps = decoded[::2]
+    if decoded[1::2].count(None) != count or any(type(values) is not dict for values in maps):
         return [decode_payload(p) for p in payloads]
-    return decoded
+    return maps
 
 
 _ARRAY32 = b"\xdd"  # msgpack's array 32 header; a 4-byte big-endian count follows
+_NIL = b"\xc0"  # msgpack's nil, after each payload: a misframed read puts a map where one stands
 
 Latest = tuple[int, Mapping[str, Any]]
 """A stored row as reads use it: its event time (µs) and its values by feature name."""
