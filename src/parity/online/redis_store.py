@@ -12,6 +12,7 @@ Redis keeps failing. Writes keep redis-py's own timeouts and retries.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import weakref
@@ -363,11 +364,13 @@ class RedisOnlineStore:
     def _thread_connection(self, exceptions: Any) -> Any:
         """This read thread's own connection, checked before use as redis-py's pool checks one:
         a connection Redis closed (a restart, its idle timeout) or with a reply left on it is
-        dropped, so the next command reconnects instead of failing one read per thread."""
+        dropped, so the next command reconnects instead of failing one read per thread. One
+        made before a fork is the parent's socket: a forked child makes its own, as the pool
+        does (sharing it, each process would read the other's replies)."""
         connection = getattr(self._thread, "connection", None)
-        if connection is None:
+        if connection is None or self._thread.pid != os.getpid():
             connection = self._reader_client.connection_pool.make_connection()
-            self._thread.connection = connection
+            self._thread.connection, self._thread.pid = connection, os.getpid()
             self._connections.add(connection)
         elif getattr(connection, "_sock", None) is not None:  # connected: poll, never connect
             try:
