@@ -9,17 +9,24 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from parity import FeatureStore
 from parity.online.breaker import CircuitBreaker
 from parity.online.encoding import OnlineRow, entity_key
 from parity.online.redis_store import RedisOnlineStore
+from parity.serving.app import create_app
+from tests.conftest import DRIVER_REPO, write_repo
 from tests.private_redis import private_redis_server, wait_for_pong
 
 PORTS = range(6410, 6414)  # this suite's private redis-servers
 NOW_US = 1_767_268_800_000_000
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -76,4 +83,37 @@ def test_a_read_after_redis_restarted_answers_and_leaves_the_breaker_closed(
         assert values(store.read_views("p", [("v", keys)])) == [[float(i) for i in entities]]
         assert values(store.read_views("p", [("v", keys)])) == [[float(i) for i in entities]]
     finally:
+        store.close()
+
+
+def test_the_feature_server_answers_every_lookup_after_redis_restarted(
+    restartable: tuple[int, list[subprocess.Popen[bytes]]], tmp_path: Path
+) -> None:
+    port, started = restartable
+    root = write_repo(
+        tmp_path / "repo",
+        DRIVER_REPO,
+        extra=(
+            f"online:\n  type: redis\n  connection_string: redis://127.0.0.1:{port}/0\n"
+            "  breaker_failures: 2\n"
+        ),
+    )
+    store = FeatureStore(root, clock=lambda: NOW)
+    store.apply()
+    client = TestClient(create_app(store, read_threads=4))
+    body = {"features": ["driver_stats:trips"], "entities": {"driver_id": [1, 2]}}
+    try:
+        store.materialize(NOW - timedelta(days=1), NOW)
+        trips = client.post("/get-online-features", json=body).json()["results"][1]["values"]
+        for _ in range(8):  # every read thread has its connection
+            assert client.post("/get-online-features", json=body).status_code == 200
+
+        restart(port, started)
+        store.materialize(NOW - timedelta(days=1), NOW)
+        for _ in range(8):
+            reply = client.post("/get-online-features", json=body)
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["results"][1]["values"] == trips
+    finally:
+        client.close()
         store.close()
