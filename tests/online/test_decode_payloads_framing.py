@@ -1,6 +1,6 @@
-"""decode_payloads (issue 19) decodes many stored payloads in one msgpack call. A corrupt payload
-(truncated, or with bytes after its map) must fail as decode_payload fails on it alone, never be
-read across its neighbour's bytes into another row's values."""
+"""decode_payloads (issue 19) decodes the stored payloads of a read. A corrupt payload (truncated,
+or with bytes after its map) must fail as decode_payload fails on it alone, never be read across
+its neighbour's bytes into another row's values (as one msgpack call over them all did)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,18 @@ def test_a_truncated_payload_never_takes_its_neighbours_bytes_as_values() -> Non
     # key (b'\x81\xa1y') as its last bytes, and the next row becomes that key's map value.
     truncated = msgpack.packb({"blob": b"abcde"}, use_bin_type=True)[:-3]
     neighbour = msgpack.packb({"y": {"a": 1}})
+    with pytest.raises(ValueError):
+        decode_payload(truncated)
+    with pytest.raises(ValueError):
+        decode_payloads([truncated, neighbour])
+
+
+def test_a_truncated_payload_never_realigns_on_its_neighbours_insides() -> None:
+    # Cut 5 bytes short, the bytes value takes what follows it up to the inside of the next
+    # payload's list, whose [nil, map] then reads as a frame's nil and map: whatever marks the
+    # frame between payloads, contents can mimic it. Only decoding each alone is safe.
+    truncated = msgpack.packb({"blob": b"abcdefgh"}, use_bin_type=True)[:-5]
+    neighbour = msgpack.packb({"y": [None, {"a": 1}]})
     with pytest.raises(ValueError):
         decode_payload(truncated)
     with pytest.raises(ValueError):
