@@ -346,7 +346,18 @@ class RedisOnlineStore:
         if command is None:
             command = ("EVALSHA", script.sha, len(keys), *keys, *views)
         exceptions = redis_module().exceptions
-        connection = self._thread_connection(exceptions)
+        connection = self._thread_connection()
+        if getattr(connection, "_sock", None) is None:  # connecting now: one try
+            return self._send(connection, command, script, exceptions)
+        try:
+            return self._send(connection, command, script, exceptions)
+        except exceptions.ConnectionError:
+            # Redis closed the connection this thread kept (a restart, its idle timeout): once
+            # more on a new one, as redis-py's pool checks a kept connection before use. (Not
+            # after a timeout, a TimeoutError: a hung Redis still costs one timeout.)
+            return self._send(connection, command, script, exceptions)
+
+    def _send(self, connection: Any, command: tuple[Any, ...], script: Any, exceptions: Any) -> Any:
         try:
             try:
                 connection.send_command(*command)
@@ -361,24 +372,15 @@ class RedisOnlineStore:
             connection.disconnect()  # a reply may still come: the next call reconnects
             raise
 
-    def _thread_connection(self, exceptions: Any) -> Any:
-        """This read thread's own connection, checked before use as redis-py's pool checks one:
-        a connection Redis closed (a restart, its idle timeout) or with a reply left on it is
-        dropped, so the next command reconnects instead of failing one read per thread. One
-        made before a fork is the parent's socket: a forked child makes its own, as the pool
-        does (sharing it, each process would read the other's replies)."""
+    def _thread_connection(self) -> Any:
+        """This read thread's own connection. One made before a fork is the parent's socket: a
+        forked child makes its own, as redis-py's pool does (sharing it, each process would
+        read the other's replies)."""
         connection = getattr(self._thread, "connection", None)
         if connection is None or self._thread.pid != os.getpid():
             connection = self._reader_client.connection_pool.make_connection()
             self._thread.connection, self._thread.pid = connection, os.getpid()
             self._connections.add(connection)
-        elif getattr(connection, "_sock", None) is not None:  # connected: poll, never connect
-            try:
-                stale = connection.can_read()
-            except exceptions.ConnectionError:
-                stale = True
-            if stale:
-                connection.disconnect()
         return connection
 
     async def read_async(
