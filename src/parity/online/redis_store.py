@@ -336,8 +336,9 @@ class RedisOnlineStore:
 
     def _views_of(self, script: Any, keys: list[bytes], views: list[str]) -> Any:
         """The `views` fields of each entity hash `keys`, flat, on this thread's own connection
-        (the same timeouts, no retries), or through the client when it was given. One entity is
-        a plain HMGET: the script costs Redis ten times more for it."""
+        (the same timeouts, no retries but on a kept connection Redis closed), or through the
+        client when it was given. One entity is a plain HMGET: the script costs Redis ten times
+        more for it."""
         command: tuple[Any, ...] | None = ("HMGET", keys[0], *views) if len(keys) == 1 else None
         if not self._own_reader:
             if command is not None:
