@@ -53,6 +53,10 @@ def _child(seed: int) -> int:
     return wrong_reads(*_CHILD, seed, 300)
 
 
+# Other tests' read threads may still run in this process; the children use none of them.
+@pytest.mark.filterwarnings(
+    "ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning"
+)  # 3.12+
 def test_forked_children_read_their_own_answers(
     redis_store: RedisOnlineStore, project_name: str
 ) -> None:
@@ -76,6 +80,9 @@ def _child_socket(_: int) -> tuple[str, int]:
     return store._thread.connection._sock.getsockname()  # type: ignore[no-any-return]
 
 
+@pytest.mark.filterwarnings(
+    "ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning"
+)  # 3.12+
 def test_a_forked_child_reads_on_a_socket_of_its_own(
     redis_store: RedisOnlineStore, project_name: str
 ) -> None:
