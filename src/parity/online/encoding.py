@@ -168,28 +168,14 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
 
 
 def decode_payloads(payloads: Sequence[bytes]) -> list[dict[str, Any]]:
-    """decode_payload of each, in one msgpack call: the payloads are framed as one array (a
-    call per payload costs more than decoding a small map). Any failure falls back to one call
-    each, so a bad payload raises what decode_payload raises."""
-    count = len(payloads)
-    if count < 2:
-        return [decode_payload(p) for p in payloads]
-    try:
-        decoded = msgpack.unpackb(
-            _ARRAY32 + count.to_bytes(4, "big") + b"".join(payloads),
-            raw=False,
-            strict_map_key=True,
-        )
-    except Exception:  # decoded again one by one below, to raise the real error
-        decoded = None
-    if type(decoded) is not list or len(decoded) != count:
-        return [decode_payload(p) for p in payloads]
-    if any(type(values) is not dict for values in decoded):
-        return [decode_payload(p) for p in payloads]
-    return decoded
+    """decode_payload of each. One call each, not one msgpack call over the payloads framed as
+    an array: a corrupt (truncated) payload would read on into the next one's bytes, and no mark
+    between payloads stops that, since contents can mimic any mark; the rows after it would get
+    other rows' values, silently. (One call per payload costs the same for 50-feature rows and
+    about 0.07 µs more per row for 3-feature rows.)"""
+    unpackb = msgpack.unpackb
+    return [unpackb(payload, raw=False, strict_map_key=True) for payload in payloads]
 
-
-_ARRAY32 = b"\xdd"  # msgpack's array 32 header; a 4-byte big-endian count follows
 
 Latest = tuple[int, Mapping[str, Any]]
 """A stored row as reads use it: its event time (µs) and its values by feature name."""
@@ -197,7 +183,7 @@ Latest = tuple[int, Mapping[str, Any]]
 
 def decode_latest(data: Sequence[bytes | None]) -> list[Latest | None]:
     """Stored values (header plus payload, as one Redis hash field holds) -> (event time,
-    values) each, None where `data` has None; one msgpack call for them all."""
+    values) each, None where `data` has None."""
     present = [value for value in data if value is not None]
     payloads = iter(decode_payloads([value[HEADER_CHARS:] for value in present]))
     return [

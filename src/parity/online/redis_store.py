@@ -12,6 +12,7 @@ Redis keeps failing. Writes keep redis-py's own timeouts and retries.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 import time
@@ -392,21 +393,29 @@ class RedisOnlineStore:
 
     def _views_of(self, script: Any, keys: list[bytes], views: list[str]) -> Any:
         """The `views` fields of each entity hash `keys`, flat, on this thread's own connection
-        (the same timeouts, no retries), or through the client when it was given. One entity is
-        a plain HMGET: the script costs Redis ten times more for it."""
+        (the same timeouts, no retries but on a kept connection Redis closed), or through the
+        client when it was given. One entity is a plain HMGET: the script costs Redis ten times
+        more for it."""
         command: tuple[Any, ...] | None = ("HMGET", keys[0], *views) if len(keys) == 1 else None
         if not self._own_reader:
             if command is not None:
                 return self._reader_client.hmget(keys[0], views)
             return script(keys=keys, args=views)
-        connection = getattr(self._thread, "connection", None)
-        if connection is None:
-            connection = self._reader_client.connection_pool.make_connection()
-            self._thread.connection = connection
-            self._connections.add(connection)
         if command is None:
             command = ("EVALSHA", script.sha, len(keys), *keys, *views)
         exceptions = redis_module().exceptions
+        connection = self._thread_connection()
+        if getattr(connection, "_sock", None) is None:  # connecting now: one try
+            return self._send(connection, command, script, exceptions)
+        try:
+            return self._send(connection, command, script, exceptions)
+        except exceptions.ConnectionError:
+            # Redis closed the connection this thread kept (a restart, its idle timeout): once
+            # more on a new one, as redis-py's pool checks a kept connection before use. (Not
+            # after a timeout, a TimeoutError: a hung Redis still costs one timeout.)
+            return self._send(connection, command, script, exceptions)
+
+    def _send(self, connection: Any, command: tuple[Any, ...], script: Any, exceptions: Any) -> Any:
         try:
             try:
                 connection.send_command(*command)
@@ -420,6 +429,17 @@ class RedisOnlineStore:
         except BaseException:
             connection.disconnect()  # a reply may still come: the next call reconnects
             raise
+
+    def _thread_connection(self) -> Any:
+        """This read thread's own connection. One made before a fork is the parent's socket: a
+        forked child makes its own, as redis-py's pool does (sharing it, each process would
+        read the other's replies)."""
+        connection = getattr(self._thread, "connection", None)
+        if connection is None or self._thread.pid != os.getpid():
+            connection = self._reader_client.connection_pool.make_connection()
+            self._thread.connection, self._thread.pid = connection, os.getpid()
+            self._connections.add(connection)
+        return connection
 
     async def read_async(
         self, project: str, keys: Sequence[tuple[str, bytes]]

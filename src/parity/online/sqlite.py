@@ -211,7 +211,7 @@ class SqliteOnlineStore:
         self, project: str, plain: Sequence[tuple[str, Sequence[bytes]]]
     ) -> list[list[Latest | None]]:
         """Per view, the row of each of its keys (reads.ViewReads): one query per view (and
-        per 900 distinct keys), the payloads decoded in one msgpack call."""
+        per 900 distinct keys)."""
         conn = self._connection()
         now = self._now_us()
         out: list[list[Latest | None]] = []

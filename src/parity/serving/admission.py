@@ -120,8 +120,9 @@ _Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop
 class _Readers:
     """The read threads: a queue of (work, future, loop) they take turns on, each answer handed
     back with one call_soon_threadsafe. (A ThreadPoolExecutor's submit, its future and the
-    chaining of that future to the loop's cost as much as a small lookup.) Started on first
-    use; closed, they drop the queued work (its futures are cancelled) and end."""
+    chaining of that future to the loop's cost as much as a small lookup.) Work whose request
+    was cancelled before it started is skipped. Started on first use; closed, they drop the
+    queued work (its futures are cancelled) and end."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
@@ -154,6 +155,10 @@ class _Readers:
             work, answer, loop = job
             if self._closed:
                 _hand_back(loop, answer.cancel)
+                continue
+            # Its request went away before it started: skip it, as an executor skips a cancelled
+            # job (the state is read off the loop's thread; a stale read only runs it).
+            if answer.cancelled():
                 continue
             try:
                 result, failure = work(), None
