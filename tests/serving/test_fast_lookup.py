@@ -309,7 +309,7 @@ def test_a_wrongly_typed_key_is_refused_as_before(
     assert word in reply.json()["error"]["message"]
 
 
-def test_one_msgpack_call_decodes_as_one_call_each_and_fails_alike() -> None:
+def test_decode_payloads_answers_as_decode_payload_each_and_fails_alike() -> None:
     import msgpack
 
     payloads = [msgpack.packb(v) for v in ({"a": 1}, {}, {"b": [1.5, None]}, {"c": b"\x00"})]
