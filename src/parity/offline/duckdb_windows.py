@@ -55,7 +55,9 @@ def _empty_value(aggregation: Aggregation, expression: str) -> str:
 
 def _window_start_sql(moment: str, window_us: int, tile_us: int) -> str:
     """windows.window_start in SQL: tile_start(t) + T - W, the floor also before 1970."""
-    return f"({moment} - ((({moment} % {tile_us}) + {tile_us}) % {tile_us}) + {tile_us - window_us})"
+    return (
+        f"({moment} - ((({moment} % {tile_us}) + {tile_us}) % {tile_us}) + {tile_us - window_us})"
+    )
 
 
 def _frame_sql(window_us: int, tile_us: int) -> str:
