@@ -36,8 +36,12 @@ def view_of(aggregations: list[Aggregation], tile: timedelta) -> FeatureView:
     )
 
 
-def moments(tile_us: int) -> st.SearchStrategy[int]:
-    """µs around BASE over 35 days back: on tile, hour and day edges (+- 1 µs), or anywhere."""
+def moments(tile_us: int, clock: int) -> st.SearchStrategy[int]:
+    """µs around BASE over 35 days back: on tile, hour and day edges (+- 1 µs), on the tile
+    edges around the writer's clock (where pending events become due), or anywhere."""
+    near = st.builds(
+        lambda k, d: clock + k * tile_us + d, st.integers(-3, 3), st.sampled_from([0, 1, -1])
+    )
     edge = st.builds(
         lambda size, k, d: BASE + k * size + d,
         st.sampled_from([tile_us, 3_600_000_000, 86_400_000_000]),
@@ -45,13 +49,14 @@ def moments(tile_us: int) -> st.SearchStrategy[int]:
         st.sampled_from([0, 0, 1, -1]),
     )
     anywhere = st.integers(BASE - 35 * 86_400_000_000, BASE + 2 * 3_600_000_000)
-    return st.one_of(edge, anywhere)
+    return st.one_of(edge, near, anywhere)
 
 
 @st.composite
 def cases(draw: st.DrawFn) -> dict[str, Any]:
     tile = draw(st.sampled_from([timedelta(minutes=1), timedelta(minutes=15), timedelta(hours=1)]))
     tile_us = int(tile.total_seconds()) * 1_000_000
+    clock = BASE + draw(st.integers(-2, 2)) * tile_us
     windows = st.sampled_from([1, 2, 5, 24 * 60 // 15 * 15, 30 * 24 * 60]).map(
         lambda minutes: max(tile, tile * (timedelta(minutes=minutes) // tile))
     )
@@ -67,14 +72,15 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
     )
     # Two entities: b"x" maybe without events; a few distinct amounts so ties in value happen.
     event = st.tuples(
-        moments(tile_us),
+        moments(tile_us, clock),
         st.one_of(st.none(), st.sampled_from([-2.5, 0.0, 1.0, 3.0, 1e6])),
         st.one_of(st.none(), st.sampled_from(["a", "b", "c"])),
     )
     events = draw(st.lists(event, max_size=40))
     events += [(m, a, d) for m, a, d in draw(st.lists(event, max_size=3)) for _ in range(2)]  # ties
-    clock = BASE + draw(st.integers(-2, 2)) * tile_us
-    reads = draw(st.lists(st.one_of(moments(tile_us), st.just(clock)), min_size=1, max_size=6))
+    reads = draw(
+        st.lists(st.one_of(moments(tile_us, clock), st.just(clock)), min_size=1, max_size=6)
+    )
     return {
         "view": view_of(aggregations, tile),
         "events": events,
@@ -96,7 +102,9 @@ def oracle(view: FeatureView, events: list[tuple[int, Any, Any]], t: int) -> lis
     values = []
     for a in view.aggregations:
         column = 1 if a.column == "amount" else 2
-        got = [(e[0], i, e[column]) for i, e in enumerate(events) if start(a.window_us) <= e[0] <= t]
+        got = [
+            (e[0], i, e[column]) for i, e in enumerate(events) if start(a.window_us) <= e[0] <= t
+        ]
         got = [g for g in got if g[2] is not None]
         plain = [g[2] for g in got]
         newest = [g[2] for g in sorted(got, key=lambda g: (g[0], g[1]), reverse=True)]
@@ -122,7 +130,7 @@ def close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
 def test_window_reads_equal_the_raw_events(case: dict[str, Any]) -> None:
     view, events = case["view"], case["events"]
