@@ -108,20 +108,29 @@ def oracle(view: FeatureView, events: list[tuple[int, Any, Any]], t: int) -> lis
         got = [g for g in got if g[2] is not None]
         plain = [g[2] for g in got]
         newest = [g[2] for g in sorted(got, key=lambda g: (g[0], g[1]), reverse=True)]
-        values.append(
-            {
-                "count": lambda: len(plain),
-                "sum": lambda: sum(plain),
-                "mean": lambda: sum(plain) / len(plain) if plain else None,
-                "min": lambda: min(plain) if plain else None,
-                "max": lambda: max(plain) if plain else None,
-                "stddev": lambda: statistics.stdev(plain) if len(plain) > 1 else None,
-                "last": lambda: newest[0] if newest else None,
-                "count_distinct": lambda: len(set(plain)),
-                "last_n": lambda n=a.n: newest[:n],
-            }[a.function]()
-        )
+        values.append(evaluate(a.function, a.n, plain, newest))
     return values
+
+
+def evaluate(function: str, n: int | None, plain: list[Any], newest: list[Any]) -> Any:
+    """One function over a window's non-null values (`newest`: newest first)."""
+    if function == "count":
+        return len(plain)
+    if function == "sum":
+        return sum(plain)
+    if function == "count_distinct":
+        return len(set(plain))
+    if function == "last_n":
+        return newest[:n]
+    if not plain:
+        return None
+    if function == "mean":
+        return sum(plain) / len(plain)
+    if function == "stddev":
+        return statistics.stdev(plain) if len(plain) > 1 else None
+    if function in ("min", "max"):
+        return min(plain) if function == "min" else max(plain)
+    return newest[0]  # last
 
 
 def close(a: Any, b: Any) -> bool:
@@ -186,7 +195,7 @@ partial_lists = st.lists(
 )
 
 
-@given(values=partial_lists, function=st.sampled_from(FUNCTIONS + ["last_n"]))
+@given(values=partial_lists, function=st.sampled_from([*FUNCTIONS, "last_n"]))
 def test_window_value_equals_merging_then_finishing(values: list[Any], function: str) -> None:
     if function not in ("count", "count_distinct", "last", "last_n"):
         values = [(float(v), ts, o) for v, ts, o in values if not isinstance(v, str)]
