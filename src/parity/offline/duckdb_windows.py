@@ -98,24 +98,26 @@ def window_ctes(index: int, request: ViewRequest, scan: SourceScan, left: str) -
     # events and markers at the same time.
     before = f"OVER ({partition} RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     after = f"OVER ({partition} RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)"
-    newest = f"last_value(CASE WHEN NOT __mark THEN __ts END IGNORE NULLS) {before}"
-    seen = f"({newest}) >= {_window_start_sql('__ts', longest, tile)} AS __seen"
+    newest = f"last_value(CASE WHEN NOT __mark THEN __ts END IGNORE NULLS) {before} AS __newest"
     following = f"first_value(CASE WHEN __mark THEN __ts END IGNORE NULLS) {after} AS __next"
     ctes = [
         f"marks_{index} AS (SELECT DISTINCT {key_list}, __ts FROM {left})",
         f"long_{index} AS {'MATERIALIZED ' if shorter else ''}(SELECT {fields}, __mark, "
-        + ", ".join([*values(longest), seen, *([following] if shorter else [])])
+        + ", ".join([*values(longest), newest, *([following] if shorter else [])])
         + f" FROM (SELECT {fields}, FALSE AS __mark FROM ({_events_sql(view, wanted, scan)}) "
         f"UNION ALL BY NAME "
         f"SELECT {key_list}, __ts, TRUE AS __mark FROM marks_{index}))",
     ]
+    # A shorter window's pass: the events in some marker's window, and the markers with an
+    # event in theirs (the others' values are those of an empty window, as the outer join and
+    # _empty_value give them).
     for number, window in enumerate(shorter):
         kept = f"__ts >= {_window_start_sql('__next', window, tile)}"
+        filled = f"__newest >= {_window_start_sql('__ts', window, tile)}"
         ctes.append(
             f"win_{index}_{number} AS (SELECT * FROM (SELECT {key_list}, __ts, __mark, "
-            f"{', '.join(values(window))} FROM (SELECT {fields}, FALSE AS __mark "
-            f"FROM long_{index} WHERE NOT __mark AND {kept} UNION ALL BY NAME "
-            f"SELECT {key_list}, __ts, TRUE AS __mark FROM marks_{index})) WHERE __mark)"
+            f"{', '.join(values(window))} FROM long_{index} "
+            f"WHERE (NOT __mark AND {kept}) OR (__mark AND {filled})) WHERE __mark)"
         )
     sources = [f"(SELECT * FROM long_{index} WHERE __mark)"]
     sources += [f"win_{index}_{number}" for number in range(len(shorter))]
@@ -127,7 +129,7 @@ def window_ctes(index: int, request: ViewRequest, scan: SourceScan, left: str) -
     )
     lengths = [longest, *shorter]
     outputs = ", ".join(
-        f"CASE WHEN w0.__seen THEN "
+        f"CASE WHEN w0.__newest >= {_window_start_sql('w0.__ts', longest, tile)} THEN "
         f"{_empty_value(a, f'w{lengths.index(a.window_us)}.__a{position}')} END AS {quote(output)}"
         for position, (a, output) in enumerate(zip(wanted, request.output_names, strict=True))
     )
