@@ -68,72 +68,109 @@ def _frame_sql(window_us: int, tile_us: int) -> str:
 def window_ctes(index: int, request: ViewRequest, scan: SourceScan, left: str) -> list[str]:
     """CTEs adding one aggregated view's window values to the rows of `left` (__rid, __ts)."""
     view = request.view
-    tile = view.tile_us
-    keys = [quote(k) for k in view.join_keys]
-    key_list = ", ".join(keys)
     by_output = {a.output_name: a for a in view.aggregations}
     wanted = [by_output[name] for name in request.features]
     # Seen: an event (whatever its values) in the view's longest window; else every output is
-    # null, as online answers NOT_FOUND. Counted in the longest window's pass.
+    # null, as online answers NOT_FOUND. Decided from the longest window's pass.
     longest = max(a.window_us for a in view.aggregations)
     shorter = sorted({a.window_us for a in wanted} - {longest})
-    partition = f"PARTITION BY {key_list} ORDER BY __ts"
-    fields = f"{key_list}, __ts, __ord, " + ", ".join(
-        quote(c) for c in dict.fromkeys(a.column for a in wanted)
-    )
+    keys = ", ".join(quote(k) for k in view.join_keys)
+    return [
+        f"marks_{index} AS (SELECT DISTINCT {keys}, __ts FROM {left})",
+        _long_pass(index, view, wanted, scan, longest, bool(shorter)),
+        *(
+            _short_pass(index, number, view, wanted, window)
+            for number, window in enumerate(shorter)
+        ),
+        f"view_{index} AS {_joined(index, request, wanted, [longest, *shorter], left)}",
+    ]
 
-    def values(window: int) -> list[str]:
-        over = f"OVER ({partition} {_frame_sql(window, tile)})"
-        found = [
-            f"{_value_sql(a, view, over)} AS __a{position}"
-            for position, a in enumerate(wanted)
-            if a.window_us == window
-        ]
-        return found
 
-    # The longest window's pass reads every event. Navigation functions (cheaper than the
-    # aggregates' segment trees) give each marker the newest event at or before it (seen when
-    # in the longest window), and each event the first marker at or after it (__next), by which
-    # the shorter windows' passes prune their events. RANGE frames include the row's peers:
-    # events and markers at the same time.
+def _long_pass(
+    index: int,
+    view: FeatureView,
+    wanted: list[Aggregation],
+    scan: SourceScan,
+    longest: int,
+    pruning: bool,
+) -> str:
+    """The longest window's pass over every event and marker. Navigation functions (cheaper
+    than the aggregates' segment trees) give each marker the newest event at or before it
+    (__newest: seen when in the longest window), and, when shorter windows prune by it, each
+    event the first marker at or after it (__next). RANGE frames include the row's peers:
+    events and markers at the same time."""
+    keys = ", ".join(quote(k) for k in view.join_keys)
+    partition = f"PARTITION BY {keys} ORDER BY __ts"
     before = f"OVER ({partition} RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     after = f"OVER ({partition} RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)"
     newest = f"last_value(CASE WHEN NOT __mark THEN __ts END IGNORE NULLS) {before} AS __newest"
     following = f"first_value(CASE WHEN __mark THEN __ts END IGNORE NULLS) {after} AS __next"
-    ctes = [
-        f"marks_{index} AS (SELECT DISTINCT {key_list}, __ts FROM {left})",
-        f"long_{index} AS {'MATERIALIZED ' if shorter else ''}(SELECT {fields}, __mark, "
-        + ", ".join([*values(longest), newest, *([following] if shorter else [])])
-        + f" FROM (SELECT {fields}, FALSE AS __mark FROM ({_events_sql(view, wanted, scan)}) "
-        f"UNION ALL BY NAME "
-        f"SELECT {key_list}, __ts, TRUE AS __mark FROM marks_{index}))",
-    ]
-    # A shorter window's pass: the events in some marker's window, and the markers with an
-    # event in theirs (the others' values are those of an empty window, as the outer join and
-    # _empty_value give them).
-    for number, window in enumerate(shorter):
-        kept = f"__ts >= {_window_start_sql('__next', window, tile)}"
-        filled = f"__newest >= {_window_start_sql('__ts', window, tile)}"
-        ctes.append(
-            f"win_{index}_{number} AS (SELECT * FROM (SELECT {key_list}, __ts, __mark, "
-            f"{', '.join(values(window))} FROM long_{index} "
-            f"WHERE (NOT __mark AND {kept}) OR (__mark AND {filled})) WHERE __mark)"
-        )
+    fields = _fields(view, wanted)
+    columns = [*_values(view, wanted, longest), newest, *([following] if pruning else [])]
+    return (
+        f"long_{index} AS {'MATERIALIZED ' if pruning else ''}(SELECT {fields}, __mark, "
+        f"{', '.join(columns)} FROM (SELECT {fields}, FALSE AS __mark FROM "
+        f"({_events_sql(view, wanted, scan)}) UNION ALL BY NAME "
+        f"SELECT {keys}, __ts, TRUE AS __mark FROM marks_{index}))"
+    )
+
+
+def _short_pass(
+    index: int, number: int, view: FeatureView, wanted: list[Aggregation], window: int
+) -> str:
+    """A shorter window's pass: the events in their next marker's window, and the markers with
+    an event in theirs (the others' values are those of an empty window, as the outer join and
+    _empty_value give them)."""
+    tile = view.tile_us
+    keys = ", ".join(quote(k) for k in view.join_keys)
+    kept = f"__ts >= {_window_start_sql('__next', window, tile)}"
+    filled = f"__newest >= {_window_start_sql('__ts', window, tile)}"
+    return (
+        f"win_{index}_{number} AS (SELECT * FROM (SELECT {keys}, __ts, __mark, "
+        f"{', '.join(_values(view, wanted, window))} FROM long_{index} "
+        f"WHERE (NOT __mark AND {kept}) OR (__mark AND {filled})) WHERE __mark)"
+    )
+
+
+def _joined(
+    index: int, request: ViewRequest, wanted: list[Aggregation], lengths: list[int], left: str
+) -> str:
+    """`left`'s rows with each pass's markers joined on (keys, t), then the outputs (pass 0 is
+    the longest window's, which decides seen)."""
+    view = request.view
+    keys = [quote(k) for k in view.join_keys]
     sources = [f"(SELECT * FROM long_{index} WHERE __mark)"]
-    sources += [f"win_{index}_{number}" for number in range(len(shorter))]
+    sources += [f"win_{index}_{number}" for number in range(len(lengths) - 1)]
     joins = " ".join(
         f"LEFT JOIN {source} w{number} ON "
         + " AND ".join(f"l.{k} = w{number}.{k}" for k in keys)
         + f" AND l.__ts = w{number}.__ts"
         for number, source in enumerate(sources)
     )
-    lengths = [longest, *shorter]
+    seen = f"w0.__newest >= {_window_start_sql('w0.__ts', lengths[0], view.tile_us)}"
     outputs = ", ".join(
-        f"CASE WHEN w0.__newest >= {_window_start_sql('w0.__ts', longest, tile)} THEN "
+        f"CASE WHEN {seen} THEN "
         f"{_empty_value(a, f'w{lengths.index(a.window_us)}.__a{position}')} END AS {quote(output)}"
         for position, (a, output) in enumerate(zip(wanted, request.output_names, strict=True))
     )
-    return [*ctes, f"view_{index} AS (SELECT l.*, {outputs} FROM {left} l {joins})"]
+    return f"(SELECT l.*, {outputs} FROM {left} l {joins})"
+
+
+def _values(view: FeatureView, wanted: list[Aggregation], window: int) -> list[str]:
+    """The window functions of the wanted aggregations of one window length, named by their
+    position among the wanted (__a<i>)."""
+    keys = ", ".join(quote(k) for k in view.join_keys)
+    over = f"OVER (PARTITION BY {keys} ORDER BY __ts {_frame_sql(window, view.tile_us)})"
+    return [
+        f"{_value_sql(a, view, over)} AS __a{position}"
+        for position, a in enumerate(wanted)
+        if a.window_us == window
+    ]
+
+
+def _fields(view: FeatureView, wanted: list[Aggregation]) -> str:
+    columns = ", ".join(quote(c) for c in dict.fromkeys(a.column for a in wanted))
+    return f"{', '.join(quote(k) for k in view.join_keys)}, __ts, __ord, {columns}"
 
 
 def _events_sql(view: FeatureView, wanted: list[Aggregation], scan: SourceScan) -> str:
