@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from parity.aggregation.partials import Merge, finish, merge_all, merger, singler
+from parity.aggregation.partials import Merge, merger, singler, window_value
 from parity.aggregation.windows import tile_start, window_start
 from parity.definitions import FeatureView
 from parity.online.encoding import PENDING, tile_name
@@ -72,17 +72,55 @@ def _cover_set(sizes: tuple[int, ...], window_us: int, tile_at: int) -> frozense
     return frozenset(_cover_names(sizes, window_us, tile_at))
 
 
+@dataclass(frozen=True, slots=True)
+class ReadShape:
+    """What a window read needs of a view, resolved once per view (reads run per request):
+    its tile sizes, longest window, and per aggregation output its window, function and n."""
+
+    levels: tuple[int, ...]
+    longest_us: int
+    windows: dict[str, int]
+    functions: dict[str, tuple[str, int | None]]
+
+
+_SHAPES: dict[int, tuple[FeatureView, ReadShape]] = {}
+
+
+def read_shape(view: FeatureView) -> ReadShape:
+    """The view's ReadShape, cached by identity (definitions are frozen; the registry hands out
+    the same objects until the catalog changes, and a new object gets a new entry)."""
+    entry = _SHAPES.get(id(view))
+    if entry is not None and entry[0] is view:
+        return entry[1]
+    aggregations = view.aggregations
+    shape = ReadShape(
+        levels(view),
+        longest_window_us(view),
+        {a.output_name: a.window_us for a in aggregations},
+        {a.output_name: (a.function, a.n) for a in aggregations},
+    )
+    if len(_SHAPES) >= 256:  # catalogs reloaded again and again: start afresh
+        _SHAPES.clear()
+    _SHAPES[id(view)] = (view, shape)
+    return shape
+
+
 def read_plan(view: FeatureView, outputs: Iterable[str], t_us: int) -> list[str]:
     """The names of every tile the wanted aggregations read at t (their covers' union), plus
     the longest window's cover (whether the entity is known) and the pending record."""
-    by_output = view.aggregation_by_output
+    shape = read_shape(view)
+    windows = tuple(dict.fromkeys([*(shape.windows[o] for o in outputs), shape.longest_us]))
+    return list(_plan(shape.levels, windows, tile_start(t_us, shape.levels[0])))
+
+
+@lru_cache(maxsize=4_096)
+def _plan(sizes: tuple[int, ...], windows: tuple[int, ...], tile_at: int) -> tuple[str, ...]:
+    # The same for the whole tile at t, like the covers.
     wanted: dict[str, None] = {}
-    windows = {by_output[output].window_us: None for output in outputs}
-    windows[longest_window_us(view)] = None
     for window in windows:
-        wanted.update(dict.fromkeys(window_names(view, window, t_us)))
+        wanted.update(dict.fromkeys(_cover_names(sizes, window, tile_at)))
     wanted[PENDING] = None
-    return list(wanted)
+    return tuple(wanted)
 
 
 def longest_window_us(view: FeatureView) -> int:
@@ -119,42 +157,44 @@ def window_values(
 
     Stored tiles hold only events at or before their writer's clock; events stamped later wait
     in the pending record and count once t reaches them, so nothing after t is counted."""
-    due = [
-        (moment, partials)
-        for moment, _, partials in (tiles.get(PENDING) or {}).get("events", ())
-        if moment <= t_us
-    ]
-    if not _known(view, tiles, due, t_us):
+    shape = read_shape(view)
+    sizes, tile = shape.levels, shape.levels[0]
+    tile_at = tile_start(t_us, tile)
+    pending = tiles.get(PENDING)
+    due = (
+        [(m, partials) for m, _, partials in pending.get("events", ()) if m <= t_us]
+        if pending
+        else []
+    )
+    if not _known(shape, tiles, due, t_us):
         return None
-    by_output = view.aggregation_by_output
     in_window: dict[int, list[dict[str, Any]]] = {}  # the entity's tiles in each window
     values = []
     for output in outputs:
-        aggregation = by_output[output]
-        window = aggregation.window_us
+        window = shape.windows[output]
         found = in_window.get(window)
         if found is None:
-            names = window_names(view, window, t_us)
-            found = [tiles[name] for name in names if name in tiles]
-            start = window_start(t_us, window, view.tile_us)
-            found += [partials for moment, partials in due if moment >= start]
+            found = [tiles[name] for name in _cover_names(sizes, window, tile_at) if name in tiles]
+            if due:
+                start = window_start(t_us, window, tile)
+                found += [partials for moment, partials in due if moment >= start]
             in_window[window] = found
-        partials = [partial for tile in found if (partial := tile.get(output)) is not None]
-        merged = merge_all(aggregation.function, aggregation.n, partials)
-        values.append(finish(aggregation.function, merged))
+        partials = [partial for part in found if (partial := part.get(output)) is not None]
+        function, n = shape.functions[output]
+        values.append(window_value(function, n, partials))
     return values
 
 
 def _known(
-    view: FeatureView,
+    shape: ReadShape,
     tiles: Mapping[str, dict[str, Any]],
     due: Sequence[tuple[int, Any]],
     t_us: int,
 ) -> bool:
     """Whether the entity has an event in the longest window at t (a tile of its cover, or a
     pending event now due in it): the online side of the NOT_FOUND rule."""
-    window, tile = longest_window_us(view), view.tile_us
-    if not _cover_set(levels(view), window, tile_start(t_us, tile)).isdisjoint(tiles.keys()):
+    window, tile = shape.longest_us, shape.levels[0]
+    if not _cover_set(shape.levels, window, tile_start(t_us, tile)).isdisjoint(tiles.keys()):
         return True
     start = window_start(t_us, window, tile)
     return any(moment >= start for moment, _ in due)

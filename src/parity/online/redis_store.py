@@ -496,7 +496,10 @@ class RedisOnlineStore:
             return [{} for _ in keys]
         redis_keys = [tiles_key(project, view, key) for key in keys]
         with self._serving():
-            replies = self._read_tiles(keys=redis_keys, args=names)
+            if len(redis_keys) == 1:  # one entity: a plain HMGET costs Redis a fifth of a script
+                replies = [self._reader_client.execute_command("HMGET", redis_keys[0], *names)]
+            else:
+                replies = self._read_tiles(keys=redis_keys, args=names)
         return [
             {name: value for name, value in zip(names, values, strict=True) if value is not None}
             for values in replies
