@@ -1,0 +1,64 @@
+"""Review of the one-ASOF join for proven sources (offline/ties.py): inputs where a proof made
+on the source's own values could miss ties the join sees, against the two-pass join and pandas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from parity.offline.duckdb_engine import DuckDBEngine
+from tests.offline.test_untied import US, moment, retrieve, stats_view
+
+
+def test_text_keys_cast_to_an_integer_entity_key_tie_and_break_as_the_two_pass_join(
+    tmp_path: Path,
+) -> None:
+    """'1', '01' and ' 1' differ as text (the proof's view) but all equal the entity key 1
+    once DuckDB casts the text to BIGINT for the join: a tie, which the newest created breaks."""
+    view = stats_view(ttl=None)
+    (tmp_path / "stats").mkdir()
+    source = pa.table(
+        {
+            "account_id": pa.array(["1", "01", " 1"]),
+            "ts": pa.array([moment(0)] * 3, US),
+            "created": pa.array([moment(0), moment(2), moment(1)], US),
+            "x": pa.array([1.0, 2.0, 3.0]),
+            "n": pa.array([1, 2, 3]),
+        }
+    )
+    pq.write_table(source, tmp_path / "stats" / "part-0.parquet")
+    entity_df = pd.DataFrame({"account_id": [1], "event_timestamp": [moment(1)]})
+    two_pass, _ = retrieve(tmp_path, view, entity_df)
+    # Oracle: every text key equal to 1 as a number ties at moment(0); the newest created wins.
+    frame = source.to_pandas()
+    matching = frame[frame["account_id"].str.strip().astype(int) == 1]
+    expected = matching.sort_values("created").iloc[-1]
+    assert two_pass["x"].tolist() == [expected["x"]] == [2.0]
+    DuckDBEngine(tmp_path).prove_untied(view)
+    proven, _ = retrieve(tmp_path, view, entity_df)
+    assert proven["x"].tolist() == [2.0]
+    assert proven["n"].tolist() == [2]
+
+
+def test_text_keys_against_text_entity_keys_keep_the_one_asof_join(tmp_path: Path) -> None:
+    view = stats_view(ttl=None)
+    (tmp_path / "stats").mkdir()
+    source = pa.table(
+        {
+            "account_id": pa.array(["1", "01"]),
+            "ts": pa.array([moment(0)] * 2, US),
+            "created": pa.array([moment(0), moment(2)], US),
+            "x": pa.array([1.0, 2.0]),
+            "n": pa.array([1, 2]),
+        }
+    )
+    pq.write_table(source, tmp_path / "stats" / "part-0.parquet")
+    entity_df = pd.DataFrame({"account_id": ["1", "01", "2"], "event_timestamp": [moment(1)] * 3})
+    assert DuckDBEngine(tmp_path).prove_untied(view) is True
+    proven, sql = retrieve(tmp_path, view, entity_df)
+    assert "QUALIFY" not in sql
+    assert proven["x"].tolist()[:2] == [1.0, 2.0]
+    assert pd.isna(proven["x"].tolist()[2])
