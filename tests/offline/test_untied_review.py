@@ -9,8 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from parity import Catalog, Entity, FeatureView, String
 from parity.offline.duckdb_engine import DuckDBEngine
-from tests.offline.test_untied import US, moment, retrieve, stats_view
+from parity.offline.retrieval import historical_features
+from tests.offline.test_untied import REFS, US, moment, retrieve, stats_view
 
 
 def test_text_keys_cast_to_an_integer_entity_key_tie_and_break_as_the_two_pass_join(
@@ -44,7 +46,8 @@ def test_text_keys_cast_to_an_integer_entity_key_tie_and_break_as_the_two_pass_j
 
 
 def test_text_keys_against_text_entity_keys_keep_the_one_asof_join(tmp_path: Path) -> None:
-    view = stats_view(ttl=None)
+    text_account = Entity(name="account", join_keys=["account_id"], value_type=String)
+    view = FeatureView(**{**stats_view(ttl=None).model_dump(), "entities": [text_account]})
     (tmp_path / "stats").mkdir()
     source = pa.table(
         {
@@ -58,7 +61,10 @@ def test_text_keys_against_text_entity_keys_keep_the_one_asof_join(tmp_path: Pat
     pq.write_table(source, tmp_path / "stats" / "part-0.parquet")
     entity_df = pd.DataFrame({"account_id": ["1", "01", "2"], "event_timestamp": [moment(1)] * 3})
     assert DuckDBEngine(tmp_path).prove_untied(view) is True
-    proven, sql = retrieve(tmp_path, view, entity_df)
+    job = historical_features(
+        DuckDBEngine(tmp_path), Catalog.build("p", [text_account, view]), entity_df, REFS
+    )
+    proven, sql = job.to_pandas(), job.sql  # type: ignore[attr-defined]
     assert "QUALIFY" not in sql
     assert proven["x"].tolist()[:2] == [1.0, 2.0]
     assert pd.isna(proven["x"].tolist()[2])
