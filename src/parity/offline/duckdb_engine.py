@@ -282,7 +282,8 @@ def _exact_keys(
     import pyarrow.parquet as pq
 
     def text(kind: pa.DataType) -> bool:
-        return bool(pat.is_string(kind) or pat.is_large_string(kind) or pat.is_binary(kind))
+        checks = (pat.is_string, pat.is_large_string, pat.is_string_view, pat.is_binary)
+        return any(check(kind) for check in (*checks, pat.is_large_binary, pat.is_binary_view))
 
     found = {}
     for view_request in request.views:
