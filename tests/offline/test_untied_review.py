@@ -9,9 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from parity import Catalog, Entity, FeatureView, String
+from parity import Catalog, Entity, FeatureStore, FeatureView, String
 from parity.offline.duckdb_engine import DuckDBEngine
 from parity.offline.retrieval import historical_features
+from tests.conftest import write_repo
 from tests.offline.test_untied import REFS, US, moment, retrieve, stats_view
 
 
@@ -129,3 +130,41 @@ def test_a_coarser_key_over_proven_files_is_not_covered_and_mixed_requests_agree
 
 def account_entity() -> Entity:
     return Entity(name="account", join_keys=["account_id"])
+
+
+def test_apply_then_retrieval_breaks_a_cast_key_tie_by_the_newest_created(tmp_path: Path) -> None:
+    """The public flow: apply accepts text account ids under an Int64 entity (the key is not a
+    schema field, so its type is not checked) and proves them untied as text."""
+    root = write_repo(
+        tmp_path / "repo",
+        {
+            "defs.py": """
+                from parity import Entity, FeatureView, Field, FileSource, Float64, Int64
+
+                account = Entity(name="account", join_keys=["account_id"])
+                stats = FeatureView(
+                    name="stats", entities=[account],
+                    schema=[Field(name="x", dtype=Float64), Field(name="n", dtype=Int64)],
+                    source=FileSource(path="stats", timestamp_field="ts",
+                                      created_timestamp_column="created"),
+                    ttl=None,
+                )
+            """
+        },
+    )
+    (root / "stats").mkdir()
+    source = pa.table(
+        {
+            "account_id": pa.array(["07", "7"]),
+            "ts": pa.array([moment(0)] * 2, US),
+            "created": pa.array([moment(1), moment(3)], US),
+            "x": pa.array([2.0, 1.0]),
+            "n": pa.array([2, 1]),
+        }
+    )
+    pq.write_table(source, root / "stats" / "part-0.parquet")
+    store = FeatureStore(root)
+    store.apply()
+    entity_df = pd.DataFrame({"account_id": [7], "event_timestamp": [moment(1)]})
+    result = store.get_historical_features(entity_df, REFS).to_pandas()
+    assert result[["x", "n"]].values.tolist() == [[1.0, 1]]  # created moment(3) beats moment(1)
