@@ -60,15 +60,17 @@ def test_text_keys_against_text_entity_keys_keep_the_one_asof_join(tmp_path: Pat
         }
     )
     pq.write_table(source, tmp_path / "stats" / "part-0.parquet")
-    entity_df = pd.DataFrame({"account_id": ["1", "01", "2"], "event_timestamp": [moment(1)] * 3})
+    keys = ["1", "01", "2"]
     assert DuckDBEngine(tmp_path).prove_untied(view) is True
-    job = historical_features(
-        DuckDBEngine(tmp_path), Catalog.build("p", [text_account, view]), entity_df, REFS
-    )
-    proven, sql = job.to_pandas(), job.sql  # type: ignore[attr-defined]
-    assert "QUALIFY" not in sql
-    assert proven["x"].tolist()[:2] == [1.0, 2.0]
-    assert pd.isna(proven["x"].tolist()[2])
+    for column in (keys, pd.Categorical(keys)):  # pandas' category is text too
+        entity_df = pd.DataFrame({"account_id": column, "event_timestamp": [moment(1)] * 3})
+        job = historical_features(
+            DuckDBEngine(tmp_path), Catalog.build("p", [text_account, view]), entity_df, REFS
+        )
+        proven, sql = job.to_pandas(), job.sql  # type: ignore[attr-defined]
+        assert "QUALIFY" not in sql
+        assert proven["x"].tolist()[:2] == [1.0, 2.0]
+        assert pd.isna(proven["x"].tolist()[2])
 
 
 def test_a_coarser_key_over_proven_files_is_not_covered_and_mixed_requests_agree(

@@ -282,6 +282,7 @@ def _exact_keys(
     import pyarrow.parquet as pq
 
     def text(kind: pa.DataType) -> bool:
+        kind = kind.value_type if pat.is_dictionary(kind) else kind  # pandas' category
         checks = (pat.is_string, pat.is_large_string, pat.is_string_view, pat.is_binary)
         return any(check(kind) for check in (*checks, pat.is_large_binary, pat.is_binary_view))
 
