@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,8 @@ class DuckDBEngine:
                 request,
             )
         outputs = _nullable_outputs(entity.schema.names, timestamp_column, entity.schema)
-        sql = retrieval_sql(request, entity_sql, self._scans(request), outputs)
+        scans = _exact_keys(self._scans(request), request, entity.schema)
+        sql = retrieval_sql(request, entity_sql, scans, outputs)
         log.debug("retrieval SQL: %s", sql)
         return DuckDBJob(connection, sql)
 
@@ -276,6 +278,45 @@ class DuckDBEngine:
         outputs = _nullable_outputs([*keys, timestamp_column], timestamp_column, stamp)
         connection = self.connect()
         return DuckDBJob(connection, retrieval_sql(request, entity_sql, scans, outputs))
+
+
+def _exact_keys(
+    scans: dict[str, SourceScan], request: RetrievalRequest, entity: pa.Schema
+) -> dict[str, SourceScan]:
+    """The scans, with the one-ASOF join kept only where the join compares keys as the proof
+    did: an entity key that is not text, against a source key that is text, makes DuckDB cast
+    the source's text ('1', '01', ' 1' all become 1): ties the proof on the text never saw."""
+    import pyarrow.parquet as pq
+
+    def text(kind: pa.DataType) -> bool:
+        kind = kind.value_type if pat.is_dictionary(kind) else kind  # pandas' category
+        checks = (pat.is_string, pat.is_large_string, pat.is_string_view, pat.is_binary)
+        return any(check(kind) for check in (*checks, pat.is_large_binary, pat.is_binary_view))
+
+    found = {}
+    for view_request in request.views:
+        view, scan = view_request.view, scans[view_request.view.name]
+        source = view.batch_source
+        cast = [
+            source.column_for(k)
+            for k in view.join_keys
+            if k in entity.names and not text(entity.field(k).type)
+        ]
+        if scan.untied and cast:
+            constant = {c.name: c.type for c in scan.constants}
+            try:
+                schemas = [pq.read_schema(f) for f in scan.files]
+            except (OSError, pa.ArrowException):
+                schemas = []  # unknown: the exact two-pass join
+            kinds = [
+                s.field(c).type if c in s.names else constant.get(c, pa.null())
+                for s in schemas
+                for c in cast
+            ]
+            if not schemas or any(text(k) or pat.is_null(k) for k in kinds):
+                scan = replace(scan, untied=False)
+        found[view.name] = scan
+    return found
 
 
 def _refusing_nulls(entity_sql: str, timestamp_column: str, request: RetrievalRequest) -> str:

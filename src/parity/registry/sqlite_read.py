@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from parity.errors import ProjectNotFound, RegistryVersionNotFound
 from parity.registry.catalog import Catalog
@@ -43,7 +44,8 @@ def open_registry_store(url: str) -> RegistryStore:
         from parity.registry.sql import SqlRegistryStore
 
         return SqlRegistryStore(url)
-    return SqliteRegistryStore(url, Path(match.group(1)))
+    # SQLAlchemy unquotes %XX in the path: the same file as its store's, whatever the name.
+    return SqliteRegistryStore(url, Path(unquote(match.group(1))))
 
 
 def version_info(row: Mapping[Any, Any]) -> VersionInfo:
