@@ -434,7 +434,8 @@ class StreamWorker:
 
         if not decoded:
             return []
-        problems = (ParityError, pa.ArrowException, TypeError, ValueError)
+        # OverflowError: an integer past int64 (msgpack carries up to 2**64 - 1)
+        problems = (ParityError, pa.ArrowException, TypeError, ValueError, OverflowError)
         rows = [row for _, row in decoded]
         batch = self.source.batch_source
         stamps = [n for n in (batch.timestamp_field, batch.created_timestamp_column) if n]

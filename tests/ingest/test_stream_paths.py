@@ -1,0 +1,110 @@
+"""Stream ingestion's fast paths against the paths they skip: times as published (µs, cast per
+batch) against ISO text with offsets (the row path) and a batch mixing both; late events far
+behind what the tile cache keeps of a hash. Online equals offline in each case."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from parity import FeatureStore
+from parity.ingest.stream import StreamWorker, publish
+from tests.ingest import test_stream
+from tests.ingest.test_stream import compare_online_offline
+
+pytestmark = pytest.mark.redis
+setup = test_stream.setup  # its fixture, run here on Redis only
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _events(account: int, seed: int, count: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "account_id": account,
+            "event_timestamp": NOW - timedelta(seconds=rng.randrange(0, 3_000, 7)),
+            "amount": float(rng.randint(1, 50)),
+            "device": rng.randint(1, 4),
+        }
+        for _ in range(count)
+    ]
+
+
+def _drain(store: FeatureStore, client: Any, batch_size: int) -> StreamWorker:
+    worker = StreamWorker(store, "txns", batch_size=batch_size, block_ms=1, client=client)
+    while worker.run_once():
+        pass
+    return worker
+
+
+@pytest.mark.parametrize("setup", ["redis"], indirect=True)
+def test_times_as_micros_as_offset_text_or_mixed_give_the_same_online_values(
+    setup: dict[str, Any],
+) -> None:
+    store = FeatureStore(setup["root"], clock=lambda: NOW)
+    store.apply()
+    source = store.get_feature_view("velocity").source
+    plus_two = timezone(timedelta(hours=2))
+    base = _events(1, 7, 12)
+    as_text = [
+        e
+        | {
+            "account_id": 2,
+            "event_timestamp": e["event_timestamp"].astimezone(plus_two).isoformat(),
+        }
+        for e in base
+    ]
+    mixed = [
+        e | {"account_id": 3} | ({} if i % 2 else {"event_timestamp": t["event_timestamp"]})
+        for i, (e, t) in enumerate(zip(base, as_text, strict=True))
+    ]
+    for batch in (base, as_text, mixed):  # one read each: the batch path, the row path, mixed
+        publish(setup["client"], source, batch, project=store.project)  # type: ignore[arg-type]
+    worker = _drain(store, setup["client"], 12)
+    assert worker.stats.applied == 36
+    values = compare_online_offline(store, NOW)
+    for name, got in values.items():
+        assert got[0] == got[1] == got[2], name
+
+
+@pytest.mark.parametrize("setup", ["redis"], indirect=True)
+def test_late_events_behind_the_cached_span_of_a_hash_are_merged_once(
+    setup: dict[str, Any],
+) -> None:
+    store = FeatureStore(setup["root"], clock=lambda: NOW)
+    store.apply()
+    source = store.get_feature_view("velocity").source
+
+    def at(minutes: float, amount: float, device: int) -> dict[str, Any]:
+        moment = NOW - timedelta(minutes=minutes)
+        return {"account_id": 1, "event_timestamp": moment, "amount": amount, "device": device}
+
+    ordered = [at(55 - m, float(m), m % 5) for m in range(56)]  # one tile a minute, in order
+    late = [at(m + 0.5, 100.0 + m, 9) for m in (50, 40, 31, 20, 16, 3)]
+    online = store.online_store
+    reads, read = [], online._read_for_merge  # type: ignore[attr-defined]
+    online._read_for_merge = lambda **kw: reads.append(1) or read(**kw)  # type: ignore[attr-defined]
+    for event in [*ordered, *late, at(0, 1.0, 8), *late[:2]]:
+        publish(setup["client"], source, [event], project=store.project)  # type: ignore[arg-type]
+        _drain(store, setup["client"], 1)
+    assert 1 < len(reads) < 20  # the cache answered the in-order merges, not the late ones
+    compare_online_offline(store, NOW)
+
+
+@pytest.mark.parametrize("setup", ["redis"], indirect=True)
+def test_an_integer_past_int64_is_refused_not_a_crash_that_stalls_the_stream(
+    setup: dict[str, Any],
+) -> None:
+    """msgpack carries integers up to 2**64 - 1; Arrow refuses them with OverflowError."""
+    store = FeatureStore(setup["root"], clock=lambda: NOW)
+    store.apply()
+    source = store.get_feature_view("velocity").source
+    good = {"account_id": 1, "event_timestamp": NOW, "amount": 5.0, "device": 1}
+    batch = [good, good | {"event_timestamp": 2**63}, good | {"device": 2**64 - 1}, good]
+    publish(setup["client"], source, batch, project=store.project)  # type: ignore[arg-type]
+    worker = _drain(store, setup["client"], 10)
+    assert (worker.stats.applied, worker.stats.invalid) == (2, 2)
+    assert compare_online_offline(store, NOW)["amount_count_5m"] == [2, None, None, None]
