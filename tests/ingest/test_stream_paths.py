@@ -4,10 +4,15 @@ behind what the tile cache keeps of a hash. Online equals offline in each case."
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from parity import FeatureStore
@@ -108,3 +113,46 @@ def test_an_integer_past_int64_is_refused_not_a_crash_that_stalls_the_stream(
     worker = _drain(store, setup["client"], 10)
     assert (worker.stats.applied, worker.stats.invalid) == (2, 2)
     assert compare_online_offline(store, NOW)["amount_count_5m"] == [2, None, None, None]
+
+
+_WORKER = """
+import sys
+from datetime import datetime
+from parity import FeatureStore
+from parity.ingest.stream import StreamWorker
+now = datetime.fromisoformat(sys.argv[2])
+store = FeatureStore(sys.argv[1], clock=lambda: now)
+worker = StreamWorker(store, "txns", consumer="c1", batch_size=5, block_ms=1)
+while worker.run_once():
+    pass
+"""
+
+
+def _run_at(root: Path, now: datetime, crash: str | None) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "PARITY_INGEST_CRASH"}
+    env |= {"PARITY_INGEST_CRASH": crash} if crash else {}
+    command = [sys.executable, "-c", _WORKER, str(root), now.isoformat()]
+    return subprocess.run(command, env=env, capture_output=True, timeout=120).returncode
+
+
+@pytest.mark.parametrize("setup", ["redis"], indirect=True)
+def test_a_batch_redone_after_a_kill_replaces_its_offline_file_when_an_event_turned_late(
+    setup: dict[str, Any],
+) -> None:
+    """Killed after the offline append; by the redo the batch's first event is past the
+    lateness. The redo's file must replace the first one, not sit beside it."""
+    store = FeatureStore(setup["root"], clock=lambda: NOW)
+    store.apply()
+    first = NOW - timedelta(hours=1) + timedelta(seconds=1)  # in time at NOW only
+    sent = [
+        {"account_id": 1, "event_timestamp": first, "amount": 1.0, "device": 1},
+        *({"account_id": 1, "event_timestamp": NOW, "amount": 10.0, "device": 2} for _ in "abcd"),
+    ]
+    publish(setup["client"], store.get_feature_view("velocity").source, sent, project=store.project)  # type: ignore[arg-type]
+    assert _run_at(setup["root"], NOW, "after_offline") == -9
+    later = NOW + timedelta(seconds=2)
+    assert _run_at(setup["root"], later, None) == 0
+    files = sorted((setup["root"] / "data" / "txns").glob("*.parquet"))
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 4
+    late = FeatureStore(setup["root"], clock=lambda: later)
+    assert compare_online_offline(late, later)["amount_sum_1h"][0] == 40.0

@@ -358,7 +358,9 @@ class StreamWorker:
                 rows.append(table.take(keep) if len(keep) < table.num_rows else table)
         if rows:
             batch = pa.concat_tables(rows, promote_options="permissive")
-            name = f"stream-{stream_order(ids[0]):020d}.parquet"
+            # Named by the batch's first message, applied or not: a redo after a crash replaces
+            # the file even if that message has turned late meanwhile (not one beside it).
+            name = f"stream-{stream_order(messages[0][0]):020d}.parquet"
             # The durable append (a file and a folder fsync, milliseconds) runs in a thread while
             # this one folds the batch; both are done before the tiles are written.
             offline = self._writer().submit(
