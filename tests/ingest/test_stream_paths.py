@@ -156,3 +156,21 @@ def test_a_batch_redone_after_a_kill_replaces_its_offline_file_when_an_event_tur
     assert sum(pq.read_metadata(f).num_rows for f in files) == 4
     late = FeatureStore(setup["root"], clock=lambda: later)
     assert compare_online_offline(late, later)["amount_sum_1h"][0] == 40.0
+
+
+@pytest.mark.parametrize("setup", ["redis"], indirect=True)
+def test_a_batch_redone_after_a_kill_with_every_event_turned_late_leaves_no_offline_rows(
+    setup: dict[str, Any],
+) -> None:
+    store = FeatureStore(setup["root"], clock=lambda: NOW)
+    store.apply()
+    first = NOW - timedelta(hours=1) + timedelta(seconds=1)  # in time at NOW only
+    sent = [{"account_id": 1, "event_timestamp": first, "amount": 1.0, "device": 1} for _ in "abc"]
+    publish(setup["client"], store.get_feature_view("velocity").source, sent, project=store.project)  # type: ignore[arg-type]
+    assert _run_at(setup["root"], NOW, "after_offline") == -9
+    later = NOW + timedelta(seconds=2)
+    assert _run_at(setup["root"], later, None) == 0
+    files = sorted((setup["root"] / "data" / "txns").glob("*.parquet"))
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 0
+    late = FeatureStore(setup["root"], clock=lambda: later)
+    assert compare_online_offline(late, later)["amount_sum_1h"] == [None] * 4
