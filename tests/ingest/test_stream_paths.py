@@ -122,17 +122,21 @@ from parity import FeatureStore
 from parity.ingest.stream import StreamWorker
 now = datetime.fromisoformat(sys.argv[2])
 store = FeatureStore(sys.argv[1], clock=lambda: now)
-worker = StreamWorker(store, "txns", consumer="c1", batch_size=5, block_ms=1)
+worker = StreamWorker(store, "txns", consumer=sys.argv[3], batch_size=5, block_ms=1)
 while worker.run_once():
     pass
 """
 
 
-def _run_at(root: Path, now: datetime, crash: str | None) -> int:
+def _worker(root: Path, now: datetime, crash: str | None, consumer: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "PARITY_INGEST_CRASH"}
     env |= {"PARITY_INGEST_CRASH": crash} if crash else {}
-    command = [sys.executable, "-c", _WORKER, str(root), now.isoformat()]
-    return subprocess.run(command, env=env, capture_output=True, timeout=120).returncode
+    command = [sys.executable, "-c", _WORKER, str(root), now.isoformat(), consumer]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _run_at(root: Path, now: datetime, crash: str | None) -> int:
+    return _worker(root, now, crash, "c1").wait(120)
 
 
 @pytest.mark.parametrize("setup", ["redis"], indirect=True)
@@ -174,3 +178,20 @@ def test_a_batch_redone_after_a_kill_with_every_event_turned_late_leaves_no_offl
     assert sum(pq.read_metadata(f).num_rows for f in files) == 0
     late = FeatureStore(setup["root"], clock=lambda: later)
     assert compare_online_offline(late, later)["amount_sum_1h"] == [None] * 4
+
+
+@pytest.mark.parametrize("setup", ["redis"], indirect=True)
+def test_two_worker_processes_on_one_stream_apply_every_event_once(
+    setup: dict[str, Any],
+) -> None:
+    store = FeatureStore(setup["root"], clock=lambda: NOW)
+    store.apply()
+    sent = [e | {"account_id": 1 + i % 2} for i, e in enumerate(_events(1, 3, 300))]
+    publish(setup["client"], store.get_feature_view("velocity").source, sent, project=store.project)  # type: ignore[arg-type]
+    workers = [_worker(setup["root"], NOW, None, name) for name in ("c1", "c2")]
+    assert [w.wait(120) for w in workers] == [0, 0]
+    files = sorted((setup["root"] / "data" / "txns").glob("*.parquet"))
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 300
+    values = compare_online_offline(store, NOW)
+    sums = [sum(e["amount"] for e in sent if e["account_id"] == a) for a in (1, 2)]
+    assert values["amount_sum_1h"][:2] == pytest.approx(sums)
