@@ -350,15 +350,22 @@ class StreamWorker:
         skew = self.store.config.ingest.max_future_skew.total_seconds()
         ahead = to_micros(now) + int(skew * 1_000_000)
         decoded = [(i, row) for i, f in messages if (row := self._decode(i, f)) is not None]
-        rows, ids = [], []
+        rows: list[pa.Table] = []
+        ids: list[str] = []
         for table, table_ids in self._validated(decoded):
             keep = self._in_time(table, table_ids, to_micros(now), cutoff, ahead)
             ids += [table_ids[i] for i in keep]
             if keep:
                 rows.append(table.take(keep) if len(keep) < table.num_rows else table)
+            elif self._reread and not rows:
+                # a reread may redo a batch whose file a killed run wrote: with no event in
+                # time any more, that file is replaced by one of no rows
+                rows.append(table.slice(0, 0))
         if rows:
             batch = pa.concat_tables(rows, promote_options="permissive")
-            name = f"stream-{stream_order(ids[0]):020d}.parquet"
+            # Named by the batch's first message, applied or not: a redo after a crash replaces
+            # the file even if that message has turned late meanwhile (not one beside it).
+            name = f"stream-{stream_order(messages[0][0]):020d}.parquet"
             # The durable append (a file and a folder fsync, milliseconds) runs in a thread while
             # this one folds the batch; both are done before the tiles are written.
             offline = self._writer().submit(
@@ -378,7 +385,7 @@ class StreamWorker:
             merges = []
         self.online.merge_tiles(self.store.project, merges, (self.marker, [i for i, _ in messages]))
         self.stats.applied += len(ids)
-        if rows and self.quality is not None:
+        if ids and self.quality is not None:
             for view in self.views:
                 self.quality.ingested(view, batch)
 
@@ -434,7 +441,8 @@ class StreamWorker:
 
         if not decoded:
             return []
-        problems = (ParityError, pa.ArrowException, TypeError, ValueError)
+        # OverflowError: an integer past int64 (msgpack carries up to 2**64 - 1)
+        problems = (ParityError, pa.ArrowException, TypeError, ValueError, OverflowError)
         rows = [row for _, row in decoded]
         batch = self.source.batch_source
         stamps = [n for n in (batch.timestamp_field, batch.created_timestamp_column) if n]
