@@ -54,7 +54,9 @@ _SINGLES: dict[str, Single] = {
     "stddev": lambda value, ts, order: [1, float(value), 0.0],
     "last": lambda value, ts, order: [ts, order, value],
     "last_n": lambda value, ts, order: [[ts, order, value]],
-    "count_distinct": lambda value, ts, order: [value],
+    # NaN is one distinct value (as in DuckDB), but NaN != NaN and each decoded NaN is a new
+    # object, so it is kept as None (never a value: nulls are skipped before single).
+    "count_distinct": lambda value, ts, order: [None if value != value else value],
 }
 
 
@@ -100,6 +102,20 @@ def _rank(entry: Any) -> tuple[Any, Any]:
     return (entry[0], entry[1])
 
 
+def _min(a: Any, b: Any) -> Any:
+    """min in DuckDB's order, where NaN is above every other value (so it loses unless alone)."""
+    if a != a:  # NaN
+        return b
+    return b if b < a else a
+
+
+def _max(a: Any, b: Any) -> Any:
+    """max in DuckDB's order, where NaN is above every other value (so it wins)."""
+    if a != a:  # NaN
+        return a
+    return b if (b > a or b != b) else a
+
+
 def _count_distinct(a: Any, b: Any) -> Any:
     if len(b) == 1:  # the common case: one more event
         value = b[0]
@@ -114,8 +130,8 @@ def _count_distinct(a: Any, b: Any) -> Any:
 _MERGERS: dict[str, Merge] = {
     "count": operator.add,
     "sum": operator.add,
-    "min": min,
-    "max": max,
+    "min": _min,
+    "max": _max,
     "mean": _mean,
     "stddev": _stddev,
     "last": _last,
@@ -131,9 +147,11 @@ def merge_all(function: str, n: int | None, partials: Iterable[Any]) -> Any:
     if function in ("count", "sum"):
         return sum(listed[1:], listed[0])  # builtins: a window merges dozens of tiles per read
     if function == "min":
-        return min(listed)
+        numbers = [p for p in listed if p == p]  # NaN != NaN: min is NaN only when all are
+        return min(numbers) if numbers else listed[0]
     if function == "max":
-        return max(listed)
+        nan = next((p for p in listed if p != p), None)  # NaN is the largest
+        return max(listed) if nan is None else nan
     if function == "mean":
         return [sum(p[0] for p in listed), sum(p[1] for p in listed)]
     if function == "count_distinct":
