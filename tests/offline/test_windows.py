@@ -120,6 +120,22 @@ def test_hand_worked_values() -> None:
 FUNCTIONS = ["count", "sum", "mean", "min", "max", "stddev", "last", "count_distinct"]
 
 
+def drawn_aggregations(draw: st.DrawFn, windows: st.SearchStrategy[timedelta]) -> list[Aggregation]:
+    """Every function over `amount`, and `last_n`/`count_distinct` over `device`, each with a
+    window drawn from `windows`."""
+    aggregations = [
+        Aggregation(column="amount", function=f, window=draw(windows), name=f"a_{f}")
+        for f in FUNCTIONS
+    ]
+    aggregations.append(
+        Aggregation(column="device", function="last_n", n=2, window=draw(windows), name="d_last")
+    )
+    aggregations.append(
+        Aggregation(column="device", function="count_distinct", window=draw(windows), name="d_cd")
+    )
+    return aggregations
+
+
 @st.composite
 def streams(draw: st.DrawFn) -> dict[str, Any]:
     tile = draw(st.sampled_from([1, 5]))  # minutes
@@ -137,16 +153,7 @@ def streams(draw: st.DrawFn) -> dict[str, Any]:
         }
     )
     windows = st.sampled_from([1, 2, 3]).map(lambda k: k * tile * MINUTE)
-    aggregations = [
-        Aggregation(column="amount", function=f, window=draw(windows), name=f"a_{f}")
-        for f in FUNCTIONS
-    ]
-    aggregations.append(
-        Aggregation(column="device", function="last_n", n=2, window=draw(windows), name="d_last")
-    )
-    aggregations.append(
-        Aggregation(column="device", function="count_distinct", window=draw(windows), name="d_cd")
-    )
+    aggregations = drawn_aggregations(draw, windows)
     rows = st.tuples(
         st.integers(1, 4),
         st.builds(

@@ -27,11 +27,11 @@ from parity.offline.duckdb_sql import SourceScan, quote, source_sql
 from parity.offline.request import ViewRequest, resolve
 from parity.offline.retrieval import historical_features
 from parity.testing import reference_historical_features
+from tests.offline.test_windows import drawn_aggregations
 
 US = pa.timestamp("us", tz="UTC")
 account = Entity(name="account", join_keys=["account_id"])
 BASE = datetime.fromisoformat("2026-03-01T10:00:00+00:00")
-FUNCTIONS = ["count", "sum", "mean", "min", "max", "stddev", "last", "count_distinct"]
 
 
 def unpruned_window_ctes(
@@ -101,16 +101,7 @@ def cases(draw: st.DrawFn, odd_floats: bool) -> dict[str, Any]:
     tile_minutes = draw(st.sampled_from([1, 5, 60]))
     tile = timedelta(minutes=tile_minutes)
     windows = st.sampled_from([1, 2, 3, 24, 200]).map(lambda k: k * tile)
-    aggregations = [
-        Aggregation(column="amount", function=f, window=draw(windows), name=f"a_{f}")
-        for f in FUNCTIONS
-    ]
-    aggregations.append(
-        Aggregation(column="device", function="last_n", n=2, window=draw(windows), name="d_last")
-    )
-    aggregations.append(
-        Aggregation(column="device", function="count_distinct", window=draw(windows), name="d_cd")
-    )
+    aggregations = drawn_aggregations(draw, windows)
     plain = st.integers(-5, 5).map(float)
     amount = st.one_of(st.none(), plain, st.sampled_from([math.nan, math.inf, -math.inf]))
     event = st.fixed_dictionaries(
