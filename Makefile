@@ -31,6 +31,7 @@ test: install chromium java
 bench: install
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_retrieval.py --size small --no-feast
+	$(PY) benchmarks/bench_first_call.py --repeat 3 --no-feast
 	$(PY) benchmarks/bench_online.py --size small --no-feast
 	$(PY) benchmarks/bench_windows.py --size small
 	$(PY) benchmarks/bench_models.py --size small --no-mlserver
@@ -48,6 +49,7 @@ bench: install
 bench-full: install
 	$(PY) benchmarks/bench_registry.py --with-feast
 	$(PY) benchmarks/bench_retrieval.py --size both
+	$(PY) benchmarks/bench_first_call.py
 	$(PY) benchmarks/bench_online.py --size full
 	$(PY) benchmarks/bench_windows.py --size full
 	$(PY) benchmarks/bench_models.py --size full
